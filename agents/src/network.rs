@@ -1,0 +1,74 @@
+//! The traits through which the learner and the actors see the network and the
+//! auxiliary loss.
+
+use candle_core::{Tensor, Var};
+
+use crate::{AgentError, ParamSnapshot};
+
+/// What the learner's forward pass over an unroll returns; time-major.
+pub struct UnrollOutput {
+    /// Policy logits, `[T+1, B, A]`.
+    pub logits: Tensor,
+    /// State values, `[T+1, B]`.
+    pub values: Tensor,
+    /// Encoder outputs z_t, `[T+1, B, Dz]` (CPC's targets).
+    pub z: Tensor,
+    /// Core outputs c_t, `[T+1, B, Dc]` (CPC's context; equal to `z` without a core).
+    pub c: Tensor,
+}
+
+/// The learner's view of the network.
+pub trait PolicyNetwork {
+    /// Runs the network over `obs` `[T+1, B, ...]`, starting from `init_state` `[B, S]`;
+    /// the recurrent state is zeroed before step t wherever `first[t, b] == 1`.
+    fn unroll(
+        &self,
+        obs: &Tensor,
+        first: &Tensor,
+        init_state: &Tensor,
+    ) -> candle_core::Result<UnrollOutput>;
+
+    /// The trainable parameters actors need, by stable name.
+    fn vars(&self) -> Vec<(String, Var)>;
+
+    /// Floats of recurrent state per environment (0 without a core).
+    fn state_size(&self) -> usize;
+}
+
+/// Scalars an auxiliary loss reports, with its loss.
+pub struct AuxOutput {
+    /// The unweighted loss; the learner multiplies it by [`AuxLoss::weight`].
+    pub loss: Tensor,
+    /// Metrics, named `group/name` (e.g. `cpc/acc_k1`).
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// An auxiliary loss computed from the unroll's features.
+pub trait AuxLoss: Send {
+    fn weight(&self) -> f64;
+    /// `first` is `[T+1, B]` (1.0 where an episode starts).
+    fn loss(&mut self, out: &UnrollOutput, first: &[f32]) -> Result<AuxOutput, AgentError>;
+    /// Its own trainable parameters.
+    fn vars(&self) -> Vec<(String, Var)>;
+    /// State of its random generator, for checkpoints.
+    fn save_rng(&self) -> serde_json::Value;
+    fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError>;
+}
+
+/// An actor's inference path: plain slices in, plain slices out, no autograd.
+pub trait ActorPolicy: Send {
+    /// Copies parameters from a learner snapshot.
+    fn load(&mut self, snapshot: &ParamSnapshot) -> Result<(), AgentError>;
+    fn state_size(&self) -> usize;
+    fn num_actions(&self) -> usize;
+    /// One step for `B = obs.len() / obs_dim` environments: reads `obs` `[B, obs_dim]`
+    /// and the state `[B, S]` (the caller zeroes it at episode starts), advances the
+    /// state in place, writes `logits` `[B, A]` and `values` `[B]`.
+    fn forward(
+        &mut self,
+        obs: &[f32],
+        state: &mut [f32],
+        logits: &mut [f32],
+        values: &mut [f32],
+    ) -> Result<(), AgentError>;
+}

@@ -1,0 +1,235 @@
+//! Actor threads and the channels between them and the learner.
+//!
+//! Sync mode: the learner sends every worker the current parameters, each worker
+//! collects one unroll and waits; batches are joined in worker order, so a run is
+//! reproducible from its seed for a given worker count. Async mode: workers loop on
+//! their own, taking the newest published parameters before each unroll; the learner
+//! takes whichever unrolls arrive first, and V-trace corrects for the lag.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam::channel::{bounded, unbounded, Receiver, Sender};
+
+use crate::config::{Mode, RunnerConfig};
+use crate::rollout::SharedSnapshot;
+use crate::{Actor, AgentError, ParamSnapshot, Rollout};
+
+/// Builds worker `i`'s actor (its environments, policy copy and seed).
+pub type WorkerFactory = dyn Fn(usize) -> Result<Actor, AgentError>;
+
+enum Cmd {
+    Collect(SharedSnapshot),
+    SaveState,
+}
+
+enum Msg {
+    Rollout(Box<Rollout>),
+    State(usize, serde_json::Value),
+    Failed { worker: usize, message: String },
+}
+
+/// Running actor threads.
+pub struct Runner {
+    mode: Mode,
+    batch_rollouts: usize,
+    cmd_tx: Vec<Sender<Cmd>>,
+    msg_rx: Receiver<Msg>,
+    latest: Arc<Mutex<SharedSnapshot>>,
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// Test hook: `RLCPC_INJECT_WORKER_PANIC=W:N` makes worker W panic at its N-th unroll,
+/// so that tests can check that a failing worker stops the run with its message.
+fn injected_panic(worker: usize) -> Option<usize> {
+    let v = std::env::var("RLCPC_INJECT_WORKER_PANIC").ok()?;
+    let (w, n) = v.split_once(':')?;
+    (w.parse::<usize>().ok()? == worker).then(|| n.parse().ok())?
+}
+
+impl Runner {
+    /// Starts one thread per actor, all acting with `initial` parameters first.
+    pub fn start(
+        cfg: &RunnerConfig,
+        actors: Vec<Actor>,
+        initial: ParamSnapshot,
+    ) -> Result<Runner, AgentError> {
+        let latest = Arc::new(Mutex::new(Arc::new(initial)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let n = actors.len();
+        let (msg_tx, msg_rx) = match cfg.mode {
+            Mode::Sync => unbounded(),
+            // Async: at most one unroll in flight per worker beyond the one being learnt.
+            Mode::Async => bounded(n),
+        };
+        let mut cmd_tx = Vec::new();
+        let mut handles = Vec::new();
+        for mut actor in actors {
+            let id = actor.id;
+            let msg_tx = msg_tx.clone();
+            let (tx, rx) = unbounded::<Cmd>();
+            cmd_tx.push(tx);
+            let (mode, latest, stop) = (cfg.mode, latest.clone(), stop.clone());
+            let panic_at = injected_panic(id);
+            let handle = std::thread::Builder::new()
+                .name(format!("actor-{id}"))
+                .spawn(move || {
+                    let body = AssertUnwindSafe(|| -> Result<(), AgentError> {
+                        let mut unrolls = 0usize;
+                        let mut collect = |actor: &mut Actor| {
+                            unrolls += 1;
+                            if panic_at == Some(unrolls) {
+                                panic!("injected panic at unroll {unrolls} (RLCPC_INJECT_WORKER_PANIC)");
+                            }
+                            actor.collect()
+                        };
+                        match mode {
+                            Mode::Sync => {
+                                while let Ok(cmd) = rx.recv() {
+                                    let msg = match cmd {
+                                        Cmd::Collect(snap) => {
+                                            if snap.version != actor.version() {
+                                                actor.load(&snap)?;
+                                            }
+                                            Msg::Rollout(Box::new(collect(&mut actor)?))
+                                        }
+                                        Cmd::SaveState => Msg::State(id, actor.save_state()),
+                                    };
+                                    if msg_tx.send(msg).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                            Mode::Async => {
+                                while !stop.load(Ordering::Relaxed) {
+                                    let snap = latest.lock().expect("snapshot lock").clone();
+                                    if snap.version != actor.version() {
+                                        actor.load(&snap)?;
+                                    }
+                                    let r = collect(&mut actor)?;
+                                    if msg_tx.send(Msg::Rollout(Box::new(r))).is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        Ok(())
+                    });
+                    let failure = match catch_unwind(body) {
+                        Ok(Ok(())) => return,
+                        Ok(Err(e)) => e.to_string(),
+                        Err(p) => p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "panicked".into()),
+                    };
+                    let _ = msg_tx.send(Msg::Failed {
+                        worker: id,
+                        message: failure,
+                    });
+                })
+                .map_err(|e| AgentError::Worker {
+                    worker: id,
+                    message: format!("cannot spawn thread: {e}"),
+                })?;
+            handles.push(handle);
+        }
+        Ok(Runner {
+            mode: cfg.mode,
+            batch_rollouts: if cfg.batch_rollouts == 0 { n } else { cfg.batch_rollouts },
+            cmd_tx,
+            msg_rx,
+            latest,
+            stop,
+            handles,
+        })
+    }
+
+    /// Makes `snap` the parameters actors use from their next unroll on.
+    pub fn publish(&self, snap: ParamSnapshot) {
+        *self.latest.lock().expect("snapshot lock") = Arc::new(snap);
+    }
+
+    fn recv(&self) -> Result<Msg, AgentError> {
+        match self.msg_rx.recv() {
+            Ok(Msg::Failed { worker, message }) => Err(AgentError::Worker { worker, message }),
+            Ok(m) => Ok(m),
+            Err(_) => Err(AgentError::Worker {
+                worker: usize::MAX,
+                message: "all actor threads exited".into(),
+            }),
+        }
+    }
+
+    /// The next batch: one unroll per worker (sync, in worker order) or the first
+    /// `batch_rollouts` unrolls to arrive (async).
+    pub fn next_batch(&mut self) -> Result<Rollout, AgentError> {
+        let mut parts = Vec::new();
+        match self.mode {
+            Mode::Sync => {
+                let snap = self.latest.lock().expect("snapshot lock").clone();
+                for tx in &self.cmd_tx {
+                    tx.send(Cmd::Collect(snap.clone()))
+                        .map_err(|_| AgentError::Worker {
+                            worker: usize::MAX,
+                            message: "an actor thread has exited".into(),
+                        })?;
+                }
+                for _ in 0..self.cmd_tx.len() {
+                    if let Msg::Rollout(r) = self.recv()? {
+                        parts.push(*r);
+                    }
+                }
+                parts.sort_by_key(|r| r.worker);
+            }
+            Mode::Async => {
+                while parts.len() < self.batch_rollouts {
+                    if let Msg::Rollout(r) = self.recv()? {
+                        parts.push(*r);
+                    }
+                }
+            }
+        }
+        Ok(Rollout::concat(&parts))
+    }
+
+    /// Sync mode: every worker's full state, in worker order (`None` in async mode,
+    /// where workers are never paused at a consistent point).
+    pub fn worker_states(&mut self) -> Result<Option<Vec<serde_json::Value>>, AgentError> {
+        if self.mode == Mode::Async {
+            return Ok(None);
+        }
+        for tx in &self.cmd_tx {
+            tx.send(Cmd::SaveState).map_err(|_| AgentError::Worker {
+                worker: usize::MAX,
+                message: "an actor thread has exited".into(),
+            })?;
+        }
+        let mut states = vec![serde_json::Value::Null; self.cmd_tx.len()];
+        for _ in 0..self.cmd_tx.len() {
+            if let Msg::State(id, v) = self.recv()? {
+                states[id] = v;
+            }
+        }
+        Ok(Some(states))
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.cmd_tx.clear();
+        // Unblock workers waiting to send, then join them.
+        while self.handles.iter().any(|h| !h.is_finished()) {
+            while self.msg_rx.try_recv().is_ok() {}
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! CartPole, as Gymnasium's `CartPole-v1` (classic_control/cartpole.py, Barto, Sutton &
+//! Anderson 1983): same constants, Euler integration in f64, reward 1 on every step
+//! including the terminating one, reset state uniform in ±0.05. The 500-step limit of
+//! `CartPole-v1` is the registry's [`crate::registry`] `TimeLimit`.
+
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::SeededRng;
+use crate::env::{from_state, to_state, Env, EnvError, Info, Space, StepOutcome};
+
+const GRAVITY: f64 = 9.8;
+const MASSCART: f64 = 1.0;
+const MASSPOLE: f64 = 0.1;
+const TOTAL_MASS: f64 = MASSPOLE + MASSCART;
+/// Half the pole's length, as in Gymnasium.
+const LENGTH: f64 = 0.5;
+const POLEMASS_LENGTH: f64 = MASSPOLE * LENGTH;
+const FORCE_MAG: f64 = 10.0;
+/// Seconds between state updates.
+const TAU: f64 = 0.02;
+/// 12 degrees, written as Gymnasium writes it.
+pub const THETA_THRESHOLD: f64 = 12.0 * 2.0 * std::f64::consts::PI / 360.0;
+pub const X_THRESHOLD: f64 = 2.4;
+
+/// The physical state `(x, x_dot, theta, theta_dot)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CartPoleState {
+    pub x: f64,
+    pub x_dot: f64,
+    pub theta: f64,
+    pub theta_dot: f64,
+}
+
+impl CartPoleState {
+    /// One Euler step of Gymnasium's equations of motion under `action` (0 pushes left).
+    pub fn next(self, action: usize) -> CartPoleState {
+        let force = if action == 1 { FORCE_MAG } else { -FORCE_MAG };
+        let (sintheta, costheta) = self.theta.sin_cos();
+        let temp =
+            (force + POLEMASS_LENGTH * self.theta_dot * self.theta_dot * sintheta) / TOTAL_MASS;
+        let thetaacc = (GRAVITY * sintheta - costheta * temp)
+            / (LENGTH * (4.0 / 3.0 - MASSPOLE * costheta * costheta / TOTAL_MASS));
+        let xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
+        CartPoleState {
+            x: self.x + TAU * self.x_dot,
+            x_dot: self.x_dot + TAU * xacc,
+            theta: self.theta + TAU * self.theta_dot,
+            theta_dot: self.theta_dot + TAU * thetaacc,
+        }
+    }
+
+    /// Gymnasium's termination test.
+    pub fn is_terminal(&self) -> bool {
+        self.x < -X_THRESHOLD
+            || self.x > X_THRESHOLD
+            || self.theta < -THETA_THRESHOLD
+            || self.theta > THETA_THRESHOLD
+    }
+
+    fn write_obs(&self, obs: &mut [f32]) {
+        obs[0] = self.x as f32;
+        obs[1] = self.x_dot as f32;
+        obs[2] = self.theta as f32;
+        obs[3] = self.theta_dot as f32;
+    }
+}
+
+/// The cart-pole balancing task without a time limit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CartPole {
+    pub state: CartPoleState,
+    rng: SeededRng,
+}
+
+impl Default for CartPole {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CartPole {
+    pub fn new() -> Self {
+        CartPole {
+            state: CartPoleState {
+                x: 0.0,
+                x_dot: 0.0,
+                theta: 0.0,
+                theta_dot: 0.0,
+            },
+            rng: SeededRng::seed_from_u64(0),
+        }
+    }
+}
+
+impl Env for CartPole {
+    fn id(&self) -> &str {
+        "CartPole"
+    }
+
+    fn observation_space(&self) -> Space {
+        let high = [
+            (X_THRESHOLD * 2.0) as f32,
+            f32::MAX,
+            (THETA_THRESHOLD * 2.0) as f32,
+            f32::MAX,
+        ];
+        Space::Box {
+            low: high.iter().map(|h| -h).collect(),
+            high: high.to_vec(),
+            shape: vec![4],
+        }
+    }
+
+    fn action_space(&self) -> Space {
+        Space::Discrete(2)
+    }
+
+    fn reset_into(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Info {
+        if let Some(seed) = seed {
+            self.rng = SeededRng::seed_from_u64(seed);
+        }
+        let mut u = || self.rng.random_range(-0.05..0.05);
+        self.state = CartPoleState {
+            x: u(),
+            x_dot: u(),
+            theta: u(),
+            theta_dot: u(),
+        };
+        self.state.write_obs(obs);
+        Info::new()
+    }
+
+    fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
+        if action >= 2 {
+            return Err(EnvError::InvalidAction {
+                action,
+                space: self.action_space(),
+            });
+        }
+        self.state = self.state.next(action);
+        self.state.write_obs(obs);
+        Ok(StepOutcome {
+            reward: 1.0,
+            terminated: self.state.is_terminal(),
+            truncated: false,
+        })
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        to_state(self)
+    }
+
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), EnvError> {
+        *self = from_state(state)?;
+        Ok(())
+    }
+}

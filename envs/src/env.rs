@@ -1,0 +1,149 @@
+//! The Gymnasium-style environment API.
+
+use serde::{Deserialize, Serialize};
+
+/// Extra information returned by `reset` and `step` (Gymnasium's `info` dict).
+pub type Info = serde_json::Map<String, serde_json::Value>;
+
+/// Errors of the environment layer; each names the bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("unknown environment '{id}'; registered: {known}")]
+    UnknownEnv { id: String, known: String },
+    #[error("invalid action {action} for {space}")]
+    InvalidAction { action: usize, space: Space },
+    #[error("environment '{id}': invalid option '{key}': {reason}")]
+    InvalidOption {
+        id: String,
+        key: String,
+        reason: String,
+    },
+    #[error("cannot restore environment state: {0}")]
+    State(String),
+}
+
+/// An observation or action space, as in Gymnasium's `spaces`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Space {
+    /// `Discrete(n)`: the integers `0..n`.
+    Discrete(usize),
+    /// `Box(low, high, shape)` of `f32`, stored row-major (images are `[H, W, C]`).
+    Box {
+        low: Vec<f32>,
+        high: Vec<f32>,
+        shape: Vec<usize>,
+    },
+}
+
+impl Space {
+    /// Number of scalars in one element of the space (1 for `Discrete`).
+    pub fn flat_dim(&self) -> usize {
+        match self {
+            Space::Discrete(_) => 1,
+            Space::Box { shape, .. } => shape.iter().product(),
+        }
+    }
+
+    /// Shape of one element (`[]` for `Discrete`).
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Space::Discrete(_) => vec![],
+            Space::Box { shape, .. } => shape.clone(),
+        }
+    }
+
+    /// Whether `x` lies in the space (NaN never does).
+    pub fn contains(&self, x: &[f32]) -> bool {
+        match self {
+            Space::Discrete(n) => x.len() == 1 && x[0] >= 0.0 && (x[0] as usize) < *n,
+            Space::Box { low, high, .. } => {
+                x.len() == low.len()
+                    && x.iter()
+                        .zip(low.iter().zip(high))
+                        .all(|(v, (l, h))| *v >= *l && *v <= *h)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Space {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Space::Discrete(n) => write!(f, "Discrete({n})"),
+            Space::Box { shape, .. } => write!(f, "Box(f32, {shape:?})"),
+        }
+    }
+}
+
+/// What one step returns besides the observation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    pub reward: f32,
+    /// The episode ended in a terminal state of the MDP: do not bootstrap.
+    pub terminated: bool,
+    /// The episode was cut short (time limit): bootstrap from the final observation.
+    pub truncated: bool,
+}
+
+/// Gymnasium's `(obs, reward, terminated, truncated, info)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub obs: Vec<f32>,
+    pub reward: f32,
+    pub terminated: bool,
+    pub truncated: bool,
+    pub info: Info,
+}
+
+/// A single environment with discrete actions.
+///
+/// Semantics follow Gymnasium: `reset(Some(seed))` reseeds the environment's generator,
+/// `reset(None)` continues it, so a seed given once makes every later episode
+/// reproducible. Environments are `Send` so that each actor thread owns its own.
+pub trait Env: Send {
+    /// The registered id, e.g. `CartPole-v1`.
+    fn id(&self) -> &str;
+    fn observation_space(&self) -> Space;
+    fn action_space(&self) -> Space;
+
+    /// Starts an episode, writing the first observation into `obs`.
+    fn reset_into(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Info;
+
+    /// Applies `action` and writes the next observation into `obs`.
+    fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError>;
+
+    /// The full internal state (generator included), for checkpoints that resume exactly.
+    fn save_state(&self) -> serde_json::Value;
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), EnvError>;
+
+    /// Gymnasium's `reset(seed, options) -> (obs, info)`. Options are not used by the
+    /// built-in environments, which take their settings at construction.
+    fn reset(&mut self, seed: Option<u64>, _options: Option<&Info>) -> (Vec<f32>, Info) {
+        let mut obs = vec![0.0; self.observation_space().flat_dim()];
+        let info = self.reset_into(seed, &mut obs);
+        (obs, info)
+    }
+
+    /// Gymnasium's `step(action) -> (obs, reward, terminated, truncated, info)`.
+    fn step(&mut self, action: usize) -> Result<Step, EnvError> {
+        let mut obs = vec![0.0; self.observation_space().flat_dim()];
+        let o = self.step_into(action, &mut obs)?;
+        Ok(Step {
+            obs,
+            reward: o.reward,
+            terminated: o.terminated,
+            truncated: o.truncated,
+            info: Info::new(),
+        })
+    }
+}
+
+/// Serialises an environment's state for [`Env::save_state`].
+pub(crate) fn to_state<T: Serialize>(x: &T) -> serde_json::Value {
+    serde_json::to_value(x).expect("environment state is plain data and always serialises")
+}
+
+/// Restores an environment's state for [`Env::load_state`].
+pub(crate) fn from_state<T: for<'de> Deserialize<'de>>(v: &serde_json::Value) -> Result<T, EnvError> {
+    serde_json::from_value(v.clone()).map_err(|e| EnvError::State(e.to_string()))
+}

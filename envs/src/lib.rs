@@ -1,0 +1,26 @@
+//! Environments for rlcpc, behind a Gymnasium-style API, with no ML dependency.
+//!
+//! Main types: [`Env`] (Gymnasium's `reset(seed, options) -> (obs, info)` and
+//! `step(action) -> (obs, reward, terminated, truncated, info)`), [`Space`], the
+//! registry ([`make`], [`registry`]) and [`VecEnv`], which steps a slice of environments
+//! with same-step auto-reset and keeps each finished episode's final observation so
+//! that a learner can bootstrap from it at truncation.
+//!
+//! Design decision: the hot path writes observations into caller-owned buffers
+//! ([`Env::reset_into`], [`Env::step_into`]) so that stepping allocates nothing; the
+//! allocating Gymnasium-shaped calls ([`Env::reset`], [`Env::step`]) are thin wrappers.
+//! The published `gymnasium` crate (0.0.1) is an empty shell around Python bindings with
+//! no `Env` trait, so the API is defined here, following Gymnasium 1.x semantics.
+
+mod cartpole;
+mod env;
+mod registry;
+mod vec_env;
+
+/// The seedable generator of every environment and actor: fast, and its state serialises.
+pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
+
+pub use cartpole::{CartPole, CartPoleState};
+pub use env::{Env, EnvError, Info, Space, Step, StepOutcome};
+pub use registry::{make, registry, EnvConfig, EnvEntry};
+pub use vec_env::{VecEnv, VecStep};

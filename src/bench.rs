@@ -1,0 +1,99 @@
+//! `rlcpc bench`: throughput and time-to-solve figures, as medians over repeats.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::Device;
+use rand::{Rng, SeedableRng};
+use rlcpc_envs::{EnvConfig, SeededRng};
+
+use crate::config::{AuxKind, Config};
+use crate::train::{train, TrainOptions};
+
+/// One row of the throughput table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: String,
+    /// Median environment steps per second, and every repeat.
+    pub median: f64,
+    pub runs: Vec<f64>,
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        0.5 * (s[n / 2 - 1] + s[n / 2])
+    }
+}
+
+/// Raw environment throughput: one thread, uniformly random actions, auto-reset.
+pub fn env_steps_per_sec(cfg: &EnvConfig, steps: u64) -> Result<f64> {
+    let mut env = rlcpc_envs::make(cfg)?;
+    let n_actions = match env.action_space() {
+        rlcpc_envs::Space::Discrete(n) => n,
+        _ => 1,
+    };
+    let mut obs = vec![0.0; env.observation_space().flat_dim()];
+    let mut rng = SeededRng::seed_from_u64(0);
+    env.reset_into(Some(0), &mut obs);
+    let t = Instant::now();
+    for _ in 0..steps {
+        let o = env.step_into(rng.random_range(0..n_actions), &mut obs)?;
+        if o.terminated || o.truncated {
+            env.reset_into(None, &mut obs);
+        }
+    }
+    Ok(steps as f64 / t.elapsed().as_secs_f64())
+}
+
+/// End-to-end training throughput of `cfg` for `steps` env steps (no early stop, no
+/// files written).
+pub fn train_steps_per_sec(cfg: &Config, steps: u64, device: &Device) -> Result<f64> {
+    let mut cfg = cfg.clone();
+    cfg.run.total_steps = steps;
+    cfg.run.target_return = 0.0;
+    cfg.run.log_every = u64::MAX / 2;
+    let opts = TrainOptions {
+        out: std::env::temp_dir(),
+        resume: false,
+        device: device.clone(),
+        progress: false,
+        write: false,
+    };
+    Ok(train(&cfg, &opts, Arc::new(AtomicBool::new(false)))?.sps)
+}
+
+/// The throughput cases of `rlcpc bench`: (name, config).
+pub fn throughput_cases(mlp: &Config, lstm_cpc: &Config) -> Vec<(String, Config)> {
+    let mut lstm_none = lstm_cpc.clone();
+    lstm_none.aux.kind = AuxKind::None;
+    vec![
+        ("train mlp, aux none".into(), mlp.clone()),
+        ("train lstm, aux none".into(), lstm_none),
+        (format!("train lstm, aux cpc (K={})", lstm_cpc.aux.horizon), lstm_cpc.clone()),
+    ]
+}
+
+/// Time to reach the target return: `(seed, env steps, seconds)` or `None` if not reached
+/// within the budget.
+pub fn solve(cfg: &Config, seed: u64, device: &Device) -> Result<Option<(u64, f64)>> {
+    let mut cfg = cfg.clone();
+    cfg.run.seed = seed;
+    cfg.run.log_every = u64::MAX / 2;
+    let opts = TrainOptions {
+        out: std::env::temp_dir(),
+        resume: false,
+        device: device.clone(),
+        progress: false,
+        write: false,
+    };
+    Ok(train(&cfg, &opts, Arc::new(AtomicBool::new(false)))?.solved)
+}

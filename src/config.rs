@@ -1,0 +1,363 @@
+//! The run configuration: one documented serde struct per TOML table, validated at load.
+//!
+//! Presets in `configs/` are compiled into the binary, so `rlcpc train` works from any
+//! directory. Load order: the file (or the built-in default), then `--set key.path=value`
+//! overrides, then command-line flags; unknown keys, wrong types and out-of-range values
+//! are rejected with the key, the value and the file named.
+
+use std::path::Path;
+
+use rlcpc_agents::{AlgoConfig, Mode, OptimConfig, RunnerConfig};
+use rlcpc_envs::EnvConfig;
+use serde::{Deserialize, Serialize};
+
+/// Errors in a configuration; each names the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config '{path}': {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config '{path}': {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid --set '{arg}': {reason}")]
+    Override { arg: String, reason: String },
+    #[error("invalid config '{path}': {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Presets compiled into the binary, by name (`configs/<name>.toml`).
+pub const PRESETS: &[(&str, &str)] = &[
+    ("cartpole", include_str!("../configs/cartpole.toml")),
+    ("cartpole-lstm-cpc", include_str!("../configs/cartpole-lstm-cpc.toml")),
+];
+
+/// The whole configuration of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub env: EnvConfig,
+    #[serde(default)]
+    pub run: RunConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub algo: AlgoConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    #[serde(default)]
+    pub aux: AuxConfig,
+}
+
+/// `[run]`: budget, seeding, scheduling and logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Environment steps to train for (all environments together).
+    pub total_steps: u64,
+    /// Seed of the parameters, the environments, the actors' sampling and CPC's negatives.
+    pub seed: u64,
+    /// `sync` (reproducible, on-policy) or `async` (actors never wait; V-trace).
+    pub mode: Mode,
+    /// Actor threads; `env.num_envs` is split evenly between them.
+    pub workers: usize,
+    /// Async mode: rollouts per learner batch (0: one per worker).
+    pub batch_rollouts: usize,
+    /// Write a metrics line (and TensorBoard scalars) every this many updates.
+    pub log_every: u64,
+    /// Write a checkpoint every this many updates (0: only at the end).
+    pub checkpoint_every: u64,
+    /// Stop early once the mean return of the last 100 episodes reaches this (0: never).
+    pub target_return: f64,
+    /// Threads of candle's CPU kernels in the learner (0: candle's default).
+    pub learner_threads: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            total_steps: 500_000,
+            seed: 1,
+            mode: Mode::Sync,
+            workers: 1,
+            batch_rollouts: 0,
+            log_every: 20,
+            checkpoint_every: 0,
+            target_return: 0.0,
+            learner_threads: 1,
+        }
+    }
+}
+
+impl RunConfig {
+    pub fn runner(&self) -> RunnerConfig {
+        RunnerConfig {
+            mode: self.mode,
+            workers: self.workers,
+            batch_rollouts: self.batch_rollouts,
+        }
+    }
+}
+
+/// Which encoder turns observations into features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderKind {
+    /// MLP for vector observations, conv net for images (`[H, W, C]`).
+    Auto,
+    Mlp,
+    /// IMPALA's shallow net (Espeholt et al. 2018, fig. 3 left): 16×8×8/4, 32×4×4/2, FC.
+    Conv,
+}
+
+/// Activation of the MLP encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Tanh,
+    Relu,
+}
+
+/// The recurrent core between encoder and heads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CoreKind {
+    None,
+    Lstm,
+}
+
+/// `[model]`: encoder → optional LSTM core → policy and value heads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    pub encoder: EncoderKind,
+    /// Hidden layer widths of the MLP encoder (SB3's default: [64, 64]).
+    pub mlp_hidden: Vec<usize>,
+    pub activation: Activation,
+    /// Width of the conv encoder's fully connected layer (IMPALA: 256).
+    pub conv_fc: usize,
+    pub core: CoreKind,
+    /// LSTM width (IMPALA: 256).
+    pub lstm_hidden: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            encoder: EncoderKind::Auto,
+            mlp_hidden: vec![64, 64],
+            activation: Activation::Tanh,
+            conv_fc: 256,
+            core: CoreKind::None,
+            lstm_hidden: 128,
+        }
+    }
+}
+
+/// Auxiliary loss on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuxKind {
+    /// No head at all: no parameters, no cost.
+    None,
+    /// Contrastive Predictive Coding (van den Oord et al. 2018, §3.4).
+    Cpc,
+}
+
+/// Where CPC's negatives come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Negatives {
+    /// Other time steps of the same sequence.
+    Sequence,
+    /// Other sequences of the batch, at the positive's time step.
+    Batch,
+    /// Any other step of any sequence.
+    Both,
+}
+
+/// `[aux]`: the CPC auxiliary head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuxConfig {
+    pub kind: AuxKind,
+    /// Weight of the InfoNCE loss in the total loss (Habitat / Sample Factory CPC|A: 0.1).
+    pub weight: f64,
+    /// K: steps ahead predicted, each with its own linear map W_k (paper: 30); < unroll.
+    pub horizon: usize,
+    pub negatives: Negatives,
+    /// Negatives per positive, sampled with replacement (Habitat: 20).
+    pub num_negatives: usize,
+    /// Start times sampled per sequence and update (0: every time step).
+    pub start_times: usize,
+    /// Horizons sampled per start time (0: every k = 1..K that stays in the unroll).
+    pub horizons: usize,
+}
+
+impl Default for AuxConfig {
+    fn default() -> Self {
+        AuxConfig {
+            kind: AuxKind::None,
+            weight: 0.1,
+            horizon: 30,
+            negatives: Negatives::Both,
+            num_negatives: 20,
+            start_times: 0,
+            horizons: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.into(),
+            message: e.to_string(),
+        })?;
+        Self::from_table(value, origin)
+    }
+
+    fn from_table(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
+            path: origin.into(),
+            message: e.to_string().trim().to_string(),
+        })
+    }
+
+    /// Loads `path`, or the built-in preset of that name (`cartpole`, ...), applies
+    /// `overrides` (`key.path=value`, the value in TOML syntax or a bare string) and
+    /// validates the result.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            None => (PRESETS[0].1.to_string(), "configs/cartpole.toml (built in)".to_string()),
+            Some(p) => {
+                let name = p.to_string_lossy();
+                match std::fs::read_to_string(p) {
+                    Ok(t) => (t, name.to_string()),
+                    Err(e) => match PRESETS.iter().find(|(n, _)| *n == name.trim_end_matches(".toml").trim_start_matches("configs/")) {
+                        Some((n, t)) if !p.exists() => (t.to_string(), format!("configs/{n}.toml (built in)")),
+                        _ => {
+                            return Err(ConfigError::Read {
+                                path: name.into(),
+                                source: e,
+                            })
+                        }
+                    },
+                }
+            }
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: origin.clone(),
+            message: e.to_string(),
+        })?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let cfg = Self::from_table(table, &origin)?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: origin,
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges and cross-field constraints; the message names key and value.
+    pub fn validate(&self) -> Result<(), String> {
+        self.algo.validate().map_err(|e| e.to_string())?;
+        self.optim.validate().map_err(|e| e.to_string())?;
+        let env_ids: Vec<&str> = rlcpc_envs::registry().iter().map(|e| e.id).collect();
+        if !env_ids.contains(&self.env.id.as_str()) {
+            return Err(format!(
+                "invalid value for 'env.id': '{}' is not a registered environment ({})",
+                self.env.id,
+                env_ids.join(", ")
+            ));
+        }
+        let r = &self.run;
+        if r.workers == 0 {
+            return Err("invalid value for 'run.workers': 0 (need at least one actor thread)".into());
+        }
+        if self.env.num_envs == 0 || self.env.num_envs % r.workers != 0 {
+            return Err(format!(
+                "invalid value for 'env.num_envs': {} (must be a positive multiple of run.workers = {})",
+                self.env.num_envs, r.workers
+            ));
+        }
+        if r.total_steps == 0 {
+            return Err("invalid value for 'run.total_steps': 0 (must be at least 1)".into());
+        }
+        if r.log_every == 0 {
+            return Err("invalid value for 'run.log_every': 0 (must be at least 1)".into());
+        }
+        if self.model.mlp_hidden.is_empty() || self.model.mlp_hidden.contains(&0) {
+            return Err(format!(
+                "invalid value for 'model.mlp_hidden': {:?} (need at least one non-zero width)",
+                self.model.mlp_hidden
+            ));
+        }
+        if self.model.lstm_hidden == 0 || self.model.conv_fc == 0 {
+            return Err("invalid value for 'model.lstm_hidden' or 'model.conv_fc': 0".into());
+        }
+        if r.mode == Mode::Async && !self.algo.vtrace {
+            return Err(
+                "invalid value for 'algo.vtrace': false with run.mode = \"async\" (async mode needs V-trace to correct policy lag)".into(),
+            );
+        }
+        let a = &self.aux;
+        if a.kind == AuxKind::Cpc {
+            if a.horizon == 0 || a.horizon >= self.algo.unroll {
+                return Err(format!(
+                    "invalid value for 'aux.horizon': {} (K must be in 1..algo.unroll = {})",
+                    a.horizon, self.algo.unroll
+                ));
+            }
+            if !(a.weight >= 0.0 && a.weight.is_finite()) {
+                return Err(format!("invalid value for 'aux.weight': {} (must be finite and >= 0)", a.weight));
+            }
+            if a.num_negatives == 0 {
+                return Err("invalid value for 'aux.num_negatives': 0 (need at least one negative)".into());
+            }
+            let per_batch = self.env.num_envs / r.workers
+                * if r.mode == Mode::Async && r.batch_rollouts > 0 { r.batch_rollouts } else { r.workers };
+            if a.negatives == Negatives::Batch && per_batch < 2 {
+                return Err("invalid value for 'aux.negatives': \"batch\" needs at least 2 environments per batch".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The resolved config as TOML, for the run directory.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+/// Applies one `a.b.c=value` override to the TOML table.
+fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
+    let err = |reason: &str| ConfigError::Override {
+        arg: arg.into(),
+        reason: reason.into(),
+    };
+    let (path, raw) = arg.split_once('=').ok_or_else(|| err("expected key.path=value"))?;
+    let keys: Vec<&str> = path.trim().split('.').collect();
+    if keys.iter().any(|k| k.is_empty()) {
+        return Err(err("empty key in the path"));
+    }
+    // Parse the value as TOML (numbers, booleans, arrays, quoted strings); else a bare string.
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let mut cur = table;
+    for k in &keys[..keys.len() - 1] {
+        cur = cur
+            .entry(k.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| err(&format!("'{k}' is not a table")))?;
+    }
+    cur.insert(keys[keys.len() - 1].to_string(), value);
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! Contrastive Predictive Coding (van den Oord, Li & Vinyals 2018): the InfoNCE loss,
+//! the per-step linear predictors W_k, and the sampling of positives and negatives.
+//!
+//! One implementation serves the agent's auxiliary head (§3.4, through [`CpcAux`]) and
+//! the standalone trainers. Shapes are time-major: targets z `[T, B, Dz]`, contexts
+//! c `[T, B, Dc]`. The score of a candidate z for context c_t at horizon k is the
+//! log-bilinear `z^T W_k c_t` (eq. 3); InfoNCE (eq. 4) is the cross-entropy of picking the
+//! positive z_{t+k} among it and the negatives.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::ops::log_softmax;
+use candle_nn::VarBuilder;
+use rand::{Rng, SeedableRng};
+use rlcpc_agents::{AgentError, AuxLoss, AuxOutput, UnrollOutput};
+use rlcpc_envs::SeededRng;
+
+use crate::config::{AuxConfig, Negatives};
+use crate::nn::init::Init;
+
+/// InfoNCE from `scores` `[P, 1+M]` whose column 0 holds the positives:
+/// `mean_p [ logsumexp_j s_pj − s_p0 ]`.
+pub fn info_nce(scores: &Tensor) -> candle_core::Result<Tensor> {
+    log_softmax(scores, D::Minus1)?.narrow(1, 0, 1)?.mean_all()?.neg()
+}
+
+/// Scores `z^T pred` of candidates `[P, 1+M, D]` against predictions `[P, D]` → `[P, 1+M]`.
+pub fn scores(pred: &Tensor, candidates: &Tensor) -> candle_core::Result<Tensor> {
+    candidates.matmul(&pred.unsqueeze(2)?)?.squeeze(2)
+}
+
+/// One (context, target) pair: anchor index `t * B + b` and horizon k ≥ 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    pub t: usize,
+    pub b: usize,
+    pub k: usize,
+}
+
+/// Sampling settings of a CPC loss.
+#[derive(Debug, Clone)]
+pub struct CpcSampling {
+    pub horizon: usize,
+    pub negatives: Negatives,
+    pub num_negatives: usize,
+    /// Start times per sequence (0: all).
+    pub start_times: usize,
+    /// Horizons per start time (0: all valid).
+    pub horizons: usize,
+}
+
+/// Picks pairs (t, k) of each sequence: the future z_{t+k} must lie inside the unroll
+/// `[0, T)` and in the same episode (no `first` flag in `(t, t+k]`).
+pub fn sample_pairs(first: &[f32], t_len: usize, b: usize, s: &CpcSampling, rng: &mut SeededRng) -> Vec<Pair> {
+    let mut pairs = Vec::new();
+    let mut starts = Vec::with_capacity(t_len);
+    let mut ks = Vec::with_capacity(s.horizon);
+    for j in 0..b {
+        // Longest valid horizon from each start time.
+        starts.clear();
+        for t in 0..t_len {
+            let mut kmax = 0;
+            while kmax < s.horizon && t + kmax + 1 < t_len && first[(t + kmax + 1) * b + j] == 0.0 {
+                kmax += 1;
+            }
+            if kmax > 0 {
+                starts.push((t, kmax));
+            }
+        }
+        choose(&mut starts, s.start_times, rng);
+        for &(t, kmax) in starts.iter() {
+            ks.clear();
+            ks.extend(1..=kmax);
+            choose(&mut ks, s.horizons, rng);
+            pairs.extend(ks.iter().map(|&k| Pair { t, b: j, k }));
+        }
+    }
+    pairs
+}
+
+/// Keeps `n` elements chosen uniformly without replacement (all when `n` is 0 or more
+/// than there are), in their original order.
+fn choose<T: Copy + Ord>(v: &mut Vec<T>, n: usize, rng: &mut SeededRng) {
+    if n == 0 || n >= v.len() {
+        return;
+    }
+    for i in 0..n {
+        let j = rng.random_range(i..v.len());
+        v.swap(i, j);
+    }
+    v.truncate(n);
+    v.sort_unstable();
+}
+
+/// For each pair, the index of its positive `(t+k) * B + b` followed by `M` negatives,
+/// sampled with replacement from the configured pool, never the positive itself.
+pub fn sample_candidates(pairs: &[Pair], t_len: usize, b: usize, s: &CpcSampling, rng: &mut SeededRng) -> Vec<u32> {
+    let m = s.num_negatives;
+    let mut idx = Vec::with_capacity(pairs.len() * (1 + m));
+    for p in pairs {
+        let (pt, pb) = (p.t + p.k, p.b);
+        idx.push((pt * b + pb) as u32);
+        for _ in 0..m {
+            let (nt, nb) = match s.negatives {
+                Negatives::Sequence => {
+                    let t = rng.random_range(0..t_len - 1);
+                    (if t >= pt { t + 1 } else { t }, pb)
+                }
+                Negatives::Batch => {
+                    let j = rng.random_range(0..b - 1);
+                    (pt, if j >= pb { j + 1 } else { j })
+                }
+                Negatives::Both => {
+                    let n = rng.random_range(0..t_len * b - 1);
+                    let n = if n >= pt * b + pb { n + 1 } else { n };
+                    (n / b, n % b)
+                }
+            };
+            idx.push((nt * b + nb) as u32);
+        }
+    }
+    idx
+}
+
+/// The predictors W_k, k = 1..K, stored as one `[K·Dz, Dc]` matrix.
+pub struct Predictor {
+    w: Tensor,
+    pub horizon: usize,
+    pub z_dim: usize,
+}
+
+impl Predictor {
+    pub const NAME: &'static str = "predictor.weight";
+
+    /// PyTorch's linear initialisation, uniform in ±1/√Dc.
+    pub fn init(horizon: usize, z_dim: usize, c_dim: usize, init: &mut Init, prefix: &str) -> candle_core::Result<()> {
+        init.uniform_fan_in(&format!("{prefix}.{}", Self::NAME), &[horizon * z_dim, c_dim], c_dim)
+    }
+
+    pub fn new(horizon: usize, z_dim: usize, c_dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Predictor {
+            w: vb.get((horizon * z_dim, c_dim), Self::NAME)?,
+            horizon,
+            z_dim,
+        })
+    }
+
+    /// Predictions W_k c for every k: `[U, Dc]` → `[U, K, Dz]`.
+    pub fn predict_all(&self, c: &Tensor) -> candle_core::Result<Tensor> {
+        let u = c.dim(0)?;
+        c.matmul(&self.w.t()?)?.reshape((u, self.horizon, self.z_dim))
+    }
+}
+
+/// The loss and the host-side statistics of one CPC evaluation.
+pub struct CpcResult {
+    pub loss: Tensor,
+    pub pairs: Vec<Pair>,
+    /// Whether the positive scored highest, per pair.
+    pub correct: Vec<bool>,
+}
+
+/// InfoNCE over sampled pairs of an unroll: `z` `[T, B, Dz]`, `c` `[T, B, Dc]`, `first`
+/// `[T, B]` host flags of episode starts. `None` when no pair fits (e.g. every episode
+/// is one step long).
+pub fn cpc_loss(
+    predictor: &Predictor,
+    z: &Tensor,
+    c: &Tensor,
+    first: &[f32],
+    s: &CpcSampling,
+    rng: &mut SeededRng,
+) -> candle_core::Result<Option<CpcResult>> {
+    let (t_len, b, dz) = z.dims3()?;
+    let dc = c.dim(2)?;
+    let pairs = sample_pairs(first, t_len, b, s, rng);
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let cand = sample_candidates(&pairs, t_len, b, s, rng);
+    // Predict only from the anchors in use: each distinct (t, b) once, all K at a time.
+    let mut anchor_row = vec![u32::MAX; t_len * b];
+    let mut anchors = Vec::new();
+    let mut pred_rows = Vec::with_capacity(pairs.len());
+    for p in &pairs {
+        let a = p.t * b + p.b;
+        if anchor_row[a] == u32::MAX {
+            anchor_row[a] = anchors.len() as u32;
+            anchors.push(a as u32);
+        }
+        pred_rows.push(anchor_row[a] * predictor.horizon as u32 + (p.k - 1) as u32);
+    }
+    let dev = z.device();
+    let idx = |v: Vec<u32>, dev: &Device| Tensor::from_vec(v.clone(), v.len(), dev);
+    let c_sel = c.reshape((t_len * b, dc))?.index_select(&idx(anchors, dev)?, 0)?;
+    let u = c_sel.dim(0)?;
+    let preds = predictor
+        .predict_all(&c_sel)?
+        .reshape((u * predictor.horizon, dz))?
+        .index_select(&idx(pred_rows, dev)?, 0)?;
+    let m1 = 1 + s.num_negatives;
+    let cands = z
+        .reshape((t_len * b, dz))?
+        .index_select(&idx(cand, dev)?, 0)?
+        .reshape((pairs.len(), m1, dz))?;
+    let sc = scores(&preds, &cands)?;
+    let loss = info_nce(&sc)?;
+    let host = sc.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    let correct = host
+        .iter()
+        .map(|row| row[1..].iter().all(|&x| x < row[0]))
+        .collect();
+    Ok(Some(CpcResult { loss, pairs, correct }))
+}
+
+/// Accuracy buckets over the horizon, as logged: k = 1, 2..=10, 11..=K.
+pub fn horizon_buckets(horizon: usize) -> Vec<(String, usize, usize)> {
+    let mut v = vec![("k1".to_string(), 1, 1)];
+    if horizon >= 2 {
+        v.push((format!("k2_{}", horizon.min(10)), 2, horizon.min(10)));
+    }
+    if horizon >= 11 {
+        v.push((format!("k11_{horizon}"), 11, horizon));
+    }
+    v
+}
+
+/// The agent's CPC auxiliary head: context = core output, targets = encoder outputs.
+pub struct CpcAux {
+    predictor: Predictor,
+    sampling: CpcSampling,
+    weight: f64,
+    rng: SeededRng,
+    varmap: candle_nn::VarMap,
+}
+
+impl CpcAux {
+    pub const PREFIX: &'static str = "aux.cpc";
+
+    pub fn init(cfg: &AuxConfig, z_dim: usize, c_dim: usize, init: &mut Init) -> candle_core::Result<()> {
+        Predictor::init(cfg.horizon, z_dim, c_dim, init, Self::PREFIX)
+    }
+
+    pub fn new(cfg: &AuxConfig, z_dim: usize, c_dim: usize, varmap: &candle_nn::VarMap, device: &Device, seed: u64) -> candle_core::Result<Self> {
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, device).pp(Self::PREFIX);
+        Ok(CpcAux {
+            predictor: Predictor::new(cfg.horizon, z_dim, c_dim, vb)?,
+            sampling: CpcSampling {
+                horizon: cfg.horizon,
+                negatives: cfg.negatives,
+                num_negatives: cfg.num_negatives,
+                start_times: cfg.start_times,
+                horizons: cfg.horizons,
+            },
+            weight: cfg.weight,
+            rng: SeededRng::seed_from_u64(seed ^ 0xC0C0_C0C0),
+            varmap: varmap.clone(),
+        })
+    }
+}
+
+impl AuxLoss for CpcAux {
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+
+    fn loss(&mut self, out: &UnrollOutput, first: &[f32]) -> Result<AuxOutput, AgentError> {
+        let r = cpc_loss(&self.predictor, &out.z, &out.c, first, &self.sampling, &mut self.rng)?;
+        let Some(r) = r else {
+            return Ok(AuxOutput {
+                loss: Tensor::zeros((), DType::F32, out.z.device())?,
+                metrics: vec![("cpc/pairs".into(), 0.0)],
+            });
+        };
+        let mut metrics = vec![
+            ("cpc/pairs".to_string(), r.pairs.len() as f64),
+            (
+                "cpc/acc".to_string(),
+                r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64,
+            ),
+        ];
+        for (name, lo, hi) in horizon_buckets(self.sampling.horizon) {
+            let (n, hit) = r
+                .pairs
+                .iter()
+                .zip(&r.correct)
+                .filter(|(p, _)| p.k >= lo && p.k <= hi)
+                .fold((0usize, 0usize), |(n, h), (_, &c)| (n + 1, h + c as usize));
+            if n > 0 {
+                metrics.push((format!("cpc/acc_{name}"), hit as f64 / n as f64));
+            }
+        }
+        Ok(AuxOutput { loss: r.loss, metrics })
+    }
+
+    fn vars(&self) -> Vec<(String, candle_core::Var)> {
+        crate::nn::AgentNet::named_vars(&self.varmap, |k| k.starts_with("aux."))
+    }
+
+    fn save_rng(&self) -> serde_json::Value {
+        serde_json::to_value(&self.rng).expect("generator state serialises")
+    }
+
+    fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
+        self.rng = serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))?;
+        Ok(())
+    }
+}

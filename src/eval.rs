@@ -1,0 +1,133 @@
+//! `rlcpc eval` and `rlcpc export-encoder`: using a trained checkpoint.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use candle_nn::VarMap;
+use rand::SeedableRng;
+use rlcpc_agents::ParamSnapshot;
+use rlcpc_envs::SeededRng;
+
+use crate::checkpoint::{self, Counters, Loaded};
+use crate::config::Config;
+use crate::nn::encoders::{Encoder, EncoderSpec};
+use crate::nn::{actor_policy, NetSpec};
+
+/// The config, network spec and actor parameters stored in a checkpoint.
+pub struct TrainedPolicy {
+    pub config: Config,
+    pub spec: NetSpec,
+    pub snapshot: ParamSnapshot,
+}
+
+impl TrainedPolicy {
+    pub fn load(path: &Path) -> Result<TrainedPolicy> {
+        let ck = Loaded::read(path)?;
+        let toml: String = ck.meta("rlcpc.config")?;
+        let config = Config::from_toml(&toml, &format!("{} (embedded config)", path.display()))?;
+        let spec: NetSpec = ck.meta("rlcpc.net_spec")?;
+        let counters: Counters = ck.meta("rlcpc.counters")?;
+        let mut params = Vec::new();
+        for (name, t) in &ck.tensors {
+            if name.starts_with("optim.") || name.starts_with("aux.") {
+                continue;
+            }
+            let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            params.push((name.clone(), t.dims().to_vec(), data));
+        }
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(TrainedPolicy {
+            config,
+            spec,
+            snapshot: ParamSnapshot {
+                version: counters.updates,
+                params,
+            },
+        })
+    }
+}
+
+/// Returns of `episodes` episodes of the checkpoint's policy on its environment, the
+/// first reset with `seed`; actions are greedy unless `stochastic`.
+pub fn evaluate(path: &Path, episodes: usize, seed: u64, stochastic: bool) -> Result<Vec<f64>> {
+    let p = TrainedPolicy::load(path)?;
+    let mut policy = actor_policy(&p.spec)?;
+    policy
+        .load(&p.snapshot)
+        .with_context(|| format!("checkpoint {} does not fit its own network spec", path.display()))?;
+    let mut env = rlcpc_envs::make(&p.config.env)?;
+    let (d, a, s) = (p.spec.obs_dim(), p.spec.num_actions, p.spec.state_size());
+    let mut obs = vec![0.0; d];
+    let (mut logits, mut value, mut state) = (vec![0.0; a], vec![0.0; 1], vec![0.0; s]);
+    let mut rng = SeededRng::seed_from_u64(seed);
+    let mut returns = Vec::with_capacity(episodes);
+    for ep in 0..episodes {
+        env.reset_into(if ep == 0 { Some(seed) } else { None }, &mut obs);
+        state.fill(0.0);
+        let mut ret = 0.0;
+        loop {
+            policy.forward(&obs, &mut state, &mut logits, &mut value)?;
+            let action = if stochastic {
+                rlcpc_agents::sample_action(&logits, &mut rng).0
+            } else {
+                argmax(&logits)
+            };
+            let o = env.step_into(action, &mut obs)?;
+            ret += o.reward as f64;
+            if o.terminated || o.truncated {
+                break;
+            }
+        }
+        returns.push(ret);
+    }
+    Ok(returns)
+}
+
+fn argmax(x: &[f32]) -> usize {
+    x.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .0
+}
+
+/// Metadata key holding an exported encoder's [`EncoderSpec`] as JSON.
+pub const ENCODER_SPEC_KEY: &str = "rlcpc.encoder";
+
+/// Writes the encoder's weights (names `encoder.*`) and spec to `out`.
+pub fn export_encoder(checkpoint: &Path, out: &Path) -> Result<EncoderSpec> {
+    let ck = Loaded::read(checkpoint)?;
+    let spec: NetSpec = ck.meta("rlcpc.net_spec")?;
+    let tensors: Vec<_> = ck
+        .tensors
+        .iter()
+        .filter(|(k, _)| k.starts_with("encoder."))
+        .map(|(k, t)| (k.clone(), t.clone()))
+        .collect();
+    if tensors.is_empty() {
+        return Err(ck.mismatch("no encoder.* tensors".into()).into());
+    }
+    let meta = checkpoint::metadata(vec![(ENCODER_SPEC_KEY, serde_json::to_string(&spec.encoder)?)]);
+    checkpoint::write_atomic(out, tensors, meta)?;
+    Ok(spec.encoder)
+}
+
+/// Loads an exported encoder onto `device` (its weights in a fresh [`VarMap`], trainable).
+pub fn load_encoder(path: &Path, device: &Device) -> Result<(Encoder, VarMap)> {
+    let f = Loaded::read(path)?;
+    let spec: EncoderSpec = f.meta(ENCODER_SPEC_KEY)?;
+    let varmap = VarMap::new();
+    {
+        let mut data = varmap.data().lock().expect("varmap lock");
+        for (k, t) in &f.tensors {
+            data.insert(k.clone(), candle_core::Var::from_tensor(&t.to_device(device)?)?);
+        }
+    }
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let enc = Encoder::new(spec, vb.pp("encoder")).map_err(|e| f.mismatch(e.to_string()))?;
+    // The VarBuilder creates what is missing: a grown map means tensors were missing.
+    if varmap.all_vars().len() != f.tensors.len() {
+        return Err(f.mismatch("encoder tensors are missing for its spec".into()).into());
+    }
+    Ok((enc, varmap))
+}

@@ -1,0 +1,17 @@
+//! rlcpc: reinforcement learning with contrastive representation learning.
+//!
+//! This crate is the top of the workspace: it holds the configuration ([`config`]), the
+//! networks and shared encoders ([`nn`]), the CPC / InfoNCE machinery ([`cpc`]),
+//! checkpoints ([`checkpoint`]), metrics ([`metrics`]), the training loop ([`train`]),
+//! evaluation and benchmarks, and the `rlcpc` binary. It depends on `rlcpc-agents`
+//! (the actor–learner, which knows nothing of encoders or CPC) and `rlcpc-envs`
+//! (environments, which know nothing of learning); neither depends back on it.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod cpc;
+pub mod eval;
+pub mod metrics;
+pub mod nn;
+pub mod train;

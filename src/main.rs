@@ -1,0 +1,263 @@
+//! The `rlcpc` command line.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+use rlcpc::bench;
+use rlcpc::config::{AuxKind, Config, PRESETS};
+use rlcpc::train::{saved_config, train, TrainOptions, CHECKPOINT};
+
+/// Reinforcement learning with contrastive representation learning: an A2C
+/// actor–learner whose recurrent policy carries an auxiliary CPC head.
+#[derive(Parser)]
+#[command(name = "rlcpc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an agent (default: the built-in configs/cartpole.toml preset).
+    ///
+    /// Writes to the run directory: config.toml (the resolved config), metrics.jsonl,
+    /// TensorBoard event files (`tensorboard --logdir runs`) and checkpoint.safetensors.
+    Train {
+        /// Config file, or the name of a built-in preset (cartpole, cartpole-lstm-cpc).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Auxiliary loss: `cpc` adds the CPC head, `none` builds no head at all.
+        #[arg(long, value_enum)]
+        aux: Option<AuxKind>,
+        /// Seed of parameters, environments, action sampling and CPC negatives.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run directory [default: runs/<config>-<aux>-s<seed>-<unix time>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Override a config value, e.g. `--set algo.unroll=16 --set run.mode=async`
+        /// (TOML syntax; repeatable).
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        overrides: Vec<String>,
+        /// Continue the run in --out from its checkpoint (its config.toml is used;
+        /// --set still applies, e.g. to raise run.total_steps).
+        #[arg(long, requires = "out")]
+        resume: bool,
+        /// Learner device: `cpu`, or `cuda` / `cuda:N` (needs a build with --features cuda).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Evaluate a checkpoint: mean and standard deviation of the episode return.
+    Eval {
+        #[arg(long, value_name = "PATH")]
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        episodes: usize,
+        /// Seed of the first reset (later episodes continue the environment's generator).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Sample actions from the policy instead of taking the most likely one.
+        #[arg(long)]
+        stochastic: bool,
+    },
+    /// Write the encoder's weights and config to a safetensors file, for the standalone
+    /// trainers (and PyTorch's safetensors loader).
+    ExportEncoder {
+        #[arg(long, value_name = "PATH")]
+        checkpoint: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// List the registered environments with their spaces, and the built-in presets.
+    Envs,
+    /// Measure throughput (env steps per second, medians over repeats) and, with
+    /// --solve, the steps and seconds CartPole takes to reach its target return.
+    Bench {
+        /// Env steps per training-throughput measurement.
+        #[arg(long, default_value_t = 200_000)]
+        steps: u64,
+        /// Repeats per measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Also train the presets to their target return, once per seed.
+        #[arg(long)]
+        solve: bool,
+        /// Seeds for --solve.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
+        /// Learner device, as for train.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        d if d == "cuda" || d.starts_with("cuda:") => {
+            if !cfg!(feature = "cuda") {
+                bail!("--device {d}: this rlcpc was built without CUDA support; rebuild with `cargo build --release --features cuda`");
+            }
+            let ordinal = d.strip_prefix("cuda:").map_or(Ok(0), |n| n.parse::<usize>())
+                .with_context(|| format!("--device {d}: bad GPU index"))?;
+            Ok(Device::new_cuda(ordinal)?)
+        }
+        d => bail!("--device {d}: expected cpu, cuda or cuda:N"),
+    }
+}
+
+/// Candle's CPU kernels size their thread pool from RAYON_NUM_THREADS at first use.
+fn set_learner_threads(n: usize) {
+    if n > 0 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train {
+            config,
+            aux,
+            seed,
+            out,
+            mut overrides,
+            resume,
+            device: dev,
+            quiet,
+        } => {
+            if let Some(a) = aux {
+                overrides.push(format!("aux.kind=\"{}\"", if a == AuxKind::Cpc { "cpc" } else { "none" }));
+            }
+            if let Some(s) = seed {
+                overrides.push(format!("run.seed={s}"));
+            }
+            let cfg = match (&out, resume) {
+                (Some(dir), true) => saved_config(dir, &overrides)?,
+                _ => Config::load(config.as_deref(), &overrides)?,
+            };
+            let out = out.unwrap_or_else(|| {
+                let name = config
+                    .as_ref()
+                    .and_then(|p| p.file_stem())
+                    .map_or("cartpole".to_string(), |s| s.to_string_lossy().to_string());
+                let secs = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let aux = if cfg.aux.kind == AuxKind::Cpc { "cpc" } else { "none" };
+                PathBuf::from("runs").join(format!("{name}-{aux}-s{}-{secs}", cfg.run.seed))
+            });
+            set_learner_threads(cfg.run.learner_threads);
+            let stop = Arc::new(AtomicBool::new(false));
+            {
+                let stop = stop.clone();
+                ctrlc::set_handler(move || {
+                    if stop.swap(true, Ordering::SeqCst) {
+                        eprintln!("second interrupt: exiting without a final checkpoint");
+                        std::process::exit(130);
+                    }
+                    eprintln!("interrupt: finishing the current update and writing a checkpoint (Ctrl-C again to abort)");
+                })
+                .context("cannot install the Ctrl-C handler")?;
+            }
+            let opts = TrainOptions {
+                out: out.clone(),
+                resume,
+                device: device(&dev)?,
+                progress: !quiet,
+                write: true,
+            };
+            eprintln!("training {} ({} aux) into {}", cfg.env.id, if cfg.aux.kind == AuxKind::Cpc { "cpc" } else { "no" }, out.display());
+            let s = train(&cfg, &opts, stop)?;
+            let c = &s.counters;
+            println!(
+                "{} after {} env steps, {} updates, {} episodes in {:.1} s ({:.0} steps/s); mean return (last 100 episodes): {}",
+                if s.interrupted { "interrupted" } else { "done" },
+                c.env_steps,
+                c.updates,
+                c.episodes,
+                c.elapsed_secs,
+                s.sps,
+                s.mean_return.map_or("n/a".into(), |m| format!("{m:.1}")),
+            );
+            if let Some((steps, secs)) = s.solved {
+                println!("target return {} reached at {steps} env steps, {secs:.2} s", cfg.run.target_return);
+            }
+            println!("checkpoint: {}", out.join(CHECKPOINT).display());
+        }
+        Command::Eval {
+            checkpoint,
+            episodes,
+            seed,
+            stochastic,
+        } => {
+            if episodes == 0 {
+                bail!("--episodes must be at least 1");
+            }
+            let r = rlcpc::eval::evaluate(&checkpoint, episodes, seed, stochastic)?;
+            let mean = r.iter().sum::<f64>() / r.len() as f64;
+            let std = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / r.len() as f64).sqrt();
+            println!("mean return {mean:.2} +/- {std:.2} over {episodes} episodes (min {:.1}, max {:.1})",
+                r.iter().cloned().fold(f64::INFINITY, f64::min), r.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+        }
+        Command::ExportEncoder { checkpoint, out } => {
+            let spec = rlcpc::eval::export_encoder(&checkpoint, &out)?;
+            println!("wrote {} ({})", out.display(), serde_json::to_string(&spec)?);
+        }
+        Command::Envs => {
+            println!("{:<16} {:<22} {:<14} description", "id", "observation", "action");
+            for e in rlcpc_envs::registry() {
+                let env = rlcpc_envs::make(&rlcpc_envs::EnvConfig { id: e.id.into(), num_envs: 1, max_episode_steps: 0 })?;
+                println!("{:<16} {:<22} {:<14} {}", e.id, env.observation_space().to_string(), env.action_space().to_string(), e.description);
+            }
+            println!("\npresets (rlcpc train --config NAME): {}", PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", "));
+        }
+        Command::Bench { steps, repeats, solve, seeds, device: dev } => {
+            let dev = device(&dev)?;
+            set_learner_threads(1);
+            let mlp = Config::load(None, &[])?;
+            let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
+            println!("{:<34} {:>14}   runs", "case", "steps/s (median)");
+            let env_runs: Vec<f64> = (0..repeats).map(|_| bench::env_steps_per_sec(&mlp.env, 2_000_000)).collect::<Result<_>>()?;
+            println!("{:<34} {:>14.0}   {:?}", "env CartPole-v1 (1 thread)", bench::median(&env_runs), env_runs.iter().map(|x| x.round()).collect::<Vec<_>>());
+            let mut medians = Vec::new();
+            for (name, cfg) in bench::throughput_cases(&mlp, &lstm) {
+                let runs: Vec<f64> = (0..repeats).map(|_| bench::train_steps_per_sec(&cfg, steps, &dev)).collect::<Result<_>>()?;
+                let m = bench::median(&runs);
+                println!("{:<34} {:>14.0}   {:?}", name, m, runs.iter().map(|x| x.round()).collect::<Vec<_>>());
+                medians.push(m);
+            }
+            // Share of the time per step spent in the CPC head: 1 − t(none)/t(cpc).
+            println!("CPC head cost: {:.1}% of the time per env step (lstm cpc vs lstm none)", 100.0 * (1.0 - medians[2] / medians[1]));
+            if solve {
+                for (name, cfg) in [("mlp, aux none", &mlp), ("lstm, aux cpc", &lstm)] {
+                    let mut secs = Vec::new();
+                    for &seed in &seeds {
+                        match bench::solve(cfg, seed, &dev)? {
+                            Some((st, s)) => {
+                                println!("solve {name}: seed {seed}: return >= {} at {st} steps, {s:.2} s", cfg.run.target_return);
+                                secs.push(s);
+                            }
+                            None => println!("solve {name}: seed {seed}: not solved within {} steps", cfg.run.total_steps),
+                        }
+                    }
+                    println!("solve {name}: {}/{} seeds solved, median {:.2} s", secs.len(), seeds.len(), bench::median(&secs));
+                }
+            }
+        }
+    }
+    Ok(())
+}

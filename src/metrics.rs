@@ -1,0 +1,153 @@
+//! Run metrics: `metrics.jsonl` (one JSON object per log interval), the same scalars as
+//! TensorBoard event files, and the window of recent episodes.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Returns and lengths of the last 100 episodes (SB3's `ep_info_buffer`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EpisodeWindow {
+    returns: VecDeque<f64>,
+    lengths: VecDeque<usize>,
+    pub total: u64,
+}
+
+impl EpisodeWindow {
+    pub const SIZE: usize = 100;
+
+    pub fn push(&mut self, ret: f64, len: usize) {
+        if self.returns.len() == Self::SIZE {
+            self.returns.pop_front();
+            self.lengths.pop_front();
+        }
+        self.returns.push_back(ret);
+        self.lengths.push_back(len);
+        self.total += 1;
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.returns.len() == Self::SIZE
+    }
+
+    pub fn mean_return(&self) -> Option<f64> {
+        (!self.returns.is_empty()).then(|| self.returns.iter().sum::<f64>() / self.returns.len() as f64)
+    }
+
+    pub fn mean_length(&self) -> Option<f64> {
+        (!self.lengths.is_empty()).then(|| self.lengths.iter().sum::<usize>() as f64 / self.lengths.len() as f64)
+    }
+}
+
+/// Writes scalars to `metrics.jsonl` and a TensorBoard event file in the run directory.
+pub struct MetricsWriter {
+    jsonl: BufWriter<File>,
+    tb: BufWriter<File>,
+}
+
+impl MetricsWriter {
+    /// Opens (appending) the writers in `dir`.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        let jsonl = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("metrics.jsonl"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let name = format!("events.out.tfevents.{}.rlcpc.{}", now.as_secs(), now.subsec_nanos());
+        let mut tb = BufWriter::new(File::create(dir.join(name))?);
+        write_record(&mut tb, &event(wall_time(), 0, EventBody::FileVersion("brain.Event:2")))?;
+        Ok(MetricsWriter {
+            jsonl: BufWriter::new(jsonl),
+            tb,
+        })
+    }
+
+    /// Logs `scalars` at environment step `step`; non-finite values are written as null.
+    pub fn log(&mut self, step: u64, scalars: &[(String, f64)]) -> std::io::Result<()> {
+        let mut obj = serde_json::Map::new();
+        for (k, v) in scalars {
+            obj.insert(
+                k.clone(),
+                serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            );
+        }
+        writeln!(self.jsonl, "{}", serde_json::Value::Object(obj))?;
+        self.jsonl.flush()?;
+        let wt = wall_time();
+        for (k, v) in scalars {
+            if v.is_finite() {
+                write_record(&mut self.tb, &event(wt, step as i64, EventBody::Scalar(k, *v as f32)))?;
+            }
+        }
+        self.tb.flush()
+    }
+}
+
+fn wall_time() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+// TensorBoard's format: TFRecord framing around `tensorflow.Event` protocol buffers.
+// Only the fields TensorBoard's scalar plugin reads are written, encoded by hand:
+// Event { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5; }
+// Summary { repeated Value value = 1; }  Value { string tag = 1; float simple_value = 2; }
+
+enum EventBody<'a> {
+    FileVersion(&'a str),
+    Scalar(&'a str, f32),
+}
+
+fn varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+fn len_delimited(buf: &mut Vec<u8>, key: u8, bytes: &[u8]) {
+    buf.push(key);
+    varint(buf, bytes.len() as u64);
+    buf.extend_from_slice(bytes);
+}
+
+fn event(wall_time: f64, step: i64, body: EventBody) -> Vec<u8> {
+    let mut e = vec![0x09];
+    e.extend_from_slice(&wall_time.to_le_bytes());
+    e.push(0x10);
+    varint(&mut e, step as u64);
+    match body {
+        EventBody::FileVersion(v) => len_delimited(&mut e, 0x1a, v.as_bytes()),
+        EventBody::Scalar(tag, x) => {
+            let mut value = Vec::new();
+            len_delimited(&mut value, 0x0a, tag.as_bytes());
+            value.push(0x15);
+            value.extend_from_slice(&x.to_le_bytes());
+            let mut summary = Vec::new();
+            len_delimited(&mut summary, 0x0a, &value);
+            len_delimited(&mut e, 0x2a, &summary);
+        }
+    }
+    e
+}
+
+fn masked_crc(data: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(data);
+    ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
+}
+
+fn write_record(w: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
+    let len = (data.len() as u64).to_le_bytes();
+    w.write_all(&len)?;
+    w.write_all(&masked_crc(&len).to_le_bytes())?;
+    w.write_all(data)?;
+    w.write_all(&masked_crc(data).to_le_bytes())
+}

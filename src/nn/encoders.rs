@@ -1,0 +1,169 @@
+//! Encoders shared by the agent and the standalone contrastive trainers: observations
+//! `[N, ...]` in, feature vectors `[N, D]` out.
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::init::Init;
+use crate::config::Activation;
+
+/// Everything needed to rebuild an encoder (stored with exported weights).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EncoderSpec {
+    /// Fully connected layers with an activation after each.
+    Mlp {
+        in_dim: usize,
+        hidden: Vec<usize>,
+        activation: Activation,
+    },
+    /// IMPALA's shallow conv net on `[H, W, C]` images, scaled by `input_scale`:
+    /// conv 16×8×8 stride 4, ReLU, conv 32×4×4 stride 2, ReLU, FC `fc`, ReLU.
+    Conv {
+        height: usize,
+        width: usize,
+        channels: usize,
+        fc: usize,
+        input_scale: f32,
+    },
+}
+
+impl EncoderSpec {
+    pub fn out_dim(&self) -> usize {
+        match self {
+            EncoderSpec::Mlp { hidden, .. } => *hidden.last().expect("validated non-empty"),
+            EncoderSpec::Conv { fc, .. } => *fc,
+        }
+    }
+
+    /// `(h2, w2)`: spatial size after the two convolutions, or an error for small images.
+    fn conv_out(height: usize, width: usize) -> candle_core::Result<(usize, usize)> {
+        if height < 18 || width < 18 {
+            candle_core::bail!("conv encoder needs images of at least 18x18, got {height}x{width}");
+        }
+        let f = |x: usize| ((x - 8) / 4 + 1 - 4) / 2 + 1;
+        Ok((f(height), f(width)))
+    }
+
+    /// Writes freshly initialised parameters under `prefix` (orthogonal, gain √2, as SB3).
+    pub fn init(&self, init: &mut Init, prefix: &str) -> candle_core::Result<()> {
+        let g = 2f64.sqrt();
+        match self {
+            EncoderSpec::Mlp { in_dim, hidden, .. } => {
+                let mut d = *in_dim;
+                for (i, &h) in hidden.iter().enumerate() {
+                    init.orthogonal(&format!("{prefix}.mlp.{i}.weight"), &[h, d], g)?;
+                    init.zeros(&format!("{prefix}.mlp.{i}.bias"), &[h])?;
+                    d = h;
+                }
+            }
+            EncoderSpec::Conv {
+                height,
+                width,
+                channels,
+                fc,
+                ..
+            } => {
+                let (h2, w2) = Self::conv_out(*height, *width)?;
+                init.orthogonal(&format!("{prefix}.conv1.weight"), &[16, *channels, 8, 8], g)?;
+                init.zeros(&format!("{prefix}.conv1.bias"), &[16])?;
+                init.orthogonal(&format!("{prefix}.conv2.weight"), &[32, 16, 4, 4], g)?;
+                init.zeros(&format!("{prefix}.conv2.bias"), &[32])?;
+                init.orthogonal(&format!("{prefix}.fc.weight"), &[*fc, 32 * h2 * w2], g)?;
+                init.zeros(&format!("{prefix}.fc.bias"), &[*fc])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Layers {
+    Mlp(Vec<Linear>, Activation),
+    Conv {
+        conv1: Conv2d,
+        conv2: Conv2d,
+        fc: Linear,
+        input_scale: f32,
+    },
+}
+
+/// An encoder built from its spec and a `VarBuilder`.
+pub struct Encoder {
+    pub spec: EncoderSpec,
+    layers: Layers,
+}
+
+impl Encoder {
+    pub fn new(spec: EncoderSpec, vb: VarBuilder) -> candle_core::Result<Self> {
+        let layers = match &spec {
+            EncoderSpec::Mlp {
+                in_dim,
+                hidden,
+                activation,
+            } => {
+                let mut d = *in_dim;
+                let mut ls = Vec::new();
+                for (i, &h) in hidden.iter().enumerate() {
+                    ls.push(candle_nn::linear(d, h, vb.pp(format!("mlp.{i}")))?);
+                    d = h;
+                }
+                Layers::Mlp(ls, *activation)
+            }
+            EncoderSpec::Conv {
+                height,
+                width,
+                channels,
+                fc,
+                input_scale,
+            } => {
+                let (h2, w2) = EncoderSpec::conv_out(*height, *width)?;
+                let c = |stride| Conv2dConfig {
+                    stride,
+                    ..Default::default()
+                };
+                Layers::Conv {
+                    conv1: candle_nn::conv2d(*channels, 16, 8, c(4), vb.pp("conv1"))?,
+                    conv2: candle_nn::conv2d(16, 32, 4, c(2), vb.pp("conv2"))?,
+                    fc: candle_nn::linear(32 * h2 * w2, *fc, vb.pp("fc"))?,
+                    input_scale: *input_scale,
+                }
+            }
+        };
+        Ok(Encoder { spec, layers })
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.spec.out_dim()
+    }
+}
+
+impl Module for Encoder {
+    /// `[N, in_dim]` or `[N, H, W, C]` → `[N, D]`.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.layers {
+            Layers::Mlp(ls, act) => {
+                let mut h = x.clone();
+                for l in ls {
+                    h = l.forward(&h)?;
+                    h = match act {
+                        Activation::Tanh => h.tanh()?,
+                        Activation::Relu => h.relu()?,
+                    };
+                }
+                Ok(h)
+            }
+            Layers::Conv {
+                conv1,
+                conv2,
+                fc,
+                input_scale,
+            } => {
+                let h = (x.permute((0, 3, 1, 2))?.contiguous()? * *input_scale as f64)?;
+                let h = conv1.forward(&h)?.relu()?;
+                let h = conv2.forward(&h)?.relu()?;
+                fc.forward(&h.flatten_from(1)?)?.relu()
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Networks: the shared encoders, the LSTM core, the agent's network, its parameter
+//! initialisation, and the actors' lean inference path.
+
+mod actor_policy;
+mod agent_net;
+pub mod encoders;
+pub mod init;
+pub mod lstm;
+
+pub use actor_policy::{actor_policy, CandleActor, LeanActor};
+pub use agent_net::{AgentNet, NetSpec};

@@ -1,0 +1,361 @@
+//! `rlcpc train`: the training loop, top to bottom in the order of the algorithm —
+//! collect unrolls, compute returns and losses, update, publish parameters, log,
+//! checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use rlcpc_agents::{Actor, Learner, Runner};
+use rlcpc_envs::VecEnv;
+
+use crate::checkpoint::{self, Counters, Loaded};
+use crate::config::{AuxKind, Config};
+use crate::cpc::CpcAux;
+use crate::metrics::{EpisodeWindow, MetricsWriter};
+use crate::nn::init::Init;
+use crate::nn::{actor_policy, AgentNet, NetSpec};
+
+/// Name of the checkpoint file in a run directory.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// How to run, beyond the config.
+pub struct TrainOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    pub device: Device,
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+    /// Write metrics and checkpoints (benchmarks turn this off).
+    pub write: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub counters: Counters,
+    pub mean_return: Option<f64>,
+    /// Environment steps and seconds when the target return was first reached.
+    pub solved: Option<(u64, f64)>,
+    /// Environment steps per second over the whole run (this process only).
+    pub sps: f64,
+    pub interrupted: bool,
+}
+
+/// Builds the network spec from the config and the environment's spaces.
+pub fn net_spec(cfg: &Config) -> Result<NetSpec> {
+    let env = rlcpc_envs::make(&cfg.env)?;
+    NetSpec::new(&cfg.model, &env.observation_space(), &env.action_space()).map_err(anyhow::Error::msg)
+}
+
+/// The learner with freshly initialised parameters (seeded).
+pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Learner<AgentNet>> {
+    let mut init = Init::new(cfg.run.seed, device);
+    spec.init(&mut init)?;
+    if cfg.aux.kind == AuxKind::Cpc {
+        CpcAux::init(&cfg.aux, spec.feature_dim(), spec.context_dim(), &mut init)?;
+    }
+    let net = AgentNet::new(spec.clone(), &init.varmap, device)?;
+    let aux: Option<Box<dyn rlcpc_agents::AuxLoss>> = match cfg.aux.kind {
+        AuxKind::None => None,
+        AuxKind::Cpc => Some(Box::new(CpcAux::new(
+            &cfg.aux,
+            spec.feature_dim(),
+            spec.context_dim(),
+            &init.varmap,
+            device,
+            cfg.run.seed,
+        )?)),
+    };
+    Ok(Learner::new(
+        net,
+        aux,
+        cfg.algo.clone(),
+        cfg.optim.clone(),
+        spec.obs_shape.clone(),
+        device.clone(),
+    )?)
+}
+
+/// Every parameter of the learner (network and auxiliary head), by name.
+fn all_params(learner: &Learner<AgentNet>) -> Vec<(String, candle_core::Var)> {
+    use rlcpc_agents::PolicyNetwork;
+    let mut v = learner.net.vars();
+    if let Some(a) = &learner.aux {
+        v.extend(a.vars());
+    }
+    v
+}
+
+/// Loads parameters (and optimiser state) from a checkpoint into `learner`.
+pub fn load_params(learner: &mut Learner<AgentNet>, ck: &Loaded, with_optim: bool) -> Result<()> {
+    for (name, var) in all_params(learner) {
+        let t = ck.tensor(&name, var.dims())?;
+        var.set(&t.to_device(var.device())?)?;
+    }
+    if with_optim {
+        let c: Counters = ck.meta("rlcpc.counters")?;
+        learner
+            .optim
+            .load_state(|k| ck.tensors.get(k).cloned(), c.optim_steps)
+            .map_err(|e| ck.mismatch(e.to_string()))?;
+    }
+    Ok(())
+}
+
+struct Checkpointer<'a> {
+    path: PathBuf,
+    cfg: &'a Config,
+    spec: &'a NetSpec,
+}
+
+impl Checkpointer<'_> {
+    fn save(
+        &self,
+        learner: &Learner<AgentNet>,
+        runner: &mut Runner,
+        counters: &Counters,
+        window: &EpisodeWindow,
+    ) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = all_params(learner)
+            .into_iter()
+            .map(|(k, v)| (k, v.as_tensor().clone()))
+            .collect();
+        tensors.extend(learner.optim.state_tensors());
+        let workers = runner.worker_states()?;
+        let aux_rng = learner.aux.as_ref().map(|a| a.save_rng());
+        let meta = checkpoint::metadata(vec![
+            ("rlcpc.config", serde_json::to_string(&self.cfg.to_toml())?),
+            ("rlcpc.net_spec", serde_json::to_string(self.spec)?),
+            ("rlcpc.counters", serde_json::to_string(counters)?),
+            ("rlcpc.episodes", serde_json::to_string(window)?),
+            ("rlcpc.workers", serde_json::to_string(&workers)?),
+            ("rlcpc.aux_rng", serde_json::to_string(&aux_rng)?),
+        ]);
+        checkpoint::write_atomic(&self.path, tensors, meta)?;
+        Ok(())
+    }
+}
+
+/// Trains `cfg` until its step budget, its target return, or `stop` (Ctrl-C).
+pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
+    // Setup: run directory, network, learner, actors.
+    let spec = net_spec(cfg)?;
+    let ck_path = opts.out.join(CHECKPOINT);
+    if opts.write {
+        std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create run directory {}", opts.out.display()))?;
+        if !opts.resume && ck_path.exists() {
+            bail!(
+                "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
+                opts.out.display(),
+                ck_path.display()
+            );
+        }
+        std::fs::write(opts.out.join("config.toml"), cfg.to_toml())?;
+    }
+    let mut learner = build_learner(cfg, &spec, &opts.device)?;
+    let mut counters = Counters::default();
+    let mut window = EpisodeWindow::default();
+    let mut worker_states: Option<Vec<serde_json::Value>> = None;
+    if opts.resume {
+        let ck = Loaded::read(&ck_path)?;
+        let saved_spec: NetSpec = ck.meta("rlcpc.net_spec")?;
+        if saved_spec != spec {
+            return Err(ck.mismatch(format!("network {saved_spec:?} differs from the config's {spec:?}")).into());
+        }
+        load_params(&mut learner, &ck, true)?;
+        counters = ck.meta("rlcpc.counters")?;
+        window = ck.meta("rlcpc.episodes")?;
+        worker_states = ck.meta("rlcpc.workers")?;
+        if let (Some(aux), Some(rng)) = (learner.aux.as_mut(), ck.meta::<Option<serde_json::Value>>("rlcpc.aux_rng")?) {
+            aux.load_rng(&rng)?;
+        }
+        learner.set_updates(counters.updates);
+    }
+    let per_worker = cfg.env.num_envs / cfg.run.workers;
+    // Async runs resumed without actor states start fresh episodes from a new seed.
+    let env_seed = cfg.run.seed.wrapping_add(counters.updates.wrapping_mul(1_000_003));
+    let mut actors = Vec::new();
+    for w in 0..cfg.run.workers {
+        let envs = (0..per_worker)
+            .map(|_| rlcpc_envs::make(&cfg.env))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut actor = Actor::new(w, VecEnv::new(envs)?, actor_policy(&spec)?, cfg.algo.unroll, env_seed, w * per_worker);
+        if let Some(states) = &worker_states {
+            let st = states.get(w).context("checkpoint has fewer actor states than run.workers")?;
+            actor.load_state(st)?;
+        }
+        actors.push(actor);
+    }
+    let mut runner = Runner::start(&cfg.run.runner(), actors, learner.snapshot()?)?;
+    let checkpointer = Checkpointer {
+        path: ck_path,
+        cfg,
+        spec: &spec,
+    };
+    let mut writer = if opts.write { Some(MetricsWriter::open(&opts.out)?) } else { None };
+    let bar = progress_bar(cfg.run.total_steps, counters.env_steps, opts.progress);
+
+    let start = Instant::now();
+    let start_steps = counters.env_steps;
+    let elapsed_before = counters.elapsed_secs;
+    let mut interval = Interval::new(counters.env_steps);
+    let mut solved = None;
+    let mut interrupted = false;
+    while counters.env_steps < cfg.run.total_steps {
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        // 1. Collect: one unroll per worker (sync) or the first to arrive (async).
+        let t0 = Instant::now();
+        let batch = runner.next_batch()?;
+        let t1 = Instant::now();
+        // 2–4. Returns, loss and one optimiser step.
+        let progress = counters.env_steps as f64 / cfg.run.total_steps as f64;
+        let stats = learner.update(&batch, progress)?;
+        // 5. Publish the new parameters to the actors.
+        runner.publish(learner.snapshot()?);
+        let t2 = Instant::now();
+
+        counters.updates = learner.updates();
+        counters.optim_steps = learner.optim.steps();
+        counters.env_steps += batch.env_steps() as u64;
+        for &(r, l) in &batch.episodes {
+            window.push(r, l);
+        }
+        counters.episodes = window.total;
+        counters.elapsed_secs = elapsed_before + start.elapsed().as_secs_f64();
+        interval.add(&stats.metrics(), (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
+
+        // 6. Log.
+        let reached = cfg.run.target_return > 0.0
+            && window.is_full()
+            && window.mean_return().is_some_and(|m| m >= cfg.run.target_return);
+        if reached && solved.is_none() {
+            solved = Some((counters.env_steps, counters.elapsed_secs));
+        }
+        let last = counters.env_steps >= cfg.run.total_steps || reached;
+        if counters.updates % cfg.run.log_every == 0 || last {
+            let scalars = interval.flush(&counters, &window);
+            if let Some(w) = writer.as_mut() {
+                w.log(counters.env_steps, &scalars)?;
+            }
+            bar.set_position(counters.env_steps.min(cfg.run.total_steps));
+            let fps = scalars.iter().find(|s| s.0 == "time/fps").map_or(0.0, |s| s.1);
+            bar.set_message(format!(
+                "{fps:>7.0} SPS | return {}",
+                window.mean_return().map_or("-".into(), |m| format!("{m:.1}"))
+            ));
+        }
+        if reached {
+            break;
+        }
+        // 7. Checkpoint.
+        let every = cfg.run.checkpoint_every;
+        if opts.write && every > 0 && counters.updates % every == 0 {
+            checkpointer.save(&learner, &mut runner, &counters, &window)?;
+        }
+    }
+    if opts.write {
+        checkpointer.save(&learner, &mut runner, &counters, &window)?;
+    }
+    bar.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    Ok(TrainSummary {
+        mean_return: window.mean_return(),
+        solved,
+        sps: (counters.env_steps - start_steps) as f64 / secs.max(1e-9),
+        counters,
+        interrupted,
+    })
+}
+
+fn progress_bar(total: u64, pos: u64, show: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !show || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} steps | {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(pos);
+    bar
+}
+
+/// Averages of the update statistics and phase timings over one log interval.
+struct Interval {
+    sums: Vec<(String, f64, u32)>,
+    collect_secs: f64,
+    learn_secs: f64,
+    updates: u32,
+    since: Instant,
+    steps_at_start: u64,
+}
+
+impl Interval {
+    fn new(steps: u64) -> Self {
+        Interval {
+            sums: Vec::new(),
+            collect_secs: 0.0,
+            learn_secs: 0.0,
+            updates: 0,
+            since: Instant::now(),
+            steps_at_start: steps,
+        }
+    }
+
+    fn add(&mut self, metrics: &[(String, f64)], collect: f64, learn: f64) {
+        for (k, v) in metrics {
+            match self.sums.iter_mut().find(|s| &s.0 == k) {
+                Some(s) if v.is_finite() => {
+                    s.1 += v;
+                    s.2 += 1;
+                }
+                Some(_) => {}
+                None => self.sums.push((k.clone(), if v.is_finite() { *v } else { 0.0 }, v.is_finite() as u32)),
+            }
+        }
+        self.collect_secs += collect;
+        self.learn_secs += learn;
+        self.updates += 1;
+    }
+
+    fn flush(&mut self, c: &Counters, w: &EpisodeWindow) -> Vec<(String, f64)> {
+        let secs = self.since.elapsed().as_secs_f64().max(1e-9);
+        let n = self.updates.max(1) as f64;
+        let mut out = vec![
+            ("time/total_timesteps".to_string(), c.env_steps as f64),
+            ("time/iterations".into(), c.updates as f64),
+            ("time/fps".into(), (c.env_steps - self.steps_at_start) as f64 / secs),
+            ("time/time_elapsed".into(), c.elapsed_secs),
+            ("time/collect_ms".into(), 1e3 * self.collect_secs / n),
+            ("time/learn_ms".into(), 1e3 * self.learn_secs / n),
+            ("rollout/episodes".into(), w.total as f64),
+            ("rollout/ep_rew_mean".into(), w.mean_return().unwrap_or(f64::NAN)),
+            ("rollout/ep_len_mean".into(), w.mean_length().unwrap_or(f64::NAN)),
+        ];
+        out.extend(
+            self.sums
+                .iter()
+                .map(|(k, s, cnt)| (k.clone(), if *cnt > 0 { s / *cnt as f64 } else { f64::NAN })),
+        );
+        *self = Interval::new(c.env_steps);
+        out
+    }
+}
+
+/// Reads the config saved in a run directory (for `--resume`).
+pub fn saved_config(out: &Path, overrides: &[String]) -> Result<Config> {
+    let path = out.join("config.toml");
+    if !path.exists() {
+        bail!("--resume: {} has no config.toml; is it a run directory?", out.display());
+    }
+    Ok(Config::load(Some(&path), overrides)?)
+}
