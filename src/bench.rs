@@ -78,7 +78,10 @@ pub fn throughput_cases(mlp: &Config, lstm_cpc: &Config) -> Vec<(String, Config)
     vec![
         ("train mlp, aux none".into(), mlp.clone()),
         ("train lstm, aux none".into(), lstm_none),
-        (format!("train lstm, aux cpc (K={})", lstm_cpc.aux.horizon), lstm_cpc.clone()),
+        (
+            format!("train lstm, aux cpc (K={})", lstm_cpc.aux.horizon),
+            lstm_cpc.clone(),
+        ),
     ]
 }
 

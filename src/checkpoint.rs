@@ -81,9 +81,11 @@ impl Loaded {
             path: path.to_path_buf(),
             message: m,
         };
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let (_, meta) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
         let metadata = meta.metadata().clone().unwrap_or_default();
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| corrupt(e.to_string()))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| corrupt(e.to_string()))?;
         let loaded = Loaded {
             path: path.to_path_buf(),
             tensors,
@@ -91,7 +93,9 @@ impl Loaded {
         };
         match loaded.metadata.get("rlcpc.format").map(String::as_str) {
             Some(FORMAT) => Ok(loaded),
-            Some(other) => Err(loaded.mismatch(format!("format '{other}', this build reads '{FORMAT}'"))),
+            Some(other) => {
+                Err(loaded.mismatch(format!("format '{other}', this build reads '{FORMAT}'")))
+            }
             None => Err(loaded.mismatch("no 'rlcpc.format' metadata: not written by rlcpc".into())),
         }
     }
@@ -133,7 +137,10 @@ impl Loaded {
 
 /// Metadata map from `(key, JSON value)` pairs, with the format tag.
 pub fn metadata(entries: Vec<(&str, String)>) -> HashMap<String, String> {
-    let mut m: HashMap<String, String> = entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let mut m: HashMap<String, String> = entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     m.insert("rlcpc.format".into(), FORMAT.into());
     m
 }

@@ -30,7 +30,10 @@ pub enum ConfigError {
 /// Presets compiled into the binary, by name (`configs/<name>.toml`).
 pub const PRESETS: &[(&str, &str)] = &[
     ("cartpole", include_str!("../configs/cartpole.toml")),
-    ("cartpole-lstm-cpc", include_str!("../configs/cartpole-lstm-cpc.toml")),
+    (
+        "cartpole-lstm-cpc",
+        include_str!("../configs/cartpole-lstm-cpc.toml"),
+    ),
 ];
 
 /// The whole configuration of a training run.
@@ -231,13 +234,22 @@ impl Config {
     /// validates the result.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
         let (text, origin) = match path {
-            None => (PRESETS[0].1.to_string(), "configs/cartpole.toml (built in)".to_string()),
+            None => (
+                PRESETS[0].1.to_string(),
+                "configs/cartpole.toml (built in)".to_string(),
+            ),
             Some(p) => {
                 let name = p.to_string_lossy();
                 match std::fs::read_to_string(p) {
                     Ok(t) => (t, name.to_string()),
-                    Err(e) => match PRESETS.iter().find(|(n, _)| *n == name.trim_end_matches(".toml").trim_start_matches("configs/")) {
-                        Some((n, t)) if !p.exists() => (t.to_string(), format!("configs/{n}.toml (built in)")),
+                    Err(e) => match PRESETS.iter().find(|(n, _)| {
+                        *n == name
+                            .trim_end_matches(".toml")
+                            .trim_start_matches("configs/")
+                    }) {
+                        Some((n, t)) if !p.exists() => {
+                            (t.to_string(), format!("configs/{n}.toml (built in)"))
+                        }
                         _ => {
                             return Err(ConfigError::Read {
                                 path: name.into(),
@@ -277,7 +289,9 @@ impl Config {
         }
         let r = &self.run;
         if r.workers == 0 {
-            return Err("invalid value for 'run.workers': 0 (need at least one actor thread)".into());
+            return Err(
+                "invalid value for 'run.workers': 0 (need at least one actor thread)".into(),
+            );
         }
         if self.env.num_envs == 0 || self.env.num_envs % r.workers != 0 {
             return Err(format!(
@@ -314,13 +328,22 @@ impl Config {
                 ));
             }
             if !(a.weight >= 0.0 && a.weight.is_finite()) {
-                return Err(format!("invalid value for 'aux.weight': {} (must be finite and >= 0)", a.weight));
+                return Err(format!(
+                    "invalid value for 'aux.weight': {} (must be finite and >= 0)",
+                    a.weight
+                ));
             }
             if a.num_negatives == 0 {
-                return Err("invalid value for 'aux.num_negatives': 0 (need at least one negative)".into());
+                return Err(
+                    "invalid value for 'aux.num_negatives': 0 (need at least one negative)".into(),
+                );
             }
             let per_batch = self.env.num_envs / r.workers
-                * if r.mode == Mode::Async && r.batch_rollouts > 0 { r.batch_rollouts } else { r.workers };
+                * if r.mode == Mode::Async && r.batch_rollouts > 0 {
+                    r.batch_rollouts
+                } else {
+                    r.workers
+                };
             if a.negatives == Negatives::Batch && per_batch < 2 {
                 return Err("invalid value for 'aux.negatives': \"batch\" needs at least 2 environments per batch".into());
             }
@@ -340,7 +363,9 @@ fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError>
         arg: arg.into(),
         reason: reason.into(),
     };
-    let (path, raw) = arg.split_once('=').ok_or_else(|| err("expected key.path=value"))?;
+    let (path, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected key.path=value"))?;
     let keys: Vec<&str> = path.trim().split('.').collect();
     if keys.iter().any(|k| k.is_empty()) {
         return Err(err("empty key in the path"));

@@ -20,7 +20,10 @@ use crate::nn::init::Init;
 /// InfoNCE from `scores` `[P, 1+M]` whose column 0 holds the positives:
 /// `mean_p [ logsumexp_j s_pj − s_p0 ]`.
 pub fn info_nce(scores: &Tensor) -> candle_core::Result<Tensor> {
-    log_softmax(scores, D::Minus1)?.narrow(1, 0, 1)?.mean_all()?.neg()
+    log_softmax(scores, D::Minus1)?
+        .narrow(1, 0, 1)?
+        .mean_all()?
+        .neg()
 }
 
 /// Scores `z^T pred` of candidates `[P, 1+M, D]` against predictions `[P, D]` → `[P, 1+M]`.
@@ -50,7 +53,13 @@ pub struct CpcSampling {
 
 /// Picks pairs (t, k) of each sequence: the future z_{t+k} must lie inside the unroll
 /// `[0, T)` and in the same episode (no `first` flag in `(t, t+k]`).
-pub fn sample_pairs(first: &[f32], t_len: usize, b: usize, s: &CpcSampling, rng: &mut SeededRng) -> Vec<Pair> {
+pub fn sample_pairs(
+    first: &[f32],
+    t_len: usize,
+    b: usize,
+    s: &CpcSampling,
+    rng: &mut SeededRng,
+) -> Vec<Pair> {
     let mut pairs = Vec::new();
     let mut starts = Vec::with_capacity(t_len);
     let mut ks = Vec::with_capacity(s.horizon);
@@ -93,7 +102,13 @@ fn choose<T: Copy + Ord>(v: &mut Vec<T>, n: usize, rng: &mut SeededRng) {
 
 /// For each pair, the index of its positive `(t+k) * B + b` followed by `M` negatives,
 /// sampled with replacement from the configured pool, never the positive itself.
-pub fn sample_candidates(pairs: &[Pair], t_len: usize, b: usize, s: &CpcSampling, rng: &mut SeededRng) -> Vec<u32> {
+pub fn sample_candidates(
+    pairs: &[Pair],
+    t_len: usize,
+    b: usize,
+    s: &CpcSampling,
+    rng: &mut SeededRng,
+) -> Vec<u32> {
     let m = s.num_negatives;
     let mut idx = Vec::with_capacity(pairs.len() * (1 + m));
     for p in pairs {
@@ -132,11 +147,26 @@ impl Predictor {
     pub const NAME: &'static str = "predictor.weight";
 
     /// PyTorch's linear initialisation, uniform in ±1/√Dc.
-    pub fn init(horizon: usize, z_dim: usize, c_dim: usize, init: &mut Init, prefix: &str) -> candle_core::Result<()> {
-        init.uniform_fan_in(&format!("{prefix}.{}", Self::NAME), &[horizon * z_dim, c_dim], c_dim)
+    pub fn init(
+        horizon: usize,
+        z_dim: usize,
+        c_dim: usize,
+        init: &mut Init,
+        prefix: &str,
+    ) -> candle_core::Result<()> {
+        init.uniform_fan_in(
+            &format!("{prefix}.{}", Self::NAME),
+            &[horizon * z_dim, c_dim],
+            c_dim,
+        )
     }
 
-    pub fn new(horizon: usize, z_dim: usize, c_dim: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+    pub fn new(
+        horizon: usize,
+        z_dim: usize,
+        c_dim: usize,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
         Ok(Predictor {
             w: vb.get((horizon * z_dim, c_dim), Self::NAME)?,
             horizon,
@@ -147,7 +177,8 @@ impl Predictor {
     /// Predictions W_k c for every k: `[U, Dc]` → `[U, K, Dz]`.
     pub fn predict_all(&self, c: &Tensor) -> candle_core::Result<Tensor> {
         let u = c.dim(0)?;
-        c.matmul(&self.w.t()?)?.reshape((u, self.horizon, self.z_dim))
+        c.matmul(&self.w.t()?)?
+            .reshape((u, self.horizon, self.z_dim))
     }
 }
 
@@ -191,7 +222,9 @@ pub fn cpc_loss(
     }
     let dev = z.device();
     let idx = |v: Vec<u32>, dev: &Device| Tensor::from_vec(v.clone(), v.len(), dev);
-    let c_sel = c.reshape((t_len * b, dc))?.index_select(&idx(anchors, dev)?, 0)?;
+    let c_sel = c
+        .reshape((t_len * b, dc))?
+        .index_select(&idx(anchors, dev)?, 0)?;
     let u = c_sel.dim(0)?;
     let preds = predictor
         .predict_all(&c_sel)?
@@ -209,7 +242,11 @@ pub fn cpc_loss(
         .iter()
         .map(|row| row[1..].iter().all(|&x| x < row[0]))
         .collect();
-    Ok(Some(CpcResult { loss, pairs, correct }))
+    Ok(Some(CpcResult {
+        loss,
+        pairs,
+        correct,
+    }))
 }
 
 /// Accuracy buckets over the horizon, as logged: k = 1, 2..=10, 11..=K.
@@ -236,11 +273,23 @@ pub struct CpcAux {
 impl CpcAux {
     pub const PREFIX: &'static str = "aux.cpc";
 
-    pub fn init(cfg: &AuxConfig, z_dim: usize, c_dim: usize, init: &mut Init) -> candle_core::Result<()> {
+    pub fn init(
+        cfg: &AuxConfig,
+        z_dim: usize,
+        c_dim: usize,
+        init: &mut Init,
+    ) -> candle_core::Result<()> {
         Predictor::init(cfg.horizon, z_dim, c_dim, init, Self::PREFIX)
     }
 
-    pub fn new(cfg: &AuxConfig, z_dim: usize, c_dim: usize, varmap: &candle_nn::VarMap, device: &Device, seed: u64) -> candle_core::Result<Self> {
+    pub fn new(
+        cfg: &AuxConfig,
+        z_dim: usize,
+        c_dim: usize,
+        varmap: &candle_nn::VarMap,
+        device: &Device,
+        seed: u64,
+    ) -> candle_core::Result<Self> {
         let vb = VarBuilder::from_varmap(varmap, DType::F32, device).pp(Self::PREFIX);
         Ok(CpcAux {
             predictor: Predictor::new(cfg.horizon, z_dim, c_dim, vb)?,
@@ -264,7 +313,14 @@ impl AuxLoss for CpcAux {
     }
 
     fn loss(&mut self, out: &UnrollOutput, first: &[f32]) -> Result<AuxOutput, AgentError> {
-        let r = cpc_loss(&self.predictor, &out.z, &out.c, first, &self.sampling, &mut self.rng)?;
+        let r = cpc_loss(
+            &self.predictor,
+            &out.z,
+            &out.c,
+            first,
+            &self.sampling,
+            &mut self.rng,
+        )?;
         let Some(r) = r else {
             return Ok(AuxOutput {
                 loss: Tensor::zeros((), DType::F32, out.z.device())?,
@@ -289,7 +345,10 @@ impl AuxLoss for CpcAux {
                 metrics.push((format!("cpc/acc_{name}"), hit as f64 / n as f64));
             }
         }
-        Ok(AuxOutput { loss: r.loss, metrics })
+        Ok(AuxOutput {
+            loss: r.loss,
+            metrics,
+        })
     }
 
     fn vars(&self) -> Vec<(String, candle_core::Var)> {
@@ -301,7 +360,8 @@ impl AuxLoss for CpcAux {
     }
 
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
-        self.rng = serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))?;
+        self.rng =
+            serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))?;
         Ok(())
     }
 }

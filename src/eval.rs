@@ -53,9 +53,12 @@ impl TrainedPolicy {
 pub fn evaluate(path: &Path, episodes: usize, seed: u64, stochastic: bool) -> Result<Vec<f64>> {
     let p = TrainedPolicy::load(path)?;
     let mut policy = actor_policy(&p.spec)?;
-    policy
-        .load(&p.snapshot)
-        .with_context(|| format!("checkpoint {} does not fit its own network spec", path.display()))?;
+    policy.load(&p.snapshot).with_context(|| {
+        format!(
+            "checkpoint {} does not fit its own network spec",
+            path.display()
+        )
+    })?;
     let mut env = rlcpc_envs::make(&p.config.env)?;
     let (d, a, s) = (p.spec.obs_dim(), p.spec.num_actions, p.spec.state_size());
     let mut obs = vec![0.0; d];
@@ -87,7 +90,13 @@ pub fn evaluate(path: &Path, episodes: usize, seed: u64, stochastic: bool) -> Re
 fn argmax(x: &[f32]) -> usize {
     x.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
         .0
 }
 
@@ -107,7 +116,10 @@ pub fn export_encoder(checkpoint: &Path, out: &Path) -> Result<EncoderSpec> {
     if tensors.is_empty() {
         return Err(ck.mismatch("no encoder.* tensors".into()).into());
     }
-    let meta = checkpoint::metadata(vec![(ENCODER_SPEC_KEY, serde_json::to_string(&spec.encoder)?)]);
+    let meta = checkpoint::metadata(vec![(
+        ENCODER_SPEC_KEY,
+        serde_json::to_string(&spec.encoder)?,
+    )]);
     checkpoint::write_atomic(out, tensors, meta)?;
     Ok(spec.encoder)
 }
@@ -120,14 +132,19 @@ pub fn load_encoder(path: &Path, device: &Device) -> Result<(Encoder, VarMap)> {
     {
         let mut data = varmap.data().lock().expect("varmap lock");
         for (k, t) in &f.tensors {
-            data.insert(k.clone(), candle_core::Var::from_tensor(&t.to_device(device)?)?);
+            data.insert(
+                k.clone(),
+                candle_core::Var::from_tensor(&t.to_device(device)?)?,
+            );
         }
     }
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, device);
     let enc = Encoder::new(spec, vb.pp("encoder")).map_err(|e| f.mismatch(e.to_string()))?;
     // The VarBuilder creates what is missing: a grown map means tensors were missing.
     if varmap.all_vars().len() != f.tensors.len() {
-        return Err(f.mismatch("encoder tensors are missing for its spec".into()).into());
+        return Err(f
+            .mismatch("encoder tensors are missing for its spec".into())
+            .into());
     }
     Ok((enc, varmap))
 }

@@ -1,5 +1,8 @@
 //! The `rlcpc` command line.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -105,7 +108,9 @@ fn device(name: &str) -> Result<Device> {
             if !cfg!(feature = "cuda") {
                 bail!("--device {d}: this rlcpc was built without CUDA support; rebuild with `cargo build --release --features cuda`");
             }
-            let ordinal = d.strip_prefix("cuda:").map_or(Ok(0), |n| n.parse::<usize>())
+            let ordinal = d
+                .strip_prefix("cuda:")
+                .map_or(Ok(0), |n| n.parse::<usize>())
                 .with_context(|| format!("--device {d}: bad GPU index"))?;
             Ok(Device::new_cuda(ordinal)?)
         }
@@ -140,7 +145,10 @@ fn run(cli: Cli) -> Result<()> {
             quiet,
         } => {
             if let Some(a) = aux {
-                overrides.push(format!("aux.kind=\"{}\"", if a == AuxKind::Cpc { "cpc" } else { "none" }));
+                overrides.push(format!(
+                    "aux.kind=\"{}\"",
+                    if a == AuxKind::Cpc { "cpc" } else { "none" }
+                ));
             }
             if let Some(s) = seed {
                 overrides.push(format!("run.seed={s}"));
@@ -157,7 +165,11 @@ fn run(cli: Cli) -> Result<()> {
                 let secs = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                let aux = if cfg.aux.kind == AuxKind::Cpc { "cpc" } else { "none" };
+                let aux = if cfg.aux.kind == AuxKind::Cpc {
+                    "cpc"
+                } else {
+                    "none"
+                };
                 PathBuf::from("runs").join(format!("{name}-{aux}-s{}-{secs}", cfg.run.seed))
             });
             set_learner_threads(cfg.run.learner_threads);
@@ -180,7 +192,16 @@ fn run(cli: Cli) -> Result<()> {
                 progress: !quiet,
                 write: true,
             };
-            eprintln!("training {} ({} aux) into {}", cfg.env.id, if cfg.aux.kind == AuxKind::Cpc { "cpc" } else { "no" }, out.display());
+            eprintln!(
+                "training {} ({} aux) into {}",
+                cfg.env.id,
+                if cfg.aux.kind == AuxKind::Cpc {
+                    "cpc"
+                } else {
+                    "no"
+                },
+                out.display()
+            );
             let s = train(&cfg, &opts, stop)?;
             let c = &s.counters;
             println!(
@@ -194,7 +215,10 @@ fn run(cli: Cli) -> Result<()> {
                 s.mean_return.map_or("n/a".into(), |m| format!("{m:.1}")),
             );
             if let Some((steps, secs)) = s.solved {
-                println!("target return {} reached at {steps} env steps, {secs:.2} s", cfg.run.target_return);
+                println!(
+                    "target return {} reached at {steps} env steps, {secs:.2} s",
+                    cfg.run.target_return
+                );
             }
             println!("checkpoint: {}", out.join(CHECKPOINT).display());
         }
@@ -215,33 +239,76 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::ExportEncoder { checkpoint, out } => {
             let spec = rlcpc::eval::export_encoder(&checkpoint, &out)?;
-            println!("wrote {} ({})", out.display(), serde_json::to_string(&spec)?);
+            println!(
+                "wrote {} ({})",
+                out.display(),
+                serde_json::to_string(&spec)?
+            );
         }
         Command::Envs => {
-            println!("{:<16} {:<22} {:<14} description", "id", "observation", "action");
+            println!(
+                "{:<16} {:<22} {:<14} description",
+                "id", "observation", "action"
+            );
             for e in rlcpc_envs::registry() {
-                let env = rlcpc_envs::make(&rlcpc_envs::EnvConfig { id: e.id.into(), num_envs: 1, max_episode_steps: 0 })?;
-                println!("{:<16} {:<22} {:<14} {}", e.id, env.observation_space().to_string(), env.action_space().to_string(), e.description);
+                let env = rlcpc_envs::make(&rlcpc_envs::EnvConfig {
+                    id: e.id.into(),
+                    num_envs: 1,
+                    max_episode_steps: 0,
+                })?;
+                println!(
+                    "{:<16} {:<22} {:<14} {}",
+                    e.id,
+                    env.observation_space().to_string(),
+                    env.action_space().to_string(),
+                    e.description
+                );
             }
-            println!("\npresets (rlcpc train --config NAME): {}", PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", "));
+            println!(
+                "\npresets (rlcpc train --config NAME): {}",
+                PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+            );
         }
-        Command::Bench { steps, repeats, solve, seeds, device: dev } => {
+        Command::Bench {
+            steps,
+            repeats,
+            solve,
+            seeds,
+            device: dev,
+        } => {
             let dev = device(&dev)?;
             set_learner_threads(1);
             let mlp = Config::load(None, &[])?;
             let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
             println!("{:<34} {:>14}   runs", "case", "steps/s (median)");
-            let env_runs: Vec<f64> = (0..repeats).map(|_| bench::env_steps_per_sec(&mlp.env, 2_000_000)).collect::<Result<_>>()?;
-            println!("{:<34} {:>14.0}   {:?}", "env CartPole-v1 (1 thread)", bench::median(&env_runs), env_runs.iter().map(|x| x.round()).collect::<Vec<_>>());
+            let env_runs: Vec<f64> = (0..repeats)
+                .map(|_| bench::env_steps_per_sec(&mlp.env, 2_000_000))
+                .collect::<Result<_>>()?;
+            println!(
+                "{:<34} {:>14.0}   {:?}",
+                "env CartPole-v1 (1 thread)",
+                bench::median(&env_runs),
+                env_runs.iter().map(|x| x.round()).collect::<Vec<_>>()
+            );
             let mut medians = Vec::new();
             for (name, cfg) in bench::throughput_cases(&mlp, &lstm) {
-                let runs: Vec<f64> = (0..repeats).map(|_| bench::train_steps_per_sec(&cfg, steps, &dev)).collect::<Result<_>>()?;
+                let runs: Vec<f64> = (0..repeats)
+                    .map(|_| bench::train_steps_per_sec(&cfg, steps, &dev))
+                    .collect::<Result<_>>()?;
                 let m = bench::median(&runs);
-                println!("{:<34} {:>14.0}   {:?}", name, m, runs.iter().map(|x| x.round()).collect::<Vec<_>>());
+                println!(
+                    "{:<34} {:>14.0}   {:?}",
+                    name,
+                    m,
+                    runs.iter().map(|x| x.round()).collect::<Vec<_>>()
+                );
                 medians.push(m);
             }
             // Share of the time per step spent in the CPC head: 1 − t(none)/t(cpc).
-            println!("CPC head cost: {:.1}% of the time per env step (lstm cpc vs lstm none)", 100.0 * (1.0 - medians[2] / medians[1]));
+            println!(
+                "CPC head cost: {:.1}% of the time per env step (lstm cpc vs lstm none)",
+                100.0 * (1.0 - medians[2] / medians[1])
+            );
             if solve {
                 for (name, cfg) in [("mlp, aux none", &mlp), ("lstm, aux cpc", &lstm)] {
                     let mut secs = Vec::new();
@@ -251,10 +318,18 @@ fn run(cli: Cli) -> Result<()> {
                                 println!("solve {name}: seed {seed}: return >= {} at {st} steps, {s:.2} s", cfg.run.target_return);
                                 secs.push(s);
                             }
-                            None => println!("solve {name}: seed {seed}: not solved within {} steps", cfg.run.total_steps),
+                            None => println!(
+                                "solve {name}: seed {seed}: not solved within {} steps",
+                                cfg.run.total_steps
+                            ),
                         }
                     }
-                    println!("solve {name}: {}/{} seeds solved, median {:.2} s", secs.len(), seeds.len(), bench::median(&secs));
+                    println!(
+                        "solve {name}: {}/{} seeds solved, median {:.2} s",
+                        secs.len(),
+                        seeds.len(),
+                        bench::median(&secs)
+                    );
                 }
             }
         }

@@ -34,11 +34,13 @@ impl EpisodeWindow {
     }
 
     pub fn mean_return(&self) -> Option<f64> {
-        (!self.returns.is_empty()).then(|| self.returns.iter().sum::<f64>() / self.returns.len() as f64)
+        (!self.returns.is_empty())
+            .then(|| self.returns.iter().sum::<f64>() / self.returns.len() as f64)
     }
 
     pub fn mean_length(&self) -> Option<f64> {
-        (!self.lengths.is_empty()).then(|| self.lengths.iter().sum::<usize>() as f64 / self.lengths.len() as f64)
+        (!self.lengths.is_empty())
+            .then(|| self.lengths.iter().sum::<usize>() as f64 / self.lengths.len() as f64)
     }
 }
 
@@ -58,9 +60,16 @@ impl MetricsWriter {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let name = format!("events.out.tfevents.{}.rlcpc.{}", now.as_secs(), now.subsec_nanos());
+        let name = format!(
+            "events.out.tfevents.{}.rlcpc.{}",
+            now.as_secs(),
+            now.subsec_nanos()
+        );
         let mut tb = BufWriter::new(File::create(dir.join(name))?);
-        write_record(&mut tb, &event(wall_time(), 0, EventBody::FileVersion("brain.Event:2")))?;
+        write_record(
+            &mut tb,
+            &event(wall_time(), 0, EventBody::FileVersion("brain.Event:2")),
+        )?;
         Ok(MetricsWriter {
             jsonl: BufWriter::new(jsonl),
             tb,
@@ -73,7 +82,8 @@ impl MetricsWriter {
         for (k, v) in scalars {
             obj.insert(
                 k.clone(),
-                serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, serde_json::Value::Number),
+                serde_json::Number::from_f64(*v)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number),
             );
         }
         writeln!(self.jsonl, "{}", serde_json::Value::Object(obj))?;
@@ -81,7 +91,10 @@ impl MetricsWriter {
         let wt = wall_time();
         for (k, v) in scalars {
             if v.is_finite() {
-                write_record(&mut self.tb, &event(wt, step as i64, EventBody::Scalar(k, *v as f32)))?;
+                write_record(
+                    &mut self.tb,
+                    &event(wt, step as i64, EventBody::Scalar(k, *v as f32)),
+                )?;
             }
         }
         self.tb.flush()

@@ -48,7 +48,8 @@ pub struct TrainSummary {
 /// Builds the network spec from the config and the environment's spaces.
 pub fn net_spec(cfg: &Config) -> Result<NetSpec> {
     let env = rlcpc_envs::make(&cfg.env)?;
-    NetSpec::new(&cfg.model, &env.observation_space(), &env.action_space()).map_err(anyhow::Error::msg)
+    NetSpec::new(&cfg.model, &env.observation_space(), &env.action_space())
+        .map_err(anyhow::Error::msg)
 }
 
 /// The learner with freshly initialised parameters (seeded).
@@ -146,7 +147,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
     let spec = net_spec(cfg)?;
     let ck_path = opts.out.join(CHECKPOINT);
     if opts.write {
-        std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create run directory {}", opts.out.display()))?;
+        std::fs::create_dir_all(&opts.out)
+            .with_context(|| format!("cannot create run directory {}", opts.out.display()))?;
         if !opts.resume && ck_path.exists() {
             bail!(
                 "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
@@ -164,28 +166,47 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
         let ck = Loaded::read(&ck_path)?;
         let saved_spec: NetSpec = ck.meta("rlcpc.net_spec")?;
         if saved_spec != spec {
-            return Err(ck.mismatch(format!("network {saved_spec:?} differs from the config's {spec:?}")).into());
+            return Err(ck
+                .mismatch(format!(
+                    "network {saved_spec:?} differs from the config's {spec:?}"
+                ))
+                .into());
         }
         load_params(&mut learner, &ck, true)?;
         counters = ck.meta("rlcpc.counters")?;
         window = ck.meta("rlcpc.episodes")?;
         worker_states = ck.meta("rlcpc.workers")?;
-        if let (Some(aux), Some(rng)) = (learner.aux.as_mut(), ck.meta::<Option<serde_json::Value>>("rlcpc.aux_rng")?) {
+        if let (Some(aux), Some(rng)) = (
+            learner.aux.as_mut(),
+            ck.meta::<Option<serde_json::Value>>("rlcpc.aux_rng")?,
+        ) {
             aux.load_rng(&rng)?;
         }
         learner.set_updates(counters.updates);
     }
     let per_worker = cfg.env.num_envs / cfg.run.workers;
     // Async runs resumed without actor states start fresh episodes from a new seed.
-    let env_seed = cfg.run.seed.wrapping_add(counters.updates.wrapping_mul(1_000_003));
+    let env_seed = cfg
+        .run
+        .seed
+        .wrapping_add(counters.updates.wrapping_mul(1_000_003));
     let mut actors = Vec::new();
     for w in 0..cfg.run.workers {
         let envs = (0..per_worker)
             .map(|_| rlcpc_envs::make(&cfg.env))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut actor = Actor::new(w, VecEnv::new(envs)?, actor_policy(&spec)?, cfg.algo.unroll, env_seed, w * per_worker);
+        let mut actor = Actor::new(
+            w,
+            VecEnv::new(envs)?,
+            actor_policy(&spec)?,
+            cfg.algo.unroll,
+            env_seed,
+            w * per_worker,
+        );
         if let Some(states) = &worker_states {
-            let st = states.get(w).context("checkpoint has fewer actor states than run.workers")?;
+            let st = states
+                .get(w)
+                .context("checkpoint has fewer actor states than run.workers")?;
             actor.load_state(st)?;
         }
         actors.push(actor);
@@ -196,7 +217,11 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
         cfg,
         spec: &spec,
     };
-    let mut writer = if opts.write { Some(MetricsWriter::open(&opts.out)?) } else { None };
+    let mut writer = if opts.write {
+        Some(MetricsWriter::open(&opts.out)?)
+    } else {
+        None
+    };
     let bar = progress_bar(cfg.run.total_steps, counters.env_steps, opts.progress);
 
     let start = Instant::now();
@@ -229,12 +254,18 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
         }
         counters.episodes = window.total;
         counters.elapsed_secs = elapsed_before + start.elapsed().as_secs_f64();
-        interval.add(&stats.metrics(), (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
+        interval.add(
+            &stats.metrics(),
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+        );
 
         // 6. Log.
         let reached = cfg.run.target_return > 0.0
             && window.is_full()
-            && window.mean_return().is_some_and(|m| m >= cfg.run.target_return);
+            && window
+                .mean_return()
+                .is_some_and(|m| m >= cfg.run.target_return);
         if reached && solved.is_none() {
             solved = Some((counters.env_steps, counters.elapsed_secs));
         }
@@ -245,10 +276,15 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
                 w.log(counters.env_steps, &scalars)?;
             }
             bar.set_position(counters.env_steps.min(cfg.run.total_steps));
-            let fps = scalars.iter().find(|s| s.0 == "time/fps").map_or(0.0, |s| s.1);
+            let fps = scalars
+                .iter()
+                .find(|s| s.0 == "time/fps")
+                .map_or(0.0, |s| s.1);
             bar.set_message(format!(
                 "{fps:>7.0} SPS | return {}",
-                window.mean_return().map_or("-".into(), |m| format!("{m:.1}"))
+                window
+                    .mean_return()
+                    .map_or("-".into(), |m| format!("{m:.1}"))
             ));
         }
         if reached {
@@ -281,9 +317,11 @@ fn progress_bar(total: u64, pos: u64, show: bool) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} steps | {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} steps | {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_position(pos);
     bar
@@ -319,7 +357,11 @@ impl Interval {
                     s.2 += 1;
                 }
                 Some(_) => {}
-                None => self.sums.push((k.clone(), if v.is_finite() { *v } else { 0.0 }, v.is_finite() as u32)),
+                None => self.sums.push((
+                    k.clone(),
+                    if v.is_finite() { *v } else { 0.0 },
+                    v.is_finite() as u32,
+                )),
             }
         }
         self.collect_secs += collect;
@@ -333,13 +375,22 @@ impl Interval {
         let mut out = vec![
             ("time/total_timesteps".to_string(), c.env_steps as f64),
             ("time/iterations".into(), c.updates as f64),
-            ("time/fps".into(), (c.env_steps - self.steps_at_start) as f64 / secs),
+            (
+                "time/fps".into(),
+                (c.env_steps - self.steps_at_start) as f64 / secs,
+            ),
             ("time/time_elapsed".into(), c.elapsed_secs),
             ("time/collect_ms".into(), 1e3 * self.collect_secs / n),
             ("time/learn_ms".into(), 1e3 * self.learn_secs / n),
             ("rollout/episodes".into(), w.total as f64),
-            ("rollout/ep_rew_mean".into(), w.mean_return().unwrap_or(f64::NAN)),
-            ("rollout/ep_len_mean".into(), w.mean_length().unwrap_or(f64::NAN)),
+            (
+                "rollout/ep_rew_mean".into(),
+                w.mean_return().unwrap_or(f64::NAN),
+            ),
+            (
+                "rollout/ep_len_mean".into(),
+                w.mean_length().unwrap_or(f64::NAN),
+            ),
         ];
         out.extend(
             self.sums
@@ -355,7 +406,10 @@ impl Interval {
 pub fn saved_config(out: &Path, overrides: &[String]) -> Result<Config> {
     let path = out.join("config.toml");
     if !path.exists() {
-        bail!("--resume: {} has no config.toml; is it a run directory?", out.display());
+        bail!(
+            "--resume: {} has no config.toml; is it a run directory?",
+            out.display()
+        );
     }
     Ok(Config::load(Some(&path), overrides)?)
 }

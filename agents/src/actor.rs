@@ -52,7 +52,9 @@ impl Actor {
             id,
             venv,
             policy,
-            rng: SeededRng::seed_from_u64(seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(id as u64 + 1))),
+            rng: SeededRng::seed_from_u64(
+                seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(id as u64 + 1)),
+            ),
             unroll,
             // No parameters loaded yet: the first snapshot always loads.
             version: u64::MAX,
@@ -109,8 +111,12 @@ impl Actor {
             r.first.extend(self.first.iter().map(|&f| f as u8 as f32));
             // Act: one batched forward for all environments, then sample.
             self.reset_finished_states(s);
-            self.policy
-                .forward(self.venv.obs(), &mut self.state, &mut self.logits, &mut self.values)?;
+            self.policy.forward(
+                self.venv.obs(),
+                &mut self.state,
+                &mut self.logits,
+                &mut self.values,
+            )?;
             for j in 0..b {
                 let (act, logp) = sample_action(&self.logits[j * a..(j + 1) * a], &mut self.rng);
                 self.actions[j] = act;

@@ -182,7 +182,10 @@ impl<N: PolicyNetwork> Learner<N> {
         let values = values_all.narrow(0, 0, t)?.reshape(t * b)?;
         let policy_loss = (adv * &logp_a)?.mean_all()?.neg()?;
         let value_loss = ((vt - values)?.sqr()?.mean_all()? * 0.5)?;
-        let entropy = (log_probs.exp()? * &log_probs)?.sum(D::Minus1)?.mean_all()?.neg()?;
+        let entropy = (log_probs.exp()? * &log_probs)?
+            .sum(D::Minus1)?
+            .mean_all()?
+            .neg()?;
         let mut total = ((&policy_loss + (&value_loss * self.cfg.vf_coef)?)?
             - (&entropy * self.cfg.ent_coef)?)?;
         let mut aux_metrics = Vec::new();
@@ -202,7 +205,13 @@ impl<N: PolicyNetwork> Learner<N> {
         let host = Tensor::stack(&scalars, 0)?
             .to_dtype(DType::F64)?
             .to_vec1::<f64>()?;
-        let names = ["policy_loss", "value_loss", "entropy", "total_loss", "aux_loss"];
+        let names = [
+            "policy_loss",
+            "value_loss",
+            "entropy",
+            "total_loss",
+            "aux_loss",
+        ];
         for (name, v) in names.iter().zip(&host) {
             if !v.is_finite() {
                 return Err(AgentError::NonFinite {

@@ -55,7 +55,9 @@ impl Optimizer {
         if sq.is_empty() {
             return Ok(0.0);
         }
-        let total = Tensor::stack(&sq, 0)?.sum_all()?.to_dtype(candle_core::DType::F64)?;
+        let total = Tensor::stack(&sq, 0)?
+            .sum_all()?
+            .to_dtype(candle_core::DType::F64)?;
         Ok(total.to_scalar::<f64>()?.sqrt())
     }
 
@@ -65,7 +67,11 @@ impl Optimizer {
         let c = &self.cfg;
         for ((_, var), slots) in self.vars.iter().zip(self.slots.iter_mut()) {
             let Some(g) = grads.get(var) else { continue };
-            let g = if scale != 1.0 { (g * scale)? } else { g.clone() };
+            let g = if scale != 1.0 {
+                (g * scale)?
+            } else {
+                g.clone()
+            };
             let update = match c.kind {
                 OptimKind::Rmsprop => {
                     let a = c.rmsprop_alpha;

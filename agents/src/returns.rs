@@ -55,7 +55,12 @@ pub fn gae(tr: &Trajectory, lambda: f32) -> Targets {
             let i = t * b + j;
             let (target, cont) = tr.step(i);
             let delta = target - tr.values[i];
-            let a = delta + if cont { tr.gamma * lambda * next_adv } else { 0.0 };
+            let a = delta
+                + if cont {
+                    tr.gamma * lambda * next_adv
+                } else {
+                    0.0
+                };
             adv[i] = a;
             ret[i] = a + tr.values[i];
             next_adv = a;

@@ -67,7 +67,12 @@ impl Rollout {
             state_size: s,
             ..Default::default()
         };
-        fn cat<T: Copy>(parts: &[Rollout], rows: usize, width: usize, f: impl Fn(&Rollout) -> &[T]) -> Vec<T> {
+        fn cat<T: Copy>(
+            parts: &[Rollout],
+            rows: usize,
+            width: usize,
+            f: impl Fn(&Rollout) -> &[T],
+        ) -> Vec<T> {
             let b: usize = parts.iter().map(|p| p.b).sum();
             let mut v = Vec::with_capacity(rows * b * width);
             for r in 0..rows {
@@ -87,7 +92,10 @@ impl Rollout {
         out.final_values = cat(parts, t, 1, |p| &p.final_values);
         out.init_state = cat(parts, 1, s, |p| &p.init_state);
         out.policy_version = cat(parts, 1, 1, |p| &p.policy_version);
-        out.episodes = parts.iter().flat_map(|p| p.episodes.iter().copied()).collect();
+        out.episodes = parts
+            .iter()
+            .flat_map(|p| p.episodes.iter().copied())
+            .collect();
         out
     }
 

@@ -140,7 +140,11 @@ impl Runner {
         }
         Ok(Runner {
             mode: cfg.mode,
-            batch_rollouts: if cfg.batch_rollouts == 0 { n } else { cfg.batch_rollouts },
+            batch_rollouts: if cfg.batch_rollouts == 0 {
+                n
+            } else {
+                cfg.batch_rollouts
+            },
             cmd_tx,
             msg_rx,
             latest,

@@ -6,8 +6,8 @@
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::SeededRng;
 use crate::env::{from_state, to_state, Env, EnvError, Info, Space, StepOutcome};
+use crate::SeededRng;
 
 const GRAVITY: f64 = 9.8;
 const MASSCART: f64 = 1.0;

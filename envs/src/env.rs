@@ -144,6 +144,8 @@ pub(crate) fn to_state<T: Serialize>(x: &T) -> serde_json::Value {
 }
 
 /// Restores an environment's state for [`Env::load_state`].
-pub(crate) fn from_state<T: for<'de> Deserialize<'de>>(v: &serde_json::Value) -> Result<T, EnvError> {
+pub(crate) fn from_state<T: for<'de> Deserialize<'de>>(
+    v: &serde_json::Value,
+) -> Result<T, EnvError> {
     serde_json::from_value(v.clone()).map_err(|e| EnvError::State(e.to_string()))
 }

@@ -37,7 +37,8 @@ pub struct EnvEntry {
 pub fn registry() -> &'static [EnvEntry] {
     &[EnvEntry {
         id: "CartPole-v1",
-        description: "balance a pole on a cart (Gymnasium CartPole-v1: 4 floats, 2 actions, 500-step limit)",
+        description:
+            "balance a pole on a cart (Gymnasium CartPole-v1: 4 floats, 2 actions, 500-step limit)",
         max_episode_steps: Some(500),
         build: || Box::new(CartPole::new()),
     }]
@@ -50,7 +51,11 @@ pub fn make(cfg: &EnvConfig) -> Result<Box<dyn Env>, EnvError> {
         .find(|e| e.id == cfg.id)
         .ok_or_else(|| EnvError::UnknownEnv {
             id: cfg.id.clone(),
-            known: registry().iter().map(|e| e.id).collect::<Vec<_>>().join(", "),
+            known: registry()
+                .iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+                .join(", "),
         })?;
     let env = (entry.build)();
     let limit = match cfg.max_episode_steps {

@@ -10,6 +10,7 @@ use rlcpc_agents::{ActorPolicy, AgentError, ParamSnapshot};
 
 use super::agent_net::{AgentNet, NetSpec};
 use super::encoders::EncoderSpec;
+use super::fast::{sigmoid, tanh};
 use super::init::Init;
 use crate::config::{Activation, CoreKind};
 
@@ -52,7 +53,8 @@ impl Dense {
 }
 
 fn get<'a>(snap: &'a ParamSnapshot, name: &str) -> Result<(&'a [usize], &'a [f32]), AgentError> {
-    snap.get(name).ok_or_else(|| AgentError::Snapshot(name.to_string()))
+    snap.get(name)
+        .ok_or_else(|| AgentError::Snapshot(name.to_string()))
 }
 
 /// Dot product with eight independent accumulators so that it vectorises.
@@ -73,11 +75,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-#[inline]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 /// MLP encoder, optional LSTM, heads: one environment at a time, no allocation.
 pub struct LeanActor {
     spec: NetSpec,
@@ -96,10 +93,19 @@ pub struct LeanActor {
 impl LeanActor {
     pub fn new(spec: NetSpec) -> Self {
         let (hidden, activation) = match &spec.encoder {
-            EncoderSpec::Mlp { hidden, activation, .. } => (hidden.clone(), *activation),
-            EncoderSpec::Conv { .. } => unreachable!("actor_policy picks CandleActor for conv encoders"),
+            EncoderSpec::Mlp {
+                hidden, activation, ..
+            } => (hidden.clone(), *activation),
+            EncoderSpec::Conv { .. } => {
+                unreachable!("actor_policy picks CandleActor for conv encoders")
+            }
         };
-        let widest = hidden.iter().copied().chain([spec.obs_dim(), spec.context_dim()]).max().unwrap_or(1);
+        let widest = hidden
+            .iter()
+            .copied()
+            .chain([spec.obs_dim(), spec.context_dim()])
+            .max()
+            .unwrap_or(1);
         LeanActor {
             mlp: hidden.iter().map(|_| Dense::default()).collect(),
             activation,
@@ -135,7 +141,9 @@ impl ActorPolicy for LeanActor {
         }
         self.policy.load(snap, "policy")?;
         self.value.load(snap, "value")?;
-        if self.policy.out_dim != self.spec.num_actions || self.value.in_dim != self.spec.context_dim() {
+        if self.policy.out_dim != self.spec.num_actions
+            || self.value.in_dim != self.spec.context_dim()
+        {
             return Err(AgentError::Snapshot("policy.weight / value.weight".into()));
         }
         Ok(())
@@ -149,9 +157,19 @@ impl ActorPolicy for LeanActor {
         self.spec.num_actions
     }
 
-    fn forward(&mut self, obs: &[f32], state: &mut [f32], logits: &mut [f32], values: &mut [f32]) -> Result<(), AgentError> {
+    fn forward(
+        &mut self,
+        obs: &[f32],
+        state: &mut [f32],
+        logits: &mut [f32],
+        values: &mut [f32],
+    ) -> Result<(), AgentError> {
         let d = self.spec.obs_dim();
-        let (a, s, h) = (self.spec.num_actions, self.spec.state_size(), self.spec.lstm_hidden);
+        let (a, s, h) = (
+            self.spec.num_actions,
+            self.spec.state_size(),
+            self.spec.lstm_hidden,
+        );
         let b = obs.len() / d;
         for j in 0..b {
             // Encoder.
@@ -162,7 +180,7 @@ impl ActorPolicy for LeanActor {
                 width = l.out_dim;
                 for v in &mut self.buf_b[..width] {
                     *v = match self.activation {
-                        Activation::Tanh => v.tanh(),
+                        Activation::Tanh => tanh(*v),
                         Activation::Relu => v.max(0.0),
                     };
                 }
@@ -176,18 +194,20 @@ impl ActorPolicy for LeanActor {
                 for k in 0..h {
                     let i = sigmoid(self.gates[k] + self.gates_h[k]);
                     let f = sigmoid(self.gates[h + k] + self.gates_h[h + k]);
-                    let g = (self.gates[2 * h + k] + self.gates_h[2 * h + k]).tanh();
+                    let g = tanh(self.gates[2 * h + k] + self.gates_h[2 * h + k]);
                     let o = sigmoid(self.gates[3 * h + k] + self.gates_h[3 * h + k]);
                     let c = f * st[h + k] + i * g;
                     st[h + k] = c;
-                    st[k] = o * c.tanh();
+                    st[k] = o * tanh(c);
                 }
                 self.buf_a[..h].copy_from_slice(&st[..h]);
                 width = h;
             }
             // Heads.
-            self.policy.forward(&self.buf_a[..width], &mut logits[j * a..(j + 1) * a]);
-            self.value.forward(&self.buf_a[..width], &mut values[j..j + 1]);
+            self.policy
+                .forward(&self.buf_a[..width], &mut logits[j * a..(j + 1) * a]);
+            self.value
+                .forward(&self.buf_a[..width], &mut values[j..j + 1]);
         }
         Ok(())
     }
@@ -204,7 +224,10 @@ impl CandleActor {
         let mut init = Init::new(0, &Device::Cpu);
         spec.init(&mut init)?;
         let net = AgentNet::new(spec, &init.varmap, &Device::Cpu)?;
-        Ok(CandleActor { net, varmap: init.varmap })
+        Ok(CandleActor {
+            net,
+            varmap: init.varmap,
+        })
     }
 }
 
@@ -229,7 +252,13 @@ impl ActorPolicy for CandleActor {
         self.net.spec.num_actions
     }
 
-    fn forward(&mut self, obs: &[f32], state: &mut [f32], logits: &mut [f32], values: &mut [f32]) -> Result<(), AgentError> {
+    fn forward(
+        &mut self,
+        obs: &[f32],
+        state: &mut [f32],
+        logits: &mut [f32],
+        values: &mut [f32],
+    ) -> Result<(), AgentError> {
         let spec = &self.net.spec;
         let b = obs.len() / spec.obs_dim();
         let mut shape = vec![b];

@@ -39,7 +39,9 @@ impl NetSpec {
         };
         let encoder = match kind {
             EncoderKind::Conv if !image => {
-                return Err(format!("model.encoder = \"conv\" needs [H, W, C] image observations, got {obs}"))
+                return Err(format!(
+                    "model.encoder = \"conv\" needs [H, W, C] image observations, got {obs}"
+                ))
             }
             EncoderKind::Conv => {
                 let high = match obs {
@@ -124,7 +126,11 @@ impl AgentNet {
         let encoder = Encoder::new(spec.encoder.clone(), vb.pp("encoder"))?;
         let core = match spec.core {
             CoreKind::None => None,
-            CoreKind::Lstm => Some(Lstm::new(spec.feature_dim(), spec.lstm_hidden, vb.pp("core.lstm"))?),
+            CoreKind::Lstm => Some(Lstm::new(
+                spec.feature_dim(),
+                spec.lstm_hidden,
+                vb.pp("core.lstm"),
+            )?),
         };
         let d = spec.context_dim();
         Ok(AgentNet {
@@ -138,7 +144,12 @@ impl AgentNet {
     }
 
     /// Encoder and core over `obs` `[T, B, ...]`: returns `(z [T,B,Dz], c [T,B,Dc], final state)`.
-    fn features(&self, obs: &Tensor, first: &[f32], state: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    fn features(
+        &self,
+        obs: &Tensor,
+        first: &[f32],
+        state: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (t, b) = (obs.dim(0)?, obs.dim(1)?);
         let x = obs.flatten_to(1)?; // [T*B, ...]
         let z = self.encoder.forward(&x)?;
@@ -155,14 +166,21 @@ impl AgentNet {
     fn heads(&self, c: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let (t, b, d) = c.dims3()?;
         let flat = c.reshape((t * b, d))?;
-        let logits = self.policy.forward(&flat)?.reshape((t, b, self.spec.num_actions))?;
+        let logits = self
+            .policy
+            .forward(&flat)?
+            .reshape((t, b, self.spec.num_actions))?;
         let values = self.value.forward(&flat)?.reshape((t, b))?;
         Ok((logits, values))
     }
 
     /// One step for B environments (the actors' candle path): `obs` `[B, ...]`, state
     /// `[B, S]` → `(logits [B, A], values [B], new state)`.
-    pub fn step(&self, obs: &Tensor, state: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    pub fn step(
+        &self,
+        obs: &Tensor,
+        state: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let b = obs.dim(0)?;
         let (_, c, s) = self.features(&obs.unsqueeze(0)?, &vec![0.0; b], state)?;
         let (logits, values) = self.heads(&c)?;
@@ -183,11 +201,21 @@ impl AgentNet {
 }
 
 impl PolicyNetwork for AgentNet {
-    fn unroll(&self, obs: &Tensor, first: &Tensor, init_state: &Tensor) -> candle_core::Result<UnrollOutput> {
+    fn unroll(
+        &self,
+        obs: &Tensor,
+        first: &Tensor,
+        init_state: &Tensor,
+    ) -> candle_core::Result<UnrollOutput> {
         let first_host = first.flatten_all()?.to_vec1::<f32>()?;
         let (z, c, _) = self.features(obs, &first_host, init_state)?;
         let (logits, values) = self.heads(&c)?;
-        Ok(UnrollOutput { logits, values, z, c })
+        Ok(UnrollOutput {
+            logits,
+            values,
+            z,
+            c,
+        })
     }
 
     fn vars(&self) -> Vec<(String, Var)> {

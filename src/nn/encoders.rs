@@ -147,7 +147,7 @@ impl Module for Encoder {
                 for l in ls {
                     h = l.forward(&h)?;
                     h = match act {
-                        Activation::Tanh => h.tanh()?,
+                        Activation::Tanh => super::fast::tanh_t(&h)?,
                         Activation::Relu => h.relu()?,
                     };
                 }

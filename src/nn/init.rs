@@ -36,14 +36,25 @@ impl Init {
     /// Orthogonal matrix `[rows, cols]` times `gain` (Saxe et al. 2014; SB3's default for
     /// actor–critic layers), from Gram–Schmidt on a Gaussian matrix. Higher-rank shapes
     /// (conv kernels) are flattened to `[shape[0], rest]`.
-    pub fn orthogonal(&mut self, name: &str, shape: &[usize], gain: f64) -> candle_core::Result<()> {
+    pub fn orthogonal(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        gain: f64,
+    ) -> candle_core::Result<()> {
         let rows = shape[0];
         let cols: usize = shape[1..].iter().product();
-        let (n, m) = if rows < cols { (rows, cols) } else { (cols, rows) };
+        let (n, m) = if rows < cols {
+            (rows, cols)
+        } else {
+            (cols, rows)
+        };
         // n orthonormal vectors of length m.
         let mut q: Vec<Vec<f64>> = Vec::with_capacity(n);
         while q.len() < n {
-            let mut v: Vec<f64> = (0..m).map(|_| StandardNormal.sample(&mut self.rng)).collect();
+            let mut v: Vec<f64> = (0..m)
+                .map(|_| StandardNormal.sample(&mut self.rng))
+                .collect();
             for u in &q {
                 let d: f64 = v.iter().zip(u).map(|(a, b)| a * b).sum();
                 v.iter_mut().zip(u).for_each(|(a, b)| *a -= d * b);
@@ -65,7 +76,12 @@ impl Init {
     }
 
     /// Uniform in ±1/√fan_in (PyTorch's default for linear and LSTM layers).
-    pub fn uniform_fan_in(&mut self, name: &str, shape: &[usize], fan_in: usize) -> candle_core::Result<()> {
+    pub fn uniform_fan_in(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        fan_in: usize,
+    ) -> candle_core::Result<()> {
         let b = 1.0 / (fan_in as f32).sqrt();
         let data = (0..shape.iter().product::<usize>())
             .map(|_| self.rng.random_range(-b..b))

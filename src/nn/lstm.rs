@@ -17,9 +17,22 @@ pub struct Lstm {
 
 impl Lstm {
     /// PyTorch's initialisation: every weight and bias uniform in ±1/√H.
-    pub fn init(in_dim: usize, hidden: usize, init: &mut Init, prefix: &str) -> candle_core::Result<()> {
-        init.uniform_fan_in(&format!("{prefix}.weight_ih"), &[4 * hidden, in_dim], hidden)?;
-        init.uniform_fan_in(&format!("{prefix}.weight_hh"), &[4 * hidden, hidden], hidden)?;
+    pub fn init(
+        in_dim: usize,
+        hidden: usize,
+        init: &mut Init,
+        prefix: &str,
+    ) -> candle_core::Result<()> {
+        init.uniform_fan_in(
+            &format!("{prefix}.weight_ih"),
+            &[4 * hidden, in_dim],
+            hidden,
+        )?;
+        init.uniform_fan_in(
+            &format!("{prefix}.weight_hh"),
+            &[4 * hidden, hidden],
+            hidden,
+        )?;
         init.uniform_fan_in(&format!("{prefix}.bias_ih"), &[4 * hidden], hidden)?;
         init.uniform_fan_in(&format!("{prefix}.bias_hh"), &[4 * hidden], hidden)?;
         Ok(())
@@ -40,7 +53,12 @@ impl Lstm {
     /// Runs `x` `[T, B, in]` from `state` `[B, 2H]`, zeroing the state before step t of
     /// sequence b where `first[t * B + b] == 1`. Returns the outputs h_t `[T, B, H]` and
     /// the final state.
-    pub fn unroll(&self, x: &Tensor, first: &[f32], state: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    pub fn unroll(
+        &self,
+        x: &Tensor,
+        first: &[f32],
+        state: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let (t_len, b, in_dim) = x.dims3()?;
         let h_dim = self.hidden;
         // Input projections for every step at once; only h·W_hh is sequential.
@@ -76,12 +94,12 @@ impl Lstm {
 
 /// The LSTM cell from pre-activations `g` `[B, 4H]` (i, f, g, o) and the cell `c`.
 fn cell(g: &Tensor, c: &Tensor, h_dim: usize) -> candle_core::Result<(Tensor, Tensor)> {
-    let sig = candle_nn::ops::sigmoid(g)?;
+    let sig = super::fast::sigmoid_t(g)?;
     let i = sig.narrow(1, 0, h_dim)?;
     let f = sig.narrow(1, h_dim, h_dim)?;
     let o = sig.narrow(1, 3 * h_dim, h_dim)?;
-    let gg = g.narrow(1, 2 * h_dim, h_dim)?.tanh()?;
+    let gg = super::fast::tanh_t(&g.narrow(1, 2 * h_dim, h_dim)?)?;
     let c = ((f * c)? + (i * gg)?)?;
-    let h = (o * c.tanh()?)?;
+    let h = (o * super::fast::tanh_t(&c)?)?;
     Ok((h, c))
 }

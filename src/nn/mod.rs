@@ -4,6 +4,7 @@
 mod actor_policy;
 mod agent_net;
 pub mod encoders;
+pub mod fast;
 pub mod init;
 pub mod lstm;
 
