@@ -6,7 +6,10 @@ use rlcpc_agents::returns::{explained_variance, gae, vtrace, Trajectory};
 fn close(a: &[f32], b: &[f32]) {
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!((x - y).abs() < 1e-5, "index {i}: {x} vs {y} (all: {a:?} vs {b:?})");
+        assert!(
+            (x - y).abs() < 1e-5,
+            "index {i}: {x} vs {y} (all: {a:?} vs {b:?})"
+        );
     }
 }
 

@@ -37,17 +37,34 @@ fn dynamics_rewards_and_flags_match_gymnasium() {
             let o = env.step_into(a, &mut obs).unwrap();
             let want_obs: Vec<f32> = serde_json::from_value(st["obs"].clone()).unwrap();
             for (g, w) in obs.iter().zip(&want_obs) {
-                assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "observation at step {i}: {obs:?} vs {want_obs:?}");
+                assert!(
+                    (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                    "observation at step {i}: {obs:?} vs {want_obs:?}"
+                );
             }
-            assert_eq!(o.reward, st["reward"].as_f64().unwrap() as f32, "reward at step {i}");
-            assert_eq!(o.terminated, st["terminated"].as_bool().unwrap(), "terminated at step {i}");
-            assert_eq!(o.truncated, st["truncated"].as_bool().unwrap(), "truncated at step {i}");
+            assert_eq!(
+                o.reward,
+                st["reward"].as_f64().unwrap() as f32,
+                "reward at step {i}"
+            );
+            assert_eq!(
+                o.terminated,
+                st["terminated"].as_bool().unwrap(),
+                "terminated at step {i}"
+            );
+            assert_eq!(
+                o.truncated,
+                st["truncated"].as_bool().unwrap(),
+                "truncated at step {i}"
+            );
         }
     }
     // The last trajectory balances for the full 500 steps and is truncated, not terminated.
     let last = trajectories.last().unwrap()["steps"].as_array().unwrap();
     assert_eq!(last.len(), 500);
-    assert!(last[499]["truncated"].as_bool().unwrap() && !last[499]["terminated"].as_bool().unwrap());
+    assert!(
+        last[499]["truncated"].as_bool().unwrap() && !last[499]["terminated"].as_bool().unwrap()
+    );
 }
 
 #[test]
@@ -84,8 +101,17 @@ fn registered_spaces_and_seeded_resets() {
     assert_ne!(a, c, "reset(None) continues the generator");
     assert!(a.iter().all(|v| v.abs() <= 0.05));
     assert!(env.step(2).is_err(), "action 2 is outside Discrete(2)");
-    let err = make(&EnvConfig { id: "Nope-v0".into(), ..cfg() }).err().unwrap().to_string();
-    assert!(err.contains("Nope-v0") && err.contains("CartPole-v1"), "{err}");
+    let err = make(&EnvConfig {
+        id: "Nope-v0".into(),
+        ..cfg()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("Nope-v0") && err.contains("CartPole-v1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -130,5 +156,8 @@ fn saved_state_resumes_exactly() {
         assert_eq!(a.obs(), b.obs(), "step {t}");
     }
     let mut c = VecEnv::new(vec![make(&cfg()).unwrap()]).unwrap();
-    assert!(c.load_state(&saved).is_err(), "wrong number of environments is refused");
+    assert!(
+        c.load_state(&saved).is_err(),
+        "wrong number of environments is refused"
+    );
 }

@@ -1,0 +1,267 @@
+//! InfoNCE and the CPC head against hand-computed values and a direct implementation.
+
+use candle_core::{Device, Tensor, Var};
+use rand::SeedableRng;
+use rlcpc::config::{Config, Negatives};
+use rlcpc::cpc::{
+    cpc_loss, info_nce, sample_candidates, sample_pairs, scores, CpcSampling, Pair, Predictor,
+};
+use rlcpc::nn::init::Init;
+use rlcpc::train::{build_learner, net_spec};
+use rlcpc_agents::{AuxLoss, PolicyNetwork};
+use rlcpc_envs::SeededRng;
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < tol, "{got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn info_nce_value_matches_hand_computation() {
+    // Row 0: logsumexp(2, 1, 0) − 2 = ln(1 + e⁻¹ + e⁻²) = 0.4076059
+    // Row 1: logsumexp(0, 0, 3) − 0 = 3 + ln(1 + 2e⁻³) = 3.0949229; mean 1.7512644.
+    let s = Tensor::new(&[[2f32, 1.0, 0.0], [0.0, 0.0, 3.0]], &Device::Cpu).unwrap();
+    let l = info_nce(&s).unwrap().to_scalar::<f32>().unwrap();
+    assert!((l - 1.751_264_4).abs() < 1e-5, "{l}");
+}
+
+#[test]
+fn info_nce_gradient_matches_hand_computation() {
+    // pred = (1, .5); candidates z0 = (1, 0) (positive), z1 = (0, 1), z2 = (−1, 2):
+    // scores (1, .5, 0), softmax p = (.5064804, .3071959, .1863237), loss = −ln p0.
+    // dL/dpred = Σ_j (p_j − [j = 0]) z_j; dL/dz_j = (p_j − [j = 0]) pred.
+    let dev = Device::Cpu;
+    let pred = Var::new(&[[1f32, 0.5]], &dev).unwrap();
+    let cands = Var::new(&[[[1f32, 0.0], [0.0, 1.0], [-1.0, 2.0]]], &dev).unwrap();
+    let loss = info_nce(&scores(&pred, &cands).unwrap()).unwrap();
+    assert!((loss.to_scalar::<f32>().unwrap() - 0.680_269_6).abs() < 1e-5);
+    let g = loss.backward().unwrap();
+    let gp = g
+        .get(&pred)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_close(&gp, &[-0.679_843_3, 0.679_843_3], 1e-5);
+    let gz = g
+        .get(&cands)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_close(
+        &gz,
+        &[
+            -0.493_519_6,
+            -0.246_759_8,
+            0.307_195_9,
+            0.153_598,
+            0.186_323_7,
+            0.093_161_9,
+        ],
+        1e-5,
+    );
+}
+
+fn sampling(negatives: Negatives) -> CpcSampling {
+    CpcSampling {
+        horizon: 4,
+        negatives,
+        num_negatives: 5,
+        start_times: 0,
+        horizons: 0,
+    }
+}
+
+#[test]
+fn pairs_stay_inside_the_unroll_and_the_episode() {
+    // T = 8, B = 2; sequence 1 starts an episode at t = 5.
+    let (t_len, b) = (8, 2);
+    let mut first = vec![0f32; t_len * b];
+    first[5 * b + 1] = 1.0;
+    let mut rng = SeededRng::seed_from_u64(0);
+    let pairs = sample_pairs(&first, t_len, b, &sampling(Negatives::Both), &mut rng);
+    for p in &pairs {
+        assert!(p.k >= 1 && p.k <= 4 && p.t + p.k < t_len, "{p:?}");
+        if p.b == 1 {
+            assert!(
+                !(p.t < 5 && p.t + p.k >= 5),
+                "{p:?} crosses the episode start"
+            );
+        }
+    }
+    // All valid pairs are taken when nothing is subsampled.
+    let n0 = (0..t_len).map(|t| 4.min(t_len - 1 - t)).sum::<usize>();
+    let n1 = (0..5).map(|t| 4.min(4 - t)).sum::<usize>()
+        + (5..t_len).map(|t| 4.min(t_len - 1 - t)).sum::<usize>();
+    assert_eq!(pairs.len(), n0 + n1);
+    // Subsampling bounds the count.
+    let mut s = sampling(Negatives::Both);
+    s.start_times = 2;
+    s.horizons = 1;
+    assert_eq!(sample_pairs(&first, t_len, b, &s, &mut rng).len(), 4);
+}
+
+#[test]
+fn negatives_come_from_their_pool_and_never_the_positive() {
+    let (t_len, b) = (6, 3);
+    let first = vec![0f32; t_len * b];
+    let mut rng = SeededRng::seed_from_u64(1);
+    for neg in [Negatives::Sequence, Negatives::Batch, Negatives::Both] {
+        let s = sampling(neg);
+        let pairs = sample_pairs(&first, t_len, b, &s, &mut rng);
+        let idx = sample_candidates(&pairs, t_len, b, &s, &mut rng);
+        for (p, row) in pairs.iter().zip(idx.chunks(6)) {
+            let pos = ((p.t + p.k) * b + p.b) as u32;
+            assert_eq!(row[0], pos);
+            for &n in &row[1..] {
+                assert_ne!(n, pos, "{neg:?}");
+                let (nt, nb) = (n as usize / b, n as usize % b);
+                match neg {
+                    Negatives::Sequence => assert_eq!(nb, p.b),
+                    Negatives::Batch => assert_eq!(nt, p.t + p.k),
+                    Negatives::Both => {}
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn cpc_loss_matches_a_direct_loop_over_pairs() {
+    let dev = Device::Cpu;
+    let (t_len, b, dz, dc, k) = (7, 3, 4, 5, 3);
+    let mut init = Init::new(3, &dev);
+    Predictor::init(k, dz, dc, &mut init, "p").unwrap();
+    init.uniform_fan_in("z", &[t_len, b, dz], 1).unwrap();
+    init.uniform_fan_in("c", &[t_len, b, dc], 1).unwrap();
+    let vb = candle_nn::VarBuilder::from_varmap(&init.varmap, candle_core::DType::F32, &dev);
+    let pred = Predictor::new(k, dz, dc, vb.pp("p")).unwrap();
+    let z = vb.get((t_len, b, dz), "z").unwrap();
+    let c = vb.get((t_len, b, dc), "c").unwrap();
+    let w = vb
+        .get((k * dz, dc), "p.predictor.weight")
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let zh = z.to_vec3::<f32>().unwrap();
+    let ch = c.to_vec3::<f32>().unwrap();
+    let mut first = vec![0f32; t_len * b];
+    first[4 * b + 2] = 1.0;
+    let mut s = sampling(Negatives::Both);
+    s.horizon = k;
+    s.num_negatives = 4;
+
+    let mut rng = SeededRng::seed_from_u64(9);
+    let mut rng_direct = rng.clone();
+    let r = cpc_loss(&pred, &z, &c, &first, &s, &mut rng)
+        .unwrap()
+        .unwrap();
+
+    // Direct: for each pair, W_k c_t, scores against the candidates, −log softmax of the positive.
+    let pairs: Vec<Pair> = sample_pairs(&first, t_len, b, &s, &mut rng_direct);
+    let cand = sample_candidates(&pairs, t_len, b, &s, &mut rng_direct);
+    let mut total = 0f64;
+    for (p, row) in pairs.iter().zip(cand.chunks(1 + s.num_negatives)) {
+        let ctx = &ch[p.t][p.b];
+        let wk = &w[(p.k - 1) * dz..p.k * dz];
+        let pk: Vec<f64> = wk
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .zip(ctx)
+                    .map(|(a, b)| (*a as f64) * (*b as f64))
+                    .sum()
+            })
+            .collect();
+        let sc: Vec<f64> = row
+            .iter()
+            .map(|&i| {
+                let zz = &zh[i as usize / b][i as usize % b];
+                zz.iter().zip(&pk).map(|(a, b)| *a as f64 * b).sum()
+            })
+            .collect();
+        let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = m + sc.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+        total += lse - sc[0];
+    }
+    let direct = total / pairs.len() as f64;
+    let got = r.loss.to_scalar::<f32>().unwrap() as f64;
+    assert_eq!(r.pairs, pairs);
+    assert!((got - direct).abs() < 1e-5, "{got} vs {direct}");
+}
+
+fn lstm_cpc_config() -> Config {
+    Config::load(
+        Some(std::path::Path::new("cartpole-lstm-cpc")),
+        &["aux.horizon=5".into(), "algo.unroll=8".into()],
+    )
+    .unwrap()
+}
+
+#[test]
+fn cpc_gradients_reach_encoder_and_core() {
+    let cfg = lstm_cpc_config();
+    let spec = net_spec(&cfg).unwrap();
+    let mut learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
+    let (t1, b) = (9, 4);
+    let obs = Tensor::randn(0f32, 1.0, (t1, b, 4), &Device::Cpu).unwrap();
+    let first = Tensor::zeros((t1, b), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let state = Tensor::zeros(
+        (b, spec.state_size()),
+        candle_core::DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let out = learner.net.unroll(&obs, &first, &state).unwrap();
+    let aux = learner.aux.as_mut().unwrap();
+    let a = aux.loss(&out, &vec![0.0; t1 * b]).unwrap();
+    assert!(a
+        .metrics
+        .iter()
+        .any(|(k, v)| k == "cpc/acc_k1" && (0.0..=1.0).contains(v)));
+    let grads = a.loss.backward().unwrap();
+    let mut vars = learner.net.vars();
+    vars.extend(aux.vars());
+    for name in [
+        "encoder.mlp.0.weight",
+        "core.lstm.weight_hh",
+        "aux.cpc.predictor.weight",
+    ] {
+        let (_, v) = vars.iter().find(|(n, _)| n == name).unwrap();
+        let g = grads
+            .get(v)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0 && norm.is_finite(), "{name}: {norm}");
+    }
+    // The policy head gets none from the CPC loss.
+    let (_, v) = vars.iter().find(|(n, _)| n == "policy.weight").unwrap();
+    assert!(grads.get(v).is_none());
+}
+
+#[test]
+fn aux_none_builds_no_head() {
+    let mut cfg = lstm_cpc_config();
+    cfg.aux.kind = rlcpc::config::AuxKind::None;
+    let spec = net_spec(&cfg).unwrap();
+    let learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
+    assert!(learner.aux.is_none());
+    let names: Vec<String> = learner
+        .optim
+        .state_tensors()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.iter().all(|n| !n.contains("aux")), "{names:?}");
+}

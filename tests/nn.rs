@@ -1,0 +1,217 @@
+//! Networks and optimisers: the fast activations, the actors' inference paths against
+//! the learner's network, the conv encoder, and RMSProp/Adam against their formulas.
+
+use candle_core::{DType, Device, Tensor, Var};
+use rlcpc::config::Config;
+use rlcpc::nn::fast;
+use rlcpc::nn::init::Init;
+use rlcpc::nn::{actor_policy, AgentNet, CandleActor, NetSpec};
+use rlcpc::train::{build_learner, net_spec};
+use rlcpc_agents::{ActorPolicy, OptimConfig, OptimKind, Optimizer, PolicyNetwork};
+use rlcpc_envs::Space;
+
+#[test]
+fn fast_tanh_and_sigmoid_are_accurate() {
+    let mut worst: f32 = 0.0;
+    for i in -200_000..=200_000 {
+        let x = i as f32 * 1e-4;
+        worst = worst.max((fast::tanh(x) - x.tanh()).abs());
+        let s = 1.0 / (1.0 + (-x).exp());
+        worst = worst.max((fast::sigmoid(x) - s).abs());
+    }
+    assert!(worst < 5e-7, "max error {worst}");
+    assert_eq!(fast::tanh(100.0), fast::tanh(8.0));
+    assert!((fast::tanh(100.0) - 1.0).abs() < 1e-6);
+    // The tensor op and its gradient 1 − tanh².
+    let x = Var::new(&[-1.5f32, 0.0, 0.3, 4.0], &Device::Cpu).unwrap();
+    let y = fast::tanh_t(&x).unwrap();
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let gx = g.get(&x).unwrap().to_vec1::<f32>().unwrap();
+    for (v, d) in [-1.5f32, 0.0, 0.3, 4.0].iter().zip(gx) {
+        assert!((d - (1.0 - v.tanh().powi(2))).abs() < 1e-6);
+    }
+}
+
+fn lstm_config() -> Config {
+    Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[]).unwrap()
+}
+
+#[test]
+fn actor_paths_match_the_learner_network() {
+    for cfg in [Config::load(None, &[]).unwrap(), lstm_config()] {
+        let spec = net_spec(&cfg).unwrap();
+        let learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
+        let snap = learner.snapshot().unwrap();
+        let b = 5;
+        let obs: Vec<f32> = (0..b * 4)
+            .map(|i| ((i * 37 % 11) as f32 - 5.0) * 0.3)
+            .collect();
+        let s = spec.state_size();
+        let state0: Vec<f32> = (0..b * s)
+            .map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.2)
+            .collect();
+        // Learner: one unroll step from state0.
+        let out = learner
+            .net
+            .unroll(
+                &Tensor::from_slice(&obs, (1, b, 4), &Device::Cpu).unwrap(),
+                &Tensor::zeros((1, b), DType::F32, &Device::Cpu).unwrap(),
+                &Tensor::from_slice(&state0, (b, s), &Device::Cpu).unwrap(),
+            )
+            .unwrap();
+        let want_logits = out.logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let want_values = out.values.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let lean = actor_policy(&spec).unwrap();
+        let candle: Box<dyn ActorPolicy> = Box::new(CandleActor::new(spec.clone()).unwrap());
+        for mut p in [lean, candle] {
+            p.load(&snap).unwrap();
+            let mut state = state0.clone();
+            let (mut logits, mut values) = (vec![0.0; b * 2], vec![0.0; b]);
+            p.forward(&obs, &mut state, &mut logits, &mut values)
+                .unwrap();
+            for (g, w) in logits
+                .iter()
+                .zip(&want_logits)
+                .chain(values.iter().zip(&want_values))
+            {
+                assert!(
+                    (g - w).abs() < 1e-5,
+                    "{logits:?} vs {want_logits:?}, {values:?} vs {want_values:?}"
+                );
+            }
+            if s > 0 {
+                assert_ne!(state, state0, "the LSTM state advanced");
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_encoder_builds_and_trains_on_images() {
+    let cfg = Config::load(None, &["model.encoder=\"auto\"".into()]).unwrap();
+    let obs = Space::Box {
+        low: vec![0.0; 48 * 64 * 3],
+        high: vec![255.0; 48 * 64 * 3],
+        shape: vec![48, 64, 3],
+    };
+    let spec = NetSpec::new(&cfg.model, &obs, &Space::Discrete(9)).unwrap();
+    assert_eq!(spec.feature_dim(), 256);
+    let mut init = Init::new(0, &Device::Cpu);
+    spec.init(&mut init).unwrap();
+    let net = AgentNet::new(spec.clone(), &init.varmap, &Device::Cpu).unwrap();
+    let x = Tensor::rand(0f32, 255.0, (3, 2, 48, 64, 3), &Device::Cpu).unwrap();
+    let first = Tensor::zeros((3, 2), DType::F32, &Device::Cpu).unwrap();
+    let out = net
+        .unroll(
+            &x,
+            &first,
+            &Tensor::zeros((2, 0), DType::F32, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(out.logits.dims(), &[3, 2, 9]);
+    assert_eq!(out.z.dims(), &[3, 2, 256]);
+    let grads = out.values.sum_all().unwrap().backward().unwrap();
+    let (_, w) = net
+        .vars()
+        .into_iter()
+        .find(|(n, _)| n == "encoder.conv1.weight")
+        .unwrap();
+    assert!(grads.get(&w).is_some());
+    // Vector observations cannot take the conv encoder.
+    let bad = Config::load(None, &["model.encoder=\"conv\"".into()]).unwrap();
+    let vec_obs = Space::Box {
+        low: vec![0.0; 4],
+        high: vec![1.0; 4],
+        shape: vec![4],
+    };
+    assert!(NetSpec::new(&bad.model, &vec_obs, &Space::Discrete(2))
+        .unwrap_err()
+        .contains("image"));
+}
+
+fn one_param_step(kind: OptimKind, steps: usize) -> Vec<f32> {
+    let dev = Device::Cpu;
+    let w = Var::new(&[1.0f32, -2.0], &dev).unwrap();
+    let cfg = OptimConfig {
+        kind,
+        eps: 1e-8,
+        ..OptimConfig::default()
+    };
+    let mut opt = Optimizer::new(cfg, vec![("w".into(), w.clone())]).unwrap();
+    for _ in 0..steps {
+        // loss = Σ w², gradient 2w.
+        let grads = w
+            .as_tensor()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        opt.step(&grads, 0.1, 1.0).unwrap();
+    }
+    w.as_tensor().to_vec1::<f32>().unwrap()
+}
+
+#[test]
+fn rmsprop_and_adam_follow_their_formulas() {
+    // RMSProp (α = .99): v = .01·g², w ← w − lr·g/(√v + ε) = w − .1·g/(.1|g|) = w − sign(g).
+    let got = one_param_step(OptimKind::Rmsprop, 1);
+    assert!(
+        (got[0] - 0.0).abs() < 1e-5 && (got[1] - -1.0).abs() < 1e-5,
+        "{got:?}"
+    );
+    // Second step: g = 2w = (0, −2); v = .99·.01·g₁² + .01·g₂².
+    let got = one_param_step(OptimKind::Rmsprop, 2);
+    let v1 = 0.99 * 0.01 * 16.0 + 0.01 * 4.0;
+    assert!(
+        (got[1] - (-1.0 + 0.1 * 2.0 / (v1 as f32).sqrt())).abs() < 1e-5,
+        "{got:?}"
+    );
+    // Adam: the first bias-corrected step is −lr·sign(g).
+    let got = one_param_step(OptimKind::Adam, 1);
+    assert!(
+        (got[0] - 0.9).abs() < 1e-5 && (got[1] - -1.9).abs() < 1e-5,
+        "{got:?}"
+    );
+    // Adam, second step from w = (.9, −1.9): m = .9·.1·g₁ + .1·g₂, v likewise.
+    let got = one_param_step(OptimKind::Adam, 2);
+    let (g1, g2) = (2.0f64, 1.8f64);
+    let m = (0.9 * 0.1 * g1 + 0.1 * g2) / (1.0 - 0.81);
+    let v = (0.999 * 0.001 * g1 * g1 + 0.001 * g2 * g2) / (1.0 - 0.999f64.powi(2));
+    assert!(
+        (got[0] as f64 - (0.9 - 0.1 * m / v.sqrt())).abs() < 1e-5,
+        "{got:?}"
+    );
+}
+
+#[test]
+fn optimiser_state_round_trips() {
+    let w = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
+    let mut opt = Optimizer::new(OptimConfig::default(), vec![("w".into(), w.clone())]).unwrap();
+    let grads = w
+        .as_tensor()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    opt.step(&grads, 0.1, 1.0).unwrap();
+    let saved = opt.state_tensors();
+    let mut other = Optimizer::new(OptimConfig::default(), vec![("w".into(), w.clone())]).unwrap();
+    other
+        .load_state(
+            |k| saved.iter().find(|(n, _)| n == k).map(|(_, t)| t.clone()),
+            opt.steps(),
+        )
+        .unwrap();
+    assert_eq!(
+        other.state_tensors()[0].1.to_vec1::<f32>().unwrap(),
+        saved[0].1.to_vec1::<f32>().unwrap()
+    );
+    assert!(
+        other.load_state(|_| None, 1).is_err(),
+        "missing state is refused"
+    );
+}
