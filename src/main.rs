@@ -86,6 +86,9 @@ enum Command {
         /// Env steps per training-throughput measurement.
         #[arg(long, default_value_t = 200_000)]
         steps: u64,
+        /// Env steps of the raw environment measurement.
+        #[arg(long, default_value_t = 2_000_000)]
+        env_steps: u64,
         /// Repeats per measurement (the median is reported).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
@@ -271,6 +274,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             steps,
+            env_steps,
             repeats,
             solve,
             seeds,
@@ -282,7 +286,7 @@ fn run(cli: Cli) -> Result<()> {
             let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
             println!("{:<34} {:>14}   runs", "case", "steps/s (median)");
             let env_runs: Vec<f64> = (0..repeats)
-                .map(|_| bench::env_steps_per_sec(&mlp.env, 2_000_000))
+                .map(|_| bench::env_steps_per_sec(&mlp.env, env_steps))
                 .collect::<Result<_>>()?;
             println!(
                 "{:<34} {:>14.0}   {:?}",
