@@ -293,7 +293,7 @@ impl Config {
                 "invalid value for 'run.workers': 0 (need at least one actor thread)".into(),
             );
         }
-        if self.env.num_envs == 0 || self.env.num_envs % r.workers != 0 {
+        if self.env.num_envs == 0 || !self.env.num_envs.is_multiple_of(r.workers) {
             return Err(format!(
                 "invalid value for 'env.num_envs': {} (must be a positive multiple of run.workers = {})",
                 self.env.num_envs, r.workers

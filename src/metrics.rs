@@ -154,7 +154,7 @@ fn event(wall_time: f64, step: i64, body: EventBody) -> Vec<u8> {
 
 fn masked_crc(data: &[u8]) -> u32 {
     let crc = crc32c::crc32c(data);
-    ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8)
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 fn write_record(w: &mut impl Write, data: &[u8]) -> std::io::Result<()> {

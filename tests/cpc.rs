@@ -8,7 +8,7 @@ use rlcpc::cpc::{
 };
 use rlcpc::nn::init::Init;
 use rlcpc::train::{build_learner, net_spec};
-use rlcpc_agents::{AuxLoss, PolicyNetwork};
+use rlcpc_agents::PolicyNetwork;
 use rlcpc_envs::SeededRng;
 
 fn assert_close(got: &[f32], want: &[f32], tol: f32) {

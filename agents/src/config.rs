@@ -143,7 +143,7 @@ impl OptimConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(bad("optim.lr", self.lr, "must be finite and > 0"));
         }
-        if !(self.eps > 0.0) {
+        if self.eps.is_nan() || self.eps <= 0.0 {
             return Err(bad("optim.eps", self.eps, "must be > 0"));
         }
         for (k, v) in [

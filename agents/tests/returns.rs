@@ -68,6 +68,7 @@ fn gae_lambda_matches_hand_computation() {
 
 /// The paper's eq. (1) written as a sum, with per-step discounts γ·(1 − done):
 /// v_s = V(x_s) + Σ_{t≥s} (Π_{i=s}^{t−1} γ_i c_i) δ_t, δ_t = ρ_t (r_t + γ·next_t − V(x_t)).
+#[allow(clippy::needless_range_loop)] // indices follow the paper's sums
 fn vtrace_direct(
     tr: &Trajectory,
     log_rhos: &[f32],
