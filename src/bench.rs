@@ -61,14 +61,18 @@ pub fn train_steps_per_sec(cfg: &Config, steps: u64, device: &Device) -> Result<
     cfg.run.total_steps = steps;
     cfg.run.target_return = 0.0;
     cfg.run.log_every = u64::MAX / 2;
-    let opts = TrainOptions {
+    Ok(train(&cfg, &in_memory(device), Arc::new(AtomicBool::new(false)))?.sps)
+}
+
+/// Options for a run that writes nothing and shows no progress.
+fn in_memory(device: &Device) -> TrainOptions {
+    TrainOptions {
         out: std::env::temp_dir(),
         resume: false,
         device: device.clone(),
         progress: false,
         write: false,
-    };
-    Ok(train(&cfg, &opts, Arc::new(AtomicBool::new(false)))?.sps)
+    }
 }
 
 /// The throughput cases of `rlcpc bench`: (name, config).
@@ -91,12 +95,5 @@ pub fn solve(cfg: &Config, seed: u64, device: &Device) -> Result<Option<(u64, f6
     let mut cfg = cfg.clone();
     cfg.run.seed = seed;
     cfg.run.log_every = u64::MAX / 2;
-    let opts = TrainOptions {
-        out: std::env::temp_dir(),
-        resume: false,
-        device: device.clone(),
-        progress: false,
-        write: false,
-    };
-    Ok(train(&cfg, &opts, Arc::new(AtomicBool::new(false)))?.solved)
+    Ok(train(&cfg, &in_memory(device), Arc::new(AtomicBool::new(false)))?.solved)
 }

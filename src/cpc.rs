@@ -230,12 +230,12 @@ pub fn cpc_loss(
         .predict_all(&c_sel)?
         .reshape((u * predictor.horizon, dz))?
         .index_select(&idx(pred_rows, dev)?, 0)?;
+    // Score every prediction against every z with one matmul, then pick each pair's
+    // candidates: far cheaper on the CPU than P small batched products.
     let m1 = 1 + s.num_negatives;
-    let cands = z
-        .reshape((t_len * b, dz))?
-        .index_select(&idx(cand, dev)?, 0)?
-        .reshape((pairs.len(), m1, dz))?;
-    let sc = scores(&preds, &cands)?;
+    let all = preds.matmul(&z.reshape((t_len * b, dz))?.t()?)?; // [P, T·B]
+    let cand = Tensor::from_vec(cand, (pairs.len(), m1), dev)?;
+    let sc = all.gather(&cand, 1)?;
     let loss = info_nce(&sc)?;
     let host = sc.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     let correct = host
