@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// Errors in a configuration; each names the key or file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config '{path}': {source}")]
+    #[error("cannot read config '{path}'")]
     Read {
         path: String,
         source: std::io::Error,
@@ -234,31 +234,17 @@ impl Config {
     /// validates the result.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
         let (text, origin) = match path {
-            None => (
-                PRESETS[0].1.to_string(),
-                "configs/cartpole.toml (built in)".to_string(),
-            ),
-            Some(p) => {
-                let name = p.to_string_lossy();
-                match std::fs::read_to_string(p) {
-                    Ok(t) => (t, name.to_string()),
-                    Err(e) => match PRESETS.iter().find(|(n, _)| {
-                        *n == name
-                            .trim_end_matches(".toml")
-                            .trim_start_matches("configs/")
-                    }) {
-                        Some((n, t)) if !p.exists() => {
-                            (t.to_string(), format!("configs/{n}.toml (built in)"))
-                        }
-                        _ => {
-                            return Err(ConfigError::Read {
-                                path: name.into(),
-                                source: e,
-                            })
-                        }
-                    },
+            None => (PRESETS[0].1.to_string(), "configs/cartpole.toml (built in)".to_string()),
+            Some(p) => match preset(p) {
+                Some((name, text)) if !p.exists() => (text.to_string(), format!("configs/{name}.toml (built in)")),
+                _ => {
+                    let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                        path: p.display().to_string(),
+                        source,
+                    })?;
+                    (text, p.display().to_string())
                 }
-            }
+            },
         };
         let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: origin.clone(),
@@ -355,6 +341,12 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
     }
+}
+
+/// The built-in preset a path names (`cartpole`, `configs/cartpole.toml`, ...), if any.
+fn preset(p: &Path) -> Option<(&'static str, &'static str)> {
+    let name = p.to_str()?.trim_start_matches("configs/").trim_end_matches(".toml");
+    PRESETS.iter().find(|(n, _)| *n == name).copied()
 }
 
 /// Applies one `a.b.c=value` override to the TOML table.
