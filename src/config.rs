@@ -234,9 +234,14 @@ impl Config {
     /// validates the result.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
         let (text, origin) = match path {
-            None => (PRESETS[0].1.to_string(), "configs/cartpole.toml (built in)".to_string()),
+            None => (
+                PRESETS[0].1.to_string(),
+                "configs/cartpole.toml (built in)".to_string(),
+            ),
             Some(p) => match preset(p) {
-                Some((name, text)) if !p.exists() => (text.to_string(), format!("configs/{name}.toml (built in)")),
+                Some((name, text)) if !p.exists() => {
+                    (text.to_string(), format!("configs/{name}.toml (built in)"))
+                }
                 _ => {
                     let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                         path: p.display().to_string(),
@@ -345,7 +350,10 @@ impl Config {
 
 /// The built-in preset a path names (`cartpole`, `configs/cartpole.toml`, ...), if any.
 fn preset(p: &Path) -> Option<(&'static str, &'static str)> {
-    let name = p.to_str()?.trim_start_matches("configs/").trim_end_matches(".toml");
+    let name = p
+        .to_str()?
+        .trim_start_matches("configs/")
+        .trim_end_matches(".toml");
     PRESETS.iter().find(|(n, _)| *n == name).copied()
 }
 

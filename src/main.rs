@@ -48,7 +48,7 @@ enum Command {
         overrides: Vec<String>,
         /// Continue the run in --out from its checkpoint (its config.toml is used;
         /// --set still applies, e.g. to raise run.total_steps).
-        #[arg(long, requires = "out")]
+        #[arg(long, requires = "out", conflicts_with = "config")]
         resume: bool,
         /// Learner device: `cpu`, or `cuda` / `cuda:N` (needs a build with --features cuda).
         #[arg(long, default_value = "cpu")]

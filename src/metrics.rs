@@ -164,3 +164,91 @@ fn write_record(w: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
     w.write_all(data)?;
     w.write_all(&masked_crc(data).to_le_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads TFRecord frames back, checking both checksums of each.
+    fn records(bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            let len_bytes = &bytes[i..i + 8];
+            let len = u64::from_le_bytes(len_bytes.try_into().unwrap()) as usize;
+            assert_eq!(
+                u32::from_le_bytes(bytes[i + 8..i + 12].try_into().unwrap()),
+                masked_crc(len_bytes)
+            );
+            let data = &bytes[i + 12..i + 12 + len];
+            let crc = u32::from_le_bytes(bytes[i + 12 + len..i + 16 + len].try_into().unwrap());
+            assert_eq!(crc, masked_crc(data));
+            out.push(data.to_vec());
+            i += 16 + len;
+        }
+        out
+    }
+
+    #[test]
+    fn masked_crc_follows_tfrecord() {
+        // CRC32C("a") = 0xc1d04330 (RFC 3720 polynomial); TFRecord masks it as
+        // ((crc >> 15) | (crc << 17)) + 0xa282ead8. (TensorBoard 2.21 read these files.)
+        assert_eq!(crc32c::crc32c(b"a"), 0xc1d0_4330);
+        assert_eq!(masked_crc(b""), 0xa282_ead8);
+        assert_eq!(
+            masked_crc(b"a"),
+            0xc1d0_4330u32.rotate_right(15).wrapping_add(0xa282_ead8)
+        );
+    }
+
+    #[test]
+    fn event_file_holds_framed_scalars_and_jsonl_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = MetricsWriter::open(dir.path()).unwrap();
+        w.log(
+            42,
+            &[
+                ("rollout/ep_rew_mean".into(), 12.5),
+                ("train/explained_variance".into(), f64::NAN),
+            ],
+        )
+        .unwrap();
+        drop(w);
+        let ev = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("events.out.tfevents")
+            })
+            .unwrap();
+        let recs = records(&std::fs::read(ev).unwrap());
+        assert_eq!(recs.len(), 2, "file version + one finite scalar");
+        assert!(recs[0].windows(13).any(|w| w == b"brain.Event:2"));
+        let tag = b"rollout/ep_rew_mean";
+        assert!(recs[1].windows(tag.len()).any(|w| w == tag));
+        assert!(recs[1].windows(4).any(|w| w == 12.5f32.to_le_bytes()));
+        // step 42 as a varint after field 2's key.
+        assert!(recs[1].windows(2).any(|w| w == [0x10, 42]));
+        let line = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+        assert_eq!(v["rollout/ep_rew_mean"], 12.5);
+        assert!(v["train/explained_variance"].is_null());
+    }
+
+    #[test]
+    fn episode_window_keeps_the_last_hundred() {
+        let mut w = EpisodeWindow::default();
+        for i in 0..150 {
+            w.push(i as f64, i);
+        }
+        assert!(w.is_full());
+        assert_eq!(w.total, 150);
+        assert_eq!(
+            w.mean_return(),
+            Some((50..150).sum::<usize>() as f64 / 100.0)
+        );
+    }
+}
