@@ -48,6 +48,19 @@ fn tiny_train(out: &Path, extra: &[&str]) -> String {
     ok(&a)
 }
 
+/// `train --resume --out RUN --set SET`.
+fn resume_args<'a>(run: &'a Path, set: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--quiet",
+        "--resume",
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        set,
+    ]
+}
+
 #[test]
 fn help_explains_every_subcommand() {
     let h = ok(&["--help"]);
@@ -139,15 +152,7 @@ fn existing_runs_are_not_overwritten_and_resume_continues() {
     tiny_train(&run, &[]);
     let again = fails(&["train", "--quiet", "--out", run.to_str().unwrap()]);
     assert!(again.contains("--resume"), "{again}");
-    let r = ok(&[
-        "train",
-        "--quiet",
-        "--resume",
-        "--out",
-        run.to_str().unwrap(),
-        "--set",
-        "run.total_steps=6000",
-    ]);
+    let r = ok(&resume_args(&run, "run.total_steps=6000"));
     assert!(r.contains("done after 6000 env steps"), "{r}");
 }
 
@@ -216,15 +221,7 @@ fn corrupt_or_missing_checkpoints_are_refused() {
     // A checkpoint of another network is refused on resume.
     let run = tmp.path().join("run");
     tiny_train(&run, &[]);
-    let e = fails(&[
-        "train",
-        "--quiet",
-        "--resume",
-        "--out",
-        run.to_str().unwrap(),
-        "--set",
-        "model.mlp_hidden=[32]",
-    ]);
+    let e = fails(&resume_args(&run, "model.mlp_hidden=[32]"));
     assert!(e.contains("does not match"), "{e}");
 }
 

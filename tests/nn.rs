@@ -129,6 +129,17 @@ fn conv_encoder_builds_and_trains_on_images() {
         .contains("image"));
 }
 
+/// Gradients of Σ w² (that is, 2w).
+fn sum_of_squares_grads(w: &Var) -> candle_core::backprop::GradStore {
+    w.as_tensor()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap()
+}
+
 fn one_param_step(kind: OptimKind, steps: usize) -> Vec<f32> {
     let dev = Device::Cpu;
     let w = Var::new(&[1.0f32, -2.0], &dev).unwrap();
@@ -140,14 +151,7 @@ fn one_param_step(kind: OptimKind, steps: usize) -> Vec<f32> {
     let mut opt = Optimizer::new(cfg, vec![("w".into(), w.clone())]).unwrap();
     for _ in 0..steps {
         // loss = Σ w², gradient 2w.
-        let grads = w
-            .as_tensor()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let grads = sum_of_squares_grads(&w);
         opt.step(&grads, 0.1, 1.0).unwrap();
     }
     w.as_tensor().to_vec1::<f32>().unwrap()
@@ -189,14 +193,7 @@ fn rmsprop_and_adam_follow_their_formulas() {
 fn optimiser_state_round_trips() {
     let w = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
     let mut opt = Optimizer::new(OptimConfig::default(), vec![("w".into(), w.clone())]).unwrap();
-    let grads = w
-        .as_tensor()
-        .sqr()
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    let grads = sum_of_squares_grads(&w);
     opt.step(&grads, 0.1, 1.0).unwrap();
     let saved = opt.state_tensors();
     let mut other = Optimizer::new(OptimConfig::default(), vec![("w".into(), w.clone())]).unwrap();
