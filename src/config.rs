@@ -270,14 +270,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.algo.validate().map_err(|e| e.to_string())?;
         self.optim.validate().map_err(|e| e.to_string())?;
-        let env_ids: Vec<&str> = rlcpc_envs::registry().iter().map(|e| e.id).collect();
-        if !env_ids.contains(&self.env.id.as_str()) {
-            return Err(format!(
-                "invalid value for 'env.id': '{}' is not a registered environment ({})",
-                self.env.id,
-                env_ids.join(", ")
-            ));
-        }
+        // Builds one environment: an unknown id or a bad option fails here, at load.
+        rlcpc_envs::make(&self.env).map_err(|e| match e {
+            rlcpc_envs::EnvError::UnknownEnv { .. } => format!("invalid value for 'env.id': {e}"),
+            e => format!("invalid [env.options]: {e}"),
+        })?;
         let r = &self.run;
         if r.workers == 0 {
             return Err(

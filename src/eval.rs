@@ -148,3 +148,60 @@ pub fn load_encoder(path: &Path, device: &Device) -> Result<(Encoder, VarMap)> {
     }
     Ok((enc, varmap))
 }
+
+/// A reference policy for `rlcpc envs score`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReferencePolicy {
+    /// Uniformly random actions.
+    Random,
+    /// The environment's scripted agent, which reads the true state.
+    Oracle,
+}
+
+/// Returns of `episodes` episodes of a reference policy on `cfg`'s environment, the
+/// first reset with `seed`.
+pub fn score(
+    cfg: &rlcpc_envs::EnvConfig,
+    policy: ReferencePolicy,
+    episodes: usize,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    use rand::Rng;
+    let mut env = rlcpc_envs::make(cfg)?;
+    let n = match env.action_space() {
+        rlcpc_envs::Space::Discrete(n) => n,
+        other => anyhow::bail!(
+            "{}: only discrete actions are supported, got {other}",
+            cfg.id
+        ),
+    };
+    let mut obs = vec![0.0; env.observation_space().flat_dim()];
+    let mut rng = SeededRng::seed_from_u64(seed ^ 0x5EED);
+    let mut returns = Vec::with_capacity(episodes);
+    for ep in 0..episodes {
+        env.reset_into(if ep == 0 { Some(seed) } else { None }, &mut obs);
+        let mut ret = 0.0;
+        loop {
+            let action = match policy {
+                ReferencePolicy::Random => rng.random_range(0..n),
+                ReferencePolicy::Oracle => env
+                    .oracle_action()
+                    .with_context(|| format!("{} has no oracle", cfg.id))?,
+            };
+            let o = env.step_into(action, &mut obs)?;
+            ret += o.reward as f64;
+            if o.terminated || o.truncated {
+                break;
+            }
+        }
+        returns.push(ret);
+    }
+    Ok(returns)
+}
+
+/// `(mean, standard deviation)`.
+pub fn mean_std(x: &[f64]) -> (f64, f64) {
+    let mean = x.iter().sum::<f64>() / x.len() as f64;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64;
+    (mean, var.sqrt())
+}

@@ -12,6 +12,7 @@ use candle_core::Device;
 use clap::{Parser, Subcommand};
 use rlcpc::bench;
 use rlcpc::config::{AuxKind, Config, PRESETS};
+use rlcpc::eval::ReferencePolicy;
 use rlcpc::train::{saved_config, train, TrainOptions, CHECKPOINT};
 
 /// Reinforcement learning with contrastive representation learning: an A2C
@@ -78,8 +79,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
-    /// List the registered environments with their spaces, and the built-in presets.
-    Envs,
+    /// List the registered environments with their spaces, options and the built-in
+    /// presets; `envs score` gives reference returns.
+    Envs {
+        #[command(subcommand)]
+        action: Option<EnvsCommand>,
+    },
     /// Measure throughput (env steps per second, medians over repeats) and, with
     /// --solve, the steps and seconds CartPole takes to reach its target return.
     Bench {
@@ -101,6 +106,25 @@ enum Command {
         /// Learner device, as for train.
         #[arg(long, default_value = "cpu")]
         device: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum EnvsCommand {
+    /// Mean return of a reference policy: random and oracle (a scripted agent that reads
+    /// the true state) bracket what a learning agent can reach.
+    Score {
+        /// Registered environment id (see `rlcpc envs`).
+        name: String,
+        #[arg(long, value_enum, default_value = "random")]
+        policy: ReferencePolicy,
+        #[arg(long, default_value_t = 100)]
+        episodes: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// An environment option, e.g. `--option corridor_length=40` (repeatable).
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
     },
 }
 
@@ -235,8 +259,7 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("--episodes must be at least 1");
             }
             let r = rlcpc::eval::evaluate(&checkpoint, episodes, seed, stochastic)?;
-            let mean = r.iter().sum::<f64>() / r.len() as f64;
-            let std = (r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / r.len() as f64).sqrt();
+            let (mean, std) = rlcpc::eval::mean_std(&r);
             println!("mean return {mean:.2} +/- {std:.2} over {episodes} episodes (min {:.1}, max {:.1})",
                 r.iter().cloned().fold(f64::INFINITY, f64::min), r.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
         }
@@ -248,28 +271,55 @@ fn run(cli: Cli) -> Result<()> {
                 serde_json::to_string(&spec)?
             );
         }
-        Command::Envs => {
+        Command::Envs { action: None } => {
             println!(
-                "{:<16} {:<22} {:<14} description",
+                "{:<18} {:<16} {:<12} description",
                 "id", "observation", "action"
             );
             for e in rlcpc_envs::registry() {
-                let env = rlcpc_envs::make(&rlcpc_envs::EnvConfig {
-                    id: e.id.into(),
-                    num_envs: 1,
-                    max_episode_steps: 0,
-                })?;
+                let env = rlcpc_envs::make(&rlcpc_envs::EnvConfig::new(e.id))?;
                 println!(
-                    "{:<16} {:<22} {:<14} {}",
+                    "{:<18} {:<16} {:<12} {}",
                     e.id,
                     env.observation_space().to_string(),
                     env.action_space().to_string(),
                     e.description
                 );
+                if !e.options.is_empty() {
+                    println!("{:<48} options: {}", "", e.options);
+                }
             }
             println!(
                 "\npresets (rlcpc train --config NAME): {}",
                 PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+            );
+        }
+        Command::Envs {
+            action:
+                Some(EnvsCommand::Score {
+                    name,
+                    policy,
+                    episodes,
+                    seed,
+                    options,
+                }),
+        } => {
+            if episodes == 0 {
+                bail!("--episodes must be at least 1");
+            }
+            let mut cfg = rlcpc_envs::EnvConfig::new(&name);
+            for o in &options {
+                let (k, v) = o
+                    .split_once('=')
+                    .with_context(|| format!("--option {o}: expected KEY=VALUE"))?;
+                let value =
+                    serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+                cfg.options.insert(k.into(), value);
+            }
+            let r = rlcpc::eval::score(&cfg, policy, episodes, seed)?;
+            let (mean, std) = rlcpc::eval::mean_std(&r);
+            println!(
+                "{name} {policy:?}: mean return {mean:.3} +/- {std:.3} over {episodes} episodes"
             );
         }
         Command::Bench {

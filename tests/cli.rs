@@ -175,6 +175,7 @@ fn bad_config_values_are_named() {
         ("aux.kind=\"cpc\"", "aux.horizon"), // K = 30 ≥ the preset's unroll of 5
         ("env.num_envs=0", "env.num_envs"),
         ("run.workers=3", "env.num_envs"), // 16 environments do not split over 3 workers
+        ("env.options.gravity=1", "gravity"),
         ("run.mode=\"async\"", "algo.vtrace"),
         ("model.encoder=\"conv\"", "image"),
     ] {

@@ -60,6 +60,12 @@ impl CartPoleState {
             || self.theta > THETA_THRESHOLD
     }
 
+    /// A linear controller on the full state that balances for the 500 steps of
+    /// CartPole-v1 (the oracle of `rlcpc envs score`).
+    pub fn balancing_action(&self) -> usize {
+        (self.theta + 0.5 * self.theta_dot + 0.01 * self.x + 0.1 * self.x_dot > 0.0) as usize
+    }
+
     fn write_obs(&self, obs: &mut [f32]) {
         obs[0] = self.x as f32;
         obs[1] = self.x_dot as f32;
@@ -147,6 +153,72 @@ impl Env for CartPole {
             terminated: self.state.is_terminal(),
             truncated: false,
         })
+    }
+
+    fn oracle_action(&self) -> Option<usize> {
+        Some(self.state.balancing_action())
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        to_state(self)
+    }
+
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), EnvError> {
+        *self = from_state(state)?;
+        Ok(())
+    }
+}
+
+/// CartPole-v1 with the velocities hidden: observations are `(x, theta)` only, so a
+/// policy must infer the velocities from the history (POPGym's stateless CartPole).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MaskedCartPole {
+    pub inner: CartPole,
+}
+
+impl MaskedCartPole {
+    fn mask(&self, obs: &mut [f32]) {
+        obs[0] = self.inner.state.x as f32;
+        obs[1] = self.inner.state.theta as f32;
+    }
+}
+
+impl Env for MaskedCartPole {
+    fn id(&self) -> &str {
+        "MaskedCartPole"
+    }
+
+    fn observation_space(&self) -> Space {
+        match self.inner.observation_space() {
+            Space::Box { low, high, .. } => Space::Box {
+                low: vec![low[0], low[2]],
+                high: vec![high[0], high[2]],
+                shape: vec![2],
+            },
+            other => other,
+        }
+    }
+
+    fn action_space(&self) -> Space {
+        self.inner.action_space()
+    }
+
+    fn reset_into(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Info {
+        let mut full = [0f32; 4];
+        let info = self.inner.reset_into(seed, &mut full);
+        self.mask(obs);
+        info
+    }
+
+    fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
+        let mut full = [0f32; 4];
+        let o = self.inner.step_into(action, &mut full)?;
+        self.mask(obs);
+        Ok(o)
+    }
+
+    fn oracle_action(&self) -> Option<usize> {
+        self.inner.oracle_action()
     }
 
     fn save_state(&self) -> serde_json::Value {

@@ -116,6 +116,13 @@ pub trait Env: Send {
     fn save_state(&self) -> serde_json::Value;
     fn load_state(&mut self, state: &serde_json::Value) -> Result<(), EnvError>;
 
+    /// The action a scripted agent that reads the true state would take (balance the
+    /// pole, walk to the goal...), where the environment has such an oracle. Oracle and
+    /// random returns bracket what a learning agent can reach.
+    fn oracle_action(&self) -> Option<usize> {
+        None
+    }
+
     /// Gymnasium's `reset(seed, options) -> (obs, info)`. Options are not used by the
     /// built-in environments, which take their settings at construction.
     fn reset(&mut self, seed: Option<u64>, _options: Option<&Info>) -> (Vec<f32>, Info) {

@@ -15,12 +15,14 @@
 mod cartpole;
 mod env;
 mod registry;
+mod tmaze;
 mod vec_env;
 
 /// The seedable generator of every environment and actor: fast, and its state serialises.
 pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 
-pub use cartpole::{CartPole, CartPoleState};
+pub use cartpole::{CartPole, CartPoleState, MaskedCartPole};
 pub use env::{Env, EnvError, Info, Space, Step, StepOutcome};
-pub use registry::{make, registry, EnvConfig, EnvEntry, TimeLimit};
+pub use registry::{make, registry, EnvConfig, EnvEntry, Options, TimeLimit};
+pub use tmaze::TMaze;
 pub use vec_env::{VecEnv, VecStep};

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cartpole::CartPole;
+use crate::cartpole::{CartPole, MaskedCartPole};
 use crate::env::{from_state, to_state, Env, EnvError, Info, Space, StepOutcome};
+use crate::tmaze::TMaze;
 
 /// The `[env]` table of a config: which environment, how many, and its options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,33 +19,123 @@ pub struct EnvConfig {
     /// (500 for `CartPole-v1`).
     #[serde(default)]
     pub max_episode_steps: usize,
+    /// Options of the environment (`[env.options]`), e.g. `corridor_length` of `TMaze-v0`;
+    /// `rlcpc envs` lists them.
+    #[serde(default, skip_serializing_if = "Options::is_empty")]
+    pub options: Options,
+}
+
+/// Environment options, as the `[env.options]` table gives them.
+pub type Options = serde_json::Map<String, serde_json::Value>;
+
+impl EnvConfig {
+    /// One environment of `id` with its defaults.
+    pub fn new(id: &str) -> Self {
+        EnvConfig {
+            id: id.into(),
+            num_envs: default_num_envs(),
+            max_episode_steps: 0,
+            options: Options::new(),
+        }
+    }
 }
 
 fn default_num_envs() -> usize {
     16
 }
 
+/// Builds an environment from its id and options, with its default episode limit.
+type Builder = fn(&str, &Options) -> Result<(Box<dyn Env>, Option<usize>), EnvError>;
+
 /// One registered environment.
 pub struct EnvEntry {
     pub id: &'static str,
     pub description: &'static str,
-    /// Default episode limit (`None`: the environment ends episodes itself).
-    pub max_episode_steps: Option<usize>,
-    build: fn() -> Box<dyn Env>,
+    /// Its options with their defaults, for `rlcpc envs`.
+    pub options: &'static str,
+    /// Builds it from its options, with its default episode limit (`None`: the
+    /// environment ends its episodes itself).
+    build: Builder,
 }
 
 /// All registered environments.
 pub fn registry() -> &'static [EnvEntry] {
-    &[EnvEntry {
-        id: "CartPole-v1",
-        description:
-            "balance a pole on a cart (Gymnasium CartPole-v1: 4 floats, 2 actions, 500-step limit)",
-        max_episode_steps: Some(500),
-        build: || Box::new(CartPole::new()),
-    }]
+    &[
+        EnvEntry {
+            id: "CartPole-v1",
+            description: "balance a pole on a cart (Gymnasium CartPole-v1: 4 floats, 2 actions, 500-step limit)",
+            options: "",
+            build: |id, o| {
+                allow(id, o, &[])?;
+                Ok((Box::new(CartPole::new()), Some(500)))
+            },
+        },
+        EnvEntry {
+            id: "MaskedCartPole-v1",
+            description: "CartPole-v1 with the velocities hidden (x and angle only): needs memory",
+            options: "",
+            build: |id, o| {
+                allow(id, o, &[])?;
+                Ok((Box::new(MaskedCartPole::default()), Some(500)))
+            },
+        },
+        EnvEntry {
+            id: "TMaze-v0",
+            description: "passive T-maze (Bakker 2002): remember the first step's cue down a corridor; +1/-1 at the junction",
+            options: "corridor_length = 20 (limit: 2 x (corridor_length + 1) steps)",
+            build: |id, o| {
+                allow(id, o, &["corridor_length"])?;
+                let n = usize_option(id, o, "corridor_length", 20)?;
+                if n == 0 {
+                    return Err(invalid(id, "corridor_length", "must be at least 1"));
+                }
+                Ok((Box::new(TMaze::new(n)), Some(2 * (n + 1))))
+            },
+        },
+    ]
 }
 
-/// Builds the environment `cfg.id`, wrapped in its time limit.
+fn invalid(id: &str, key: &str, reason: &str) -> EnvError {
+    EnvError::InvalidOption {
+        id: id.into(),
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Rejects options the environment does not know.
+fn allow(id: &str, o: &Options, known: &[&str]) -> Result<(), EnvError> {
+    match o.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(invalid(
+            id,
+            k,
+            &format!(
+                "unknown option (known: {})",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn usize_option(id: &str, o: &Options, key: &str, default: usize) -> Result<usize, EnvError> {
+    match o.get(key) {
+        None => Ok(default),
+        Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| {
+            invalid(
+                id,
+                key,
+                &format!("expected a non-negative integer, got {v}"),
+            )
+        }),
+    }
+}
+
+/// Builds the environment `cfg.id` with its options, wrapped in its time limit.
 pub fn make(cfg: &EnvConfig) -> Result<Box<dyn Env>, EnvError> {
     let entry = registry()
         .iter()
@@ -57,9 +148,9 @@ pub fn make(cfg: &EnvConfig) -> Result<Box<dyn Env>, EnvError> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    let env = (entry.build)();
+    let (env, default_limit) = (entry.build)(entry.id, &cfg.options)?;
     let limit = match cfg.max_episode_steps {
-        0 => entry.max_episode_steps,
+        0 => default_limit,
         n => Some(n),
     };
     Ok(match limit {
@@ -106,6 +197,9 @@ impl Env for TimeLimit {
     fn reset_into(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Info {
         self.elapsed = 0;
         self.inner.reset_into(seed, obs)
+    }
+    fn oracle_action(&self) -> Option<usize> {
+        self.inner.oracle_action()
     }
     fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
         let mut o = self.inner.step_into(action, obs)?;

@@ -9,11 +9,7 @@ fn fixture() -> Value {
 }
 
 fn cfg() -> EnvConfig {
-    EnvConfig {
-        id: "CartPole-v1".into(),
-        num_envs: 1,
-        max_episode_steps: 0,
-    }
+    EnvConfig::new("CartPole-v1")
 }
 
 #[test]

@@ -1,0 +1,131 @@
+//! The passive T-maze (Bakker 2002, "Reinforcement learning with long short-term memory"):
+//! a cue at the start, a corridor, and a junction where the side matching the cue pays.
+//!
+//! Observations are Bakker's three bits: `011` (start, cue up), `110` (start, cue down),
+//! `101` (corridor), `010` (junction): the cue is visible on the first step only, so the
+//! agent must remember it for the length of the corridor. Actions: 0 forward, 1 up,
+//! 2 down. In the corridor, up and down do nothing. At the junction, up or down ends the
+//! episode with +1 if it matches the cue and −1 otherwise; forward waits.
+
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::env::{from_state, to_state, Env, EnvError, Info, Space, StepOutcome};
+use crate::SeededRng;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TMaze {
+    /// Forward steps from the start to the junction.
+    pub corridor_length: usize,
+    /// Position in `0..=corridor_length`.
+    pub pos: usize,
+    /// True: the cue says up.
+    pub cue_up: bool,
+    rng: SeededRng,
+}
+
+impl TMaze {
+    pub fn new(corridor_length: usize) -> Self {
+        TMaze {
+            corridor_length,
+            pos: 0,
+            cue_up: true,
+            rng: SeededRng::seed_from_u64(0),
+        }
+    }
+
+    fn write_obs(&self, obs: &mut [f32]) {
+        let bits: [f32; 3] = if self.pos == 0 {
+            if self.cue_up {
+                [0.0, 1.0, 1.0]
+            } else {
+                [1.0, 1.0, 0.0]
+            }
+        } else if self.pos == self.corridor_length {
+            [0.0, 1.0, 0.0]
+        } else {
+            [1.0, 0.0, 1.0]
+        };
+        obs[..3].copy_from_slice(&bits);
+    }
+}
+
+impl Env for TMaze {
+    fn id(&self) -> &str {
+        "TMaze"
+    }
+
+    fn observation_space(&self) -> Space {
+        Space::Box {
+            low: vec![0.0; 3],
+            high: vec![1.0; 3],
+            shape: vec![3],
+        }
+    }
+
+    fn action_space(&self) -> Space {
+        Space::Discrete(3)
+    }
+
+    fn reset_into(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Info {
+        if let Some(seed) = seed {
+            self.rng = SeededRng::seed_from_u64(seed);
+        }
+        self.pos = 0;
+        self.cue_up = self.rng.random::<bool>();
+        self.write_obs(obs);
+        Info::new()
+    }
+
+    fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
+        let at_junction = self.pos == self.corridor_length;
+        let outcome = match action {
+            0 => {
+                if !at_junction {
+                    self.pos += 1;
+                }
+                (0.0, false)
+            }
+            1 | 2 if at_junction => (
+                if (action == 1) == self.cue_up {
+                    1.0
+                } else {
+                    -1.0
+                },
+                true,
+            ),
+            1 | 2 => (0.0, false),
+            _ => {
+                return Err(EnvError::InvalidAction {
+                    action,
+                    space: self.action_space(),
+                })
+            }
+        };
+        self.write_obs(obs);
+        Ok(StepOutcome {
+            reward: outcome.0,
+            terminated: outcome.1,
+            truncated: false,
+        })
+    }
+
+    fn oracle_action(&self) -> Option<usize> {
+        Some(if self.pos < self.corridor_length {
+            0
+        } else if self.cue_up {
+            1
+        } else {
+            2
+        })
+    }
+
+    fn save_state(&self) -> serde_json::Value {
+        to_state(self)
+    }
+
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<(), EnvError> {
+        *self = from_state(state)?;
+        Ok(())
+    }
+}
