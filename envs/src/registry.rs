@@ -81,15 +81,15 @@ pub fn registry() -> &'static [EnvEntry] {
         },
         EnvEntry {
             id: "TMaze-v0",
-            description: "passive T-maze (Bakker 2002): remember the first step's cue down a corridor; +1/-1 at the junction",
-            options: "corridor_length = 20 (limit: 2 x (corridor_length + 1) steps)",
+            description: "passive T-maze (Bakker 2002; Ni et al. 2023): remember the first step's cue down a corridor; +1/-1 at the junction",
+            options: "corridor_length = 20 (episodes last corridor_length + 1 steps)",
             build: |id, o| {
                 allow(id, o, &["corridor_length"])?;
                 let n = usize_option(id, o, "corridor_length", 20)?;
                 if n == 0 {
                     return Err(invalid(id, "corridor_length", "must be at least 1"));
                 }
-                Ok((Box::new(TMaze::new(n)), Some(2 * (n + 1))))
+                Ok((Box::new(TMaze::new(n)), None))
             },
         },
     ]

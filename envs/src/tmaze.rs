@@ -1,11 +1,13 @@
-//! The passive T-maze (Bakker 2002, "Reinforcement learning with long short-term memory"):
-//! a cue at the start, a corridor, and a junction where the side matching the cue pays.
+//! The passive T-maze: Bakker's T-maze (2002, "Reinforcement learning with long short-term
+//! memory") in the passive form of Ni et al. (2023, "When do transformers shine in RL?"),
+//! which isolates memory from exploration: the agent is carried down the corridor.
 //!
 //! Observations are Bakker's three bits: `011` (start, cue up), `110` (start, cue down),
 //! `101` (corridor), `010` (junction): the cue is visible on the first step only, so the
-//! agent must remember it for the length of the corridor. Actions: 0 forward, 1 up,
-//! 2 down. In the corridor, up and down do nothing. At the junction, up or down ends the
-//! episode with +1 if it matches the cue and −1 otherwise; forward waits.
+//! agent must remember it for the length of the corridor. Actions: 0 up, 1 down. Each
+//! step moves the agent one cell along the corridor whatever it does; at the junction the
+//! action ends the episode with +1 if it matches the cue and −1 otherwise. An episode is
+//! `corridor_length + 1` steps; a memoryless policy averages 0, the oracle 1.
 
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -64,7 +66,7 @@ impl Env for TMaze {
     }
 
     fn action_space(&self) -> Space {
-        Space::Discrete(3)
+        Space::Discrete(2)
     }
 
     fn reset_into(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Info {
@@ -78,46 +80,31 @@ impl Env for TMaze {
     }
 
     fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
+        if action >= 2 {
+            return Err(EnvError::InvalidAction {
+                action,
+                space: self.action_space(),
+            });
+        }
         let at_junction = self.pos == self.corridor_length;
-        let outcome = match action {
-            0 => {
-                if !at_junction {
-                    self.pos += 1;
-                }
-                (0.0, false)
-            }
-            1 | 2 if at_junction => (
-                if (action == 1) == self.cue_up {
-                    1.0
-                } else {
-                    -1.0
-                },
-                true,
-            ),
-            1 | 2 => (0.0, false),
-            _ => {
-                return Err(EnvError::InvalidAction {
-                    action,
-                    space: self.action_space(),
-                })
-            }
+        let reward = if !at_junction {
+            self.pos += 1;
+            0.0
+        } else if (action == 0) == self.cue_up {
+            1.0
+        } else {
+            -1.0
         };
         self.write_obs(obs);
         Ok(StepOutcome {
-            reward: outcome.0,
-            terminated: outcome.1,
+            reward,
+            terminated: at_junction,
             truncated: false,
         })
     }
 
     fn oracle_action(&self) -> Option<usize> {
-        Some(if self.pos < self.corridor_length {
-            0
-        } else if self.cue_up {
-            1
-        } else {
-            2
-        })
+        Some(if self.cue_up { 0 } else { 1 })
     }
 
     fn save_state(&self) -> serde_json::Value {
