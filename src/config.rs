@@ -34,6 +34,7 @@ pub const PRESETS: &[(&str, &str)] = &[
         "cartpole-lstm-cpc",
         include_str!("../configs/cartpole-lstm-cpc.toml"),
     ),
+    ("tmaze", include_str!("../configs/tmaze.toml")),
 ];
 
 /// The whole configuration of a training run.
