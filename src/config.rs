@@ -34,6 +34,10 @@ pub const PRESETS: &[(&str, &str)] = &[
         "cartpole-lstm-cpc",
         include_str!("../configs/cartpole-lstm-cpc.toml"),
     ),
+    (
+        "cartpole-masked",
+        include_str!("../configs/cartpole-masked.toml"),
+    ),
     ("tmaze", include_str!("../configs/tmaze.toml")),
 ];
 

@@ -210,3 +210,25 @@ fn non_finite_loss_stops_and_keeps_the_last_checkpoint() {
         "checkpoint untouched"
     );
 }
+
+#[test]
+fn lstm_agent_remembers_the_tmaze_cue() {
+    // Corridor 4: episodes of 5 steps, two per unroll. A memoryless policy averages 0.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(
+        Some("tmaze"),
+        &[
+            "env.options.corridor_length=4",
+            "algo.unroll=10",
+            "aux.horizon=4",
+            "run.total_steps=300000",
+            "run.target_return=0.95",
+        ],
+    );
+    let s = run(&cfg, tmp.path(), false).unwrap();
+    assert!(
+        s.solved.is_some(),
+        "not solved in 300k steps: mean return {:?}",
+        s.mean_return
+    );
+}
