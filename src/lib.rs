@@ -14,4 +14,5 @@ pub mod cpc;
 pub mod eval;
 pub mod metrics;
 pub mod nn;
+pub mod plot;
 pub mod train;

@@ -85,6 +85,23 @@ enum Command {
         #[command(subcommand)]
         action: Option<EnvsCommand>,
     },
+    /// Plot learning curves of runs on the same axes (PNG), from their metrics.jsonl.
+    Plot {
+        /// Run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long, default_value = "curve.png")]
+        out: PathBuf,
+        /// The metric on the y axis.
+        #[arg(long, default_value = "rollout/ep_rew_mean")]
+        metric: String,
+        /// The metric on the x axis.
+        #[arg(long, default_value = "time/total_timesteps")]
+        x: String,
+        /// Curve labels, in the order of the runs [default: the directory names].
+        #[arg(long = "label")]
+        labels: Vec<String>,
+    },
     /// Measure throughput (env steps per second, medians over repeats) and, with
     /// --solve, the steps and seconds CartPole takes to reach its target return.
     Bench {
@@ -262,6 +279,31 @@ fn run(cli: Cli) -> Result<()> {
             let (mean, std) = rlcpc::eval::mean_std(&r);
             println!("mean return {mean:.2} +/- {std:.2} over {episodes} episodes (min {:.1}, max {:.1})",
                 r.iter().cloned().fold(f64::INFINITY, f64::min), r.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+        }
+        Command::Plot {
+            runs,
+            out,
+            metric,
+            x,
+            labels,
+        } => {
+            if !labels.is_empty() && labels.len() != runs.len() {
+                bail!("{} --label values for {} runs", labels.len(), runs.len());
+            }
+            let mut curves = runs
+                .iter()
+                .map(|r| rlcpc::plot::read_curve(r, &x, &metric))
+                .collect::<Result<Vec<_>>>()?;
+            for (c, l) in curves.iter_mut().zip(labels) {
+                c.label = l;
+            }
+            let x_label = if x == "time/total_timesteps" {
+                "environment steps"
+            } else {
+                x.as_str()
+            };
+            rlcpc::plot::draw(&curves, x_label, &metric, &out, (900, 540))?;
+            println!("wrote {}", out.display());
         }
         Command::ExportEncoder { checkpoint, out } => {
             let spec = rlcpc::eval::export_encoder(&checkpoint, &out)?;

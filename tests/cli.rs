@@ -140,6 +140,24 @@ fn train_eval_export_round_trip() {
         names.iter().all(|n| n.starts_with("encoder.")) && names.len() == 4,
         "{names:?}"
     );
+    // Learning curves of the run as a PNG.
+    let png = tmp.path().join("curve.png");
+    ok(&[
+        "plot",
+        run.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    let e = fails(&[
+        "plot",
+        run.to_str().unwrap(),
+        "--metric",
+        "no/such",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(e.contains("no/such"), "{e}");
     // An exported encoder is not a training checkpoint.
     let x = fails(&["eval", "--checkpoint", enc.to_str().unwrap()]);
     assert!(x.contains("missing metadata"), "{x}");
