@@ -377,15 +377,19 @@ fn run(cli: Cli) -> Result<()> {
             let mlp = Config::load(None, &[])?;
             let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
             println!("{:<34} {:>14}   runs", "case", "steps/s (median)");
-            let env_runs: Vec<f64> = (0..repeats)
-                .map(|_| bench::env_steps_per_sec(&mlp.env, env_steps))
-                .collect::<Result<_>>()?;
-            println!(
-                "{:<34} {:>14.0}   {:?}",
-                "env CartPole-v1 (1 thread)",
-                bench::median(&env_runs),
-                env_runs.iter().map(|x| x.round()).collect::<Vec<_>>()
-            );
+            // Raw environment throughput, one thread, every registered environment.
+            for e in rlcpc_envs::registry() {
+                let cfg = rlcpc_envs::EnvConfig::new(e.id);
+                let runs: Vec<f64> = (0..repeats)
+                    .map(|_| bench::env_steps_per_sec(&cfg, env_steps))
+                    .collect::<Result<_>>()?;
+                println!(
+                    "{:<34} {:>14.0}   {:?}",
+                    format!("env {} (1 thread)", e.id),
+                    bench::median(&runs),
+                    runs.iter().map(|x| x.round()).collect::<Vec<_>>()
+                );
+            }
             let mut medians = Vec::new();
             for (name, cfg) in bench::throughput_cases(&mlp, &lstm) {
                 let runs: Vec<f64> = (0..repeats)
