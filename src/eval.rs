@@ -60,22 +60,39 @@ pub fn evaluate(path: &Path, episodes: usize, seed: u64, stochastic: bool) -> Re
         )
     })?;
     let mut env = rlcpc_envs::make(&p.config.env)?;
-    let (d, a, s) = (p.spec.obs_dim(), p.spec.num_actions, p.spec.state_size());
-    let mut obs = vec![0.0; d];
+    let (a, s) = (p.spec.num_actions, p.spec.state_size());
     let (mut logits, mut value, mut state) = (vec![0.0; a], vec![0.0; 1], vec![0.0; s]);
     let mut rng = SeededRng::seed_from_u64(seed);
+    episode_returns(env.as_mut(), episodes, seed, |_, obs, start| {
+        if start {
+            state.fill(0.0);
+        }
+        policy.forward(obs, &mut state, &mut logits, &mut value)?;
+        Ok(if stochastic {
+            rlcpc_agents::sample_action(&logits, &mut rng).0
+        } else {
+            argmax(&logits)
+        })
+    })
+}
+
+/// Returns of `episodes` episodes of `env`, the first reset with `seed` (later ones
+/// continue its generator); `act(env, obs, start)` picks each action, `start` marking
+/// the first step of an episode.
+fn episode_returns(
+    env: &mut dyn rlcpc_envs::Env,
+    episodes: usize,
+    seed: u64,
+    mut act: impl FnMut(&dyn rlcpc_envs::Env, &[f32], bool) -> Result<usize>,
+) -> Result<Vec<f64>> {
+    let mut obs = vec![0.0; env.observation_space().flat_dim()];
     let mut returns = Vec::with_capacity(episodes);
     for ep in 0..episodes {
         env.reset_into(if ep == 0 { Some(seed) } else { None }, &mut obs);
-        state.fill(0.0);
-        let mut ret = 0.0;
+        let (mut ret, mut start) = (0.0, true);
         loop {
-            policy.forward(&obs, &mut state, &mut logits, &mut value)?;
-            let action = if stochastic {
-                rlcpc_agents::sample_action(&logits, &mut rng).0
-            } else {
-                argmax(&logits)
-            };
+            let action = act(env, &obs, start)?;
+            start = false;
             let o = env.step_into(action, &mut obs)?;
             ret += o.reward as f64;
             if o.terminated || o.truncated {
@@ -175,28 +192,13 @@ pub fn score(
             cfg.id
         ),
     };
-    let mut obs = vec![0.0; env.observation_space().flat_dim()];
     let mut rng = SeededRng::seed_from_u64(seed ^ 0x5EED);
-    let mut returns = Vec::with_capacity(episodes);
-    for ep in 0..episodes {
-        env.reset_into(if ep == 0 { Some(seed) } else { None }, &mut obs);
-        let mut ret = 0.0;
-        loop {
-            let action = match policy {
-                ReferencePolicy::Random => rng.random_range(0..n),
-                ReferencePolicy::Oracle => env
-                    .oracle_action()
-                    .with_context(|| format!("{} has no oracle", cfg.id))?,
-            };
-            let o = env.step_into(action, &mut obs)?;
-            ret += o.reward as f64;
-            if o.terminated || o.truncated {
-                break;
-            }
-        }
-        returns.push(ret);
-    }
-    Ok(returns)
+    episode_returns(env.as_mut(), episodes, seed, |env, _, _| match policy {
+        ReferencePolicy::Random => Ok(rng.random_range(0..n)),
+        ReferencePolicy::Oracle => env
+            .oracle_action()
+            .with_context(|| format!("{} has no oracle", cfg.id)),
+    })
 }
 
 /// `(mean, standard deviation)`.
