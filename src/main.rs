@@ -31,7 +31,8 @@ enum Command {
     /// Writes to the run directory: config.toml (the resolved config), metrics.jsonl,
     /// TensorBoard event files (`tensorboard --logdir runs`) and checkpoint.safetensors.
     Train {
-        /// Config file, or the name of a built-in preset (cartpole, cartpole-lstm-cpc).
+        /// Config file, or the name of a built-in preset (cartpole, cartpole-lstm-cpc,
+        /// cartpole-masked, tmaze; `rlcpc envs` lists them).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Auxiliary loss: `cpc` adds the CPC head, `none` builds no head at all.
@@ -60,8 +61,10 @@ enum Command {
     },
     /// Evaluate a checkpoint: mean and standard deviation of the episode return.
     Eval {
+        /// A checkpoint.safetensors written by `rlcpc train`.
         #[arg(long, value_name = "PATH")]
         checkpoint: PathBuf,
+        /// Episodes to average over.
         #[arg(long, default_value_t = 10)]
         episodes: usize,
         /// Seed of the first reset (later episodes continue the environment's generator).
@@ -135,8 +138,10 @@ enum EnvsCommand {
         name: String,
         #[arg(long, value_enum, default_value = "random")]
         policy: ReferencePolicy,
+        /// Episodes to average over.
         #[arg(long, default_value_t = 100)]
         episodes: usize,
+        /// Seed of the first reset and of the random policy.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// An environment option, e.g. `--option corridor_length=40` (repeatable).

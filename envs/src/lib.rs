@@ -1,4 +1,6 @@
-//! Environments for rlcpc, behind a Gymnasium-style API, with no ML dependency.
+//! Environments for rlcpc, behind a Gymnasium-style API, with no ML dependency:
+//! `CartPole-v1` (checked against Gymnasium), and the memory tasks `MaskedCartPole-v1`
+//! and `TMaze-v0`.
 //!
 //! Main types: [`Env`] (Gymnasium's `reset(seed, options) -> (obs, info)` and
 //! `step(action) -> (obs, reward, terminated, truncated, info)`), [`Space`], the
