@@ -188,6 +188,8 @@ pub struct CpcResult {
     pub pairs: Vec<Pair>,
     /// Whether the positive scored highest, per pair.
     pub correct: Vec<bool>,
+    /// Each pair's InfoNCE term (host copy, for per-horizon logging).
+    pub pair_losses: Vec<f64>,
 }
 
 /// InfoNCE over sampled pairs of an unroll: `z` `[T, B, Dz]`, `c` `[T, B, Dc]`, `first`
@@ -242,10 +244,19 @@ pub fn cpc_loss(
         .iter()
         .map(|row| row[1..].iter().all(|&x| x < row[0]))
         .collect();
+    let pair_losses = host
+        .iter()
+        .map(|row| {
+            let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+            lse - row[0] as f64
+        })
+        .collect();
     Ok(Some(CpcResult {
         loss,
         pairs,
         correct,
+        pair_losses,
     }))
 }
 
@@ -335,14 +346,17 @@ impl AuxLoss for CpcAux {
             ),
         ];
         for (name, lo, hi) in horizon_buckets(self.sampling.horizon) {
-            let (n, hit) = r
-                .pairs
-                .iter()
-                .zip(&r.correct)
-                .filter(|(p, _)| p.k >= lo && p.k <= hi)
-                .fold((0usize, 0usize), |(n, h), (_, &c)| (n + 1, h + c as usize));
+            let (mut n, mut hit, mut loss) = (0usize, 0usize, 0f64);
+            for ((p, &c), &l) in r.pairs.iter().zip(&r.correct).zip(&r.pair_losses) {
+                if p.k >= lo && p.k <= hi {
+                    n += 1;
+                    hit += c as usize;
+                    loss += l;
+                }
+            }
             if n > 0 {
                 metrics.push((format!("cpc/acc_{name}"), hit as f64 / n as f64));
+                metrics.push((format!("cpc/loss_{name}"), loss / n as f64));
             }
         }
         Ok(AuxOutput {

@@ -193,6 +193,9 @@ fn cpc_loss_matches_a_direct_loop_over_pairs() {
     let got = r.loss.to_scalar::<f32>().unwrap() as f64;
     assert_eq!(r.pairs, pairs);
     assert!((got - direct).abs() < 1e-5, "{got} vs {direct}");
+    // The per-pair host copies used for logging average to the same loss.
+    let host_mean = r.pair_losses.iter().sum::<f64>() / r.pair_losses.len() as f64;
+    assert!((host_mean - direct).abs() < 1e-5, "{host_mean} vs {direct}");
 }
 
 fn lstm_cpc_config() -> Config {
@@ -224,6 +227,13 @@ fn cpc_gradients_reach_encoder_and_core() {
         .metrics
         .iter()
         .any(|(k, v)| k == "cpc/acc_k1" && (0.0..=1.0).contains(v)));
+    assert!(
+        a.metrics
+            .iter()
+            .any(|(k, v)| k == "cpc/loss_k2_5" && *v > 0.0),
+        "{:?}",
+        a.metrics
+    );
     let grads = a.loss.backward().unwrap();
     let mut vars = learner.net.vars();
     vars.extend(aux.vars());
