@@ -66,10 +66,6 @@ impl Actor {
         }
     }
 
-    pub fn num_envs(&self) -> usize {
-        self.venv.len()
-    }
-
     /// Takes the parameters of `snap` for the following unrolls.
     pub fn load(&mut self, snap: &ParamSnapshot) -> Result<(), AgentError> {
         self.policy.load(snap)?;
@@ -104,7 +100,7 @@ impl Actor {
             init_state: Vec::new(),
             episodes: Vec::new(),
         };
-        self.reset_finished_states(s);
+        // The state before step 0; the learner zeroes it where first[0] is set.
         r.init_state = self.state.clone();
         for t in 0..t_len {
             r.obs.extend_from_slice(self.venv.obs());

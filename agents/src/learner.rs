@@ -99,10 +99,6 @@ impl<N: PolicyNetwork> Learner<N> {
         self.updates = n;
     }
 
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
     /// The actors' parameters at the current version.
     pub fn snapshot(&self) -> Result<ParamSnapshot, AgentError> {
         let mut params = self

@@ -1,7 +1,7 @@
 //! An LSTM core (Hochreiter & Schmidhuber 1997) with PyTorch's `LSTMCell` parameter
 //! names and gate order (i, f, g, o), an explicit state and a reset mask.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::init::Init;
@@ -85,10 +85,6 @@ impl Lstm {
             outs.push(h.clone());
         }
         Ok((Tensor::stack(&outs, 0)?, Tensor::cat(&[&h, &c], D::Minus1)?))
-    }
-
-    pub fn zero_state(&self, b: usize, device: &Device) -> candle_core::Result<Tensor> {
-        Tensor::zeros((b, 2 * self.hidden), candle_core::DType::F32, device)
     }
 }
 
