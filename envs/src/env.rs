@@ -75,6 +75,56 @@ impl std::fmt::Display for Space {
     }
 }
 
+/// An RGB image, 8 bits per channel, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<u8>,
+}
+
+impl Image {
+    pub fn new(width: usize, height: usize) -> Image {
+        Image {
+            width,
+            height,
+            rgb: vec![0; width * height * 3],
+        }
+    }
+
+    pub fn fill_rect(&mut self, x0: usize, y0: usize, w: usize, h: usize, c: [u8; 3]) {
+        for y in y0..(y0 + h).min(self.height) {
+            for x in x0..(x0 + w).min(self.width) {
+                let i = (y * self.width + x) * 3;
+                self.rgb[i..i + 3].copy_from_slice(&c);
+            }
+        }
+    }
+
+    /// Copies `src` with its top-left corner at `(x0, y0)`, scaled up `scale` times.
+    pub fn blit(&mut self, src: &Image, x0: usize, y0: usize, scale: usize) {
+        for y in 0..src.height * scale {
+            for x in 0..src.width * scale {
+                let s = ((y / scale) * src.width + x / scale) * 3;
+                let (tx, ty) = (x0 + x, y0 + y);
+                if tx < self.width && ty < self.height {
+                    let t = (ty * self.width + tx) * 3;
+                    self.rgb[t..t + 3].copy_from_slice(&src.rgb[s..s + 3]);
+                }
+            }
+        }
+    }
+
+    /// An image from `[H, W, 3]` floats in 0–255.
+    pub fn from_f32(width: usize, height: usize, px: &[f32]) -> Image {
+        Image {
+            width,
+            height,
+            rgb: px.iter().map(|v| v.clamp(0.0, 255.0) as u8).collect(),
+        }
+    }
+}
+
 /// What one step returns besides the observation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepOutcome {
@@ -120,6 +170,12 @@ pub trait Env: Send {
     /// pole, walk to the goal...), where the environment has such an oracle. Oracle and
     /// random returns bracket what a learning agent can reach.
     fn oracle_action(&self) -> Option<usize> {
+        None
+    }
+
+    /// A picture of the current state for people (Gymnasium's `render()` in
+    /// `rgb_array` mode), where the environment draws one.
+    fn render(&self) -> Option<Image> {
         None
     }
 

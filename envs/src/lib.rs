@@ -1,6 +1,7 @@
 //! Environments for rlcpc, behind a Gymnasium-style API, with no ML dependency:
-//! `CartPole-v1` (checked against Gymnasium), and the memory tasks `MaskedCartPole-v1`
-//! and `TMaze-v0`.
+//! `CartPole-v1` (checked against Gymnasium), the memory tasks `MaskedCartPole-v1` and
+//! `TMaze-v0`, and the first-person [`lab`] tasks modelled on the CPC paper's five
+//! DeepMind Lab levels.
 //!
 //! Main types: [`Env`] (Gymnasium's `reset(seed, options) -> (obs, info)` and
 //! `step(action) -> (obs, reward, terminated, truncated, info)`), [`Space`], the
@@ -16,6 +17,7 @@
 
 mod cartpole;
 mod env;
+pub mod lab;
 mod registry;
 mod tmaze;
 mod vec_env;
@@ -24,7 +26,7 @@ mod vec_env;
 pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use cartpole::{CartPole, CartPoleState, MaskedCartPole};
-pub use env::{Env, EnvError, Info, Space, Step, StepOutcome};
+pub use env::{Env, EnvError, Image, Info, Space, Step, StepOutcome};
 pub use registry::{make, registry, EnvConfig, EnvEntry, Options, TimeLimit};
 pub use tmaze::TMaze;
 pub use vec_env::{VecEnv, VecStep};

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cartpole::{CartPole, MaskedCartPole};
 use crate::env::{from_state, to_state, Env, EnvError, Info, Space, StepOutcome};
+use crate::lab::{Lab, LabConfig, ObsKind, Task, DEFAULT_EPISODE_STEPS};
 use crate::tmaze::TMaze;
 
 /// The `[env]` table of a config: which environment, how many, and its options.
@@ -58,9 +59,21 @@ pub struct EnvEntry {
     build: Builder,
 }
 
+/// Options every Lab task takes.
+macro_rules! lab_common {
+    () => {
+        "; obs = \"rgb\" | \"grid\", width = 64, height = 48, fov = 90, view = 9 (grid window), action_repeat = 4; episodes of 1350 agent steps"
+    };
+}
+
 /// All registered environments.
 pub fn registry() -> &'static [EnvEntry] {
-    &[
+    static REGISTRY: std::sync::LazyLock<Vec<EnvEntry>> = std::sync::LazyLock::new(entries);
+    &REGISTRY
+}
+
+fn entries() -> Vec<EnvEntry> {
+    vec![
         EnvEntry {
             id: "CartPole-v1",
             description: "balance a pole on a cart (Gymnasium CartPole-v1: 4 floats, 2 actions, 500-step limit)",
@@ -92,7 +105,151 @@ pub fn registry() -> &'static [EnvEntry] {
                 Ok((Box::new(TMaze::new(n)), None))
             },
         },
+        lab_entry(
+            Task::ExploreGoalLocations,
+            "a new maze every episode, a goal at a random place: +10 and a random respawn on reaching it (DMLab explore_goal_locations)",
+            concat!("size = 11 (odd), loops = 0.15", lab_common!()),
+        ),
+        lab_entry(
+            Task::Watermaze,
+            "an arena with four wall colours and a hidden platform fixed for the episode: +10 and respawn on it (DMLab rooms_watermaze)",
+            concat!("size = 11", lab_common!()),
+        ),
+        lab_entry(
+            Task::SeekavoidArena,
+            "apples +1 and lemons -1 over an arena with pillars; a new crop when the apples are gone (DMLab seekavoid_arena_01)",
+            concat!("size = 11, apples = 10, lemons = 6", lab_common!()),
+        ),
+        lab_entry(
+            Task::KeysDoorsPuzzle,
+            "rooms in a row behind coloured doors; keys (+1 first pickup, one held at a time) open doors of their colour; goal +10 ends it (DMLab rooms_keys_doors_puzzle)",
+            concat!("size = 4 (room side), rooms = 3 (2-4)", lab_common!()),
+        ),
+        lab_entry(
+            Task::Lasertag,
+            "bots wander an arena; fire (action 8) to tag one in the centre of view, +1 (DMLab lasertag_three_opponents_small; reactive)",
+            concat!("size = 13, bots = 3", lab_common!()),
+        ),
     ]
+}
+
+fn lab_entry(task: Task, description: &'static str, options: &'static str) -> EnvEntry {
+    EnvEntry {
+        id: task.id(),
+        description,
+        options,
+        build: |id, o| {
+            let task = match id {
+                "lab/explore_goal_locations" => Task::ExploreGoalLocations,
+                "lab/watermaze" => Task::Watermaze,
+                "lab/seekavoid_arena" => Task::SeekavoidArena,
+                "lab/keys_doors_puzzle" => Task::KeysDoorsPuzzle,
+                _ => Task::Lasertag,
+            };
+            let cfg = lab_config(id, task, o)?;
+            Ok((Box::new(Lab::new(task, cfg)), Some(DEFAULT_EPISODE_STEPS)))
+        },
+    }
+}
+
+/// Reads and checks a Lab task's options.
+fn lab_config(id: &str, task: Task, o: &Options) -> Result<LabConfig, EnvError> {
+    let mut known = vec![
+        "obs",
+        "width",
+        "height",
+        "fov",
+        "view",
+        "action_repeat",
+        "size",
+    ];
+    known.extend(match task {
+        Task::ExploreGoalLocations => &["loops"][..],
+        Task::SeekavoidArena => &["apples", "lemons"][..],
+        Task::KeysDoorsPuzzle => &["rooms"][..],
+        Task::Lasertag => &["bots"][..],
+        Task::Watermaze => &[][..],
+    });
+    allow(id, o, &known)?;
+    let mut c = LabConfig::new(task);
+    c.obs = match o.get("obs") {
+        None => ObsKind::Rgb,
+        Some(v) => match v.as_str() {
+            Some("rgb") => ObsKind::Rgb,
+            Some("grid") => ObsKind::Grid,
+            _ => {
+                return Err(invalid(
+                    id,
+                    "obs",
+                    &format!("expected \"rgb\" or \"grid\", got {v}"),
+                ))
+            }
+        },
+    };
+    c.width = usize_option(id, o, "width", c.width)?;
+    c.height = usize_option(id, o, "height", c.height)?;
+    c.view = usize_option(id, o, "view", c.view)?;
+    c.action_repeat = usize_option(id, o, "action_repeat", c.action_repeat)?;
+    c.size = usize_option(id, o, "size", c.size)?;
+    c.apples = usize_option(id, o, "apples", c.apples)?;
+    c.lemons = usize_option(id, o, "lemons", c.lemons)?;
+    c.bots = usize_option(id, o, "bots", c.bots)?;
+    c.rooms = usize_option(id, o, "rooms", c.rooms)?;
+    c.fov = f64_option(id, o, "fov", c.fov as f64)? as f32;
+    c.loops = f64_option(id, o, "loops", c.loops)?;
+    if !(8..=1024).contains(&c.width) || !(8..=1024).contains(&c.height) {
+        return Err(invalid(
+            id,
+            "width",
+            "width and height must lie in 8..=1024",
+        ));
+    }
+    if !(10.0..=170.0).contains(&c.fov) {
+        return Err(invalid(id, "fov", "must lie in 10..=170 degrees"));
+    }
+    if c.view < 3 || c.view % 2 == 0 {
+        return Err(invalid(id, "view", "must be odd and at least 3"));
+    }
+    if c.action_repeat == 0 {
+        return Err(invalid(id, "action_repeat", "must be at least 1"));
+    }
+    if !(0.0..=1.0).contains(&c.loops) {
+        return Err(invalid(id, "loops", "must lie in 0..=1"));
+    }
+    match task {
+        Task::ExploreGoalLocations if c.size < 5 || c.size % 2 == 0 || c.size > 101 => {
+            return Err(invalid(id, "size", "a maze's side must be odd, in 5..=101"))
+        }
+        Task::KeysDoorsPuzzle if !(2..=16).contains(&c.size) => {
+            return Err(invalid(id, "size", "a room's side must lie in 2..=16"))
+        }
+        Task::KeysDoorsPuzzle if !(2..=4).contains(&c.rooms) => {
+            return Err(invalid(
+                id,
+                "rooms",
+                "must lie in 2..=4 (one key colour is kept as a distractor)",
+            ))
+        }
+        Task::Watermaze | Task::SeekavoidArena | Task::Lasertag if !(5..=101).contains(&c.size) => {
+            return Err(invalid(id, "size", "an arena's side must lie in 5..=101"))
+        }
+        Task::SeekavoidArena if c.apples == 0 || c.apples + c.lemons > (c.size - 2).pow(2) / 2 => {
+            return Err(invalid(
+                id,
+                "apples",
+                "need at least one apple, and apples + lemons at most half the floor",
+            ))
+        }
+        Task::Lasertag if c.bots == 0 || c.bots > (c.size - 2).pow(2) / 4 => {
+            return Err(invalid(
+                id,
+                "bots",
+                "need at least one bot, and at most a quarter of the floor",
+            ))
+        }
+        _ => {}
+    }
+    Ok(c)
 }
 
 fn invalid(id: &str, key: &str, reason: &str) -> EnvError {
@@ -132,6 +289,15 @@ fn usize_option(id: &str, o: &Options, key: &str, default: usize) -> Result<usiz
                 &format!("expected a non-negative integer, got {v}"),
             )
         }),
+    }
+}
+
+fn f64_option(id: &str, o: &Options, key: &str, default: f64) -> Result<f64, EnvError> {
+    match o.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| invalid(id, key, &format!("expected a number, got {v}"))),
     }
 }
 
@@ -200,6 +366,9 @@ impl Env for TimeLimit {
     }
     fn oracle_action(&self) -> Option<usize> {
         self.inner.oracle_action()
+    }
+    fn render(&self) -> Option<crate::env::Image> {
+        self.inner.render()
     }
     fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
         let mut o = self.inner.step_into(action, obs)?;

@@ -143,7 +143,7 @@ impl Module for Encoder {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.layers {
             Layers::Mlp(ls, act) => {
-                let mut h = x.clone();
+                let mut h = x.flatten_from(1)?; // grid observations are [N, H, W, C]
                 for l in ls {
                     h = l.forward(&h)?;
                     h = match act {
