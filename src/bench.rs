@@ -34,8 +34,9 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Raw environment throughput: one thread, uniformly random actions, auto-reset.
-pub fn env_steps_per_sec(cfg: &EnvConfig, steps: u64) -> Result<f64> {
+/// Raw environment throughput: one thread, uniformly random actions, auto-reset; runs
+/// `max_steps` steps or `max_secs` seconds, whichever comes first (checked every 1,000).
+pub fn env_steps_per_sec(cfg: &EnvConfig, max_steps: u64, max_secs: f64) -> Result<f64> {
     let mut env = rlcpc_envs::make(cfg)?;
     let n_actions = match env.action_space() {
         rlcpc_envs::Space::Discrete(n) => n,
@@ -45,13 +46,32 @@ pub fn env_steps_per_sec(cfg: &EnvConfig, steps: u64) -> Result<f64> {
     let mut rng = SeededRng::seed_from_u64(0);
     env.reset_into(Some(0), &mut obs);
     let t = Instant::now();
-    for _ in 0..steps {
-        let o = env.step_into(rng.random_range(0..n_actions), &mut obs)?;
-        if o.terminated || o.truncated {
-            env.reset_into(None, &mut obs);
+    let mut steps = 0;
+    while steps < max_steps && t.elapsed().as_secs_f64() < max_secs {
+        for _ in 0..1000 {
+            let o = env.step_into(rng.random_range(0..n_actions), &mut obs)?;
+            if o.terminated || o.truncated {
+                env.reset_into(None, &mut obs);
+            }
         }
+        steps += 1000;
     }
     Ok(steps as f64 / t.elapsed().as_secs_f64())
+}
+
+/// The environments `rlcpc bench` measures: every registered one with its defaults, and
+/// the Lab tasks once more with the symbolic grid view.
+pub fn env_cases() -> Vec<(String, EnvConfig)> {
+    let mut v = Vec::new();
+    for e in rlcpc_envs::registry() {
+        v.push((e.id.to_string(), EnvConfig::new(e.id)));
+        if e.id.starts_with("lab/") {
+            let mut c = EnvConfig::new(e.id);
+            c.options.insert("obs".into(), "grid".into());
+            v.push((format!("{} (grid)", e.id), c));
+        }
+    }
+    v
 }
 
 /// End-to-end training throughput of `cfg` for `steps` env steps (no early stop, no

@@ -39,6 +39,23 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../configs/cartpole-masked.toml"),
     ),
     ("tmaze", include_str!("../configs/tmaze.toml")),
+    (
+        "lab-explore_goal_locations",
+        include_str!("../configs/lab-explore_goal_locations.toml"),
+    ),
+    (
+        "lab-watermaze",
+        include_str!("../configs/lab-watermaze.toml"),
+    ),
+    (
+        "lab-seekavoid_arena",
+        include_str!("../configs/lab-seekavoid_arena.toml"),
+    ),
+    (
+        "lab-keys_doors_puzzle",
+        include_str!("../configs/lab-keys_doors_puzzle.toml"),
+    ),
+    ("lab-lasertag", include_str!("../configs/lab-lasertag.toml")),
 ];
 
 /// The whole configuration of a training run.

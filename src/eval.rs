@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 use rand::SeedableRng;
-use rlcpc_agents::ParamSnapshot;
-use rlcpc_envs::SeededRng;
+use rlcpc_agents::{ActorPolicy, ParamSnapshot};
+use rlcpc_envs::{Env, SeededRng};
 
 use crate::checkpoint::{self, Counters, Loaded};
 use crate::config::Config;
@@ -48,31 +48,102 @@ impl TrainedPolicy {
     }
 }
 
-/// Returns of `episodes` episodes of the checkpoint's policy on its environment, the
-/// first reset with `seed`; actions are greedy unless `stochastic`.
+/// Who picks the actions: a reference policy or a trained one.
+pub enum Driver {
+    /// Uniformly random actions over `n`.
+    Random { rng: SeededRng, n: usize },
+    /// The environment's scripted agent.
+    Oracle,
+    /// A checkpoint's policy, on the actors' inference path, with its recurrent state.
+    Trained {
+        policy: Box<dyn ActorPolicy>,
+        state: Vec<f32>,
+        logits: Vec<f32>,
+        value: Vec<f32>,
+        rng: SeededRng,
+        /// Sample from the policy (true) or take the most likely action.
+        stochastic: bool,
+    },
+}
+
+impl Driver {
+    pub fn reference(policy: ReferencePolicy, env: &dyn Env, seed: u64) -> Result<Driver> {
+        Ok(match policy {
+            ReferencePolicy::Random => Driver::Random {
+                rng: SeededRng::seed_from_u64(seed ^ 0x5EED),
+                n: match env.action_space() {
+                    rlcpc_envs::Space::Discrete(n) => n,
+                    other => anyhow::bail!(
+                        "{}: only discrete actions are supported, got {other}",
+                        env.id()
+                    ),
+                },
+            },
+            ReferencePolicy::Oracle => {
+                if env.oracle_action().is_none() {
+                    anyhow::bail!("{} has no oracle", env.id());
+                }
+                Driver::Oracle
+            }
+        })
+    }
+
+    pub fn trained(p: &TrainedPolicy, path: &Path, seed: u64, stochastic: bool) -> Result<Driver> {
+        let mut policy = actor_policy(&p.spec)?;
+        policy.load(&p.snapshot).with_context(|| {
+            format!(
+                "checkpoint {} does not fit its own network spec",
+                path.display()
+            )
+        })?;
+        Ok(Driver::Trained {
+            policy,
+            state: vec![0.0; p.spec.state_size()],
+            logits: vec![0.0; p.spec.num_actions],
+            value: vec![0.0; 1],
+            rng: SeededRng::seed_from_u64(seed),
+            stochastic,
+        })
+    }
+
+    /// The action for `obs`; `start` marks an episode's first step (resets the core).
+    pub fn act(&mut self, env: &dyn Env, obs: &[f32], start: bool) -> Result<usize> {
+        use rand::Rng;
+        match self {
+            Driver::Random { rng, n } => Ok(rng.random_range(0..*n)),
+            Driver::Oracle => env
+                .oracle_action()
+                .with_context(|| format!("{} has no oracle", env.id())),
+            Driver::Trained {
+                policy,
+                state,
+                logits,
+                value,
+                rng,
+                stochastic,
+            } => {
+                if start {
+                    state.fill(0.0);
+                }
+                policy.forward(obs, state, logits, value)?;
+                Ok(if *stochastic {
+                    rlcpc_agents::sample_action(logits, rng).0
+                } else {
+                    argmax(logits)
+                })
+            }
+        }
+    }
+}
+
+/// Returns of `episodes` episodes of the checkpoint's policy on its own environment,
+/// the first reset with `seed`.
 pub fn evaluate(path: &Path, episodes: usize, seed: u64, stochastic: bool) -> Result<Vec<f64>> {
     let p = TrainedPolicy::load(path)?;
-    let mut policy = actor_policy(&p.spec)?;
-    policy.load(&p.snapshot).with_context(|| {
-        format!(
-            "checkpoint {} does not fit its own network spec",
-            path.display()
-        )
-    })?;
     let mut env = rlcpc_envs::make(&p.config.env)?;
-    let (a, s) = (p.spec.num_actions, p.spec.state_size());
-    let (mut logits, mut value, mut state) = (vec![0.0; a], vec![0.0; 1], vec![0.0; s]);
-    let mut rng = SeededRng::seed_from_u64(seed);
-    episode_returns(env.as_mut(), episodes, seed, |_, obs, start| {
-        if start {
-            state.fill(0.0);
-        }
-        policy.forward(obs, &mut state, &mut logits, &mut value)?;
-        Ok(if stochastic {
-            rlcpc_agents::sample_action(&logits, &mut rng).0
-        } else {
-            argmax(&logits)
-        })
+    let mut driver = Driver::trained(&p, path, seed, stochastic)?;
+    episode_returns(env.as_mut(), episodes, seed, |env, obs, start| {
+        driver.act(env, obs, start)
     })
 }
 
@@ -183,21 +254,10 @@ pub fn score(
     episodes: usize,
     seed: u64,
 ) -> Result<Vec<f64>> {
-    use rand::Rng;
     let mut env = rlcpc_envs::make(cfg)?;
-    let n = match env.action_space() {
-        rlcpc_envs::Space::Discrete(n) => n,
-        other => anyhow::bail!(
-            "{}: only discrete actions are supported, got {other}",
-            cfg.id
-        ),
-    };
-    let mut rng = SeededRng::seed_from_u64(seed ^ 0x5EED);
-    episode_returns(env.as_mut(), episodes, seed, |env, _, _| match policy {
-        ReferencePolicy::Random => Ok(rng.random_range(0..n)),
-        ReferencePolicy::Oracle => env
-            .oracle_action()
-            .with_context(|| format!("{} has no oracle", cfg.id)),
+    let mut driver = Driver::reference(policy, env.as_ref(), seed)?;
+    episode_returns(env.as_mut(), episodes, seed, |env, obs, start| {
+        driver.act(env, obs, start)
     })
 }
 

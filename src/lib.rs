@@ -15,4 +15,5 @@ pub mod eval;
 pub mod metrics;
 pub mod nn;
 pub mod plot;
+pub mod render;
 pub mod train;

@@ -111,9 +111,15 @@ enum Command {
         /// Env steps per training-throughput measurement.
         #[arg(long, default_value_t = 200_000)]
         steps: u64,
-        /// Env steps of the raw environment measurement.
+        /// Most env steps of each raw environment measurement.
         #[arg(long, default_value_t = 2_000_000)]
         env_steps: u64,
+        /// Most seconds of each raw environment measurement.
+        #[arg(long, default_value_t = 2.0)]
+        env_seconds: f64,
+        /// Measure the raw environments only (no training runs).
+        #[arg(long)]
+        envs_only: bool,
         /// Repeats per measurement (the median is reported).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
@@ -148,6 +154,52 @@ enum EnvsCommand {
         #[arg(long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
     },
+    /// An animated GIF of an episode: the first-person view beside a top-down map (with
+    /// hidden things such as the watermaze platform shown), a strip flashing green or red
+    /// on rewards. Plays a random policy, the oracle, or a trained checkpoint.
+    Render {
+        /// Registered environment id (a lab/* task).
+        name: String,
+        /// Seed of the first reset and of the policy's sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Agent steps to record (one frame each).
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// A trained checkpoint whose policy plays (its own env options are used).
+        #[arg(long, conflicts_with = "policy")]
+        checkpoint: Option<PathBuf>,
+        /// A reference policy, when no checkpoint is given.
+        #[arg(long, value_enum, default_value = "random")]
+        policy: ReferencePolicy,
+        /// An environment option, e.g. `--option obs=grid` (repeatable; not with --checkpoint).
+        #[arg(
+            long = "option",
+            value_name = "KEY=VALUE",
+            conflicts_with = "checkpoint"
+        )]
+        options: Vec<String>,
+        /// Frames per second of the GIF.
+        #[arg(long, default_value_t = 15)]
+        fps: u16,
+        /// Where to write the GIF.
+        #[arg(long, default_value = "episode.gif")]
+        out: PathBuf,
+    },
+}
+
+/// `--option KEY=VALUE` flags into an environment config (values parsed as JSON, else
+/// taken as strings).
+fn env_config(name: &str, options: &[String]) -> Result<rlcpc_envs::EnvConfig> {
+    let mut cfg = rlcpc_envs::EnvConfig::new(name);
+    for o in options {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--option {o}: expected KEY=VALUE"))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+        cfg.options.insert(k.into(), value);
+    }
+    Ok(cfg)
 }
 
 fn device(name: &str) -> Result<Device> {
@@ -354,24 +406,62 @@ fn run(cli: Cli) -> Result<()> {
             if episodes == 0 {
                 bail!("--episodes must be at least 1");
             }
-            let mut cfg = rlcpc_envs::EnvConfig::new(&name);
-            for o in &options {
-                let (k, v) = o
-                    .split_once('=')
-                    .with_context(|| format!("--option {o}: expected KEY=VALUE"))?;
-                let value =
-                    serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
-                cfg.options.insert(k.into(), value);
-            }
+            let cfg = env_config(&name, &options)?;
             let r = rlcpc::eval::score(&cfg, policy, episodes, seed)?;
             let (mean, std) = rlcpc::eval::mean_std(&r);
             println!(
                 "{name} {policy:?}: mean return {mean:.3} +/- {std:.3} over {episodes} episodes"
             );
         }
+        Command::Envs {
+            action:
+                Some(EnvsCommand::Render {
+                    name,
+                    seed,
+                    steps,
+                    checkpoint,
+                    policy,
+                    options,
+                    fps,
+                    out,
+                }),
+        } => {
+            let (mut env, mut driver) = match &checkpoint {
+                Some(path) => {
+                    let p = rlcpc::eval::TrainedPolicy::load(path)?;
+                    if p.config.env.id != name {
+                        bail!(
+                            "checkpoint {} was trained on {}, not {name}",
+                            path.display(),
+                            p.config.env.id
+                        );
+                    }
+                    let env = rlcpc_envs::make(&p.config.env)?;
+                    (env, rlcpc::eval::Driver::trained(&p, path, seed, true)?)
+                }
+                None => {
+                    let env = rlcpc_envs::make(&env_config(&name, &options)?)?;
+                    let d = rlcpc::eval::Driver::reference(policy, env.as_ref(), seed)?;
+                    (env, d)
+                }
+            };
+            let clip =
+                rlcpc::render::render_gif(env.as_mut(), &mut driver, steps, seed, fps, &out)?;
+            println!(
+                "wrote {} ({} frames of {}x{}); episode returns {:?}, running episode {}",
+                out.display(),
+                clip.frames,
+                clip.width,
+                clip.height,
+                clip.finished,
+                clip.partial
+            );
+        }
         Command::Bench {
             steps,
             env_steps,
+            env_seconds,
+            envs_only,
             repeats,
             solve,
             seeds,
@@ -381,19 +471,21 @@ fn run(cli: Cli) -> Result<()> {
             set_learner_threads(1);
             let mlp = Config::load(None, &[])?;
             let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
-            println!("{:<34} {:>14}   runs", "case", "steps/s (median)");
-            // Raw environment throughput, one thread, every registered environment.
-            for e in rlcpc_envs::registry() {
-                let cfg = rlcpc_envs::EnvConfig::new(e.id);
+            println!("{:<40} {:>14}   runs", "case", "steps/s (median)");
+            // Raw environment throughput, one thread (agent steps, action repeat included).
+            for (name, cfg) in bench::env_cases() {
                 let runs: Vec<f64> = (0..repeats)
-                    .map(|_| bench::env_steps_per_sec(&cfg, env_steps))
+                    .map(|_| bench::env_steps_per_sec(&cfg, env_steps, env_seconds))
                     .collect::<Result<_>>()?;
                 println!(
-                    "{:<34} {:>14.0}   {:?}",
-                    format!("env {} (1 thread)", e.id),
+                    "{:<40} {:>14.0}   {:?}",
+                    format!("env {name}"),
                     bench::median(&runs),
                     runs.iter().map(|x| x.round()).collect::<Vec<_>>()
                 );
+            }
+            if envs_only {
+                return Ok(());
             }
             let mut medians = Vec::new();
             for (name, cfg) in bench::throughput_cases(&mlp, &lstm) {
@@ -402,7 +494,7 @@ fn run(cli: Cli) -> Result<()> {
                     .collect::<Result<_>>()?;
                 let m = bench::median(&runs);
                 println!(
-                    "{:<34} {:>14.0}   {:?}",
+                    "{:<40} {:>14.0}   {:?}",
                     name,
                     m,
                     runs.iter().map(|x| x.round()).collect::<Vec<_>>()

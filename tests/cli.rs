@@ -331,4 +331,99 @@ fn bench_runs_on_a_tiny_budget() {
         b.contains("train mlp, aux none") && b.contains("CPC head cost"),
         "{b}"
     );
+    for env in [
+        "env lab/lasertag ",
+        "env lab/lasertag (grid)",
+        "env TMaze-v0",
+    ] {
+        assert!(b.contains(env), "bench lacks {env}: {b}");
+    }
+}
+
+#[test]
+fn envs_lists_the_lab_tasks_and_renders_episodes() {
+    let e = ok(&["envs"]);
+    for id in [
+        "lab/explore_goal_locations",
+        "lab/watermaze",
+        "lab/seekavoid_arena",
+        "lab/keys_doors_puzzle",
+        "lab/lasertag",
+    ] {
+        assert!(e.contains(id), "{id} missing: {e}");
+    }
+    assert!(
+        e.contains("Box(f32, [48, 64, 3])") && e.contains("Discrete(9)"),
+        "{e}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let gif = tmp.path().join("oracle.gif");
+    let out = ok(&[
+        "envs",
+        "render",
+        "lab/keys_doors_puzzle",
+        "--policy",
+        "oracle",
+        "--steps",
+        "30",
+        "--out",
+        gif.to_str().unwrap(),
+    ]);
+    assert!(out.contains("31 frames"), "{out}");
+    let bytes = std::fs::read(&gif).unwrap();
+    assert_eq!(&bytes[..6], b"GIF89a");
+    assert!(!tmp.path().join("oracle.gif.tmp").exists());
+
+    // A trained policy plays its own environment.
+    let run = tmp.path().join("run");
+    ok(&[
+        "train",
+        "--quiet",
+        "--config",
+        "lab-lasertag",
+        "--out",
+        run.to_str().unwrap(),
+        "--set",
+        "run.total_steps=2560",
+        "--set",
+        "env.num_envs=8",
+        "--set",
+        "run.workers=1",
+    ]);
+    let ck = run.join("checkpoint.safetensors");
+    let out = ok(&[
+        "envs",
+        "render",
+        "lab/lasertag",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--out",
+        tmp.path().join("trained.gif").to_str().unwrap(),
+    ]);
+    assert!(out.contains("21 frames"), "{out}");
+    let e = fails(&[
+        "envs",
+        "render",
+        "lab/watermaze",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(e.contains("trained on lab/lasertag"), "{e}");
+
+    // Bad input: environments that draw nothing, bad options.
+    let e = fails(&[
+        "envs",
+        "render",
+        "CartPole-v1",
+        "--out",
+        gif.to_str().unwrap(),
+    ]);
+    assert!(e.contains("draws no pictures"), "{e}");
+    let e = fails(&["envs", "score", "lab/watermaze", "--option", "view=4"]);
+    assert!(e.contains("view") && e.contains("odd"), "{e}");
+    let e = fails(&["envs", "score", "lab/watermaze", "--option", "obs=depth"]);
+    assert!(e.contains("obs") && e.contains("grid"), "{e}");
 }

@@ -3,8 +3,8 @@
 
 use rand::{Rng, SeedableRng};
 use rlcpc_envs::lab::{
-    action, Body, Camera, Grid, Kind, Lab, LabConfig, Object, ObsKind, Shape, Sprite, Task,
-    GRID_CHANNELS, KEY_COLOURS, SHADE_Y_SIDE, WALL_COLOURS,
+    action, channel, Body, Camera, Grid, Kind, Lab, LabConfig, Object, ObsKind, Shape, Sprite,
+    Task, GRID_CHANNELS, KEY_COLOURS, SHADE_Y_SIDE, WALL_COLOURS,
 };
 use rlcpc_envs::{make, Env, EnvConfig, SeededRng};
 
@@ -397,6 +397,7 @@ fn the_symbolic_view_is_egocentric() {
     cfg.obs = ObsKind::Grid;
     cfg.view = 5;
     let grid = Grid::parse(&["3333333", "3...B.3", "3333333"]);
+    // The door 3 cells ahead lies outside the 5-wide window; facing it from nearer shows it.
     let mut l = Lab::with_world(
         Task::KeysDoorsPuzzle,
         cfg,
@@ -410,21 +411,29 @@ fn the_symbolic_view_is_egocentric() {
     l.step_into(action::LOOK_RIGHT, &mut obs).unwrap(); // facing east again
                                                         // Row 2 is the agent's, row 1 one cell ahead: the blue key ahead, the blue door 3 ahead
                                                         // (out of a 5-window: rows 0..2 are ahead), walls left and right.
-    assert_eq!(ch(&obs, 1, 2, 5 + 2), 1.0, "blue key one cell ahead");
-    assert_eq!(ch(&obs, 2, 1, 0), 1.0, "wall on the left");
-    assert_eq!(ch(&obs, 2, 3, 0), 1.0, "wall on the right");
-    assert_eq!(ch(&obs, 3, 2, 0), 1.0, "wall behind");
+    assert_eq!(
+        ch(&obs, 1, 2, channel::KEY + 2),
+        1.0,
+        "blue key one cell ahead"
+    );
+    assert_eq!(
+        ch(&obs, 2, 1, channel::WALL + 3),
+        1.0,
+        "wall (colour 3) on the left"
+    );
+    assert_eq!(ch(&obs, 2, 3, channel::WALL + 3), 1.0, "wall on the right");
+    assert_eq!(ch(&obs, 3, 2, channel::WALL + 3), 1.0, "wall behind");
     // Facing south: the wall is ahead, the key on the left.
     l.world.agent.angle = std::f32::consts::FRAC_PI_2;
     l.step_into(action::BACKWARD, &mut obs).unwrap(); // stays in its cell
-    assert_eq!(ch(&obs, 1, 2, 0), 1.0, "wall ahead");
-    assert_eq!(ch(&obs, 2, 1, 5 + 2), 1.0, "key on the left");
+    assert_eq!(ch(&obs, 1, 2, channel::WALL + 3), 1.0, "wall ahead");
+    assert_eq!(ch(&obs, 2, 1, channel::KEY + 2), 1.0, "key on the left");
     // Holding a key lights its plane everywhere.
     l.world.agent.angle = 0.0;
     l.step_into(action::FORWARD, &mut obs).unwrap();
     l.step_into(action::FORWARD, &mut obs).unwrap();
     assert_eq!(l.world.held, Some(2));
-    assert!((0..25).all(|c| obs[c * GRID_CHANNELS + 13 + 2] == 1.0));
+    assert!((0..25).all(|c| obs[c * GRID_CHANNELS + channel::HELD + 2] == 1.0));
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! with walls, and acts with DMLab's IMPALA action set; each action is repeated for
 //! `action_repeat` frames (4), and only the last frame is rendered. Observations are the
 //! first-person RGB view (`[H, W, 3]`, 0–255, 64×48 by default) or, with
-//! `obs = "grid"`, an egocentric one-hot top-down window (`[V, V, 17]`).
+//! `obs = "grid"`, an egocentric one-hot top-down window (`[V, V, 24]`).
 //!
 //! | id | level | DMLab's |
 //! |---|---|---|
@@ -82,9 +82,23 @@ pub enum ObsKind {
     Grid,
 }
 
-/// Channels of the grid observation: wall, goal, apple, lemon, bot, a key of each of
-/// the 4 colours, a door of each colour, and the held key's colour (whole planes).
-pub const GRID_CHANNELS: usize = 17;
+/// Channels of the grid observation (see [`channel`]).
+pub const GRID_CHANNELS: usize = 24;
+
+/// The grid observation's channels: a wall of each of the 8 wall colours (so that
+/// places can be told apart, as in the RGB view), goal, apple, lemon, bot, a key of each
+/// of the 4 key colours, a door of each key colour, and the held key's colour (whole
+/// planes).
+pub mod channel {
+    pub const WALL: usize = 0;
+    pub const GOAL: usize = 8;
+    pub const APPLE: usize = 9;
+    pub const LEMON: usize = 10;
+    pub const BOT: usize = 11;
+    pub const KEY: usize = 12;
+    pub const DOOR: usize = 16;
+    pub const HELD: usize = 20;
+}
 
 /// A level's settings (the `[env.options]` of a config).
 #[derive(Debug, Clone, PartialEq)]
@@ -608,11 +622,11 @@ pub fn grid_view(w: &World, view: usize, out: &mut [f32]) {
             let base = (i * view + j) * GRID_CHANNELS;
             match w.grid.get(x, y) {
                 Cell::Floor => {}
-                Cell::Wall(_) => out[base] = 1.0,
-                Cell::Door(col) => out[base + 9 + col as usize % 4] = 1.0,
+                Cell::Wall(col) => out[base + channel::WALL + col as usize % 8] = 1.0,
+                Cell::Door(col) => out[base + channel::DOOR + col as usize % 4] = 1.0,
             }
             if let Some(h) = w.held {
-                out[base + 13 + h as usize % 4] = 1.0;
+                out[base + channel::HELD + h as usize % 4] = 1.0;
             }
         }
     }
@@ -625,11 +639,11 @@ pub fn grid_view(w: &World, view: usize, out: &mut [f32]) {
             continue;
         }
         let ch = match o.kind {
-            Kind::Goal => 1,
-            Kind::Apple => 2,
-            Kind::Lemon => 3,
-            Kind::Bot => 4,
-            Kind::Key(col) => 5 + col as usize % 4,
+            Kind::Goal => channel::GOAL,
+            Kind::Apple => channel::APPLE,
+            Kind::Lemon => channel::LEMON,
+            Kind::Bot => channel::BOT,
+            Kind::Key(col) => channel::KEY + col as usize % 4,
         };
         out[(i as usize * view + j as usize) * GRID_CHANNELS + ch] = 1.0;
     }
