@@ -31,6 +31,10 @@ pub fn scores(pred: &Tensor, candidates: &Tensor) -> candle_core::Result<Tensor>
     candidates.matmul(&pred.unsqueeze(2)?)?.squeeze(2)
 }
 
+/// Above `ALL_SCORES_MAX × (1+M)` targets in an unroll, [`cpc_loss`] gathers each
+/// pair's candidates instead of scoring every target (both give the same scores).
+pub const ALL_SCORES_MAX: usize = 8;
+
 /// One (context, target) pair: anchor index `t * B + b` and horizon k ≥ 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pair {
@@ -232,12 +236,20 @@ pub fn cpc_loss(
         .predict_all(&c_sel)?
         .reshape((u * predictor.horizon, dz))?
         .index_select(&idx(pred_rows, dev)?, 0)?;
-    // Score every prediction against every z with one matmul, then pick each pair's
-    // candidates: far cheaper on the CPU than P small batched products.
     let m1 = 1 + s.num_negatives;
-    let all = preds.matmul(&z.reshape((t_len * b, dz))?.t()?)?; // [P, T·B]
     let cand = Tensor::from_vec(cand, (pairs.len(), m1), dev)?;
-    let sc = all.gather(&cand, 1)?;
+    let z_flat = z.reshape((t_len * b, dz))?;
+    let sc = if t_len * b <= ALL_SCORES_MAX * m1 {
+        // Few targets: score every prediction against every z with one matmul, then
+        // pick each pair's candidates (cheaper than P small products).
+        preds.matmul(&z_flat.t()?)?.gather(&cand, 1)? // [P, T·B] → [P, 1+M]
+    } else {
+        // Many targets: gather each pair's candidates and score only those.
+        let zc = z_flat
+            .index_select(&cand.flatten_all()?, 0)?
+            .reshape((pairs.len(), m1, dz))?;
+        scores(&preds, &zc)?
+    };
     let loss = info_nce(&sc)?;
     let host = sc.to_dtype(DType::F32)?.to_vec2::<f32>()?;
     let correct = host

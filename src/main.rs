@@ -153,6 +153,10 @@ enum EnvsCommand {
         /// An environment option, e.g. `--option corridor_length=40` (repeatable).
         #[arg(long = "option", value_name = "KEY=VALUE")]
         options: Vec<String>,
+        /// Episode length limit in agent steps (0: the environment's default), as
+        /// `env.max_episode_steps` of a config.
+        #[arg(long, default_value_t = 0)]
+        max_episode_steps: usize,
     },
     /// An animated GIF of an episode: the first-person view beside a top-down map (with
     /// hidden things such as the watermaze platform shown), a strip flashing green or red
@@ -226,7 +230,21 @@ fn set_learner_threads(n: usize) {
     }
 }
 
+/// Tells mimalloc never to purge freed memory: candle allocates every op's output anew,
+/// and the conv encoder's im2col buffers are hundreds of megabytes, so returned pages
+/// came straight back as page faults that the kernel must zero (a third of an RGB
+/// training profile). `mi_option_purge_delay` is 15 in mimalloc 2's `mi_option_t`;
+/// `MIMALLOC_PURGE_DELAY` in the environment still takes precedence.
+fn keep_freed_pages() {
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a plain integer option; mimalloc reads it on later frees.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 fn main() {
+    keep_freed_pages();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -401,12 +419,14 @@ fn run(cli: Cli) -> Result<()> {
                     episodes,
                     seed,
                     options,
+                    max_episode_steps,
                 }),
         } => {
             if episodes == 0 {
                 bail!("--episodes must be at least 1");
             }
-            let cfg = env_config(&name, &options)?;
+            let mut cfg = env_config(&name, &options)?;
+            cfg.max_episode_steps = max_episode_steps;
             let r = rlcpc::eval::score(&cfg, policy, episodes, seed)?;
             let (mean, std) = rlcpc::eval::mean_std(&r);
             println!(

@@ -152,50 +152,55 @@ fn cpc_loss_matches_a_direct_loop_over_pairs() {
     let ch = c.to_vec3::<f32>().unwrap();
     let mut first = vec![0f32; t_len * b];
     first[4 * b + 2] = 1.0;
-    let mut s = sampling(Negatives::Both);
-    s.horizon = k;
-    s.num_negatives = 4;
+    // 4 negatives: 21 targets ≤ ALL_SCORES_MAX × 5, every target is scored; 1 negative:
+    // 21 > ALL_SCORES_MAX × 2, the candidates are gathered. Both must give the formula.
+    for m in [4, 1] {
+        assert_eq!(t_len * b <= rlcpc::cpc::ALL_SCORES_MAX * (1 + m), m == 4);
+        let mut s = sampling(Negatives::Both);
+        s.horizon = k;
+        s.num_negatives = m;
 
-    let mut rng = SeededRng::seed_from_u64(9);
-    let mut rng_direct = rng.clone();
-    let r = cpc_loss(&pred, &z, &c, &first, &s, &mut rng)
-        .unwrap()
-        .unwrap();
+        let mut rng = SeededRng::seed_from_u64(9);
+        let mut rng_direct = rng.clone();
+        let r = cpc_loss(&pred, &z, &c, &first, &s, &mut rng)
+            .unwrap()
+            .unwrap();
 
-    // Direct: for each pair, W_k c_t, scores against the candidates, −log softmax of the positive.
-    let pairs: Vec<Pair> = sample_pairs(&first, t_len, b, &s, &mut rng_direct);
-    let cand = sample_candidates(&pairs, t_len, b, &s, &mut rng_direct);
-    let mut total = 0f64;
-    for (p, row) in pairs.iter().zip(cand.chunks(1 + s.num_negatives)) {
-        let ctx = &ch[p.t][p.b];
-        let wk = &w[(p.k - 1) * dz..p.k * dz];
-        let pk: Vec<f64> = wk
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .zip(ctx)
-                    .map(|(a, b)| (*a as f64) * (*b as f64))
-                    .sum()
-            })
-            .collect();
-        let sc: Vec<f64> = row
-            .iter()
-            .map(|&i| {
-                let zz = &zh[i as usize / b][i as usize % b];
-                zz.iter().zip(&pk).map(|(a, b)| *a as f64 * b).sum()
-            })
-            .collect();
-        let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let lse = m + sc.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
-        total += lse - sc[0];
+        // Direct: for each pair, W_k c_t, scores against the candidates, −log softmax of the positive.
+        let pairs: Vec<Pair> = sample_pairs(&first, t_len, b, &s, &mut rng_direct);
+        let cand = sample_candidates(&pairs, t_len, b, &s, &mut rng_direct);
+        let mut total = 0f64;
+        for (p, row) in pairs.iter().zip(cand.chunks(1 + s.num_negatives)) {
+            let ctx = &ch[p.t][p.b];
+            let wk = &w[(p.k - 1) * dz..p.k * dz];
+            let pk: Vec<f64> = wk
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .zip(ctx)
+                        .map(|(a, b)| (*a as f64) * (*b as f64))
+                        .sum()
+                })
+                .collect();
+            let sc: Vec<f64> = row
+                .iter()
+                .map(|&i| {
+                    let zz = &zh[i as usize / b][i as usize % b];
+                    zz.iter().zip(&pk).map(|(a, b)| *a as f64 * b).sum()
+                })
+                .collect();
+            let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + sc.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
+            total += lse - sc[0];
+        }
+        let direct = total / pairs.len() as f64;
+        let got = r.loss.to_scalar::<f32>().unwrap() as f64;
+        assert_eq!(r.pairs, pairs);
+        assert!((got - direct).abs() < 1e-5, "{got} vs {direct}");
+        // The per-pair host copies used for logging average to the same loss.
+        let host_mean = r.pair_losses.iter().sum::<f64>() / r.pair_losses.len() as f64;
+        assert!((host_mean - direct).abs() < 1e-5, "{host_mean} vs {direct}");
     }
-    let direct = total / pairs.len() as f64;
-    let got = r.loss.to_scalar::<f32>().unwrap() as f64;
-    assert_eq!(r.pairs, pairs);
-    assert!((got - direct).abs() < 1e-5, "{got} vs {direct}");
-    // The per-pair host copies used for logging average to the same loss.
-    let host_mean = r.pair_losses.iter().sum::<f64>() / r.pair_losses.len() as f64;
-    assert!((host_mean - direct).abs() < 1e-5, "{host_mean} vs {direct}");
 }
 
 fn lstm_cpc_config() -> Config {

@@ -212,3 +212,50 @@ fn optimiser_state_round_trips() {
         "missing state is refused"
     );
 }
+
+#[test]
+fn im2col_convolution_matches_candles_conv2d() {
+    use rlcpc::nn::conv::conv2d_nhwc;
+    let dev = Device::Cpu;
+    // 12×16 images: every stride below divides (size − kernel), which candle's own conv
+    // backward (the reference) needs.
+    let x = Var::from_tensor(&Tensor::rand(-1f32, 1.0, (2, 12, 16, 3), &dev).unwrap()).unwrap();
+    let w = Var::from_tensor(&Tensor::rand(-1f32, 1.0, (5, 3, 4, 4), &dev).unwrap()).unwrap();
+    let b = Var::from_tensor(&Tensor::rand(-1f32, 1.0, 5, &dev).unwrap()).unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (stride, scale) in [(1, 1.0f32), (2, 0.5), (4, 2.0)] {
+        let ours = conv2d_nhwc(&x, &w, &b, stride, scale).unwrap();
+        // Candle's NCHW convolution of the same data.
+        let want = (x.as_tensor() * scale as f64)
+            .unwrap()
+            .permute((0, 3, 1, 2))
+            .unwrap()
+            .conv2d(&w, 0, stride, 1, 1)
+            .unwrap()
+            .broadcast_add(&b.reshape((1, 5, 1, 1)).unwrap())
+            .unwrap()
+            .permute((0, 2, 3, 1))
+            .unwrap();
+        assert_eq!(ours.dims(), want.dims());
+        let r = Tensor::rand(-1f32, 1.0, ours.dims(), &dev).unwrap();
+        let g1 = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (&want * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let pairs = [
+            (flat(&ours), flat(&want)),
+            (flat(g1.get(&x).unwrap()), flat(g2.get(&x).unwrap())),
+            (flat(g1.get(&w).unwrap()), flat(g2.get(&w).unwrap())),
+            (flat(g1.get(&b).unwrap()), flat(g2.get(&b).unwrap())),
+        ];
+        for (i, (a, e)) in pairs.iter().enumerate() {
+            let worst = a
+                .iter()
+                .zip(e)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "stride {stride}, part {i}: max difference {worst}"
+            );
+        }
+    }
+}

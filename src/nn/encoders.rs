@@ -2,9 +2,10 @@
 //! `[N, ...]` in, feature vectors `[N, D]` out.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::conv;
 use super::init::Init;
 use crate::config::Activation;
 
@@ -81,8 +82,9 @@ impl EncoderSpec {
 enum Layers {
     Mlp(Vec<Linear>, Activation),
     Conv {
-        conv1: Conv2d,
-        conv2: Conv2d,
+        /// (weight `[C_out, C_in, KH, KW]`, bias) of each convolution.
+        conv1: (Tensor, Tensor),
+        conv2: (Tensor, Tensor),
         fc: Linear,
         input_scale: f32,
     },
@@ -118,13 +120,16 @@ impl Encoder {
                 input_scale,
             } => {
                 let (h2, w2) = EncoderSpec::conv_out(*height, *width)?;
-                let c = |stride| Conv2dConfig {
-                    stride,
-                    ..Default::default()
+                let conv = |c_in: usize, c_out: usize, k: usize, name: &str| {
+                    let vb = vb.pp(name);
+                    candle_core::Result::Ok((
+                        vb.get((c_out, c_in, k, k), "weight")?,
+                        vb.get(c_out, "bias")?,
+                    ))
                 };
                 Layers::Conv {
-                    conv1: candle_nn::conv2d(*channels, 16, 8, c(4), vb.pp("conv1"))?,
-                    conv2: candle_nn::conv2d(16, 32, 4, c(2), vb.pp("conv2"))?,
+                    conv1: conv(*channels, 16, 8, "conv1")?,
+                    conv2: conv(16, 32, 4, "conv2")?,
                     fc: candle_nn::linear(32 * h2 * w2, *fc, vb.pp("fc"))?,
                     input_scale: *input_scale,
                 }
@@ -159,10 +164,12 @@ impl Module for Encoder {
                 fc,
                 input_scale,
             } => {
-                let h = (x.permute((0, 3, 1, 2))?.contiguous()? * *input_scale as f64)?;
-                let h = conv1.forward(&h)?.relu()?;
-                let h = conv2.forward(&h)?.relu()?;
-                fc.forward(&h.flatten_from(1)?)?.relu()
+                // Channels-last throughout; flattened in (C, H, W) order for the FC layer,
+                // as PyTorch's IMPALA encoder does.
+                let h = conv::conv2d_nhwc(x, &conv1.0, &conv1.1, 4, *input_scale)?.relu()?;
+                let h = conv::conv2d_nhwc(&h, &conv2.0, &conv2.1, 2, 1.0)?.relu()?;
+                fc.forward(&h.permute((0, 3, 1, 2))?.flatten_from(1)?)?
+                    .relu()
             }
         }
     }

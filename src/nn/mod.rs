@@ -3,6 +3,7 @@
 
 mod actor_policy;
 mod agent_net;
+pub mod conv;
 pub mod encoders;
 pub mod fast;
 pub mod init;
