@@ -207,7 +207,7 @@ fn lab_config(id: &str, task: Task, o: &Options) -> Result<LabConfig, EnvError> 
     if !(10.0..=170.0).contains(&c.fov) {
         return Err(invalid(id, "fov", "must lie in 10..=170 degrees"));
     }
-    if c.view < 3 || c.view % 2 == 0 {
+    if c.view < 3 || c.view.is_multiple_of(2) {
         return Err(invalid(id, "view", "must be odd and at least 3"));
     }
     if c.action_repeat == 0 {
@@ -217,7 +217,7 @@ fn lab_config(id: &str, task: Task, o: &Options) -> Result<LabConfig, EnvError> 
         return Err(invalid(id, "loops", "must lie in 0..=1"));
     }
     match task {
-        Task::ExploreGoalLocations if c.size < 5 || c.size % 2 == 0 || c.size > 101 => {
+        Task::ExploreGoalLocations if c.size < 5 || c.size.is_multiple_of(2) || c.size > 101 => {
             return Err(invalid(id, "size", "a maze's side must be odd, in 5..=101"))
         }
         Task::KeysDoorsPuzzle if !(2..=16).contains(&c.size) => {
