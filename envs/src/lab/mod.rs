@@ -406,19 +406,16 @@ impl Lab {
         let w = &self.world;
         let mut dist = Vec::new();
         let dist = &mut dist;
-        let floor = |g: &Grid| {
-            let g = g.clone();
-            move |x: usize, y: usize| g.get(x as i32, y as i32) == Cell::Floor
-        };
+        let floor = |x: usize, y: usize| w.grid.get(x as i32, y as i32) == Cell::Floor;
         match self.task {
             Task::ExploreGoalLocations => {
                 let goal = w.objects[0].cell();
-                let pass = floor(&w.grid);
+                let pass = floor;
                 self.walk_to(dist, goal, pass)
             }
             Task::Watermaze => {
                 let (px, py, _) = w.platform.expect("watermaze has a platform");
-                let pass = floor(&w.grid);
+                let pass = floor;
                 self.walk_to(dist, (px as usize, py as usize), pass)
             }
             Task::SeekavoidArena => {
@@ -429,7 +426,7 @@ impl Lab {
                     .filter(|o| o.kind == Kind::Lemon)
                     .map(|o| o.cell())
                     .collect();
-                let g = w.grid.clone();
+                let g = &w.grid;
                 let pass = move |x: usize, y: usize| {
                     g.get(x as i32, y as i32) == Cell::Floor && !lemons.contains(&(x, y))
                 };
@@ -473,7 +470,7 @@ impl Lab {
                     Some((x, y, c)) if w.held == Some(c) => (Some((x, y)), None),
                     Some((_, _, c)) => (keys.iter().find(|k| k.1 == c).map(|k| k.0), Some(c)),
                 };
-                let g = w.grid.clone();
+                let g = &w.grid;
                 // Walk around keys other than the one wanted, so as not to swap for them.
                 let avoid: Vec<(usize, usize)> = keys
                     .iter()
@@ -510,7 +507,7 @@ impl Lab {
                 match bots.min_by(|p, q| p.dist(&a).total_cmp(&q.dist(&a))) {
                     Some(b) => {
                         let t = b.cell();
-                        let pass = floor(&w.grid);
+                        let pass = floor;
                         self.walk_to(dist, t, pass)
                     }
                     None => action::LOOK_LEFT,
