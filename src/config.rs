@@ -165,6 +165,11 @@ pub struct ModelConfig {
     pub core: CoreKind,
     /// LSTM width (IMPALA: 256).
     pub lstm_hidden: usize,
+    /// Start from the encoder weights in this file (`rlcpc export-encoder`, or the
+    /// `encoder.safetensors` of `rlcpc cpc frames`); its architecture and input shape
+    /// must match this model's, else the config is refused naming the difference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_encoder: Option<std::path::PathBuf>,
 }
 
 impl Default for ModelConfig {
@@ -176,6 +181,7 @@ impl Default for ModelConfig {
             conv_fc: 256,
             core: CoreKind::None,
             lstm_hidden: 128,
+            init_encoder: None,
         }
     }
 }
@@ -200,6 +206,9 @@ pub enum Negatives {
     Batch,
     /// Any other step of any sequence.
     Both,
+    /// Any step of a sequence with the positive's speaker (its own included): the
+    /// standalone audio trainer's "same speaker" negatives. The agent has no speakers.
+    Speaker,
 }
 
 /// `[aux]`: the CPC auxiliary head.
@@ -324,6 +333,16 @@ impl Config {
         if self.model.lstm_hidden == 0 || self.model.conv_fc == 0 {
             return Err("invalid value for 'model.lstm_hidden' or 'model.conv_fc': 0".into());
         }
+        if let Some(path) = &self.model.init_encoder {
+            let env = rlcpc_envs::make(&self.env).map_err(|e| e.to_string())?;
+            let spec = crate::nn::NetSpec::new(&self.model, &env.observation_space(), &env.action_space())?;
+            crate::eval::read_encoder(path)
+                .and_then(|(have, _)| match have.mismatch(&spec.encoder) {
+                    Some(m) => anyhow::bail!("{m}"),
+                    None => Ok(()),
+                })
+                .map_err(|e| format!("invalid value for 'model.init_encoder': '{}': {e:#}", path.display()))?;
+        }
         if r.mode == Mode::Async && !self.algo.vtrace {
             return Err(
                 "invalid value for 'algo.vtrace': false with run.mode = \"async\" (async mode needs V-trace to correct policy lag)".into(),
@@ -354,6 +373,9 @@ impl Config {
                 } else {
                     r.workers
                 };
+            if a.negatives == Negatives::Speaker {
+                return Err("invalid value for 'aux.negatives': \"speaker\" is for audio corpora; an agent's sequences have no speaker (use sequence, batch or both)".into());
+            }
             if a.negatives == Negatives::Batch && per_batch < 2 {
                 return Err("invalid value for 'aux.negatives': \"batch\" needs at least 2 environments per batch".into());
             }
@@ -377,7 +399,7 @@ fn preset(p: &Path) -> Option<(&'static str, &'static str)> {
 }
 
 /// Applies one `a.b.c=value` override to the TOML table.
-fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
+pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
     let err = |reason: &str| ConfigError::Override {
         arg: arg.into(),
         reason: reason.into(),

@@ -53,6 +53,8 @@ pub struct CpcSampling {
     pub start_times: usize,
     /// Horizons per start time (0: all valid).
     pub horizons: usize,
+    /// Group (speaker) of each sequence, for [`Negatives::Speaker`]; empty otherwise.
+    pub groups: Vec<u32>,
 }
 
 /// Picks pairs (t, k) of each sequence: the future z_{t+k} must lie inside the unroll
@@ -115,6 +117,17 @@ pub fn sample_candidates(
 ) -> Vec<u32> {
     let m = s.num_negatives;
     let mut idx = Vec::with_capacity(pairs.len() * (1 + m));
+    // Sequences of each group, for speaker negatives.
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    if s.negatives == Negatives::Speaker {
+        assert_eq!(s.groups.len(), b, "speaker negatives need one group per sequence");
+        for (j, &g) in s.groups.iter().enumerate() {
+            if members.len() <= g as usize {
+                members.resize(g as usize + 1, Vec::new());
+            }
+            members[g as usize].push(j);
+        }
+    }
     for p in pairs {
         let (pt, pb) = (p.t + p.k, p.b);
         idx.push((pt * b + pb) as u32);
@@ -132,6 +145,15 @@ pub fn sample_candidates(
                     let n = rng.random_range(0..t_len * b - 1);
                     let n = if n >= pt * b + pb { n + 1 } else { n };
                     (n / b, n % b)
+                }
+                Negatives::Speaker => {
+                    let same = &members[s.groups[pb] as usize];
+                    loop {
+                        let (t, j) = (rng.random_range(0..t_len), same[rng.random_range(0..same.len())]);
+                        if (t, j) != (pt, pb) {
+                            break (t, j);
+                        }
+                    }
                 }
             };
             idx.push((nt * b + nb) as u32);
@@ -322,6 +344,7 @@ impl CpcAux {
                 num_negatives: cfg.num_negatives,
                 start_times: cfg.start_times,
                 horizons: cfg.horizons,
+                groups: Vec::new(),
             },
             weight: cfg.weight,
             rng: SeededRng::seed_from_u64(seed ^ 0xC0C0_C0C0),

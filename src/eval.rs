@@ -188,48 +188,89 @@ fn argmax(x: &[f32]) -> usize {
         .0
 }
 
-/// Metadata key holding an exported encoder's [`EncoderSpec`] as JSON.
-pub const ENCODER_SPEC_KEY: &str = "rlcpc.encoder";
+pub use crate::nn::encoders::{CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
 
-/// Writes the encoder's weights (names `encoder.*`) and spec to `out`.
+/// The encoder spec of an exported encoder file, a trainer's `encoder.safetensors` or
+/// checkpoint, or an agent checkpoint, with the file.
+pub fn read_encoder(path: &Path) -> Result<(EncoderSpec, Loaded)> {
+    let f = Loaded::read(path)?;
+    let spec = if f.metadata.contains_key(ENCODER_SPEC_KEY) {
+        f.meta(ENCODER_SPEC_KEY)?
+    } else if f.metadata.contains_key("rlcpc.net_spec") {
+        f.meta::<NetSpec>("rlcpc.net_spec")?.encoder
+    } else {
+        return Err(f.mismatch("it holds no encoder (no 'rlcpc.encoder' or 'rlcpc.net_spec' metadata)".into()).into());
+    };
+    Ok((spec, f))
+}
+
+/// Overwrites the `encoder.*` variables of `varmap` (built for `want`) with the weights
+/// in `path`; refuses a file whose encoder differs, saying how.
+pub fn init_encoder_from(path: &Path, want: &EncoderSpec, varmap: &VarMap) -> Result<()> {
+    let (have, f) = read_encoder(path)?;
+    if let Some(m) = have.mismatch(want) {
+        return Err(f.mismatch(m).into());
+    }
+    for (k, v) in varmap.data().lock().expect("varmap lock").iter() {
+        if k.starts_with("encoder.") {
+            v.set(&f.tensor(k, v.dims())?.to_device(v.device())?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the encoder's weights (names `encoder.*`) and spec to `out`, with the agent's
+/// LSTM core as `context.*` (or a trainer's context network) where there is one.
 pub fn export_encoder(checkpoint: &Path, out: &Path) -> Result<EncoderSpec> {
-    let ck = Loaded::read(checkpoint)?;
-    let spec: NetSpec = ck.meta("rlcpc.net_spec")?;
-    let tensors: Vec<_> = ck
+    let (spec, ck) = read_encoder(checkpoint)?;
+    let mut meta = vec![(ENCODER_SPEC_KEY, serde_json::to_string(&spec)?)];
+    let mut tensors: Vec<_> = ck
         .tensors
         .iter()
-        .filter(|(k, _)| k.starts_with("encoder."))
+        .filter(|(k, _)| k.starts_with("encoder.") || k.starts_with("context."))
         .map(|(k, t)| (k.clone(), t.clone()))
         .collect();
-    if tensors.is_empty() {
+    if let Ok(net) = ck.meta::<NetSpec>("rlcpc.net_spec") {
+        if net.core == crate::config::CoreKind::Lstm {
+            for (k, t) in &ck.tensors {
+                if let Some(rest) = k.strip_prefix("core.lstm.") {
+                    tensors.push((format!("context.{rest}"), t.clone()));
+                }
+            }
+            let ctx = crate::nn::encoders::ContextSpec::Lstm {
+                in_dim: net.feature_dim(),
+                hidden: net.lstm_hidden,
+            };
+            meta.push((CONTEXT_SPEC_KEY, serde_json::to_string(&ctx)?));
+        }
+    } else if let Some(ctx) = ck.metadata.get(CONTEXT_SPEC_KEY) {
+        meta.push((CONTEXT_SPEC_KEY, ctx.clone()));
+    }
+    if !tensors.iter().any(|(k, _)| k.starts_with("encoder.")) {
         return Err(ck.mismatch("no encoder.* tensors".into()).into());
     }
-    let meta = checkpoint::metadata(vec![(
-        ENCODER_SPEC_KEY,
-        serde_json::to_string(&spec.encoder)?,
-    )]);
-    checkpoint::write_atomic(out, tensors, meta)?;
-    Ok(spec.encoder)
+    checkpoint::write_atomic(out, tensors, checkpoint::metadata(meta))?;
+    Ok(spec)
 }
 
 /// Loads an exported encoder onto `device` (its weights in a fresh [`VarMap`], trainable).
 pub fn load_encoder(path: &Path, device: &Device) -> Result<(Encoder, VarMap)> {
-    let f = Loaded::read(path)?;
-    let spec: EncoderSpec = f.meta(ENCODER_SPEC_KEY)?;
+    let (spec, f) = read_encoder(path)?;
     let varmap = VarMap::new();
     {
         let mut data = varmap.data().lock().expect("varmap lock");
-        for (k, t) in &f.tensors {
+        for (k, t) in f.tensors.iter().filter(|(k, _)| k.starts_with("encoder.")) {
             data.insert(
                 k.clone(),
                 candle_core::Var::from_tensor(&t.to_device(device)?)?,
             );
         }
     }
+    let n_file = varmap.all_vars().len();
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, device);
     let enc = Encoder::new(spec, vb.pp("encoder")).map_err(|e| f.mismatch(e.to_string()))?;
     // The VarBuilder creates what is missing: a grown map means tensors were missing.
-    if varmap.all_vars().len() != f.tensors.len() {
+    if varmap.all_vars().len() != n_file {
         return Err(f
             .mismatch("encoder tensors are missing for its spec".into())
             .into());
@@ -266,4 +307,51 @@ pub fn mean_std(x: &[f64]) -> (f64, f64) {
     let mean = x.iter().sum::<f64>() / x.len() as f64;
     let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64;
     (mean, var.sqrt())
+}
+
+/// Plays `steps` agent steps of `cfg`'s environment with `driver` (the first reset with
+/// `seed`, a new episode after each end) and keeps every observation with the true state
+/// at the time it was seen.
+pub fn record(
+    cfg: &rlcpc_envs::EnvConfig,
+    driver: &mut Driver,
+    policy: &str,
+    steps: usize,
+    seed: u64,
+) -> Result<crate::data::trajectories::Trajectories> {
+    let mut env = rlcpc_envs::make(cfg)?;
+    let state_names = env.state_names();
+    if state_names.is_empty() {
+        anyhow::bail!("{} reports no true state to record", env.id());
+    }
+    let space = env.observation_space();
+    let dim = space.flat_dim();
+    let mut t = crate::data::trajectories::Trajectories {
+        env: cfg.clone(),
+        policy: policy.to_string(),
+        obs_shape: space.shape(),
+        obs: Vec::with_capacity(steps * dim),
+        state: Vec::with_capacity(steps * state_names.len()),
+        state_names,
+        actions: Vec::with_capacity(steps),
+        rewards: Vec::with_capacity(steps),
+        first: Vec::with_capacity(steps),
+    };
+    let mut obs = vec![0f32; dim];
+    env.reset_into(Some(seed), &mut obs);
+    let mut start = true;
+    for _ in 0..steps {
+        t.obs.extend_from_slice(&obs);
+        t.state.extend(env.true_state());
+        t.first.push(start as u8 as f32);
+        let a = driver.act(env.as_ref(), &obs, start)?;
+        let out = env.step_into(a, &mut obs)?;
+        t.actions.push(a as u32);
+        t.rewards.push(out.reward as f32);
+        start = out.terminated || out.truncated;
+        if start {
+            env.reset_into(None, &mut obs);
+        }
+    }
+    Ok(t)
 }

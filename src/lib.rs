@@ -10,10 +10,13 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod cpc;
 pub mod eval;
 pub mod metrics;
 pub mod nn;
 pub mod plot;
+pub mod pretrain;
+pub mod probe;
 pub mod render;
 pub mod train;

@@ -82,6 +82,84 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Standalone contrastive trainers (no environment): `rlcpc cpc audio ...`.
+    Cpc {
+        #[command(subcommand)]
+        modality: CpcCommand,
+    },
+    /// Linear probes on frozen features. On an audio corpus: multinomial logistic
+    /// regression of a label (speaker, digit, ...) from mean-pooled CPC context vectors,
+    /// next to a randomly initialised encoder of the same architecture and MFCCs, on the
+    /// same train/test split (λ picked on a validation part of the training split). On
+    /// trajectories written by `rlcpc record`: ridge regression of the true state from
+    /// the features of an agent checkpoint, an exported encoder or a `cpc frames` run
+    /// (belief probing), next to a random-init network and the raw observation.
+    Probe {
+        /// An encoder file (encoder.safetensors of a trainer, `rlcpc export-encoder`) or
+        /// an agent checkpoint.
+        #[arg(long, value_name = "PATH")]
+        encoder: PathBuf,
+        /// An audio directory, or a directory written by `rlcpc record`.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Audio: the label to predict (speaker, digit, or a manifest column);
+        /// trajectories: `state` (every true-state variable) or one variable's name.
+        #[arg(long, default_value = "speaker")]
+        target: String,
+        /// How the test set is drawn [default: as the encoder was trained, else utterance].
+        #[arg(long, value_enum)]
+        split: Option<rlcpc::data::SplitBy>,
+        /// Share held out for testing [default: the encoder's, else 0.2].
+        #[arg(long)]
+        test_fraction: Option<f64>,
+        /// Seed of the split [default: the encoder's, else 0].
+        #[arg(long)]
+        split_seed: Option<u64>,
+        /// Audio: pool context vectors c_t (the paper) or encoder outputs z_t.
+        #[arg(long, value_enum, default_value = "context")]
+        features: rlcpc::pretrain::audio::Pool,
+        /// Audio: how labels are read from the corpus.
+        #[arg(long, value_enum, default_value = "auto")]
+        layout: rlcpc::data::audio::Layout,
+        /// Skip the random-init and MFCC / raw-observation baselines.
+        #[arg(long)]
+        no_baselines: bool,
+        /// Stop at the first unreadable audio file instead of skipping it.
+        #[arg(long)]
+        strict: bool,
+        /// Full-batch optimiser iterations of each logistic regression.
+        #[arg(long, default_value_t = 300)]
+        iters: usize,
+    },
+    /// Record observations with the environment's true state (CartPole's full state, the
+    /// T-maze cue, a Lab agent's position and heading and the goal's position) for CPC on
+    /// frames and belief probing. Writes DIR/trajectories.safetensors (obs, state,
+    /// action, reward, first).
+    Record {
+        /// Registered environment id (ignored names the checkpoint's own environment).
+        #[arg(long)]
+        env: Option<String>,
+        /// A trained agent plays (its own environment and options are used).
+        #[arg(long, conflicts_with_all = ["policy", "options"])]
+        checkpoint: Option<PathBuf>,
+        /// A reference policy plays, when no checkpoint is given.
+        #[arg(long, value_enum, default_value = "random")]
+        policy: ReferencePolicy,
+        /// Agent steps to record.
+        #[arg(long, default_value_t = 10_000)]
+        steps: usize,
+        /// Seed of the first reset and of the policy's sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// An environment option, e.g. `--option obs=grid` (repeatable).
+        #[arg(long = "option", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+        /// Episode length limit in agent steps (0: the environment's default).
+        #[arg(long, default_value_t = 0)]
+        max_episode_steps: usize,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// List the registered environments with their spaces, options and the built-in
     /// presets; `envs score` gives reference returns.
     Envs {
@@ -132,6 +210,65 @@ enum Command {
         /// Learner device, as for train.
         #[arg(long, default_value = "cpu")]
         device: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CpcCommand {
+    /// CPC on raw audio (van den Oord et al. 2018, §3.1): strided 1-D convolutions over
+    /// 16 kHz waveforms, a GRU, W_1..W_K and InfoNCE. Reads WAV/FLAC under --data
+    /// (labels from FSDD or LibriSpeech names, a manifest.csv, or the first folder);
+    /// trains on the training split only. Writes config.toml, metrics.jsonl, TensorBoard
+    /// events, checkpoint.safetensors and encoder.safetensors (for `rlcpc probe`).
+    Audio {
+        /// Config file [default: the built-in configs/cpc-audio.toml].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Directory of audio files, searched recursively.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Run directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Override a config value, e.g. `--set train.steps=500 --set cpc.negatives=speaker`.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        overrides: Vec<String>,
+        /// Continue the run in --out (its config.toml is used; --set still applies).
+        #[arg(long, conflicts_with = "config")]
+        resume: bool,
+        /// Stop at the first unreadable audio file instead of reporting and skipping it.
+        #[arg(long)]
+        strict: bool,
+        /// Threads for candle's CPU kernels (0: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// CPC on frames recorded by `rlcpc record`, with the agent's encoder (same [model]
+    /// settings) and an LSTM context: its encoder.safetensors initialises an agent
+    /// (`--set model.init_encoder='"DIR/encoder.safetensors"'`) or is probed for the true
+    /// state by `rlcpc probe`.
+    Frames {
+        /// Config file [default: the built-in configs/cpc-frames.toml].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// A directory written by `rlcpc record`.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Run directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Override a config value, e.g. `--set train.steps=500`.
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        overrides: Vec<String>,
+        /// Continue the run in --out.
+        #[arg(long, conflicts_with = "config")]
+        resume: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -204,6 +341,82 @@ fn env_config(name: &str, options: &[String]) -> Result<rlcpc_envs::EnvConfig> {
         cfg.options.insert(k.into(), value);
     }
     Ok(cfg)
+}
+
+/// A flag set by the first Ctrl-C (the run finishes its step and checkpoints); a second
+/// Ctrl-C exits at once.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting without a final checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("interrupt: finishing the current step and writing a checkpoint (Ctrl-C again to abort)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+/// `rlcpc probe` on a recording: R² of ridge probes of the true state.
+fn belief_probe(
+    encoder: &std::path::Path,
+    data: &std::path::Path,
+    target: &str,
+    test_fraction: f64,
+    encoder_only: bool,
+    baselines: bool,
+) -> Result<()> {
+    use rlcpc::pretrain::frames::{probe_states, FramesNet, Source};
+    let traj = rlcpc::data::trajectories::Trajectories::load(data)?;
+    let targets: Vec<usize> = if target == "state" {
+        (0..traj.state_names.len()).collect()
+    } else {
+        vec![traj.state_names.iter().position(|n| n == target).with_context(|| {
+            format!("--target {target}: the recording's state variables are state (all), {}", traj.state_names.join(", "))
+        })?]
+    };
+    let (net, source) = FramesNet::load(encoder)?;
+    let what = match (source, encoder_only || net.lstm.is_none()) {
+        (Source::AgentCheckpoint, false) => "agent core c_t",
+        (Source::AgentCheckpoint, true) => "agent encoder z_t",
+        (Source::EncoderFile, false) => "encoder + context c_t",
+        (Source::EncoderFile, true) => "encoder z_t",
+    };
+    let want = net.encoder.spec_input_shape();
+    let fits = traj.obs_shape == want
+        || (matches!(net.encoder.spec, rlcpc::nn::encoders::EncoderSpec::Mlp { .. })
+            && traj.obs_dim() == want.iter().product::<usize>());
+    if !fits {
+        bail!(
+            "{}: the encoder reads observations of shape {:?}, the recording has {:?} ({})",
+            encoder.display(),
+            net.encoder.spec_input_shape(),
+            traj.obs_shape,
+            net.encoder.spec.describe()
+        );
+    }
+    let name = format!("{what} ({})", encoder.display());
+    let (n_tr, n_te, rows) = probe_states(&net, &name, &traj, &targets, test_fraction, baselines, 0)?;
+    println!(
+        "belief probe on {} ({} by {}): ridge regression of the true state, {n_tr} train / {n_te} test steps (test = the last {:.0}%, cut at an episode start); R² per variable",
+        data.display(), traj.env.id, traj.policy, 100.0 * test_fraction
+    );
+    print!("{:<64} {:>5} {:>7}", "features", "dim", "lambda");
+    for &j in &targets {
+        print!(" {:>11}", traj.state_names[j]);
+    }
+    println!(" {:>8}", "mean");
+    for r in rows {
+        print!("{:<64} {:>5} {:>7.0e}", r.features, r.dim, r.lambda);
+        for v in &r.r2 {
+            print!(" {v:>11.3}");
+        }
+        let finite: Vec<f64> = r.r2.iter().cloned().filter(|v| v.is_finite()).collect();
+        println!(" {:>8.3}", finite.iter().sum::<f64>() / finite.len().max(1) as f64);
+    }
+    Ok(())
 }
 
 fn device(name: &str) -> Result<Device> {
@@ -292,18 +505,7 @@ fn run(cli: Cli) -> Result<()> {
                 PathBuf::from("runs").join(format!("{name}-{aux}-s{}-{secs}", cfg.run.seed))
             });
             set_learner_threads(cfg.run.learner_threads);
-            let stop = Arc::new(AtomicBool::new(false));
-            {
-                let stop = stop.clone();
-                ctrlc::set_handler(move || {
-                    if stop.swap(true, Ordering::SeqCst) {
-                        eprintln!("second interrupt: exiting without a final checkpoint");
-                        std::process::exit(130);
-                    }
-                    eprintln!("interrupt: finishing the current update and writing a checkpoint (Ctrl-C again to abort)");
-                })
-                .context("cannot install the Ctrl-C handler")?;
-            }
+            let stop = stop_on_ctrl_c()?;
             let opts = TrainOptions {
                 out: out.clone(),
                 resume,
@@ -340,6 +542,213 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             println!("checkpoint: {}", out.join(CHECKPOINT).display());
+        }
+        Command::Cpc {
+            modality:
+                CpcCommand::Audio {
+                    config,
+                    data,
+                    out,
+                    overrides,
+                    resume,
+                    strict,
+                    threads,
+                    quiet,
+                },
+        } => {
+            use rlcpc::pretrain::{self, audio::AudioCpcConfig};
+            set_learner_threads(threads);
+            let cfg = if resume {
+                let saved = out.join("config.toml");
+                if !saved.exists() {
+                    bail!("--resume: {} has no config.toml; is it a run directory?", out.display());
+                }
+                AudioCpcConfig::load(Some(&saved), &overrides)?
+            } else {
+                AudioCpcConfig::load(config.as_deref(), &overrides)?
+            };
+            let t0 = std::time::Instant::now();
+            let set = pretrain::audio::load_corpus(&cfg.data, &data, strict)?;
+            let mut obj = pretrain::audio::AudioCpc::new(&cfg, &set, &Device::Cpu)?;
+            let (files, speakers) = obj.train_files();
+            eprintln!(
+                "read {} files ({:.0} s of audio, layout {:?}, {} skipped) in {:.1} s; training on {files} files of {speakers} speaker(s) at least one window ({} samples) long, {} test split held out",
+                set.utterances.len(),
+                set.seconds(),
+                set.layout,
+                set.skipped.len(),
+                t0.elapsed().as_secs_f64(),
+                cfg.data.window,
+                format!("{:?}", cfg.data.split).to_lowercase(),
+            );
+            let opts = pretrain::FitOptions {
+                out: out.clone(),
+                resume,
+                progress: !quiet,
+                config_toml: cfg.to_toml(),
+                stop: stop_on_ctrl_c()?,
+            };
+            let s = pretrain::fit(&mut obj, &cfg.train, &opts)?;
+            let get = |k: &str| s.last.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1);
+            println!(
+                "{} after {} steps in {:.1} s ({:.1} windows/s); last: loss {:.4}, accuracy {:.3} (k=1 {:.3}, k={} {:.3}), z collapse statistic {:.3}",
+                if s.interrupted { "interrupted" } else { "done" },
+                s.steps,
+                s.seconds,
+                s.samples_per_sec,
+                get("train/loss"),
+                get("train/acc"),
+                get("train/acc_k1"),
+                cfg.cpc.horizon,
+                get(&format!("train/acc_k{}", cfg.cpc.horizon)),
+                get("train/z_norm_std"),
+            );
+            println!("encoder: {}", out.join(pretrain::ENCODER).display());
+        }
+        Command::Probe {
+            encoder,
+            data,
+            target,
+            split,
+            test_fraction,
+            split_seed,
+            features,
+            layout,
+            no_baselines,
+            strict,
+            iters,
+        } => {
+            use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
+            if data.join(rlcpc::data::trajectories::FILE).exists() {
+                return belief_probe(&encoder, &data, &target, test_fraction.unwrap_or(0.2), features == audio::Pool::Encoder, !no_baselines);
+            }
+            let meta: Option<serde_json::Value> = rlcpc::checkpoint::Loaded::read(&encoder)
+                .ok()
+                .and_then(|f| f.meta::<serde_json::Value>("rlcpc.data").ok());
+            let from_meta = |k: &str| meta.as_ref().and_then(|m| m.get(k).cloned());
+            let split = split.unwrap_or_else(|| {
+                from_meta("split")
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or(rlcpc::data::SplitBy::Utterance)
+            });
+            let test_fraction = test_fraction
+                .or_else(|| from_meta("test_fraction").and_then(|v| v.as_f64()))
+                .unwrap_or(0.2);
+            let split_seed = split_seed
+                .or_else(|| from_meta("split_seed").and_then(|v| v.as_u64()))
+                .unwrap_or(0);
+            let (net, _vm) = AudioNet::load(&encoder, &Device::Cpu)?;
+            let rlcpc::nn::encoders::EncoderSpec::Audio { sample_rate, .. } = net.spec else {
+                unreachable!("AudioNet::load checks the kind")
+            };
+            let set = rlcpc::data::audio::AudioSet::load(
+                &data,
+                &rlcpc::data::audio::LoadOptions { layout, strict, sample_rate, max_files: 0 },
+            )?;
+            set.report_skipped(10);
+            let t0 = std::time::Instant::now();
+            let p = audio::probe_audio(
+                &net,
+                &encoder.display().to_string(),
+                &set,
+                &AudioProbeOptions { target, split, test_fraction, split_seed, pool: features, baselines: !no_baselines, iters },
+            )?;
+            println!(
+                "probe '{}' on {} ({:?} layout): {} classes, {} train / {} test utterances, split by {} (test {:.0}%, seed {split_seed}), {:.1} s",
+                p.target,
+                data.display(),
+                set.layout,
+                p.classes.len(),
+                p.n_train,
+                p.n_test,
+                format!("{split:?}").to_lowercase(),
+                100.0 * test_fraction,
+                t0.elapsed().as_secs_f64()
+            );
+            println!("{:<60} {:>5} {:>8} {:>10} {:>10}", "features", "dim", "lambda", "train acc", "test acc");
+            for r in &p.rows {
+                println!(
+                    "{:<60} {:>5} {:>8.0e} {:>9.1}% {:>9.1}%",
+                    r.features,
+                    r.dim,
+                    r.score.lambda,
+                    100.0 * r.score.train,
+                    100.0 * r.score.test
+                );
+            }
+            println!("chance (majority class of the test split) {:.1}%", 100.0 * {
+                let mut counts = std::collections::HashMap::new();
+                for l in set.label(&p.target)? { *counts.entry(l).or_insert(0usize) += 1; }
+                *counts.values().max().unwrap_or(&0) as f64 / set.utterances.len() as f64
+            });
+        }
+        Command::Record { env, checkpoint, policy, steps, seed, options, max_episode_steps, out } => {
+            if steps == 0 {
+                bail!("--steps must be at least 1");
+            }
+            let (cfg, mut driver, who) = match &checkpoint {
+                Some(path) => {
+                    let p = rlcpc::eval::TrainedPolicy::load(path)?;
+                    if let Some(e) = &env {
+                        if *e != p.config.env.id {
+                            bail!("checkpoint {} was trained on {}, not {e}", path.display(), p.config.env.id);
+                        }
+                    }
+                    let d = rlcpc::eval::Driver::trained(&p, path, seed, true)?;
+                    (p.config.env.clone(), d, path.display().to_string())
+                }
+                None => {
+                    let Some(name) = env else { bail!("--env NAME is needed without --checkpoint") };
+                    let mut cfg = env_config(&name, &options)?;
+                    cfg.max_episode_steps = max_episode_steps;
+                    let e = rlcpc_envs::make(&cfg)?;
+                    let d = rlcpc::eval::Driver::reference(policy, e.as_ref(), seed)?;
+                    (cfg, d, format!("{policy:?}").to_lowercase())
+                }
+            };
+            let t0 = std::time::Instant::now();
+            let t = rlcpc::eval::record(&cfg, &mut driver, &who, steps, seed)?;
+            t.save(&out)?;
+            println!(
+                "wrote {} steps ({} episodes, observation {:?}, state [{}]) of {} by {who} to {} in {:.1} s",
+                t.len(),
+                t.episodes(),
+                t.obs_shape,
+                t.state_names.join(", "),
+                cfg.id,
+                out.join(rlcpc::data::trajectories::FILE).display(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        Command::Cpc { modality: CpcCommand::Frames { config, data, out, overrides, resume, quiet } } => {
+            use rlcpc::pretrain::{self, frames::{FramesCpc, FramesCpcConfig}};
+            let cfg = if resume {
+                let saved = out.join("config.toml");
+                if !saved.exists() {
+                    bail!("--resume: {} has no config.toml; is it a run directory?", out.display());
+                }
+                FramesCpcConfig::load(Some(&saved), &overrides)?
+            } else {
+                FramesCpcConfig::load(config.as_deref(), &overrides)?
+            };
+            let traj = rlcpc::data::trajectories::Trajectories::load(&data)?;
+            eprintln!("{} steps, {} episodes of {} (observation {:?})", traj.len(), traj.episodes(), traj.env.id, traj.obs_shape);
+            let mut obj = FramesCpc::new(&cfg, traj)?;
+            let opts = pretrain::FitOptions {
+                out: out.clone(),
+                resume,
+                progress: !quiet,
+                config_toml: cfg.to_toml(),
+                stop: stop_on_ctrl_c()?,
+            };
+            let s = pretrain::fit(&mut obj, &cfg.train, &opts)?;
+            let get = |k: &str| s.last.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1);
+            println!(
+                "{} after {} steps in {:.1} s ({:.1} sequences/s); last: loss {:.4}, accuracy {:.3}",
+                if s.interrupted { "interrupted" } else { "done" },
+                s.steps, s.seconds, s.samples_per_sec, get("train/loss"), get("train/acc")
+            );
+            println!("encoder: {}", out.join(pretrain::ENCODER).display());
         }
         Command::Eval {
             checkpoint,

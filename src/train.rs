@@ -56,6 +56,9 @@ pub fn net_spec(cfg: &Config) -> Result<NetSpec> {
 pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Learner<AgentNet>> {
     let mut init = Init::new(cfg.run.seed, device);
     spec.init(&mut init)?;
+    if let Some(path) = &cfg.model.init_encoder {
+        crate::eval::init_encoder_from(path, &spec.encoder, &init.varmap)?;
+    }
     if cfg.aux.kind == AuxKind::Cpc {
         CpcAux::init(&cfg.aux, spec.feature_dim(), spec.context_dim(), &mut init)?;
     }

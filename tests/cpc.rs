@@ -74,6 +74,7 @@ fn sampling(negatives: Negatives) -> CpcSampling {
         num_negatives: 5,
         start_times: 0,
         horizons: 0,
+        groups: Vec::new(),
     }
 }
 

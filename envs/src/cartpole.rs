@@ -106,6 +106,15 @@ impl Env for CartPole {
         "CartPole"
     }
 
+    fn state_names(&self) -> Vec<String> {
+        ["x", "x_dot", "theta", "theta_dot"].map(String::from).to_vec()
+    }
+
+    fn true_state(&self) -> Vec<f32> {
+        let s = &self.state;
+        [s.x, s.x_dot, s.theta, s.theta_dot].map(|v| v as f32).to_vec()
+    }
+
     fn observation_space(&self) -> Space {
         let high = [
             (X_THRESHOLD * 2.0) as f32,
@@ -186,6 +195,15 @@ impl MaskedCartPole {
 impl Env for MaskedCartPole {
     fn id(&self) -> &str {
         "MaskedCartPole"
+    }
+
+    fn state_names(&self) -> Vec<String> {
+        ["x", "x_dot", "theta", "theta_dot"].map(String::from).to_vec()
+    }
+
+    fn true_state(&self) -> Vec<f32> {
+        let s = &self.inner.state;
+        [s.x, s.x_dot, s.theta, s.theta_dot].map(|v| v as f32).to_vec()
     }
 
     fn observation_space(&self) -> Space {

@@ -179,6 +179,18 @@ pub trait Env: Send {
         None
     }
 
+    /// Names of the variables [`Env::true_state`] reports; empty where there are none.
+    fn state_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The environment's true state now, including what the observation hides (the full
+    /// CartPole state, the T-maze cue, a Lab agent's position and the goal's), as
+    /// `rlcpc record` stores it for belief probing.
+    fn true_state(&self) -> Vec<f32> {
+        Vec::new()
+    }
+
     /// Gymnasium's `reset(seed, options) -> (obs, info)`. Options are not used by the
     /// built-in environments, which take their settings at construction.
     fn reset(&mut self, seed: Option<u64>, _options: Option<&Info>) -> (Vec<f32>, Info) {

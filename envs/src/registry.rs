@@ -370,6 +370,12 @@ impl Env for TimeLimit {
     fn render(&self) -> Option<crate::env::Image> {
         self.inner.render()
     }
+    fn state_names(&self) -> Vec<String> {
+        self.inner.state_names()
+    }
+    fn true_state(&self) -> Vec<f32> {
+        self.inner.true_state()
+    }
     fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
         let mut o = self.inner.step_into(action, obs)?;
         self.elapsed += 1;

@@ -57,6 +57,14 @@ impl Env for TMaze {
         "TMaze"
     }
 
+    fn state_names(&self) -> Vec<String> {
+        ["position", "cue_up"].map(String::from).to_vec()
+    }
+
+    fn true_state(&self) -> Vec<f32> {
+        vec![self.pos as f32, self.cue_up as u8 as f32]
+    }
+
     fn observation_space(&self) -> Space {
         Space::Box {
             low: vec![0.0; 3],

@@ -18,7 +18,10 @@ use crate::config::{Activation, CoreKind};
 pub fn actor_policy(spec: &NetSpec) -> Result<Box<dyn ActorPolicy>, AgentError> {
     Ok(match spec.encoder {
         EncoderSpec::Mlp { .. } => Box::new(LeanActor::new(spec.clone())),
-        EncoderSpec::Conv { .. } => Box::new(CandleActor::new(spec.clone())?),
+        // Audio encoders never reach an agent: building its network refuses them first.
+        EncoderSpec::Conv { .. } | EncoderSpec::Audio { .. } => {
+            Box::new(CandleActor::new(spec.clone())?)
+        }
     })
 }
 
@@ -96,7 +99,7 @@ impl LeanActor {
             EncoderSpec::Mlp {
                 hidden, activation, ..
             } => (hidden.clone(), *activation),
-            EncoderSpec::Conv { .. } => {
+            EncoderSpec::Conv { .. } | EncoderSpec::Audio { .. } => {
                 unreachable!("actor_policy picks CandleActor for conv encoders")
             }
         };

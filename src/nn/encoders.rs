@@ -28,13 +28,48 @@ pub enum EncoderSpec {
         fc: usize,
         input_scale: f32,
     },
+    /// CPC's audio encoder (§3.1): strided 1-D convolutions with ReLU over the raw
+    /// waveform at `sample_rate`, `channels` wide; a sequence of vectors, not one.
+    Audio {
+        sample_rate: u32,
+        channels: usize,
+        strides: Vec<usize>,
+        kernels: Vec<usize>,
+    },
 }
 
 impl EncoderSpec {
+    /// One line for messages, e.g. `mlp (in 4, hidden [64, 64], tanh)`.
+    pub fn describe(&self) -> String {
+        match self {
+            EncoderSpec::Mlp { in_dim, hidden, activation } => {
+                format!("mlp (input {in_dim}, hidden {hidden:?}, {activation:?})").to_lowercase()
+            }
+            EncoderSpec::Conv { height, width, channels, fc, .. } => {
+                format!("conv (input {height}x{width}x{channels}, fc {fc})")
+            }
+            EncoderSpec::Audio { sample_rate, channels, strides, kernels } => format!(
+                "audio conv1d ({sample_rate} Hz waveform, {channels} channels, strides {strides:?}, kernels {kernels:?})"
+            ),
+        }
+    }
+
+    /// Why `self` (loaded from a file) cannot stand in for `want`, or `None` if it can.
+    pub fn mismatch(&self, want: &EncoderSpec) -> Option<String> {
+        (self != want).then(|| {
+            format!(
+                "the file's encoder is {}, this network needs {}",
+                self.describe(),
+                want.describe()
+            )
+        })
+    }
+
     pub fn out_dim(&self) -> usize {
         match self {
             EncoderSpec::Mlp { hidden, .. } => *hidden.last().expect("validated non-empty"),
             EncoderSpec::Conv { fc, .. } => *fc,
+            EncoderSpec::Audio { channels, .. } => *channels,
         }
     }
 
@@ -74,6 +109,9 @@ impl EncoderSpec {
                 init.orthogonal(&format!("{prefix}.fc.weight"), &[*fc, 32 * h2 * w2], g)?;
                 init.zeros(&format!("{prefix}.fc.bias"), &[*fc])?;
             }
+            EncoderSpec::Audio { channels, kernels, .. } => {
+                super::audio::init(*channels, kernels, init, prefix)?;
+            }
         }
         Ok(())
     }
@@ -89,6 +127,19 @@ enum Layers {
         input_scale: f32,
     },
 }
+
+/// The autoregressive context network g_ar stored beside an exported encoder
+/// (tensors `context.*`): CPC's GRU, or the agent's LSTM core.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ContextSpec {
+    Gru { in_dim: usize, hidden: usize },
+    Lstm { in_dim: usize, hidden: usize },
+}
+
+/// Metadata keys of exported encoders.
+pub const ENCODER_SPEC_KEY: &str = "rlcpc.encoder";
+pub const CONTEXT_SPEC_KEY: &str = "rlcpc.context";
 
 /// An encoder built from its spec and a `VarBuilder`.
 pub struct Encoder {
@@ -134,12 +185,26 @@ impl Encoder {
                     input_scale: *input_scale,
                 }
             }
+            EncoderSpec::Audio { .. } => candle_core::bail!(
+                "{} encodes waveforms into sequences and cannot encode an environment's observations",
+                spec.describe()
+            ),
         };
         Ok(Encoder { spec, layers })
     }
 
     pub fn out_dim(&self) -> usize {
         self.spec.out_dim()
+    }
+
+    /// Shape of one input: `[in_dim]` (MLP; grid observations flatten into it) or
+    /// `[H, W, C]`.
+    pub fn spec_input_shape(&self) -> Vec<usize> {
+        match &self.spec {
+            EncoderSpec::Mlp { in_dim, .. } => vec![*in_dim],
+            EncoderSpec::Conv { height, width, channels, .. } => vec![*height, *width, *channels],
+            EncoderSpec::Audio { .. } => vec![],
+        }
     }
 }
 

@@ -158,6 +158,21 @@ pub struct Lab {
 }
 
 impl Lab {
+    /// Where the task's goal is (the goal object, or watermaze's hidden platform); `None`
+    /// for tasks without one.
+    pub fn goal_position(&self) -> Option<(f32, f32)> {
+        match self.task {
+            Task::Watermaze => self.world.platform.map(|(x, y, _)| (x, y)),
+            Task::ExploreGoalLocations | Task::KeysDoorsPuzzle => self
+                .world
+                .objects
+                .iter()
+                .find(|o| o.kind == world::Kind::Goal)
+                .map(|o| (o.x, o.y)),
+            Task::SeekavoidArena | Task::Lasertag => None,
+        }
+    }
+
     pub fn new(task: Task, cfg: LabConfig) -> Lab {
         let camera = Camera::new(cfg.width, cfg.height, cfg.fov);
         let mut lab = Lab {
@@ -718,6 +733,26 @@ impl Env for Lab {
 
     fn oracle_action(&self) -> Option<usize> {
         Some(self.oracle())
+    }
+
+    fn state_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = ["agent_x", "agent_y", "heading_cos", "heading_sin"]
+            .map(String::from)
+            .to_vec();
+        if !matches!(self.task, Task::SeekavoidArena | Task::Lasertag) {
+            v.extend(["goal_x", "goal_y"].map(String::from));
+        }
+        v
+    }
+
+    fn true_state(&self) -> Vec<f32> {
+        let a = &self.world.agent;
+        let mut v = vec![a.x, a.y, a.angle.cos(), a.angle.sin()];
+        if !matches!(self.task, Task::SeekavoidArena | Task::Lasertag) {
+            let (x, y) = self.goal_position().unwrap_or((-1.0, -1.0));
+            v.extend([x, y]);
+        }
+        v
     }
 
     fn render(&self) -> Option<Image> {

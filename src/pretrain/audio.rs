@@ -1,0 +1,599 @@
+//! CPC on raw audio (van den Oord et al. 2018, §3.1): random windows of the waveform,
+//! g_enc = strided 1-D convolutions (one z_t per 10 ms), g_ar = a GRU (c_t), and one
+//! linear W_k per future step k = 1..K scored by InfoNCE against negatives from the same
+//! sequence, the same speaker or the batch. The loss, the predictors and the sampling
+//! are [`crate::cpc`]'s, the same code as the agent's CPC head.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rlcpc_envs::SeededRng;
+use serde::{Deserialize, Serialize};
+
+use super::{Objective, StepOutput, TrainSection};
+use crate::checkpoint::Loaded;
+use crate::config::Negatives;
+use crate::cpc::{cpc_loss, CpcSampling, Predictor};
+use crate::data::audio::{AudioSet, Layout, LoadOptions};
+use crate::data::{split, SplitBy};
+use crate::nn::audio::{check_layers, frames, AudioEncoder};
+use crate::nn::encoders::{ContextSpec, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+use crate::nn::gru::Gru;
+use crate::nn::init::Init;
+
+/// `[data]`: which audio is read and how it is cut.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Every file is resampled to this rate on load (the paper: 16 kHz).
+    pub sample_rate: u32,
+    /// Samples per training window (the paper: 20,480 = 1.28 s); files shorter than a
+    /// window are not trained on.
+    pub window: usize,
+    /// Where labels come from (used for speaker negatives and the split).
+    pub layout: Layout,
+    /// The held-out set CPC never trains on (and `rlcpc probe` tests on by default).
+    pub split: SplitBy,
+    pub test_fraction: f64,
+    pub split_seed: u64,
+    /// Read at most this many files (0: all).
+    pub max_files: usize,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            sample_rate: 16000,
+            window: 20480,
+            layout: Layout::Auto,
+            split: SplitBy::Utterance,
+            test_fraction: 0.2,
+            split_seed: 0,
+            max_files: 0,
+        }
+    }
+}
+
+/// `[model]`: g_enc and g_ar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Channels of every convolution (the paper: 512).
+    pub channels: usize,
+    /// Strides and kernels of the convolutions (the paper: 5,4,2,2,2 and 10,8,4,4,4).
+    pub strides: Vec<usize>,
+    pub kernels: Vec<usize>,
+    /// GRU width (the paper: 256).
+    pub context: usize,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            channels: 256,
+            strides: vec![5, 4, 2, 2, 2],
+            kernels: vec![10, 8, 4, 4, 4],
+            context: 256,
+        }
+    }
+}
+
+/// `[cpc]`: the contrastive task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpcSection {
+    /// Future steps predicted, one W_k each (the paper: 12).
+    pub horizon: usize,
+    /// `sequence` (other steps of the same window), `speaker` (any step of a window of the
+    /// same speaker), `batch` (other windows at the same step) or `both` (any step of any
+    /// window).
+    pub negatives: Negatives,
+    /// Negatives per positive, sampled with replacement.
+    pub num_negatives: usize,
+    /// Start times t per window and step (0: all).
+    pub start_times: usize,
+    /// Horizons per start time (0: all k = 1..K that fit).
+    pub horizons: usize,
+    /// Windows drawn from each sampled speaker (≥ 2 gives speaker negatives other windows).
+    pub windows_per_speaker: usize,
+}
+
+impl Default for CpcSection {
+    fn default() -> Self {
+        CpcSection {
+            horizon: 12,
+            negatives: Negatives::Sequence,
+            num_negatives: 16,
+            start_times: 0,
+            horizons: 0,
+            windows_per_speaker: 1,
+        }
+    }
+}
+
+/// `configs/cpc-audio.toml`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioCpcConfig {
+    pub data: DataSection,
+    pub model: ModelSection,
+    pub cpc: CpcSection,
+    pub train: TrainSection,
+}
+
+/// The built-in default, `configs/cpc-audio.toml`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cpc-audio.toml");
+
+impl AudioCpcConfig {
+    /// Reads `path` (or the built-in `configs/cpc-audio.toml`), applies `key.path=value`
+    /// overrides and validates; errors name the file and the key.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<AudioCpcConfig> {
+        let (text, origin) = match path {
+            None => (DEFAULT_CONFIG.to_string(), "configs/cpc-audio.toml (built in)".to_string()),
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config '{}'", p.display()))?,
+                p.display().to_string(),
+            ),
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        for o in overrides {
+            crate::config::apply_override(&mut table, o)?;
+        }
+        let cfg: AudioCpcConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        cfg.validate().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.train.validate()?;
+        let stride = check_layers(&self.model.strides, &self.model.kernels)
+            .map_err(|e| format!("invalid 'model.strides'/'model.kernels': {e}"))?;
+        if self.model.channels == 0 || self.model.context == 0 {
+            return Err("invalid value for 'model.channels'/'model.context': 0".into());
+        }
+        if self.data.sample_rate < 1000 {
+            return Err(format!("invalid value for 'data.sample_rate': {} Hz", self.data.sample_rate));
+        }
+        let t = frames(self.data.window, &self.model.strides);
+        if self.cpc.horizon == 0 || self.cpc.horizon >= t {
+            return Err(format!(
+                "invalid value for 'cpc.horizon': {} (a window of {} samples gives {t} steps of {stride} samples; K must be in 1..{t})",
+                self.cpc.horizon, self.data.window
+            ));
+        }
+        if self.cpc.num_negatives == 0 {
+            return Err("invalid value for 'cpc.num_negatives': 0".into());
+        }
+        if self.cpc.windows_per_speaker == 0 || self.train.batch % self.cpc.windows_per_speaker != 0 {
+            return Err(format!(
+                "invalid value for 'cpc.windows_per_speaker': {} (must divide train.batch = {})",
+                self.cpc.windows_per_speaker, self.train.batch
+            ));
+        }
+        if matches!(self.cpc.negatives, Negatives::Batch) && self.train.batch < 2 {
+            return Err("invalid value for 'cpc.negatives': \"batch\" needs train.batch ≥ 2".into());
+        }
+        if !(self.data.test_fraction > 0.0 && self.data.test_fraction < 1.0) {
+            return Err(format!("invalid value for 'data.test_fraction': {}", self.data.test_fraction));
+        }
+        Ok(())
+    }
+
+    pub fn encoder_spec(&self) -> EncoderSpec {
+        EncoderSpec::Audio {
+            sample_rate: self.data.sample_rate,
+            channels: self.model.channels,
+            strides: self.model.strides.clone(),
+            kernels: self.model.kernels.clone(),
+        }
+    }
+
+    pub fn context_spec(&self) -> ContextSpec {
+        ContextSpec::Gru {
+            in_dim: self.model.channels,
+            hidden: self.model.context,
+        }
+    }
+}
+
+/// g_enc and g_ar: waveforms `[N, L]` → z `[N, T, C]`, c `[N, T, H]`.
+pub struct AudioNet {
+    pub encoder: AudioEncoder,
+    pub context: Gru,
+    pub spec: EncoderSpec,
+    pub context_spec: ContextSpec,
+}
+
+impl AudioNet {
+    /// Writes fresh parameters (PyTorch's default initialisation) under `encoder.` and
+    /// `context.`.
+    pub fn init(spec: &EncoderSpec, ctx: &ContextSpec, init: &mut Init) -> Result<()> {
+        spec.init(init, "encoder")?;
+        let ContextSpec::Gru { in_dim, hidden } = ctx else {
+            bail!("the audio context network is a GRU, got {ctx:?}");
+        };
+        Gru::init(*in_dim, *hidden, init, "context")?;
+        Ok(())
+    }
+
+    pub fn new(spec: EncoderSpec, ctx: ContextSpec, vb: VarBuilder) -> Result<Self> {
+        let EncoderSpec::Audio { channels, strides, kernels, .. } = &spec else {
+            bail!("{} is not an audio encoder", spec.describe());
+        };
+        let ContextSpec::Gru { in_dim, hidden } = ctx else {
+            bail!("the audio context network is a GRU, got {ctx:?}");
+        };
+        if in_dim != *channels {
+            bail!("the GRU reads {in_dim} features but the encoder gives {channels}");
+        }
+        Ok(AudioNet {
+            encoder: AudioEncoder::new(*channels, strides, kernels, vb.pp("encoder"))?,
+            context: Gru::new(in_dim, hidden, vb.pp("context"))?,
+            spec,
+            context_spec: ctx,
+        })
+    }
+
+    /// A network with fresh weights from `seed` (the random-init baseline).
+    pub fn random(spec: EncoderSpec, ctx: ContextSpec, seed: u64, device: &Device) -> Result<(Self, VarMap)> {
+        let mut init = Init::new(seed, device);
+        AudioNet::init(&spec, &ctx, &mut init)?;
+        let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, device);
+        Ok((AudioNet::new(spec, ctx, vb)?, init.varmap))
+    }
+
+    /// Loads an encoder file written by `rlcpc cpc audio` (or its checkpoint).
+    pub fn load(path: &Path, device: &Device) -> Result<(Self, VarMap)> {
+        let f = Loaded::read(path)?;
+        let spec: EncoderSpec = f.meta(ENCODER_SPEC_KEY)?;
+        if !matches!(spec, EncoderSpec::Audio { .. }) {
+            return Err(f
+                .mismatch(format!(
+                    "its encoder is {}, not an audio encoder (train one with `rlcpc cpc audio`)",
+                    spec.describe()
+                ))
+                .into());
+        }
+        let ctx: ContextSpec = f.meta(CONTEXT_SPEC_KEY)?;
+        let mut init = Init::new(0, device);
+        AudioNet::init(&spec, &ctx, &mut init)?;
+        for (k, v) in init.varmap.data().lock().expect("varmap lock").iter() {
+            v.set(&f.tensor(k, v.dims())?.to_device(device)?)?;
+        }
+        let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, device);
+        Ok((AudioNet::new(spec, ctx, vb)?, init.varmap))
+    }
+
+    pub fn forward(&self, wave: &Tensor) -> Result<(Tensor, Tensor)> {
+        let z = self.encoder.forward(wave)?;
+        let c = self.context.forward(&z)?;
+        Ok((z, c))
+    }
+}
+
+/// The training objective: windows of the training split.
+pub struct AudioCpc {
+    cfg: AudioCpcConfig,
+    net: AudioNet,
+    predictor: Predictor,
+    varmap: VarMap,
+    /// Training waveforms at least one window long, and their speaker index.
+    waves: Vec<Vec<f32>>,
+    speaker_of: Vec<u32>,
+    by_speaker: Vec<Vec<usize>>,
+    sampling: CpcSampling,
+    rng: SeededRng,
+    device: Device,
+    data_meta: String,
+}
+
+impl AudioCpc {
+    /// Builds the network and keeps the training split's windows of `set`.
+    pub fn new(cfg: &AudioCpcConfig, set: &AudioSet, device: &Device) -> Result<Self> {
+        let speakers = set.speakers();
+        let (train_idx, _) = split(&speakers, cfg.data.split, cfg.data.test_fraction, cfg.data.split_seed)
+            .map_err(anyhow::Error::msg)?;
+        let mut names: Vec<&str> = Vec::new();
+        let (mut waves, mut speaker_of) = (Vec::new(), Vec::new());
+        for &i in &train_idx {
+            let u = &set.utterances[i];
+            if u.wave.len() < cfg.data.window {
+                continue;
+            }
+            let s = speakers[i];
+            let id = names.iter().position(|n| *n == s).unwrap_or_else(|| {
+                names.push(s);
+                names.len() - 1
+            });
+            waves.push(u.wave.clone());
+            speaker_of.push(id as u32);
+        }
+        if waves.is_empty() {
+            bail!(
+                "no training file is at least one window long ({} samples = {:.2} s at {} Hz); lower data.window",
+                cfg.data.window,
+                cfg.data.window as f64 / cfg.data.sample_rate as f64,
+                cfg.data.sample_rate
+            );
+        }
+        let mut by_speaker = vec![Vec::new(); names.len()];
+        for (i, &s) in speaker_of.iter().enumerate() {
+            by_speaker[s as usize].push(i);
+        }
+        let spec = cfg.encoder_spec();
+        let ctx = cfg.context_spec();
+        let mut init = Init::new(cfg.train.seed, device);
+        AudioNet::init(&spec, &ctx, &mut init)?;
+        Predictor::init(cfg.cpc.horizon, cfg.model.channels, cfg.model.context, &mut init, "cpc")?;
+        let varmap = init.varmap;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let net = AudioNet::new(spec, ctx, vb.clone())?;
+        let predictor = Predictor::new(cfg.cpc.horizon, cfg.model.channels, cfg.model.context, vb.pp("cpc"))?;
+        let data_meta = serde_json::json!({
+            "root": set.root,
+            "layout": set.layout,
+            "split": cfg.data.split,
+            "test_fraction": cfg.data.test_fraction,
+            "split_seed": cfg.data.split_seed,
+            "train_files": waves.len(),
+            "max_files": cfg.data.max_files,
+        })
+        .to_string();
+        Ok(AudioCpc {
+            cfg: cfg.clone(),
+            net,
+            predictor,
+            varmap,
+            waves,
+            speaker_of,
+            by_speaker,
+            sampling: CpcSampling {
+                horizon: cfg.cpc.horizon,
+                negatives: cfg.cpc.negatives,
+                num_negatives: cfg.cpc.num_negatives,
+                start_times: cfg.cpc.start_times,
+                horizons: cfg.cpc.horizons,
+                groups: Vec::new(),
+            },
+            rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xA0D1_0C9C),
+            device: device.clone(),
+            data_meta,
+        })
+    }
+
+    /// Training windows (files long enough) and speakers among them.
+    pub fn train_files(&self) -> (usize, usize) {
+        (self.waves.len(), self.by_speaker.len())
+    }
+
+    /// `batch` random windows, `windows_per_speaker` at a time from one speaker; returns
+    /// `[B, L]` and each window's speaker group (renumbered from 0).
+    fn sample(&mut self, batch: usize) -> Result<(Tensor, Vec<u32>)> {
+        let len = self.cfg.data.window;
+        let per = self.cfg.cpc.windows_per_speaker;
+        let mut data = Vec::with_capacity(batch * len);
+        let mut groups = Vec::with_capacity(batch);
+        for g in 0..batch / per {
+            let first = self.rng.random_range(0..self.waves.len());
+            let pool = &self.by_speaker[self.speaker_of[first] as usize];
+            for j in 0..per {
+                let f = if j == 0 { first } else { pool[self.rng.random_range(0..pool.len())] };
+                let w = &self.waves[f];
+                let start = self.rng.random_range(0..=w.len() - len);
+                data.extend_from_slice(&w[start..start + len]);
+                groups.push(g as u32);
+            }
+        }
+        Ok((Tensor::from_vec(data, (batch, len), &self.device)?, groups))
+    }
+}
+
+/// Collapse statistic: the standard deviation over a batch of L2-normalised vectors
+/// `[N, D]`, averaged over dimensions and times √D — about 1 for spread-out features,
+/// 0 when every input maps to the same direction (Chen & He 2021).
+pub fn normalized_std(x: &Tensor) -> Result<f64> {
+    let d = x.dim(1)?;
+    let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-8f32, f32::MAX)?;
+    let xn = x.broadcast_div(&norm)?;
+    let mean = xn.mean_keepdim(0)?;
+    let var = xn.broadcast_sub(&mean)?.sqr()?.mean(0)?;
+    Ok(var.sqrt()?.mean_all()?.to_scalar::<f32>()? as f64 * (d as f64).sqrt())
+}
+
+impl Objective for AudioCpc {
+    fn name(&self) -> &'static str {
+        "cpc-audio"
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn step(&mut self, batch: usize) -> Result<StepOutput> {
+        let (wave, groups) = self.sample(batch)?;
+        let (z, c) = self.net.forward(&wave)?;
+        let t_len = z.dim(1)?;
+        // cpc_loss is time-major, as the agent's unrolls are.
+        let zt = z.transpose(0, 1)?.contiguous()?;
+        let ct = c.transpose(0, 1)?.contiguous()?;
+        let first = vec![0f32; t_len * batch];
+        self.sampling.groups = groups;
+        let r = cpc_loss(&self.predictor, &zt, &ct, &first, &self.sampling, &mut self.rng)?
+            .expect("the window is longer than the horizon (validated)");
+        let k_max = self.cfg.cpc.horizon;
+        let (mut hits, mut counts) = (vec![0usize; k_max + 1], vec![0usize; k_max + 1]);
+        for (p, &ok) in r.pairs.iter().zip(&r.correct) {
+            counts[p.k] += 1;
+            hits[p.k] += ok as usize;
+        }
+        let mut metrics = vec![
+            (
+                "acc".to_string(),
+                r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64,
+            ),
+            ("z_norm_std".to_string(), normalized_std(&z.reshape(((), self.cfg.model.channels))?)?),
+        ];
+        for k in 1..=k_max {
+            if counts[k] > 0 {
+                metrics.push((format!("acc_k{k}"), hits[k] as f64 / counts[k] as f64));
+            }
+        }
+        Ok(StepOutput { loss: r.loss, metrics, samples: batch })
+    }
+
+    fn rng_state(&self) -> serde_json::Value {
+        serde_json::to_value(&self.rng).expect("generator state serialises")
+    }
+
+    fn set_rng_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        self.rng = serde_json::from_value(v.clone())?;
+        Ok(())
+    }
+
+    fn export_metadata(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (ENCODER_SPEC_KEY, serde_json::to_string(&self.net.spec).expect("spec")),
+            (CONTEXT_SPEC_KEY, serde_json::to_string(&self.net.context_spec).expect("spec")),
+            ("rlcpc.data", self.data_meta.clone()),
+        ]
+    }
+}
+
+/// Loads the corpus for `cfg` (reporting skipped files).
+pub fn load_corpus(cfg: &DataSection, dir: &Path, strict: bool) -> Result<AudioSet> {
+    let set = AudioSet::load(
+        dir,
+        &LoadOptions {
+            layout: cfg.layout,
+            strict,
+            sample_rate: cfg.sample_rate,
+            max_files: cfg.max_files,
+        },
+    )?;
+    set.report_skipped(10);
+    Ok(set)
+}
+
+/// Which frozen features of an audio network a probe reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pool {
+    /// Context vectors c_t (GRU outputs) averaged over the utterance (the paper's choice).
+    Context,
+    /// Encoder outputs z_t averaged over the utterance.
+    Encoder,
+}
+
+/// Utterance-level features: the mean over time of c_t (or z_t), one utterance at a
+/// time (utterances differ in length; no padding enters the average).
+pub fn utterance_features(net: &AudioNet, waves: &[&[f32]], pool: Pool, device: &Device) -> Result<crate::probe::Features> {
+    let rows = waves
+        .iter()
+        .map(|w| {
+            // At least one output step; a clip shorter than the total stride is zero-padded.
+            let mut w = w.to_vec();
+            let EncoderSpec::Audio { strides, .. } = &net.spec else { unreachable!("audio net") };
+            let min: usize = strides.iter().product();
+            if w.len() < min {
+                w.resize(min, 0.0);
+            }
+            let x = Tensor::from_vec(w.clone(), (1, w.len()), device)?;
+            let (z, c) = net.forward(&x)?;
+            let f = match pool {
+                Pool::Context => c,
+                Pool::Encoder => z,
+            };
+            Ok(f.mean(1)?.squeeze(0)?.to_vec1::<f32>()?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    crate::probe::Features::from_rows(rows)
+}
+
+/// One line of a probe table.
+#[derive(Debug, Clone)]
+pub struct ProbeRow {
+    pub features: String,
+    pub dim: usize,
+    pub score: crate::probe::ProbeScore,
+}
+
+/// A sequence-level probe of `target` on `set`: the trained encoder, a randomly
+/// initialised one of the same architecture, and MFCCs, on the same split.
+pub struct AudioProbe {
+    pub target: String,
+    pub classes: Vec<String>,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub rows: Vec<ProbeRow>,
+}
+
+pub struct AudioProbeOptions {
+    pub target: String,
+    pub split: SplitBy,
+    pub test_fraction: f64,
+    pub split_seed: u64,
+    pub pool: Pool,
+    pub baselines: bool,
+    pub iters: usize,
+}
+
+pub fn probe_audio(
+    net: &AudioNet,
+    encoder_name: &str,
+    set: &AudioSet,
+    o: &AudioProbeOptions,
+) -> Result<AudioProbe> {
+    let labels = set.label(&o.target)?;
+    let (classes, y) = crate::data::encode_labels(&labels);
+    if classes.len() < 2 {
+        bail!("target '{}' has a single class ('{}') in this data", o.target, classes[0]);
+    }
+    let speakers = set.speakers();
+    let (tr, te) = split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg)?;
+    let y_tr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
+    let y_te: Vec<usize> = te.iter().map(|&i| y[i]).collect();
+    let waves: Vec<&[f32]> = set.utterances.iter().map(|u| u.wave.as_slice()).collect();
+    let dev = Device::Cpu;
+    let mut sets: Vec<(String, crate::probe::Features)> = vec![(
+        format!("cpc ({encoder_name})"),
+        utterance_features(net, &waves, o.pool, &dev)?,
+    )];
+    if o.baselines {
+        let (random, _vm) = AudioNet::random(net.spec.clone(), net.context_spec.clone(), 12345, &dev)?;
+        sets.push((
+            "random-init encoder, same architecture".into(),
+            utterance_features(&random, &waves, o.pool, &dev)?,
+        ));
+        let mfcc = crate::data::mfcc::Mfcc::new(crate::data::mfcc::MfccConfig::for_rate(set.sample_rate));
+        sets.push((
+            "MFCC (13, mean+std over frames)".into(),
+            crate::probe::Features::from_rows(waves.iter().map(|w| mfcc.pooled(w)).collect())?,
+        ));
+    }
+    let rows = sets
+        .into_iter()
+        .map(|(name, f)| ProbeRow {
+            dim: f.d,
+            score: crate::probe::classify(&f.select(&tr), &y_tr, &f.select(&te), &y_te, classes.len(), o.split_seed, o.iters),
+            features: name,
+        })
+        .collect();
+    Ok(AudioProbe {
+        target: o.target.clone(),
+        classes,
+        n_train: tr.len(),
+        n_test: te.len(),
+        rows,
+    })
+}

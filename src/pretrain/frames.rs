@@ -1,0 +1,416 @@
+//! CPC on recorded environment frames (`rlcpc cpc frames`) and belief probing.
+//!
+//! The network is the agent's own encoder (MLP or IMPALA conv, from the same `[model]`
+//! settings and the recording's observation space) followed by an LSTM as g_ar, so
+//! that an encoder trained here initialises an agent (`model.init_encoder`) and an
+//! agent's encoder and core are probed here. Sequences are random windows of the
+//! recording; the LSTM restarts at each window and at episode starts, and no CPC pair
+//! crosses an episode boundary (the agent head's rules, through [`crate::cpc`]).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rlcpc_envs::SeededRng;
+use serde::{Deserialize, Serialize};
+
+use super::{Objective, StepOutput, TrainSection};
+use crate::checkpoint::Loaded;
+use crate::config::{CoreKind, ModelConfig, Negatives};
+use crate::cpc::{cpc_loss, CpcSampling, Predictor};
+use crate::data::trajectories::Trajectories;
+use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+use crate::nn::init::Init;
+use crate::nn::lstm::Lstm;
+use crate::nn::NetSpec;
+use crate::probe::Features;
+
+/// `[cpc]` of `cpc frames`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FramesCpcSection {
+    /// Steps per training sequence.
+    pub unroll: usize,
+    pub horizon: usize,
+    pub negatives: Negatives,
+    pub num_negatives: usize,
+    pub start_times: usize,
+    pub horizons: usize,
+}
+
+impl Default for FramesCpcSection {
+    fn default() -> Self {
+        FramesCpcSection {
+            unroll: 40,
+            horizon: 20,
+            negatives: Negatives::Both,
+            num_negatives: 20,
+            start_times: 8,
+            horizons: 10,
+        }
+    }
+}
+
+/// `configs/cpc-frames.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FramesCpcConfig {
+    /// The agent's `[model]` (encoder kind and widths; `core = "lstm"` is implied).
+    pub model: ModelConfig,
+    pub cpc: FramesCpcSection,
+    pub train: TrainSection,
+}
+
+impl Default for FramesCpcConfig {
+    fn default() -> Self {
+        FramesCpcConfig {
+            model: ModelConfig {
+                core: CoreKind::Lstm,
+                ..ModelConfig::default()
+            },
+            cpc: FramesCpcSection::default(),
+            train: TrainSection { batch: 16, lr: 5e-4, steps: 1000, ..TrainSection::default() },
+        }
+    }
+}
+
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cpc-frames.toml");
+
+impl FramesCpcConfig {
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<FramesCpcConfig> {
+        let (text, origin) = match path {
+            None => (DEFAULT_CONFIG.to_string(), "configs/cpc-frames.toml (built in)".to_string()),
+            Some(p) => (
+                std::fs::read_to_string(p).with_context(|| format!("cannot read config '{}'", p.display()))?,
+                p.display().to_string(),
+            ),
+        };
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        for o in overrides {
+            crate::config::apply_override(&mut table, o)?;
+        }
+        let cfg: FramesCpcConfig =
+            toml::Value::Table(table).try_into().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        cfg.validate().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.train.validate()?;
+        let c = &self.cpc;
+        if c.unroll < 2 || c.horizon == 0 || c.horizon >= c.unroll {
+            return Err(format!(
+                "invalid 'cpc.horizon'/'cpc.unroll': {} / {} (need 1 ≤ horizon < unroll)",
+                c.horizon, c.unroll
+            ));
+        }
+        if c.num_negatives == 0 {
+            return Err("invalid value for 'cpc.num_negatives': 0".into());
+        }
+        if c.negatives == Negatives::Speaker {
+            return Err("invalid value for 'cpc.negatives': \"speaker\" is for audio; use sequence, batch or both".into());
+        }
+        if self.model.core != CoreKind::Lstm {
+            return Err("invalid value for 'model.core': cpc frames trains an LSTM context network (\"lstm\")".into());
+        }
+        Ok(())
+    }
+}
+
+/// An encoder with an optional LSTM, on observations: the agent's feature path.
+pub struct FramesNet {
+    pub encoder: Encoder,
+    pub lstm: Option<Lstm>,
+    pub context: Option<ContextSpec>,
+}
+
+/// Where [`FramesNet::load`] found the network.
+pub enum Source {
+    AgentCheckpoint,
+    EncoderFile,
+}
+
+impl FramesNet {
+    fn build(spec: EncoderSpec, context: Option<ContextSpec>, varmap: &VarMap, dev: &Device) -> Result<Self> {
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, dev);
+        let encoder = Encoder::new(spec, vb.pp("encoder"))?;
+        let lstm = match &context {
+            Some(ContextSpec::Lstm { in_dim, hidden }) => Some(Lstm::new(*in_dim, *hidden, vb.pp("context"))?),
+            Some(other) => bail!("frames use an LSTM context network, the file has {other:?}"),
+            None => None,
+        };
+        Ok(FramesNet { encoder, lstm, context })
+    }
+
+    /// Fresh weights from `seed` (the random-init baseline).
+    pub fn random(spec: &EncoderSpec, context: Option<&ContextSpec>, seed: u64) -> Result<(Self, VarMap)> {
+        let dev = Device::Cpu;
+        let mut init = Init::new(seed, &dev);
+        spec.init(&mut init, "encoder")?;
+        if let Some(ContextSpec::Lstm { in_dim, hidden }) = context {
+            Lstm::init(*in_dim, *hidden, &mut init, "context")?;
+        }
+        let net = FramesNet::build(spec.clone(), context.cloned(), &init.varmap, &dev)?;
+        Ok((net, init.varmap))
+    }
+
+    /// Reads an agent checkpoint (encoder and LSTM core) or an encoder file written by
+    /// `rlcpc export-encoder` or `rlcpc cpc frames`.
+    pub fn load(path: &Path) -> Result<(Self, Source)> {
+        let f = Loaded::read(path)?;
+        let dev = Device::Cpu;
+        let (spec, context, source, rename): (EncoderSpec, Option<ContextSpec>, Source, &str) =
+            if f.metadata.contains_key("rlcpc.net_spec") {
+                let net: NetSpec = f.meta("rlcpc.net_spec")?;
+                let ctx = (net.core == CoreKind::Lstm).then(|| ContextSpec::Lstm {
+                    in_dim: net.feature_dim(),
+                    hidden: net.lstm_hidden,
+                });
+                (net.encoder, ctx, Source::AgentCheckpoint, "core.lstm.")
+            } else {
+                let ctx = if f.metadata.contains_key(CONTEXT_SPEC_KEY) {
+                    Some(f.meta(CONTEXT_SPEC_KEY)?)
+                } else {
+                    None
+                };
+                (f.meta(ENCODER_SPEC_KEY)?, ctx, Source::EncoderFile, "context.")
+            };
+        if matches!(spec, EncoderSpec::Audio { .. }) {
+            return Err(f
+                .mismatch(format!("its encoder is {}, which does not read environment observations", spec.describe()))
+                .into());
+        }
+        let (_, varmap) = FramesNet::random(&spec, context.as_ref(), 0)?;
+        for (k, v) in varmap.data().lock().expect("varmap lock").iter() {
+            let key = match k.strip_prefix("context.") {
+                Some(rest) => format!("{rename}{rest}"),
+                None => k.clone(),
+            };
+            v.set(&f.tensor(&key, v.dims())?.to_device(&dev)?)?;
+        }
+        Ok((FramesNet::build(spec, context, &varmap, &dev)?, source))
+    }
+
+    /// `[T, B, obs...]` with episode starts `first` `[T·B]` → z `[T, B, D]`, c `[T, B, H]`
+    /// (c = z without an LSTM), from a zero state.
+    pub fn forward(&self, obs: &Tensor, first: &[f32]) -> Result<(Tensor, Tensor)> {
+        let (t, b) = (obs.dim(0)?, obs.dim(1)?);
+        let z = self.encoder.forward(&obs.flatten_to(1)?)?;
+        let z = z.reshape((t, b, ()))?;
+        match &self.lstm {
+            None => Ok((z.clone(), z)),
+            Some(l) => {
+                let state = Tensor::zeros((b, 2 * l.hidden), DType::F32, obs.device())?;
+                let (c, _) = l.unroll(&z, first, &state)?;
+                Ok((z, c))
+            }
+        }
+    }
+
+    /// Features of every recorded step, the recording run through as one stream (the
+    /// core reset at episode starts, as the agent saw it): c_t, or z_t with `encoder_only`.
+    pub fn features(&self, traj: &Trajectories, encoder_only: bool) -> Result<Features> {
+        const CHUNK: usize = 256;
+        let dev = Device::Cpu;
+        let n = traj.len();
+        let mut rows = Vec::with_capacity(n);
+        let mut state = self
+            .lstm
+            .as_ref()
+            .map(|l| Tensor::zeros((1, 2 * l.hidden), DType::F32, &dev))
+            .transpose()?;
+        for s in (0..n).step_by(CHUNK) {
+            let len = CHUNK.min(n - s);
+            let d = traj.obs_dim();
+            let mut shape = vec![len, 1];
+            shape.extend(&traj.obs_shape);
+            let obs = Tensor::from_slice(&traj.obs[s * d..(s + len) * d], shape, &dev)?;
+            let z = self.encoder.forward(&obs.flatten_to(1)?)?.reshape((len, 1, ()))?;
+            let f = match (&self.lstm, encoder_only) {
+                (Some(l), false) => {
+                    let (c, st) = l.unroll(&z, &traj.first[s..s + len], state.as_ref().expect("lstm state"))?;
+                    state = Some(st.detach());
+                    c
+                }
+                _ => z,
+            };
+            rows.extend(f.squeeze(1)?.to_vec2::<f32>()?);
+        }
+        Features::from_rows(rows)
+    }
+}
+
+/// The training objective: random windows of a recording.
+pub struct FramesCpc {
+    cfg: FramesCpcConfig,
+    net: FramesNet,
+    spec: EncoderSpec,
+    predictor: Predictor,
+    varmap: VarMap,
+    traj: Trajectories,
+    sampling: CpcSampling,
+    rng: SeededRng,
+}
+
+impl FramesCpc {
+    pub fn new(cfg: &FramesCpcConfig, traj: Trajectories) -> Result<Self> {
+        if traj.len() < cfg.cpc.unroll {
+            bail!("the recording has {} steps, fewer than one sequence (cpc.unroll = {})", traj.len(), cfg.cpc.unroll);
+        }
+        let env = rlcpc_envs::make(&traj.env)?;
+        let net_spec = NetSpec::new(&cfg.model, &env.observation_space(), &env.action_space())
+            .map_err(anyhow::Error::msg)?;
+        if net_spec.obs_shape != traj.obs_shape {
+            bail!("the recording's observations are {:?}, its environment gives {:?}", traj.obs_shape, net_spec.obs_shape);
+        }
+        let spec = net_spec.encoder.clone();
+        let ctx = ContextSpec::Lstm { in_dim: spec.out_dim(), hidden: cfg.model.lstm_hidden };
+        let dev = Device::Cpu;
+        let mut init = Init::new(cfg.train.seed, &dev);
+        spec.init(&mut init, "encoder")?;
+        Lstm::init(spec.out_dim(), cfg.model.lstm_hidden, &mut init, "context")?;
+        Predictor::init(cfg.cpc.horizon, spec.out_dim(), cfg.model.lstm_hidden, &mut init, "cpc")?;
+        let varmap = init.varmap;
+        let net = FramesNet::build(spec.clone(), Some(ctx), &varmap, &dev)?;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let predictor = Predictor::new(cfg.cpc.horizon, spec.out_dim(), cfg.model.lstm_hidden, vb.pp("cpc"))?;
+        let c = &cfg.cpc;
+        Ok(FramesCpc {
+            cfg: cfg.clone(),
+            net,
+            spec,
+            predictor,
+            varmap,
+            traj,
+            sampling: CpcSampling {
+                horizon: c.horizon,
+                negatives: c.negatives,
+                num_negatives: c.num_negatives,
+                start_times: c.start_times,
+                horizons: c.horizons,
+                groups: Vec::new(),
+            },
+            rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xF4A3_E500),
+        })
+    }
+}
+
+impl Objective for FramesCpc {
+    fn name(&self) -> &'static str {
+        "cpc-frames"
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn step(&mut self, batch: usize) -> Result<StepOutput> {
+        let t_len = self.cfg.cpc.unroll;
+        let d = self.traj.obs_dim();
+        let mut obs = vec![0f32; t_len * batch * d];
+        let mut first = vec![0f32; t_len * batch];
+        for b in 0..batch {
+            let s = self.rng.random_range(0..=self.traj.len() - t_len);
+            for t in 0..t_len {
+                let dst = (t * batch + b) * d;
+                obs[dst..dst + d].copy_from_slice(self.traj.obs_row(s + t));
+                first[t * batch + b] = if t == 0 { 1.0 } else { self.traj.first[s + t] };
+            }
+        }
+        let mut shape = vec![t_len, batch];
+        shape.extend(&self.traj.obs_shape);
+        let obs = Tensor::from_vec(obs, shape, &Device::Cpu)?;
+        let (z, c) = self.net.forward(&obs, &first)?;
+        let Some(r) = cpc_loss(&self.predictor, &z, &c, &first, &self.sampling, &mut self.rng)? else {
+            bail!("no CPC pair fits: every sampled sequence is cut by episode ends");
+        };
+        let acc = r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64;
+        let dz = z.dim(2)?;
+        Ok(StepOutput {
+            loss: r.loss,
+            metrics: vec![
+                ("acc".into(), acc),
+                ("pairs".into(), r.pairs.len() as f64),
+                ("z_norm_std".into(), super::audio::normalized_std(&z.reshape(((), dz))?)?),
+            ],
+            samples: batch,
+        })
+    }
+
+    fn rng_state(&self) -> serde_json::Value {
+        serde_json::to_value(&self.rng).expect("generator state serialises")
+    }
+
+    fn set_rng_state(&mut self, v: &serde_json::Value) -> Result<()> {
+        self.rng = serde_json::from_value(v.clone())?;
+        Ok(())
+    }
+
+    fn export_metadata(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (ENCODER_SPEC_KEY, serde_json::to_string(&self.spec).expect("spec")),
+            (
+                CONTEXT_SPEC_KEY,
+                serde_json::to_string(self.net.context.as_ref().expect("lstm")).expect("spec"),
+            ),
+            ("rlcpc.data", serde_json::json!({ "env": self.traj.env, "steps": self.traj.len() }).to_string()),
+        ]
+    }
+}
+
+/// One line of a belief-probe table: R² per state variable.
+pub struct BeliefRow {
+    pub features: String,
+    pub dim: usize,
+    pub lambda: f64,
+    pub r2: Vec<f64>,
+}
+
+/// Ridge probes of the true state from frozen features, trained on the first
+/// `1 − test_fraction` of the recording (cut at an episode start) and tested on the rest.
+pub fn probe_states(
+    net: &FramesNet,
+    name: &str,
+    traj: &Trajectories,
+    targets: &[usize],
+    test_fraction: f64,
+    baselines: bool,
+    seed: u64,
+) -> Result<(usize, usize, Vec<BeliefRow>)> {
+    let n = traj.len();
+    let want = ((1.0 - test_fraction) * n as f64) as usize;
+    // The first episode start at or after `want`, so no episode straddles the cut.
+    let cut = (want..n).find(|&t| traj.first[t] != 0.0).unwrap_or(want);
+    if cut < 10 || n - cut < 10 {
+        bail!("the recording ({n} steps, {} episodes) is too short to split into train and test", traj.episodes());
+    }
+    let (tr, te): (Vec<usize>, Vec<usize>) = ((0..cut).collect(), (cut..n).collect());
+    let y: Vec<Vec<f64>> = (0..n)
+        .map(|t| targets.iter().map(|&j| traj.state_row(t)[j] as f64).collect())
+        .collect();
+    let y_tr: Vec<Vec<f64>> = tr.iter().map(|&i| y[i].clone()).collect();
+    let y_te: Vec<Vec<f64>> = te.iter().map(|&i| y[i].clone()).collect();
+    let mut sets = vec![(name.to_string(), net.features(traj, false)?)];
+    if baselines {
+        let (random, _vm) = FramesNet::random(&net.encoder.spec, net.context.as_ref(), 12345)?;
+        sets.push(("random-init network, same architecture".into(), random.features(traj, false)?));
+        if traj.obs_dim() <= 2048 {
+            let rows = (0..n).map(|t| traj.obs_row(t).to_vec()).collect();
+            sets.push(("raw observation".into(), Features::from_rows(rows)?));
+        }
+    }
+    let rows = sets
+        .into_iter()
+        .map(|(features, f)| {
+            let (lambda, r2) = crate::probe::regress(&f.select(&tr), &y_tr, &f.select(&te), &y_te, seed)?;
+            Ok(BeliefRow { features, dim: f.d, lambda, r2 })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((tr.len(), te.len(), rows))
+}

@@ -1,0 +1,302 @@
+//! Standalone contrastive trainers: one training loop shared by every modality.
+//!
+//! A modality supplies an [`Objective`] (its network, its minibatches, its loss); [`fit`]
+//! does the rest the same way for all of them: Adam with gradient clipping, metrics
+//! (`metrics.jsonl` + TensorBoard), a progress bar, atomic checkpoints with the
+//! optimiser and generator state for an exact `--resume`, Ctrl-C, and the exported
+//! encoder (`encoder.safetensors`) that `rlcpc probe` and the agent read.
+
+pub mod audio;
+pub mod frames;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Tensor, Var};
+use candle_nn::VarMap;
+use rlcpc_agents::{OptimConfig, OptimKind, Optimizer};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Counters, Loaded};
+use crate::metrics::MetricsWriter;
+
+/// `[train]`: optimisation settings shared by the standalone trainers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Optimiser steps (minibatches) to train for.
+    pub steps: u64,
+    /// Sequences (e.g. audio windows) per minibatch.
+    pub batch: usize,
+    /// Adam's learning rate (van den Oord et al. 2018: 2e-4).
+    pub lr: f64,
+    /// Gradients are clipped to this global L2 norm (0: no clipping).
+    pub max_grad_norm: f64,
+    /// Seed of the parameters, the minibatches and the negatives.
+    pub seed: u64,
+    /// Log metrics every this many steps.
+    pub log_every: u64,
+    /// Write a checkpoint and the exported encoder every this many steps.
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            steps: 2000,
+            batch: 8,
+            lr: 2e-4,
+            max_grad_norm: 0.0,
+            seed: 1,
+            log_every: 10,
+            checkpoint_every: 250,
+        }
+    }
+}
+
+impl TrainSection {
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |k: &str, v: String, why: &str| Err(format!("invalid value for 'train.{k}': {v} ({why})"));
+        if self.steps == 0 {
+            return bad("steps", "0".into(), "need at least one step");
+        }
+        if self.batch == 0 {
+            return bad("batch", "0".into(), "need at least one sequence per minibatch");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("lr", self.lr.to_string(), "must be positive");
+        }
+        if !(self.max_grad_norm >= 0.0) {
+            return bad("max_grad_norm", self.max_grad_norm.to_string(), "must be ≥ 0");
+        }
+        if self.log_every == 0 || self.checkpoint_every == 0 {
+            return bad("log_every/checkpoint_every", "0".into(), "must be ≥ 1");
+        }
+        Ok(())
+    }
+}
+
+/// One minibatch's result.
+pub struct StepOutput {
+    pub loss: Tensor,
+    /// Host-side metrics (names without a prefix; logged under `train/`).
+    pub metrics: Vec<(String, f64)>,
+    /// Sequences in the minibatch (for samples per second).
+    pub samples: usize,
+}
+
+/// What a modality provides to [`fit`].
+pub trait Objective {
+    /// Name stored in checkpoints (e.g. `cpc-audio`); `--resume` checks it.
+    fn name(&self) -> &'static str;
+    /// Every trainable parameter.
+    fn varmap(&self) -> &VarMap;
+    /// Samples a minibatch and computes its loss.
+    fn step(&mut self, batch: usize) -> Result<StepOutput>;
+    /// The generator state (minibatches and negatives), for exact resume.
+    fn rng_state(&self) -> serde_json::Value;
+    fn set_rng_state(&mut self, v: &serde_json::Value) -> Result<()>;
+    /// Metadata of the exported encoder: its spec, its context network's spec, the data.
+    fn export_metadata(&self) -> Vec<(&'static str, String)>;
+    /// Prefixes of the parameters exported with the encoder (e.g. `encoder.`, `context.`).
+    fn export_prefixes(&self) -> &'static [&'static str] {
+        &["encoder.", "context."]
+    }
+}
+
+/// Where and how [`fit`] runs.
+pub struct FitOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    pub progress: bool,
+    /// The resolved config, saved as `config.toml` and in checkpoints.
+    pub config_toml: String,
+    pub stop: Arc<AtomicBool>,
+}
+
+pub struct FitSummary {
+    pub steps: u64,
+    pub seconds: f64,
+    pub samples_per_sec: f64,
+    pub last: Vec<(String, f64)>,
+    pub interrupted: bool,
+}
+
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const ENCODER: &str = "encoder.safetensors";
+
+fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Trains `obj` for `train.steps` minibatches (from where a resumed run stopped).
+pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> Result<FitSummary> {
+    let ck_path = opts.out.join(CHECKPOINT);
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create '{}'", opts.out.display()))?;
+    let vars = named_vars(obj.varmap());
+    let mut optim = Optimizer::new(
+        OptimConfig {
+            kind: OptimKind::Adam,
+            lr: train.lr,
+            eps: 1e-8,
+            ..OptimConfig::default()
+        },
+        vars.clone(),
+    )?;
+    let mut counters = Counters::default();
+    if opts.resume {
+        let ck = Loaded::read(&ck_path)
+            .with_context(|| format!("--resume: no usable checkpoint in '{}'", opts.out.display()))?;
+        let name: String = ck.meta("rlcpc.trainer")?;
+        if name != obj.name() {
+            return Err(ck.mismatch(format!("it was written by trainer '{name}', not '{}'", obj.name())).into());
+        }
+        for (k, v) in &vars {
+            v.set(&ck.tensor(k, v.dims())?.to_device(v.device())?)?;
+        }
+        counters = ck.meta("rlcpc.counters")?;
+        optim.load_state(|k| ck.tensors.get(k).cloned(), counters.optim_steps)?;
+        obj.set_rng_state(&ck.meta("rlcpc.rng")?)?;
+    } else {
+        if ck_path.exists() {
+            bail!(
+                "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
+                opts.out.display(),
+                ck_path.display()
+            );
+        }
+        std::fs::write(opts.out.join("config.toml"), &opts.config_toml)?;
+    }
+    let mut metrics = MetricsWriter::open(&opts.out)?;
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(train.steps);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b.set_position(counters.updates);
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let elapsed_before = counters.elapsed_secs;
+    let (mut acc, mut n_acc) = (Vec::<(String, f64)>::new(), 0usize);
+    let (mut window_samples, mut window_start) = (0usize, Instant::now());
+    let mut last = Vec::new();
+    let mut interrupted = false;
+    let save = |counters: &Counters, optim: &Optimizer, obj: &dyn Objective| -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> =
+            vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        tensors.extend(optim.state_tensors());
+        let mut meta = vec![
+            ("rlcpc.trainer", serde_json::to_string(obj.name())?),
+            ("rlcpc.counters", serde_json::to_string(counters)?),
+            ("rlcpc.rng", obj.rng_state().to_string()),
+            ("rlcpc.config", serde_json::to_string(&opts.config_toml)?),
+        ];
+        meta.extend(obj.export_metadata());
+        checkpoint::write_atomic(&ck_path, tensors, checkpoint::metadata(meta))?;
+        export(obj, &opts.out.join(ENCODER))
+    };
+    while counters.updates < train.steps {
+        if opts.stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        let out = obj.step(train.batch)?;
+        let loss = out.loss.to_scalar::<f32>()? as f64;
+        if !loss.is_finite() {
+            bail!(
+                "loss became {loss} at step {}; stopping without writing (the last checkpoint in '{}' is intact)",
+                counters.updates + 1,
+                opts.out.display()
+            );
+        }
+        let grads = out.loss.backward()?;
+        let norm = optim.grad_norm(&grads)?;
+        let scale = if train.max_grad_norm > 0.0 && norm > train.max_grad_norm {
+            train.max_grad_norm / norm
+        } else {
+            1.0
+        };
+        optim.step(&grads, train.lr, scale)?;
+        counters.updates += 1;
+        counters.optim_steps = optim.steps();
+        counters.env_steps += out.samples as u64;
+        window_samples += out.samples;
+        let mut m = vec![("loss".to_string(), loss), ("grad_norm".to_string(), norm)];
+        m.extend(out.metrics);
+        for (k, v) in m {
+            match acc.iter_mut().find(|(n, _)| *n == k) {
+                Some((_, s)) => *s += v,
+                None => acc.push((k, v)),
+            }
+        }
+        n_acc += 1;
+        bar.inc(1);
+        if counters.updates % train.log_every == 0 || counters.updates == train.steps {
+            let secs = window_start.elapsed().as_secs_f64();
+            let mut row: Vec<(String, f64)> = acc
+                .drain(..)
+                .map(|(k, v)| (format!("train/{k}"), v / n_acc as f64))
+                .collect();
+            row.push(("perf/samples_per_sec".into(), window_samples as f64 / secs.max(1e-9)));
+            metrics.log(counters.updates, &row)?;
+            let get = |k: &str| row.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1);
+            bar.set_message(format!(
+                "loss {:.3} acc {:.3} {:.1} samples/s",
+                get("train/loss"),
+                get("train/acc"),
+                get("perf/samples_per_sec")
+            ));
+            if !opts.progress {
+                eprintln!(
+                    "step {} loss {:.4} acc {:.3}",
+                    counters.updates,
+                    get("train/loss"),
+                    get("train/acc")
+                );
+            }
+            last = row;
+            n_acc = 0;
+            window_samples = 0;
+            window_start = Instant::now();
+        }
+        if counters.updates % train.checkpoint_every == 0 {
+            counters.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();
+            save(&counters, &optim, obj)?;
+        }
+    }
+    bar.finish_and_clear();
+    counters.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();
+    save(&counters, &optim, obj)?;
+    Ok(FitSummary {
+        steps: counters.updates,
+        seconds: counters.elapsed_secs,
+        samples_per_sec: counters.env_steps as f64 / counters.elapsed_secs.max(1e-9),
+        last,
+        interrupted,
+    })
+}
+
+/// Writes the objective's exported parameters and their specs to `path` (atomically).
+pub fn export(obj: &dyn Objective, path: &Path) -> Result<()> {
+    let tensors: Vec<(String, Tensor)> = named_vars(obj.varmap())
+        .into_iter()
+        .filter(|(k, _)| obj.export_prefixes().iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| (k, v.as_tensor().clone()))
+        .collect();
+    checkpoint::write_atomic(path, tensors, checkpoint::metadata(obj.export_metadata()))?;
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! Linear probes on frozen features (`rlcpc probe`): multinomial logistic regression for
+//! class labels and ridge regression for continuous targets (belief probing, Guo et al.
+//! 2018), each with its L2 strength chosen on a validation part of the training split and
+//! scored once on the held-out test split.
+
+use anyhow::{bail, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rlcpc_envs::SeededRng;
+
+/// Row-major features `[n, d]`.
+#[derive(Debug, Clone)]
+pub struct Features {
+    pub n: usize,
+    pub d: usize,
+    pub x: Vec<f32>,
+}
+
+impl Features {
+    pub fn from_rows(rows: Vec<Vec<f32>>) -> Result<Features> {
+        let n = rows.len();
+        let d = rows.first().map_or(0, Vec::len);
+        if n == 0 || d == 0 || rows.iter().any(|r| r.len() != d) {
+            bail!("features must be {n} non-empty rows of equal length");
+        }
+        Ok(Features { n, d, x: rows.concat() })
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.x[i * self.d..(i + 1) * self.d]
+    }
+
+    pub fn select(&self, idx: &[usize]) -> Features {
+        let mut x = Vec::with_capacity(idx.len() * self.d);
+        for &i in idx {
+            x.extend_from_slice(self.row(i));
+        }
+        Features { n: idx.len(), d: self.d, x }
+    }
+
+    /// Per-column mean and standard deviation (1 where a column is constant).
+    pub fn moments(&self) -> (Vec<f32>, Vec<f32>) {
+        let mut mean = vec![0f64; self.d];
+        for i in 0..self.n {
+            for (m, &v) in mean.iter_mut().zip(self.row(i)) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= self.n as f64);
+        let mut var = vec![0f64; self.d];
+        for i in 0..self.n {
+            for ((s, &v), m) in var.iter_mut().zip(self.row(i)).zip(&mean) {
+                *s += (v as f64 - m).powi(2);
+            }
+        }
+        let std = var
+            .iter()
+            .map(|v| {
+                let s = (v / self.n as f64).sqrt();
+                if s > 1e-8 { s as f32 } else { 1.0 }
+            })
+            .collect();
+        (mean.iter().map(|&m| m as f32).collect(), std)
+    }
+
+    pub fn standardized(&self, mean: &[f32], std: &[f32]) -> Features {
+        let mut x = self.x.clone();
+        for row in x.chunks_exact_mut(self.d) {
+            for ((v, m), s) in row.iter_mut().zip(mean).zip(std) {
+                *v = (*v - m) / s;
+            }
+        }
+        Features { n: self.n, d: self.d, x }
+    }
+}
+
+/// A linear softmax classifier: `W` `[k, d]`, bias `[k]`.
+#[derive(Debug, Clone)]
+pub struct Logistic {
+    pub k: usize,
+    pub d: usize,
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+}
+
+impl Logistic {
+    fn logits(&self, x: &[f32], out: &mut [f32]) {
+        for (c, o) in out.iter_mut().enumerate() {
+            let w = &self.w[c * self.d..(c + 1) * self.d];
+            *o = self.b[c] + w.iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
+        }
+    }
+
+    pub fn predict(&self, f: &Features) -> Vec<usize> {
+        let mut z = vec![0f32; self.k];
+        (0..f.n)
+            .map(|i| {
+                self.logits(f.row(i), &mut z);
+                argmax(&z)
+            })
+            .collect()
+    }
+
+    /// Mean cross-entropy plus `lambda/2 · ‖W‖²` and its gradient (bias unregularised).
+    pub fn loss_grad(&self, f: &Features, y: &[usize], lambda: f32) -> (f64, Vec<f32>, Vec<f32>) {
+        let (mut gw, mut gb) = (vec![0f32; self.w.len()], vec![0f32; self.k]);
+        let mut z = vec![0f32; self.k];
+        let mut loss = 0f64;
+        let inv_n = 1.0 / f.n as f32;
+        for i in 0..f.n {
+            let x = f.row(i);
+            self.logits(x, &mut z);
+            let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let s: f32 = z.iter().map(|v| (v - m).exp()).sum();
+            loss += (m + s.ln() - z[y[i]]) as f64;
+            for c in 0..self.k {
+                let p = (z[c] - m).exp() / s - (c == y[i]) as u8 as f32;
+                let g = p * inv_n;
+                gb[c] += g;
+                for (gw, &xv) in gw[c * self.d..(c + 1) * self.d].iter_mut().zip(x) {
+                    *gw += g * xv;
+                }
+            }
+        }
+        let mut reg = 0f64;
+        for (g, &w) in gw.iter_mut().zip(&self.w) {
+            *g += lambda * w;
+            reg += (w * w) as f64;
+        }
+        (loss / f.n as f64 + 0.5 * lambda as f64 * reg, gw, gb)
+    }
+
+    /// Fits by full-batch Adam (a convex problem: it converges to the unique optimum).
+    pub fn fit(f: &Features, y: &[usize], k: usize, lambda: f32, iters: usize) -> Logistic {
+        let mut m = Logistic { k, d: f.d, w: vec![0.0; k * f.d], b: vec![0.0; k] };
+        let n_params = m.w.len() + k;
+        let (mut m1, mut m2) = (vec![0f32; n_params], vec![0f32; n_params]);
+        let (lr, b1, b2, eps) = (0.05f32, 0.9f32, 0.999f32, 1e-8f32);
+        for t in 1..=iters {
+            let (_, gw, gb) = m.loss_grad(f, y, lambda);
+            let bc1 = 1.0 - b1.powi(t as i32);
+            let bc2 = 1.0 - b2.powi(t as i32);
+            let params = m.w.iter_mut().chain(m.b.iter_mut());
+            for (((p, g), a), v) in params.zip(gw.iter().chain(&gb)).zip(&mut m1).zip(&mut m2) {
+                *a = b1 * *a + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *p -= lr * (*a / bc1) / ((*v / bc2).sqrt() + eps);
+            }
+        }
+        m
+    }
+}
+
+pub fn argmax(z: &[f32]) -> usize {
+    z.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .0
+}
+
+pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
+    pred.iter().zip(y).filter(|(a, b)| a == b).count() as f64 / y.len().max(1) as f64
+}
+
+/// L2 strengths tried for the linear probes.
+pub const LAMBDAS: [f32; 6] = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0];
+
+/// Result of one probe.
+#[derive(Debug, Clone)]
+pub struct ProbeScore {
+    pub lambda: f32,
+    pub val: f64,
+    pub train: f64,
+    pub test: f64,
+}
+
+/// Standardises with training statistics, picks λ on a 20% validation part of the
+/// training split (seeded), refits on all of it and scores the test split once.
+pub fn classify(
+    train: &Features,
+    y_train: &[usize],
+    test: &Features,
+    y_test: &[usize],
+    k: usize,
+    seed: u64,
+    iters: usize,
+) -> ProbeScore {
+    let (mean, std) = train.moments();
+    let (tr, te) = (train.standardized(&mean, &std), test.standardized(&mean, &std));
+    let mut idx: Vec<usize> = (0..tr.n).collect();
+    idx.shuffle(&mut SeededRng::seed_from_u64(seed ^ 0x9B0B_E000));
+    let n_val = (tr.n / 5).max(1);
+    let (val_idx, fit_idx) = idx.split_at(n_val);
+    let (fx, fy) = (tr.select(fit_idx), fit_idx.iter().map(|&i| y_train[i]).collect::<Vec<_>>());
+    let (vx, vy) = (tr.select(val_idx), val_idx.iter().map(|&i| y_train[i]).collect::<Vec<_>>());
+    // Each λ is an independent fit: spread them over the cores.
+    let vals: Vec<f64> = std::thread::scope(|s| {
+        let hs: Vec<_> = LAMBDAS
+            .iter()
+            .map(|&l| {
+                let (fx, fy, vx, vy) = (&fx, &fy, &vx, &vy);
+                s.spawn(move || accuracy(&Logistic::fit(fx, fy, k, l, iters).predict(vx), vy))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("probe thread")).collect()
+    });
+    // Best validation accuracy; ties go to the stronger regulariser.
+    let best = (0..LAMBDAS.len()).rev().max_by(|&a, &b| vals[a].total_cmp(&vals[b])).expect("λ grid");
+    let m = Logistic::fit(&tr, y_train, k, LAMBDAS[best], iters);
+    ProbeScore {
+        lambda: LAMBDAS[best],
+        val: vals[best],
+        train: accuracy(&m.predict(&tr), y_train),
+        test: accuracy(&m.predict(&te), y_test),
+    }
+}
+
+/// Ridge regression `min ‖XW + b − Y‖² + λ‖W‖²` in closed form (Cholesky, f64) on
+/// standardised X; returns a predictor.
+pub struct Ridge {
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    /// `[d+1, m]`: weights then the intercept row.
+    w: Vec<f64>,
+    m: usize,
+}
+
+impl Ridge {
+    pub fn fit(x: &Features, y: &[Vec<f64>], lambda: f64) -> Result<Ridge> {
+        let (mean, std) = x.moments();
+        let xs = x.standardized(&mean, &std);
+        let (n, d, m) = (xs.n, xs.d, y[0].len());
+        let ymean: Vec<f64> = (0..m).map(|j| y.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
+        let mut a = vec![0f64; d * d];
+        let mut rhs = vec![0f64; d * m];
+        for i in 0..n {
+            let r = xs.row(i);
+            for p in 0..d {
+                let xp = r[p] as f64;
+                for q in 0..=p {
+                    a[p * d + q] += xp * r[q] as f64;
+                }
+                for j in 0..m {
+                    rhs[p * m + j] += xp * (y[i][j] - ymean[j]);
+                }
+            }
+        }
+        for p in 0..d {
+            a[p * d + p] += lambda;
+            for q in 0..p {
+                a[q * d + p] = a[p * d + q];
+            }
+        }
+        // Cholesky A = L Lᵀ, then solve for each target column.
+        let mut l = vec![0f64; d * d];
+        for p in 0..d {
+            for q in 0..=p {
+                let s: f64 = a[p * d + q] - (0..q).map(|r| l[p * d + r] * l[q * d + r]).sum::<f64>();
+                if p == q {
+                    if s <= 0.0 {
+                        bail!("ridge system is not positive definite (λ = {lambda})");
+                    }
+                    l[p * d + p] = s.sqrt();
+                } else {
+                    l[p * d + q] = s / l[q * d + q];
+                }
+            }
+        }
+        let mut w = vec![0f64; (d + 1) * m];
+        for j in 0..m {
+            let mut z = vec![0f64; d];
+            for p in 0..d {
+                z[p] = (rhs[p * m + j] - (0..p).map(|r| l[p * d + r] * z[r]).sum::<f64>()) / l[p * d + p];
+            }
+            for p in (0..d).rev() {
+                let s: f64 = (p + 1..d).map(|r| l[r * d + p] * w[r * m + j]).sum();
+                w[p * m + j] = (z[p] - s) / l[p * d + p];
+            }
+            w[d * m + j] = ymean[j];
+        }
+        Ok(Ridge { mean, std, w, m })
+    }
+
+    pub fn predict(&self, x: &Features) -> Vec<Vec<f64>> {
+        let xs = x.standardized(&self.mean, &self.std);
+        (0..xs.n)
+            .map(|i| {
+                let r = xs.row(i);
+                (0..self.m)
+                    .map(|j| {
+                        self.w[xs.d * self.m + j]
+                            + r.iter().enumerate().map(|(p, &v)| v as f64 * self.w[p * self.m + j]).sum::<f64>()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Coefficient of determination of each target column: 1 − SS_res / SS_tot.
+pub fn r2(pred: &[Vec<f64>], y: &[Vec<f64>]) -> Vec<f64> {
+    let m = y[0].len();
+    (0..m)
+        .map(|j| {
+            let mean = y.iter().map(|r| r[j]).sum::<f64>() / y.len() as f64;
+            let tot: f64 = y.iter().map(|r| (r[j] - mean).powi(2)).sum();
+            let res: f64 = pred.iter().zip(y).map(|(p, r)| (p[j] - r[j]).powi(2)).sum();
+            if tot > 0.0 { 1.0 - res / tot } else { f64::NAN }
+        })
+        .collect()
+}
+
+/// Ridge with λ picked on a validation part of the training split; R² per target on the
+/// test split.
+pub fn regress(
+    train: &Features,
+    y_train: &[Vec<f64>],
+    test: &Features,
+    y_test: &[Vec<f64>],
+    seed: u64,
+) -> Result<(f64, Vec<f64>)> {
+    let mut idx: Vec<usize> = (0..train.n).collect();
+    idx.shuffle(&mut SeededRng::seed_from_u64(seed ^ 0x9B0B_E001));
+    let n_val = (train.n / 5).max(1);
+    let (val_idx, fit_idx) = idx.split_at(n_val);
+    let fx = train.select(fit_idx);
+    let fy: Vec<Vec<f64>> = fit_idx.iter().map(|&i| y_train[i].clone()).collect();
+    let vx = train.select(val_idx);
+    let vy: Vec<Vec<f64>> = val_idx.iter().map(|&i| y_train[i].clone()).collect();
+    let mut best = (f64::NEG_INFINITY, 1.0);
+    for lambda in [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0] {
+        let r = r2(&Ridge::fit(&fx, &fy, lambda)?.predict(&vx), &vy);
+        let score = r.iter().filter(|v| v.is_finite()).sum::<f64>();
+        if score > best.0 {
+            best = (score, lambda);
+        }
+    }
+    let model = Ridge::fit(train, y_train, best.1)?;
+    Ok((best.1, r2(&model.predict(test), y_test)))
+}
