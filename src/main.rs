@@ -102,10 +102,11 @@ enum Command {
         /// An audio directory, or a directory written by `rlcpc record`.
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
-        /// Audio: the label to predict (speaker, digit, or a manifest column);
-        /// trajectories: `state` (every true-state variable) or one variable's name.
-        #[arg(long, default_value = "speaker")]
-        target: String,
+        /// Audio: the label to predict (speaker, digit, or a manifest column) [default:
+        /// speaker]; trajectories: `state` (every true-state variable) or one variable's
+        /// name [default: state].
+        #[arg(long)]
+        target: Option<String>,
         /// How the test set is drawn [default: as the encoder was trained, else utterance].
         #[arg(long, value_enum)]
         split: Option<rlcpc::data::SplitBy>,
@@ -128,7 +129,7 @@ enum Command {
         #[arg(long)]
         strict: bool,
         /// Full-batch optimiser iterations of each logistic regression.
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 500)]
         iters: usize,
     },
     /// Record observations with the environment's true state (CartPole's full state, the
@@ -198,6 +199,13 @@ enum Command {
         /// Measure the raw environments only (no training runs).
         #[arg(long)]
         envs_only: bool,
+        /// Measure audio CPC training only (windows per second of the built-in
+        /// cpc-audio and cpc-audio-fsdd configs).
+        #[arg(long, conflicts_with = "envs_only")]
+        audio_only: bool,
+        /// Timed optimiser steps per audio measurement.
+        #[arg(long, default_value_t = 10)]
+        audio_steps: u64,
         /// Repeats per measurement (the median is reported).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
@@ -357,6 +365,20 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     })
     .context("cannot install the Ctrl-C handler")?;
     Ok(stop)
+}
+
+/// A trainer's run directory is never overwritten: `--resume` continues it. Checked
+/// before any data is read.
+fn refuse_existing_run(out: &std::path::Path, resume: bool) -> Result<()> {
+    let ck = out.join(rlcpc::pretrain::CHECKPOINT);
+    if !resume && ck.exists() {
+        bail!(
+            "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
+            out.display(),
+            ck.display()
+        );
+    }
+    Ok(())
 }
 
 /// `rlcpc probe` on a recording: R² of ridge probes of the true state.
@@ -567,6 +589,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 AudioCpcConfig::load(config.as_deref(), &overrides)?
             };
+            refuse_existing_run(&out, resume)?;
             let t0 = std::time::Instant::now();
             let set = pretrain::audio::load_corpus(&cfg.data, &data, strict)?;
             let mut obj = pretrain::audio::AudioCpc::new(&cfg, &set, &Device::Cpu)?;
@@ -620,6 +643,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
             if data.join(rlcpc::data::trajectories::FILE).exists() {
+                let target = target.unwrap_or_else(|| "state".into());
                 return belief_probe(&encoder, &data, &target, test_fraction.unwrap_or(0.2), features == audio::Pool::Encoder, !no_baselines);
             }
             let meta: Option<serde_json::Value> = rlcpc::checkpoint::Loaded::read(&encoder)
@@ -637,6 +661,7 @@ fn run(cli: Cli) -> Result<()> {
             let split_seed = split_seed
                 .or_else(|| from_meta("split_seed").and_then(|v| v.as_u64()))
                 .unwrap_or(0);
+            let target = target.unwrap_or_else(|| "speaker".into());
             let (net, _vm) = AudioNet::load(&encoder, &Device::Cpu)?;
             let rlcpc::nn::encoders::EncoderSpec::Audio { sample_rate, .. } = net.spec else {
                 unreachable!("AudioNet::load checks the kind")
@@ -676,7 +701,7 @@ fn run(cli: Cli) -> Result<()> {
                     100.0 * r.score.test
                 );
             }
-            println!("chance (majority class of the test split) {:.1}%", 100.0 * {
+            println!("majority class {:.1}% of all utterances", 100.0 * {
                 let mut counts = std::collections::HashMap::new();
                 for l in set.label(&p.target)? { *counts.entry(l).or_insert(0usize) += 1; }
                 *counts.values().max().unwrap_or(&0) as f64 / set.utterances.len() as f64
@@ -731,6 +756,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 FramesCpcConfig::load(config.as_deref(), &overrides)?
             };
+            refuse_existing_run(&out, resume)?;
             let traj = rlcpc::data::trajectories::Trajectories::load(&data)?;
             eprintln!("{} steps, {} episodes of {} (observation {:?})", traj.len(), traj.episodes(), traj.env.id, traj.obs_shape);
             let mut obj = FramesCpc::new(&cfg, traj)?;
@@ -891,6 +917,8 @@ fn run(cli: Cli) -> Result<()> {
             env_steps,
             env_seconds,
             envs_only,
+            audio_only,
+            audio_steps,
             repeats,
             solve,
             seeds,
@@ -900,6 +928,36 @@ fn run(cli: Cli) -> Result<()> {
             set_learner_threads(1);
             let mlp = Config::load(None, &[])?;
             let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
+            let audio = |name: &str| -> Result<()> {
+                let cfg = rlcpc::pretrain::audio::AudioCpcConfig::load(Some(std::path::Path::new(name)), &[])?;
+                set_learner_threads(0);
+                let runs: Vec<f64> = (0..repeats)
+                    .map(|_| bench::audio_windows_per_sec(&cfg, audio_steps))
+                    .collect::<Result<_>>()?;
+                println!(
+                    "{:<40} {:>14.1}   {:?}",
+                    format!("cpc audio {name} (windows/s)"),
+                    bench::median(&runs),
+                    runs.iter().map(|x| (x * 10.0).round() / 10.0).collect::<Vec<_>>()
+                );
+                println!(
+                    "{:<40} window {} samples, batch {}, {} channels, GRU {}, K = {}, {} threads",
+                    "",
+                    cfg.data.window,
+                    cfg.train.batch,
+                    cfg.model.channels,
+                    cfg.model.context,
+                    cfg.cpc.horizon,
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                );
+                Ok(())
+            };
+            if audio_only {
+                println!("{:<40} {:>14}   runs", "case", "windows/s (median)");
+                audio("cpc-audio")?;
+                audio("cpc-audio-fsdd")?;
+                return Ok(());
+            }
             println!("{:<40} {:>14}   runs", "case", "steps/s (median)");
             // Raw environment throughput, one thread (agent steps, action repeat included).
             for (name, cfg) in bench::env_cases() {
@@ -916,6 +974,8 @@ fn run(cli: Cli) -> Result<()> {
             if envs_only {
                 return Ok(());
             }
+            audio("cpc-audio")?;
+            set_learner_threads(1);
             let mut medians = Vec::new();
             for (name, cfg) in bench::throughput_cases(&mlp, &lstm) {
                 let runs: Vec<f64> = (0..repeats)

@@ -124,8 +124,14 @@ pub struct AudioCpcConfig {
     pub train: TrainSection,
 }
 
-/// The built-in default, `configs/cpc-audio.toml`.
-pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cpc-audio.toml");
+/// The built-in configs: `--config NAME` finds them when no file NAME exists.
+pub const PRESETS: [(&str, &str); 2] = [
+    ("cpc-audio", include_str!("../../configs/cpc-audio.toml")),
+    ("cpc-audio-fsdd", include_str!("../../configs/cpc-audio-fsdd.toml")),
+];
+
+/// The default, `configs/cpc-audio.toml`.
+pub const DEFAULT_CONFIG: &str = PRESETS[0].1;
 
 impl AudioCpcConfig {
     /// Reads `path` (or the built-in `configs/cpc-audio.toml`), applies `key.path=value`
@@ -133,11 +139,18 @@ impl AudioCpcConfig {
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<AudioCpcConfig> {
         let (text, origin) = match path {
             None => (DEFAULT_CONFIG.to_string(), "configs/cpc-audio.toml (built in)".to_string()),
-            Some(p) => (
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config '{}'", p.display()))?,
-                p.display().to_string(),
-            ),
+            Some(p) => {
+                let name = p.to_string_lossy();
+                let name = name.trim_start_matches("configs/").trim_end_matches(".toml");
+                match PRESETS.iter().find(|(n, _)| *n == name) {
+                    Some((n, text)) if !p.exists() => (text.to_string(), format!("configs/{n}.toml (built in)")),
+                    _ => (
+                        std::fs::read_to_string(p)
+                            .with_context(|| format!("cannot read config '{}'", p.display()))?,
+                        p.display().to_string(),
+                    ),
+                }
+            }
         };
         let mut table: toml::Table =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
@@ -498,26 +511,35 @@ pub enum Pool {
 /// Utterance-level features: the mean over time of c_t (or z_t), one utterance at a
 /// time (utterances differ in length; no padding enters the average).
 pub fn utterance_features(net: &AudioNet, waves: &[&[f32]], pool: Pool, device: &Device) -> Result<crate::probe::Features> {
-    let rows = waves
-        .iter()
-        .map(|w| {
-            // At least one output step; a clip shorter than the total stride is zero-padded.
-            let mut w = w.to_vec();
-            let EncoderSpec::Audio { strides, .. } = &net.spec else { unreachable!("audio net") };
-            let min: usize = strides.iter().product();
-            if w.len() < min {
-                w.resize(min, 0.0);
-            }
-            let x = Tensor::from_vec(w.clone(), (1, w.len()), device)?;
-            let (z, c) = net.forward(&x)?;
-            let f = match pool {
-                Pool::Context => c,
-                Pool::Encoder => z,
-            };
-            Ok(f.mean(1)?.squeeze(0)?.to_vec1::<f32>()?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    crate::probe::Features::from_rows(rows)
+    let EncoderSpec::Audio { strides, .. } = &net.spec else { bail!("not an audio network") };
+    let min: usize = strides.iter().product();
+    let one = |w: &[f32]| -> Result<Vec<f32>> {
+        // At least one output step: a clip shorter than the total stride is zero-padded.
+        let mut w = w.to_vec();
+        if w.len() < min {
+            w.resize(min, 0.0);
+        }
+        let x = Tensor::from_vec(w.clone(), (1, w.len()), device)?;
+        let (z, c) = net.forward(&x)?;
+        let f = match pool {
+            Pool::Context => c,
+            Pool::Encoder => z,
+        };
+        Ok(f.mean(1)?.squeeze(0)?.to_vec1::<f32>()?)
+    };
+    // One utterance is too small to keep the cores busy: split the list over threads.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = waves.len().div_ceil(threads).max(1);
+    let rows = std::thread::scope(|s| {
+        let hs: Vec<_> = waves
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|w| one(w)).collect::<Result<Vec<_>>>()))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("feature thread"))
+            .collect::<Result<Vec<_>>>()
+    })?;
+    crate::probe::Features::from_rows(rows.concat())
 }
 
 /// One line of a probe table.
