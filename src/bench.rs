@@ -131,6 +131,7 @@ pub fn audio_windows_per_sec(cfg: &crate::pretrain::audio::AudioCpcConfig, steps
             path: format!("{}_s{}_{i}.wav", i % 10, i % 4).into(),
             wave: (0..2 * cfg.data.window).map(|_| rng.random_range(-0.3..0.3)).collect(),
             labels: [("speaker".to_string(), format!("s{}", i % 4))].into(),
+            phones: None,
         })
         .collect();
     let set = AudioSet {

@@ -131,6 +131,9 @@ enum Command {
         /// Full-batch optimiser iterations of each logistic regression.
         #[arg(long, default_value_t = 500)]
         iters: usize,
+        /// `--target phone`: at most this many training (and test) frames, drawn at random.
+        #[arg(long, default_value_t = 10_000)]
+        max_frames: usize,
     },
     /// Record observations with the environment's true state (CartPole's full state, the
     /// T-maze cue, a Lab agent's position and heading and the goal's position) for CPC on
@@ -640,6 +643,7 @@ fn run(cli: Cli) -> Result<()> {
             no_baselines,
             strict,
             iters,
+            max_frames,
         } => {
             use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
             if data.join(rlcpc::data::trajectories::FILE).exists() {
@@ -676,16 +680,17 @@ fn run(cli: Cli) -> Result<()> {
                 &net,
                 &encoder.display().to_string(),
                 &set,
-                &AudioProbeOptions { target, split, test_fraction, split_seed, pool: features, baselines: !no_baselines, iters },
+                &AudioProbeOptions { target, split, test_fraction, split_seed, pool: features, baselines: !no_baselines, iters, max_frames },
             )?;
             println!(
-                "probe '{}' on {} ({:?} layout): {} classes, {} train / {} test utterances, split by {} (test {:.0}%, seed {split_seed}), {:.1} s",
+                "probe '{}' on {} ({:?} layout): {} classes, {} train / {} test {}, split by {} (test {:.0}%, seed {split_seed}), {:.1} s",
                 p.target,
                 data.display(),
                 set.layout,
                 p.classes.len(),
                 p.n_train,
                 p.n_test,
+                if p.target == "phone" { "frames (10 ms)" } else { "utterances" },
                 format!("{split:?}").to_lowercase(),
                 100.0 * test_fraction,
                 t0.elapsed().as_secs_f64()
@@ -701,11 +706,13 @@ fn run(cli: Cli) -> Result<()> {
                     100.0 * r.score.test
                 );
             }
-            println!("majority class {:.1}% of all utterances", 100.0 * {
-                let mut counts = std::collections::HashMap::new();
-                for l in set.label(&p.target)? { *counts.entry(l).or_insert(0usize) += 1; }
-                *counts.values().max().unwrap_or(&0) as f64 / set.utterances.len() as f64
-            });
+            if p.target != "phone" {
+                println!("majority class {:.1}% of all utterances", 100.0 * {
+                    let mut counts = std::collections::HashMap::new();
+                    for l in set.label(&p.target)? { *counts.entry(l).or_insert(0usize) += 1; }
+                    *counts.values().max().unwrap_or(&0) as f64 / set.utterances.len() as f64
+                });
+            }
         }
         Command::Record { env, checkpoint, policy, steps, seed, options, max_episode_steps, out } => {
             if steps == 0 {

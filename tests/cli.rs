@@ -530,8 +530,19 @@ fn cpc_audio_trains_resumes_exactly_and_probe_prints_baselines() {
     assert!(p.contains("random-init encoder"), "{p}");
     let p = ok(&["probe", "--encoder", enc.to_str().unwrap(), "--data", d, "--target", "digit", "--no-baselines", "--split", "speaker", "--test-fraction", "0.5"]);
     assert!(p.contains("3 classes") && p.contains("split by speaker"), "{p}");
+    let e = fails(&["probe", "--encoder", enc.to_str().unwrap(), "--data", d, "--target", "word"]);
+    assert!(e.contains("no label 'word'") && e.contains("digit, speaker"), "{e}");
     let e = fails(&["probe", "--encoder", enc.to_str().unwrap(), "--data", d, "--target", "phone"]);
-    assert!(e.contains("no label 'phone'") && e.contains("digit, speaker"), "{e}");
+    assert!(e.contains("needs alignments") && e.contains(".phn"), "{e}");
+    // Frame-level: TIMIT-style alignments (samples at the file's 8 kHz) beside each file.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::write(p.with_extension("phn"), "0 1600 sil\n1600 3200 aa\n3200 4000 sil\n").unwrap();
+    }
+    let p = ok(&["probe", "--encoder", enc.to_str().unwrap(), "--data", d, "--target", "phone", "--iters", "50"]);
+    // 0.5 s clips → 50 frames of 10 ms, all inside the alignment: 38 × 50 train frames.
+    assert!(p.contains("2 classes") && p.contains("1900 train / 500 test frames"), "{p}");
+    assert!(p.contains("per frame") && p.contains("MFCC (13, the frame's)"), "{p}");
     // An audio encoder cannot initialise an agent; the message says what differs.
     let e = fails(&["train", "--quiet", "--out", dir.path().join("agent").to_str().unwrap(), "--set", &format!("model.init_encoder=\"{}\"", enc.display())]);
     assert!(e.contains("audio conv1d") && e.contains("mlp (input 4"), "{e}");

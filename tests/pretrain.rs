@@ -413,3 +413,15 @@ fn ridge_solves_its_normal_equations() {
     let p = Ridge::fit(&f, &y, 1e12).unwrap().predict(&f);
     assert!(r2(&p, &y)[0].abs() < 1e-6);
 }
+
+#[test]
+fn timit_alignments_are_read_in_seconds_and_bad_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("a.phn");
+    std::fs::write(&p, "0 800 h#\n800 2400 aa\n").unwrap();
+    let v = rlcpc::data::audio::read_phn(&p, 8000).unwrap();
+    assert_eq!(v, vec![(0.0, 0.1, "h#".to_string()), (0.1, 0.3, "aa".to_string())]);
+    std::fs::write(&p, "0 800\n").unwrap();
+    let e = rlcpc::data::audio::read_phn(&p, 8000).unwrap_err();
+    assert!(e.contains("line 1") && e.contains("START END PHONE"), "{e}");
+}

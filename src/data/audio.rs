@@ -35,6 +35,31 @@ pub struct Utterance {
     pub path: PathBuf,
     pub wave: Vec<f32>,
     pub labels: BTreeMap<String, String>,
+    /// Phone segments `(start s, end s, phone)` from a TIMIT-style `.phn` file beside
+    /// the audio ("START END PHONE" per line, in samples of the file's rate), if any.
+    pub phones: Option<Vec<(f64, f64, String)>>,
+}
+
+/// Reads a TIMIT-style `.phn` alignment (sample positions at `rate`) into seconds.
+pub fn read_phn(path: &Path, rate: u32) -> Result<Vec<(f64, f64, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let bad = || format!("{} line {}: expected 'START END PHONE', found '{l}'", path.display(), i + 1);
+            if f.len() != 3 {
+                return Err(bad());
+            }
+            let s: u64 = f[0].parse().map_err(|_| bad())?;
+            let e: u64 = f[1].parse().map_err(|_| bad())?;
+            if e < s {
+                return Err(bad());
+            }
+            Ok((s as f64 / rate as f64, e as f64 / rate as f64, f[2].to_string()))
+        })
+        .collect()
 }
 
 /// A corpus loaded into memory.
@@ -128,7 +153,8 @@ impl AudioSet {
         // Decode on every core: files are independent.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len());
         let chunk = files.len().div_ceil(threads);
-        let decoded: Vec<(PathBuf, BTreeMap<String, String>, Result<Vec<f32>, String>)> =
+        type Decoded = Result<(Vec<f32>, Option<Vec<(f64, f64, String)>>), String>;
+        let decoded: Vec<(PathBuf, BTreeMap<String, String>, Decoded)> =
             std::thread::scope(|s| {
                 let handles: Vec<_> = files
                     .chunks(chunk)
@@ -136,11 +162,18 @@ impl AudioSet {
                         s.spawn(move || {
                             part.iter()
                                 .map(|(p, l)| {
-                                    let wave = decode(&root.join(p)).and_then(|(x, rate)| {
+                                    let full = root.join(p);
+                                    let wave = decode(&full).and_then(|(x, rate)| {
                                         if x.is_empty() {
                                             return Err("no samples".to_string());
                                         }
-                                        Ok(resample(&x, rate, opts.sample_rate))
+                                        let phn = full.with_extension("phn");
+                                        let phones = if phn.is_file() {
+                                            Some(read_phn(&phn, rate)?)
+                                        } else {
+                                            None
+                                        };
+                                        Ok((resample(&x, rate, opts.sample_rate), phones))
                                     });
                                     (p.clone(), l.clone().unwrap_or_default(), wave)
                                 })
@@ -159,7 +192,12 @@ impl AudioSet {
         };
         for (path, labels, wave) in decoded {
             match wave {
-                Ok(wave) => set.utterances.push(Utterance { path, wave, labels }),
+                Ok((wave, phones)) => set.utterances.push(Utterance {
+                    path,
+                    wave,
+                    labels,
+                    phones,
+                }),
                 Err(e) if opts.strict => {
                     bail!("cannot read '{}': {e} (--strict stops at unreadable files)", root.join(&path).display())
                 }

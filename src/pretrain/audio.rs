@@ -511,35 +511,54 @@ pub enum Pool {
 /// Utterance-level features: the mean over time of c_t (or z_t), one utterance at a
 /// time (utterances differ in length; no padding enters the average).
 pub fn utterance_features(net: &AudioNet, waves: &[&[f32]], pool: Pool, device: &Device) -> Result<crate::probe::Features> {
+    let rows = map_parallel(waves, |w| {
+        let f = frame_features(net, w, pool, device)?;
+        let n = f.len() as f32;
+        let mut mean = vec![0f32; f[0].len()];
+        for row in &f {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += v / n;
+            }
+        }
+        Ok(mean)
+    })?;
+    crate::probe::Features::from_rows(rows)
+}
+
+/// Every frame's features `[T][D]` of one waveform (c_t or z_t); a clip shorter than the
+/// total stride is zero-padded to one frame.
+pub fn frame_features(net: &AudioNet, wave: &[f32], pool: Pool, device: &Device) -> Result<Vec<Vec<f32>>> {
     let EncoderSpec::Audio { strides, .. } = &net.spec else { bail!("not an audio network") };
     let min: usize = strides.iter().product();
-    let one = |w: &[f32]| -> Result<Vec<f32>> {
-        // At least one output step: a clip shorter than the total stride is zero-padded.
-        let mut w = w.to_vec();
-        if w.len() < min {
-            w.resize(min, 0.0);
-        }
-        let x = Tensor::from_vec(w.clone(), (1, w.len()), device)?;
-        let (z, c) = net.forward(&x)?;
-        let f = match pool {
-            Pool::Context => c,
-            Pool::Encoder => z,
-        };
-        Ok(f.mean(1)?.squeeze(0)?.to_vec1::<f32>()?)
+    let mut w = wave.to_vec();
+    if w.len() < min {
+        w.resize(min, 0.0);
+    }
+    let x = Tensor::from_vec(w.clone(), (1, w.len()), device)?;
+    let (z, c) = net.forward(&x)?;
+    let f = match pool {
+        Pool::Context => c,
+        Pool::Encoder => z,
     };
-    // One utterance is too small to keep the cores busy: split the list over threads.
+    Ok(f.squeeze(0)?.to_vec2::<f32>()?)
+}
+
+/// `f` over `items` on every core, results in order (one utterance is too small a job
+/// to keep candle's own threads busy).
+fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = waves.len().div_ceil(threads).max(1);
-    let rows = std::thread::scope(|s| {
-        let hs: Vec<_> = waves
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    let parts = std::thread::scope(|s| {
+        let hs: Vec<_> = items
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|w| one(w)).collect::<Result<Vec<_>>>()))
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Result<Vec<_>>>()))
             .collect();
         hs.into_iter()
             .map(|h| h.join().expect("feature thread"))
             .collect::<Result<Vec<_>>>()
     })?;
-    crate::probe::Features::from_rows(rows.concat())
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// One line of a probe table.
@@ -568,6 +587,9 @@ pub struct AudioProbeOptions {
     pub pool: Pool,
     pub baselines: bool,
     pub iters: usize,
+    /// Frame-level targets (`phone`): at most this many training and test frames each,
+    /// drawn at random (seeded) from the split's utterances.
+    pub max_frames: usize,
 }
 
 pub fn probe_audio(
@@ -576,6 +598,9 @@ pub fn probe_audio(
     set: &AudioSet,
     o: &AudioProbeOptions,
 ) -> Result<AudioProbe> {
+    if o.target == "phone" {
+        return probe_frames(net, encoder_name, set, o);
+    }
     let labels = set.label(&o.target)?;
     let (classes, y) = crate::data::encode_labels(&labels);
     if classes.len() < 2 {
@@ -616,6 +641,106 @@ pub fn probe_audio(
         classes,
         n_train: tr.len(),
         n_test: te.len(),
+        rows,
+    })
+}
+
+/// Frame-level phone probe: each 10 ms frame labelled with the phone at its centre
+/// (from `.phn` alignments); utterances split as for sequence-level probes.
+fn probe_frames(net: &AudioNet, encoder_name: &str, set: &AudioSet, o: &AudioProbeOptions) -> Result<AudioProbe> {
+    use rand::seq::SliceRandom;
+    let aligned: Vec<usize> = (0..set.utterances.len()).filter(|&i| set.utterances[i].phones.is_some()).collect();
+    if aligned.is_empty() {
+        bail!(
+            "--target phone needs alignments: none of the {} files under '{}' has a .phn file beside it (\"START END PHONE\" lines in samples, as TIMIT; scripts/synth-flite.sh writes them)",
+            set.utterances.len(),
+            set.root.display()
+        );
+    }
+    let EncoderSpec::Audio { strides, .. } = &net.spec else { bail!("not an audio network") };
+    let step = strides.iter().product::<usize>() as f64 / set.sample_rate as f64;
+    let speakers: Vec<&str> = aligned.iter().map(|&i| set.speakers()[i]).collect();
+    let (tr, te) = split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg)?;
+    // (utterance, frame, phone) of every labelled frame.
+    let frames_of = |idx: &[usize]| -> Vec<(usize, usize, String)> {
+        let mut v = Vec::new();
+        for &k in idx {
+            let u = &set.utterances[aligned[k]];
+            let n = crate::nn::audio::frames(u.wave.len(), strides);
+            for t in 0..n {
+                let centre = (t as f64 + 0.5) * step;
+                if let Some((_, _, p)) = u.phones.as_ref().expect("aligned").iter().find(|(s, e, _)| *s <= centre && centre < *e) {
+                    v.push((aligned[k], t, p.clone()));
+                }
+            }
+        }
+        v
+    };
+    let mut rng = SeededRng::seed_from_u64(o.split_seed ^ 0xF4A3);
+    let (mut f_tr, mut f_te) = (frames_of(&tr), frames_of(&te));
+    f_tr.shuffle(&mut rng);
+    f_te.shuffle(&mut rng);
+    f_tr.truncate(o.max_frames);
+    f_te.truncate(o.max_frames);
+    let names: Vec<&str> = f_tr.iter().chain(&f_te).map(|f| f.2.as_str()).collect();
+    let (classes, y) = crate::data::encode_labels(&names);
+    let (y_tr, y_te) = y.split_at(f_tr.len());
+    let used: Vec<usize> = {
+        let mut u: Vec<usize> = f_tr.iter().chain(&f_te).map(|f| f.0).collect();
+        u.sort_unstable();
+        u.dedup();
+        u
+    };
+    let dev = Device::Cpu;
+    let pick = |per_utt: &[Vec<Vec<f32>>], frames: &[(usize, usize, String)]| -> Result<crate::probe::Features> {
+        crate::probe::Features::from_rows(
+            frames
+                .iter()
+                .map(|(u, t, _)| {
+                    let rows = &per_utt[used.binary_search(u).expect("used")];
+                    rows[(*t).min(rows.len() - 1)].clone()
+                })
+                .collect(),
+        )
+    };
+    let waves: Vec<&[f32]> = used.iter().map(|&i| set.utterances[i].wave.as_slice()).collect();
+    let mut sets: Vec<(String, Vec<Vec<Vec<f32>>>)> = vec![(
+        format!("cpc ({encoder_name}), per frame"),
+        map_parallel(&waves, |w| frame_features(net, w, o.pool, &dev))?,
+    )];
+    if o.baselines {
+        let (random, _vm) = AudioNet::random(net.spec.clone(), net.context_spec.clone(), 12345, &dev)?;
+        sets.push((
+            "random-init encoder, same architecture".into(),
+            map_parallel(&waves, |w| frame_features(&random, w, o.pool, &dev))?,
+        ));
+        let mfcc = crate::data::mfcc::Mfcc::new(crate::data::mfcc::MfccConfig::for_rate(set.sample_rate));
+        // MFCC frame f is centred on 10 ms·f + 12.5 ms; CPC frame t on 10 ms·t + 5 ms:
+        // frame t − 1 is the nearest (clamped at the start).
+        sets.push((
+            "MFCC (13, the frame's)".into(),
+            map_parallel(&waves, |w| {
+                let m = mfcc.compute(w);
+                Ok((0..m.len() + 1).map(|t| m[t.saturating_sub(1).min(m.len() - 1)].clone()).collect())
+            })?,
+        ));
+    }
+    let rows = sets
+        .into_iter()
+        .map(|(name, per_utt)| {
+            let (a, b) = (pick(&per_utt, &f_tr)?, pick(&per_utt, &f_te)?);
+            Ok(ProbeRow {
+                dim: a.d,
+                score: crate::probe::classify(&a, y_tr, &b, y_te, classes.len(), o.split_seed, o.iters),
+                features: name,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(AudioProbe {
+        target: "phone".into(),
+        classes,
+        n_train: f_tr.len(),
+        n_test: f_te.len(),
         rows,
     })
 }

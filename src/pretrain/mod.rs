@@ -252,6 +252,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                 .map(|(k, v)| (format!("train/{k}"), v / n_acc as f64))
                 .collect();
             row.push(("perf/samples_per_sec".into(), window_samples as f64 / secs.max(1e-9)));
+            row.push(("train/step".into(), counters.updates as f64));
             metrics.log(counters.updates, &row)?;
             let get = |k: &str| row.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1);
             bar.set_message(format!(
