@@ -121,7 +121,10 @@ pub fn solve(cfg: &Config, seed: u64, device: &Device) -> Result<Option<(u64, f6
 /// Audio CPC training throughput in windows per second (forward, InfoNCE, backward and
 /// Adam step; `steps` timed after one warm-up step). The corpus is generated noise held
 /// in memory (throughput does not depend on what is said), `files` clips of two windows.
-pub fn audio_windows_per_sec(cfg: &crate::pretrain::audio::AudioCpcConfig, steps: u64) -> Result<f64> {
+pub fn audio_windows_per_sec(
+    cfg: &crate::pretrain::audio::AudioCpcConfig,
+    steps: u64,
+) -> Result<f64> {
     use crate::data::audio::{AudioSet, Layout, Utterance};
     use crate::pretrain::audio::AudioCpc;
     use crate::pretrain::Objective;
@@ -129,7 +132,9 @@ pub fn audio_windows_per_sec(cfg: &crate::pretrain::audio::AudioCpcConfig, steps
     let utterances = (0..64)
         .map(|i| Utterance {
             path: format!("{}_s{}_{i}.wav", i % 10, i % 4).into(),
-            wave: (0..2 * cfg.data.window).map(|_| rng.random_range(-0.3..0.3)).collect(),
+            wave: (0..2 * cfg.data.window)
+                .map(|_| rng.random_range(-0.3..0.3))
+                .collect(),
             labels: [("speaker".to_string(), format!("s{}", i % 4))].into(),
             phones: None,
         })
@@ -143,8 +148,18 @@ pub fn audio_windows_per_sec(cfg: &crate::pretrain::audio::AudioCpcConfig, steps
     };
     let mut obj = AudioCpc::new(cfg, &set, &Device::Cpu)?;
     let mut optim = rlcpc_agents::Optimizer::new(
-        rlcpc_agents::OptimConfig { kind: rlcpc_agents::OptimKind::Adam, lr: cfg.train.lr, eps: 1e-8, ..Default::default() },
-        obj.varmap().all_vars().into_iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
+        rlcpc_agents::OptimConfig {
+            kind: rlcpc_agents::OptimKind::Adam,
+            lr: cfg.train.lr,
+            eps: 1e-8,
+            ..Default::default()
+        },
+        obj.varmap()
+            .all_vars()
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
     )?;
     let mut step = |obj: &mut AudioCpc| -> Result<()> {
         let out = obj.step(cfg.train.batch)?;

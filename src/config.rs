@@ -335,13 +335,22 @@ impl Config {
         }
         if let Some(path) = &self.model.init_encoder {
             let env = rlcpc_envs::make(&self.env).map_err(|e| e.to_string())?;
-            let spec = crate::nn::NetSpec::new(&self.model, &env.observation_space(), &env.action_space())?;
+            let spec = crate::nn::NetSpec::new(
+                &self.model,
+                &env.observation_space(),
+                &env.action_space(),
+            )?;
             crate::eval::read_encoder(path)
                 .and_then(|(have, _)| match have.mismatch(&spec.encoder) {
                     Some(m) => anyhow::bail!("{m}"),
                     None => Ok(()),
                 })
-                .map_err(|e| format!("invalid value for 'model.init_encoder': '{}': {e:#}", path.display()))?;
+                .map_err(|e| {
+                    format!(
+                        "invalid value for 'model.init_encoder': '{}': {e:#}",
+                        path.display()
+                    )
+                })?;
         }
         if r.mode == Mode::Async && !self.algo.vtrace {
             return Err(

@@ -120,7 +120,11 @@ pub fn sample_candidates(
     // Sequences of each group, for speaker negatives.
     let mut members: Vec<Vec<usize>> = Vec::new();
     if s.negatives == Negatives::Speaker {
-        assert_eq!(s.groups.len(), b, "speaker negatives need one group per sequence");
+        assert_eq!(
+            s.groups.len(),
+            b,
+            "speaker negatives need one group per sequence"
+        );
         for (j, &g) in s.groups.iter().enumerate() {
             if members.len() <= g as usize {
                 members.resize(g as usize + 1, Vec::new());
@@ -149,7 +153,10 @@ pub fn sample_candidates(
                 Negatives::Speaker => {
                     let same = &members[s.groups[pb] as usize];
                     loop {
-                        let (t, j) = (rng.random_range(0..t_len), same[rng.random_range(0..same.len())]);
+                        let (t, j) = (
+                            rng.random_range(0..t_len),
+                            same[rng.random_range(0..same.len())],
+                        );
                         if (t, j) != (pt, pb) {
                             break (t, j);
                         }

@@ -199,7 +199,11 @@ pub fn read_encoder(path: &Path) -> Result<(EncoderSpec, Loaded)> {
     } else if f.metadata.contains_key("rlcpc.net_spec") {
         f.meta::<NetSpec>("rlcpc.net_spec")?.encoder
     } else {
-        return Err(f.mismatch("it holds no encoder (no 'rlcpc.encoder' or 'rlcpc.net_spec' metadata)".into()).into());
+        return Err(f
+            .mismatch(
+                "it holds no encoder (no 'rlcpc.encoder' or 'rlcpc.net_spec' metadata)".into(),
+            )
+            .into());
     };
     Ok((spec, f))
 }

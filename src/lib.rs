@@ -10,8 +10,8 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
-pub mod data;
 pub mod cpc;
+pub mod data;
 pub mod eval;
 pub mod metrics;
 pub mod nn;

@@ -398,9 +398,16 @@ fn belief_probe(
     let targets: Vec<usize> = if target == "state" {
         (0..traj.state_names.len()).collect()
     } else {
-        vec![traj.state_names.iter().position(|n| n == target).with_context(|| {
-            format!("--target {target}: the recording's state variables are state (all), {}", traj.state_names.join(", "))
-        })?]
+        vec![traj
+            .state_names
+            .iter()
+            .position(|n| n == target)
+            .with_context(|| {
+                format!(
+                    "--target {target}: the recording's state variables are state (all), {}",
+                    traj.state_names.join(", ")
+                )
+            })?]
     };
     let (net, source) = FramesNet::load(encoder)?;
     let what = match (source, encoder_only || net.lstm.is_none()) {
@@ -411,8 +418,10 @@ fn belief_probe(
     };
     let want = net.encoder.spec_input_shape();
     let fits = traj.obs_shape == want
-        || (matches!(net.encoder.spec, rlcpc::nn::encoders::EncoderSpec::Mlp { .. })
-            && traj.obs_dim() == want.iter().product::<usize>());
+        || (matches!(
+            net.encoder.spec,
+            rlcpc::nn::encoders::EncoderSpec::Mlp { .. }
+        ) && traj.obs_dim() == want.iter().product::<usize>());
     if !fits {
         bail!(
             "{}: the encoder reads observations of shape {:?}, the recording has {:?} ({})",
@@ -423,7 +432,8 @@ fn belief_probe(
         );
     }
     let name = format!("{what} ({})", encoder.display());
-    let (n_tr, n_te, rows) = probe_states(&net, &name, &traj, &targets, test_fraction, baselines, 0)?;
+    let (n_tr, n_te, rows) =
+        probe_states(&net, &name, &traj, &targets, test_fraction, baselines, 0)?;
     println!(
         "belief probe on {} ({} by {}): ridge regression of the true state, {n_tr} train / {n_te} test steps (test = the last {:.0}%, cut at an episode start); R² per variable",
         data.display(), traj.env.id, traj.policy, 100.0 * test_fraction
@@ -439,7 +449,10 @@ fn belief_probe(
             print!(" {v:>11.3}");
         }
         let finite: Vec<f64> = r.r2.iter().cloned().filter(|v| v.is_finite()).collect();
-        println!(" {:>8.3}", finite.iter().sum::<f64>() / finite.len().max(1) as f64);
+        println!(
+            " {:>8.3}",
+            finite.iter().sum::<f64>() / finite.len().max(1) as f64
+        );
     }
     Ok(())
 }
@@ -586,7 +599,10 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = if resume {
                 let saved = out.join("config.toml");
                 if !saved.exists() {
-                    bail!("--resume: {} has no config.toml; is it a run directory?", out.display());
+                    bail!(
+                        "--resume: {} has no config.toml; is it a run directory?",
+                        out.display()
+                    );
                 }
                 AudioCpcConfig::load(Some(&saved), &overrides)?
             } else {
@@ -615,7 +631,12 @@ fn run(cli: Cli) -> Result<()> {
                 stop: stop_on_ctrl_c()?,
             };
             let s = pretrain::fit(&mut obj, &cfg.train, &opts)?;
-            let get = |k: &str| s.last.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1);
+            let get = |k: &str| {
+                s.last
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(f64::NAN, |x| x.1)
+            };
             println!(
                 "{} after {} steps in {:.1} s ({:.1} windows/s); last: loss {:.4}, accuracy {:.3} (k=1 {:.3}, k={} {:.3}), z collapse statistic {:.3}",
                 if s.interrupted { "interrupted" } else { "done" },
@@ -648,7 +669,14 @@ fn run(cli: Cli) -> Result<()> {
             use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
             if data.join(rlcpc::data::trajectories::FILE).exists() {
                 let target = target.unwrap_or_else(|| "state".into());
-                return belief_probe(&encoder, &data, &target, test_fraction.unwrap_or(0.2), features == audio::Pool::Encoder, !no_baselines);
+                return belief_probe(
+                    &encoder,
+                    &data,
+                    &target,
+                    test_fraction.unwrap_or(0.2),
+                    features == audio::Pool::Encoder,
+                    !no_baselines,
+                );
             }
             let meta: Option<serde_json::Value> = rlcpc::checkpoint::Loaded::read(&encoder)
                 .ok()
@@ -672,7 +700,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             let set = rlcpc::data::audio::AudioSet::load(
                 &data,
-                &rlcpc::data::audio::LoadOptions { layout, strict, sample_rate, max_files: 0 },
+                &rlcpc::data::audio::LoadOptions {
+                    layout,
+                    strict,
+                    sample_rate,
+                    max_files: 0,
+                },
             )?;
             set.report_skipped(10);
             let t0 = std::time::Instant::now();
@@ -680,7 +713,16 @@ fn run(cli: Cli) -> Result<()> {
                 &net,
                 &encoder.display().to_string(),
                 &set,
-                &AudioProbeOptions { target, split, test_fraction, split_seed, pool: features, baselines: !no_baselines, iters, max_frames },
+                &AudioProbeOptions {
+                    target,
+                    split,
+                    test_fraction,
+                    split_seed,
+                    pool: features,
+                    baselines: !no_baselines,
+                    iters,
+                    max_frames,
+                },
             )?;
             println!(
                 "probe '{}' on {} ({:?} layout): {} classes, {} train / {} test {}, split by {} (test {:.0}%, seed {split_seed}), {:.1} s",
@@ -695,7 +737,10 @@ fn run(cli: Cli) -> Result<()> {
                 100.0 * test_fraction,
                 t0.elapsed().as_secs_f64()
             );
-            println!("{:<60} {:>5} {:>8} {:>10} {:>10}", "features", "dim", "lambda", "train acc", "test acc");
+            println!(
+                "{:<60} {:>5} {:>8} {:>10} {:>10}",
+                "features", "dim", "lambda", "train acc", "test acc"
+            );
             for r in &p.rows {
                 println!(
                     "{:<60} {:>5} {:>8.0e} {:>9.1}% {:>9.1}%",
@@ -707,14 +752,28 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             if p.target != "phone" {
-                println!("majority class {:.1}% of all utterances", 100.0 * {
-                    let mut counts = std::collections::HashMap::new();
-                    for l in set.label(&p.target)? { *counts.entry(l).or_insert(0usize) += 1; }
-                    *counts.values().max().unwrap_or(&0) as f64 / set.utterances.len() as f64
-                });
+                println!(
+                    "majority class {:.1}% of all utterances",
+                    100.0 * {
+                        let mut counts = std::collections::HashMap::new();
+                        for l in set.label(&p.target)? {
+                            *counts.entry(l).or_insert(0usize) += 1;
+                        }
+                        *counts.values().max().unwrap_or(&0) as f64 / set.utterances.len() as f64
+                    }
+                );
             }
         }
-        Command::Record { env, checkpoint, policy, steps, seed, options, max_episode_steps, out } => {
+        Command::Record {
+            env,
+            checkpoint,
+            policy,
+            steps,
+            seed,
+            options,
+            max_episode_steps,
+            out,
+        } => {
             if steps == 0 {
                 bail!("--steps must be at least 1");
             }
@@ -723,14 +782,20 @@ fn run(cli: Cli) -> Result<()> {
                     let p = rlcpc::eval::TrainedPolicy::load(path)?;
                     if let Some(e) = &env {
                         if *e != p.config.env.id {
-                            bail!("checkpoint {} was trained on {}, not {e}", path.display(), p.config.env.id);
+                            bail!(
+                                "checkpoint {} was trained on {}, not {e}",
+                                path.display(),
+                                p.config.env.id
+                            );
                         }
                     }
                     let d = rlcpc::eval::Driver::trained(&p, path, seed, true)?;
                     (p.config.env.clone(), d, path.display().to_string())
                 }
                 None => {
-                    let Some(name) = env else { bail!("--env NAME is needed without --checkpoint") };
+                    let Some(name) = env else {
+                        bail!("--env NAME is needed without --checkpoint")
+                    };
                     let mut cfg = env_config(&name, &options)?;
                     cfg.max_episode_steps = max_episode_steps;
                     let e = rlcpc_envs::make(&cfg)?;
@@ -752,12 +817,28 @@ fn run(cli: Cli) -> Result<()> {
                 t0.elapsed().as_secs_f64()
             );
         }
-        Command::Cpc { modality: CpcCommand::Frames { config, data, out, overrides, resume, quiet } } => {
-            use rlcpc::pretrain::{self, frames::{FramesCpc, FramesCpcConfig}};
+        Command::Cpc {
+            modality:
+                CpcCommand::Frames {
+                    config,
+                    data,
+                    out,
+                    overrides,
+                    resume,
+                    quiet,
+                },
+        } => {
+            use rlcpc::pretrain::{
+                self,
+                frames::{FramesCpc, FramesCpcConfig},
+            };
             let cfg = if resume {
                 let saved = out.join("config.toml");
                 if !saved.exists() {
-                    bail!("--resume: {} has no config.toml; is it a run directory?", out.display());
+                    bail!(
+                        "--resume: {} has no config.toml; is it a run directory?",
+                        out.display()
+                    );
                 }
                 FramesCpcConfig::load(Some(&saved), &overrides)?
             } else {
@@ -765,7 +846,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             refuse_existing_run(&out, resume)?;
             let traj = rlcpc::data::trajectories::Trajectories::load(&data)?;
-            eprintln!("{} steps, {} episodes of {} (observation {:?})", traj.len(), traj.episodes(), traj.env.id, traj.obs_shape);
+            eprintln!(
+                "{} steps, {} episodes of {} (observation {:?})",
+                traj.len(),
+                traj.episodes(),
+                traj.env.id,
+                traj.obs_shape
+            );
             let mut obj = FramesCpc::new(&cfg, traj)?;
             let opts = pretrain::FitOptions {
                 out: out.clone(),
@@ -775,7 +862,12 @@ fn run(cli: Cli) -> Result<()> {
                 stop: stop_on_ctrl_c()?,
             };
             let s = pretrain::fit(&mut obj, &cfg.train, &opts)?;
-            let get = |k: &str| s.last.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1);
+            let get = |k: &str| {
+                s.last
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(f64::NAN, |x| x.1)
+            };
             println!(
                 "{} after {} steps in {:.1} s ({:.1} sequences/s); last: loss {:.4}, accuracy {:.3}",
                 if s.interrupted { "interrupted" } else { "done" },
@@ -936,7 +1028,10 @@ fn run(cli: Cli) -> Result<()> {
             let mlp = Config::load(None, &[])?;
             let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
             let audio = |name: &str| -> Result<()> {
-                let cfg = rlcpc::pretrain::audio::AudioCpcConfig::load(Some(std::path::Path::new(name)), &[])?;
+                let cfg = rlcpc::pretrain::audio::AudioCpcConfig::load(
+                    Some(std::path::Path::new(name)),
+                    &[],
+                )?;
                 set_learner_threads(0);
                 let runs: Vec<f64> = (0..repeats)
                     .map(|_| bench::audio_windows_per_sec(&cfg, audio_steps))
@@ -945,7 +1040,9 @@ fn run(cli: Cli) -> Result<()> {
                     "{:<40} {:>14.1}   {:?}",
                     format!("cpc audio {name} (windows/s)"),
                     bench::median(&runs),
-                    runs.iter().map(|x| (x * 10.0).round() / 10.0).collect::<Vec<_>>()
+                    runs.iter()
+                        .map(|x| (x * 10.0).round() / 10.0)
+                        .collect::<Vec<_>>()
                 );
                 println!(
                     "{:<40} window {} samples, batch {}, {} channels, GRU {}, K = {}, {} threads",

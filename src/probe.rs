@@ -23,7 +23,11 @@ impl Features {
         if n == 0 || d == 0 || rows.iter().any(|r| r.len() != d) {
             bail!("features must be {n} non-empty rows of equal length");
         }
-        Ok(Features { n, d, x: rows.concat() })
+        Ok(Features {
+            n,
+            d,
+            x: rows.concat(),
+        })
     }
 
     pub fn row(&self, i: usize) -> &[f32] {
@@ -35,7 +39,11 @@ impl Features {
         for &i in idx {
             x.extend_from_slice(self.row(i));
         }
-        Features { n: idx.len(), d: self.d, x }
+        Features {
+            n: idx.len(),
+            d: self.d,
+            x,
+        }
     }
 
     /// Per-column mean and standard deviation (1 where a column is constant).
@@ -57,7 +65,11 @@ impl Features {
             .iter()
             .map(|v| {
                 let s = (v / self.n as f64).sqrt();
-                if s > 1e-8 { s as f32 } else { 1.0 }
+                if s > 1e-8 {
+                    s as f32
+                } else {
+                    1.0
+                }
             })
             .collect();
         (mean.iter().map(|&m| m as f32).collect(), std)
@@ -70,7 +82,11 @@ impl Features {
                 *v = (*v - m) / s;
             }
         }
-        Features { n: self.n, d: self.d, x }
+        Features {
+            n: self.n,
+            d: self.d,
+            x,
+        }
     }
 }
 
@@ -132,7 +148,12 @@ impl Logistic {
 
     /// Fits by full-batch Adam (a convex problem: it converges to the unique optimum).
     pub fn fit(f: &Features, y: &[usize], k: usize, lambda: f32, iters: usize) -> Logistic {
-        let mut m = Logistic { k, d: f.d, w: vec![0.0; k * f.d], b: vec![0.0; k] };
+        let mut m = Logistic {
+            k,
+            d: f.d,
+            w: vec![0.0; k * f.d],
+            b: vec![0.0; k],
+        };
         let n_params = m.w.len() + k;
         let (mut m1, mut m2) = (vec![0f32; n_params], vec![0f32; n_params]);
         let (lr, b1, b2, eps) = (0.05f32, 0.9f32, 0.999f32, 1e-8f32);
@@ -154,7 +175,13 @@ impl Logistic {
 pub fn argmax(z: &[f32]) -> usize {
     z.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
         .0
 }
 
@@ -186,13 +213,22 @@ pub fn classify(
     iters: usize,
 ) -> ProbeScore {
     let (mean, std) = train.moments();
-    let (tr, te) = (train.standardized(&mean, &std), test.standardized(&mean, &std));
+    let (tr, te) = (
+        train.standardized(&mean, &std),
+        test.standardized(&mean, &std),
+    );
     let mut idx: Vec<usize> = (0..tr.n).collect();
     idx.shuffle(&mut SeededRng::seed_from_u64(seed ^ 0x9B0B_E000));
     let n_val = (tr.n / 5).max(1);
     let (val_idx, fit_idx) = idx.split_at(n_val);
-    let (fx, fy) = (tr.select(fit_idx), fit_idx.iter().map(|&i| y_train[i]).collect::<Vec<_>>());
-    let (vx, vy) = (tr.select(val_idx), val_idx.iter().map(|&i| y_train[i]).collect::<Vec<_>>());
+    let (fx, fy) = (
+        tr.select(fit_idx),
+        fit_idx.iter().map(|&i| y_train[i]).collect::<Vec<_>>(),
+    );
+    let (vx, vy) = (
+        tr.select(val_idx),
+        val_idx.iter().map(|&i| y_train[i]).collect::<Vec<_>>(),
+    );
     // Each λ is an independent fit: spread them over the cores.
     let vals: Vec<f64> = std::thread::scope(|s| {
         let hs: Vec<_> = LAMBDAS
@@ -202,10 +238,15 @@ pub fn classify(
                 s.spawn(move || accuracy(&Logistic::fit(fx, fy, k, l, iters).predict(vx), vy))
             })
             .collect();
-        hs.into_iter().map(|h| h.join().expect("probe thread")).collect()
+        hs.into_iter()
+            .map(|h| h.join().expect("probe thread"))
+            .collect()
     });
     // Best validation accuracy; ties go to the stronger regulariser.
-    let best = (0..LAMBDAS.len()).rev().max_by(|&a, &b| vals[a].total_cmp(&vals[b])).expect("λ grid");
+    let best = (0..LAMBDAS.len())
+        .rev()
+        .max_by(|&a, &b| vals[a].total_cmp(&vals[b]))
+        .expect("λ grid");
     let m = Logistic::fit(&tr, y_train, k, LAMBDAS[best], iters);
     ProbeScore {
         lambda: LAMBDAS[best],
@@ -230,10 +271,12 @@ impl Ridge {
         let (mean, std) = x.moments();
         let xs = x.standardized(&mean, &std);
         let (n, d, m) = (xs.n, xs.d, y[0].len());
-        let ymean: Vec<f64> = (0..m).map(|j| y.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
+        let ymean: Vec<f64> = (0..m)
+            .map(|j| y.iter().map(|r| r[j]).sum::<f64>() / n as f64)
+            .collect();
         let mut a = vec![0f64; d * d];
         let mut rhs = vec![0f64; d * m];
-        for i in 0..n {
+        for (i, yi) in y.iter().enumerate().take(n) {
             let r = xs.row(i);
             for p in 0..d {
                 let xp = r[p] as f64;
@@ -241,7 +284,7 @@ impl Ridge {
                     a[p * d + q] += xp * r[q] as f64;
                 }
                 for j in 0..m {
-                    rhs[p * m + j] += xp * (y[i][j] - ymean[j]);
+                    rhs[p * m + j] += xp * (yi[j] - ymean[j]);
                 }
             }
         }
@@ -255,7 +298,8 @@ impl Ridge {
         let mut l = vec![0f64; d * d];
         for p in 0..d {
             for q in 0..=p {
-                let s: f64 = a[p * d + q] - (0..q).map(|r| l[p * d + r] * l[q * d + r]).sum::<f64>();
+                let s: f64 =
+                    a[p * d + q] - (0..q).map(|r| l[p * d + r] * l[q * d + r]).sum::<f64>();
                 if p == q {
                     if s <= 0.0 {
                         bail!("ridge system is not positive definite (λ = {lambda})");
@@ -270,7 +314,8 @@ impl Ridge {
         for j in 0..m {
             let mut z = vec![0f64; d];
             for p in 0..d {
-                z[p] = (rhs[p * m + j] - (0..p).map(|r| l[p * d + r] * z[r]).sum::<f64>()) / l[p * d + p];
+                z[p] = (rhs[p * m + j] - (0..p).map(|r| l[p * d + r] * z[r]).sum::<f64>())
+                    / l[p * d + p];
             }
             for p in (0..d).rev() {
                 let s: f64 = (p + 1..d).map(|r| l[r * d + p] * w[r * m + j]).sum();
@@ -289,7 +334,10 @@ impl Ridge {
                 (0..self.m)
                     .map(|j| {
                         self.w[xs.d * self.m + j]
-                            + r.iter().enumerate().map(|(p, &v)| v as f64 * self.w[p * self.m + j]).sum::<f64>()
+                            + r.iter()
+                                .enumerate()
+                                .map(|(p, &v)| v as f64 * self.w[p * self.m + j])
+                                .sum::<f64>()
                     })
                     .collect()
             })
@@ -305,7 +353,11 @@ pub fn r2(pred: &[Vec<f64>], y: &[Vec<f64>]) -> Vec<f64> {
             let mean = y.iter().map(|r| r[j]).sum::<f64>() / y.len() as f64;
             let tot: f64 = y.iter().map(|r| (r[j] - mean).powi(2)).sum();
             let res: f64 = pred.iter().zip(y).map(|(p, r)| (p[j] - r[j]).powi(2)).sum();
-            if tot > 0.0 { 1.0 - res / tot } else { f64::NAN }
+            if tot > 0.0 {
+                1.0 - res / tot
+            } else {
+                f64::NAN
+            }
         })
         .collect()
 }

@@ -459,7 +459,8 @@ fn tiny_corpus(dir: &Path) {
                         x += gain * (2.0 * std::f32::consts::PI * f * t).sin();
                     }
                     x = 0.3 * x + 0.02 * rng.random_range(-1.0f32..1.0);
-                    w.write_sample((x.clamp(-1.0, 1.0) * 30000.0) as i16).unwrap();
+                    w.write_sample((x.clamp(-1.0, 1.0) * 30000.0) as i16)
+                        .unwrap();
                 }
                 w.finalize().unwrap();
             }
@@ -492,7 +493,15 @@ fn cpc_audio_trains_resumes_exactly_and_probe_prints_baselines() {
     tiny_corpus(&data);
     let d = data.to_str().unwrap();
     let run = |out: &Path, steps: &str, resume: bool| {
-        let mut a = vec!["cpc", "audio", "--quiet", "--data", d, "--out", out.to_str().unwrap()];
+        let mut a = vec![
+            "cpc",
+            "audio",
+            "--quiet",
+            "--data",
+            d,
+            "--out",
+            out.to_str().unwrap(),
+        ];
         if resume {
             a.push("--resume");
         }
@@ -503,49 +512,153 @@ fn cpc_audio_trains_resumes_exactly_and_probe_prints_baselines() {
     // 6 steps at once, and 3 + 3 with a resume in between: the same encoder bit for bit.
     let full = dir.path().join("full");
     let t = run(&full, "train.steps=6", false);
-    assert!(t.contains("layout Fsdd") && t.contains("done after 6 steps"), "{t}");
+    assert!(
+        t.contains("layout Fsdd") && t.contains("done after 6 steps"),
+        "{t}"
+    );
     let half = dir.path().join("half");
     run(&half, "train.steps=3", false);
-    let again = fails(&["cpc", "audio", "--quiet", "--data", d, "--out", half.to_str().unwrap()]);
+    let again = fails(&[
+        "cpc",
+        "audio",
+        "--quiet",
+        "--data",
+        d,
+        "--out",
+        half.to_str().unwrap(),
+    ]);
     assert!(again.contains("--resume"), "{again}");
     run(&half, "train.steps=6", true);
     // Same tensors bit for bit (the header's metadata order may differ).
-    let load = |p: &Path| candle_core::safetensors::load(p.join("encoder.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let load = |p: &Path| {
+        candle_core::safetensors::load(p.join("encoder.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+    };
     let (a, b) = (load(&full), load(&half));
     assert_eq!(a.len(), b.len());
     for (k, t) in &a {
-        let (x, y) = (t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b[k].flatten_all().unwrap().to_vec1::<f32>().unwrap());
-        assert!(x == y, "resumed run differs from the uninterrupted one in {k}");
+        let (x, y) = (
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b[k].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert!(
+            x == y,
+            "resumed run differs from the uninterrupted one in {k}"
+        );
     }
     let metrics = std::fs::read_to_string(full.join("metrics.jsonl")).unwrap();
-    for key in ["train/loss", "train/acc_k1", "train/acc_k4", "train/z_norm_std", "perf/samples_per_sec"] {
+    for key in [
+        "train/loss",
+        "train/acc_k1",
+        "train/acc_k4",
+        "train/z_norm_std",
+        "perf/samples_per_sec",
+    ] {
         assert!(metrics.contains(key), "metrics.jsonl lacks {key}");
     }
     // The probe: CPC, random-init and MFCC rows; MFCCs tell these speakers apart.
     let enc = full.join("encoder.safetensors");
-    let p = ok(&["probe", "--encoder", enc.to_str().unwrap(), "--data", d, "--target", "speaker", "--iters", "100"]);
-    assert!(p.contains("2 classes") && p.contains("38 train / 10 test"), "{p}");
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--data",
+        d,
+        "--target",
+        "speaker",
+        "--iters",
+        "100",
+    ]);
+    assert!(
+        p.contains("2 classes") && p.contains("38 train / 10 test"),
+        "{p}"
+    );
     let mfcc = p.lines().find(|l| l.starts_with("MFCC")).expect("MFCC row");
     assert!(mfcc.trim_end().ends_with("100.0%"), "{p}");
     assert!(p.contains("random-init encoder"), "{p}");
-    let p = ok(&["probe", "--encoder", enc.to_str().unwrap(), "--data", d, "--target", "digit", "--no-baselines", "--split", "speaker", "--test-fraction", "0.5"]);
-    assert!(p.contains("3 classes") && p.contains("split by speaker"), "{p}");
-    let e = fails(&["probe", "--encoder", enc.to_str().unwrap(), "--data", d, "--target", "word"]);
-    assert!(e.contains("no label 'word'") && e.contains("digit, speaker"), "{e}");
-    let e = fails(&["probe", "--encoder", enc.to_str().unwrap(), "--data", d, "--target", "phone"]);
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--data",
+        d,
+        "--target",
+        "digit",
+        "--no-baselines",
+        "--split",
+        "speaker",
+        "--test-fraction",
+        "0.5",
+    ]);
+    assert!(
+        p.contains("3 classes") && p.contains("split by speaker"),
+        "{p}"
+    );
+    let e = fails(&[
+        "probe",
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--data",
+        d,
+        "--target",
+        "word",
+    ]);
+    assert!(
+        e.contains("no label 'word'") && e.contains("digit, speaker"),
+        "{e}"
+    );
+    let e = fails(&[
+        "probe",
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--data",
+        d,
+        "--target",
+        "phone",
+    ]);
     assert!(e.contains("needs alignments") && e.contains(".phn"), "{e}");
     // Frame-level: TIMIT-style alignments (samples at the file's 8 kHz) beside each file.
     for entry in std::fs::read_dir(&data).unwrap() {
         let p = entry.unwrap().path();
-        std::fs::write(p.with_extension("phn"), "0 1600 sil\n1600 3200 aa\n3200 4000 sil\n").unwrap();
+        std::fs::write(
+            p.with_extension("phn"),
+            "0 1600 sil\n1600 3200 aa\n3200 4000 sil\n",
+        )
+        .unwrap();
     }
-    let p = ok(&["probe", "--encoder", enc.to_str().unwrap(), "--data", d, "--target", "phone", "--iters", "50"]);
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--data",
+        d,
+        "--target",
+        "phone",
+        "--iters",
+        "50",
+    ]);
     // 0.5 s clips → 50 frames of 10 ms, all inside the alignment: 38 × 50 train frames.
-    assert!(p.contains("2 classes") && p.contains("1900 train / 500 test frames"), "{p}");
-    assert!(p.contains("per frame") && p.contains("MFCC (13, the frame's)"), "{p}");
+    assert!(
+        p.contains("2 classes") && p.contains("1900 train / 500 test frames"),
+        "{p}"
+    );
+    assert!(
+        p.contains("per frame") && p.contains("MFCC (13, the frame's)"),
+        "{p}"
+    );
     // An audio encoder cannot initialise an agent; the message says what differs.
-    let e = fails(&["train", "--quiet", "--out", dir.path().join("agent").to_str().unwrap(), "--set", &format!("model.init_encoder=\"{}\"", enc.display())]);
-    assert!(e.contains("audio conv1d") && e.contains("mlp (input 4"), "{e}");
+    let e = fails(&[
+        "train",
+        "--quiet",
+        "--out",
+        dir.path().join("agent").to_str().unwrap(),
+        "--set",
+        &format!("model.init_encoder=\"{}\"", enc.display()),
+    ]);
+    assert!(
+        e.contains("audio conv1d") && e.contains("mlp (input 4"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -556,7 +669,15 @@ fn cpc_audio_reports_bad_files_and_bad_settings() {
     tiny_corpus(&data);
     std::fs::write(data.join("9_low_99.wav"), b"not audio").unwrap();
     let d = data.to_str().unwrap();
-    let mut a = vec!["cpc", "audio", "--quiet", "--data", d, "--set", "train.steps=1"];
+    let mut a = vec![
+        "cpc",
+        "audio",
+        "--quiet",
+        "--data",
+        d,
+        "--set",
+        "train.steps=1",
+    ];
     a.extend_from_slice(&TINY_AUDIO);
     let out = dir.path().join("r1");
     let mut skip = a.clone();
@@ -570,13 +691,49 @@ fn cpc_audio_reports_bad_files_and_bad_settings() {
     assert!(e.contains("9_low_99.wav") && e.contains("--strict"), "{e}");
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let e = fails(&["cpc", "audio", "--data", empty.to_str().unwrap(), "--out", dir.path().join("r3").to_str().unwrap()]);
+    let e = fails(&[
+        "cpc",
+        "audio",
+        "--data",
+        empty.to_str().unwrap(),
+        "--out",
+        dir.path().join("r3").to_str().unwrap(),
+    ]);
     assert!(e.contains("no audio files"), "{e}");
-    let e = fails(&["cpc", "audio", "--data", d, "--out", dir.path().join("r4").to_str().unwrap(), "--set", "model.kernels=[10,6,4,4,4]"]);
+    let e = fails(&[
+        "cpc",
+        "audio",
+        "--data",
+        d,
+        "--out",
+        dir.path().join("r4").to_str().unwrap(),
+        "--set",
+        "model.kernels=[10,6,4,4,4]",
+    ]);
     assert!(e.contains("multiple of its stride"), "{e}");
-    let e = fails(&["cpc", "audio", "--data", d, "--out", dir.path().join("r5").to_str().unwrap(), "--set", "data.window=1600", "--set", "cpc.horizon=12"]);
+    let e = fails(&[
+        "cpc",
+        "audio",
+        "--data",
+        d,
+        "--out",
+        dir.path().join("r5").to_str().unwrap(),
+        "--set",
+        "data.window=1600",
+        "--set",
+        "cpc.horizon=12",
+    ]);
     assert!(e.contains("cpc.horizon"), "{e}");
-    let e = fails(&["cpc", "audio", "--data", d, "--out", dir.path().join("r6").to_str().unwrap(), "--set", "data.window=99999"]);
+    let e = fails(&[
+        "cpc",
+        "audio",
+        "--data",
+        d,
+        "--out",
+        dir.path().join("r6").to_str().unwrap(),
+        "--set",
+        "data.window=99999",
+    ]);
     assert!(e.contains("lower data.window"), "{e}");
 }
 
@@ -585,14 +742,44 @@ fn record_then_belief_probe_and_cpc_frames_feed_an_agent() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("rec");
     let r = rec.to_str().unwrap();
-    let t = ok(&["record", "--env", "MaskedCartPole-v1", "--policy", "random", "--steps", "3000", "--out", r]);
+    let t = ok(&[
+        "record",
+        "--env",
+        "MaskedCartPole-v1",
+        "--policy",
+        "random",
+        "--steps",
+        "3000",
+        "--out",
+        r,
+    ]);
     assert!(t.contains("state [x, x_dot, theta, theta_dot]"), "{t}");
     // An agent's checkpoint: its core's features against the true state.
     let agent = dir.path().join("agent");
-    ok(&["train", "--quiet", "--config", "cartpole-masked", "--out", agent.to_str().unwrap(), "--set", "run.total_steps=4096"]);
+    ok(&[
+        "train",
+        "--quiet",
+        "--config",
+        "cartpole-masked",
+        "--out",
+        agent.to_str().unwrap(),
+        "--set",
+        "run.total_steps=4096",
+    ]);
     let ck = agent.join("checkpoint.safetensors");
-    let p = ok(&["probe", "--encoder", ck.to_str().unwrap(), "--data", r, "--target", "state"]);
-    assert!(p.contains("agent core c_t") && p.contains("raw observation"), "{p}");
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        ck.to_str().unwrap(),
+        "--data",
+        r,
+        "--target",
+        "state",
+    ]);
+    assert!(
+        p.contains("agent core c_t") && p.contains("raw observation"),
+        "{p}"
+    );
     // The raw masked observation holds x and theta exactly (R² ≈ 1), not the velocities.
     let raw: Vec<f64> = p
         .lines()
@@ -605,29 +792,120 @@ fn record_then_belief_probe_and_cpc_frames_feed_an_agent() {
         .collect(); // mean, theta_dot, theta, x_dot, x
     assert!(raw[2] > 0.99 && raw[4] > 0.99, "{p}");
     assert!(raw[1] < 0.9 && raw[3] < 0.9, "velocities are hidden: {p}");
-    let p = ok(&["probe", "--encoder", ck.to_str().unwrap(), "--data", r, "--target", "theta_dot", "--no-baselines"]);
-    assert!(p.contains("theta_dot") && !p.contains("raw observation"), "{p}");
-    let e = fails(&["probe", "--encoder", ck.to_str().unwrap(), "--data", r, "--target", "speed"]);
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        ck.to_str().unwrap(),
+        "--data",
+        r,
+        "--target",
+        "theta_dot",
+        "--no-baselines",
+    ]);
+    assert!(
+        p.contains("theta_dot") && !p.contains("raw observation"),
+        "{p}"
+    );
+    let e = fails(&[
+        "probe",
+        "--encoder",
+        ck.to_str().unwrap(),
+        "--data",
+        r,
+        "--target",
+        "speed",
+    ]);
     assert!(e.contains("x, x_dot, theta, theta_dot"), "{e}");
     // CPC on the recorded frames with the preset's encoder, then into an agent.
     let frames = dir.path().join("frames");
-    let set = ["--set", "model.mlp_hidden=[64,64]", "--set", "model.activation=\"tanh\"", "--set", "cpc.unroll=16", "--set", "cpc.horizon=8", "--set", "train.steps=5"];
-    let mut a = vec!["cpc", "frames", "--quiet", "--data", r, "--out", frames.to_str().unwrap()];
+    let set = [
+        "--set",
+        "model.mlp_hidden=[64,64]",
+        "--set",
+        "model.activation=\"tanh\"",
+        "--set",
+        "cpc.unroll=16",
+        "--set",
+        "cpc.horizon=8",
+        "--set",
+        "train.steps=5",
+    ];
+    let mut a = vec![
+        "cpc",
+        "frames",
+        "--quiet",
+        "--data",
+        r,
+        "--out",
+        frames.to_str().unwrap(),
+    ];
     a.extend_from_slice(&set);
     ok(&a);
     let enc = frames.join("encoder.safetensors");
-    let p = ok(&["probe", "--encoder", enc.to_str().unwrap(), "--data", r, "--no-baselines", "--target", "state"]);
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--data",
+        r,
+        "--no-baselines",
+        "--target",
+        "state",
+    ]);
     assert!(p.contains("encoder + context c_t"), "{p}");
     let init = format!("model.init_encoder=\"{}\"", enc.display());
-    let t = ok(&["train", "--quiet", "--config", "cartpole-masked", "--out", dir.path().join("a2").to_str().unwrap(), "--set", "run.total_steps=2048", "--set", &init]);
+    let t = ok(&[
+        "train",
+        "--quiet",
+        "--config",
+        "cartpole-masked",
+        "--out",
+        dir.path().join("a2").to_str().unwrap(),
+        "--set",
+        "run.total_steps=2048",
+        "--set",
+        &init,
+    ]);
     assert!(t.contains("done"), "{t}");
     // The agent starts from exactly those weights: its checkpoint's encoder after 0
     // updates would equal them; with a different width it is refused.
-    let e = fails(&["train", "--quiet", "--config", "cartpole-masked", "--out", dir.path().join("a3").to_str().unwrap(), "--set", "model.mlp_hidden=[32]", "--set", &init]);
-    assert!(e.contains("hidden [64, 64]") && e.contains("hidden [32]"), "{e}");
+    let e = fails(&[
+        "train",
+        "--quiet",
+        "--config",
+        "cartpole-masked",
+        "--out",
+        dir.path().join("a3").to_str().unwrap(),
+        "--set",
+        "model.mlp_hidden=[32]",
+        "--set",
+        &init,
+    ]);
+    assert!(
+        e.contains("hidden [64, 64]") && e.contains("hidden [32]"),
+        "{e}"
+    );
     // A CartPole encoder does not read Lab frames.
     let lab = dir.path().join("lab");
-    ok(&["record", "--env", "lab/watermaze", "--option", "obs=grid", "--option", "view=5", "--steps", "200", "--out", lab.to_str().unwrap()]);
-    let e = fails(&["probe", "--encoder", enc.to_str().unwrap(), "--data", lab.to_str().unwrap()]);
+    ok(&[
+        "record",
+        "--env",
+        "lab/watermaze",
+        "--option",
+        "obs=grid",
+        "--option",
+        "view=5",
+        "--steps",
+        "200",
+        "--out",
+        lab.to_str().unwrap(),
+    ]);
+    let e = fails(&[
+        "probe",
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--data",
+        lab.to_str().unwrap(),
+    ]);
     assert!(e.contains("shape"), "{e}");
 }

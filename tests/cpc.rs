@@ -126,6 +126,7 @@ fn negatives_come_from_their_pool_and_never_the_positive() {
                     Negatives::Sequence => assert_eq!(nb, p.b),
                     Negatives::Batch => assert_eq!(nt, p.t + p.k),
                     Negatives::Both => {}
+                    Negatives::Speaker => unreachable!("tested in tests/pretrain.rs"),
                 }
             }
         }

@@ -21,11 +21,20 @@ use rlcpc_envs::SeededRng;
 
 fn randn(shape: &[usize], seed: u64) -> Vec<f32> {
     let mut rng = SeededRng::seed_from_u64(seed);
-    (0..shape.iter().product::<usize>()).map(|_| rng.random_range(-1.0..1.0)).collect()
+    (0..shape.iter().product::<usize>())
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -51,7 +60,10 @@ fn strided_conv1d_matches_candle_conv1d_in_values_and_gradients() {
             .unwrap();
         let n = theirs.dim(1).unwrap();
         let ours_n = ours.narrow(1, 0, n).unwrap();
-        assert!(max_diff(&ours_n, &theirs) < 1e-5, "values differ for k={k} s={s}");
+        assert!(
+            max_diff(&ours_n, &theirs) < 1e-5,
+            "values differ for k={k} s={s}"
+        );
         // Gradients of L = Σ g ⊙ y against the direct sums over the zero-padded input:
         // dL/dw[o,c,τ] = Σ_{n,j} g[n,j,o] x̃[n, s·j+τ, c], dL/db[o] = Σ g[n,j,o],
         // dL/dx[n,i,c] = Σ_{j,o} g[n,j,o] w[o,c,i+pad−s·j].
@@ -59,12 +71,30 @@ fn strided_conv1d_matches_candle_conv1d_in_values_and_gradients() {
         let g = randn(&[2, out, c_out], 4);
         let gt = Tensor::from_vec(g.clone(), (2, out, c_out), &dev).unwrap();
         let grads = (ours * &gt).unwrap().sum_all().unwrap().backward().unwrap();
-        let xv = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let wv = w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let xv = x
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let wv = w
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let xp = |nn: usize, i: isize, c: usize| {
-            if i < 0 || i >= len as isize { 0.0 } else { xv[(nn * len + i as usize) * c_in + c] as f64 }
+            if i < 0 || i >= len as isize {
+                0.0
+            } else {
+                xv[(nn * len + i as usize) * c_in + c] as f64
+            }
         };
-        let (mut dw, mut db, mut dx) = (vec![0f64; c_out * c_in * k], vec![0f64; c_out], vec![0f64; 2 * len * c_in]);
+        let (mut dw, mut db, mut dx) = (
+            vec![0f64; c_out * c_in * k],
+            vec![0f64; c_out],
+            vec![0f64; 2 * len * c_in],
+        );
         for nn in 0..2 {
             for j in 0..out {
                 for o in 0..c_out {
@@ -75,7 +105,8 @@ fn strided_conv1d_matches_candle_conv1d_in_values_and_gradients() {
                             let i = (s * j + tau) as isize - pad as isize;
                             dw[(o * c_in + c) * k + tau] += gv * xp(nn, i, c);
                             if i >= 0 && (i as usize) < len {
-                                dx[(nn * len + i as usize) * c_in + c] += gv * wv[(o * c_in + c) * k + tau] as f64;
+                                dx[(nn * len + i as usize) * c_in + c] +=
+                                    gv * wv[(o * c_in + c) * k + tau] as f64;
                             }
                         }
                     }
@@ -83,9 +114,23 @@ fn strided_conv1d_matches_candle_conv1d_in_values_and_gradients() {
             }
         }
         for (v, want) in [(&w, dw), (&b, db), (&x, dx)] {
-            let got = grads.get(v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let err = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
-            assert!(err < 1e-4, "gradient of {:?} differs by {err} for k={k} s={s}", v.dims());
+            let got = grads
+                .get(v)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                err < 1e-4,
+                "gradient of {:?} differs by {err} for k={k} s={s}",
+                v.dims()
+            );
         }
     }
 }
@@ -97,12 +142,19 @@ fn the_paper_encoder_gives_one_vector_per_10_ms() {
     assert_eq!(frames(16000, &strides), 100);
     let dev = Device::Cpu;
     let mut init = Init::new(0, &dev);
-    rlcpc::nn::audio::init(8, &[10, 8, 4, 4, 4], &mut init, "encoder").unwrap();
+    rlcpc::nn::audio::init(8, &[10, 8, 4, 4, 4], true, &mut init, "encoder").unwrap();
     let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
-    let enc = rlcpc::nn::audio::AudioEncoder::new(8, &strides, &[10, 8, 4, 4, 4], vb.pp("encoder")).unwrap();
-    let z = enc.forward(&Tensor::zeros((3, 20480), DType::F32, &dev).unwrap()).unwrap();
+    let enc =
+        rlcpc::nn::audio::AudioEncoder::new(8, &strides, &[10, 8, 4, 4, 4], true, vb.pp("encoder"))
+            .unwrap();
+    let z = enc
+        .forward(&Tensor::zeros((3, 20480), DType::F32, &dev).unwrap())
+        .unwrap();
     assert_eq!(z.dims(), &[3, 128, 8]);
-    assert!(rlcpc::nn::audio::check_layers(&[5, 4], &[10, 6]).is_err(), "6 is no multiple of 4");
+    assert!(
+        rlcpc::nn::audio::check_layers(&[5, 4], &[10, 6]).is_err(),
+        "6 is no multiple of 4"
+    );
 }
 
 #[test]
@@ -114,12 +166,24 @@ fn gru_matches_its_equations() {
     let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
     let gru = Gru::new(i, h, vb.pp("gru")).unwrap();
     let x = randn(&[b, t, i], 8);
-    let out = gru.forward(&Tensor::from_vec(x.clone(), (b, t, i), &dev).unwrap()).unwrap();
+    let out = gru
+        .forward(&Tensor::from_vec(x.clone(), (b, t, i), &dev).unwrap())
+        .unwrap();
     let out = out.to_vec3::<f32>().unwrap();
     let get = |n: &str| {
-        init.varmap.data().lock().unwrap()[n].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        init.varmap.data().lock().unwrap()[n]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     };
-    let (wi, wh, bi, bh) = (get("gru.weight_ih"), get("gru.weight_hh"), get("gru.bias_ih"), get("gru.bias_hh"));
+    let (wi, wh, bi, bh) = (
+        get("gru.weight_ih"),
+        get("gru.weight_hh"),
+        get("gru.bias_ih"),
+        get("gru.bias_hh"),
+    );
     let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
     for s in 0..b {
         let mut hs = vec![0f64; h];
@@ -133,12 +197,16 @@ fn gru_matches_its_equations() {
             for j in 0..h {
                 let r = sig(lin(&wi, &bi, &xd, j, i) + lin(&wh, &bh, &hs, j, h));
                 let z = sig(lin(&wi, &bi, &xd, h + j, i) + lin(&wh, &bh, &hs, h + j, h));
-                let n = (lin(&wi, &bi, &xd, 2 * h + j, i) + r * lin(&wh, &bh, &hs, 2 * h + j, h)).tanh();
+                let n = (lin(&wi, &bi, &xd, 2 * h + j, i) + r * lin(&wh, &bh, &hs, 2 * h + j, h))
+                    .tanh();
                 new[j] = (1.0 - z) * n + z * hs[j];
             }
             hs = new;
             for j in 0..h {
-                assert!((out[s][step][j] as f64 - hs[j]).abs() < 1e-5, "b {s} t {step} unit {j}");
+                assert!(
+                    (out[s][step][j] as f64 - hs[j]).abs() < 1e-5,
+                    "b {s} t {step} unit {j}"
+                );
             }
         }
     }
@@ -178,37 +246,74 @@ fn write_wav(path: &Path, spec: hound::WavSpec, samples: &[f32]) {
         match (spec.sample_format, spec.bits_per_sample) {
             (hound::SampleFormat::Float, _) => w.write_sample(x).unwrap(),
             (_, 16) => w.write_sample((x * 32767.0).round() as i16).unwrap(),
-            (_, bits) => w.write_sample((x * ((1 << (bits - 1)) - 1) as f32).round() as i32).unwrap(),
+            (_, bits) => w
+                .write_sample((x * ((1 << (bits - 1)) - 1) as f32).round() as i32)
+                .unwrap(),
         }
     }
     w.finalize().unwrap();
 }
 
 fn tone(freq: f32, rate: u32, n: usize) -> Vec<f32> {
-    (0..n).map(|i| 0.5 * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin()).collect()
+    (0..n)
+        .map(|i| 0.5 * (2.0 * std::f32::consts::PI * freq * i as f32 / rate as f32).sin())
+        .collect()
 }
 
 #[test]
 fn wav_and_flac_of_every_sample_format_decode_to_the_same_signal() {
     let dir = tempfile::tempdir().unwrap();
     let x = tone(440.0, 16000, 1600);
-    let spec = |bits, fmt, ch| hound::WavSpec { channels: ch, sample_rate: 16000, bits_per_sample: bits, sample_format: fmt };
-    write_wav(&dir.path().join("i16.wav"), spec(16, hound::SampleFormat::Int, 1), &x);
-    write_wav(&dir.path().join("i24.wav"), spec(24, hound::SampleFormat::Int, 1), &x);
-    write_wav(&dir.path().join("f32.wav"), spec(32, hound::SampleFormat::Float, 1), &x);
+    let spec = |bits, fmt, ch| hound::WavSpec {
+        channels: ch,
+        sample_rate: 16000,
+        bits_per_sample: bits,
+        sample_format: fmt,
+    };
+    write_wav(
+        &dir.path().join("i16.wav"),
+        spec(16, hound::SampleFormat::Int, 1),
+        &x,
+    );
+    write_wav(
+        &dir.path().join("i24.wav"),
+        spec(24, hound::SampleFormat::Int, 1),
+        &x,
+    );
+    write_wav(
+        &dir.path().join("f32.wav"),
+        spec(32, hound::SampleFormat::Float, 1),
+        &x,
+    );
     // Stereo: left = x, right = 0 → mixed down to x/2.
     let st: Vec<f32> = x.iter().flat_map(|&v| [v, 0.0]).collect();
-    write_wav(&dir.path().join("stereo.wav"), spec(16, hound::SampleFormat::Int, 2), &st);
-    for (name, scale, tol) in [("i16", 1.0, 1e-4), ("i24", 1.0, 1e-6), ("f32", 1.0, 0.0), ("stereo", 0.5, 1e-4)] {
+    write_wav(
+        &dir.path().join("stereo.wav"),
+        spec(16, hound::SampleFormat::Int, 2),
+        &st,
+    );
+    for (name, scale, tol) in [
+        ("i16", 1.0, 1e-4),
+        ("i24", 1.0, 1e-6),
+        ("f32", 1.0, 0.0),
+        ("stereo", 0.5, 1e-4),
+    ] {
         let (y, rate) = decode(&dir.path().join(format!("{name}.wav"))).unwrap();
         assert_eq!((rate, y.len()), (16000, x.len()), "{name}");
-        let err = x.iter().zip(&y).map(|(a, b)| (a * scale - b).abs()).fold(0f32, f32::max);
+        let err = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a * scale - b).abs())
+            .fold(0f32, f32::max);
         assert!(err <= tol, "{name}: error {err}");
     }
     // FLAC from the 16-bit WAV, by sox (as a user's corpus would be converted).
     let flac = dir.path().join("i16.flac");
     let st = std::process::Command::new("sox")
-        .args([dir.path().join("i16.wav").to_str().unwrap(), flac.to_str().unwrap()])
+        .args([
+            dir.path().join("i16.wav").to_str().unwrap(),
+            flac.to_str().unwrap(),
+        ])
         .status()
         .expect("sox is installed (.ci/run installs it)");
     assert!(st.success());
@@ -242,7 +347,10 @@ fn resampling_keeps_a_tone_within_one_sample_and_scales_the_length() {
         assert!(shift.abs() <= 1, "{from} Hz: lag {shift} samples");
         // Off by a fraction of a sample at most: less than the tone moves in half a sample.
         let half_sample = 0.5 * 0.5 * 2.0 * std::f32::consts::PI * freq / 16000.0;
-        assert!(err < half_sample, "{from} Hz: max error {err} at lag {shift}");
+        assert!(
+            err < half_sample,
+            "{from} Hz: max error {err} at lag {shift}"
+        );
         if from == 8000 {
             assert!(err < 5e-3, "integer ratio: max error {err}");
         }
@@ -250,13 +358,23 @@ fn resampling_keeps_a_tone_within_one_sample_and_scales_the_length() {
 }
 
 fn opts(layout: Layout, strict: bool) -> LoadOptions {
-    LoadOptions { layout, strict, sample_rate: 16000, max_files: 0 }
+    LoadOptions {
+        layout,
+        strict,
+        sample_rate: 16000,
+        max_files: 0,
+    }
 }
 
 #[test]
 fn labels_come_from_fsdd_librispeech_manifest_and_folder_layouts() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let d = dir.path();
     // FSDD
     std::fs::create_dir(d.join("fsdd")).unwrap();
@@ -267,8 +385,16 @@ fn labels_come_from_fsdd_librispeech_manifest_and_folder_layouts() {
     assert_eq!(set.layout, Layout::Fsdd);
     assert_eq!(set.label("digit").unwrap(), vec!["3", "7"]);
     assert_eq!(set.label("speaker").unwrap(), vec!["george", "jackson"]);
-    assert_eq!(set.utterances[0].wave.len(), 1600, "8 kHz resampled to 16 kHz");
-    assert!(set.label("phone").unwrap_err().to_string().contains("digit, speaker"));
+    assert_eq!(
+        set.utterances[0].wave.len(),
+        1600,
+        "8 kHz resampled to 16 kHz"
+    );
+    assert!(set
+        .label("phone")
+        .unwrap_err()
+        .to_string()
+        .contains("digit, speaker"));
     // LibriSpeech (WAV here; the layout is the same for .flac)
     let ls = d.join("ls/19/198");
     std::fs::create_dir_all(&ls).unwrap();
@@ -281,12 +407,19 @@ fn labels_come_from_fsdd_librispeech_manifest_and_folder_layouts() {
     std::fs::create_dir_all(m.join("a")).unwrap();
     write_wav(&m.join("a/x.wav"), spec, &tone(200.0, 8000, 800));
     write_wav(&m.join("a/unlisted.wav"), spec, &tone(200.0, 8000, 800));
-    std::fs::write(m.join("manifest.csv"), "path,label,speaker\na/x.wav,yes,s1\n").unwrap();
+    std::fs::write(
+        m.join("manifest.csv"),
+        "path,label,speaker\na/x.wav,yes,s1\n",
+    )
+    .unwrap();
     let set = AudioSet::load(&m, &opts(Layout::Auto, false)).unwrap();
     assert_eq!((set.layout, set.utterances.len()), (Layout::Csv, 1));
     assert_eq!(set.label("label").unwrap(), vec!["yes"]);
     std::fs::write(m.join("manifest.csv"), "file,label\n").unwrap();
-    assert!(AudioSet::load(&m, &opts(Layout::Auto, false)).unwrap_err().to_string().contains("header"));
+    assert!(AudioSet::load(&m, &opts(Layout::Auto, false))
+        .unwrap_err()
+        .to_string()
+        .contains("header"));
     // Folders: the first one is the speaker.
     let set = AudioSet::load(&m, &opts(Layout::Dirs, false)).unwrap();
     assert_eq!(set.label("speaker").unwrap(), vec!["a", "a"]);
@@ -295,19 +428,30 @@ fn labels_come_from_fsdd_librispeech_manifest_and_folder_layouts() {
 #[test]
 fn unreadable_files_are_reported_and_skipped_or_stop_a_strict_run() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     write_wav(&dir.path().join("good.wav"), spec, &tone(200.0, 16000, 800));
     std::fs::write(dir.path().join("bad.wav"), b"RIFF not really").unwrap();
     let set = AudioSet::load(dir.path(), &opts(Layout::Dirs, false)).unwrap();
     assert_eq!(set.utterances.len(), 1);
     assert_eq!(set.skipped.len(), 1);
     assert_eq!(set.skipped[0].0, Path::new("bad.wav"));
-    let e = AudioSet::load(dir.path(), &opts(Layout::Dirs, true)).unwrap_err().to_string();
+    let e = AudioSet::load(dir.path(), &opts(Layout::Dirs, true))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bad.wav") && e.contains("--strict"), "{e}");
     let empty = tempfile::tempdir().unwrap();
-    let e = AudioSet::load(empty.path(), &opts(Layout::Auto, false)).unwrap_err().to_string();
+    let e = AudioSet::load(empty.path(), &opts(Layout::Auto, false))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no audio files"), "{e}");
-    let e = AudioSet::load(&empty.path().join("nope"), &opts(Layout::Auto, false)).unwrap_err().to_string();
+    let e = AudioSet::load(&empty.path().join("nope"), &opts(Layout::Auto, false))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("does not exist"), "{e}");
 }
 
@@ -316,7 +460,11 @@ fn splits_hold_out_utterances_or_whole_speakers() {
     let speakers: Vec<&str> = (0..100).map(|i| ["a", "b", "c", "d", "e"][i % 5]).collect();
     let (tr, te) = split(&speakers, SplitBy::Utterance, 0.2, 3).unwrap();
     assert_eq!((tr.len(), te.len()), (80, 20));
-    assert_eq!(split(&speakers, SplitBy::Utterance, 0.2, 3).unwrap().1, te, "seeded");
+    assert_eq!(
+        split(&speakers, SplitBy::Utterance, 0.2, 3).unwrap().1,
+        te,
+        "seeded"
+    );
     let (tr, te) = split(&speakers, SplitBy::Speaker, 0.4, 3).unwrap();
     let s_tr: BTreeSet<&str> = tr.iter().map(|&i| speakers[i]).collect();
     let s_te: BTreeSet<&str> = te.iter().map(|&i| speakers[i]).collect();
@@ -343,18 +491,33 @@ fn mfcc_gain_moves_only_c0_by_the_dct_of_a_constant() {
         }
     }
     assert_eq!(m.pooled(&x).len(), 26);
-    assert!((rlcpc::data::mfcc::mel_to_hz(rlcpc::data::mfcc::hz_to_mel(1000.0)) - 1000.0).abs() < 1e-9);
-    assert!((rlcpc::data::mfcc::hz_to_mel(1000.0) - 1000.0).abs() < 0.1, "1000 Hz ≈ 1000 mel");
+    assert!(
+        (rlcpc::data::mfcc::mel_to_hz(rlcpc::data::mfcc::hz_to_mel(1000.0)) - 1000.0).abs() < 1e-9
+    );
+    assert!(
+        (rlcpc::data::mfcc::hz_to_mel(1000.0) - 1000.0).abs() < 0.1,
+        "1000 Hz ≈ 1000 mel"
+    );
 }
 
 #[test]
 fn logistic_gradient_matches_finite_differences() {
-    let f = Features { n: 7, d: 3, x: randn(&[7, 3], 11) };
+    let f = Features {
+        n: 7,
+        d: 3,
+        x: randn(&[7, 3], 11),
+    };
     let y = vec![0, 1, 2, 1, 0, 2, 2];
-    let mut m = Logistic { k: 3, d: 3, w: randn(&[9], 12), b: randn(&[3], 13) };
+    let mut m = Logistic {
+        k: 3,
+        d: 3,
+        w: randn(&[9], 12),
+        b: randn(&[3], 13),
+    };
     let lambda = 0.1;
     let (_, gw, gb) = m.loss_grad(&f, &y, lambda);
     let eps = 1e-3;
+    #[allow(clippy::needless_range_loop)]
     for i in 0..9 {
         let w0 = m.w[i];
         m.w[i] = w0 + eps;
@@ -362,8 +525,12 @@ fn logistic_gradient_matches_finite_differences() {
         m.w[i] = w0 - eps;
         let lm = m.loss_grad(&f, &y, lambda).0;
         m.w[i] = w0;
-        assert!(((lp - lm) / (2.0 * eps as f64) - gw[i] as f64).abs() < 1e-3, "dW {i}");
+        assert!(
+            ((lp - lm) / (2.0 * eps as f64) - gw[i] as f64).abs() < 1e-3,
+            "dW {i}"
+        );
     }
+    #[allow(clippy::needless_range_loop)]
     for c in 0..3 {
         let b0 = m.b[c];
         m.b[c] = b0 + eps;
@@ -371,7 +538,10 @@ fn logistic_gradient_matches_finite_differences() {
         m.b[c] = b0 - eps;
         let lm = m.loss_grad(&f, &y, lambda).0;
         m.b[c] = b0;
-        assert!(((lp - lm) / (2.0 * eps as f64) - gb[c] as f64).abs() < 1e-3, "db {c}");
+        assert!(
+            ((lp - lm) / (2.0 * eps as f64) - gb[c] as f64).abs() < 1e-3,
+            "db {c}"
+        );
     }
 }
 
@@ -383,25 +553,50 @@ fn the_linear_probe_separates_separable_classes_and_not_noise() {
     let mut y = Vec::new();
     for i in 0..300 {
         let c = i % 3;
-        rows.push((0..5).map(|j| if j == c { 4.0 } else { 0.0 } + rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>());
+        rows.push(
+            (0..5)
+                .map(|j| if j == c { 4.0 } else { 0.0 } + rng.random_range(-1.0f32..1.0))
+                .collect::<Vec<_>>(),
+        );
         y.push(c);
     }
     let f = Features::from_rows(rows).unwrap();
     let tr: Vec<usize> = (0..240).collect();
     let te: Vec<usize> = (240..300).collect();
-    let s = classify(&f.select(&tr), &y[..240], &f.select(&te), &y[240..], 3, 0, 300);
+    let s = classify(
+        &f.select(&tr),
+        &y[..240],
+        &f.select(&te),
+        &y[240..],
+        3,
+        0,
+        300,
+    );
     assert!(s.test > 0.95, "separable blobs: {}", s.test);
     // Labels independent of the features: chance level.
     let noise: Vec<usize> = (0..300).map(|_| rng.random_range(0..3)).collect();
-    let s = classify(&f.select(&tr), &noise[..240], &f.select(&te), &noise[240..], 3, 0, 300);
+    let s = classify(
+        &f.select(&tr),
+        &noise[..240],
+        &f.select(&te),
+        &noise[240..],
+        3,
+        0,
+        300,
+    );
     assert!(s.test < 0.55, "noise labels: {}", s.test);
 }
 
 #[test]
 fn ridge_solves_its_normal_equations() {
     // y = 2 x0 − x1 + 3 (exactly linear): λ → 0 recovers it, R² = 1.
-    let rows: Vec<Vec<f32>> = (0..50).map(|i| vec![(i as f32 * 0.37).sin(), (i as f32 * 0.11).cos()]).collect();
-    let y: Vec<Vec<f64>> = rows.iter().map(|r| vec![2.0 * r[0] as f64 - r[1] as f64 + 3.0]).collect();
+    let rows: Vec<Vec<f32>> = (0..50)
+        .map(|i| vec![(i as f32 * 0.37).sin(), (i as f32 * 0.11).cos()])
+        .collect();
+    let y: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|r| vec![2.0 * r[0] as f64 - r[1] as f64 + 3.0])
+        .collect();
     let f = Features::from_rows(rows).unwrap();
     let m = Ridge::fit(&f, &y, 1e-9).unwrap();
     let p = m.predict(&f);
@@ -420,8 +615,31 @@ fn timit_alignments_are_read_in_seconds_and_bad_lines_are_named() {
     let p = dir.path().join("a.phn");
     std::fs::write(&p, "0 800 h#\n800 2400 aa\n").unwrap();
     let v = rlcpc::data::audio::read_phn(&p, 8000).unwrap();
-    assert_eq!(v, vec![(0.0, 0.1, "h#".to_string()), (0.1, 0.3, "aa".to_string())]);
+    assert_eq!(
+        v,
+        vec![(0.0, 0.1, "h#".to_string()), (0.1, 0.3, "aa".to_string())]
+    );
     std::fs::write(&p, "0 800\n").unwrap();
     let e = rlcpc::data::audio::read_phn(&p, 8000).unwrap_err();
     assert!(e.contains("line 1") && e.contains("START END PHONE"), "{e}");
+}
+
+#[test]
+fn channel_norm_standardises_each_step_then_scales() {
+    let dev = Device::Cpu;
+    let h = Tensor::from_vec(randn(&[2, 3, 8], 31), (2, 3, 8), &dev).unwrap();
+    let gain = Tensor::from_vec(vec![2f32; 8], 8, &dev).unwrap();
+    let shift = Tensor::from_vec(vec![0.5f32; 8], 8, &dev).unwrap();
+    let y = rlcpc::nn::audio::channel_norm(&h, &gain, &shift)
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
+    let x = h.to_vec3::<f32>().unwrap();
+    for (xs, ys) in x.iter().flatten().zip(y.iter().flatten()) {
+        let m = xs.iter().sum::<f32>() / 8.0;
+        let v = xs.iter().map(|a| (a - m) * (a - m)).sum::<f32>() / 8.0;
+        for (a, b) in xs.iter().zip(ys) {
+            assert!((2.0 * (a - m) / (v + 1e-5).sqrt() + 0.5 - b).abs() < 1e-4);
+        }
+    }
 }

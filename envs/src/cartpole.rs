@@ -107,12 +107,16 @@ impl Env for CartPole {
     }
 
     fn state_names(&self) -> Vec<String> {
-        ["x", "x_dot", "theta", "theta_dot"].map(String::from).to_vec()
+        ["x", "x_dot", "theta", "theta_dot"]
+            .map(String::from)
+            .to_vec()
     }
 
     fn true_state(&self) -> Vec<f32> {
         let s = &self.state;
-        [s.x, s.x_dot, s.theta, s.theta_dot].map(|v| v as f32).to_vec()
+        [s.x, s.x_dot, s.theta, s.theta_dot]
+            .map(|v| v as f32)
+            .to_vec()
     }
 
     fn observation_space(&self) -> Space {
@@ -198,12 +202,16 @@ impl Env for MaskedCartPole {
     }
 
     fn state_names(&self) -> Vec<String> {
-        ["x", "x_dot", "theta", "theta_dot"].map(String::from).to_vec()
+        ["x", "x_dot", "theta", "theta_dot"]
+            .map(String::from)
+            .to_vec()
     }
 
     fn true_state(&self) -> Vec<f32> {
         let s = &self.inner.state;
-        [s.x, s.x_dot, s.theta, s.theta_dot].map(|v| v as f32).to_vec()
+        [s.x, s.x_dot, s.theta, s.theta_dot]
+            .map(|v| v as f32)
+            .to_vec()
     }
 
     fn observation_space(&self) -> Space {

@@ -48,7 +48,13 @@ pub fn read_phn(path: &Path, rate: u32) -> Result<Vec<(f64, f64, String)>, Strin
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let bad = || format!("{} line {}: expected 'START END PHONE', found '{l}'", path.display(), i + 1);
+            let bad = || {
+                format!(
+                    "{} line {}: expected 'START END PHONE', found '{l}'",
+                    path.display(),
+                    i + 1
+                )
+            };
             if f.len() != 3 {
                 return Err(bad());
             }
@@ -57,7 +63,11 @@ pub fn read_phn(path: &Path, rate: u32) -> Result<Vec<(f64, f64, String)>, Strin
             if e < s {
                 return Err(bad());
             }
-            Ok((s as f64 / rate as f64, e as f64 / rate as f64, f[2].to_string()))
+            Ok((
+                s as f64 / rate as f64,
+                e as f64 / rate as f64,
+                f[2].to_string(),
+            ))
         })
         .collect()
 }
@@ -90,7 +100,10 @@ impl AudioSet {
     /// Reads every audio file under `root` (see [`Layout`]).
     pub fn load(root: &Path, opts: &LoadOptions) -> Result<AudioSet> {
         if !root.is_dir() {
-            bail!("data directory '{}' does not exist or is not a directory", root.display());
+            bail!(
+                "data directory '{}' does not exist or is not a directory",
+                root.display()
+            );
         }
         let manifest = root.join(MANIFEST);
         let layout = match opts.layout {
@@ -98,8 +111,7 @@ impl AudioSet {
             other => other,
         };
         // (path, labels or None to derive them from the name)
-        let mut files: Vec<(PathBuf, Option<BTreeMap<String, String>>)> = if layout == Layout::Csv
-        {
+        let mut files: Vec<(PathBuf, Option<BTreeMap<String, String>>)> = if layout == Layout::Csv {
             read_manifest(&manifest)?
                 .into_iter()
                 .map(|(p, l)| (p, Some(l)))
@@ -115,7 +127,11 @@ impl AudioSet {
             bail!(
                 "no audio files (.wav, .flac) under '{}'{}",
                 root.display(),
-                if layout == Layout::Csv { " in its manifest.csv" } else { "" }
+                if layout == Layout::Csv {
+                    " in its manifest.csv"
+                } else {
+                    ""
+                }
             );
         }
         if opts.max_files > 0 {
@@ -139,7 +155,10 @@ impl AudioSet {
             }
             *labels = Some(match layout {
                 Layout::Fsdd => fsdd_labels(p).with_context(|| {
-                    format!("'{}' is not named DIGIT_SPEAKER_INDEX.wav (FSDD layout)", p.display())
+                    format!(
+                        "'{}' is not named DIGIT_SPEAKER_INDEX.wav (FSDD layout)",
+                        p.display()
+                    )
                 })?,
                 Layout::Librispeech => librispeech_labels(p).with_context(|| {
                     format!(
@@ -151,38 +170,42 @@ impl AudioSet {
             });
         }
         // Decode on every core: files are independent.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len());
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(files.len());
         let chunk = files.len().div_ceil(threads);
         type Decoded = Result<(Vec<f32>, Option<Vec<(f64, f64, String)>>), String>;
-        let decoded: Vec<(PathBuf, BTreeMap<String, String>, Decoded)> =
-            std::thread::scope(|s| {
-                let handles: Vec<_> = files
-                    .chunks(chunk)
-                    .map(|part| {
-                        s.spawn(move || {
-                            part.iter()
-                                .map(|(p, l)| {
-                                    let full = root.join(p);
-                                    let wave = decode(&full).and_then(|(x, rate)| {
-                                        if x.is_empty() {
-                                            return Err("no samples".to_string());
-                                        }
-                                        let phn = full.with_extension("phn");
-                                        let phones = if phn.is_file() {
-                                            Some(read_phn(&phn, rate)?)
-                                        } else {
-                                            None
-                                        };
-                                        Ok((resample(&x, rate, opts.sample_rate), phones))
-                                    });
-                                    (p.clone(), l.clone().unwrap_or_default(), wave)
-                                })
-                                .collect::<Vec<_>>()
-                        })
+        let decoded: Vec<(PathBuf, BTreeMap<String, String>, Decoded)> = std::thread::scope(|s| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|(p, l)| {
+                                let full = root.join(p);
+                                let wave = decode(&full).and_then(|(x, rate)| {
+                                    if x.is_empty() {
+                                        return Err("no samples".to_string());
+                                    }
+                                    let phn = full.with_extension("phn");
+                                    let phones = if phn.is_file() {
+                                        Some(read_phn(&phn, rate)?)
+                                    } else {
+                                        None
+                                    };
+                                    Ok((resample(&x, rate, opts.sample_rate), phones))
+                                });
+                                (p.clone(), l.clone().unwrap_or_default(), wave)
+                            })
+                            .collect::<Vec<_>>()
                     })
-                    .collect();
-                handles.into_iter().flat_map(|h| h.join().expect("decoder thread")).collect()
-            });
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("decoder thread"))
+                .collect()
+        });
         let mut set = AudioSet {
             root: root.to_path_buf(),
             layout,
@@ -199,7 +222,10 @@ impl AudioSet {
                     phones,
                 }),
                 Err(e) if opts.strict => {
-                    bail!("cannot read '{}': {e} (--strict stops at unreadable files)", root.join(&path).display())
+                    bail!(
+                        "cannot read '{}': {e} (--strict stops at unreadable files)",
+                        root.join(&path).display()
+                    )
                 }
                 Err(e) => set.skipped.push((path, e)),
             }
@@ -247,8 +273,7 @@ impl AudioSet {
 
     /// Total duration in seconds.
     pub fn seconds(&self) -> f64 {
-        self.utterances.iter().map(|u| u.wave.len()).sum::<usize>() as f64
-            / self.sample_rate as f64
+        self.utterances.iter().map(|u| u.wave.len()).sum::<usize>() as f64 / self.sample_rate as f64
     }
 
     /// Prints skipped files to stderr (at most `max` of them).
@@ -257,14 +282,20 @@ impl AudioSet {
             eprintln!("warning: skipped '{}': {e}", self.root.join(p).display());
         }
         if self.skipped.len() > max {
-            eprintln!("warning: ... and {} more unreadable files", self.skipped.len() - max);
+            eprintln!(
+                "warning: ... and {} more unreadable files",
+                self.skipped.len() - max
+            );
         }
     }
 }
 
 fn is_audio(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("wav" | "flac")
     )
 }
@@ -328,7 +359,10 @@ fn dirs_labels(p: &Path) -> BTreeMap<String, String> {
 fn read_manifest(path: &Path) -> Result<Vec<(PathBuf, BTreeMap<String, String>)>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read manifest '{}'", path.display()))?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     let (_, header) = lines
         .next()
         .with_context(|| format!("manifest '{}' is empty", path.display()))?;
@@ -363,7 +397,10 @@ fn read_manifest(path: &Path) -> Result<Vec<(PathBuf, BTreeMap<String, String>)>
 
 /// Decodes a WAV or FLAC file to mono f32 in [-1, 1] (channels averaged) and its rate.
 pub fn decode(path: &Path) -> Result<(Vec<f32>, u32), String> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
     if ext.as_deref() == Some("flac") {
         let mut r = claxon::FlacReader::open(path).map_err(|e| e.to_string())?;
         let info = r.streaminfo();
@@ -378,9 +415,7 @@ pub fn decode(path: &Path) -> Result<(Vec<f32>, u32), String> {
         let mut r = hound::WavReader::open(path).map_err(|e| e.to_string())?;
         let spec = r.spec();
         let samples = match spec.sample_format {
-            hound::SampleFormat::Float => {
-                r.samples::<f32>().collect::<Result<Vec<_>, _>>()
-            }
+            hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<Vec<_>, _>>(),
             hound::SampleFormat::Int => {
                 let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
                 r.samples::<i32>()
@@ -419,8 +454,8 @@ pub fn resample(x: &[f32], from: u32, to: u32) -> Vec<f32> {
         window: rubato::WindowFunction::BlackmanHarris2,
     };
     const CHUNK: usize = 1024;
-    let mut r = SincFixedIn::<f32>::new(ratio, 1.0, params, CHUNK, 1)
-        .expect("valid resampler parameters");
+    let mut r =
+        SincFixedIn::<f32>::new(ratio, 1.0, params, CHUNK, 1).expect("valid resampler parameters");
     let delay = r.output_delay();
     let mut out = Vec::with_capacity(want + delay + CHUNK);
     for chunk in x.chunks(CHUNK) {

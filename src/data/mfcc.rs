@@ -55,7 +55,8 @@ impl Mfcc {
         let fft = FftPlanner::new().plan_fft_forward(cfg.n_fft);
         let window = (0..cfg.frame)
             .map(|i| {
-                (0.54 - 0.46 * (2.0 * std::f64::consts::PI * i as f64 / (cfg.frame - 1) as f64).cos())
+                (0.54
+                    - 0.46 * (2.0 * std::f64::consts::PI * i as f64 / (cfg.frame - 1) as f64).cos())
                     as f32
             })
             .collect();
@@ -85,7 +86,11 @@ impl Mfcc {
         let n = cfg.n_mels as f64;
         let dct = (0..cfg.n_coeffs)
             .map(|k| {
-                let scale = if k == 0 { (1.0 / n).sqrt() } else { (2.0 / n).sqrt() };
+                let scale = if k == 0 {
+                    (1.0 / n).sqrt()
+                } else {
+                    (2.0 / n).sqrt()
+                };
                 (0..cfg.n_mels)
                     .map(|m| {
                         (scale * (std::f64::consts::PI * k as f64 * (m as f64 + 0.5) / n).cos())
@@ -107,7 +112,11 @@ impl Mfcc {
     /// zero-padded to one.
     pub fn compute(&self, x: &[f32]) -> Vec<Vec<f32>> {
         let c = &self.cfg;
-        let frames = if x.len() <= c.frame { 1 } else { 1 + (x.len() - c.frame) / c.hop };
+        let frames = if x.len() <= c.frame {
+            1
+        } else {
+            1 + (x.len() - c.frame) / c.hop
+        };
         let mut buf = vec![Complex32::new(0.0, 0.0); c.n_fft];
         let mut power = vec![0f32; c.n_fft / 2 + 1];
         let mut out = Vec::with_capacity(frames);
@@ -119,7 +128,11 @@ impl Mfcc {
             let mut prev = seg[0] - mean;
             for (i, &s) in seg.iter().enumerate() {
                 let s = s - mean;
-                let pre = if i == 0 { s - 0.97 * s } else { s - 0.97 * prev };
+                let pre = if i == 0 {
+                    s - 0.97 * s
+                } else {
+                    s - 0.97 * prev
+                };
                 prev = s;
                 buf[i] = Complex32::new(pre * self.window[i], 0.0);
             }
@@ -130,7 +143,14 @@ impl Mfcc {
             let logmel: Vec<f32> = self
                 .filters
                 .iter()
-                .map(|w| w.iter().zip(&power).map(|(a, b)| a * b).sum::<f32>().max(1e-10).ln())
+                .map(|w| {
+                    w.iter()
+                        .zip(&power)
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>()
+                        .max(1e-10)
+                        .ln()
+                })
                 .collect();
             out.push(
                 self.dct

@@ -7,7 +7,6 @@ pub mod audio;
 pub mod mfcc;
 pub mod trajectories;
 
-
 use std::collections::BTreeMap;
 
 use rand::seq::SliceRandom;
@@ -35,7 +34,9 @@ pub fn split(
     seed: u64,
 ) -> Result<(Vec<usize>, Vec<usize>), String> {
     if !(test_fraction > 0.0 && test_fraction < 1.0) {
-        return Err(format!("test fraction must be in (0, 1), got {test_fraction}"));
+        return Err(format!(
+            "test fraction must be in (0, 1), got {test_fraction}"
+        ));
     }
     let n = groups.len();
     let mut rng = SeededRng::seed_from_u64(seed ^ 0x5B11_7000);

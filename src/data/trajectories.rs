@@ -63,19 +63,34 @@ impl Trajectories {
         let mut obs_shape = vec![n];
         obs_shape.extend(&self.obs_shape);
         let tensors = vec![
-            ("obs".to_string(), Tensor::from_slice(&self.obs, obs_shape, &dev)?),
+            (
+                "obs".to_string(),
+                Tensor::from_slice(&self.obs, obs_shape, &dev)?,
+            ),
             (
                 "state".to_string(),
                 Tensor::from_slice(&self.state, (n, self.state_names.len()), &dev)?,
             ),
-            ("action".to_string(), Tensor::from_slice(&self.actions, n, &dev)?),
-            ("reward".to_string(), Tensor::from_slice(&self.rewards, n, &dev)?),
-            ("first".to_string(), Tensor::from_slice(&self.first, n, &dev)?),
+            (
+                "action".to_string(),
+                Tensor::from_slice(&self.actions, n, &dev)?,
+            ),
+            (
+                "reward".to_string(),
+                Tensor::from_slice(&self.rewards, n, &dev)?,
+            ),
+            (
+                "first".to_string(),
+                Tensor::from_slice(&self.first, n, &dev)?,
+            ),
         ];
         let meta = checkpoint::metadata(vec![
             ("rlcpc.env", serde_json::to_string(&self.env)?),
             ("rlcpc.policy", serde_json::to_string(&self.policy)?),
-            ("rlcpc.state_names", serde_json::to_string(&self.state_names)?),
+            (
+                "rlcpc.state_names",
+                serde_json::to_string(&self.state_names)?,
+            ),
         ]);
         checkpoint::write_atomic(&dir.join(FILE), tensors, meta)?;
         Ok(())
@@ -85,7 +100,10 @@ impl Trajectories {
     pub fn load(dir: &Path) -> Result<Trajectories> {
         let path = dir.join(FILE);
         if !path.exists() {
-            bail!("'{}' holds no {FILE}; write one with `rlcpc record`", dir.display());
+            bail!(
+                "'{}' holds no {FILE}; write one with `rlcpc record`",
+                dir.display()
+            );
         }
         let f = Loaded::read(&path)?;
         let state_names: Vec<String> = f.meta("rlcpc.state_names")?;
@@ -110,7 +128,9 @@ impl Trajectories {
         let v1 = |k: &str| -> Result<Vec<f32>> {
             let t = get(k)?;
             if t.dims() != [n] {
-                return Err(f.mismatch(format!("'{k}' has shape {:?}, expected [{n}]", t.dims())).into());
+                return Err(f
+                    .mismatch(format!("'{k}' has shape {:?}, expected [{n}]", t.dims()))
+                    .into());
             }
             Ok(t.to_vec1::<f32>()?)
         };

@@ -39,6 +39,7 @@ pub fn frames(len: usize, strides: &[usize]) -> usize {
 pub fn init(
     channels: usize,
     kernels: &[usize],
+    channel_norm: bool,
     init: &mut Init,
     prefix: &str,
 ) -> candle_core::Result<()> {
@@ -47,14 +48,20 @@ pub fn init(
         let p = format!("{prefix}.conv.{i}");
         init.uniform_fan_in(&format!("{p}.weight"), &[channels, c_in, k], c_in * k)?;
         init.uniform_fan_in(&format!("{p}.bias"), &[channels], c_in * k)?;
+        if channel_norm {
+            init.ones(&format!("{p}.norm.weight"), &[channels])?;
+            init.zeros(&format!("{p}.norm.bias"), &[channels])?;
+        }
         c_in = channels;
     }
     Ok(())
 }
 
-/// The convolutions: `(weight [C_out, C_in, k], bias, stride)`.
+/// The convolutions: `(weight [C_out, C_in, k], bias, stride)`, and each one's channel
+/// norm `(gain, shift)` where enabled.
 pub struct AudioEncoder {
     layers: Vec<(Tensor, Tensor, usize)>,
+    norms: Vec<Option<(Tensor, Tensor)>>,
     pub channels: usize,
 }
 
@@ -63,36 +70,52 @@ impl AudioEncoder {
         channels: usize,
         strides: &[usize],
         kernels: &[usize],
+        channel_norm: bool,
         vb: VarBuilder,
     ) -> candle_core::Result<Self> {
         check_layers(strides, kernels).map_err(candle_core::Error::msg)?;
         let mut c_in = 1;
-        let mut layers = Vec::new();
+        let (mut layers, mut norms) = (Vec::new(), Vec::new());
         for (i, (&s, &k)) in strides.iter().zip(kernels).enumerate() {
             let vb = vb.pp(format!("conv.{i}"));
-            layers.push((vb.get((channels, c_in, k), "weight")?, vb.get(channels, "bias")?, s));
+            layers.push((
+                vb.get((channels, c_in, k), "weight")?,
+                vb.get(channels, "bias")?,
+                s,
+            ));
+            norms.push(if channel_norm {
+                Some((
+                    vb.get(channels, "norm.weight")?,
+                    vb.get(channels, "norm.bias")?,
+                ))
+            } else {
+                None
+            });
             c_in = channels;
         }
-        Ok(AudioEncoder { layers, channels })
+        Ok(AudioEncoder {
+            layers,
+            norms,
+            channels,
+        })
     }
 
     /// Waveforms `[N, L]` → features z `[N, T, C]`, T = ⌈L / ∏ strides⌉ (rounded up per layer).
     pub fn forward(&self, wave: &Tensor) -> candle_core::Result<Tensor> {
         let mut h = wave.unsqueeze(2)?;
-        for (w, b, s) in &self.layers {
-            h = conv1d_strided(&h, w, b, *s)?.relu()?;
+        for ((w, b, s), norm) in self.layers.iter().zip(&self.norms) {
+            h = conv1d_strided(&h, w, b, *s)?;
+            if let Some((g, shift)) = norm {
+                h = channel_norm(&h, g, shift)?;
+            }
+            h = h.relu()?;
         }
         Ok(h)
     }
 }
 
 /// One strided convolution, channels-last `[N, L, C_in]` → `[N, ⌈L/s⌉, C_out]`.
-pub fn conv1d_strided(
-    x: &Tensor,
-    w: &Tensor,
-    b: &Tensor,
-    s: usize,
-) -> candle_core::Result<Tensor> {
+pub fn conv1d_strided(x: &Tensor, w: &Tensor, b: &Tensor, s: usize) -> candle_core::Result<Tensor> {
     let (n, len, c_in) = x.dims3()?;
     let (c_out, _, k) = w.dims3()?;
     let m = k / s;
@@ -123,4 +146,16 @@ pub fn conv1d_strided(
         .matmul(&wc)?
         .broadcast_add(b)?
         .reshape((n, out, c_out))
+}
+
+/// Normalises each time step of `[N, T, C]` over its C channels (zero mean, unit
+/// variance, ε = 1e-5), then scales by `gain` and adds `shift` (both `[C]`).
+pub fn channel_norm(h: &Tensor, gain: &Tensor, shift: &Tensor) -> candle_core::Result<Tensor> {
+    let mean = h.mean_keepdim(D::Minus1)?;
+    let centred = h.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred
+        .broadcast_div(&(var + 1e-5)?.sqrt()?)?
+        .broadcast_mul(gain)?
+        .broadcast_add(shift)
 }

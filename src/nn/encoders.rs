@@ -35,6 +35,10 @@ pub enum EncoderSpec {
         channels: usize,
         strides: Vec<usize>,
         kernels: Vec<usize>,
+        /// Normalise each time step over channels before every ReLU (the "channel norm"
+        /// of Rivière et al. 2020's CPC reimplementation); off in the paper.
+        #[serde(default)]
+        channel_norm: bool,
     },
 }
 
@@ -48,8 +52,9 @@ impl EncoderSpec {
             EncoderSpec::Conv { height, width, channels, fc, .. } => {
                 format!("conv (input {height}x{width}x{channels}, fc {fc})")
             }
-            EncoderSpec::Audio { sample_rate, channels, strides, kernels } => format!(
-                "audio conv1d ({sample_rate} Hz waveform, {channels} channels, strides {strides:?}, kernels {kernels:?})"
+            EncoderSpec::Audio { sample_rate, channels, strides, kernels, channel_norm } => format!(
+                "audio conv1d ({sample_rate} Hz waveform, {channels} channels, strides {strides:?}, kernels {kernels:?}{})",
+                if *channel_norm { ", channel norm" } else { "" }
             ),
         }
     }
@@ -109,8 +114,13 @@ impl EncoderSpec {
                 init.orthogonal(&format!("{prefix}.fc.weight"), &[*fc, 32 * h2 * w2], g)?;
                 init.zeros(&format!("{prefix}.fc.bias"), &[*fc])?;
             }
-            EncoderSpec::Audio { channels, kernels, .. } => {
-                super::audio::init(*channels, kernels, init, prefix)?;
+            EncoderSpec::Audio {
+                channels,
+                kernels,
+                channel_norm,
+                ..
+            } => {
+                super::audio::init(*channels, kernels, *channel_norm, init, prefix)?;
             }
         }
         Ok(())
@@ -202,7 +212,12 @@ impl Encoder {
     pub fn spec_input_shape(&self) -> Vec<usize> {
         match &self.spec {
             EncoderSpec::Mlp { in_dim, .. } => vec![*in_dim],
-            EncoderSpec::Conv { height, width, channels, .. } => vec![*height, *width, *channels],
+            EncoderSpec::Conv {
+                height,
+                width,
+                channels,
+                ..
+            } => vec![*height, *width, *channels],
             EncoderSpec::Audio { .. } => vec![],
         }
     }

@@ -92,4 +92,8 @@ impl Init {
     pub fn zeros(&mut self, name: &str, shape: &[usize]) -> candle_core::Result<()> {
         self.insert(name, shape, vec![0.0; shape.iter().product()])
     }
+
+    pub fn ones(&mut self, name: &str, shape: &[usize]) -> candle_core::Result<()> {
+        self.insert(name, shape, vec![1.0; shape.iter().product()])
+    }
 }

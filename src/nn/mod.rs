@@ -3,9 +3,9 @@
 
 mod actor_policy;
 mod agent_net;
+pub mod audio;
 pub mod conv;
 pub mod encoders;
-pub mod audio;
 pub mod fast;
 pub mod gru;
 pub mod init;

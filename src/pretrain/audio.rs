@@ -68,6 +68,9 @@ pub struct ModelSection {
     pub kernels: Vec<usize>,
     /// GRU width (the paper: 256).
     pub context: usize,
+    /// Normalise every time step over channels before each ReLU (Rivière et al. 2020's
+    /// "channel norm"; not in the paper, whose value is false).
+    pub channel_norm: bool,
 }
 
 impl Default for ModelSection {
@@ -77,6 +80,7 @@ impl Default for ModelSection {
             strides: vec![5, 4, 2, 2, 2],
             kernels: vec![10, 8, 4, 4, 4],
             context: 256,
+            channel_norm: false,
         }
     }
 }
@@ -127,7 +131,10 @@ pub struct AudioCpcConfig {
 /// The built-in configs: `--config NAME` finds them when no file NAME exists.
 pub const PRESETS: [(&str, &str); 2] = [
     ("cpc-audio", include_str!("../../configs/cpc-audio.toml")),
-    ("cpc-audio-fsdd", include_str!("../../configs/cpc-audio-fsdd.toml")),
+    (
+        "cpc-audio-fsdd",
+        include_str!("../../configs/cpc-audio-fsdd.toml"),
+    ),
 ];
 
 /// The default, `configs/cpc-audio.toml`.
@@ -138,12 +145,19 @@ impl AudioCpcConfig {
     /// overrides and validates; errors name the file and the key.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<AudioCpcConfig> {
         let (text, origin) = match path {
-            None => (DEFAULT_CONFIG.to_string(), "configs/cpc-audio.toml (built in)".to_string()),
+            None => (
+                DEFAULT_CONFIG.to_string(),
+                "configs/cpc-audio.toml (built in)".to_string(),
+            ),
             Some(p) => {
                 let name = p.to_string_lossy();
-                let name = name.trim_start_matches("configs/").trim_end_matches(".toml");
+                let name = name
+                    .trim_start_matches("configs/")
+                    .trim_end_matches(".toml");
                 match PRESETS.iter().find(|(n, _)| *n == name) {
-                    Some((n, text)) if !p.exists() => (text.to_string(), format!("configs/{n}.toml (built in)")),
+                    Some((n, text)) if !p.exists() => {
+                        (text.to_string(), format!("configs/{n}.toml (built in)"))
+                    }
                     _ => (
                         std::fs::read_to_string(p)
                             .with_context(|| format!("cannot read config '{}'", p.display()))?,
@@ -160,7 +174,8 @@ impl AudioCpcConfig {
         let cfg: AudioCpcConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        cfg.validate().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok(cfg)
     }
 
@@ -176,7 +191,10 @@ impl AudioCpcConfig {
             return Err("invalid value for 'model.channels'/'model.context': 0".into());
         }
         if self.data.sample_rate < 1000 {
-            return Err(format!("invalid value for 'data.sample_rate': {} Hz", self.data.sample_rate));
+            return Err(format!(
+                "invalid value for 'data.sample_rate': {} Hz",
+                self.data.sample_rate
+            ));
         }
         let t = frames(self.data.window, &self.model.strides);
         if self.cpc.horizon == 0 || self.cpc.horizon >= t {
@@ -188,17 +206,27 @@ impl AudioCpcConfig {
         if self.cpc.num_negatives == 0 {
             return Err("invalid value for 'cpc.num_negatives': 0".into());
         }
-        if self.cpc.windows_per_speaker == 0 || self.train.batch % self.cpc.windows_per_speaker != 0 {
+        if self.cpc.windows_per_speaker == 0
+            || !self
+                .train
+                .batch
+                .is_multiple_of(self.cpc.windows_per_speaker)
+        {
             return Err(format!(
                 "invalid value for 'cpc.windows_per_speaker': {} (must divide train.batch = {})",
                 self.cpc.windows_per_speaker, self.train.batch
             ));
         }
         if matches!(self.cpc.negatives, Negatives::Batch) && self.train.batch < 2 {
-            return Err("invalid value for 'cpc.negatives': \"batch\" needs train.batch ≥ 2".into());
+            return Err(
+                "invalid value for 'cpc.negatives': \"batch\" needs train.batch ≥ 2".into(),
+            );
         }
         if !(self.data.test_fraction > 0.0 && self.data.test_fraction < 1.0) {
-            return Err(format!("invalid value for 'data.test_fraction': {}", self.data.test_fraction));
+            return Err(format!(
+                "invalid value for 'data.test_fraction': {}",
+                self.data.test_fraction
+            ));
         }
         Ok(())
     }
@@ -209,6 +237,7 @@ impl AudioCpcConfig {
             channels: self.model.channels,
             strides: self.model.strides.clone(),
             kernels: self.model.kernels.clone(),
+            channel_norm: self.model.channel_norm,
         }
     }
 
@@ -241,7 +270,14 @@ impl AudioNet {
     }
 
     pub fn new(spec: EncoderSpec, ctx: ContextSpec, vb: VarBuilder) -> Result<Self> {
-        let EncoderSpec::Audio { channels, strides, kernels, .. } = &spec else {
+        let EncoderSpec::Audio {
+            channels,
+            strides,
+            kernels,
+            channel_norm,
+            ..
+        } = &spec
+        else {
             bail!("{} is not an audio encoder", spec.describe());
         };
         let ContextSpec::Gru { in_dim, hidden } = ctx else {
@@ -251,7 +287,13 @@ impl AudioNet {
             bail!("the GRU reads {in_dim} features but the encoder gives {channels}");
         }
         Ok(AudioNet {
-            encoder: AudioEncoder::new(*channels, strides, kernels, vb.pp("encoder"))?,
+            encoder: AudioEncoder::new(
+                *channels,
+                strides,
+                kernels,
+                *channel_norm,
+                vb.pp("encoder"),
+            )?,
             context: Gru::new(in_dim, hidden, vb.pp("context"))?,
             spec,
             context_spec: ctx,
@@ -259,7 +301,12 @@ impl AudioNet {
     }
 
     /// A network with fresh weights from `seed` (the random-init baseline).
-    pub fn random(spec: EncoderSpec, ctx: ContextSpec, seed: u64, device: &Device) -> Result<(Self, VarMap)> {
+    pub fn random(
+        spec: EncoderSpec,
+        ctx: ContextSpec,
+        seed: u64,
+        device: &Device,
+    ) -> Result<(Self, VarMap)> {
         let mut init = Init::new(seed, device);
         AudioNet::init(&spec, &ctx, &mut init)?;
         let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, device);
@@ -315,8 +362,13 @@ impl AudioCpc {
     /// Builds the network and keeps the training split's windows of `set`.
     pub fn new(cfg: &AudioCpcConfig, set: &AudioSet, device: &Device) -> Result<Self> {
         let speakers = set.speakers();
-        let (train_idx, _) = split(&speakers, cfg.data.split, cfg.data.test_fraction, cfg.data.split_seed)
-            .map_err(anyhow::Error::msg)?;
+        let (train_idx, _) = split(
+            &speakers,
+            cfg.data.split,
+            cfg.data.test_fraction,
+            cfg.data.split_seed,
+        )
+        .map_err(anyhow::Error::msg)?;
         let mut names: Vec<&str> = Vec::new();
         let (mut waves, mut speaker_of) = (Vec::new(), Vec::new());
         for &i in &train_idx {
@@ -348,11 +400,22 @@ impl AudioCpc {
         let ctx = cfg.context_spec();
         let mut init = Init::new(cfg.train.seed, device);
         AudioNet::init(&spec, &ctx, &mut init)?;
-        Predictor::init(cfg.cpc.horizon, cfg.model.channels, cfg.model.context, &mut init, "cpc")?;
+        Predictor::init(
+            cfg.cpc.horizon,
+            cfg.model.channels,
+            cfg.model.context,
+            &mut init,
+            "cpc",
+        )?;
         let varmap = init.varmap;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let net = AudioNet::new(spec, ctx, vb.clone())?;
-        let predictor = Predictor::new(cfg.cpc.horizon, cfg.model.channels, cfg.model.context, vb.pp("cpc"))?;
+        let predictor = Predictor::new(
+            cfg.cpc.horizon,
+            cfg.model.channels,
+            cfg.model.context,
+            vb.pp("cpc"),
+        )?;
         let data_meta = serde_json::json!({
             "root": set.root,
             "layout": set.layout,
@@ -401,10 +464,15 @@ impl AudioCpc {
             let first = self.rng.random_range(0..self.waves.len());
             let pool = &self.by_speaker[self.speaker_of[first] as usize];
             for j in 0..per {
-                let f = if j == 0 { first } else { pool[self.rng.random_range(0..pool.len())] };
+                let f = if j == 0 {
+                    first
+                } else {
+                    pool[self.rng.random_range(0..pool.len())]
+                };
                 let w = &self.waves[f];
                 let start = self.rng.random_range(0..=w.len() - len);
                 data.extend_from_slice(&w[start..start + len]);
+
                 groups.push(g as u32);
             }
         }
@@ -442,8 +510,15 @@ impl Objective for AudioCpc {
         let ct = c.transpose(0, 1)?.contiguous()?;
         let first = vec![0f32; t_len * batch];
         self.sampling.groups = groups;
-        let r = cpc_loss(&self.predictor, &zt, &ct, &first, &self.sampling, &mut self.rng)?
-            .expect("the window is longer than the horizon (validated)");
+        let r = cpc_loss(
+            &self.predictor,
+            &zt,
+            &ct,
+            &first,
+            &self.sampling,
+            &mut self.rng,
+        )?
+        .expect("the window is longer than the horizon (validated)");
         let k_max = self.cfg.cpc.horizon;
         let (mut hits, mut counts) = (vec![0usize; k_max + 1], vec![0usize; k_max + 1]);
         for (p, &ok) in r.pairs.iter().zip(&r.correct) {
@@ -455,14 +530,21 @@ impl Objective for AudioCpc {
                 "acc".to_string(),
                 r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64,
             ),
-            ("z_norm_std".to_string(), normalized_std(&z.reshape(((), self.cfg.model.channels))?)?),
+            (
+                "z_norm_std".to_string(),
+                normalized_std(&z.reshape(((), self.cfg.model.channels))?)?,
+            ),
         ];
         for k in 1..=k_max {
             if counts[k] > 0 {
                 metrics.push((format!("acc_k{k}"), hits[k] as f64 / counts[k] as f64));
             }
         }
-        Ok(StepOutput { loss: r.loss, metrics, samples: batch })
+        Ok(StepOutput {
+            loss: r.loss,
+            metrics,
+            samples: batch,
+        })
     }
 
     fn rng_state(&self) -> serde_json::Value {
@@ -476,8 +558,14 @@ impl Objective for AudioCpc {
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
         vec![
-            (ENCODER_SPEC_KEY, serde_json::to_string(&self.net.spec).expect("spec")),
-            (CONTEXT_SPEC_KEY, serde_json::to_string(&self.net.context_spec).expect("spec")),
+            (
+                ENCODER_SPEC_KEY,
+                serde_json::to_string(&self.net.spec).expect("spec"),
+            ),
+            (
+                CONTEXT_SPEC_KEY,
+                serde_json::to_string(&self.net.context_spec).expect("spec"),
+            ),
             ("rlcpc.data", self.data_meta.clone()),
         ]
     }
@@ -510,7 +598,12 @@ pub enum Pool {
 
 /// Utterance-level features: the mean over time of c_t (or z_t), one utterance at a
 /// time (utterances differ in length; no padding enters the average).
-pub fn utterance_features(net: &AudioNet, waves: &[&[f32]], pool: Pool, device: &Device) -> Result<crate::probe::Features> {
+pub fn utterance_features(
+    net: &AudioNet,
+    waves: &[&[f32]],
+    pool: Pool,
+    device: &Device,
+) -> Result<crate::probe::Features> {
     let rows = map_parallel(waves, |w| {
         let f = frame_features(net, w, pool, device)?;
         let n = f.len() as f32;
@@ -527,8 +620,15 @@ pub fn utterance_features(net: &AudioNet, waves: &[&[f32]], pool: Pool, device: 
 
 /// Every frame's features `[T][D]` of one waveform (c_t or z_t); a clip shorter than the
 /// total stride is zero-padded to one frame.
-pub fn frame_features(net: &AudioNet, wave: &[f32], pool: Pool, device: &Device) -> Result<Vec<Vec<f32>>> {
-    let EncoderSpec::Audio { strides, .. } = &net.spec else { bail!("not an audio network") };
+pub fn frame_features(
+    net: &AudioNet,
+    wave: &[f32],
+    pool: Pool,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let EncoderSpec::Audio { strides, .. } = &net.spec else {
+        bail!("not an audio network")
+    };
     let min: usize = strides.iter().product();
     let mut w = wave.to_vec();
     if w.len() < min {
@@ -545,7 +645,10 @@ pub fn frame_features(net: &AudioNet, wave: &[f32], pool: Pool, device: &Device)
 
 /// `f` over `items` on every core, results in order (one utterance is too small a job
 /// to keep candle's own threads busy).
-fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync) -> Result<Vec<R>> {
+fn map_parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = items.len().div_ceil(threads).max(1);
     let f = &f;
@@ -604,10 +707,15 @@ pub fn probe_audio(
     let labels = set.label(&o.target)?;
     let (classes, y) = crate::data::encode_labels(&labels);
     if classes.len() < 2 {
-        bail!("target '{}' has a single class ('{}') in this data", o.target, classes[0]);
+        bail!(
+            "target '{}' has a single class ('{}') in this data",
+            o.target,
+            classes[0]
+        );
     }
     let speakers = set.speakers();
-    let (tr, te) = split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg)?;
+    let (tr, te) =
+        split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg)?;
     let y_tr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
     let y_te: Vec<usize> = te.iter().map(|&i| y[i]).collect();
     let waves: Vec<&[f32]> = set.utterances.iter().map(|u| u.wave.as_slice()).collect();
@@ -617,12 +725,14 @@ pub fn probe_audio(
         utterance_features(net, &waves, o.pool, &dev)?,
     )];
     if o.baselines {
-        let (random, _vm) = AudioNet::random(net.spec.clone(), net.context_spec.clone(), 12345, &dev)?;
+        let (random, _vm) =
+            AudioNet::random(net.spec.clone(), net.context_spec.clone(), 12345, &dev)?;
         sets.push((
             "random-init encoder, same architecture".into(),
             utterance_features(&random, &waves, o.pool, &dev)?,
         ));
-        let mfcc = crate::data::mfcc::Mfcc::new(crate::data::mfcc::MfccConfig::for_rate(set.sample_rate));
+        let mfcc =
+            crate::data::mfcc::Mfcc::new(crate::data::mfcc::MfccConfig::for_rate(set.sample_rate));
         sets.push((
             "MFCC (13, mean+std over frames)".into(),
             crate::probe::Features::from_rows(waves.iter().map(|w| mfcc.pooled(w)).collect())?,
@@ -632,7 +742,15 @@ pub fn probe_audio(
         .into_iter()
         .map(|(name, f)| ProbeRow {
             dim: f.d,
-            score: crate::probe::classify(&f.select(&tr), &y_tr, &f.select(&te), &y_te, classes.len(), o.split_seed, o.iters),
+            score: crate::probe::classify(
+                &f.select(&tr),
+                &y_tr,
+                &f.select(&te),
+                &y_te,
+                classes.len(),
+                o.split_seed,
+                o.iters,
+            ),
             features: name,
         })
         .collect();
@@ -647,9 +765,16 @@ pub fn probe_audio(
 
 /// Frame-level phone probe: each 10 ms frame labelled with the phone at its centre
 /// (from `.phn` alignments); utterances split as for sequence-level probes.
-fn probe_frames(net: &AudioNet, encoder_name: &str, set: &AudioSet, o: &AudioProbeOptions) -> Result<AudioProbe> {
+fn probe_frames(
+    net: &AudioNet,
+    encoder_name: &str,
+    set: &AudioSet,
+    o: &AudioProbeOptions,
+) -> Result<AudioProbe> {
     use rand::seq::SliceRandom;
-    let aligned: Vec<usize> = (0..set.utterances.len()).filter(|&i| set.utterances[i].phones.is_some()).collect();
+    let aligned: Vec<usize> = (0..set.utterances.len())
+        .filter(|&i| set.utterances[i].phones.is_some())
+        .collect();
     if aligned.is_empty() {
         bail!(
             "--target phone needs alignments: none of the {} files under '{}' has a .phn file beside it (\"START END PHONE\" lines in samples, as TIMIT; scripts/synth-flite.sh writes them)",
@@ -657,10 +782,13 @@ fn probe_frames(net: &AudioNet, encoder_name: &str, set: &AudioSet, o: &AudioPro
             set.root.display()
         );
     }
-    let EncoderSpec::Audio { strides, .. } = &net.spec else { bail!("not an audio network") };
+    let EncoderSpec::Audio { strides, .. } = &net.spec else {
+        bail!("not an audio network")
+    };
     let step = strides.iter().product::<usize>() as f64 / set.sample_rate as f64;
     let speakers: Vec<&str> = aligned.iter().map(|&i| set.speakers()[i]).collect();
-    let (tr, te) = split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg)?;
+    let (tr, te) =
+        split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg)?;
     // (utterance, frame, phone) of every labelled frame.
     let frames_of = |idx: &[usize]| -> Vec<(usize, usize, String)> {
         let mut v = Vec::new();
@@ -669,7 +797,13 @@ fn probe_frames(net: &AudioNet, encoder_name: &str, set: &AudioSet, o: &AudioPro
             let n = crate::nn::audio::frames(u.wave.len(), strides);
             for t in 0..n {
                 let centre = (t as f64 + 0.5) * step;
-                if let Some((_, _, p)) = u.phones.as_ref().expect("aligned").iter().find(|(s, e, _)| *s <= centre && centre < *e) {
+                if let Some((_, _, p)) = u
+                    .phones
+                    .as_ref()
+                    .expect("aligned")
+                    .iter()
+                    .find(|(s, e, _)| *s <= centre && centre < *e)
+                {
                     v.push((aligned[k], t, p.clone()));
                 }
             }
@@ -692,7 +826,9 @@ fn probe_frames(net: &AudioNet, encoder_name: &str, set: &AudioSet, o: &AudioPro
         u
     };
     let dev = Device::Cpu;
-    let pick = |per_utt: &[Vec<Vec<f32>>], frames: &[(usize, usize, String)]| -> Result<crate::probe::Features> {
+    let pick = |per_utt: &[Vec<Vec<f32>>],
+                frames: &[(usize, usize, String)]|
+     -> Result<crate::probe::Features> {
         crate::probe::Features::from_rows(
             frames
                 .iter()
@@ -703,25 +839,32 @@ fn probe_frames(net: &AudioNet, encoder_name: &str, set: &AudioSet, o: &AudioPro
                 .collect(),
         )
     };
-    let waves: Vec<&[f32]> = used.iter().map(|&i| set.utterances[i].wave.as_slice()).collect();
+    let waves: Vec<&[f32]> = used
+        .iter()
+        .map(|&i| set.utterances[i].wave.as_slice())
+        .collect();
     let mut sets: Vec<(String, Vec<Vec<Vec<f32>>>)> = vec![(
         format!("cpc ({encoder_name}), per frame"),
         map_parallel(&waves, |w| frame_features(net, w, o.pool, &dev))?,
     )];
     if o.baselines {
-        let (random, _vm) = AudioNet::random(net.spec.clone(), net.context_spec.clone(), 12345, &dev)?;
+        let (random, _vm) =
+            AudioNet::random(net.spec.clone(), net.context_spec.clone(), 12345, &dev)?;
         sets.push((
             "random-init encoder, same architecture".into(),
             map_parallel(&waves, |w| frame_features(&random, w, o.pool, &dev))?,
         ));
-        let mfcc = crate::data::mfcc::Mfcc::new(crate::data::mfcc::MfccConfig::for_rate(set.sample_rate));
+        let mfcc =
+            crate::data::mfcc::Mfcc::new(crate::data::mfcc::MfccConfig::for_rate(set.sample_rate));
         // MFCC frame f is centred on 10 ms·f + 12.5 ms; CPC frame t on 10 ms·t + 5 ms:
         // frame t − 1 is the nearest (clamped at the start).
         sets.push((
             "MFCC (13, the frame's)".into(),
             map_parallel(&waves, |w| {
                 let m = mfcc.compute(w);
-                Ok((0..m.len() + 1).map(|t| m[t.saturating_sub(1).min(m.len() - 1)].clone()).collect())
+                Ok((0..m.len() + 1)
+                    .map(|t| m[t.saturating_sub(1).min(m.len() - 1)].clone())
+                    .collect())
             })?,
         ));
     }
@@ -731,7 +874,15 @@ fn probe_frames(net: &AudioNet, encoder_name: &str, set: &AudioSet, o: &AudioPro
             let (a, b) = (pick(&per_utt, &f_tr)?, pick(&per_utt, &f_te)?);
             Ok(ProbeRow {
                 dim: a.d,
-                score: crate::probe::classify(&a, y_tr, &b, y_te, classes.len(), o.split_seed, o.iters),
+                score: crate::probe::classify(
+                    &a,
+                    y_tr,
+                    &b,
+                    y_te,
+                    classes.len(),
+                    o.split_seed,
+                    o.iters,
+                ),
                 features: name,
             })
         })

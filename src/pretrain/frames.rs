@@ -71,7 +71,12 @@ impl Default for FramesCpcConfig {
                 ..ModelConfig::default()
             },
             cpc: FramesCpcSection::default(),
-            train: TrainSection { batch: 16, lr: 5e-4, steps: 1000, ..TrainSection::default() },
+            train: TrainSection {
+                batch: 16,
+                lr: 5e-4,
+                steps: 1000,
+                ..TrainSection::default()
+            },
         }
     }
 }
@@ -81,19 +86,26 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cpc-frames.toml");
 impl FramesCpcConfig {
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<FramesCpcConfig> {
         let (text, origin) = match path {
-            None => (DEFAULT_CONFIG.to_string(), "configs/cpc-frames.toml (built in)".to_string()),
+            None => (
+                DEFAULT_CONFIG.to_string(),
+                "configs/cpc-frames.toml (built in)".to_string(),
+            ),
             Some(p) => (
-                std::fs::read_to_string(p).with_context(|| format!("cannot read config '{}'", p.display()))?,
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config '{}'", p.display()))?,
                 p.display().to_string(),
             ),
         };
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         for o in overrides {
             crate::config::apply_override(&mut table, o)?;
         }
-        let cfg: FramesCpcConfig =
-            toml::Value::Table(table).try_into().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        cfg.validate().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        let cfg: FramesCpcConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         Ok(cfg)
     }
 
@@ -137,19 +149,34 @@ pub enum Source {
 }
 
 impl FramesNet {
-    fn build(spec: EncoderSpec, context: Option<ContextSpec>, varmap: &VarMap, dev: &Device) -> Result<Self> {
+    fn build(
+        spec: EncoderSpec,
+        context: Option<ContextSpec>,
+        varmap: &VarMap,
+        dev: &Device,
+    ) -> Result<Self> {
         let vb = VarBuilder::from_varmap(varmap, DType::F32, dev);
         let encoder = Encoder::new(spec, vb.pp("encoder"))?;
         let lstm = match &context {
-            Some(ContextSpec::Lstm { in_dim, hidden }) => Some(Lstm::new(*in_dim, *hidden, vb.pp("context"))?),
+            Some(ContextSpec::Lstm { in_dim, hidden }) => {
+                Some(Lstm::new(*in_dim, *hidden, vb.pp("context"))?)
+            }
             Some(other) => bail!("frames use an LSTM context network, the file has {other:?}"),
             None => None,
         };
-        Ok(FramesNet { encoder, lstm, context })
+        Ok(FramesNet {
+            encoder,
+            lstm,
+            context,
+        })
     }
 
     /// Fresh weights from `seed` (the random-init baseline).
-    pub fn random(spec: &EncoderSpec, context: Option<&ContextSpec>, seed: u64) -> Result<(Self, VarMap)> {
+    pub fn random(
+        spec: &EncoderSpec,
+        context: Option<&ContextSpec>,
+        seed: u64,
+    ) -> Result<(Self, VarMap)> {
         let dev = Device::Cpu;
         let mut init = Init::new(seed, &dev);
         spec.init(&mut init, "encoder")?;
@@ -179,11 +206,19 @@ impl FramesNet {
                 } else {
                     None
                 };
-                (f.meta(ENCODER_SPEC_KEY)?, ctx, Source::EncoderFile, "context.")
+                (
+                    f.meta(ENCODER_SPEC_KEY)?,
+                    ctx,
+                    Source::EncoderFile,
+                    "context.",
+                )
             };
         if matches!(spec, EncoderSpec::Audio { .. }) {
             return Err(f
-                .mismatch(format!("its encoder is {}, which does not read environment observations", spec.describe()))
+                .mismatch(format!(
+                    "its encoder is {}, which does not read environment observations",
+                    spec.describe()
+                ))
                 .into());
         }
         let (_, varmap) = FramesNet::random(&spec, context.as_ref(), 0)?;
@@ -231,10 +266,17 @@ impl FramesNet {
             let mut shape = vec![len, 1];
             shape.extend(&traj.obs_shape);
             let obs = Tensor::from_slice(&traj.obs[s * d..(s + len) * d], shape, &dev)?;
-            let z = self.encoder.forward(&obs.flatten_to(1)?)?.reshape((len, 1, ()))?;
+            let z = self
+                .encoder
+                .forward(&obs.flatten_to(1)?)?
+                .reshape((len, 1, ()))?;
             let f = match (&self.lstm, encoder_only) {
                 (Some(l), false) => {
-                    let (c, st) = l.unroll(&z, &traj.first[s..s + len], state.as_ref().expect("lstm state"))?;
+                    let (c, st) = l.unroll(
+                        &z,
+                        &traj.first[s..s + len],
+                        state.as_ref().expect("lstm state"),
+                    )?;
                     state = Some(st.detach());
                     c
                 }
@@ -261,25 +303,47 @@ pub struct FramesCpc {
 impl FramesCpc {
     pub fn new(cfg: &FramesCpcConfig, traj: Trajectories) -> Result<Self> {
         if traj.len() < cfg.cpc.unroll {
-            bail!("the recording has {} steps, fewer than one sequence (cpc.unroll = {})", traj.len(), cfg.cpc.unroll);
+            bail!(
+                "the recording has {} steps, fewer than one sequence (cpc.unroll = {})",
+                traj.len(),
+                cfg.cpc.unroll
+            );
         }
         let env = rlcpc_envs::make(&traj.env)?;
         let net_spec = NetSpec::new(&cfg.model, &env.observation_space(), &env.action_space())
             .map_err(anyhow::Error::msg)?;
         if net_spec.obs_shape != traj.obs_shape {
-            bail!("the recording's observations are {:?}, its environment gives {:?}", traj.obs_shape, net_spec.obs_shape);
+            bail!(
+                "the recording's observations are {:?}, its environment gives {:?}",
+                traj.obs_shape,
+                net_spec.obs_shape
+            );
         }
         let spec = net_spec.encoder.clone();
-        let ctx = ContextSpec::Lstm { in_dim: spec.out_dim(), hidden: cfg.model.lstm_hidden };
+        let ctx = ContextSpec::Lstm {
+            in_dim: spec.out_dim(),
+            hidden: cfg.model.lstm_hidden,
+        };
         let dev = Device::Cpu;
         let mut init = Init::new(cfg.train.seed, &dev);
         spec.init(&mut init, "encoder")?;
         Lstm::init(spec.out_dim(), cfg.model.lstm_hidden, &mut init, "context")?;
-        Predictor::init(cfg.cpc.horizon, spec.out_dim(), cfg.model.lstm_hidden, &mut init, "cpc")?;
+        Predictor::init(
+            cfg.cpc.horizon,
+            spec.out_dim(),
+            cfg.model.lstm_hidden,
+            &mut init,
+            "cpc",
+        )?;
         let varmap = init.varmap;
         let net = FramesNet::build(spec.clone(), Some(ctx), &varmap, &dev)?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        let predictor = Predictor::new(cfg.cpc.horizon, spec.out_dim(), cfg.model.lstm_hidden, vb.pp("cpc"))?;
+        let predictor = Predictor::new(
+            cfg.cpc.horizon,
+            spec.out_dim(),
+            cfg.model.lstm_hidden,
+            vb.pp("cpc"),
+        )?;
         let c = &cfg.cpc;
         Ok(FramesCpc {
             cfg: cfg.clone(),
@@ -327,7 +391,15 @@ impl Objective for FramesCpc {
         shape.extend(&self.traj.obs_shape);
         let obs = Tensor::from_vec(obs, shape, &Device::Cpu)?;
         let (z, c) = self.net.forward(&obs, &first)?;
-        let Some(r) = cpc_loss(&self.predictor, &z, &c, &first, &self.sampling, &mut self.rng)? else {
+        let Some(r) = cpc_loss(
+            &self.predictor,
+            &z,
+            &c,
+            &first,
+            &self.sampling,
+            &mut self.rng,
+        )?
+        else {
             bail!("no CPC pair fits: every sampled sequence is cut by episode ends");
         };
         let acc = r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64;
@@ -337,7 +409,10 @@ impl Objective for FramesCpc {
             metrics: vec![
                 ("acc".into(), acc),
                 ("pairs".into(), r.pairs.len() as f64),
-                ("z_norm_std".into(), super::audio::normalized_std(&z.reshape(((), dz))?)?),
+                (
+                    "z_norm_std".into(),
+                    super::audio::normalized_std(&z.reshape(((), dz))?)?,
+                ),
             ],
             samples: batch,
         })
@@ -354,12 +429,18 @@ impl Objective for FramesCpc {
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
         vec![
-            (ENCODER_SPEC_KEY, serde_json::to_string(&self.spec).expect("spec")),
+            (
+                ENCODER_SPEC_KEY,
+                serde_json::to_string(&self.spec).expect("spec"),
+            ),
             (
                 CONTEXT_SPEC_KEY,
                 serde_json::to_string(self.net.context.as_ref().expect("lstm")).expect("spec"),
             ),
-            ("rlcpc.data", serde_json::json!({ "env": self.traj.env, "steps": self.traj.len() }).to_string()),
+            (
+                "rlcpc.data",
+                serde_json::json!({ "env": self.traj.env, "steps": self.traj.len() }).to_string(),
+            ),
         ]
     }
 }
@@ -388,18 +469,29 @@ pub fn probe_states(
     // The first episode start at or after `want`, so no episode straddles the cut.
     let cut = (want..n).find(|&t| traj.first[t] != 0.0).unwrap_or(want);
     if cut < 10 || n - cut < 10 {
-        bail!("the recording ({n} steps, {} episodes) is too short to split into train and test", traj.episodes());
+        bail!(
+            "the recording ({n} steps, {} episodes) is too short to split into train and test",
+            traj.episodes()
+        );
     }
     let (tr, te): (Vec<usize>, Vec<usize>) = ((0..cut).collect(), (cut..n).collect());
     let y: Vec<Vec<f64>> = (0..n)
-        .map(|t| targets.iter().map(|&j| traj.state_row(t)[j] as f64).collect())
+        .map(|t| {
+            targets
+                .iter()
+                .map(|&j| traj.state_row(t)[j] as f64)
+                .collect()
+        })
         .collect();
     let y_tr: Vec<Vec<f64>> = tr.iter().map(|&i| y[i].clone()).collect();
     let y_te: Vec<Vec<f64>> = te.iter().map(|&i| y[i].clone()).collect();
     let mut sets = vec![(name.to_string(), net.features(traj, false)?)];
     if baselines {
         let (random, _vm) = FramesNet::random(&net.encoder.spec, net.context.as_ref(), 12345)?;
-        sets.push(("random-init network, same architecture".into(), random.features(traj, false)?));
+        sets.push((
+            "random-init network, same architecture".into(),
+            random.features(traj, false)?,
+        ));
         if traj.obs_dim() <= 2048 {
             let rows = (0..n).map(|t| traj.obs_row(t).to_vec()).collect();
             sets.push(("raw observation".into(), Features::from_rows(rows)?));
@@ -408,8 +500,14 @@ pub fn probe_states(
     let rows = sets
         .into_iter()
         .map(|(features, f)| {
-            let (lambda, r2) = crate::probe::regress(&f.select(&tr), &y_tr, &f.select(&te), &y_te, seed)?;
-            Ok(BeliefRow { features, dim: f.d, lambda, r2 })
+            let (lambda, r2) =
+                crate::probe::regress(&f.select(&tr), &y_tr, &f.select(&te), &y_te, seed)?;
+            Ok(BeliefRow {
+                features,
+                dim: f.d,
+                lambda,
+                r2,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((tr.len(), te.len(), rows))

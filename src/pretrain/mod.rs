@@ -59,18 +59,28 @@ impl Default for TrainSection {
 
 impl TrainSection {
     pub fn validate(&self) -> Result<(), String> {
-        let bad = |k: &str, v: String, why: &str| Err(format!("invalid value for 'train.{k}': {v} ({why})"));
+        let bad = |k: &str, v: String, why: &str| {
+            Err(format!("invalid value for 'train.{k}': {v} ({why})"))
+        };
         if self.steps == 0 {
             return bad("steps", "0".into(), "need at least one step");
         }
         if self.batch == 0 {
-            return bad("batch", "0".into(), "need at least one sequence per minibatch");
+            return bad(
+                "batch",
+                "0".into(),
+                "need at least one sequence per minibatch",
+            );
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return bad("lr", self.lr.to_string(), "must be positive");
         }
-        if !(self.max_grad_norm >= 0.0) {
-            return bad("max_grad_norm", self.max_grad_norm.to_string(), "must be ≥ 0");
+        if self.max_grad_norm.is_nan() || self.max_grad_norm < 0.0 {
+            return bad(
+                "max_grad_norm",
+                self.max_grad_norm.to_string(),
+                "must be ≥ 0",
+            );
         }
         if self.log_every == 0 || self.checkpoint_every == 0 {
             return bad("log_every/checkpoint_every", "0".into(), "must be ≥ 1");
@@ -152,11 +162,17 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
     )?;
     let mut counters = Counters::default();
     if opts.resume {
-        let ck = Loaded::read(&ck_path)
-            .with_context(|| format!("--resume: no usable checkpoint in '{}'", opts.out.display()))?;
+        let ck = Loaded::read(&ck_path).with_context(|| {
+            format!("--resume: no usable checkpoint in '{}'", opts.out.display())
+        })?;
         let name: String = ck.meta("rlcpc.trainer")?;
         if name != obj.name() {
-            return Err(ck.mismatch(format!("it was written by trainer '{name}', not '{}'", obj.name())).into());
+            return Err(ck
+                .mismatch(format!(
+                    "it was written by trainer '{name}', not '{}'",
+                    obj.name()
+                ))
+                .into());
         }
         for (k, v) in &vars {
             v.set(&ck.tensor(k, v.dims())?.to_device(v.device())?)?;
@@ -196,8 +212,10 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
     let mut last = Vec::new();
     let mut interrupted = false;
     let save = |counters: &Counters, optim: &Optimizer, obj: &dyn Objective| -> Result<()> {
-        let mut tensors: Vec<(String, Tensor)> =
-            vars.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        let mut tensors: Vec<(String, Tensor)> = vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
         tensors.extend(optim.state_tensors());
         let mut meta = vec![
             ("rlcpc.trainer", serde_json::to_string(obj.name())?),
@@ -251,7 +269,10 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                 .drain(..)
                 .map(|(k, v)| (format!("train/{k}"), v / n_acc as f64))
                 .collect();
-            row.push(("perf/samples_per_sec".into(), window_samples as f64 / secs.max(1e-9)));
+            row.push((
+                "perf/samples_per_sec".into(),
+                window_samples as f64 / secs.max(1e-9),
+            ));
             row.push(("train/step".into(), counters.updates as f64));
             metrics.log(counters.updates, &row)?;
             let get = |k: &str| row.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1);
