@@ -87,7 +87,9 @@ enum Command {
         #[command(subcommand)]
         modality: CpcCommand,
     },
-    /// Linear probes on frozen features. On an audio corpus: multinomial logistic
+    /// Linear probes on frozen features: audio labels, phones, or an environment's true state.
+    ///
+    /// On an audio corpus: multinomial logistic
     /// regression of a label (speaker, digit, ...) from mean-pooled CPC context vectors,
     /// next to a randomly initialised encoder of the same architecture and MFCCs, on the
     /// same train/test split (λ picked on a validation part of the training split). On
@@ -135,12 +137,14 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         max_frames: usize,
     },
-    /// Record observations with the environment's true state (CartPole's full state, the
-    /// T-maze cue, a Lab agent's position and heading and the goal's position) for CPC on
-    /// frames and belief probing. Writes DIR/trajectories.safetensors (obs, state,
-    /// action, reward, first).
+    /// Record observations with the environment's true state, for CPC on frames and probes.
+    ///
+    /// The true state is CartPole's full state, the T-maze cue, or a Lab agent's position
+    /// and heading and the goal's position. Writes DIR/trajectories.safetensors (obs,
+    /// state, action, reward, first).
     Record {
-        /// Registered environment id (ignored names the checkpoint's own environment).
+        /// Registered environment id (with --checkpoint it may be left out; if given it
+        /// must be the checkpoint's).
         #[arg(long)]
         env: Option<String>,
         /// A trained agent plays (its own environment and options are used).

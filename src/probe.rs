@@ -268,62 +268,53 @@ pub struct Ridge {
 
 impl Ridge {
     pub fn fit(x: &Features, y: &[Vec<f64>], lambda: f64) -> Result<Ridge> {
+        Ok(Ridge::fit_many(x, y, &[lambda])?.remove(0))
+    }
+
+    /// One fit per λ, sharing the Gram matrix (the expensive part: n·d²/2).
+    pub fn fit_many(x: &Features, y: &[Vec<f64>], lambdas: &[f64]) -> Result<Vec<Ridge>> {
         let (mean, std) = x.moments();
         let xs = x.standardized(&mean, &std);
         let (n, d, m) = (xs.n, xs.d, y[0].len());
         let ymean: Vec<f64> = (0..m)
             .map(|j| y.iter().map(|r| r[j]).sum::<f64>() / n as f64)
             .collect();
-        let mut a = vec![0f64; d * d];
+        let mut gram = vec![0f64; d * d];
         let mut rhs = vec![0f64; d * m];
+        let mut row = vec![0f64; d];
         for (i, yi) in y.iter().enumerate().take(n) {
-            let r = xs.row(i);
+            for (r, &v) in row.iter_mut().zip(xs.row(i)) {
+                *r = v as f64;
+            }
             for p in 0..d {
-                let xp = r[p] as f64;
-                for q in 0..=p {
-                    a[p * d + q] += xp * r[q] as f64;
+                let xp = row[p];
+                for (g, &xq) in gram[p * d..p * d + p + 1].iter_mut().zip(&row[..=p]) {
+                    *g += xp * xq;
                 }
                 for j in 0..m {
                     rhs[p * m + j] += xp * (yi[j] - ymean[j]);
                 }
             }
         }
-        for p in 0..d {
-            a[p * d + p] += lambda;
-            for q in 0..p {
-                a[q * d + p] = a[p * d + q];
-            }
-        }
-        // Cholesky A = L Lᵀ, then solve for each target column.
-        let mut l = vec![0f64; d * d];
-        for p in 0..d {
-            for q in 0..=p {
-                let s: f64 =
-                    a[p * d + q] - (0..q).map(|r| l[p * d + r] * l[q * d + r]).sum::<f64>();
-                if p == q {
-                    if s <= 0.0 {
-                        bail!("ridge system is not positive definite (λ = {lambda})");
+        lambdas
+            .iter()
+            .map(|&lambda| {
+                let mut a = gram.clone();
+                for p in 0..d {
+                    a[p * d + p] += lambda;
+                    for q in 0..p {
+                        a[q * d + p] = a[p * d + q];
                     }
-                    l[p * d + p] = s.sqrt();
-                } else {
-                    l[p * d + q] = s / l[q * d + q];
                 }
-            }
-        }
-        let mut w = vec![0f64; (d + 1) * m];
-        for j in 0..m {
-            let mut z = vec![0f64; d];
-            for p in 0..d {
-                z[p] = (rhs[p * m + j] - (0..p).map(|r| l[p * d + r] * z[r]).sum::<f64>())
-                    / l[p * d + p];
-            }
-            for p in (0..d).rev() {
-                let s: f64 = (p + 1..d).map(|r| l[r * d + p] * w[r * m + j]).sum();
-                w[p * m + j] = (z[p] - s) / l[p * d + p];
-            }
-            w[d * m + j] = ymean[j];
-        }
-        Ok(Ridge { mean, std, w, m })
+                let w = solve_spd(&a, &rhs, d, m, lambda, &ymean)?;
+                Ok(Ridge {
+                    mean: mean.clone(),
+                    std: std.clone(),
+                    w,
+                    m,
+                })
+            })
+            .collect()
     }
 
     pub fn predict(&self, x: &Features) -> Vec<Vec<f64>> {
@@ -343,6 +334,38 @@ impl Ridge {
             })
             .collect()
     }
+}
+
+/// Solves `A W = rhs` for symmetric positive definite `A` `[d, d]` by Cholesky; returns
+/// `[d+1, m]` with the intercepts `ymean` as the last row.
+fn solve_spd(a: &[f64], rhs: &[f64], d: usize, m: usize, lambda: f64, ymean: &[f64]) -> Result<Vec<f64>> {
+    let mut l = vec![0f64; d * d];
+    for p in 0..d {
+        for q in 0..=p {
+            let s: f64 = a[p * d + q] - (0..q).map(|r| l[p * d + r] * l[q * d + r]).sum::<f64>();
+            if p == q {
+                if s <= 0.0 {
+                    bail!("ridge system is not positive definite (λ = {lambda})");
+                }
+                l[p * d + p] = s.sqrt();
+            } else {
+                l[p * d + q] = s / l[q * d + q];
+            }
+        }
+    }
+    let mut w = vec![0f64; (d + 1) * m];
+    for j in 0..m {
+        let mut z = vec![0f64; d];
+        for p in 0..d {
+            z[p] = (rhs[p * m + j] - (0..p).map(|r| l[p * d + r] * z[r]).sum::<f64>()) / l[p * d + p];
+        }
+        for p in (0..d).rev() {
+            let s: f64 = (p + 1..d).map(|r| l[r * d + p] * w[r * m + j]).sum();
+            w[p * m + j] = (z[p] - s) / l[p * d + p];
+        }
+        w[d * m + j] = ymean[j];
+    }
+    Ok(w)
 }
 
 /// Coefficient of determination of each target column: 1 − SS_res / SS_tot.
@@ -379,9 +402,10 @@ pub fn regress(
     let fy: Vec<Vec<f64>> = fit_idx.iter().map(|&i| y_train[i].clone()).collect();
     let vx = train.select(val_idx);
     let vy: Vec<Vec<f64>> = val_idx.iter().map(|&i| y_train[i].clone()).collect();
+    let lambdas = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0];
     let mut best = (f64::NEG_INFINITY, 1.0);
-    for lambda in [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0] {
-        let r = r2(&Ridge::fit(&fx, &fy, lambda)?.predict(&vx), &vy);
+    for (model, &lambda) in Ridge::fit_many(&fx, &fy, &lambdas)?.iter().zip(&lambdas) {
+        let r = r2(&model.predict(&vx), &vy);
         let score = r.iter().filter(|v| v.is_finite()).sum::<f64>();
         if score > best.0 {
             best = (score, lambda);

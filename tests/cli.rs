@@ -64,8 +64,33 @@ fn resume_args<'a>(run: &'a Path, set: &'a str) -> Vec<&'a str> {
 #[test]
 fn help_explains_every_subcommand() {
     let h = ok(&["--help"]);
-    for sub in ["train", "eval", "export-encoder", "envs", "bench"] {
+    for sub in [
+        "train",
+        "eval",
+        "export-encoder",
+        "envs",
+        "bench",
+        "cpc",
+        "probe",
+        "record",
+    ] {
         assert!(h.contains(sub), "{h}");
+    }
+    let c = ok(&["cpc", "audio", "--help"]);
+    for flag in [
+        "--config", "--data", "--out", "--set", "--resume", "--strict",
+    ] {
+        assert!(c.contains(flag), "cpc audio --help lacks {flag}");
+    }
+    let p = ok(&["probe", "--help"]);
+    for flag in [
+        "--encoder",
+        "--data",
+        "--target",
+        "--split",
+        "--no-baselines",
+    ] {
+        assert!(p.contains(flag), "probe --help lacks {flag}");
     }
     let t = ok(&["train", "--help"]);
     for flag in [
