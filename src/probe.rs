@@ -338,7 +338,14 @@ impl Ridge {
 
 /// Solves `A W = rhs` for symmetric positive definite `A` `[d, d]` by Cholesky; returns
 /// `[d+1, m]` with the intercepts `ymean` as the last row.
-fn solve_spd(a: &[f64], rhs: &[f64], d: usize, m: usize, lambda: f64, ymean: &[f64]) -> Result<Vec<f64>> {
+fn solve_spd(
+    a: &[f64],
+    rhs: &[f64],
+    d: usize,
+    m: usize,
+    lambda: f64,
+    ymean: &[f64],
+) -> Result<Vec<f64>> {
     let mut l = vec![0f64; d * d];
     for p in 0..d {
         for q in 0..=p {
@@ -357,7 +364,8 @@ fn solve_spd(a: &[f64], rhs: &[f64], d: usize, m: usize, lambda: f64, ymean: &[f
     for j in 0..m {
         let mut z = vec![0f64; d];
         for p in 0..d {
-            z[p] = (rhs[p * m + j] - (0..p).map(|r| l[p * d + r] * z[r]).sum::<f64>()) / l[p * d + p];
+            z[p] =
+                (rhs[p * m + j] - (0..p).map(|r| l[p * d + r] * z[r]).sum::<f64>()) / l[p * d + p];
         }
         for p in (0..d).rev() {
             let s: f64 = (p + 1..d).map(|r| l[r * d + p] * w[r * m + j]).sum();
