@@ -129,7 +129,7 @@ impl Driver {
                 Ok(if *stochastic {
                     rlcpc_agents::sample_action(logits, rng).0
                 } else {
-                    argmax(logits)
+                    crate::probe::argmax(logits)
                 })
             }
         }
@@ -173,19 +173,6 @@ fn episode_returns(
         returns.push(ret);
     }
     Ok(returns)
-}
-
-fn argmax(x: &[f32]) -> usize {
-    x.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv {
-                (i, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }
 
 pub use crate::nn::encoders::{CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};

@@ -374,6 +374,46 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// Runs a standalone trainer into `out` with Ctrl-C handling and a progress bar.
+fn fit_trainer(
+    obj: &mut dyn rlcpc::pretrain::Objective,
+    train: &rlcpc::pretrain::TrainSection,
+    out: &std::path::Path,
+    resume: bool,
+    quiet: bool,
+    config_toml: String,
+) -> Result<rlcpc::pretrain::FitSummary> {
+    let opts = rlcpc::pretrain::FitOptions {
+        out: out.to_path_buf(),
+        resume,
+        progress: !quiet,
+        config_toml,
+        stop: stop_on_ctrl_c()?,
+    };
+    rlcpc::pretrain::fit(obj, train, &opts)
+}
+
+/// A trainer's config: the run's own `config.toml` when resuming, else `config`.
+fn trainer_config<T>(
+    out: &std::path::Path,
+    resume: bool,
+    config: Option<&std::path::Path>,
+    load: impl Fn(Option<&std::path::Path>) -> Result<T>,
+) -> Result<T> {
+    if resume {
+        let saved = out.join("config.toml");
+        if !saved.exists() {
+            bail!(
+                "--resume: {} has no config.toml; is it a run directory?",
+                out.display()
+            );
+        }
+        load(Some(&saved))
+    } else {
+        load(config)
+    }
+}
+
 /// A trainer's run directory is never overwritten: `--resume` continues it. Checked
 /// before any data is read.
 fn refuse_existing_run(out: &std::path::Path, resume: bool) -> Result<()> {
@@ -600,18 +640,9 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             use rlcpc::pretrain::{self, audio::AudioCpcConfig};
             set_learner_threads(threads);
-            let cfg = if resume {
-                let saved = out.join("config.toml");
-                if !saved.exists() {
-                    bail!(
-                        "--resume: {} has no config.toml; is it a run directory?",
-                        out.display()
-                    );
-                }
-                AudioCpcConfig::load(Some(&saved), &overrides)?
-            } else {
-                AudioCpcConfig::load(config.as_deref(), &overrides)?
-            };
+            let cfg = trainer_config(&out, resume, config.as_deref(), |p| {
+                AudioCpcConfig::load(p, &overrides)
+            })?;
             refuse_existing_run(&out, resume)?;
             let t0 = std::time::Instant::now();
             let set = pretrain::audio::load_corpus(&cfg.data, &data, strict)?;
@@ -627,14 +658,7 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.data.window,
                 format!("{:?}", cfg.data.split).to_lowercase(),
             );
-            let opts = pretrain::FitOptions {
-                out: out.clone(),
-                resume,
-                progress: !quiet,
-                config_toml: cfg.to_toml(),
-                stop: stop_on_ctrl_c()?,
-            };
-            let s = pretrain::fit(&mut obj, &cfg.train, &opts)?;
+            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
             let get = |k: &str| {
                 s.last
                     .iter()
@@ -836,18 +860,9 @@ fn run(cli: Cli) -> Result<()> {
                 self,
                 frames::{FramesCpc, FramesCpcConfig},
             };
-            let cfg = if resume {
-                let saved = out.join("config.toml");
-                if !saved.exists() {
-                    bail!(
-                        "--resume: {} has no config.toml; is it a run directory?",
-                        out.display()
-                    );
-                }
-                FramesCpcConfig::load(Some(&saved), &overrides)?
-            } else {
-                FramesCpcConfig::load(config.as_deref(), &overrides)?
-            };
+            let cfg = trainer_config(&out, resume, config.as_deref(), |p| {
+                FramesCpcConfig::load(p, &overrides)
+            })?;
             refuse_existing_run(&out, resume)?;
             let traj = rlcpc::data::trajectories::Trajectories::load(&data)?;
             eprintln!(
@@ -858,14 +873,7 @@ fn run(cli: Cli) -> Result<()> {
                 traj.obs_shape
             );
             let mut obj = FramesCpc::new(&cfg, traj)?;
-            let opts = pretrain::FitOptions {
-                out: out.clone(),
-                resume,
-                progress: !quiet,
-                config_toml: cfg.to_toml(),
-                stop: stop_on_ctrl_c()?,
-            };
-            let s = pretrain::fit(&mut obj, &cfg.train, &opts)?;
+            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
             let get = |k: &str| {
                 s.last
                     .iter()

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
@@ -141,42 +141,10 @@ pub const PRESETS: [(&str, &str); 2] = [
 pub const DEFAULT_CONFIG: &str = PRESETS[0].1;
 
 impl AudioCpcConfig {
-    /// Reads `path` (or the built-in `configs/cpc-audio.toml`), applies `key.path=value`
-    /// overrides and validates; errors name the file and the key.
+    /// Reads `path` or a built-in preset by name (none: the first), applies
+    /// `key.path=value` overrides and validates; errors name the file and the key.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<AudioCpcConfig> {
-        let (text, origin) = match path {
-            None => (
-                DEFAULT_CONFIG.to_string(),
-                "configs/cpc-audio.toml (built in)".to_string(),
-            ),
-            Some(p) => {
-                let name = p.to_string_lossy();
-                let name = name
-                    .trim_start_matches("configs/")
-                    .trim_end_matches(".toml");
-                match PRESETS.iter().find(|(n, _)| *n == name) {
-                    Some((n, text)) if !p.exists() => {
-                        (text.to_string(), format!("configs/{n}.toml (built in)"))
-                    }
-                    _ => (
-                        std::fs::read_to_string(p)
-                            .with_context(|| format!("cannot read config '{}'", p.display()))?,
-                        p.display().to_string(),
-                    ),
-                }
-            }
-        };
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        for o in overrides {
-            crate::config::apply_override(&mut table, o)?;
-        }
-        let cfg: AudioCpcConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        Ok(cfg)
+        super::load_config(path, overrides, &PRESETS, AudioCpcConfig::validate)
     }
 
     pub fn to_toml(&self) -> String {

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
@@ -84,29 +84,15 @@ impl Default for FramesCpcConfig {
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cpc-frames.toml");
 
 impl FramesCpcConfig {
+    /// Reads `path` or a built-in preset by name (none: the first), applies
+    /// `key.path=value` overrides and validates; errors name the file and the key.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<FramesCpcConfig> {
-        let (text, origin) = match path {
-            None => (
-                DEFAULT_CONFIG.to_string(),
-                "configs/cpc-frames.toml (built in)".to_string(),
-            ),
-            Some(p) => (
-                std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config '{}'", p.display()))?,
-                p.display().to_string(),
-            ),
-        };
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        for o in overrides {
-            crate::config::apply_override(&mut table, o)?;
-        }
-        let cfg: FramesCpcConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        cfg.validate()
-            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        Ok(cfg)
+        super::load_config(
+            path,
+            overrides,
+            &[("cpc-frames", DEFAULT_CONFIG)],
+            FramesCpcConfig::validate,
+        )
     }
 
     pub fn to_toml(&self) -> String {
