@@ -404,13 +404,8 @@ impl Objective for FramesCpc {
         })
     }
 
-    fn rng_state(&self) -> serde_json::Value {
-        serde_json::to_value(&self.rng).expect("generator state serialises")
-    }
-
-    fn set_rng_state(&mut self, v: &serde_json::Value) -> Result<()> {
-        self.rng = serde_json::from_value(v.clone())?;
-        Ok(())
+    fn rng(&mut self) -> &mut SeededRng {
+        &mut self.rng
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {

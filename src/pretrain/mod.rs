@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Counters, Loaded};
 use crate::metrics::MetricsWriter;
+use rlcpc_envs::SeededRng;
 
 /// `[train]`: optimisation settings shared by the standalone trainers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,9 +150,8 @@ pub trait Objective {
     fn varmap(&self) -> &VarMap;
     /// Samples a minibatch and computes its loss.
     fn step(&mut self, batch: usize) -> Result<StepOutput>;
-    /// The generator state (minibatches and negatives), for exact resume.
-    fn rng_state(&self) -> serde_json::Value;
-    fn set_rng_state(&mut self, v: &serde_json::Value) -> Result<()>;
+    /// The generator of minibatches and negatives (saved for an exact resume).
+    fn rng(&mut self) -> &mut SeededRng;
     /// Metadata of the exported encoder: its spec, its context network's spec, the data.
     fn export_metadata(&self) -> Vec<(&'static str, String)>;
     /// Prefixes of the parameters exported with the encoder (e.g. `encoder.`, `context.`).
@@ -222,7 +222,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         }
         counters = ck.meta("rlcpc.counters")?;
         optim.load_state(|k| ck.tensors.get(k).cloned(), counters.optim_steps)?;
-        obj.set_rng_state(&ck.meta("rlcpc.rng")?)?;
+        *obj.rng() = ck.meta("rlcpc.rng")?;
     } else {
         if ck_path.exists() {
             bail!(
@@ -254,7 +254,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
     let (mut window_samples, mut window_start) = (0usize, Instant::now());
     let mut last = Vec::new();
     let mut interrupted = false;
-    let save = |counters: &Counters, optim: &Optimizer, obj: &dyn Objective| -> Result<()> {
+    let save = |counters: &Counters, optim: &Optimizer, obj: &mut dyn Objective| -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = vars
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
@@ -263,7 +263,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         let mut meta = vec![
             ("rlcpc.trainer", serde_json::to_string(obj.name())?),
             ("rlcpc.counters", serde_json::to_string(counters)?),
-            ("rlcpc.rng", obj.rng_state().to_string()),
+            ("rlcpc.rng", serde_json::to_string(obj.rng())?),
             ("rlcpc.config", serde_json::to_string(&opts.config_toml)?),
         ];
         meta.extend(obj.export_metadata());
