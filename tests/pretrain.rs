@@ -144,9 +144,15 @@ fn the_paper_encoder_gives_one_vector_per_10_ms() {
     let mut init = Init::new(0, &dev);
     rlcpc::nn::audio::init(8, &[10, 8, 4, 4, 4], true, &mut init, "encoder").unwrap();
     let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
-    let enc =
-        rlcpc::nn::audio::AudioEncoder::new(8, &strides, &[10, 8, 4, 4, 4], true, vb.pp("encoder"))
-            .unwrap();
+    let enc = rlcpc::nn::audio::AudioEncoder::new(
+        8,
+        &strides,
+        &[10, 8, 4, 4, 4],
+        true,
+        true,
+        vb.pp("encoder"),
+    )
+    .unwrap();
     let z = enc
         .forward(&Tensor::zeros((3, 20480), DType::F32, &dev).unwrap())
         .unwrap();
@@ -641,5 +647,23 @@ fn channel_norm_standardises_each_step_then_scales() {
         for (a, b) in xs.iter().zip(ys) {
             assert!((2.0 * (a - m) / (v + 1e-5).sqrt() + 0.5 - b).abs() < 1e-4);
         }
+    }
+}
+
+#[test]
+fn standardised_waveforms_have_zero_mean_and_unit_variance_per_row() {
+    let dev = Device::Cpu;
+    let mut x = randn(&[3, 500], 41);
+    x[..500].iter_mut().for_each(|v| *v = 0.1 * *v + 0.3); // quieter, with an offset
+    x[1000..].iter_mut().for_each(|v| *v = 0.0); // digital silence stays silent
+    let w = Tensor::from_vec(x, (2, 500), &dev).unwrap();
+    let y = rlcpc::nn::audio::standardize(&w)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for row in y {
+        let m = row.iter().sum::<f32>() / 500.0;
+        let v = row.iter().map(|a| (a - m) * (a - m)).sum::<f32>() / 500.0;
+        assert!(m.abs() < 1e-4 && (v - 1.0).abs() < 1e-2, "mean {m} var {v}");
     }
 }

@@ -62,6 +62,8 @@ pub fn init(
 pub struct AudioEncoder {
     layers: Vec<(Tensor, Tensor, usize)>,
     norms: Vec<Option<(Tensor, Tensor)>>,
+    /// Standardise each input waveform first.
+    normalize: bool,
     pub channels: usize,
 }
 
@@ -71,6 +73,7 @@ impl AudioEncoder {
         strides: &[usize],
         kernels: &[usize],
         channel_norm: bool,
+        normalize: bool,
         vb: VarBuilder,
     ) -> candle_core::Result<Self> {
         check_layers(strides, kernels).map_err(candle_core::Error::msg)?;
@@ -96,13 +99,18 @@ impl AudioEncoder {
         Ok(AudioEncoder {
             layers,
             norms,
+            normalize,
             channels,
         })
     }
 
     /// Waveforms `[N, L]` → features z `[N, T, C]`, T = ⌈L / ∏ strides⌉ (rounded up per layer).
     pub fn forward(&self, wave: &Tensor) -> candle_core::Result<Tensor> {
-        let mut h = wave.unsqueeze(2)?;
+        let mut h = if self.normalize {
+            standardize(wave)?.unsqueeze(2)?
+        } else {
+            wave.unsqueeze(2)?
+        };
         for ((w, b, s), norm) in self.layers.iter().zip(&self.norms) {
             h = conv1d_strided(&h, w, b, *s)?;
             if let Some((g, shift)) = norm {
@@ -158,4 +166,11 @@ pub fn channel_norm(h: &Tensor, gain: &Tensor, shift: &Tensor) -> candle_core::R
         .broadcast_div(&(var + 1e-5)?.sqrt()?)?
         .broadcast_mul(gain)?
         .broadcast_add(shift)
+}
+
+/// Each row of `[N, L]` shifted and scaled to zero mean and unit variance (ε = 1e-5).
+pub fn standardize(wave: &Tensor) -> candle_core::Result<Tensor> {
+    let centred = wave.broadcast_sub(&wave.mean_keepdim(1)?)?;
+    let var = centred.sqr()?.mean_keepdim(1)?;
+    centred.broadcast_div(&(var + 1e-5)?.sqrt()?)
 }

@@ -39,6 +39,10 @@ pub enum EncoderSpec {
         /// of Rivière et al. 2020's CPC reimplementation); off in the paper.
         #[serde(default)]
         channel_norm: bool,
+        /// Standardise each waveform (zero mean, unit variance over time) before the
+        /// first convolution, as wav2vec 2.0's `normalize`; the paper does not say.
+        #[serde(default)]
+        normalize: bool,
     },
 }
 
@@ -52,8 +56,16 @@ impl EncoderSpec {
             EncoderSpec::Conv { height, width, channels, fc, .. } => {
                 format!("conv (input {height}x{width}x{channels}, fc {fc})")
             }
-            EncoderSpec::Audio { sample_rate, channels, strides, kernels, channel_norm } => format!(
-                "audio conv1d ({sample_rate} Hz waveform, {channels} channels, strides {strides:?}, kernels {kernels:?}{})",
+            EncoderSpec::Audio {
+                sample_rate,
+                channels,
+                strides,
+                kernels,
+                channel_norm,
+                normalize,
+            } => format!(
+                "audio conv1d ({sample_rate} Hz waveform{}, {channels} channels, strides {strides:?}, kernels {kernels:?}{})",
+                if *normalize { " standardised" } else { "" },
                 if *channel_norm { ", channel norm" } else { "" }
             ),
         }

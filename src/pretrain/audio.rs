@@ -71,6 +71,10 @@ pub struct ModelSection {
     /// Normalise every time step over channels before each ReLU (Rivière et al. 2020's
     /// "channel norm"; not in the paper, whose value is false).
     pub channel_norm: bool,
+    /// Standardise each waveform (zero mean, unit variance) before g_enc, as wav2vec
+    /// 2.0's `normalize` (the paper does not say). Without it the first layer's random
+    /// biases outweigh quiet input and continuous speech stayed at chance here.
+    pub normalize: bool,
 }
 
 impl Default for ModelSection {
@@ -81,6 +85,7 @@ impl Default for ModelSection {
             kernels: vec![10, 8, 4, 4, 4],
             context: 256,
             channel_norm: false,
+            normalize: true,
         }
     }
 }
@@ -206,6 +211,7 @@ impl AudioCpcConfig {
             strides: self.model.strides.clone(),
             kernels: self.model.kernels.clone(),
             channel_norm: self.model.channel_norm,
+            normalize: self.model.normalize,
         }
     }
 
@@ -243,6 +249,7 @@ impl AudioNet {
             strides,
             kernels,
             channel_norm,
+            normalize,
             ..
         } = &spec
         else {
@@ -260,6 +267,7 @@ impl AudioNet {
                 strides,
                 kernels,
                 *channel_norm,
+                *normalize,
                 vb.pp("encoder"),
             )?,
             context: Gru::new(in_dim, hidden, vb.pp("context"))?,
