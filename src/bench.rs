@@ -146,7 +146,7 @@ pub fn audio_windows_per_sec(
         utterances,
         skipped: Vec::new(),
     };
-    let mut obj = AudioCpc::new(cfg, &set, &Device::Cpu)?;
+    let mut obj = AudioCpc::new(cfg, set, &Device::Cpu)?;
     let mut optim = rlcpc_agents::Optimizer::new(
         rlcpc_agents::OptimConfig {
             kind: rlcpc_agents::OptimKind::Adam,

@@ -228,6 +228,31 @@ enum Command {
     },
 }
 
+/// Flags every standalone trainer shares.
+#[derive(clap::Args)]
+struct TrainerArgs {
+    /// Config file, or a built-in preset's name [default: the trainer's built-in config].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The data: a directory of audio files (`cpc audio`), or one written by `rlcpc
+    /// record` (`cpc frames`).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Run directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Override a config value, e.g. `--set train.steps=500 --set cpc.negatives=speaker`
+    /// (TOML syntax; repeatable).
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    overrides: Vec<String>,
+    /// Continue the run in --out (its config.toml is used; --set still applies).
+    #[arg(long, conflicts_with = "config")]
+    resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
 #[derive(Subcommand)]
 enum CpcCommand {
     /// CPC on raw audio (van den Oord et al. 2018, §3.1): strided 1-D convolutions over
@@ -235,55 +260,24 @@ enum CpcCommand {
     /// (labels from FSDD or LibriSpeech names, a manifest.csv, or the first folder);
     /// trains on the training split only. Writes config.toml, metrics.jsonl, TensorBoard
     /// events, checkpoint.safetensors and encoder.safetensors (for `rlcpc probe`).
+    /// Built-in configs: cpc-audio (default), cpc-audio-fsdd.
     Audio {
-        /// Config file [default: the built-in configs/cpc-audio.toml].
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Directory of audio files, searched recursively.
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
-        /// Run directory.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Override a config value, e.g. `--set train.steps=500 --set cpc.negatives=speaker`.
-        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
-        overrides: Vec<String>,
-        /// Continue the run in --out (its config.toml is used; --set still applies).
-        #[arg(long, conflicts_with = "config")]
-        resume: bool,
+        #[command(flatten)]
+        args: TrainerArgs,
         /// Stop at the first unreadable audio file instead of reporting and skipping it.
         #[arg(long)]
         strict: bool,
         /// Threads for candle's CPU kernels (0: all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
     },
     /// CPC on frames recorded by `rlcpc record`, with the agent's encoder (same [model]
     /// settings) and an LSTM context: its encoder.safetensors initialises an agent
     /// (`--set model.init_encoder='"DIR/encoder.safetensors"'`) or is probed for the true
-    /// state by `rlcpc probe`.
+    /// state by `rlcpc probe`. Built-in config: cpc-frames.
     Frames {
-        /// Config file [default: the built-in configs/cpc-frames.toml].
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// A directory written by `rlcpc record`.
-        #[arg(long, value_name = "DIR")]
-        data: PathBuf,
-        /// Run directory.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Override a config value, e.g. `--set train.steps=500`.
-        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
-        overrides: Vec<String>,
-        /// Continue the run in --out.
-        #[arg(long, conflicts_with = "config")]
-        resume: bool,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
+        #[command(flatten)]
+        args: TrainerArgs,
     },
 }
 
@@ -628,14 +622,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cpc {
             modality:
                 CpcCommand::Audio {
-                    config,
-                    data,
-                    out,
-                    overrides,
-                    resume,
+                    args:
+                        TrainerArgs {
+                            config,
+                            data,
+                            out,
+                            overrides,
+                            resume,
+                            quiet,
+                        },
                     strict,
                     threads,
-                    quiet,
                 },
         } => {
             use rlcpc::pretrain::{self, audio::AudioCpcConfig};
@@ -646,15 +643,18 @@ fn run(cli: Cli) -> Result<()> {
             refuse_existing_run(&out, resume)?;
             let t0 = std::time::Instant::now();
             let set = pretrain::audio::load_corpus(&cfg.data, &data, strict)?;
-            let mut obj = pretrain::audio::AudioCpc::new(&cfg, &set, &Device::Cpu)?;
-            let (files, speakers) = obj.train_files();
-            eprintln!(
-                "read {} files ({:.0} s of audio, layout {:?}, {} skipped) in {:.1} s; training on {files} files of {speakers} speaker(s) at least one window ({} samples) long, {} test split held out",
+            let read = format!(
+                "read {} files ({:.0} s of audio, layout {:?}, {} skipped) in {:.1} s",
                 set.utterances.len(),
                 set.seconds(),
                 set.layout,
                 set.skipped.len(),
-                t0.elapsed().as_secs_f64(),
+                t0.elapsed().as_secs_f64()
+            );
+            let mut obj = pretrain::audio::AudioCpc::new(&cfg, set, &Device::Cpu)?;
+            let (files, speakers) = obj.train_files();
+            eprintln!(
+                "{read}; training on {files} files of {speakers} speaker(s) at least one window ({} samples) long, {} test split held out",
                 cfg.data.window,
                 format!("{:?}", cfg.data.split).to_lowercase(),
             );
@@ -848,12 +848,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cpc {
             modality:
                 CpcCommand::Frames {
-                    config,
-                    data,
-                    out,
-                    overrides,
-                    resume,
-                    quiet,
+                    args:
+                        TrainerArgs {
+                            config,
+                            data,
+                            out,
+                            overrides,
+                            resume,
+                            quiet,
+                        },
                 },
         } => {
             use rlcpc::pretrain::{

@@ -335,9 +335,11 @@ pub struct AudioCpc {
 }
 
 impl AudioCpc {
-    /// Builds the network and keeps the training split's windows of `set`.
-    pub fn new(cfg: &AudioCpcConfig, set: &AudioSet, device: &Device) -> Result<Self> {
-        let speakers = set.speakers();
+    /// Builds the network and keeps the training split's waveforms of `set` (moved, not
+    /// copied: a corpus can be gigabytes).
+    pub fn new(cfg: &AudioCpcConfig, set: AudioSet, device: &Device) -> Result<Self> {
+        let speakers: Vec<String> = set.speakers().into_iter().map(String::from).collect();
+        let speakers: Vec<&str> = speakers.iter().map(String::as_str).collect();
         let (train_idx, _) = split(
             &speakers,
             cfg.data.split,
@@ -347,8 +349,11 @@ impl AudioCpc {
         .map_err(anyhow::Error::msg)?;
         let mut names: Vec<&str> = Vec::new();
         let (mut waves, mut speaker_of) = (Vec::new(), Vec::new());
+        let (root, layout) = (set.root.clone(), set.layout);
+        let mut utterances: Vec<Option<crate::data::audio::Utterance>> =
+            set.utterances.into_iter().map(Some).collect();
         for &i in &train_idx {
-            let u = &set.utterances[i];
+            let u = utterances[i].take().expect("split indices are distinct");
             if u.wave.len() < cfg.data.window {
                 continue;
             }
@@ -357,7 +362,7 @@ impl AudioCpc {
                 names.push(s);
                 names.len() - 1
             });
-            waves.push(u.wave.clone());
+            waves.push(u.wave);
             speaker_of.push(id as u32);
         }
         if waves.is_empty() {
@@ -393,8 +398,8 @@ impl AudioCpc {
             vb.pp("cpc"),
         )?;
         let data_meta = serde_json::json!({
-            "root": set.root,
-            "layout": set.layout,
+            "root": root,
+            "layout": layout,
             "split": cfg.data.split,
             "test_fraction": cfg.data.test_fraction,
             "split_seed": cfg.data.split_seed,
