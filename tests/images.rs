@@ -140,3 +140,185 @@ fn image_folders_label_by_sub_folder_and_refuse_mixed_sizes() {
         .to_string()
         .contains("no class sub-folders"));
 }
+
+mod patches {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+    use rand::{Rng, SeedableRng};
+    use rlcpc::nn::init::Init;
+    use rlcpc::nn::patches::{as_sequences, extract, grid, CausalContext, PatchEncoder};
+    use rlcpc_envs::SeededRng;
+
+    #[test]
+    fn grids_of_the_paper_and_of_small_images() {
+        assert_eq!(grid(256, 256, 64, 32), Ok((7, 7)), "the paper's 7×7");
+        assert_eq!(grid(28, 28, 8, 4), Ok((6, 6)));
+        assert_eq!(grid(32, 32, 8, 4), Ok((7, 7)));
+        assert!(grid(28, 28, 8, 6).unwrap_err().contains("exactly"));
+        assert!(grid(6, 6, 8, 4).is_err());
+    }
+
+    #[test]
+    fn patches_hold_the_pixels_under_them() {
+        let (n, h, w, c) = (2, 12, 8, 2);
+        let img: Vec<f32> = (0..n * h * w * c).map(|i| i as f32).collect();
+        let (p, s) = (4, 4);
+        let out = extract(&img, (n, h, w, c), p, s).unwrap();
+        let (gh, gw) = grid(h, w, p, s).unwrap();
+        assert_eq!(out.len(), n * gh * gw * p * p * c);
+        for k in 0..n {
+            for gi in 0..gh {
+                for gj in 0..gw {
+                    for y in 0..p {
+                        for x in 0..p {
+                            for ch in 0..c {
+                                let got =
+                                    out[((((k * gh + gi) * gw + gj) * p + y) * p + x) * c + ch];
+                                let want = img[((k * h + gi * s + y) * w + gj * s + x) * c + ch];
+                                assert_eq!(got, want);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(extract(&img[1..], (n, h, w, c), p, s).is_err());
+    }
+
+    fn grid_tensor(v: &[f32], shape: (usize, usize, usize, usize)) -> Tensor {
+        Tensor::from_vec(v.to_vec(), shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn the_context_sees_only_rows_above_and_its_own() {
+        let dev = Device::Cpu;
+        let (b, rows, cols, d, layers) = (2, 7, 4, 16, 2);
+        let mut init = Init::new(1, &dev);
+        CausalContext::init(d, layers, &mut init, "ctx").unwrap();
+        let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
+        let ctx = CausalContext::new(d, layers, vb.pp("ctx")).unwrap();
+        let mut rng = SeededRng::seed_from_u64(2);
+        let z: Vec<f32> = (0..b * rows * cols * d)
+            .map(|_| rng.random_range(0.0..1.0))
+            .collect();
+        let base = ctx.forward(&grid_tensor(&z, (b, rows, cols, d))).unwrap();
+        assert_eq!(base.dims(), &[b, rows, cols, d]);
+        // Perturb row r of image 0: rows above are untouched, row r changes, and rows
+        // more than `layers` below are out of reach.
+        let r = 2;
+        let mut z2 = z.clone();
+        for j in 0..cols {
+            for k in 0..d {
+                z2[((r * cols) + j) * d + k] += 1.0;
+            }
+        }
+        let moved = ctx.forward(&grid_tensor(&z2, (b, rows, cols, d))).unwrap();
+        let diff = (moved - &base)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum((2, 3))
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (i, &dv) in diff[0].iter().enumerate() {
+            if i < r || i > r + layers {
+                assert_eq!(dv, 0.0, "row {i} depends on row {r}");
+            }
+        }
+        assert!(diff[0][r] > 0.0, "row {r} ignores itself: {diff:?}");
+        assert!(diff[1].iter().all(|&v| v == 0.0), "images are independent");
+    }
+
+    #[test]
+    fn grid_columns_become_cpc_sequences_down_the_rows() {
+        let (b, rows, cols, d) = (2, 3, 4, 1);
+        let v: Vec<f32> = (0..b * rows * cols * d).map(|i| i as f32).collect();
+        let s = as_sequences(&grid_tensor(&v, (b, rows, cols, d))).unwrap();
+        assert_eq!(s.dims(), &[rows, b * cols, d]);
+        let s = s.to_vec3::<f32>().unwrap();
+        for k in 0..b {
+            for i in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(s[i][k * cols + j][0], v[(k * rows + i) * cols + j]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_patch_encoder_gives_one_vector_per_patch() {
+        let dev = Device::Cpu;
+        let mut init = Init::new(3, &dev);
+        PatchEncoder::init(1, 16, 2, &mut init, "enc").unwrap();
+        let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
+        let enc = PatchEncoder::new(1, 16, 2, vb.pp("enc")).unwrap();
+        let x = Tensor::ones((5, 8, 8, 1), DType::F32, &dev).unwrap();
+        assert_eq!(enc.forward(&x).unwrap().dims(), &[5, 16]);
+    }
+
+    #[test]
+    fn image_cpc_loss_runs_through_the_shared_cpc_code_into_every_layer() {
+        use rlcpc::config::Negatives;
+        use rlcpc::cpc::{cpc_loss, CpcSampling, Predictor};
+        let dev = Device::Cpu;
+        let (n, h, w, c, p, s, width) = (3, 16, 16, 1, 8, 4, 8);
+        let (gh, gw) = grid(h, w, p, s).unwrap();
+        let mut init = Init::new(4, &dev);
+        PatchEncoder::init(c, width, 2, &mut init, "enc").unwrap();
+        CausalContext::init(width, 2, &mut init, "ctx").unwrap();
+        Predictor::init(2, width, width, &mut init, "cpc").unwrap();
+        let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
+        let enc = PatchEncoder::new(c, width, 2, vb.pp("enc")).unwrap();
+        let ctx = CausalContext::new(width, 2, vb.pp("ctx")).unwrap();
+        let pred = Predictor::new(2, width, width, vb.pp("cpc")).unwrap();
+        let mut rng = SeededRng::seed_from_u64(5);
+        let img: Vec<f32> = (0..n * h * w * c)
+            .map(|_| rng.random_range(0.0..1.0))
+            .collect();
+        let patches = extract(&img, (n, h, w, c), p, s).unwrap();
+        let x = Tensor::from_vec(patches, (n * gh * gw, p, p, c), &dev).unwrap();
+        let z = enc
+            .forward(&x)
+            .unwrap()
+            .reshape((n, gh, gw, width))
+            .unwrap();
+        let cg = ctx.forward(&z).unwrap();
+        let sampling = CpcSampling {
+            horizon: 2,
+            negatives: Negatives::Both,
+            num_negatives: 5,
+            start_times: 0,
+            horizons: 0,
+            groups: Vec::new(),
+        };
+        let r = cpc_loss(
+            &pred,
+            &as_sequences(&z).unwrap(),
+            &as_sequences(&cg).unwrap(),
+            &vec![0.0; gh * n * gw],
+            &sampling,
+            &mut rng,
+        )
+        .unwrap()
+        .expect("pairs fit in a 3-row grid");
+        // Rows 0 and 1 predict 1 and 2 rows below: (2 + 1) pairs per column.
+        assert_eq!(r.pairs.len(), 3 * n * gw);
+        let loss = r.loss.to_scalar::<f32>().unwrap();
+        assert!(loss.is_finite() && loss > 0.0);
+        let grads = r.loss.backward().unwrap();
+        for (name, var) in init.varmap.data().lock().unwrap().iter() {
+            let g = grads
+                .get(var)
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let norm = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(norm > 0.0, "zero gradient for {name}");
+        }
+    }
+}

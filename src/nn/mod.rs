@@ -10,6 +10,7 @@ pub mod fast;
 pub mod gru;
 pub mod init;
 pub mod lstm;
+pub mod patches;
 
 pub use actor_policy::{actor_policy, CandleActor, LeanActor};
 pub use agent_net::{AgentNet, NetSpec};

@@ -1,0 +1,189 @@
+//! The pieces of image CPC (van den Oord et al. 2018, §3.2): an image cut into a grid of
+//! overlapping patches, a patch encoder (3×3 convolutions + ReLU, mean-pooled to one
+//! vector per patch; no BatchNorm, which would leak information between patches), and a
+//! context network over the grid that sees only the rows above and the current row
+//! (vertically causal 2×3 convolutions, PixelCNN's down-shifted convolution), so that
+//! c_{i,j} can predict the patch vectors z_{i+k,j} of the rows below.
+
+use candle_core::{Tensor, D};
+use candle_nn::VarBuilder;
+
+use super::init::Init;
+
+/// Grid size `(rows, cols)` of `patch`×`patch` patches every `stride` pixels, or why the
+/// settings do not fit the image.
+pub fn grid(
+    height: usize,
+    width: usize,
+    patch: usize,
+    stride: usize,
+) -> Result<(usize, usize), String> {
+    if patch == 0 || stride == 0 || patch > height || patch > width {
+        return Err(format!(
+            "patches of {patch} pixels every {stride} do not fit {height}x{width} images"
+        ));
+    }
+    if !(height - patch).is_multiple_of(stride) || !(width - patch).is_multiple_of(stride) {
+        return Err(format!(
+            "patches of {patch} pixels every {stride} do not tile {height}x{width} images exactly (need (size − patch) divisible by the stride)"
+        ));
+    }
+    Ok(((height - patch) / stride + 1, (width - patch) / stride + 1))
+}
+
+/// Cuts `n` channels-last images `[n, h, w, c]` into patches, row-major over the grid:
+/// `[n · rows · cols, patch, patch, c]`.
+pub fn extract(
+    images: &[f32],
+    (n, h, w, c): (usize, usize, usize, usize),
+    patch: usize,
+    stride: usize,
+) -> Result<Vec<f32>, String> {
+    let (gh, gw) = grid(h, w, patch, stride)?;
+    if images.len() != n * h * w * c {
+        return Err(format!(
+            "{} values are not {n} images of {h}x{w}x{c}",
+            images.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(n * gh * gw * patch * patch * c);
+    for img in images.chunks_exact(h * w * c) {
+        for gi in 0..gh {
+            for gj in 0..gw {
+                for y in gi * stride..gi * stride + patch {
+                    let row = (y * w + gj * stride) * c;
+                    out.extend_from_slice(&img[row..row + patch * c]);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The patch encoder: 3×3 convolutions (stride 1, no padding) with ReLU, then the mean
+/// over positions: `[N, P, P, C]` → `[N, width]`.
+pub struct PatchEncoder {
+    convs: Vec<(Tensor, Tensor)>,
+}
+
+impl PatchEncoder {
+    /// PyTorch's Conv2d initialisation, uniform in ±1/√(C_in·9).
+    pub fn init(
+        channels: usize,
+        width: usize,
+        layers: usize,
+        init: &mut Init,
+        prefix: &str,
+    ) -> candle_core::Result<()> {
+        let mut c_in = channels;
+        for i in 0..layers {
+            init.uniform_fan_in(
+                &format!("{prefix}.conv.{i}.weight"),
+                &[width, c_in, 3, 3],
+                c_in * 9,
+            )?;
+            init.uniform_fan_in(&format!("{prefix}.conv.{i}.bias"), &[width], c_in * 9)?;
+            c_in = width;
+        }
+        Ok(())
+    }
+
+    pub fn new(
+        channels: usize,
+        width: usize,
+        layers: usize,
+        vb: VarBuilder,
+    ) -> candle_core::Result<Self> {
+        let mut c_in = channels;
+        let mut convs = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let vb = vb.pp(format!("conv.{i}"));
+            convs.push((
+                vb.get((width, c_in, 3, 3), "weight")?,
+                vb.get(width, "bias")?,
+            ));
+            c_in = width;
+        }
+        Ok(PatchEncoder { convs })
+    }
+
+    pub fn forward(&self, patches: &Tensor) -> candle_core::Result<Tensor> {
+        let mut h = patches.clone();
+        for (w, b) in &self.convs {
+            h = super::conv::conv2d_nhwc(&h, w, b, 1, 1.0)?.relu()?;
+        }
+        h.flatten(1, 2)?.mean(1)
+    }
+}
+
+/// Vertically causal context network over a grid `[B, rows, cols, D]`: each layer sees
+/// the row above and its own row, one column to each side (zero-padded), so after L
+/// layers c_{i,j} depends on rows i − L..=i only.
+pub struct CausalContext {
+    /// Per layer: weight `[D_out, 2·3·D_in]` (taps ordered row above then own row, columns
+    /// left to right, channels fastest) and bias.
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+impl CausalContext {
+    pub fn init(
+        dim: usize,
+        layers: usize,
+        init: &mut Init,
+        prefix: &str,
+    ) -> candle_core::Result<()> {
+        for i in 0..layers {
+            init.uniform_fan_in(
+                &format!("{prefix}.layer.{i}.weight"),
+                &[dim, 6 * dim],
+                6 * dim,
+            )?;
+            init.uniform_fan_in(&format!("{prefix}.layer.{i}.bias"), &[dim], 6 * dim)?;
+        }
+        Ok(())
+    }
+
+    pub fn new(dim: usize, layers: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let layers = (0..layers)
+            .map(|i| {
+                let vb = vb.pp(format!("layer.{i}"));
+                Ok((vb.get((dim, 6 * dim), "weight")?, vb.get(dim, "bias")?))
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(CausalContext { layers })
+    }
+
+    pub fn forward(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, rows, cols, _) = z.dims4()?;
+        let mut h = z.clone();
+        for (w, bias) in &self.layers {
+            let d = h.dim(3)?;
+            // Zero row on top, zero column on each side: [B, rows + 1, cols + 2, D].
+            let h1 = h.pad_with_zeros(1, 1, 0)?.pad_with_zeros(2, 1, 1)?;
+            let mut taps = Vec::with_capacity(6);
+            for du in 0..2 {
+                for dv in 0..3 {
+                    taps.push(h1.narrow(1, du, rows)?.narrow(2, dv, cols)?);
+                }
+            }
+            let x = Tensor::cat(&taps, D::Minus1)?.reshape((b * rows * cols, 6 * d))?;
+            h = x
+                .matmul(&w.t()?)?
+                .broadcast_add(bias)?
+                .relu()?
+                .reshape((b, rows, cols, ()))?;
+        }
+        Ok(h)
+    }
+}
+
+/// Grid features `[B, rows, cols, D]` as CPC's time-major sequences `[rows, B·cols, D]`:
+/// each column of each image is a sequence running down the rows, so the shared
+/// [`crate::cpc::cpc_loss`] predicts the rows below and draws negatives from every patch
+/// of the batch.
+pub fn as_sequences(grid: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, rows, cols, d) = grid.dims4()?;
+    grid.permute((1, 0, 2, 3))?
+        .contiguous()?
+        .reshape((rows, b * cols, d))
+}
