@@ -279,6 +279,16 @@ enum CpcCommand {
         #[command(flatten)]
         args: TrainerArgs,
     },
+    /// CPC on images (van den Oord et al. 2018, §3.2): a grid of overlapping patches, a
+    /// conv patch encoder, a context network that sees only the rows above, W_k for the
+    /// rows below, InfoNCE against the other patches of the batch. Reads IDX files
+    /// (MNIST, Fashion-MNIST; the train part), CIFAR-10 binary batches or class folders
+    /// of PNG/JPEG. Built-in config: cpc-image-fashion. (Work in progress: CPC-v2's
+    /// options and the image probe are not in yet.)
+    Image {
+        #[command(flatten)]
+        args: TrainerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -889,6 +899,53 @@ fn run(cli: Cli) -> Result<()> {
                 s.steps, s.seconds, s.samples_per_sec, get("train/loss"), get("train/acc")
             );
             println!("encoder: {}", out.join(pretrain::ENCODER).display());
+        }
+        Command::Cpc {
+            modality:
+                CpcCommand::Image {
+                    args:
+                        TrainerArgs {
+                            config,
+                            data,
+                            out,
+                            overrides,
+                            resume,
+                            quiet,
+                        },
+                },
+        } => {
+            use rlcpc::pretrain::image::{ImageCpc, ImageCpcConfig};
+            let cfg = trainer_config(&out, resume, config.as_deref(), |p| {
+                ImageCpcConfig::load(p, &overrides)
+            })?;
+            refuse_existing_run(&out, resume)?;
+            let set = rlcpc::data::images::load(&data, rlcpc::data::images::Part::Train)?;
+            eprintln!(
+                "{} training images of {}x{}x{}, {} classes",
+                set.len(),
+                set.height,
+                set.width,
+                set.channels,
+                set.classes.len()
+            );
+            let mut obj = ImageCpc::new(&cfg, set)?;
+            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
+            let get = |k: &str| {
+                s.last
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(f64::NAN, |x| x.1)
+            };
+            println!(
+                "{} after {} steps in {:.1} s ({:.1} images/s); last: loss {:.4}, accuracy {:.3}",
+                if s.interrupted { "interrupted" } else { "done" },
+                s.steps,
+                s.seconds,
+                s.samples_per_sec,
+                get("train/loss"),
+                get("train/acc")
+            );
+            println!("encoder: {}", out.join(rlcpc::pretrain::ENCODER).display());
         }
         Command::Eval {
             checkpoint,

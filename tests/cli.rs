@@ -934,3 +934,68 @@ fn record_then_belief_probe_and_cpc_frames_feed_an_agent() {
     ]);
     assert!(e.contains("shape"), "{e}");
 }
+
+#[test]
+fn cpc_image_trains_on_idx_files_and_checks_the_patch_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mnist");
+    std::fs::create_dir(&data).unwrap();
+    // 40 16×16 images: a bright square whose position is the class.
+    let (n, side) = (40u32, 16usize);
+    let mut idx = vec![0u8, 0, 8, 3];
+    for d in [n, side as u32, side as u32] {
+        idx.extend_from_slice(&d.to_be_bytes());
+    }
+    let mut labels = vec![0u8, 0, 8, 1];
+    labels.extend_from_slice(&n.to_be_bytes());
+    for i in 0..n as usize {
+        let class = i % 4;
+        let (oy, ox) = (4 * (class / 2) + 2, 4 * (class % 2) + 2);
+        for y in 0..side {
+            for x in 0..side {
+                let on = (oy..oy + 6).contains(&y) && (ox..ox + 6).contains(&x);
+                idx.push(if on { 255 } else { (i * 7 % 40) as u8 });
+            }
+        }
+        labels.push(class as u8);
+    }
+    std::fs::write(data.join("train-images-idx3-ubyte"), idx).unwrap();
+    std::fs::write(data.join("train-labels-idx1-ubyte"), labels).unwrap();
+    let out = dir.path().join("run");
+    let base = [
+        "cpc",
+        "image",
+        "--quiet",
+        "--data",
+        data.to_str().unwrap(),
+        "--set",
+        "model.features=8",
+        "--set",
+        "train.batch=4",
+        "--set",
+        "train.checkpoint_every=2",
+        "--set",
+        "cpc.horizon=2",
+    ];
+    let mut a = base.to_vec();
+    a.extend_from_slice(&["--out", out.to_str().unwrap(), "--set", "train.steps=3"]);
+    let t = ok(&a);
+    assert!(
+        t.contains("40 training images of 16x16x1") && t.contains("done after 3 steps"),
+        "{t}"
+    );
+    assert!(out.join("encoder.safetensors").exists());
+    // 16×16 with 8×8 patches every 4: a 3-row grid allows at most 2 rows of horizon.
+    let mut a = base.to_vec();
+    let bad = dir.path().join("bad");
+    a.extend_from_slice(&["--out", bad.to_str().unwrap(), "--set", "cpc.horizon=3"]);
+    let e = fails(&a);
+    assert!(
+        e.contains("3-row patch grid") && e.contains("at most 2"),
+        "{e}"
+    );
+    let mut a = base.to_vec();
+    a.extend_from_slice(&["--out", bad.to_str().unwrap(), "--set", "model.stride=3"]);
+    let e = fails(&a);
+    assert!(e.contains("exactly"), "{e}");
+}

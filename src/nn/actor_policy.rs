@@ -19,7 +19,7 @@ pub fn actor_policy(spec: &NetSpec) -> Result<Box<dyn ActorPolicy>, AgentError> 
     Ok(match spec.encoder {
         EncoderSpec::Mlp { .. } => Box::new(LeanActor::new(spec.clone())),
         // Audio encoders never reach an agent: building its network refuses them first.
-        EncoderSpec::Conv { .. } | EncoderSpec::Audio { .. } => {
+        EncoderSpec::Conv { .. } | EncoderSpec::Audio { .. } | EncoderSpec::Patches { .. } => {
             Box::new(CandleActor::new(spec.clone())?)
         }
     })
@@ -99,7 +99,7 @@ impl LeanActor {
             EncoderSpec::Mlp {
                 hidden, activation, ..
             } => (hidden.clone(), *activation),
-            EncoderSpec::Conv { .. } | EncoderSpec::Audio { .. } => {
+            EncoderSpec::Conv { .. } | EncoderSpec::Audio { .. } | EncoderSpec::Patches { .. } => {
                 unreachable!("actor_policy picks CandleActor for conv encoders")
             }
         };

@@ -44,6 +44,18 @@ pub enum EncoderSpec {
         #[serde(default)]
         normalize: bool,
     },
+    /// Image CPC's patch encoder (§3.2): `layers` 3×3 convolutions `features` wide with
+    /// ReLU, mean-pooled, applied to `patch`×`patch` patches every `stride` pixels of
+    /// `[height, width, channels]` images; one vector per patch.
+    Patches {
+        height: usize,
+        width: usize,
+        channels: usize,
+        patch: usize,
+        stride: usize,
+        features: usize,
+        layers: usize,
+    },
 }
 
 impl EncoderSpec {
@@ -68,6 +80,9 @@ impl EncoderSpec {
                 if *normalize { " standardised" } else { "" },
                 if *channel_norm { ", channel norm" } else { "" }
             ),
+            EncoderSpec::Patches { height, width, channels, patch, stride, features, layers } => format!(
+                "patch conv ({height}x{width}x{channels} images, {patch}x{patch} patches every {stride}, {layers} layers of {features})"
+            ),
         }
     }
 
@@ -87,6 +102,7 @@ impl EncoderSpec {
             EncoderSpec::Mlp { hidden, .. } => *hidden.last().expect("validated non-empty"),
             EncoderSpec::Conv { fc, .. } => *fc,
             EncoderSpec::Audio { channels, .. } => *channels,
+            EncoderSpec::Patches { features, .. } => *features,
         }
     }
 
@@ -134,6 +150,14 @@ impl EncoderSpec {
             } => {
                 super::audio::init(*channels, kernels, *channel_norm, init, prefix)?;
             }
+            EncoderSpec::Patches {
+                channels,
+                features,
+                layers,
+                ..
+            } => {
+                super::patches::PatchEncoder::init(*channels, *features, *layers, init, prefix)?;
+            }
         }
         Ok(())
     }
@@ -155,8 +179,19 @@ enum Layers {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ContextSpec {
-    Gru { in_dim: usize, hidden: usize },
-    Lstm { in_dim: usize, hidden: usize },
+    Gru {
+        in_dim: usize,
+        hidden: usize,
+    },
+    Lstm {
+        in_dim: usize,
+        hidden: usize,
+    },
+    /// Image CPC's vertically causal network over the patch grid.
+    Masked {
+        dim: usize,
+        layers: usize,
+    },
 }
 
 /// Metadata keys of exported encoders.
@@ -207,6 +242,10 @@ impl Encoder {
                     input_scale: *input_scale,
                 }
             }
+            EncoderSpec::Patches { .. } => candle_core::bail!(
+                "{} encodes grids of patches; use it with `rlcpc probe` or the image trainer",
+                spec.describe()
+            ),
             EncoderSpec::Audio { .. } => candle_core::bail!(
                 "{} encodes waveforms into sequences and cannot encode an environment's observations",
                 spec.describe()
@@ -231,6 +270,12 @@ impl Encoder {
                 ..
             } => vec![*height, *width, *channels],
             EncoderSpec::Audio { .. } => vec![],
+            EncoderSpec::Patches {
+                height,
+                width,
+                channels,
+                ..
+            } => vec![*height, *width, *channels],
         }
     }
 }

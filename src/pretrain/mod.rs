@@ -8,6 +8,7 @@
 
 pub mod audio;
 pub mod frames;
+pub mod image;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
