@@ -136,6 +136,9 @@ enum Command {
         /// `--target phone`: at most this many training (and test) frames, drawn at random.
         #[arg(long, default_value_t = 10_000)]
         max_frames: usize,
+        /// Images: at most this many training (and test) images, drawn at random.
+        #[arg(long, default_value_t = 10_000)]
+        max_images: usize,
     },
     /// Record observations with the environment's true state, for CPC on frames and probes.
     ///
@@ -432,6 +435,69 @@ fn refuse_existing_run(out: &std::path::Path, resume: bool) -> Result<()> {
     Ok(())
 }
 
+/// `rlcpc probe` with an image encoder: class from grid-pooled features.
+fn image_probe(
+    encoder: &std::path::Path,
+    data: &std::path::Path,
+    max: usize,
+    baselines: bool,
+    iters: usize,
+) -> Result<()> {
+    use rlcpc::data::images::{load, Part};
+    use rlcpc::pretrain::image::{probe_images, ImageNet};
+    let (net, _vm) = ImageNet::load(encoder)?;
+    let train = load(data, Part::Train)?;
+    let test = load(data, Part::Test)?;
+    let want = net.encoder_input();
+    if [train.height, train.width, train.channels] != want {
+        bail!(
+            "{}: the encoder reads {}x{}x{} images, '{}' holds {}x{}x{}",
+            encoder.display(),
+            want[0],
+            want[1],
+            want[2],
+            data.display(),
+            train.height,
+            train.width,
+            train.channels
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let (n_tr, n_te, rows) = probe_images(
+        &net,
+        &encoder.display().to_string(),
+        &train,
+        &test,
+        &rlcpc::pretrain::image::ImageProbeOptions {
+            max,
+            baselines,
+            iters,
+            seed: 0,
+        },
+    )?;
+    println!(
+        "probe 'class' on {}: {} classes, {n_tr} train / {n_te} test images (at most --max-images of each part), {:.1} s",
+        data.display(),
+        train.classes.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<60} {:>5} {:>8} {:>10} {:>10}",
+        "features", "dim", "lambda", "train acc", "test acc"
+    );
+    for r in &rows {
+        println!(
+            "{:<60} {:>5} {:>8.0e} {:>9.1}% {:>9.1}%",
+            r.features,
+            r.dim,
+            r.score.lambda,
+            100.0 * r.score.train,
+            100.0 * r.score.test
+        );
+    }
+    Ok(())
+}
+
 /// `rlcpc probe` on a recording: R² of ridge probes of the true state.
 fn belief_probe(
     encoder: &std::path::Path,
@@ -703,8 +769,14 @@ fn run(cli: Cli) -> Result<()> {
             strict,
             iters,
             max_frames,
+            max_images,
         } => {
             use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
+            if let Ok((rlcpc::nn::encoders::EncoderSpec::Patches { .. }, _)) =
+                rlcpc::eval::read_encoder(&encoder)
+            {
+                return image_probe(&encoder, &data, max_images, !no_baselines, iters);
+            }
             if data.join(rlcpc::data::trajectories::FILE).exists() {
                 let target = target.unwrap_or_else(|| "state".into());
                 return belief_probe(

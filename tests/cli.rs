@@ -959,8 +959,10 @@ fn cpc_image_trains_on_idx_files_and_checks_the_patch_grid() {
         }
         labels.push(class as u8);
     }
-    std::fs::write(data.join("train-images-idx3-ubyte"), idx).unwrap();
-    std::fs::write(data.join("train-labels-idx1-ubyte"), labels).unwrap();
+    std::fs::write(data.join("train-images-idx3-ubyte"), &idx).unwrap();
+    std::fs::write(data.join("train-labels-idx1-ubyte"), &labels).unwrap();
+    std::fs::write(data.join("t10k-images-idx3-ubyte"), &idx).unwrap();
+    std::fs::write(data.join("t10k-labels-idx1-ubyte"), &labels).unwrap();
     let out = dir.path().join("run");
     let base = [
         "cpc",
@@ -984,7 +986,26 @@ fn cpc_image_trains_on_idx_files_and_checks_the_patch_grid() {
         t.contains("40 training images of 16x16x1") && t.contains("done after 3 steps"),
         "{t}"
     );
-    assert!(out.join("encoder.safetensors").exists());
+    let enc = out.join("encoder.safetensors");
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--iters",
+        "50",
+    ]);
+    assert!(p.contains("4 classes, 40 train / 40 test images"), "{p}");
+    let raw = p
+        .lines()
+        .find(|l| l.starts_with("raw pixels"))
+        .expect("raw pixel row");
+    assert!(
+        raw.trim_end().ends_with("100.0%"),
+        "the square's position is linear in the pixels: {p}"
+    );
+    assert!(p.contains("random-init encoder + context"), "{p}");
     // 16×16 with 8×8 patches every 4: a 3-row grid allows at most 2 rows of horizon.
     let mut a = base.to_vec();
     let bad = dir.path().join("bad");

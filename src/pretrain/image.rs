@@ -223,6 +223,12 @@ impl ImageNet {
         Ok((z, ctx))
     }
 
+    /// `[height, width, channels]` of the images the encoder reads.
+    pub fn encoder_input(&self) -> [usize; 3] {
+        let (h, w, c, ..) = Self::parts(&self.spec).expect("patch spec");
+        [h, w, c]
+    }
+
     pub fn context_spec(&self) -> ContextSpec {
         let (_, _, _, _, _, f, _) = Self::parts(&self.spec).expect("patch spec");
         ContextSpec::Masked {
@@ -328,4 +334,83 @@ impl Objective for ImageCpc {
             ),
         ]
     }
+}
+
+/// Image-level features: c (or z) averaged over the patch grid, in batches of 256.
+pub fn image_features(
+    net: &ImageNet,
+    set: &ImageSet,
+    idx: &[usize],
+    pool_z: bool,
+) -> Result<crate::probe::Features> {
+    let mut rows = Vec::with_capacity(idx.len());
+    for chunk in idx.chunks(256) {
+        let mut images = Vec::with_capacity(chunk.len() * set.image_len());
+        for &i in chunk {
+            images.extend_from_slice(set.image(i));
+        }
+        let (z, c) = net.forward(&images, chunk.len())?;
+        let f = if pool_z { z } else { c };
+        rows.extend(f.mean((1, 2))?.to_vec2::<f32>()?);
+    }
+    crate::probe::Features::from_rows(rows)
+}
+
+/// Settings of [`probe_images`].
+pub struct ImageProbeOptions {
+    /// At most this many training and test images each, drawn at random (seeded).
+    pub max: usize,
+    pub baselines: bool,
+    pub iters: usize,
+    pub seed: u64,
+}
+
+/// Linear probe of the class from pooled features of `net`, a random-init twin and the
+/// raw pixels, trained on images of `train` and tested on images of `test`.
+pub fn probe_images(
+    net: &ImageNet,
+    name: &str,
+    train: &ImageSet,
+    test: &ImageSet,
+    o: &ImageProbeOptions,
+) -> Result<(usize, usize, Vec<super::audio::ProbeRow>)> {
+    use rand::seq::SliceRandom;
+    let (max, seed) = (o.max, o.seed);
+    let mut rng = SeededRng::seed_from_u64(seed ^ 0x1A6E);
+    let mut pick = |n: usize| {
+        let mut v: Vec<usize> = (0..n).collect();
+        v.shuffle(&mut rng);
+        v.truncate(max);
+        v
+    };
+    let (tr, te) = (pick(train.len()), pick(test.len()));
+    let y_tr: Vec<usize> = tr.iter().map(|&i| train.labels[i] as usize).collect();
+    let y_te: Vec<usize> = te.iter().map(|&i| test.labels[i] as usize).collect();
+    let k = train.classes.len().max(test.classes.len());
+    let mut sets = vec![(
+        format!("cpc ({name}), mean-pooled c"),
+        image_features(net, train, &tr, false)?,
+        image_features(net, test, &te, false)?,
+    )];
+    if o.baselines {
+        let (random, _vm) = ImageNet::random(net.spec.clone(), net.context_layers, 12345)?;
+        sets.push((
+            "random-init encoder + context, same architecture".into(),
+            image_features(&random, train, &tr, false)?,
+            image_features(&random, test, &te, false)?,
+        ));
+        let raw = |s: &ImageSet, idx: &[usize]| {
+            crate::probe::Features::from_rows(idx.iter().map(|&i| s.image(i).to_vec()).collect())
+        };
+        sets.push(("raw pixels".into(), raw(train, &tr)?, raw(test, &te)?));
+    }
+    let rows = sets
+        .into_iter()
+        .map(|(features, a, b)| super::audio::ProbeRow {
+            dim: a.d,
+            score: crate::probe::classify(&a, &y_tr, &b, &y_te, k, seed, o.iters),
+            features,
+        })
+        .collect();
+    Ok((tr.len(), te.len(), rows))
 }
