@@ -127,7 +127,6 @@ pub fn audio_windows_per_sec(
 ) -> Result<f64> {
     use crate::data::audio::{AudioSet, Layout, Utterance};
     use crate::pretrain::audio::AudioCpc;
-    use crate::pretrain::Objective;
     let mut rng = SeededRng::seed_from_u64(1);
     let utterances = (0..64)
         .map(|i| Utterance {
@@ -147,10 +146,43 @@ pub fn audio_windows_per_sec(
         skipped: Vec::new(),
     };
     let mut obj = AudioCpc::new(cfg, set, &Device::Cpu)?;
+    samples_per_sec(&mut obj, &cfg.train, steps)
+}
+
+/// Image CPC training throughput in images per second, on generated images of
+/// `[h, w, c]` held in memory (as for audio, content does not change the cost).
+pub fn images_per_sec(
+    cfg: &crate::pretrain::image::ImageCpcConfig,
+    (h, w, c): (usize, usize, usize),
+    steps: u64,
+) -> Result<f64> {
+    let mut rng = SeededRng::seed_from_u64(1);
+    let n = 256;
+    let set = crate::data::images::ImageSet {
+        height: h,
+        width: w,
+        channels: c,
+        pixels: (0..n * h * w * c)
+            .map(|_| rng.random_range(0.0..1.0))
+            .collect(),
+        labels: (0..n as u32).map(|i| i % 10).collect(),
+        classes: (0..10).map(|i| i.to_string()).collect(),
+    };
+    let mut obj = crate::pretrain::image::ImageCpc::new(cfg, set)?;
+    samples_per_sec(&mut obj, &cfg.train, steps)
+}
+
+/// Samples per second of `steps` full optimiser steps (forward, loss, backward, Adam)
+/// of a standalone trainer's objective, after one warm-up step.
+pub fn samples_per_sec(
+    obj: &mut dyn crate::pretrain::Objective,
+    train: &crate::pretrain::TrainSection,
+    steps: u64,
+) -> Result<f64> {
     let mut optim = rlcpc_agents::Optimizer::new(
         rlcpc_agents::OptimConfig {
             kind: rlcpc_agents::OptimKind::Adam,
-            lr: cfg.train.lr,
+            lr: train.lr,
             eps: 1e-8,
             ..Default::default()
         },
@@ -161,16 +193,17 @@ pub fn audio_windows_per_sec(
             .map(|(i, v)| (i.to_string(), v))
             .collect(),
     )?;
-    let mut step = |obj: &mut AudioCpc| -> Result<()> {
-        let out = obj.step(cfg.train.batch)?;
+    let mut step = |obj: &mut dyn crate::pretrain::Objective| -> Result<usize> {
+        let out = obj.step(train.batch)?;
         let grads = out.loss.backward()?;
-        optim.step(&grads, cfg.train.lr, 1.0)?;
-        Ok(())
+        optim.step(&grads, train.lr, 1.0)?;
+        Ok(out.samples)
     };
-    step(&mut obj)?;
+    step(obj)?;
     let t = Instant::now();
+    let mut samples = 0;
     for _ in 0..steps {
-        step(&mut obj)?;
+        samples += step(obj)?;
     }
-    Ok((steps as usize * cfg.train.batch) as f64 / t.elapsed().as_secs_f64())
+    Ok(samples as f64 / t.elapsed().as_secs_f64())
 }

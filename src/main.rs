@@ -209,8 +209,8 @@ enum Command {
         /// Measure the raw environments only (no training runs).
         #[arg(long)]
         envs_only: bool,
-        /// Measure audio CPC training only (windows per second of the built-in
-        /// cpc-audio and cpc-audio-fsdd configs).
+        /// Measure the standalone trainers only: audio windows per second of the built-in
+        /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion.
         #[arg(long, conflicts_with = "envs_only")]
         audio_only: bool,
         /// Timed optimiser steps per audio measurement.
@@ -1200,10 +1200,34 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 Ok(())
             };
+            let image = || -> Result<()> {
+                let cfg = rlcpc::pretrain::image::ImageCpcConfig::load(None, &[])?;
+                set_learner_threads(0);
+                let runs: Vec<f64> = (0..repeats)
+                    .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), audio_steps))
+                    .collect::<Result<_>>()?;
+                println!(
+                    "{:<40} {:>14.1}   {:?}",
+                    "cpc image cpc-image-fashion (images/s)",
+                    bench::median(&runs),
+                    runs.iter().map(|x| x.round()).collect::<Vec<_>>()
+                );
+                println!(
+                    "{:<40} 28x28x1, {}x{} patches every {}, batch {}, {} features",
+                    "",
+                    cfg.model.patch,
+                    cfg.model.patch,
+                    cfg.model.stride,
+                    cfg.train.batch,
+                    cfg.model.features
+                );
+                Ok(())
+            };
             if audio_only {
-                println!("{:<40} {:>14}   runs", "case", "windows/s (median)");
+                println!("{:<40} {:>14}   runs", "case", "samples/s (median)");
                 audio("cpc-audio")?;
                 audio("cpc-audio-fsdd")?;
+                image()?;
                 return Ok(());
             }
             println!("{:<40} {:>14}   runs", "case", "steps/s (median)");
@@ -1223,6 +1247,7 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             audio("cpc-audio")?;
+            image()?;
             set_learner_threads(1);
             let mut medians = Vec::new();
             for (name, cfg) in bench::throughput_cases(&mlp, &lstm) {

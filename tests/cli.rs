@@ -355,9 +355,16 @@ fn bench_runs_on_a_tiny_budget() {
         "1",
         "--env-steps",
         "10000",
+        "--audio-steps",
+        "1",
     ]);
     assert!(
         b.contains("train mlp, aux none") && b.contains("CPC head cost"),
+        "{b}"
+    );
+    assert!(
+        b.contains("cpc audio cpc-audio (windows/s)")
+            && b.contains("cpc image cpc-image-fashion (images/s)"),
         "{b}"
     );
     for env in [
