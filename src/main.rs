@@ -735,12 +735,7 @@ fn run(cli: Cli) -> Result<()> {
                 format!("{:?}", cfg.data.split).to_lowercase(),
             );
             let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
-            let get = |k: &str| {
-                s.last
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map_or(f64::NAN, |x| x.1)
-            };
+            let get = |k: &str| s.last_value(k);
             println!(
                 "{} after {} steps in {:.1} s ({:.1} windows/s); last: loss {:.4}, accuracy {:.3} (k=1 {:.3}, k={} {:.3}), z collapse statistic {:.3}",
                 if s.interrupted { "interrupted" } else { "done" },
@@ -959,12 +954,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             let mut obj = FramesCpc::new(&cfg, traj)?;
             let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
-            let get = |k: &str| {
-                s.last
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map_or(f64::NAN, |x| x.1)
-            };
+            let get = |k: &str| s.last_value(k);
             println!(
                 "{} after {} steps in {:.1} s ({:.1} sequences/s); last: loss {:.4}, accuracy {:.3}",
                 if s.interrupted { "interrupted" } else { "done" },
@@ -1002,12 +992,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             let mut obj = ImageCpc::new(&cfg, set)?;
             let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
-            let get = |k: &str| {
-                s.last
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map_or(f64::NAN, |x| x.1)
-            };
+            let get = |k: &str| s.last_value(k);
             println!(
                 "{} after {} steps in {:.1} s ({:.1} images/s); last: loss {:.4}, accuracy {:.3}",
                 if s.interrupted { "interrupted" } else { "done" },

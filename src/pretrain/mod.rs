@@ -179,6 +179,16 @@ pub struct FitSummary {
     pub interrupted: bool,
 }
 
+impl FitSummary {
+    /// The last logged value of `key` (NaN if it was never logged).
+    pub fn last_value(&self, key: &str) -> f64 {
+        self.last
+            .iter()
+            .find(|(n, _)| n == key)
+            .map_or(f64::NAN, |x| x.1)
+    }
+}
+
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 pub const ENCODER: &str = "encoder.safetensors";
 
