@@ -118,9 +118,11 @@ enum Command {
         /// Seed of the split [default: the encoder's, else 0].
         #[arg(long)]
         split_seed: Option<u64>,
-        /// Audio: pool context vectors c_t (the paper) or encoder outputs z_t.
-        #[arg(long, value_enum, default_value = "context")]
-        features: rlcpc::pretrain::audio::Pool,
+        /// Pool context vectors (audio c_t, image c_{i,j}; the paper) or encoder outputs z
+        /// [default: context; text: encoder, the sentence embedding z of the whole text;
+        /// text context: the GRU's last c over the text's sentences].
+        #[arg(long, value_enum)]
+        features: Option<rlcpc::pretrain::audio::Pool>,
         /// Audio: how labels are read from the corpus.
         #[arg(long, value_enum, default_value = "auto")]
         layout: rlcpc::data::audio::Layout,
@@ -139,6 +141,16 @@ enum Command {
         /// Images: at most this many training (and test) images, drawn at random.
         #[arg(long, default_value_t = 10_000)]
         max_images: usize,
+        /// Text: cross-validation folds on a labelled set (SentEval: 10).
+        #[arg(long, default_value_t = 10)]
+        folds: usize,
+        /// Text: at most this many labelled texts, drawn at random.
+        #[arg(long, default_value_t = 5_000)]
+        max_texts: usize,
+        /// Images: average the features over GxG cells of the patch grid and
+        /// concatenate them (1: one mean over the whole image, the paper's pooling).
+        #[arg(long, default_value_t = 2, value_name = "G")]
+        pool_grid: usize,
     },
     /// Record observations with the environment's true state, for CPC on frames and probes.
     ///
@@ -286,9 +298,21 @@ enum CpcCommand {
     /// conv patch encoder, a context network that sees only the rows above, W_k for the
     /// rows below, InfoNCE against the other patches of the batch. Reads IDX files
     /// (MNIST, Fashion-MNIST; the train part), CIFAR-10 binary batches or class folders
-    /// of PNG/JPEG. Built-in config: cpc-image-fashion. (Work in progress: CPC-v2's
-    /// options and the image probe are not in yet.)
+    /// of PNG/JPEG. CPC-v2's refinements are options: model.layer_norm, cpc.directions
+    /// (down, up, right, left), [augment] crop / flip / color_drop, larger patches.
+    /// Built-in config: cpc-image-fashion.
     Image {
+        #[command(flatten)]
+        args: TrainerArgs,
+    },
+    /// CPC on text (van den Oord et al. 2018, §3.3): sentences split from plain-text
+    /// files (a file, or every *.txt under --data; one document per file), a word
+    /// vocabulary, a sentence encoder (embedding, 1-D convolution + ReLU, mean over the
+    /// words), a GRU over consecutive sentences, W_1..W_3 for the next sentences,
+    /// InfoNCE against the other sentences of the batch. The vocabulary is stored with
+    /// the encoder. Built-in config: cpc-text (scripts/text-corpora.sh prepares the
+    /// corpora and labelled sets installed here).
+    Text {
         #[command(flatten)]
         args: TrainerArgs,
     },
@@ -435,13 +459,51 @@ fn refuse_existing_run(out: &std::path::Path, resume: bool) -> Result<()> {
     Ok(())
 }
 
+/// `rlcpc probe` with a text encoder: labels of a labelled set by k-fold CV.
+fn text_probe(
+    encoder: &std::path::Path,
+    data: &std::path::Path,
+    options: &rlcpc::pretrain::text::TextProbeOptions,
+) -> Result<()> {
+    use rlcpc::pretrain::text::{probe_text, TextNet};
+    let (net, _vm) = TextNet::load(encoder)?;
+    let set = rlcpc::data::text::load_labelled(data)?;
+    let t0 = std::time::Instant::now();
+    let (n, rows) = probe_text(&net, &encoder.display().to_string(), &set, options)?;
+    println!(
+        "probe 'class' on {}: {} classes, {n} texts{}, {}-fold cross-validation, {:.1} s",
+        data.display(),
+        set.classes.len(),
+        if set.dropped > 0 {
+            format!(" ({} without a class left out)", set.dropped)
+        } else {
+            String::new()
+        },
+        options.folds,
+        t0.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<66} {:>5} {:>10} {:>16}",
+        "features", "dim", "train acc", "test acc (± sd)"
+    );
+    for r in &rows {
+        println!(
+            "{:<66} {:>5} {:>9.1}% {:>8.1}% ± {:>4.1}",
+            r.features,
+            r.dim,
+            100.0 * r.cv.train,
+            100.0 * r.cv.mean,
+            100.0 * r.cv.std
+        );
+    }
+    Ok(())
+}
+
 /// `rlcpc probe` with an image encoder: class from grid-pooled features.
 fn image_probe(
     encoder: &std::path::Path,
     data: &std::path::Path,
-    max: usize,
-    baselines: bool,
-    iters: usize,
+    options: &rlcpc::pretrain::image::ImageProbeOptions,
 ) -> Result<()> {
     use rlcpc::data::images::{load, Part};
     use rlcpc::pretrain::image::{probe_images, ImageNet};
@@ -463,18 +525,8 @@ fn image_probe(
         );
     }
     let t0 = std::time::Instant::now();
-    let (n_tr, n_te, rows) = probe_images(
-        &net,
-        &encoder.display().to_string(),
-        &train,
-        &test,
-        &rlcpc::pretrain::image::ImageProbeOptions {
-            max,
-            baselines,
-            iters,
-            seed: 0,
-        },
-    )?;
+    let (n_tr, n_te, rows) =
+        probe_images(&net, &encoder.display().to_string(), &train, &test, options)?;
     println!(
         "probe 'class' on {}: {} classes, {n_tr} train / {n_te} test images (at most --max-images of each part), {:.1} s",
         data.display(),
@@ -765,12 +817,45 @@ fn run(cli: Cli) -> Result<()> {
             iters,
             max_frames,
             max_images,
+            pool_grid,
+            folds,
+            max_texts,
         } => {
             use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
-            if let Ok((rlcpc::nn::encoders::EncoderSpec::Patches { .. }, _)) =
-                rlcpc::eval::read_encoder(&encoder)
-            {
-                return image_probe(&encoder, &data, max_images, !no_baselines, iters);
+            let spec = rlcpc::eval::read_encoder(&encoder).ok().map(|(s, _)| s);
+            if let Some(rlcpc::nn::encoders::EncoderSpec::Text { .. }) = spec {
+                return text_probe(
+                    &encoder,
+                    &data,
+                    &rlcpc::pretrain::text::TextProbeOptions {
+                        features: match features {
+                            Some(audio::Pool::Context) => {
+                                rlcpc::pretrain::text::TextFeatures::Context
+                            }
+                            _ => rlcpc::pretrain::text::TextFeatures::Encoder,
+                        },
+                        folds,
+                        max: max_texts,
+                        baselines: !no_baselines,
+                        iters,
+                        seed: 0,
+                    },
+                );
+            }
+            let features = features.unwrap_or(audio::Pool::Context);
+            if let Some(rlcpc::nn::encoders::EncoderSpec::Patches { .. }) = spec {
+                return image_probe(
+                    &encoder,
+                    &data,
+                    &rlcpc::pretrain::image::ImageProbeOptions {
+                        max: max_images,
+                        baselines: !no_baselines,
+                        iters,
+                        seed: 0,
+                        pool_z: features == audio::Pool::Encoder,
+                        grid: pool_grid,
+                    },
+                );
             }
             if data.join(rlcpc::data::trajectories::FILE).exists() {
                 let target = target.unwrap_or_else(|| "state".into());
@@ -1001,6 +1086,52 @@ fn run(cli: Cli) -> Result<()> {
                 s.samples_per_sec,
                 get("train/loss"),
                 get("train/acc")
+            );
+            println!("encoder: {}", out.join(rlcpc::pretrain::ENCODER).display());
+        }
+        Command::Cpc {
+            modality:
+                CpcCommand::Text {
+                    args:
+                        TrainerArgs {
+                            config,
+                            data,
+                            out,
+                            overrides,
+                            resume,
+                            quiet,
+                        },
+                },
+        } => {
+            use rlcpc::pretrain::text::{TextCpc, TextCpcConfig};
+            let cfg = trainer_config(&out, resume, config.as_deref(), |p| {
+                TextCpcConfig::load(p, &overrides)
+            })?;
+            refuse_existing_run(&out, resume)?;
+            let corpus = rlcpc::data::text::load_corpus(&data)?;
+            let mut obj = TextCpc::new(&cfg, &corpus)?;
+            let (vocab, passages) = obj.sizes();
+            eprintln!(
+                "{} sentences in {} files; vocabulary {vocab} words ({:.1}% of words unknown); {passages} passages of {}",
+                corpus.sentences(),
+                corpus.files.len(),
+                100.0 * obj.unknown_rate(),
+                cfg.data.sequence
+            );
+            drop(corpus);
+            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
+            let get = |k: &str| s.last_value(k);
+            println!(
+                "{} after {} steps in {:.1} s ({:.1} sentences/s); last: loss {:.4}, accuracy {:.3} (k=1 {:.3}, k={} {:.3})",
+                if s.interrupted { "interrupted" } else { "done" },
+                s.steps,
+                s.seconds,
+                s.samples_per_sec,
+                get("train/loss"),
+                get("train/acc"),
+                get("train/acc_k1"),
+                cfg.cpc.horizon,
+                get(&format!("train/acc_k{}", cfg.cpc.horizon)),
             );
             println!("encoder: {}", out.join(rlcpc::pretrain::ENCODER).display());
         }

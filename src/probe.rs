@@ -256,6 +256,60 @@ pub fn classify(
     }
 }
 
+/// Result of a k-fold cross-validated probe.
+#[derive(Debug, Clone)]
+pub struct CvScore {
+    /// Mean and standard deviation of the folds' test accuracies.
+    pub mean: f64,
+    pub std: f64,
+    /// Mean training accuracy.
+    pub train: f64,
+    /// λ chosen in each fold.
+    pub lambdas: Vec<f32>,
+}
+
+/// k-fold cross-validation (SentEval's protocol where a set has no split): the items
+/// are shuffled (seeded) into `folds` parts; each part is the test set once, a model is
+/// fitted on the others by [`classify`] (λ picked on a validation part of them).
+/// `features(train, test)` gives the features of those items; it may build them from
+/// the training items alone (e.g. a bag-of-words vocabulary).
+pub fn cross_validate(
+    y: &[usize],
+    k: usize,
+    folds: usize,
+    seed: u64,
+    iters: usize,
+    mut features: impl FnMut(&[usize], &[usize]) -> Result<(Features, Features)>,
+) -> Result<CvScore> {
+    let n = y.len();
+    if folds < 2 || folds > n {
+        bail!("cannot split {n} items into {folds} folds (need 2 ≤ folds ≤ items)");
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut SeededRng::seed_from_u64(seed ^ 0xF01D));
+    let (mut tests, mut trains, mut lambdas) = (Vec::new(), Vec::new(), Vec::new());
+    for f in 0..folds {
+        let (lo, hi) = (f * n / folds, (f + 1) * n / folds);
+        let te: Vec<usize> = idx[lo..hi].to_vec();
+        let tr: Vec<usize> = idx[..lo].iter().chain(&idx[hi..]).copied().collect();
+        let (a, b) = features(&tr, &te)?;
+        let ytr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
+        let yte: Vec<usize> = te.iter().map(|&i| y[i]).collect();
+        let s = classify(&a, &ytr, &b, &yte, k, seed + f as u64, iters);
+        tests.push(s.test);
+        trains.push(s.train);
+        lambdas.push(s.lambda);
+    }
+    let mean = tests.iter().sum::<f64>() / folds as f64;
+    let var = tests.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / folds as f64;
+    Ok(CvScore {
+        mean,
+        std: var.sqrt(),
+        train: trains.iter().sum::<f64>() / folds as f64,
+        lambdas,
+    })
+}
+
 /// Ridge regression `min ‖XW + b − Y‖² + λ‖W‖²` in closed form (Cholesky, f64) on
 /// standardised X; returns a predictor.
 pub struct Ridge {

@@ -1012,14 +1012,63 @@ fn cpc_image_trains_on_idx_files_and_checks_the_patch_grid() {
         raw.trim_end().ends_with("100.0%"),
         "the square's position is linear in the pixels: {p}"
     );
-    assert!(p.contains("random-init encoder + context"), "{p}");
+    assert!(
+        p.contains("random-init, same architecture, c, 2x2 pooled"),
+        "{p}"
+    );
+    // CPC-v2's options train too; their mistakes are named.
+    let mut a = base.to_vec();
+    let v2 = dir.path().join("v2");
+    a.extend_from_slice(&[
+        "--out",
+        v2.to_str().unwrap(),
+        "--set",
+        "train.steps=2",
+        "--set",
+        "model.layer_norm=true",
+        "--set",
+        "cpc.directions=[\"down\",\"up\",\"right\",\"left\"]",
+        "--set",
+        "augment.crop=2",
+        "--set",
+        "augment.flip=true",
+    ]);
+    assert!(ok(&a).contains("done after 2 steps"));
+    let metrics = std::fs::read_to_string(v2.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("train/acc_left"), "{metrics}");
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        v2.join("encoder.safetensors").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--iters",
+        "20",
+        "--pool-grid",
+        "1",
+        "--features",
+        "encoder",
+        "--no-baselines",
+    ]);
+    assert!(p.contains("z, 1x1 pooled"), "{p}");
+    for (set, msg) in [
+        ("cpc.directions=[\"down\",\"down\"]", "each once"),
+        ("augment.color_drop=true", "colour images"),
+        ("augment.crop=5", "at most the stride"),
+    ] {
+        let mut a = base.to_vec();
+        let bad = dir.path().join("bad-v2");
+        a.extend_from_slice(&["--out", bad.to_str().unwrap(), "--set", set]);
+        let e = fails(&a);
+        assert!(e.contains(msg), "{set}: {e}");
+    }
     // 16×16 with 8×8 patches every 4: a 3-row grid allows at most 2 rows of horizon.
     let mut a = base.to_vec();
     let bad = dir.path().join("bad");
     a.extend_from_slice(&["--out", bad.to_str().unwrap(), "--set", "cpc.horizon=3"]);
     let e = fails(&a);
     assert!(
-        e.contains("3-row patch grid") && e.contains("at most 2"),
+        e.contains("3x3 patch grid") && e.contains("at most 2"),
         "{e}"
     );
     let mut a = base.to_vec();

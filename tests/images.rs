@@ -146,7 +146,10 @@ mod patches {
     use candle_nn::VarBuilder;
     use rand::{Rng, SeedableRng};
     use rlcpc::nn::init::Init;
-    use rlcpc::nn::patches::{as_sequences, extract, grid, CausalContext, PatchEncoder};
+    use rlcpc::nn::patches::{
+        as_sequences, extract, extract_augmented, grid, layer_norm, Augment, CausalContext,
+        Direction, PatchEncoder,
+    };
     use rlcpc_envs::SeededRng;
 
     #[test]
@@ -250,9 +253,9 @@ mod patches {
     fn the_patch_encoder_gives_one_vector_per_patch() {
         let dev = Device::Cpu;
         let mut init = Init::new(3, &dev);
-        PatchEncoder::init(1, 16, 2, &mut init, "enc").unwrap();
+        PatchEncoder::init(1, 16, 2, false, &mut init, "enc").unwrap();
         let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
-        let enc = PatchEncoder::new(1, 16, 2, vb.pp("enc")).unwrap();
+        let enc = PatchEncoder::new(1, 16, 2, false, vb.pp("enc")).unwrap();
         let x = Tensor::ones((5, 8, 8, 1), DType::F32, &dev).unwrap();
         assert_eq!(enc.forward(&x).unwrap().dims(), &[5, 16]);
     }
@@ -265,11 +268,11 @@ mod patches {
         let (n, h, w, c, p, s, width) = (3, 16, 16, 1, 8, 4, 8);
         let (gh, gw) = grid(h, w, p, s).unwrap();
         let mut init = Init::new(4, &dev);
-        PatchEncoder::init(c, width, 2, &mut init, "enc").unwrap();
+        PatchEncoder::init(c, width, 2, true, &mut init, "enc").unwrap();
         CausalContext::init(width, 2, &mut init, "ctx").unwrap();
         Predictor::init(2, width, width, &mut init, "cpc").unwrap();
         let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
-        let enc = PatchEncoder::new(c, width, 2, vb.pp("enc")).unwrap();
+        let enc = PatchEncoder::new(c, width, 2, true, vb.pp("enc")).unwrap();
         let ctx = CausalContext::new(width, 2, vb.pp("ctx")).unwrap();
         let pred = Predictor::new(2, width, width, vb.pp("cpc")).unwrap();
         let mut rng = SeededRng::seed_from_u64(5);
@@ -320,5 +323,126 @@ mod patches {
                 .unwrap();
             assert!(norm > 0.0, "zero gradient for {name}");
         }
+    }
+
+    #[test]
+    fn layer_norm_matches_its_formula_per_patch() {
+        let dev = Device::Cpu;
+        let (n, h, w, c) = (3, 2, 3, 4);
+        let mut rng = SeededRng::seed_from_u64(9);
+        let x: Vec<f32> = (0..n * h * w * c)
+            .map(|_| rng.random_range(-2.0..3.0))
+            .collect();
+        let gain: Vec<f32> = (0..c).map(|i| 0.5 + i as f32).collect();
+        let bias: Vec<f32> = (0..c).map(|i| i as f32 - 1.0).collect();
+        let got = layer_norm(
+            &grid_tensor(&x, (n, h, w, c)),
+            &Tensor::new(gain.as_slice(), &dev).unwrap(),
+            &Tensor::new(bias.as_slice(), &dev).unwrap(),
+        )
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+        for (k, item) in x.chunks(h * w * c).enumerate() {
+            let m = item.iter().map(|&v| v as f64).sum::<f64>() / item.len() as f64;
+            let var = item.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / item.len() as f64;
+            for (i, &v) in item.iter().enumerate() {
+                let want =
+                    (v as f64 - m) / (var + 1e-5).sqrt() * gain[i % c] as f64 + bias[i % c] as f64;
+                let g = got[k * h * w * c + i] as f64;
+                assert!((g - want).abs() < 1e-4, "item {k} value {i}: {g} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn augmented_patches_are_moved_mirrored_or_colour_dropped_copies() {
+        let (n, h, w, c, p, s) = (2, 12, 12, 3, 4, 4);
+        let img: Vec<f32> = (0..n * h * w * c).map(|i| 1.0 + i as f32).collect();
+        let (gh, gw) = grid(h, w, p, s).unwrap();
+        let plain = extract(&img, (n, h, w, c), p, s).unwrap();
+        let mut rng = SeededRng::seed_from_u64(1);
+        let off = extract_augmented(&img, (n, h, w, c), p, s, &Augment::default(), &mut rng);
+        assert_eq!(off.unwrap(), plain, "no augmentation: the plain patches");
+        // The pixel of image k at (y, x), channel ch.
+        let px = |k: usize, y: usize, x: usize, ch: usize| img[((k * h + y) * w + x) * c + ch];
+        let aug = Augment {
+            crop: 2,
+            flip: true,
+            color_drop: true,
+        };
+        let (mut flipped, mut moved) = (0, 0);
+        for _ in 0..5 {
+            let out = extract_augmented(&img, (n, h, w, c), p, s, &aug, &mut rng).unwrap();
+            for (q, patch) in out.chunks(p * p * c).enumerate() {
+                let (k, gi, gj) = (q / (gh * gw), q / gw % gh, q % gw);
+                // Exactly one channel survives, the same over the patch.
+                let kept: Vec<usize> = (0..c).filter(|&ch| patch[ch] != 0.0).collect();
+                assert_eq!(kept.len(), 1, "patch {q}");
+                let ch = kept[0];
+                // Some offset within ±2 (inside the image), mirrored or not, explains it.
+                let mut found = false;
+                for y0 in (gi * s).saturating_sub(2)..=(gi * s + 2).min(h - p) {
+                    for x0 in (gj * s).saturating_sub(2)..=(gj * s + 2).min(w - p) {
+                        for flip in [false, true] {
+                            let ok = (0..p).all(|y| {
+                                (0..p).all(|x| {
+                                    let sx = if flip { x0 + p - 1 - x } else { x0 + x };
+                                    (0..c).all(|cc| {
+                                        let want =
+                                            if cc == ch { px(k, y0 + y, sx, cc) } else { 0.0 };
+                                        patch[(y * p + x) * c + cc] == want
+                                    })
+                                })
+                            });
+                            if ok && !found {
+                                found = true;
+                                flipped += flip as usize;
+                                moved += usize::from((y0, x0) != (gi * s, gj * s));
+                            }
+                        }
+                    }
+                }
+                assert!(found, "patch {q} is no moved/mirrored copy");
+            }
+        }
+        assert!(flipped > 0 && moved > 0, "flips {flipped}, moves {moved}");
+    }
+
+    #[test]
+    fn directions_turn_the_grid_so_that_the_future_runs_down() {
+        let (b, rows, cols) = (1, 2, 3);
+        let v: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let g = grid_tensor(&v, (b, rows, cols, 1));
+        let turned = |d: Direction| {
+            d.orient(&g)
+                .unwrap()
+                .squeeze(3)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap()
+        };
+        assert_eq!(
+            turned(Direction::Down),
+            vec![vec![0., 1., 2.], vec![3., 4., 5.]]
+        );
+        assert_eq!(
+            turned(Direction::Up),
+            vec![vec![3., 4., 5.], vec![0., 1., 2.]]
+        );
+        // Left to right: each grid row becomes a column read downwards.
+        assert_eq!(
+            turned(Direction::Right),
+            vec![vec![0., 3.], vec![1., 4.], vec![2., 5.]]
+        );
+        assert_eq!(
+            turned(Direction::Left),
+            vec![vec![2., 5.], vec![1., 4.], vec![0., 3.]]
+        );
+        assert_eq!(Direction::Right.steps(rows, cols), cols);
     }
 }

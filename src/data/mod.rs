@@ -1,11 +1,12 @@
 //! Datasets read from disk for the standalone trainers and probes: audio corpora
-//! ([`audio`]), images ([`images`]) and trajectories recorded from environments ([`trajectories`]).
+//! ([`audio`]), images ([`images`]), text ([`text`]) and trajectories recorded from environments ([`trajectories`]).
 //! Nothing here downloads; every loader reads standard formats and reports each file
 //! it cannot use by path.
 
 pub mod audio;
 pub mod images;
 pub mod mfcc;
+pub mod text;
 pub mod trajectories;
 
 use std::collections::BTreeMap;

@@ -19,9 +19,10 @@ pub fn actor_policy(spec: &NetSpec) -> Result<Box<dyn ActorPolicy>, AgentError> 
     Ok(match spec.encoder {
         EncoderSpec::Mlp { .. } => Box::new(LeanActor::new(spec.clone())),
         // Audio encoders never reach an agent: building its network refuses them first.
-        EncoderSpec::Conv { .. } | EncoderSpec::Audio { .. } | EncoderSpec::Patches { .. } => {
-            Box::new(CandleActor::new(spec.clone())?)
-        }
+        EncoderSpec::Conv { .. }
+        | EncoderSpec::Audio { .. }
+        | EncoderSpec::Patches { .. }
+        | EncoderSpec::Text { .. } => Box::new(CandleActor::new(spec.clone())?),
     })
 }
 
@@ -99,7 +100,10 @@ impl LeanActor {
             EncoderSpec::Mlp {
                 hidden, activation, ..
             } => (hidden.clone(), *activation),
-            EncoderSpec::Conv { .. } | EncoderSpec::Audio { .. } | EncoderSpec::Patches { .. } => {
+            EncoderSpec::Conv { .. }
+            | EncoderSpec::Audio { .. }
+            | EncoderSpec::Patches { .. }
+            | EncoderSpec::Text { .. } => {
                 unreachable!("actor_policy picks CandleActor for conv encoders")
             }
         };

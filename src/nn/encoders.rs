@@ -55,6 +55,19 @@ pub enum EncoderSpec {
         stride: usize,
         features: usize,
         layers: usize,
+        /// LayerNorm after each convolution, over the patch's positions and channels
+        /// (CPC-v2's replacement for BatchNorm).
+        #[serde(default)]
+        layer_norm: bool,
+    },
+    /// Text CPC's sentence encoder (§3.3): word embeddings `embedding` wide over a
+    /// `vocab`-word vocabulary, a 1-D convolution (`kernel` words, `features` wide) with
+    /// ReLU, mean-pooled over the sentence.
+    Text {
+        vocab: usize,
+        embedding: usize,
+        kernel: usize,
+        features: usize,
     },
 }
 
@@ -80,8 +93,12 @@ impl EncoderSpec {
                 if *normalize { " standardised" } else { "" },
                 if *channel_norm { ", channel norm" } else { "" }
             ),
-            EncoderSpec::Patches { height, width, channels, patch, stride, features, layers } => format!(
-                "patch conv ({height}x{width}x{channels} images, {patch}x{patch} patches every {stride}, {layers} layers of {features})"
+            EncoderSpec::Text { vocab, embedding, kernel, features } => format!(
+                "sentence conv ({vocab} words, embedding {embedding}, kernel {kernel}, {features} features)"
+            ),
+            EncoderSpec::Patches { height, width, channels, patch, stride, features, layers, layer_norm } => format!(
+                "patch conv ({height}x{width}x{channels} images, {patch}x{patch} patches every {stride}, {layers} layers of {features}{})",
+                if *layer_norm { ", layer norm" } else { "" }
             ),
         }
     }
@@ -103,6 +120,7 @@ impl EncoderSpec {
             EncoderSpec::Conv { fc, .. } => *fc,
             EncoderSpec::Audio { channels, .. } => *channels,
             EncoderSpec::Patches { features, .. } => *features,
+            EncoderSpec::Text { features, .. } => *features,
         }
     }
 
@@ -154,10 +172,26 @@ impl EncoderSpec {
                 channels,
                 features,
                 layers,
+                layer_norm,
                 ..
             } => {
-                super::patches::PatchEncoder::init(*channels, *features, *layers, init, prefix)?;
+                super::patches::PatchEncoder::init(
+                    *channels,
+                    *features,
+                    *layers,
+                    *layer_norm,
+                    init,
+                    prefix,
+                )?;
             }
+            EncoderSpec::Text {
+                vocab,
+                embedding,
+                kernel,
+                features,
+            } => super::text::SentenceEncoder::init(
+                *vocab, *embedding, *kernel, *features, init, prefix,
+            )?,
         }
         Ok(())
     }
@@ -246,6 +280,10 @@ impl Encoder {
                 "{} encodes grids of patches; use it with `rlcpc probe` or the image trainer",
                 spec.describe()
             ),
+            EncoderSpec::Text { .. } => candle_core::bail!(
+                "{} encodes sentences and cannot encode an environment's observations",
+                spec.describe()
+            ),
             EncoderSpec::Audio { .. } => candle_core::bail!(
                 "{} encodes waveforms into sequences and cannot encode an environment's observations",
                 spec.describe()
@@ -269,7 +307,7 @@ impl Encoder {
                 channels,
                 ..
             } => vec![*height, *width, *channels],
-            EncoderSpec::Audio { .. } => vec![],
+            EncoderSpec::Audio { .. } | EncoderSpec::Text { .. } => vec![],
             EncoderSpec::Patches {
                 height,
                 width,

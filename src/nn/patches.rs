@@ -60,10 +60,147 @@ pub fn extract(
     Ok(out)
 }
 
+/// CPC-v2's patch-level augmentation, drawn independently for every patch.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Augment {
+    /// Random crops: each patch is cut from its grid position moved by up to this many
+    /// pixels in each direction (kept inside the image).
+    pub crop: usize,
+    /// Mirror each patch left–right with probability ½.
+    pub flip: bool,
+    /// Colour dropping: keep one colour channel at random, zero the others.
+    pub color_drop: bool,
+}
+
+impl Augment {
+    pub fn is_off(&self) -> bool {
+        *self == Augment::default()
+    }
+}
+
+/// [`extract`] with `aug` applied to each patch (same layout).
+pub fn extract_augmented(
+    images: &[f32],
+    (n, h, w, c): (usize, usize, usize, usize),
+    patch: usize,
+    stride: usize,
+    aug: &Augment,
+    rng: &mut impl rand::Rng,
+) -> Result<Vec<f32>, String> {
+    let (gh, gw) = grid(h, w, patch, stride)?;
+    if images.len() != n * h * w * c {
+        return Err(format!(
+            "{} values are not {n} images of {h}x{w}x{c}",
+            images.len()
+        ));
+    }
+    let jitter = |at: usize, size: usize, rng: &mut dyn rand::RngCore| {
+        let lo = at.saturating_sub(aug.crop);
+        let hi = (at + aug.crop).min(size - patch);
+        rand::Rng::random_range(rng, lo..=hi)
+    };
+    let mut out = Vec::with_capacity(n * gh * gw * patch * patch * c);
+    for img in images.chunks_exact(h * w * c) {
+        for gi in 0..gh {
+            for gj in 0..gw {
+                let y0 = jitter(gi * stride, h, rng);
+                let x0 = jitter(gj * stride, w, rng);
+                let flip = aug.flip && rng.random_bool(0.5);
+                let keep = aug.color_drop.then(|| rng.random_range(0..c));
+                for y in y0..y0 + patch {
+                    for dx in 0..patch {
+                        let x = if flip { x0 + patch - 1 - dx } else { x0 + dx };
+                        let px = &img[(y * w + x) * c..(y * w + x + 1) * c];
+                        match keep {
+                            None => out.extend_from_slice(px),
+                            Some(k) => {
+                                out.extend((0..c).map(|ch| if ch == k { px[ch] } else { 0.0 }))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The directions CPC-v2 predicts in: `Down` is the paper's (context from the rows
+/// above, targets below); the others turn the grid so that the same causal network
+/// and predictors work unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Top to bottom (the paper).
+    Down,
+    /// Bottom to top.
+    Up,
+    /// Left to right.
+    Right,
+    /// Right to left.
+    Left,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Down => "down",
+            Direction::Up => "up",
+            Direction::Right => "right",
+            Direction::Left => "left",
+        }
+    }
+
+    /// Turns a grid `[B, rows, cols, D]` so that this direction runs down its rows.
+    pub fn orient(self, grid: &Tensor) -> candle_core::Result<Tensor> {
+        let reverse_rows = |g: &Tensor| {
+            let r = g.dim(1)?;
+            let idx: Vec<u32> = (0..r as u32).rev().collect();
+            g.index_select(&Tensor::new(idx.as_slice(), g.device())?, 1)
+        };
+        match self {
+            Direction::Down => Ok(grid.clone()),
+            Direction::Up => reverse_rows(grid),
+            Direction::Right => grid.transpose(1, 2)?.contiguous(),
+            Direction::Left => reverse_rows(&grid.transpose(1, 2)?.contiguous()?),
+        }
+    }
+
+    /// Rows of the turned grid.
+    pub fn steps(self, rows: usize, cols: usize) -> usize {
+        match self {
+            Direction::Down | Direction::Up => rows,
+            Direction::Right | Direction::Left => cols,
+        }
+    }
+}
+
 /// The patch encoder: 3×3 convolutions (stride 1, no padding) with ReLU, then the mean
-/// over positions: `[N, P, P, C]` → `[N, width]`.
+/// over positions: `[N, P, P, C]` → `[N, width]`. With `layer_norm` (CPC-v2), each
+/// convolution's output is normalised over the patch's positions and channels (Ba et
+/// al.'s LayerNorm: one mean and variance per patch, so patches never mix) with a gain
+/// and bias per channel, before the ReLU.
 pub struct PatchEncoder {
     convs: Vec<(Tensor, Tensor)>,
+    norms: Vec<(Tensor, Tensor)>,
+}
+
+/// LayerNorm's ε.
+const LN_EPS: f64 = 1e-5;
+
+/// Normalises `[N, H, W, C]` over (H, W, C) per item, then `· gain + bias` per channel.
+pub fn layer_norm(h: &Tensor, gain: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let n = h.dim(0)?;
+    let flat = h.reshape((n, ()))?;
+    let mean = flat.mean_keepdim(1)?;
+    let centred = flat.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(1)?;
+    let normed = centred.broadcast_div(&(var + LN_EPS)?.sqrt()?)?;
+    normed
+        .reshape(h.shape())?
+        .broadcast_mul(gain)?
+        .broadcast_add(bias)
 }
 
 impl PatchEncoder {
@@ -72,6 +209,7 @@ impl PatchEncoder {
         channels: usize,
         width: usize,
         layers: usize,
+        layer_norm: bool,
         init: &mut Init,
         prefix: &str,
     ) -> candle_core::Result<()> {
@@ -83,6 +221,10 @@ impl PatchEncoder {
                 c_in * 9,
             )?;
             init.uniform_fan_in(&format!("{prefix}.conv.{i}.bias"), &[width], c_in * 9)?;
+            if layer_norm {
+                init.ones(&format!("{prefix}.norm.{i}.weight"), &[width])?;
+                init.zeros(&format!("{prefix}.norm.{i}.bias"), &[width])?;
+            }
             c_in = width;
         }
         Ok(())
@@ -92,25 +234,31 @@ impl PatchEncoder {
         channels: usize,
         width: usize,
         layers: usize,
+        layer_norm: bool,
         vb: VarBuilder,
     ) -> candle_core::Result<Self> {
         let mut c_in = channels;
-        let mut convs = Vec::with_capacity(layers);
+        let (mut convs, mut norms) = (Vec::with_capacity(layers), Vec::new());
         for i in 0..layers {
-            let vb = vb.pp(format!("conv.{i}"));
-            convs.push((
-                vb.get((width, c_in, 3, 3), "weight")?,
-                vb.get(width, "bias")?,
-            ));
+            let v = vb.pp(format!("conv.{i}"));
+            convs.push((v.get((width, c_in, 3, 3), "weight")?, v.get(width, "bias")?));
+            if layer_norm {
+                let v = vb.pp(format!("norm.{i}"));
+                norms.push((v.get(width, "weight")?, v.get(width, "bias")?));
+            }
             c_in = width;
         }
-        Ok(PatchEncoder { convs })
+        Ok(PatchEncoder { convs, norms })
     }
 
     pub fn forward(&self, patches: &Tensor) -> candle_core::Result<Tensor> {
         let mut h = patches.clone();
-        for (w, b) in &self.convs {
-            h = super::conv::conv2d_nhwc(&h, w, b, 1, 1.0)?.relu()?;
+        for (i, (w, b)) in self.convs.iter().enumerate() {
+            h = super::conv::conv2d_nhwc(&h, w, b, 1, 1.0)?;
+            if let Some((gain, bias)) = self.norms.get(i) {
+                h = layer_norm(&h, gain, bias)?;
+            }
+            h = h.relu()?;
         }
         h.flatten(1, 2)?.mean(1)
     }

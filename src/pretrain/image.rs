@@ -20,7 +20,9 @@ use crate::cpc::{cpc_loss, CpcSampling, Predictor};
 use crate::data::images::ImageSet;
 use crate::nn::encoders::{ContextSpec, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
 use crate::nn::init::Init;
-use crate::nn::patches::{as_sequences, extract, grid, CausalContext, PatchEncoder};
+use crate::nn::patches::{
+    as_sequences, extract, extract_augmented, grid, Augment, CausalContext, Direction, PatchEncoder,
+};
 
 /// `[model]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +37,8 @@ pub struct ModelSection {
     pub encoder_layers: usize,
     /// Causal 2×3 layers in the context network (each reaches one more row up).
     pub context_layers: usize,
+    /// CPC-v2: LayerNorm after each convolution of the patch encoder.
+    pub layer_norm: bool,
 }
 
 impl Default for ModelSection {
@@ -45,6 +49,7 @@ impl Default for ModelSection {
             features: 64,
             encoder_layers: 2,
             context_layers: 3,
+            layer_norm: false,
         }
     }
 }
@@ -59,6 +64,10 @@ pub struct CpcSection {
     /// column of the same image; `batch`: the same row and column of other images.
     pub negatives: Negatives,
     pub num_negatives: usize,
+    /// Directions predicted, each with its own context network and W_k (CPC-v2 adds
+    /// `up`, `right`, `left` to the paper's `down`); the losses are averaged. The first
+    /// direction's context network is the one exported and probed.
+    pub directions: Vec<Direction>,
 }
 
 impl Default for CpcSection {
@@ -67,6 +76,7 @@ impl Default for CpcSection {
             horizon: 3,
             negatives: Negatives::Both,
             num_negatives: 16,
+            directions: vec![Direction::Down],
         }
     }
 }
@@ -77,6 +87,8 @@ impl Default for CpcSection {
 pub struct ImageCpcConfig {
     pub model: ModelSection,
     pub cpc: CpcSection,
+    /// CPC-v2's patch augmentation (training only; probes see plain patches).
+    pub augment: Augment,
     pub train: TrainSection,
 }
 
@@ -111,6 +123,12 @@ impl ImageCpcConfig {
         if self.cpc.horizon == 0 || self.cpc.num_negatives == 0 {
             return Err("invalid value for 'cpc.horizon'/'cpc.num_negatives': 0".into());
         }
+        let d = &self.cpc.directions;
+        if d.is_empty() || (1..d.len()).any(|i| d[..i].contains(&d[i])) {
+            return Err(format!(
+                "invalid value for 'cpc.directions': {d:?} (one or more of down, up, right, left, each once)"
+            ));
+        }
         if self.cpc.negatives == Negatives::Speaker {
             return Err("invalid value for 'cpc.negatives': \"speaker\" is for audio".into());
         }
@@ -119,14 +137,28 @@ impl ImageCpcConfig {
 
     /// The encoder spec for images of `[h, w, c]`, or why the patches do not fit.
     pub fn encoder_spec(&self, h: usize, w: usize, c: usize) -> Result<EncoderSpec> {
-        let (rows, _) =
+        let (rows, cols) =
             grid(h, w, self.model.patch, self.model.stride).map_err(anyhow::Error::msg)?;
-        if self.cpc.horizon >= rows {
+        for dir in &self.cpc.directions {
+            let steps = dir.steps(rows, cols);
+            if self.cpc.horizon >= steps {
+                bail!(
+                    "invalid value for 'cpc.horizon': {} (the {rows}x{cols} patch grid of {h}x{w} images allows at most {} in direction {})",
+                    self.cpc.horizon,
+                    steps - 1,
+                    dir.name()
+                );
+            }
+        }
+        if self.augment.crop > self.model.stride {
             bail!(
-                "invalid value for 'cpc.horizon': {} (the {rows}-row patch grid of {h}x{w} images allows at most {})",
-                self.cpc.horizon,
-                rows - 1
+                "invalid value for 'augment.crop': {} (at most the stride, {})",
+                self.augment.crop,
+                self.model.stride
             );
+        }
+        if self.augment.color_drop && c < 2 {
+            bail!("invalid value for 'augment.color_drop': true, but the images have {c} channel (colour dropping needs colour images)");
         }
         Ok(EncoderSpec::Patches {
             height: h,
@@ -136,6 +168,7 @@ impl ImageCpcConfig {
             stride: self.model.stride,
             features: self.model.features,
             layers: self.model.encoder_layers,
+            layer_norm: self.model.layer_norm,
         })
     }
 }
@@ -159,6 +192,7 @@ impl ImageNet {
                 stride,
                 features,
                 layers,
+                ..
             } => Ok((height, width, channels, patch, stride, features, layers)),
             other => bail!("{} is not a patch encoder", other.describe()),
         }
@@ -173,8 +207,15 @@ impl ImageNet {
 
     pub fn new(spec: EncoderSpec, context_layers: usize, vb: VarBuilder) -> Result<Self> {
         let (_, _, c, _, _, f, layers) = Self::parts(&spec)?;
+        let norm = matches!(
+            spec,
+            EncoderSpec::Patches {
+                layer_norm: true,
+                ..
+            }
+        );
         Ok(ImageNet {
-            encoder: PatchEncoder::new(c, f, layers, vb.pp("encoder"))?,
+            encoder: PatchEncoder::new(c, f, layers, norm, vb.pp("encoder"))?,
             context: CausalContext::new(f, context_layers, vb.pp("context"))?,
             spec,
             context_layers,
@@ -214,13 +255,19 @@ impl ImageNet {
 
     /// Images `[n, h, w, c]` (host, channels-last) → z and c as grids `[n, rows, cols, D]`.
     pub fn forward(&self, images: &[f32], n: usize) -> Result<(Tensor, Tensor)> {
-        let (h, w, c, p, s, f, _) = Self::parts(&self.spec)?;
-        let (rows, cols) = grid(h, w, p, s).map_err(anyhow::Error::msg)?;
+        let (h, w, c, p, s, ..) = Self::parts(&self.spec)?;
         let patches = extract(images, (n, h, w, c), p, s).map_err(anyhow::Error::msg)?;
-        let x = Tensor::from_vec(patches, (n * rows * cols, p, p, c), &Device::Cpu)?;
-        let z = self.encoder.forward(&x)?.reshape((n, rows, cols, f))?;
+        let z = self.encode(patches, n)?;
         let ctx = self.context.forward(&z)?;
         Ok((z, ctx))
+    }
+
+    /// Patches of `n` images as [`extract`] lays them out → z as a grid `[n, rows, cols, D]`.
+    pub fn encode(&self, patches: Vec<f32>, n: usize) -> Result<Tensor> {
+        let (h, w, c, p, s, f, _) = Self::parts(&self.spec)?;
+        let (rows, cols) = grid(h, w, p, s).map_err(anyhow::Error::msg)?;
+        let x = Tensor::from_vec(patches, (n * rows * cols, p, p, c), &Device::Cpu)?;
+        Ok(self.encoder.forward(&x)?.reshape((n, rows, cols, f))?)
     }
 
     /// `[height, width, channels]` of the images the encoder reads.
@@ -241,7 +288,10 @@ impl ImageNet {
 /// The training objective: random minibatches of the training images.
 pub struct ImageCpc {
     net: ImageNet,
-    predictor: Predictor,
+    /// Per direction: the context network of the directions after the first (the
+    /// first's is `net.context`) and the predictors W_1..W_K.
+    directions: Vec<(Direction, Option<CausalContext>, Predictor)>,
+    augment: Augment,
     varmap: VarMap,
     set: ImageSet,
     sampling: CpcSampling,
@@ -254,13 +304,46 @@ impl ImageCpc {
         let dev = Device::Cpu;
         let mut init = Init::new(cfg.train.seed, &dev);
         ImageNet::init(&spec, cfg.model.context_layers, &mut init)?;
-        let f = cfg.model.features;
-        Predictor::init(cfg.cpc.horizon, f, f, &mut init, "cpc")?;
+        let (f, k, layers) = (
+            cfg.model.features,
+            cfg.cpc.horizon,
+            cfg.model.context_layers,
+        );
+        // The paper's names for the first direction, `_<direction>` for the others.
+        let suffix = |i: usize, d: Direction| {
+            if i == 0 {
+                String::new()
+            } else {
+                format!("_{}", d.name())
+            }
+        };
+        for (i, &d) in cfg.cpc.directions.iter().enumerate() {
+            if i > 0 {
+                CausalContext::init(f, layers, &mut init, &format!("context{}", suffix(i, d)))?;
+            }
+            Predictor::init(k, f, f, &mut init, &format!("cpc{}", suffix(i, d)))?;
+        }
         let varmap = init.varmap;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        let directions = cfg
+            .cpc
+            .directions
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| {
+                let context = (i > 0)
+                    .then(|| {
+                        CausalContext::new(f, layers, vb.pp(format!("context{}", suffix(i, d))))
+                    })
+                    .transpose()?;
+                let predictor = Predictor::new(k, f, f, vb.pp(format!("cpc{}", suffix(i, d))))?;
+                Ok((d, context, predictor))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(ImageCpc {
-            net: ImageNet::new(spec, cfg.model.context_layers, vb.clone())?,
-            predictor: Predictor::new(cfg.cpc.horizon, f, f, vb.pp("cpc"))?,
+            net: ImageNet::new(spec, layers, vb.clone())?,
+            directions,
+            augment: cfg.augment,
             varmap,
             set,
             sampling: CpcSampling {
@@ -291,29 +374,44 @@ impl Objective for ImageCpc {
             let i = self.rng.random_range(0..self.set.len());
             images.extend_from_slice(self.set.image(i));
         }
-        let (z, c) = self.net.forward(&images, batch)?;
-        let (zs, cs) = (as_sequences(&z)?, as_sequences(&c)?);
-        let first = vec![0f32; zs.dim(0)? * zs.dim(1)?];
-        let r = cpc_loss(
-            &self.predictor,
-            &zs,
-            &cs,
-            &first,
-            &self.sampling,
-            &mut self.rng,
-        )?
-        .expect("the grid is taller than the horizon (validated)");
-        let acc = r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64;
+        let (h, w, c, p, s, ..) = ImageNet::parts(&self.net.spec)?;
+        let dims = (batch, h, w, c);
+        let patches = if self.augment.is_off() {
+            extract(&images, dims, p, s)
+        } else {
+            extract_augmented(&images, dims, p, s, &self.augment, &mut self.rng)
+        }
+        .map_err(anyhow::Error::msg)?;
+        let z = self.net.encode(patches, batch)?;
+        let (mut losses, mut metrics) = (Vec::new(), Vec::new());
+        let (mut hits, mut scored) = (0usize, 0usize);
+        for (d, context, predictor) in &self.directions {
+            let zd = d.orient(&z)?;
+            let cd = context.as_ref().unwrap_or(&self.net.context).forward(&zd)?;
+            let (zs, cs) = (as_sequences(&zd)?, as_sequences(&cd)?);
+            let first = vec![0f32; zs.dim(0)? * zs.dim(1)?];
+            let r = cpc_loss(predictor, &zs, &cs, &first, &self.sampling, &mut self.rng)?
+                .expect("the grid is longer than the horizon in every direction (validated)");
+            let right = r.correct.iter().filter(|&&c| c).count();
+            if self.directions.len() > 1 {
+                metrics.push((
+                    format!("acc_{}", d.name()),
+                    right as f64 / r.correct.len() as f64,
+                ));
+            }
+            (hits, scored) = (hits + right, scored + r.correct.len());
+            losses.push(r.loss);
+        }
+        let loss = (Tensor::stack(&losses, 0)?.sum_all()? / losses.len() as f64)?;
         let f = z.dim(3)?;
+        metrics.insert(0, ("acc".into(), hits as f64 / scored as f64));
+        metrics.push((
+            "z_norm_std".into(),
+            super::audio::normalized_std(&z.reshape(((), f))?)?,
+        ));
         Ok(StepOutput {
-            loss: r.loss,
-            metrics: vec![
-                ("acc".into(), acc),
-                (
-                    "z_norm_std".into(),
-                    super::audio::normalized_std(&z.reshape(((), f))?)?,
-                ),
-            ],
+            loss,
+            metrics,
             samples: batch,
         })
     }
@@ -336,12 +434,49 @@ impl Objective for ImageCpc {
     }
 }
 
-/// Image-level features: c (or z) averaged over the patch grid, in batches of 256.
+/// Averages a grid `[n, rows, cols, D]` over `g`×`g` cells (PyTorch's adaptive average
+/// pooling: cell i covers rows ⌊i·rows/g⌋..⌈(i+1)·rows/g⌉), flattened to `g·g·D` per
+/// image; `g = 1` is the mean over the whole grid.
+pub fn pool_grid(grid: &Tensor, g: usize) -> Result<Vec<Vec<f32>>> {
+    let (n, rows, cols, d) = grid.dims4()?;
+    if g == 0 || g > rows.min(cols) {
+        bail!("cannot pool a {rows}x{cols} patch grid to {g}x{g} cells");
+    }
+    let v = grid.flatten_all()?.to_vec1::<f32>()?;
+    let span = |i: usize, len: usize| (i * len / g, ((i + 1) * len).div_ceil(g));
+    let mut out = Vec::with_capacity(n);
+    for img in v.chunks_exact(rows * cols * d) {
+        let mut row = vec![0f32; g * g * d];
+        for gi in 0..g {
+            let (r0, r1) = span(gi, rows);
+            for gj in 0..g {
+                let (c0, c1) = span(gj, cols);
+                let cell = &mut row[(gi * g + gj) * d..(gi * g + gj + 1) * d];
+                for r in r0..r1 {
+                    for c in c0..c1 {
+                        let at = (r * cols + c) * d;
+                        for (o, x) in cell.iter_mut().zip(&img[at..at + d]) {
+                            *o += x;
+                        }
+                    }
+                }
+                let k = ((r1 - r0) * (c1 - c0)) as f32;
+                cell.iter_mut().for_each(|o| *o /= k);
+            }
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// Image-level features: c (or z with `pool_z`) pooled over `g`×`g` cells of the
+/// patch grid ([`pool_grid`]), in batches of 256.
 pub fn image_features(
     net: &ImageNet,
     set: &ImageSet,
     idx: &[usize],
     pool_z: bool,
+    g: usize,
 ) -> Result<crate::probe::Features> {
     let mut rows = Vec::with_capacity(idx.len());
     for chunk in idx.chunks(256) {
@@ -350,8 +485,7 @@ pub fn image_features(
             images.extend_from_slice(set.image(i));
         }
         let (z, c) = net.forward(&images, chunk.len())?;
-        let f = if pool_z { z } else { c };
-        rows.extend(f.mean((1, 2))?.to_vec2::<f32>()?);
+        rows.extend(pool_grid(if pool_z { &z } else { &c }, g)?);
     }
     crate::probe::Features::from_rows(rows)
 }
@@ -363,6 +497,10 @@ pub struct ImageProbeOptions {
     pub baselines: bool,
     pub iters: usize,
     pub seed: u64,
+    /// Pool z (the patch vectors) instead of c (the context).
+    pub pool_z: bool,
+    /// Pool to `grid`×`grid` cells of the patch grid (1: the mean over all patches).
+    pub grid: usize,
 }
 
 /// Linear probe of the class from pooled features of `net`, a random-init twin and the
@@ -387,17 +525,24 @@ pub fn probe_images(
     let y_tr: Vec<usize> = tr.iter().map(|&i| train.labels[i] as usize).collect();
     let y_te: Vec<usize> = te.iter().map(|&i| test.labels[i] as usize).collect();
     let k = train.classes.len().max(test.classes.len());
+    let what = format!(
+        "{}, {g}x{g} pooled",
+        if o.pool_z { "z" } else { "c" },
+        g = o.grid
+    );
+    let feats =
+        |n: &ImageNet, s: &ImageSet, idx: &[usize]| image_features(n, s, idx, o.pool_z, o.grid);
     let mut sets = vec![(
-        format!("cpc ({name}), mean-pooled c"),
-        image_features(net, train, &tr, false)?,
-        image_features(net, test, &te, false)?,
+        format!("cpc ({name}), {what}"),
+        feats(net, train, &tr)?,
+        feats(net, test, &te)?,
     )];
     if o.baselines {
         let (random, _vm) = ImageNet::random(net.spec.clone(), net.context_layers, 12345)?;
         sets.push((
-            "random-init encoder + context, same architecture".into(),
-            image_features(&random, train, &tr, false)?,
-            image_features(&random, test, &te, false)?,
+            format!("random-init, same architecture, {what}"),
+            feats(&random, train, &tr)?,
+            feats(&random, test, &te)?,
         ));
         let raw = |s: &ImageSet, idx: &[usize]| {
             crate::probe::Features::from_rows(idx.iter().map(|&i| s.image(i).to_vec()).collect())

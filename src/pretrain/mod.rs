@@ -9,6 +9,7 @@
 pub mod audio;
 pub mod frames;
 pub mod image;
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,595 @@
+//! CPC on text (van den Oord et al. 2018, §3.3): each sentence is encoded to z_t
+//! (embedding → 1-D convolution + ReLU → mean over words), a GRU over consecutive
+//! sentences gives c_t, and W_k c_t predicts z_{t+k}, k = 1..3, scored by InfoNCE against
+//! the other sentences of the batch — through [`crate::cpc::cpc_loss`], the audio and
+//! agent heads' code.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use rand::{Rng, SeedableRng};
+use rlcpc_envs::SeededRng;
+use serde::{Deserialize, Serialize};
+
+use super::{Objective, StepOutput, TrainSection};
+use crate::checkpoint::Loaded;
+use crate::config::Negatives;
+use crate::cpc::{cpc_loss, CpcSampling, Predictor};
+use crate::data::text::{self, Corpus, Vocab};
+use crate::nn::encoders::{ContextSpec, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+use crate::nn::gru::Gru;
+use crate::nn::init::Init;
+use crate::nn::text::SentenceEncoder;
+use crate::probe::Features;
+
+/// Metadata key of the vocabulary (a JSON list of words, index = id) in exported files.
+pub const VOCAB_KEY: &str = "rlcpc.vocab";
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Vocabulary size, `<pad>` and `<unk>` included (the most frequent words).
+    pub vocab: usize,
+    /// Words of a sentence kept for training (longer sentences are cut).
+    pub max_words: usize,
+    /// Consecutive sentences per training sequence (sequences stay inside a file).
+    pub sequence: usize,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            vocab: 20_000,
+            max_words: 40,
+            sequence: 8,
+        }
+    }
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Word embedding width (the paper: 620).
+    pub embedding: usize,
+    /// Words per convolution window.
+    pub kernel: usize,
+    /// Width of the sentence vectors z (the paper: 2400).
+    pub features: usize,
+    /// GRU width (the paper: 2400).
+    pub context: usize,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            embedding: 128,
+            kernel: 3,
+            features: 256,
+            context: 256,
+        }
+    }
+}
+
+/// `[cpc]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpcSection {
+    /// Future sentences predicted, one W_k each (the paper: 3).
+    pub horizon: usize,
+    /// `both`: any sentence of the batch (the paper's "batch negatives"); `sequence`:
+    /// other sentences of the same passage; `batch`: the same position of other passages.
+    pub negatives: Negatives,
+    pub num_negatives: usize,
+}
+
+impl Default for CpcSection {
+    fn default() -> Self {
+        CpcSection {
+            horizon: 3,
+            negatives: Negatives::Both,
+            num_negatives: 16,
+        }
+    }
+}
+
+/// `configs/cpc-text.toml`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextCpcConfig {
+    pub data: DataSection,
+    pub model: ModelSection,
+    pub cpc: CpcSection,
+    pub train: TrainSection,
+}
+
+pub const PRESETS: [(&str, &str); 1] = [("cpc-text", include_str!("../../configs/cpc-text.toml"))];
+
+impl TextCpcConfig {
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<TextCpcConfig> {
+        super::load_config(path, overrides, &PRESETS, TextCpcConfig::validate)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.train.validate()?;
+        let (d, m, c) = (&self.data, &self.model, &self.cpc);
+        if d.vocab < 3 {
+            return Err(format!(
+                "invalid value for 'data.vocab': {} (at least 3: <pad>, <unk> and a word)",
+                d.vocab
+            ));
+        }
+        if d.max_words == 0
+            || m.embedding == 0
+            || m.kernel == 0
+            || m.features == 0
+            || m.context == 0
+        {
+            return Err("invalid value for 'data.max_words'/'model.embedding'/'model.kernel'/'model.features'/'model.context': 0".into());
+        }
+        if c.horizon == 0 || c.num_negatives == 0 {
+            return Err("invalid value for 'cpc.horizon'/'cpc.num_negatives': 0".into());
+        }
+        if d.sequence <= c.horizon {
+            return Err(format!(
+                "invalid value for 'data.sequence': {} (must exceed cpc.horizon = {} so that a sentence has a future to predict)",
+                d.sequence, c.horizon
+            ));
+        }
+        if c.negatives == Negatives::Speaker {
+            return Err("invalid value for 'cpc.negatives': \"speaker\" is for audio".into());
+        }
+        Ok(())
+    }
+
+    pub fn encoder_spec(&self, vocab: usize) -> EncoderSpec {
+        EncoderSpec::Text {
+            vocab,
+            embedding: self.model.embedding,
+            kernel: self.model.kernel,
+            features: self.model.features,
+        }
+    }
+}
+
+/// The sentence encoder, the GRU over sentences, and the vocabulary they read.
+pub struct TextNet {
+    pub encoder: SentenceEncoder,
+    pub gru: Gru,
+    pub spec: EncoderSpec,
+    pub context: ContextSpec,
+    pub vocab: Vocab,
+}
+
+impl TextNet {
+    fn parts(spec: &EncoderSpec) -> Result<(usize, usize, usize, usize)> {
+        match spec {
+            &EncoderSpec::Text {
+                vocab,
+                embedding,
+                kernel,
+                features,
+            } => Ok((vocab, embedding, kernel, features)),
+            other => bail!("{} is not a sentence encoder", other.describe()),
+        }
+    }
+
+    fn hidden(ctx: &ContextSpec) -> Result<usize> {
+        match ctx {
+            ContextSpec::Gru { hidden, .. } => Ok(*hidden),
+            other => bail!("the text context network is a GRU, not {other:?}"),
+        }
+    }
+
+    pub fn init(spec: &EncoderSpec, ctx: &ContextSpec, init: &mut Init) -> Result<()> {
+        let (v, e, k, f) = Self::parts(spec)?;
+        SentenceEncoder::init(v, e, k, f, init, "encoder")?;
+        Gru::init(f, Self::hidden(ctx)?, init, "context")?;
+        Ok(())
+    }
+
+    pub fn new(spec: EncoderSpec, ctx: ContextSpec, vocab: Vocab, vb: VarBuilder) -> Result<Self> {
+        let (v, e, k, f) = Self::parts(&spec)?;
+        if vocab.len() != v {
+            bail!("the vocabulary has {} words, the encoder {v}", vocab.len());
+        }
+        Ok(TextNet {
+            encoder: SentenceEncoder::new(v, e, k, f, vb.pp("encoder"))?,
+            gru: Gru::new(f, Self::hidden(&ctx)?, vb.pp("context"))?,
+            spec,
+            context: ctx,
+            vocab,
+        })
+    }
+
+    /// Fresh weights from `seed` (the random-init baseline).
+    pub fn random(
+        spec: EncoderSpec,
+        ctx: ContextSpec,
+        vocab: Vocab,
+        seed: u64,
+    ) -> Result<(Self, VarMap)> {
+        let dev = Device::Cpu;
+        let mut init = Init::new(seed, &dev);
+        TextNet::init(&spec, &ctx, &mut init)?;
+        let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
+        Ok((TextNet::new(spec, ctx, vocab, vb)?, init.varmap))
+    }
+
+    /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc cpc text`.
+    pub fn load(path: &Path) -> Result<(Self, VarMap)> {
+        let f = Loaded::read(path)?;
+        let spec: EncoderSpec = f.meta(ENCODER_SPEC_KEY)?;
+        let ctx: ContextSpec = f.meta(CONTEXT_SPEC_KEY)?;
+        let words: Vec<String> = f.meta(VOCAB_KEY)?;
+        let (net, varmap) = TextNet::random(spec, ctx, Vocab::from_words(words), 0)
+            .map_err(|e| f.mismatch(e.to_string()))?;
+        for (k, v) in varmap.data().lock().expect("varmap lock").iter() {
+            v.set(&f.tensor(k, v.dims())?.to_device(&Device::Cpu)?)?;
+        }
+        Ok((net, varmap))
+    }
+
+    /// Sentence vectors z `[N, D]` of texts, each tokenised whole (no sentence split and
+    /// no length cut), in batches of 64 texts of similar length.
+    pub fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let ids: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.vocab.encode(&text::tokenize(t)))
+            .collect();
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let mut out = vec![Vec::new(); ids.len()];
+        for chunk in order.chunks(64) {
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
+            let z = self.encoder.forward(&batch)?.to_vec2::<f32>()?;
+            for (&i, row) in chunk.iter().zip(z) {
+                out[i] = row;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Context vectors: each text split into sentences, encoded, and read by the GRU;
+    /// the last c_t.
+    pub fn context_of_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        texts
+            .iter()
+            .map(|t| {
+                let mut sentences: Vec<Vec<u32>> = text::split_sentences(t)
+                    .iter()
+                    .map(|s| self.vocab.encode(&text::tokenize(s)))
+                    .collect();
+                if sentences.is_empty() {
+                    sentences.push(vec![text::UNK]);
+                }
+                let refs: Vec<&[u32]> = sentences.iter().map(Vec::as_slice).collect();
+                let z = self.encoder.forward(&refs)?.unsqueeze(0)?;
+                let c = self.gru.forward(&z)?;
+                let last = c.dim(1)? - 1;
+                Ok(c.narrow(1, last, 1)?.flatten_all()?.to_vec1::<f32>()?)
+            })
+            .collect()
+    }
+}
+
+/// The training objective: random passages of `sequence` consecutive sentences.
+pub struct TextCpc {
+    net: TextNet,
+    predictor: Predictor,
+    varmap: VarMap,
+    /// Documents → sentences → word ids (cut to `max_words`).
+    docs: Vec<Vec<Vec<u32>>>,
+    /// (document, first sentence) of every passage.
+    starts: Vec<(u32, u32)>,
+    sequence: usize,
+    sampling: CpcSampling,
+    rng: SeededRng,
+    files: usize,
+}
+
+impl TextCpc {
+    pub fn new(cfg: &TextCpcConfig, corpus: &Corpus) -> Result<Self> {
+        let vocab = Vocab::build(
+            corpus.documents.iter().flatten().map(Vec::as_slice),
+            cfg.data.vocab,
+        );
+        let docs: Vec<Vec<Vec<u32>>> = corpus
+            .documents
+            .iter()
+            .map(|d| {
+                d.iter()
+                    .map(|s| vocab.encode(&s[..s.len().min(cfg.data.max_words)]))
+                    .collect()
+            })
+            .collect();
+        let t = cfg.data.sequence;
+        let starts: Vec<(u32, u32)> = docs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, d)| {
+                (0..(d.len() + 1).saturating_sub(t)).map(move |s| (i as u32, s as u32))
+            })
+            .collect();
+        if starts.is_empty() {
+            bail!(
+                "no file has {t} sentences in a row (data.sequence); the longest has {}",
+                docs.iter().map(Vec::len).max().unwrap_or(0)
+            );
+        }
+        let spec = cfg.encoder_spec(vocab.len());
+        let ctx = ContextSpec::Gru {
+            in_dim: cfg.model.features,
+            hidden: cfg.model.context,
+        };
+        let dev = Device::Cpu;
+        let mut init = Init::new(cfg.train.seed, &dev);
+        TextNet::init(&spec, &ctx, &mut init)?;
+        let (f, h) = (cfg.model.features, cfg.model.context);
+        Predictor::init(cfg.cpc.horizon, h, f, &mut init, "cpc")?;
+        let varmap = init.varmap;
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+        Ok(TextCpc {
+            net: TextNet::new(spec, ctx, vocab, vb.clone())?,
+            predictor: Predictor::new(cfg.cpc.horizon, h, f, vb.pp("cpc"))?,
+            varmap,
+            docs,
+            starts,
+            sequence: t,
+            sampling: CpcSampling {
+                horizon: cfg.cpc.horizon,
+                negatives: cfg.cpc.negatives,
+                num_negatives: cfg.cpc.num_negatives,
+                start_times: 0,
+                horizons: 0,
+                groups: Vec::new(),
+            },
+            rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x7E47_C9C0),
+            files: corpus.files.len(),
+        })
+    }
+
+    /// (vocabulary size, passages) trained on.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.net.vocab.len(), self.starts.len())
+    }
+
+    /// Share of training words outside the vocabulary.
+    pub fn unknown_rate(&self) -> f64 {
+        let (mut unk, mut all) = (0usize, 0usize);
+        for s in self.docs.iter().flatten() {
+            unk += s.iter().filter(|&&w| w == text::UNK).count();
+            all += s.len();
+        }
+        unk as f64 / all.max(1) as f64
+    }
+}
+
+impl Objective for TextCpc {
+    fn name(&self) -> &'static str {
+        "cpc-text"
+    }
+
+    fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    fn step(&mut self, batch: usize) -> Result<StepOutput> {
+        let t = self.sequence;
+        let mut sentences: Vec<&[u32]> = Vec::with_capacity(batch * t);
+        for _ in 0..batch {
+            let (d, s) = self.starts[self.rng.random_range(0..self.starts.len())];
+            let doc = &self.docs[d as usize];
+            sentences.extend(doc[s as usize..s as usize + t].iter().map(Vec::as_slice));
+        }
+        // z `[B, T, D]` (passage-major), c from the GRU; cpc_loss reads time-major.
+        let z = self.net.encoder.forward(&sentences)?;
+        let d = z.dim(1)?;
+        let z = z.reshape((batch, t, d))?;
+        let c = self.net.gru.forward(&z)?;
+        let (zs, cs) = (
+            z.transpose(0, 1)?.contiguous()?,
+            c.transpose(0, 1)?.contiguous()?,
+        );
+        let first = vec![0f32; t * batch];
+        let r = cpc_loss(
+            &self.predictor,
+            &zs,
+            &cs,
+            &first,
+            &self.sampling,
+            &mut self.rng,
+        )?
+        .expect("passages are longer than the horizon (validated)");
+        let acc = r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64;
+        let mut metrics = vec![("acc".to_string(), acc)];
+        for k in 1..=self.sampling.horizon {
+            let hits: Vec<bool> = r
+                .pairs
+                .iter()
+                .zip(&r.correct)
+                .filter(|(p, _)| p.k == k)
+                .map(|(_, &c)| c)
+                .collect();
+            if !hits.is_empty() {
+                let a = hits.iter().filter(|&&c| c).count() as f64 / hits.len() as f64;
+                metrics.push((format!("acc_k{k}"), a));
+            }
+        }
+        metrics.push((
+            "z_norm_std".into(),
+            super::audio::normalized_std(&z.reshape(((), d))?)?,
+        ));
+        Ok(StepOutput {
+            loss: r.loss,
+            metrics,
+            samples: batch * t,
+        })
+    }
+
+    fn rng(&mut self) -> &mut SeededRng {
+        &mut self.rng
+    }
+
+    fn export_metadata(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                ENCODER_SPEC_KEY,
+                serde_json::to_string(&self.net.spec).expect("spec"),
+            ),
+            (
+                CONTEXT_SPEC_KEY,
+                serde_json::to_string(&self.net.context).expect("spec"),
+            ),
+            (
+                VOCAB_KEY,
+                serde_json::to_string(&self.net.vocab.words).expect("vocab"),
+            ),
+            ("rlcpc.data.files", self.files.to_string()),
+        ]
+    }
+}
+
+/// Which text features a probe reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextFeatures {
+    /// z of the whole text (the sentence embedding).
+    Encoder,
+    /// The GRU's last c over the text's sentences.
+    Context,
+}
+
+/// Settings of [`probe_text`].
+pub struct TextProbeOptions {
+    pub features: TextFeatures,
+    /// Cross-validation folds (SentEval: 10).
+    pub folds: usize,
+    /// At most this many texts, drawn at random (seeded) when the set is larger.
+    pub max: usize,
+    pub baselines: bool,
+    pub iters: usize,
+    pub seed: u64,
+}
+
+/// One row of a text probe: mean (± std) test accuracy over the folds.
+pub struct TextProbeRow {
+    pub features: String,
+    pub dim: usize,
+    pub cv: crate::probe::CvScore,
+}
+
+/// Linear probe of the labels of `set` from `net`'s features, a random-init twin's and
+/// a bag of words (binary, the words seen twice in the training folds), by k-fold
+/// cross-validation. Returns (texts used, rows).
+pub fn probe_text(
+    net: &TextNet,
+    name: &str,
+    set: &text::Labelled,
+    o: &TextProbeOptions,
+) -> Result<(usize, Vec<TextProbeRow>)> {
+    use rand::seq::SliceRandom;
+    let mut idx: Vec<usize> = (0..set.texts.len()).collect();
+    if idx.len() > o.max {
+        idx.shuffle(&mut SeededRng::seed_from_u64(o.seed ^ 0x7E47));
+        idx.truncate(o.max);
+        idx.sort_unstable();
+    }
+    let texts: Vec<String> = idx.iter().map(|&i| set.texts[i].clone()).collect();
+    let y: Vec<usize> = idx.iter().map(|&i| set.labels[i]).collect();
+    let k = set.classes.len();
+    let what = match o.features {
+        TextFeatures::Encoder => "z of the whole text",
+        TextFeatures::Context => "last c over its sentences",
+    };
+    let feats = |n: &TextNet| -> Result<Features> {
+        Features::from_rows(match o.features {
+            TextFeatures::Encoder => n.embed_texts(&texts)?,
+            TextFeatures::Context => n.context_of_texts(&texts)?,
+        })
+    };
+    let cv = |f: &Features| {
+        crate::probe::cross_validate(&y, k, o.folds, o.seed, o.iters, |tr, te| {
+            Ok((f.select(tr), f.select(te)))
+        })
+    };
+    let mut rows = Vec::new();
+    let f = feats(net)?;
+    rows.push(TextProbeRow {
+        features: format!("cpc ({name}), {what}"),
+        dim: f.d,
+        cv: cv(&f)?,
+    });
+    if o.baselines {
+        let (random, _vm) = TextNet::random(
+            net.spec.clone(),
+            net.context.clone(),
+            net.vocab.clone(),
+            12345,
+        )?;
+        let f = feats(&random)?;
+        rows.push(TextProbeRow {
+            features: format!("random-init, same architecture and vocabulary, {what}"),
+            dim: f.d,
+            cv: cv(&f)?,
+        });
+        let tokens: Vec<Vec<String>> = texts.iter().map(|t| text::tokenize(t)).collect();
+        let mut dims = Vec::new();
+        let score = crate::probe::cross_validate(&y, k, o.folds, o.seed, o.iters, |tr, te| {
+            let (a, b) = bag_of_words(&tokens, tr, te)?;
+            dims.push(a.d);
+            Ok((a, b))
+        })?;
+        rows.push(TextProbeRow {
+            features: "bag of words (binary; words seen twice in the training folds)".into(),
+            dim: dims.iter().sum::<usize>() / dims.len().max(1),
+            cv: score,
+        });
+    }
+    Ok((texts.len(), rows))
+}
+
+/// Binary bag-of-words features of `train` and `test` texts over the words that occur
+/// at least twice in the training texts.
+pub fn bag_of_words(
+    tokens: &[Vec<String>],
+    train: &[usize],
+    test: &[usize],
+) -> Result<(Features, Features)> {
+    let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+    for &i in train {
+        for w in &tokens[i] {
+            *counts.entry(w.as_str()).or_default() += 1;
+        }
+    }
+    let mut words: Vec<&str> = counts
+        .into_iter()
+        .filter(|&(_, c)| c >= 2)
+        .map(|(w, _)| w)
+        .collect();
+    words.sort_unstable();
+    let index: std::collections::HashMap<&str, usize> =
+        words.iter().enumerate().map(|(i, &w)| (w, i)).collect();
+    let rows = |idx: &[usize]| {
+        Features::from_rows(
+            idx.iter()
+                .map(|&i| {
+                    let mut r = vec![0f32; words.len().max(1)];
+                    for w in &tokens[i] {
+                        if let Some(&j) = index.get(w.as_str()) {
+                            r[j] = 1.0;
+                        }
+                    }
+                    r
+                })
+                .collect(),
+        )
+    };
+    Ok((rows(train)?, rows(test)?))
+}
