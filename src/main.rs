@@ -843,7 +843,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             let features = features.unwrap_or(audio::Pool::Context);
-            if let Some(rlcpc::nn::encoders::EncoderSpec::Patches { .. }) = spec {
+            if rlcpc::pretrain::image::ImageNet::is_image_encoder(&encoder) {
                 return image_probe(
                     &encoder,
                     &data,

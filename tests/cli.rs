@@ -1076,3 +1076,248 @@ fn cpc_image_trains_on_idx_files_and_checks_the_patch_grid() {
     let e = fails(&a);
     assert!(e.contains("exactly"), "{e}");
 }
+
+#[test]
+fn agent_and_image_cpc_share_the_pixel_encoder_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    std::fs::create_dir(&data).unwrap();
+    // 24 random 32×32 RGB images in two classes (CIFAR-10 binary records).
+    let mut bytes = Vec::new();
+    for i in 0..24u32 {
+        bytes.push((i % 2) as u8);
+        bytes.extend(
+            (0..3072u32).map(|j| (j.wrapping_mul(2654435761).wrapping_add(i * 97) >> 7) as u8),
+        );
+    }
+    std::fs::write(data.join("data_batch_1.bin"), &bytes).unwrap();
+    std::fs::write(data.join("test_batch.bin"), &bytes).unwrap();
+    std::fs::write(data.join("batches.meta.txt"), "even\nodd\n").unwrap();
+    let image_run = |out: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "cpc",
+            "image",
+            "--quiet",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            "model.encoder=\"agent\"",
+            "--set",
+            "model.patch=20",
+            "--set",
+            "model.features=16",
+            "--set",
+            "cpc.horizon=2",
+            "--set",
+            "train.batch=2",
+            "--set",
+            "train.steps=2",
+        ];
+        a.extend_from_slice(extra);
+        rlcpc(&a)
+    };
+    let img = dir.path().join("img");
+    let o = image_run(&img, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let enc = img.join("encoder.safetensors");
+    // The image encoder initialises an agent on a 20×20 RGB Lab view with a 16-wide FC.
+    let lab = [
+        "--config",
+        "lab-watermaze",
+        "--set",
+        "env.options.obs=\"rgb\"",
+        "--set",
+        "env.options.width=20",
+        "--set",
+        "env.options.height=20",
+        "--set",
+        "model.encoder=\"conv\"",
+        "--set",
+        "model.conv_fc=16",
+        "--set",
+        "env.num_envs=2",
+        "--set",
+        "run.workers=1",
+        "--set",
+        "algo.unroll=8",
+        "--set",
+        "aux.horizon=4",
+        "--set",
+        "run.total_steps=32",
+    ];
+    let init = format!("model.init_encoder=\"{}\"", enc.display());
+    let agent = dir.path().join("agent");
+    let mut a = vec!["train", "--quiet", "--out", agent.to_str().unwrap()];
+    a.extend_from_slice(&lab);
+    a.extend_from_slice(&["--set", &init]);
+    assert!(ok(&a).contains("done"));
+    // A wider FC is refused, naming both encoders.
+    let a2 = dir.path().join("a2");
+    let mut a = vec!["train", "--quiet", "--out", a2.to_str().unwrap()];
+    a.extend_from_slice(&lab);
+    a.extend_from_slice(&["--set", "model.conv_fc=32", "--set", &init]);
+    let e = fails(&a);
+    assert!(e.contains("fc 16") && e.contains("fc 32"), "{e}");
+    // And back: the agent's exported encoder starts an image run.
+    let exported = dir.path().join("agent-encoder.safetensors");
+    ok(&[
+        "export-encoder",
+        "--checkpoint",
+        agent.join("checkpoint.safetensors").to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    let back = format!("model.init_encoder=\"{}\"", exported.display());
+    let o = image_run(&dir.path().join("img2"), &["--set", &back]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = image_run(
+        &dir.path().join("img3"),
+        &["--set", &back, "--set", "model.features=8"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("model.init_encoder") && text(&o).contains("fc 8"),
+        "{}",
+        text(&o)
+    );
+    // The image probe reads the agent-kind encoder.
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--iters",
+        "20",
+    ]);
+    assert!(p.contains("2 classes, 24 train / 24 test images"), "{p}");
+    let o = image_run(
+        &dir.path().join("img4"),
+        &["--set", "model.patch=16", "--set", "model.stride=4"],
+    );
+    assert!(text(&o).contains("at least 18 pixels"), "{}", text(&o));
+}
+
+#[test]
+fn cpc_text_trains_and_probe_cross_validates_against_bag_of_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    let words = [
+        "sea", "ship", "whale", "captain", "storm", "harbour", "crew", "sail",
+    ];
+    for f in 0..3 {
+        let mut t = String::new();
+        for s in 0..30 {
+            let w = |k: usize| words[(f * 7 + s * 3 + k) % words.len()];
+            t.push_str(&format!(
+                "The {} saw the {} near the {}. ",
+                w(0),
+                w(1),
+                w(2)
+            ));
+        }
+        std::fs::write(corpus.join(format!("doc{f}.txt")), t).unwrap();
+    }
+    let run = dir.path().join("run");
+    let base = [
+        "cpc",
+        "text",
+        "--quiet",
+        "--data",
+        corpus.to_str().unwrap(),
+        "--set",
+        "model.embedding=8",
+        "--set",
+        "model.features=16",
+        "--set",
+        "model.context=16",
+        "--set",
+        "train.batch=4",
+        "--set",
+        "train.steps=3",
+    ];
+    let mut a = base.to_vec();
+    a.extend_from_slice(&["--out", run.to_str().unwrap()]);
+    let t = ok(&a);
+    assert!(
+        t.contains("90 sentences in 3 files") && t.contains("done after 3 steps"),
+        "{t}"
+    );
+    assert!(t.contains("sentences/s") && t.contains("k=3"), "{t}");
+    let labelled = dir.path().join("set.tsv");
+    let mut l = String::new();
+    for i in 0..40 {
+        let (label, w) = if i % 2 == 0 {
+            ("pos", "great")
+        } else {
+            ("neg", "awful")
+        };
+        l.push_str(&format!(
+            "{label}\tA {w} {} voyage.\n",
+            words[i % words.len()]
+        ));
+    }
+    std::fs::write(&labelled, l).unwrap();
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        run.join("encoder.safetensors").to_str().unwrap(),
+        "--data",
+        labelled.to_str().unwrap(),
+        "--folds",
+        "4",
+        "--iters",
+        "100",
+    ]);
+    assert!(
+        p.contains("2 classes, 40 texts, 4-fold cross-validation"),
+        "{p}"
+    );
+    let bow = p
+        .lines()
+        .find(|l| l.starts_with("bag of words"))
+        .expect("bow row");
+    assert!(bow.contains("100.0%"), "one word tells the class: {p}");
+    assert!(
+        p.contains("random-init, same architecture and vocabulary"),
+        "{p}"
+    );
+    let p = ok(&[
+        "probe",
+        "--encoder",
+        run.join("encoder.safetensors").to_str().unwrap(),
+        "--data",
+        labelled.to_str().unwrap(),
+        "--folds",
+        "4",
+        "--iters",
+        "20",
+        "--features",
+        "context",
+        "--no-baselines",
+    ]);
+    assert!(p.contains("last c over its sentences"), "{p}");
+    // Settings and data that cannot work are named.
+    for (set, msg) in [
+        ("data.sequence=3", "must exceed cpc.horizon"),
+        ("data.vocab=2", "data.vocab"),
+        ("data.sequence=40", "no file has 40 sentences in a row"),
+    ] {
+        let mut a = base.to_vec();
+        let bad = dir.path().join("bad");
+        a.extend_from_slice(&["--out", bad.to_str().unwrap(), "--set", set]);
+        let e = fails(&a);
+        assert!(e.contains(msg), "{set}: {e}");
+    }
+    let e = fails(&[
+        "probe",
+        "--encoder",
+        run.join("encoder.safetensors").to_str().unwrap(),
+        "--data",
+        dir.path().join("missing.json").to_str().unwrap(),
+    ]);
+    assert!(e.contains("missing.json"), "{e}");
+}

@@ -18,7 +18,7 @@ use crate::checkpoint::Loaded;
 use crate::config::Negatives;
 use crate::cpc::{cpc_loss, CpcSampling, Predictor};
 use crate::data::images::ImageSet;
-use crate::nn::encoders::{ContextSpec, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
 use crate::nn::init::Init;
 use crate::nn::patches::{
     as_sequences, extract, extract_augmented, grid, Augment, CausalContext, Direction, PatchEncoder,
@@ -39,6 +39,22 @@ pub struct ModelSection {
     pub context_layers: usize,
     /// CPC-v2: LayerNorm after each convolution of the patch encoder.
     pub layer_norm: bool,
+    /// `cpc`: the 3×3 conv patch encoder above; `agent`: the agent's pixel encoder
+    /// (IMPALA's shallow conv net, `features` = its FC width, patches of at least 18
+    /// pixels), so that weights move between this trainer and agents on RGB views of
+    /// `patch`×`patch` pixels (Lab tasks with `width = height = patch`).
+    pub encoder: PatchEncoderKind,
+    /// Start the patch encoder from this file (an agent's `rlcpc export-encoder`, or
+    /// another image run's encoder.safetensors); its encoder must be this one.
+    pub init_encoder: Option<std::path::PathBuf>,
+}
+
+/// Which network encodes a patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PatchEncoderKind {
+    Cpc,
+    Agent,
 }
 
 impl Default for ModelSection {
@@ -50,6 +66,8 @@ impl Default for ModelSection {
             encoder_layers: 2,
             context_layers: 3,
             layer_norm: false,
+            encoder: PatchEncoderKind::Cpc,
+            init_encoder: None,
         }
     }
 }
@@ -112,7 +130,14 @@ impl ImageCpcConfig {
         if m.features == 0 || m.encoder_layers == 0 || m.context_layers == 0 {
             return Err("invalid value for 'model.features'/'model.encoder_layers'/'model.context_layers': 0".into());
         }
-        if m.patch < 2 * m.encoder_layers + 1 {
+        if m.encoder == PatchEncoderKind::Agent {
+            if m.patch < 18 {
+                return Err(format!("invalid value for 'model.patch': {} (model.encoder = \"agent\" is IMPALA's 8×8/4 and 4×4/2 convolutions: patches of at least 18 pixels)", m.patch));
+            }
+            if m.layer_norm {
+                return Err("invalid value for 'model.layer_norm': true (the agent's encoder has no LayerNorm)".into());
+            }
+        } else if m.patch < 2 * m.encoder_layers + 1 {
             return Err(format!(
                 "invalid value for 'model.patch': {} (each 3×3 layer takes 2 pixels; {} layers need at least {})",
                 m.patch,
@@ -160,81 +185,192 @@ impl ImageCpcConfig {
         if self.augment.color_drop && c < 2 {
             bail!("invalid value for 'augment.color_drop': true, but the images have {c} channel (colour dropping needs colour images)");
         }
-        Ok(EncoderSpec::Patches {
-            height: h,
-            width: w,
-            channels: c,
-            patch: self.model.patch,
-            stride: self.model.stride,
-            features: self.model.features,
-            layers: self.model.encoder_layers,
-            layer_norm: self.model.layer_norm,
+        Ok(match self.model.encoder {
+            PatchEncoderKind::Cpc => EncoderSpec::Patches {
+                height: h,
+                width: w,
+                channels: c,
+                patch: self.model.patch,
+                stride: self.model.stride,
+                features: self.model.features,
+                layers: self.model.encoder_layers,
+                layer_norm: self.model.layer_norm,
+            },
+            // As the agent builds it for a patch×patch RGB view of 0–255 pixels.
+            PatchEncoderKind::Agent => EncoderSpec::Conv {
+                height: self.model.patch,
+                width: self.model.patch,
+                channels: c,
+                fc: self.model.features,
+                input_scale: 1.0 / 255.0,
+            },
         })
     }
 }
 
-/// The patch encoder and the causal context network.
-pub struct ImageNet {
-    pub encoder: PatchEncoder,
-    pub context: CausalContext,
-    pub spec: EncoderSpec,
-    pub context_layers: usize,
+/// Where an image network's patches lie: `patch`×`patch` patches every `stride` pixels
+/// of `[height, width, channels]` images (stored with exported encoders).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PatchGrid {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub patch: usize,
+    pub stride: usize,
 }
 
-impl ImageNet {
-    fn parts(spec: &EncoderSpec) -> Result<(usize, usize, usize, usize, usize, usize, usize)> {
-        match spec {
-            &EncoderSpec::Patches {
+/// Metadata key of the [`PatchGrid`] in exported image encoders.
+pub const GRID_KEY: &str = "rlcpc.patch_grid";
+
+impl PatchGrid {
+    /// `(rows, cols)`.
+    pub fn size(&self) -> Result<(usize, usize)> {
+        grid(self.height, self.width, self.patch, self.stride).map_err(anyhow::Error::msg)
+    }
+
+    /// The grid of a CPC patch encoder's spec, or `None` for other encoders.
+    pub fn of(spec: &EncoderSpec) -> Option<PatchGrid> {
+        match *spec {
+            EncoderSpec::Patches {
                 height,
                 width,
                 channels,
                 patch,
                 stride,
-                features,
-                layers,
                 ..
-            } => Ok((height, width, channels, patch, stride, features, layers)),
-            other => bail!("{} is not a patch encoder", other.describe()),
+            } => Some(PatchGrid {
+                height,
+                width,
+                channels,
+                patch,
+                stride,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The network applied to each patch.
+pub enum PatchNet {
+    /// Image CPC's own: 3×3 convolutions, mean-pooled ([`PatchEncoder`]).
+    Cpc(PatchEncoder),
+    /// The agent's pixel encoder (IMPALA's shallow conv net) on patches scaled to the
+    /// agent's 0–255 input (`1 / input_scale`), so that its weights move between the
+    /// two: an agent on a `patch`×`patch` RGB Lab view reads the same encoder.
+    Agent(Encoder, f64),
+}
+
+/// The patch encoder and the causal context network.
+pub struct ImageNet {
+    pub encoder: PatchNet,
+    pub context: CausalContext,
+    pub spec: EncoderSpec,
+    pub grid: PatchGrid,
+    pub context_layers: usize,
+}
+
+impl ImageNet {
+    /// Checks that `spec` can encode the patches of `grid`.
+    fn check(spec: &EncoderSpec, grid: &PatchGrid) -> Result<()> {
+        grid.size()?;
+        match spec {
+            EncoderSpec::Patches { .. } if PatchGrid::of(spec) == Some(*grid) => Ok(()),
+            &EncoderSpec::Conv {
+                height,
+                width,
+                channels,
+                ..
+            } if [height, width, channels] == [grid.patch, grid.patch, grid.channels] => Ok(()),
+            other => bail!(
+                "{} cannot encode the {}x{}x{} patches of this grid",
+                other.describe(),
+                grid.patch,
+                grid.patch,
+                grid.channels
+            ),
         }
     }
 
-    pub fn init(spec: &EncoderSpec, context_layers: usize, init: &mut Init) -> Result<()> {
-        let (_, _, _, _, _, f, _) = Self::parts(spec)?;
+    pub fn init(
+        spec: &EncoderSpec,
+        grid: &PatchGrid,
+        context_layers: usize,
+        init: &mut Init,
+    ) -> Result<()> {
+        Self::check(spec, grid)?;
         spec.init(init, "encoder")?;
-        CausalContext::init(f, context_layers, init, "context")?;
+        CausalContext::init(spec.out_dim(), context_layers, init, "context")?;
         Ok(())
     }
 
-    pub fn new(spec: EncoderSpec, context_layers: usize, vb: VarBuilder) -> Result<Self> {
-        let (_, _, c, _, _, f, layers) = Self::parts(&spec)?;
-        let norm = matches!(
-            spec,
+    pub fn new(
+        spec: EncoderSpec,
+        grid: PatchGrid,
+        context_layers: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Self::check(&spec, &grid)?;
+        let f = spec.out_dim();
+        let encoder = match spec {
             EncoderSpec::Patches {
-                layer_norm: true,
+                channels,
+                features,
+                layers,
+                layer_norm,
                 ..
-            }
-        );
+            } => PatchNet::Cpc(PatchEncoder::new(
+                channels,
+                features,
+                layers,
+                layer_norm,
+                vb.pp("encoder"),
+            )?),
+            EncoderSpec::Conv { input_scale, .. } => PatchNet::Agent(
+                Encoder::new(spec.clone(), vb.pp("encoder"))?,
+                1.0 / input_scale as f64,
+            ),
+            _ => unreachable!("checked"),
+        };
         Ok(ImageNet {
-            encoder: PatchEncoder::new(c, f, layers, norm, vb.pp("encoder"))?,
+            encoder,
             context: CausalContext::new(f, context_layers, vb.pp("context"))?,
             spec,
+            grid,
             context_layers,
         })
     }
 
     /// Fresh weights from `seed` (the random-init baseline).
-    pub fn random(spec: EncoderSpec, context_layers: usize, seed: u64) -> Result<(Self, VarMap)> {
+    pub fn random(
+        spec: EncoderSpec,
+        grid: PatchGrid,
+        context_layers: usize,
+        seed: u64,
+    ) -> Result<(Self, VarMap)> {
         let dev = Device::Cpu;
         let mut init = Init::new(seed, &dev);
-        ImageNet::init(&spec, context_layers, &mut init)?;
+        ImageNet::init(&spec, &grid, context_layers, &mut init)?;
         let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
-        Ok((ImageNet::new(spec, context_layers, vb)?, init.varmap))
+        Ok((ImageNet::new(spec, grid, context_layers, vb)?, init.varmap))
+    }
+
+    /// Whether `path` holds an image CPC encoder (its own or the agent's kind).
+    pub fn is_image_encoder(path: &Path) -> bool {
+        Loaded::read(path).is_ok_and(|f| {
+            f.metadata.contains_key(GRID_KEY)
+                || f.meta::<EncoderSpec>(ENCODER_SPEC_KEY)
+                    .is_ok_and(|s| PatchGrid::of(&s).is_some())
+        })
     }
 
     /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc cpc image`.
     pub fn load(path: &Path) -> Result<(Self, VarMap)> {
         let f = Loaded::read(path)?;
         let spec: EncoderSpec = f.meta(ENCODER_SPEC_KEY)?;
+        let grid = match PatchGrid::of(&spec) {
+            Some(g) => g,
+            None => f.meta::<PatchGrid>(GRID_KEY)?,
+        };
         let layers = match f.meta::<ContextSpec>(CONTEXT_SPEC_KEY)? {
             ContextSpec::Masked { layers, .. } => layers,
             other => {
@@ -246,7 +382,7 @@ impl ImageNet {
             }
         };
         let (net, varmap) =
-            ImageNet::random(spec, layers, 0).map_err(|e| f.mismatch(e.to_string()))?;
+            ImageNet::random(spec, grid, layers, 0).map_err(|e| f.mismatch(e.to_string()))?;
         for (k, v) in varmap.data().lock().expect("varmap lock").iter() {
             v.set(&f.tensor(k, v.dims())?.to_device(&Device::Cpu)?)?;
         }
@@ -255,8 +391,14 @@ impl ImageNet {
 
     /// Images `[n, h, w, c]` (host, channels-last) → z and c as grids `[n, rows, cols, D]`.
     pub fn forward(&self, images: &[f32], n: usize) -> Result<(Tensor, Tensor)> {
-        let (h, w, c, p, s, ..) = Self::parts(&self.spec)?;
-        let patches = extract(images, (n, h, w, c), p, s).map_err(anyhow::Error::msg)?;
+        let g = &self.grid;
+        let patches = extract(
+            images,
+            (n, g.height, g.width, g.channels),
+            g.patch,
+            g.stride,
+        )
+        .map_err(anyhow::Error::msg)?;
         let z = self.encode(patches, n)?;
         let ctx = self.context.forward(&z)?;
         Ok((z, ctx))
@@ -264,22 +406,28 @@ impl ImageNet {
 
     /// Patches of `n` images as [`extract`] lays them out → z as a grid `[n, rows, cols, D]`.
     pub fn encode(&self, patches: Vec<f32>, n: usize) -> Result<Tensor> {
-        let (h, w, c, p, s, f, _) = Self::parts(&self.spec)?;
-        let (rows, cols) = grid(h, w, p, s).map_err(anyhow::Error::msg)?;
-        let x = Tensor::from_vec(patches, (n * rows * cols, p, p, c), &Device::Cpu)?;
-        Ok(self.encoder.forward(&x)?.reshape((n, rows, cols, f))?)
+        let g = &self.grid;
+        let (rows, cols) = g.size()?;
+        let x = Tensor::from_vec(
+            patches,
+            (n * rows * cols, g.patch, g.patch, g.channels),
+            &Device::Cpu,
+        )?;
+        let z = match &self.encoder {
+            PatchNet::Cpc(e) => e.forward(&x)?,
+            PatchNet::Agent(e, scale) => candle_core::Module::forward(e, &x.affine(*scale, 0.0)?)?,
+        };
+        Ok(z.reshape((n, rows, cols, self.spec.out_dim()))?)
     }
 
     /// `[height, width, channels]` of the images the encoder reads.
     pub fn encoder_input(&self) -> [usize; 3] {
-        let (h, w, c, ..) = Self::parts(&self.spec).expect("patch spec");
-        [h, w, c]
+        [self.grid.height, self.grid.width, self.grid.channels]
     }
 
     pub fn context_spec(&self) -> ContextSpec {
-        let (_, _, _, _, _, f, _) = Self::parts(&self.spec).expect("patch spec");
         ContextSpec::Masked {
-            dim: f,
+            dim: self.spec.out_dim(),
             layers: self.context_layers,
         }
     }
@@ -301,9 +449,16 @@ pub struct ImageCpc {
 impl ImageCpc {
     pub fn new(cfg: &ImageCpcConfig, set: ImageSet) -> Result<Self> {
         let spec = cfg.encoder_spec(set.height, set.width, set.channels)?;
+        let grid = PatchGrid {
+            height: set.height,
+            width: set.width,
+            channels: set.channels,
+            patch: cfg.model.patch,
+            stride: cfg.model.stride,
+        };
         let dev = Device::Cpu;
         let mut init = Init::new(cfg.train.seed, &dev);
-        ImageNet::init(&spec, cfg.model.context_layers, &mut init)?;
+        ImageNet::init(&spec, &grid, cfg.model.context_layers, &mut init)?;
         let (f, k, layers) = (
             cfg.model.features,
             cfg.cpc.horizon,
@@ -324,6 +479,14 @@ impl ImageCpc {
             Predictor::init(k, f, f, &mut init, &format!("cpc{}", suffix(i, d)))?;
         }
         let varmap = init.varmap;
+        if let Some(path) = &cfg.model.init_encoder {
+            crate::eval::init_encoder_from(path, &spec, &varmap).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid value for 'model.init_encoder': '{}': {e:#}",
+                    path.display()
+                )
+            })?;
+        }
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         let directions = cfg
             .cpc
@@ -341,7 +504,7 @@ impl ImageCpc {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(ImageCpc {
-            net: ImageNet::new(spec, layers, vb.clone())?,
+            net: ImageNet::new(spec, grid, layers, vb.clone())?,
             directions,
             augment: cfg.augment,
             varmap,
@@ -374,7 +537,8 @@ impl Objective for ImageCpc {
             let i = self.rng.random_range(0..self.set.len());
             images.extend_from_slice(self.set.image(i));
         }
-        let (h, w, c, p, s, ..) = ImageNet::parts(&self.net.spec)?;
+        let g = self.net.grid;
+        let (h, w, c, p, s) = (g.height, g.width, g.channels, g.patch, g.stride);
         let dims = (batch, h, w, c);
         let patches = if self.augment.is_off() {
             extract(&images, dims, p, s)
@@ -429,6 +593,10 @@ impl Objective for ImageCpc {
             (
                 CONTEXT_SPEC_KEY,
                 serde_json::to_string(&self.net.context_spec()).expect("spec"),
+            ),
+            (
+                GRID_KEY,
+                serde_json::to_string(&self.net.grid).expect("grid"),
             ),
         ]
     }
@@ -538,7 +706,8 @@ pub fn probe_images(
         feats(net, test, &te)?,
     )];
     if o.baselines {
-        let (random, _vm) = ImageNet::random(net.spec.clone(), net.context_layers, 12345)?;
+        let (random, _vm) =
+            ImageNet::random(net.spec.clone(), net.grid, net.context_layers, 12345)?;
         sets.push((
             format!("random-init, same architecture, {what}"),
             feats(&random, train, &tr)?,
