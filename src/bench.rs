@@ -172,6 +172,31 @@ pub fn images_per_sec(
     samples_per_sec(&mut obj, &cfg.train, steps)
 }
 
+/// Text CPC training throughput in sentences per second, on a generated corpus held in
+/// memory: 8 files of 2,000 sentences of 5–40 words drawn from 5,000 made-up words (the
+/// cost depends on sentence lengths and the vocabulary size, not on what is said).
+pub fn sentences_per_sec(cfg: &crate::pretrain::text::TextCpcConfig, steps: u64) -> Result<f64> {
+    let mut rng = SeededRng::seed_from_u64(1);
+    let documents = (0..8)
+        .map(|_| {
+            (0..2000)
+                .map(|_| {
+                    let n = rng.random_range(5..=40);
+                    (0..n)
+                        .map(|_| format!("w{}", rng.random_range(0..5000)))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let corpus = crate::data::text::Corpus {
+        files: (0..8).map(|i| format!("generated{i}.txt").into()).collect(),
+        documents,
+    };
+    let mut obj = crate::pretrain::text::TextCpc::new(cfg, &corpus)?;
+    samples_per_sec(&mut obj, &cfg.train, steps)
+}
+
 /// Samples per second of `steps` full optimiser steps (forward, loss, backward, Adam)
 /// of a standalone trainer's objective, after one warm-up step.
 pub fn samples_per_sec(

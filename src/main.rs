@@ -222,10 +222,12 @@ enum Command {
         #[arg(long)]
         envs_only: bool,
         /// Measure the standalone trainers only: audio windows per second of the built-in
-        /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion.
-        #[arg(long, conflicts_with = "envs_only")]
+        /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion
+        /// (as built in, and with all of CPC-v2's options), sentences per second of
+        /// cpc-text.
+        #[arg(long, alias = "trainers-only", conflicts_with = "envs_only")]
         audio_only: bool,
-        /// Timed optimiser steps per audio measurement.
+        /// Timed optimiser steps per trainer measurement.
         #[arg(long, default_value_t = 10)]
         audio_steps: u64,
         /// Repeats per measurement (the median is reported).
@@ -1316,26 +1318,69 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 Ok(())
             };
-            let image = || -> Result<()> {
-                let cfg = rlcpc::pretrain::image::ImageCpcConfig::load(None, &[])?;
+            let image = |label: &str, overrides: &[String]| -> Result<()> {
+                let cfg = rlcpc::pretrain::image::ImageCpcConfig::load(
+                    Some(std::path::Path::new("cpc-image-fashion")),
+                    overrides,
+                )?;
                 set_learner_threads(0);
                 let runs: Vec<f64> = (0..repeats)
                     .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), audio_steps))
                     .collect::<Result<_>>()?;
                 println!(
                     "{:<40} {:>14.1}   {:?}",
-                    "cpc image cpc-image-fashion (images/s)",
+                    format!("cpc image {label} (images/s)"),
                     bench::median(&runs),
                     runs.iter().map(|x| x.round()).collect::<Vec<_>>()
                 );
                 println!(
-                    "{:<40} 28x28x1, {}x{} patches every {}, batch {}, {} features",
+                    "{:<40} 28x28x1, {}x{} patches every {}, batch {}, {} features{}",
                     "",
                     cfg.model.patch,
                     cfg.model.patch,
                     cfg.model.stride,
                     cfg.train.batch,
-                    cfg.model.features
+                    cfg.model.features,
+                    if overrides.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {}", overrides.join(" "))
+                    }
+                );
+                Ok(())
+            };
+            let v2: Vec<String> = [
+                "model.layer_norm=true",
+                "cpc.directions=[\"down\",\"up\",\"right\",\"left\"]",
+                "augment.crop=2",
+                "augment.flip=true",
+            ]
+            .map(String::from)
+            .to_vec();
+            let text = || -> Result<()> {
+                let cfg = rlcpc::pretrain::text::TextCpcConfig::load(
+                    Some(std::path::Path::new("cpc-text")),
+                    &[],
+                )?;
+                set_learner_threads(0);
+                let runs: Vec<f64> = (0..repeats)
+                    .map(|_| bench::sentences_per_sec(&cfg, audio_steps))
+                    .collect::<Result<_>>()?;
+                println!(
+                    "{:<40} {:>14.1}   {:?}",
+                    "cpc text cpc-text (sentences/s)",
+                    bench::median(&runs),
+                    runs.iter().map(|x| x.round()).collect::<Vec<_>>()
+                );
+                println!(
+                    "{:<40} batch {} passages of {} sentences (5-40 words), vocabulary {}, embedding {}, {} features, GRU {}",
+                    "",
+                    cfg.train.batch,
+                    cfg.data.sequence,
+                    cfg.data.vocab,
+                    cfg.model.embedding,
+                    cfg.model.features,
+                    cfg.model.context
                 );
                 Ok(())
             };
@@ -1343,7 +1388,9 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{:<40} {:>14}   runs", "case", "samples/s (median)");
                 audio("cpc-audio")?;
                 audio("cpc-audio-fsdd")?;
-                image()?;
+                image("cpc-image-fashion", &[])?;
+                image("cpc-image-fashion + CPC-v2", &v2)?;
+                text()?;
                 return Ok(());
             }
             println!("{:<40} {:>14}   runs", "case", "steps/s (median)");
@@ -1363,7 +1410,9 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             audio("cpc-audio")?;
-            image()?;
+            image("cpc-image-fashion", &[])?;
+            image("cpc-image-fashion + CPC-v2", &v2)?;
+            text()?;
             set_learner_threads(1);
             let mut medians = Vec::new();
             for (name, cfg) in bench::throughput_cases(&mlp, &lstm) {

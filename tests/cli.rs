@@ -364,7 +364,9 @@ fn bench_runs_on_a_tiny_budget() {
     );
     assert!(
         b.contains("cpc audio cpc-audio (windows/s)")
-            && b.contains("cpc image cpc-image-fashion (images/s)"),
+            && b.contains("cpc image cpc-image-fashion (images/s)")
+            && b.contains("cpc image cpc-image-fashion + CPC-v2 (images/s)")
+            && b.contains("cpc text cpc-text (sentences/s)"),
         "{b}"
     );
     for env in [
