@@ -225,6 +225,26 @@ pub struct CpcResult {
     pub pair_losses: Vec<f64>,
 }
 
+impl CpcResult {
+    /// Share of pairs whose positive scored highest.
+    pub fn accuracy(&self) -> f64 {
+        self.correct.iter().filter(|&&c| c).count() as f64 / self.correct.len().max(1) as f64
+    }
+
+    /// `(k, accuracy)` for each horizon k = 1..=horizon that has pairs.
+    pub fn accuracy_per_k(&self, horizon: usize) -> Vec<(usize, f64)> {
+        let (mut hits, mut counts) = (vec![0usize; horizon + 1], vec![0usize; horizon + 1]);
+        for (p, &ok) in self.pairs.iter().zip(&self.correct) {
+            counts[p.k] += 1;
+            hits[p.k] += ok as usize;
+        }
+        (1..=horizon)
+            .filter(|&k| counts[k] > 0)
+            .map(|k| (k, hits[k] as f64 / counts[k] as f64))
+            .collect()
+    }
+}
+
 /// InfoNCE over sampled pairs of an unroll: `z` `[T, B, Dz]`, `c` `[T, B, Dc]`, `first`
 /// `[T, B]` host flags of episode starts. `None` when no pair fits (e.g. every episode
 /// is one step long).

@@ -461,6 +461,21 @@ fn refuse_existing_run(out: &std::path::Path, resume: bool) -> Result<()> {
     Ok(())
 }
 
+/// The last lines of a trainer command: how it ended, its speed in `unit`s per second,
+/// the last loss and accuracy (then `extra`), and where the encoder is.
+fn report_trainer(s: &rlcpc::pretrain::FitSummary, unit: &str, extra: &str, out: &std::path::Path) {
+    println!(
+        "{} after {} steps in {:.1} s ({:.1} {unit}/s); last: loss {:.4}, accuracy {:.3}{extra}",
+        if s.interrupted { "interrupted" } else { "done" },
+        s.steps,
+        s.seconds,
+        s.samples_per_sec,
+        s.last_value("train/loss"),
+        s.last_value("train/acc"),
+    );
+    println!("encoder: {}", out.join(rlcpc::pretrain::ENCODER).display());
+}
+
 /// `rlcpc probe` with a text encoder: labels of a labelled set by k-fold CV.
 fn text_probe(
     encoder: &std::path::Path,
@@ -789,21 +804,14 @@ fn run(cli: Cli) -> Result<()> {
                 format!("{:?}", cfg.data.split).to_lowercase(),
             );
             let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
-            let get = |k: &str| s.last_value(k);
-            println!(
-                "{} after {} steps in {:.1} s ({:.1} windows/s); last: loss {:.4}, accuracy {:.3} (k=1 {:.3}, k={} {:.3}), z collapse statistic {:.3}",
-                if s.interrupted { "interrupted" } else { "done" },
-                s.steps,
-                s.seconds,
-                s.samples_per_sec,
-                get("train/loss"),
-                get("train/acc"),
-                get("train/acc_k1"),
+            let extra = format!(
+                " (k=1 {:.3}, k={} {:.3}), z collapse statistic {:.3}",
+                s.last_value("train/acc_k1"),
                 cfg.cpc.horizon,
-                get(&format!("train/acc_k{}", cfg.cpc.horizon)),
-                get("train/z_norm_std"),
+                s.last_value(&format!("train/acc_k{}", cfg.cpc.horizon)),
+                s.last_value("train/z_norm_std"),
             );
-            println!("encoder: {}", out.join(pretrain::ENCODER).display());
+            report_trainer(&s, "windows", &extra, &out);
         }
         Command::Probe {
             encoder,
@@ -1023,10 +1031,7 @@ fn run(cli: Cli) -> Result<()> {
                         },
                 },
         } => {
-            use rlcpc::pretrain::{
-                self,
-                frames::{FramesCpc, FramesCpcConfig},
-            };
+            use rlcpc::pretrain::frames::{FramesCpc, FramesCpcConfig};
             let cfg = trainer_config(&out, resume, config.as_deref(), |p| {
                 FramesCpcConfig::load(p, &overrides)
             })?;
@@ -1041,13 +1046,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             let mut obj = FramesCpc::new(&cfg, traj)?;
             let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
-            let get = |k: &str| s.last_value(k);
-            println!(
-                "{} after {} steps in {:.1} s ({:.1} sequences/s); last: loss {:.4}, accuracy {:.3}",
-                if s.interrupted { "interrupted" } else { "done" },
-                s.steps, s.seconds, s.samples_per_sec, get("train/loss"), get("train/acc")
-            );
-            println!("encoder: {}", out.join(pretrain::ENCODER).display());
+            report_trainer(&s, "sequences", "", &out);
         }
         Command::Cpc {
             modality:
@@ -1079,17 +1078,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             let mut obj = ImageCpc::new(&cfg, set)?;
             let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
-            let get = |k: &str| s.last_value(k);
-            println!(
-                "{} after {} steps in {:.1} s ({:.1} images/s); last: loss {:.4}, accuracy {:.3}",
-                if s.interrupted { "interrupted" } else { "done" },
-                s.steps,
-                s.seconds,
-                s.samples_per_sec,
-                get("train/loss"),
-                get("train/acc")
-            );
-            println!("encoder: {}", out.join(rlcpc::pretrain::ENCODER).display());
+            report_trainer(&s, "images", "", &out);
         }
         Command::Cpc {
             modality:
@@ -1122,20 +1111,13 @@ fn run(cli: Cli) -> Result<()> {
             );
             drop(corpus);
             let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
-            let get = |k: &str| s.last_value(k);
-            println!(
-                "{} after {} steps in {:.1} s ({:.1} sentences/s); last: loss {:.4}, accuracy {:.3} (k=1 {:.3}, k={} {:.3})",
-                if s.interrupted { "interrupted" } else { "done" },
-                s.steps,
-                s.seconds,
-                s.samples_per_sec,
-                get("train/loss"),
-                get("train/acc"),
-                get("train/acc_k1"),
+            let extra = format!(
+                " (k=1 {:.3}, k={} {:.3})",
+                s.last_value("train/acc_k1"),
                 cfg.cpc.horizon,
-                get(&format!("train/acc_k{}", cfg.cpc.horizon)),
+                s.last_value(&format!("train/acc_k{}", cfg.cpc.horizon)),
             );
-            println!("encoder: {}", out.join(rlcpc::pretrain::ENCODER).display());
+            report_trainer(&s, "sentences", &extra, &out);
         }
         Command::Eval {
             checkpoint,

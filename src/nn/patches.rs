@@ -31,6 +31,22 @@ pub fn grid(
     Ok(((height - patch) / stride + 1, (width - patch) / stride + 1))
 }
 
+/// The grid of `images` holding `n` images of `[h, w, c]`, or why they do not fit.
+fn checked_grid(
+    images: &[f32],
+    (n, h, w, c): (usize, usize, usize, usize),
+    patch: usize,
+    stride: usize,
+) -> Result<(usize, usize), String> {
+    if images.len() != n * h * w * c {
+        return Err(format!(
+            "{} values are not {n} images of {h}x{w}x{c}",
+            images.len()
+        ));
+    }
+    grid(h, w, patch, stride)
+}
+
 /// Cuts `n` channels-last images `[n, h, w, c]` into patches, row-major over the grid:
 /// `[n · rows · cols, patch, patch, c]`.
 pub fn extract(
@@ -39,13 +55,7 @@ pub fn extract(
     patch: usize,
     stride: usize,
 ) -> Result<Vec<f32>, String> {
-    let (gh, gw) = grid(h, w, patch, stride)?;
-    if images.len() != n * h * w * c {
-        return Err(format!(
-            "{} values are not {n} images of {h}x{w}x{c}",
-            images.len()
-        ));
-    }
+    let (gh, gw) = checked_grid(images, (n, h, w, c), patch, stride)?;
     let mut out = Vec::with_capacity(n * gh * gw * patch * patch * c);
     for img in images.chunks_exact(h * w * c) {
         for gi in 0..gh {
@@ -88,13 +98,7 @@ pub fn extract_augmented(
     aug: &Augment,
     rng: &mut impl rand::Rng,
 ) -> Result<Vec<f32>, String> {
-    let (gh, gw) = grid(h, w, patch, stride)?;
-    if images.len() != n * h * w * c {
-        return Err(format!(
-            "{} values are not {n} images of {h}x{w}x{c}",
-            images.len()
-        ));
-    }
+    let (gh, gw) = checked_grid(images, (n, h, w, c), patch, stride)?;
     let jitter = |at: usize, size: usize, rng: &mut dyn rand::RngCore| {
         let lo = at.saturating_sub(aug.crop);
         let hi = (at + aug.crop).min(size - patch);

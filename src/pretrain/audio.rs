@@ -500,26 +500,15 @@ impl Objective for AudioCpc {
             &mut self.rng,
         )?
         .expect("the window is longer than the horizon (validated)");
-        let k_max = self.cfg.cpc.horizon;
-        let (mut hits, mut counts) = (vec![0usize; k_max + 1], vec![0usize; k_max + 1]);
-        for (p, &ok) in r.pairs.iter().zip(&r.correct) {
-            counts[p.k] += 1;
-            hits[p.k] += ok as usize;
-        }
         let mut metrics = vec![
-            (
-                "acc".to_string(),
-                r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64,
-            ),
+            ("acc".to_string(), r.accuracy()),
             (
                 "z_norm_std".to_string(),
                 normalized_std(&z.reshape(((), self.cfg.model.channels))?)?,
             ),
         ];
-        for k in 1..=k_max {
-            if counts[k] > 0 {
-                metrics.push((format!("acc_k{k}"), hits[k] as f64 / counts[k] as f64));
-            }
+        for (k, a) in r.accuracy_per_k(self.cfg.cpc.horizon) {
+            metrics.push((format!("acc_k{k}"), a));
         }
         Ok(StepOutput {
             loss: r.loss,
@@ -533,17 +522,9 @@ impl Objective for AudioCpc {
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (
-                ENCODER_SPEC_KEY,
-                serde_json::to_string(&self.net.spec).expect("spec"),
-            ),
-            (
-                CONTEXT_SPEC_KEY,
-                serde_json::to_string(&self.net.context_spec).expect("spec"),
-            ),
-            ("rlcpc.data", self.data_meta.clone()),
-        ]
+        let mut m = super::spec_metadata(&self.net.spec, &self.net.context_spec);
+        m.push(("rlcpc.data", self.data_meta.clone()));
+        m
     }
 }
 

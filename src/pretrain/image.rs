@@ -585,20 +585,12 @@ impl Objective for ImageCpc {
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (
-                ENCODER_SPEC_KEY,
-                serde_json::to_string(&self.net.spec).expect("spec"),
-            ),
-            (
-                CONTEXT_SPEC_KEY,
-                serde_json::to_string(&self.net.context_spec()).expect("spec"),
-            ),
-            (
-                GRID_KEY,
-                serde_json::to_string(&self.net.grid).expect("grid"),
-            ),
-        ]
+        let mut m = super::spec_metadata(&self.net.spec, &self.net.context_spec());
+        m.push((
+            GRID_KEY,
+            serde_json::to_string(&self.net.grid).expect("grid"),
+        ));
+        m
     }
 }
 

@@ -367,6 +367,24 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
     })
 }
 
+/// The metadata every exported encoder carries: its spec and its context network's.
+pub fn spec_metadata(
+    encoder: &crate::nn::encoders::EncoderSpec,
+    context: &crate::nn::encoders::ContextSpec,
+) -> Vec<(&'static str, String)> {
+    use crate::nn::encoders::{CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+    vec![
+        (
+            ENCODER_SPEC_KEY,
+            serde_json::to_string(encoder).expect("spec"),
+        ),
+        (
+            CONTEXT_SPEC_KEY,
+            serde_json::to_string(context).expect("spec"),
+        ),
+    ]
+}
+
 /// Writes the objective's exported parameters and their specs to `path` (atomically).
 pub fn export(obj: &dyn Objective, path: &Path) -> Result<()> {
     let tensors: Vec<(String, Tensor)> = named_vars(obj.varmap())

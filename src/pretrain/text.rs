@@ -408,20 +408,9 @@ impl Objective for TextCpc {
             &mut self.rng,
         )?
         .expect("passages are longer than the horizon (validated)");
-        let acc = r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64;
-        let mut metrics = vec![("acc".to_string(), acc)];
-        for k in 1..=self.sampling.horizon {
-            let hits: Vec<bool> = r
-                .pairs
-                .iter()
-                .zip(&r.correct)
-                .filter(|(p, _)| p.k == k)
-                .map(|(_, &c)| c)
-                .collect();
-            if !hits.is_empty() {
-                let a = hits.iter().filter(|&&c| c).count() as f64 / hits.len() as f64;
-                metrics.push((format!("acc_k{k}"), a));
-            }
+        let mut metrics = vec![("acc".to_string(), r.accuracy())];
+        for (k, a) in r.accuracy_per_k(self.sampling.horizon) {
+            metrics.push((format!("acc_k{k}"), a));
         }
         metrics.push((
             "z_norm_std".into(),
@@ -439,21 +428,13 @@ impl Objective for TextCpc {
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (
-                ENCODER_SPEC_KEY,
-                serde_json::to_string(&self.net.spec).expect("spec"),
-            ),
-            (
-                CONTEXT_SPEC_KEY,
-                serde_json::to_string(&self.net.context).expect("spec"),
-            ),
-            (
-                VOCAB_KEY,
-                serde_json::to_string(&self.net.vocab.words).expect("vocab"),
-            ),
-            ("rlcpc.data.files", self.files.to_string()),
-        ]
+        let mut m = super::spec_metadata(&self.net.spec, &self.net.context);
+        m.push((
+            VOCAB_KEY,
+            serde_json::to_string(&self.net.vocab.words).expect("vocab"),
+        ));
+        m.push(("rlcpc.data.files", self.files.to_string()));
+        m
     }
 }
 
