@@ -446,3 +446,47 @@ mod patches {
         assert_eq!(Direction::Right.steps(rows, cols), cols);
     }
 }
+
+#[test]
+fn grid_pooling_averages_cells_like_adaptive_average_pooling() {
+    use candle_core::{Device, Tensor};
+    use rlcpc::pretrain::image::pool_grid;
+    // One image, a 5×6 grid of 2-vectors: value (r, c) → [10r + c, -1].
+    let (rows, cols) = (5, 6);
+    let v: Vec<f32> = (0..rows * cols)
+        .flat_map(|i| [(10 * (i / cols) + i % cols) as f32, -1.0])
+        .collect();
+    let g = Tensor::from_vec(v, (1, rows, cols, 2), &Device::Cpu).unwrap();
+    let mean = pool_grid(&g, 1).unwrap();
+    assert_eq!(
+        mean[0],
+        vec![22.5, -1.0],
+        "1x1: the mean of rows 0..5 and cols 0..6"
+    );
+    // 2×2: rows split 0..3 | 2..5 (PyTorch's floor/ceil bounds), cols 0..3 | 3..6.
+    let p = pool_grid(&g, 2).unwrap();
+    let cell = |r0: usize, r1: usize, c0: usize, c1: usize| {
+        let (mut s, mut n) = (0.0, 0.0);
+        for r in r0..r1 {
+            for c in c0..c1 {
+                s += (10 * r + c) as f32;
+                n += 1.0;
+            }
+        }
+        s / n
+    };
+    assert_eq!(
+        p[0],
+        vec![
+            cell(0, 3, 0, 3),
+            -1.0,
+            cell(0, 3, 3, 6),
+            -1.0,
+            cell(2, 5, 0, 3),
+            -1.0,
+            cell(2, 5, 3, 6),
+            -1.0
+        ]
+    );
+    assert!(pool_grid(&g, 6).is_err(), "more cells than rows");
+}
