@@ -87,22 +87,28 @@ enum Command {
         #[command(subcommand)]
         modality: CpcCommand,
     },
-    /// Linear probes on frozen features: audio labels, phones, or an environment's true state.
+    /// Linear probes on frozen features: audio labels, phones, image classes, text labels,
+    /// or an environment's true state.
     ///
     /// On an audio corpus: multinomial logistic
     /// regression of a label (speaker, digit, ...) from mean-pooled CPC context vectors,
     /// next to a randomly initialised encoder of the same architecture and MFCCs, on the
-    /// same train/test split (λ picked on a validation part of the training split). On
-    /// trajectories written by `rlcpc record`: ridge regression of the true state from
-    /// the features of an agent checkpoint, an exported encoder or a `cpc frames` run
-    /// (belief probing), next to a random-init network and the raw observation.
+    /// same train/test split (λ picked on a validation part of the training split). On an
+    /// image set (an image encoder): the class from grid-pooled features on the test
+    /// part, next to a random-init twin and the raw pixels. On a labelled text file (a
+    /// text encoder): the label by k-fold cross-validation, next to a random-init twin
+    /// and a bag of words. On trajectories written by `rlcpc record`: ridge regression of
+    /// the true state from the features of an agent checkpoint, an exported encoder or a
+    /// `cpc frames` run (belief probing), next to a random-init network and the raw
+    /// observation.
     Probe {
         /// An encoder file (encoder.safetensors of a trainer, `rlcpc export-encoder`) or
         /// an agent checkpoint.
         #[arg(long, value_name = "PATH")]
         encoder: PathBuf,
-        /// An audio directory, or a directory written by `rlcpc record`.
-        #[arg(long, value_name = "DIR")]
+        /// An audio directory, a directory written by `rlcpc record`, an image set, or a
+        /// labelled text file (`label<TAB>text` lines or a JSON list of {text, class}).
+        #[arg(long, value_name = "PATH")]
         data: PathBuf,
         /// Audio: the label to predict (speaker, digit, or a manifest column) [default:
         /// speaker]; trajectories: `state` (every true-state variable) or one variable's
@@ -251,8 +257,9 @@ struct TrainerArgs {
     /// Config file, or a built-in preset's name [default: the trainer's built-in config].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The data: a directory of audio files (`cpc audio`), or one written by `rlcpc
-    /// record` (`cpc frames`).
+    /// The data: a directory of audio files (`cpc audio`), one written by `rlcpc record`
+    /// (`cpc frames`), an image set (`cpc image`: IDX, CIFAR-10 binary, class folders),
+    /// or a text file or directory of *.txt files (`cpc text`).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// Run directory.
@@ -498,6 +505,11 @@ fn text_probe(
         },
         options.folds,
         t0.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:.1}% of the words are not in the encoder's {}-word vocabulary",
+        100.0 * net.unknown_share(&set.texts),
+        net.vocab.len()
     );
     println!(
         "{:<66} {:>5} {:>10} {:>16}",

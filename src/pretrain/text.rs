@@ -257,6 +257,17 @@ impl TextNet {
         Ok(out)
     }
 
+    /// Share of the words of `texts` outside the vocabulary.
+    pub fn unknown_share(&self, texts: &[String]) -> f64 {
+        let (mut unk, mut all) = (0usize, 0usize);
+        for t in texts {
+            let ids = self.vocab.encode(&text::tokenize(t));
+            unk += ids.iter().filter(|&&w| w == text::UNK).count();
+            all += ids.len();
+        }
+        unk as f64 / all.max(1) as f64
+    }
+
     /// Context vectors: each text split into sentences, encoded, and read by the GRU;
     /// the last c_t.
     pub fn context_of_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
