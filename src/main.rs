@@ -153,6 +153,10 @@ enum Command {
         /// Text: at most this many labelled texts, drawn at random.
         #[arg(long, default_value_t = 5_000)]
         max_texts: usize,
+        /// Text: the bag-of-words baseline keeps at most this many words (the commonest
+        /// of those seen twice in the training folds).
+        #[arg(long, default_value_t = 2_000)]
+        bow_words: usize,
         /// Images: average the features over GxG cells of the patch grid and
         /// concatenate them (1: one mean over the whole image, the paper's pooling).
         #[arg(long, default_value_t = 2, value_name = "G")]
@@ -842,6 +846,7 @@ fn run(cli: Cli) -> Result<()> {
             pool_grid,
             folds,
             max_texts,
+            bow_words,
         } => {
             use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
             let spec = rlcpc::eval::read_encoder(&encoder).ok().map(|(s, _)| s);
@@ -861,6 +866,7 @@ fn run(cli: Cli) -> Result<()> {
                         baselines: !no_baselines,
                         iters,
                         seed: 0,
+                        bow_words,
                     },
                 );
             }

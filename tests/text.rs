@@ -222,10 +222,13 @@ fn bag_of_words_vocabulary_comes_from_training_texts_only() {
     .iter()
     .map(|t| tokenize(t))
     .collect();
-    let (a, b) = bag_of_words(&tokens, &[0, 1, 2], &[3]).unwrap();
+    let (a, b) = bag_of_words(&tokens, &[0, 1, 2], &[3], 10).unwrap();
     // Seen twice in training: "film" (4×) and "good" (2×); "bad" once.
     assert_eq!(a.d, 2);
     assert_eq!(a.row(0), &[1.0, 1.0]);
     assert_eq!(a.row(1), &[1.0, 0.0]);
     assert_eq!(b.row(0), &[0.0, 0.0]);
+    // Capped at one word: the commonest, "film".
+    let (a, _) = bag_of_words(&tokens, &[0, 1, 2], &[3], 1).unwrap();
+    assert_eq!((a.d, a.row(1)), (1, &[1.0][..]));
 }

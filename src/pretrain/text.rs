@@ -468,6 +468,8 @@ pub struct TextProbeOptions {
     pub baselines: bool,
     pub iters: usize,
     pub seed: u64,
+    /// Vocabulary of the bag-of-words baseline: at most this many words.
+    pub bow_words: usize,
 }
 
 /// One row of a text probe: mean (± std) test accuracy over the folds.
@@ -534,12 +536,15 @@ pub fn probe_text(
         let tokens: Vec<Vec<String>> = texts.iter().map(|t| text::tokenize(t)).collect();
         let mut dims = Vec::new();
         let score = crate::probe::cross_validate(&y, k, o.folds, o.seed, o.iters, |tr, te| {
-            let (a, b) = bag_of_words(&tokens, tr, te)?;
+            let (a, b) = bag_of_words(&tokens, tr, te, o.bow_words)?;
             dims.push(a.d);
             Ok((a, b))
         })?;
         rows.push(TextProbeRow {
-            features: "bag of words (binary; words seen twice in the training folds)".into(),
+            features: format!(
+                "bag of words (binary; the {} commonest words seen twice in training)",
+                o.bow_words
+            ),
             dim: dims.iter().sum::<usize>() / dims.len().max(1),
             cv: score,
         });
@@ -548,11 +553,13 @@ pub fn probe_text(
 }
 
 /// Binary bag-of-words features of `train` and `test` texts over the words that occur
-/// at least twice in the training texts.
+/// at least twice in the training texts, the `max_words` most frequent of them (ties in
+/// alphabetical order).
 pub fn bag_of_words(
     tokens: &[Vec<String>],
     train: &[usize],
     test: &[usize],
+    max_words: usize,
 ) -> Result<(Features, Features)> {
     let mut counts: std::collections::HashMap<&str, usize> = Default::default();
     for &i in train {
@@ -560,9 +567,11 @@ pub fn bag_of_words(
             *counts.entry(w.as_str()).or_default() += 1;
         }
     }
-    let mut words: Vec<&str> = counts
+    let mut frequent: Vec<(&str, usize)> = counts.into_iter().filter(|&(_, c)| c >= 2).collect();
+    frequent.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut words: Vec<&str> = frequent
         .into_iter()
-        .filter(|&(_, c)| c >= 2)
+        .take(max_words)
         .map(|(w, _)| w)
         .collect();
     words.sort_unstable();
