@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use rlcpc::bench;
 use rlcpc::config::{AuxKind, Config, PRESETS};
 use rlcpc::eval::ReferencePolicy;
+use rlcpc::pretrain::TrainerConfig;
 use rlcpc::train::{saved_config, train, TrainOptions, CHECKPOINT};
 
 /// Reinforcement learning with contrastive representation learning: an A2C
@@ -437,14 +438,15 @@ fn fit_trainer(
     rlcpc::pretrain::fit(obj, train, &opts)
 }
 
-/// A trainer's config: the run's own `config.toml` when resuming, else `config`.
-fn trainer_config<T>(
+/// A trainer's config: the run's own `config.toml` when resuming, else `config`, with
+/// `overrides` applied; refuses to overwrite an existing run unless resuming.
+fn trainer_config<T: TrainerConfig>(
     out: &std::path::Path,
     resume: bool,
     config: Option<&std::path::Path>,
-    load: impl Fn(Option<&std::path::Path>) -> Result<T>,
+    overrides: &[String],
 ) -> Result<T> {
-    if resume {
+    let cfg = if resume {
         let saved = out.join("config.toml");
         if !saved.exists() {
             bail!(
@@ -452,10 +454,12 @@ fn trainer_config<T>(
                 out.display()
             );
         }
-        load(Some(&saved))
+        T::load(Some(&saved), overrides)?
     } else {
-        load(config)
-    }
+        T::load(config, overrides)?
+    };
+    refuse_existing_run(out, resume)?;
+    Ok(cfg)
 }
 
 /// A trainer's run directory is never overwritten: `--resume` continues it. Checked
@@ -798,10 +802,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             use rlcpc::pretrain::{self, audio::AudioCpcConfig};
             set_learner_threads(threads);
-            let cfg = trainer_config(&out, resume, config.as_deref(), |p| {
-                AudioCpcConfig::load(p, &overrides)
-            })?;
-            refuse_existing_run(&out, resume)?;
+            let cfg: AudioCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
             let t0 = std::time::Instant::now();
             let set = pretrain::audio::load_corpus(&cfg.data, &data, strict)?;
             let read = format!(
@@ -1050,10 +1051,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => {
             use rlcpc::pretrain::frames::{FramesCpc, FramesCpcConfig};
-            let cfg = trainer_config(&out, resume, config.as_deref(), |p| {
-                FramesCpcConfig::load(p, &overrides)
-            })?;
-            refuse_existing_run(&out, resume)?;
+            let cfg: FramesCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
             let traj = rlcpc::data::trajectories::Trajectories::load(&data)?;
             eprintln!(
                 "{} steps, {} episodes of {} (observation {:?})",
@@ -1081,10 +1079,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => {
             use rlcpc::pretrain::image::{ImageCpc, ImageCpcConfig};
-            let cfg = trainer_config(&out, resume, config.as_deref(), |p| {
-                ImageCpcConfig::load(p, &overrides)
-            })?;
-            refuse_existing_run(&out, resume)?;
+            let cfg: ImageCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
             let set = rlcpc::data::images::load(&data, rlcpc::data::images::Part::Train)?;
             eprintln!(
                 "{} training images of {}x{}x{}, {} classes",
@@ -1113,10 +1108,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => {
             use rlcpc::pretrain::text::{TextCpc, TextCpcConfig};
-            let cfg = trainer_config(&out, resume, config.as_deref(), |p| {
-                TextCpcConfig::load(p, &overrides)
-            })?;
-            refuse_existing_run(&out, resume)?;
+            let cfg: TextCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
             let corpus = rlcpc::data::text::load_corpus(&data)?;
             let mut obj = TextCpc::new(&cfg, &corpus)?;
             let (vocab, passages) = obj.sizes();

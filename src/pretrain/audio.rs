@@ -145,18 +145,10 @@ pub const PRESETS: [(&str, &str); 2] = [
 /// The default, `configs/cpc-audio.toml`.
 pub const DEFAULT_CONFIG: &str = PRESETS[0].1;
 
-impl AudioCpcConfig {
-    /// Reads `path` or a built-in preset by name (none: the first), applies
-    /// `key.path=value` overrides and validates; errors name the file and the key.
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<AudioCpcConfig> {
-        super::load_config(path, overrides, &PRESETS, AudioCpcConfig::validate)
-    }
+impl super::TrainerConfig for AudioCpcConfig {
+    const PRESETS: &'static [(&'static str, &'static str)] = &PRESETS;
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("config serialises")
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         self.train.validate()?;
         let stride = check_layers(&self.model.strides, &self.model.kernels)
             .map_err(|e| format!("invalid 'model.strides'/'model.kernels': {e}"))?;
@@ -203,7 +195,9 @@ impl AudioCpcConfig {
         }
         Ok(())
     }
+}
 
+impl AudioCpcConfig {
     pub fn encoder_spec(&self) -> EncoderSpec {
         EncoderSpec::Audio {
             sample_rate: self.data.sample_rate,

@@ -83,23 +83,10 @@ impl Default for FramesCpcConfig {
 
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cpc-frames.toml");
 
-impl FramesCpcConfig {
-    /// Reads `path` or a built-in preset by name (none: the first), applies
-    /// `key.path=value` overrides and validates; errors name the file and the key.
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<FramesCpcConfig> {
-        super::load_config(
-            path,
-            overrides,
-            &[("cpc-frames", DEFAULT_CONFIG)],
-            FramesCpcConfig::validate,
-        )
-    }
+impl super::TrainerConfig for FramesCpcConfig {
+    const PRESETS: &'static [(&'static str, &'static str)] = &[("cpc-frames", DEFAULT_CONFIG)];
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("config serialises")
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         self.train.validate()?;
         let c = &self.cpc;
         if c.unroll < 2 || c.horizon == 0 || c.horizon >= c.unroll {

@@ -115,16 +115,10 @@ pub const PRESETS: [(&str, &str); 1] = [(
     include_str!("../../configs/cpc-image-fashion.toml"),
 )];
 
-impl ImageCpcConfig {
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<ImageCpcConfig> {
-        super::load_config(path, overrides, &PRESETS, ImageCpcConfig::validate)
-    }
+impl super::TrainerConfig for ImageCpcConfig {
+    const PRESETS: &'static [(&'static str, &'static str)] = &PRESETS;
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("config serialises")
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         self.train.validate()?;
         let m = &self.model;
         if m.features == 0 || m.encoder_layers == 0 || m.context_layers == 0 {
@@ -159,7 +153,9 @@ impl ImageCpcConfig {
         }
         Ok(())
     }
+}
 
+impl ImageCpcConfig {
     /// The encoder spec for images of `[h, w, c]`, or why the patches do not fit.
     pub fn encoder_spec(&self, h: usize, w: usize, c: usize) -> Result<EncoderSpec> {
         let (rows, cols) =

@@ -367,6 +367,26 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
     })
 }
 
+/// A trainer's config: a documented serde struct with built-in presets, validated at
+/// load. `load` and `to_toml` are the same for every trainer.
+pub trait TrainerConfig: Serialize + serde::de::DeserializeOwned {
+    /// Built-in presets `(name, TOML)`; the first is the default.
+    const PRESETS: &'static [(&'static str, &'static str)];
+
+    /// Why the values cannot train, naming the key.
+    fn validate(&self) -> Result<(), String>;
+
+    /// Reads `path` or a built-in preset by name (none: the first), applies
+    /// `key.path=value` overrides and validates; errors name the file and the key.
+    fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self> {
+        load_config(path, overrides, Self::PRESETS, Self::validate)
+    }
+
+    fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+}
+
 /// The metadata every exported encoder carries: its spec and its context network's.
 pub fn spec_metadata(
     encoder: &crate::nn::encoders::EncoderSpec,

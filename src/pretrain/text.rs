@@ -108,16 +108,10 @@ pub struct TextCpcConfig {
 
 pub const PRESETS: [(&str, &str); 1] = [("cpc-text", include_str!("../../configs/cpc-text.toml"))];
 
-impl TextCpcConfig {
-    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<TextCpcConfig> {
-        super::load_config(path, overrides, &PRESETS, TextCpcConfig::validate)
-    }
+impl super::TrainerConfig for TextCpcConfig {
+    const PRESETS: &'static [(&'static str, &'static str)] = &PRESETS;
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("config serialises")
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         self.train.validate()?;
         let (d, m, c) = (&self.data, &self.model, &self.cpc);
         if d.vocab < 3 {
@@ -148,7 +142,9 @@ impl TextCpcConfig {
         }
         Ok(())
     }
+}
 
+impl TextCpcConfig {
     pub fn encoder_spec(&self, vocab: usize) -> EncoderSpec {
         EncoderSpec::Text {
             vocab,
