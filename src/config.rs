@@ -197,7 +197,7 @@ pub enum AuxKind {
 }
 
 /// Where CPC's negatives come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Negatives {
     /// Other time steps of the same sequence.
@@ -205,6 +205,7 @@ pub enum Negatives {
     /// Other sequences of the batch, at the positive's time step.
     Batch,
     /// Any other step of any sequence.
+    #[default]
     Both,
     /// Any step of a sequence with the positive's speaker (its own included): the
     /// standalone audio trainer's "same speaker" negatives. The agent has no speakers.

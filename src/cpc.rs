@@ -36,7 +36,7 @@ pub fn scores(pred: &Tensor, candidates: &Tensor) -> candle_core::Result<Tensor>
 pub const ALL_SCORES_MAX: usize = 8;
 
 /// One (context, target) pair: anchor index `t * B + b` and horizon k ≥ 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pair {
     pub t: usize,
     pub b: usize,
@@ -44,8 +44,9 @@ pub struct Pair {
 }
 
 /// Sampling settings of a CPC loss.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CpcSampling {
+    /// K: the largest offset predicted (one W_k per k = 1..=K).
     pub horizon: usize,
     pub negatives: Negatives,
     pub num_negatives: usize,
@@ -53,12 +54,28 @@ pub struct CpcSampling {
     pub start_times: usize,
     /// Horizons per start time (0: all valid).
     pub horizons: usize,
+    /// Offsets 1..=skip are never predicted (CPC-v2's `steps_to_ignore`: image patches
+    /// that overlap what the context has seen); k = skip+1..=horizon are.
+    pub skip: usize,
     /// Group (speaker) of each sequence, for [`Negatives::Speaker`]; empty otherwise.
     pub groups: Vec<u32>,
 }
 
+/// Longest valid horizon (≤ `horizon`) from start `t` of sequence `j`: z_{t+k} must lie
+/// inside `[0, T)` and in the same episode (no `first` flag in `(t, t+k]`).
+fn longest_horizon(first: &[f32], t_len: usize, b: usize, j: usize, t: usize, horizon: usize) -> usize {
+    let mut kmax = 0;
+    while kmax < horizon && t + kmax + 1 < t_len && first[(t + kmax + 1) * b + j] == 0.0 {
+        kmax += 1;
+    }
+    kmax
+}
+
 /// Picks pairs (t, k) of each sequence: the future z_{t+k} must lie inside the unroll
-/// `[0, T)` and in the same episode (no `first` flag in `(t, t+k]`).
+/// `[0, T)` and in the same episode (no `first` flag in `(t, t+k]`), and k > `skip`.
+/// Start times are drawn uniformly among the valid ones of each sequence, then horizons
+/// uniformly among the valid ones of each start; [`pair_weights`] undoes the unequal
+/// inclusion probabilities this gives.
 pub fn sample_pairs(
     first: &[f32],
     t_len: usize,
@@ -70,26 +87,65 @@ pub fn sample_pairs(
     let mut starts = Vec::with_capacity(t_len);
     let mut ks = Vec::with_capacity(s.horizon);
     for j in 0..b {
-        // Longest valid horizon from each start time.
         starts.clear();
         for t in 0..t_len {
-            let mut kmax = 0;
-            while kmax < s.horizon && t + kmax + 1 < t_len && first[(t + kmax + 1) * b + j] == 0.0 {
-                kmax += 1;
-            }
-            if kmax > 0 {
+            let kmax = longest_horizon(first, t_len, b, j, t, s.horizon);
+            if kmax > s.skip {
                 starts.push((t, kmax));
             }
         }
         choose(&mut starts, s.start_times, rng);
         for &(t, kmax) in starts.iter() {
             ks.clear();
-            ks.extend(1..=kmax);
+            ks.extend(s.skip + 1..=kmax);
             choose(&mut ks, s.horizons, rng);
             pairs.extend(ks.iter().map(|&k| Pair { t, b: j, k }));
         }
     }
     pairs
+}
+
+/// The weight of each pair in the loss, so that the loss is the paper's
+/// `(1/|K|) Σ_k L_k` with `L_k` the mean InfoNCE over every valid pair at horizon k
+/// (eq. 4 summed over k; averaged here so the scale does not grow with K): each pair is
+/// weighted by the inverse of its probability of being sampled (start times and
+/// horizons are subsampled) over the number of valid pairs at its horizon and the
+/// number of horizons that have any (Horvitz–Thompson). Every horizon weighs the same,
+/// k = 30 as much as k = 1, and the expected weighted sum over a draw equals the loss
+/// over all valid pairs exactly; without subsampling the weights sum to 1.
+pub fn pair_weights(
+    pairs: &[Pair],
+    first: &[f32],
+    t_len: usize,
+    b: usize,
+    s: &CpcSampling,
+) -> Vec<f64> {
+    let mut valid_starts = vec![0usize; b];
+    let mut per_k = vec![0usize; s.horizon + 1];
+    for (j, n) in valid_starts.iter_mut().enumerate() {
+        for t in 0..t_len {
+            let kmax = longest_horizon(first, t_len, b, j, t, s.horizon);
+            if kmax > s.skip {
+                *n += 1;
+                per_k[s.skip + 1..=kmax].iter_mut().for_each(|c| *c += 1);
+            }
+        }
+    }
+    let present = per_k.iter().filter(|&&n| n > 0).count().max(1) as f64;
+    pairs
+        .iter()
+        .map(|p| {
+            let mut pi = 1.0;
+            if s.start_times > 0 && valid_starts[p.b] > s.start_times {
+                pi *= s.start_times as f64 / valid_starts[p.b] as f64;
+            }
+            let n_k = longest_horizon(first, t_len, b, p.b, p.t, s.horizon) - s.skip;
+            if s.horizons > 0 && n_k > s.horizons {
+                pi *= s.horizons as f64 / n_k as f64;
+            }
+            1.0 / (pi * per_k[p.k] as f64 * present)
+        })
+        .collect()
 }
 
 /// Keeps `n` elements chosen uniformly without replacement (all when `n` is 0 or more
@@ -169,6 +225,18 @@ pub fn sample_candidates(
     idx
 }
 
+/// The sizes of a [`Predictor`], named so that the target and context widths cannot be
+/// swapped at a call site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PredictorDims {
+    /// K: one W_k per k = 1..=K.
+    pub horizon: usize,
+    /// Width of the targets z (the encoder's output).
+    pub z_dim: usize,
+    /// Width of the contexts c (the context network's output).
+    pub c_dim: usize,
+}
+
 /// The predictors W_k, k = 1..K, stored as one `[K·Dz, Dc]` matrix.
 pub struct Predictor {
     w: Tensor,
@@ -180,30 +248,19 @@ impl Predictor {
     pub const NAME: &'static str = "predictor.weight";
 
     /// PyTorch's linear initialisation, uniform in ±1/√Dc.
-    pub fn init(
-        horizon: usize,
-        z_dim: usize,
-        c_dim: usize,
-        init: &mut Init,
-        prefix: &str,
-    ) -> candle_core::Result<()> {
+    pub fn init(d: PredictorDims, init: &mut Init, prefix: &str) -> candle_core::Result<()> {
         init.uniform_fan_in(
             &format!("{prefix}.{}", Self::NAME),
-            &[horizon * z_dim, c_dim],
-            c_dim,
+            &[d.horizon * d.z_dim, d.c_dim],
+            d.c_dim,
         )
     }
 
-    pub fn new(
-        horizon: usize,
-        z_dim: usize,
-        c_dim: usize,
-        vb: VarBuilder,
-    ) -> candle_core::Result<Self> {
+    pub fn new(d: PredictorDims, vb: VarBuilder) -> candle_core::Result<Self> {
         Ok(Predictor {
-            w: vb.get((horizon * z_dim, c_dim), Self::NAME)?,
-            horizon,
-            z_dim,
+            w: vb.get((d.horizon * d.z_dim, d.c_dim), Self::NAME)?,
+            horizon: d.horizon,
+            z_dim: d.z_dim,
         })
     }
 
@@ -219,35 +276,48 @@ impl Predictor {
 pub struct CpcResult {
     pub loss: Tensor,
     pub pairs: Vec<Pair>,
-    /// Whether the positive scored highest, per pair.
-    pub correct: Vec<bool>,
+    /// Per pair: 1 when the positive scored strictly highest, 1/(1+n) when it ties with
+    /// n negatives at the top (the expected accuracy of picking among the tied), else 0.
+    pub hits: Vec<f64>,
     /// Each pair's InfoNCE term (host copy, for per-horizon logging).
     pub pair_losses: Vec<f64>,
+    /// Each pair's weight in `loss` ([`pair_weights`]; they sum to 1).
+    pub weights: Vec<f64>,
 }
 
 impl CpcResult {
-    /// Share of pairs whose positive scored highest.
+    /// Mean accuracy over pairs (ties counted as [`CpcResult::hits`] says).
     pub fn accuracy(&self) -> f64 {
-        self.correct.iter().filter(|&&c| c).count() as f64 / self.correct.len().max(1) as f64
+        self.hits.iter().sum::<f64>() / self.hits.len().max(1) as f64
     }
 
     /// `(k, accuracy)` for each horizon k = 1..=horizon that has pairs.
     pub fn accuracy_per_k(&self, horizon: usize) -> Vec<(usize, f64)> {
-        let (mut hits, mut counts) = (vec![0usize; horizon + 1], vec![0usize; horizon + 1]);
-        for (p, &ok) in self.pairs.iter().zip(&self.correct) {
+        let (mut hits, mut counts) = (vec![0f64; horizon + 1], vec![0usize; horizon + 1]);
+        for (p, &h) in self.pairs.iter().zip(&self.hits) {
             counts[p.k] += 1;
-            hits[p.k] += ok as usize;
+            hits[p.k] += h;
         }
         (1..=horizon)
             .filter(|&k| counts[k] > 0)
-            .map(|k| (k, hits[k] as f64 / counts[k] as f64))
+            .map(|k| (k, hits[k] / counts[k] as f64))
             .collect()
     }
 }
 
+/// Accuracy credit of one score row whose column 0 is the positive (see [`CpcResult::hits`]).
+pub fn hit(row: &[f32]) -> f64 {
+    let pos = row[0];
+    if row[1..].iter().any(|&x| x > pos || x.is_nan()) || pos.is_nan() {
+        return 0.0;
+    }
+    1.0 / (1 + row[1..].iter().filter(|&&x| x == pos).count()) as f64
+}
+
 /// InfoNCE over sampled pairs of an unroll: `z` `[T, B, Dz]`, `c` `[T, B, Dc]`, `first`
-/// `[T, B]` host flags of episode starts. `None` when no pair fits (e.g. every episode
-/// is one step long).
+/// `[T, B]` host flags of episode starts. The loss is `Σ_p w_p ℓ_p` with the weights of
+/// [`pair_weights`]: the mean over horizons of each horizon's mean InfoNCE. `None` when
+/// no pair fits (e.g. every episode is one step long).
 pub fn cpc_loss(
     predictor: &Predictor,
     z: &Tensor,
@@ -262,6 +332,7 @@ pub fn cpc_loss(
     if pairs.is_empty() {
         return Ok(None);
     }
+    let weights = pair_weights(&pairs, first, t_len, b, s);
     let cand = sample_candidates(&pairs, t_len, b, s, rng);
     // Predict only from the anchors in use: each distinct (t, b) once, all K at a time.
     let mut anchor_row = vec![u32::MAX; t_len * b];
@@ -299,12 +370,19 @@ pub fn cpc_loss(
             .reshape((pairs.len(), m1, dz))?;
         scores(&preds, &zc)?
     };
-    let loss = info_nce(&sc)?;
+    let w = Tensor::from_vec(
+        weights.iter().map(|&w| w as f32).collect::<Vec<_>>(),
+        (pairs.len(), 1),
+        dev,
+    )?
+    .to_dtype(sc.dtype())?;
+    let loss = log_softmax(&sc, D::Minus1)?
+        .narrow(1, 0, 1)?
+        .mul(&w)?
+        .sum_all()?
+        .neg()?;
     let host = sc.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-    let correct = host
-        .iter()
-        .map(|row| row[1..].iter().all(|&x| x < row[0]))
-        .collect();
+    let hits = host.iter().map(|row| hit(row)).collect();
     let pair_losses = host
         .iter()
         .map(|row| {
@@ -316,8 +394,9 @@ pub fn cpc_loss(
     Ok(Some(CpcResult {
         loss,
         pairs,
-        correct,
+        hits,
         pair_losses,
+        weights,
     }))
 }
 
@@ -351,7 +430,15 @@ impl CpcAux {
         c_dim: usize,
         init: &mut Init,
     ) -> candle_core::Result<()> {
-        Predictor::init(cfg.horizon, z_dim, c_dim, init, Self::PREFIX)
+        Predictor::init(
+            PredictorDims {
+                horizon: cfg.horizon,
+                z_dim,
+                c_dim,
+            },
+            init,
+            Self::PREFIX,
+        )
     }
 
     pub fn new(
@@ -364,13 +451,21 @@ impl CpcAux {
     ) -> candle_core::Result<Self> {
         let vb = VarBuilder::from_varmap(varmap, DType::F32, device).pp(Self::PREFIX);
         Ok(CpcAux {
-            predictor: Predictor::new(cfg.horizon, z_dim, c_dim, vb)?,
+            predictor: Predictor::new(
+                PredictorDims {
+                    horizon: cfg.horizon,
+                    z_dim,
+                    c_dim,
+                },
+                vb,
+            )?,
             sampling: CpcSampling {
                 horizon: cfg.horizon,
                 negatives: cfg.negatives,
                 num_negatives: cfg.num_negatives,
                 start_times: cfg.start_times,
                 horizons: cfg.horizons,
+                skip: 0,
                 groups: Vec::new(),
             },
             weight: cfg.weight,
@@ -402,22 +497,19 @@ impl AuxLoss for CpcAux {
         };
         let mut metrics = vec![
             ("cpc/pairs".to_string(), r.pairs.len() as f64),
-            (
-                "cpc/acc".to_string(),
-                r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64,
-            ),
+            ("cpc/acc".to_string(), r.accuracy()),
         ];
         for (name, lo, hi) in horizon_buckets(self.sampling.horizon) {
-            let (mut n, mut hit, mut loss) = (0usize, 0usize, 0f64);
-            for ((p, &c), &l) in r.pairs.iter().zip(&r.correct).zip(&r.pair_losses) {
+            let (mut n, mut hit, mut loss) = (0usize, 0f64, 0f64);
+            for ((p, &c), &l) in r.pairs.iter().zip(&r.hits).zip(&r.pair_losses) {
                 if p.k >= lo && p.k <= hi {
                     n += 1;
-                    hit += c as usize;
+                    hit += c;
                     loss += l;
                 }
             }
             if n > 0 {
-                metrics.push((format!("cpc/acc_{name}"), hit as f64 / n as f64));
+                metrics.push((format!("cpc/acc_{name}"), hit / n as f64));
                 metrics.push((format!("cpc/loss_{name}"), loss / n as f64));
             }
         }

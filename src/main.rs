@@ -636,7 +636,15 @@ fn belief_probe(
     }
     let name = format!("{what} ({})", encoder.display());
     let (n_tr, n_te, rows) =
-        probe_states(&net, &name, &traj, &targets, test_fraction, baselines, 0)?;
+        probe_states(
+            &net,
+            &name,
+            &traj,
+            &targets,
+            test_fraction,
+            encoder_only,
+            baselines,
+        )?;
     println!(
         "belief probe on {} ({} by {}): ridge regression of the true state, {n_tr} train / {n_te} test steps (test = the last {:.0}%, cut at an episode start); R² per variable",
         data.display(), traj.env.id, traj.policy, 100.0 * test_fraction
@@ -888,11 +896,16 @@ fn run(cli: Cli) -> Result<()> {
             }
             if data.join(rlcpc::data::trajectories::FILE).exists() {
                 let target = target.unwrap_or_else(|| "state".into());
+                // The part `cpc frames` held out, where the encoder says so.
+                let held_out = rlcpc::checkpoint::Loaded::read(&encoder)
+                    .ok()
+                    .and_then(|f| f.meta::<serde_json::Value>("rlcpc.data").ok())
+                    .and_then(|m| m.get("test_fraction").and_then(|v| v.as_f64()));
                 return belief_probe(
                     &encoder,
                     &data,
                     &target,
-                    test_fraction.unwrap_or(0.2),
+                    test_fraction.or(held_out).unwrap_or(0.2),
                     features == audio::Pool::Encoder,
                     !no_baselines,
                 );

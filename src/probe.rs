@@ -271,11 +271,7 @@ pub fn classify(
             .map(|h| h.join().expect("probe thread"))
             .collect()
     });
-    // Best validation accuracy; ties go to the stronger regulariser.
-    let best = (0..LAMBDAS.len())
-        .rev()
-        .max_by(|&a, &b| vals[a].total_cmp(&vals[b]))
-        .expect("λ grid");
+    let best = best_lambda(&vals);
     let m = Logistic::fit(&tr, y_train, k, LAMBDAS[best], iters);
     ProbeScore {
         lambda: LAMBDAS[best],
@@ -283,6 +279,14 @@ pub fn classify(
         train: accuracy(&m.predict(&tr), y_train),
         test: accuracy(&m.predict(&te), y_test),
     }
+}
+
+/// The index of the best validation score of a λ grid in increasing order; ties go to
+/// the stronger regulariser (the larger λ). `max_by` keeps the last of equal maxima.
+pub fn best_lambda(vals: &[f64]) -> usize {
+    (0..vals.len())
+        .max_by(|&a, &b| vals[a].total_cmp(&vals[b]))
+        .expect("a non-empty λ grid")
 }
 
 /// Result of a k-fold cross-validated probe.
@@ -476,19 +480,41 @@ pub fn r2(pred: &[Vec<f64>], y: &[Vec<f64>]) -> Vec<f64> {
         .collect()
 }
 
-/// Ridge with λ picked on a validation part of the training split; R² per target on the
-/// test split.
+/// The validation block of a time series of `n` steps with episode starts `first`: the
+/// last fifth of the steps, starting at an episode start where there is one (so that no
+/// episode, whose frames are nearly copies of each other, lies on both sides).
+/// Returns `(fit, validation)` index ranges.
+pub fn blocked_validation(first: &[f32]) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+    let n = first.len();
+    let want = n - (n / 5).max(1);
+    let cut = (want..n)
+        .find(|&t| first[t] != 0.0)
+        .or_else(|| (1..want).rev().find(|&t| first[t] != 0.0))
+        .unwrap_or(want)
+        .clamp(1, n - 1);
+    (0..cut, cut..n)
+}
+
+/// Ridge with λ picked on a validation block of the training part (its last episodes,
+/// [`blocked_validation`]; `first` marks the training rows' episode starts, in time
+/// order); R² per target on the test split.
 pub fn regress(
     train: &Features,
     y_train: &[Vec<f64>],
     test: &Features,
     y_test: &[Vec<f64>],
-    seed: u64,
+    first: &[f32],
 ) -> Result<(f64, Vec<f64>)> {
-    let mut idx: Vec<usize> = (0..train.n).collect();
-    idx.shuffle(&mut SeededRng::seed_from_u64(seed ^ 0x9B0B_E001));
-    let n_val = (train.n / 5).max(1);
-    let (val_idx, fit_idx) = idx.split_at(n_val);
+    if first.len() != train.n || train.n < 2 {
+        bail!(
+            "ridge probe: {} training rows with {} episode flags",
+            train.n,
+            first.len()
+        );
+    }
+    let (fit_range, val_range) = blocked_validation(first);
+    let (fit_idx, val_idx): (Vec<usize>, Vec<usize>) = (fit_range.collect(), val_range.collect());
+    let (fit_idx, val_idx) = (&fit_idx[..], &val_idx[..]);
     let fx = train.select(fit_idx);
     let fy: Vec<Vec<f64>> = fit_idx.iter().map(|&i| y_train[i].clone()).collect();
     let vx = train.select(val_idx);
@@ -498,7 +524,8 @@ pub fn regress(
     for (model, &lambda) in Ridge::fit_many(&fx, &fy, &lambdas)?.iter().zip(&lambdas) {
         let r = r2(&model.predict(&vx), &vy);
         let score = r.iter().filter(|v| v.is_finite()).sum::<f64>();
-        if score > best.0 {
+        // Ties go to the stronger regulariser (λ grows along the grid).
+        if score >= best.0 {
             best = (score, lambda);
         }
     }

@@ -4,7 +4,8 @@ use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rlcpc::config::{Config, Negatives};
 use rlcpc::cpc::{
-    cpc_loss, info_nce, sample_candidates, sample_pairs, scores, CpcSampling, Pair, Predictor,
+    cpc_loss, hit, info_nce, pair_weights, sample_candidates, sample_pairs, scores, CpcSampling,
+    Pair, Predictor, PredictorDims,
 };
 use rlcpc::nn::init::Init;
 use rlcpc::train::{build_learner, net_spec};
@@ -74,6 +75,7 @@ fn sampling(negatives: Negatives) -> CpcSampling {
         num_negatives: 5,
         start_times: 0,
         horizons: 0,
+        skip: 0,
         groups: Vec::new(),
     }
 }
@@ -138,11 +140,11 @@ fn cpc_loss_matches_a_direct_loop_over_pairs() {
     let dev = Device::Cpu;
     let (t_len, b, dz, dc, k) = (7, 3, 4, 5, 3);
     let mut init = Init::new(3, &dev);
-    Predictor::init(k, dz, dc, &mut init, "p").unwrap();
+    Predictor::init(PredictorDims { horizon: k, z_dim: dz, c_dim: dc }, &mut init, "p").unwrap();
     init.uniform_fan_in("z", &[t_len, b, dz], 1).unwrap();
     init.uniform_fan_in("c", &[t_len, b, dc], 1).unwrap();
     let vb = candle_nn::VarBuilder::from_varmap(&init.varmap, candle_core::DType::F32, &dev);
-    let pred = Predictor::new(k, dz, dc, vb.pp("p")).unwrap();
+    let pred = Predictor::new(PredictorDims { horizon: k, z_dim: dz, c_dim: dc }, vb.pp("p")).unwrap();
     let z = vb.get((t_len, b, dz), "z").unwrap();
     let c = vb.get((t_len, b, dc), "c").unwrap();
     let w = vb
@@ -171,7 +173,8 @@ fn cpc_loss_matches_a_direct_loop_over_pairs() {
         // Direct: for each pair, W_k c_t, scores against the candidates, −log softmax of the positive.
         let pairs: Vec<Pair> = sample_pairs(&first, t_len, b, &s, &mut rng_direct);
         let cand = sample_candidates(&pairs, t_len, b, &s, &mut rng_direct);
-        let mut total = 0f64;
+        // The paper's weighting: InfoNCE averaged over the pairs of each k, then over k.
+        let mut per_k = vec![(0f64, 0usize); k + 1];
         for (p, row) in pairs.iter().zip(cand.chunks(1 + s.num_negatives)) {
             let ctx = &ch[p.t][p.b];
             let wk = &w[(p.k - 1) * dz..p.k * dz];
@@ -193,15 +196,27 @@ fn cpc_loss_matches_a_direct_loop_over_pairs() {
                 .collect();
             let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let lse = m + sc.iter().map(|x| (x - m).exp()).sum::<f64>().ln();
-            total += lse - sc[0];
+            per_k[p.k].0 += lse - sc[0];
+            per_k[p.k].1 += 1;
         }
-        let direct = total / pairs.len() as f64;
+        let present: Vec<f64> = per_k
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(l, n)| l / *n as f64)
+            .collect();
+        assert_eq!(present.len(), k, "every horizon has pairs");
+        let direct = present.iter().sum::<f64>() / present.len() as f64;
+        let pair_mean = per_k.iter().map(|x| x.0).sum::<f64>() / pairs.len() as f64;
+        assert!(
+            (pair_mean - direct).abs() > 1e-4,
+            "the test must tell the weighting over k from a plain mean over pairs"
+        );
         let got = r.loss.to_scalar::<f32>().unwrap() as f64;
         assert_eq!(r.pairs, pairs);
         assert!((got - direct).abs() < 1e-5, "{got} vs {direct}");
-        // The per-pair host copies used for logging average to the same loss.
-        let host_mean = r.pair_losses.iter().sum::<f64>() / r.pair_losses.len() as f64;
-        assert!((host_mean - direct).abs() < 1e-5, "{host_mean} vs {direct}");
+        // The per-pair host copies used for logging, weighted, give the same loss.
+        let host: f64 = r.pair_losses.iter().zip(&r.weights).map(|(l, w)| l * w).sum();
+        assert!((host - direct).abs() < 1e-5, "{host} vs {direct}");
     }
 }
 
@@ -281,4 +296,74 @@ fn aux_none_builds_no_head() {
         .map(|(n, _)| n)
         .collect();
     assert!(names.iter().all(|n| !n.contains("aux")), "{names:?}");
+}
+
+/// Without subsampling the weights sum to 1; with start times and horizons subsampled,
+/// the expected weight of every valid pair is
+/// the paper's: 1 / (K · number of valid pairs at its k), whatever its start time, its
+/// longest horizon or its sequence's episode cuts (Horvitz–Thompson weights).
+#[test]
+fn subsampled_pair_weights_are_unbiased_for_the_mean_over_horizons() {
+    let (t_len, b, k) = (9, 2, 4);
+    let mut first = vec![0f32; t_len * b];
+    first[5 * b + 1] = 1.0; // sequence 1 is cut at t = 5
+    let mut s = sampling(Negatives::Both);
+    s.horizon = k;
+    s.start_times = 3;
+    s.horizons = 2;
+    // Every valid (t, b, k) pair, and the paper's weight of each.
+    let all = {
+        let mut full = s.clone();
+        full.start_times = 0;
+        full.horizons = 0;
+        sample_pairs(&first, t_len, b, &full, &mut SeededRng::seed_from_u64(0))
+    };
+    let count_k = |kk: usize| all.iter().filter(|p| p.k == kk).count() as f64;
+    let mut expected = std::collections::HashMap::new();
+    for p in &all {
+        expected.insert(*p, 1.0 / (k as f64 * count_k(p.k)));
+    }
+    let full_w = pair_weights(&all, &first, t_len, b, &{
+        let mut full = s.clone();
+        full.start_times = 0;
+        full.horizons = 0;
+        full
+    });
+    assert!((full_w.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    for (p, w) in all.iter().zip(&full_w) {
+        assert!((w - expected[p]).abs() < 1e-12);
+    }
+    let draws = 40_000;
+    let mut got: std::collections::HashMap<Pair, f64> = Default::default();
+    let mut rng = SeededRng::seed_from_u64(5);
+    for _ in 0..draws {
+        let pairs = sample_pairs(&first, t_len, b, &s, &mut rng);
+        let w = pair_weights(&pairs, &first, t_len, b, &s);
+        for (p, w) in pairs.iter().zip(w) {
+            assert!(expected.contains_key(p), "{p:?} is not a valid pair");
+            *got.entry(*p).or_default() += w / draws as f64;
+        }
+    }
+    // Short-horizon starts near the end are sampled more often than long ones; without
+    // the weights, k = 1 would get far more than its 1/K.
+    for (p, want) in &expected {
+        let g = got.get(p).copied().unwrap_or(0.0);
+        assert!(
+            (g - want).abs() < 0.05 * want,
+            "pair {p:?}: expected weight {want:.5}, got {g:.5}"
+        );
+    }
+    let k1: f64 = got.iter().filter(|(p, _)| p.k == 1).map(|(_, w)| w).sum();
+    assert!((k1 - 1.0 / k as f64).abs() < 0.01, "k = 1 weighs {k1}");
+}
+
+/// Exact ties between the positive and negatives (identical targets, as in the
+/// T-maze's corridor) are not counted as hits: each tied candidate is as likely.
+#[test]
+fn accuracy_counts_ties_as_a_share() {
+    assert_eq!(hit(&[2.0, 1.0, 1.5]), 1.0);
+    assert_eq!(hit(&[1.0, 1.0, 0.0]), 0.5);
+    assert_eq!(hit(&[1.0, 1.0, 1.0, 1.0]), 0.25);
+    assert_eq!(hit(&[1.0, 2.0, 0.0]), 0.0);
+    assert_eq!(hit(&[f32::NAN, 0.0]), 0.0);
 }

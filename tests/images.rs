@@ -263,18 +263,18 @@ mod patches {
     #[test]
     fn image_cpc_loss_runs_through_the_shared_cpc_code_into_every_layer() {
         use rlcpc::config::Negatives;
-        use rlcpc::cpc::{cpc_loss, CpcSampling, Predictor};
+        use rlcpc::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
         let dev = Device::Cpu;
         let (n, h, w, c, p, s, width) = (3, 16, 16, 1, 8, 4, 8);
         let (gh, gw) = grid(h, w, p, s).unwrap();
         let mut init = Init::new(4, &dev);
         PatchEncoder::init(c, width, 2, true, &mut init, "enc").unwrap();
         CausalContext::init(width, 2, &mut init, "ctx").unwrap();
-        Predictor::init(2, width, width, &mut init, "cpc").unwrap();
+        Predictor::init(PredictorDims { horizon: 2, z_dim: width, c_dim: width }, &mut init, "cpc").unwrap();
         let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
         let enc = PatchEncoder::new(c, width, 2, true, vb.pp("enc")).unwrap();
         let ctx = CausalContext::new(width, 2, vb.pp("ctx")).unwrap();
-        let pred = Predictor::new(2, width, width, vb.pp("cpc")).unwrap();
+        let pred = Predictor::new(PredictorDims { horizon: 2, z_dim: width, c_dim: width }, vb.pp("cpc")).unwrap();
         let mut rng = SeededRng::seed_from_u64(5);
         let img: Vec<f32> = (0..n * h * w * c)
             .map(|_| rng.random_range(0.0..1.0))
@@ -293,7 +293,8 @@ mod patches {
             num_negatives: 5,
             start_times: 0,
             horizons: 0,
-            groups: Vec::new(),
+            skip: 0,
+        groups: Vec::new(),
         };
         let r = cpc_loss(
             &pred,

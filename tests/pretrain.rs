@@ -228,6 +228,7 @@ fn speaker_negatives_come_from_windows_of_the_same_speaker() {
         num_negatives: 8,
         start_times: 0,
         horizons: 0,
+        skip: 0,
         groups: groups.clone(),
     };
     let mut rng = SeededRng::seed_from_u64(1);
@@ -313,18 +314,25 @@ fn wav_and_flac_of_every_sample_format_decode_to_the_same_signal() {
             .fold(0f32, f32::max);
         assert!(err <= tol, "{name}: error {err}");
     }
-    // FLAC from the 16-bit WAV, by sox (as a user's corpus would be converted).
-    let flac = dir.path().join("i16.flac");
-    let st = std::process::Command::new("sox")
-        .args([
-            dir.path().join("i16.wav").to_str().unwrap(),
-            flac.to_str().unwrap(),
-        ])
-        .status()
-        .expect("sox is installed (.ci/run installs it)");
-    assert!(st.success());
-    let (a, _) = decode(&dir.path().join("i16.wav")).unwrap();
-    let (b, rate) = decode(&flac).unwrap();
+    // FLAC: a committed fixture, written by libsndfile's libFLAC encoder
+    // (tests/fixtures/make_flac_fixture.py): 16-bit mono 16 kHz, 9000 samples in three
+    // frames, s[i] = round(8000 sin(i / 5)). It decodes to exactly those samples, and so
+    // does a 16-bit WAV of them.
+    let want_i16: Vec<i16> = (0..9000)
+        .map(|i| (8000.0 * (i as f64 / 5.0).sin()).round() as i16)
+        .collect();
+    let want: Vec<f32> = want_i16.iter().map(|&v| v as f32 / 32768.0).collect();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sine16k.flac");
+    let (b, rate) = decode(&fixture).unwrap();
+    assert_eq!((rate, b.len()), (16000, want.len()));
+    assert_eq!(b, want, "FLAC decodes to the formula's samples");
+    let wav = dir.path().join("sine16k.wav");
+    let mut w = hound::WavWriter::create(&wav, spec(16, hound::SampleFormat::Int, 1)).unwrap();
+    for &v in &want_i16 {
+        w.write_sample(v).unwrap();
+    }
+    w.finalize().unwrap();
+    let (a, rate) = decode(&wav).unwrap();
     assert_eq!(rate, 16000);
     assert_eq!(a, b, "FLAC is lossless");
     assert!(decode(&dir.path().join("missing.wav")).is_err());

@@ -1,6 +1,9 @@
-//! MFCCs (Davis & Mermelstein 1980), the hand-crafted baseline of `rlcpc probe`, as
-//! HTK / Kaldi compute them: pre-emphasis 0.97, 25 ms Hamming frames every 10 ms, power
-//! spectrum, triangular filters evenly spaced on the mel scale, log, DCT-II (orthonormal).
+//! MFCCs (Davis & Mermelstein 1980), the hand-crafted baseline of `rlcpc probe`: per
+//! frame mean removal and pre-emphasis 0.97 (Kaldi's convention), 25 ms symmetric Hamming
+//! frames every 10 ms, power spectrum, triangular filters with edges evenly spaced on the
+//! HTK mel scale and linear in Hz between them (librosa's `htk=True, norm=None`; HTK and
+//! Kaldi make them linear in mel), natural log, DCT-II (orthonormal). Checked against
+//! librosa in `tests/mfcc.rs` (fixture and script in `tests/fixtures/`).
 
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{Objective, StepOutput, TrainSection};
 use crate::checkpoint::Loaded;
 use crate::config::Negatives;
-use crate::cpc::{cpc_loss, CpcSampling, Predictor};
+use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::audio::{AudioSet, Layout, LoadOptions};
 use crate::data::{split, SplitBy};
 use crate::nn::audio::{check_layers, frames, AudioEncoder};
@@ -375,22 +375,16 @@ impl AudioCpc {
         let ctx = cfg.context_spec();
         let mut init = Init::new(cfg.train.seed, device);
         AudioNet::init(&spec, &ctx, &mut init)?;
-        Predictor::init(
-            cfg.cpc.horizon,
-            cfg.model.channels,
-            cfg.model.context,
-            &mut init,
-            "cpc",
-        )?;
+        let dims = PredictorDims {
+            horizon: cfg.cpc.horizon,
+            z_dim: cfg.model.channels,
+            c_dim: cfg.model.context,
+        };
+        Predictor::init(dims, &mut init, "cpc")?;
         let varmap = init.varmap;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let net = AudioNet::new(spec, ctx, vb.clone())?;
-        let predictor = Predictor::new(
-            cfg.cpc.horizon,
-            cfg.model.channels,
-            cfg.model.context,
-            vb.pp("cpc"),
-        )?;
+        let predictor = Predictor::new(dims, vb.pp("cpc"))?;
         let data_meta = serde_json::json!({
             "root": root,
             "layout": layout,
@@ -415,7 +409,8 @@ impl AudioCpc {
                 num_negatives: cfg.cpc.num_negatives,
                 start_times: cfg.cpc.start_times,
                 horizons: cfg.cpc.horizons,
-                groups: Vec::new(),
+                skip: 0,
+        groups: Vec::new(),
             },
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xA0D1_0C9C),
             device: device.clone(),

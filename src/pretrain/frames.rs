@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{Objective, StepOutput, TrainSection};
 use crate::checkpoint::Loaded;
 use crate::config::{CoreKind, ModelConfig, Negatives};
-use crate::cpc::{cpc_loss, CpcSampling, Predictor};
+use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::trajectories::Trajectories;
 use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
 use crate::nn::init::Init;
@@ -38,6 +38,9 @@ pub struct FramesCpcSection {
     pub num_negatives: usize,
     pub start_times: usize,
     pub horizons: usize,
+    /// The last this share of the recording (cut at an episode start) is never trained
+    /// on: `rlcpc probe` tests the belief probe there.
+    pub test_fraction: f64,
 }
 
 impl Default for FramesCpcSection {
@@ -49,6 +52,7 @@ impl Default for FramesCpcSection {
             num_negatives: 20,
             start_times: 8,
             horizons: 10,
+            test_fraction: 0.2,
         }
     }
 }
@@ -97,6 +101,12 @@ impl super::TrainerConfig for FramesCpcConfig {
         }
         if c.num_negatives == 0 {
             return Err("invalid value for 'cpc.num_negatives': 0".into());
+        }
+        if !(c.test_fraction > 0.0 && c.test_fraction < 1.0) {
+            return Err(format!(
+                "invalid value for 'cpc.test_fraction': {} (must be in (0, 1))",
+                c.test_fraction
+            ));
         }
         if c.negatives == Negatives::Speaker {
             return Err("invalid value for 'cpc.negatives': \"speaker\" is for audio; use sequence, batch or both".into());
@@ -269,16 +279,20 @@ pub struct FramesCpc {
     predictor: Predictor,
     varmap: VarMap,
     traj: Trajectories,
+    /// Steps `0..train_len` are trained on; the rest is the belief probe's test part.
+    train_len: usize,
     sampling: CpcSampling,
     rng: SeededRng,
 }
 
 impl FramesCpc {
     pub fn new(cfg: &FramesCpcConfig, traj: Trajectories) -> Result<Self> {
-        if traj.len() < cfg.cpc.unroll {
+        let train_len = test_cut(&traj, cfg.cpc.test_fraction)?;
+        if train_len < cfg.cpc.unroll {
             bail!(
-                "the recording has {} steps, fewer than one sequence (cpc.unroll = {})",
+                "the recording's training part (the first {train_len} of {} steps; cpc.test_fraction = {} is held out) is shorter than one sequence (cpc.unroll = {})",
                 traj.len(),
+                cfg.cpc.test_fraction,
                 cfg.cpc.unroll
             );
         }
@@ -301,22 +315,16 @@ impl FramesCpc {
         let mut init = Init::new(cfg.train.seed, &dev);
         spec.init(&mut init, "encoder")?;
         Lstm::init(spec.out_dim(), cfg.model.lstm_hidden, &mut init, "context")?;
-        Predictor::init(
-            cfg.cpc.horizon,
-            spec.out_dim(),
-            cfg.model.lstm_hidden,
-            &mut init,
-            "cpc",
-        )?;
+        let dims = PredictorDims {
+            horizon: cfg.cpc.horizon,
+            z_dim: spec.out_dim(),
+            c_dim: cfg.model.lstm_hidden,
+        };
+        Predictor::init(dims, &mut init, "cpc")?;
         let varmap = init.varmap;
         let net = FramesNet::build(spec.clone(), Some(ctx), &varmap, &dev)?;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        let predictor = Predictor::new(
-            cfg.cpc.horizon,
-            spec.out_dim(),
-            cfg.model.lstm_hidden,
-            vb.pp("cpc"),
-        )?;
+        let predictor = Predictor::new(dims, vb.pp("cpc"))?;
         let c = &cfg.cpc;
         Ok(FramesCpc {
             cfg: cfg.clone(),
@@ -325,13 +333,15 @@ impl FramesCpc {
             predictor,
             varmap,
             traj,
+            train_len,
             sampling: CpcSampling {
                 horizon: c.horizon,
                 negatives: c.negatives,
                 num_negatives: c.num_negatives,
                 start_times: c.start_times,
                 horizons: c.horizons,
-                groups: Vec::new(),
+                skip: 0,
+        groups: Vec::new(),
             },
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xF4A3_E500),
         })
@@ -353,7 +363,7 @@ impl Objective for FramesCpc {
         let mut obs = vec![0f32; t_len * batch * d];
         let mut first = vec![0f32; t_len * batch];
         for b in 0..batch {
-            let s = self.rng.random_range(0..=self.traj.len() - t_len);
+            let s = self.rng.random_range(0..=self.train_len - t_len);
             for t in 0..t_len {
                 let dst = (t * batch + b) * d;
                 obs[dst..dst + d].copy_from_slice(self.traj.obs_row(s + t));
@@ -375,7 +385,7 @@ impl Objective for FramesCpc {
         else {
             bail!("no CPC pair fits: every sampled sequence is cut by episode ends");
         };
-        let acc = r.correct.iter().filter(|&&c| c).count() as f64 / r.correct.len() as f64;
+        let acc = r.accuracy();
         let dz = z.dim(2)?;
         Ok(StepOutput {
             loss: r.loss,
@@ -407,7 +417,13 @@ impl Objective for FramesCpc {
             ),
             (
                 "rlcpc.data",
-                serde_json::json!({ "env": self.traj.env, "steps": self.traj.len() }).to_string(),
+                serde_json::json!({
+                    "env": self.traj.env,
+                    "steps": self.traj.len(),
+                    "train_steps": self.train_len,
+                    "test_fraction": self.cfg.cpc.test_fraction,
+                })
+                .to_string(),
             ),
         ]
     }
@@ -421,27 +437,40 @@ pub struct BeliefRow {
     pub r2: Vec<f64>,
 }
 
-/// Ridge probes of the true state from frozen features, trained on the first
-/// `1 − test_fraction` of the recording (cut at an episode start) and tested on the rest.
+/// Where a recording is cut into a training and a test part: the first episode start at
+/// or after `1 − test_fraction` of its steps, so that no episode straddles the cut.
+/// `cpc frames` trains on the part before it; the belief probe tests on the part after.
+pub fn test_cut(traj: &Trajectories, test_fraction: f64) -> Result<usize> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        bail!("the test fraction must be in (0, 1), got {test_fraction}");
+    }
+    let n = traj.len();
+    let want = ((1.0 - test_fraction) * n as f64) as usize;
+    let cut = (want..n).find(|&t| traj.first[t] != 0.0).unwrap_or(want);
+    if cut < 10 || n - cut < 10 {
+        bail!(
+            "the recording ({n} steps, {} episodes) is too short to split into train and test parts of at least 10 steps at test fraction {test_fraction}",
+            traj.episodes()
+        );
+    }
+    Ok(cut)
+}
+
+/// Ridge probes of the true state from frozen features (`encoder_only`: the encoder's z_t
+/// instead of the context c_t), trained on the first `1 − test_fraction` of the
+/// recording (cut at an episode start, [`test_cut`]) and tested on the rest; λ is chosen
+/// on the training part's last episodes.
 pub fn probe_states(
     net: &FramesNet,
     name: &str,
     traj: &Trajectories,
     targets: &[usize],
     test_fraction: f64,
+    encoder_only: bool,
     baselines: bool,
-    seed: u64,
 ) -> Result<(usize, usize, Vec<BeliefRow>)> {
     let n = traj.len();
-    let want = ((1.0 - test_fraction) * n as f64) as usize;
-    // The first episode start at or after `want`, so no episode straddles the cut.
-    let cut = (want..n).find(|&t| traj.first[t] != 0.0).unwrap_or(want);
-    if cut < 10 || n - cut < 10 {
-        bail!(
-            "the recording ({n} steps, {} episodes) is too short to split into train and test",
-            traj.episodes()
-        );
-    }
+    let cut = test_cut(traj, test_fraction)?;
     let (tr, te): (Vec<usize>, Vec<usize>) = ((0..cut).collect(), (cut..n).collect());
     let y: Vec<Vec<f64>> = (0..n)
         .map(|t| {
@@ -453,12 +482,12 @@ pub fn probe_states(
         .collect();
     let y_tr: Vec<Vec<f64>> = tr.iter().map(|&i| y[i].clone()).collect();
     let y_te: Vec<Vec<f64>> = te.iter().map(|&i| y[i].clone()).collect();
-    let mut sets = vec![(name.to_string(), net.features(traj, false)?)];
+    let mut sets = vec![(name.to_string(), net.features(traj, encoder_only)?)];
     if baselines {
         let (random, _vm) = FramesNet::random(&net.encoder.spec, net.context.as_ref(), 12345)?;
         sets.push((
             "random-init network, same architecture".into(),
-            random.features(traj, false)?,
+            random.features(traj, encoder_only)?,
         ));
         if traj.obs_dim() <= 2048 {
             let rows = (0..n).map(|t| traj.obs_row(t).to_vec()).collect();
@@ -468,8 +497,13 @@ pub fn probe_states(
     let rows = sets
         .into_iter()
         .map(|(features, f)| {
-            let (lambda, r2) =
-                crate::probe::regress(&f.select(&tr), &y_tr, &f.select(&te), &y_te, seed)?;
+            let (lambda, r2) = crate::probe::regress(
+                &f.select(&tr),
+                &y_tr,
+                &f.select(&te),
+                &y_te,
+                &traj.first[..cut],
+            )?;
             Ok(BeliefRow {
                 features,
                 dim: f.d,

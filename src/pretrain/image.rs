@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{Objective, StepOutput, TrainSection};
 use crate::checkpoint::Loaded;
 use crate::config::Negatives;
-use crate::cpc::{cpc_loss, CpcSampling, Predictor};
+use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::images::ImageSet;
 use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
 use crate::nn::init::Init;
@@ -76,8 +76,14 @@ impl Default for ModelSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CpcSection {
-    /// Rows below predicted, one W_k each.
+    /// Rows below predicted, one W_k each: offsets k = skip+1..=horizon are predicted.
     pub horizon: usize,
+    /// Offsets not predicted because their patches overlap rows the context has seen
+    /// (CPC-v2's `steps_to_ignore`). Unset: the smallest that avoids any overlap,
+    /// ⌈(patch + 2·crop) / stride⌉ − 1 (1 for 8-pixel patches every 4, so the preset
+    /// predicts k = 2, 3); 0 predicts every k ≥ 1 as the paper's §3.2 does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip: Option<usize>,
     /// `both`: any patch of any image in the batch (the paper); `sequence`: the same
     /// column of the same image; `batch`: the same row and column of other images.
     pub negatives: Negatives,
@@ -92,6 +98,7 @@ impl Default for CpcSection {
     fn default() -> Self {
         CpcSection {
             horizon: 3,
+            skip: None,
             negatives: Negatives::Both,
             num_negatives: 16,
             directions: vec![Direction::Down],
@@ -142,6 +149,16 @@ impl super::TrainerConfig for ImageCpcConfig {
         if self.cpc.horizon == 0 || self.cpc.num_negatives == 0 {
             return Err("invalid value for 'cpc.horizon'/'cpc.num_negatives': 0".into());
         }
+        if self.skip() >= self.cpc.horizon {
+            return Err(format!(
+                "invalid value for 'cpc.horizon': {} (offsets 1..={} are skipped because their {}-pixel patches every {} pixels overlap rows the context has seen; raise cpc.horizon above {} or set cpc.skip)",
+                self.cpc.horizon,
+                self.skip(),
+                m.patch,
+                m.stride,
+                self.skip()
+            ));
+        }
         let d = &self.cpc.directions;
         if d.is_empty() || (1..d.len()).any(|i| d[..i].contains(&d[i])) {
             return Err(format!(
@@ -156,6 +173,15 @@ impl super::TrainerConfig for ImageCpcConfig {
 }
 
 impl ImageCpcConfig {
+    /// Offsets 1..=skip that are not predicted: `cpc.skip`, else the smallest k below
+    /// which a target patch (moved by up to `augment.crop`) overlaps the context's rows.
+    pub fn skip(&self) -> usize {
+        self.cpc.skip.unwrap_or_else(|| {
+            let reach = self.model.patch + 2 * self.augment.crop;
+            reach.div_ceil(self.model.stride.max(1)).saturating_sub(1)
+        })
+    }
+
     /// The encoder spec for images of `[h, w, c]`, or why the patches do not fit.
     pub fn encoder_spec(&self, h: usize, w: usize, c: usize) -> Result<EncoderSpec> {
         let (rows, cols) =
@@ -472,7 +498,11 @@ impl ImageCpc {
             if i > 0 {
                 CausalContext::init(f, layers, &mut init, &format!("context{}", suffix(i, d)))?;
             }
-            Predictor::init(k, f, f, &mut init, &format!("cpc{}", suffix(i, d)))?;
+            Predictor::init(
+                PredictorDims { horizon: k, z_dim: f, c_dim: f },
+                &mut init,
+                &format!("cpc{}", suffix(i, d)),
+            )?;
         }
         let varmap = init.varmap;
         if let Some(path) = &cfg.model.init_encoder {
@@ -495,7 +525,10 @@ impl ImageCpc {
                         CausalContext::new(f, layers, vb.pp(format!("context{}", suffix(i, d))))
                     })
                     .transpose()?;
-                let predictor = Predictor::new(k, f, f, vb.pp(format!("cpc{}", suffix(i, d))))?;
+                let predictor = Predictor::new(
+                    PredictorDims { horizon: k, z_dim: f, c_dim: f },
+                    vb.pp(format!("cpc{}", suffix(i, d))),
+                )?;
                 Ok((d, context, predictor))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -511,6 +544,7 @@ impl ImageCpc {
                 num_negatives: cfg.cpc.num_negatives,
                 start_times: 0,
                 horizons: 0,
+                skip: cfg.skip(),
                 groups: Vec::new(),
             },
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x1A6E_0C9C),
@@ -544,7 +578,7 @@ impl Objective for ImageCpc {
         .map_err(anyhow::Error::msg)?;
         let z = self.net.encode(patches, batch)?;
         let (mut losses, mut metrics) = (Vec::new(), Vec::new());
-        let (mut hits, mut scored) = (0usize, 0usize);
+        let (mut hits, mut scored) = (0f64, 0usize);
         for (d, context, predictor) in &self.directions {
             let zd = d.orient(&z)?;
             let cd = context.as_ref().unwrap_or(&self.net.context).forward(&zd)?;
@@ -552,19 +586,16 @@ impl Objective for ImageCpc {
             let first = vec![0f32; zs.dim(0)? * zs.dim(1)?];
             let r = cpc_loss(predictor, &zs, &cs, &first, &self.sampling, &mut self.rng)?
                 .expect("the grid is longer than the horizon in every direction (validated)");
-            let right = r.correct.iter().filter(|&&c| c).count();
+            let right: f64 = r.hits.iter().sum();
             if self.directions.len() > 1 {
-                metrics.push((
-                    format!("acc_{}", d.name()),
-                    right as f64 / r.correct.len() as f64,
-                ));
+                metrics.push((format!("acc_{}", d.name()), r.accuracy()));
             }
-            (hits, scored) = (hits + right, scored + r.correct.len());
+            (hits, scored) = (hits + right, scored + r.hits.len());
             losses.push(r.loss);
         }
         let loss = (Tensor::stack(&losses, 0)?.sum_all()? / losses.len() as f64)?;
         let f = z.dim(3)?;
-        metrics.insert(0, ("acc".into(), hits as f64 / scored as f64));
+        metrics.insert(0, ("acc".into(), hits / scored.max(1) as f64));
         metrics.push((
             "z_norm_std".into(),
             super::audio::normalized_std(&z.reshape(((), f))?)?,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{Objective, StepOutput, TrainSection};
 use crate::checkpoint::Loaded;
 use crate::config::Negatives;
-use crate::cpc::{cpc_loss, CpcSampling, Predictor};
+use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::text::{self, Corpus, Vocab};
 use crate::nn::encoders::{ContextSpec, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
 use crate::nn::gru::Gru;
@@ -339,13 +339,18 @@ impl TextCpc {
         let dev = Device::Cpu;
         let mut init = Init::new(cfg.train.seed, &dev);
         TextNet::init(&spec, &ctx, &mut init)?;
-        let (f, h) = (cfg.model.features, cfg.model.context);
-        Predictor::init(cfg.cpc.horizon, h, f, &mut init, "cpc")?;
+        // Targets are sentence embeddings z (features wide), contexts the GRU's c.
+        let dims = PredictorDims {
+            horizon: cfg.cpc.horizon,
+            z_dim: cfg.model.features,
+            c_dim: cfg.model.context,
+        };
+        Predictor::init(dims, &mut init, "cpc")?;
         let varmap = init.varmap;
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
         Ok(TextCpc {
             net: TextNet::new(spec, ctx, vocab, vb.clone())?,
-            predictor: Predictor::new(cfg.cpc.horizon, h, f, vb.pp("cpc"))?,
+            predictor: Predictor::new(dims, vb.pp("cpc"))?,
             varmap,
             docs,
             starts,
@@ -356,7 +361,8 @@ impl TextCpc {
                 num_negatives: cfg.cpc.num_negatives,
                 start_times: 0,
                 horizons: 0,
-                groups: Vec::new(),
+                skip: 0,
+        groups: Vec::new(),
             },
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x7E47_C9C0),
             files: corpus.files.len(),
