@@ -192,6 +192,7 @@ pub fn sentences_per_sec(cfg: &crate::pretrain::text::TextCpcConfig, steps: u64)
     let corpus = crate::data::text::Corpus {
         files: (0..8).map(|i| format!("generated{i}.txt").into()).collect(),
         documents,
+        latin1: Vec::new(),
     };
     let mut obj = crate::pretrain::text::TextCpc::new(cfg, &corpus)?;
     samples_per_sec(&mut obj, &cfg.train, steps)

@@ -10,22 +10,37 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Format version written into every file.
 pub const FORMAT: &str = "rlcpc-1";
 
+/// The largest file any command reads whole (checkpoints, encoders, recordings).
+pub const MAX_FILE_BYTES: u64 = 16 << 30;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("cannot write '{path}': {message}")]
     Write { path: PathBuf, message: String },
-    #[error("cannot read checkpoint '{path}': {message}")]
-    Read { path: PathBuf, message: String },
-    #[error("checkpoint '{path}' is corrupt or not a safetensors file: {message}")]
-    Corrupt { path: PathBuf, message: String },
-    #[error("checkpoint '{path}' does not match: {message}")]
-    Mismatch { path: PathBuf, message: String },
+    #[error("cannot read {what} '{path}': {message}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{what} '{path}' is corrupt or not a safetensors file: {message}")]
+    Corrupt {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("{what} '{path}' does not match: {message}")]
+    Mismatch {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// Counters saved with a checkpoint.
@@ -39,7 +54,9 @@ pub struct Counters {
     pub elapsed_secs: f64,
 }
 
-/// Writes `tensors` and `metadata` to `path` atomically (temp file, fsync, rename).
+/// Writes `tensors` and `metadata` to `path` atomically (a temp file of this process
+/// beside it, fsync, rename); creates the parent directory. On failure the temp file is
+/// removed and `path` is untouched.
 pub fn write_atomic(
     path: &Path,
     tensors: Vec<(String, Tensor)>,
@@ -55,29 +72,100 @@ pub fn write_atomic(
         .collect::<candle_core::Result<Vec<_>>>()
         .map_err(|e| err(e.to_string()))?;
     let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| err(e.to_string()))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
-    f.write_all(&bytes).map_err(|e| err(e.to_string()))?;
-    f.sync_all().map_err(|e| err(e.to_string()))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))?;
-    Ok(())
+    write_bytes_atomic(path, &bytes).map_err(|e| err(e.to_string()))
+}
+
+/// The temp file `write_bytes_atomic` uses for `path`: unique to this process, so that
+/// two writers never share one.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` through [`temp_path`], fsync and rename; removes the temp
+/// file on any failure. Creates the parent directory.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.is_dir() {
+        return Err(std::io::Error::other("it is a directory"));
+    }
+    let tmp = temp_path(path);
+    let r = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Reads a whole file that must be a regular file of at most `max` bytes: devices,
+/// FIFOs and sockets (also behind symlinks) are refused before anything is read.
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(if meta.is_dir() {
+            "it is a directory".to_string()
+        } else {
+            "not a regular file (a device, FIFO or socket)".to_string()
+        }));
+    }
+    if meta.len() > max {
+        return Err(std::io::Error::other(format!(
+            "{} bytes, more than the {} GiB limit",
+            meta.len(),
+            max >> 30
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other("the file grew past the size limit"));
+    }
+    Ok(bytes)
+}
+
+/// A lower bound on the parameters a network spec builds, to refuse metadata that would
+/// size allocations beyond what the file holds (a spec is checked before it builds).
+pub trait ParamCount {
+    fn min_params(&self) -> u128;
 }
 
 /// A safetensors file loaded into CPU tensors, with its metadata.
 pub struct Loaded {
     pub path: PathBuf,
+    /// What the file is, for messages: "checkpoint", "encoder file", "recording".
+    pub what: &'static str,
     pub tensors: HashMap<String, Tensor>,
     pub metadata: HashMap<String, String>,
 }
 
 impl Loaded {
+    /// Reads a checkpoint (messages say "checkpoint").
     pub fn read(path: &Path) -> Result<Loaded, CheckpointError> {
-        let bytes = std::fs::read(path).map_err(|e| CheckpointError::Read {
+        Self::read_as(path, "checkpoint")
+    }
+
+    /// Reads an rlcpc safetensors file: bounded, regular files only, every float tensor
+    /// finite, the format tag checked. `what` names the file in messages.
+    pub fn read_as(path: &Path, what: &'static str) -> Result<Loaded, CheckpointError> {
+        let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|e| CheckpointError::Read {
+            what,
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
         let corrupt = |m: String| CheckpointError::Corrupt {
+            what,
             path: path.to_path_buf(),
             message: m,
         };
@@ -86,22 +174,65 @@ impl Loaded {
         let metadata = meta.metadata().clone().unwrap_or_default();
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| corrupt(e.to_string()))?;
+        drop(bytes);
         let loaded = Loaded {
             path: path.to_path_buf(),
+            what,
             tensors,
             metadata,
         };
         match loaded.metadata.get("rlcpc.format").map(String::as_str) {
-            Some(FORMAT) => Ok(loaded),
+            Some(FORMAT) => {}
             Some(other) => {
-                Err(loaded.mismatch(format!("format '{other}', this build reads '{FORMAT}'")))
+                return Err(
+                    loaded.mismatch(format!("format '{other}', this build reads '{FORMAT}'"))
+                )
             }
-            None => Err(loaded.mismatch("no 'rlcpc.format' metadata: not written by rlcpc".into())),
+            None => {
+                return Err(
+                    loaded.mismatch("no 'rlcpc.format' metadata: not written by rlcpc".into())
+                )
+            }
         }
+        loaded.check_finite()?;
+        Ok(loaded)
+    }
+
+    /// Refuses NaN or infinite values in any floating-point tensor.
+    fn check_finite(&self) -> Result<(), CheckpointError> {
+        let mut names: Vec<&String> = self.tensors.keys().collect();
+        names.sort();
+        for name in names {
+            let t = &self.tensors[name];
+            if !t.dtype().is_float() || t.elem_count() == 0 {
+                continue;
+            }
+            let bad = t
+                .to_dtype(DType::F32)
+                .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+                .map(|v| v.iter().filter(|x| !x.is_finite()).count())
+                .map_err(|e| self.corrupt(e.to_string()))?;
+            if bad > 0 {
+                return Err(self.corrupt(format!(
+                    "tensor '{name}' holds {bad} non-finite value(s) (NaN or infinity) of {}",
+                    t.elem_count()
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn mismatch(&self, message: String) -> CheckpointError {
         CheckpointError::Mismatch {
+            what: self.what,
+            path: self.path.clone(),
+            message,
+        }
+    }
+
+    pub fn corrupt(&self, message: String) -> CheckpointError {
+        CheckpointError::Corrupt {
+            what: self.what,
             path: self.path.clone(),
             message,
         }
@@ -113,13 +244,36 @@ impl Loaded {
             .metadata
             .get(key)
             .ok_or_else(|| self.mismatch(format!("missing metadata '{key}'")))?;
-        serde_json::from_str(raw).map_err(|e| CheckpointError::Corrupt {
-            path: self.path.clone(),
-            message: format!("metadata '{key}': {e}"),
-        })
+        serde_json::from_str(raw).map_err(|e| self.corrupt(format!("metadata '{key}': {e}")))
     }
 
-    /// The tensor `name`, checked against `shape`.
+    /// Values held by all tensors together.
+    pub fn elements(&self) -> u128 {
+        self.tensors.values().map(|t| t.elem_count() as u128).sum()
+    }
+
+    /// A network spec from the metadata, refused when it describes more parameters than
+    /// the file holds (so a lying spec never sizes an allocation).
+    pub fn spec<T: for<'de> Deserialize<'de> + ParamCount>(
+        &self,
+        key: &str,
+    ) -> Result<T, CheckpointError> {
+        let spec: T = self.meta(key)?;
+        let (need, have) = (spec.min_params(), self.elements());
+        if need == u128::MAX {
+            return Err(self.mismatch(format!(
+                "metadata '{key}' describes no network that can be built (sizes that overflow, an empty layer list, or an input that does not fit)"
+            )));
+        }
+        if need > have {
+            return Err(self.mismatch(format!(
+                "metadata '{key}' describes a network of at least {need} parameters, but the file holds {have} values: the metadata does not belong to these tensors"
+            )));
+        }
+        Ok(spec)
+    }
+
+    /// The tensor `name`, checked to be F32 of `shape`.
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<&Tensor, CheckpointError> {
         let t = self
             .tensors
@@ -131,7 +285,29 @@ impl Loaded {
                 t.dims()
             )));
         }
+        if t.dtype() != DType::F32 {
+            return Err(self.mismatch(format!(
+                "tensor '{name}' is {:?}, expected F32",
+                t.dtype()
+            )));
+        }
         Ok(t)
+    }
+
+    /// Copies the file's tensors into every variable of `varmap` whose name starts with
+    /// one of `prefixes`, each checked by [`Loaded::tensor`] (present, F32, the shape the
+    /// network built).
+    pub fn copy_into(&self, varmap: &candle_nn::VarMap, prefixes: &[&str]) -> anyhow::Result<()> {
+        let data = varmap.data().lock().expect("varmap lock");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for k in names {
+            if prefixes.iter().any(|p| k.starts_with(p)) {
+                let v = &data[k];
+                v.set(&self.tensor(k, v.dims())?.to_device(v.device())?)?;
+            }
+        }
+        Ok(())
     }
 }
 

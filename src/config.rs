@@ -91,8 +91,12 @@ pub struct RunConfig {
     pub batch_rollouts: usize,
     /// Write a metrics line (and TensorBoard scalars) every this many updates.
     pub log_every: u64,
-    /// Write a checkpoint every this many updates (0: only at the end).
+    /// Write a checkpoint every this many updates (0: not by updates).
     pub checkpoint_every: u64,
+    /// Also write one whenever this many minutes have passed since the last (0: not by
+    /// time). A killed run loses at most this much; Ctrl-C, SIGTERM and SIGHUP always
+    /// write a final one.
+    pub checkpoint_minutes: f64,
     /// Stop early once the mean return of the last 100 episodes reaches this (0: never).
     pub target_return: f64,
     /// Threads of candle's CPU kernels in the learner (0: candle's default).
@@ -108,7 +112,8 @@ impl Default for RunConfig {
             workers: 1,
             batch_rollouts: 0,
             log_every: 20,
-            checkpoint_every: 0,
+            checkpoint_every: 2000,
+            checkpoint_minutes: 10.0,
             target_return: 0.0,
             learner_threads: 1,
         }
@@ -324,6 +329,12 @@ impl Config {
         }
         if r.log_every == 0 {
             return Err("invalid value for 'run.log_every': 0 (must be at least 1)".into());
+        }
+        if !(r.checkpoint_minutes >= 0.0 && r.checkpoint_minutes.is_finite()) {
+            return Err(format!(
+                "invalid value for 'run.checkpoint_minutes': {} (must be finite and >= 0)",
+                r.checkpoint_minutes
+            ));
         }
         if self.model.mlp_hidden.is_empty() || self.model.mlp_hidden.contains(&0) {
             return Err(format!(

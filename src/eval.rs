@@ -22,19 +22,55 @@ pub struct TrainedPolicy {
 }
 
 impl TrainedPolicy {
+    /// Reads an agent checkpoint (a run directory names its `checkpoint.safetensors`),
+    /// checked against its own network spec (every tensor present, F32, of the shape the
+    /// spec builds, finite) and the spec against its environment's spaces.
     pub fn load(path: &Path) -> Result<TrainedPolicy> {
+        let path = &checkpoint_path(path);
         let ck = Loaded::read(path)?;
+        if !ck.metadata.contains_key("rlcpc.config") {
+            if let Ok(name) = ck.meta::<String>("rlcpc.trainer") {
+                anyhow::bail!(
+                    "'{}' is a {name} trainer checkpoint, not an agent checkpoint (written by `rlcpc train`)",
+                    path.display()
+                );
+            }
+            if ck.metadata.contains_key(ENCODER_SPEC_KEY) {
+                anyhow::bail!(
+                    "'{}' is an encoder file, not an agent checkpoint (written by `rlcpc train`)",
+                    path.display()
+                );
+            }
+        }
         let toml: String = ck.meta("rlcpc.config")?;
         let config = Config::from_toml(&toml, &format!("{} (embedded config)", path.display()))?;
-        let spec: NetSpec = ck.meta("rlcpc.net_spec")?;
+        let spec: NetSpec = ck.spec("rlcpc.net_spec")?;
         let counters: Counters = ck.meta("rlcpc.counters")?;
+        let env = rlcpc_envs::make(&config.env)?;
+        let env_spec = NetSpec::new(&config.model, &env.observation_space(), &env.action_space())
+            .map_err(anyhow::Error::msg)?;
+        if env_spec != spec {
+            return Err(ck
+                .mismatch(format!(
+                    "its network ({}, {} actions, observations {:?}) does not fit its environment {} ({}, {} actions, observations {:?})",
+                    spec.encoder.describe(),
+                    spec.num_actions,
+                    spec.obs_shape,
+                    config.env.id,
+                    env_spec.encoder.describe(),
+                    env_spec.num_actions,
+                    env_spec.obs_shape
+                ))
+                .into());
+        }
+        // The parameters the spec builds, each read from the file and checked.
+        let mut init = crate::nn::init::Init::new(0, &Device::Cpu);
+        spec.init(&mut init)?;
         let mut params = Vec::new();
-        for (name, t) in &ck.tensors {
-            if name.starts_with("optim.") || name.starts_with("aux.") {
-                continue;
-            }
-            let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            params.push((name.clone(), t.dims().to_vec(), data));
+        for (name, var) in crate::nn::AgentNet::named_vars(&init.varmap, |_| true) {
+            let t = ck.tensor(&name, var.dims())?;
+            let data = t.flatten_all()?.to_vec1::<f32>()?;
+            params.push((name, t.dims().to_vec(), data));
         }
         params.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(TrainedPolicy {
@@ -136,6 +172,15 @@ impl Driver {
     }
 }
 
+/// A run directory stands for its checkpoint.
+pub fn checkpoint_path(path: &Path) -> std::path::PathBuf {
+    if path.is_dir() {
+        path.join(crate::train::CHECKPOINT)
+    } else {
+        path.to_path_buf()
+    }
+}
+
 /// Returns of `episodes` episodes of the checkpoint's policy on its own environment,
 /// the first reset with `seed`.
 pub fn evaluate(path: &Path, episodes: usize, seed: u64, stochastic: bool) -> Result<Vec<f64>> {
@@ -180,11 +225,11 @@ pub use crate::nn::encoders::{CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
 /// The encoder spec of an exported encoder file, a trainer's `encoder.safetensors` or
 /// checkpoint, or an agent checkpoint, with the file.
 pub fn read_encoder(path: &Path) -> Result<(EncoderSpec, Loaded)> {
-    let f = Loaded::read(path)?;
+    let f = Loaded::read_as(path, "encoder file")?;
     let spec = if f.metadata.contains_key(ENCODER_SPEC_KEY) {
-        f.meta(ENCODER_SPEC_KEY)?
+        f.spec(ENCODER_SPEC_KEY)?
     } else if f.metadata.contains_key("rlcpc.net_spec") {
-        f.meta::<NetSpec>("rlcpc.net_spec")?.encoder
+        f.spec::<NetSpec>("rlcpc.net_spec")?.encoder
     } else {
         return Err(f
             .mismatch(
@@ -202,18 +247,39 @@ pub fn init_encoder_from(path: &Path, want: &EncoderSpec, varmap: &VarMap) -> Re
     if let Some(m) = have.mismatch(want) {
         return Err(f.mismatch(m).into());
     }
-    for (k, v) in varmap.data().lock().expect("varmap lock").iter() {
-        if k.starts_with("encoder.") {
-            v.set(&f.tensor(k, v.dims())?.to_device(v.device())?)?;
-        }
-    }
-    Ok(())
+    f.copy_into(varmap, &["encoder."])
 }
 
 /// Writes the encoder's weights (names `encoder.*`) and spec to `out`, with the agent's
-/// LSTM core as `context.*` (or a trainer's context network) where there is one.
-pub fn export_encoder(checkpoint: &Path, out: &Path) -> Result<EncoderSpec> {
+/// LSTM core as `context.*` (or a trainer's context network) where there is one. The
+/// source is checked against its own spec first; an existing `out` is refused unless
+/// `force` (and never the source itself).
+pub fn export_encoder(checkpoint: &Path, out: &Path, force: bool) -> Result<EncoderSpec> {
+    let checkpoint = &checkpoint_path(checkpoint);
+    if out.exists() {
+        let same = std::fs::canonicalize(out).ok() == std::fs::canonicalize(checkpoint).ok();
+        if same {
+            anyhow::bail!("--out '{}' is the checkpoint itself", out.display());
+        }
+        if out.is_dir() {
+            anyhow::bail!("--out '{}' is a directory; name a file", out.display());
+        }
+        if !force {
+            anyhow::bail!(
+                "--out '{}' exists; pass --force to replace it",
+                out.display()
+            );
+        }
+    }
     let (spec, ck) = read_encoder(checkpoint)?;
+    if ck.metadata.contains_key("rlcpc.net_spec") {
+        // An agent checkpoint: every tensor checked against its spec and environment.
+        TrainedPolicy::load(checkpoint)?;
+    } else {
+        let mut init = crate::nn::init::Init::new(0, &Device::Cpu);
+        spec.init(&mut init, "encoder")?;
+        ck.copy_into(&init.varmap, &["encoder."])?;
+    }
     let mut meta = vec![(ENCODER_SPEC_KEY, serde_json::to_string(&spec)?)];
     let mut tensors: Vec<_> = ck
         .tensors
@@ -221,7 +287,7 @@ pub fn export_encoder(checkpoint: &Path, out: &Path) -> Result<EncoderSpec> {
         .filter(|(k, _)| k.starts_with("encoder.") || k.starts_with("context."))
         .map(|(k, t)| (k.clone(), t.clone()))
         .collect();
-    if let Ok(net) = ck.meta::<NetSpec>("rlcpc.net_spec") {
+    if let Ok(net) = ck.spec::<NetSpec>("rlcpc.net_spec") {
         if net.core == crate::config::CoreKind::Lstm {
             for (k, t) in &ck.tensors {
                 if let Some(rest) = k.strip_prefix("core.lstm.") {
@@ -244,29 +310,16 @@ pub fn export_encoder(checkpoint: &Path, out: &Path) -> Result<EncoderSpec> {
     Ok(spec)
 }
 
-/// Loads an exported encoder onto `device` (its weights in a fresh [`VarMap`], trainable).
+/// Loads an exported encoder onto `device` (its weights in a fresh [`VarMap`], trainable),
+/// every tensor checked against the spec.
 pub fn load_encoder(path: &Path, device: &Device) -> Result<(Encoder, VarMap)> {
     let (spec, f) = read_encoder(path)?;
-    let varmap = VarMap::new();
-    {
-        let mut data = varmap.data().lock().expect("varmap lock");
-        for (k, t) in f.tensors.iter().filter(|(k, _)| k.starts_with("encoder.")) {
-            data.insert(
-                k.clone(),
-                candle_core::Var::from_tensor(&t.to_device(device)?)?,
-            );
-        }
-    }
-    let n_file = varmap.all_vars().len();
-    let vb = candle_nn::VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let mut init = crate::nn::init::Init::new(0, device);
+    spec.init(&mut init, "encoder").map_err(|e| f.mismatch(e.to_string()))?;
+    f.copy_into(&init.varmap, &["encoder."])?;
+    let vb = candle_nn::VarBuilder::from_varmap(&init.varmap, DType::F32, device);
     let enc = Encoder::new(spec, vb.pp("encoder")).map_err(|e| f.mismatch(e.to_string()))?;
-    // The VarBuilder creates what is missing: a grown map means tensors were missing.
-    if varmap.all_vars().len() != n_file {
-        return Err(f
-            .mismatch("encoder tensors are missing for its spec".into())
-            .into());
-    }
-    Ok((enc, varmap))
+    Ok((enc, init.varmap))
 }
 
 /// A reference policy for `rlcpc envs score`.

@@ -19,4 +19,5 @@ pub mod plot;
 pub mod pretrain;
 pub mod probe;
 pub mod render;
+pub mod run_dir;
 pub mod train;

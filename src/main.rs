@@ -78,10 +78,16 @@ enum Command {
     /// Write the encoder's weights and config to a safetensors file, for the standalone
     /// trainers (and PyTorch's safetensors loader).
     ExportEncoder {
+        /// An agent checkpoint (or its run directory), or a trainer's checkpoint.
         #[arg(long, value_name = "PATH")]
         checkpoint: PathBuf,
+        /// The encoder file to write (its folder is created; an existing file is refused
+        /// unless --force).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Replace an existing --out file.
+        #[arg(long)]
+        force: bool,
     },
     /// Standalone contrastive trainers (no environment): `rlcpc cpc audio ...`.
     Cpc {
@@ -158,6 +164,10 @@ enum Command {
         /// of those seen twice in the training folds).
         #[arg(long, default_value_t = 2_000)]
         bow_words: usize,
+        /// Text: encoding of the labelled file (auto: UTF-8, else Latin-1, as said in the
+        /// output).
+        #[arg(long, value_enum, default_value = "auto")]
+        encoding: rlcpc::data::text::TextEncoding,
         /// Images: average the features over GxG cells of the patch grid and
         /// concatenate them (1: one mean over the whole image, the paper's pooling).
         #[arg(long, default_value_t = 2, value_name = "G")]
@@ -403,8 +413,8 @@ fn env_config(name: &str, options: &[String]) -> Result<rlcpc_envs::EnvConfig> {
     Ok(cfg)
 }
 
-/// A flag set by the first Ctrl-C (the run finishes its step and checkpoints); a second
-/// Ctrl-C exits at once.
+/// A flag set by the first Ctrl-C, SIGTERM or SIGHUP (the run finishes its step and
+/// checkpoints); a second one exits at once.
 fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -413,9 +423,9 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
             eprintln!("second interrupt: exiting without a final checkpoint");
             std::process::exit(130);
         }
-        eprintln!("interrupt: finishing the current step and writing a checkpoint (Ctrl-C again to abort)");
+        eprintln!("interrupt (Ctrl-C or a termination signal): finishing the current step and writing a checkpoint (again to abort)");
     })
-    .context("cannot install the Ctrl-C handler")?;
+    .context("cannot install the Ctrl-C / SIGTERM / SIGHUP handler")?;
     Ok(stop)
 }
 
@@ -495,11 +505,18 @@ fn report_trainer(s: &rlcpc::pretrain::FitSummary, unit: &str, extra: &str, out:
 fn text_probe(
     encoder: &std::path::Path,
     data: &std::path::Path,
+    encoding: rlcpc::data::text::TextEncoding,
     options: &rlcpc::pretrain::text::TextProbeOptions,
 ) -> Result<()> {
     use rlcpc::pretrain::text::{probe_text, TextNet};
     let (net, _vm) = TextNet::load(encoder)?;
-    let set = rlcpc::data::text::load_labelled(data)?;
+    let set = rlcpc::data::text::load_labelled_with(data, encoding)?;
+    if set.latin1 {
+        eprintln!(
+            "note: '{}' is not valid UTF-8; read as Latin-1 (ISO-8859-1)",
+            data.display()
+        );
+    }
     let t0 = std::time::Instant::now();
     let (n, rows) = probe_text(&net, &encoder.display().to_string(), &set, options)?;
     println!(
@@ -856,6 +873,7 @@ fn run(cli: Cli) -> Result<()> {
             folds,
             max_texts,
             bow_words,
+            encoding,
         } => {
             use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
             let spec = rlcpc::eval::read_encoder(&encoder).ok().map(|(s, _)| s);
@@ -863,6 +881,7 @@ fn run(cli: Cli) -> Result<()> {
                 return text_probe(
                     &encoder,
                     &data,
+                    encoding,
                     &rlcpc::pretrain::text::TextProbeOptions {
                         features: match features {
                             Some(audio::Pool::Context) => {
@@ -1122,7 +1141,15 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             use rlcpc::pretrain::text::{TextCpc, TextCpcConfig};
             let cfg: TextCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
-            let corpus = rlcpc::data::text::load_corpus(&data)?;
+            let corpus = rlcpc::data::text::load_corpus_with(&data, cfg.data.encoding)?;
+            if !corpus.latin1.is_empty() {
+                eprintln!(
+                    "note: {} of {} files are not valid UTF-8 and were read as Latin-1 (ISO-8859-1), e.g. '{}'",
+                    corpus.latin1.len(),
+                    corpus.files.len(),
+                    corpus.latin1[0].display()
+                );
+            }
             let mut obj = TextCpc::new(&cfg, &corpus)?;
             let (vocab, passages) = obj.sizes();
             eprintln!(
@@ -1181,8 +1208,12 @@ fn run(cli: Cli) -> Result<()> {
             rlcpc::plot::draw(&curves, x_label, &metric, &out, (900, 540))?;
             println!("wrote {}", out.display());
         }
-        Command::ExportEncoder { checkpoint, out } => {
-            let spec = rlcpc::eval::export_encoder(&checkpoint, &out)?;
+        Command::ExportEncoder {
+            checkpoint,
+            out,
+            force,
+        } => {
+            let spec = rlcpc::eval::export_encoder(&checkpoint, &out, force)?;
             println!(
                 "wrote {} ({})",
                 out.display(),

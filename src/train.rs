@@ -19,8 +19,7 @@ use crate::metrics::{EpisodeWindow, MetricsWriter};
 use crate::nn::init::Init;
 use crate::nn::{actor_policy, AgentNet, NetSpec};
 
-/// Name of the checkpoint file in a run directory.
-pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub use crate::run_dir::CHECKPOINT;
 
 /// How to run, beyond the config.
 pub struct TrainOptions {
@@ -147,27 +146,27 @@ impl Checkpointer<'_> {
 /// Trains `cfg` until its step budget, its target return, or `stop` (Ctrl-C).
 pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
     // Setup: run directory, network, learner, actors.
+    // Nothing is written until the checkpoint (when resuming) fits the new config.
     let spec = net_spec(cfg)?;
     let ck_path = opts.out.join(CHECKPOINT);
-    if opts.write {
-        std::fs::create_dir_all(&opts.out)
-            .with_context(|| format!("cannot create run directory {}", opts.out.display()))?;
-        if !opts.resume && ck_path.exists() {
-            bail!(
-                "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
-                opts.out.display(),
-                ck_path.display()
-            );
-        }
-        std::fs::write(opts.out.join("config.toml"), cfg.to_toml())?;
-    }
+    let run_dir = if opts.write {
+        Some(crate::run_dir::RunDir::open(&opts.out, opts.resume)?)
+    } else {
+        None
+    };
     let mut learner = build_learner(cfg, &spec, &opts.device)?;
     let mut counters = Counters::default();
     let mut window = EpisodeWindow::default();
     let mut worker_states: Option<Vec<serde_json::Value>> = None;
     if opts.resume {
         let ck = Loaded::read(&ck_path)?;
-        let saved_spec: NetSpec = ck.meta("rlcpc.net_spec")?;
+        if let Ok(name) = ck.meta::<String>("rlcpc.trainer") {
+            bail!(
+                "'{}' is a {name} trainer checkpoint; resume it with `rlcpc cpc ... --resume`",
+                ck_path.display()
+            );
+        }
+        let saved_spec: NetSpec = ck.spec("rlcpc.net_spec")?;
         if saved_spec != spec {
             return Err(ck
                 .mismatch(format!(
@@ -186,6 +185,17 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
             aux.load_rng(&rng)?;
         }
         learner.set_updates(counters.updates);
+        if let Some(states) = &worker_states {
+            if states.len() != cfg.run.workers {
+                return Err(ck
+                    .mismatch(format!(
+                        "it holds {} actor states, the config has run.workers = {}",
+                        states.len(),
+                        cfg.run.workers
+                    ))
+                    .into());
+            }
+        }
     }
     let per_worker = cfg.env.num_envs / cfg.run.workers;
     // Async runs resumed without actor states start fresh episodes from a new seed.
@@ -210,9 +220,22 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
             let st = states
                 .get(w)
                 .context("checkpoint has fewer actor states than run.workers")?;
-            actor.load_state(st)?;
+            actor.load_state(st).with_context(|| {
+                format!(
+                    "checkpoint '{}': actor {w}'s state does not fit this config",
+                    ck_path.display()
+                )
+            })?;
         }
         actors.push(actor);
+    }
+    if let Some(dir) = &run_dir {
+        dir.begin(
+            opts.resume,
+            &cfg.to_toml(),
+            "time/total_timesteps",
+            counters.env_steps,
+        )?;
     }
     let mut runner = Runner::start(&cfg.run.runner(), actors, learner.snapshot()?)?;
     let checkpointer = Checkpointer {
@@ -233,6 +256,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
     let mut interval = Interval::new(counters.env_steps);
     let mut solved = None;
     let mut interrupted = false;
+    let mut last_save = Instant::now();
     while counters.env_steps < cfg.run.total_steps {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -293,10 +317,14 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
         if reached {
             break;
         }
-        // 7. Checkpoint.
+        // 7. Checkpoint, every `checkpoint_every` updates and `checkpoint_minutes`.
         let every = cfg.run.checkpoint_every;
-        if opts.write && every > 0 && counters.updates % every == 0 {
+        let due = (every > 0 && counters.updates % every == 0)
+            || (cfg.run.checkpoint_minutes > 0.0
+                && last_save.elapsed().as_secs_f64() >= 60.0 * cfg.run.checkpoint_minutes);
+        if opts.write && due {
             checkpointer.save(&learner, &mut runner, &counters, &window)?;
+            last_save = Instant::now();
         }
     }
     if opts.write {

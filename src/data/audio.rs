@@ -117,11 +117,11 @@ impl AudioSet {
                 .map(|(p, l)| (p, Some(l)))
                 .collect()
         } else {
-            let mut v = Vec::new();
-            walk(root, root, &mut v)
-                .with_context(|| format!("cannot list '{}'", root.display()))?;
-            v.sort();
-            v.into_iter().map(|p| (p, None)).collect()
+            super::walk_files(root, is_audio)
+                .with_context(|| format!("cannot list '{}'", root.display()))?
+                .into_iter()
+                .map(|p| (p, None))
+                .collect()
         };
         if files.is_empty() {
             bail!(
@@ -300,18 +300,6 @@ fn is_audio(p: &Path) -> bool {
     )
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(root, &path, out)?;
-        } else if is_audio(&path) {
-            out.push(path.strip_prefix(root).expect("under root").to_path_buf());
-        }
-    }
-    Ok(())
-}
-
 fn stem(p: &Path) -> Option<&str> {
     p.file_stem()?.to_str()
 }
@@ -355,48 +343,71 @@ fn dirs_labels(p: &Path) -> BTreeMap<String, String> {
     }
 }
 
-/// `manifest.csv`: header `path,NAME...`, rows of plain comma-separated fields.
+/// `manifest.csv`: header `path,NAME...`, one row per file (RFC 4180: quoted fields may
+/// hold commas and quotes; blank lines are skipped).
 fn read_manifest(path: &Path) -> Result<Vec<(PathBuf, BTreeMap<String, String>)>> {
-    let text = std::fs::read_to_string(path)
+    let mut r = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
         .with_context(|| format!("cannot read manifest '{}'", path.display()))?;
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines
-        .next()
-        .with_context(|| format!("manifest '{}' is empty", path.display()))?;
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
-    if names[0] != "path" || names.len() < 2 {
+    let names: Vec<String> = r
+        .headers()
+        .with_context(|| format!("manifest '{}': cannot read its header", path.display()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if names.first().map(String::as_str) != Some("path") || names.len() < 2 {
         bail!(
-            "manifest '{}': the header must be 'path,LABEL[,LABEL...]', found '{header}'",
-            path.display()
+            "manifest '{}': the header must be 'path,LABEL[,LABEL...]', found '{}'",
+            path.display(),
+            names.join(",")
         );
     }
     let mut rows = Vec::new();
-    for (i, line) in lines {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != names.len() {
-            bail!(
-                "manifest '{}' line {}: {} fields, the header has {}",
-                path.display(),
-                i + 1,
-                fields.len(),
-                names.len()
-            );
-        }
+    for rec in r.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            anyhow::anyhow!("manifest '{}' line {line}: {e}", path.display())
+        })?;
         let labels = names[1..]
             .iter()
-            .zip(&fields[1..])
-            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .zip(rec.iter().skip(1))
+            .map(|(n, v)| (n.clone(), v.to_string()))
             .collect();
-        rows.push((PathBuf::from(fields[0]), labels));
+        rows.push((PathBuf::from(&rec[0]), labels));
+    }
+    if rows.is_empty() {
+        bail!("manifest '{}' lists no files", path.display());
     }
     Ok(rows)
 }
 
-/// Decodes a WAV or FLAC file to mono f32 in [-1, 1] (channels averaged) and its rate.
+/// Sample rates a file may declare: anything else is a broken header (rate 0 would
+/// divide by zero in the resampler, rate 1 would blow 8000 samples up 16,000-fold).
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=768_000;
+
+/// Decodes a WAV or FLAC file to mono f32 in [-1, 1] (channels averaged) and its rate;
+/// refuses a header rate outside [`SAMPLE_RATES`] and NaN or infinite samples.
 pub fn decode(path: &Path) -> Result<(Vec<f32>, u32), String> {
+    let (x, rate) = decode_raw(path)?;
+    if !SAMPLE_RATES.contains(&rate) {
+        return Err(format!(
+            "sample rate {rate} Hz in the header, outside {} to {} Hz",
+            SAMPLE_RATES.start(),
+            SAMPLE_RATES.end()
+        ));
+    }
+    let bad = x.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        return Err(format!(
+            "{bad} of {} samples are NaN or infinite",
+            x.len()
+        ));
+    }
+    Ok((x, rate))
+}
+
+fn decode_raw(path: &Path) -> Result<(Vec<f32>, u32), String> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -404,6 +415,15 @@ pub fn decode(path: &Path) -> Result<(Vec<f32>, u32), String> {
     if ext.as_deref() == Some("flac") {
         let mut r = claxon::FlacReader::open(path).map_err(|e| e.to_string())?;
         let info = r.streaminfo();
+        if !(1..=32).contains(&info.bits_per_sample) || info.channels == 0 {
+            return Err(format!(
+                "{} bits per sample, {} channels",
+                info.bits_per_sample, info.channels
+            ));
+        }
+        if !SAMPLE_RATES.contains(&info.sample_rate) {
+            return Ok((Vec::new(), info.sample_rate));
+        }
         let scale = 1.0 / (1u64 << (info.bits_per_sample - 1)) as f32;
         let samples = r
             .samples()
@@ -414,6 +434,16 @@ pub fn decode(path: &Path) -> Result<(Vec<f32>, u32), String> {
     } else {
         let mut r = hound::WavReader::open(path).map_err(|e| e.to_string())?;
         let spec = r.spec();
+        if !(1..=32).contains(&spec.bits_per_sample) || spec.channels == 0 {
+            return Err(format!(
+                "{} bits per sample, {} channels",
+                spec.bits_per_sample, spec.channels
+            ));
+        }
+        if !SAMPLE_RATES.contains(&spec.sample_rate) {
+            // Refused by `decode` without reading what the broken header sizes.
+            return Ok((Vec::new(), spec.sample_rate));
+        }
         let samples = match spec.sample_format {
             hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<Vec<_>, _>>(),
             hound::SampleFormat::Int => {

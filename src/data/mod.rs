@@ -9,7 +9,8 @@ pub mod mfcc;
 pub mod text;
 pub mod trajectories;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -94,4 +95,37 @@ pub fn encode_labels(values: &[&str]) -> (Vec<String>, Vec<usize>) {
     }
     let idx = values.iter().map(|v| map[*v]).collect();
     (map.into_keys().collect(), idx)
+}
+
+/// Every file under `root` that `keep` accepts, as paths relative to `root`, sorted.
+/// Directory symlinks are followed, but each directory is listed once (by its canonical
+/// path), so symlink cycles end and a linked folder is not read twice; files reached by
+/// two paths are kept once.
+pub fn walk_files(root: &Path, keep: impl Fn(&Path) -> bool) -> std::io::Result<Vec<PathBuf>> {
+    let mut seen_dirs = HashSet::new();
+    let mut seen_files = HashSet::new();
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if !seen_dirs.insert(std::fs::canonicalize(&dir)?) {
+            continue;
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                stack.push(path);
+            } else if keep(&path) {
+                // A dangling link or an unreadable entry is kept for the loader to report.
+                let id = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                if seen_files.insert(id) {
+                    out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -208,11 +208,61 @@ impl Vocab {
     }
 }
 
+/// How text files are decoded.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextEncoding {
+    /// UTF-8 where the file is valid UTF-8, else Latin-1 (said in the output).
+    #[default]
+    Auto,
+    /// UTF-8 only: a file with an invalid byte is refused.
+    #[value(name = "utf-8")]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// ISO-8859-1: every byte is the character of the same number.
+    #[value(name = "latin-1")]
+    #[serde(rename = "latin-1")]
+    Latin1,
+}
+
+/// Decodes a text file's bytes; returns the text and whether it was read as Latin-1.
+/// Refuses what looks binary (NUL bytes, or more than 1% control characters other than
+/// tab, newline, carriage return and form feed), naming `path`.
+pub fn decode_text(bytes: &[u8], enc: TextEncoding, path: &Path) -> Result<(String, bool)> {
+    let (text, latin1) = match (enc, std::str::from_utf8(bytes)) {
+        (TextEncoding::Utf8 | TextEncoding::Auto, Ok(t)) => (t.to_string(), false),
+        (TextEncoding::Utf8, Err(e)) => bail!(
+            "{}: not valid UTF-8 (byte {}); pass the encoding (latin-1, or auto)",
+            path.display(),
+            e.valid_up_to()
+        ),
+        (TextEncoding::Latin1, _) | (TextEncoding::Auto, Err(_)) => {
+            (bytes.iter().map(|&b| b as char).collect(), true)
+        }
+    };
+    let control = text
+        .chars()
+        .filter(|&c| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0c'))
+        .count();
+    if text.contains('\0') || control * 100 > text.chars().count().max(1) {
+        bail!(
+            "{}: does not look like text ({control} control characters in {} bytes)",
+            path.display(),
+            bytes.len()
+        );
+    }
+    Ok((text, latin1))
+}
+
 /// Running text: documents (one per file), each a list of tokenised sentences.
 #[derive(Debug)]
 pub struct Corpus {
     pub files: Vec<PathBuf>,
     pub documents: Vec<Vec<Vec<String>>>,
+    /// Files that were not UTF-8 and were read as Latin-1.
+    pub latin1: Vec<PathBuf>,
 }
 
 impl Corpus {
@@ -221,12 +271,21 @@ impl Corpus {
     }
 }
 
-/// Reads `path` (a text file, or every `*.txt` file under a directory, sorted).
+/// Reads `path` (a text file, or every `*.txt` file under a directory, sorted), UTF-8
+/// or else Latin-1.
 pub fn load_corpus(path: &Path) -> Result<Corpus> {
+    load_corpus_with(path, TextEncoding::Auto)
+}
+
+/// [`load_corpus`] with the files' encoding.
+pub fn load_corpus_with(path: &Path, enc: TextEncoding) -> Result<Corpus> {
     let files = if path.is_dir() {
-        let mut v = Vec::new();
-        collect_txt(path, &mut v)?;
-        v.sort();
+        let v: Vec<PathBuf> =
+            super::walk_files(path, |p| p.extension().is_some_and(|x| x == "txt"))
+                .with_context(|| format!("{}: cannot list", path.display()))?
+                .into_iter()
+                .map(|p| path.join(p))
+                .collect();
         if v.is_empty() {
             bail!("{}: no .txt files in this directory", path.display());
         }
@@ -237,9 +296,14 @@ pub fn load_corpus(path: &Path) -> Result<Corpus> {
         bail!("{}: no such file or directory", path.display());
     };
     let mut documents = Vec::with_capacity(files.len());
+    let mut latin1 = Vec::new();
     for f in &files {
-        let bytes = std::fs::read(f).with_context(|| format!("{}: cannot read", f.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
+        let bytes = crate::checkpoint::read_bounded(f, 4 << 30)
+            .with_context(|| format!("{}: cannot read", f.display()))?;
+        let (text, l1) = decode_text(&bytes, enc, f)?;
+        if l1 {
+            latin1.push(f.clone());
+        }
         let doc: Vec<Vec<String>> = split_sentences(&text)
             .iter()
             .map(|s| tokenize(s))
@@ -247,23 +311,15 @@ pub fn load_corpus(path: &Path) -> Result<Corpus> {
             .collect();
         documents.push(doc);
     }
-    let corpus = Corpus { files, documents };
+    let corpus = Corpus {
+        files,
+        documents,
+        latin1,
+    };
     if corpus.sentences() == 0 {
         bail!("{}: no sentences in the text", path.display());
     }
     Ok(corpus)
-}
-
-fn collect_txt(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
-        let p = e?.path();
-        if p.is_dir() {
-            collect_txt(&p, out)?;
-        } else if p.extension().is_some_and(|x| x == "txt") {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 /// Labelled texts for a probe.
@@ -274,18 +330,40 @@ pub struct Labelled {
     pub classes: Vec<String>,
     /// Entries without a class (JSON `null`), left out.
     pub dropped: usize,
+    /// Read as Latin-1 (not valid UTF-8).
+    pub latin1: bool,
 }
 
 /// Reads labelled texts: a JSON list of `{"text", "class"}` objects, or lines of
-/// `label<TAB>text` (a space separates when the line has no tab).
+/// `label<TAB>text` (any whitespace separates when the line has no tab); UTF-8, else
+/// Latin-1. Empty texts are refused, naming the entry.
 pub fn load_labelled(path: &Path) -> Result<Labelled> {
-    let raw = std::fs::read_to_string(path)
+    load_labelled_with(path, TextEncoding::Auto)
+}
+
+/// [`load_labelled`] with the file's encoding.
+pub fn load_labelled_with(path: &Path, enc: TextEncoding) -> Result<Labelled> {
+    if path.is_dir() {
+        bail!(
+            "{}: is a directory; labelled texts are one file (`label<TAB>text` lines or a JSON list)",
+            path.display()
+        );
+    }
+    let bytes = crate::checkpoint::read_bounded(path, 4 << 30)
         .with_context(|| format!("{}: cannot read labelled texts", path.display()))?;
+    let (raw, latin1) = decode_text(&bytes, enc, path)?;
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut dropped = 0;
+    if raw.trim_start().starts_with('{') {
+        bail!(
+            "{}: a JSON object; expected a JSON list of {{\"text\", \"class\"}} objects (or `label<TAB>text` lines)",
+            path.display()
+        );
+    }
     if raw.trim_start().starts_with('[') {
         let v: Vec<serde_json::Value> = serde_json::from_str(&raw)
             .with_context(|| format!("{}: not a JSON list", path.display()))?;
+
         for (i, item) in v.iter().enumerate() {
             let text = item
                 .get("text")
@@ -300,6 +378,9 @@ pub fn load_labelled(path: &Path) -> Result<Labelled> {
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(other) => other.to_string(),
             };
+            if text.trim().is_empty() {
+                bail!("{}: entry {i} has an empty \"text\"", path.display());
+            }
             pairs.push((class, text.to_string()));
         }
     } else {
@@ -309,7 +390,7 @@ pub fn load_labelled(path: &Path) -> Result<Labelled> {
             }
             let (label, text) = line
                 .split_once('\t')
-                .or_else(|| line.split_once(' '))
+                .or_else(|| line.trim_start().split_once(char::is_whitespace))
                 .with_context(|| {
                     format!(
                         "{}:{}: expected `label<TAB>text`, got {line:?}",
@@ -317,6 +398,9 @@ pub fn load_labelled(path: &Path) -> Result<Labelled> {
                         i + 1
                     )
                 })?;
+            if text.trim().is_empty() {
+                bail!("{}:{}: empty text for label {:?}", path.display(), i + 1, label.trim());
+            }
             pairs.push((label.trim().to_string(), text.trim().to_string()));
         }
     }
@@ -337,5 +421,6 @@ pub fn load_labelled(path: &Path) -> Result<Labelled> {
         labels,
         classes,
         dropped,
+        latin1,
     })
 }

@@ -105,7 +105,7 @@ impl Trajectories {
                 dir.display()
             );
         }
-        let f = Loaded::read(&path)?;
+        let f = Loaded::read_as(&path, "recording")?;
         let state_names: Vec<String> = f.meta("rlcpc.state_names")?;
         let get = |k: &str| {
             f.tensors

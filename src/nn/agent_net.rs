@@ -226,3 +226,43 @@ impl PolicyNetwork for AgentNet {
         self.spec.state_size()
     }
 }
+
+impl crate::checkpoint::ParamCount for NetSpec {
+    /// Encoder, core and heads; `u128::MAX` when the observation shape does not fit the
+    /// encoder's input or has more than 2^28 values.
+    fn min_params(&self) -> u128 {
+        let obs = self
+            .obs_shape
+            .iter()
+            .try_fold(1usize, |a, &x| a.checked_mul(x))
+            .filter(|&n| n <= 1 << 28);
+        let Some(obs) = obs else {
+            return u128::MAX;
+        };
+        let fits = match &self.encoder {
+            EncoderSpec::Mlp { in_dim, .. } => *in_dim == obs,
+            EncoderSpec::Conv {
+                height,
+                width,
+                channels,
+                ..
+            } => self.obs_shape == [*height, *width, *channels],
+            _ => false,
+        };
+        if !fits || self.num_actions == 0 {
+            return u128::MAX;
+        }
+        let enc = self.encoder.min_params();
+        if enc == u128::MAX {
+            return enc;
+        }
+        let core = match self.core {
+            CoreKind::None => 0,
+            CoreKind::Lstm => 4u128
+                .saturating_mul(self.lstm_hidden as u128)
+                .saturating_mul((self.feature_dim() + self.lstm_hidden) as u128),
+        };
+        let heads = (self.num_actions as u128 + 1).saturating_mul(self.context_dim() as u128);
+        enc.saturating_add(core).saturating_add(heads)
+    }
+}

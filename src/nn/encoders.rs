@@ -349,3 +349,76 @@ impl Module for Encoder {
         }
     }
 }
+
+/// `a·b·…` in u128, saturating (spec sizes from files can be anything).
+fn prod(v: &[usize]) -> u128 {
+    v.iter()
+        .fold(1u128, |acc, &x| acc.saturating_mul(x as u128))
+}
+
+impl crate::checkpoint::ParamCount for EncoderSpec {
+    /// The main weight matrices of each kind (biases and norms left out); `u128::MAX` for
+    /// a spec no network can be built from (an MLP without layers).
+    fn min_params(&self) -> u128 {
+        match self {
+            EncoderSpec::Mlp { in_dim, hidden, .. } => {
+                if hidden.is_empty() {
+                    return u128::MAX;
+                }
+                let mut d = *in_dim;
+                let mut n = 0u128;
+                for &h in hidden {
+                    n = n.saturating_add(prod(&[d, h]));
+                    d = h;
+                }
+                n
+            }
+            EncoderSpec::Conv {
+                height,
+                width,
+                channels,
+                fc,
+                ..
+            } => {
+                let f = |x: usize| (x.saturating_sub(8) / 4 + 1).saturating_sub(4) / 2 + 1;
+                prod(&[16, *channels, 64])
+                    .saturating_add(prod(&[32, 16, 16]))
+                    .saturating_add(prod(&[*fc, 32, f(*height), f(*width)]))
+            }
+            EncoderSpec::Audio {
+                channels, kernels, ..
+            } => kernels
+                .iter()
+                .enumerate()
+                .map(|(i, &k)| prod(&[*channels, if i == 0 { 1 } else { *channels }, k]))
+                .fold(0u128, u128::saturating_add),
+            EncoderSpec::Patches {
+                channels,
+                features,
+                layers,
+                ..
+            } => prod(&[*features, *channels, 9])
+                .saturating_add(prod(&[layers.saturating_sub(1), *features, *features, 9])),
+            EncoderSpec::Text {
+                vocab,
+                embedding,
+                kernel,
+                features,
+            } => prod(&[*vocab, *embedding]).saturating_add(prod(&[*features, *embedding, *kernel])),
+        }
+    }
+}
+
+impl crate::checkpoint::ParamCount for ContextSpec {
+    fn min_params(&self) -> u128 {
+        match self {
+            ContextSpec::Gru { in_dim, hidden } => {
+                prod(&[3, *hidden, in_dim.saturating_add(*hidden)])
+            }
+            ContextSpec::Lstm { in_dim, hidden } => {
+                prod(&[4, *hidden, in_dim.saturating_add(*hidden)])
+            }
+            ContextSpec::Masked { dim, layers } => prod(&[*layers, *dim, *dim]),
+        }
+    }
+}

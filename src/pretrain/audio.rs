@@ -285,8 +285,8 @@ impl AudioNet {
 
     /// Loads an encoder file written by `rlcpc cpc audio` (or its checkpoint).
     pub fn load(path: &Path, device: &Device) -> Result<(Self, VarMap)> {
-        let f = Loaded::read(path)?;
-        let spec: EncoderSpec = f.meta(ENCODER_SPEC_KEY)?;
+        let f = Loaded::read_as(path, "encoder file")?;
+        let spec: EncoderSpec = f.spec(ENCODER_SPEC_KEY)?;
         if !matches!(spec, EncoderSpec::Audio { .. }) {
             return Err(f
                 .mismatch(format!(
@@ -295,7 +295,7 @@ impl AudioNet {
                 ))
                 .into());
         }
-        let ctx: ContextSpec = f.meta(CONTEXT_SPEC_KEY)?;
+        let ctx: ContextSpec = f.spec(CONTEXT_SPEC_KEY)?;
         let mut init = Init::new(0, device);
         AudioNet::init(&spec, &ctx, &mut init)?;
         for (k, v) in init.varmap.data().lock().expect("varmap lock").iter() {

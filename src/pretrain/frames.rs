@@ -173,11 +173,11 @@ impl FramesNet {
     /// Reads an agent checkpoint (encoder and LSTM core) or an encoder file written by
     /// `rlcpc export-encoder` or `rlcpc cpc frames`.
     pub fn load(path: &Path) -> Result<(Self, Source)> {
-        let f = Loaded::read(path)?;
+        let f = Loaded::read_as(path, "encoder file")?;
         let dev = Device::Cpu;
         let (spec, context, source, rename): (EncoderSpec, Option<ContextSpec>, Source, &str) =
             if f.metadata.contains_key("rlcpc.net_spec") {
-                let net: NetSpec = f.meta("rlcpc.net_spec")?;
+                let net: NetSpec = f.spec("rlcpc.net_spec")?;
                 let ctx = (net.core == CoreKind::Lstm).then(|| ContextSpec::Lstm {
                     in_dim: net.feature_dim(),
                     hidden: net.lstm_hidden,
@@ -185,12 +185,12 @@ impl FramesNet {
                 (net.encoder, ctx, Source::AgentCheckpoint, "core.lstm.")
             } else {
                 let ctx = if f.metadata.contains_key(CONTEXT_SPEC_KEY) {
-                    Some(f.meta(CONTEXT_SPEC_KEY)?)
+                    Some(f.spec(CONTEXT_SPEC_KEY)?)
                 } else {
                     None
                 };
                 (
-                    f.meta(ENCODER_SPEC_KEY)?,
+                    f.spec(ENCODER_SPEC_KEY)?,
                     ctx,
                     Source::EncoderFile,
                     "context.",

@@ -378,22 +378,22 @@ impl ImageNet {
 
     /// Whether `path` holds an image CPC encoder (its own or the agent's kind).
     pub fn is_image_encoder(path: &Path) -> bool {
-        Loaded::read(path).is_ok_and(|f| {
+        Loaded::read_as(path, "encoder file").is_ok_and(|f| {
             f.metadata.contains_key(GRID_KEY)
-                || f.meta::<EncoderSpec>(ENCODER_SPEC_KEY)
+                || f.spec::<EncoderSpec>(ENCODER_SPEC_KEY)
                     .is_ok_and(|s| PatchGrid::of(&s).is_some())
         })
     }
 
     /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc cpc image`.
     pub fn load(path: &Path) -> Result<(Self, VarMap)> {
-        let f = Loaded::read(path)?;
-        let spec: EncoderSpec = f.meta(ENCODER_SPEC_KEY)?;
+        let f = Loaded::read_as(path, "encoder file")?;
+        let spec: EncoderSpec = f.spec(ENCODER_SPEC_KEY)?;
         let grid = match PatchGrid::of(&spec) {
             Some(g) => g,
             None => f.meta::<PatchGrid>(GRID_KEY)?,
         };
-        let layers = match f.meta::<ContextSpec>(CONTEXT_SPEC_KEY)? {
+        let layers = match f.spec::<ContextSpec>(CONTEXT_SPEC_KEY)? {
             ContextSpec::Masked { layers, .. } => layers,
             other => {
                 return Err(f

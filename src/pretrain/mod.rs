@@ -44,6 +44,8 @@ pub struct TrainSection {
     pub log_every: u64,
     /// Write a checkpoint and the exported encoder every this many steps.
     pub checkpoint_every: u64,
+    /// ... and whenever this many minutes have passed since the last (0: not by time).
+    pub checkpoint_minutes: f64,
 }
 
 impl Default for TrainSection {
@@ -56,6 +58,7 @@ impl Default for TrainSection {
             seed: 1,
             log_every: 10,
             checkpoint_every: 250,
+            checkpoint_minutes: 10.0,
         }
     }
 }
@@ -87,6 +90,13 @@ impl TrainSection {
         }
         if self.log_every == 0 || self.checkpoint_every == 0 {
             return bad("log_every/checkpoint_every", "0".into(), "must be ≥ 1");
+        }
+        if !(self.checkpoint_minutes >= 0.0 && self.checkpoint_minutes.is_finite()) {
+            return bad(
+                "checkpoint_minutes",
+                self.checkpoint_minutes.to_string(),
+                "must be finite and ≥ 0",
+            );
         }
         Ok(())
     }
@@ -160,6 +170,12 @@ pub trait Objective {
     fn export_prefixes(&self) -> &'static [&'static str] {
         &["encoder.", "context."]
     }
+
+    /// Refuses a checkpoint that was trained on other data in a way that matters (e.g.
+    /// another vocabulary); called on `--resume` before anything is written.
+    fn check_resume(&self, _checkpoint: &Loaded) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Where and how [`fit`] runs.
@@ -190,8 +206,7 @@ impl FitSummary {
     }
 }
 
-pub const CHECKPOINT: &str = "checkpoint.safetensors";
-pub const ENCODER: &str = "encoder.safetensors";
+pub use crate::run_dir::{CHECKPOINT, ENCODER};
 
 fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     let data = varmap.data().lock().expect("varmap lock");
@@ -202,9 +217,9 @@ fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 
 /// Trains `obj` for `train.steps` minibatches (from where a resumed run stopped).
 pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> Result<FitSummary> {
-    let ck_path = opts.out.join(CHECKPOINT);
-    std::fs::create_dir_all(&opts.out)
-        .with_context(|| format!("cannot create '{}'", opts.out.display()))?;
+    // Nothing is written until the checkpoint (when resuming) fits this trainer.
+    let run_dir = crate::run_dir::RunDir::open(&opts.out, opts.resume)?;
+    let ck_path = run_dir.checkpoint();
     let vars = named_vars(obj.varmap());
     let mut optim = Optimizer::new(
         OptimConfig {
@@ -233,18 +248,13 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
             v.set(&ck.tensor(k, v.dims())?.to_device(v.device())?)?;
         }
         counters = ck.meta("rlcpc.counters")?;
-        optim.load_state(|k| ck.tensors.get(k).cloned(), counters.optim_steps)?;
+        optim
+            .load_state(|k| ck.tensors.get(k).cloned(), counters.optim_steps)
+            .map_err(|e| ck.mismatch(e.to_string()))?;
         *obj.rng() = ck.meta("rlcpc.rng")?;
-    } else {
-        if ck_path.exists() {
-            bail!(
-                "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
-                opts.out.display(),
-                ck_path.display()
-            );
-        }
-        std::fs::write(opts.out.join("config.toml"), &opts.config_toml)?;
+        obj.check_resume(&ck)?;
     }
+    run_dir.begin(opts.resume, &opts.config_toml, "train/step", counters.updates)?;
     let mut metrics = MetricsWriter::open(&opts.out)?;
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(train.steps);
@@ -266,6 +276,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
     let (mut window_samples, mut window_start) = (0usize, Instant::now());
     let mut last = Vec::new();
     let mut interrupted = false;
+    let mut last_save = Instant::now();
     let save = |counters: &Counters, optim: &Optimizer, obj: &mut dyn Objective| -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = vars
             .iter()
@@ -298,6 +309,13 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         }
         let grads = out.loss.backward()?;
         let norm = optim.grad_norm(&grads)?;
+        if !norm.is_finite() {
+            bail!(
+                "the gradient norm became {norm} at step {} (loss {loss}); stopping without writing (the last checkpoint in '{}' is intact)",
+                counters.updates + 1,
+                opts.out.display()
+            );
+        }
         let scale = if train.max_grad_norm > 0.0 && norm > train.max_grad_norm {
             train.max_grad_norm / norm
         } else {
@@ -350,9 +368,12 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
             window_samples = 0;
             window_start = Instant::now();
         }
-        if counters.updates % train.checkpoint_every == 0 {
+        let by_time = train.checkpoint_minutes > 0.0
+            && last_save.elapsed().as_secs_f64() >= 60.0 * train.checkpoint_minutes;
+        if counters.updates % train.checkpoint_every == 0 || by_time {
             counters.elapsed_secs = elapsed_before + started.elapsed().as_secs_f64();
             save(&counters, &optim, obj)?;
+            last_save = Instant::now();
         }
     }
     bar.finish_and_clear();

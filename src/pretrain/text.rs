@@ -37,6 +37,8 @@ pub struct DataSection {
     pub max_words: usize,
     /// Consecutive sentences per training sequence (sequences stay inside a file).
     pub sequence: usize,
+    /// `auto` (UTF-8, else Latin-1, said per file), `utf-8` or `latin-1`.
+    pub encoding: crate::data::text::TextEncoding,
 }
 
 impl Default for DataSection {
@@ -45,6 +47,7 @@ impl Default for DataSection {
             vocab: 20_000,
             max_words: 40,
             sequence: 8,
+            encoding: crate::data::text::TextEncoding::Auto,
         }
     }
 }
@@ -221,9 +224,9 @@ impl TextNet {
 
     /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc cpc text`.
     pub fn load(path: &Path) -> Result<(Self, VarMap)> {
-        let f = Loaded::read(path)?;
-        let spec: EncoderSpec = f.meta(ENCODER_SPEC_KEY)?;
-        let ctx: ContextSpec = f.meta(CONTEXT_SPEC_KEY)?;
+        let f = Loaded::read_as(path, "encoder file")?;
+        let spec: EncoderSpec = f.spec(ENCODER_SPEC_KEY)?;
+        let ctx: ContextSpec = f.spec(CONTEXT_SPEC_KEY)?;
         let words: Vec<String> = f.meta(VOCAB_KEY)?;
         let (net, varmap) = TextNet::random(spec, ctx, Vocab::from_words(words), 0)
             .map_err(|e| f.mismatch(e.to_string()))?;
@@ -438,6 +441,29 @@ impl Objective for TextCpc {
 
     fn rng(&mut self) -> &mut SeededRng {
         &mut self.rng
+    }
+
+    /// The embedding rows belong to the checkpoint's words: a corpus that gives another
+    /// vocabulary cannot continue the run.
+    fn check_resume(&self, ck: &Loaded) -> Result<()> {
+        let words: Vec<String> = ck.meta(VOCAB_KEY)?;
+        if words != self.net.vocab.words {
+            let first = words
+                .iter()
+                .zip(&self.net.vocab.words)
+                .position(|(a, b)| a != b)
+                .unwrap_or(words.len().min(self.net.vocab.words.len()));
+            return Err(ck
+                .mismatch(format!(
+                    "its vocabulary ({} words) differs from this corpus's ({} words; first difference at rank {first}: '{}' vs '{}'): resume on the corpus the run was trained on",
+                    words.len(),
+                    self.net.vocab.words.len(),
+                    words.get(first).map_or("", String::as_str),
+                    self.net.vocab.words.get(first).map_or("", String::as_str)
+                ))
+                .into());
+        }
+        Ok(())
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {

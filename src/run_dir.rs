@@ -1,0 +1,208 @@
+//! The run directory shared by `rlcpc train` and the standalone trainers: its file
+//! names, a lock while a run uses it, and the rules that keep what was saved before.
+//!
+//! Order of a run's start: [`RunDir::open`] (create, lock, refuse to start over an
+//! existing run or to resume a run without a checkpoint), then the caller reads and
+//! checks the checkpoint against the new config, and only then [`RunDir::begin`] writes
+//! `config.toml` and puts the metrics in order. A refused start writes nothing.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// The resolved config of the run.
+pub const CONFIG: &str = "config.toml";
+/// One JSON object per log interval.
+pub const METRICS: &str = "metrics.jsonl";
+/// Holds the PID of the process that uses the directory.
+pub const LOCK: &str = "run.lock";
+/// Weights, optimiser state, counters and generators.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The exported encoder of a trainer run.
+pub const ENCODER: &str = "encoder.safetensors";
+
+/// A locked run directory; the lock goes when this is dropped.
+pub struct RunDir {
+    pub path: PathBuf,
+    lock: PathBuf,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.lock);
+    }
+}
+
+/// Whether a process with this PID is running (Linux: `/proc/PID`; elsewhere a lock
+/// is taken as live).
+fn alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
+impl RunDir {
+    /// Creates and locks `path`. A fresh run (`resume` false) is refused where a
+    /// checkpoint exists; a resumed one where none does. A lock held by a live process
+    /// is refused naming it; a stale one (its process gone) is taken over.
+    pub fn open(path: &Path, resume: bool) -> Result<RunDir> {
+        if path.exists() && !path.is_dir() {
+            bail!("--out '{}' is a file, not a run directory", path.display());
+        }
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("cannot create run directory '{}'", path.display()))?;
+        let lock = path.join(LOCK);
+        for _ in 0..3 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(mut f) => {
+                    write!(f, "{}", std::process::id())
+                        .with_context(|| format!("cannot write '{}'", lock.display()))?;
+                    let dir = RunDir {
+                        path: path.to_path_buf(),
+                        lock,
+                    };
+                    dir.check_start(resume)?;
+                    return Ok(dir);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&lock).unwrap_or_default();
+                    match holder.trim().parse::<u32>() {
+                        Ok(pid) if pid != std::process::id() && alive(pid) => bail!(
+                            "run directory '{}' is in use by process {pid} (lock file '{}'; remove it if that process is not an rlcpc run)",
+                            path.display(),
+                            lock.display()
+                        ),
+                        // A lock being written, or left by a process that is gone.
+                        Err(_) if holder.is_empty() => {
+                            std::thread::sleep(std::time::Duration::from_millis(200));
+                            if std::fs::read_to_string(&lock).unwrap_or_default().is_empty() {
+                                let _ = std::fs::remove_file(&lock);
+                            }
+                        }
+                        _ => {
+                            let _ = std::fs::remove_file(&lock);
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create '{}'", lock.display()))
+                }
+            }
+        }
+        bail!(
+            "cannot lock run directory '{}' (lock file '{}')",
+            path.display(),
+            lock.display()
+        )
+    }
+
+    fn check_start(&self, resume: bool) -> Result<()> {
+        let ck = self.checkpoint();
+        if !resume && ck.exists() {
+            bail!(
+                "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
+                self.path.display(),
+                ck.display()
+            );
+        }
+        if resume && !ck.exists() {
+            bail!(
+                "--resume: '{}' has no checkpoint: the run stopped before writing its first one (checkpoints are written periodically and at the end; start it again without --resume)",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn checkpoint(&self) -> PathBuf {
+        self.path.join(CHECKPOINT)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Once the checkpoint (if resuming) has been checked against the config: writes
+    /// `config.toml` and makes the metrics continue from the checkpoint. Resuming cuts
+    /// `metrics.jsonl` back to the rows whose `step_key` is at most `step` (rows logged
+    /// after the checkpoint would repeat); a fresh run moves metrics left by an earlier
+    /// run that wrote no checkpoint into `stale-<unix time>/`, saying so.
+    pub fn begin(&self, resume: bool, config_toml: &str, step_key: &str, step: u64) -> Result<()> {
+        if resume {
+            truncate_metrics(&self.file(METRICS), step_key, step)?;
+        } else {
+            self.move_stale()?;
+        }
+        crate::checkpoint::write_bytes_atomic(&self.file(CONFIG), config_toml.as_bytes())
+            .with_context(|| format!("cannot write '{}'", self.file(CONFIG).display()))
+    }
+
+    fn move_stale(&self) -> Result<()> {
+        let stale: Vec<PathBuf> = std::fs::read_dir(&self.path)
+            .with_context(|| format!("cannot list '{}'", self.path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name == METRICS || name.starts_with("events.out.tfevents.")
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let dest = self.path.join(format!("stale-{secs}"));
+        std::fs::create_dir_all(&dest)
+            .with_context(|| format!("cannot create '{}'", dest.display()))?;
+        for p in &stale {
+            let to = dest.join(p.file_name().unwrap_or_default());
+            std::fs::rename(p, &to)
+                .with_context(|| format!("cannot move '{}' to '{}'", p.display(), to.display()))?;
+        }
+        eprintln!(
+            "note: '{}' held metrics of an earlier run that wrote no checkpoint; moved them to '{}'",
+            self.path.display(),
+            dest.display()
+        );
+        Ok(())
+    }
+}
+
+/// Keeps the lines of `path` whose `key` is at most `step` (and the lines without it);
+/// rewrites the file atomically when anything is cut. A missing file is fine.
+pub fn truncate_metrics(path: &Path, key: &str, step: u64) -> Result<usize> {
+    let Ok(f) = std::fs::File::open(path) else {
+        return Ok(0);
+    };
+    let mut kept = Vec::new();
+    let mut cut = 0;
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.with_context(|| format!("cannot read '{}'", path.display()))?;
+        let after = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v.get(key).and_then(|x| x.as_f64()))
+            .is_some_and(|s| s > step as f64);
+        if after {
+            cut += 1;
+        } else {
+            kept.push(line);
+        }
+    }
+    if cut > 0 {
+        let mut text = kept.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        crate::checkpoint::write_bytes_atomic(path, text.as_bytes())
+            .with_context(|| format!("cannot rewrite '{}'", path.display()))?;
+    }
+    Ok(cut)
+}
