@@ -167,6 +167,7 @@ pub fn images_per_sec(
             .collect(),
         labels: (0..n as u32).map(|i| i % 10).collect(),
         classes: (0..10).map(|i| i.to_string()).collect(),
+        held_out: None,
     };
     let mut obj = crate::pretrain::image::ImageCpc::new(cfg, set)?;
     samples_per_sec(&mut obj, &cfg.train, steps)

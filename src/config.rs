@@ -324,6 +324,33 @@ impl Config {
                 self.env.num_envs, r.workers
             ));
         }
+        // Upper bounds: far above any sensible run, below what aborts on allocation.
+        for (key, v, max) in [
+            ("env.num_envs", self.env.num_envs, 65_536),
+            ("run.workers", r.workers, 1_024),
+            ("algo.unroll", self.algo.unroll, 65_536),
+            ("model.lstm_hidden", self.model.lstm_hidden, 65_536),
+            ("model.conv_fc", self.model.conv_fc, 65_536),
+            ("aux.num_negatives", self.aux.num_negatives, 65_536),
+        ] {
+            if v > max {
+                return Err(format!(
+                    "invalid value for '{key}': {v} (at most {max})"
+                ));
+            }
+        }
+        if let Some(&w) = self.model.mlp_hidden.iter().find(|&&w| w > 65_536) {
+            return Err(format!(
+                "invalid value for 'model.mlp_hidden': a width of {w} (at most 65536)"
+            ));
+        }
+        if r.mode == Mode::Async && r.batch_rollouts > 64 * r.workers {
+            return Err(format!(
+                "invalid value for 'run.batch_rollouts': {} (at most 64 × run.workers = {}; each worker has one unroll in flight at a time)",
+                r.batch_rollouts,
+                64 * r.workers
+            ));
+        }
         if r.total_steps == 0 {
             return Err("invalid value for 'run.total_steps': 0 (must be at least 1)".into());
         }
@@ -447,4 +474,10 @@ pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigEr
     }
     cur.insert(keys[keys.len() - 1].to_string(), value);
     Ok(())
+}
+
+/// The name a user types for a command-line value (`fsdd`, `oracle`), for messages.
+pub fn user_name<T: clap::ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
 }

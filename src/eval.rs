@@ -202,7 +202,7 @@ fn episode_returns(
     mut act: impl FnMut(&dyn rlcpc_envs::Env, &[f32], bool) -> Result<usize>,
 ) -> Result<Vec<f64>> {
     let mut obs = vec![0.0; env.observation_space().flat_dim()];
-    let mut returns = Vec::with_capacity(episodes);
+    let mut returns = Vec::with_capacity(episodes.min(1 << 16));
     for ep in 0..episodes {
         env.reset_into(if ep == 0 { Some(seed) } else { None }, &mut obs);
         let (mut ret, mut start) = (0.0, true);
@@ -370,6 +370,15 @@ pub fn record(
     }
     let space = env.observation_space();
     let dim = space.flat_dim();
+    let bytes = (steps as u128) * (dim + state_names.len() + 3) as u128 * 4;
+    if bytes > crate::checkpoint::MAX_FILE_BYTES as u128 {
+        anyhow::bail!(
+            "--steps {steps}: a recording of {} observations of {dim} values needs about {:.1} GiB, more than the {} GiB a recording may hold",
+            steps,
+            bytes as f64 / (1u64 << 30) as f64,
+            crate::checkpoint::MAX_FILE_BYTES >> 30
+        );
+    }
     let mut t = crate::data::trajectories::Trajectories {
         env: cfg.clone(),
         policy: policy.to_string(),

@@ -203,6 +203,9 @@ enum Command {
         max_episode_steps: usize,
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Replace a recording already in --out.
+        #[arg(long)]
+        force: bool,
     },
     /// List the registered environments with their spaces, options and the built-in
     /// presets; `envs score` gives reference returns.
@@ -559,11 +562,42 @@ fn image_probe(
     data: &std::path::Path,
     options: &rlcpc::pretrain::image::ImageProbeOptions,
 ) -> Result<()> {
-    use rlcpc::data::images::{load, Part};
+    use rlcpc::data::images::{load_split, FolderSplit, Part};
     use rlcpc::pretrain::image::{probe_images, ImageNet};
     let (net, _vm) = ImageNet::load(encoder)?;
-    let train = load(data, Part::Train)?;
-    let test = load(data, Part::Test)?;
+    // The split the trainer used, and the test files it held out, where it stored them.
+    let meta: Option<serde_json::Value> = rlcpc::checkpoint::Loaded::read_as(encoder, "encoder file")
+        .ok()
+        .and_then(|f| f.meta("rlcpc.data").ok());
+    let get = |k: &str| meta.as_ref().and_then(|m| m.get(k).cloned());
+    let split = FolderSplit {
+        test_fraction: get("test_fraction")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(FolderSplit::default().test_fraction),
+        split_seed: get("split_seed")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(FolderSplit::default().split_seed),
+    };
+    let train = load_split(data, Part::Train, &split)?;
+    let test = load_split(data, Part::Test, &split)?;
+    let stored: Option<Vec<String>> = get("held_out").and_then(|v| serde_json::from_value(v).ok());
+    if let (Some(want), Some(have)) = (&stored, &test.held_out) {
+        if want != have {
+            let missing = want.iter().find(|f| !have.contains(f));
+            let extra = have.iter().find(|f| !want.contains(f));
+            bail!(
+                "'{}' no longer matches the folders the encoder was trained beside: its test part has {} images, the encoder held out {} ({}); the probe would test on images the encoder may have trained on",
+                data.display(),
+                have.len(),
+                want.len(),
+                match (missing, extra) {
+                    (Some(m), _) => format!("'{m}' is no longer in the test part"),
+                    (None, Some(e)) => format!("'{e}' is new in the test part"),
+                    _ => "the order differs".to_string(),
+                }
+            );
+        }
+    }
     let want = net.encoder_input();
     if [train.height, train.width, train.channels] != want {
         bail!(
@@ -684,6 +718,11 @@ fn belief_probe(
     }
     Ok(())
 }
+
+/// The most episodes `eval` and `envs score` play (a long evaluation, not an endless one).
+const MAX_EPISODES: usize = 10_000_000;
+/// The most frames `envs render` writes into one GIF.
+const MAX_FRAMES: usize = 100_000;
 
 fn device(name: &str) -> Result<Device> {
     match name {
@@ -831,10 +870,10 @@ fn run(cli: Cli) -> Result<()> {
             let t0 = std::time::Instant::now();
             let set = pretrain::audio::load_corpus(&cfg.data, &data, strict)?;
             let read = format!(
-                "read {} files ({:.0} s of audio, layout {:?}, {} skipped) in {:.1} s",
+                "read {} files ({:.0} s of audio, layout {}, {} skipped) in {:.1} s",
                 set.utterances.len(),
                 set.seconds(),
-                set.layout,
+                set.layout.name(),
                 set.skipped.len(),
                 t0.elapsed().as_secs_f64()
             );
@@ -933,6 +972,13 @@ fn run(cli: Cli) -> Result<()> {
                 .ok()
                 .and_then(|f| f.meta::<serde_json::Value>("rlcpc.data").ok());
             let from_meta = |k: &str| meta.as_ref().and_then(|m| m.get(k).cloned());
+            let stored: Option<Vec<String>> =
+                from_meta("held_out").and_then(|v| serde_json::from_value(v).ok());
+            let own_split = split.is_some() || test_fraction.is_some() || split_seed.is_some();
+            if own_split && stored.is_some() {
+                eprintln!("note: --split/--test-fraction/--split-seed draw a new split; its test part may hold files the encoder was trained on (without them the probe tests on the encoder's own held-out files)");
+            }
+            let held_out = if own_split { None } else { stored };
             let split = split.unwrap_or_else(|| {
                 from_meta("split")
                     .and_then(|v| serde_json::from_value(v).ok())
@@ -960,6 +1006,15 @@ fn run(cli: Cli) -> Result<()> {
             )?;
             set.report_skipped(10);
             let t0 = std::time::Instant::now();
+            let split_text = if held_out.is_some() {
+                "split: the encoder's held-out files".to_string()
+            } else {
+                format!(
+                    "split by {} (test {:.0}%, seed {split_seed})",
+                    format!("{split:?}").to_lowercase(),
+                    100.0 * test_fraction
+                )
+            };
             let p = audio::probe_audio(
                 &net,
                 &encoder.display().to_string(),
@@ -973,19 +1028,18 @@ fn run(cli: Cli) -> Result<()> {
                     baselines: !no_baselines,
                     iters,
                     max_frames,
+                    held_out,
                 },
             )?;
             println!(
-                "probe '{}' on {} ({:?} layout): {} classes, {} train / {} test {}, split by {} (test {:.0}%, seed {split_seed}), {:.1} s",
+                "probe '{}' on {} ({} layout): {} classes, {} train / {} test {}, {split_text}, {:.1} s",
                 p.target,
                 data.display(),
-                set.layout,
+                set.layout.name(),
                 p.classes.len(),
                 p.n_train,
                 p.n_test,
                 if p.target == "phone" { "frames (10 ms)" } else { "utterances" },
-                format!("{split:?}").to_lowercase(),
-                100.0 * test_fraction,
                 t0.elapsed().as_secs_f64()
             );
             println!(
@@ -1024,9 +1078,18 @@ fn run(cli: Cli) -> Result<()> {
             options,
             max_episode_steps,
             out,
+            force,
         } => {
             if steps == 0 {
                 bail!("--steps must be at least 1");
+            }
+            let file = out.join(rlcpc::data::trajectories::FILE);
+            if file.exists() && !force {
+                bail!(
+                    "'{}' already holds a recording ({}); choose another --out or pass --force to replace it",
+                    out.display(),
+                    file.display()
+                );
             }
             let (cfg, mut driver, who) = match &checkpoint {
                 Some(path) => {
@@ -1051,12 +1114,12 @@ fn run(cli: Cli) -> Result<()> {
                     cfg.max_episode_steps = max_episode_steps;
                     let e = rlcpc_envs::make(&cfg)?;
                     let d = rlcpc::eval::Driver::reference(policy, e.as_ref(), seed)?;
-                    (cfg, d, format!("{policy:?}").to_lowercase())
+                    (cfg, d, rlcpc::config::user_name(&policy))
                 }
             };
             let t0 = std::time::Instant::now();
             let t = rlcpc::eval::record(&cfg, &mut driver, &who, steps, seed)?;
-            t.save(&out)?;
+            t.save(&out, force)?;
             println!(
                 "wrote {} steps ({} episodes, observation {:?}, state [{}]) of {} by {who} to {} in {:.1} s",
                 t.len(),
@@ -1112,7 +1175,17 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             use rlcpc::pretrain::image::{ImageCpc, ImageCpcConfig};
             let cfg: ImageCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
-            let set = rlcpc::data::images::load(&data, rlcpc::data::images::Part::Train)?;
+            let set = rlcpc::data::images::load_split(
+                &data,
+                rlcpc::data::images::Part::Train,
+                &cfg.data,
+            )?;
+            if let Some(held) = &set.held_out {
+                eprintln!(
+                    "{} test images held out (never trained on; `rlcpc probe` tests on them)",
+                    held.len()
+                );
+            }
             eprintln!(
                 "{} training images of {}x{}x{}, {} classes",
                 set.len(),
@@ -1175,8 +1248,8 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             stochastic,
         } => {
-            if episodes == 0 {
-                bail!("--episodes must be at least 1");
+            if episodes == 0 || episodes > MAX_EPISODES {
+                bail!("--episodes must be in 1..={MAX_EPISODES}");
             }
             let r = rlcpc::eval::evaluate(&checkpoint, episodes, seed, stochastic)?;
             let (mean, std) = rlcpc::eval::mean_std(&r);
@@ -1254,15 +1327,16 @@ fn run(cli: Cli) -> Result<()> {
                     max_episode_steps,
                 }),
         } => {
-            if episodes == 0 {
-                bail!("--episodes must be at least 1");
+            if episodes == 0 || episodes > MAX_EPISODES {
+                bail!("--episodes must be in 1..={MAX_EPISODES}");
             }
             let mut cfg = env_config(&name, &options)?;
             cfg.max_episode_steps = max_episode_steps;
             let r = rlcpc::eval::score(&cfg, policy, episodes, seed)?;
             let (mean, std) = rlcpc::eval::mean_std(&r);
             println!(
-                "{name} {policy:?}: mean return {mean:.3} +/- {std:.3} over {episodes} episodes"
+                "{name} {}: mean return {mean:.3} +/- {std:.3} over {episodes} episodes",
+                rlcpc::config::user_name(&policy)
             );
         }
         Command::Envs {
@@ -1297,15 +1371,30 @@ fn run(cli: Cli) -> Result<()> {
                     (env, d)
                 }
             };
-            let clip =
-                rlcpc::render::render_gif(env.as_mut(), &mut driver, steps, seed, fps, &out)?;
+            if steps > MAX_FRAMES {
+                bail!("--steps must be at most {MAX_FRAMES} (frames in one GIF)");
+            }
+            let stop = stop_on_ctrl_c()?;
+            let clip = rlcpc::render::render_gif(
+                env.as_mut(),
+                &mut driver,
+                steps,
+                seed,
+                fps,
+                &out,
+                &stop,
+            )?;
             println!(
-                "wrote {} ({} frames of {}x{}); episode returns {:?}, running episode {}",
+                "wrote {} ({} frames of {}x{}); {}; the last episode, unfinished, has return {} so far",
                 out.display(),
                 clip.frames,
                 clip.width,
                 clip.height,
-                clip.finished,
+                if clip.finished.is_empty() {
+                    "no episode finished".to_string()
+                } else {
+                    format!("returns of the {} finished episodes: {:?}", clip.finished.len(), clip.finished)
+                },
                 clip.partial
             );
         }
@@ -1321,6 +1410,15 @@ fn run(cli: Cli) -> Result<()> {
             seeds,
             device: dev,
         } => {
+            if repeats == 0 {
+                bail!("--repeats must be at least 1 (the median of the runs is reported)");
+            }
+            if env_steps == 0 || !(env_seconds.is_finite() && env_seconds > 0.0) {
+                bail!("--env-steps must be at least 1 and --env-seconds finite and positive (got {env_steps}, {env_seconds})");
+            }
+            if steps == 0 || audio_steps == 0 {
+                bail!("--steps and --audio-steps must be at least 1");
+            }
             let dev = device(&dev)?;
             set_learner_threads(1);
             let mlp = Config::load(None, &[])?;

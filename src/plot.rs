@@ -66,10 +66,21 @@ pub fn draw(
             y1 = y1.max(y);
         }
     }
+    // Ranges whose width overflows f64 (values near ±1e308) would make the axis
+    // generator loop forever: refuse them, naming the range.
+    if !((x1 - x0).is_finite() && (y1 - y0).is_finite()) {
+        anyhow::bail!(
+            "cannot plot: the values span {x0:e}..{x1:e} (x) and {y0:e}..{y1:e} (y), wider than a float can hold"
+        );
+    }
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
-    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    let pad = ((y1 - y0) * 0.05).max(1e-6 * y1.abs().max(y0.abs()).max(1.0));
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", dir.display()))?;
+    }
     let root = BitMapBackend::new(out, size).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot draw {}: {e}", out.display());
     root.fill(&WHITE).map_err(|e| err(&e))?;

@@ -28,7 +28,9 @@ const STRIP: usize = 6;
 
 /// Plays `steps` steps of `env` (reset with `seed`, auto-reset after each episode) with
 /// `driver`, and writes the frames to `out` as a looping GIF at `fps` frames per second.
-/// The file appears complete or not at all (written beside it, then renamed).
+/// The file appears complete or not at all (written beside it, then renamed; the temp
+/// file is removed on any error and when `stop` is raised, e.g. by Ctrl-C). Creates the
+/// parent folder.
 pub fn render_gif(
     env: &mut dyn Env,
     driver: &mut Driver,
@@ -36,6 +38,30 @@ pub fn render_gif(
     seed: u64,
     fps: u16,
     out: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Clip> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create '{}'", dir.display()))?;
+    }
+    let tmp = crate::checkpoint::temp_path(out);
+    let r = write_gif(env, driver, steps, seed, fps, out, &tmp, stop);
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_gif(
+    env: &mut dyn Env,
+    driver: &mut Driver,
+    steps: usize,
+    seed: u64,
+    fps: u16,
+    out: &Path,
+    tmp: &Path,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Clip> {
     if steps == 0 {
         bail!("--steps must be at least 1");
@@ -52,8 +78,7 @@ pub fn render_gif(
     if w > u16::MAX as usize || h > u16::MAX as usize {
         bail!("frames of {w}x{h} are too large for a GIF");
     }
-    let tmp = out.with_extension("gif.tmp");
-    let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let file = File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut enc = gif::Encoder::new(BufWriter::new(file), w as u16, h as u16, &[])?;
     enc.set_repeat(gif::Repeat::Infinite)?;
     let delay = (100 / fps.max(1)).max(2);
@@ -82,6 +107,9 @@ pub fn render_gif(
     };
     let mut start = true;
     for _ in 0..steps {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            bail!("interrupted: no GIF written");
+        }
         let a = driver.act(env, &obs, start)?;
         start = false;
         let o = env.step_into(a, &mut obs)?;
@@ -98,7 +126,7 @@ pub fn render_gif(
     }
     let file = enc.into_inner()?.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
-    std::fs::rename(&tmp, out)
+    std::fs::rename(tmp, out)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))?;
     Ok(clip)
 }

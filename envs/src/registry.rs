@@ -99,6 +99,9 @@ fn entries() -> Vec<EnvEntry> {
             build: |id, o| {
                 allow(id, o, &["corridor_length"])?;
                 let n = usize_option(id, o, "corridor_length", 20)?;
+                if n > 100_000 {
+                    return Err(invalid(id, "corridor_length", "must be at most 100000"));
+                }
                 if n == 0 {
                     return Err(invalid(id, "corridor_length", "must be at least 1"));
                 }

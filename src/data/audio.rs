@@ -28,6 +28,13 @@ pub enum Layout {
     Dirs,
 }
 
+impl Layout {
+    /// The name as typed on the command line (`fsdd`, `librispeech`, ...).
+    pub fn name(&self) -> String {
+        crate::config::user_name(self)
+    }
+}
+
 /// One recording: mono samples at the corpus rate and its labels.
 #[derive(Debug, Clone)]
 pub struct Utterance {
@@ -249,9 +256,9 @@ impl AudioSet {
             .map(|u| {
                 u.labels.get(name).map(String::as_str).with_context(|| {
                     format!(
-                        "'{}' has no label '{name}' (layout {:?}; its labels: {})",
+                        "'{}' has no label '{name}' (layout {}; its labels: {})",
                         u.path.display(),
-                        self.layout,
+                        self.layout.name(),
                         if u.labels.is_empty() {
                             "none".to_string()
                         } else {

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 /// Images of one size with their class indices.
 #[derive(Debug, Clone)]
@@ -18,6 +19,9 @@ pub struct ImageSet {
     pub labels: Vec<u32>,
     /// Class names, indexed by label.
     pub classes: Vec<String>,
+    /// For image folders: the files of the held-out test part (relative paths), which
+    /// the trainer stores with the encoder so that a probe can check it tests on them.
+    pub held_out: Option<Vec<String>>,
 }
 
 impl ImageSet {
@@ -46,14 +50,64 @@ pub enum Part {
     Test,
 }
 
-/// Reads a whole file, gunzipping it when it starts with gzip's magic bytes.
+/// How a single tree of class folders is split into a training and a test part
+/// (`DIR/train/CLASS/…` + `DIR/test/CLASS/…` and IDX/CIFAR-10 sets bring their own).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FolderSplit {
+    /// Share of each class's images held out for testing (stratified).
+    pub test_fraction: f64,
+    /// Seed of the split.
+    pub split_seed: u64,
+}
+
+impl Default for FolderSplit {
+    fn default() -> Self {
+        FolderSplit {
+            test_fraction: 0.2,
+            split_seed: 0,
+        }
+    }
+}
+
+impl FolderSplit {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
+            return Err(format!(
+                "invalid value for 'data.test_fraction': {} (must be in (0, 1))",
+                self.test_fraction
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Largest image, in pixels, any reader accepts (a 16384×16384 picture).
+pub const MAX_PIXELS: usize = 1 << 28;
+/// Largest decoded image set, in values (4 GiB of f32).
+pub const MAX_VALUES: usize = 1 << 30;
+
+/// Largest (inflated) IDX file read.
+const MAX_IDX_BYTES: u64 = 4 << 30;
+
+/// Reads a whole file, gunzipping it when it starts with gzip's magic bytes; at most
+/// 4 GiB either way (a decompression bomb stops there with an error).
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    let raw = crate::checkpoint::read_bounded(path, MAX_IDX_BYTES)
+        .with_context(|| format!("cannot read '{}'", path.display()))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
+            .take(MAX_IDX_BYTES + 1)
             .read_to_end(&mut out)
             .with_context(|| format!("'{}' is not valid gzip", path.display()))?;
+        if out.len() as u64 > MAX_IDX_BYTES {
+            bail!(
+                "'{}' inflates to more than {} GiB",
+                path.display(),
+                MAX_IDX_BYTES >> 30
+            );
+        }
         Ok(out)
     } else {
         Ok(raw)
@@ -80,7 +134,10 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let dims: Vec<usize> = (0..nd)
         .map(|i| u32::from_be_bytes(b[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
         .collect();
-    let n: usize = dims.iter().product();
+    let n = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .with_context(|| format!("'{}': dimensions {dims:?} overflow", path.display()))?;
     let data = &b[4 + 4 * nd..];
     if data.len() != n {
         bail!(
@@ -131,6 +188,24 @@ pub fn load_idx_dir(dir: &Path, part: Part) -> Result<ImageSet> {
             labels.display()
         );
     }
+    if idims[0] == 0 {
+        bail!("no images in '{}' (its header says 0)", images.display());
+    }
+    if idims[1] * idims[2] > MAX_PIXELS || idims[1] == 0 || idims[2] == 0 {
+        bail!(
+            "'{}': images of {}x{} pixels (at most {MAX_PIXELS} pixels, at least 1)",
+            images.display(),
+            idims[1],
+            idims[2]
+        );
+    }
+    if pixels.len() > MAX_VALUES {
+        bail!(
+            "'{}': {} pixel values in all, more than the {MAX_VALUES} this reader holds",
+            images.display(),
+            pixels.len()
+        );
+    }
     let n_classes = labels_raw.iter().copied().max().unwrap_or(0) as usize + 1;
     Ok(ImageSet {
         height: idims[1],
@@ -139,6 +214,7 @@ pub fn load_idx_dir(dir: &Path, part: Part) -> Result<ImageSet> {
         pixels: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
         labels: labels_raw.iter().map(|&l| l as u32).collect(),
         classes: (0..n_classes).map(|c| c.to_string()).collect(),
+        held_out: None,
     })
 }
 
@@ -159,9 +235,11 @@ pub fn load_cifar10_dir(dir: &Path, part: Part) -> Result<ImageSet> {
         pixels: Vec::new(),
         labels: Vec::new(),
         classes: Vec::new(),
+        held_out: None,
     };
     for f in files.iter().filter(|f| f.is_file()) {
-        let b = std::fs::read(f).with_context(|| format!("cannot read '{}'", f.display()))?;
+        let b = crate::checkpoint::read_bounded(f, MAX_IDX_BYTES)
+            .with_context(|| format!("cannot read '{}'", f.display()))?;
         if b.is_empty() || b.len() % REC != 0 {
             bail!(
                 "'{}' holds {} bytes, not a whole number of {REC}-byte CIFAR-10 records",
@@ -203,12 +281,19 @@ pub fn load_cifar10_dir(dir: &Path, part: Part) -> Result<ImageSet> {
             .collect(),
         Err(_) => (0..10).map(|c| c.to_string()).collect(),
     };
+    let top = set.labels.iter().copied().max().unwrap_or(0) as usize;
+    if top >= set.classes.len() {
+        bail!(
+            "'{}' names {} class(es) but the labels go up to {top}",
+            meta.display(),
+            set.classes.len()
+        );
+    }
     Ok(set)
 }
 
-/// A folder with one sub-folder per class of PNG/JPEG images, all of one size; greyscale
-/// images give one channel, others RGB.
-pub fn load_image_folder(dir: &Path) -> Result<ImageSet> {
+/// The class folders of `dir` and their PNG/JPEG files, sorted.
+fn class_files(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
     let mut classes: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list '{}'", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -218,25 +303,15 @@ pub fn load_image_folder(dir: &Path) -> Result<ImageSet> {
     if classes.is_empty() {
         bail!("'{}' has no class sub-folders", dir.display());
     }
-    let mut set = ImageSet {
-        height: 0,
-        width: 0,
-        channels: 0,
-        pixels: Vec::new(),
-        labels: Vec::new(),
-        classes: Vec::new(),
-    };
-    for (label, class_dir) in classes.iter().enumerate() {
-        set.classes.push(
-            class_dir
+    classes
+        .iter()
+        .map(|class_dir| {
+            let name = class_dir
                 .file_name()
-                .expect("named")
+                .unwrap_or_default()
                 .to_string_lossy()
-                .into_owned(),
-        );
-        let mut files: Vec<PathBuf> = std::fs::read_dir(class_dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
+                .into_owned();
+            let files = crate::data::walk_files(class_dir, |p| {
                 matches!(
                     p.extension()
                         .and_then(|e| e.to_str())
@@ -245,34 +320,66 @@ pub fn load_image_folder(dir: &Path) -> Result<ImageSet> {
                     Some("png" | "jpg" | "jpeg")
                 )
             })
+            .with_context(|| format!("cannot list '{}'", class_dir.display()))?
+            .into_iter()
+            .map(|f| class_dir.join(f))
             .collect();
-        files.sort();
-        for f in files {
-            let img =
-                image::open(&f).with_context(|| format!("cannot decode '{}'", f.display()))?;
-            let grey = matches!(img.color(), image::ColorType::L8 | image::ColorType::L16);
-            let (w, h) = (img.width() as usize, img.height() as usize);
-            let c = if grey { 1 } else { 3 };
-            if set.labels.is_empty() {
-                (set.height, set.width, set.channels) = (h, w, c);
-            } else if (h, w, c) != (set.height, set.width, set.channels) {
-                bail!(
-                    "'{}' is {w}x{h} with {c} channel(s), the first image was {}x{} with {}",
-                    f.display(),
-                    set.width,
-                    set.height,
-                    set.channels
-                );
-            }
-            if grey {
-                set.pixels
-                    .extend(img.to_luma8().as_raw().iter().map(|&p| p as f32 / 255.0));
-            } else {
-                set.pixels
-                    .extend(img.to_rgb8().as_raw().iter().map(|&p| p as f32 / 255.0));
-            }
-            set.labels.push(label as u32);
+            Ok((name, files))
+        })
+        .collect()
+}
+
+/// Decodes `files` (label, path) into one set of `classes`; all images must share one
+/// size (greyscale: one channel, else RGB) and stay under [`MAX_PIXELS`].
+fn decode_images(classes: Vec<String>, files: &[(u32, PathBuf)], dir: &Path) -> Result<ImageSet> {
+    let mut set = ImageSet {
+        height: 0,
+        width: 0,
+        channels: 0,
+        pixels: Vec::new(),
+        labels: Vec::new(),
+        classes,
+        held_out: None,
+    };
+    for (label, f) in files {
+        // The header's size first: a small file can claim a huge picture.
+        let (w, h) = image::image_dimensions(f)
+            .with_context(|| format!("cannot decode '{}'", f.display()))?;
+        if (w as usize) * (h as usize) > MAX_PIXELS {
+            bail!(
+                "'{}' is {w}x{h}, more than the {MAX_PIXELS} pixels an image may have",
+                f.display()
+            );
         }
+        let img = image::open(f).with_context(|| format!("cannot decode '{}'", f.display()))?;
+        let grey = matches!(img.color(), image::ColorType::L8 | image::ColorType::L16);
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let c = if grey { 1 } else { 3 };
+        if set.labels.is_empty() {
+            (set.height, set.width, set.channels) = (h, w, c);
+        } else if (h, w, c) != (set.height, set.width, set.channels) {
+            bail!(
+                "'{}' is {w}x{h} with {c} channel(s), the first image was {}x{} with {}",
+                f.display(),
+                set.width,
+                set.height,
+                set.channels
+            );
+        }
+        if set.pixels.len() + h * w * c > MAX_VALUES {
+            bail!(
+                "the images under '{}' hold more than {MAX_VALUES} values; use fewer or smaller images",
+                dir.display()
+            );
+        }
+        if grey {
+            set.pixels
+                .extend(img.to_luma8().as_raw().iter().map(|&p| p as f32 / 255.0));
+        } else {
+            set.pixels
+                .extend(img.to_rgb8().as_raw().iter().map(|&p| p as f32 / 255.0));
+        }
+        set.labels.push(*label);
     }
     if set.is_empty() {
         bail!("no PNG or JPEG images under '{}'", dir.display());
@@ -280,8 +387,112 @@ pub fn load_image_folder(dir: &Path) -> Result<ImageSet> {
     Ok(set)
 }
 
-/// Picks the format from what `dir` holds: IDX files, CIFAR-10 batches, or class folders.
+/// A folder with one sub-folder per class of PNG/JPEG images, every image (no split).
+pub fn load_image_folder(dir: &Path) -> Result<ImageSet> {
+    let classes = class_files(dir)?;
+    let names = classes.iter().map(|c| c.0.clone()).collect();
+    let files: Vec<(u32, PathBuf)> = classes
+        .into_iter()
+        .enumerate()
+        .flat_map(|(l, (_, fs))| fs.into_iter().map(move |f| (l as u32, f)))
+        .collect();
+    decode_images(names, &files, dir)
+}
+
+/// One part of a tree of class folders: `DIR/train/CLASS/…` and `DIR/test/CLASS/…` when
+/// both exist (test classes must be training classes), else a stratified seeded split
+/// of `DIR/CLASS/…` (`split`). Either way the set records the test part's files.
+pub fn load_folder_part(dir: &Path, part: Part, split: &FolderSplit) -> Result<ImageSet> {
+    let (train_dir, test_dir) = (dir.join("train"), dir.join("test"));
+    if train_dir.is_dir() && test_dir.is_dir() {
+        let train = class_files(&train_dir)?;
+        let test = class_files(&test_dir)?;
+        let names: Vec<String> = train.iter().map(|c| c.0.clone()).collect();
+        let label_of = |n: &str| names.iter().position(|m| m == n).map(|l| l as u32);
+        let mut test_files = Vec::new();
+        for (n, fs) in &test {
+            let l = label_of(n).with_context(|| {
+                format!(
+                    "'{}' has class '{n}', which '{}' does not have",
+                    test_dir.display(),
+                    train_dir.display()
+                )
+            })?;
+            test_files.extend(fs.iter().map(|f| (l, f.clone())));
+        }
+        let held: Vec<String> = test_files
+            .iter()
+            .map(|(_, f)| relative(dir, f))
+            .collect();
+        let mut set = match part {
+            Part::Test => decode_images(names, &test_files, &test_dir)?,
+            Part::Train => {
+                let files: Vec<(u32, PathBuf)> = train
+                    .into_iter()
+                    .enumerate()
+                    .flat_map(|(l, (_, fs))| fs.into_iter().map(move |f| (l as u32, f)))
+                    .collect();
+                decode_images(names, &files, &train_dir)?
+            }
+        };
+        set.held_out = Some(held);
+        return Ok(set);
+    }
+    split.validate().map_err(anyhow::Error::msg)?;
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let classes = class_files(dir)?;
+    let names: Vec<String> = classes.iter().map(|c| c.0.clone()).collect();
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for (l, (_, mut fs)) in classes.into_iter().enumerate() {
+        // Each class its own generator: adding a class leaves the others' splits alone.
+        let mut rng = rlcpc_envs::SeededRng::seed_from_u64(split.split_seed ^ (l as u64 * 0x9E37));
+        fs.shuffle(&mut rng);
+        let n_test = if fs.len() < 2 {
+            0
+        } else {
+            ((fs.len() as f64 * split.test_fraction).round() as usize).clamp(1, fs.len() - 1)
+        };
+        let (te, tr) = fs.split_at(n_test);
+        test.extend(te.iter().map(|f| (l as u32, f.clone())));
+        train.extend(tr.iter().map(|f| (l as u32, f.clone())));
+    }
+    train.sort_by(|a, b| a.1.cmp(&b.1));
+    test.sort_by(|a, b| a.1.cmp(&b.1));
+    if test.is_empty() {
+        bail!(
+            "'{}': no class has two images, so nothing can be held out for testing",
+            dir.display()
+        );
+    }
+    let held: Vec<String> = test.iter().map(|(_, f)| relative(dir, f)).collect();
+    let mut set = decode_images(
+        names,
+        match part {
+            Part::Train => &train,
+            Part::Test => &test,
+        },
+        dir,
+    )?;
+    set.held_out = Some(held);
+    Ok(set)
+}
+
+fn relative(root: &Path, f: &Path) -> String {
+    f.strip_prefix(root)
+        .unwrap_or(f)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Picks the format from what `dir` holds: IDX files, CIFAR-10 batches, or class folders
+/// (split by [`FolderSplit::default`]).
 pub fn load(dir: &Path, part: Part) -> Result<ImageSet> {
+    load_split(dir, part, &FolderSplit::default())
+}
+
+/// [`load`] with the split of a single tree of class folders.
+pub fn load_split(dir: &Path, part: Part, split: &FolderSplit) -> Result<ImageSet> {
     if !dir.is_dir() {
         bail!(
             "image directory '{}' does not exist or is not a directory",
@@ -293,6 +504,6 @@ pub fn load(dir: &Path, part: Part) -> Result<ImageSet> {
     } else if dir.join("data_batch_1.bin").is_file() || dir.join("test_batch.bin").is_file() {
         load_cifar10_dir(dir, part)
     } else {
-        load_image_folder(dir)
+        load_folder_part(dir, part, split)
     }
 }

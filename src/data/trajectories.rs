@@ -56,7 +56,7 @@ impl Trajectories {
         self.first.iter().filter(|&&f| f != 0.0).count()
     }
 
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    pub fn save(&self, dir: &Path, force: bool) -> Result<()> {
         std::fs::create_dir_all(dir)?;
         let n = self.len();
         let dev = Device::Cpu;
@@ -92,7 +92,15 @@ impl Trajectories {
                 serde_json::to_string(&self.state_names)?,
             ),
         ]);
-        checkpoint::write_atomic(&dir.join(FILE), tensors, meta)?;
+        let path = dir.join(FILE);
+        if path.exists() && !force {
+            anyhow::bail!(
+                "'{}' already holds a recording ({}); choose another --out or pass --force to replace it",
+                dir.display(),
+                path.display()
+            );
+        }
+        checkpoint::write_atomic(&path, tensors, meta)?;
         Ok(())
     }
 

@@ -334,13 +334,19 @@ impl AudioCpc {
     pub fn new(cfg: &AudioCpcConfig, set: AudioSet, device: &Device) -> Result<Self> {
         let speakers: Vec<String> = set.speakers().into_iter().map(String::from).collect();
         let speakers: Vec<&str> = speakers.iter().map(String::as_str).collect();
-        let (train_idx, _) = split(
+        let (train_idx, test_idx) = split(
             &speakers,
             cfg.data.split,
             cfg.data.test_fraction,
             cfg.data.split_seed,
         )
         .map_err(anyhow::Error::msg)?;
+        // The held-out files by name, so that a probe tests on exactly these even when
+        // the corpus has changed (or was cut by data.max_files) since.
+        let held_out: Vec<String> = test_idx
+            .iter()
+            .map(|&i| set.utterances[i].path.to_string_lossy().into_owned())
+            .collect();
         let mut names: Vec<&str> = Vec::new();
         let (mut waves, mut speaker_of) = (Vec::new(), Vec::new());
         let (root, layout) = (set.root.clone(), set.layout);
@@ -393,6 +399,7 @@ impl AudioCpc {
             "split_seed": cfg.data.split_seed,
             "train_files": waves.len(),
             "max_files": cfg.data.max_files,
+            "held_out": held_out,
         })
         .to_string();
         Ok(AudioCpc {
@@ -636,9 +643,63 @@ pub struct AudioProbeOptions {
     pub pool: Pool,
     pub baselines: bool,
     pub iters: usize,
+    /// The files the encoder's trainer held out (relative paths): the test set is these,
+    /// the training set every other file (CPC never trained on the first; a file it
+    /// never saw is safe on either side). `None`: the seeded split above.
+    pub held_out: Option<Vec<String>>,
     /// Frame-level targets (`phone`): at most this many training and test frames each,
     /// drawn at random (seeded) from the split's utterances.
     pub max_frames: usize,
+}
+
+/// Positions in `subset` (indices of `set`'s utterances) of the probe's training and
+/// test items: by the encoder's held-out names where it has them (every name must be in
+/// the corpus, else the probe would test on something else), else the seeded split.
+fn probe_split(
+    set: &AudioSet,
+    subset: &[usize],
+    o: &AudioProbeOptions,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let Some(names) = &o.held_out else {
+        let speakers: Vec<&str> = subset.iter().map(|&i| set.speakers()[i]).collect();
+        return split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg);
+    };
+    let held: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    let present: std::collections::HashSet<String> = set
+        .utterances
+        .iter()
+        .map(|u| u.path.to_string_lossy().into_owned())
+        .collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !present.contains(*n))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the corpus under '{}' no longer matches the encoder's: {} of its {} held-out files are missing (e.g. '{}'), so the probe cannot test on the files CPC never trained on; probe the corpus the encoder was trained on, or pass --split/--test-fraction/--split-seed to draw a new split (its test part may then hold CPC training data)",
+            set.root.display(),
+            missing.len(),
+            names.len(),
+            missing[0]
+        );
+    }
+    let (mut tr, mut te) = (Vec::new(), Vec::new());
+    for (k, &i) in subset.iter().enumerate() {
+        if held.contains(set.utterances[i].path.to_string_lossy().as_ref()) {
+            te.push(k);
+        } else {
+            tr.push(k);
+        }
+    }
+    if tr.is_empty() || te.is_empty() {
+        bail!(
+            "the encoder's held-out files leave {} training and {} test items here",
+            tr.len(),
+            te.len()
+        );
+    }
+    Ok((tr, te))
 }
 
 pub fn probe_audio(
@@ -659,9 +720,8 @@ pub fn probe_audio(
             classes[0]
         );
     }
-    let speakers = set.speakers();
-    let (tr, te) =
-        split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg)?;
+    let all: Vec<usize> = (0..set.utterances.len()).collect();
+    let (tr, te) = probe_split(set, &all, o)?;
     let y_tr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
     let y_te: Vec<usize> = te.iter().map(|&i| y[i]).collect();
     let waves: Vec<&[f32]> = set.utterances.iter().map(|u| u.wave.as_slice()).collect();
@@ -732,9 +792,7 @@ fn probe_frames(
         bail!("not an audio network")
     };
     let step = strides.iter().product::<usize>() as f64 / set.sample_rate as f64;
-    let speakers: Vec<&str> = aligned.iter().map(|&i| set.speakers()[i]).collect();
-    let (tr, te) =
-        split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg)?;
+    let (tr, te) = probe_split(set, &aligned, o)?;
     // (utterance, frame, phone) of every labelled frame.
     let frames_of = |idx: &[usize]| -> Vec<(usize, usize, String)> {
         let mut v = Vec::new();

@@ -110,6 +110,9 @@ impl Default for CpcSection {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImageCpcConfig {
+    /// How a single tree of class folders is split (IDX, CIFAR-10 and
+    /// `DIR/train` + `DIR/test` folders bring their own test part).
+    pub data: crate::data::images::FolderSplit,
     pub model: ModelSection,
     pub cpc: CpcSection,
     /// CPC-v2's patch augmentation (training only; probes see plain patches).
@@ -127,6 +130,7 @@ impl super::TrainerConfig for ImageCpcConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.train.validate()?;
+        self.data.validate()?;
         let m = &self.model;
         if m.features == 0 || m.encoder_layers == 0 || m.context_layers == 0 {
             return Err("invalid value for 'model.features'/'model.encoder_layers'/'model.context_layers': 0".into());
@@ -463,7 +467,9 @@ pub struct ImageCpc {
     directions: Vec<(Direction, Option<CausalContext>, Predictor)>,
     augment: Augment,
     varmap: VarMap,
+    /// The training part only.
     set: ImageSet,
+    split: crate::data::images::FolderSplit,
     sampling: CpcSampling,
     rng: SeededRng,
 }
@@ -538,6 +544,7 @@ impl ImageCpc {
             augment: cfg.augment,
             varmap,
             set,
+            split: cfg.data,
             sampling: CpcSampling {
                 horizon: cfg.cpc.horizon,
                 negatives: cfg.cpc.negatives,
@@ -617,6 +624,17 @@ impl Objective for ImageCpc {
             GRID_KEY,
             serde_json::to_string(&self.net.grid).expect("grid"),
         ));
+        if let Some(held) = &self.set.held_out {
+            m.push((
+                "rlcpc.data",
+                serde_json::json!({
+                    "test_fraction": self.split.test_fraction,
+                    "split_seed": self.split.split_seed,
+                    "held_out": held,
+                })
+                .to_string(),
+            ));
+        }
         m
     }
 }
