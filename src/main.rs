@@ -914,9 +914,45 @@ fn run(cli: Cli) -> Result<()> {
             bow_words,
             encoding,
         } => {
+            use rlcpc::nn::encoders::EncoderSpec;
             use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
-            let spec = rlcpc::eval::read_encoder(&encoder).ok().map(|(s, _)| s);
-            if let Some(rlcpc::nn::encoders::EncoderSpec::Text { .. }) = spec {
+            if max_texts == 0 || max_images == 0 || max_frames == 0 || iters == 0 {
+                bail!("--max-texts, --max-images, --max-frames and --iters must be at least 1");
+            }
+            // What the file is decides what data it can be probed on.
+            let (spec, file) = rlcpc::eval::read_encoder(&encoder)?;
+            let is_agent = file.metadata.contains_key("rlcpc.net_spec");
+            drop(file);
+            let recording = data.join(rlcpc::data::trajectories::FILE).exists();
+            if is_agent && !recording {
+                bail!(
+                    "'{}' is an agent checkpoint: it can be probed only on a recording written by `rlcpc record` ('{}' holds no {})",
+                    encoder.display(),
+                    data.display(),
+                    rlcpc::data::trajectories::FILE
+                );
+            }
+            match &spec {
+                EncoderSpec::Mlp { .. } | EncoderSpec::Conv { .. }
+                    if !recording && !rlcpc::pretrain::image::ImageNet::is_image_encoder(&encoder) =>
+                {
+                    bail!(
+                        "'{}' is an encoder of environment observations ({}): --data must be a recording written by `rlcpc record` ('{}' holds no {})",
+                        encoder.display(),
+                        spec.describe(),
+                        data.display(),
+                        rlcpc::data::trajectories::FILE
+                    )
+                }
+                EncoderSpec::Audio { .. } if !data.is_dir() => bail!(
+                    "'{}' is an audio encoder: --data must be a directory of audio files, '{}' is not one",
+                    encoder.display(),
+                    data.display()
+                ),
+                _ => {}
+            }
+            let spec = Some(spec);
+            if let Some(EncoderSpec::Text { .. }) = spec {
                 return text_probe(
                     &encoder,
                     &data,

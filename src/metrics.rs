@@ -48,15 +48,23 @@ impl EpisodeWindow {
 pub struct MetricsWriter {
     jsonl: BufWriter<File>,
     tb: BufWriter<File>,
+    dir: std::path::PathBuf,
+}
+
+/// An I/O error with the file it happened on.
+fn at(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("cannot write '{}': {e}", path.display()))
 }
 
 impl MetricsWriter {
     /// Opens (appending) the writers in `dir`.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
+        let jsonl_path = dir.join(crate::run_dir::METRICS);
         let jsonl = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("metrics.jsonl"))?;
+            .open(&jsonl_path)
+            .map_err(|e| at(&jsonl_path, e))?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -65,19 +73,27 @@ impl MetricsWriter {
             now.as_secs(),
             now.subsec_nanos()
         );
-        let mut tb = BufWriter::new(File::create(dir.join(name))?);
+        let tb_path = dir.join(name);
+        let mut tb = BufWriter::new(File::create(&tb_path).map_err(|e| at(&tb_path, e))?);
         write_record(
             &mut tb,
             &event(wall_time(), 0, EventBody::FileVersion("brain.Event:2")),
-        )?;
+        )
+        .map_err(|e| at(&tb_path, e))?;
         Ok(MetricsWriter {
             jsonl: BufWriter::new(jsonl),
             tb,
+            dir: dir.to_path_buf(),
         })
     }
 
     /// Logs `scalars` at environment step `step`; non-finite values are written as null.
     pub fn log(&mut self, step: u64, scalars: &[(String, f64)]) -> std::io::Result<()> {
+        let dir = self.dir.clone();
+        self.log_inner(step, scalars).map_err(|e| at(&dir, e))
+    }
+
+    fn log_inner(&mut self, step: u64, scalars: &[(String, f64)]) -> std::io::Result<()> {
         let mut obj = serde_json::Map::new();
         for (k, v) in scalars {
             obj.insert(

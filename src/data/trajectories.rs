@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use rlcpc_envs::EnvConfig;
 
@@ -57,7 +57,8 @@ impl Trajectories {
     }
 
     pub fn save(&self, dir: &Path, force: bool) -> Result<()> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create '{}'", dir.display()))?;
         let n = self.len();
         let dev = Device::Cpu;
         let mut obs_shape = vec![n];
@@ -115,10 +116,22 @@ impl Trajectories {
         }
         let f = Loaded::read_as(&path, "recording")?;
         let state_names: Vec<String> = f.meta("rlcpc.state_names")?;
-        let get = |k: &str| {
-            f.tensors
+        let get = |k: &str| -> Result<&Tensor> {
+            let t = f
+                .tensors
                 .get(k)
-                .ok_or_else(|| f.mismatch(format!("missing tensor '{k}'")))
+                .ok_or_else(|| f.mismatch(format!("missing tensor '{k}'")))?;
+            let want = if k == "action" {
+                candle_core::DType::U32
+            } else {
+                candle_core::DType::F32
+            };
+            if t.dtype() != want {
+                return Err(f
+                    .mismatch(format!("tensor '{k}' is {:?}, expected {want:?}", t.dtype()))
+                    .into());
+            }
+            Ok(t)
         };
         let obs = get("obs")?;
         let n = obs.dim(0)?;
@@ -149,7 +162,15 @@ impl Trajectories {
             obs: obs.flatten_all()?.to_vec1()?,
             state: state.flatten_all()?.to_vec1()?,
             state_names,
-            actions: get("action")?.to_vec1::<u32>()?,
+            actions: {
+                let a = get("action")?;
+                if a.dims() != [n] {
+                    return Err(f
+                        .mismatch(format!("'action' has shape {:?}, expected [{n}]", a.dims()))
+                        .into());
+                }
+                a.to_vec1::<u32>()?
+            },
             rewards: v1("reward")?,
             first: v1("first")?,
         })
