@@ -279,16 +279,13 @@ impl Loaded {
             .tensors
             .get(name)
             .ok_or_else(|| self.mismatch(format!("missing tensor '{name}'")))?;
+        if t.dtype() != DType::F32 {
+            return Err(self.mismatch(format!("tensor '{name}' is {:?}, expected F32", t.dtype())));
+        }
         if t.dims() != shape {
             return Err(self.mismatch(format!(
                 "tensor '{name}' has shape {:?}, the network expects {shape:?}",
                 t.dims()
-            )));
-        }
-        if t.dtype() != DType::F32 {
-            return Err(self.mismatch(format!(
-                "tensor '{name}' is {:?}, expected F32",
-                t.dtype()
             )));
         }
         Ok(t)

@@ -267,9 +267,17 @@ impl Config {
     }
 
     /// Loads `path`, or the built-in preset of that name (`cartpole`, ...), applies
-    /// `overrides` (`key.path=value`, the value in TOML syntax or a bare string) and
-    /// validates the result.
+    /// `overrides` (`key.path=value`, the value in TOML syntax or a bare string),
+    /// resolves dependent settings ([`Config::resolve`]) and validates the result.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+        Self::load_with_notes(path, overrides).map(|(c, _)| c)
+    }
+
+    /// [`Config::load`], with the notices of what [`Config::resolve`] changed.
+    pub fn load_with_notes(
+        path: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         let (text, origin) = match path {
             None => (
                 PRESETS[0].1.to_string(),
@@ -295,12 +303,31 @@ impl Config {
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        let cfg = Self::from_table(table, &origin)?;
+        let mut cfg = Self::from_table(table, &origin)?;
+        let notes = cfg.resolve();
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: origin,
             message,
         })?;
-        Ok(cfg)
+        Ok((cfg, notes))
+    }
+
+    /// Settings that depend on each other, resolved the way a user expects; returns a
+    /// one-line notice for each change. Today: the CPC horizon K, clipped to
+    /// `algo.unroll − 1` (K = 30 with a 5-step unroll would have no pair to score), so
+    /// that `--aux cpc` works on every preset; the resolved K is what `config.toml` holds.
+    pub fn resolve(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        let a = &mut self.aux;
+        if a.kind == AuxKind::Cpc && self.algo.unroll >= 2 && a.horizon >= self.algo.unroll {
+            notes.push(format!(
+                "note: aux.horizon {} clipped to algo.unroll - 1 = {} (CPC predicts inside one unroll; raise algo.unroll for longer horizons)",
+                a.horizon,
+                self.algo.unroll - 1
+            ));
+            a.horizon = self.algo.unroll - 1;
+        }
+        notes
     }
 
     /// Checks ranges and cross-field constraints; the message names key and value.
@@ -334,9 +361,7 @@ impl Config {
             ("aux.num_negatives", self.aux.num_negatives, 65_536),
         ] {
             if v > max {
-                return Err(format!(
-                    "invalid value for '{key}': {v} (at most {max})"
-                ));
+                return Err(format!("invalid value for '{key}': {v} (at most {max})"));
             }
         }
         if let Some(&w) = self.model.mlp_hidden.iter().find(|&&w| w > 65_536) {

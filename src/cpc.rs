@@ -63,7 +63,14 @@ pub struct CpcSampling {
 
 /// Longest valid horizon (≤ `horizon`) from start `t` of sequence `j`: z_{t+k} must lie
 /// inside `[0, T)` and in the same episode (no `first` flag in `(t, t+k]`).
-fn longest_horizon(first: &[f32], t_len: usize, b: usize, j: usize, t: usize, horizon: usize) -> usize {
+fn longest_horizon(
+    first: &[f32],
+    t_len: usize,
+    b: usize,
+    j: usize,
+    t: usize,
+    horizon: usize,
+) -> usize {
     let mut kmax = 0;
     while kmax < horizon && t + kmax + 1 < t_len && first[(t + kmax + 1) * b + j] == 0.0 {
         kmax += 1;

@@ -28,13 +28,13 @@ impl TrainedPolicy {
     pub fn load(path: &Path) -> Result<TrainedPolicy> {
         let path = &checkpoint_path(path);
         let ck = Loaded::read(path)?;
+        if let Ok(name) = ck.meta::<String>("rlcpc.trainer") {
+            anyhow::bail!(
+                "'{}' is a {name} trainer checkpoint, not an agent checkpoint (written by `rlcpc train`)",
+                path.display()
+            );
+        }
         if !ck.metadata.contains_key("rlcpc.config") {
-            if let Ok(name) = ck.meta::<String>("rlcpc.trainer") {
-                anyhow::bail!(
-                    "'{}' is a {name} trainer checkpoint, not an agent checkpoint (written by `rlcpc train`)",
-                    path.display()
-                );
-            }
             if ck.metadata.contains_key(ENCODER_SPEC_KEY) {
                 anyhow::bail!(
                     "'{}' is an encoder file, not an agent checkpoint (written by `rlcpc train`)",
@@ -315,7 +315,8 @@ pub fn export_encoder(checkpoint: &Path, out: &Path, force: bool) -> Result<Enco
 pub fn load_encoder(path: &Path, device: &Device) -> Result<(Encoder, VarMap)> {
     let (spec, f) = read_encoder(path)?;
     let mut init = crate::nn::init::Init::new(0, device);
-    spec.init(&mut init, "encoder").map_err(|e| f.mismatch(e.to_string()))?;
+    spec.init(&mut init, "encoder")
+        .map_err(|e| f.mismatch(e.to_string()))?;
     f.copy_into(&init.varmap, &["encoder."])?;
     let vb = candle_nn::VarBuilder::from_varmap(&init.varmap, DType::F32, device);
     let enc = Encoder::new(spec, vb.pp("encoder")).map_err(|e| f.mismatch(e.to_string()))?;

@@ -14,7 +14,7 @@ use rlcpc::bench;
 use rlcpc::config::{AuxKind, Config, PRESETS};
 use rlcpc::eval::ReferencePolicy;
 use rlcpc::pretrain::TrainerConfig;
-use rlcpc::train::{saved_config, train, TrainOptions, CHECKPOINT};
+use rlcpc::train::{saved_config_with_notes, train, TrainOptions, CHECKPOINT};
 
 /// Reinforcement learning with contrastive representation learning: an A2C
 /// actor–learner whose recurrent policy carries an auxiliary CPC head.
@@ -32,8 +32,8 @@ enum Command {
     /// Writes to the run directory: config.toml (the resolved config), metrics.jsonl,
     /// TensorBoard event files (`tensorboard --logdir runs`) and checkpoint.safetensors.
     Train {
-        /// Config file, or the name of a built-in preset (cartpole, cartpole-lstm-cpc,
-        /// cartpole-masked, tmaze; `rlcpc envs` lists them).
+        /// Config file, or the name of a built-in preset (the list is filled in at run
+        /// time from the presets compiled in).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Auxiliary loss: `cpc` adds the CPC head, `none` builds no head at all.
@@ -475,18 +475,10 @@ fn trainer_config<T: TrainerConfig>(
     Ok(cfg)
 }
 
-/// A trainer's run directory is never overwritten: `--resume` continues it. Checked
-/// before any data is read.
+/// A trainer's run directory is never overwritten (`--resume` continues it) nor shared
+/// with a running process. Checked before any data is read.
 fn refuse_existing_run(out: &std::path::Path, resume: bool) -> Result<()> {
-    let ck = out.join(rlcpc::pretrain::CHECKPOINT);
-    if !resume && ck.exists() {
-        bail!(
-            "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
-            out.display(),
-            ck.display()
-        );
-    }
-    Ok(())
+    rlcpc::run_dir::check_free(out, resume)
 }
 
 /// The last lines of a trainer command: how it ended, its speed in `unit`s per second,
@@ -566,9 +558,10 @@ fn image_probe(
     use rlcpc::pretrain::image::{probe_images, ImageNet};
     let (net, _vm) = ImageNet::load(encoder)?;
     // The split the trainer used, and the test files it held out, where it stored them.
-    let meta: Option<serde_json::Value> = rlcpc::checkpoint::Loaded::read_as(encoder, "encoder file")
-        .ok()
-        .and_then(|f| f.meta("rlcpc.data").ok());
+    let meta: Option<serde_json::Value> =
+        rlcpc::checkpoint::Loaded::read_as(encoder, "encoder file")
+            .ok()
+            .and_then(|f| f.meta("rlcpc.data").ok());
     let get = |k: &str| meta.as_ref().and_then(|m| m.get(k).cloned());
     let split = FolderSplit {
         test_fraction: get("test_fraction")
@@ -686,16 +679,15 @@ fn belief_probe(
         );
     }
     let name = format!("{what} ({})", encoder.display());
-    let (n_tr, n_te, rows) =
-        probe_states(
-            &net,
-            &name,
-            &traj,
-            &targets,
-            test_fraction,
-            encoder_only,
-            baselines,
-        )?;
+    let (n_tr, n_te, rows) = probe_states(
+        &net,
+        &name,
+        &traj,
+        &targets,
+        test_fraction,
+        encoder_only,
+        baselines,
+    )?;
     println!(
         "belief probe on {} ({} by {}): ridge regression of the true state, {n_tr} train / {n_te} test steps (test = the last {:.0}%, cut at an episode start); R² per variable",
         data.display(), traj.env.id, traj.policy, 100.0 * test_fraction
@@ -761,9 +753,23 @@ fn keep_freed_pages() {
     }
 }
 
+/// The command line, with the built-in presets listed in `train --help`.
+fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let presets = PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ");
+    let cmd = Cli::command().mut_subcommand("train", |c| {
+        c.mut_arg("config", |a| {
+            a.help(format!(
+                "Config file, or the name of a built-in preset: {presets} [default: cartpole]"
+            ))
+        })
+    });
+    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 fn main() {
     keep_freed_pages();
-    if let Err(e) = run(Cli::parse()) {
+    if let Err(e) = run(parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -790,10 +796,13 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(s) = seed {
                 overrides.push(format!("run.seed={s}"));
             }
-            let cfg = match (&out, resume) {
-                (Some(dir), true) => saved_config(dir, &overrides)?,
-                _ => Config::load(config.as_deref(), &overrides)?,
+            let (cfg, notes) = match (&out, resume) {
+                (Some(dir), true) => saved_config_with_notes(dir, &overrides)?,
+                _ => Config::load_with_notes(config.as_deref(), &overrides)?,
             };
+            for n in notes {
+                eprintln!("{n}");
+            }
             let out = out.unwrap_or_else(|| {
                 let name = config
                     .as_ref()

@@ -44,6 +44,37 @@ fn alive(pid: u32) -> bool {
     }
 }
 
+/// The live process holding `dir`'s lock, if any (checked without taking it).
+pub fn holder(dir: &Path) -> Option<u32> {
+    let pid = std::fs::read_to_string(dir.join(LOCK))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (pid != std::process::id() && alive(pid)).then_some(pid)
+}
+
+/// The start rules of [`RunDir::open`] checked without creating or locking anything
+/// (so that a command can refuse before it reads its data).
+pub fn check_free(dir: &Path, resume: bool) -> Result<()> {
+    if let Some(pid) = holder(dir) {
+        bail!(
+            "run directory '{}' is in use by process {pid} (lock file '{}'; remove it if that process is not an rlcpc run)",
+            dir.display(),
+            dir.join(LOCK).display()
+        );
+    }
+    let ck = dir.join(CHECKPOINT);
+    if !resume && ck.exists() {
+        bail!(
+            "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
+            dir.display(),
+            ck.display()
+        );
+    }
+    Ok(())
+}
+
 impl RunDir {
     /// Creates and locks `path`. A fresh run (`resume` false) is refused where a
     /// checkpoint exists; a resumed one where none does. A lock held by a live process

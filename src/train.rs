@@ -287,6 +287,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
             (t2 - t1).as_secs_f64(),
         );
 
+        bar.set_position(counters.env_steps.min(cfg.run.total_steps));
         // 6. Log.
         let reached = cfg.run.target_return > 0.0
             && window.is_full()
@@ -302,13 +303,12 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
             if let Some(w) = writer.as_mut() {
                 w.log(counters.env_steps, &scalars)?;
             }
-            bar.set_position(counters.env_steps.min(cfg.run.total_steps));
             let fps = scalars
                 .iter()
                 .find(|s| s.0 == "time/fps")
                 .map_or(0.0, |s| s.1);
             bar.set_message(format!(
-                "{fps:>7.0} SPS | return {}",
+                "| {fps:.0} SPS | return {}",
                 window
                     .mean_return()
                     .map_or("-".into(), |m| format!("{m:.1}"))
@@ -349,12 +349,15 @@ fn progress_bar(total: u64, pos: u64, show: bool) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} steps | {msg}",
+            "{elapsed_precise} [{bar:24}] {human_pos}/{human_len} steps (eta {eta}) {msg}",
         )
         .expect("valid template")
         .progress_chars("=> "),
     );
     bar.set_position(pos);
+    bar.set_message("| waiting for the first log interval");
+    // The clock and ETA move even between updates (Lab presets take seconds per update).
+    bar.enable_steady_tick(std::time::Duration::from_secs(1));
     bar
 }
 
@@ -435,6 +438,11 @@ impl Interval {
 
 /// Reads the config saved in a run directory (for `--resume`).
 pub fn saved_config(out: &Path, overrides: &[String]) -> Result<Config> {
+    saved_config_with_notes(out, overrides).map(|(c, _)| c)
+}
+
+/// [`saved_config`] with the notices of [`Config::resolve`].
+pub fn saved_config_with_notes(out: &Path, overrides: &[String]) -> Result<(Config, Vec<String>)> {
     let path = out.join("config.toml");
     if !path.exists() {
         bail!(
@@ -442,5 +450,5 @@ pub fn saved_config(out: &Path, overrides: &[String]) -> Result<Config> {
             out.display()
         );
     }
-    Ok(Config::load(Some(&path), overrides)?)
+    Ok(Config::load_with_notes(Some(&path), overrides)?)
 }

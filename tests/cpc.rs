@@ -140,11 +140,28 @@ fn cpc_loss_matches_a_direct_loop_over_pairs() {
     let dev = Device::Cpu;
     let (t_len, b, dz, dc, k) = (7, 3, 4, 5, 3);
     let mut init = Init::new(3, &dev);
-    Predictor::init(PredictorDims { horizon: k, z_dim: dz, c_dim: dc }, &mut init, "p").unwrap();
+    Predictor::init(
+        PredictorDims {
+            horizon: k,
+            z_dim: dz,
+            c_dim: dc,
+        },
+        &mut init,
+        "p",
+    )
+    .unwrap();
     init.uniform_fan_in("z", &[t_len, b, dz], 1).unwrap();
     init.uniform_fan_in("c", &[t_len, b, dc], 1).unwrap();
     let vb = candle_nn::VarBuilder::from_varmap(&init.varmap, candle_core::DType::F32, &dev);
-    let pred = Predictor::new(PredictorDims { horizon: k, z_dim: dz, c_dim: dc }, vb.pp("p")).unwrap();
+    let pred = Predictor::new(
+        PredictorDims {
+            horizon: k,
+            z_dim: dz,
+            c_dim: dc,
+        },
+        vb.pp("p"),
+    )
+    .unwrap();
     let z = vb.get((t_len, b, dz), "z").unwrap();
     let c = vb.get((t_len, b, dc), "c").unwrap();
     let w = vb
@@ -215,7 +232,12 @@ fn cpc_loss_matches_a_direct_loop_over_pairs() {
         assert_eq!(r.pairs, pairs);
         assert!((got - direct).abs() < 1e-5, "{got} vs {direct}");
         // The per-pair host copies used for logging, weighted, give the same loss.
-        let host: f64 = r.pair_losses.iter().zip(&r.weights).map(|(l, w)| l * w).sum();
+        let host: f64 = r
+            .pair_losses
+            .iter()
+            .zip(&r.weights)
+            .map(|(l, w)| l * w)
+            .sum();
         assert!((host - direct).abs() < 1e-5, "{host} vs {direct}");
     }
 }

@@ -118,7 +118,7 @@ fn image_folders_label_by_sub_folder_and_refuse_mixed_sizes() {
         }
     }
     std::fs::write(dir.path().join("dogs/notes.txt"), "not an image").unwrap();
-    let set = load(dir.path(), Part::Train).unwrap();
+    let set = load_image_folder(dir.path()).unwrap();
     assert_eq!(
         (set.len(), set.height, set.width, set.channels),
         (4, 3, 5, 3)
@@ -126,13 +126,27 @@ fn image_folders_label_by_sub_folder_and_refuse_mixed_sizes() {
     assert_eq!(set.classes, vec!["cats", "dogs"]);
     assert_eq!(set.labels, vec![0, 0, 1, 1]);
     assert_eq!(&set.image(2)[..3], &[1.0, 0.0, 1.0]);
+    // The train and test parts of one tree are disjoint, stratified, and the test part
+    // is what the set records as held out.
+    let (tr, te) = (
+        load(dir.path(), Part::Train).unwrap(),
+        load(dir.path(), Part::Test).unwrap(),
+    );
+    assert_eq!((tr.len(), te.len()), (2, 2));
+    assert_eq!(
+        (tr.labels.clone(), te.labels.clone()),
+        (vec![0, 1], vec![0, 1])
+    );
+    let held = te.held_out.clone().unwrap();
+    assert_eq!(tr.held_out.as_ref(), Some(&held));
+    assert_eq!(held.len(), 2);
     png(&dir.path().join("dogs/big.png"), 6, 3, true, 9);
     let e = load_image_folder(dir.path()).unwrap_err().to_string();
     assert!(e.contains("big.png") && e.contains("6x3"), "{e}");
     let grey = tempfile::tempdir().unwrap();
     std::fs::create_dir(grey.path().join("a")).unwrap();
     png(&grey.path().join("a/x.png"), 2, 2, false, 51);
-    let set = load(grey.path(), Part::Train).unwrap();
+    let set = load_image_folder(grey.path()).unwrap();
     assert_eq!((set.channels, set.image(0)[0]), (1, 0.2));
     let empty = tempfile::tempdir().unwrap();
     assert!(load(empty.path(), Part::Train)
@@ -270,11 +284,28 @@ mod patches {
         let mut init = Init::new(4, &dev);
         PatchEncoder::init(c, width, 2, true, &mut init, "enc").unwrap();
         CausalContext::init(width, 2, &mut init, "ctx").unwrap();
-        Predictor::init(PredictorDims { horizon: 2, z_dim: width, c_dim: width }, &mut init, "cpc").unwrap();
+        Predictor::init(
+            PredictorDims {
+                horizon: 2,
+                z_dim: width,
+                c_dim: width,
+            },
+            &mut init,
+            "cpc",
+        )
+        .unwrap();
         let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
         let enc = PatchEncoder::new(c, width, 2, true, vb.pp("enc")).unwrap();
         let ctx = CausalContext::new(width, 2, vb.pp("ctx")).unwrap();
-        let pred = Predictor::new(PredictorDims { horizon: 2, z_dim: width, c_dim: width }, vb.pp("cpc")).unwrap();
+        let pred = Predictor::new(
+            PredictorDims {
+                horizon: 2,
+                z_dim: width,
+                c_dim: width,
+            },
+            vb.pp("cpc"),
+        )
+        .unwrap();
         let mut rng = SeededRng::seed_from_u64(5);
         let img: Vec<f32> = (0..n * h * w * c)
             .map(|_| rng.random_range(0.0..1.0))
@@ -294,7 +325,7 @@ mod patches {
             start_times: 0,
             horizons: 0,
             skip: 0,
-        groups: Vec::new(),
+            groups: Vec::new(),
         };
         let r = cpc_loss(
             &pred,

@@ -163,7 +163,12 @@ fn numeric_gradient(
     let eps = 1e-2f32;
     let mut out = Vec::new();
     for (name, var) in learner.net.vars() {
-        let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let base = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let dims = var.dims().to_vec();
         let mut g = vec![0f64; base.len()];
         for i in 0..base.len() {
@@ -236,7 +241,10 @@ fn check_update(max_grad_norm: f64) {
             checked += (g[i].abs() > 1e-3) as usize;
         }
     }
-    assert!(checked > 10, "too few parameters with a gradient: {checked}");
+    assert!(
+        checked > 10,
+        "too few parameters with a gradient: {checked}"
+    );
 }
 
 #[test]

@@ -406,10 +406,7 @@ pub fn decode(path: &Path) -> Result<(Vec<f32>, u32), String> {
     }
     let bad = x.iter().filter(|v| !v.is_finite()).count();
     if bad > 0 {
-        return Err(format!(
-            "{bad} of {} samples are NaN or infinite",
-            x.len()
-        ));
+        return Err(format!("{bad} of {} samples are NaN or infinite", x.len()));
     }
     Ok((x, rate))
 }

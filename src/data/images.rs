@@ -420,10 +420,7 @@ pub fn load_folder_part(dir: &Path, part: Part, split: &FolderSplit) -> Result<I
             })?;
             test_files.extend(fs.iter().map(|f| (l, f.clone())));
         }
-        let held: Vec<String> = test_files
-            .iter()
-            .map(|(_, f)| relative(dir, f))
-            .collect();
+        let held: Vec<String> = test_files.iter().map(|(_, f)| relative(dir, f)).collect();
         let mut set = match part {
             Part::Test => decode_images(names, &test_files, &test_dir)?,
             Part::Train => {

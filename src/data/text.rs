@@ -210,7 +210,15 @@ impl Vocab {
 
 /// How text files are decoded.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum TextEncoding {
@@ -399,7 +407,12 @@ pub fn load_labelled_with(path: &Path, enc: TextEncoding) -> Result<Labelled> {
                     )
                 })?;
             if text.trim().is_empty() {
-                bail!("{}:{}: empty text for label {:?}", path.display(), i + 1, label.trim());
+                bail!(
+                    "{}:{}: empty text for label {:?}",
+                    path.display(),
+                    i + 1,
+                    label.trim()
+                );
             }
             pairs.push((label.trim().to_string(), text.trim().to_string()));
         }

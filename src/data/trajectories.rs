@@ -128,7 +128,10 @@ impl Trajectories {
             };
             if t.dtype() != want {
                 return Err(f
-                    .mismatch(format!("tensor '{k}' is {:?}, expected {want:?}", t.dtype()))
+                    .mismatch(format!(
+                        "tensor '{k}' is {:?}, expected {want:?}",
+                        t.dtype()
+                    ))
                     .into());
             }
             Ok(t)

@@ -397,14 +397,20 @@ impl crate::checkpoint::ParamCount for EncoderSpec {
                 features,
                 layers,
                 ..
-            } => prod(&[*features, *channels, 9])
-                .saturating_add(prod(&[layers.saturating_sub(1), *features, *features, 9])),
+            } => prod(&[*features, *channels, 9]).saturating_add(prod(&[
+                layers.saturating_sub(1),
+                *features,
+                *features,
+                9,
+            ])),
             EncoderSpec::Text {
                 vocab,
                 embedding,
                 kernel,
                 features,
-            } => prod(&[*vocab, *embedding]).saturating_add(prod(&[*features, *embedding, *kernel])),
+            } => {
+                prod(&[*vocab, *embedding]).saturating_add(prod(&[*features, *embedding, *kernel]))
+            }
         }
     }
 }

@@ -150,6 +150,13 @@ impl super::TrainerConfig for AudioCpcConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.train.validate()?;
+        super::at_most(&[
+            ("model.channels", self.model.channels, 65_536),
+            ("model.context", self.model.context, 65_536),
+            ("cpc.num_negatives", self.cpc.num_negatives, 65_536),
+            ("data.window", self.data.window, 16_000_000),
+            ("data.sample_rate", self.data.sample_rate as usize, 768_000),
+        ])?;
         let stride = check_layers(&self.model.strides, &self.model.kernels)
             .map_err(|e| format!("invalid 'model.strides'/'model.kernels': {e}"))?;
         if self.model.channels == 0 || self.model.context == 0 {
@@ -417,7 +424,7 @@ impl AudioCpc {
                 start_times: cfg.cpc.start_times,
                 horizons: cfg.cpc.horizons,
                 skip: 0,
-        groups: Vec::new(),
+                groups: Vec::new(),
             },
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xA0D1_0C9C),
             device: device.clone(),
@@ -662,7 +669,8 @@ fn probe_split(
 ) -> Result<(Vec<usize>, Vec<usize>)> {
     let Some(names) = &o.held_out else {
         let speakers: Vec<&str> = subset.iter().map(|&i| set.speakers()[i]).collect();
-        return split(&speakers, o.split, o.test_fraction, o.split_seed).map_err(anyhow::Error::msg);
+        return split(&speakers, o.split, o.test_fraction, o.split_seed)
+            .map_err(anyhow::Error::msg);
     };
     let held: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     let present: std::collections::HashSet<String> = set

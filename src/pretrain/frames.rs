@@ -93,6 +93,17 @@ impl super::TrainerConfig for FramesCpcConfig {
     fn validate(&self) -> Result<(), String> {
         self.train.validate()?;
         let c = &self.cpc;
+        super::at_most(&[
+            ("cpc.unroll", c.unroll, 65_536),
+            ("cpc.num_negatives", c.num_negatives, 65_536),
+            ("model.lstm_hidden", self.model.lstm_hidden, 65_536),
+            ("model.conv_fc", self.model.conv_fc, 65_536),
+        ])?;
+        if let Some(&w) = self.model.mlp_hidden.iter().find(|&&w| w > 65_536) {
+            return Err(format!(
+                "invalid value for 'model.mlp_hidden': a width of {w} (at most 65536)"
+            ));
+        }
         if c.unroll < 2 || c.horizon == 0 || c.horizon >= c.unroll {
             return Err(format!(
                 "invalid 'cpc.horizon'/'cpc.unroll': {} / {} (need 1 ≤ horizon < unroll)",
@@ -341,7 +352,7 @@ impl FramesCpc {
                 start_times: c.start_times,
                 horizons: c.horizons,
                 skip: 0,
-        groups: Vec::new(),
+                groups: Vec::new(),
             },
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xF4A3_E500),
         })

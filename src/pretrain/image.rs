@@ -132,6 +132,13 @@ impl super::TrainerConfig for ImageCpcConfig {
         self.train.validate()?;
         self.data.validate()?;
         let m = &self.model;
+        super::at_most(&[
+            ("model.features", m.features, 65_536),
+            ("model.patch", m.patch, 4_096),
+            ("model.encoder_layers", m.encoder_layers, 256),
+            ("model.context_layers", m.context_layers, 256),
+            ("cpc.num_negatives", self.cpc.num_negatives, 65_536),
+        ])?;
         if m.features == 0 || m.encoder_layers == 0 || m.context_layers == 0 {
             return Err("invalid value for 'model.features'/'model.encoder_layers'/'model.context_layers': 0".into());
         }
@@ -505,7 +512,11 @@ impl ImageCpc {
                 CausalContext::init(f, layers, &mut init, &format!("context{}", suffix(i, d)))?;
             }
             Predictor::init(
-                PredictorDims { horizon: k, z_dim: f, c_dim: f },
+                PredictorDims {
+                    horizon: k,
+                    z_dim: f,
+                    c_dim: f,
+                },
                 &mut init,
                 &format!("cpc{}", suffix(i, d)),
             )?;
@@ -532,7 +543,11 @@ impl ImageCpc {
                     })
                     .transpose()?;
                 let predictor = Predictor::new(
-                    PredictorDims { horizon: k, z_dim: f, c_dim: f },
+                    PredictorDims {
+                        horizon: k,
+                        z_dim: f,
+                        c_dim: f,
+                    },
                     vb.pp(format!("cpc{}", suffix(i, d))),
                 )?;
                 Ok((d, context, predictor))

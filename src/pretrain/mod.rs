@@ -63,8 +63,20 @@ impl Default for TrainSection {
     }
 }
 
+/// Refuses any `(key, value, max)` whose value is above its bound, naming the key and
+/// the bound: sizes far above any sensible run, below what would abort on allocation.
+pub fn at_most(items: &[(&str, usize, usize)]) -> Result<(), String> {
+    for &(key, v, max) in items {
+        if v > max {
+            return Err(format!("invalid value for '{key}': {v} (at most {max})"));
+        }
+    }
+    Ok(())
+}
+
 impl TrainSection {
     pub fn validate(&self) -> Result<(), String> {
+        at_most(&[("train.batch", self.batch, 65_536)])?;
         let bad = |k: &str, v: String, why: &str| {
             Err(format!("invalid value for 'train.{k}': {v} ({why})"))
         };
@@ -254,18 +266,24 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         *obj.rng() = ck.meta("rlcpc.rng")?;
         obj.check_resume(&ck)?;
     }
-    run_dir.begin(opts.resume, &opts.config_toml, "train/step", counters.updates)?;
+    run_dir.begin(
+        opts.resume,
+        &opts.config_toml,
+        "train/step",
+        counters.updates,
+    )?;
     let mut metrics = MetricsWriter::open(&opts.out)?;
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(train.steps);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} steps {msg} (eta {eta})",
+                "{elapsed_precise} [{bar:20}] {pos}/{len} steps (eta {eta}) {msg}",
             )
             .expect("valid template")
             .progress_chars("=> "),
         );
         b.set_position(counters.updates);
+        b.enable_steady_tick(std::time::Duration::from_secs(1));
         b
     } else {
         indicatif::ProgressBar::hidden()
@@ -350,7 +368,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
             metrics.log(counters.updates, &row)?;
             let get = |k: &str| row.iter().find(|(n, _)| n == k).map_or(f64::NAN, |x| x.1);
             bar.set_message(format!(
-                "loss {:.3} acc {:.3} {:.1} samples/s",
+                "loss {:.3} acc {:.3} {:.0}/s",
                 get("train/loss"),
                 get("train/acc"),
                 get("perf/samples_per_sec")

@@ -117,6 +117,16 @@ impl super::TrainerConfig for TextCpcConfig {
     fn validate(&self) -> Result<(), String> {
         self.train.validate()?;
         let (d, m, c) = (&self.data, &self.model, &self.cpc);
+        super::at_most(&[
+            ("data.vocab", d.vocab, 10_000_000),
+            ("data.max_words", d.max_words, 100_000),
+            ("data.sequence", d.sequence, 100_000),
+            ("model.embedding", m.embedding, 65_536),
+            ("model.kernel", m.kernel, 1_024),
+            ("model.features", m.features, 65_536),
+            ("model.context", m.context, 65_536),
+            ("cpc.num_negatives", c.num_negatives, 65_536),
+        ])?;
         if d.vocab < 3 {
             return Err(format!(
                 "invalid value for 'data.vocab': {} (at least 3: <pad>, <unk> and a word)",
@@ -365,7 +375,7 @@ impl TextCpc {
                 start_times: 0,
                 horizons: 0,
                 skip: 0,
-        groups: Vec::new(),
+                groups: Vec::new(),
             },
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x7E47_C9C0),
             files: corpus.files.len(),
