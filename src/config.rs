@@ -62,15 +62,21 @@ pub const PRESETS: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// The environment: id, count, episode limit and its own options.
     pub env: EnvConfig,
+    /// Budget, seeding, scheduling, logging and checkpoints.
     #[serde(default)]
     pub run: RunConfig,
+    /// Encoder → optional LSTM core → policy and value heads.
     #[serde(default)]
     pub model: ModelConfig,
+    /// The A2C loss and returns (GAE or V-trace).
     #[serde(default)]
     pub algo: AlgoConfig,
+    /// The optimiser (RMSProp or Adam) and its learning rate.
     #[serde(default)]
     pub optim: OptimConfig,
+    /// The auxiliary loss: `kind = "cpc"` adds the CPC head (§3.4), `"none"` builds none.
     #[serde(default)]
     pub aux: AuxConfig,
 }
@@ -161,12 +167,15 @@ pub enum CoreKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
+    /// `auto` (MLP for vectors, IMPALA's conv net for `[H, W, C]` images), `mlp` or `conv`.
     pub encoder: EncoderKind,
     /// Hidden layer widths of the MLP encoder (SB3's default: [64, 64]).
     pub mlp_hidden: Vec<usize>,
+    /// Activation of the MLP encoder: `tanh` (SB3's default) or `relu`.
     pub activation: Activation,
     /// Width of the conv encoder's fully connected layer (IMPALA: 256).
     pub conv_fc: usize,
+    /// The recurrent core between encoder and heads: `none` or `lstm`.
     pub core: CoreKind,
     /// LSTM width (IMPALA: 256).
     pub lstm_hidden: usize,
@@ -221,11 +230,14 @@ pub enum Negatives {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuxConfig {
+    /// `cpc` (the CPC head) or `none` (no head, no parameters, no cost); `--aux`.
     pub kind: AuxKind,
     /// Weight of the InfoNCE loss in the total loss (Habitat / Sample Factory CPC|A: 0.1).
     pub weight: f64,
     /// K: steps ahead predicted, each with its own linear map W_k (paper: 30); < unroll.
     pub horizon: usize,
+    /// Where negatives come from: `sequence` (other steps of the same environment),
+    /// `batch` (other environments at the same step) or `both` (any other step).
     pub negatives: Negatives,
     /// Negatives per positive, sampled with replacement (Habitat: 20).
     pub num_negatives: usize,

@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod config_show;
 pub mod cpc;
 pub mod data;
 pub mod eval;

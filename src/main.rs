@@ -60,6 +60,12 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Show configs: `rlcpc config show PRESET` prints a preset (or a file) with every
+    /// key, its resolved value and its documentation; `rlcpc config list` the presets.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCommand,
+    },
     /// Evaluate a checkpoint: mean and standard deviation of the episode return.
     Eval {
         /// A checkpoint.safetensors written by `rlcpc train`.
@@ -74,6 +80,9 @@ enum Command {
         /// Sample actions from the policy instead of taking the most likely one.
         #[arg(long)]
         stochastic: bool,
+        /// Print one JSON object (mean, std, min, max, every return).
+        #[arg(long)]
+        json: bool,
     },
     /// Write the encoder's weights and config to a safetensors file, for the standalone
     /// trainers (and PyTorch's safetensors loader).
@@ -168,6 +177,9 @@ enum Command {
         /// output).
         #[arg(long, value_enum, default_value = "auto")]
         encoding: rlcpc::data::text::TextEncoding,
+        /// Print one JSON object (the setting and every row) instead of the table.
+        #[arg(long)]
+        json: bool,
         /// Images: average the features over GxG cells of the patch grid and
         /// concatenate them (1: one mean over the whole image, the paper's pooling).
         #[arg(long, default_value_t = 2, value_name = "G")]
@@ -266,6 +278,9 @@ enum Command {
         /// Learner device, as for train.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -346,6 +361,23 @@ enum CpcCommand {
 }
 
 #[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the resolved config, each key with its documentation, as TOML that
+    /// `--config` reads back.
+    Show {
+        /// A built-in preset (`rlcpc config list`) or a config file [default: the
+        /// `train` default, cartpole].
+        #[arg(value_name = "PRESET|FILE")]
+        name: Option<PathBuf>,
+        /// Override a value first, as for `train` (repeatable).
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// List the built-in presets and the command that reads each.
+    List,
+}
+
+#[derive(Subcommand)]
 enum EnvsCommand {
     /// Mean return of a reference policy: random and oracle (a scripted agent that reads
     /// the true state) bracket what a learning agent can reach.
@@ -367,6 +399,9 @@ enum EnvsCommand {
         /// `env.max_episode_steps` of a config.
         #[arg(long, default_value_t = 0)]
         max_episode_steps: usize,
+        /// Print one JSON object (mean, std, every return).
+        #[arg(long)]
+        json: bool,
     },
     /// An animated GIF of an episode: the first-person view beside a top-down map (with
     /// hidden things such as the watermaze platform shown), a strip flashing green or red
@@ -502,6 +537,7 @@ fn text_probe(
     data: &std::path::Path,
     encoding: rlcpc::data::text::TextEncoding,
     options: &rlcpc::pretrain::text::TextProbeOptions,
+    json: bool,
 ) -> Result<()> {
     use rlcpc::pretrain::text::{probe_text, TextNet};
     let (net, _vm) = TextNet::load(encoder)?;
@@ -514,6 +550,27 @@ fn text_probe(
     }
     let t0 = std::time::Instant::now();
     let (n, rows) = probe_text(&net, &encoder.display().to_string(), &set, options)?;
+    if json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "features": r.features, "dim": r.dim, "train_acc": r.cv.train,
+                    "test_acc": r.cv.mean, "test_acc_sd": r.cv.std,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "probe": "text", "target": "class", "data": data, "encoder": encoder,
+                "classes": set.classes.len(), "texts": n, "folds": options.folds,
+                "latin1": set.latin1, "unknown_word_share": net.unknown_share(&set.texts),
+                "rows": rows,
+            })
+        );
+        return Ok(());
+    }
     println!(
         "probe 'class' on {}: {} classes, {n} texts{}, {}-fold cross-validation, {:.1} s",
         data.display(),
@@ -553,6 +610,7 @@ fn image_probe(
     encoder: &std::path::Path,
     data: &std::path::Path,
     options: &rlcpc::pretrain::image::ImageProbeOptions,
+    json: bool,
 ) -> Result<()> {
     use rlcpc::data::images::{load_split, FolderSplit, Part};
     use rlcpc::pretrain::image::{probe_images, ImageNet};
@@ -608,6 +666,17 @@ fn image_probe(
     let t0 = std::time::Instant::now();
     let (n_tr, n_te, rows) =
         probe_images(&net, &encoder.display().to_string(), &train, &test, options)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "probe": "image", "target": "class", "data": data, "encoder": encoder,
+                "classes": train.classes.len(), "train": n_tr, "test": n_te,
+                "rows": rows.iter().map(score_json).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(());
+    }
     println!(
         "probe 'class' on {}: {} classes, {n_tr} train / {n_te} test images (at most --max-images of each part), {:.1} s",
         data.display(),
@@ -631,6 +700,14 @@ fn image_probe(
     Ok(())
 }
 
+/// One probe row as JSON: features, dim, λ and accuracies.
+fn score_json(r: &rlcpc::pretrain::audio::ProbeRow) -> serde_json::Value {
+    serde_json::json!({
+        "features": r.features, "dim": r.dim, "lambda": r.score.lambda,
+        "train_acc": r.score.train, "test_acc": r.score.test,
+    })
+}
+
 /// `rlcpc probe` on a recording: R² of ridge probes of the true state.
 fn belief_probe(
     encoder: &std::path::Path,
@@ -639,6 +716,7 @@ fn belief_probe(
     test_fraction: f64,
     encoder_only: bool,
     baselines: bool,
+    json: bool,
 ) -> Result<()> {
     use rlcpc::pretrain::frames::{probe_states, FramesNet, Source};
     let traj = rlcpc::data::trajectories::Trajectories::load(data)?;
@@ -688,6 +766,30 @@ fn belief_probe(
         encoder_only,
         baselines,
     )?;
+    if json {
+        let names: Vec<&str> = targets
+            .iter()
+            .map(|&j| traj.state_names[j].as_str())
+            .collect();
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "features": r.features, "dim": r.dim, "lambda": r.lambda,
+                    "r2": names.iter().zip(&r.r2).map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "probe": "belief", "data": data, "encoder": encoder, "env": traj.env.id,
+                "train_steps": n_tr, "test_steps": n_te, "test_fraction": test_fraction,
+                "rows": rows,
+            })
+        );
+        return Ok(());
+    }
     println!(
         "belief probe on {} ({} by {}): ridge regression of the true state, {n_tr} train / {n_te} test steps (test = the last {:.0}%, cut at an episode start); R² per variable",
         data.display(), traj.env.id, traj.policy, 100.0 * test_fraction
@@ -709,6 +811,60 @@ fn belief_probe(
         );
     }
     Ok(())
+}
+
+/// What `rlcpc bench` prints: an aligned table, or with `--json` one JSON object
+/// (`{"cases": [{"case", "median", "runs"}], "notes": [...]}`) at the end.
+struct BenchReport {
+    json: bool,
+    cases: std::cell::RefCell<Vec<serde_json::Value>>,
+    notes: std::cell::RefCell<Vec<String>>,
+}
+
+impl BenchReport {
+    fn new(json: bool) -> Self {
+        BenchReport {
+            json,
+            cases: Default::default(),
+            notes: Default::default(),
+        }
+    }
+
+    fn header(&self, line: String) {
+        if !self.json {
+            println!("{line}");
+        }
+    }
+
+    fn case(&self, name: impl std::fmt::Display, median: f64, runs: Vec<f64>) {
+        if self.json {
+            self.cases.borrow_mut().push(
+                serde_json::json!({ "case": name.to_string(), "median": median, "runs": runs }),
+            );
+        } else if median < 1000.0 {
+            println!("{name:<40} {median:>14.1}   {runs:?}");
+        } else {
+            println!("{name:<40} {median:>14.0}   {runs:?}");
+        }
+    }
+
+    fn note(&self, line: String) {
+        if self.json {
+            self.notes.borrow_mut().push(line.trim().to_string());
+        } else {
+            println!("{line}");
+        }
+    }
+
+    fn finish(&self) -> Result<()> {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({ "cases": *self.cases.borrow(), "notes": *self.notes.borrow() })
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The most episodes `eval` and `envs score` play (a long evaluation, not an endless one).
@@ -922,6 +1078,7 @@ fn run(cli: Cli) -> Result<()> {
             max_texts,
             bow_words,
             encoding,
+            json,
         } => {
             use rlcpc::nn::encoders::EncoderSpec;
             use rlcpc::pretrain::audio::{self, AudioNet, AudioProbeOptions};
@@ -980,6 +1137,7 @@ fn run(cli: Cli) -> Result<()> {
                         seed: 0,
                         bow_words,
                     },
+                    json,
                 );
             }
             let features = features.unwrap_or(audio::Pool::Context);
@@ -995,6 +1153,7 @@ fn run(cli: Cli) -> Result<()> {
                         pool_z: features == audio::Pool::Encoder,
                         grid: pool_grid,
                     },
+                    json,
                 );
             }
             if data.join(rlcpc::data::trajectories::FILE).exists() {
@@ -1011,6 +1170,7 @@ fn run(cli: Cli) -> Result<()> {
                     test_fraction.or(held_out).unwrap_or(0.2),
                     features == audio::Pool::Encoder,
                     !no_baselines,
+                    json,
                 );
             }
             let meta: Option<serde_json::Value> = rlcpc::checkpoint::Loaded::read(&encoder)
@@ -1076,6 +1236,18 @@ fn run(cli: Cli) -> Result<()> {
                     held_out,
                 },
             )?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "probe": "audio", "target": p.target, "data": data, "encoder": encoder,
+                        "layout": set.layout.name(), "classes": p.classes.len(),
+                        "train": p.n_train, "test": p.n_test, "split": split_text,
+                        "rows": p.rows.iter().map(score_json).collect::<Vec<_>>(),
+                    })
+                );
+                return Ok(());
+            }
             println!(
                 "probe '{}' on {} ({} layout): {} classes, {} train / {} test {}, {split_text}, {:.1} s",
                 p.target,
@@ -1292,14 +1464,29 @@ fn run(cli: Cli) -> Result<()> {
             episodes,
             seed,
             stochastic,
+            json,
         } => {
             if episodes == 0 || episodes > MAX_EPISODES {
                 bail!("--episodes must be in 1..={MAX_EPISODES}");
             }
             let r = rlcpc::eval::evaluate(&checkpoint, episodes, seed, stochastic)?;
             let (mean, std) = rlcpc::eval::mean_std(&r);
-            println!("mean return {mean:.2} +/- {std:.2} over {episodes} episodes (min {:.1}, max {:.1})",
-                r.iter().cloned().fold(f64::INFINITY, f64::min), r.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
+            let (min, max) = (
+                r.iter().cloned().fold(f64::INFINITY, f64::min),
+                r.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            );
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "checkpoint": checkpoint, "episodes": episodes, "seed": seed,
+                        "stochastic": stochastic, "mean": mean, "std": std,
+                        "min": min, "max": max, "returns": r,
+                    })
+                );
+            } else {
+                println!("mean return {mean:.2} +/- {std:.2} over {episodes} episodes (min {min:.1}, max {max:.1})");
+            }
         }
         Command::Plot {
             runs,
@@ -1325,6 +1512,25 @@ fn run(cli: Cli) -> Result<()> {
             };
             rlcpc::plot::draw(&curves, x_label, &metric, &out, (900, 540))?;
             println!("wrote {}", out.display());
+        }
+        Command::Config {
+            action: ConfigCommand::Show { name, overrides },
+        } => {
+            let (text, cmd) = rlcpc::config_show::show(name.as_deref(), &overrides)?;
+            println!(
+                "# Resolved config for `rlcpc {cmd}`{}; every key with its documentation.\n",
+                name.as_ref()
+                    .map_or(String::new(), |n| format!(" ({})", n.display()))
+            );
+            print!("{text}");
+        }
+        Command::Config {
+            action: ConfigCommand::List,
+        } => {
+            println!("{:<28} read by", "preset");
+            for (name, cmd) in rlcpc::config_show::presets() {
+                println!("{name:<28} rlcpc {cmd} --config {name}");
+            }
         }
         Command::ExportEncoder {
             checkpoint,
@@ -1370,6 +1576,7 @@ fn run(cli: Cli) -> Result<()> {
                     seed,
                     options,
                     max_episode_steps,
+                    json,
                 }),
         } => {
             if episodes == 0 || episodes > MAX_EPISODES {
@@ -1379,6 +1586,17 @@ fn run(cli: Cli) -> Result<()> {
             cfg.max_episode_steps = max_episode_steps;
             let r = rlcpc::eval::score(&cfg, policy, episodes, seed)?;
             let (mean, std) = rlcpc::eval::mean_std(&r);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "env": name, "policy": rlcpc::config::user_name(&policy),
+                        "episodes": episodes, "seed": seed, "mean": mean, "std": std,
+                        "returns": r,
+                    })
+                );
+                return Ok(());
+            }
             println!(
                 "{name} {}: mean return {mean:.3} +/- {std:.3} over {episodes} episodes",
                 rlcpc::config::user_name(&policy)
@@ -1454,7 +1672,9 @@ fn run(cli: Cli) -> Result<()> {
             solve,
             seeds,
             device: dev,
+            json,
         } => {
+            let report = BenchReport::new(json);
             if repeats == 0 {
                 bail!("--repeats must be at least 1 (the median of the runs is reported)");
             }
@@ -1477,15 +1697,14 @@ fn run(cli: Cli) -> Result<()> {
                 let runs: Vec<f64> = (0..repeats)
                     .map(|_| bench::audio_windows_per_sec(&cfg, audio_steps))
                     .collect::<Result<_>>()?;
-                println!(
-                    "{:<40} {:>14.1}   {:?}",
+                report.case(
                     format!("cpc audio {name} (windows/s)"),
                     bench::median(&runs),
                     runs.iter()
                         .map(|x| (x * 10.0).round() / 10.0)
-                        .collect::<Vec<_>>()
+                        .collect::<Vec<_>>(),
                 );
-                println!(
+                report.note(format!(
                     "{:<40} window {} samples, batch {}, {} channels, GRU {}, K = {}, {} threads",
                     "",
                     cfg.data.window,
@@ -1494,7 +1713,7 @@ fn run(cli: Cli) -> Result<()> {
                     cfg.model.context,
                     cfg.cpc.horizon,
                     std::thread::available_parallelism().map_or(1, |n| n.get())
-                );
+                ));
                 Ok(())
             };
             let image = |label: &str, overrides: &[String]| -> Result<()> {
@@ -1506,13 +1725,12 @@ fn run(cli: Cli) -> Result<()> {
                 let runs: Vec<f64> = (0..repeats)
                     .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), audio_steps))
                     .collect::<Result<_>>()?;
-                println!(
-                    "{:<40} {:>14.1}   {:?}",
+                report.case(
                     format!("cpc image {label} (images/s)"),
                     bench::median(&runs),
-                    runs.iter().map(|x| x.round()).collect::<Vec<_>>()
+                    runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
                 );
-                println!(
+                report.note(format!(
                     "{:<40} 28x28x1, {}x{} patches every {}, batch {}, {} features{}",
                     "",
                     cfg.model.patch,
@@ -1525,7 +1743,7 @@ fn run(cli: Cli) -> Result<()> {
                     } else {
                         format!(", {}", overrides.join(" "))
                     }
-                );
+                ));
                 Ok(())
             };
             let v2: Vec<String> = [
@@ -1545,13 +1763,12 @@ fn run(cli: Cli) -> Result<()> {
                 let runs: Vec<f64> = (0..repeats)
                     .map(|_| bench::sentences_per_sec(&cfg, audio_steps))
                     .collect::<Result<_>>()?;
-                println!(
-                    "{:<40} {:>14.1}   {:?}",
+                report.case(
                     "cpc text cpc-text (sentences/s)",
                     bench::median(&runs),
-                    runs.iter().map(|x| x.round()).collect::<Vec<_>>()
+                    runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
                 );
-                println!(
+                report.note(format!(
                     "{:<40} batch {} passages of {} sentences (5-40 words), vocabulary {}, embedding {}, {} features, GRU {}",
                     "",
                     cfg.train.batch,
@@ -1560,33 +1777,35 @@ fn run(cli: Cli) -> Result<()> {
                     cfg.model.embedding,
                     cfg.model.features,
                     cfg.model.context
-                );
+                ));
                 Ok(())
             };
             if audio_only {
-                println!("{:<40} {:>14}   runs", "case", "samples/s (median)");
+                report.header(format!(
+                    "{:<40} {:>14}   runs",
+                    "case", "samples/s (median)"
+                ));
                 audio("cpc-audio")?;
                 audio("cpc-audio-fsdd")?;
                 image("cpc-image-fashion", &[])?;
                 image("cpc-image-fashion + CPC-v2", &v2)?;
                 text()?;
-                return Ok(());
+                return report.finish();
             }
-            println!("{:<40} {:>14}   runs", "case", "steps/s (median)");
+            report.header(format!("{:<40} {:>14}   runs", "case", "steps/s (median)"));
             // Raw environment throughput, one thread (agent steps, action repeat included).
             for (name, cfg) in bench::env_cases() {
                 let runs: Vec<f64> = (0..repeats)
                     .map(|_| bench::env_steps_per_sec(&cfg, env_steps, env_seconds))
                     .collect::<Result<_>>()?;
-                println!(
-                    "{:<40} {:>14.0}   {:?}",
+                report.case(
                     format!("env {name}"),
                     bench::median(&runs),
-                    runs.iter().map(|x| x.round()).collect::<Vec<_>>()
+                    runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
                 );
             }
             if envs_only {
-                return Ok(());
+                return report.finish();
             }
             audio("cpc-audio")?;
             image("cpc-image-fashion", &[])?;
@@ -1599,42 +1818,38 @@ fn run(cli: Cli) -> Result<()> {
                     .map(|_| bench::train_steps_per_sec(&cfg, steps, &dev))
                     .collect::<Result<_>>()?;
                 let m = bench::median(&runs);
-                println!(
-                    "{:<40} {:>14.0}   {:?}",
-                    name,
-                    m,
-                    runs.iter().map(|x| x.round()).collect::<Vec<_>>()
-                );
+                report.case(name, m, runs.iter().map(|x| x.round()).collect::<Vec<_>>());
                 medians.push(m);
             }
             // Share of the time per step spent in the CPC head: 1 − t(none)/t(cpc).
-            println!(
+            report.note(format!(
                 "CPC head cost: {:.1}% of the time per env step (lstm cpc vs lstm none)",
                 100.0 * (1.0 - medians[2] / medians[1])
-            );
+            ));
             if solve {
                 for (name, cfg) in [("mlp, aux none", &mlp), ("lstm, aux cpc", &lstm)] {
                     let mut secs = Vec::new();
                     for &seed in &seeds {
                         match bench::solve(cfg, seed, &dev)? {
                             Some((st, s)) => {
-                                println!("solve {name}: seed {seed}: return >= {} at {st} steps, {s:.2} s", cfg.run.target_return);
+                                report.note(format!("solve {name}: seed {seed}: return >= {} at {st} steps, {s:.2} s", cfg.run.target_return));
                                 secs.push(s);
                             }
-                            None => println!(
+                            None => report.note(format!(
                                 "solve {name}: seed {seed}: not solved within {} steps",
                                 cfg.run.total_steps
-                            ),
+                            )),
                         }
                     }
-                    println!(
+                    report.note(format!(
                         "solve {name}: {}/{} seeds solved, median {:.2} s",
                         secs.len(),
                         seeds.len(),
                         bench::median(&secs)
-                    );
+                    ));
                 }
             }
+            report.finish()?;
         }
     }
     Ok(())

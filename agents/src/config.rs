@@ -106,6 +106,7 @@ pub enum OptimKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
+    /// `rmsprop` (A2C's and IMPALA's) or `adam`.
     pub kind: OptimKind,
     /// Learning rate (SB3 A2C: 7e-4).
     pub lr: f64,

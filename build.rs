@@ -1,0 +1,79 @@
+//! Collects the doc comment of every field of the config structs, so that
+//! `rlcpc config show` prints each key with its documentation (the serde structs are the
+//! one source of both; nothing is written twice).
+
+use std::fmt::Write;
+
+/// The files that define config structs, relative to the crate root.
+const FILES: &[&str] = &[
+    "src/config.rs",
+    "agents/src/config.rs",
+    "envs/src/registry.rs",
+    "src/pretrain/mod.rs",
+    "src/pretrain/audio.rs",
+    "src/pretrain/image.rs",
+    "src/pretrain/text.rs",
+    "src/pretrain/frames.rs",
+    "src/data/images.rs",
+    "src/nn/patches.rs",
+];
+
+fn main() {
+    let mut out = String::from(
+        "/// `(file, struct, [(field, type, doc)])` of every struct with named public fields.\n\
+         pub const STRUCTS: &[(&str, &str, &[(&str, &str, &str)])] = &[\n",
+    );
+    for file in FILES {
+        println!("cargo:rerun-if-changed={file}");
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let mut current: Option<(String, Vec<(String, String, String)>)> = None;
+        let mut doc: Vec<String> = Vec::new();
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(rest) = line.strip_prefix("pub struct ") {
+                if let Some(name) = rest.strip_suffix(" {") {
+                    current = Some((name.trim().to_string(), Vec::new()));
+                }
+                doc.clear();
+                continue;
+            }
+            let Some((_, fields)) = current.as_mut() else {
+                continue;
+            };
+            if line.starts_with('}') {
+                let (name, fields) = current.take().expect("in a struct");
+                if !fields.is_empty() {
+                    write!(out, "    ({file:?}, {name:?}, &[").unwrap();
+                    for (f, ty, d) in fields {
+                        write!(out, "({f:?}, {ty:?}, {d:?}), ").unwrap();
+                    }
+                    out.push_str("]),\n");
+                }
+                doc.clear();
+                continue;
+            }
+            if let Some(d) = t.strip_prefix("///") {
+                doc.push(d.trim().to_string());
+            } else if let Some(rest) = t.strip_prefix("pub ") {
+                if let Some((field, ty)) = rest.split_once(':') {
+                    let ty = ty.trim().trim_end_matches(',');
+                    // `Option<a::b::T>` → `T`: the struct a nested table is read into.
+                    let inner = ty
+                        .trim_start_matches("Option<")
+                        .trim_end_matches('>')
+                        .rsplit("::")
+                        .next()
+                        .unwrap_or(ty);
+                    fields.push((field.trim().to_string(), inner.to_string(), doc.join(" ")));
+                }
+                doc.clear();
+            } else if !t.starts_with("#[") {
+                doc.clear();
+            }
+        }
+    }
+    out.push_str("];\n");
+    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("config_docs.rs");
+    std::fs::write(dest, out).expect("write config_docs.rs");
+}
