@@ -181,6 +181,17 @@ pub fn checkpoint_path(path: &Path) -> std::path::PathBuf {
     }
 }
 
+/// A run directory stands for its encoder: a trainer run's `encoder.safetensors`, else
+/// an agent run's checkpoint.
+pub fn encoder_path(path: &Path) -> std::path::PathBuf {
+    let enc = path.join(crate::run_dir::ENCODER);
+    if path.is_dir() && enc.exists() {
+        enc
+    } else {
+        checkpoint_path(path)
+    }
+}
+
 /// Returns of `episodes` episodes of the checkpoint's policy on its own environment,
 /// the first reset with `seed`.
 pub fn evaluate(path: &Path, episodes: usize, seed: u64, stochastic: bool) -> Result<Vec<f64>> {

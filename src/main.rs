@@ -118,8 +118,8 @@ enum Command {
     /// `cpc frames` run (belief probing), next to a random-init network and the raw
     /// observation.
     Probe {
-        /// An encoder file (encoder.safetensors of a trainer, `rlcpc export-encoder`) or
-        /// an agent checkpoint.
+        /// An encoder file (encoder.safetensors of a trainer, `rlcpc export-encoder`), an
+        /// agent checkpoint, or a run directory (its encoder, else its checkpoint).
         #[arg(long, value_name = "PATH")]
         encoder: PathBuf,
         /// An audio directory, a directory written by `rlcpc record`, an image set, or a
@@ -1085,6 +1085,7 @@ fn run(cli: Cli) -> Result<()> {
             if max_texts == 0 || max_images == 0 || max_frames == 0 || iters == 0 {
                 bail!("--max-texts, --max-images, --max-frames and --iters must be at least 1");
             }
+            let encoder = rlcpc::eval::encoder_path(&encoder);
             // What the file is decides what data it can be probed on.
             let (spec, file) = rlcpc::eval::read_encoder(&encoder)?;
             let is_agent = file.metadata.contains_key("rlcpc.net_spec");

@@ -903,8 +903,35 @@ fn record_then_belief_probe_and_cpc_frames_feed_an_agent() {
         &init,
     ]);
     assert!(t.contains("done"), "{t}");
-    // The agent starts from exactly those weights: its checkpoint's encoder after 0
-    // updates would equal them; with a different width it is refused.
+    // The agent starts from exactly those weights (its learner, built as `train` builds
+    // it, holds the file's encoder tensors); with a different width it is refused.
+    {
+        use rlcpc_agents::PolicyNetwork;
+        let cfg = rlcpc::config::Config::load(Some(Path::new("cartpole-masked")), &[init.clone()])
+            .unwrap();
+        let spec = rlcpc::train::net_spec(&cfg).unwrap();
+        let learner = rlcpc::train::build_learner(&cfg, &spec, &candle_core::Device::Cpu).unwrap();
+        let file = rlcpc::checkpoint::Loaded::read_as(&enc, "encoder file").unwrap();
+        let mut compared = 0;
+        for (name, var) in learner.net.vars() {
+            if name.starts_with("encoder.") {
+                let got = var
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                let want = file.tensors[&name]
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap();
+                assert_eq!(got, want, "{name} differs from the file's");
+                compared += 1;
+            }
+        }
+        assert!(compared >= 2, "no encoder tensors compared");
+    }
     let e = fails(&[
         "train",
         "--quiet",

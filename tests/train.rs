@@ -175,7 +175,11 @@ fn async_mode_trains_with_vtrace_and_logs_lag() {
                 .unwrap()
         })
         .collect();
-    assert!(lags.iter().all(|l| l.is_finite() && *l >= 0.0), "{lags:?}");
+    // Two workers that never wait: the learner is ahead of some behaviour policy.
+    assert!(
+        lags.iter().any(|&l| l > 0.0),
+        "async mode never lagged: {lags:?}"
+    );
     assert!(
         s.mean_return.unwrap() > 30.0,
         "async run learnt nothing: {:?}",
