@@ -18,15 +18,20 @@ const FILES: &[&str] = &[
     "src/nn/patches.rs",
 ];
 
+/// `(field, type, doc)` of one struct field.
+type Field = (String, String, String);
+
 fn main() {
     let mut out = String::from(
-        "/// `(file, struct, [(field, type, doc)])` of every struct with named public fields.\n\
-         pub const STRUCTS: &[(&str, &str, &[(&str, &str, &str)])] = &[\n",
+        "/// `(field, type, doc)`.\n\
+         pub type FieldDoc = (&'static str, &'static str, &'static str);\n\
+         /// `(file, struct, fields)` of every struct with named public fields.\n\
+         pub const STRUCTS: &[(&str, &str, &[FieldDoc])] = &[\n",
     );
     for file in FILES {
         println!("cargo:rerun-if-changed={file}");
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        let mut current: Option<(String, Vec<(String, String, String)>)> = None;
+        let mut current: Option<(String, Vec<Field>)> = None;
         let mut doc: Vec<String> = Vec::new();
         for line in text.lines() {
             let t = line.trim();

@@ -10,7 +10,7 @@ use crate::pretrain::TrainerConfig;
 
 include!(concat!(env!("OUT_DIR"), "/config_docs.rs"));
 
-type Fields = &'static [(&'static str, &'static str, &'static str)];
+type Fields = &'static [FieldDoc];
 
 /// The fields of struct `name`, preferring the one defined in `file`.
 fn fields(file: &str, name: &str) -> Option<Fields> {
@@ -163,13 +163,13 @@ pub fn show(name: Option<&Path>, overrides: &[String]) -> Result<(String, &'stat
         Some(p) => {
             let mut errors = Vec::new();
             let mut found = None;
-            for k in 0..KINDS.len() {
+            for (k, kind) in KINDS.iter().enumerate() {
                 match resolved(k, Some(p), overrides) {
                     Ok(_) => {
                         found = Some(k);
                         break;
                     }
-                    Err(e) => errors.push(format!("as a `{}` config: {e:#}", KINDS[k].0)),
+                    Err(e) => errors.push(format!("as a `{}` config: {e:#}", kind.0)),
                 }
             }
             match found {

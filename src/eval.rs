@@ -34,13 +34,11 @@ impl TrainedPolicy {
                 path.display()
             );
         }
-        if !ck.metadata.contains_key("rlcpc.config") {
-            if ck.metadata.contains_key(ENCODER_SPEC_KEY) {
-                anyhow::bail!(
-                    "'{}' is an encoder file, not an agent checkpoint (written by `rlcpc train`)",
-                    path.display()
-                );
-            }
+        if !ck.metadata.contains_key("rlcpc.config") && ck.metadata.contains_key(ENCODER_SPEC_KEY) {
+            anyhow::bail!(
+                "'{}' is an encoder file, not an agent checkpoint (written by `rlcpc train`)",
+                path.display()
+            );
         }
         let toml: String = ck.meta("rlcpc.config")?;
         let config = Config::from_toml(&toml, &format!("{} (embedded config)", path.display()))?;

@@ -907,8 +907,11 @@ fn record_then_belief_probe_and_cpc_frames_feed_an_agent() {
     // it, holds the file's encoder tensors); with a different width it is refused.
     {
         use rlcpc_agents::PolicyNetwork;
-        let cfg = rlcpc::config::Config::load(Some(Path::new("cartpole-masked")), &[init.clone()])
-            .unwrap();
+        let cfg = rlcpc::config::Config::load(
+            Some(Path::new("cartpole-masked")),
+            std::slice::from_ref(&init),
+        )
+        .unwrap();
         let spec = rlcpc::train::net_spec(&cfg).unwrap();
         let learner = rlcpc::train::build_learner(&cfg, &spec, &candle_core::Device::Cpu).unwrap();
         let file = rlcpc::checkpoint::Loaded::read_as(&enc, "encoder file").unwrap();

@@ -434,7 +434,7 @@ fn s3_4_cpc_frames_never_trains_on_the_belief_probes_test_part() {
     let traj = rlcpc::data::trajectories::Trajectories::load(&rec).unwrap();
     let cut = rlcpc::pretrain::frames::test_cut(&traj, 0.2).unwrap();
     assert!(
-        cut >= 800 && cut < 1000 && traj.first[cut] == 1.0,
+        (800..1000).contains(&cut) && traj.first[cut] == 1.0,
         "cut {cut}"
     );
     let f = rlcpc::checkpoint::Loaded::read_as(&run.join("encoder.safetensors"), "encoder file")

@@ -172,7 +172,7 @@ fn numeric_gradient(
         let dims = var.dims().to_vec();
         let mut g = vec![0f64; base.len()];
         for i in 0..base.len() {
-            let mut at = |d: f32| {
+            let at = |d: f32| {
                 let mut p = base.clone();
                 p[i] += d;
                 var.set(&Tensor::from_vec(p, dims.clone(), &Device::Cpu).unwrap())

@@ -79,7 +79,7 @@ fn st_read(p: &Path) -> (serde_json::Value, Vec<u8>) {
 
 fn st_write(p: &Path, h: &serde_json::Value, data: &[u8]) {
     let mut hb = serde_json::to_vec(h).unwrap();
-    while hb.len() % 8 != 0 {
+    while !hb.len().is_multiple_of(8) {
         hb.push(b' ');
     }
     let mut out = (hb.len() as u64).to_le_bytes().to_vec();
