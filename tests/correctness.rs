@@ -6,40 +6,18 @@
 //! the A2C update (S3-6) in `tests/learner.rs`.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use rand::SeedableRng;
 
-fn rlcpc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlcpc"))
-        .args(args)
-        .env_remove("RLCPC_INJECT_WORKER_PANIC")
-        .output()
-        .expect("runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::s;
 
 fn ok(args: &[&str]) -> String {
-    let o = rlcpc(args);
-    assert!(o.status.success(), "rlcpc {args:?} failed:\n{}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    common::ok_split(args).0
 }
 
 fn fails(args: &[&str]) -> String {
-    let o = rlcpc(args);
-    assert_eq!(o.status.code(), Some(1), "rlcpc {args:?}:\n{}", text(&o));
-    text(&o)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::fails_with(args, &[])
 }
 
 /// A 16×16 RGB PNG whose pixels depend on `seed` (every image differs).

@@ -3,29 +3,9 @@
 //! text in other encodings, run directories where a checkpoint is asked for.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn rlcpc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rlcpc"))
-        .args(args)
-        .env_remove("RLCPC_INJECT_WORKER_PANIC")
-        .output()
-        .expect("runs")
-}
-
-fn ok(args: &[&str]) -> (String, String) {
-    let o = rlcpc(args);
-    let (out, err) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
-    assert!(o.status.success(), "rlcpc {args:?} failed:\n{out}{err}");
-    (out, err)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{ok_split as ok, rlcpc, s};
 
 #[test]
 fn aux_cpc_and_none_work_on_every_preset() {

@@ -3,52 +3,15 @@
 //! binary as a user meets it. Each test is named after its finding.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rlcpc"));
-    c.env_remove("RLCPC_INJECT_WORKER_PANIC");
-    c
-}
-
-fn rlcpc(args: &[&str]) -> Output {
-    bin().args(args).output().expect("runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::{bin, fails_with, s, text};
 
 fn ok(args: &[&str]) -> String {
-    let o = rlcpc(args);
-    assert!(o.status.success(), "rlcpc {args:?} failed:\n{}", text(&o));
-    text(&o)
-}
-
-/// Fails with exit code 1 (an error message, not a panic or an abort) whose text holds
-/// every one of `needles`.
-fn fails_with(args: &[&str], needles: &[&str]) -> String {
-    let o = rlcpc(args);
-    let t = text(&o);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "rlcpc {args:?}: expected exit 1:\n{t}"
-    );
-    assert!(!t.contains("panicked"), "rlcpc {args:?} panicked:\n{t}");
-    for n in needles {
-        assert!(t.contains(n), "rlcpc {args:?}: no '{n}' in:\n{t}");
-    }
-    t
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    let (out, err) = common::ok_split(args);
+    out + &err
 }
 
 /// A finished CartPole MLP run (3000 steps) in `dir`.
@@ -175,6 +138,29 @@ fn tiny_audio_args<'a>(data: &'a Path, out: &'a Path) -> Vec<&'a str> {
         "--set",
         "data.window=2400",
     ]
+}
+
+/// An LSTM + CPC run into `run` that would take hours: it is stopped by a signal.
+fn long_train(run: &Path) -> std::process::Child {
+    bin()
+        .args([
+            "train",
+            "--quiet",
+            "--config",
+            "cartpole-lstm-cpc",
+            "--out",
+            s(run),
+            "--set",
+            "run.total_steps=500000000",
+            "--set",
+            "run.target_return=0",
+            "--set",
+            "run.log_every=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// Sends `sig` to `pid`.
@@ -321,25 +307,7 @@ fn f3_sigterm_and_sighup_write_a_final_checkpoint() {
     for sig in [libc::SIGTERM, libc::SIGHUP] {
         let t = tempfile::tempdir().unwrap();
         let run = t.path().join("r");
-        let child = bin()
-            .args([
-                "train",
-                "--quiet",
-                "--config",
-                "cartpole-lstm-cpc",
-                "--out",
-                s(&run),
-                "--set",
-                "run.total_steps=500000000",
-                "--set",
-                "run.target_return=0",
-                "--set",
-                "run.log_every=1",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = long_train(&run);
         wait_for(&run.join("metrics.jsonl"));
         signal(child.id(), sig);
         let o = child.wait_with_output().unwrap();
@@ -574,23 +542,7 @@ fn f7_no_command_overwrites_a_run_or_a_recording() {
 fn f8_a_run_directory_in_use_is_refused_naming_the_holder() {
     let t = tempfile::tempdir().unwrap();
     let run = t.path().join("two");
-    let child = bin()
-        .args([
-            "train",
-            "--quiet",
-            "--config",
-            "cartpole-lstm-cpc",
-            "--out",
-            s(&run),
-            "--set",
-            "run.total_steps=500000000",
-            "--set",
-            "run.target_return=0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = long_train(&run);
     wait_for(&run.join("run.lock"));
     let pid = child.id().to_string();
     fails_with(

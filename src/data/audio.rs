@@ -411,6 +411,16 @@ pub fn decode(path: &Path) -> Result<(Vec<f32>, u32), String> {
     Ok((x, rate))
 }
 
+/// Whether a header's samples can be read: refuses 0 or more than 32 bits and 0
+/// channels; `false` for a rate outside [`SAMPLE_RATES`], which `decode` refuses
+/// without reading what the broken header sizes.
+fn header_fits(bits: u32, channels: u32, rate: u32) -> Result<bool, String> {
+    if !(1..=32).contains(&bits) || channels == 0 {
+        return Err(format!("{bits} bits per sample, {channels} channels"));
+    }
+    Ok(SAMPLE_RATES.contains(&rate))
+}
+
 fn decode_raw(path: &Path) -> Result<(Vec<f32>, u32), String> {
     let ext = path
         .extension()
@@ -419,13 +429,7 @@ fn decode_raw(path: &Path) -> Result<(Vec<f32>, u32), String> {
     if ext.as_deref() == Some("flac") {
         let mut r = claxon::FlacReader::open(path).map_err(|e| e.to_string())?;
         let info = r.streaminfo();
-        if !(1..=32).contains(&info.bits_per_sample) || info.channels == 0 {
-            return Err(format!(
-                "{} bits per sample, {} channels",
-                info.bits_per_sample, info.channels
-            ));
-        }
-        if !SAMPLE_RATES.contains(&info.sample_rate) {
+        if !header_fits(info.bits_per_sample, info.channels, info.sample_rate)? {
             return Ok((Vec::new(), info.sample_rate));
         }
         let scale = 1.0 / (1u64 << (info.bits_per_sample - 1)) as f32;
@@ -438,14 +442,11 @@ fn decode_raw(path: &Path) -> Result<(Vec<f32>, u32), String> {
     } else {
         let mut r = hound::WavReader::open(path).map_err(|e| e.to_string())?;
         let spec = r.spec();
-        if !(1..=32).contains(&spec.bits_per_sample) || spec.channels == 0 {
-            return Err(format!(
-                "{} bits per sample, {} channels",
-                spec.bits_per_sample, spec.channels
-            ));
-        }
-        if !SAMPLE_RATES.contains(&spec.sample_rate) {
-            // Refused by `decode` without reading what the broken header sizes.
+        if !header_fits(
+            spec.bits_per_sample as u32,
+            spec.channels as u32,
+            spec.sample_rate,
+        )? {
             return Ok((Vec::new(), spec.sample_rate));
         }
         let samples = match spec.sample_format {

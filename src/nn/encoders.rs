@@ -380,10 +380,10 @@ impl crate::checkpoint::ParamCount for EncoderSpec {
                 fc,
                 ..
             } => {
-                let f = |x: usize| (x.saturating_sub(8) / 4 + 1).saturating_sub(4) / 2 + 1;
+                let (h2, w2) = EncoderSpec::conv_out(*height, *width).unwrap_or((0, 0));
                 prod(&[16, *channels, 64])
                     .saturating_add(prod(&[32, 16, 16]))
-                    .saturating_add(prod(&[*fc, 32, f(*height), f(*width)]))
+                    .saturating_add(prod(&[*fc, 32, h2, w2]))
             }
             EncoderSpec::Audio {
                 channels, kernels, ..

@@ -1,0 +1,56 @@
+//! Running the `rlcpc` binary from the integration tests that drive it as a user does.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The binary, with the test-only worker-panic hook cleared.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rlcpc"));
+    c.env_remove("RLCPC_INJECT_WORKER_PANIC");
+    c
+}
+
+pub fn rlcpc(args: &[&str]) -> Output {
+    bin().args(args).output().expect("runs")
+}
+
+/// Standard output and error together.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `args`, which must succeed; returns (stdout, stderr).
+pub fn ok_split(args: &[&str]) -> (String, String) {
+    let o = rlcpc(args);
+    assert!(o.status.success(), "rlcpc {args:?} failed:\n{}", text(&o));
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Runs `args`, which must fail with exit code 1 (an error, not a panic or an abort)
+/// and a message holding every one of `needles`; returns the output.
+pub fn fails_with(args: &[&str], needles: &[&str]) -> String {
+    let o = rlcpc(args);
+    let t = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "rlcpc {args:?}: expected exit 1:\n{t}"
+    );
+    assert!(!t.contains("panicked"), "rlcpc {args:?} panicked:\n{t}");
+    for n in needles {
+        assert!(t.contains(n), "rlcpc {args:?}: no '{n}' in:\n{t}");
+    }
+    t
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
