@@ -151,7 +151,8 @@ impl Logistic {
         ))
     }
 
-    /// Fits by full-batch Adam (a convex problem: it converges to the unique optimum).
+    /// Fits by full-batch Adam for `iters` steps (a convex problem with one optimum; a
+    /// fixed budget approaches it, more slowly for weak regularisation).
     pub fn fit(f: &Features, y: &[usize], k: usize, lambda: f32, iters: usize) -> Logistic {
         let mut m = Logistic {
             k,

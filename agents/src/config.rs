@@ -96,7 +96,9 @@ impl AlgoConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimKind {
-    /// RMSProp as in IMPALA and SB3's A2C (PyTorch form: ε outside the square root).
+    /// RMSProp in PyTorch's form (ε outside the square root, mean square starting at 0),
+    /// as SB3's A2C uses it; IMPALA used TensorFlow's (ε inside the root, mean square
+    /// starting at 1), which differs in the first updates.
     Rmsprop,
     /// Adam (Kingma & Ba 2015) without weight decay.
     Adam,

@@ -42,12 +42,20 @@ pub struct Runner {
     handles: Vec<JoinHandle<()>>,
 }
 
-/// Test hook: `RLCPC_INJECT_WORKER_PANIC=W:N` makes worker W panic at its N-th unroll,
-/// so that tests can check that a failing worker stops the run with its message.
+/// Test hook (feature `test-hooks`, on only in this workspace's test builds):
+/// `RLCPC_INJECT_WORKER_PANIC=W:N` makes worker W panic at its N-th unroll, so that tests
+/// can check that a failing worker stops the run with its message.
+#[cfg(feature = "test-hooks")]
 fn injected_panic(worker: usize) -> Option<usize> {
     let v = std::env::var("RLCPC_INJECT_WORKER_PANIC").ok()?;
     let (w, n) = v.split_once(':')?;
     (w.parse::<usize>().ok()? == worker).then(|| n.parse().ok())?
+}
+
+/// Release builds have no hook.
+#[cfg(not(feature = "test-hooks"))]
+fn injected_panic(_worker: usize) -> Option<usize> {
+    None
 }
 
 impl Runner {

@@ -550,7 +550,8 @@ pub fn load_corpus(cfg: &DataSection, dir: &Path, strict: bool) -> Result<AudioS
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Pool {
-    /// Context vectors c_t (GRU outputs) averaged over the utterance (the paper's choice).
+    /// Context vectors c_t (GRU outputs) averaged over the utterance (a choice of ours:
+    /// the paper does not say how its speaker probe pools over time).
     Context,
     /// Encoder outputs z_t averaged over the utterance.
     Encoder,
