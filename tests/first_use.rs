@@ -201,3 +201,59 @@ fn latin1_text_is_read_and_said_and_labels_split_at_any_whitespace() {
         c.documents[1]
     );
 }
+
+#[test]
+fn manifest_csv_reads_quoted_fields_with_commas() {
+    use rlcpc::data::audio::{AudioSet, Layout, LoadOptions};
+    let t = tempfile::tempdir().unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    for name in ["take 1, final.wav", "plain.wav"] {
+        let mut w = hound::WavWriter::create(t.path().join(name), spec).unwrap();
+        for i in 0..1600 {
+            w.write_sample(((i as f32 / 7.0).sin() * 8000.0) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    std::fs::write(
+        t.path().join("manifest.csv"),
+        "path,speaker,note\n\"take 1, final.wav\",\"Smith, J.\",\"said \"\"hi\"\"\"\nplain.wav,ann,x\n",
+    )
+    .unwrap();
+    let set = AudioSet::load(
+        t.path(),
+        &LoadOptions {
+            layout: Layout::Auto,
+            strict: true,
+            sample_rate: 16000,
+            max_files: 0,
+        },
+    )
+    .unwrap();
+    assert_eq!(set.utterances.len(), 2);
+    let u = set
+        .utterances
+        .iter()
+        .find(|u| u.path == Path::new("take 1, final.wav"))
+        .unwrap();
+    assert_eq!(u.labels["speaker"], "Smith, J.");
+    assert_eq!(u.labels["note"], "said \"hi\"");
+    // A row with a missing field is refused, naming the line.
+    std::fs::write(t.path().join("manifest.csv"), "path,speaker\nplain.wav\n").unwrap();
+    let e = AudioSet::load(
+        t.path(),
+        &LoadOptions {
+            layout: Layout::Auto,
+            strict: true,
+            sample_rate: 16000,
+            max_files: 0,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("manifest.csv") && e.contains("line 2"), "{e}");
+}
