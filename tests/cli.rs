@@ -328,10 +328,8 @@ fn ctrl_c_writes_a_final_checkpoint() {
         assert!(t0.elapsed().as_secs() < 60, "training never started");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    // SAFETY: kill(2) on this test's child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let o = child.wait_with_output().unwrap();
     let t = text(&o);
     assert!(o.status.success(), "{t}");
