@@ -215,7 +215,8 @@ fn manifest_csv_reads_quoted_fields_with_commas() {
     for name in ["take 1, final.wav", "plain.wav"] {
         let mut w = hound::WavWriter::create(t.path().join(name), spec).unwrap();
         for i in 0..1600 {
-            w.write_sample(((i as f32 / 7.0).sin() * 8000.0) as i16).unwrap();
+            w.write_sample(((i as f32 / 7.0).sin() * 8000.0) as i16)
+                .unwrap();
         }
         w.finalize().unwrap();
     }
