@@ -429,6 +429,17 @@ fn f5_devices_fifos_and_symlinks_to_them_are_refused_without_reading() {
         );
         assert!(t0.elapsed() < Duration::from_secs(20), "slow refusal");
     }
+    // A FIFO named like an audio file in a corpus is skipped, not read forever.
+    let data = t.path().join("audio");
+    good_corpus(&data);
+    let c = std::ffi::CString::new(s(&data.join("9_zed_0.wav"))).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let o = ok(&tiny_audio_args(&data, &t.path().join("a")));
+    assert!(
+        o.contains("9_zed_0.wav") && o.contains("not a regular file"),
+        "{o}"
+    );
 }
 
 #[test]

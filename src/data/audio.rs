@@ -422,6 +422,12 @@ fn header_fits(bits: u32, channels: u32, rate: u32) -> Result<bool, String> {
 }
 
 fn decode_raw(path: &Path) -> Result<(Vec<f32>, u32), String> {
+    // A FIFO or device named .wav would block or never end: regular files only.
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err("not a regular file (a device, FIFO or socket)".into()),
+        Err(e) => return Err(e.to_string()),
+    }
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
