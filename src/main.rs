@@ -1164,6 +1164,11 @@ fn run(cli: Cli) -> Result<()> {
                     .ok()
                     .and_then(|f| f.meta::<serde_json::Value>("rlcpc.data").ok())
                     .and_then(|m| m.get("test_fraction").and_then(|v| v.as_f64()));
+                if let (Some(asked), Some(held)) = (test_fraction, held_out) {
+                    if asked > held {
+                        eprintln!("note: --test-fraction {asked} is larger than the {held} the encoder's trainer held out: on the recording it was trained on, the first part of this test part was training data");
+                    }
+                }
                 return belief_probe(
                     &encoder,
                     &data,

@@ -22,47 +22,57 @@ pub const CHECKPOINT: &str = "checkpoint.safetensors";
 /// The exported encoder of a trainer run.
 pub const ENCODER: &str = "encoder.safetensors";
 
-/// A locked run directory; the lock goes when this is dropped.
+/// A locked run directory. The lock is an OS advisory lock on `run.lock` (held as long
+/// as the file is open, released by the OS even when the process is killed); the file
+/// holds the holder's PID for messages and is emptied when the run ends.
 pub struct RunDir {
     pub path: PathBuf,
-    lock: PathBuf,
+    lock: std::fs::File,
 }
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.lock);
+        let _ = self.lock.set_len(0);
     }
 }
 
-/// Whether a process with this PID is running (Linux: `/proc/PID`; elsewhere a lock
-/// is taken as live).
-fn alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
-    }
+/// The PID written in `dir`'s lock file, for messages.
+fn written_pid(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(LOCK))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
-/// The live process holding `dir`'s lock, if any (checked without taking it).
-pub fn holder(dir: &Path) -> Option<u32> {
-    let pid = std::fs::read_to_string(dir.join(LOCK))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    (pid != std::process::id() && alive(pid)).then_some(pid)
+fn in_use(dir: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "run directory '{}' is in use by process {} (it holds the lock on '{}')",
+        dir.display(),
+        written_pid(dir),
+        dir.join(LOCK).display()
+    )
+}
+
+/// Whether another process holds `dir`'s lock (checked by trying to take it).
+pub fn held(dir: &Path) -> bool {
+    let Ok(f) = std::fs::OpenOptions::new().write(true).open(dir.join(LOCK)) else {
+        return false;
+    };
+    match f.try_lock() {
+        Ok(()) => {
+            let _ = f.unlock();
+            false
+        }
+        Err(_) => true,
+    }
 }
 
 /// The start rules of [`RunDir::open`] checked without creating or locking anything
 /// (so that a command can refuse before it reads its data).
 pub fn check_free(dir: &Path, resume: bool) -> Result<()> {
-    if let Some(pid) = holder(dir) {
-        bail!(
-            "run directory '{}' is in use by process {pid} (lock file '{}'; remove it if that process is not an rlcpc run)",
-            dir.display(),
-            dir.join(LOCK).display()
-        );
+    if held(dir) {
+        return Err(in_use(dir));
     }
     let ck = dir.join(CHECKPOINT);
     if !resume && ck.exists() {
@@ -77,61 +87,38 @@ pub fn check_free(dir: &Path, resume: bool) -> Result<()> {
 
 impl RunDir {
     /// Creates and locks `path`. A fresh run (`resume` false) is refused where a
-    /// checkpoint exists; a resumed one where none does. A lock held by a live process
-    /// is refused naming it; a stale one (its process gone) is taken over.
+    /// checkpoint exists; a resumed one where none does. A lock held by another process
+    /// is refused naming it; a lock file left by a process that is gone holds no lock.
     pub fn open(path: &Path, resume: bool) -> Result<RunDir> {
         if path.exists() && !path.is_dir() {
             bail!("--out '{}' is a file, not a run directory", path.display());
         }
         std::fs::create_dir_all(path)
             .with_context(|| format!("cannot create run directory '{}'", path.display()))?;
-        let lock = path.join(LOCK);
-        for _ in 0..3 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&lock)
-            {
-                Ok(mut f) => {
-                    write!(f, "{}", std::process::id())
-                        .with_context(|| format!("cannot write '{}'", lock.display()))?;
-                    let dir = RunDir {
-                        path: path.to_path_buf(),
-                        lock,
-                    };
-                    dir.check_start(resume)?;
-                    return Ok(dir);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&lock).unwrap_or_default();
-                    match holder.trim().parse::<u32>() {
-                        Ok(pid) if pid != std::process::id() && alive(pid) => bail!(
-                            "run directory '{}' is in use by process {pid} (lock file '{}'; remove it if that process is not an rlcpc run)",
-                            path.display(),
-                            lock.display()
-                        ),
-                        // A lock being written, or left by a process that is gone.
-                        Err(_) if holder.is_empty() => {
-                            std::thread::sleep(std::time::Duration::from_millis(200));
-                            if std::fs::read_to_string(&lock).unwrap_or_default().is_empty() {
-                                let _ = std::fs::remove_file(&lock);
-                            }
-                        }
-                        _ => {
-                            let _ = std::fs::remove_file(&lock);
-                        }
-                    }
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create '{}'", lock.display()))
-                }
+        let lock_path = path.join(LOCK);
+        let mut lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot create '{}'", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(in_use(path)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock '{}'", lock_path.display()))
             }
         }
-        bail!(
-            "cannot lock run directory '{}' (lock file '{}')",
-            path.display(),
-            lock.display()
-        )
+        lock.set_len(0)
+            .and_then(|_| write!(lock, "{}", std::process::id()))
+            .and_then(|_| lock.flush())
+            .with_context(|| format!("cannot write '{}'", lock_path.display()))?;
+        let dir = RunDir {
+            path: path.to_path_buf(),
+            lock,
+        };
+        dir.check_start(resume)?;
+        Ok(dir)
     }
 
     fn check_start(&self, resume: bool) -> Result<()> {
@@ -207,8 +194,9 @@ impl RunDir {
     }
 }
 
-/// Keeps the lines of `path` whose `key` is at most `step` (and the lines without it);
-/// rewrites the file atomically when anything is cut. A missing file is fine.
+/// Keeps the lines of `path` whose `key` is at most `step` (and the lines without it),
+/// dropping lines that are not JSON (a row cut short by a kill); rewrites the file
+/// atomically when anything is cut. A missing file is fine.
 pub fn truncate_metrics(path: &Path, key: &str, step: u64) -> Result<usize> {
     let Ok(f) = std::fs::File::open(path) else {
         return Ok(0);
@@ -217,14 +205,18 @@ pub fn truncate_metrics(path: &Path, key: &str, step: u64) -> Result<usize> {
     let mut cut = 0;
     for line in std::io::BufReader::new(f).lines() {
         let line = line.with_context(|| format!("cannot read '{}'", path.display()))?;
-        let after = serde_json::from_str::<serde_json::Value>(&line)
+        // A line cut short by a kill or a full disk is not JSON: dropped too.
+        let keep = serde_json::from_str::<serde_json::Value>(&line)
             .ok()
-            .and_then(|v| v.get(key).and_then(|x| x.as_f64()))
-            .is_some_and(|s| s > step as f64);
-        if after {
-            cut += 1;
-        } else {
+            .is_some_and(|v| {
+                v.get(key)
+                    .and_then(|x| x.as_f64())
+                    .is_none_or(|s| s <= step as f64)
+            });
+        if keep {
             kept.push(line);
+        } else {
+            cut += 1;
         }
     }
     if cut > 0 {

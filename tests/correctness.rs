@@ -119,6 +119,28 @@ fn s1_1_image_folders_hold_out_a_test_part_the_trainer_never_sees() {
         "20",
     ]);
     assert!(e.contains("no longer matches"), "{e}");
+    // Nor can the run be resumed on the changed folder, or with another split seed:
+    // images it trained on would reach the new test part.
+    let resume = |extra: &str| {
+        fails(&[
+            "cpc",
+            "image",
+            "--quiet",
+            "--resume",
+            "--data",
+            s(&tree),
+            "--out",
+            s(&run),
+            "--set",
+            "train.steps=4",
+            "--set",
+            extra,
+        ])
+    };
+    let e = resume("train.lr=0.0002");
+    assert!(e.contains("data split") && e.contains("held_out"), "{e}");
+    let e = resume("data.split_seed=7");
+    assert!(e.contains("data split"), "{e}");
 
     // DIR/train + DIR/test: the test part is test/, whose images differ from train/.
     let split = t.path().join("split");
@@ -420,6 +442,19 @@ fn s3_4_cpc_frames_never_trains_on_the_belief_probes_test_part() {
     let m: serde_json::Value = f.meta("rlcpc.data").unwrap();
     assert_eq!(m["train_steps"].as_u64(), Some(cut as u64), "{m}");
     assert_eq!(m["test_fraction"].as_f64(), Some(0.2));
+    // No episode starts after 80%: the cut goes back to the last start, never splitting
+    // an episode; one episode cannot be cut at all.
+    let mut t2 = traj.clone();
+    t2.first
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, f)| *f = (i == 0 || i == 700) as u8 as f32);
+    assert_eq!(rlcpc::pretrain::frames::test_cut(&t2, 0.2).unwrap(), 700);
+    t2.first[700] = 0.0;
+    let e = rlcpc::pretrain::frames::test_cut(&t2, 0.2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("one episode"), "{e}");
 }
 
 #[test]

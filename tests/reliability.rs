@@ -314,7 +314,7 @@ fn f3_sigterm_and_sighup_write_a_final_checkpoint() {
         assert!(o.status.success(), "signal {sig}: {}", text(&o));
         assert!(text(&o).contains("interrupted after"), "{}", text(&o));
         assert!(run.join("checkpoint.safetensors").exists());
-        assert!(!run.join("run.lock").exists(), "the lock outlived the run");
+        assert!(!rlcpc::run_dir::held(&run), "the lock outlived the run");
         ok(&["eval", "--checkpoint", s(&run), "--episodes", "1"]);
     }
     // Every agent preset checkpoints periodically without being asked.
@@ -554,7 +554,18 @@ fn f8_a_run_directory_in_use_is_refused_naming_the_holder() {
     let t = tempfile::tempdir().unwrap();
     let run = t.path().join("two");
     let child = long_train(&run);
-    wait_for(&run.join("run.lock"));
+    // The lock file holds the PID once the lock is taken.
+    let t0 = Instant::now();
+    while std::fs::read_to_string(run.join("run.lock"))
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run never took its lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pid = child.id().to_string();
     fails_with(
         &["train", "--quiet", "--out", s(&run), "--seed", "7"],
@@ -588,7 +599,7 @@ fn f8_a_run_directory_in_use_is_refused_naming_the_holder() {
         "--set",
         "run.total_steps=1",
     ]);
-    // A lock left by a process that is gone is taken over.
+    // A lock file left by a process that is gone holds no lock.
     std::fs::write(run.join("run.lock"), "999999999").unwrap();
     ok(&[
         "train",
@@ -660,6 +671,23 @@ fn f10_absurd_config_values_are_refused_naming_the_key() {
     }
     let corpus = t.path().join("c.txt");
     std::fs::write(&corpus, "One sentence here. Another one there. ".repeat(50)).unwrap();
+    for modality in ["frames", "text"] {
+        fails_with(
+            &[
+                "cpc",
+                modality,
+                "--data",
+                s(&corpus),
+                "--out",
+                o,
+                "--set",
+                "train.batch=1",
+                "--set",
+                "cpc.negatives=\"batch\"",
+            ],
+            &["cpc.negatives", "train.batch"],
+        );
+    }
     for (modality, set, key) in [
         ("audio", "train.batch=1000000000", "train.batch"),
         ("audio", "cpc.num_negatives=1000000000", "cpc.num_negatives"),

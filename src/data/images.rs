@@ -441,9 +441,13 @@ pub fn load_folder_part(dir: &Path, part: Part, split: &FolderSplit) -> Result<I
     let classes = class_files(dir)?;
     let names: Vec<String> = classes.iter().map(|c| c.0.clone()).collect();
     let (mut train, mut test) = (Vec::new(), Vec::new());
-    for (l, (_, mut fs)) in classes.into_iter().enumerate() {
-        // Each class its own generator: adding a class leaves the others' splits alone.
-        let mut rng = rlcpc_envs::SeededRng::seed_from_u64(split.split_seed ^ (l as u64 * 0x9E37));
+    for (l, (name, mut fs)) in classes.into_iter().enumerate() {
+        // Each class its own generator, seeded by its name (FNV-1a): adding a class
+        // leaves the others' splits alone.
+        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        let mut rng = rlcpc_envs::SeededRng::seed_from_u64(split.split_seed ^ h);
         fs.shuffle(&mut rng);
         let n_test = if fs.len() < 2 {
             0

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
@@ -118,6 +118,11 @@ impl super::TrainerConfig for FramesCpcConfig {
                 "invalid value for 'cpc.test_fraction': {} (must be in (0, 1))",
                 c.test_fraction
             ));
+        }
+        if c.negatives == Negatives::Batch && self.train.batch < 2 {
+            return Err(
+                "invalid value for 'cpc.negatives': \"batch\" needs train.batch ≥ 2".into(),
+            );
         }
         if c.negatives == Negatives::Speaker {
             return Err("invalid value for 'cpc.negatives': \"speaker\" is for audio; use sequence, batch or both".into());
@@ -457,7 +462,14 @@ pub fn test_cut(traj: &Trajectories, test_fraction: f64) -> Result<usize> {
     }
     let n = traj.len();
     let want = ((1.0 - test_fraction) * n as f64) as usize;
-    let cut = (want..n).find(|&t| traj.first[t] != 0.0).unwrap_or(want);
+    let cut = (want..n)
+        .find(|&t| traj.first[t] != 0.0)
+        .or_else(|| (1..want).rev().find(|&t| traj.first[t] != 0.0))
+        .with_context(|| {
+            format!(
+                "the recording ({n} steps) is one episode: it cannot be cut into train and test episodes"
+            )
+        })?;
     if cut < 10 || n - cut < 10 {
         bail!(
             "the recording ({n} steps, {} episodes) is too short to split into train and test parts of at least 10 steps at test fraction {test_fraction}",

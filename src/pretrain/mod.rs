@@ -265,6 +265,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
             .map_err(|e| ck.mismatch(e.to_string()))?;
         *obj.rng() = ck.meta("rlcpc.rng")?;
         obj.check_resume(&ck)?;
+        check_same_split(obj, &ck)?;
     }
     run_dir.begin(
         opts.resume,
@@ -404,6 +405,53 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         last,
         interrupted,
     })
+}
+
+/// Refuses to resume a run whose held-out part would change (another split seed or
+/// test fraction, files added or removed): the part trained on so far would then reach
+/// the new test part. Compares the split keys of the checkpoint's `rlcpc.data` with what
+/// the objective would store now.
+fn check_same_split(obj: &dyn Objective, ck: &Loaded) -> Result<()> {
+    const KEYS: [&str; 6] = [
+        "held_out",
+        "split",
+        "test_fraction",
+        "split_seed",
+        "train_steps",
+        "steps",
+    ];
+    let Ok(old) = ck.meta::<serde_json::Value>("rlcpc.data") else {
+        return Ok(());
+    };
+    let Some(now) = obj
+        .export_metadata()
+        .into_iter()
+        .find(|(k, _)| *k == "rlcpc.data")
+        .and_then(|(_, v)| serde_json::from_str::<serde_json::Value>(&v).ok())
+    else {
+        return Ok(());
+    };
+    for k in KEYS {
+        if old.get(k) != now.get(k) {
+            return Err(ck
+                .mismatch(format!(
+                    "its data split ('{k}') differs from this data's and settings' ({} vs {}): the encoder trained on part of what would now be held out; resume with the data and split it was trained with",
+                    short(old.get(k)),
+                    short(now.get(k))
+                ))
+                .into());
+        }
+    }
+    Ok(())
+}
+
+/// A JSON value for a message, long lists summarised.
+fn short(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None => "none".into(),
+        Some(serde_json::Value::Array(a)) => format!("{} files", a.len()),
+        Some(x) => x.to_string(),
+    }
 }
 
 /// A trainer's config: a documented serde struct with built-in presets, validated at

@@ -150,6 +150,11 @@ impl super::TrainerConfig for TextCpcConfig {
                 d.sequence, c.horizon
             ));
         }
+        if c.negatives == Negatives::Batch && self.train.batch < 2 {
+            return Err(
+                "invalid value for 'cpc.negatives': \"batch\" needs train.batch ≥ 2".into(),
+            );
+        }
         if c.negatives == Negatives::Speaker {
             return Err("invalid value for 'cpc.negatives': \"speaker\" is for audio".into());
         }
