@@ -28,11 +28,19 @@ pub const ENCODER: &str = "encoder.safetensors";
 pub struct RunDir {
     pub path: PathBuf,
     lock: std::fs::File,
+    /// `open` made the directory, and `begin` has not run: a refused start removes it.
+    created: bool,
+    begun: std::cell::Cell<bool>,
 }
 
 impl Drop for RunDir {
     fn drop(&mut self) {
         let _ = self.lock.set_len(0);
+        if self.created && !self.begun.get() {
+            // A start refused before anything was written leaves no trace.
+            let _ = std::fs::remove_file(self.path.join(LOCK));
+            let _ = std::fs::remove_dir(&self.path);
+        }
     }
 }
 
@@ -93,6 +101,7 @@ impl RunDir {
         if path.exists() && !path.is_dir() {
             bail!("--out '{}' is a file, not a run directory", path.display());
         }
+        let created = !path.exists();
         std::fs::create_dir_all(path)
             .with_context(|| format!("cannot create run directory '{}'", path.display()))?;
         let lock_path = path.join(LOCK);
@@ -116,6 +125,8 @@ impl RunDir {
         let dir = RunDir {
             path: path.to_path_buf(),
             lock,
+            created,
+            begun: std::cell::Cell::new(false),
         };
         dir.check_start(resume)?;
         Ok(dir)
@@ -153,6 +164,7 @@ impl RunDir {
     /// after the checkpoint would repeat); a fresh run moves metrics left by an earlier
     /// run that wrote no checkpoint into `stale-<unix time>/`, saying so.
     pub fn begin(&self, resume: bool, config_toml: &str, step_key: &str, step: u64) -> Result<()> {
+        self.begun.set(true);
         if resume {
             truncate_metrics(&self.file(METRICS), step_key, step)?;
         } else {
