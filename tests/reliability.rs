@@ -848,21 +848,11 @@ fn f13_text_resume_on_another_corpus_is_refused() {
             steps,
             "--set",
             "data.vocab=12",
-            "--set",
-            "model.embedding=8",
-            "--set",
-            "model.features=8",
-            "--set",
-            "model.context=8",
-            "--set",
-            "train.batch=2",
-            "--set",
-            "data.sequence=4",
-            "--set",
-            "cpc.horizon=2",
         ]
+        .into_iter()
+        .chain(common::TINY_TEXT)
         .map(String::from)
-        .to_vec()
+        .collect()
     };
     let args = base(&a, "train.steps=3");
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -1215,19 +1205,10 @@ fn f19_errors_name_the_file_the_tensor_and_what_was_expected() {
         "train.steps=2",
         "--set",
         "data.vocab=20",
-        "--set",
-        "model.embedding=8",
-        "--set",
-        "model.features=8",
-        "--set",
-        "model.context=8",
-        "--set",
-        "train.batch=2",
-        "--set",
-        "data.sequence=4",
-        "--set",
-        "cpc.horizon=2",
-    ]);
+    ]
+    .into_iter()
+    .chain(common::TINY_TEXT)
+    .collect::<Vec<_>>());
     let obj = d.join("obj.json");
     std::fs::write(&obj, "{\"text\": \"a\", \"class\": \"b\"}").unwrap();
     fails_with(

@@ -54,3 +54,19 @@ pub fn fails_with(args: &[&str], needles: &[&str]) -> String {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
+
+/// `--set` flags that make `cpc text` tiny (a few seconds on any corpus).
+pub const TINY_TEXT: [&str; 12] = [
+    "--set",
+    "model.embedding=8",
+    "--set",
+    "model.features=8",
+    "--set",
+    "model.context=8",
+    "--set",
+    "train.batch=2",
+    "--set",
+    "data.sequence=4",
+    "--set",
+    "cpc.horizon=2",
+];
