@@ -1088,7 +1088,10 @@ fn run(cli: Cli) -> Result<()> {
             let encoder = rlcpc::eval::encoder_path(&encoder);
             // What the file is decides what data it can be probed on.
             let (spec, file) = rlcpc::eval::read_encoder(&encoder)?;
+            // Read once: what kind of encoder, and the data it was trained with.
             let is_agent = file.metadata.contains_key("rlcpc.net_spec");
+            let is_image = rlcpc::pretrain::image::ImageNet::is_image_file(&file);
+            let meta: Option<serde_json::Value> = file.meta("rlcpc.data").ok();
             drop(file);
             let recording = data.join(rlcpc::data::trajectories::FILE).exists();
             if is_agent && !recording {
@@ -1101,7 +1104,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             match &spec {
                 EncoderSpec::Mlp { .. } | EncoderSpec::Conv { .. }
-                    if !recording && !rlcpc::pretrain::image::ImageNet::is_image_encoder(&encoder) =>
+                    if !recording && !is_image =>
                 {
                     bail!(
                         "'{}' is an encoder of environment observations ({}): --data must be a recording written by `rlcpc record` ('{}' holds no {})",
@@ -1142,7 +1145,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
             let features = features.unwrap_or(audio::Pool::Context);
-            if rlcpc::pretrain::image::ImageNet::is_image_encoder(&encoder) {
+            if is_image {
                 return image_probe(
                     &encoder,
                     &data,
@@ -1160,9 +1163,8 @@ fn run(cli: Cli) -> Result<()> {
             if data.join(rlcpc::data::trajectories::FILE).exists() {
                 let target = target.unwrap_or_else(|| "state".into());
                 // The part `cpc frames` held out, where the encoder says so.
-                let held_out = rlcpc::checkpoint::Loaded::read(&encoder)
-                    .ok()
-                    .and_then(|f| f.meta::<serde_json::Value>("rlcpc.data").ok())
+                let held_out = meta
+                    .as_ref()
                     .and_then(|m| m.get("test_fraction").and_then(|v| v.as_f64()));
                 if let (Some(asked), Some(held)) = (test_fraction, held_out) {
                     if asked > held {
@@ -1179,9 +1181,6 @@ fn run(cli: Cli) -> Result<()> {
                     json,
                 );
             }
-            let meta: Option<serde_json::Value> = rlcpc::checkpoint::Loaded::read(&encoder)
-                .ok()
-                .and_then(|f| f.meta::<serde_json::Value>("rlcpc.data").ok());
             let from_meta = |k: &str| meta.as_ref().and_then(|m| m.get(k).cloned());
             let stored: Option<Vec<String>> =
                 from_meta("held_out").and_then(|v| serde_json::from_value(v).ok());

@@ -387,13 +387,11 @@ impl ImageNet {
         Ok((ImageNet::new(spec, grid, context_layers, vb)?, init.varmap))
     }
 
-    /// Whether `path` holds an image CPC encoder (its own or the agent's kind).
-    pub fn is_image_encoder(path: &Path) -> bool {
-        Loaded::read_as(path, "encoder file").is_ok_and(|f| {
-            f.metadata.contains_key(GRID_KEY)
-                || f.spec::<EncoderSpec>(ENCODER_SPEC_KEY)
-                    .is_ok_and(|s| PatchGrid::of(&s).is_some())
-        })
+    /// Whether a loaded file is an image CPC encoder (a patch grid, or a patch spec).
+    pub fn is_image_file(f: &Loaded) -> bool {
+        f.metadata.contains_key(GRID_KEY)
+            || f.spec::<EncoderSpec>(ENCODER_SPEC_KEY)
+                .is_ok_and(|s| PatchGrid::of(&s).is_some())
     }
 
     /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc cpc image`.
