@@ -135,6 +135,32 @@ pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The metadata keys of rlcpc's safetensors files, in one place.
+pub mod keys {
+    /// The file format tag ([`super::FORMAT`]).
+    pub const FORMAT: &str = "rlcpc.format";
+    /// An agent checkpoint's resolved config (TOML).
+    pub const CONFIG: &str = "rlcpc.config";
+    /// An agent checkpoint's network spec (encoder, core, heads).
+    pub const NET_SPEC: &str = "rlcpc.net_spec";
+    /// Step, update and episode counters.
+    pub const COUNTERS: &str = "rlcpc.counters";
+    /// The generator state for an exact resume.
+    pub const RNG: &str = "rlcpc.rng";
+    /// A trainer checkpoint's objective name (e.g. `cpc-audio`).
+    pub const TRAINER: &str = "rlcpc.trainer";
+    /// An encoder file's encoder spec.
+    pub const ENCODER_SPEC: &str = "rlcpc.encoder";
+    /// An encoder file's context network spec.
+    pub const CONTEXT_SPEC: &str = "rlcpc.context";
+    /// The data a trainer was trained on (split, held-out files).
+    pub const DATA: &str = "rlcpc.data";
+    /// An image encoder's patch grid.
+    pub const PATCH_GRID: &str = "rlcpc.patch_grid";
+    /// A text encoder's vocabulary.
+    pub const VOCAB: &str = "rlcpc.vocab";
+}
+
 /// A lower bound on the parameters a network spec builds, to refuse metadata that would
 /// size allocations beyond what the file holds (a spec is checked before it builds).
 pub trait ParamCount {
@@ -181,7 +207,7 @@ impl Loaded {
             tensors,
             metadata,
         };
-        match loaded.metadata.get("rlcpc.format").map(String::as_str) {
+        match loaded.metadata.get(keys::FORMAT).map(String::as_str) {
             Some(FORMAT) => {}
             Some(other) => {
                 return Err(
@@ -314,6 +340,6 @@ pub fn metadata(entries: Vec<(&str, String)>) -> HashMap<String, String> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-    m.insert("rlcpc.format".into(), FORMAT.into());
+    m.insert(keys::FORMAT.into(), FORMAT.into());
     m
 }

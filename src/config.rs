@@ -409,25 +409,6 @@ impl Config {
         if self.model.lstm_hidden == 0 || self.model.conv_fc == 0 {
             return Err("invalid value for 'model.lstm_hidden' or 'model.conv_fc': 0".into());
         }
-        if let Some(path) = &self.model.init_encoder {
-            let env = rlcpc_envs::make(&self.env).map_err(|e| e.to_string())?;
-            let spec = crate::nn::NetSpec::new(
-                &self.model,
-                &env.observation_space(),
-                &env.action_space(),
-            )?;
-            crate::eval::read_encoder(path)
-                .and_then(|(have, _)| match have.mismatch(&spec.encoder) {
-                    Some(m) => anyhow::bail!("{m}"),
-                    None => Ok(()),
-                })
-                .map_err(|e| {
-                    format!(
-                        "invalid value for 'model.init_encoder': '{}': {e:#}",
-                        path.display()
-                    )
-                })?;
-        }
         if r.mode == Mode::Async && !self.algo.vtrace {
             return Err(
                 "invalid value for 'algo.vtrace': false with run.mode = \"async\" (async mode needs V-trace to correct policy lag)".into(),

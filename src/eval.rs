@@ -3,15 +3,13 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device};
-use candle_nn::VarMap;
+use candle_core::Device;
 use rand::SeedableRng;
 use rlcpc_agents::{ActorPolicy, ParamSnapshot};
 use rlcpc_envs::{Env, SeededRng};
 
-use crate::checkpoint::{self, Counters, Loaded};
+use crate::checkpoint::{Counters, Loaded};
 use crate::config::Config;
-use crate::nn::encoders::{Encoder, EncoderSpec};
 use crate::nn::{actor_policy, NetSpec};
 
 /// The config, network spec and actor parameters stored in a checkpoint.
@@ -28,22 +26,26 @@ impl TrainedPolicy {
     pub fn load(path: &Path) -> Result<TrainedPolicy> {
         let path = &checkpoint_path(path);
         let ck = Loaded::read(path)?;
-        if let Ok(name) = ck.meta::<String>("rlcpc.trainer") {
+        if let Ok(name) = ck.meta::<String>(crate::checkpoint::keys::TRAINER) {
             anyhow::bail!(
                 "'{}' is a {name} trainer checkpoint, not an agent checkpoint (written by `rlcpc train`)",
                 path.display()
             );
         }
-        if !ck.metadata.contains_key("rlcpc.config") && ck.metadata.contains_key(ENCODER_SPEC_KEY) {
+        if !ck.metadata.contains_key(crate::checkpoint::keys::CONFIG)
+            && ck
+                .metadata
+                .contains_key(crate::checkpoint::keys::ENCODER_SPEC)
+        {
             anyhow::bail!(
                 "'{}' is an encoder file, not an agent checkpoint (written by `rlcpc train`)",
                 path.display()
             );
         }
-        let toml: String = ck.meta("rlcpc.config")?;
+        let toml: String = ck.meta(crate::checkpoint::keys::CONFIG)?;
         let config = Config::from_toml(&toml, &format!("{} (embedded config)", path.display()))?;
-        let spec: NetSpec = ck.spec("rlcpc.net_spec")?;
-        let counters: Counters = ck.meta("rlcpc.counters")?;
+        let spec: NetSpec = ck.spec(crate::checkpoint::keys::NET_SPEC)?;
+        let counters: Counters = ck.meta(crate::checkpoint::keys::COUNTERS)?;
         let env = rlcpc_envs::make(&config.env)?;
         let env_spec = NetSpec::new(&config.model, &env.observation_space(), &env.action_space())
             .map_err(anyhow::Error::msg)?;
@@ -179,17 +181,6 @@ pub fn checkpoint_path(path: &Path) -> std::path::PathBuf {
     }
 }
 
-/// A run directory stands for its encoder: a trainer run's `encoder.safetensors`, else
-/// an agent run's checkpoint.
-pub fn encoder_path(path: &Path) -> std::path::PathBuf {
-    let enc = path.join(crate::run_dir::ENCODER);
-    if path.is_dir() && enc.exists() {
-        enc
-    } else {
-        checkpoint_path(path)
-    }
-}
-
 /// Returns of `episodes` episodes of the checkpoint's policy on its own environment,
 /// the first reset with `seed`.
 pub fn evaluate(path: &Path, episodes: usize, seed: u64, stochastic: bool) -> Result<Vec<f64>> {
@@ -227,109 +218,6 @@ fn episode_returns(
         returns.push(ret);
     }
     Ok(returns)
-}
-
-pub use crate::nn::encoders::{CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
-
-/// The encoder spec of an exported encoder file, a trainer's `encoder.safetensors` or
-/// checkpoint, or an agent checkpoint, with the file.
-pub fn read_encoder(path: &Path) -> Result<(EncoderSpec, Loaded)> {
-    let f = Loaded::read_as(path, "encoder file")?;
-    let spec = if f.metadata.contains_key(ENCODER_SPEC_KEY) {
-        f.spec(ENCODER_SPEC_KEY)?
-    } else if f.metadata.contains_key("rlcpc.net_spec") {
-        f.spec::<NetSpec>("rlcpc.net_spec")?.encoder
-    } else {
-        return Err(f
-            .mismatch(
-                "it holds no encoder (no 'rlcpc.encoder' or 'rlcpc.net_spec' metadata)".into(),
-            )
-            .into());
-    };
-    Ok((spec, f))
-}
-
-/// Overwrites the `encoder.*` variables of `varmap` (built for `want`) with the weights
-/// in `path`; refuses a file whose encoder differs, saying how.
-pub fn init_encoder_from(path: &Path, want: &EncoderSpec, varmap: &VarMap) -> Result<()> {
-    let (have, f) = read_encoder(path)?;
-    if let Some(m) = have.mismatch(want) {
-        return Err(f.mismatch(m).into());
-    }
-    f.copy_into(varmap, &["encoder."])
-}
-
-/// Writes the encoder's weights (names `encoder.*`) and spec to `out`, with the agent's
-/// LSTM core as `context.*` (or a trainer's context network) where there is one. The
-/// source is checked against its own spec first; an existing `out` is refused unless
-/// `force` (and never the source itself).
-pub fn export_encoder(checkpoint: &Path, out: &Path, force: bool) -> Result<EncoderSpec> {
-    let checkpoint = &checkpoint_path(checkpoint);
-    if out.exists() {
-        let same = std::fs::canonicalize(out).ok() == std::fs::canonicalize(checkpoint).ok();
-        if same {
-            anyhow::bail!("--out '{}' is the checkpoint itself", out.display());
-        }
-        if out.is_dir() {
-            anyhow::bail!("--out '{}' is a directory; name a file", out.display());
-        }
-        if !force {
-            anyhow::bail!(
-                "--out '{}' exists; pass --force to replace it",
-                out.display()
-            );
-        }
-    }
-    let (spec, ck) = read_encoder(checkpoint)?;
-    if ck.metadata.contains_key("rlcpc.net_spec") {
-        // An agent checkpoint: every tensor checked against its spec and environment.
-        TrainedPolicy::load(checkpoint)?;
-    } else {
-        let mut init = crate::nn::init::Init::new(0, &Device::Cpu);
-        spec.init(&mut init, "encoder")?;
-        ck.copy_into(&init.varmap, &["encoder."])?;
-    }
-    let mut meta = vec![(ENCODER_SPEC_KEY, serde_json::to_string(&spec)?)];
-    let mut tensors: Vec<_> = ck
-        .tensors
-        .iter()
-        .filter(|(k, _)| k.starts_with("encoder.") || k.starts_with("context."))
-        .map(|(k, t)| (k.clone(), t.clone()))
-        .collect();
-    if let Ok(net) = ck.spec::<NetSpec>("rlcpc.net_spec") {
-        if net.core == crate::config::CoreKind::Lstm {
-            for (k, t) in &ck.tensors {
-                if let Some(rest) = k.strip_prefix("core.lstm.") {
-                    tensors.push((format!("context.{rest}"), t.clone()));
-                }
-            }
-            let ctx = crate::nn::encoders::ContextSpec::Lstm {
-                in_dim: net.feature_dim(),
-                hidden: net.lstm_hidden,
-            };
-            meta.push((CONTEXT_SPEC_KEY, serde_json::to_string(&ctx)?));
-        }
-    } else if let Some(ctx) = ck.metadata.get(CONTEXT_SPEC_KEY) {
-        meta.push((CONTEXT_SPEC_KEY, ctx.clone()));
-    }
-    if !tensors.iter().any(|(k, _)| k.starts_with("encoder.")) {
-        return Err(ck.mismatch("no encoder.* tensors".into()).into());
-    }
-    checkpoint::write_atomic(out, tensors, checkpoint::metadata(meta))?;
-    Ok(spec)
-}
-
-/// Loads an exported encoder onto `device` (its weights in a fresh [`VarMap`], trainable),
-/// every tensor checked against the spec.
-pub fn load_encoder(path: &Path, device: &Device) -> Result<(Encoder, VarMap)> {
-    let (spec, f) = read_encoder(path)?;
-    let mut init = crate::nn::init::Init::new(0, device);
-    spec.init(&mut init, "encoder")
-        .map_err(|e| f.mismatch(e.to_string()))?;
-    f.copy_into(&init.varmap, &["encoder."])?;
-    let vb = candle_nn::VarBuilder::from_varmap(&init.varmap, DType::F32, device);
-    let enc = Encoder::new(spec, vb.pp("encoder")).map_err(|e| f.mismatch(e.to_string()))?;
-    Ok((enc, init.varmap))
 }
 
 /// A reference policy for `rlcpc envs score`.

@@ -51,12 +51,30 @@ pub fn net_spec(cfg: &Config) -> Result<NetSpec> {
         .map_err(anyhow::Error::msg)
 }
 
+/// The checks that need more than the config's own values ([`Config::validate`] checks
+/// those), run before anything is written: the environment's spaces give a network,
+/// and `model.init_encoder` holds an encoder of that network's shape.
+pub fn preflight(cfg: &Config) -> Result<NetSpec> {
+    let spec = net_spec(cfg)?;
+    if let Some(path) = &cfg.model.init_encoder {
+        crate::encoder_file::EncoderFile::read(path)
+            .and_then(|f| f.check(&spec.encoder))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid value for 'model.init_encoder': '{}': {e:#}",
+                    path.display()
+                )
+            })?;
+    }
+    Ok(spec)
+}
+
 /// The learner with freshly initialised parameters (seeded).
 pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Learner<AgentNet>> {
     let mut init = Init::new(cfg.run.seed, device);
     spec.init(&mut init)?;
     if let Some(path) = &cfg.model.init_encoder {
-        crate::eval::init_encoder_from(path, &spec.encoder, &init.varmap)?;
+        crate::encoder_file::init_encoder_from(path, &spec.encoder, &init.varmap)?;
     }
     if cfg.aux.kind == AuxKind::Cpc {
         CpcAux::init(&cfg.aux, spec.feature_dim(), spec.context_dim(), &mut init)?;
@@ -100,7 +118,7 @@ pub fn load_params(learner: &mut Learner<AgentNet>, ck: &Loaded, with_optim: boo
         var.set(&t.to_device(var.device())?)?;
     }
     if with_optim {
-        let c: Counters = ck.meta("rlcpc.counters")?;
+        let c: Counters = ck.meta(crate::checkpoint::keys::COUNTERS)?;
         learner
             .optim
             .load_state(|k| ck.tensors.get(k).cloned(), c.optim_steps)
@@ -131,9 +149,18 @@ impl Checkpointer<'_> {
         let workers = runner.worker_states()?;
         let aux_rng = learner.aux.as_ref().map(|a| a.save_rng());
         let meta = checkpoint::metadata(vec![
-            ("rlcpc.config", serde_json::to_string(&self.cfg.to_toml())?),
-            ("rlcpc.net_spec", serde_json::to_string(self.spec)?),
-            ("rlcpc.counters", serde_json::to_string(counters)?),
+            (
+                crate::checkpoint::keys::CONFIG,
+                serde_json::to_string(&self.cfg.to_toml())?,
+            ),
+            (
+                crate::checkpoint::keys::NET_SPEC,
+                serde_json::to_string(self.spec)?,
+            ),
+            (
+                crate::checkpoint::keys::COUNTERS,
+                serde_json::to_string(counters)?,
+            ),
             ("rlcpc.episodes", serde_json::to_string(window)?),
             ("rlcpc.workers", serde_json::to_string(&workers)?),
             ("rlcpc.aux_rng", serde_json::to_string(&aux_rng)?),
@@ -147,7 +174,7 @@ impl Checkpointer<'_> {
 pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
     // Setup: run directory, network, learner, actors.
     // Nothing is written until the checkpoint (when resuming) fits the new config.
-    let spec = net_spec(cfg)?;
+    let spec = preflight(cfg)?;
     let ck_path = opts.out.join(CHECKPOINT);
     let run_dir = if opts.write {
         Some(crate::run_dir::RunDir::open(&opts.out, opts.resume)?)
@@ -160,13 +187,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
     let mut worker_states: Option<Vec<serde_json::Value>> = None;
     if opts.resume {
         let ck = Loaded::read(&ck_path)?;
-        if let Ok(name) = ck.meta::<String>("rlcpc.trainer") {
+        if let Ok(name) = ck.meta::<String>(crate::checkpoint::keys::TRAINER) {
             bail!(
                 "'{}' is a {name} trainer checkpoint; resume it with `rlcpc cpc ... --resume`",
                 ck_path.display()
             );
         }
-        let saved_spec: NetSpec = ck.spec("rlcpc.net_spec")?;
+        let saved_spec: NetSpec = ck.spec(crate::checkpoint::keys::NET_SPEC)?;
         if saved_spec != spec {
             return Err(ck
                 .mismatch(format!(
@@ -175,7 +202,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
                 .into());
         }
         load_params(&mut learner, &ck, true)?;
-        counters = ck.meta("rlcpc.counters")?;
+        counters = ck.meta(crate::checkpoint::keys::COUNTERS)?;
         window = ck.meta("rlcpc.episodes")?;
         worker_states = ck.meta("rlcpc.workers")?;
         if let (Some(aux), Some(rng)) = (

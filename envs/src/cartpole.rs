@@ -26,9 +26,13 @@ pub const X_THRESHOLD: f64 = 2.4;
 /// The physical state `(x, x_dot, theta, theta_dot)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CartPoleState {
+    /// Cart position.
     pub x: f64,
+    /// Cart velocity.
     pub x_dot: f64,
+    /// Pole angle in radians (0 upright).
     pub theta: f64,
+    /// Pole angular velocity.
     pub theta_dot: f64,
 }
 
@@ -77,6 +81,7 @@ impl CartPoleState {
 /// The cart-pole balancing task without a time limit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CartPole {
+    /// The physical state now.
     pub state: CartPoleState,
     rng: SeededRng,
 }
@@ -88,6 +93,7 @@ impl Default for CartPole {
 }
 
 impl CartPole {
+    /// A cart-pole at rest; `reset` draws the start state.
     pub fn new() -> Self {
         CartPole {
             state: CartPoleState {
@@ -186,6 +192,7 @@ impl Env for CartPole {
 /// policy must infer the velocities from the history (POPGym's stateless CartPole).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MaskedCartPole {
+    /// The full CartPole underneath.
     pub inner: CartPole,
 }
 

@@ -9,16 +9,33 @@ pub type Info = serde_json::Map<String, serde_json::Value>;
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
     #[error("unknown environment '{id}'; registered: {known}")]
-    UnknownEnv { id: String, known: String },
-    #[error("invalid action {action} for {space}")]
-    InvalidAction { action: usize, space: Space },
-    #[error("environment '{id}': invalid option '{key}': {reason}")]
-    InvalidOption {
+    /// No environment is registered under `id`.
+    UnknownEnv {
+        /// The id asked for.
         id: String,
+        /// The registered ids, comma-separated.
+        known: String,
+    },
+    #[error("invalid action {action} for {space}")]
+    /// An action outside the action space.
+    InvalidAction {
+        /// The action given.
+        action: usize,
+        /// The action space.
+        space: Space,
+    },
+    #[error("environment '{id}': invalid option '{key}': {reason}")]
+    /// An option is unknown, of the wrong type or out of range.
+    InvalidOption {
+        /// The environment's id.
+        id: String,
+        /// The bad key.
         key: String,
+        /// What the key must be.
         reason: String,
     },
     #[error("cannot restore environment state: {0}")]
+    /// A saved state does not fit the environment.
     State(String),
 }
 
@@ -29,8 +46,11 @@ pub enum Space {
     Discrete(usize),
     /// `Box(low, high, shape)` of `f32`, stored row-major (images are `[H, W, C]`).
     Box {
+        /// Lower bound of each scalar.
         low: Vec<f32>,
+        /// Upper bound of each scalar.
         high: Vec<f32>,
+        /// Shape of one element.
         shape: Vec<usize>,
     },
 }
@@ -78,12 +98,16 @@ impl std::fmt::Display for Space {
 /// An RGB image, 8 bits per channel, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// `[height, width, 3]` bytes, row-major.
     pub rgb: Vec<u8>,
 }
 
 impl Image {
+    /// A black image.
     pub fn new(width: usize, height: usize) -> Image {
         Image {
             width,
@@ -92,6 +116,7 @@ impl Image {
         }
     }
 
+    /// Fills the rectangle of `w × h` pixels at `(x0, y0)` (clipped) with colour `c`.
     pub fn fill_rect(&mut self, x0: usize, y0: usize, w: usize, h: usize, c: [u8; 3]) {
         for y in y0..(y0 + h).min(self.height) {
             for x in x0..(x0 + w).min(self.width) {
@@ -128,6 +153,7 @@ impl Image {
 /// What one step returns besides the observation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepOutcome {
+    /// Reward of the step.
     pub reward: f32,
     /// The episode ended in a terminal state of the MDP: do not bootstrap.
     pub terminated: bool,
@@ -138,10 +164,15 @@ pub struct StepOutcome {
 /// Gymnasium's `(obs, reward, terminated, truncated, info)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
+    /// The observation after the step.
     pub obs: Vec<f32>,
+    /// Reward of the step.
     pub reward: f32,
+    /// The episode ended in a terminal state of the MDP.
     pub terminated: bool,
+    /// The episode was cut short (time limit).
     pub truncated: bool,
+    /// Extra information (empty for the built-in environments).
     pub info: Info,
 }
 
@@ -153,7 +184,9 @@ pub struct Step {
 pub trait Env: Send {
     /// The registered id, e.g. `CartPole-v1`.
     fn id(&self) -> &str;
+    /// The space observations lie in.
     fn observation_space(&self) -> Space;
+    /// The space of actions.
     fn action_space(&self) -> Space;
 
     /// Starts an episode, writing the first observation into `obs`.
@@ -164,6 +197,7 @@ pub trait Env: Send {
 
     /// The full internal state (generator included), for checkpoints that resume exactly.
     fn save_state(&self) -> serde_json::Value;
+    /// Restores a state from [`Env::save_state`].
     fn load_state(&mut self, state: &serde_json::Value) -> Result<(), EnvError>;
 
     /// The action a scripted agent that reads the true state would take (balance the

@@ -15,9 +15,12 @@
 //! The published `gymnasium` crate (0.0.1) is an empty shell around Python bindings with
 //! no `Env` trait, so the API is defined here, following Gymnasium 1.x semantics.
 
+#![deny(missing_docs)]
+
 mod cartpole;
 mod env;
 pub mod lab;
+mod options;
 mod registry;
 mod tmaze;
 mod vec_env;
@@ -28,5 +31,5 @@ pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 pub use cartpole::{CartPole, CartPoleState, MaskedCartPole};
 pub use env::{Env, EnvError, Image, Info, Space, Step, StepOutcome};
 pub use registry::{make, registry, EnvConfig, EnvEntry, Options, TimeLimit};
-pub use tmaze::TMaze;
+pub use tmaze::{TMaze, TMazeOptions};
 pub use vec_env::{VecEnv, VecStep};

@@ -13,8 +13,43 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::env::{from_state, to_state, Env, EnvError, Info, Space, StepOutcome};
+use crate::options::EnvOptions;
 use crate::SeededRng;
 
+/// `TMaze-v0`'s options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TMazeOptions {
+    /// Forward steps from the start to the junction: 20, in 1..=100000.
+    pub corridor_length: usize,
+}
+
+impl Default for TMazeOptions {
+    fn default() -> Self {
+        TMazeOptions {
+            corridor_length: 20,
+        }
+    }
+}
+
+impl EnvOptions for TMazeOptions {
+    const NOTES: &'static [(&'static str, &'static str)] = &[(
+        "corridor_length",
+        "(episodes last corridor_length + 1 steps)",
+    )];
+
+    fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.corridor_length > 100_000 {
+            return Err(("corridor_length", "must be at most 100000"));
+        }
+        if self.corridor_length == 0 {
+            return Err(("corridor_length", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The passive T-maze (the module doc describes it).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TMaze {
     /// Forward steps from the start to the junction.
@@ -27,6 +62,7 @@ pub struct TMaze {
 }
 
 impl TMaze {
+    /// A maze whose junction lies `corridor_length` steps from the start.
     pub fn new(corridor_length: usize) -> Self {
         TMaze {
             corridor_length,

@@ -7,8 +7,11 @@ use crate::env::{Env, EnvError, Space};
 /// Per-environment results of one [`VecEnv::step`], reused between steps.
 #[derive(Debug, Clone, Default)]
 pub struct VecStep {
+    /// Reward of each environment.
     pub rewards: Vec<f32>,
+    /// Whether each environment's episode terminated (it has been reset).
     pub terminated: Vec<bool>,
+    /// Whether each environment's episode was truncated (it has been reset).
     pub truncated: Vec<bool>,
 }
 
@@ -70,22 +73,27 @@ impl VecEnv {
         })
     }
 
+    /// Number of environments.
     pub fn len(&self) -> usize {
         self.envs.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.envs.is_empty()
     }
 
+    /// Scalars in one observation.
     pub fn obs_dim(&self) -> usize {
         self.obs_dim
     }
 
+    /// The environments' observation space (the first one's).
     pub fn observation_space(&self) -> Space {
         self.envs[0].observation_space()
     }
 
+    /// The environments' action space (the first one's).
     pub fn action_space(&self) -> Space {
         self.envs[0].action_space()
     }
@@ -149,6 +157,7 @@ impl VecEnv {
         .expect("plain data serialises")
     }
 
+    /// Restores a state from [`VecEnv::save_state`].
     pub fn load_state(&mut self, state: &serde_json::Value) -> Result<(), EnvError> {
         let s: VecEnvState =
             serde_json::from_value(state.clone()).map_err(|e| EnvError::State(e.to_string()))?;

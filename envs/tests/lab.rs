@@ -3,18 +3,11 @@
 
 use rand::{Rng, SeedableRng};
 use rlcpc_envs::lab::{
-    action, channel, Body, Camera, Grid, Kind, Lab, LabConfig, Object, ObsKind, Shape, Sprite,
-    Task, GRID_CHANNELS, KEY_COLOURS, SHADE_Y_SIDE, WALL_COLOURS,
+    action, channel, Body, Camera, Grid, Kind, Lab, LabConfig, LabOptions, LasertagOptions, Object,
+    ObsKind, SeekavoidArenaOptions, Shape, Sprite, Task, GRID_CHANNELS, KEY_COLOURS, SHADE_Y_SIDE,
+    WALL_COLOURS,
 };
-use rlcpc_envs::{make, Env, EnvConfig, SeededRng};
-
-const TASKS: [Task; 5] = [
-    Task::ExploreGoalLocations,
-    Task::Watermaze,
-    Task::SeekavoidArena,
-    Task::KeysDoorsPuzzle,
-    Task::Lasertag,
-];
+use rlcpc_envs::{make, registry, Env, EnvConfig, SeededRng};
 
 /// Observations of `steps` random steps after `reset(seed)`.
 fn rollout(env: &mut dyn Env, seed: u64, steps: usize) -> Vec<Vec<f32>> {
@@ -47,7 +40,7 @@ fn env(task: Task, grid_obs: bool) -> Box<dyn Env> {
 
 #[test]
 fn same_seed_same_observations_and_state_round_trips() {
-    for task in TASKS {
+    for task in Task::ALL {
         for grid_obs in [false, true] {
             let (mut a, mut b) = (env(task, grid_obs), env(task, grid_obs));
             let ra = rollout(a.as_mut(), 7, 60);
@@ -99,6 +92,80 @@ fn spaces_follow_the_options() {
         err.contains("unknown option") && err.contains("apples"),
         "{err}"
     );
+}
+
+#[test]
+fn every_task_is_registered_under_its_id() {
+    for t in Task::ALL {
+        assert_eq!(Task::from_id(t.id()), Some(t));
+        assert!(registry().iter().any(|e| e.id == t.id()), "{t:?}");
+    }
+    assert_eq!(Task::from_id("lab/nope"), None);
+    assert_eq!(Task::from_id("CartPole-v1"), None);
+}
+
+#[test]
+fn options_are_typed_and_their_help_shows_the_defaults() {
+    // The help text comes from the option structs' defaults, which LabConfig::new uses.
+    let help = |id: &str| {
+        registry()
+            .iter()
+            .find(|e| e.id == id)
+            .unwrap()
+            .options
+            .clone()
+    };
+    assert_eq!(
+        help("lab/seekavoid_arena"),
+        "size = 11, apples = 10, lemons = 6; obs = \"rgb\" | \"grid\", width = 64, \
+         height = 48, fov = 90, view = 9 (grid window), action_repeat = 4; \
+         episodes of 1350 agent steps"
+    );
+    assert!(help("lab/lasertag").starts_with("size = 13, bots = 3; "));
+    let (c, d) = (LabConfig::new(Task::Lasertag), LabOptions::default());
+    assert_eq!(
+        (c.obs, c.width, c.height, c.fov, c.view, c.action_repeat),
+        (d.obs, d.width, d.height, d.fov, d.view, d.action_repeat)
+    );
+    assert_eq!((c.size, c.bots), (13, LasertagOptions::default().bots));
+    let s = SeekavoidArenaOptions::default();
+    assert_eq!((c.apples, c.lemons), (s.apples, s.lemons));
+
+    // Options read as their types; the struct refuses unknown keys by itself too.
+    let o: LabOptions =
+        serde_json::from_value(serde_json::json!({"obs": "grid", "fov": 60})).unwrap();
+    assert_eq!((o.obs, o.fov, o.width), (ObsKind::Grid, 60.0, 64));
+    assert!(serde_json::from_value::<LabOptions>(serde_json::json!({"bots": 1})).is_err());
+
+    // Errors name the key and say what it must be.
+    let err = |id: &str, key: &str, v: serde_json::Value| {
+        let mut c = EnvConfig::new(id);
+        c.options.insert(key.into(), v);
+        make(&c).err().unwrap().to_string()
+    };
+    let e = err("lab/watermaze", "height", 4.into());
+    assert!(e.contains("'height'") && e.contains("8..=1024"), "{e}");
+    let e = err("lab/watermaze", "obs", 3.into());
+    assert!(
+        e.contains("'obs'") && e.contains("\"rgb\" or \"grid\""),
+        "{e}"
+    );
+    let e = err("lab/watermaze", "width", "wide".into());
+    assert!(
+        e.contains("'width'") && e.contains("non-negative integer"),
+        "{e}"
+    );
+    let e = err("lab/explore_goal_locations", "loops", "many".into());
+    assert!(e.contains("'loops'") && e.contains("a number"), "{e}");
+    let e = err("lab/lasertag", "loops", 0.5.into());
+    assert!(
+        e.contains("'loops'")
+            && e.contains("unknown option")
+            && e.contains("size, bots, obs, width, height, fov, view, action_repeat"),
+        "{e}"
+    );
+    let e = err("lab/keys_doors_puzzle", "rooms", 5.into());
+    assert!(e.contains("'rooms'") && e.contains("2..=4"), "{e}");
 }
 
 /// A one-cell-wide east–west corridor between walls of colour 3 that ends in `end`.
@@ -438,7 +505,7 @@ fn the_symbolic_view_is_egocentric() {
 
 #[test]
 fn oracles_beat_random_play() {
-    for task in TASKS {
+    for task in Task::ALL {
         let mut e = env(task, true);
         let mut obs = vec![0.0; e.observation_space().flat_dim()];
         let (mut oracle, mut random) = (0.0, 0.0);

@@ -1,6 +1,6 @@
 //! The memory tasks: T-maze rewards by cue, masked CartPole's observations, options.
 
-use rlcpc_envs::{make, Env, EnvConfig, Options};
+use rlcpc_envs::{make, registry, Env, EnvConfig, Options, TMazeOptions};
 
 fn tmaze(corridor: u64) -> Box<dyn Env> {
     let mut cfg = EnvConfig::new("TMaze-v0");
@@ -119,8 +119,35 @@ fn options_are_checked() {
     cfg.options = Options::from_iter([("corridor_length".to_string(), "long".into())]);
     assert!(make(&cfg).err().unwrap().to_string().contains("integer"));
     cfg.options = Options::from_iter([("corridor_length".to_string(), 0.into())]);
-    assert!(make(&cfg).is_err());
+    let e = make(&cfg).err().unwrap().to_string();
+    assert!(
+        e.contains("corridor_length") && e.contains("at least 1"),
+        "{e}"
+    );
     let mut cp = EnvConfig::new("CartPole-v1");
     cp.options.insert("gravity".into(), 1.into());
-    assert!(make(&cp).is_err(), "CartPole takes no options");
+    let e = make(&cp).err().unwrap().to_string();
+    assert!(
+        e.contains("gravity") && e.contains("known: none"),
+        "CartPole takes no options: {e}"
+    );
+}
+
+#[test]
+fn options_help_comes_from_the_defaults() {
+    let help = |id: &str| {
+        registry()
+            .iter()
+            .find(|e| e.id == id)
+            .unwrap()
+            .options
+            .clone()
+    };
+    assert_eq!(TMazeOptions::default().corridor_length, 20);
+    assert_eq!(
+        help("TMaze-v0"),
+        "corridor_length = 20 (episodes last corridor_length + 1 steps)"
+    );
+    assert_eq!(help("CartPole-v1"), "");
+    assert_eq!(help("MaskedCartPole-v1"), "");
 }

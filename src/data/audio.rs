@@ -177,42 +177,24 @@ impl AudioSet {
             });
         }
         // Decode on every core: files are independent.
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(files.len());
-        let chunk = files.len().div_ceil(threads);
         type Decoded = Result<(Vec<f32>, Option<Vec<(f64, f64, String)>>), String>;
-        let decoded: Vec<(PathBuf, BTreeMap<String, String>, Decoded)> = std::thread::scope(|s| {
-            let handles: Vec<_> = files
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|(p, l)| {
-                                let full = root.join(p);
-                                let wave = decode(&full).and_then(|(x, rate)| {
-                                    if x.is_empty() {
-                                        return Err("no samples".to_string());
-                                    }
-                                    let phn = full.with_extension("phn");
-                                    let phones = if phn.is_file() {
-                                        Some(read_phn(&phn, rate)?)
-                                    } else {
-                                        None
-                                    };
-                                    Ok((resample(&x, rate, opts.sample_rate), phones))
-                                });
-                                (p.clone(), l.clone().unwrap_or_default(), wave)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("decoder thread"))
-                .collect()
-        });
+        let decoded: Vec<(PathBuf, BTreeMap<String, String>, Decoded)> =
+            crate::par::par_map(&files, |(p, l)| {
+                let full = root.join(p);
+                let wave = decode(&full).and_then(|(x, rate)| {
+                    if x.is_empty() {
+                        return Err("no samples".to_string());
+                    }
+                    let phn = full.with_extension("phn");
+                    let phones = if phn.is_file() {
+                        Some(read_phn(&phn, rate)?)
+                    } else {
+                        None
+                    };
+                    Ok((resample(&x, rate, opts.sample_rate), phones))
+                });
+                Ok((p.clone(), l.clone().unwrap_or_default(), wave))
+            })?;
         let mut set = AudioSet {
             root: root.to_path_buf(),
             layout,

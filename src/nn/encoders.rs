@@ -229,8 +229,6 @@ pub enum ContextSpec {
 }
 
 /// Metadata keys of exported encoders.
-pub const ENCODER_SPEC_KEY: &str = "rlcpc.encoder";
-pub const CONTEXT_SPEC_KEY: &str = "rlcpc.context";
 
 /// An encoder built from its spec and a `VarBuilder`.
 pub struct Encoder {

@@ -14,13 +14,13 @@ use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use super::{Objective, StepOutput, TrainSection};
-use crate::checkpoint::Loaded;
 use crate::config::Negatives;
 use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::audio::{AudioSet, Layout, LoadOptions};
 use crate::data::{split, SplitBy};
+use crate::encoder_file::{EncoderFile, Modality};
 use crate::nn::audio::{check_layers, frames, AudioEncoder};
-use crate::nn::encoders::{ContextSpec, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+use crate::nn::encoders::{ContextSpec, EncoderSpec};
 use crate::nn::gru::Gru;
 use crate::nn::init::Init;
 
@@ -127,6 +127,8 @@ impl Default for CpcSection {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AudioCpcConfig {
+    /// The objective: `cpc` (Contrastive Predictive Coding, the only one so far).
+    pub objective: super::ObjectiveKind,
     pub data: DataSection,
     pub model: ModelSection,
     pub cpc: CpcSection,
@@ -292,24 +294,23 @@ impl AudioNet {
 
     /// Loads an encoder file written by `rlcpc cpc audio` (or its checkpoint).
     pub fn load(path: &Path, device: &Device) -> Result<(Self, VarMap)> {
-        let f = Loaded::read_as(path, "encoder file")?;
-        let spec: EncoderSpec = f.spec(ENCODER_SPEC_KEY)?;
-        if !matches!(spec, EncoderSpec::Audio { .. }) {
-            return Err(f
-                .mismatch(format!(
-                    "its encoder is {}, not an audio encoder (train one with `rlcpc cpc audio`)",
-                    spec.describe()
-                ))
-                .into());
+        Self::from_file(&EncoderFile::read(path)?, device)
+    }
+
+    /// The network of an encoder file already read.
+    pub fn from_file(f: &EncoderFile, device: &Device) -> Result<(Self, VarMap)> {
+        if f.modality() != Modality::Audio {
+            return Err(f.mismatch(format!(
+                "its encoder is {}, not an audio encoder (train one with `rlcpc pretrain audio`)",
+                f.spec.describe()
+            )));
         }
-        let ctx: ContextSpec = f.spec(CONTEXT_SPEC_KEY)?;
+        let ctx = f.context_spec()?;
         let mut init = Init::new(0, device);
-        AudioNet::init(&spec, &ctx, &mut init)?;
-        for (k, v) in init.varmap.data().lock().expect("varmap lock").iter() {
-            v.set(&f.tensor(k, v.dims())?.to_device(device)?)?;
-        }
+        AudioNet::init(&f.spec, &ctx, &mut init)?;
+        f.load_into(&init.varmap, &["encoder.", "context."])?;
         let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, device);
-        Ok((AudioNet::new(spec, ctx, vb)?, init.varmap))
+        Ok((AudioNet::new(f.spec.clone(), ctx, vb)?, init.varmap))
     }
 
     pub fn forward(&self, wave: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -464,18 +465,6 @@ impl AudioCpc {
     }
 }
 
-/// Collapse statistic: the standard deviation over a batch of L2-normalised vectors
-/// `[N, D]`, averaged over dimensions and times √D — about 1 for spread-out features,
-/// 0 when every input maps to the same direction (Chen & He 2021).
-pub fn normalized_std(x: &Tensor) -> Result<f64> {
-    let d = x.dim(1)?;
-    let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-8f32, f32::MAX)?;
-    let xn = x.broadcast_div(&norm)?;
-    let mean = xn.mean_keepdim(0)?;
-    let var = xn.broadcast_sub(&mean)?.sqr()?.mean(0)?;
-    Ok(var.sqrt()?.mean_all()?.to_scalar::<f32>()? as f64 * (d as f64).sqrt())
-}
-
 impl Objective for AudioCpc {
     fn name(&self) -> &'static str {
         "cpc-audio"
@@ -507,7 +496,7 @@ impl Objective for AudioCpc {
             ("acc".to_string(), r.accuracy()),
             (
                 "z_norm_std".to_string(),
-                normalized_std(&z.reshape(((), self.cfg.model.channels))?)?,
+                super::normalized_std(&z.reshape(((), self.cfg.model.channels))?)?,
             ),
         ];
         for (k, a) in r.accuracy_per_k(self.cfg.cpc.horizon) {
@@ -526,7 +515,7 @@ impl Objective for AudioCpc {
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
         let mut m = super::spec_metadata(&self.net.spec, &self.net.context_spec);
-        m.push(("rlcpc.data", self.data_meta.clone()));
+        m.push((crate::checkpoint::keys::DATA, self.data_meta.clone()));
         m
     }
 }
@@ -544,367 +533,4 @@ pub fn load_corpus(cfg: &DataSection, dir: &Path, strict: bool) -> Result<AudioS
     )?;
     set.report_skipped(10);
     Ok(set)
-}
-
-/// Which frozen features of an audio network a probe reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Pool {
-    /// Context vectors c_t (GRU outputs) averaged over the utterance (a choice of ours:
-    /// the paper does not say how its speaker probe pools over time).
-    Context,
-    /// Encoder outputs z_t averaged over the utterance.
-    Encoder,
-}
-
-/// Utterance-level features: the mean over time of c_t (or z_t), one utterance at a
-/// time (utterances differ in length; no padding enters the average).
-pub fn utterance_features(
-    net: &AudioNet,
-    waves: &[&[f32]],
-    pool: Pool,
-    device: &Device,
-) -> Result<crate::probe::Features> {
-    let rows = map_parallel(waves, |w| {
-        let f = frame_features(net, w, pool, device)?;
-        let n = f.len() as f32;
-        let mut mean = vec![0f32; f[0].len()];
-        for row in &f {
-            for (m, v) in mean.iter_mut().zip(row) {
-                *m += v / n;
-            }
-        }
-        Ok(mean)
-    })?;
-    crate::probe::Features::from_rows(rows)
-}
-
-/// Every frame's features `[T][D]` of one waveform (c_t or z_t); a clip shorter than the
-/// total stride is zero-padded to one frame.
-pub fn frame_features(
-    net: &AudioNet,
-    wave: &[f32],
-    pool: Pool,
-    device: &Device,
-) -> Result<Vec<Vec<f32>>> {
-    let EncoderSpec::Audio { strides, .. } = &net.spec else {
-        bail!("not an audio network")
-    };
-    let min: usize = strides.iter().product();
-    let mut w = wave.to_vec();
-    if w.len() < min {
-        w.resize(min, 0.0);
-    }
-    let x = Tensor::from_vec(w.clone(), (1, w.len()), device)?;
-    let (z, c) = net.forward(&x)?;
-    let f = match pool {
-        Pool::Context => c,
-        Pool::Encoder => z,
-    };
-    Ok(f.squeeze(0)?.to_vec2::<f32>()?)
-}
-
-/// `f` over `items` on every core, results in order (one utterance is too small a job
-/// to keep candle's own threads busy).
-fn map_parallel<T: Sync, R: Send>(
-    items: &[T],
-    f: impl Fn(&T) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(threads).max(1);
-    let f = &f;
-    let parts = std::thread::scope(|s| {
-        let hs: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Result<Vec<_>>>()))
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().expect("feature thread"))
-            .collect::<Result<Vec<_>>>()
-    })?;
-    Ok(parts.into_iter().flatten().collect())
-}
-
-/// One line of a probe table.
-#[derive(Debug, Clone)]
-pub struct ProbeRow {
-    pub features: String,
-    pub dim: usize,
-    pub score: crate::probe::ProbeScore,
-}
-
-/// A sequence-level probe of `target` on `set`: the trained encoder, a randomly
-/// initialised one of the same architecture, and MFCCs, on the same split.
-pub struct AudioProbe {
-    pub target: String,
-    pub classes: Vec<String>,
-    pub n_train: usize,
-    pub n_test: usize,
-    pub rows: Vec<ProbeRow>,
-}
-
-pub struct AudioProbeOptions {
-    pub target: String,
-    pub split: SplitBy,
-    pub test_fraction: f64,
-    pub split_seed: u64,
-    pub pool: Pool,
-    pub baselines: bool,
-    pub iters: usize,
-    /// The files the encoder's trainer held out (relative paths): the test set is these,
-    /// the training set every other file (CPC never trained on the first; a file it
-    /// never saw is safe on either side). `None`: the seeded split above.
-    pub held_out: Option<Vec<String>>,
-    /// Frame-level targets (`phone`): at most this many training and test frames each,
-    /// drawn at random (seeded) from the split's utterances.
-    pub max_frames: usize,
-}
-
-/// Positions in `subset` (indices of `set`'s utterances) of the probe's training and
-/// test items: by the encoder's held-out names where it has them (every name must be in
-/// the corpus, else the probe would test on something else), else the seeded split.
-fn probe_split(
-    set: &AudioSet,
-    subset: &[usize],
-    o: &AudioProbeOptions,
-) -> Result<(Vec<usize>, Vec<usize>)> {
-    let Some(names) = &o.held_out else {
-        let speakers: Vec<&str> = subset.iter().map(|&i| set.speakers()[i]).collect();
-        return split(&speakers, o.split, o.test_fraction, o.split_seed)
-            .map_err(anyhow::Error::msg);
-    };
-    let held: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-    let present: std::collections::HashSet<String> = set
-        .utterances
-        .iter()
-        .map(|u| u.path.to_string_lossy().into_owned())
-        .collect();
-    let missing: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .filter(|n| !present.contains(*n))
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "the corpus under '{}' no longer matches the encoder's: {} of its {} held-out files are missing (e.g. '{}'), so the probe cannot test on the files CPC never trained on; probe the corpus the encoder was trained on, or pass --split/--test-fraction/--split-seed to draw a new split (its test part may then hold CPC training data)",
-            set.root.display(),
-            missing.len(),
-            names.len(),
-            missing[0]
-        );
-    }
-    let (mut tr, mut te) = (Vec::new(), Vec::new());
-    for (k, &i) in subset.iter().enumerate() {
-        if held.contains(set.utterances[i].path.to_string_lossy().as_ref()) {
-            te.push(k);
-        } else {
-            tr.push(k);
-        }
-    }
-    if tr.is_empty() || te.is_empty() {
-        bail!(
-            "the encoder's held-out files leave {} training and {} test items here",
-            tr.len(),
-            te.len()
-        );
-    }
-    Ok((tr, te))
-}
-
-pub fn probe_audio(
-    net: &AudioNet,
-    encoder_name: &str,
-    set: &AudioSet,
-    o: &AudioProbeOptions,
-) -> Result<AudioProbe> {
-    if o.target == "phone" {
-        return probe_frames(net, encoder_name, set, o);
-    }
-    let labels = set.label(&o.target)?;
-    let (classes, y) = crate::data::encode_labels(&labels);
-    if classes.len() < 2 {
-        bail!(
-            "target '{}' has a single class ('{}') in this data",
-            o.target,
-            classes[0]
-        );
-    }
-    let all: Vec<usize> = (0..set.utterances.len()).collect();
-    let (tr, te) = probe_split(set, &all, o)?;
-    let y_tr: Vec<usize> = tr.iter().map(|&i| y[i]).collect();
-    let y_te: Vec<usize> = te.iter().map(|&i| y[i]).collect();
-    let waves: Vec<&[f32]> = set.utterances.iter().map(|u| u.wave.as_slice()).collect();
-    let dev = Device::Cpu;
-    let mut sets: Vec<(String, crate::probe::Features)> = vec![(
-        format!("cpc ({encoder_name})"),
-        utterance_features(net, &waves, o.pool, &dev)?,
-    )];
-    if o.baselines {
-        let (random, _vm) =
-            AudioNet::random(net.spec.clone(), net.context_spec.clone(), 12345, &dev)?;
-        sets.push((
-            "random-init encoder, same architecture".into(),
-            utterance_features(&random, &waves, o.pool, &dev)?,
-        ));
-        let mfcc =
-            crate::data::mfcc::Mfcc::new(crate::data::mfcc::MfccConfig::for_rate(set.sample_rate));
-        sets.push((
-            "MFCC (13, mean+std over frames)".into(),
-            crate::probe::Features::from_rows(waves.iter().map(|w| mfcc.pooled(w)).collect())?,
-        ));
-    }
-    let rows = sets
-        .into_iter()
-        .map(|(name, f)| ProbeRow {
-            dim: f.d,
-            score: crate::probe::classify(
-                &f.select(&tr),
-                &y_tr,
-                &f.select(&te),
-                &y_te,
-                classes.len(),
-                o.split_seed,
-                o.iters,
-            ),
-            features: name,
-        })
-        .collect();
-    Ok(AudioProbe {
-        target: o.target.clone(),
-        classes,
-        n_train: tr.len(),
-        n_test: te.len(),
-        rows,
-    })
-}
-
-/// Frame-level phone probe: each 10 ms frame labelled with the phone at its centre
-/// (from `.phn` alignments); utterances split as for sequence-level probes.
-fn probe_frames(
-    net: &AudioNet,
-    encoder_name: &str,
-    set: &AudioSet,
-    o: &AudioProbeOptions,
-) -> Result<AudioProbe> {
-    use rand::seq::SliceRandom;
-    let aligned: Vec<usize> = (0..set.utterances.len())
-        .filter(|&i| set.utterances[i].phones.is_some())
-        .collect();
-    if aligned.is_empty() {
-        bail!(
-            "--target phone needs alignments: none of the {} files under '{}' has a .phn file beside it (\"START END PHONE\" lines in samples, as TIMIT; scripts/synth-flite.sh writes them)",
-            set.utterances.len(),
-            set.root.display()
-        );
-    }
-    let EncoderSpec::Audio { strides, .. } = &net.spec else {
-        bail!("not an audio network")
-    };
-    let step = strides.iter().product::<usize>() as f64 / set.sample_rate as f64;
-    let (tr, te) = probe_split(set, &aligned, o)?;
-    // (utterance, frame, phone) of every labelled frame.
-    let frames_of = |idx: &[usize]| -> Vec<(usize, usize, String)> {
-        let mut v = Vec::new();
-        for &k in idx {
-            let u = &set.utterances[aligned[k]];
-            let n = crate::nn::audio::frames(u.wave.len(), strides);
-            for t in 0..n {
-                let centre = (t as f64 + 0.5) * step;
-                if let Some((_, _, p)) = u
-                    .phones
-                    .as_ref()
-                    .expect("aligned")
-                    .iter()
-                    .find(|(s, e, _)| *s <= centre && centre < *e)
-                {
-                    v.push((aligned[k], t, p.clone()));
-                }
-            }
-        }
-        v
-    };
-    let mut rng = SeededRng::seed_from_u64(o.split_seed ^ 0xF4A3);
-    let (mut f_tr, mut f_te) = (frames_of(&tr), frames_of(&te));
-    f_tr.shuffle(&mut rng);
-    f_te.shuffle(&mut rng);
-    f_tr.truncate(o.max_frames);
-    f_te.truncate(o.max_frames);
-    let names: Vec<&str> = f_tr.iter().chain(&f_te).map(|f| f.2.as_str()).collect();
-    let (classes, y) = crate::data::encode_labels(&names);
-    let (y_tr, y_te) = y.split_at(f_tr.len());
-    let used: Vec<usize> = {
-        let mut u: Vec<usize> = f_tr.iter().chain(&f_te).map(|f| f.0).collect();
-        u.sort_unstable();
-        u.dedup();
-        u
-    };
-    let dev = Device::Cpu;
-    let pick = |per_utt: &[Vec<Vec<f32>>],
-                frames: &[(usize, usize, String)]|
-     -> Result<crate::probe::Features> {
-        crate::probe::Features::from_rows(
-            frames
-                .iter()
-                .map(|(u, t, _)| {
-                    let rows = &per_utt[used.binary_search(u).expect("used")];
-                    rows[(*t).min(rows.len() - 1)].clone()
-                })
-                .collect(),
-        )
-    };
-    let waves: Vec<&[f32]> = used
-        .iter()
-        .map(|&i| set.utterances[i].wave.as_slice())
-        .collect();
-    let mut sets: Vec<(String, Vec<Vec<Vec<f32>>>)> = vec![(
-        format!("cpc ({encoder_name}), per frame"),
-        map_parallel(&waves, |w| frame_features(net, w, o.pool, &dev))?,
-    )];
-    if o.baselines {
-        let (random, _vm) =
-            AudioNet::random(net.spec.clone(), net.context_spec.clone(), 12345, &dev)?;
-        sets.push((
-            "random-init encoder, same architecture".into(),
-            map_parallel(&waves, |w| frame_features(&random, w, o.pool, &dev))?,
-        ));
-        let mfcc =
-            crate::data::mfcc::Mfcc::new(crate::data::mfcc::MfccConfig::for_rate(set.sample_rate));
-        // MFCC frame f is centred on 10 ms·f + 12.5 ms; CPC frame t on 10 ms·t + 5 ms:
-        // frame t − 1 is the nearest (clamped at the start).
-        sets.push((
-            "MFCC (13, the frame's)".into(),
-            map_parallel(&waves, |w| {
-                let m = mfcc.compute(w);
-                Ok((0..m.len() + 1)
-                    .map(|t| m[t.saturating_sub(1).min(m.len() - 1)].clone())
-                    .collect())
-            })?,
-        ));
-    }
-    let rows = sets
-        .into_iter()
-        .map(|(name, per_utt)| {
-            let (a, b) = (pick(&per_utt, &f_tr)?, pick(&per_utt, &f_te)?);
-            Ok(ProbeRow {
-                dim: a.d,
-                score: crate::probe::classify(
-                    &a,
-                    y_tr,
-                    &b,
-                    y_te,
-                    classes.len(),
-                    o.split_seed,
-                    o.iters,
-                ),
-                features: name,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(AudioProbe {
-        target: "phone".into(),
-        classes,
-        n_train: f_tr.len(),
-        n_test: f_te.len(),
-        rows,
-    })
 }

@@ -17,15 +17,15 @@ use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use super::{Objective, StepOutput, TrainSection};
-use crate::checkpoint::Loaded;
+use crate::checkpoint::keys;
 use crate::config::{CoreKind, ModelConfig, Negatives};
 use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::trajectories::Trajectories;
-use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+use crate::encoder_file::{EncoderFile, Origin};
+use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec};
 use crate::nn::init::Init;
 use crate::nn::lstm::Lstm;
 use crate::nn::NetSpec;
-use crate::probe::Features;
 
 /// `[cpc]` of `cpc frames`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +61,8 @@ impl Default for FramesCpcSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FramesCpcConfig {
+    /// The objective: `cpc` (Contrastive Predictive Coding, the only one so far).
+    pub objective: super::ObjectiveKind,
     /// The agent's `[model]` (encoder kind and widths; `core = "lstm"` is implied).
     pub model: ModelConfig,
     pub cpc: FramesCpcSection,
@@ -70,6 +72,7 @@ pub struct FramesCpcConfig {
 impl Default for FramesCpcConfig {
     fn default() -> Self {
         FramesCpcConfig {
+            objective: super::ObjectiveKind::Cpc,
             model: ModelConfig {
                 core: CoreKind::Lstm,
                 ..ModelConfig::default()
@@ -141,12 +144,6 @@ pub struct FramesNet {
     pub context: Option<ContextSpec>,
 }
 
-/// Where [`FramesNet::load`] found the network.
-pub enum Source {
-    AgentCheckpoint,
-    EncoderFile,
-}
-
 impl FramesNet {
     fn build(
         spec: EncoderSpec,
@@ -188,47 +185,22 @@ impl FramesNet {
 
     /// Reads an agent checkpoint (encoder and LSTM core) or an encoder file written by
     /// `rlcpc export-encoder` or `rlcpc cpc frames`.
-    pub fn load(path: &Path) -> Result<(Self, Source)> {
-        let f = Loaded::read_as(path, "encoder file")?;
-        let dev = Device::Cpu;
-        let (spec, context, source, rename): (EncoderSpec, Option<ContextSpec>, Source, &str) =
-            if f.metadata.contains_key("rlcpc.net_spec") {
-                let net: NetSpec = f.spec("rlcpc.net_spec")?;
-                let ctx = (net.core == CoreKind::Lstm).then(|| ContextSpec::Lstm {
-                    in_dim: net.feature_dim(),
-                    hidden: net.lstm_hidden,
-                });
-                (net.encoder, ctx, Source::AgentCheckpoint, "core.lstm.")
-            } else {
-                let ctx = if f.metadata.contains_key(CONTEXT_SPEC_KEY) {
-                    Some(f.spec(CONTEXT_SPEC_KEY)?)
-                } else {
-                    None
-                };
-                (
-                    f.spec(ENCODER_SPEC_KEY)?,
-                    ctx,
-                    Source::EncoderFile,
-                    "context.",
-                )
-            };
-        if matches!(spec, EncoderSpec::Audio { .. }) {
-            return Err(f
-                .mismatch(format!(
-                    "its encoder is {}, which does not read environment observations",
-                    spec.describe()
-                ))
-                .into());
+    pub fn load(path: &Path) -> Result<(Self, Origin)> {
+        Self::from_file(&EncoderFile::read(path)?)
+    }
+
+    /// The network of an encoder file already read, and where it was found.
+    pub fn from_file(f: &EncoderFile) -> Result<(Self, Origin)> {
+        if matches!(f.spec, EncoderSpec::Audio { .. }) {
+            return Err(f.mismatch(format!(
+                "its encoder is {}, which does not read environment observations",
+                f.spec.describe()
+            )));
         }
-        let (_, varmap) = FramesNet::random(&spec, context.as_ref(), 0)?;
-        for (k, v) in varmap.data().lock().expect("varmap lock").iter() {
-            let key = match k.strip_prefix("context.") {
-                Some(rest) => format!("{rename}{rest}"),
-                None => k.clone(),
-            };
-            v.set(&f.tensor(&key, v.dims())?.to_device(&dev)?)?;
-        }
-        Ok((FramesNet::build(spec, context, &varmap, &dev)?, source))
+        let (_, varmap) = FramesNet::random(&f.spec, f.context.as_ref(), 0)?;
+        f.load_into(&varmap, &["encoder.", "context."])?;
+        let net = FramesNet::build(f.spec.clone(), f.context.clone(), &varmap, &Device::Cpu)?;
+        Ok((net, f.origin))
     }
 
     /// `[T, B, obs...]` with episode starts `first` `[T·B]` → z `[T, B, D]`, c `[T, B, H]`
@@ -245,45 +217,6 @@ impl FramesNet {
                 Ok((z, c))
             }
         }
-    }
-
-    /// Features of every recorded step, the recording run through as one stream (the
-    /// core reset at episode starts, as the agent saw it): c_t, or z_t with `encoder_only`.
-    pub fn features(&self, traj: &Trajectories, encoder_only: bool) -> Result<Features> {
-        const CHUNK: usize = 256;
-        let dev = Device::Cpu;
-        let n = traj.len();
-        let mut rows = Vec::with_capacity(n);
-        let mut state = self
-            .lstm
-            .as_ref()
-            .map(|l| Tensor::zeros((1, 2 * l.hidden), DType::F32, &dev))
-            .transpose()?;
-        for s in (0..n).step_by(CHUNK) {
-            let len = CHUNK.min(n - s);
-            let d = traj.obs_dim();
-            let mut shape = vec![len, 1];
-            shape.extend(&traj.obs_shape);
-            let obs = Tensor::from_slice(&traj.obs[s * d..(s + len) * d], shape, &dev)?;
-            let z = self
-                .encoder
-                .forward(&obs.flatten_to(1)?)?
-                .reshape((len, 1, ()))?;
-            let f = match (&self.lstm, encoder_only) {
-                (Some(l), false) => {
-                    let (c, st) = l.unroll(
-                        &z,
-                        &traj.first[s..s + len],
-                        state.as_ref().expect("lstm state"),
-                    )?;
-                    state = Some(st.detach());
-                    c
-                }
-                _ => z,
-            };
-            rows.extend(f.squeeze(1)?.to_vec2::<f32>()?);
-        }
-        Features::from_rows(rows)
     }
 }
 
@@ -410,7 +343,7 @@ impl Objective for FramesCpc {
                 ("pairs".into(), r.pairs.len() as f64),
                 (
                     "z_norm_std".into(),
-                    super::audio::normalized_std(&z.reshape(((), dz))?)?,
+                    super::normalized_std(&z.reshape(((), dz))?)?,
                 ),
             ],
             samples: batch,
@@ -424,15 +357,15 @@ impl Objective for FramesCpc {
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
         vec![
             (
-                ENCODER_SPEC_KEY,
+                keys::ENCODER_SPEC,
                 serde_json::to_string(&self.spec).expect("spec"),
             ),
             (
-                CONTEXT_SPEC_KEY,
+                keys::CONTEXT_SPEC,
                 serde_json::to_string(self.net.context.as_ref().expect("lstm")).expect("spec"),
             ),
             (
-                "rlcpc.data",
+                crate::checkpoint::keys::DATA,
                 serde_json::json!({
                     "env": self.traj.env,
                     "steps": self.traj.len(),
@@ -443,14 +376,6 @@ impl Objective for FramesCpc {
             ),
         ]
     }
-}
-
-/// One line of a belief-probe table: R² per state variable.
-pub struct BeliefRow {
-    pub features: String,
-    pub dim: usize,
-    pub lambda: f64,
-    pub r2: Vec<f64>,
 }
 
 /// Where a recording is cut into a training and a test part: the first episode start at
@@ -477,63 +402,4 @@ pub fn test_cut(traj: &Trajectories, test_fraction: f64) -> Result<usize> {
         );
     }
     Ok(cut)
-}
-
-/// Ridge probes of the true state from frozen features (`encoder_only`: the encoder's z_t
-/// instead of the context c_t), trained on the first `1 − test_fraction` of the
-/// recording (cut at an episode start, [`test_cut`]) and tested on the rest; λ is chosen
-/// on the training part's last episodes.
-pub fn probe_states(
-    net: &FramesNet,
-    name: &str,
-    traj: &Trajectories,
-    targets: &[usize],
-    test_fraction: f64,
-    encoder_only: bool,
-    baselines: bool,
-) -> Result<(usize, usize, Vec<BeliefRow>)> {
-    let n = traj.len();
-    let cut = test_cut(traj, test_fraction)?;
-    let (tr, te): (Vec<usize>, Vec<usize>) = ((0..cut).collect(), (cut..n).collect());
-    let y: Vec<Vec<f64>> = (0..n)
-        .map(|t| {
-            targets
-                .iter()
-                .map(|&j| traj.state_row(t)[j] as f64)
-                .collect()
-        })
-        .collect();
-    let y_tr: Vec<Vec<f64>> = tr.iter().map(|&i| y[i].clone()).collect();
-    let y_te: Vec<Vec<f64>> = te.iter().map(|&i| y[i].clone()).collect();
-    let mut sets = vec![(name.to_string(), net.features(traj, encoder_only)?)];
-    if baselines {
-        let (random, _vm) = FramesNet::random(&net.encoder.spec, net.context.as_ref(), 12345)?;
-        sets.push((
-            "random-init network, same architecture".into(),
-            random.features(traj, encoder_only)?,
-        ));
-        if traj.obs_dim() <= 2048 {
-            let rows = (0..n).map(|t| traj.obs_row(t).to_vec()).collect();
-            sets.push(("raw observation".into(), Features::from_rows(rows)?));
-        }
-    }
-    let rows = sets
-        .into_iter()
-        .map(|(features, f)| {
-            let (lambda, r2) = crate::probe::regress(
-                &f.select(&tr),
-                &y_tr,
-                &f.select(&te),
-                &y_te,
-                &traj.first[..cut],
-            )?;
-            Ok(BeliefRow {
-                features,
-                dim: f.d,
-                lambda,
-                r2,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((tr.len(), te.len(), rows))
 }

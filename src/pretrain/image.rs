@@ -14,11 +14,12 @@ use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use super::{Objective, StepOutput, TrainSection};
-use crate::checkpoint::Loaded;
+use crate::checkpoint::keys;
 use crate::config::Negatives;
 use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::images::ImageSet;
-use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+use crate::encoder_file::EncoderFile;
+use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec};
 use crate::nn::init::Init;
 use crate::nn::patches::{
     as_sequences, extract, extract_augmented, grid, Augment, CausalContext, Direction, PatchEncoder,
@@ -110,6 +111,8 @@ impl Default for CpcSection {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImageCpcConfig {
+    /// The objective: `cpc` (Contrastive Predictive Coding, the only one so far).
+    pub objective: super::ObjectiveKind,
     /// How a single tree of class folders is split (IDX, CIFAR-10 and
     /// `DIR/train` + `DIR/test` folders bring their own test part).
     pub data: crate::data::images::FolderSplit,
@@ -253,7 +256,6 @@ pub struct PatchGrid {
 }
 
 /// Metadata key of the [`PatchGrid`] in exported image encoders.
-pub const GRID_KEY: &str = "rlcpc.patch_grid";
 
 impl PatchGrid {
     /// `(rows, cols)`.
@@ -387,36 +389,28 @@ impl ImageNet {
         Ok((ImageNet::new(spec, grid, context_layers, vb)?, init.varmap))
     }
 
-    /// Whether a loaded file is an image CPC encoder (a patch grid, or a patch spec).
-    pub fn is_image_file(f: &Loaded) -> bool {
-        f.metadata.contains_key(GRID_KEY)
-            || f.spec::<EncoderSpec>(ENCODER_SPEC_KEY)
-                .is_ok_and(|s| PatchGrid::of(&s).is_some())
-    }
-
     /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc cpc image`.
     pub fn load(path: &Path) -> Result<(Self, VarMap)> {
-        let f = Loaded::read_as(path, "encoder file")?;
-        let spec: EncoderSpec = f.spec(ENCODER_SPEC_KEY)?;
-        let grid = match PatchGrid::of(&spec) {
+        Self::from_file(&EncoderFile::read(path)?)
+    }
+
+    /// The network of an encoder file already read.
+    pub fn from_file(f: &EncoderFile) -> Result<(Self, VarMap)> {
+        let grid = match PatchGrid::of(&f.spec) {
             Some(g) => g,
-            None => f.meta::<PatchGrid>(GRID_KEY)?,
+            None => f.file.meta::<PatchGrid>(keys::PATCH_GRID)?,
         };
-        let layers = match f.spec::<ContextSpec>(CONTEXT_SPEC_KEY)? {
+        let layers = match f.context_spec()? {
             ContextSpec::Masked { layers, .. } => layers,
             other => {
-                return Err(f
-                    .mismatch(format!(
-                        "its context network is {other:?}, not a masked grid network"
-                    ))
-                    .into())
+                return Err(f.mismatch(format!(
+                    "its context network is {other:?}, not a masked grid network"
+                )))
             }
         };
-        let (net, varmap) =
-            ImageNet::random(spec, grid, layers, 0).map_err(|e| f.mismatch(e.to_string()))?;
-        for (k, v) in varmap.data().lock().expect("varmap lock").iter() {
-            v.set(&f.tensor(k, v.dims())?.to_device(&Device::Cpu)?)?;
-        }
+        let (net, varmap) = ImageNet::random(f.spec.clone(), grid, layers, 0)
+            .map_err(|e| f.mismatch(e.to_string()))?;
+        f.load_into(&varmap, &["encoder.", "context."])?;
         Ok((net, varmap))
     }
 
@@ -521,7 +515,7 @@ impl ImageCpc {
         }
         let varmap = init.varmap;
         if let Some(path) = &cfg.model.init_encoder {
-            crate::eval::init_encoder_from(path, &spec, &varmap).map_err(|e| {
+            crate::encoder_file::init_encoder_from(path, &spec, &varmap).map_err(|e| {
                 anyhow::anyhow!(
                     "invalid value for 'model.init_encoder': '{}': {e:#}",
                     path.display()
@@ -618,7 +612,7 @@ impl Objective for ImageCpc {
         metrics.insert(0, ("acc".into(), hits / scored.max(1) as f64));
         metrics.push((
             "z_norm_std".into(),
-            super::audio::normalized_std(&z.reshape(((), f))?)?,
+            super::normalized_std(&z.reshape(((), f))?)?,
         ));
         Ok(StepOutput {
             loss,
@@ -634,12 +628,12 @@ impl Objective for ImageCpc {
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
         let mut m = super::spec_metadata(&self.net.spec, &self.net.context_spec());
         m.push((
-            GRID_KEY,
+            keys::PATCH_GRID,
             serde_json::to_string(&self.net.grid).expect("grid"),
         ));
         if let Some(held) = &self.set.held_out {
             m.push((
-                "rlcpc.data",
+                crate::checkpoint::keys::DATA,
                 serde_json::json!({
                     "test_fraction": self.split.test_fraction,
                     "split_seed": self.split.split_seed,
@@ -650,131 +644,4 @@ impl Objective for ImageCpc {
         }
         m
     }
-}
-
-/// Averages a grid `[n, rows, cols, D]` over `g`×`g` cells (PyTorch's adaptive average
-/// pooling: cell i covers rows ⌊i·rows/g⌋..⌈(i+1)·rows/g⌉), flattened to `g·g·D` per
-/// image; `g = 1` is the mean over the whole grid.
-pub fn pool_grid(grid: &Tensor, g: usize) -> Result<Vec<Vec<f32>>> {
-    let (n, rows, cols, d) = grid.dims4()?;
-    if g == 0 || g > rows.min(cols) {
-        bail!("cannot pool a {rows}x{cols} patch grid to {g}x{g} cells");
-    }
-    let v = grid.flatten_all()?.to_vec1::<f32>()?;
-    let span = |i: usize, len: usize| (i * len / g, ((i + 1) * len).div_ceil(g));
-    let mut out = Vec::with_capacity(n);
-    for img in v.chunks_exact(rows * cols * d) {
-        let mut row = vec![0f32; g * g * d];
-        for gi in 0..g {
-            let (r0, r1) = span(gi, rows);
-            for gj in 0..g {
-                let (c0, c1) = span(gj, cols);
-                let cell = &mut row[(gi * g + gj) * d..(gi * g + gj + 1) * d];
-                for r in r0..r1 {
-                    for c in c0..c1 {
-                        let at = (r * cols + c) * d;
-                        for (o, x) in cell.iter_mut().zip(&img[at..at + d]) {
-                            *o += x;
-                        }
-                    }
-                }
-                let k = ((r1 - r0) * (c1 - c0)) as f32;
-                cell.iter_mut().for_each(|o| *o /= k);
-            }
-        }
-        out.push(row);
-    }
-    Ok(out)
-}
-
-/// Image-level features: c (or z with `pool_z`) pooled over `g`×`g` cells of the
-/// patch grid ([`pool_grid`]), in batches of 256.
-pub fn image_features(
-    net: &ImageNet,
-    set: &ImageSet,
-    idx: &[usize],
-    pool_z: bool,
-    g: usize,
-) -> Result<crate::probe::Features> {
-    let mut rows = Vec::with_capacity(idx.len());
-    for chunk in idx.chunks(256) {
-        let mut images = Vec::with_capacity(chunk.len() * set.image_len());
-        for &i in chunk {
-            images.extend_from_slice(set.image(i));
-        }
-        let (z, c) = net.forward(&images, chunk.len())?;
-        rows.extend(pool_grid(if pool_z { &z } else { &c }, g)?);
-    }
-    crate::probe::Features::from_rows(rows)
-}
-
-/// Settings of [`probe_images`].
-pub struct ImageProbeOptions {
-    /// At most this many training and test images each, drawn at random (seeded).
-    pub max: usize,
-    pub baselines: bool,
-    pub iters: usize,
-    pub seed: u64,
-    /// Pool z (the patch vectors) instead of c (the context).
-    pub pool_z: bool,
-    /// Pool to `grid`×`grid` cells of the patch grid (1: the mean over all patches).
-    pub grid: usize,
-}
-
-/// Linear probe of the class from pooled features of `net`, a random-init twin and the
-/// raw pixels, trained on images of `train` and tested on images of `test`.
-pub fn probe_images(
-    net: &ImageNet,
-    name: &str,
-    train: &ImageSet,
-    test: &ImageSet,
-    o: &ImageProbeOptions,
-) -> Result<(usize, usize, Vec<super::audio::ProbeRow>)> {
-    use rand::seq::SliceRandom;
-    let (max, seed) = (o.max, o.seed);
-    let mut rng = SeededRng::seed_from_u64(seed ^ 0x1A6E);
-    let mut pick = |n: usize| {
-        let mut v: Vec<usize> = (0..n).collect();
-        v.shuffle(&mut rng);
-        v.truncate(max);
-        v
-    };
-    let (tr, te) = (pick(train.len()), pick(test.len()));
-    let y_tr: Vec<usize> = tr.iter().map(|&i| train.labels[i] as usize).collect();
-    let y_te: Vec<usize> = te.iter().map(|&i| test.labels[i] as usize).collect();
-    let k = train.classes.len().max(test.classes.len());
-    let what = format!(
-        "{}, {g}x{g} pooled",
-        if o.pool_z { "z" } else { "c" },
-        g = o.grid
-    );
-    let feats =
-        |n: &ImageNet, s: &ImageSet, idx: &[usize]| image_features(n, s, idx, o.pool_z, o.grid);
-    let mut sets = vec![(
-        format!("cpc ({name}), {what}"),
-        feats(net, train, &tr)?,
-        feats(net, test, &te)?,
-    )];
-    if o.baselines {
-        let (random, _vm) =
-            ImageNet::random(net.spec.clone(), net.grid, net.context_layers, 12345)?;
-        sets.push((
-            format!("random-init, same architecture, {what}"),
-            feats(&random, train, &tr)?,
-            feats(&random, test, &te)?,
-        ));
-        let raw = |s: &ImageSet, idx: &[usize]| {
-            crate::probe::Features::from_rows(idx.iter().map(|&i| s.image(i).to_vec()).collect())
-        };
-        sets.push(("raw pixels".into(), raw(train, &tr)?, raw(test, &te)?));
-    }
-    let rows = sets
-        .into_iter()
-        .map(|(features, a, b)| super::audio::ProbeRow {
-            dim: a.d,
-            score: crate::probe::classify(&a, &y_tr, &b, &y_te, k, seed, o.iters),
-            features,
-        })
-        .collect();
-    Ok((tr.len(), te.len(), rows))
 }

@@ -157,6 +157,18 @@ pub fn load_config<T: serde::de::DeserializeOwned>(
     Ok(cfg)
 }
 
+/// What a trainer learns by, chosen by a trainer config's `objective` key (or
+/// `rlcpc pretrain <modality> --objective`). Each modality module supplies the network
+/// and the minibatches; the objective is the loss on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectiveKind {
+    /// Contrastive Predictive Coding: InfoNCE of W_k c_t against the future z_{t+k}
+    /// among negatives (van den Oord et al. 2018).
+    #[default]
+    Cpc,
+}
+
 /// One minibatch's result.
 pub struct StepOutput {
     pub loss: Tensor,
@@ -247,7 +259,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         let ck = Loaded::read(&ck_path).with_context(|| {
             format!("--resume: no usable checkpoint in '{}'", opts.out.display())
         })?;
-        let name: String = ck.meta("rlcpc.trainer")?;
+        let name: String = ck.meta(crate::checkpoint::keys::TRAINER)?;
         if name != obj.name() {
             return Err(ck
                 .mismatch(format!(
@@ -259,11 +271,11 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         for (k, v) in &vars {
             v.set(&ck.tensor(k, v.dims())?.to_device(v.device())?)?;
         }
-        counters = ck.meta("rlcpc.counters")?;
+        counters = ck.meta(crate::checkpoint::keys::COUNTERS)?;
         optim
             .load_state(|k| ck.tensors.get(k).cloned(), counters.optim_steps)
             .map_err(|e| ck.mismatch(e.to_string()))?;
-        *obj.rng() = ck.meta("rlcpc.rng")?;
+        *obj.rng() = ck.meta(crate::checkpoint::keys::RNG)?;
         obj.check_resume(&ck)?;
         check_same_split(obj, &ck)?;
     }
@@ -303,10 +315,22 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
             .collect();
         tensors.extend(optim.state_tensors());
         let mut meta = vec![
-            ("rlcpc.trainer", serde_json::to_string(obj.name())?),
-            ("rlcpc.counters", serde_json::to_string(counters)?),
-            ("rlcpc.rng", serde_json::to_string(obj.rng())?),
-            ("rlcpc.config", serde_json::to_string(&opts.config_toml)?),
+            (
+                crate::checkpoint::keys::TRAINER,
+                serde_json::to_string(obj.name())?,
+            ),
+            (
+                crate::checkpoint::keys::COUNTERS,
+                serde_json::to_string(counters)?,
+            ),
+            (
+                crate::checkpoint::keys::RNG,
+                serde_json::to_string(obj.rng())?,
+            ),
+            (
+                crate::checkpoint::keys::CONFIG,
+                serde_json::to_string(&opts.config_toml)?,
+            ),
         ];
         meta.extend(obj.export_metadata());
         checkpoint::write_atomic(&ck_path, tensors, checkpoint::metadata(meta))?;
@@ -420,13 +444,13 @@ fn check_same_split(obj: &dyn Objective, ck: &Loaded) -> Result<()> {
         "train_steps",
         "steps",
     ];
-    let Ok(old) = ck.meta::<serde_json::Value>("rlcpc.data") else {
+    let Ok(old) = ck.meta::<serde_json::Value>(crate::checkpoint::keys::DATA) else {
         return Ok(());
     };
     let Some(now) = obj
         .export_metadata()
         .into_iter()
-        .find(|(k, _)| *k == "rlcpc.data")
+        .find(|(k, _)| *k == crate::checkpoint::keys::DATA)
         .and_then(|(_, v)| serde_json::from_str::<serde_json::Value>(&v).ok())
     else {
         return Ok(());
@@ -479,14 +503,14 @@ pub fn spec_metadata(
     encoder: &crate::nn::encoders::EncoderSpec,
     context: &crate::nn::encoders::ContextSpec,
 ) -> Vec<(&'static str, String)> {
-    use crate::nn::encoders::{CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+    use crate::checkpoint::keys;
     vec![
         (
-            ENCODER_SPEC_KEY,
+            keys::ENCODER_SPEC,
             serde_json::to_string(encoder).expect("spec"),
         ),
         (
-            CONTEXT_SPEC_KEY,
+            keys::CONTEXT_SPEC,
             serde_json::to_string(context).expect("spec"),
         ),
     ]
@@ -501,4 +525,16 @@ pub fn export(obj: &dyn Objective, path: &Path) -> Result<()> {
         .collect();
     checkpoint::write_atomic(path, tensors, checkpoint::metadata(obj.export_metadata()))?;
     Ok(())
+}
+
+/// Collapse statistic: the standard deviation over a batch of L2-normalised vectors
+/// `[N, D]`, averaged over dimensions and times √D — about 1 for spread-out features,
+/// 0 when every input maps to the same direction (Chen & He 2021).
+pub fn normalized_std(x: &Tensor) -> Result<f64> {
+    let d = x.dim(1)?;
+    let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-8f32, f32::MAX)?;
+    let xn = x.broadcast_div(&norm)?;
+    let mean = xn.mean_keepdim(0)?;
+    let var = xn.broadcast_sub(&mean)?.sqr()?.mean(0)?;
+    Ok(var.sqrt()?.mean_all()?.to_scalar::<f32>()? as f64 * (d as f64).sqrt())
 }

@@ -14,18 +14,18 @@ use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use super::{Objective, StepOutput, TrainSection};
+use crate::checkpoint::keys;
 use crate::checkpoint::Loaded;
 use crate::config::Negatives;
 use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::text::{self, Corpus, Vocab};
-use crate::nn::encoders::{ContextSpec, EncoderSpec, CONTEXT_SPEC_KEY, ENCODER_SPEC_KEY};
+use crate::encoder_file::EncoderFile;
+use crate::nn::encoders::{ContextSpec, EncoderSpec};
 use crate::nn::gru::Gru;
 use crate::nn::init::Init;
 use crate::nn::text::SentenceEncoder;
-use crate::probe::Features;
 
 /// Metadata key of the vocabulary (a JSON list of words, index = id) in exported files.
-pub const VOCAB_KEY: &str = "rlcpc.vocab";
 
 /// `[data]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +103,8 @@ impl Default for CpcSection {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TextCpcConfig {
+    /// The objective: `cpc` (Contrastive Predictive Coding, the only one so far).
+    pub objective: super::ObjectiveKind,
     pub data: DataSection,
     pub model: ModelSection,
     pub cpc: CpcSection,
@@ -239,15 +241,16 @@ impl TextNet {
 
     /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc cpc text`.
     pub fn load(path: &Path) -> Result<(Self, VarMap)> {
-        let f = Loaded::read_as(path, "encoder file")?;
-        let spec: EncoderSpec = f.spec(ENCODER_SPEC_KEY)?;
-        let ctx: ContextSpec = f.spec(CONTEXT_SPEC_KEY)?;
-        let words: Vec<String> = f.meta(VOCAB_KEY)?;
-        let (net, varmap) = TextNet::random(spec, ctx, Vocab::from_words(words), 0)
+        Self::from_file(&EncoderFile::read(path)?)
+    }
+
+    /// The network of an encoder file already read.
+    pub fn from_file(f: &EncoderFile) -> Result<(Self, VarMap)> {
+        let ctx = f.context_spec()?;
+        let words: Vec<String> = f.file.meta(keys::VOCAB)?;
+        let (net, varmap) = TextNet::random(f.spec.clone(), ctx, Vocab::from_words(words), 0)
             .map_err(|e| f.mismatch(e.to_string()))?;
-        for (k, v) in varmap.data().lock().expect("varmap lock").iter() {
-            v.set(&f.tensor(k, v.dims())?.to_device(&Device::Cpu)?)?;
-        }
+        f.load_into(&varmap, &["encoder.", "context."])?;
         Ok((net, varmap))
     }
 
@@ -445,7 +448,7 @@ impl Objective for TextCpc {
         }
         metrics.push((
             "z_norm_std".into(),
-            super::audio::normalized_std(&z.reshape(((), d))?)?,
+            super::normalized_std(&z.reshape(((), d))?)?,
         ));
         Ok(StepOutput {
             loss: r.loss,
@@ -461,7 +464,7 @@ impl Objective for TextCpc {
     /// The embedding rows belong to the checkpoint's words: a corpus that gives another
     /// vocabulary cannot continue the run.
     fn check_resume(&self, ck: &Loaded) -> Result<()> {
-        let words: Vec<String> = ck.meta(VOCAB_KEY)?;
+        let words: Vec<String> = ck.meta(keys::VOCAB)?;
         if words != self.net.vocab.words {
             let first = words
                 .iter()
@@ -484,156 +487,10 @@ impl Objective for TextCpc {
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
         let mut m = super::spec_metadata(&self.net.spec, &self.net.context);
         m.push((
-            VOCAB_KEY,
+            keys::VOCAB,
             serde_json::to_string(&self.net.vocab.words).expect("vocab"),
         ));
         m.push(("rlcpc.data.files", self.files.to_string()));
         m
     }
-}
-
-/// Which text features a probe reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TextFeatures {
-    /// z of the whole text (the sentence embedding).
-    Encoder,
-    /// The GRU's last c over the text's sentences.
-    Context,
-}
-
-/// Settings of [`probe_text`].
-pub struct TextProbeOptions {
-    pub features: TextFeatures,
-    /// Cross-validation folds (SentEval: 10).
-    pub folds: usize,
-    /// At most this many texts, drawn at random (seeded) when the set is larger.
-    pub max: usize,
-    pub baselines: bool,
-    pub iters: usize,
-    pub seed: u64,
-    /// Vocabulary of the bag-of-words baseline: at most this many words.
-    pub bow_words: usize,
-}
-
-/// One row of a text probe: mean (± std) test accuracy over the folds.
-pub struct TextProbeRow {
-    pub features: String,
-    pub dim: usize,
-    pub cv: crate::probe::CvScore,
-}
-
-/// Linear probe of the labels of `set` from `net`'s features, a random-init twin's and
-/// a bag of words (binary, the words seen twice in the training folds), by k-fold
-/// cross-validation. Returns (texts used, rows).
-pub fn probe_text(
-    net: &TextNet,
-    name: &str,
-    set: &text::Labelled,
-    o: &TextProbeOptions,
-) -> Result<(usize, Vec<TextProbeRow>)> {
-    use rand::seq::SliceRandom;
-    let mut idx: Vec<usize> = (0..set.texts.len()).collect();
-    if idx.len() > o.max {
-        idx.shuffle(&mut SeededRng::seed_from_u64(o.seed ^ 0x7E47));
-        idx.truncate(o.max);
-        idx.sort_unstable();
-    }
-    let texts: Vec<String> = idx.iter().map(|&i| set.texts[i].clone()).collect();
-    let y: Vec<usize> = idx.iter().map(|&i| set.labels[i]).collect();
-    let k = set.classes.len();
-    let what = match o.features {
-        TextFeatures::Encoder => "z of the whole text",
-        TextFeatures::Context => "last c over its sentences",
-    };
-    let feats = |n: &TextNet| -> Result<Features> {
-        Features::from_rows(match o.features {
-            TextFeatures::Encoder => n.embed_texts(&texts)?,
-            TextFeatures::Context => n.context_of_texts(&texts)?,
-        })
-    };
-    let cv = |f: &Features| {
-        crate::probe::cross_validate(&y, k, o.folds, o.seed, o.iters, |tr, te| {
-            Ok((f.select(tr), f.select(te)))
-        })
-    };
-    let mut rows = Vec::new();
-    let f = feats(net)?;
-    rows.push(TextProbeRow {
-        features: format!("cpc ({name}), {what}"),
-        dim: f.d,
-        cv: cv(&f)?,
-    });
-    if o.baselines {
-        let (random, _vm) = TextNet::random(
-            net.spec.clone(),
-            net.context.clone(),
-            net.vocab.clone(),
-            12345,
-        )?;
-        let f = feats(&random)?;
-        rows.push(TextProbeRow {
-            features: format!("random-init, same architecture and vocabulary, {what}"),
-            dim: f.d,
-            cv: cv(&f)?,
-        });
-        let tokens: Vec<Vec<String>> = texts.iter().map(|t| text::tokenize(t)).collect();
-        let mut dims = Vec::new();
-        let score = crate::probe::cross_validate(&y, k, o.folds, o.seed, o.iters, |tr, te| {
-            let (a, b) = bag_of_words(&tokens, tr, te, o.bow_words)?;
-            dims.push(a.d);
-            Ok((a, b))
-        })?;
-        rows.push(TextProbeRow {
-            features: format!(
-                "bag of words (binary; the {} commonest words seen twice in training)",
-                o.bow_words
-            ),
-            dim: dims.iter().sum::<usize>() / dims.len().max(1),
-            cv: score,
-        });
-    }
-    Ok((texts.len(), rows))
-}
-
-/// Binary bag-of-words features of `train` and `test` texts over the words that occur
-/// at least twice in the training texts, the `max_words` most frequent of them (ties in
-/// alphabetical order).
-pub fn bag_of_words(
-    tokens: &[Vec<String>],
-    train: &[usize],
-    test: &[usize],
-    max_words: usize,
-) -> Result<(Features, Features)> {
-    let mut counts: std::collections::HashMap<&str, usize> = Default::default();
-    for &i in train {
-        for w in &tokens[i] {
-            *counts.entry(w.as_str()).or_default() += 1;
-        }
-    }
-    let mut frequent: Vec<(&str, usize)> = counts.into_iter().filter(|&(_, c)| c >= 2).collect();
-    frequent.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut words: Vec<&str> = frequent
-        .into_iter()
-        .take(max_words)
-        .map(|(w, _)| w)
-        .collect();
-    words.sort_unstable();
-    let index: std::collections::HashMap<&str, usize> =
-        words.iter().enumerate().map(|(i, &w)| (w, i)).collect();
-    let rows = |idx: &[usize]| {
-        Features::from_rows(
-            idx.iter()
-                .map(|&i| {
-                    let mut r = vec![0f32; words.len().max(1)];
-                    for w in &tokens[i] {
-                        if let Some(&j) = index.get(w.as_str()) {
-                            r[j] = 1.0;
-                        }
-                    }
-                    r
-                })
-                .collect(),
-        )
-    };
-    Ok((rows(train)?, rows(test)?))
 }

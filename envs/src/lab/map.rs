@@ -13,6 +13,7 @@ use crate::SeededRng;
 /// One cell of the level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Cell {
+    /// Open floor.
     Floor,
     /// A wall, with its colour (an index into [`WALL_COLOURS`]).
     Wall(u8),
@@ -43,12 +44,15 @@ pub const KEY_COLOURS: [[f32; 3]; 4] = [
 /// A rectangular level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Grid {
+    /// Columns.
     pub width: usize,
+    /// Rows.
     pub height: usize,
     cells: Vec<Cell>,
 }
 
 impl Grid {
+    /// A `width × height` grid of `cell`.
     pub fn filled(width: usize, height: usize, cell: Cell) -> Grid {
         Grid {
             width,
@@ -67,6 +71,7 @@ impl Grid {
         }
     }
 
+    /// Sets the cell at `(x, y)`, which must lie inside the grid.
     pub fn set(&mut self, x: usize, y: usize, c: Cell) {
         self.cells[y * self.width + x] = c;
     }

@@ -16,32 +16,69 @@
 //! | `lab/seekavoid_arena` | apples +1 and lemons −1 over an arena | seekavoid_arena_01 |
 //! | `lab/keys_doors_puzzle` | rooms in a row behind coloured doors, keys (one held at a time), a goal at the end | rooms_keys_doors_puzzle |
 //! | `lab/lasertag` | bots that wander an arena; fire to tag one in the centre of view | lasertag_three_opponents_small |
+//!
+//! Here: the tasks, their settings, and each level's layout and rules. Beside it: `map`
+//! (the grid and the level generators), `world` (the level's state and physics),
+//! `render` (the views), `options` (the typed `[env.options]`) and `oracle` (the
+//! scripted agents).
 
 mod map;
+mod options;
+mod oracle;
 mod render;
 mod world;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
 
 pub use map::{Cell, Grid, KEY_COLOURS, WALL_COLOURS};
-pub use render::{cast, top_down, Camera, Hit, Shape, Sprite, SHADE_Y_SIDE};
+pub(crate) use options::{lab_config, TaskOptions};
+pub use options::{
+    ExploreGoalLocationsOptions, KeysDoorsPuzzleOptions, LabOptions, LasertagOptions,
+    SeekavoidArenaOptions, WatermazeOptions,
+};
+pub use render::{
+    cast, channel, grid_view, top_down, video_frame, Camera, Hit, Shape, Sprite, GRID_CHANNELS,
+    SHADE_Y_SIDE,
+};
+use world::neighbourhood;
 pub use world::{action, wrap, Body, Kind, Object, World, ACTIONS, ACTION_NAMES};
 
 use crate::env::{from_state, to_state, Env, EnvError, Image, Info, Space, StepOutcome};
 use crate::SeededRng;
 
-/// The five tasks.
+/// The five tasks (the module doc describes each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {
+    /// `lab/explore_goal_locations`.
     ExploreGoalLocations,
+    /// `lab/watermaze`.
     Watermaze,
+    /// `lab/seekavoid_arena`.
     SeekavoidArena,
+    /// `lab/keys_doors_puzzle`.
     KeysDoorsPuzzle,
+    /// `lab/lasertag`.
     Lasertag,
 }
 
 impl Task {
+    /// Every task, in the registry's order.
+    pub const ALL: [Task; 5] = [
+        Task::ExploreGoalLocations,
+        Task::Watermaze,
+        Task::SeekavoidArena,
+        Task::KeysDoorsPuzzle,
+        Task::Lasertag,
+    ];
+
+    /// The task registered as `id`, e.g. `lab/watermaze`.
+    pub fn from_id(id: &str) -> Option<Task> {
+        Task::ALL.into_iter().find(|t| t.id() == id)
+    }
+
+    /// The registered id, e.g. `lab/watermaze`.
     pub fn id(self) -> &'static str {
         match self {
             Task::ExploreGoalLocations => "lab/explore_goal_locations",
@@ -73,8 +110,9 @@ impl Task {
     }
 }
 
-/// What the agent observes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the agent observes: option `obs`, `"rgb"` or `"grid"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ObsKind {
     /// First-person RGB, `[height, width, 3]`, 0–255.
     Rgb,
@@ -82,40 +120,29 @@ pub enum ObsKind {
     Grid,
 }
 
-/// Channels of the grid observation (see [`channel`]).
-pub const GRID_CHANNELS: usize = 24;
-
-/// The grid observation's channels: a wall of each of the 8 wall colours (so that
-/// places can be told apart, as in the RGB view), goal, apple, lemon, bot, a key of each
-/// of the 4 key colours, a door of each key colour, and the held key's colour (whole
-/// planes).
-pub mod channel {
-    pub const WALL: usize = 0;
-    pub const GOAL: usize = 8;
-    pub const APPLE: usize = 9;
-    pub const LEMON: usize = 10;
-    pub const BOT: usize = 11;
-    pub const KEY: usize = 12;
-    pub const DOOR: usize = 16;
-    pub const HELD: usize = 20;
-}
-
-/// A level's settings (the `[env.options]` of a config).
+/// A level's settings, all tasks' in one struct: [`LabConfig::new`] gives a task's
+/// defaults, and the registry fills it from the `[env.options]` of a config (read into
+/// [`LabOptions`] and the task's own options, which document each).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabConfig {
+    /// What the agent observes.
     pub obs: ObsKind,
+    /// Width of the RGB view in pixels.
     pub width: usize,
+    /// Height of the RGB view in pixels.
     pub height: usize,
     /// Horizontal field of view in degrees (DMLab's is 90).
     pub fov: f32,
     /// Side of the grid observation's window (odd).
     pub view: usize,
+    /// Frames each action is repeated for (only the last is rendered).
     pub action_repeat: usize,
     /// Level size: the maze's or arena's side in cells (walls included); for
     /// keys_doors_puzzle the floor side of one room.
     pub size: usize,
-    /// seekavoid_arena: apples and lemons on the floor.
+    /// seekavoid_arena: apples on the floor.
     pub apples: usize,
+    /// seekavoid_arena: lemons on the floor.
     pub lemons: usize,
     /// lasertag: bots.
     pub bots: usize,
@@ -123,25 +150,6 @@ pub struct LabConfig {
     pub rooms: usize,
     /// explore_goal_locations: the fraction of inner walls knocked through to make loops.
     pub loops: f64,
-}
-
-impl LabConfig {
-    pub fn new(task: Task) -> LabConfig {
-        LabConfig {
-            obs: ObsKind::Rgb,
-            width: 64,
-            height: 48,
-            fov: 90.0,
-            view: 9,
-            action_repeat: 4,
-            size: task.default_size(),
-            apples: 10,
-            lemons: 6,
-            bots: 3,
-            rooms: 3,
-            loops: 0.15,
-        }
-    }
 }
 
 /// Default episode length in agent steps: 90 s of DMLab at 60 frames per second with
@@ -152,6 +160,7 @@ pub const DEFAULT_EPISODE_STEPS: usize = 1350;
 pub struct Lab {
     task: Task,
     cfg: LabConfig,
+    /// The level's state (public for tests and scripted scenarios).
     pub world: World,
     camera: Camera,
     sprites: Vec<Sprite>,
@@ -173,6 +182,7 @@ impl Lab {
         }
     }
 
+    /// The task's level with settings `cfg`, laid out from seed 0 until the first `reset`.
     pub fn new(task: Task, cfg: LabConfig) -> Lab {
         let camera = Camera::new(cfg.width, cfg.height, cfg.fov);
         let mut lab = Lab {
@@ -186,10 +196,12 @@ impl Lab {
         lab
     }
 
+    /// The task it plays.
     pub fn task(&self) -> Task {
         self.task
     }
 
+    /// Its settings.
     pub fn config(&self) -> &LabConfig {
         &self.cfg
     }
@@ -235,7 +247,7 @@ impl Lab {
             Task::SeekavoidArena => {
                 w.grid = Grid::arena(c.size, c.size, c.size / 3, &mut w.rng);
                 w.spawn_agent(&[]);
-                scatter_fruit(w, c.apples, c.lemons);
+                w.scatter_fruit(c.apples, c.lemons);
             }
             Task::KeysDoorsPuzzle => {
                 let mut colours: Vec<u8> = (0..4).collect();
@@ -350,7 +362,7 @@ impl Lab {
                     if !w.objects.iter().any(|o| o.kind == Kind::Apple) {
                         let lemons = self.cfg.lemons;
                         w.objects.clear();
-                        scatter_fruit(w, self.cfg.apples, lemons);
+                        w.scatter_fruit(self.cfg.apples, lemons);
                     }
                 }
                 Kind::Key(col) => {
@@ -386,278 +398,10 @@ impl Lab {
         }
     }
 
-    /// The steering of the scripted agents: the action that walks along a shortest
-    /// path (through cells where `pass` holds) towards the cell `to`.
-    fn walk_to(
-        &self,
-        dist: &mut Vec<u32>,
-        to: (usize, usize),
-        pass: impl Fn(usize, usize) -> bool,
-    ) -> usize {
-        let w = &self.world;
-        w.grid.distances_to(to, pass, dist);
-        let here = w.agent.cell();
-        let (gx, gy) = if here == to {
-            (to.0 as f32 + 0.5, to.1 as f32 + 0.5)
-        } else {
-            // The neighbouring cell one step closer; stay on course when none is.
-            let mut best = (dist[here.1 * w.grid.width + here.0], here);
-            for (dx, dy) in [(1i32, 0i32), (-1, 0), (0, 1), (0, -1)] {
-                let (nx, ny) = (here.0 as i32 + dx, here.1 as i32 + dy);
-                if nx < 0 || ny < 0 || nx as usize >= w.grid.width || ny as usize >= w.grid.height {
-                    continue;
-                }
-                let d = dist[ny as usize * w.grid.width + nx as usize];
-                if d < best.0 {
-                    best = (d, (nx as usize, ny as usize));
-                }
-            }
-            (best.1 .0 as f32 + 0.5, best.1 .1 as f32 + 0.5)
-        };
-        steer(&w.agent, gx, gy)
-    }
-
-    fn oracle(&self) -> usize {
-        let w = &self.world;
-        let mut dist = Vec::new();
-        let dist = &mut dist;
-        let floor = |x: usize, y: usize| w.grid.get(x as i32, y as i32) == Cell::Floor;
-        match self.task {
-            Task::ExploreGoalLocations => {
-                let goal = w.objects[0].cell();
-                let pass = floor;
-                self.walk_to(dist, goal, pass)
-            }
-            Task::Watermaze => {
-                let (px, py, _) = w.platform.expect("watermaze has a platform");
-                let pass = floor;
-                self.walk_to(dist, (px as usize, py as usize), pass)
-            }
-            Task::SeekavoidArena => {
-                // The nearest apple by a path that avoids lemons.
-                let lemons: Vec<(usize, usize)> = w
-                    .objects
-                    .iter()
-                    .filter(|o| o.kind == Kind::Lemon)
-                    .map(|o| o.cell())
-                    .collect();
-                let g = &w.grid;
-                let pass = move |x: usize, y: usize| {
-                    g.get(x as i32, y as i32) == Cell::Floor && !lemons.contains(&(x, y))
-                };
-                w.grid.distances_to(w.agent.cell(), &pass, dist);
-                let width = w.grid.width;
-                let target = w
-                    .objects
-                    .iter()
-                    .filter(|o| o.kind == Kind::Apple)
-                    .min_by_key(|o| dist[o.cell().1 * width + o.cell().0])
-                    .map(|o| o.cell());
-                match target {
-                    Some(t) => self.walk_to(dist, t, pass),
-                    None => action::LOOK_LEFT,
-                }
-            }
-            Task::KeysDoorsPuzzle => {
-                let door = (0..w.grid.height)
-                    .flat_map(|y| (0..w.grid.width).map(move |x| (x, y)))
-                    .filter_map(|(x, y)| match w.grid.get(x as i32, y as i32) {
-                        Cell::Door(c) => Some((x, y, c)),
-                        _ => None,
-                    })
-                    .min_by_key(|d| d.0);
-                let keys: Vec<((usize, usize), u8)> = w
-                    .objects
-                    .iter()
-                    .filter_map(|o| match o.kind {
-                        Kind::Key(c) => Some((o.cell(), c)),
-                        _ => None,
-                    })
-                    .collect();
-                let (target, want) = match door {
-                    None => (
-                        w.objects
-                            .iter()
-                            .find(|o| o.kind == Kind::Goal)
-                            .map(|o| o.cell()),
-                        None,
-                    ),
-                    Some((x, y, c)) if w.held == Some(c) => (Some((x, y)), None),
-                    Some((_, _, c)) => (keys.iter().find(|k| k.1 == c).map(|k| k.0), Some(c)),
-                };
-                let g = &w.grid;
-                // Walk around keys other than the one wanted, so as not to swap for them.
-                let avoid: Vec<(usize, usize)> = keys
-                    .iter()
-                    .filter(|k| Some(k.1) != want)
-                    .map(|k| k.0)
-                    .collect();
-                let pass = move |x: usize, y: usize| {
-                    g.get(x as i32, y as i32) == Cell::Floor && !avoid.contains(&(x, y))
-                };
-                match target {
-                    Some(t) => self.walk_to(dist, t, pass),
-                    None => action::LOOK_LEFT,
-                }
-            }
-            Task::Lasertag => {
-                if w.bot_in_sights().is_some() {
-                    return action::FIRE;
-                }
-                // Turn to the nearest visible bot, or walk towards the nearest one.
-                let a = w.agent;
-                let bots = w.objects.iter().filter(|o| o.kind == Kind::Bot);
-                if let Some(b) = bots
-                    .clone()
-                    .filter(|o| w.visible(o.x, o.y))
-                    .min_by(|p, q| p.dist(&a).total_cmp(&q.dist(&a)))
-                {
-                    let err = wrap((b.y - a.y).atan2(b.x - a.x) - a.angle);
-                    return if err > 0.0 {
-                        action::LOOK_RIGHT
-                    } else {
-                        action::LOOK_LEFT
-                    };
-                }
-                match bots.min_by(|p, q| p.dist(&a).total_cmp(&q.dist(&a))) {
-                    Some(b) => {
-                        let t = b.cell();
-                        let pass = floor;
-                        self.walk_to(dist, t, pass)
-                    }
-                    None => action::LOOK_LEFT,
-                }
-            }
-        }
-    }
-
     /// The first-person view (whatever the observation kind) beside the top-down map,
     /// for videos.
     pub fn render_frame(&self) -> Image {
-        let mut cam = Camera::new(
-            self.cfg.width.max(64),
-            self.cfg.height.max(48),
-            self.cfg.fov,
-        );
-        let sprites: Vec<Sprite> = self
-            .world
-            .objects
-            .iter()
-            .map(|o| o.kind.sprite(o.x, o.y))
-            .collect();
-        let mut px = vec![0.0; cam.width * cam.height * 3];
-        let a = self.world.agent;
-        cam.render(&self.world.grid, (a.x, a.y, a.angle), &sprites, &mut px);
-        let view = Image::from_f32(cam.width, cam.height, &px);
-        let scale = 4;
-        let mut map_sprites = sprites;
-        if let Some((x, y, _)) = self.world.platform {
-            map_sprites.push(Sprite {
-                x,
-                y,
-                colour: [90.0, 90.0, 255.0],
-                size: 0.6,
-                shape: Shape::Square,
-            });
-        }
-        let cell_px = (view.height * scale / self.world.grid.height).max(4);
-        let map = top_down(&self.world.grid, (a.x, a.y, a.angle), &map_sprites, cell_px);
-        let mut out = Image::new(
-            view.width * scale + 8 + map.width,
-            (view.height * scale).max(map.height),
-        );
-        out.blit(&view, 0, 0, scale);
-        out.blit(&map, view.width * scale + 8, 0, 1);
-        out
-    }
-}
-
-/// Within `r` cells (Chebyshev) of `c`: where respawns and new bots do not go.
-fn neighbourhood(c: (usize, usize), r: usize) -> Vec<(usize, usize)> {
-    let mut v = Vec::new();
-    for y in c.1.saturating_sub(r)..=c.1 + r {
-        for x in c.0.saturating_sub(r)..=c.0 + r {
-            v.push((x, y));
-        }
-    }
-    v
-}
-
-fn scatter_fruit(w: &mut World, apples: usize, lemons: usize) {
-    let avoid = [w.agent.cell()];
-    for i in 0..apples + lemons {
-        let p = w.free_cell(&avoid);
-        w.objects.push(Object::at(
-            if i < apples { Kind::Apple } else { Kind::Lemon },
-            p,
-        ));
-    }
-}
-
-/// Turn towards `(gx, gy)` while far off course, walk and turn when roughly on course,
-/// walk straight when on course.
-fn steer(a: &Body, gx: f32, gy: f32) -> usize {
-    let err = wrap((gy - a.y).atan2(gx - a.x) - a.angle).to_degrees();
-    if err.abs() > 50.0 {
-        if err > 0.0 {
-            action::LOOK_RIGHT
-        } else {
-            action::LOOK_LEFT
-        }
-    } else if err.abs() > 15.0 {
-        if err > 0.0 {
-            action::FORWARD_LOOK_RIGHT
-        } else {
-            action::FORWARD_LOOK_LEFT
-        }
-    } else {
-        action::FORWARD
-    }
-}
-
-/// The egocentric symbolic view: a `view × view` window centred on the agent's cell,
-/// turned so that the agent's heading (to the nearest quarter turn) points up.
-pub fn grid_view(w: &World, view: usize, out: &mut [f32]) {
-    out.fill(0.0);
-    let q = ((w.agent.angle / std::f32::consts::FRAC_PI_2).round() as i32).rem_euclid(4);
-    let (fx, fy) = [(1, 0), (0, 1), (-1, 0), (0, -1)][q as usize];
-    let (rx, ry) = (-fy, fx);
-    let (ax, ay) = (w.agent.x.floor() as i32, w.agent.y.floor() as i32);
-    let c = (view / 2) as i32;
-    let at = |i: usize, j: usize| -> (i32, i32) {
-        let (f, r) = (c - i as i32, j as i32 - c);
-        (ax + f * fx + r * rx, ay + f * fy + r * ry)
-    };
-    for i in 0..view {
-        for j in 0..view {
-            let (x, y) = at(i, j);
-            let base = (i * view + j) * GRID_CHANNELS;
-            match w.grid.get(x, y) {
-                Cell::Floor => {}
-                Cell::Wall(col) => out[base + channel::WALL + col as usize % 8] = 1.0,
-                Cell::Door(col) => out[base + channel::DOOR + col as usize % 4] = 1.0,
-            }
-            if let Some(h) = w.held {
-                out[base + channel::HELD + h as usize % 4] = 1.0;
-            }
-        }
-    }
-    for o in &w.objects {
-        let (ox, oy) = (o.x.floor() as i32 - ax, o.y.floor() as i32 - ay);
-        // Inverse of `at`: forward and right offsets of the object's cell.
-        let (f, r) = (ox * fx + oy * fy, ox * rx + oy * ry);
-        let (i, j) = (c - f, c + r);
-        if i < 0 || j < 0 || i >= view as i32 || j >= view as i32 {
-            continue;
-        }
-        let ch = match o.kind {
-            Kind::Goal => channel::GOAL,
-            Kind::Apple => channel::APPLE,
-            Kind::Lemon => channel::LEMON,
-            Kind::Bot => channel::BOT,
-            Kind::Key(col) => channel::KEY + col as usize % 4,
-        };
-        out[(i as usize * view + j as usize) * GRID_CHANNELS + ch] = 1.0;
+        video_frame(&self.world, self.cfg.width, self.cfg.height, self.cfg.fov)
     }
 }
 
@@ -732,7 +476,7 @@ impl Env for Lab {
     }
 
     fn oracle_action(&self) -> Option<usize> {
-        Some(self.oracle())
+        Some(oracle::oracle(self.task, &self.world))
     }
 
     fn state_names(&self) -> Vec<String> {

@@ -1,4 +1,5 @@
-//! The first-person raycast renderer, the egocentric symbolic view, and the top-down map.
+//! The first-person raycast renderer, the egocentric symbolic view (and its channel
+//! table), the top-down map, and the video frame that shows the view beside the map.
 //!
 //! The camera is a pinhole at eye height ½ (walls are 1 high) looking along the agent's
 //! heading; column `c` casts a ray through `dir + right·tan(fov/2)·(2(c+½)/W − 1)` with a
@@ -10,23 +11,32 @@
 //! walls' depth buffer.
 
 use super::map::{Cell, Grid, KEY_COLOURS, WALL_COLOURS};
+use super::world::{Kind, World};
 use crate::env::Image;
 
 /// A billboard: an object seen in the first-person view.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sprite {
+    /// Position, x (cells).
     pub x: f32,
+    /// Position, y (cells).
     pub y: f32,
+    /// RGB colour, 0–255.
     pub colour: [f32; 3],
     /// Height and width in world units (walls are 1).
     pub size: f32,
+    /// Its outline.
     pub shape: Shape,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The outline of a sprite.
 pub enum Shape {
+    /// A round object (apples, lemons).
     Disc,
+    /// A square (keys; watermaze's platform on the map).
     Square,
+    /// A diamond (goals, bots).
     Diamond,
 }
 
@@ -48,6 +58,7 @@ impl Shape {
 pub struct Hit {
     /// Distance along the view direction.
     pub depth: f32,
+    /// The wall cell hit.
     pub cell: Cell,
     /// Where along the wall face the ray hit, in `[0, 1)`.
     pub u: f32,
@@ -158,7 +169,9 @@ pub const SHADE_Y_SIDE: f32 = 0.8;
 /// A first-person camera with its scratch buffers (no allocation per frame).
 #[derive(Debug, Clone)]
 pub struct Camera {
+    /// Width of the image in pixels.
     pub width: usize,
+    /// Height of the image in pixels.
     pub height: usize,
     /// tan(fov/2).
     pub tan_half: f32,
@@ -171,6 +184,7 @@ pub struct Camera {
 }
 
 impl Camera {
+    /// A camera of `width × height` pixels with a horizontal field of view of `fov_degrees`.
     pub fn new(width: usize, height: usize, fov_degrees: f32) -> Camera {
         let tan_half = (fov_degrees.to_radians() / 2.0).tan();
         let focal = width as f32 / 2.0 / tan_half;
@@ -327,4 +341,107 @@ pub fn top_down(grid: &Grid, agent: (f32, f32, f32), sprites: &[Sprite], scale: 
     }
     dot(&mut img, ax, ay, 0.25, [255, 255, 255]);
     img
+}
+
+/// Channels of the grid observation (see [`channel`]).
+pub const GRID_CHANNELS: usize = 24;
+
+/// The grid observation's channels: a wall of each of the 8 wall colours (so that
+/// places can be told apart, as in the RGB view), goal, apple, lemon, bot, a key of each
+/// of the 4 key colours, a door of each key colour, and the held key's colour (whole
+/// planes).
+pub mod channel {
+    /// First wall channel (one per wall colour).
+    pub const WALL: usize = 0;
+    /// The goal.
+    pub const GOAL: usize = 8;
+    /// An apple.
+    pub const APPLE: usize = 9;
+    /// A lemon.
+    pub const LEMON: usize = 10;
+    /// A bot.
+    pub const BOT: usize = 11;
+    /// First key channel (one per key colour).
+    pub const KEY: usize = 12;
+    /// First door channel (one per key colour).
+    pub const DOOR: usize = 16;
+    /// First held-key channel (one per key colour, the whole plane).
+    pub const HELD: usize = 20;
+}
+
+/// The egocentric symbolic view: a `view × view` window centred on the agent's cell,
+/// turned so that the agent's heading (to the nearest quarter turn) points up.
+pub fn grid_view(w: &World, view: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    let q = ((w.agent.angle / std::f32::consts::FRAC_PI_2).round() as i32).rem_euclid(4);
+    let (fx, fy) = [(1, 0), (0, 1), (-1, 0), (0, -1)][q as usize];
+    let (rx, ry) = (-fy, fx);
+    let (ax, ay) = (w.agent.x.floor() as i32, w.agent.y.floor() as i32);
+    let c = (view / 2) as i32;
+    let at = |i: usize, j: usize| -> (i32, i32) {
+        let (f, r) = (c - i as i32, j as i32 - c);
+        (ax + f * fx + r * rx, ay + f * fy + r * ry)
+    };
+    for i in 0..view {
+        for j in 0..view {
+            let (x, y) = at(i, j);
+            let base = (i * view + j) * GRID_CHANNELS;
+            match w.grid.get(x, y) {
+                Cell::Floor => {}
+                Cell::Wall(col) => out[base + channel::WALL + col as usize % 8] = 1.0,
+                Cell::Door(col) => out[base + channel::DOOR + col as usize % 4] = 1.0,
+            }
+            if let Some(h) = w.held {
+                out[base + channel::HELD + h as usize % 4] = 1.0;
+            }
+        }
+    }
+    for o in &w.objects {
+        let (ox, oy) = (o.x.floor() as i32 - ax, o.y.floor() as i32 - ay);
+        // Inverse of `at`: forward and right offsets of the object's cell.
+        let (f, r) = (ox * fx + oy * fy, ox * rx + oy * ry);
+        let (i, j) = (c - f, c + r);
+        if i < 0 || j < 0 || i >= view as i32 || j >= view as i32 {
+            continue;
+        }
+        let ch = match o.kind {
+            Kind::Goal => channel::GOAL,
+            Kind::Apple => channel::APPLE,
+            Kind::Lemon => channel::LEMON,
+            Kind::Bot => channel::BOT,
+            Kind::Key(col) => channel::KEY + col as usize % 4,
+        };
+        out[(i as usize * view + j as usize) * GRID_CHANNELS + ch] = 1.0;
+    }
+}
+
+/// The first-person view (whatever the observation kind) beside the top-down map, for
+/// videos: the view at least 64×48 and scaled up 4 times.
+pub fn video_frame(w: &World, width: usize, height: usize, fov: f32) -> Image {
+    let mut cam = Camera::new(width.max(64), height.max(48), fov);
+    let sprites: Vec<Sprite> = w.objects.iter().map(|o| o.kind.sprite(o.x, o.y)).collect();
+    let mut px = vec![0.0; cam.width * cam.height * 3];
+    let a = w.agent;
+    cam.render(&w.grid, (a.x, a.y, a.angle), &sprites, &mut px);
+    let view = Image::from_f32(cam.width, cam.height, &px);
+    let scale = 4;
+    let mut map_sprites = sprites;
+    if let Some((x, y, _)) = w.platform {
+        map_sprites.push(Sprite {
+            x,
+            y,
+            colour: [90.0, 90.0, 255.0],
+            size: 0.6,
+            shape: Shape::Square,
+        });
+    }
+    let cell_px = (view.height * scale / w.grid.height).max(4);
+    let map = top_down(&w.grid, (a.x, a.y, a.angle), &map_sprites, cell_px);
+    let mut out = Image::new(
+        view.width * scale + 8 + map.width,
+        (view.height * scale).max(map.height),
+    );
+    out.blit(&view, 0, 0, scale);
+    out.blit(&map, view.width * scale + 8, 0, 1);
+    out
 }

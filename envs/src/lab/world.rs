@@ -36,6 +36,7 @@ pub const ACTIONS: [(f32, f32, f32, bool); 9] = [
     (0.0, 0.0, 0.0, true),
 ];
 
+/// Names of [`ACTIONS`], for people.
 pub const ACTION_NAMES: [&str; 9] = [
     "forward",
     "backward",
@@ -50,45 +51,65 @@ pub const ACTION_NAMES: [&str; 9] = [
 
 /// Action indices, for scripted agents.
 pub mod action {
+    /// Move forward.
     pub const FORWARD: usize = 0;
+    /// Move backward.
     pub const BACKWARD: usize = 1;
+    /// Step left.
     pub const STRAFE_LEFT: usize = 2;
+    /// Step right.
     pub const STRAFE_RIGHT: usize = 3;
+    /// Turn left.
     pub const LOOK_LEFT: usize = 4;
+    /// Turn right.
     pub const LOOK_RIGHT: usize = 5;
+    /// Move forward and turn left.
     pub const FORWARD_LOOK_LEFT: usize = 6;
+    /// Move forward and turn right.
     pub const FORWARD_LOOK_RIGHT: usize = 7;
+    /// Fire (lasertag only).
     pub const FIRE: usize = 8;
 }
 
 /// Position (cells) and heading (radians: 0 east, π/2 south).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Body {
+    /// Position east, in cells.
     pub x: f32,
+    /// Position south, in cells.
     pub y: f32,
+    /// Heading in radians.
     pub angle: f32,
 }
 
 impl Body {
+    /// The cell it stands in.
     pub fn cell(&self) -> (usize, usize) {
         (self.x.max(0.0) as usize, self.y.max(0.0) as usize)
     }
+    /// The unit vector of its heading.
     pub fn dir(&self) -> (f32, f32) {
         (self.angle.cos(), self.angle.sin())
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What an object is.
 pub enum Kind {
+    /// The goal: +10.
     Goal,
+    /// An apple: +1.
     Apple,
+    /// A lemon: −1.
     Lemon,
     /// A key of a colour (index into [`KEY_COLOURS`]).
     Key(u8),
+    /// A lasertag bot, to tag.
     Bot,
 }
 
 impl Kind {
+    /// How it looks in the first-person view, standing at `(x, y)`.
     pub fn sprite(self, x: f32, y: f32) -> Sprite {
         let (colour, size, shape) = match self {
             Kind::Goal => ([250.0, 220.0, 90.0], 0.6, Shape::Diamond),
@@ -110,15 +131,19 @@ impl Kind {
 /// Something in the level besides walls.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Object {
+    /// What it is.
     pub kind: Kind,
+    /// Position east, in cells.
     pub x: f32,
+    /// Position south, in cells.
     pub y: f32,
     /// False for a key just dropped under the agent, until the agent steps away.
     pub armed: bool,
     /// Whether picking it up still pays (keys pay on their first pickup only).
     pub fresh: bool,
-    /// A bot's next cell, and the cell it came from.
+    /// A bot's next cell.
     pub dest: (usize, usize),
+    /// The cell a bot came from.
     pub from: (usize, usize),
 }
 
@@ -135,9 +160,11 @@ impl Object {
             from: (x, y),
         }
     }
+    /// The cell it stands in.
     pub fn cell(&self) -> (usize, usize) {
         (self.x as usize, self.y as usize)
     }
+    /// Distance to `b`'s position.
     pub fn dist(&self, b: &Body) -> f32 {
         ((self.x - b.x).powi(2) + (self.y - b.y).powi(2)).sqrt()
     }
@@ -146,17 +173,22 @@ impl Object {
 /// Everything that changes during an episode; serialisable for exact resume.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct World {
+    /// The level's cells.
     pub grid: Grid,
+    /// The agent.
     pub agent: Body,
+    /// Goals, fruit, keys and bots.
     pub objects: Vec<Object>,
     /// The key the agent carries.
     pub held: Option<u8>,
     /// `lab/watermaze`'s hidden platform (centre, radius).
     pub platform: Option<(f32, f32, f32)>,
+    /// The generator of layouts, respawns and bots' walks.
     pub rng: SeededRng,
 }
 
 impl World {
+    /// A world on `grid` with the agent at cell (1, 1) facing east and nothing else.
     pub fn new(grid: Grid, rng: SeededRng) -> World {
         World {
             grid,
@@ -194,7 +226,7 @@ impl World {
         None
     }
 
-    /// Turns, then moves the agent by `(forward, strafe)` × [`SPEED`], axis by axis so
+    /// Turns, then moves the agent by `(forward, strafe)` × `SPEED`, axis by axis so
     /// that it slides along walls. Returns the cell that blocked it, if any.
     pub fn move_agent(&mut self, forward: f32, strafe: f32, turn: f32) -> Option<(i32, i32)> {
         self.agent.angle = wrap(self.agent.angle + turn * TURN);
@@ -262,6 +294,18 @@ impl World {
         };
     }
 
+    /// Scatters `apples` apples, then `lemons` lemons, over free cells away from the agent.
+    pub fn scatter_fruit(&mut self, apples: usize, lemons: usize) {
+        let avoid = [self.agent.cell()];
+        for i in 0..apples + lemons {
+            let p = self.free_cell(&avoid);
+            self.objects.push(Object::at(
+                if i < apples { Kind::Apple } else { Kind::Lemon },
+                p,
+            ));
+        }
+    }
+
     /// Walks every bot one frame towards its next cell, picking a new neighbouring floor
     /// cell (not back where it came from, unless at a dead end) on arrival.
     pub fn move_bots(&mut self) {
@@ -316,7 +360,7 @@ impl World {
     }
 
     /// Index of the bot a shot fired now would tag: the nearest whose centre lies within
-    /// [`TAG_HALF_WIDTH`] of the view's centre line, in front, with no wall between.
+    /// `TAG_HALF_WIDTH` of the view's centre line, in front, with no wall between.
     pub fn bot_in_sights(&self) -> Option<usize> {
         let (dx, dy) = self.agent.dir();
         let wall = self.wall_distance(self.agent.angle);
@@ -346,9 +390,21 @@ impl World {
         d < 1e-6 || cast(&self.grid, self.agent.x, self.agent.y, ox / d, oy / d).depth > d
     }
 
+    /// Whether cell `(x, y)` is floor.
     pub fn is_floor(&self, (x, y): (usize, usize)) -> bool {
         self.grid.get(x as i32, y as i32) == Cell::Floor
     }
+}
+
+/// Within `r` cells (Chebyshev) of `c`: where respawns and new bots do not go.
+pub(super) fn neighbourhood(c: (usize, usize), r: usize) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    for y in c.1.saturating_sub(r)..=c.1 + r {
+        for x in c.0.saturating_sub(r)..=c.0 + r {
+            v.push((x, y));
+        }
+    }
+    v
 }
 
 /// An angle in `(-π, π]`.

@@ -260,18 +260,13 @@ pub fn classify(
         val_idx.iter().map(|&i| y_train[i]).collect::<Vec<_>>(),
     );
     // Each λ is an independent fit: spread them over the cores.
-    let vals: Vec<f64> = std::thread::scope(|s| {
-        let hs: Vec<_> = LAMBDAS
-            .iter()
-            .map(|&l| {
-                let (fx, fy, vx, vy) = (&fx, &fy, &vx, &vy);
-                s.spawn(move || accuracy(&Logistic::fit(fx, fy, k, l, iters).predict(vx), vy))
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().expect("probe thread"))
-            .collect()
-    });
+    let vals: Vec<f64> = crate::par::par_map(&LAMBDAS, |&l| {
+        Ok(accuracy(
+            &Logistic::fit(&fx, &fy, k, l, iters).predict(&vx),
+            &vy,
+        ))
+    })
+    .expect("a fit cannot fail");
     let best = best_lambda(&vals);
     let m = Logistic::fit(&tr, y_train, k, LAMBDAS[best], iters);
     ProbeScore {

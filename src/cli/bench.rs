@@ -1,0 +1,296 @@
+//! `rlcpc bench`: throughput cases of [`rlcpc::bench`], medians over repeats, as a table or JSON.
+
+use anyhow::{bail, Result};
+use rlcpc::bench;
+use rlcpc::config::Config;
+use rlcpc::pretrain::TrainerConfig;
+
+use super::{set_learner_threads, DeviceArg};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Env steps per training-throughput measurement.
+    #[arg(long, default_value_t = 200_000)]
+    steps: u64,
+    /// Most env steps of each raw environment measurement.
+    #[arg(long, default_value_t = 2_000_000)]
+    env_steps: u64,
+    /// Most seconds of each raw environment measurement.
+    #[arg(long, default_value_t = 2.0)]
+    env_seconds: f64,
+    /// Measure the raw environments only (no training runs).
+    #[arg(long)]
+    envs_only: bool,
+    /// Measure the standalone trainers only: audio windows per second of the built-in
+    /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion
+    /// (as built in, and with all of CPC-v2's options), sentences per second of
+    /// cpc-text.
+    #[arg(long, alias = "trainers-only", conflicts_with = "envs_only")]
+    audio_only: bool,
+    /// Timed optimiser steps per trainer measurement.
+    #[arg(long, default_value_t = 10)]
+    audio_steps: u64,
+    /// Repeats per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Also train the presets to their target return, once per seed.
+    #[arg(long)]
+    solve: bool,
+    /// Seeds for --solve.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    seeds: Vec<u64>,
+    /// Learner device, as for train.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceArg,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        steps,
+        env_steps,
+        env_seconds,
+        envs_only,
+        audio_only,
+        audio_steps,
+        repeats,
+        solve,
+        seeds,
+        device: dev,
+        json,
+    } = args;
+    let report = BenchReport::new(json);
+    if repeats == 0 {
+        bail!("--repeats must be at least 1 (the median of the runs is reported)");
+    }
+    if env_steps == 0 || !(env_seconds.is_finite() && env_seconds > 0.0) {
+        bail!("--env-steps must be at least 1 and --env-seconds finite and positive (got {env_steps}, {env_seconds})");
+    }
+    if steps == 0 || audio_steps == 0 {
+        bail!("--steps and --audio-steps must be at least 1");
+    }
+    let dev = dev.device()?;
+    set_learner_threads(1);
+    let mlp = Config::load(None, &[])?;
+    let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
+    let audio = |name: &str| -> Result<()> {
+        let cfg =
+            rlcpc::pretrain::audio::AudioCpcConfig::load(Some(std::path::Path::new(name)), &[])?;
+        set_learner_threads(0);
+        let runs: Vec<f64> = (0..repeats)
+            .map(|_| bench::audio_windows_per_sec(&cfg, audio_steps))
+            .collect::<Result<_>>()?;
+        report.case(
+            format!("cpc audio {name} (windows/s)"),
+            bench::median(&runs),
+            runs.iter()
+                .map(|x| (x * 10.0).round() / 10.0)
+                .collect::<Vec<_>>(),
+        );
+        report.note(format!(
+            "{:<40} window {} samples, batch {}, {} channels, GRU {}, K = {}, {} threads",
+            "",
+            cfg.data.window,
+            cfg.train.batch,
+            cfg.model.channels,
+            cfg.model.context,
+            cfg.cpc.horizon,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ));
+        Ok(())
+    };
+    let image = |label: &str, overrides: &[String]| -> Result<()> {
+        let cfg = rlcpc::pretrain::image::ImageCpcConfig::load(
+            Some(std::path::Path::new("cpc-image-fashion")),
+            overrides,
+        )?;
+        set_learner_threads(0);
+        let runs: Vec<f64> = (0..repeats)
+            .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), audio_steps))
+            .collect::<Result<_>>()?;
+        report.case(
+            format!("cpc image {label} (images/s)"),
+            bench::median(&runs),
+            runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        );
+        report.note(format!(
+            "{:<40} 28x28x1, {}x{} patches every {}, batch {}, {} features{}",
+            "",
+            cfg.model.patch,
+            cfg.model.patch,
+            cfg.model.stride,
+            cfg.train.batch,
+            cfg.model.features,
+            if overrides.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", overrides.join(" "))
+            }
+        ));
+        Ok(())
+    };
+    let v2: Vec<String> = [
+        "model.layer_norm=true",
+        "cpc.directions=[\"down\",\"up\",\"right\",\"left\"]",
+        "augment.crop=2",
+        "augment.flip=true",
+    ]
+    .map(String::from)
+    .to_vec();
+    let text = || -> Result<()> {
+        let cfg = rlcpc::pretrain::text::TextCpcConfig::load(
+            Some(std::path::Path::new("cpc-text")),
+            &[],
+        )?;
+        set_learner_threads(0);
+        let runs: Vec<f64> = (0..repeats)
+            .map(|_| bench::sentences_per_sec(&cfg, audio_steps))
+            .collect::<Result<_>>()?;
+        report.case(
+            "cpc text cpc-text (sentences/s)",
+            bench::median(&runs),
+            runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        );
+        report.note(format!(
+                "{:<40} batch {} passages of {} sentences (5-40 words), vocabulary {}, embedding {}, {} features, GRU {}",
+                "",
+                cfg.train.batch,
+                cfg.data.sequence,
+                cfg.data.vocab,
+                cfg.model.embedding,
+                cfg.model.features,
+                cfg.model.context
+            ));
+        Ok(())
+    };
+    if audio_only {
+        report.header(format!(
+            "{:<40} {:>14}   runs",
+            "case", "samples/s (median)"
+        ));
+        audio("cpc-audio")?;
+        audio("cpc-audio-fsdd")?;
+        image("cpc-image-fashion", &[])?;
+        image("cpc-image-fashion + CPC-v2", &v2)?;
+        text()?;
+        return report.finish();
+    }
+    report.header(format!("{:<40} {:>14}   runs", "case", "steps/s (median)"));
+    // Raw environment throughput, one thread (agent steps, action repeat included).
+    for (name, cfg) in bench::env_cases() {
+        let runs: Vec<f64> = (0..repeats)
+            .map(|_| bench::env_steps_per_sec(&cfg, env_steps, env_seconds))
+            .collect::<Result<_>>()?;
+        report.case(
+            format!("env {name}"),
+            bench::median(&runs),
+            runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        );
+    }
+    if envs_only {
+        return report.finish();
+    }
+    audio("cpc-audio")?;
+    image("cpc-image-fashion", &[])?;
+    image("cpc-image-fashion + CPC-v2", &v2)?;
+    text()?;
+    set_learner_threads(1);
+    let mut medians = Vec::new();
+    for (name, cfg) in bench::throughput_cases(&mlp, &lstm) {
+        let runs: Vec<f64> = (0..repeats)
+            .map(|_| bench::train_steps_per_sec(&cfg, steps, &dev))
+            .collect::<Result<_>>()?;
+        let m = bench::median(&runs);
+        report.case(name, m, runs.iter().map(|x| x.round()).collect::<Vec<_>>());
+        medians.push(m);
+    }
+    // Share of the time per step spent in the CPC head: 1 − t(none)/t(cpc).
+    report.note(format!(
+        "CPC head cost: {:.1}% of the time per env step (lstm cpc vs lstm none)",
+        100.0 * (1.0 - medians[2] / medians[1])
+    ));
+    if solve {
+        for (name, cfg) in [("mlp, aux none", &mlp), ("lstm, aux cpc", &lstm)] {
+            let mut secs = Vec::new();
+            for &seed in &seeds {
+                match bench::solve(cfg, seed, &dev)? {
+                    Some((st, s)) => {
+                        report.note(format!(
+                            "solve {name}: seed {seed}: return >= {} at {st} steps, {s:.2} s",
+                            cfg.run.target_return
+                        ));
+                        secs.push(s);
+                    }
+                    None => report.note(format!(
+                        "solve {name}: seed {seed}: not solved within {} steps",
+                        cfg.run.total_steps
+                    )),
+                }
+            }
+            report.note(format!(
+                "solve {name}: {}/{} seeds solved, median {:.2} s",
+                secs.len(),
+                seeds.len(),
+                bench::median(&secs)
+            ));
+        }
+    }
+    report.finish()?;
+    Ok(())
+}
+
+/// What `rlcpc bench` prints: an aligned table, or with `--json` one JSON object
+/// (`{"cases": [{"case", "median", "runs"}], "notes": [...]}`) at the end.
+struct BenchReport {
+    json: bool,
+    cases: std::cell::RefCell<Vec<serde_json::Value>>,
+    notes: std::cell::RefCell<Vec<String>>,
+}
+
+impl BenchReport {
+    fn new(json: bool) -> Self {
+        BenchReport {
+            json,
+            cases: Default::default(),
+            notes: Default::default(),
+        }
+    }
+
+    fn header(&self, line: String) {
+        if !self.json {
+            println!("{line}");
+        }
+    }
+
+    fn case(&self, name: impl std::fmt::Display, median: f64, runs: Vec<f64>) {
+        if self.json {
+            self.cases.borrow_mut().push(
+                serde_json::json!({ "case": name.to_string(), "median": median, "runs": runs }),
+            );
+        } else if median < 1000.0 {
+            println!("{name:<40} {median:>14.1}   {runs:?}");
+        } else {
+            println!("{name:<40} {median:>14.0}   {runs:?}");
+        }
+    }
+
+    fn note(&self, line: String) {
+        if self.json {
+            self.notes.borrow_mut().push(line.trim().to_string());
+        } else {
+            println!("{line}");
+        }
+    }
+
+    fn finish(&self) -> Result<()> {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::json!({ "cases": *self.cases.borrow(), "notes": *self.notes.borrow() })
+            );
+        }
+        Ok(())
+    }
+}

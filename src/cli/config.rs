@@ -1,0 +1,43 @@
+//! `rlcpc config show|list`: the documented configs ([`rlcpc::config_show`]).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Print the resolved config, each key with its documentation, as TOML that
+    /// `--config` reads back.
+    Show {
+        /// A built-in preset (`rlcpc config list`) or a config file [default: the
+        /// `train` default, cartpole].
+        #[arg(value_name = "PRESET|FILE")]
+        name: Option<PathBuf>,
+        /// Override a value first, as for `train` (repeatable).
+        #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// List the built-in presets and the command that reads each.
+    List,
+}
+
+pub fn run(action: Command) -> Result<()> {
+    match action {
+        Command::Show { name, overrides } => {
+            let (text, cmd) = rlcpc::config_show::show(name.as_deref(), &overrides)?;
+            println!(
+                "# Resolved config for `rlcpc {cmd}`{}; every key with its documentation.\n",
+                name.as_ref()
+                    .map_or(String::new(), |n| format!(" ({})", n.display()))
+            );
+            print!("{text}");
+        }
+        Command::List => {
+            println!("{:<28} read by", "preset");
+            for (name, cmd) in rlcpc::config_show::presets() {
+                println!("{name:<28} rlcpc {cmd} --config {name}");
+            }
+        }
+    }
+    Ok(())
+}

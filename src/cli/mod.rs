@@ -1,0 +1,217 @@
+//! The `rlcpc` command line: one module per subcommand, each parsing its flags, making
+//! one library call and printing the result.
+//!
+//! Design decision: **the CLI owns no logic.** This module tree is declared from
+//! `main.rs` only, so the library cannot import it (cargo's `exec()` over `cargo::ops`,
+//! ripgrep's `main.rs`). What a user can do here, a Rust caller can do with the library.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod config;
+mod envs;
+mod eval;
+mod export_encoder;
+mod plot;
+mod pretrain;
+mod probe;
+mod record;
+mod train;
+
+/// Reinforcement learning with contrastive representation learning: an A2C
+/// actor–learner whose recurrent policy carries an auxiliary CPC head.
+#[derive(Parser)]
+#[command(name = "rlcpc", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train an agent (default: the built-in configs/cartpole.toml preset).
+    ///
+    /// Writes to the run directory: config.toml (the resolved config), metrics.jsonl,
+    /// TensorBoard event files (`tensorboard --logdir runs`) and checkpoint.safetensors.
+    Train(train::Args),
+    /// Show configs: `rlcpc config show PRESET` prints a preset (or a file) with every
+    /// key, its resolved value and its documentation; `rlcpc config list` the presets.
+    Config {
+        #[command(subcommand)]
+        action: config::Command,
+    },
+    /// Evaluate a checkpoint: mean and standard deviation of the episode return.
+    Eval(eval::Args),
+    /// Write the encoder's weights and config to a safetensors file, for the standalone
+    /// trainers (and PyTorch's safetensors loader).
+    ExportEncoder(export_encoder::Args),
+    /// Standalone representation trainers (no environment): `rlcpc pretrain audio
+    /// --objective cpc ...`; `rlcpc cpc audio ...` is the same command.
+    #[command(visible_alias = "cpc")]
+    Pretrain {
+        #[command(subcommand)]
+        modality: pretrain::Command,
+    },
+    /// Linear probes on frozen features: audio labels, phones, image classes, text labels,
+    /// or an environment's true state.
+    ///
+    /// On an audio corpus: multinomial logistic
+    /// regression of a label (speaker, digit, ...) from mean-pooled CPC context vectors,
+    /// next to a randomly initialised encoder of the same architecture and MFCCs, on the
+    /// same train/test split (λ picked on a validation part of the training split). On an
+    /// image set (an image encoder): the class from grid-pooled features on the test
+    /// part, next to a random-init twin and the raw pixels. On a labelled text file (a
+    /// text encoder): the label by k-fold cross-validation, next to a random-init twin
+    /// and a bag of words. On trajectories written by `rlcpc record`: ridge regression of
+    /// the true state from the features of an agent checkpoint, an exported encoder or a
+    /// `pretrain frames` run (belief probing), next to a random-init network and the raw
+    /// observation.
+    Probe(probe::Args),
+    /// Record observations with the environment's true state, for CPC on frames and probes.
+    ///
+    /// The true state is CartPole's full state, the T-maze cue, or a Lab agent's position
+    /// and heading and the goal's position. Writes DIR/trajectories.safetensors (obs,
+    /// state, action, reward, first).
+    Record(record::Args),
+    /// List the registered environments with their spaces, options and the built-in
+    /// presets; `envs score` gives reference returns.
+    Envs {
+        #[command(subcommand)]
+        action: Option<envs::Command>,
+    },
+    /// Plot learning curves of runs on the same axes (PNG), from their metrics.jsonl.
+    Plot(plot::Args),
+    /// Measure throughput (env steps per second, medians over repeats) and, with
+    /// --solve, the steps and seconds CartPole takes to reach its target return.
+    Bench(bench::Args),
+}
+
+/// The command line, with the built-in presets listed in `train --help`.
+pub fn parse() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let presets = rlcpc::config::PRESETS
+        .iter()
+        .map(|p| p.0)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cmd = Cli::command().mut_subcommand("train", |c| {
+        c.mut_arg("config", |a| {
+            a.help(format!(
+                "Config file, or the name of a built-in preset: {presets} [default: cartpole]"
+            ))
+        })
+    });
+    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Config { action } => config::run(action),
+        Command::Eval(a) => eval::run(a),
+        Command::ExportEncoder(a) => export_encoder::run(a),
+        Command::Pretrain { modality } => pretrain::run(modality),
+        Command::Probe(a) => probe::run(a),
+        Command::Record(a) => record::run(a),
+        Command::Envs { action } => envs::run(action),
+        Command::Plot(a) => plot::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
+
+/// The most episodes `eval` and `envs score` play (a long evaluation, not an endless one).
+const MAX_EPISODES: usize = 10_000_000;
+
+/// `--device`: `cpu`, `cuda` or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(DeviceArg::Cpu),
+            "cuda" => Ok(DeviceArg::Cuda(0)),
+            d => match d.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(DeviceArg::Cuda(n)),
+                Some(Err(_)) => Err(format!("bad GPU index in '{d}'")),
+                None => Err(format!("'{d}': expected cpu, cuda or cuda:N")),
+            },
+        }
+    }
+}
+
+impl DeviceArg {
+    /// The candle device; CUDA needs a build with `--features cuda`.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceArg::Cpu => Ok(Device::Cpu),
+            DeviceArg::Cuda(n) => {
+                if !cfg!(feature = "cuda") {
+                    bail!("--device cuda:{n}: this rlcpc was built without CUDA support; rebuild with `cargo build --release --features cuda`");
+                }
+                Ok(Device::new_cuda(n)?)
+            }
+        }
+    }
+}
+
+/// `--option KEY=VALUE` flags into an environment config (values parsed as JSON, else
+/// taken as strings).
+fn env_config(name: &str, options: &[String]) -> Result<rlcpc_envs::EnvConfig> {
+    let mut cfg = rlcpc_envs::EnvConfig::new(name);
+    for o in options {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--option {o}: expected KEY=VALUE"))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+        cfg.options.insert(k.into(), value);
+    }
+    Ok(cfg)
+}
+
+/// A flag set by the first Ctrl-C, SIGTERM or SIGHUP (the run finishes its step and
+/// checkpoints); a second one exits at once.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting without a final checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("interrupt (Ctrl-C or a termination signal): finishing the current step and writing a checkpoint (again to abort)");
+    })
+    .context("cannot install the Ctrl-C / SIGTERM / SIGHUP handler")?;
+    Ok(stop)
+}
+
+/// Candle's CPU kernels size their thread pool from RAYON_NUM_THREADS at first use.
+fn set_learner_threads(n: usize) {
+    if n > 0 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
+/// Tells mimalloc never to purge freed memory: candle allocates every op's output anew,
+/// and the conv encoder's im2col buffers are hundreds of megabytes, so returned pages
+/// came straight back as page faults that the kernel must zero (a third of an RGB
+/// training profile). `mi_option_purge_delay` is 15 in mimalloc 2's `mi_option_t`;
+/// `MIMALLOC_PURGE_DELAY` in the environment still takes precedence.
+pub fn keep_freed_pages() {
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a plain integer option; mimalloc reads it on later frees.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}

@@ -1,0 +1,311 @@
+//! `rlcpc pretrain <modality> --objective cpc` (alias `rlcpc cpc <modality>`): read
+//! the data, build the modality's network and minibatches with the chosen objective, and
+//! fit it ([`rlcpc::pretrain::fit`]) into a run directory.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use candle_core::Device;
+use rlcpc::pretrain::{ObjectiveKind, TrainerConfig};
+
+use super::{set_learner_threads, stop_on_ctrl_c};
+
+/// Flags every standalone trainer shares.
+#[derive(clap::Args)]
+pub struct TrainerArgs {
+    /// Config file, or a built-in preset's name [default: the trainer's built-in config].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The data: a directory of audio files (`cpc audio`), one written by `rlcpc record`
+    /// (`cpc frames`), an image set (`cpc image`: IDX, CIFAR-10 binary, class folders),
+    /// or a text file or directory of *.txt files (`cpc text`).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Run directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Override a config value, e.g. `--set train.steps=500 --set cpc.negatives=speaker`
+    /// (TOML syntax; repeatable).
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    overrides: Vec<String>,
+    /// Continue the run in --out (its config.toml is used; --set still applies).
+    #[arg(long, conflicts_with = "config")]
+    resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// The objective [default: the config's `objective` key, cpc]: `cpc` is Contrastive
+    /// Predictive Coding (van den Oord et al. 2018). Sets `objective` in the config.
+    #[arg(long, value_enum)]
+    objective: Option<ObjectiveKind>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// CPC on raw audio (van den Oord et al. 2018, §3.1): strided 1-D convolutions over
+    /// 16 kHz waveforms, a GRU, W_1..W_K and InfoNCE. Reads WAV/FLAC under --data
+    /// (labels from FSDD or LibriSpeech names, a manifest.csv, or the first folder);
+    /// trains on the training split only. Writes config.toml, metrics.jsonl, TensorBoard
+    /// events, checkpoint.safetensors and encoder.safetensors (for `rlcpc probe`).
+    /// Built-in configs: cpc-audio (default), cpc-audio-fsdd.
+    Audio {
+        #[command(flatten)]
+        args: TrainerArgs,
+        /// Stop at the first unreadable audio file instead of reporting and skipping it.
+        #[arg(long)]
+        strict: bool,
+        /// Threads for candle's CPU kernels (0: all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
+    /// CPC on frames recorded by `rlcpc record`, with the agent's encoder (same [model]
+    /// settings) and an LSTM context: its encoder.safetensors initialises an agent
+    /// (`--set model.init_encoder='"DIR/encoder.safetensors"'`) or is probed for the true
+    /// state by `rlcpc probe`. Built-in config: cpc-frames.
+    Frames {
+        #[command(flatten)]
+        args: TrainerArgs,
+    },
+    /// CPC on images (van den Oord et al. 2018, §3.2): a grid of overlapping patches, a
+    /// conv patch encoder, a context network that sees only the rows above, W_k for the
+    /// rows below, InfoNCE against the other patches of the batch. Reads IDX files
+    /// (MNIST, Fashion-MNIST; the train part), CIFAR-10 binary batches or class folders
+    /// of PNG/JPEG. CPC-v2's refinements are options: model.layer_norm, cpc.directions
+    /// (down, up, right, left), [augment] crop / flip / color_drop, larger patches.
+    /// Built-in config: cpc-image-fashion.
+    Image {
+        #[command(flatten)]
+        args: TrainerArgs,
+    },
+    /// CPC on text (van den Oord et al. 2018, §3.3): sentences split from plain-text
+    /// files (a file, or every *.txt under --data; one document per file), a word
+    /// vocabulary, a sentence encoder (embedding, 1-D convolution + ReLU, mean over the
+    /// words), a GRU over consecutive sentences, W_1..W_3 for the next sentences,
+    /// InfoNCE against the other sentences of the batch. The vocabulary is stored with
+    /// the encoder. Built-in config: cpc-text (scripts/text-corpora.sh prepares the
+    /// corpora and labelled sets installed here).
+    Text {
+        #[command(flatten)]
+        args: TrainerArgs,
+    },
+}
+
+pub fn run(modality: Command) -> Result<()> {
+    match modality {
+        Command::Audio {
+            args,
+            strict,
+            threads,
+        } => {
+            let args = with_objective(args);
+            let TrainerArgs {
+                config,
+                data,
+                out,
+                overrides,
+                resume,
+                quiet,
+                objective: _,
+            } = args;
+            use rlcpc::pretrain::{self, audio::AudioCpcConfig};
+            set_learner_threads(threads);
+            let cfg: AudioCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
+            let t0 = std::time::Instant::now();
+            let set = pretrain::audio::load_corpus(&cfg.data, &data, strict)?;
+            let read = format!(
+                "read {} files ({:.0} s of audio, layout {}, {} skipped) in {:.1} s",
+                set.utterances.len(),
+                set.seconds(),
+                set.layout.name(),
+                set.skipped.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            let mut obj = pretrain::audio::AudioCpc::new(&cfg, set, &Device::Cpu)?;
+            let (files, speakers) = obj.train_files();
+            eprintln!(
+                    "{read}; training on {files} files of {speakers} speaker(s) at least one window ({} samples) long, {} test split held out",
+                    cfg.data.window,
+                    format!("{:?}", cfg.data.split).to_lowercase(),
+                );
+            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
+            let extra = format!(
+                " (k=1 {:.3}, k={} {:.3}), z collapse statistic {:.3}",
+                s.last_value("train/acc_k1"),
+                cfg.cpc.horizon,
+                s.last_value(&format!("train/acc_k{}", cfg.cpc.horizon)),
+                s.last_value("train/z_norm_std"),
+            );
+            report_trainer(&s, "windows", &extra, &out);
+        }
+        Command::Frames { args } => {
+            let args = with_objective(args);
+            let TrainerArgs {
+                config,
+                data,
+                out,
+                overrides,
+                resume,
+                quiet,
+                objective: _,
+            } = args;
+            use rlcpc::pretrain::frames::{FramesCpc, FramesCpcConfig};
+            let cfg: FramesCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
+            let traj = rlcpc::data::trajectories::Trajectories::load(&data)?;
+            eprintln!(
+                "{} steps, {} episodes of {} (observation {:?})",
+                traj.len(),
+                traj.episodes(),
+                traj.env.id,
+                traj.obs_shape
+            );
+            let mut obj = FramesCpc::new(&cfg, traj)?;
+            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
+            report_trainer(&s, "sequences", "", &out);
+        }
+        Command::Image { args } => {
+            let args = with_objective(args);
+            let TrainerArgs {
+                config,
+                data,
+                out,
+                overrides,
+                resume,
+                quiet,
+                objective: _,
+            } = args;
+            use rlcpc::pretrain::image::{ImageCpc, ImageCpcConfig};
+            let cfg: ImageCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
+            let set = rlcpc::data::images::load_split(
+                &data,
+                rlcpc::data::images::Part::Train,
+                &cfg.data,
+            )?;
+            if let Some(held) = &set.held_out {
+                eprintln!(
+                    "{} test images held out (never trained on; `rlcpc probe` tests on them)",
+                    held.len()
+                );
+            }
+            eprintln!(
+                "{} training images of {}x{}x{}, {} classes",
+                set.len(),
+                set.height,
+                set.width,
+                set.channels,
+                set.classes.len()
+            );
+            let mut obj = ImageCpc::new(&cfg, set)?;
+            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
+            report_trainer(&s, "images", "", &out);
+        }
+        Command::Text { args } => {
+            let args = with_objective(args);
+            let TrainerArgs {
+                config,
+                data,
+                out,
+                overrides,
+                resume,
+                quiet,
+                objective: _,
+            } = args;
+            use rlcpc::pretrain::text::{TextCpc, TextCpcConfig};
+            let cfg: TextCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
+            let corpus = rlcpc::data::text::load_corpus_with(&data, cfg.data.encoding)?;
+            if !corpus.latin1.is_empty() {
+                eprintln!(
+                        "note: {} of {} files are not valid UTF-8 and were read as Latin-1 (ISO-8859-1), e.g. '{}'",
+                        corpus.latin1.len(),
+                        corpus.files.len(),
+                        corpus.latin1[0].display()
+                    );
+            }
+            let mut obj = TextCpc::new(&cfg, &corpus)?;
+            let (vocab, passages) = obj.sizes();
+            eprintln!(
+                    "{} sentences in {} files; vocabulary {vocab} words ({:.1}% of words unknown); {passages} passages of {}",
+                    corpus.sentences(),
+                    corpus.files.len(),
+                    100.0 * obj.unknown_rate(),
+                    cfg.data.sequence
+                );
+            drop(corpus);
+            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
+            let extra = format!(
+                " (k=1 {:.3}, k={} {:.3})",
+                s.last_value("train/acc_k1"),
+                cfg.cpc.horizon,
+                s.last_value(&format!("train/acc_k{}", cfg.cpc.horizon)),
+            );
+            report_trainer(&s, "sentences", &extra, &out);
+        }
+    }
+    Ok(())
+}
+
+/// `--objective` as a config override (the config's `objective` key decides).
+fn with_objective(mut args: TrainerArgs) -> TrainerArgs {
+    if let Some(o) = args.objective {
+        args.overrides
+            .push(format!("objective=\"{}\"", rlcpc::config::user_name(&o)));
+    }
+    args
+}
+
+/// Runs a standalone trainer into `out` with Ctrl-C handling and a progress bar.
+fn fit_trainer(
+    obj: &mut dyn rlcpc::pretrain::Objective,
+    train: &rlcpc::pretrain::TrainSection,
+    out: &std::path::Path,
+    resume: bool,
+    quiet: bool,
+    config_toml: String,
+) -> Result<rlcpc::pretrain::FitSummary> {
+    let opts = rlcpc::pretrain::FitOptions {
+        out: out.to_path_buf(),
+        resume,
+        progress: !quiet,
+        config_toml,
+        stop: stop_on_ctrl_c()?,
+    };
+    rlcpc::pretrain::fit(obj, train, &opts)
+}
+
+/// A trainer's config: the run's own `config.toml` when resuming, else `config`, with
+/// `overrides` applied; refuses to overwrite an existing run unless resuming.
+fn trainer_config<T: TrainerConfig>(
+    out: &std::path::Path,
+    resume: bool,
+    config: Option<&std::path::Path>,
+    overrides: &[String],
+) -> Result<T> {
+    let cfg = if resume {
+        let saved = out.join("config.toml");
+        if !saved.exists() {
+            bail!(
+                "--resume: {} has no config.toml; is it a run directory?",
+                out.display()
+            );
+        }
+        T::load(Some(&saved), overrides)?
+    } else {
+        T::load(config, overrides)?
+    };
+    rlcpc::run_dir::check_free(out, resume)?;
+    Ok(cfg)
+}
+
+/// The last lines of a trainer command: how it ended, its speed in `unit`s per second,
+/// the last loss and accuracy (then `extra`), and where the encoder is.
+fn report_trainer(s: &rlcpc::pretrain::FitSummary, unit: &str, extra: &str, out: &std::path::Path) {
+    println!(
+        "{} after {} steps in {:.1} s ({:.1} {unit}/s); last: loss {:.4}, accuracy {:.3}{extra}",
+        if s.interrupted { "interrupted" } else { "done" },
+        s.steps,
+        s.seconds,
+        s.samples_per_sec,
+        s.last_value("train/loss"),
+        s.last_value("train/acc"),
+    );
+    println!("encoder: {}", out.join(rlcpc::pretrain::ENCODER).display());
+}

@@ -1,0 +1,100 @@
+//! `rlcpc probe`: linear probes of a frozen encoder ([`rlcpc::probe`]).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// An encoder file (encoder.safetensors of a trainer, `rlcpc export-encoder`), an
+    /// agent checkpoint, or a run directory (its encoder, else its checkpoint).
+    #[arg(long, value_name = "PATH")]
+    encoder: PathBuf,
+    /// An audio directory, a directory written by `rlcpc record`, an image set, or a
+    /// labelled text file (`label<TAB>text` lines or a JSON list of {text, class}).
+    #[arg(long, value_name = "PATH")]
+    data: PathBuf,
+    /// Audio: the label to predict (speaker, digit, or a manifest column) [default:
+    /// speaker]; trajectories: `state` (every true-state variable) or one variable's
+    /// name [default: state].
+    #[arg(long)]
+    target: Option<String>,
+    /// How the test set is drawn [default: as the encoder was trained, else utterance].
+    #[arg(long, value_enum)]
+    split: Option<rlcpc::data::SplitBy>,
+    /// Share held out for testing [default: the encoder's, else 0.2].
+    #[arg(long)]
+    test_fraction: Option<f64>,
+    /// Seed of the split [default: the encoder's, else 0].
+    #[arg(long)]
+    split_seed: Option<u64>,
+    /// Pool context vectors (audio c_t, image c_{i,j}; the paper) or encoder outputs z
+    /// [default: context; text: encoder, the sentence embedding z of the whole text;
+    /// text context: the GRU's last c over the text's sentences].
+    #[arg(long, value_enum)]
+    features: Option<rlcpc::probe::FeatureSource>,
+    /// Audio: how labels are read from the corpus.
+    #[arg(long, value_enum, default_value = "auto")]
+    layout: rlcpc::data::audio::Layout,
+    /// Skip the random-init and MFCC / raw-observation baselines.
+    #[arg(long)]
+    no_baselines: bool,
+    /// Stop at the first unreadable audio file instead of skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// Full-batch optimiser iterations of each logistic regression.
+    #[arg(long, default_value_t = 500)]
+    iters: usize,
+    /// `--target phone`: at most this many training (and test) frames, drawn at random.
+    #[arg(long, default_value_t = 10_000)]
+    max_frames: usize,
+    /// Images: at most this many training (and test) images, drawn at random.
+    #[arg(long, default_value_t = 10_000)]
+    max_images: usize,
+    /// Text: cross-validation folds on a labelled set (SentEval: 10).
+    #[arg(long, default_value_t = 10)]
+    folds: usize,
+    /// Text: at most this many labelled texts, drawn at random.
+    #[arg(long, default_value_t = 5_000)]
+    max_texts: usize,
+    /// Text: the bag-of-words baseline keeps at most this many words (the commonest
+    /// of those seen twice in the training folds).
+    #[arg(long, default_value_t = 2_000)]
+    bow_words: usize,
+    /// Text: encoding of the labelled file (auto: UTF-8, else Latin-1, as said in the
+    /// output).
+    #[arg(long, value_enum, default_value = "auto")]
+    encoding: rlcpc::data::text::TextEncoding,
+    /// Print one JSON object (the setting and every row) instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Images: average the features over GxG cells of the patch grid and
+    /// concatenate them (1: one mean over the whole image, the paper's pooling).
+    #[arg(long, default_value_t = 2, value_name = "G")]
+    pool_grid: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let report = rlcpc::probe::run(&rlcpc::probe::Request {
+        encoder: args.encoder,
+        data: args.data,
+        target: args.target,
+        split: args.split,
+        test_fraction: args.test_fraction,
+        split_seed: args.split_seed,
+        features: args.features,
+        layout: args.layout,
+        baselines: !args.no_baselines,
+        strict: args.strict,
+        iters: args.iters,
+        max_frames: args.max_frames,
+        max_images: args.max_images,
+        pool_grid: args.pool_grid,
+        folds: args.folds,
+        max_texts: args.max_texts,
+        bow_words: args.bow_words,
+        encoding: args.encoding,
+    })?;
+    report.print(args.json);
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `rlcpc record`: a trained or reference policy plays; [`rlcpc::eval::record`] writes the trajectories.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use rlcpc::eval::ReferencePolicy;
+
+use super::env_config;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Registered environment id (with --checkpoint it may be left out; if given it
+    /// must be the checkpoint's).
+    #[arg(long)]
+    env: Option<String>,
+    /// A trained agent plays (its own environment and options are used).
+    #[arg(long, conflicts_with_all = ["policy", "options"])]
+    checkpoint: Option<PathBuf>,
+    /// A reference policy plays, when no checkpoint is given.
+    #[arg(long, value_enum, default_value = "random")]
+    policy: ReferencePolicy,
+    /// Agent steps to record.
+    #[arg(long, default_value_t = 10_000)]
+    steps: usize,
+    /// Seed of the first reset and of the policy's sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// An environment option, e.g. `--option obs=grid` (repeatable).
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    /// Episode length limit in agent steps (0: the environment's default).
+    #[arg(long, default_value_t = 0)]
+    max_episode_steps: usize,
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Replace a recording already in --out.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        env,
+        checkpoint,
+        policy,
+        steps,
+        seed,
+        options,
+        max_episode_steps,
+        out,
+        force,
+    } = args;
+    if steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let file = out.join(rlcpc::data::trajectories::FILE);
+    if file.exists() && !force {
+        bail!(
+                "'{}' already holds a recording ({}); choose another --out or pass --force to replace it",
+                out.display(),
+                file.display()
+            );
+    }
+    let (cfg, mut driver, who) = match &checkpoint {
+        Some(path) => {
+            let p = rlcpc::eval::TrainedPolicy::load(path)?;
+            if let Some(e) = &env {
+                if *e != p.config.env.id {
+                    bail!(
+                        "checkpoint {} was trained on {}, not {e}",
+                        path.display(),
+                        p.config.env.id
+                    );
+                }
+            }
+            let d = rlcpc::eval::Driver::trained(&p, path, seed, true)?;
+            (p.config.env.clone(), d, path.display().to_string())
+        }
+        None => {
+            let Some(name) = env else {
+                bail!("--env NAME is needed without --checkpoint")
+            };
+            let mut cfg = env_config(&name, &options)?;
+            cfg.max_episode_steps = max_episode_steps;
+            let e = rlcpc_envs::make(&cfg)?;
+            let d = rlcpc::eval::Driver::reference(policy, e.as_ref(), seed)?;
+            (cfg, d, rlcpc::config::user_name(&policy))
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let t = rlcpc::eval::record(&cfg, &mut driver, &who, steps, seed)?;
+    t.save(&out, force)?;
+    println!(
+            "wrote {} steps ({} episodes, observation {:?}, state [{}]) of {} by {who} to {} in {:.1} s",
+            t.len(),
+            t.episodes(),
+            t.obs_shape,
+            t.state_names.join(", "),
+            cfg.id,
+            out.join(rlcpc::data::trajectories::FILE).display(),
+            t0.elapsed().as_secs_f64()
+        );
+    Ok(())
+}
