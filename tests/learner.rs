@@ -3,6 +3,8 @@
 //! differences of that direct loss, so that a flipped sign, a missing coefficient or a
 //! wrong clipping scale fails.
 
+mod common;
+
 use candle_core::{Device, Tensor};
 use rlcpc::config::Config;
 use rlcpc::train::{build_learner, net_spec};
@@ -170,18 +172,12 @@ fn numeric_gradient(
             .to_vec1::<f32>()
             .unwrap();
         let dims = var.dims().to_vec();
-        let mut g = vec![0f64; base.len()];
-        for i in 0..base.len() {
-            let at = |d: f32| {
-                let mut p = base.clone();
-                p[i] += d;
-                var.set(&Tensor::from_vec(p, dims.clone(), &Device::Cpu).unwrap())
-                    .unwrap();
-                let (l, v) = forward(&learner.net, r);
-                direct_loss(r, &l, &v, adv, targets).3
-            };
-            g[i] = (at(eps) - at(-eps)) / (2.0 * eps as f64);
-        }
+        let g = common::numerical_grad(&mut base.clone(), eps, |p| {
+            var.set(&Tensor::from_slice(p, dims.clone(), &Device::Cpu).unwrap())
+                .unwrap();
+            let (l, v) = forward(&learner.net, r);
+            direct_loss(r, &l, &v, adv, targets).3
+        });
         var.set(&Tensor::from_vec(base, dims, &Device::Cpu).unwrap())
             .unwrap();
         out.push((name, g));

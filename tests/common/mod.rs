@@ -70,3 +70,19 @@ pub const TINY_TEXT: [&str; 12] = [
     "--set",
     "cpc.horizon=2",
 ];
+
+/// Central finite differences of `loss` in each coordinate of `x`:
+/// `(loss(x + eps·eᵢ) − loss(x − eps·eᵢ)) / 2eps`, with `x[i]` put back after each.
+pub fn numerical_grad(x: &mut [f32], eps: f32, mut loss: impl FnMut(&[f32]) -> f64) -> Vec<f64> {
+    let mut g = vec![0f64; x.len()];
+    for i in 0..x.len() {
+        let x0 = x[i];
+        x[i] = x0 + eps;
+        let plus = loss(x);
+        x[i] = x0 - eps;
+        let minus = loss(x);
+        x[i] = x0;
+        g[i] = (plus - minus) / (2.0 * eps as f64);
+    }
+    g
+}

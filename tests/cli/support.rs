@@ -1,0 +1,81 @@
+//! A command builder for `rlcpc`, and the one check for bad settings.
+
+use std::fmt::Display;
+use std::path::Path;
+use std::process::Output;
+
+use crate::common;
+pub use crate::common::{s, text};
+
+/// One `rlcpc` command line: `Rlcpc::new("cpc audio").data(&d).out(&o).set("train.steps", 3).ok()`.
+#[derive(Clone, Debug)]
+pub struct Rlcpc(Vec<String>);
+
+impl Rlcpc {
+    /// `rlcpc` followed by the words of `command` (`"train"`, `"envs render"`, `"--help"`).
+    pub fn new(command: &str) -> Self {
+        Self(command.split_whitespace().map(String::from).collect())
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.0.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// `--set key=value` (a string value brings its own TOML quotes: `"\"agent\""`).
+    pub fn set(self, key: &str, value: impl Display) -> Self {
+        self.args(&["--set", &format!("{key}={value}")])
+    }
+
+    pub fn out(self, dir: &Path) -> Self {
+        self.args(&["--out", s(dir)])
+    }
+
+    pub fn data(self, path: &Path) -> Self {
+        self.args(&["--data", s(path)])
+    }
+
+    pub fn output(&self) -> Output {
+        common::rlcpc(&self.argv())
+    }
+
+    /// Runs the command, which must succeed; returns stdout and stderr together.
+    pub fn ok(&self) -> String {
+        let o = self.output();
+        assert!(
+            o.status.success(),
+            "rlcpc {:?} failed:\n{}",
+            self.0,
+            text(&o)
+        );
+        text(&o)
+    }
+
+    /// Runs the command, which must fail (any way); returns stdout and stderr together.
+    pub fn fails(&self) -> String {
+        let o = self.output();
+        assert!(
+            !o.status.success(),
+            "rlcpc {:?} should fail:\n{}",
+            self.0,
+            text(&o)
+        );
+        text(&o)
+    }
+
+    /// Runs the command, which must fail with exit code 1 (an error, not a panic) and a
+    /// message holding every one of `needles` ([`common::fails_with`]).
+    pub fn fails_with(&self, needles: &[&str]) -> String {
+        common::fails_with(&self.argv(), needles)
+    }
+
+    fn argv(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+}
+
+/// `cmd --set setting` is refused as the user's mistake (exit 1, no panic), with a message
+/// holding every one of `names` (the key, or what is wrong with its value).
+pub fn bad_setting_is_named(cmd: &Rlcpc, setting: &str, names: &[&str]) -> String {
+    cmd.clone().args(&["--set", setting]).fails_with(names)
+}

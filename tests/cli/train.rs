@@ -1,0 +1,154 @@
+//! `rlcpc train`: a run from start to `eval`, `export-encoder` and `plot`; refusing to
+//! overwrite, resuming, a failing worker and Ctrl-C.
+
+use std::path::Path;
+
+use crate::common::bin;
+use crate::support::{s, text, Rlcpc};
+
+/// `train --quiet --out OUT --set run.total_steps=3000`: CartPole with the default MLP.
+pub fn tiny_train(out: &Path) -> Rlcpc {
+    Rlcpc::new("train --quiet")
+        .out(out)
+        .set("run.total_steps", 3000)
+}
+
+/// `train --quiet --resume --out RUN`.
+pub fn resume(run: &Path) -> Rlcpc {
+    Rlcpc::new("train --quiet --resume").out(run)
+}
+
+#[test]
+fn train_eval_export_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = tiny_train(&run)
+        .args(&["--aux", "cpc", "--config", "cartpole-lstm-cpc"])
+        .set("aux.start_times", 2)
+        .ok();
+    assert!(out.contains("done after"), "{out}");
+    for f in ["config.toml", "metrics.jsonl", "checkpoint.safetensors"] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("cpc/acc_k1"), "CPC accuracy is logged");
+    // The saved config is the resolved one, and loads again.
+    let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        saved.contains("kind = \"cpc\"") && saved.contains("start_times = 2"),
+        "{saved}"
+    );
+
+    let ck = run.join("checkpoint.safetensors");
+    let e = Rlcpc::new("eval")
+        .args(&["--checkpoint", s(&ck), "--episodes", "3"])
+        .ok();
+    assert!(
+        e.contains("mean return") && e.contains("over 3 episodes"),
+        "{e}"
+    );
+
+    let enc = tmp.path().join("enc.safetensors");
+    Rlcpc::new("export-encoder")
+        .args(&["--checkpoint", s(&ck)])
+        .out(&enc)
+        .ok();
+    let (encoder, varmap) = rlcpc::eval::load_encoder(&enc, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(encoder.out_dim(), 64);
+    let names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
+    assert!(
+        names.iter().all(|n| n.starts_with("encoder.")) && names.len() == 4,
+        "{names:?}"
+    );
+    // Learning curves of the run as a PNG.
+    let png = tmp.path().join("curve.png");
+    Rlcpc::new("plot").args(&[s(&run)]).out(&png).ok();
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    let e = Rlcpc::new("plot")
+        .args(&[s(&run), "--metric", "no/such"])
+        .out(&png)
+        .fails();
+    assert!(e.contains("no/such"), "{e}");
+    // An exported encoder is not a training checkpoint.
+    let x = Rlcpc::new("eval").args(&["--checkpoint", s(&enc)]).fails();
+    assert!(
+        x.contains("is an encoder file, not an agent checkpoint"),
+        "{x}"
+    );
+}
+
+#[test]
+fn existing_runs_are_not_overwritten_and_resume_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    tiny_train(&run).ok();
+    let again = Rlcpc::new("train --quiet").out(&run).fails();
+    assert!(again.contains("--resume"), "{again}");
+    let r = resume(&run).set("run.total_steps", 6000).ok();
+    assert!(r.contains("done after 6000 env steps"), "{r}");
+}
+
+#[test]
+fn a_panicking_worker_stops_the_run_with_its_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    for mode in ["sync", "async"] {
+        let o = bin()
+            .args(["train", "--quiet", "--out", s(&tmp.path().join(mode))])
+            .args([
+                "--set",
+                "run.workers=2",
+                "--set",
+                &format!("run.mode=\"{mode}\""),
+                "--set",
+                "algo.vtrace=true",
+                // No early stop: in async mode the other worker alone could otherwise
+                // reach the target before worker 1's failure arrives.
+                "--set",
+                "run.target_return=0",
+            ])
+            .env("RLCPC_INJECT_WORKER_PANIC", "1:3")
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "{mode}: {t}");
+        assert!(
+            t.contains("actor worker 1 failed") && t.contains("injected panic"),
+            "{mode}: {t}"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_writes_a_final_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let child = bin()
+        .args(["train", "--quiet", "--out", s(tmp.path())])
+        .args([
+            "--set",
+            "run.total_steps=100000000",
+            "--set",
+            "run.target_return=0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until training runs (metrics appear), then interrupt.
+    let metrics = tmp.path().join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::metadata(&metrics).map_or(true, |m| m.len() == 0) {
+        assert!(t0.elapsed().as_secs() < 60, "training never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on this test's child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("interrupted after"), "{t}");
+    let ck = tmp.path().join("checkpoint.safetensors");
+    let e = Rlcpc::new("eval")
+        .args(&["--checkpoint", s(&ck), "--episodes", "1"])
+        .ok();
+    assert!(e.contains("mean return"), "{e}");
+}
