@@ -96,10 +96,10 @@ fn in_memory(device: &Device) -> TrainOptions {
 }
 
 /// The throughput cases of `rlcpc bench`: (name, config).
-pub fn throughput_cases(mlp: &Config, lstm_cpc: &Config) -> Vec<(String, Config)> {
+pub fn throughput_cases(mlp: &Config, lstm_cpc: &Config) -> [(String, Config); 3] {
     let mut lstm_none = lstm_cpc.clone();
     lstm_none.aux.kind = AuxKind::None;
-    vec![
+    [
         ("train mlp, aux none".into(), mlp.clone()),
         ("train lstm, aux none".into(), lstm_none),
         (

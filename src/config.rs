@@ -180,7 +180,7 @@ pub struct ModelConfig {
     /// LSTM width (IMPALA: 256).
     pub lstm_hidden: usize,
     /// Start from the encoder weights in this file (`rlcpc export-encoder`, or the
-    /// `encoder.safetensors` of `rlcpc cpc frames`); its architecture and input shape
+    /// `encoder.safetensors` of `rlcpc pretrain frames`); its architecture and input shape
     /// must match this model's, else the config is refused naming the difference.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_encoder: Option<std::path::PathBuf>,
@@ -208,6 +208,16 @@ pub enum AuxKind {
     None,
     /// Contrastive Predictive Coding (van den Oord et al. 2018, §3.4).
     Cpc,
+}
+
+impl AuxKind {
+    /// The config's spelling: `none` or `cpc`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuxKind::None => "none",
+            AuxKind::Cpc => "cpc",
+        }
+    }
 }
 
 /// Where CPC's negatives come from.

@@ -91,10 +91,14 @@ pub fn annotate(toml_text: &str, file: &str, ty: &str) -> Result<String> {
 /// The kinds of config, by the command that reads them.
 const KINDS: &[(&str, &str, &str)] = &[
     ("train", "src/config.rs", "Config"),
-    ("cpc audio", "src/pretrain/audio.rs", "AudioCpcConfig"),
-    ("cpc image", "src/pretrain/image.rs", "ImageCpcConfig"),
-    ("cpc text", "src/pretrain/text.rs", "TextCpcConfig"),
-    ("cpc frames", "src/pretrain/frames.rs", "FramesCpcConfig"),
+    ("pretrain audio", "src/pretrain/audio.rs", "AudioCpcConfig"),
+    ("pretrain image", "src/pretrain/image.rs", "ImageCpcConfig"),
+    ("pretrain text", "src/pretrain/text.rs", "TextCpcConfig"),
+    (
+        "pretrain frames",
+        "src/pretrain/frames.rs",
+        "FramesCpcConfig",
+    ),
 ];
 
 fn resolved(kind: usize, path: Option<&Path>, overrides: &[String]) -> Result<String> {
@@ -118,22 +122,22 @@ pub fn presets() -> Vec<(&'static str, &'static str)> {
     v.extend(
         audio::AudioCpcConfig::PRESETS
             .iter()
-            .map(|p| (p.0, "cpc audio")),
+            .map(|p| (p.0, "pretrain audio")),
     );
     v.extend(
         image::ImageCpcConfig::PRESETS
             .iter()
-            .map(|p| (p.0, "cpc image")),
+            .map(|p| (p.0, "pretrain image")),
     );
     v.extend(
         text::TextCpcConfig::PRESETS
             .iter()
-            .map(|p| (p.0, "cpc text")),
+            .map(|p| (p.0, "pretrain text")),
     );
     v.extend(
         frames::FramesCpcConfig::PRESETS
             .iter()
-            .map(|p| (p.0, "cpc frames")),
+            .map(|p| (p.0, "pretrain frames")),
     );
     v
 }

@@ -61,6 +61,29 @@ pub struct CpcSampling {
     pub groups: Vec<u32>,
 }
 
+impl CpcSampling {
+    /// Every start time and every horizon 1..=K, no offset skipped, no groups; a config
+    /// section's `start_times` / `horizons` / CPC-v2 `skip` are set on the result.
+    pub fn new(horizon: usize, negatives: Negatives, num_negatives: usize) -> Self {
+        CpcSampling {
+            horizon,
+            negatives,
+            num_negatives,
+            ..CpcSampling::default()
+        }
+    }
+}
+
+impl From<&crate::config::AuxConfig> for CpcSampling {
+    fn from(c: &crate::config::AuxConfig) -> Self {
+        CpcSampling {
+            start_times: c.start_times,
+            horizons: c.horizons,
+            ..CpcSampling::new(c.horizon, c.negatives, c.num_negatives)
+        }
+    }
+}
+
 /// Longest valid horizon (≤ `horizon`) from start `t` of sequence `j`: z_{t+k} must lie
 /// inside `[0, T)` and in the same episode (no `first` flag in `(t, t+k]`).
 fn longest_horizon(
@@ -466,15 +489,7 @@ impl CpcAux {
                 },
                 vb,
             )?,
-            sampling: CpcSampling {
-                horizon: cfg.horizon,
-                negatives: cfg.negatives,
-                num_negatives: cfg.num_negatives,
-                start_times: cfg.start_times,
-                horizons: cfg.horizons,
-                skip: 0,
-                groups: Vec::new(),
-            },
+            sampling: cfg.into(),
             weight: cfg.weight,
             rng: SeededRng::seed_from_u64(seed ^ 0xC0C0_C0C0),
             varmap: varmap.clone(),

@@ -19,6 +19,11 @@ use crate::config::CoreKind;
 use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec};
 use crate::nn::NetSpec;
 
+/// Named tensors, as safetensors files hold them.
+type Tensors = Vec<(String, candle_core::Tensor)>;
+/// Metadata entries `(key, JSON)`.
+type Metadata = Vec<(&'static str, String)>;
+
 /// Where the encoder was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -156,12 +161,7 @@ impl EncoderFile {
 
     /// The tensors an exported encoder holds: `encoder.*` and the context network as
     /// `context.*`, with their specs as metadata.
-    fn export_parts(
-        &self,
-    ) -> Result<(
-        Vec<(String, candle_core::Tensor)>,
-        Vec<(&'static str, String)>,
-    )> {
+    fn export_parts(&self) -> Result<(Tensors, Metadata)> {
         let mut meta = vec![(keys::ENCODER_SPEC, serde_json::to_string(&self.spec)?)];
         let mut tensors: Vec<_> = Vec::new();
         for (k, t) in &self.file.tensors {

@@ -22,6 +22,18 @@ pub const CHECKPOINT: &str = "checkpoint.safetensors";
 /// The exported encoder of a trainer run.
 pub const ENCODER: &str = "encoder.safetensors";
 
+/// The default run directory of `rlcpc train`: `runs/<config>-<aux>-s<seed>-<unix time>`
+/// (`config` the config file's stem, or `cartpole` without one).
+pub fn default_path(config: Option<&Path>, aux: &str, seed: u64) -> PathBuf {
+    let name = config
+        .and_then(|p| p.file_stem())
+        .map_or("cartpole".to_string(), |s| s.to_string_lossy().to_string());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    PathBuf::from("runs").join(format!("{name}-{aux}-s{seed}-{secs}"))
+}
+
 /// A locked run directory. The lock is an OS advisory lock on `run.lock` (held as long
 /// as the file is open, released by the OS even when the process is killed); the file
 /// holds the holder's PID for messages and is emptied when the run ends.

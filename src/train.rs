@@ -189,7 +189,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result
         let ck = Loaded::read(&ck_path)?;
         if let Ok(name) = ck.meta::<String>(crate::checkpoint::keys::TRAINER) {
             bail!(
-                "'{}' is a {name} trainer checkpoint; resume it with `rlcpc cpc ... --resume`",
+                "'{}' is a {name} trainer checkpoint; resume it with `rlcpc pretrain ... --resume`",
                 ck_path.display()
             );
         }

@@ -482,7 +482,7 @@ mod patches {
 #[test]
 fn grid_pooling_averages_cells_like_adaptive_average_pooling() {
     use candle_core::{Device, Tensor};
-    use rlcpc::pretrain::image::pool_grid;
+    use rlcpc::probe::image::pool_grid;
     // One image, a 5×6 grid of 2-vectors: value (r, c) → [10r + c, -1].
     let (rows, cols) = (5, 6);
     let v: Vec<f32> = (0..rows * cols)

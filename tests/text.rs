@@ -212,7 +212,7 @@ fn cross_validation_scores_separable_classes_high_and_noise_at_chance() {
 
 #[test]
 fn bag_of_words_vocabulary_comes_from_training_texts_only() {
-    use rlcpc::pretrain::text::bag_of_words;
+    use rlcpc::probe::text::bag_of_words;
     let tokens: Vec<Vec<String>> = [
         "good good film",
         "bad film",

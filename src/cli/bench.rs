@@ -25,11 +25,11 @@ pub struct Args {
     /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion
     /// (as built in, and with all of CPC-v2's options), sentences per second of
     /// cpc-text.
-    #[arg(long, alias = "trainers-only", conflicts_with = "envs_only")]
-    audio_only: bool,
+    #[arg(long, alias = "audio-only", conflicts_with = "envs_only")]
+    trainers_only: bool,
     /// Timed optimiser steps per trainer measurement.
-    #[arg(long, default_value_t = 10)]
-    audio_steps: u64,
+    #[arg(long, alias = "audio-steps", default_value_t = 10)]
+    trainer_steps: u64,
     /// Repeats per measurement (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeats: usize,
@@ -53,8 +53,8 @@ pub fn run(args: Args) -> Result<()> {
         env_steps,
         env_seconds,
         envs_only,
-        audio_only,
-        audio_steps,
+        trainers_only,
+        trainer_steps,
         repeats,
         solve,
         seeds,
@@ -68,8 +68,8 @@ pub fn run(args: Args) -> Result<()> {
     if env_steps == 0 || !(env_seconds.is_finite() && env_seconds > 0.0) {
         bail!("--env-steps must be at least 1 and --env-seconds finite and positive (got {env_steps}, {env_seconds})");
     }
-    if steps == 0 || audio_steps == 0 {
-        bail!("--steps and --audio-steps must be at least 1");
+    if steps == 0 || trainer_steps == 0 {
+        bail!("--steps and --trainer-steps must be at least 1");
     }
     let dev = dev.device()?;
     set_learner_threads(1);
@@ -80,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
             rlcpc::pretrain::audio::AudioCpcConfig::load(Some(std::path::Path::new(name)), &[])?;
         set_learner_threads(0);
         let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::audio_windows_per_sec(&cfg, audio_steps))
+            .map(|_| bench::audio_windows_per_sec(&cfg, trainer_steps))
             .collect::<Result<_>>()?;
         report.case(
             format!("cpc audio {name} (windows/s)"),
@@ -108,7 +108,7 @@ pub fn run(args: Args) -> Result<()> {
         )?;
         set_learner_threads(0);
         let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), audio_steps))
+            .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), trainer_steps))
             .collect::<Result<_>>()?;
         report.case(
             format!("cpc image {label} (images/s)"),
@@ -146,7 +146,7 @@ pub fn run(args: Args) -> Result<()> {
         )?;
         set_learner_threads(0);
         let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::sentences_per_sec(&cfg, audio_steps))
+            .map(|_| bench::sentences_per_sec(&cfg, trainer_steps))
             .collect::<Result<_>>()?;
         report.case(
             "cpc text cpc-text (sentences/s)",
@@ -165,7 +165,7 @@ pub fn run(args: Args) -> Result<()> {
             ));
         Ok(())
     };
-    if audio_only {
+    if trainers_only {
         report.header(format!(
             "{:<40} {:>14}   runs",
             "case", "samples/s (median)"
@@ -197,19 +197,21 @@ pub fn run(args: Args) -> Result<()> {
     image("cpc-image-fashion + CPC-v2", &v2)?;
     text()?;
     set_learner_threads(1);
-    let mut medians = Vec::new();
-    for (name, cfg) in bench::throughput_cases(&mlp, &lstm) {
+    let [mlp_none, lstm_none, lstm_cpc] = bench::throughput_cases(&mlp, &lstm);
+    let median_of = |(name, cfg): &(String, Config)| -> Result<f64> {
         let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::train_steps_per_sec(&cfg, steps, &dev))
+            .map(|_| bench::train_steps_per_sec(cfg, steps, &dev))
             .collect::<Result<_>>()?;
         let m = bench::median(&runs);
         report.case(name, m, runs.iter().map(|x| x.round()).collect::<Vec<_>>());
-        medians.push(m);
-    }
+        Ok(m)
+    };
+    median_of(&mlp_none)?;
+    let (none, cpc) = (median_of(&lstm_none)?, median_of(&lstm_cpc)?);
     // Share of the time per step spent in the CPC head: 1 − t(none)/t(cpc).
     report.note(format!(
         "CPC head cost: {:.1}% of the time per env step (lstm cpc vs lstm none)",
-        100.0 * (1.0 - medians[2] / medians[1])
+        100.0 * (1.0 - cpc / none)
     ));
     if solve {
         for (name, cfg) in [("mlp, aux none", &mlp), ("lstm, aux cpc", &lstm)] {

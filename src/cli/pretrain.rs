@@ -1,4 +1,4 @@
-//! `rlcpc pretrain <modality> --objective cpc` (alias `rlcpc cpc <modality>`): read
+//! `rlcpc pretrain <modality> --objective cpc` (alias `rlcpc pretrain <modality>`): read
 //! the data, build the modality's network and minibatches with the chosen objective, and
 //! fit it ([`rlcpc::pretrain::fit`]) into a run directory.
 
@@ -16,9 +16,9 @@ pub struct TrainerArgs {
     /// Config file, or a built-in preset's name [default: the trainer's built-in config].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// The data: a directory of audio files (`cpc audio`), one written by `rlcpc record`
-    /// (`cpc frames`), an image set (`cpc image`: IDX, CIFAR-10 binary, class folders),
-    /// or a text file or directory of *.txt files (`cpc text`).
+    /// The data: a directory of audio files (`pretrain audio`), one written by `rlcpc record`
+    /// (`pretrain frames`), an image set (`pretrain image`: IDX, CIFAR-10 binary, class folders),
+    /// or a text file or directory of *.txt files (`pretrain text`).
     #[arg(long, value_name = "DIR")]
     data: PathBuf,
     /// Run directory.

@@ -51,10 +51,7 @@ pub fn run(args: Args) -> Result<()> {
         quiet,
     } = args;
     if let Some(a) = aux {
-        overrides.push(format!(
-            "aux.kind=\"{}\"",
-            if a == AuxKind::Cpc { "cpc" } else { "none" }
-        ));
+        overrides.push(format!("aux.kind=\"{}\"", a.as_str()));
     }
     if let Some(s) = seed {
         overrides.push(format!("run.seed={s}"));
@@ -67,19 +64,7 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("{n}");
     }
     let out = out.unwrap_or_else(|| {
-        let name = config
-            .as_ref()
-            .and_then(|p| p.file_stem())
-            .map_or("cartpole".to_string(), |s| s.to_string_lossy().to_string());
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let aux = if cfg.aux.kind == AuxKind::Cpc {
-            "cpc"
-        } else {
-            "none"
-        };
-        PathBuf::from("runs").join(format!("{name}-{aux}-s{}-{secs}", cfg.run.seed))
+        rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
     });
     rlcpc::train::preflight(&cfg)?;
     set_learner_threads(cfg.run.learner_threads);
@@ -94,10 +79,9 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!(
         "training {} ({} aux) into {}",
         cfg.env.id,
-        if cfg.aux.kind == AuxKind::Cpc {
-            "cpc"
-        } else {
-            "no"
+        match cfg.aux.kind {
+            AuxKind::Cpc => "cpc",
+            AuxKind::None => "no",
         },
         out.display()
     );

@@ -228,8 +228,6 @@ pub enum ContextSpec {
     },
 }
 
-/// Metadata keys of exported encoders.
-
 /// An encoder built from its spec and a `VarBuilder`.
 pub struct Encoder {
     pub spec: EncoderSpec,

@@ -110,6 +110,16 @@ pub struct CpcSection {
     pub windows_per_speaker: usize,
 }
 
+impl From<&CpcSection> for CpcSampling {
+    fn from(c: &CpcSection) -> Self {
+        CpcSampling {
+            start_times: c.start_times,
+            horizons: c.horizons,
+            ..CpcSampling::new(c.horizon, c.negatives, c.num_negatives)
+        }
+    }
+}
+
 impl Default for CpcSection {
     fn default() -> Self {
         CpcSection {
@@ -292,7 +302,7 @@ impl AudioNet {
         Ok((AudioNet::new(spec, ctx, vb)?, init.varmap))
     }
 
-    /// Loads an encoder file written by `rlcpc cpc audio` (or its checkpoint).
+    /// Loads an encoder file written by `rlcpc pretrain audio` (or its checkpoint).
     pub fn load(path: &Path, device: &Device) -> Result<(Self, VarMap)> {
         Self::from_file(&EncoderFile::read(path)?, device)
     }
@@ -418,15 +428,7 @@ impl AudioCpc {
             waves,
             speaker_of,
             by_speaker,
-            sampling: CpcSampling {
-                horizon: cfg.cpc.horizon,
-                negatives: cfg.cpc.negatives,
-                num_negatives: cfg.cpc.num_negatives,
-                start_times: cfg.cpc.start_times,
-                horizons: cfg.cpc.horizons,
-                skip: 0,
-                groups: Vec::new(),
-            },
+            sampling: (&cfg.cpc).into(),
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xA0D1_0C9C),
             device: device.clone(),
             data_meta,

@@ -1,4 +1,4 @@
-//! CPC on recorded environment frames (`rlcpc cpc frames`) and belief probing.
+//! CPC on recorded environment frames (`rlcpc pretrain frames`) and belief probing.
 //!
 //! The network is the agent's own encoder (MLP or IMPALA conv, from the same `[model]`
 //! settings and the recording's observation space) followed by an LSTM as g_ar, so
@@ -41,6 +41,16 @@ pub struct FramesCpcSection {
     /// The last this share of the recording (cut at an episode start) is never trained
     /// on: `rlcpc probe` tests the belief probe there.
     pub test_fraction: f64,
+}
+
+impl From<&FramesCpcSection> for CpcSampling {
+    fn from(c: &FramesCpcSection) -> Self {
+        CpcSampling {
+            start_times: c.start_times,
+            horizons: c.horizons,
+            ..CpcSampling::new(c.horizon, c.negatives, c.num_negatives)
+        }
+    }
 }
 
 impl Default for FramesCpcSection {
@@ -184,7 +194,7 @@ impl FramesNet {
     }
 
     /// Reads an agent checkpoint (encoder and LSTM core) or an encoder file written by
-    /// `rlcpc export-encoder` or `rlcpc cpc frames`.
+    /// `rlcpc export-encoder` or `rlcpc pretrain frames`.
     pub fn load(path: &Path) -> Result<(Self, Origin)> {
         Self::from_file(&EncoderFile::read(path)?)
     }
@@ -283,15 +293,7 @@ impl FramesCpc {
             varmap,
             traj,
             train_len,
-            sampling: CpcSampling {
-                horizon: c.horizon,
-                negatives: c.negatives,
-                num_negatives: c.num_negatives,
-                start_times: c.start_times,
-                horizons: c.horizons,
-                skip: 0,
-                groups: Vec::new(),
-            },
+            sampling: c.into(),
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xF4A3_E500),
         })
     }

@@ -255,8 +255,6 @@ pub struct PatchGrid {
     pub stride: usize,
 }
 
-/// Metadata key of the [`PatchGrid`] in exported image encoders.
-
 impl PatchGrid {
     /// `(rows, cols)`.
     pub fn size(&self) -> Result<(usize, usize)> {
@@ -389,7 +387,7 @@ impl ImageNet {
         Ok((ImageNet::new(spec, grid, context_layers, vb)?, init.varmap))
     }
 
-    /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc cpc image`.
+    /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc pretrain image`.
     pub fn load(path: &Path) -> Result<(Self, VarMap)> {
         Self::from_file(&EncoderFile::read(path)?)
     }
@@ -553,13 +551,8 @@ impl ImageCpc {
             set,
             split: cfg.data,
             sampling: CpcSampling {
-                horizon: cfg.cpc.horizon,
-                negatives: cfg.cpc.negatives,
-                num_negatives: cfg.cpc.num_negatives,
-                start_times: 0,
-                horizons: 0,
                 skip: cfg.skip(),
-                groups: Vec::new(),
+                ..CpcSampling::new(cfg.cpc.horizon, cfg.cpc.negatives, cfg.cpc.num_negatives)
             },
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x1A6E_0C9C),
         })

@@ -25,8 +25,6 @@ use crate::nn::gru::Gru;
 use crate::nn::init::Init;
 use crate::nn::text::SentenceEncoder;
 
-/// Metadata key of the vocabulary (a JSON list of words, index = id) in exported files.
-
 /// `[data]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -239,7 +237,7 @@ impl TextNet {
         Ok((TextNet::new(spec, ctx, vocab, vb)?, init.varmap))
     }
 
-    /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc cpc text`.
+    /// Loads `encoder.safetensors` (or a checkpoint) of `rlcpc pretrain text`.
     pub fn load(path: &Path) -> Result<(Self, VarMap)> {
         Self::from_file(&EncoderFile::read(path)?)
     }
@@ -376,15 +374,7 @@ impl TextCpc {
             docs,
             starts,
             sequence: t,
-            sampling: CpcSampling {
-                horizon: cfg.cpc.horizon,
-                negatives: cfg.cpc.negatives,
-                num_negatives: cfg.cpc.num_negatives,
-                start_times: 0,
-                horizons: 0,
-                skip: 0,
-                groups: Vec::new(),
-            },
+            sampling: CpcSampling::new(cfg.cpc.horizon, cfg.cpc.negatives, cfg.cpc.num_negatives),
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x7E47_C9C0),
             files: corpus.files.len(),
         })

@@ -53,7 +53,8 @@ fn train_eval_export_round_trip() {
         .args(&["--checkpoint", s(&ck)])
         .out(&enc)
         .ok();
-    let (encoder, varmap) = rlcpc::eval::load_encoder(&enc, &candle_core::Device::Cpu).unwrap();
+    let (encoder, varmap) =
+        rlcpc::encoder_file::load_encoder(&enc, &candle_core::Device::Cpu).unwrap();
     assert_eq!(encoder.out_dim(), 64);
     let names: Vec<String> = varmap.data().lock().unwrap().keys().cloned().collect();
     assert!(
