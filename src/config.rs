@@ -27,6 +27,37 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
+/// A config value that cannot be used, named by its key: the one shape of every
+/// validation message (`invalid value for 'KEY': WHY`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value for '{key}': {why}")]
+pub struct Invalid {
+    /// The dotted key, e.g. `model.lstm_hidden` (or several, `a'/'b`).
+    pub key: String,
+    /// What is wrong and what is allowed.
+    pub why: String,
+}
+
+impl From<rlcpc_agents::AgentError> for Invalid {
+    fn from(e: rlcpc_agents::AgentError) -> Self {
+        match e {
+            rlcpc_agents::AgentError::Config { key, value, reason } => {
+                Invalid::new(key, format!("{value} ({reason})"))
+            }
+            other => Invalid::new("config", other.to_string()),
+        }
+    }
+}
+
+impl Invalid {
+    pub fn new(key: &str, why: impl Into<String>) -> Self {
+        Invalid {
+            key: key.to_string(),
+            why: why.into(),
+        }
+    }
+}
+
 /// Presets compiled into the binary, by name (`configs/<name>.toml`).
 pub const PRESETS: &[(&str, &str)] = &[
     ("cartpole", include_str!("../configs/cartpole.toml")),
@@ -329,7 +360,7 @@ impl Config {
         let notes = cfg.resolve();
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: origin,
-            message,
+            message: message.to_string(),
         })?;
         Ok((cfg, notes))
     }
@@ -353,24 +384,28 @@ impl Config {
     }
 
     /// Checks ranges and cross-field constraints; the message names key and value.
-    pub fn validate(&self) -> Result<(), String> {
-        self.algo.validate().map_err(|e| e.to_string())?;
-        self.optim.validate().map_err(|e| e.to_string())?;
+    pub fn validate(&self) -> Result<(), crate::config::Invalid> {
+        self.algo.validate()?;
+        self.optim.validate()?;
         // Builds one environment: an unknown id or a bad option fails here, at load.
         rlcpc_envs::make(&self.env).map_err(|e| match e {
-            rlcpc_envs::EnvError::UnknownEnv { .. } => format!("invalid value for 'env.id': {e}"),
-            e => format!("invalid [env.options]: {e}"),
+            rlcpc_envs::EnvError::UnknownEnv { .. } => Invalid::new("env.id", e.to_string()),
+            e => Invalid::new("env.options", e.to_string()),
         })?;
         let r = &self.run;
         if r.workers == 0 {
-            return Err(
-                "invalid value for 'run.workers': 0 (need at least one actor thread)".into(),
-            );
+            return Err(Invalid::new(
+                "run.workers",
+                "0 (need at least one actor thread)",
+            ));
         }
         if self.env.num_envs == 0 || !self.env.num_envs.is_multiple_of(r.workers) {
-            return Err(format!(
-                "invalid value for 'env.num_envs': {} (must be a positive multiple of run.workers = {})",
-                self.env.num_envs, r.workers
+            return Err(Invalid::new(
+                "env.num_envs",
+                format!(
+                    "{} (must be a positive multiple of run.workers = {})",
+                    self.env.num_envs, r.workers
+                ),
             ));
         }
         // Upper bounds: far above any sensible run, below what aborts on allocation.
@@ -383,65 +418,74 @@ impl Config {
             ("aux.num_negatives", self.aux.num_negatives, 65_536),
         ] {
             if v > max {
-                return Err(format!("invalid value for '{key}': {v} (at most {max})"));
+                return Err(Invalid::new(key, format!("{v} (at most {max})")));
             }
         }
         if let Some(&w) = self.model.mlp_hidden.iter().find(|&&w| w > 65_536) {
-            return Err(format!(
-                "invalid value for 'model.mlp_hidden': a width of {w} (at most 65536)"
+            return Err(Invalid::new(
+                "model.mlp_hidden",
+                format!("a width of {w} (at most 65536)"),
             ));
         }
         if r.mode == Mode::Async && r.batch_rollouts > 64 * r.workers {
-            return Err(format!(
-                "invalid value for 'run.batch_rollouts': {} (at most 64 × run.workers = {}; each worker has one unroll in flight at a time)",
+            return Err(Invalid::new("run.batch_rollouts", format!(
+                "{} (at most 64 × run.workers = {}; each worker has one unroll in flight at a time)",
                 r.batch_rollouts,
                 64 * r.workers
-            ));
+            )));
         }
         if r.total_steps == 0 {
-            return Err("invalid value for 'run.total_steps': 0 (must be at least 1)".into());
+            return Err(Invalid::new("run.total_steps", "0 (must be at least 1)"));
         }
         if r.log_every == 0 {
-            return Err("invalid value for 'run.log_every': 0 (must be at least 1)".into());
+            return Err(Invalid::new("run.log_every", "0 (must be at least 1)"));
         }
         if !(r.checkpoint_minutes >= 0.0 && r.checkpoint_minutes.is_finite()) {
-            return Err(format!(
-                "invalid value for 'run.checkpoint_minutes': {} (must be finite and >= 0)",
-                r.checkpoint_minutes
+            return Err(Invalid::new(
+                "run.checkpoint_minutes",
+                format!("{} (must be finite and >= 0)", r.checkpoint_minutes),
             ));
         }
         if self.model.mlp_hidden.is_empty() || self.model.mlp_hidden.contains(&0) {
-            return Err(format!(
-                "invalid value for 'model.mlp_hidden': {:?} (need at least one non-zero width)",
-                self.model.mlp_hidden
+            return Err(Invalid::new(
+                "model.mlp_hidden",
+                format!(
+                    "{:?} (need at least one non-zero width)",
+                    self.model.mlp_hidden
+                ),
             ));
         }
         if self.model.lstm_hidden == 0 || self.model.conv_fc == 0 {
-            return Err("invalid value for 'model.lstm_hidden' or 'model.conv_fc': 0".into());
+            return Err(Invalid::new("model.lstm_hidden' or 'model.conv_fc", "0"));
         }
         if r.mode == Mode::Async && !self.algo.vtrace {
-            return Err(
-                "invalid value for 'algo.vtrace': false with run.mode = \"async\" (async mode needs V-trace to correct policy lag)".into(),
-            );
+            return Err(Invalid::new(
+                "algo.vtrace",
+                "false with run.mode = \"async\" (async mode needs V-trace to correct policy lag)",
+            ));
         }
         let a = &self.aux;
         if a.kind == AuxKind::Cpc {
             if a.horizon == 0 || a.horizon >= self.algo.unroll {
-                return Err(format!(
-                    "invalid value for 'aux.horizon': {} (K must be in 1..algo.unroll = {})",
-                    a.horizon, self.algo.unroll
+                return Err(Invalid::new(
+                    "aux.horizon",
+                    format!(
+                        "{} (K must be in 1..algo.unroll = {})",
+                        a.horizon, self.algo.unroll
+                    ),
                 ));
             }
             if !(a.weight >= 0.0 && a.weight.is_finite()) {
-                return Err(format!(
-                    "invalid value for 'aux.weight': {} (must be finite and >= 0)",
-                    a.weight
+                return Err(Invalid::new(
+                    "aux.weight",
+                    format!("{} (must be finite and >= 0)", a.weight),
                 ));
             }
             if a.num_negatives == 0 {
-                return Err(
-                    "invalid value for 'aux.num_negatives': 0 (need at least one negative)".into(),
-                );
+                return Err(Invalid::new(
+                    "aux.num_negatives",
+                    "0 (need at least one negative)",
+                ));
             }
             let per_batch = self.env.num_envs / r.workers
                 * if r.mode == Mode::Async && r.batch_rollouts > 0 {
@@ -450,10 +494,13 @@ impl Config {
                     r.workers
                 };
             if a.negatives == Negatives::Speaker {
-                return Err("invalid value for 'aux.negatives': \"speaker\" is for audio corpora; an agent's sequences have no speaker (use sequence, batch or both)".into());
+                return Err(Invalid::new("aux.negatives", "\"speaker\" is for audio corpora; an agent's sequences have no speaker (use sequence, batch or both)"));
             }
             if a.negatives == Negatives::Batch && per_batch < 2 {
-                return Err("invalid value for 'aux.negatives': \"batch\" needs at least 2 environments per batch".into());
+                return Err(Invalid::new(
+                    "aux.negatives",
+                    "\"batch\" needs at least 2 environments per batch",
+                ));
             }
         }
         Ok(())

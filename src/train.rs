@@ -60,9 +60,9 @@ pub fn preflight(cfg: &Config) -> Result<NetSpec> {
         crate::encoder_file::EncoderFile::read(path)
             .and_then(|f| f.check(&spec.encoder))
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "invalid value for 'model.init_encoder': '{}': {e:#}",
-                    path.display()
+                crate::config::Invalid::new(
+                    "model.init_encoder",
+                    format!("'{}': {e:#}", path.display()),
                 )
             })?;
     }

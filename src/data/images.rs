@@ -2,6 +2,7 @@
 //! format, and folders of PNG/JPEG images with one sub-folder per class. Images are held
 //! channels-last `[N, H, W, C]` in [0, 1], as the agent's pixel encoder reads them.
 
+use crate::config::Invalid;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -71,11 +72,11 @@ impl Default for FolderSplit {
 }
 
 impl FolderSplit {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::config::Invalid> {
         if !(self.test_fraction > 0.0 && self.test_fraction < 1.0) {
-            return Err(format!(
-                "invalid value for 'data.test_fraction': {} (must be in (0, 1))",
-                self.test_fraction
+            return Err(Invalid::new(
+                "data.test_fraction",
+                format!("{} (must be in (0, 1))", self.test_fraction),
             ));
         }
         Ok(())

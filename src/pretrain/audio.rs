@@ -4,6 +4,7 @@
 //! sequence, the same speaker or the batch. The loss, the predictors and the sampling
 //! are [`crate::cpc`]'s, the same code as the agent's CPC head.
 
+use crate::config::Invalid;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -160,7 +161,7 @@ pub const DEFAULT_CONFIG: &str = PRESETS[0].1;
 impl super::TrainerConfig for AudioCpcConfig {
     const PRESETS: &'static [(&'static str, &'static str)] = &PRESETS;
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::config::Invalid> {
         self.train.validate()?;
         super::at_most(&[
             ("model.channels", self.model.channels, 65_536),
@@ -170,25 +171,25 @@ impl super::TrainerConfig for AudioCpcConfig {
             ("data.sample_rate", self.data.sample_rate as usize, 768_000),
         ])?;
         let stride = check_layers(&self.model.strides, &self.model.kernels)
-            .map_err(|e| format!("invalid 'model.strides'/'model.kernels': {e}"))?;
+            .map_err(|e| Invalid::new("model.strides'/'model.kernels", e))?;
         if self.model.channels == 0 || self.model.context == 0 {
-            return Err("invalid value for 'model.channels'/'model.context': 0".into());
+            return Err(Invalid::new("model.channels'/'model.context", "0"));
         }
         if self.data.sample_rate < 1000 {
-            return Err(format!(
-                "invalid value for 'data.sample_rate': {} Hz",
-                self.data.sample_rate
+            return Err(Invalid::new(
+                "data.sample_rate",
+                format!("{} Hz", self.data.sample_rate),
             ));
         }
         let t = frames(self.data.window, &self.model.strides);
         if self.cpc.horizon == 0 || self.cpc.horizon >= t {
-            return Err(format!(
-                "invalid value for 'cpc.horizon': {} (a window of {} samples gives {t} steps of {stride} samples; K must be in 1..{t})",
+            return Err(Invalid::new("cpc.horizon", format!(
+                "{} (a window of {} samples gives {t} steps of {stride} samples; K must be in 1..{t})",
                 self.cpc.horizon, self.data.window
-            ));
+            )));
         }
         if self.cpc.num_negatives == 0 {
-            return Err("invalid value for 'cpc.num_negatives': 0".into());
+            return Err(Invalid::new("cpc.num_negatives", "0"));
         }
         if self.cpc.windows_per_speaker == 0
             || !self
@@ -196,20 +197,24 @@ impl super::TrainerConfig for AudioCpcConfig {
                 .batch
                 .is_multiple_of(self.cpc.windows_per_speaker)
         {
-            return Err(format!(
-                "invalid value for 'cpc.windows_per_speaker': {} (must divide train.batch = {})",
-                self.cpc.windows_per_speaker, self.train.batch
+            return Err(Invalid::new(
+                "cpc.windows_per_speaker",
+                format!(
+                    "{} (must divide train.batch = {})",
+                    self.cpc.windows_per_speaker, self.train.batch
+                ),
             ));
         }
         if matches!(self.cpc.negatives, Negatives::Batch) && self.train.batch < 2 {
-            return Err(
-                "invalid value for 'cpc.negatives': \"batch\" needs train.batch ≥ 2".into(),
-            );
+            return Err(Invalid::new(
+                "cpc.negatives",
+                "\"batch\" needs train.batch ≥ 2",
+            ));
         }
         if !(self.data.test_fraction > 0.0 && self.data.test_fraction < 1.0) {
-            return Err(format!(
-                "invalid value for 'data.test_fraction': {}",
-                self.data.test_fraction
+            return Err(Invalid::new(
+                "data.test_fraction",
+                format!("{}", self.data.test_fraction),
             ));
         }
         Ok(())

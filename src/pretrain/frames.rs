@@ -7,6 +7,7 @@
 //! recording; the LSTM restarts at each window and at episode starts, and no CPC pair
 //! crosses an episode boundary (the agent head's rules, through [`crate::cpc`]).
 
+use crate::config::Invalid;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -103,7 +104,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../../configs/cpc-frames.toml");
 impl super::TrainerConfig for FramesCpcConfig {
     const PRESETS: &'static [(&'static str, &'static str)] = &[("cpc-frames", DEFAULT_CONFIG)];
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::config::Invalid> {
         self.train.validate()?;
         let c = &self.cpc;
         super::at_most(&[
@@ -113,35 +114,43 @@ impl super::TrainerConfig for FramesCpcConfig {
             ("model.conv_fc", self.model.conv_fc, 65_536),
         ])?;
         if let Some(&w) = self.model.mlp_hidden.iter().find(|&&w| w > 65_536) {
-            return Err(format!(
-                "invalid value for 'model.mlp_hidden': a width of {w} (at most 65536)"
+            return Err(Invalid::new(
+                "model.mlp_hidden",
+                format!("a width of {w} (at most 65536)"),
             ));
         }
         if c.unroll < 2 || c.horizon == 0 || c.horizon >= c.unroll {
-            return Err(format!(
-                "invalid 'cpc.horizon'/'cpc.unroll': {} / {} (need 1 ≤ horizon < unroll)",
-                c.horizon, c.unroll
+            return Err(Invalid::new(
+                "cpc.horizon'/'cpc.unroll",
+                format!("{} / {} (need 1 ≤ horizon < unroll)", c.horizon, c.unroll),
             ));
         }
         if c.num_negatives == 0 {
-            return Err("invalid value for 'cpc.num_negatives': 0".into());
+            return Err(Invalid::new("cpc.num_negatives", "0"));
         }
         if !(c.test_fraction > 0.0 && c.test_fraction < 1.0) {
-            return Err(format!(
-                "invalid value for 'cpc.test_fraction': {} (must be in (0, 1))",
-                c.test_fraction
+            return Err(Invalid::new(
+                "cpc.test_fraction",
+                format!("{} (must be in (0, 1))", c.test_fraction),
             ));
         }
         if c.negatives == Negatives::Batch && self.train.batch < 2 {
-            return Err(
-                "invalid value for 'cpc.negatives': \"batch\" needs train.batch ≥ 2".into(),
-            );
+            return Err(Invalid::new(
+                "cpc.negatives",
+                "\"batch\" needs train.batch ≥ 2",
+            ));
         }
         if c.negatives == Negatives::Speaker {
-            return Err("invalid value for 'cpc.negatives': \"speaker\" is for audio; use sequence, batch or both".into());
+            return Err(Invalid::new(
+                "cpc.negatives",
+                "\"speaker\" is for audio; use sequence, batch or both",
+            ));
         }
         if self.model.core != CoreKind::Lstm {
-            return Err("invalid value for 'model.core': cpc frames trains an LSTM context network (\"lstm\")".into());
+            return Err(Invalid::new(
+                "model.core",
+                "cpc frames trains an LSTM context network (\"lstm\")",
+            ));
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! predicts z_{i+k,j}, k = 1..K, scored by InfoNCE against the other patches of the batch
 //! — through [`crate::cpc::cpc_loss`], each grid column being a sequence down the rows.
 
+use crate::config::Invalid;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -131,7 +132,7 @@ pub const PRESETS: [(&str, &str); 1] = [(
 impl super::TrainerConfig for ImageCpcConfig {
     const PRESETS: &'static [(&'static str, &'static str)] = &PRESETS;
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::config::Invalid> {
         self.train.validate()?;
         self.data.validate()?;
         let m = &self.model;
@@ -143,44 +144,54 @@ impl super::TrainerConfig for ImageCpcConfig {
             ("cpc.num_negatives", self.cpc.num_negatives, 65_536),
         ])?;
         if m.features == 0 || m.encoder_layers == 0 || m.context_layers == 0 {
-            return Err("invalid value for 'model.features'/'model.encoder_layers'/'model.context_layers': 0".into());
+            return Err(Invalid::new(
+                "model.features'/'model.encoder_layers'/'model.context_layers",
+                "0",
+            ));
         }
         if m.encoder == PatchEncoderKind::Agent {
             if m.patch < 18 {
-                return Err(format!("invalid value for 'model.patch': {} (model.encoder = \"agent\" is IMPALA's 8×8/4 and 4×4/2 convolutions: patches of at least 18 pixels)", m.patch));
+                return Err(Invalid::new("model.patch", format!("{} (model.encoder = \"agent\" is IMPALA's 8×8/4 and 4×4/2 convolutions: patches of at least 18 pixels)", m.patch)));
             }
             if m.layer_norm {
-                return Err("invalid value for 'model.layer_norm': true (the agent's encoder has no LayerNorm)".into());
+                return Err(Invalid::new(
+                    "model.layer_norm",
+                    "true (the agent's encoder has no LayerNorm)",
+                ));
             }
         } else if m.patch < 2 * m.encoder_layers + 1 {
-            return Err(format!(
-                "invalid value for 'model.patch': {} (each 3×3 layer takes 2 pixels; {} layers need at least {})",
-                m.patch,
-                m.encoder_layers,
-                2 * m.encoder_layers + 1
+            return Err(Invalid::new(
+                "model.patch",
+                format!(
+                    "{} (each 3×3 layer takes 2 pixels; {} layers need at least {})",
+                    m.patch,
+                    m.encoder_layers,
+                    2 * m.encoder_layers + 1
+                ),
             ));
         }
         if self.cpc.horizon == 0 || self.cpc.num_negatives == 0 {
-            return Err("invalid value for 'cpc.horizon'/'cpc.num_negatives': 0".into());
+            return Err(Invalid::new("cpc.horizon'/'cpc.num_negatives", "0"));
         }
         if self.skip() >= self.cpc.horizon {
-            return Err(format!(
-                "invalid value for 'cpc.horizon': {} (offsets 1..={} are skipped because their {}-pixel patches every {} pixels overlap rows the context has seen; raise cpc.horizon above {} or set cpc.skip)",
+            return Err(Invalid::new("cpc.horizon", format!(
+                "{} (offsets 1..={} are skipped because their {}-pixel patches every {} pixels overlap rows the context has seen; raise cpc.horizon above {} or set cpc.skip)",
                 self.cpc.horizon,
                 self.skip(),
                 m.patch,
                 m.stride,
                 self.skip()
-            ));
+            )));
         }
         let d = &self.cpc.directions;
         if d.is_empty() || (1..d.len()).any(|i| d[..i].contains(&d[i])) {
-            return Err(format!(
-                "invalid value for 'cpc.directions': {d:?} (one or more of down, up, right, left, each once)"
+            return Err(Invalid::new(
+                "cpc.directions",
+                format!("{d:?} (one or more of down, up, right, left, each once)"),
             ));
         }
         if self.cpc.negatives == Negatives::Speaker {
-            return Err("invalid value for 'cpc.negatives': \"speaker\" is for audio".into());
+            return Err(Invalid::new("cpc.negatives", "\"speaker\" is for audio"));
         }
         Ok(())
     }
@@ -203,23 +214,36 @@ impl ImageCpcConfig {
         for dir in &self.cpc.directions {
             let steps = dir.steps(rows, cols);
             if self.cpc.horizon >= steps {
-                bail!(
-                    "invalid value for 'cpc.horizon': {} (the {rows}x{cols} patch grid of {h}x{w} images allows at most {} in direction {})",
-                    self.cpc.horizon,
-                    steps - 1,
-                    dir.name()
-                );
+                return Err(Invalid::new(
+                    "cpc.horizon",
+                    format!(
+                        "{} (the {rows}x{cols} patch grid of {h}x{w} images allows at most {} in direction {})",
+                        self.cpc.horizon,
+                        steps - 1,
+                        dir.name()
+                    ),
+                )
+                .into());
             }
         }
         if self.augment.crop > self.model.stride {
-            bail!(
-                "invalid value for 'augment.crop': {} (at most the stride, {})",
-                self.augment.crop,
-                self.model.stride
-            );
+            return Err(Invalid::new(
+                "augment.crop",
+                format!(
+                    "{} (at most the stride, {})",
+                    self.augment.crop, self.model.stride
+                ),
+            )
+            .into());
         }
         if self.augment.color_drop && c < 2 {
-            bail!("invalid value for 'augment.color_drop': true, but the images have {c} channel (colour dropping needs colour images)");
+            return Err(Invalid::new(
+                "augment.color_drop",
+                format!(
+                    "true, but the images have {c} channel (colour dropping needs colour images)"
+                ),
+            )
+            .into());
         }
         Ok(match self.model.encoder {
             PatchEncoderKind::Cpc => EncoderSpec::Patches {
@@ -514,10 +538,7 @@ impl ImageCpc {
         let varmap = init.varmap;
         if let Some(path) = &cfg.model.init_encoder {
             crate::encoder_file::init_encoder_from(path, &spec, &varmap).map_err(|e| {
-                anyhow::anyhow!(
-                    "invalid value for 'model.init_encoder': '{}': {e:#}",
-                    path.display()
-                )
+                Invalid::new("model.init_encoder", format!("'{}': {e:#}", path.display()))
             })?;
         }
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);

@@ -11,6 +11,7 @@ pub mod frames;
 pub mod image;
 pub mod text;
 
+use crate::config::Invalid;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,20 +66,20 @@ impl Default for TrainSection {
 
 /// Refuses any `(key, value, max)` whose value is above its bound, naming the key and
 /// the bound: sizes far above any sensible run, below what would abort on allocation.
-pub fn at_most(items: &[(&str, usize, usize)]) -> Result<(), String> {
+pub fn at_most(items: &[(&str, usize, usize)]) -> Result<(), crate::config::Invalid> {
     for &(key, v, max) in items {
         if v > max {
-            return Err(format!("invalid value for '{key}': {v} (at most {max})"));
+            return Err(Invalid::new(key, format!("{v} (at most {max})")));
         }
     }
     Ok(())
 }
 
 impl TrainSection {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::config::Invalid> {
         at_most(&[("train.batch", self.batch, 65_536)])?;
         let bad = |k: &str, v: String, why: &str| {
-            Err(format!("invalid value for 'train.{k}': {v} ({why})"))
+            Err(Invalid::new(&format!("train.{k}"), format!("{v} ({why})")))
         };
         if self.steps == 0 {
             return bad("steps", "0".into(), "need at least one step");
@@ -121,7 +122,7 @@ pub fn load_config<T: serde::de::DeserializeOwned>(
     path: Option<&Path>,
     overrides: &[String],
     presets: &[(&str, &str)],
-    validate: impl Fn(&T) -> Result<(), String>,
+    validate: impl Fn(&T) -> Result<(), crate::config::Invalid>,
 ) -> Result<T> {
     let (text, origin) = match path {
         None => (
@@ -485,7 +486,7 @@ pub trait TrainerConfig: Serialize + serde::de::DeserializeOwned {
     const PRESETS: &'static [(&'static str, &'static str)];
 
     /// Why the values cannot train, naming the key.
-    fn validate(&self) -> Result<(), String>;
+    fn validate(&self) -> Result<(), crate::config::Invalid>;
 
     /// Reads `path` or a built-in preset by name (none: the first), applies
     /// `key.path=value` overrides and validates; errors name the file and the key.

@@ -4,6 +4,7 @@
 //! the other sentences of the batch — through [`crate::cpc::cpc_loss`], the audio and
 //! agent heads' code.
 
+use crate::config::Invalid;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -114,7 +115,7 @@ pub const PRESETS: [(&str, &str); 1] = [("cpc-text", include_str!("../../configs
 impl super::TrainerConfig for TextCpcConfig {
     const PRESETS: &'static [(&'static str, &'static str)] = &PRESETS;
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), crate::config::Invalid> {
         self.train.validate()?;
         let (d, m, c) = (&self.data, &self.model, &self.cpc);
         super::at_most(&[
@@ -128,9 +129,9 @@ impl super::TrainerConfig for TextCpcConfig {
             ("cpc.num_negatives", c.num_negatives, 65_536),
         ])?;
         if d.vocab < 3 {
-            return Err(format!(
-                "invalid value for 'data.vocab': {} (at least 3: <pad>, <unk> and a word)",
-                d.vocab
+            return Err(Invalid::new(
+                "data.vocab",
+                format!("{} (at least 3: <pad>, <unk> and a word)", d.vocab),
             ));
         }
         if d.max_words == 0
@@ -139,24 +140,31 @@ impl super::TrainerConfig for TextCpcConfig {
             || m.features == 0
             || m.context == 0
         {
-            return Err("invalid value for 'data.max_words'/'model.embedding'/'model.kernel'/'model.features'/'model.context': 0".into());
+            return Err(Invalid::new(
+                "data.max_words'/'model.embedding'/'model.kernel'/'model.features'/'model.context",
+                "0",
+            ));
         }
         if c.horizon == 0 || c.num_negatives == 0 {
-            return Err("invalid value for 'cpc.horizon'/'cpc.num_negatives': 0".into());
+            return Err(Invalid::new("cpc.horizon'/'cpc.num_negatives", "0"));
         }
         if d.sequence <= c.horizon {
-            return Err(format!(
-                "invalid value for 'data.sequence': {} (must exceed cpc.horizon = {} so that a sentence has a future to predict)",
-                d.sequence, c.horizon
+            return Err(Invalid::new(
+                "data.sequence",
+                format!(
+                    "{} (must exceed cpc.horizon = {} so that a sentence has a future to predict)",
+                    d.sequence, c.horizon
+                ),
             ));
         }
         if c.negatives == Negatives::Batch && self.train.batch < 2 {
-            return Err(
-                "invalid value for 'cpc.negatives': \"batch\" needs train.batch ≥ 2".into(),
-            );
+            return Err(Invalid::new(
+                "cpc.negatives",
+                "\"batch\" needs train.batch ≥ 2",
+            ));
         }
         if c.negatives == Negatives::Speaker {
-            return Err("invalid value for 'cpc.negatives': \"speaker\" is for audio".into());
+            return Err(Invalid::new("cpc.negatives", "\"speaker\" is for audio"));
         }
         Ok(())
     }
