@@ -318,16 +318,22 @@ impl Loaded {
     }
 
     /// Copies the file's tensors into every variable of `varmap` whose name starts with
-    /// one of `prefixes`, each checked by [`Loaded::tensor`] (present, F32, the shape the
-    /// network built).
-    pub fn copy_into(&self, varmap: &candle_nn::VarMap, prefixes: &[&str]) -> anyhow::Result<()> {
+    /// one of `prefixes`, the variable `name` read from the file's tensor `source(name)`
+    /// (an agent's `core.lstm.*` as a context network's `context.*`), each checked by
+    /// [`Loaded::tensor`] (present, F32, the shape the network built).
+    pub fn copy_into(
+        &self,
+        varmap: &candle_nn::VarMap,
+        prefixes: &[&str],
+        source: impl Fn(&str) -> String,
+    ) -> anyhow::Result<()> {
         let data = varmap.data().lock().expect("varmap lock");
         let mut names: Vec<&String> = data.keys().collect();
         names.sort();
         for k in names {
             if prefixes.iter().any(|p| k.starts_with(p)) {
                 let v = &data[k];
-                v.set(&self.tensor(k, v.dims())?.to_device(v.device())?)?;
+                v.set(&self.tensor(&source(k), v.dims())?.to_device(v.device())?)?;
             }
         }
         Ok(())

@@ -146,17 +146,8 @@ impl EncoderFile {
     /// one of `prefixes` (`encoder.`, `context.`), each checked to be present, F32 and of
     /// the shape the network built.
     pub fn load_into(&self, varmap: &VarMap, prefixes: &[&str]) -> Result<()> {
-        let data = varmap.data().lock().expect("varmap lock");
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for k in names {
-            if prefixes.iter().any(|p| k.starts_with(p)) {
-                let v = &data[k];
-                let t = self.file.tensor(&self.source_name(k), v.dims())?;
-                v.set(&t.to_device(v.device())?)?;
-            }
-        }
-        Ok(())
+        self.file
+            .copy_into(varmap, prefixes, |name| self.source_name(name))
     }
 
     /// The tensors an exported encoder holds: `encoder.*` and the context network as

@@ -1,11 +1,30 @@
 //! rlcpc: reinforcement learning with contrastive representation learning.
 //!
-//! This crate is the top of the workspace: it holds the configuration ([`config`]), the
-//! networks and shared encoders ([`nn`]), the CPC / InfoNCE machinery ([`cpc`]),
-//! checkpoints ([`checkpoint`]), metrics ([`metrics`]), the training loop ([`train`]),
-//! evaluation and benchmarks, and the `rlcpc` binary. It depends on `rlcpc-agents`
-//! (the actor–learner, which knows nothing of encoders or CPC) and `rlcpc-envs`
-//! (environments, which know nothing of learning); neither depends back on it.
+//! This crate is the top of the workspace. It depends on `rlcpc-agents` (the
+//! actor–learner, which knows nothing of encoders or CPC) and `rlcpc-envs`
+//! (environments, which know nothing of learning); neither depends back on it. Its rooms:
+//!
+//! - [`config`]: the agent's config, parsed and checked on its own values only (one
+//!   [`config::Invalid`] error shape); [`config_show`] prints any config documented.
+//! - [`nn`]: the networks and the encoders the agent and the trainers share; [`cpc`]:
+//!   the one InfoNCE, for the agent's auxiliary head and every trainer.
+//! - [`train`]: the A2C training loop, its [`train::preflight`] (the checks that need the
+//!   environment or an encoder file) and checkpoints; [`eval`]: evaluation, recording.
+//! - [`run_dir`]: the one run directory of `train` and the trainers (create, refuse,
+//!   lock, resume; file names); [`checkpoint`]: safetensors files and their metadata
+//!   [`checkpoint::keys`]; [`encoder_file`]: the one reader of every file that holds an
+//!   encoder.
+//! - [`data`]: audio, images, text and recorded trajectories; [`pretrain`]: the
+//!   standalone trainers, one module per modality (network and minibatches), the
+//!   objective chosen by the config; [`probe`]: linear probes of frozen encoders, one
+//!   module per modality, above `pretrain`.
+//! - [`metrics`], [`plot`], [`render`], [`bench`], [`par`]: logs, curves, GIFs,
+//!   throughput, a parallel map.
+//!
+//! Design decision: **the library owns the logic, the binary only the command line.**
+//! `src/cli/` (one module per subcommand) is declared from `main.rs`, so nothing here
+//! can import it: a command parses its flags, calls the library and prints, so what a
+//! user can do from the shell a Rust caller can do with this crate.
 
 pub mod bench;
 pub mod checkpoint;

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use rlcpc::config::PRESETS;
 use rlcpc::eval::ReferencePolicy;
 
-use super::{env_config, stop_on_ctrl_c, MAX_EPISODES};
+use super::{env_config, stop_on_ctrl_c, EnvFlags, MAX_EPISODES};
 
 /// The most frames `envs render` writes into one GIF.
 const MAX_FRAMES: usize = 100_000;
@@ -27,13 +27,8 @@ pub enum Command {
         /// Seed of the first reset and of the random policy.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// An environment option, e.g. `--option corridor_length=40` (repeatable).
-        #[arg(long = "option", value_name = "KEY=VALUE")]
-        options: Vec<String>,
-        /// Episode length limit in agent steps (0: the environment's default), as
-        /// `env.max_episode_steps` of a config.
-        #[arg(long, default_value_t = 0)]
-        max_episode_steps: usize,
+        #[command(flatten)]
+        env: EnvFlags,
         /// Print one JSON object (mean, std, every return).
         #[arg(long)]
         json: bool,
@@ -102,15 +97,13 @@ pub fn run(action: Option<Command>) -> Result<()> {
             policy,
             episodes,
             seed,
-            options,
-            max_episode_steps,
+            env,
             json,
         }) => {
             if episodes == 0 || episodes > MAX_EPISODES {
                 bail!("--episodes must be in 1..={MAX_EPISODES}");
             }
-            let mut cfg = env_config(&name, &options)?;
-            cfg.max_episode_steps = max_episode_steps;
+            let cfg = env.config(&name)?;
             let r = rlcpc::eval::score(&cfg, policy, episodes, seed)?;
             let (mean, std) = rlcpc::eval::mean_std(&r);
             if json {

@@ -166,6 +166,28 @@ impl DeviceArg {
     }
 }
 
+/// The environment flags of `record` and `envs score`: options and an episode limit.
+#[derive(clap::Args)]
+struct EnvFlags {
+    /// An environment option, e.g. `--option corridor_length=40` or `--option obs=grid`
+    /// (repeatable; `rlcpc envs` lists each environment's options).
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    options: Vec<String>,
+    /// Episode length limit in agent steps (0: the environment's default), as
+    /// `env.max_episode_steps` of a config.
+    #[arg(long, default_value_t = 0)]
+    max_episode_steps: usize,
+}
+
+impl EnvFlags {
+    /// The environment config of `name` with these flags.
+    fn config(&self, name: &str) -> Result<rlcpc_envs::EnvConfig> {
+        let mut cfg = env_config(name, &self.options)?;
+        cfg.max_episode_steps = self.max_episode_steps;
+        Ok(cfg)
+    }
+}
+
 /// `--option KEY=VALUE` flags into an environment config (values parsed as JSON, else
 /// taken as strings).
 fn env_config(name: &str, options: &[String]) -> Result<rlcpc_envs::EnvConfig> {

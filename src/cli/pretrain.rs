@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use candle_core::Device;
 use rlcpc::pretrain::{ObjectiveKind, TrainerConfig};
 
@@ -97,21 +97,11 @@ pub fn run(modality: Command) -> Result<()> {
             strict,
             threads,
         } => {
-            let args = with_objective(args);
-            let TrainerArgs {
-                config,
-                data,
-                out,
-                overrides,
-                resume,
-                quiet,
-                objective: _,
-            } = args;
-            use rlcpc::pretrain::{self, audio::AudioCpcConfig};
+            use rlcpc::pretrain::audio::{load_corpus, AudioCpc, AudioCpcConfig};
             set_learner_threads(threads);
-            let cfg: AudioCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
+            let cfg: AudioCpcConfig = args.config()?;
             let t0 = std::time::Instant::now();
-            let set = pretrain::audio::load_corpus(&cfg.data, &data, strict)?;
+            let set = load_corpus(&cfg.data, &args.data, strict)?;
             let read = format!(
                 "read {} files ({:.0} s of audio, layout {}, {} skipped) in {:.1} s",
                 set.utterances.len(),
@@ -120,14 +110,15 @@ pub fn run(modality: Command) -> Result<()> {
                 set.skipped.len(),
                 t0.elapsed().as_secs_f64()
             );
-            let mut obj = pretrain::audio::AudioCpc::new(&cfg, set, &Device::Cpu)?;
+            let ObjectiveKind::Cpc = cfg.objective;
+            let mut obj = AudioCpc::new(&cfg, set, &Device::Cpu)?;
             let (files, speakers) = obj.train_files();
             eprintln!(
-                    "{read}; training on {files} files of {speakers} speaker(s) at least one window ({} samples) long, {} test split held out",
-                    cfg.data.window,
-                    format!("{:?}", cfg.data.split).to_lowercase(),
-                );
-            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
+                "{read}; training on {files} files of {speakers} speaker(s) at least one window ({} samples) long, {} test split held out",
+                cfg.data.window,
+                format!("{:?}", cfg.data.split).to_lowercase(),
+            );
+            let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
             let extra = format!(
                 " (k=1 {:.3}, k={} {:.3}), z collapse statistic {:.3}",
                 s.last_value("train/acc_k1"),
@@ -135,22 +126,12 @@ pub fn run(modality: Command) -> Result<()> {
                 s.last_value(&format!("train/acc_k{}", cfg.cpc.horizon)),
                 s.last_value("train/z_norm_std"),
             );
-            report_trainer(&s, "windows", &extra, &out);
+            report_trainer(&s, "windows", &extra, &args.out);
         }
         Command::Frames { args } => {
-            let args = with_objective(args);
-            let TrainerArgs {
-                config,
-                data,
-                out,
-                overrides,
-                resume,
-                quiet,
-                objective: _,
-            } = args;
             use rlcpc::pretrain::frames::{FramesCpc, FramesCpcConfig};
-            let cfg: FramesCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
-            let traj = rlcpc::data::trajectories::Trajectories::load(&data)?;
+            let cfg: FramesCpcConfig = args.config()?;
+            let traj = rlcpc::data::trajectories::Trajectories::load(&args.data)?;
             eprintln!(
                 "{} steps, {} episodes of {} (observation {:?})",
                 traj.len(),
@@ -158,28 +139,16 @@ pub fn run(modality: Command) -> Result<()> {
                 traj.env.id,
                 traj.obs_shape
             );
+            let ObjectiveKind::Cpc = cfg.objective;
             let mut obj = FramesCpc::new(&cfg, traj)?;
-            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
-            report_trainer(&s, "sequences", "", &out);
+            let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
+            report_trainer(&s, "sequences", "", &args.out);
         }
         Command::Image { args } => {
-            let args = with_objective(args);
-            let TrainerArgs {
-                config,
-                data,
-                out,
-                overrides,
-                resume,
-                quiet,
-                objective: _,
-            } = args;
+            use rlcpc::data::images::{load_split, Part};
             use rlcpc::pretrain::image::{ImageCpc, ImageCpcConfig};
-            let cfg: ImageCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
-            let set = rlcpc::data::images::load_split(
-                &data,
-                rlcpc::data::images::Part::Train,
-                &cfg.data,
-            )?;
+            let cfg: ImageCpcConfig = args.config()?;
+            let set = load_split(&args.data, Part::Train, &cfg.data)?;
             if let Some(held) = &set.held_out {
                 eprintln!(
                     "{} test images held out (never trained on; `rlcpc probe` tests on them)",
@@ -194,105 +163,75 @@ pub fn run(modality: Command) -> Result<()> {
                 set.channels,
                 set.classes.len()
             );
+            let ObjectiveKind::Cpc = cfg.objective;
             let mut obj = ImageCpc::new(&cfg, set)?;
-            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
-            report_trainer(&s, "images", "", &out);
+            let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
+            report_trainer(&s, "images", "", &args.out);
         }
         Command::Text { args } => {
-            let args = with_objective(args);
-            let TrainerArgs {
-                config,
-                data,
-                out,
-                overrides,
-                resume,
-                quiet,
-                objective: _,
-            } = args;
             use rlcpc::pretrain::text::{TextCpc, TextCpcConfig};
-            let cfg: TextCpcConfig = trainer_config(&out, resume, config.as_deref(), &overrides)?;
-            let corpus = rlcpc::data::text::load_corpus_with(&data, cfg.data.encoding)?;
+            let cfg: TextCpcConfig = args.config()?;
+            let corpus = rlcpc::data::text::load_corpus_with(&args.data, cfg.data.encoding)?;
             if !corpus.latin1.is_empty() {
                 eprintln!(
-                        "note: {} of {} files are not valid UTF-8 and were read as Latin-1 (ISO-8859-1), e.g. '{}'",
-                        corpus.latin1.len(),
-                        corpus.files.len(),
-                        corpus.latin1[0].display()
-                    );
+                    "note: {} of {} files are not valid UTF-8 and were read as Latin-1 (ISO-8859-1), e.g. '{}'",
+                    corpus.latin1.len(),
+                    corpus.files.len(),
+                    corpus.latin1[0].display()
+                );
             }
+            let ObjectiveKind::Cpc = cfg.objective;
             let mut obj = TextCpc::new(&cfg, &corpus)?;
             let (vocab, passages) = obj.sizes();
             eprintln!(
-                    "{} sentences in {} files; vocabulary {vocab} words ({:.1}% of words unknown); {passages} passages of {}",
-                    corpus.sentences(),
-                    corpus.files.len(),
-                    100.0 * obj.unknown_rate(),
-                    cfg.data.sequence
-                );
+                "{} sentences in {} files; vocabulary {vocab} words ({:.1}% of words unknown); {passages} passages of {}",
+                corpus.sentences(),
+                corpus.files.len(),
+                100.0 * obj.unknown_rate(),
+                cfg.data.sequence
+            );
             drop(corpus);
-            let s = fit_trainer(&mut obj, &cfg.train, &out, resume, quiet, cfg.to_toml())?;
+            let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
             let extra = format!(
                 " (k=1 {:.3}, k={} {:.3})",
                 s.last_value("train/acc_k1"),
                 cfg.cpc.horizon,
                 s.last_value(&format!("train/acc_k{}", cfg.cpc.horizon)),
             );
-            report_trainer(&s, "sentences", &extra, &out);
+            report_trainer(&s, "sentences", &extra, &args.out);
         }
     }
     Ok(())
 }
 
-/// `--objective` as a config override (the config's `objective` key decides).
-fn with_objective(mut args: TrainerArgs) -> TrainerArgs {
-    if let Some(o) = args.objective {
-        args.overrides
-            .push(format!("objective=\"{}\"", rlcpc::config::user_name(&o)));
-    }
-    args
-}
-
-/// Runs a standalone trainer into `out` with Ctrl-C handling and a progress bar.
-fn fit_trainer(
-    obj: &mut dyn rlcpc::pretrain::Objective,
-    train: &rlcpc::pretrain::TrainSection,
-    out: &std::path::Path,
-    resume: bool,
-    quiet: bool,
-    config_toml: String,
-) -> Result<rlcpc::pretrain::FitSummary> {
-    let opts = rlcpc::pretrain::FitOptions {
-        out: out.to_path_buf(),
-        resume,
-        progress: !quiet,
-        config_toml,
-        stop: stop_on_ctrl_c()?,
-    };
-    rlcpc::pretrain::fit(obj, train, &opts)
-}
-
-/// A trainer's config: the run's own `config.toml` when resuming, else `config`, with
-/// `overrides` applied; refuses to overwrite an existing run unless resuming.
-fn trainer_config<T: TrainerConfig>(
-    out: &std::path::Path,
-    resume: bool,
-    config: Option<&std::path::Path>,
-    overrides: &[String],
-) -> Result<T> {
-    let cfg = if resume {
-        let saved = out.join("config.toml");
-        if !saved.exists() {
-            bail!(
-                "--resume: {} has no config.toml; is it a run directory?",
-                out.display()
-            );
+impl TrainerArgs {
+    /// The trainer's config for this run: `--config` (or the run's own `config.toml` with
+    /// `--resume`), then `--set` and `--objective`; a run directory in use or already
+    /// holding a run is refused before any data is read.
+    fn config<T: TrainerConfig>(&self) -> Result<T> {
+        let mut overrides = self.overrides.clone();
+        if let Some(o) = self.objective {
+            overrides.push(format!("objective=\"{}\"", rlcpc::config::user_name(&o)));
         }
-        T::load(Some(&saved), overrides)?
-    } else {
-        T::load(config, overrides)?
-    };
-    rlcpc::run_dir::check_free(out, resume)?;
-    Ok(cfg)
+        T::for_run(&self.out, self.resume, self.config.as_deref(), &overrides)
+    }
+
+    /// Fits `obj` into `--out` with Ctrl-C handling and, unless `--quiet`, a progress bar.
+    fn fit(
+        &self,
+        obj: &mut dyn rlcpc::pretrain::Objective,
+        train: &rlcpc::pretrain::TrainSection,
+        config_toml: String,
+    ) -> Result<rlcpc::pretrain::FitSummary> {
+        let opts = rlcpc::pretrain::FitOptions {
+            out: self.out.clone(),
+            resume: self.resume,
+            progress: !self.quiet,
+            config_toml,
+            stop: stop_on_ctrl_c()?,
+        };
+        rlcpc::pretrain::fit(obj, train, &opts)
+    }
 }
 
 /// The last lines of a trainer command: how it ended, its speed in `unit`s per second,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use rlcpc::eval::ReferencePolicy;
 
-use super::env_config;
+use super::EnvFlags;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,12 +25,8 @@ pub struct Args {
     /// Seed of the first reset and of the policy's sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// An environment option, e.g. `--option obs=grid` (repeatable).
-    #[arg(long = "option", value_name = "KEY=VALUE")]
-    options: Vec<String>,
-    /// Episode length limit in agent steps (0: the environment's default).
-    #[arg(long, default_value_t = 0)]
-    max_episode_steps: usize,
+    #[command(flatten)]
+    env_flags: EnvFlags,
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Replace a recording already in --out.
@@ -45,8 +41,7 @@ pub fn run(args: Args) -> Result<()> {
         policy,
         steps,
         seed,
-        options,
-        max_episode_steps,
+        env_flags,
         out,
         force,
     } = args;
@@ -80,8 +75,7 @@ pub fn run(args: Args) -> Result<()> {
             let Some(name) = env else {
                 bail!("--env NAME is needed without --checkpoint")
             };
-            let mut cfg = env_config(&name, &options)?;
-            cfg.max_episode_steps = max_episode_steps;
+            let cfg = env_flags.config(&name)?;
             let e = rlcpc_envs::make(&cfg)?;
             let d = rlcpc::eval::Driver::reference(policy, e.as_ref(), seed)?;
             (cfg, d, rlcpc::config::user_name(&policy))

@@ -2,12 +2,13 @@
 //! format, and folders of PNG/JPEG images with one sub-folder per class. Images are held
 //! channels-last `[N, H, W, C]` in [0, 1], as the agent's pixel encoder reads them.
 
-use crate::config::Invalid;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::config::Invalid;
 
 /// Images of one size with their class indices.
 #[derive(Debug, Clone)]

@@ -4,7 +4,6 @@
 //! sequence, the same speaker or the batch. The loss, the predictors and the sampling
 //! are [`crate::cpc`]'s, the same code as the agent's CPC head.
 
-use crate::config::Invalid;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -15,6 +14,7 @@ use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use super::{Objective, StepOutput, TrainSection};
+use crate::config::Invalid;
 use crate::config::Negatives;
 use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::audio::{AudioSet, Layout, LoadOptions};

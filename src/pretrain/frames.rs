@@ -7,7 +7,6 @@
 //! recording; the LSTM restarts at each window and at episode starts, and no CPC pair
 //! crosses an episode boundary (the agent head's rules, through [`crate::cpc`]).
 
-use crate::config::Invalid;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -19,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Objective, StepOutput, TrainSection};
 use crate::checkpoint::keys;
+use crate::config::Invalid;
 use crate::config::{CoreKind, ModelConfig, Negatives};
 use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::trajectories::Trajectories;

@@ -11,7 +11,6 @@ pub mod frames;
 pub mod image;
 pub mod text;
 
-use crate::config::Invalid;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +23,7 @@ use rlcpc_agents::{OptimConfig, OptimKind, Optimizer};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Counters, Loaded};
+use crate::config::Invalid;
 use crate::metrics::MetricsWriter;
 use rlcpc_envs::SeededRng;
 
@@ -496,6 +496,32 @@ pub trait TrainerConfig: Serialize + serde::de::DeserializeOwned {
 
     fn to_toml(&self) -> String {
         toml::to_string(self).expect("config serialises")
+    }
+
+    /// The config of a run in `out`: the run's own `config.toml` when resuming, else
+    /// `config`, with `overrides` applied; a directory in use, or one holding a run when
+    /// not resuming, is refused ([`crate::run_dir::check_free`]).
+    fn for_run(
+        out: &Path,
+        resume: bool,
+        config: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<Self> {
+        let cfg = if resume {
+            let saved = out.join(crate::run_dir::CONFIG);
+            if !saved.exists() {
+                bail!(
+                    "--resume: {} has no {}; is it a run directory?",
+                    out.display(),
+                    crate::run_dir::CONFIG
+                );
+            }
+            Self::load(Some(&saved), overrides)?
+        } else {
+            Self::load(config, overrides)?
+        };
+        crate::run_dir::check_free(out, resume)?;
+        Ok(cfg)
     }
 }
 

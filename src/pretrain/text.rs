@@ -4,7 +4,6 @@
 //! the other sentences of the batch — through [`crate::cpc::cpc_loss`], the audio and
 //! agent heads' code.
 
-use crate::config::Invalid;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -17,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{Objective, StepOutput, TrainSection};
 use crate::checkpoint::keys;
 use crate::checkpoint::Loaded;
+use crate::config::Invalid;
 use crate::config::Negatives;
 use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::text::{self, Corpus, Vocab};
