@@ -29,4 +29,4 @@ pub use learner::{Learner, UpdateStats};
 pub use network::{ActorPolicy, AuxLoss, AuxOutput, PolicyNetwork, UnrollOutput};
 pub use optim::Optimizer;
 pub use rollout::{ParamSnapshot, Rollout};
-pub use runner::{Runner, WorkerFactory};
+pub use runner::Runner;

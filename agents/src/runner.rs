@@ -17,9 +17,6 @@ use crate::config::{Mode, RunnerConfig};
 use crate::rollout::SharedSnapshot;
 use crate::{Actor, AgentError, ParamSnapshot, Rollout};
 
-/// Builds worker `i`'s actor (its environments, policy copy and seed).
-pub type WorkerFactory = dyn Fn(usize) -> Result<Actor, AgentError>;
-
 enum Cmd {
     Collect(SharedSnapshot),
     SaveState,
@@ -85,60 +82,14 @@ impl Runner {
             let handle = std::thread::Builder::new()
                 .name(format!("actor-{id}"))
                 .spawn(move || {
-                    let body = AssertUnwindSafe(|| -> Result<(), AgentError> {
-                        let mut unrolls = 0usize;
-                        let mut collect = |actor: &mut Actor| {
-                            unrolls += 1;
-                            if panic_at == Some(unrolls) {
-                                panic!("injected panic at unroll {unrolls} (RLCPC_INJECT_WORKER_PANIC)");
-                            }
-                            actor.collect()
-                        };
-                        match mode {
-                            Mode::Sync => {
-                                while let Ok(cmd) = rx.recv() {
-                                    let msg = match cmd {
-                                        Cmd::Collect(snap) => {
-                                            if snap.version != actor.version() {
-                                                actor.load(&snap)?;
-                                            }
-                                            Msg::Rollout(Box::new(collect(&mut actor)?))
-                                        }
-                                        Cmd::SaveState => Msg::State(id, actor.save_state()),
-                                    };
-                                    if msg_tx.send(msg).is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                            Mode::Async => {
-                                while !stop.load(Ordering::Relaxed) {
-                                    let snap = latest.lock().expect("snapshot lock").clone();
-                                    if snap.version != actor.version() {
-                                        actor.load(&snap)?;
-                                    }
-                                    let r = collect(&mut actor)?;
-                                    if msg_tx.send(Msg::Rollout(Box::new(r))).is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                        Ok(())
-                    });
-                    let failure = match catch_unwind(body) {
-                        Ok(Ok(())) => return,
-                        Ok(Err(e)) => e.to_string(),
-                        Err(p) => p
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "panicked".into()),
-                    };
-                    let _ = msg_tx.send(Msg::Failed {
-                        worker: id,
-                        message: failure,
-                    });
+                    let failure =
+                        worker_loop(&mut actor, mode, &rx, &msg_tx, &latest, &stop, panic_at);
+                    if let Some(message) = failure {
+                        let _ = msg_tx.send(Msg::Failed {
+                            worker: id,
+                            message,
+                        });
+                    }
                 })
                 .map_err(|e| AgentError::Worker {
                     worker: id,
@@ -243,5 +194,71 @@ impl Drop for Runner {
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
+    }
+}
+
+/// One actor thread: collects unrolls on command (sync) or continuously with the latest
+/// parameters (async) until told to stop; returns why it failed (an error or a panic),
+/// `None` on a clean stop.
+fn worker_loop(
+    actor: &mut Actor,
+    mode: Mode,
+    rx: &Receiver<Cmd>,
+    msg_tx: &Sender<Msg>,
+    latest: &Mutex<SharedSnapshot>,
+    stop: &AtomicBool,
+    panic_at: Option<usize>,
+) -> Option<String> {
+    let id = actor.id;
+    let body = AssertUnwindSafe(|| -> Result<(), AgentError> {
+        let mut unrolls = 0usize;
+        let mut collect = |actor: &mut Actor| {
+            unrolls += 1;
+            if panic_at == Some(unrolls) {
+                panic!("injected panic at unroll {unrolls} (RLCPC_INJECT_WORKER_PANIC)");
+            }
+            actor.collect()
+        };
+        match mode {
+            Mode::Sync => {
+                while let Ok(cmd) = rx.recv() {
+                    let msg = match cmd {
+                        Cmd::Collect(snap) => {
+                            if snap.version != actor.version() {
+                                actor.load(&snap)?;
+                            }
+                            Msg::Rollout(Box::new(collect(actor)?))
+                        }
+                        Cmd::SaveState => Msg::State(id, actor.save_state()),
+                    };
+                    if msg_tx.send(msg).is_err() {
+                        break;
+                    }
+                }
+            }
+            Mode::Async => {
+                while !stop.load(Ordering::Relaxed) {
+                    let snap = latest.lock().expect("snapshot lock").clone();
+                    if snap.version != actor.version() {
+                        actor.load(&snap)?;
+                    }
+                    let r = collect(actor)?;
+                    if msg_tx.send(Msg::Rollout(Box::new(r))).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    });
+    match catch_unwind(body) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(p) => Some(
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into()),
+        ),
     }
 }

@@ -1,0 +1,186 @@
+//! The rooms of the library after the refactor, checked through their own doors: config
+//! validation that opens no file and the preflight that does, the one encoder-file
+//! reader on an agent checkpoint and its export, the one validation-error shape, the
+//! objective key, and the probe report printer against the formats it replaced.
+
+mod common;
+
+use candle_core::Tensor;
+use common::{ok_split, rlcpc, s, text};
+use rlcpc::config::Config;
+use rlcpc::encoder_file::{EncoderFile, Modality, Origin};
+use rlcpc::nn::encoders::ContextSpec;
+use rlcpc::pretrain::TrainerConfig;
+use rlcpc::probe::{ProbeRow, ProbeScore, Report};
+
+#[test]
+fn config_validation_opens_no_file_and_the_preflight_names_a_missing_encoder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-encoder.safetensors");
+    let set = format!("model.init_encoder=\"{}\"", missing.display());
+    // The config's own values are fine: loading it reads no encoder file.
+    let cfg = Config::load(None, std::slice::from_ref(&set)).expect("local checks only");
+    // The preflight is where the file is read, and its message names the key and file.
+    let e = format!("{:#}", rlcpc::train::preflight(&cfg).unwrap_err());
+    assert!(
+        e.contains("invalid value for 'model.init_encoder'") && e.contains("no-such-encoder"),
+        "{e}"
+    );
+    // Through the CLI: refused with exit 1 before the run directory is made.
+    let out = tmp.path().join("run");
+    let o = rlcpc(&["train", "--quiet", "--set", &set, "--out", s(&out)]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("model.init_encoder"), "{}", text(&o));
+    assert!(!out.exists(), "nothing written for a refused start");
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+#[test]
+fn an_agent_checkpoint_reads_as_an_encoder_with_its_lstm_core_as_context_and_exports_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    ok_split(&[
+        "train",
+        "--quiet",
+        "--config",
+        "cartpole-lstm-cpc",
+        "--set",
+        "run.total_steps=2000",
+        "--out",
+        s(&run),
+    ]);
+    let ck = run.join("checkpoint.safetensors");
+    let f = EncoderFile::read(&ck).unwrap();
+    assert_eq!(f.origin, Origin::AgentCheckpoint);
+    assert_eq!(f.modality(), Modality::Observations);
+    let Some(ContextSpec::Lstm { hidden, .. }) = f.context else {
+        panic!(
+            "an LSTM agent's core is its context network: {:?}",
+            f.context
+        )
+    };
+    // load_into reads the core's weights as context.* and the encoder's as encoder.*.
+    let (_, varmap) =
+        rlcpc::pretrain::frames::FramesNet::random(&f.spec, f.context.as_ref(), 99).unwrap();
+    f.load_into(&varmap, &["encoder.", "context."]).unwrap();
+    let vars = varmap.data().lock().unwrap();
+    let mut context_vars = 0;
+    for (name, v) in vars.iter() {
+        let source = match name.strip_prefix("context.") {
+            Some(rest) => {
+                context_vars += 1;
+                format!("core.lstm.{rest}")
+            }
+            None => name.clone(),
+        };
+        assert_eq!(
+            values(v.as_tensor()),
+            values(&f.file.tensors[&source]),
+            "{name} holds {source}"
+        );
+    }
+    assert!(context_vars > 0, "the LSTM was loaded");
+    drop(vars);
+    // The export holds the same tensors under the encoder file's names.
+    let exported = tmp.path().join("enc.safetensors");
+    ok_split(&[
+        "export-encoder",
+        "--checkpoint",
+        s(&run),
+        "--out",
+        s(&exported),
+    ]);
+    let e = EncoderFile::read(&exported).unwrap();
+    assert_eq!(e.origin, Origin::EncoderFile);
+    assert_eq!(e.spec, f.spec);
+    assert_eq!(e.context, f.context);
+    for (name, t) in &e.file.tensors {
+        let source = match name.strip_prefix("context.") {
+            Some(rest) => format!("core.lstm.{rest}"),
+            None => name.clone(),
+        };
+        assert_eq!(values(t), values(&f.file.tensors[&source]), "{name}");
+    }
+    assert!(e.file.tensors.keys().any(|k| k.starts_with("context.")));
+    assert!(hidden > 0);
+}
+
+#[test]
+fn every_validation_error_has_one_shape_naming_the_key() {
+    let e = Config::load(None, &["run.workers=0".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid value for 'run.workers': 0"), "{e}");
+    // An agents-crate check comes out in the same shape.
+    let e = Config::load(None, &["algo.gamma=1.5".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid value for 'algo.gamma': 1.5"), "{e}");
+    // And a trainer's.
+    let e =
+        rlcpc::pretrain::audio::AudioCpcConfig::load(None, &["cpc.num_negatives=0".to_string()])
+            .unwrap_err()
+            .to_string();
+    assert!(
+        e.contains("invalid value for 'cpc.num_negatives': 0"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_objective_is_a_config_key_and_unknown_ones_are_refused() {
+    let cfg = rlcpc::pretrain::text::TextCpcConfig::load(None, &[]).unwrap();
+    assert_eq!(cfg.objective, rlcpc::pretrain::ObjectiveKind::Cpc);
+    assert!(cfg.to_toml().contains("objective = \"cpc\""));
+    let e = rlcpc::pretrain::text::TextCpcConfig::load(None, &["objective=\"nosuch\"".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nosuch") && e.contains("cpc"), "{e}");
+}
+
+#[test]
+fn the_report_printer_lays_out_rows_as_the_old_format_strings_did() {
+    let rows = [
+        ProbeRow {
+            features: "cpc (a/encoder.safetensors)".into(),
+            dim: 128,
+            score: ProbeScore {
+                lambda: 1e-4,
+                val: 0.5,
+                train: 0.1994,
+                test: 0.197,
+            },
+        },
+        ProbeRow {
+            features: "a label longer than the sixty characters of the first column, unpadded"
+                .into(),
+            dim: 26,
+            score: ProbeScore {
+                lambda: 1e-5,
+                val: 0.9,
+                train: 0.942,
+                test: 1.0,
+            },
+        },
+    ];
+    let r = Report::classify(vec!["head line".into()], &rows, serde_json::json!({}));
+    let mut want = String::from("head line\n");
+    want.push_str(&format!(
+        "{:<60} {:>5} {:>8} {:>10} {:>10}\n",
+        "features", "dim", "lambda", "train acc", "test acc"
+    ));
+    for r in &rows {
+        want.push_str(&format!(
+            "{:<60} {:>5} {:>8.0e} {:>9.1}% {:>9.1}%\n",
+            r.features,
+            r.dim,
+            r.score.lambda,
+            100.0 * r.score.train,
+            100.0 * r.score.test
+        ));
+    }
+    assert_eq!(r.table(), want);
+}
