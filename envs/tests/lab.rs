@@ -123,10 +123,7 @@ fn options_are_typed_and_their_help_shows_the_defaults() {
     );
     assert!(help("lab/lasertag").starts_with("size = 13, bots = 3; "));
     let (c, d) = (LabConfig::new(Task::Lasertag), LabOptions::default());
-    assert_eq!(
-        (c.obs, c.width, c.height, c.fov, c.view, c.action_repeat),
-        (d.obs, d.width, d.height, d.fov, d.view, d.action_repeat)
-    );
+    assert_eq!(c.common, d);
     assert_eq!((c.size, c.bots), (13, LasertagOptions::default().bots));
     let s = SeekavoidArenaOptions::default();
     assert_eq!((c.apples, c.lemons), (s.apples, s.lemons));
@@ -461,8 +458,8 @@ fn sprites_are_hidden_behind_walls_and_drawn_over_them() {
 #[test]
 fn the_symbolic_view_is_egocentric() {
     let mut cfg = LabConfig::new(Task::KeysDoorsPuzzle);
-    cfg.obs = ObsKind::Grid;
-    cfg.view = 5;
+    cfg.common.obs = ObsKind::Grid;
+    cfg.common.view = 5;
     let grid = Grid::parse(&["3333333", "3...B.3", "3333333"]);
     // The door 3 cells ahead lies outside the 5-wide window; facing it from nearer shows it.
     let mut l = Lab::with_world(

@@ -125,18 +125,8 @@ pub enum ObsKind {
 /// [`LabOptions`] and the task's own options, which document each).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabConfig {
-    /// What the agent observes.
-    pub obs: ObsKind,
-    /// Width of the RGB view in pixels.
-    pub width: usize,
-    /// Height of the RGB view in pixels.
-    pub height: usize,
-    /// Horizontal field of view in degrees (DMLab's is 90).
-    pub fov: f32,
-    /// Side of the grid observation's window (odd).
-    pub view: usize,
-    /// Frames each action is repeated for (only the last is rendered).
-    pub action_repeat: usize,
+    /// The view and the action repeat, as every task takes them.
+    pub common: LabOptions,
     /// Level size: the maze's or arena's side in cells (walls included); for
     /// keys_doors_puzzle the floor side of one room.
     pub size: usize,
@@ -184,7 +174,7 @@ impl Lab {
 
     /// The task's level with settings `cfg`, laid out from seed 0 until the first `reset`.
     pub fn new(task: Task, cfg: LabConfig) -> Lab {
-        let camera = Camera::new(cfg.width, cfg.height, cfg.fov);
+        let camera = Camera::new(cfg.common.width, cfg.common.height, cfg.common.fov);
         let mut lab = Lab {
             task,
             cfg,
@@ -385,7 +375,7 @@ impl Lab {
     }
 
     fn write_obs(&mut self, obs: &mut [f32]) {
-        match self.cfg.obs {
+        match self.cfg.common.obs {
             ObsKind::Rgb => {
                 self.sprites.clear();
                 self.sprites
@@ -394,14 +384,19 @@ impl Lab {
                 self.camera
                     .render(&self.world.grid, (a.x, a.y, a.angle), &self.sprites, obs);
             }
-            ObsKind::Grid => grid_view(&self.world, self.cfg.view, obs),
+            ObsKind::Grid => grid_view(&self.world, self.cfg.common.view, obs),
         }
     }
 
     /// The first-person view (whatever the observation kind) beside the top-down map,
     /// for videos.
     pub fn render_frame(&self) -> Image {
-        video_frame(&self.world, self.cfg.width, self.cfg.height, self.cfg.fov)
+        video_frame(
+            &self.world,
+            self.cfg.common.width,
+            self.cfg.common.height,
+            self.cfg.common.fov,
+        )
     }
 }
 
@@ -411,12 +406,12 @@ impl Env for Lab {
     }
 
     fn observation_space(&self) -> Space {
-        let shape = match self.cfg.obs {
-            ObsKind::Rgb => vec![self.cfg.height, self.cfg.width, 3],
-            ObsKind::Grid => vec![self.cfg.view, self.cfg.view, GRID_CHANNELS],
+        let shape = match self.cfg.common.obs {
+            ObsKind::Rgb => vec![self.cfg.common.height, self.cfg.common.width, 3],
+            ObsKind::Grid => vec![self.cfg.common.view, self.cfg.common.view, GRID_CHANNELS],
         };
         let n: usize = shape.iter().product();
-        let high = if self.cfg.obs == ObsKind::Rgb {
+        let high = if self.cfg.common.obs == ObsKind::Rgb {
             255.0
         } else {
             1.0
@@ -450,7 +445,7 @@ impl Env for Lab {
         }
         let mut reward = 0.0;
         let mut terminated = false;
-        for f in 0..self.cfg.action_repeat {
+        for f in 0..self.cfg.common.action_repeat {
             let (r, t) = self.frame(action, f == 0);
             reward += r;
             if t {

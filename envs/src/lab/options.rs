@@ -69,18 +69,6 @@ impl EnvOptions for LabOptions {
     }
 }
 
-impl LabOptions {
-    /// Writes these options into a level's settings.
-    fn apply(&self, c: &mut LabConfig) {
-        c.obs = self.obs;
-        c.width = self.width;
-        c.height = self.height;
-        c.fov = self.fov;
-        c.view = self.view;
-        c.action_repeat = self.action_repeat;
-    }
-}
-
 /// A task's own options, beside [`LabOptions`].
 pub(crate) trait TaskOptions: EnvOptions {
     /// The task they belong to.
@@ -310,7 +298,7 @@ pub(crate) fn lab_config<X: TaskOptions>(id: &str, o: &Options) -> Result<LabCon
     let common: LabOptions = read_part(id, o)?;
     let own: X = read_part(id, o)?;
     let mut c = LabConfig::new(X::TASK);
-    common.apply(&mut c);
+    c.common = common;
     own.apply(&mut c);
     Ok(c)
 }
@@ -318,15 +306,9 @@ pub(crate) fn lab_config<X: TaskOptions>(id: &str, o: &Options) -> Result<LabCon
 impl LabConfig {
     /// The task's defaults: those of [`LabOptions`] and of each task's options.
     pub fn new(task: Task) -> LabConfig {
-        let common = LabOptions::default();
         let seekavoid = SeekavoidArenaOptions::default();
         LabConfig {
-            obs: common.obs,
-            width: common.width,
-            height: common.height,
-            fov: common.fov,
-            view: common.view,
-            action_repeat: common.action_repeat,
+            common: LabOptions::default(),
             size: task.default_size(),
             apples: seekavoid.apples,
             lemons: seekavoid.lemons,
