@@ -112,7 +112,7 @@ pub fn run(modality: Command) -> Result<()> {
             );
             let ObjectiveKind::Cpc = cfg.objective;
             let mut obj = AudioCpc::new(&cfg, set, &Device::Cpu)?;
-            let (files, speakers) = obj.train_files();
+            let (files, speakers) = obj.modality.train_files();
             eprintln!(
                 "{read}; training on {files} files of {speakers} speaker(s) at least one window ({} samples) long, {} test split held out",
                 cfg.data.window,
@@ -182,12 +182,12 @@ pub fn run(modality: Command) -> Result<()> {
             }
             let ObjectiveKind::Cpc = cfg.objective;
             let mut obj = TextCpc::new(&cfg, &corpus)?;
-            let (vocab, passages) = obj.sizes();
+            let (vocab, passages) = obj.modality.sizes();
             eprintln!(
                 "{} sentences in {} files; vocabulary {vocab} words ({:.1}% of words unknown); {passages} passages of {}",
                 corpus.sentences(),
                 corpus.files.len(),
-                100.0 * obj.unknown_rate(),
+                100.0 * obj.modality.unknown_rate(),
                 cfg.data.sequence
             );
             drop(corpus);

@@ -15,6 +15,11 @@ pub struct Init {
 }
 
 impl Init {
+    /// The device the parameters are made on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn new(seed: u64, device: &Device) -> Self {
         Init {
             rng: SeededRng::seed_from_u64(seed),

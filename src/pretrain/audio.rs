@@ -13,10 +13,11 @@ use rand::{Rng, SeedableRng};
 use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
-use super::{Objective, StepOutput, TrainSection};
+use super::cpc_objective::{Cpc, Encoded, Sequences};
+use super::TrainSection;
 use crate::config::Invalid;
 use crate::config::Negatives;
-use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
+use crate::cpc::CpcSampling;
 use crate::data::audio::{AudioSet, Layout, LoadOptions};
 use crate::data::{split, SplitBy};
 use crate::encoder_file::{EncoderFile, Modality};
@@ -336,25 +337,35 @@ impl AudioNet {
 }
 
 /// The training objective: windows of the training split.
-pub struct AudioCpc {
+pub struct AudioWindows {
     cfg: AudioCpcConfig,
     net: AudioNet,
-    predictor: Predictor,
-    varmap: VarMap,
     /// Training waveforms at least one window long, and their speaker index.
     waves: Vec<Vec<f32>>,
     speaker_of: Vec<u32>,
     by_speaker: Vec<Vec<usize>>,
-    sampling: CpcSampling,
     rng: SeededRng,
     device: Device,
     data_meta: String,
 }
 
+/// CPC on audio windows.
+pub type AudioCpc = Cpc<AudioWindows>;
+
 impl AudioCpc {
-    /// Builds the network and keeps the training split's waveforms of `set` (moved, not
-    /// copied: a corpus can be gigabytes).
+    /// The network (seeded by `train.seed`) with W_1..W_K, on the training split of `set`.
     pub fn new(cfg: &AudioCpcConfig, set: AudioSet, device: &Device) -> Result<Self> {
+        let mut init = Init::new(cfg.train.seed, device);
+        let windows = AudioWindows::new(cfg, set, &mut init)?;
+        Cpc::on(windows, init, (&cfg.cpc).into())
+    }
+}
+
+impl AudioWindows {
+    /// Builds the network into `init` and keeps the training split's waveforms of `set`
+    /// (moved, not copied: a corpus can be gigabytes).
+    pub fn new(cfg: &AudioCpcConfig, set: AudioSet, init: &mut Init) -> Result<Self> {
+        let device = &init.device().clone();
         let speakers: Vec<String> = set.speakers().into_iter().map(String::from).collect();
         let speakers: Vec<&str> = speakers.iter().map(String::as_str).collect();
         let (train_idx, test_idx) = split(
@@ -402,18 +413,9 @@ impl AudioCpc {
         }
         let spec = cfg.encoder_spec();
         let ctx = cfg.context_spec();
-        let mut init = Init::new(cfg.train.seed, device);
-        AudioNet::init(&spec, &ctx, &mut init)?;
-        let dims = PredictorDims {
-            horizon: cfg.cpc.horizon,
-            z_dim: cfg.model.channels,
-            c_dim: cfg.model.context,
-        };
-        Predictor::init(dims, &mut init, "cpc")?;
-        let varmap = init.varmap;
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let net = AudioNet::new(spec, ctx, vb.clone())?;
-        let predictor = Predictor::new(dims, vb.pp("cpc"))?;
+        AudioNet::init(&spec, &ctx, init)?;
+        let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, device);
+        let net = AudioNet::new(spec, ctx, vb)?;
         let data_meta = serde_json::json!({
             "root": root,
             "layout": layout,
@@ -425,15 +427,12 @@ impl AudioCpc {
             "held_out": held_out,
         })
         .to_string();
-        Ok(AudioCpc {
+        Ok(AudioWindows {
             cfg: cfg.clone(),
             net,
-            predictor,
-            varmap,
             waves,
             speaker_of,
             by_speaker,
-            sampling: (&cfg.cpc).into(),
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xA0D1_0C9C),
             device: device.clone(),
             data_meta,
@@ -472,52 +471,34 @@ impl AudioCpc {
     }
 }
 
-impl Objective for AudioCpc {
-    fn name(&self) -> &'static str {
-        "cpc-audio"
-    }
+impl Sequences for AudioWindows {
+    const NAME: &'static str = "audio";
 
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
-
-    fn step(&mut self, batch: usize) -> Result<StepOutput> {
-        let (wave, groups) = self.sample(batch)?;
-        let (z, c) = self.net.forward(&wave)?;
-        let t_len = z.dim(1)?;
-        // cpc_loss is time-major, as the agent's unrolls are.
-        let zt = z.transpose(0, 1)?.contiguous()?;
-        let ct = c.transpose(0, 1)?.contiguous()?;
-        let first = vec![0f32; t_len * batch];
-        self.sampling.groups = groups;
-        let r = cpc_loss(
-            &self.predictor,
-            &zt,
-            &ct,
-            &first,
-            &self.sampling,
-            &mut self.rng,
-        )?
-        .expect("the window is longer than the horizon (validated)");
-        let mut metrics = vec![
-            ("acc".to_string(), r.accuracy()),
-            (
-                "z_norm_std".to_string(),
-                super::normalized_std(&z.reshape(((), self.cfg.model.channels))?)?,
-            ),
-        ];
-        for (k, a) in r.accuracy_per_k(self.cfg.cpc.horizon) {
-            metrics.push((format!("acc_k{k}"), a));
-        }
-        Ok(StepOutput {
-            loss: r.loss,
-            metrics,
-            samples: batch,
-        })
+    fn dims(&self) -> (usize, usize) {
+        (self.cfg.model.channels, self.cfg.model.context)
     }
 
     fn rng(&mut self) -> &mut SeededRng {
         &mut self.rng
+    }
+
+    fn encode(&mut self, batch: usize) -> Result<Encoded> {
+        let (wave, groups) = self.sample(batch)?;
+        let (z, c) = self.net.forward(&wave)?;
+        let t_len = z.dim(1)?;
+        let metrics = vec![(
+            "z_norm_std".to_string(),
+            super::normalized_std(&z.reshape(((), self.cfg.model.channels))?)?,
+        )];
+        // cpc_loss is time-major, as the agent's unrolls are.
+        Ok(Encoded {
+            z: z.transpose(0, 1)?.contiguous()?,
+            c: c.transpose(0, 1)?.contiguous()?,
+            first: vec![0f32; t_len * batch],
+            groups,
+            samples: batch,
+            metrics,
+        })
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {

@@ -16,11 +16,12 @@ use rand::{Rng, SeedableRng};
 use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
-use super::{Objective, StepOutput, TrainSection};
+use super::cpc_objective::{Cpc, Encoded, Sequences};
+use super::TrainSection;
 use crate::checkpoint::keys;
 use crate::config::Invalid;
 use crate::config::{CoreKind, ModelConfig, Negatives};
-use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
+use crate::cpc::CpcSampling;
 use crate::data::trajectories::Trajectories;
 use crate::encoder_file::{EncoderFile, Origin};
 use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec};
@@ -240,21 +241,32 @@ impl FramesNet {
 }
 
 /// The training objective: random windows of a recording.
-pub struct FramesCpc {
+pub struct FramesWindows {
     cfg: FramesCpcConfig,
     net: FramesNet,
     spec: EncoderSpec,
-    predictor: Predictor,
-    varmap: VarMap,
     traj: Trajectories,
     /// Steps `0..train_len` are trained on; the rest is the belief probe's test part.
     train_len: usize,
-    sampling: CpcSampling,
     rng: SeededRng,
 }
 
+/// CPC on windows of a recording.
+pub type FramesCpc = Cpc<FramesWindows>;
+
 impl FramesCpc {
+    /// The agent's encoder and an LSTM (seeded by `train.seed`) with W_1..W_K, on the
+    /// training part of `traj`.
     pub fn new(cfg: &FramesCpcConfig, traj: Trajectories) -> Result<Self> {
+        let mut init = Init::new(cfg.train.seed, &Device::Cpu);
+        let windows = FramesWindows::new(cfg, traj, &mut init)?;
+        Cpc::on(windows, init, (&cfg.cpc).into())
+    }
+}
+
+impl FramesWindows {
+    /// The network built into `init`, on the part of `traj` before the test cut.
+    pub fn new(cfg: &FramesCpcConfig, traj: Trajectories, init: &mut Init) -> Result<Self> {
         let train_len = test_cut(&traj, cfg.cpc.test_fraction)?;
         if train_len < cfg.cpc.unroll {
             bail!(
@@ -279,45 +291,28 @@ impl FramesCpc {
             in_dim: spec.out_dim(),
             hidden: cfg.model.lstm_hidden,
         };
-        let dev = Device::Cpu;
-        let mut init = Init::new(cfg.train.seed, &dev);
-        spec.init(&mut init, "encoder")?;
-        Lstm::init(spec.out_dim(), cfg.model.lstm_hidden, &mut init, "context")?;
-        let dims = PredictorDims {
-            horizon: cfg.cpc.horizon,
-            z_dim: spec.out_dim(),
-            c_dim: cfg.model.lstm_hidden,
-        };
-        Predictor::init(dims, &mut init, "cpc")?;
-        let varmap = init.varmap;
-        let net = FramesNet::build(spec.clone(), Some(ctx), &varmap, &dev)?;
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        let predictor = Predictor::new(dims, vb.pp("cpc"))?;
-        let c = &cfg.cpc;
-        Ok(FramesCpc {
+        spec.init(init, "encoder")?;
+        Lstm::init(spec.out_dim(), cfg.model.lstm_hidden, init, "context")?;
+        let net = FramesNet::build(spec.clone(), Some(ctx), &init.varmap, &Device::Cpu)?;
+        Ok(FramesWindows {
             cfg: cfg.clone(),
             net,
             spec,
-            predictor,
-            varmap,
             traj,
             train_len,
-            sampling: c.into(),
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xF4A3_E500),
         })
     }
 }
 
-impl Objective for FramesCpc {
-    fn name(&self) -> &'static str {
-        "cpc-frames"
+impl Sequences for FramesWindows {
+    const NAME: &'static str = "frames";
+
+    fn dims(&self) -> (usize, usize) {
+        (self.spec.out_dim(), self.cfg.model.lstm_hidden)
     }
 
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
-
-    fn step(&mut self, batch: usize) -> Result<StepOutput> {
+    fn encode(&mut self, batch: usize) -> Result<Encoded> {
         let t_len = self.cfg.cpc.unroll;
         let d = self.traj.obs_dim();
         let mut obs = vec![0f32; t_len * batch * d];
@@ -334,30 +329,18 @@ impl Objective for FramesCpc {
         shape.extend(&self.traj.obs_shape);
         let obs = Tensor::from_vec(obs, shape, &Device::Cpu)?;
         let (z, c) = self.net.forward(&obs, &first)?;
-        let Some(r) = cpc_loss(
-            &self.predictor,
-            &z,
-            &c,
-            &first,
-            &self.sampling,
-            &mut self.rng,
-        )?
-        else {
-            bail!("no CPC pair fits: every sampled sequence is cut by episode ends");
-        };
-        let acc = r.accuracy();
         let dz = z.dim(2)?;
-        Ok(StepOutput {
-            loss: r.loss,
-            metrics: vec![
-                ("acc".into(), acc),
-                ("pairs".into(), r.pairs.len() as f64),
-                (
-                    "z_norm_std".into(),
-                    super::normalized_std(&z.reshape(((), dz))?)?,
-                ),
-            ],
+        let metrics = vec![(
+            "z_norm_std".to_string(),
+            super::normalized_std(&z.reshape(((), dz))?)?,
+        )];
+        Ok(Encoded {
+            z,
+            c,
+            first,
+            groups: Vec::new(),
             samples: batch,
+            metrics,
         })
     }
 

@@ -587,8 +587,8 @@ impl ImageCpc {
 }
 
 impl Objective for ImageCpc {
-    fn name(&self) -> &'static str {
-        "cpc-image"
+    fn name(&self) -> String {
+        "cpc-image".to_string()
     }
 
     fn varmap(&self) -> &VarMap {

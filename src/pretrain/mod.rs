@@ -1,12 +1,16 @@
 //! Standalone contrastive trainers: one training loop shared by every modality.
 //!
-//! A modality supplies an [`Objective`] (its network, its minibatches, its loss); [`fit`]
-//! does the rest the same way for all of them: Adam with gradient clipping, metrics
+//! Each modality module (`audio`, `text`, `frames`, `image`) holds its config, its
+//! network and its minibatches; the objective is a parameter ([`ObjectiveKind`], the
+//! config's `objective` key): [`cpc_objective::Cpc`] puts CPC on any modality that gives
+//! sequences ([`cpc_objective::Sequences`]), and `image` has its own CPC for CPC-v2's
+//! four directions. The result is an [`Objective`]; [`fit`] does the rest the same way for all of them: Adam with gradient clipping, metrics
 //! (`metrics.jsonl` + TensorBoard), a progress bar, atomic checkpoints with the
 //! optimiser and generator state for an exact `--resume`, Ctrl-C, and the exported
 //! encoder (`encoder.safetensors`) that `rlcpc probe` and the agent read.
 
 pub mod audio;
+pub mod cpc_objective;
 pub mod frames;
 pub mod image;
 pub mod text;
@@ -182,7 +186,7 @@ pub struct StepOutput {
 /// What a modality provides to [`fit`].
 pub trait Objective {
     /// Name stored in checkpoints (e.g. `cpc-audio`); `--resume` checks it.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> String;
     /// Every trainable parameter.
     fn varmap(&self) -> &VarMap;
     /// Samples a minibatch and computes its loss.
@@ -318,7 +322,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         let mut meta = vec![
             (
                 crate::checkpoint::keys::TRAINER,
-                serde_json::to_string(obj.name())?,
+                serde_json::to_string(&obj.name())?,
             ),
             (
                 crate::checkpoint::keys::COUNTERS,

@@ -13,12 +13,13 @@ use rand::{Rng, SeedableRng};
 use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
-use super::{Objective, StepOutput, TrainSection};
+use super::cpc_objective::{Cpc, Encoded, Sequences};
+use super::TrainSection;
 use crate::checkpoint::keys;
 use crate::checkpoint::Loaded;
 use crate::config::Invalid;
 use crate::config::Negatives;
-use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
+use crate::cpc::CpcSampling;
 use crate::data::text::{self, Corpus, Vocab};
 use crate::encoder_file::EncoderFile;
 use crate::nn::encoders::{ContextSpec, EncoderSpec};
@@ -315,22 +316,33 @@ impl TextNet {
 }
 
 /// The training objective: random passages of `sequence` consecutive sentences.
-pub struct TextCpc {
+pub struct TextPassages {
     net: TextNet,
-    predictor: Predictor,
-    varmap: VarMap,
     /// Documents → sentences → word ids (cut to `max_words`).
     docs: Vec<Vec<Vec<u32>>>,
     /// (document, first sentence) of every passage.
     starts: Vec<(u32, u32)>,
     sequence: usize,
-    sampling: CpcSampling,
     rng: SeededRng,
     files: usize,
 }
 
+/// CPC on passages of sentences.
+pub type TextCpc = Cpc<TextPassages>;
+
 impl TextCpc {
+    /// The network (seeded by `train.seed`) with W_1..W_K, on the passages of `corpus`.
     pub fn new(cfg: &TextCpcConfig, corpus: &Corpus) -> Result<Self> {
+        let mut init = Init::new(cfg.train.seed, &Device::Cpu);
+        let passages = TextPassages::new(cfg, corpus, &mut init)?;
+        let sampling = CpcSampling::new(cfg.cpc.horizon, cfg.cpc.negatives, cfg.cpc.num_negatives);
+        Cpc::on(passages, init, sampling)
+    }
+}
+
+impl TextPassages {
+    /// The vocabulary of `corpus`, its passages, and the network built into `init`.
+    pub fn new(cfg: &TextCpcConfig, corpus: &Corpus, init: &mut Init) -> Result<Self> {
         let vocab = Vocab::build(
             corpus.documents.iter().flatten().map(Vec::as_slice),
             cfg.data.vocab,
@@ -363,26 +375,13 @@ impl TextCpc {
             in_dim: cfg.model.features,
             hidden: cfg.model.context,
         };
-        let dev = Device::Cpu;
-        let mut init = Init::new(cfg.train.seed, &dev);
-        TextNet::init(&spec, &ctx, &mut init)?;
-        // Targets are sentence embeddings z (features wide), contexts the GRU's c.
-        let dims = PredictorDims {
-            horizon: cfg.cpc.horizon,
-            z_dim: cfg.model.features,
-            c_dim: cfg.model.context,
-        };
-        Predictor::init(dims, &mut init, "cpc")?;
-        let varmap = init.varmap;
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-        Ok(TextCpc {
-            net: TextNet::new(spec, ctx, vocab, vb.clone())?,
-            predictor: Predictor::new(dims, vb.pp("cpc"))?,
-            varmap,
+        TextNet::init(&spec, &ctx, init)?;
+        let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, init.device());
+        Ok(TextPassages {
+            net: TextNet::new(spec, ctx, vocab, vb)?,
             docs,
             starts,
             sequence: t,
-            sampling: CpcSampling::new(cfg.cpc.horizon, cfg.cpc.negatives, cfg.cpc.num_negatives),
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x7E47_C9C0),
             files: corpus.files.len(),
         })
@@ -404,16 +403,15 @@ impl TextCpc {
     }
 }
 
-impl Objective for TextCpc {
-    fn name(&self) -> &'static str {
-        "cpc-text"
+impl Sequences for TextPassages {
+    const NAME: &'static str = "text";
+
+    /// Targets are sentence embeddings z (features wide), contexts the GRU's c.
+    fn dims(&self) -> (usize, usize) {
+        (self.net.spec.out_dim(), self.net.gru.hidden)
     }
 
-    fn varmap(&self) -> &VarMap {
-        &self.varmap
-    }
-
-    fn step(&mut self, batch: usize) -> Result<StepOutput> {
+    fn encode(&mut self, batch: usize) -> Result<Encoded> {
         let t = self.sequence;
         let mut sentences: Vec<&[u32]> = Vec::with_capacity(batch * t);
         for _ in 0..batch {
@@ -426,32 +424,17 @@ impl Objective for TextCpc {
         let d = z.dim(1)?;
         let z = z.reshape((batch, t, d))?;
         let c = self.net.gru.forward(&z)?;
-        let (zs, cs) = (
-            z.transpose(0, 1)?.contiguous()?,
-            c.transpose(0, 1)?.contiguous()?,
-        );
-        let first = vec![0f32; t * batch];
-        let r = cpc_loss(
-            &self.predictor,
-            &zs,
-            &cs,
-            &first,
-            &self.sampling,
-            &mut self.rng,
-        )?
-        .expect("passages are longer than the horizon (validated)");
-        let mut metrics = vec![("acc".to_string(), r.accuracy())];
-        for (k, a) in r.accuracy_per_k(self.sampling.horizon) {
-            metrics.push((format!("acc_k{k}"), a));
-        }
-        metrics.push((
-            "z_norm_std".into(),
+        let metrics = vec![(
+            "z_norm_std".to_string(),
             super::normalized_std(&z.reshape(((), d))?)?,
-        ));
-        Ok(StepOutput {
-            loss: r.loss,
-            metrics,
+        )];
+        Ok(Encoded {
+            z: z.transpose(0, 1)?.contiguous()?,
+            c: c.transpose(0, 1)?.contiguous()?,
+            first: vec![0f32; t * batch],
+            groups: Vec::new(),
             samples: batch * t,
+            metrics,
         })
     }
 
