@@ -15,7 +15,7 @@ pub struct Curve {
 /// Reads `metric` against `x_metric` from `run/metrics.jsonl` (lines where either is
 /// missing or not finite are skipped).
 pub fn read_curve(run: &Path, x_metric: &str, metric: &str) -> Result<Curve> {
-    let path = run.join("metrics.jsonl");
+    let path = run.join(crate::run_dir::METRICS);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut points = Vec::new();

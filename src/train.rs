@@ -470,7 +470,7 @@ pub fn saved_config(out: &Path, overrides: &[String]) -> Result<Config> {
 
 /// [`saved_config`] with the notices of [`Config::resolve`].
 pub fn saved_config_with_notes(out: &Path, overrides: &[String]) -> Result<(Config, Vec<String>)> {
-    let path = out.join("config.toml");
+    let path = out.join(crate::run_dir::CONFIG);
     if !path.exists() {
         bail!(
             "--resume: {} has no config.toml; is it a run directory?",
