@@ -51,7 +51,7 @@ enum Command {
     /// trainers (and PyTorch's safetensors loader).
     ExportEncoder(export_encoder::Args),
     /// Standalone representation trainers (no environment): `rlcpc pretrain audio
-    /// --objective cpc ...`; `rlcpc pretrain audio ...` is the same command.
+    /// --objective cpc ...`; `rlcpc cpc audio ...` is the same command.
     #[command(visible_alias = "cpc")]
     Pretrain {
         #[command(subcommand)]

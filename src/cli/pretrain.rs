@@ -1,4 +1,4 @@
-//! `rlcpc pretrain <modality> --objective cpc` (alias `rlcpc pretrain <modality>`): read
+//! `rlcpc pretrain <modality> --objective cpc` (alias `rlcpc cpc <modality>`): read
 //! the data, build the modality's network and minibatches with the chosen objective, and
 //! fit it ([`rlcpc::pretrain::fit`]) into a run directory.
 

@@ -1,8 +1,9 @@
 //! CPC on raw audio (van den Oord et al. 2018, §3.1): random windows of the waveform,
 //! g_enc = strided 1-D convolutions (one z_t per 10 ms), g_ar = a GRU (c_t), and one
 //! linear W_k per future step k = 1..K scored by InfoNCE against negatives from the same
-//! sequence, the same speaker or the batch. The loss, the predictors and the sampling
-//! are [`crate::cpc`]'s, the same code as the agent's CPC head.
+//! sequence, the same speaker or the batch. This module is the modality (config,
+//! network, windows); the loss is [`super::cpc_objective::Cpc`]'s, through
+//! [`crate::cpc`], the same code as the agent's CPC head.
 
 use std::path::Path;
 

@@ -1,9 +1,11 @@
-//! CPC on recorded environment frames (`rlcpc pretrain frames`) and belief probing.
+//! Recorded environment frames as a modality (`rlcpc pretrain frames`): windows of a
+//! recording, and the network that reads them. The belief probe of what it learns is
+//! [`crate::probe::states`].
 //!
 //! The network is the agent's own encoder (MLP or IMPALA conv, from the same `[model]`
 //! settings and the recording's observation space) followed by an LSTM as g_ar, so
 //! that an encoder trained here initialises an agent (`model.init_encoder`) and an
-//! agent's encoder and core are probed here. Sequences are random windows of the
+//! agent's encoder and core load here ([`FramesNet::load`]). Sequences are random windows of the
 //! recording; the LSTM restarts at each window and at episode starts, and no CPC pair
 //! crosses an episode boundary (the agent head's rules, through [`crate::cpc`]).
 

@@ -1,8 +1,9 @@
 //! CPC on text (van den Oord et al. 2018, §3.3): each sentence is encoded to z_t
 //! (embedding → 1-D convolution + ReLU → mean over words), a GRU over consecutive
 //! sentences gives c_t, and W_k c_t predicts z_{t+k}, k = 1..3, scored by InfoNCE against
-//! the other sentences of the batch — through [`crate::cpc::cpc_loss`], the audio and
-//! agent heads' code.
+//! the other sentences of the batch. This module is the modality (config, vocabulary,
+//! network, passages); the loss is [`super::cpc_objective::Cpc`]'s, through
+//! [`crate::cpc::cpc_loss`], the audio and agent heads' code.
 
 use std::path::Path;
 
