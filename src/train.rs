@@ -172,9 +172,19 @@ impl Checkpointer<'_> {
 
 /// Trains `cfg` until its step budget, its target return, or `stop` (Ctrl-C).
 pub fn train(cfg: &Config, opts: &TrainOptions, stop: Arc<AtomicBool>) -> Result<TrainSummary> {
+    train_checked(cfg, &preflight(cfg)?, opts, stop)
+}
+
+/// [`train`] with the network spec its [`preflight`] returned.
+pub fn train_checked(
+    cfg: &Config,
+    spec: &NetSpec,
+    opts: &TrainOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<TrainSummary> {
     // Setup: run directory, network, learner, actors.
     // Nothing is written until the checkpoint (when resuming) fits the new config.
-    let spec = preflight(cfg)?;
+    let spec = spec.clone();
     let ck_path = opts.out.join(CHECKPOINT);
     let run_dir = if opts.write {
         Some(crate::run_dir::RunDir::open(&opts.out, opts.resume)?)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use rlcpc::config::{AuxKind, Config};
-use rlcpc::train::{saved_config_with_notes, train, TrainOptions, CHECKPOINT};
+use rlcpc::train::{saved_config_with_notes, train_checked, TrainOptions, CHECKPOINT};
 
 use super::{set_learner_threads, stop_on_ctrl_c, DeviceArg};
 
@@ -66,7 +66,7 @@ pub fn run(args: Args) -> Result<()> {
     let out = out.unwrap_or_else(|| {
         rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
     });
-    rlcpc::train::preflight(&cfg)?;
+    let spec = rlcpc::train::preflight(&cfg)?;
     set_learner_threads(cfg.run.learner_threads);
     let stop = stop_on_ctrl_c()?;
     let opts = TrainOptions {
@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         out.display()
     );
-    let s = train(&cfg, &opts, stop)?;
+    let s = train_checked(&cfg, &spec, &opts, stop)?;
     let c = &s.counters;
     println!(
             "{} after {} env steps, {} updates, {} episodes in {:.1} s ({:.0} steps/s); mean return (last 100 episodes): {}",
