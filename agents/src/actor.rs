@@ -9,6 +9,7 @@ use crate::{AgentError, ParamSnapshot, Rollout};
 
 /// One worker's environments, policy copy and recurrent state.
 pub struct Actor {
+    /// Worker index; recorded as [`Rollout::worker`].
     pub id: usize,
     venv: VecEnv,
     policy: Box<dyn ActorPolicy>,
@@ -73,6 +74,8 @@ impl Actor {
         Ok(())
     }
 
+    /// Version of the parameters loaded ([`ParamSnapshot::version`]); `u64::MAX` before
+    /// the first [`Actor::load`].
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -173,6 +176,7 @@ impl Actor {
         .expect("plain data serialises")
     }
 
+    /// Restores state saved by [`Actor::save_state`]; the number of environments must match.
     pub fn load_state(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
         let s: ActorState =
             serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))?;

@@ -61,6 +61,7 @@ impl Default for AlgoConfig {
 }
 
 impl AlgoConfig {
+    /// Checks every field's range; the error names the first bad key and value.
     pub fn validate(&self) -> Result<(), AgentError> {
         if self.unroll == 0 {
             return Err(bad("algo.unroll", self.unroll, "must be at least 1"));
@@ -142,6 +143,7 @@ impl Default for OptimConfig {
 }
 
 impl OptimConfig {
+    /// Checks every field's range; the error names the first bad key and value.
     pub fn validate(&self) -> Result<(), AgentError> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(bad("optim.lr", self.lr, "must be finite and > 0"));
@@ -177,6 +179,7 @@ pub enum Mode {
 /// Actor threads (`[run]` keys that concern the runner).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunnerConfig {
+    /// Sync or async scheduling.
     pub mode: Mode,
     /// Actor threads; the environments are split evenly between them.
     pub workers: usize,

@@ -13,17 +13,29 @@ use crate::{AgentError, ParamSnapshot, Rollout};
 /// loss's own (`cpc/...`).
 #[derive(Debug, Clone, Default)]
 pub struct UpdateStats {
+    /// Policy-gradient loss −mean(A·log π(a_t|x_t)) over the batch.
     pub policy_loss: f64,
+    /// Value loss ½·mean((target − V)²), before `vf_coef`.
     pub value_loss: f64,
+    /// Mean entropy of π over the batch, in nats.
     pub entropy: f64,
+    /// The auxiliary loss, unweighted (0 without one).
     pub aux_loss: f64,
+    /// The loss minimised: policy + `vf_coef`·value − `ent_coef`·entropy + weight·aux.
     pub total_loss: f64,
+    /// How much of the value targets' variance V explains (see
+    /// [`returns::explained_variance`](crate::returns::explained_variance)).
     pub explained_variance: f64,
+    /// Global L2 norm of the gradients, before clipping.
     pub grad_norm: f64,
+    /// Learning rate of this step, after the schedule.
     pub learning_rate: f64,
     /// Mean and max updates between the behaviour policy and the learner's.
     pub policy_lag_mean: f64,
+    /// Largest of those lags over the batch's environment columns.
     pub policy_lag_max: f64,
+    /// The auxiliary loss's metrics ([`AuxOutput::metrics`](crate::AuxOutput::metrics)); empty
+    /// without one.
     pub aux_metrics: Vec<(String, f64)>,
 }
 
@@ -54,8 +66,11 @@ impl UpdateStats {
 
 /// The learner: network, optional auxiliary loss, optimiser and update counter.
 pub struct Learner<N: PolicyNetwork> {
+    /// The network being trained.
     pub net: N,
+    /// The auxiliary loss, if any; its parameters are optimised with the network's.
     pub aux: Option<Box<dyn AuxLoss>>,
+    /// The optimiser over the network's and the auxiliary loss's parameters.
     pub optim: Optimizer,
     cfg: AlgoConfig,
     optim_cfg: OptimConfig,
@@ -66,6 +81,8 @@ pub struct Learner<N: PolicyNetwork> {
 }
 
 impl<N: PolicyNetwork> Learner<N> {
+    /// A learner at update 0, with fresh optimiser state over `net`'s and `aux`'s
+    /// parameters; `obs_shape` is one environment's observation shape.
     pub fn new(
         net: N,
         aux: Option<Box<dyn AuxLoss>>,
@@ -91,10 +108,13 @@ impl<N: PolicyNetwork> Learner<N> {
         })
     }
 
+    /// Updates made so far (the version of the next [`Learner::snapshot`]).
     pub fn updates(&self) -> u64 {
         self.updates
     }
 
+    /// Sets the update counter, e.g. when resuming from a checkpoint; the optimiser's
+    /// step count is restored separately ([`Optimizer::load_state`]).
     pub fn set_updates(&mut self, n: u64) {
         self.updates = n;
     }

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! The A2C / V-trace actor–learner of rlcpc (Espeholt et al. 2018, IMPALA; Mnih et al. 2016, A2C).
 //!
 //! Main types: [`Actor`] steps a [`rlcpc_envs::VecEnv`] with an [`ActorPolicy`] and

@@ -45,6 +45,7 @@ pub struct AuxOutput {
 
 /// An auxiliary loss computed from the unroll's features.
 pub trait AuxLoss: Send {
+    /// Weight of this loss in the learner's total loss.
     fn weight(&self) -> f64;
     /// `first` is `[T+1, B]` (1.0 where an episode starts).
     fn loss(&mut self, out: &UnrollOutput, first: &[f32]) -> Result<AuxOutput, AgentError>;
@@ -52,6 +53,7 @@ pub trait AuxLoss: Send {
     fn vars(&self) -> Vec<(String, Var)>;
     /// State of its random generator, for checkpoints.
     fn save_rng(&self) -> serde_json::Value;
+    /// Restores the generator state saved by [`AuxLoss::save_rng`].
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError>;
 }
 
@@ -59,7 +61,9 @@ pub trait AuxLoss: Send {
 pub trait ActorPolicy: Send {
     /// Copies parameters from a learner snapshot.
     fn load(&mut self, snapshot: &ParamSnapshot) -> Result<(), AgentError>;
+    /// Floats of recurrent state per environment, S (0 without a core).
     fn state_size(&self) -> usize;
+    /// Number of discrete actions A.
     fn num_actions(&self) -> usize;
     /// One step for `B = obs.len() / obs_dim` environments: reads `obs` `[B, obs_dim]`
     /// and the state `[B, S]` (the caller zeroes it at episode starts), advances the

@@ -22,6 +22,7 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
+    /// An optimiser over `vars` with zeroed state and no steps taken.
     pub fn new(cfg: OptimConfig, vars: Vec<(String, Var)>) -> Result<Self, AgentError> {
         let n_slots = match cfg.kind {
             OptimKind::Rmsprop if cfg.rmsprop_momentum > 0.0 => 2,
@@ -40,6 +41,7 @@ impl Optimizer {
         })
     }
 
+    /// Optimiser steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps
     }

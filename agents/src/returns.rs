@@ -7,15 +7,21 @@
 
 /// Inputs common to both estimators; slices are `[T, B]` unless noted.
 pub struct Trajectory<'a> {
+    /// Unroll length T.
     pub t: usize,
+    /// Number of environments B.
     pub b: usize,
+    /// Rewards r_t.
     pub rewards: &'a [f32],
     /// V(x_t) for t = 0..=T, `[T+1, B]` (row T bootstraps the unroll).
     pub values: &'a [f32],
+    /// Whether the episode reached a terminal state at step t (next value 0).
     pub terminated: &'a [bool],
+    /// Whether the episode hit the time limit at step t (bootstrapped from `final_values`).
     pub truncated: &'a [bool],
     /// V(final observation) where `truncated`.
     pub final_values: &'a [f32],
+    /// Discount factor γ.
     pub gamma: f32,
 }
 
@@ -39,7 +45,9 @@ impl Trajectory<'_> {
 /// Advantages and value targets, `[T, B]` each.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Targets {
+    /// Policy-gradient advantages: GAE's A_t, or V-trace's ρ_s·(r_s + γ·v_{s+1} − V(x_s)).
     pub advantages: Vec<f32>,
+    /// Regression targets of V(x_t): GAE's A_t + V(x_t), or V-trace's v_s.
     pub value_targets: Vec<f32>,
 }
 
@@ -106,7 +114,7 @@ pub fn vtrace(tr: &Trajectory, log_rhos: &[f32], rho_bar: f32, c_bar: f32, lambd
     }
 }
 
-/// Fraction of the variance of `targets` that `values` explain: 1 − Var[y − v]/Var[y]
+/// Fraction of the variance of `targets` that `values` explain: 1 − Var(y − v)/Var(y)
 /// (SB3's `explained_variance`; NaN when the targets are constant).
 pub fn explained_variance(values: &[f32], targets: &[f32]) -> f64 {
     let n = targets.len() as f64;

@@ -13,6 +13,8 @@ pub struct ParamSnapshot {
 }
 
 impl ParamSnapshot {
+    /// `(shape, data)` of the parameter `name`, or `None` if the snapshot lacks it
+    /// (binary search, so `params` must stay sorted by name).
     pub fn get(&self, name: &str) -> Option<(&[usize], &[f32])> {
         self.params
             .binary_search_by(|p| p.0.as_str().cmp(name))
@@ -30,8 +32,11 @@ pub struct Rollout {
     pub worker: usize,
     /// Parameter version of the behaviour policy, per environment column `[B]`.
     pub policy_version: Vec<u64>,
+    /// Unroll length T.
     pub t: usize,
+    /// Number of environments B.
     pub b: usize,
+    /// Floats per observation.
     pub obs_dim: usize,
     /// Observations `[T+1, B, obs_dim]`; row T is the bootstrap observation.
     pub obs: Vec<f32>,
@@ -39,8 +44,11 @@ pub struct Rollout {
     pub first: Vec<f32>,
     /// Actions `[T, B]`.
     pub actions: Vec<u32>,
+    /// Rewards r_t, `[T, B]`.
     pub rewards: Vec<f32>,
+    /// `[T, B]`: whether the episode reached a terminal state at step t.
     pub terminated: Vec<bool>,
+    /// `[T, B]`: whether the episode hit the time limit at step t.
     pub truncated: Vec<bool>,
     /// log μ(a_t | x_t) of the behaviour policy, `[T, B]`.
     pub behaviour_logp: Vec<f32>,
@@ -48,6 +56,7 @@ pub struct Rollout {
     pub final_values: Vec<f32>,
     /// Recurrent state before step 0, `[B, S]`.
     pub init_state: Vec<f32>,
+    /// Floats of recurrent state per environment, S (0 without a core).
     pub state_size: usize,
     /// Returns and lengths of the episodes that ended during the unroll.
     pub episodes: Vec<(f64, usize)>,
@@ -99,6 +108,7 @@ impl Rollout {
         out
     }
 
+    /// Environment steps in the unroll, T·B.
     pub fn env_steps(&self) -> usize {
         self.t * self.b
     }
