@@ -196,12 +196,9 @@ impl<N: PolicyNetwork> Learner<N> {
         let adv = Tensor::from_slice(&targets.advantages, t * b, dev)?;
         let vt = Tensor::from_slice(&targets.value_targets, t * b, dev)?;
         let values = values_all.narrow(0, 0, t)?.reshape(t * b)?;
-        let policy_loss = (adv * &logp_a)?.mean_all()?.neg()?;
-        let value_loss = ((vt - values)?.sqr()?.mean_all()? * 0.5)?;
-        let entropy = (log_probs.exp()? * &log_probs)?
-            .sum(D::Minus1)?
-            .mean_all()?
-            .neg()?;
+        let policy_loss = policy_gradient_loss(&adv, &logp_a)?;
+        let value_loss = value_loss(&vt, &values)?;
+        let entropy = entropy(&log_probs)?;
         let mut total = ((&policy_loss + (&value_loss * self.cfg.vf_coef)?)?
             - (&entropy * self.cfg.ent_coef)?)?;
         let mut aux_metrics = Vec::new();
@@ -289,4 +286,23 @@ fn normalize(x: &mut [f32]) {
     let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
     let std = var.sqrt() + 1e-8;
     x.iter_mut().for_each(|v| *v = (*v - mean) / std);
+}
+
+/// The policy-gradient loss −mean(A · log π(a|s)), the advantages A held constant.
+fn policy_gradient_loss(advantages: &Tensor, logp_a: &Tensor) -> candle_core::Result<Tensor> {
+    (advantages * logp_a)?.mean_all()?.neg()
+}
+
+/// The value regression ½·mean((target − V)²), before `vf_coef`.
+fn value_loss(targets: &Tensor, values: &Tensor) -> candle_core::Result<Tensor> {
+    (targets - values)?.sqr()?.mean_all()? * 0.5
+}
+
+/// The policy's mean entropy −mean Σ_a π(a|s) log π(a|s), in nats, from log-probabilities
+/// `[N, A]`.
+fn entropy(log_probs: &Tensor) -> candle_core::Result<Tensor> {
+    (log_probs.exp()? * log_probs)?
+        .sum(D::Minus1)?
+        .mean_all()?
+        .neg()
 }
