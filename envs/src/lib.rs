@@ -30,6 +30,6 @@ pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use cartpole::{CartPole, CartPoleState, MaskedCartPole};
 pub use env::{Env, EnvError, Image, Info, Space, Step, StepOutcome};
-pub use registry::{make, registry, EnvConfig, EnvEntry, Options, TimeLimit};
+pub use registry::{entry, make, registry, EnvConfig, EnvEntry, Options, TimeLimit};
 pub use tmaze::{TMaze, TMazeOptions};
 pub use vec_env::{VecEnv, VecStep};

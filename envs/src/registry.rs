@@ -141,19 +141,21 @@ fn lab_entry<X: TaskOptions>(description: &'static str) -> EnvEntry {
     }
 }
 
+/// The registered environment `id`, if there is one.
+pub fn entry(id: &str) -> Option<&'static EnvEntry> {
+    registry().iter().find(|e| e.id == id)
+}
+
 /// Builds the environment `cfg.id` with its options, wrapped in its time limit.
 pub fn make(cfg: &EnvConfig) -> Result<Box<dyn Env>, EnvError> {
-    let entry = registry()
-        .iter()
-        .find(|e| e.id == cfg.id)
-        .ok_or_else(|| EnvError::UnknownEnv {
-            id: cfg.id.clone(),
-            known: registry()
-                .iter()
-                .map(|e| e.id)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+    let entry = entry(&cfg.id).ok_or_else(|| EnvError::UnknownEnv {
+        id: cfg.id.clone(),
+        known: registry()
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
     let (env, default_limit) = (entry.build)(entry.id, &cfg.options)?;
     let limit = match cfg.max_episode_steps {
         0 => default_limit,

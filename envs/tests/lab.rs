@@ -7,7 +7,7 @@ use rlcpc_envs::lab::{
     ObsKind, SeekavoidArenaOptions, Shape, Sprite, Task, GRID_CHANNELS, KEY_COLOURS, SHADE_Y_SIDE,
     WALL_COLOURS,
 };
-use rlcpc_envs::{make, registry, Env, EnvConfig, SeededRng};
+use rlcpc_envs::{entry, make, Env, EnvConfig, SeededRng};
 
 /// Observations of `steps` random steps after `reset(seed)`.
 fn rollout(env: &mut dyn Env, seed: u64, steps: usize) -> Vec<Vec<f32>> {
@@ -98,7 +98,7 @@ fn spaces_follow_the_options() {
 fn every_task_is_registered_under_its_id() {
     for t in Task::ALL {
         assert_eq!(Task::from_id(t.id()), Some(t));
-        assert!(registry().iter().any(|e| e.id == t.id()), "{t:?}");
+        assert!(entry(t.id()).is_some(), "{t:?}");
     }
     assert_eq!(Task::from_id("lab/nope"), None);
     assert_eq!(Task::from_id("CartPole-v1"), None);
@@ -107,14 +107,7 @@ fn every_task_is_registered_under_its_id() {
 #[test]
 fn options_are_typed_and_their_help_shows_the_defaults() {
     // The help text comes from the option structs' defaults, which LabConfig::new uses.
-    let help = |id: &str| {
-        registry()
-            .iter()
-            .find(|e| e.id == id)
-            .unwrap()
-            .options
-            .clone()
-    };
+    let help = |id: &str| entry(id).unwrap().options.clone();
     assert_eq!(
         help("lab/seekavoid_arena"),
         "size = 11, apples = 10, lemons = 6; obs = \"rgb\" | \"grid\", width = 64, \

@@ -1,6 +1,6 @@
 //! The memory tasks: T-maze rewards by cue, masked CartPole's observations, options.
 
-use rlcpc_envs::{make, registry, Env, EnvConfig, Options, TMazeOptions};
+use rlcpc_envs::{entry, make, Env, EnvConfig, Options, TMazeOptions};
 
 fn tmaze(corridor: u64) -> Box<dyn Env> {
     let mut cfg = EnvConfig::new("TMaze-v0");
@@ -135,14 +135,7 @@ fn options_are_checked() {
 
 #[test]
 fn options_help_comes_from_the_defaults() {
-    let help = |id: &str| {
-        registry()
-            .iter()
-            .find(|e| e.id == id)
-            .unwrap()
-            .options
-            .clone()
-    };
+    let help = |id: &str| entry(id).unwrap().options.clone();
     assert_eq!(TMazeOptions::default().corridor_length, 20);
     assert_eq!(
         help("TMaze-v0"),
