@@ -159,6 +159,9 @@ pub mod keys {
     pub const PATCH_GRID: &str = "rlcpc.patch_grid";
     /// A text encoder's vocabulary.
     pub const VOCAB: &str = "rlcpc.vocab";
+    /// A whole-image encoder's input (height, width, channels) and objective (SimCLR,
+    /// MoCo): marks an encoder file as one for images.
+    pub const IMAGE: &str = "rlcpc.image";
 }
 
 /// A lower bound on the parameters a network spec builds, to refuse metadata that would

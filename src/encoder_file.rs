@@ -101,7 +101,9 @@ impl EncoderFile {
             EncoderSpec::Audio { .. } => Modality::Audio,
             EncoderSpec::Text { .. } => Modality::Text,
             EncoderSpec::Patches { .. } => Modality::Image,
+            EncoderSpec::Resnet { .. } => Modality::Image,
             _ if self.file.metadata.contains_key(keys::PATCH_GRID) => Modality::Image,
+            _ if self.file.metadata.contains_key(keys::IMAGE) => Modality::Image,
             _ => Modality::Observations,
         }
     }

@@ -18,8 +18,8 @@
 //!   standalone trainers, one module per modality (network and minibatches), the
 //!   objective chosen by the config; [`probe`]: linear probes of frozen encoders, one
 //!   module per modality, above `pretrain`.
-//! - [`metrics`], [`plot`], [`render`], [`bench`], [`par`]: logs, curves, GIFs,
-//!   throughput, a parallel map.
+//! - [`metrics`], [`plot`], [`render`], [`bench`], [`par`], [`knn`]: logs, curves,
+//!   GIFs, throughput, a parallel map, the weighted kNN classifier of the monitors.
 //!
 //! Design decision: **the library owns the logic, the binary only the command line.**
 //! `src/cli/` (one module per subcommand) is declared from `main.rs`, so nothing here
@@ -34,6 +34,7 @@ pub mod cpc;
 pub mod data;
 pub mod encoder_file;
 pub mod eval;
+pub mod knn;
 pub mod metrics;
 pub mod nn;
 pub mod par;

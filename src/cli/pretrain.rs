@@ -35,7 +35,9 @@ pub struct TrainerArgs {
     #[arg(long)]
     quiet: bool,
     /// The objective [default: the config's `objective` key, cpc]: `cpc` is Contrastive
-    /// Predictive Coding (van den Oord et al. 2018). Sets `objective` in the config.
+    /// Predictive Coding (van den Oord et al. 2018); `simclr` and `moco` (images and
+    /// recorded frames, `pretrain image`) contrast two augmented views of each image.
+    /// Sets `objective` in the config.
     #[arg(long, value_enum)]
     objective: Option<ObjectiveKind>,
 }
@@ -72,7 +74,11 @@ pub enum Command {
     /// (MNIST, Fashion-MNIST; the train part), CIFAR-10 binary batches or class folders
     /// of PNG/JPEG. CPC-v2's refinements are options: model.layer_norm, cpc.directions
     /// (down, up, right, left), [augment] crop / flip / color_drop, larger patches.
-    /// Built-in config: cpc-image-fashion.
+    /// With --objective simclr or moco (or a config whose `objective` is one): SimCLR or
+    /// MoCo v2 on two augmented views of each whole image, a small ResNet or the agent's
+    /// conv encoder, a kNN monitor on held-out images (knn/top1); --data may also be a
+    /// recording of RGB frames (`rlcpc record`), labelled from the true state.
+    /// Built-in configs: cpc-image-fashion, simclr-fashion, moco-fashion, simclr-lab-frames.
     Image {
         #[command(flatten)]
         args: TrainerArgs,
@@ -110,7 +116,6 @@ pub fn run(modality: Command) -> Result<()> {
                 set.skipped.len(),
                 t0.elapsed().as_secs_f64()
             );
-            let ObjectiveKind::Cpc = cfg.objective;
             let mut obj = AudioCpc::new(&cfg, set, &Device::Cpu)?;
             let (files, speakers) = obj.modality.train_files();
             eprintln!(
@@ -139,7 +144,6 @@ pub fn run(modality: Command) -> Result<()> {
                 traj.env.id,
                 traj.obs_shape
             );
-            let ObjectiveKind::Cpc = cfg.objective;
             let mut obj = FramesCpc::new(&cfg, traj)?;
             let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
             report_trainer(&s, "sequences", "", &args.out);
@@ -147,6 +151,20 @@ pub fn run(modality: Command) -> Result<()> {
         Command::Image { args } => {
             use rlcpc::data::images::{load_split, Part};
             use rlcpc::pretrain::image::{ImageCpc, ImageCpcConfig};
+            let presets: Vec<(&str, &str)> = rlcpc::pretrain::image::PRESETS
+                .iter()
+                .chain(rlcpc::pretrain::views::PRESETS.iter())
+                .copied()
+                .collect();
+            let objective = rlcpc::pretrain::peek_objective(
+                args.config.as_deref(),
+                args.resume.then_some(args.out.as_path()),
+                &args.all_overrides(),
+                &presets,
+            );
+            if objective != ObjectiveKind::Cpc {
+                return views(&args);
+            }
             let cfg: ImageCpcConfig = args.config()?;
             let set = load_split(&args.data, Part::Train, &cfg.data)?;
             if let Some(held) = &set.held_out {
@@ -163,7 +181,6 @@ pub fn run(modality: Command) -> Result<()> {
                 set.channels,
                 set.classes.len()
             );
-            let ObjectiveKind::Cpc = cfg.objective;
             let mut obj = ImageCpc::new(&cfg, set)?;
             let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
             report_trainer(&s, "images", "", &args.out);
@@ -180,7 +197,6 @@ pub fn run(modality: Command) -> Result<()> {
                     corpus.latin1[0].display()
                 );
             }
-            let ObjectiveKind::Cpc = cfg.objective;
             let mut obj = TextCpc::new(&cfg, &corpus)?;
             let (vocab, passages) = obj.modality.sizes();
             eprintln!(
@@ -204,16 +220,75 @@ pub fn run(modality: Command) -> Result<()> {
     Ok(())
 }
 
+/// `pretrain image --objective simclr|moco`: two augmented views per image ([`rlcpc::pretrain::views`]),
+/// on an image set or the frames of a recording.
+fn views(args: &TrainerArgs) -> Result<()> {
+    use rlcpc::data::images::{load_recording, load_split, Part};
+    use rlcpc::pretrain::views::{Views, ViewsConfig};
+    let cfg: ViewsConfig = args.config()?;
+    let recording = args.data.join(rlcpc::data::trajectories::FILE).is_file();
+    let (train, test) = if recording {
+        load_recording(&args.data, cfg.data.label, cfg.data.test_fraction)?
+    } else {
+        let split = cfg.data.split();
+        (
+            load_split(&args.data, Part::Train, &split)?,
+            load_split(&args.data, Part::Test, &split)?,
+        )
+    };
+    let mut meta = serde_json::json!({
+        "test_fraction": cfg.data.test_fraction,
+        "split_seed": cfg.data.split_seed,
+    });
+    if let Some(held) = &test.held_out {
+        meta["held_out"] = serde_json::json!(held);
+    }
+    if recording {
+        meta["recording"] = serde_json::json!(true);
+        meta["label"] = serde_json::json!(cfg.data.label);
+    }
+    eprintln!(
+        "{} training images of {}x{}x{}, {} classes; {} held out ({}: the kNN monitor's queries, never trained on)",
+        train.len(),
+        train.height,
+        train.width,
+        train.channels,
+        train.classes.len(),
+        test.len(),
+        if recording { "the last episodes" } else { "the test part" },
+    );
+    let mut obj = Views::new(&cfg, train, Some(test), meta)?;
+    let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
+    let extra = format!(
+        ", kNN top-1 {:.3}, collapse statistic h {:.3} / z {:.3}",
+        s.last_value("knn/top1"),
+        s.last_value("train/h_norm_std"),
+        s.last_value("train/z_norm_std")
+    );
+    report_trainer(&s, "images", &extra, &args.out);
+    Ok(())
+}
+
 impl TrainerArgs {
-    /// The trainer's config for this run: `--config` (or the run's own `config.toml` with
-    /// `--resume`), then `--set` and `--objective`; a run directory in use or already
-    /// holding a run is refused before any data is read.
-    fn config<T: TrainerConfig>(&self) -> Result<T> {
+    /// `--set` and `--objective` as overrides.
+    fn all_overrides(&self) -> Vec<String> {
         let mut overrides = self.overrides.clone();
         if let Some(o) = self.objective {
             overrides.push(format!("objective=\"{}\"", rlcpc::config::user_name(&o)));
         }
-        T::for_run(&self.out, self.resume, self.config.as_deref(), &overrides)
+        overrides
+    }
+
+    /// The trainer's config for this run: `--config` (or the run's own `config.toml` with
+    /// `--resume`), then `--set` and `--objective`; a run directory in use or already
+    /// holding a run is refused before any data is read.
+    fn config<T: TrainerConfig>(&self) -> Result<T> {
+        T::for_run(
+            &self.out,
+            self.resume,
+            self.config.as_deref(),
+            &self.all_overrides(),
+        )
     }
 
     /// Fits `obj` into `--out` with Ctrl-C handling and, unless `--quiet`, a progress bar.

@@ -72,6 +72,25 @@ pub struct Args {
     /// concatenate them (1: one mean over the whole image, the paper's pooling).
     #[arg(long, default_value_t = 2, value_name = "G")]
     pool_grid: usize,
+    /// Images: train the probes on this share of the training part's labels (e.g. `1%`,
+    /// `10%`, `100%`), drawn per class (stratified, seeded by --split-seed); the test part
+    /// is unchanged. CPC-v2's label-efficiency setting.
+    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
+    labels: Option<f64>,
+}
+
+/// `10%` or `0.1` → 0.1, in (0, 1].
+fn parse_share(s: &str) -> Result<f64, String> {
+    let (v, pct) = match s.strip_suffix('%') {
+        Some(p) => (p.trim().parse::<f64>(), true),
+        None => (s.trim().parse::<f64>(), false),
+    };
+    let v = v.map_err(|_| format!("'{s}' is not a share such as 10% or 0.1"))?;
+    let v = if pct { v / 100.0 } else { v };
+    if !(v > 0.0 && v <= 1.0) {
+        return Err(format!("'{s}' must be above 0% and at most 100%"));
+    }
+    Ok(v)
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -90,6 +109,7 @@ pub fn run(args: Args) -> Result<()> {
         max_frames: args.max_frames,
         max_images: args.max_images,
         pool_grid: args.pool_grid,
+        labels: args.labels,
         folds: args.folds,
         max_texts: args.max_texts,
         bow_words: args.bow_words,

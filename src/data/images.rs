@@ -45,6 +45,100 @@ impl ImageSet {
     }
 }
 
+/// The class of a recorded frame, from the environment's true state (`rlcpc record`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateLabel {
+    /// Which of 8 compass sectors the agent faces (`heading_cos`, `heading_sin`): in a
+    /// room with distinct walls, which wall is in view.
+    Heading,
+    /// Which of 3×3 cells the agent stands in (`agent_x`, `agent_y` cut at their
+    /// tertiles over the recording).
+    Position,
+}
+
+impl StateLabel {
+    fn names(self) -> Vec<String> {
+        match self {
+            StateLabel::Heading => (0..8).map(|i| format!("heading {}°", i * 45)).collect(),
+            StateLabel::Position => (0..9)
+                .map(|i| format!("cell ({}, {})", i % 3, i / 3))
+                .collect(),
+        }
+    }
+}
+
+/// The frames of a recording (`DIR/trajectories.safetensors`, observations `[H, W, C]`
+/// of 0–255) as images in [0, 1], labelled by `label`, cut into a training part (the
+/// episodes before the cut at `1 − test_fraction`) and a test part (those after).
+pub fn load_recording(
+    dir: &Path,
+    label: StateLabel,
+    test_fraction: f64,
+) -> Result<(ImageSet, ImageSet)> {
+    let traj = super::trajectories::Trajectories::load(dir)?;
+    let [h, w, c] = match traj.obs_shape[..] {
+        [h, w, c] => [h, w, c],
+        _ => bail!(
+            "'{}': observations are {:?}, not images [H, W, C] (record with an image observation, e.g. --option obs=rgb)",
+            dir.display(),
+            traj.obs_shape
+        ),
+    };
+    let col = |name: &str| {
+        traj.state_names.iter().position(|n| n == name).with_context(|| {
+            format!(
+                "'{}': the true state has no '{name}' (it has {:?}), so it cannot give the label '{}'",
+                dir.display(),
+                traj.state_names,
+                serde_json::to_string(&label).unwrap_or_default().trim_matches('"')
+            )
+        })
+    };
+    let labels: Vec<u32> = match label {
+        StateLabel::Heading => {
+            let (ci, si) = (col("heading_cos")?, col("heading_sin")?);
+            (0..traj.len())
+                .map(|t| {
+                    let s = traj.state_row(t);
+                    let a = s[si].atan2(s[ci]).rem_euclid(std::f32::consts::TAU);
+                    ((a / std::f32::consts::FRAC_PI_4).round() as u32) % 8
+                })
+                .collect()
+        }
+        StateLabel::Position => {
+            let (xi, yi) = (col("agent_x")?, col("agent_y")?);
+            let tertiles = |i: usize| {
+                let mut v: Vec<f32> = (0..traj.len()).map(|t| traj.state_row(t)[i]).collect();
+                v.sort_by(f32::total_cmp);
+                (v[v.len() / 3], v[2 * v.len() / 3])
+            };
+            let (tx, ty) = (tertiles(xi), tertiles(yi));
+            let cell = |v: f32, (a, b): (f32, f32)| (v >= a) as u32 + (v >= b) as u32;
+            (0..traj.len())
+                .map(|t| {
+                    let s = traj.state_row(t);
+                    cell(s[xi], tx) + 3 * cell(s[yi], ty)
+                })
+                .collect()
+        }
+    };
+    let cut = super::trajectories::test_cut(&traj, test_fraction)?;
+    let part = |r: std::ops::Range<usize>| ImageSet {
+        height: h,
+        width: w,
+        channels: c,
+        pixels: traj.obs[r.start * h * w * c..r.end * h * w * c]
+            .iter()
+            .map(|v| v / 255.0)
+            .collect(),
+        labels: labels[r].to_vec(),
+        classes: label.names(),
+        held_out: None,
+    };
+    Ok((part(0..cut), part(cut..traj.len())))
+}
+
 /// Which part of a dataset distributed with a train/test split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {

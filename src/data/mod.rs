@@ -4,6 +4,7 @@
 //! it cannot use by path.
 
 pub mod audio;
+pub mod augment;
 pub mod images;
 pub mod mfcc;
 pub mod text;

@@ -179,3 +179,29 @@ impl Trajectories {
         })
     }
 }
+
+/// Where a recording is cut into a training and a test part: the first episode start at
+/// or after `1 − test_fraction` of its steps, so that no episode straddles the cut.
+/// `cpc frames` trains on the part before it; the belief probe tests on the part after.
+pub fn test_cut(traj: &Trajectories, test_fraction: f64) -> Result<usize> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        bail!("the test fraction must be in (0, 1), got {test_fraction}");
+    }
+    let n = traj.len();
+    let want = ((1.0 - test_fraction) * n as f64) as usize;
+    let cut = (want..n)
+        .find(|&t| traj.first[t] != 0.0)
+        .or_else(|| (1..want).rev().find(|&t| traj.first[t] != 0.0))
+        .with_context(|| {
+            format!(
+                "the recording ({n} steps) is one episode: it cannot be cut into train and test episodes"
+            )
+        })?;
+    if cut < 10 || n - cut < 10 {
+        bail!(
+            "the recording ({n} steps, {} episodes) is too short to split into train and test parts of at least 10 steps at test fraction {test_fraction}",
+            traj.episodes()
+        );
+    }
+    Ok(cut)
+}

@@ -22,7 +22,8 @@ pub fn actor_policy(spec: &NetSpec) -> Result<Box<dyn ActorPolicy>, AgentError> 
         EncoderSpec::Conv { .. }
         | EncoderSpec::Audio { .. }
         | EncoderSpec::Patches { .. }
-        | EncoderSpec::Text { .. } => Box::new(CandleActor::new(spec.clone())?),
+        | EncoderSpec::Text { .. }
+        | EncoderSpec::Resnet { .. } => Box::new(CandleActor::new(spec.clone())?),
     })
 }
 
@@ -103,7 +104,8 @@ impl LeanActor {
             EncoderSpec::Conv { .. }
             | EncoderSpec::Audio { .. }
             | EncoderSpec::Patches { .. }
-            | EncoderSpec::Text { .. } => {
+            | EncoderSpec::Text { .. }
+            | EncoderSpec::Resnet { .. } => {
                 unreachable!("actor_policy picks CandleActor for conv encoders")
             }
         };

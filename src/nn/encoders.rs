@@ -69,6 +69,17 @@ pub enum EncoderSpec {
         kernel: usize,
         features: usize,
     },
+    /// The view-based trainers' small ResNet ([`super::resnet`]) on `[height, width,
+    /// channels]` images in [0, 1]: a 3×3 stem `widths[0]` wide, then stage i with
+    /// `blocks[i]` basic blocks `widths[i]` wide (stride 2 from the second stage),
+    /// BatchNorm, global average pooling; one vector per image.
+    Resnet {
+        height: usize,
+        width: usize,
+        channels: usize,
+        widths: Vec<usize>,
+        blocks: Vec<usize>,
+    },
 }
 
 impl EncoderSpec {
@@ -96,6 +107,9 @@ impl EncoderSpec {
             EncoderSpec::Text { vocab, embedding, kernel, features } => format!(
                 "sentence conv ({vocab} words, embedding {embedding}, kernel {kernel}, {features} features)"
             ),
+            EncoderSpec::Resnet { height, width, channels, widths, blocks } => format!(
+                "resnet ({height}x{width}x{channels} images, widths {widths:?}, blocks {blocks:?})"
+            ),
             EncoderSpec::Patches { height, width, channels, patch, stride, features, layers, layer_norm } => format!(
                 "patch conv ({height}x{width}x{channels} images, {patch}x{patch} patches every {stride}, {layers} layers of {features}{})",
                 if *layer_norm { ", layer norm" } else { "" }
@@ -114,6 +128,31 @@ impl EncoderSpec {
         })
     }
 
+    /// `[H, W, C]` of the images an image encoder reads (`None` for other encoders).
+    pub fn image_input(&self) -> Option<[usize; 3]> {
+        match *self {
+            EncoderSpec::Conv {
+                height,
+                width,
+                channels,
+                ..
+            }
+            | EncoderSpec::Patches {
+                height,
+                width,
+                channels,
+                ..
+            }
+            | EncoderSpec::Resnet {
+                height,
+                width,
+                channels,
+                ..
+            } => Some([height, width, channels]),
+            _ => None,
+        }
+    }
+
     pub fn out_dim(&self) -> usize {
         match self {
             EncoderSpec::Mlp { hidden, .. } => *hidden.last().expect("validated non-empty"),
@@ -121,6 +160,7 @@ impl EncoderSpec {
             EncoderSpec::Audio { channels, .. } => *channels,
             EncoderSpec::Patches { features, .. } => *features,
             EncoderSpec::Text { features, .. } => *features,
+            EncoderSpec::Resnet { widths, .. } => *widths.last().expect("validated non-empty"),
         }
     }
 
@@ -192,6 +232,12 @@ impl EncoderSpec {
             } => super::text::SentenceEncoder::init(
                 *vocab, *embedding, *kernel, *features, init, prefix,
             )?,
+            EncoderSpec::Resnet {
+                channels,
+                widths,
+                blocks,
+                ..
+            } => super::resnet::ResNet::init(*channels, widths, blocks, init, prefix)?,
         }
         Ok(())
     }
@@ -284,6 +330,10 @@ impl Encoder {
                 "{} encodes waveforms into sequences and cannot encode an environment's observations",
                 spec.describe()
             ),
+            EncoderSpec::Resnet { .. } => candle_core::bail!(
+                "{} has BatchNorm and is for the image trainers and `rlcpc probe`; an agent reads the conv encoder (model.encoder = \"agent\")",
+                spec.describe()
+            ),
         };
         Ok(Encoder { spec, layers })
     }
@@ -305,6 +355,12 @@ impl Encoder {
             } => vec![*height, *width, *channels],
             EncoderSpec::Audio { .. } | EncoderSpec::Text { .. } => vec![],
             EncoderSpec::Patches {
+                height,
+                width,
+                channels,
+                ..
+            }
+            | EncoderSpec::Resnet {
                 height,
                 width,
                 channels,
@@ -406,6 +462,28 @@ impl crate::checkpoint::ParamCount for EncoderSpec {
                 features,
             } => {
                 prod(&[*vocab, *embedding]).saturating_add(prod(&[*features, *embedding, *kernel]))
+            }
+            EncoderSpec::Resnet {
+                channels,
+                widths,
+                blocks,
+                ..
+            } => {
+                if widths.is_empty() || widths.len() != blocks.len() || widths.contains(&0) {
+                    return u128::MAX;
+                }
+                let mut n = prod(&[widths[0], *channels, 9]);
+                let mut c = widths[0];
+                for (&w, &b) in widths.iter().zip(blocks) {
+                    n = n.saturating_add(prod(&[w, c, 9])).saturating_add(prod(&[
+                        b.saturating_mul(2).saturating_sub(1),
+                        w,
+                        w,
+                        9,
+                    ]));
+                    c = w;
+                }
+                n
             }
         }
     }

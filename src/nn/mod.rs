@@ -11,6 +11,7 @@ pub mod gru;
 pub mod init;
 pub mod lstm;
 pub mod patches;
+pub mod resnet;
 pub mod text;
 
 pub use actor_policy::{actor_policy, CandleActor, LeanActor};

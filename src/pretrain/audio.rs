@@ -164,6 +164,7 @@ impl super::TrainerConfig for AudioCpcConfig {
     const PRESETS: &'static [(&'static str, &'static str)] = &PRESETS;
 
     fn validate(&self) -> Result<(), crate::config::Invalid> {
+        self.objective.only_cpc("audio")?;
         self.train.validate()?;
         super::at_most(&[
             ("model.channels", self.model.channels, 65_536),

@@ -139,6 +139,7 @@ impl super::TrainerConfig for ImageCpcConfig {
     const PRESETS: &'static [(&'static str, &'static str)] = &PRESETS;
 
     fn validate(&self) -> Result<(), crate::config::Invalid> {
+        self.objective.only_cpc("image")?;
         self.train.validate()?;
         self.data.validate()?;
         let m = &self.model;

@@ -10,10 +10,12 @@
 //! encoder (`encoder.safetensors`) that `rlcpc probe` and the agent read.
 
 pub mod audio;
+pub mod contrastive;
 pub mod cpc_objective;
 pub mod frames;
 pub mod image;
 pub mod text;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -172,6 +174,67 @@ pub enum ObjectiveKind {
     /// among negatives (van den Oord et al. 2018).
     #[default]
     Cpc,
+    /// SimCLR: NT-Xent between two augmented views of each image against the other
+    /// views of the batch (Chen et al. 2020). Images only.
+    Simclr,
+    /// MoCo v2: InfoNCE of each view against its other view through a momentum encoder,
+    /// with a queue of earlier keys as negatives (He et al. 2019; Chen et al. 2020).
+    /// Images only.
+    Moco,
+}
+
+impl ObjectiveKind {
+    /// Refuses an objective a trainer of `modality` does not have, naming the key.
+    pub fn only_cpc(self, modality: &str) -> Result<(), Invalid> {
+        match self {
+            ObjectiveKind::Cpc => Ok(()),
+            other => Err(Invalid::new(
+                "objective",
+                format!(
+                    "\"{}\" is for images (`rlcpc pretrain image --objective {0}`); `pretrain {modality}` has cpc",
+                    crate::config::user_name(&other)
+                ),
+            )),
+        }
+    }
+}
+
+/// The `objective` a run's config will have, read before choosing which config type to
+/// load: `--resume`'s saved config, else `path` (a file or a preset of `presets`), else
+/// cpc; `overrides` applied. A config that cannot be read gives cpc here: loading it
+/// then reports why.
+pub fn peek_objective(
+    path: Option<&Path>,
+    resume_dir: Option<&Path>,
+    overrides: &[String],
+    presets: &[(&str, &str)],
+) -> ObjectiveKind {
+    let text = match (resume_dir, path) {
+        (Some(dir), _) => std::fs::read_to_string(dir.join(crate::run_dir::CONFIG)).ok(),
+        (None, Some(p)) => {
+            let name = p.to_string_lossy();
+            let name = name
+                .trim_start_matches("configs/")
+                .trim_end_matches(".toml");
+            match presets.iter().find(|(n, _)| *n == name) {
+                Some((_, t)) if !p.exists() => Some(t.to_string()),
+                _ => std::fs::read_to_string(p).ok(),
+            }
+        }
+        (None, None) => None,
+    };
+    let mut table: toml::Table = text
+        .and_then(|t| toml::from_str(&t).ok())
+        .unwrap_or_default();
+    for o in overrides {
+        if crate::config::apply_override(&mut table, o).is_err() {
+            return ObjectiveKind::Cpc;
+        }
+    }
+    table
+        .get("objective")
+        .and_then(|v| v.clone().try_into().ok())
+        .unwrap_or_default()
 }
 
 /// One minibatch's result.
@@ -204,6 +267,12 @@ pub trait Objective {
     /// another vocabulary); called on `--resume` before anything is written.
     fn check_resume(&self, _checkpoint: &Loaded) -> Result<()> {
         Ok(())
+    }
+
+    /// Metrics measured on held-out data after step `step` (`last`: the final step),
+    /// e.g. the kNN monitor's `knn/top1`; logged with their full names.
+    fn monitor(&mut self, _step: u64, _last: bool) -> Result<Vec<(String, f64)>> {
+        Ok(vec![])
     }
 }
 
@@ -310,7 +379,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
     let elapsed_before = counters.elapsed_secs;
     let (mut acc, mut n_acc) = (Vec::<(String, f64)>::new(), 0usize);
     let (mut window_samples, mut window_start) = (0usize, Instant::now());
-    let mut last = Vec::new();
+    let mut last: Vec<(String, f64)> = Vec::new();
     let mut interrupted = false;
     let mut last_save = Instant::now();
     let save = |counters: &Counters, optim: &Optimizer, obj: &mut dyn Objective| -> Result<()> {
@@ -411,9 +480,32 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                     get("train/acc")
                 );
             }
-            last = row;
+            // Monitor metrics (knn/...) stay until they are measured again.
+            last.retain(|(k, _): &(String, f64)| {
+                !k.starts_with("train/") && !k.starts_with("perf/")
+            });
+            last.extend(row);
             n_acc = 0;
             window_samples = 0;
+            window_start = Instant::now();
+        }
+        let watched = obj.monitor(counters.updates, counters.updates == train.steps)?;
+        if !watched.is_empty() {
+            metrics.log(counters.updates, &watched)?;
+            let line = watched
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if opts.progress {
+                bar.println(format!("step {}: {line}", counters.updates));
+            } else {
+                eprintln!("step {}: {line}", counters.updates);
+            }
+            for (k, v) in watched {
+                last.retain(|(n, _)| *n != k);
+                last.push((k, v));
+            }
             window_start = Instant::now();
         }
         let by_time = train.checkpoint_minutes > 0.0

@@ -118,6 +118,7 @@ impl super::TrainerConfig for TextCpcConfig {
     const PRESETS: &'static [(&'static str, &'static str)] = &PRESETS;
 
     fn validate(&self) -> Result<(), crate::config::Invalid> {
+        self.objective.only_cpc("text")?;
         self.train.validate()?;
         let (d, m, c) = (&self.data, &self.model, &self.cpc);
         super::at_most(&[

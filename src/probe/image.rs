@@ -1,6 +1,8 @@
-//! Image probes: the class from grid-pooled features of the patch grid, trained on the
-//! training part and tested on the part the trainer held out, next to a random-init twin
-//! and the raw pixels.
+//! Image probes: the class from features of the image, trained on the training part
+//! (all its labels or a stratified share, `--labels`) and tested on the part the trainer
+//! held out, next to a random-init twin and the raw pixels: grid-pooled context vectors
+//! of a CPC patch network, or h of a whole-image encoder (SimCLR, MoCo), where a
+//! weighted kNN classifier (k = 200, τ = 0.1) is scored as well.
 
 use anyhow::{bail, Result};
 use candle_core::Tensor;
@@ -16,6 +18,14 @@ use crate::pretrain::image::ImageNet;
 /// `rlcpc probe` with an image encoder: the split the trainer used, checked against the
 /// test files it held out where it stored them.
 pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
+    let patches = matches!(file.spec, crate::nn::encoders::EncoderSpec::Patches { .. })
+        || file
+            .file
+            .metadata
+            .contains_key(crate::checkpoint::keys::PATCH_GRID);
+    if !patches {
+        return run_whole(file, req);
+    }
     let (encoder, data) = (&file.file.path, &req.data);
     let (net, _vm) = ImageNet::from_file(file)?;
     let meta = file.data_meta();
@@ -70,6 +80,7 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
         seed: 0,
         pool_z: req.features == Some(FeatureSource::Encoder),
         grid: req.pool_grid,
+        labels: req.labels,
     };
     let (n_tr, n_te, rows) = probe_images(
         &net,
@@ -159,6 +170,51 @@ pub struct ImageProbeOptions {
     pub pool_z: bool,
     /// Pool to `grid`×`grid` cells of the patch grid (1: the mean over all patches).
     pub grid: usize,
+    /// Train on this share of the training labels (stratified; `None`: all).
+    pub labels: Option<f64>,
+}
+
+/// The items of each class, `share` of them (at least one per class), drawn at random:
+/// a stratified subset of labelled training items, in random order.
+pub fn stratified(labels: &[u32], share: f64, seed: u64) -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    let mut rng = SeededRng::seed_from_u64(seed ^ 0x1AB_E15);
+    let classes = labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+    let mut by: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (i, &y) in labels.iter().enumerate() {
+        by[y as usize].push(i);
+    }
+    let mut out = Vec::new();
+    for mut v in by.into_iter().filter(|v| !v.is_empty()) {
+        v.shuffle(&mut rng);
+        let keep = ((share * v.len() as f64).round() as usize).clamp(1, v.len());
+        out.extend_from_slice(&v[..keep]);
+    }
+    out.shuffle(&mut rng);
+    out
+}
+
+/// Training and test indices for a probe: the labelled share of the training part
+/// (stratified), then at most `max` of each part, drawn at random.
+pub fn probe_indices(
+    train: &ImageSet,
+    test: &ImageSet,
+    max: usize,
+    labels: Option<f64>,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    use rand::seq::SliceRandom;
+    let mut rng = SeededRng::seed_from_u64(seed ^ 0x1A6E);
+    let mut tr: Vec<usize> = match labels {
+        Some(share) => stratified(&train.labels, share, seed),
+        None => (0..train.len()).collect(),
+    };
+    tr.shuffle(&mut rng);
+    tr.truncate(max);
+    let mut te: Vec<usize> = (0..test.len()).collect();
+    te.shuffle(&mut rng);
+    te.truncate(max);
+    (tr, te)
 }
 
 /// Linear probe of the class from pooled features of `net`, a random-init twin and the
@@ -170,16 +226,8 @@ pub fn probe_images(
     test: &ImageSet,
     o: &ImageProbeOptions,
 ) -> Result<(usize, usize, Vec<ProbeRow>)> {
-    use rand::seq::SliceRandom;
-    let (max, seed) = (o.max, o.seed);
-    let mut rng = SeededRng::seed_from_u64(seed ^ 0x1A6E);
-    let mut pick = |n: usize| {
-        let mut v: Vec<usize> = (0..n).collect();
-        v.shuffle(&mut rng);
-        v.truncate(max);
-        v
-    };
-    let (tr, te) = (pick(train.len()), pick(test.len()));
+    let seed = o.seed;
+    let (tr, te) = probe_indices(train, test, o.max, o.labels, seed);
     let y_tr: Vec<usize> = tr.iter().map(|&i| train.labels[i] as usize).collect();
     let y_te: Vec<usize> = te.iter().map(|&i| test.labels[i] as usize).collect();
     let k = train.classes.len().max(test.classes.len());
@@ -217,4 +265,140 @@ pub fn probe_images(
         })
         .collect();
     Ok((tr.len(), te.len(), rows))
+}
+
+/// `rlcpc probe` with a whole-image encoder (SimCLR, MoCo: ResNet or the agent's conv
+/// net): h of each image, a linear probe and a weighted kNN, next to a random-init twin
+/// and the raw pixels. `--data` is an image set or, for an encoder trained on a
+/// recording, that recording (its label and held-out episodes as the trainer had them).
+fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
+    use crate::data::images::{load_recording, StateLabel};
+    use crate::pretrain::views::ViewEncoder;
+    let (encoder, data) = (&file.file.path, &req.data);
+    let meta = file.data_meta().unwrap_or_default();
+    let test_fraction = req
+        .test_fraction
+        .or_else(|| meta.get("test_fraction").and_then(|v| v.as_f64()))
+        .unwrap_or(FolderSplit::default().test_fraction);
+    let split = FolderSplit {
+        test_fraction,
+        split_seed: req
+            .split_seed
+            .or_else(|| meta.get("split_seed").and_then(|v| v.as_u64()))
+            .unwrap_or(FolderSplit::default().split_seed),
+    };
+    let (train, test) = if data.join(crate::data::trajectories::FILE).is_file() {
+        let label: StateLabel = match &req.target {
+            Some(t) => serde_json::from_value(serde_json::json!(t)).map_err(|_| {
+                anyhow::anyhow!("--target '{t}': frames are labelled by heading or position")
+            })?,
+            None => meta
+                .get("label")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or(StateLabel::Heading),
+        };
+        load_recording(data, label, test_fraction)?
+    } else {
+        (
+            load_split(data, Part::Train, &split)?,
+            load_split(data, Part::Test, &split)?,
+        )
+    };
+    let want = file.spec.image_input().unwrap_or_default();
+    if [train.height, train.width, train.channels] != want {
+        bail!(
+            "{}: the encoder reads {}x{}x{} images, '{}' holds {}x{}x{}",
+            encoder.display(),
+            want[0],
+            want[1],
+            want[2],
+            data.display(),
+            train.height,
+            train.width,
+            train.channels
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let (net, _vm) = ViewEncoder::from_file(file)?;
+    let seed = req.split_seed.unwrap_or(0);
+    let (tr, te) = probe_indices(&train, &test, req.max_images, req.labels, seed);
+    let y_tr: Vec<usize> = tr.iter().map(|&i| train.labels[i] as usize).collect();
+    let y_te: Vec<usize> = te.iter().map(|&i| test.labels[i] as usize).collect();
+    let k = train.classes.len().max(test.classes.len());
+    let objective = file
+        .file
+        .meta::<serde_json::Value>(crate::checkpoint::keys::IMAGE)
+        .ok()
+        .and_then(|v| {
+            v.get("objective")
+                .and_then(|o| o.as_str())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "encoder".into());
+    let rows_of = |n: &ViewEncoder, s: &ImageSet, idx: &[usize]| n.features(s, idx);
+    let mut sets = vec![(
+        format!("{objective} ({}), h", encoder.display()),
+        rows_of(&net, &train, &tr)?,
+        rows_of(&net, &test, &te)?,
+    )];
+    if req.baselines {
+        let (random, _vm) = ViewEncoder::random(&file.spec, 12345)?;
+        sets.push((
+            "random-init, same architecture, h".into(),
+            rows_of(&random, &train, &tr)?,
+            rows_of(&random, &test, &te)?,
+        ));
+        let raw = |s: &ImageSet, idx: &[usize]| -> Vec<f32> {
+            idx.iter().flat_map(|&i| s.image(i).to_vec()).collect()
+        };
+        sets.push(("raw pixels".into(), raw(&train, &tr), raw(&test, &te)));
+    }
+    let knn = crate::knn::Knn::default();
+    let mut rows = Vec::new();
+    let mut foot = vec![format!(
+        "weighted kNN (k = {}, τ = {}) on the same features, test top-1:",
+        knn.k, knn.temperature
+    )];
+    let mut knn_json = Vec::new();
+    for (name, a, b) in sets {
+        let d = a.len() / tr.len();
+        let acc = knn.accuracy(&a, &y_tr, &b, &y_te, d, k)?;
+        foot.push(format!("  {name}: {:.1}%", 100.0 * acc));
+        knn_json.push(serde_json::json!({"features": name, "knn_test_acc": acc}));
+        let (fa, fb) = (
+            super::Features {
+                n: tr.len(),
+                d,
+                x: a,
+            },
+            super::Features {
+                n: te.len(),
+                d,
+                x: b,
+            },
+        );
+        rows.push(ProbeRow {
+            dim: d,
+            score: super::classify(&fa, &y_tr, &fb, &y_te, k, seed, req.iters),
+            features: name,
+        });
+    }
+    let labels = req.labels.map_or("all labels".to_string(), |s| {
+        format!("{:.3}% of the labels, stratified", 100.0 * s)
+    });
+    let json = serde_json::json!({
+        "probe": "image", "target": "class", "data": data, "encoder": encoder,
+        "classes": k, "train": tr.len(), "test": te.len(), "labels": req.labels.unwrap_or(1.0),
+        "rows": rows.iter().map(ProbeRow::json).collect::<Vec<_>>(), "knn": knn_json,
+    });
+    let head = vec![format!(
+        "probe 'class' on {}: {k} classes, {} train ({labels}) / {} test images, {:.1} s",
+        data.display(),
+        tr.len(),
+        te.len(),
+        t0.elapsed().as_secs_f64()
+    )];
+    let mut report = Report::classify(head, &rows, json);
+    report.foot.extend(foot);
+    Ok(report)
 }

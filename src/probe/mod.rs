@@ -45,6 +45,8 @@ pub struct Request {
     pub max_frames: usize,
     pub max_images: usize,
     pub pool_grid: usize,
+    /// Images: the share of training labels the probes see (stratified; `None`: all).
+    pub labels: Option<f64>,
     pub folds: usize,
     pub max_texts: usize,
     pub bow_words: usize,

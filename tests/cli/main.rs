@@ -13,3 +13,4 @@ mod help;
 mod pretrain;
 mod record;
 mod train;
+mod views;

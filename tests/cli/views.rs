@@ -1,0 +1,255 @@
+//! `rlcpc pretrain image --objective simclr|moco`: the view-based trainers on images and
+//! on recorded frames, their exact resume, the kNN monitor, the whole-image probe with
+//! `--labels`, the agent's encoder both ways, and their settings' mistakes named.
+
+use std::path::Path;
+
+use crate::support::{bad_setting_is_named, s, Rlcpc};
+
+/// 40 16×16 grey images in IDX files (train and test the same): a bright square whose
+/// position is the class.
+fn squares(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (n, side) = (40u32, 16usize);
+    let mut idx = vec![0u8, 0, 8, 3];
+    for d in [n, side as u32, side as u32] {
+        idx.extend_from_slice(&d.to_be_bytes());
+    }
+    let mut labels = vec![0u8, 0, 8, 1];
+    labels.extend_from_slice(&n.to_be_bytes());
+    for i in 0..n as usize {
+        let class = i % 4;
+        let (oy, ox) = (4 * (class / 2) + 2, 4 * (class % 2) + 2);
+        for y in 0..side {
+            for x in 0..side {
+                let on = (oy..oy + 6).contains(&y) && (ox..ox + 6).contains(&x);
+                idx.push(if on { 255 } else { (i * 7 % 40) as u8 });
+            }
+        }
+        labels.push(class as u8);
+    }
+    for part in ["train", "t10k"] {
+        std::fs::write(dir.join(format!("{part}-images-idx3-ubyte")), &idx).unwrap();
+        std::fs::write(dir.join(format!("{part}-labels-idx1-ubyte")), &labels).unwrap();
+    }
+}
+
+/// A small ResNet and head on the squares, 8 images a step, the kNN monitor every 2.
+fn small(objective: &str, data: &Path, out: &Path) -> Rlcpc {
+    Rlcpc::new("pretrain image --quiet")
+        .args(&["--objective", objective])
+        .data(data)
+        .out(out)
+        .set("model.widths", "[4, 8]")
+        .set("model.blocks", "[1, 1]")
+        .set("model.head_hidden", "[16]")
+        .set("model.projection", 8)
+        .set("train.batch", 8)
+        .set("train.log_every", 1)
+        .set("train.checkpoint_every", 2)
+        .set("knn.every", 2)
+        .set("knn.k", 10)
+        .set("knn.bank", 40)
+        .set("knn.queries", 40)
+        .set("moco.queue", 16)
+        .set("moco.shuffle_groups", 2)
+}
+
+#[test]
+fn simclr_and_moco_train_monitor_resume_exactly_and_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("squares");
+    squares(&data);
+    // SimCLR: trains, logs knn/top1, exports f alone.
+    let sim = dir.path().join("simclr");
+    let t = small("simclr", &data, &sim).set("train.steps", 3).ok();
+    assert!(
+        t.contains("done after 3 steps") && t.contains("kNN top-1"),
+        "{t}"
+    );
+    let metrics = std::fs::read_to_string(sim.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        metrics.matches("knn/top1").count(),
+        2,
+        "steps 2 and 3: {metrics}"
+    );
+    assert!(metrics.contains("train/z_norm_std"), "{metrics}");
+    let enc = sim.join("encoder.safetensors");
+    let names = safetensors_names(&enc);
+    assert!(
+        names.iter().all(|n| n.starts_with("encoder."))
+            && names.iter().any(|n| n.ends_with("running_var")),
+        "the encoder f with its BatchNorm statistics, no head: {names:?}"
+    );
+    // The whole-image probe: linear and kNN, beside the random twin and raw pixels.
+    let probe = |enc: &Path| {
+        Rlcpc::new("probe")
+            .args(&["--encoder", s(enc), "--iters", "30"])
+            .data(&data)
+    };
+    let p = probe(&enc).ok();
+    assert!(
+        p.contains("4 classes, 40 train (all labels) / 40 test images"),
+        "{p}"
+    );
+    assert!(
+        p.contains("simclr (") && p.contains("random-init, same architecture, h"),
+        "{p}"
+    );
+    assert!(p.contains("weighted kNN (k = 200, τ = 0.1)"), "{p}");
+    let raw = p
+        .lines()
+        .find(|l| l.starts_with("raw pixels"))
+        .expect("raw row");
+    assert!(raw.trim_end().ends_with("100.0%"), "{p}");
+    // A stratified tenth of the labels: one image per class.
+    let p = probe(&enc).args(&["--labels", "10%"]).ok();
+    assert!(
+        p.contains("4 train (10.000% of the labels, stratified)"),
+        "{p}"
+    );
+    let e = Rlcpc::new("probe")
+        .args(&["--encoder", s(&enc), "--labels", "0%"])
+        .data(&data)
+        .fails();
+    assert!(e.contains("--labels") && e.contains("above 0%"), "{e}");
+
+    // MoCo: 4 steps straight, or 2 then --resume to 4, give the same encoder to the bit
+    // (the queue, the key encoder and the generators are in the checkpoint).
+    let straight = dir.path().join("moco");
+    let t = small("moco", &data, &straight).set("train.steps", 4).ok();
+    assert!(t.contains("done after 4 steps"), "{t}");
+    let split = dir.path().join("moco-split");
+    small("moco", &data, &split).set("train.steps", 2).ok();
+    Rlcpc::new("pretrain image --quiet --resume")
+        .out(&split)
+        .data(&data)
+        .set("train.steps", 4)
+        .ok();
+    let (a, b) = (
+        tensors(&straight.join("encoder.safetensors")),
+        tensors(&split.join("encoder.safetensors")),
+    );
+    assert!(
+        a.len() > 10 && a == b,
+        "resumed MoCo differs from the straight run"
+    );
+    let p = probe(&straight.join("encoder.safetensors"))
+        .args(&["--no-baselines"])
+        .ok();
+    assert!(p.contains("moco ("), "{p}");
+}
+
+#[test]
+fn view_settings_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("squares");
+    squares(&data);
+    let sim = small("simclr", &data, &dir.path().join("a"));
+    for (set, names) in [
+        ("augment.crop_scale=[0.0, 1.0]", &["augment.crop_scale"][..]),
+        ("augment.crop_scale=[0.5, 1.5]", &["augment.crop_scale"]),
+        ("augment.brightness=-0.5", &["augment.brightness", "-0.5"]),
+        ("augment.flip=1.5", &["augment.flip"]),
+        ("contrastive.temperature=0", &["contrastive.temperature"]),
+        ("augment.saturation=0.4", &["augment.saturation", "grey"]),
+        ("model.widths=[4]", &["model.widths"]),
+        ("train.batch=1", &["train.batch"]),
+    ] {
+        bad_setting_is_named(&sim, set, names);
+    }
+    let moco = small("moco", &data, &dir.path().join("b"));
+    for (set, names) in [
+        ("moco.momentum=1.0", &["moco.momentum"][..]),
+        ("moco.momentum=-0.1", &["moco.momentum"]),
+        ("moco.queue=12", &["moco.queue", "multiple of train.batch"]),
+        ("moco.queue=4", &["moco.queue"]),
+        ("moco.shuffle_groups=3", &["moco.shuffle_groups"]),
+    ] {
+        bad_setting_is_named(&moco, set, names);
+    }
+    // SimCLR and MoCo are for images; the other trainers say so.
+    Rlcpc::new("pretrain text --quiet --objective simclr")
+        .data(&data)
+        .out(&dir.path().join("c"))
+        .fails_with(&["objective", "is for images"]);
+    // 16×16 is too small for the agent's encoder.
+    bad_setting_is_named(&sim, "model.encoder=\"agent\"", &["model.encoder", "18x18"]);
+}
+
+#[test]
+fn simclr_on_recorded_lab_frames_initialises_a_lab_rgb_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("rec");
+    Rlcpc::new("record --env lab/watermaze --option width=20 --option height=20 --steps 300 --max-episode-steps 60")
+        .out(&rec)
+        .ok();
+    let run = dir.path().join("simclr");
+    let t = Rlcpc::new("pretrain image --quiet --config simclr-lab-frames")
+        .data(&rec)
+        .out(&run)
+        .set("model.features", 16)
+        .set("model.head_hidden", "[16]")
+        .set("model.projection", 8)
+        .set("train.batch", 8)
+        .set("train.steps", 2)
+        .set("knn.every", 2)
+        .set("knn.bank", 50)
+        .set("knn.queries", 20)
+        .set("data.test_fraction", 0.3)
+        .ok();
+    assert!(
+        t.contains("x20x3") && t.contains("the last episodes"),
+        "{t}"
+    );
+    let enc = run.join("encoder.safetensors");
+    // The probe reads the recording's frames with the trainer's label and cut.
+    let p = Rlcpc::new("probe --iters 20 --no-baselines")
+        .args(&["--encoder", s(&enc)])
+        .data(&rec)
+        .ok();
+    assert!(p.contains("8 classes") && p.contains("simclr ("), "{p}");
+    // Its encoder is the agent's: it starts a Lab RGB agent on 20×20 views, 16 wide.
+    let init = format!("model.init_encoder=\"{}\"", enc.display());
+    let t = Rlcpc::new("train --quiet --config lab-watermaze")
+        .out(&dir.path().join("agent"))
+        .set("env.options.obs", "\"rgb\"")
+        .set("env.options.width", 20)
+        .set("env.options.height", 20)
+        .set("model.encoder", "\"conv\"")
+        .set("model.conv_fc", 16)
+        .set("env.num_envs", 2)
+        .set("run.workers", 1)
+        .set("algo.unroll", 8)
+        .set("aux.horizon", 4)
+        .set("run.total_steps", 32)
+        .args(&["--set", &init])
+        .ok();
+    assert!(t.contains("done"), "{t}");
+}
+
+/// The tensors of a safetensors file: name → raw bytes (the metadata left out).
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            let o = &v["data_offsets"];
+            let (a, b) = (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            );
+            (k.clone(), data[a..b].to_vec())
+        })
+        .collect()
+}
+
+fn safetensors_names(path: &Path) -> Vec<String> {
+    tensors(path).into_keys().collect()
+}
