@@ -156,9 +156,26 @@ pub fn images_per_sec(
     (h, w, c): (usize, usize, usize),
     steps: u64,
 ) -> Result<f64> {
+    let mut obj = crate::pretrain::image::ImageCpc::new(cfg, random_images((h, w, c), 256))?;
+    samples_per_sec(&mut obj, &cfg.train, steps)
+}
+
+/// SimCLR's or MoCo's training throughput (`cfg.objective`) in images per second (two
+/// augmented views each), on generated images held in memory.
+pub fn view_images_per_sec(
+    cfg: &crate::pretrain::views::ViewsConfig,
+    shape: (usize, usize, usize),
+    steps: u64,
+) -> Result<f64> {
+    let set = random_images(shape, cfg.train.batch.max(256));
+    let mut obj = crate::pretrain::views::Views::new(cfg, set, None, serde_json::Value::Null)?;
+    samples_per_sec(&mut obj, &cfg.train, steps)
+}
+
+/// `n` images of `[h, w, c]` with uniform random pixels in 10 classes.
+fn random_images((h, w, c): (usize, usize, usize), n: usize) -> crate::data::images::ImageSet {
     let mut rng = SeededRng::seed_from_u64(1);
-    let n = 256;
-    let set = crate::data::images::ImageSet {
+    crate::data::images::ImageSet {
         height: h,
         width: w,
         channels: c,
@@ -168,9 +185,7 @@ pub fn images_per_sec(
         labels: (0..n as u32).map(|i| i % 10).collect(),
         classes: (0..10).map(|i| i.to_string()).collect(),
         held_out: None,
-    };
-    let mut obj = crate::pretrain::image::ImageCpc::new(cfg, set)?;
-    samples_per_sec(&mut obj, &cfg.train, steps)
+    }
 }
 
 /// Text CPC training throughput in sentences per second, on a generated corpus held in

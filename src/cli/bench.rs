@@ -22,7 +22,8 @@ pub struct Args {
     #[arg(long)]
     envs_only: bool,
     /// Measure the standalone trainers only: audio windows per second of the built-in
-    /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion
+    /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion,
+    /// simclr-fashion and moco-fashion
     /// (as built in, and with all of CPC-v2's options), sentences per second of
     /// cpc-text.
     #[arg(long, alias = "audio-only", conflicts_with = "envs_only")]
@@ -131,6 +132,27 @@ pub fn run(args: Args) -> Result<()> {
         ));
         Ok(())
     };
+    let views = |preset: &str| -> Result<()> {
+        let cfg =
+            rlcpc::pretrain::views::ViewsConfig::load(Some(std::path::Path::new(preset)), &[])?;
+        set_learner_threads(0);
+        let runs: Vec<f64> = (0..repeats)
+            .map(|_| bench::view_images_per_sec(&cfg, (28, 28, 1), trainer_steps))
+            .collect::<Result<_>>()?;
+        report.case(
+            format!(
+                "{} image {preset} (images/s)",
+                rlcpc::config::user_name(&cfg.objective)
+            ),
+            bench::median(&runs),
+            runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        );
+        report.note(format!(
+            "{:<40} 28x28x1, two views each, batch {}, resnet widths {:?} blocks {:?}, head {:?} -> {}",
+            "", cfg.train.batch, cfg.model.widths, cfg.model.blocks, cfg.model.head_hidden, cfg.model.projection
+        ));
+        Ok(())
+    };
     let v2: Vec<String> = [
         "model.layer_norm=true",
         "cpc.directions=[\"down\",\"up\",\"right\",\"left\"]",
@@ -174,6 +196,8 @@ pub fn run(args: Args) -> Result<()> {
         audio("cpc-audio-fsdd")?;
         image("cpc-image-fashion", &[])?;
         image("cpc-image-fashion + CPC-v2", &v2)?;
+        views("simclr-fashion")?;
+        views("moco-fashion")?;
         text()?;
         return report.finish();
     }
@@ -195,6 +219,8 @@ pub fn run(args: Args) -> Result<()> {
     audio("cpc-audio")?;
     image("cpc-image-fashion", &[])?;
     image("cpc-image-fashion + CPC-v2", &v2)?;
+    views("simclr-fashion")?;
+    views("moco-fashion")?;
     text()?;
     set_learner_threads(1);
     let [mlp_none, lstm_none, lstm_cpc] = bench::throughput_cases(&mlp, &lstm);

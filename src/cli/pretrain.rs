@@ -181,7 +181,15 @@ pub fn run(modality: Command) -> Result<()> {
                 set.channels,
                 set.classes.len()
             );
+            let test = if cfg.knn.every > 0 {
+                Some(load_split(&args.data, Part::Test, &cfg.data)?)
+            } else {
+                None
+            };
             let mut obj = ImageCpc::new(&cfg, set)?;
+            if let Some(test) = test {
+                obj = obj.with_knn(&cfg, test);
+            }
             let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
             report_trainer(&s, "images", "", &args.out);
         }

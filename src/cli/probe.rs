@@ -73,10 +73,15 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_name = "G")]
     pool_grid: usize,
     /// Images: train the probes on this share of the training part's labels (e.g. `1%`,
-    /// `10%`, `100%`), drawn per class (stratified, seeded by --split-seed); the test part
-    /// is unchanged. CPC-v2's label-efficiency setting.
+    /// `10%`, `100%`), drawn per class (stratified, seeded by --split-seed), before
+    /// --max-images applies; the test part is unchanged. CPC-v2's label-efficiency setting.
     #[arg(long, value_name = "SHARE", value_parser = parse_share)]
     labels: Option<f64>,
+    /// Whole-image encoders (SimCLR, MoCo): also fine-tune the encoder with a linear
+    /// classifier for this many Adam steps of 128 labelled images, next to the same
+    /// network trained from scratch with the same budget (0: off).
+    #[arg(long, default_value_t = 0, value_name = "STEPS")]
+    fine_tune: usize,
 }
 
 /// `10%` or `0.1` → 0.1, in (0, 1].
@@ -110,6 +115,7 @@ pub fn run(args: Args) -> Result<()> {
         max_images: args.max_images,
         pool_grid: args.pool_grid,
         labels: args.labels,
+        fine_tune: args.fine_tune,
         folds: args.folds,
         max_texts: args.max_texts,
         bow_words: args.bow_words,

@@ -339,3 +339,38 @@ pub fn as_sequences(grid: &Tensor) -> candle_core::Result<Tensor> {
         .contiguous()?
         .reshape((rows, b * cols, d))
 }
+
+/// Averages a grid `[n, rows, cols, D]` over `g`×`g` cells (PyTorch's adaptive average
+/// pooling: cell i covers rows ⌊i·rows/g⌋..⌈(i+1)·rows/g⌉), flattened to `g·g·D` per
+/// image; `g = 1` is the mean over the whole grid.
+pub fn pool_grid(grid: &Tensor, g: usize) -> anyhow::Result<Vec<Vec<f32>>> {
+    let (n, rows, cols, d) = grid.dims4()?;
+    if g == 0 || g > rows.min(cols) {
+        anyhow::bail!("cannot pool a {rows}x{cols} patch grid to {g}x{g} cells");
+    }
+    let v = grid.flatten_all()?.to_vec1::<f32>()?;
+    let span = |i: usize, len: usize| (i * len / g, ((i + 1) * len).div_ceil(g));
+    let mut out = Vec::with_capacity(n);
+    for img in v.chunks_exact(rows * cols * d) {
+        let mut row = vec![0f32; g * g * d];
+        for gi in 0..g {
+            let (r0, r1) = span(gi, rows);
+            for gj in 0..g {
+                let (c0, c1) = span(gj, cols);
+                let cell = &mut row[(gi * g + gj) * d..(gi * g + gj + 1) * d];
+                for r in r0..r1 {
+                    for c in c0..c1 {
+                        let at = (r * cols + c) * d;
+                        for (o, x) in cell.iter_mut().zip(&img[at..at + d]) {
+                            *o += x;
+                        }
+                    }
+                }
+                let k = ((r1 - r0) * (c1 - c0)) as f32;
+                cell.iter_mut().for_each(|o| *o /= k);
+            }
+        }
+        out.push(row);
+    }
+    Ok(out)
+}

@@ -127,6 +127,9 @@ pub struct ImageCpcConfig {
     pub cpc: CpcSection,
     /// CPC-v2's patch augmentation (training only; probes see plain patches).
     pub augment: Augment,
+    /// The kNN monitor on held-out images (knn/top1), on the features the probe reads:
+    /// context vectors averaged over 2×2 cells of the grid.
+    pub knn: super::KnnSection,
     pub train: TrainSection,
 }
 
@@ -142,6 +145,7 @@ impl super::TrainerConfig for ImageCpcConfig {
         self.objective.only_cpc("image")?;
         self.train.validate()?;
         self.data.validate()?;
+        self.knn.validate()?;
         let m = &self.model;
         super::at_most(&[
             ("model.features", m.features, 65_536),
@@ -500,6 +504,7 @@ pub struct ImageCpc {
     split: crate::data::images::FolderSplit,
     sampling: CpcSampling,
     rng: SeededRng,
+    knn: Option<super::KnnMonitor>,
 }
 
 impl ImageCpc {
@@ -583,7 +588,33 @@ impl ImageCpc {
                 ..CpcSampling::new(cfg.cpc.horizon, cfg.cpc.negatives, cfg.cpc.num_negatives)
             },
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x1A6E_0C9C),
+            knn: None,
         })
+    }
+
+    /// Adds the kNN monitor (`[knn]`) on the held-out images `test`.
+    pub fn with_knn(mut self, cfg: &ImageCpcConfig, test: ImageSet) -> Self {
+        self.knn = Some(super::KnnMonitor::new(
+            &cfg.knn,
+            self.set.len(),
+            test,
+            self.split.split_seed,
+        ));
+        self
+    }
+
+    /// Context vectors averaged over 2×2 cells of the grid (the probe's default), as rows.
+    fn pooled_features(&self, set: &ImageSet, idx: &[usize]) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for chunk in idx.chunks(256) {
+            let mut images = Vec::with_capacity(chunk.len() * set.image_len());
+            for &i in chunk {
+                images.extend_from_slice(set.image(i));
+            }
+            let (_, c) = self.net.forward(&images, chunk.len())?;
+            out.extend(crate::nn::patches::pool_grid(&c, 2)?.concat());
+        }
+        Ok(out)
     }
 }
 
@@ -644,6 +675,16 @@ impl Objective for ImageCpc {
 
     fn rng(&mut self) -> &mut SeededRng {
         &mut self.rng
+    }
+
+    fn monitor(&mut self, step: u64, last: bool) -> Result<Vec<(String, f64)>> {
+        match &self.knn {
+            Some(m) if m.due(step, last) => {
+                let d = 4 * self.net.spec.out_dim();
+                m.run(&self.set, d, |s, idx| self.pooled_features(s, idx))
+            }
+            _ => Ok(vec![]),
+        }
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {

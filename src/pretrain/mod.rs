@@ -237,6 +237,122 @@ pub fn peek_objective(
         .unwrap_or_default()
 }
 
+/// `[knn]`: the kNN monitor on held-out images during training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnnSection {
+    /// Every this many steps and at the end (0: never), logged as `knn/top1`.
+    pub every: u64,
+    /// Neighbours and temperature of the weighted vote (lightly, solo-learn: 200, 0.1).
+    pub k: usize,
+    pub temperature: f64,
+    /// Training images in the bank and held-out images classified (seeded subsets).
+    pub bank: usize,
+    pub queries: usize,
+}
+
+impl Default for KnnSection {
+    fn default() -> Self {
+        KnnSection {
+            every: 250,
+            k: 200,
+            temperature: 0.1,
+            bank: 10_000,
+            queries: 2_000,
+        }
+    }
+}
+
+impl KnnSection {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.every > 0 && (self.k == 0 || self.bank == 0 || self.queries == 0) {
+            return Err(Invalid::new(
+                "knn.k'/'knn.bank'/'knn.queries",
+                "0 (each at least 1)",
+            ));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(Invalid::new(
+                "knn.temperature",
+                format!("{} (must be > 0)", self.temperature),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The kNN monitor of an image trainer: a seeded bank of training images and queries
+/// from the held-out part, classified by weighted kNN ([`crate::knn::Knn`]) on the
+/// network's features every `knn.every` steps and at the end, logged as `knn/top1`.
+pub struct KnnMonitor {
+    cfg: KnnSection,
+    bank: Vec<usize>,
+    queries: Vec<usize>,
+    test: crate::data::images::ImageSet,
+}
+
+impl KnnMonitor {
+    /// A monitor over `train_len` training images and the held-out `test` (subsets
+    /// drawn from `seed`, not from the training generator).
+    pub fn new(
+        cfg: &KnnSection,
+        train_len: usize,
+        test: crate::data::images::ImageSet,
+        seed: u64,
+    ) -> Self {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut r = SeededRng::seed_from_u64(seed ^ 0x6B_4E4E);
+        let mut pick = |n: usize, m: usize| {
+            let mut v: Vec<usize> = (0..n).collect();
+            v.shuffle(&mut r);
+            v.truncate(m);
+            v
+        };
+        KnnMonitor {
+            cfg: cfg.clone(),
+            bank: pick(train_len, cfg.bank),
+            queries: pick(test.len(), cfg.queries),
+            test,
+        }
+    }
+
+    /// Whether step `step` is one to measure at.
+    pub fn due(&self, step: u64, last: bool) -> bool {
+        self.cfg.every > 0 && (step % self.cfg.every == 0 || last)
+    }
+
+    /// `knn/top1` of `features` (rows of `d` per image) of the queries against the bank.
+    pub fn run(
+        &self,
+        train: &crate::data::images::ImageSet,
+        d: usize,
+        features: impl Fn(&crate::data::images::ImageSet, &[usize]) -> Result<Vec<f32>>,
+    ) -> Result<Vec<(String, f64)>> {
+        let fb = features(train, &self.bank)?;
+        let fq = features(&self.test, &self.queries)?;
+        let yb: Vec<usize> = self
+            .bank
+            .iter()
+            .map(|&i| train.labels[i] as usize)
+            .collect();
+        let yq: Vec<usize> = self
+            .queries
+            .iter()
+            .map(|&i| self.test.labels[i] as usize)
+            .collect();
+        let classes = train.classes.len().max(self.test.classes.len());
+        let knn = crate::knn::Knn {
+            k: self.cfg.k,
+            temperature: self.cfg.temperature,
+        };
+        Ok(vec![(
+            "knn/top1".into(),
+            knn.accuracy(&fb, &yb, &fq, &yq, d, classes)?,
+        )])
+    }
+}
+
 /// One minibatch's result.
 pub struct StepOutput {
     pub loss: Tensor,

@@ -24,13 +24,12 @@ use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
 use super::contrastive::{enqueue, l2_normalize, moco_infonce, nt_xent};
-use super::{ObjectiveKind, StepOutput, TrainSection};
+use super::{KnnMonitor, KnnSection, ObjectiveKind, StepOutput, TrainSection};
 use crate::checkpoint::keys;
 use crate::config::Invalid;
 use crate::data::augment::{view, AugmentSection, Image};
 use crate::data::images::ImageSet;
 use crate::encoder_file::EncoderFile;
-use crate::knn::Knn;
 use crate::nn::encoders::{Encoder, EncoderSpec};
 use crate::nn::init::Init;
 use crate::nn::resnet::{BatchNorm, ResNet};
@@ -118,50 +117,6 @@ impl Default for MocoSection {
             queue: 4096,
             shuffle_groups: 4,
         }
-    }
-}
-
-/// `[knn]`: the kNN monitor on held-out images during training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KnnSection {
-    /// Every this many steps and at the end (0: never), logged as `knn/top1`.
-    pub every: u64,
-    /// Neighbours and temperature of the weighted vote (lightly, solo-learn: 200, 0.1).
-    pub k: usize,
-    pub temperature: f64,
-    /// Training images in the bank and held-out images classified (seeded subsets).
-    pub bank: usize,
-    pub queries: usize,
-}
-
-impl Default for KnnSection {
-    fn default() -> Self {
-        KnnSection {
-            every: 250,
-            k: 200,
-            temperature: 0.1,
-            bank: 10_000,
-            queries: 2_000,
-        }
-    }
-}
-
-impl KnnSection {
-    pub fn validate(&self) -> Result<(), Invalid> {
-        if self.every > 0 && (self.k == 0 || self.bank == 0 || self.queries == 0) {
-            return Err(Invalid::new(
-                "knn.k'/'knn.bank'/'knn.queries",
-                "0 (each at least 1)",
-            ));
-        }
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(Invalid::new(
-                "knn.temperature",
-                format!("{} (must be > 0)", self.temperature),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -529,14 +484,13 @@ struct KeySide {
 pub struct Views {
     cfg: ViewsConfig,
     set: ImageSet,
-    test: Option<ImageSet>,
     spec: EncoderSpec,
     varmap: VarMap,
     f: ViewEncoder,
     g: Head,
     key: Option<KeySide>,
     rng: SeededRng,
-    knn: Option<(Vec<usize>, Vec<usize>)>,
+    knn: Option<KnnMonitor>,
     /// The trainer's record of its data, stored with the encoder.
     data_meta: serde_json::Value,
 }
@@ -606,27 +560,11 @@ impl Views {
         } else {
             None
         };
-        let knn = match (&test, cfg.knn.every) {
-            (Some(t), e) if e > 0 => {
-                let mut r = SeededRng::seed_from_u64(cfg.data.split_seed ^ 0x6B_4E4E);
-                let mut pick = |n: usize, m: usize| {
-                    let mut v: Vec<usize> = (0..n).collect();
-                    v.shuffle(&mut r);
-                    v.truncate(m);
-                    v
-                };
-                Some((
-                    pick(set.len(), cfg.knn.bank),
-                    pick(t.len(), cfg.knn.queries),
-                ))
-            }
-            _ => None,
-        };
+        let knn = test.map(|t| KnnMonitor::new(&cfg.knn, set.len(), t, cfg.data.split_seed));
         Ok(Views {
             cfg: cfg.clone(),
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x5EED_0F_u64),
             set,
-            test,
             spec,
             varmap,
             f,
@@ -719,24 +657,6 @@ impl Views {
         ];
         Ok((loss, m))
     }
-
-    /// kNN top-1 of h on the held-out queries against the training bank.
-    pub fn knn_top1(&self) -> Result<Option<f64>> {
-        let (Some((bank, queries)), Some(test)) = (&self.knn, &self.test) else {
-            return Ok(None);
-        };
-        let d = self.spec.out_dim();
-        let fb = self.f.features(&self.set, bank)?;
-        let fq = self.f.features(test, queries)?;
-        let yb: Vec<usize> = bank.iter().map(|&i| self.set.labels[i] as usize).collect();
-        let yq: Vec<usize> = queries.iter().map(|&i| test.labels[i] as usize).collect();
-        let classes = self.set.classes.len().max(test.classes.len());
-        let knn = Knn {
-            k: self.cfg.knn.k,
-            temperature: self.cfg.knn.temperature,
-        };
-        Ok(Some(knn.accuracy(&fb, &yb, &fq, &yq, d, classes)?))
-    }
 }
 
 impl super::Objective for Views {
@@ -789,13 +709,11 @@ impl super::Objective for Views {
     }
 
     fn monitor(&mut self, step: u64, last: bool) -> Result<Vec<(String, f64)>> {
-        let every = self.cfg.knn.every;
-        if every == 0 || !(step % every == 0 || last) {
-            return Ok(vec![]);
+        match &self.knn {
+            Some(m) if m.due(step, last) => m.run(&self.set, self.spec.out_dim(), |s, idx| {
+                self.f.features(s, idx)
+            }),
+            _ => Ok(vec![]),
         }
-        Ok(self
-            .knn_top1()?
-            .map(|a| vec![("knn/top1".to_string(), a)])
-            .unwrap_or_default())
     }
 }

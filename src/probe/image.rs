@@ -5,7 +5,6 @@
 //! weighted kNN classifier (k = 200, τ = 0.1) is scored as well.
 
 use anyhow::{bail, Result};
-use candle_core::Tensor;
 use rand::SeedableRng;
 use rlcpc_envs::SeededRng;
 
@@ -25,6 +24,12 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
             .contains_key(crate::checkpoint::keys::PATCH_GRID);
     if !patches {
         return run_whole(file, req);
+    }
+    if req.fine_tune > 0 {
+        bail!(
+            "--fine-tune is for whole-image encoders (SimCLR, MoCo); '{}' is a CPC patch encoder",
+            file.file.path.display()
+        );
     }
     let (encoder, data) = (&file.file.path, &req.data);
     let (net, _vm) = ImageNet::from_file(file)?;
@@ -103,40 +108,7 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
     Ok(Report::classify(head, &rows, json))
 }
 
-/// Averages a grid `[n, rows, cols, D]` over `g`×`g` cells (PyTorch's adaptive average
-/// pooling: cell i covers rows ⌊i·rows/g⌋..⌈(i+1)·rows/g⌉), flattened to `g·g·D` per
-/// image; `g = 1` is the mean over the whole grid.
-pub fn pool_grid(grid: &Tensor, g: usize) -> Result<Vec<Vec<f32>>> {
-    let (n, rows, cols, d) = grid.dims4()?;
-    if g == 0 || g > rows.min(cols) {
-        bail!("cannot pool a {rows}x{cols} patch grid to {g}x{g} cells");
-    }
-    let v = grid.flatten_all()?.to_vec1::<f32>()?;
-    let span = |i: usize, len: usize| (i * len / g, ((i + 1) * len).div_ceil(g));
-    let mut out = Vec::with_capacity(n);
-    for img in v.chunks_exact(rows * cols * d) {
-        let mut row = vec![0f32; g * g * d];
-        for gi in 0..g {
-            let (r0, r1) = span(gi, rows);
-            for gj in 0..g {
-                let (c0, c1) = span(gj, cols);
-                let cell = &mut row[(gi * g + gj) * d..(gi * g + gj + 1) * d];
-                for r in r0..r1 {
-                    for c in c0..c1 {
-                        let at = (r * cols + c) * d;
-                        for (o, x) in cell.iter_mut().zip(&img[at..at + d]) {
-                            *o += x;
-                        }
-                    }
-                }
-                let k = ((r1 - r0) * (c1 - c0)) as f32;
-                cell.iter_mut().for_each(|o| *o /= k);
-            }
-        }
-        out.push(row);
-    }
-    Ok(out)
-}
+pub use crate::nn::patches::pool_grid;
 
 /// Image-level features: c (or z with `pool_z`) pooled over `g`×`g` cells of the
 /// patch grid ([`pool_grid`]), in batches of 256.
@@ -383,13 +355,44 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
             features: name,
         });
     }
+    let mut tuned = serde_json::Value::Null;
+    if req.fine_tune > 0 {
+        use super::finetune::{fine_tune, FineTune};
+        let o = FineTune {
+            steps: req.fine_tune,
+            batch: 128,
+            lr: 1e-3,
+            seed,
+        };
+        let d = file.spec.out_dim();
+        let (pre, vm) = ViewEncoder::from_file(file)?;
+        let a = fine_tune(&pre, &vm, d, k, &train, &tr, &test, &te, &o)?;
+        let (scratch, vm) = ViewEncoder::random(&file.spec, 12345)?;
+        let b = fine_tune(&scratch, &vm, d, k, &train, &tr, &test, &te, &o)?;
+        foot.push(format!(
+            "fine-tuned with a linear classifier ({} Adam steps of {}, lr {}), train / test accuracy:",
+            o.steps, o.batch, o.lr
+        ));
+        foot.push(format!(
+            "  from the {objective} encoder: {:.1}% / {:.1}%",
+            100.0 * a.0,
+            100.0 * a.1
+        ));
+        foot.push(format!(
+            "  from scratch (random init): {:.1}% / {:.1}%",
+            100.0 * b.0,
+            100.0 * b.1
+        ));
+        tuned = serde_json::json!({"steps": o.steps, "batch": o.batch, "lr": o.lr,
+            "pretrained": {"train_acc": a.0, "test_acc": a.1}, "scratch": {"train_acc": b.0, "test_acc": b.1}});
+    }
     let labels = req.labels.map_or("all labels".to_string(), |s| {
         format!("{:.3}% of the labels, stratified", 100.0 * s)
     });
     let json = serde_json::json!({
         "probe": "image", "target": "class", "data": data, "encoder": encoder,
         "classes": k, "train": tr.len(), "test": te.len(), "labels": req.labels.unwrap_or(1.0),
-        "rows": rows.iter().map(ProbeRow::json).collect::<Vec<_>>(), "knn": knn_json,
+        "rows": rows.iter().map(ProbeRow::json).collect::<Vec<_>>(), "knn": knn_json, "fine_tune": tuned,
     });
     let head = vec![format!(
         "probe 'class' on {}: {k} classes, {} train ({labels}) / {} test images, {:.1} s",

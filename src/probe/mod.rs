@@ -11,6 +11,7 @@
 mod linear;
 
 pub mod audio;
+pub mod finetune;
 pub mod image;
 pub mod report;
 pub mod states;
@@ -47,6 +48,8 @@ pub struct Request {
     pub pool_grid: usize,
     /// Images: the share of training labels the probes see (stratified; `None`: all).
     pub labels: Option<f64>,
+    /// Whole-image encoders: fine-tuning steps (0: none), beside training from scratch.
+    pub fine_tune: usize,
     pub folds: usize,
     pub max_texts: usize,
     pub bow_words: usize,
@@ -69,6 +72,13 @@ pub fn run(req: &Request) -> Result<Report> {
             path.display(),
             data.display(),
             trajectories::FILE
+        );
+    }
+    if req.fine_tune > 0 && file.modality() != Modality::Image {
+        bail!(
+            "--fine-tune is for whole-image encoders (SimCLR, MoCo); '{}' is {}",
+            path.display(),
+            file.spec.describe()
         );
     }
     match file.modality() {

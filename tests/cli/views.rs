@@ -108,6 +108,14 @@ fn simclr_and_moco_train_monitor_resume_exactly_and_probe() {
         p.contains("4 train (10.000% of the labels, stratified)"),
         "{p}"
     );
+    // Fine-tuning beside training from scratch, on the same labels and budget.
+    let p = probe(&enc)
+        .args(&["--fine-tune", "3", "--no-baselines"])
+        .ok();
+    assert!(
+        p.contains("3 Adam steps of 128") && p.contains("from scratch (random init)"),
+        "{p}"
+    );
     let e = Rlcpc::new("probe")
         .args(&["--encoder", s(&enc), "--labels", "0%"])
         .data(&data)
@@ -138,6 +146,33 @@ fn simclr_and_moco_train_monitor_resume_exactly_and_probe() {
         .args(&["--no-baselines"])
         .ok();
     assert!(p.contains("moco ("), "{p}");
+}
+
+#[test]
+fn the_knn_monitor_watches_cpc_image_runs_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("squares");
+    squares(&data);
+    let out = dir.path().join("cpc");
+    let t = Rlcpc::new("pretrain image --quiet")
+        .data(&data)
+        .out(&out)
+        .set("model.features", 8)
+        .set("train.batch", 4)
+        .set("cpc.horizon", 2)
+        .set("cpc.skip", 0)
+        .set("train.steps", 2)
+        .set("knn.every", 1)
+        .set("knn.k", 5)
+        .ok();
+    assert!(t.contains("knn/top1"), "{t}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.matches("knn/top1").count(), 2, "{metrics}");
+    // Fine-tuning needs a whole-image encoder.
+    Rlcpc::new("probe --fine-tune 2")
+        .args(&["--encoder", s(&out)])
+        .data(&data)
+        .fails_with(&["--fine-tune", "patch encoder"]);
 }
 
 #[test]
