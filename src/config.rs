@@ -239,6 +239,10 @@ pub enum AuxKind {
     None,
     /// Contrastive Predictive Coding (van den Oord et al. 2018, §3.4).
     Cpc,
+    /// CURL (Srinivas et al. 2020) adapted to A2C: two random shifts of each sampled
+    /// observation, the agent's encoder on one and a momentum key encoder on the other,
+    /// bilinear similarity, InfoNCE over the samples. Image observations, conv encoder.
+    Curl,
 }
 
 impl AuxKind {
@@ -247,6 +251,7 @@ impl AuxKind {
         match self {
             AuxKind::None => "none",
             AuxKind::Cpc => "cpc",
+            AuxKind::Curl => "curl",
         }
     }
 }
@@ -271,7 +276,8 @@ pub enum Negatives {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuxConfig {
-    /// `cpc` (the CPC head) or `none` (no head, no parameters, no cost); `--aux`.
+    /// `cpc` (the CPC head), `curl` (CURL's contrastive loss on augmented
+    /// observations) or `none` (no head, no parameters, no cost); `--aux`.
     pub kind: AuxKind,
     /// Weight of the InfoNCE loss in the total loss (Habitat / Sample Factory CPC|A: 0.1).
     pub weight: f64,
@@ -286,6 +292,13 @@ pub struct AuxConfig {
     pub start_times: usize,
     /// Horizons sampled per start time (0: every k = 1..K that stays in the unroll).
     pub horizons: usize,
+    /// CURL: observations of the unroll sampled per update (the InfoNCE batch).
+    pub curl_samples: usize,
+    /// CURL: each view is the observation shifted by up to this many pixels in each
+    /// direction, edges replicated (DrQ's random shift; CURL crops 84 of 100 pixels).
+    pub curl_shift: usize,
+    /// CURL: m of the key encoder's θ_k ← m θ_k + (1 − m) θ_q, in [0, 1) (CURL: 0.95).
+    pub curl_momentum: f64,
 }
 
 impl Default for AuxConfig {
@@ -298,6 +311,9 @@ impl Default for AuxConfig {
             num_negatives: 20,
             start_times: 0,
             horizons: 0,
+            curl_samples: 256,
+            curl_shift: 4,
+            curl_momentum: 0.95,
         }
     }
 }
@@ -465,6 +481,32 @@ impl Config {
             ));
         }
         let a = &self.aux;
+        if a.kind != AuxKind::None && !(a.weight >= 0.0 && a.weight.is_finite()) {
+            return Err(Invalid::new(
+                "aux.weight",
+                format!("{} (must be finite and >= 0)", a.weight),
+            ));
+        }
+        if a.kind == AuxKind::Curl {
+            if a.curl_samples < 2 || a.curl_samples > 65_536 {
+                return Err(Invalid::new(
+                    "aux.curl_samples",
+                    format!("{} (InfoNCE needs 2..=65536 samples)", a.curl_samples),
+                ));
+            }
+            if !(0.0..1.0).contains(&a.curl_momentum) {
+                return Err(Invalid::new(
+                    "aux.curl_momentum",
+                    format!("{} (m must be in [0, 1))", a.curl_momentum),
+                ));
+            }
+            if a.curl_shift > 64 {
+                return Err(Invalid::new(
+                    "aux.curl_shift",
+                    format!("{} (at most 64 pixels)", a.curl_shift),
+                ));
+            }
+        }
         if a.kind == AuxKind::Cpc {
             if a.horizon == 0 || a.horizon >= self.algo.unroll {
                 return Err(Invalid::new(

@@ -502,7 +502,12 @@ impl AuxLoss for CpcAux {
         self.weight
     }
 
-    fn loss(&mut self, out: &UnrollOutput, first: &[f32]) -> Result<AuxOutput, AgentError> {
+    fn loss(
+        &mut self,
+        out: &UnrollOutput,
+        first: &[f32],
+        _obs: &Tensor,
+    ) -> Result<AuxOutput, AgentError> {
         let r = cpc_loss(
             &self.predictor,
             &out.z,

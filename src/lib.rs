@@ -7,7 +7,8 @@
 //! - [`config`]: the agent's config, parsed and checked on its own values only (one
 //!   [`config::Invalid`] error shape); [`config_show`] prints any config documented.
 //! - [`nn`]: the networks and the encoders the agent and the trainers share; [`cpc`]:
-//!   the one InfoNCE, for the agent's auxiliary head and every trainer.
+//!   the one InfoNCE, for the agent's auxiliary head and every trainer; [`curl`]: the
+//!   agent's CURL auxiliary on augmented observations.
 //! - [`train`]: the A2C training loop, its [`train::preflight`] (the checks that need the
 //!   environment or an encoder file) and checkpoints; [`eval`]: evaluation, recording.
 //! - [`run_dir`]: the one run directory of `train` and the trainers (create, refuse,
@@ -31,6 +32,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod config_show;
 pub mod cpc;
+pub mod curl;
 pub mod data;
 pub mod encoder_file;
 pub mod eval;

@@ -56,6 +56,10 @@ pub fn net_spec(cfg: &Config) -> Result<NetSpec> {
 /// and `model.init_encoder` holds an encoder of that network's shape.
 pub fn preflight(cfg: &Config) -> Result<NetSpec> {
     let spec = net_spec(cfg)?;
+    if cfg.aux.kind == AuxKind::Curl {
+        crate::curl::CurlAux::image_shape(&spec.encoder)
+            .map_err(|why| crate::config::Invalid::new("aux.kind", why))?;
+    }
     if let Some(path) = &cfg.model.init_encoder {
         crate::encoder_file::EncoderFile::read(path)
             .and_then(|f| f.check(&spec.encoder))
@@ -76,8 +80,10 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
     if let Some(path) = &cfg.model.init_encoder {
         crate::encoder_file::init_encoder_from(path, &spec.encoder, &init.varmap)?;
     }
-    if cfg.aux.kind == AuxKind::Cpc {
-        CpcAux::init(&cfg.aux, spec.feature_dim(), spec.context_dim(), &mut init)?;
+    match cfg.aux.kind {
+        AuxKind::Cpc => CpcAux::init(&cfg.aux, spec.feature_dim(), spec.context_dim(), &mut init)?,
+        AuxKind::Curl => crate::curl::CurlAux::init(&spec.encoder, &mut init)?,
+        AuxKind::None => {}
     }
     let net = AgentNet::new(spec.clone(), &init.varmap, device)?;
     let aux: Option<Box<dyn rlcpc_agents::AuxLoss>> = match cfg.aux.kind {
@@ -86,6 +92,13 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
             &cfg.aux,
             spec.feature_dim(),
             spec.context_dim(),
+            &init.varmap,
+            device,
+            cfg.run.seed,
+        )?)),
+        AuxKind::Curl => Some(Box::new(crate::curl::CurlAux::new(
+            &cfg.aux,
+            &spec.encoder,
             &init.varmap,
             device,
             cfg.run.seed,

@@ -47,8 +47,14 @@ pub struct AuxOutput {
 pub trait AuxLoss: Send {
     /// Weight of this loss in the learner's total loss.
     fn weight(&self) -> f64;
-    /// `first` is `[T+1, B]` (1.0 where an episode starts).
-    fn loss(&mut self, out: &UnrollOutput, first: &[f32]) -> Result<AuxOutput, AgentError>;
+    /// `first` is `[T+1, B]` (1.0 where an episode starts); `obs` `[T+1, B, ...]` the
+    /// observations the network unrolled over (for losses on augmented inputs).
+    fn loss(
+        &mut self,
+        out: &UnrollOutput,
+        first: &[f32],
+        obs: &Tensor,
+    ) -> Result<AuxOutput, AgentError>;
     /// Its own trainable parameters.
     fn vars(&self) -> Vec<(String, Var)>;
     /// State of its random generator, for checkpoints.

@@ -81,6 +81,7 @@ pub fn run(args: Args) -> Result<()> {
         cfg.env.id,
         match cfg.aux.kind {
             AuxKind::Cpc => "cpc",
+            AuxKind::Curl => "curl",
             AuxKind::None => "no",
         },
         out.display()

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::common::bin;
-use crate::support::{s, text, Rlcpc};
+use crate::support::{bad_setting_is_named, s, text, Rlcpc};
 
 /// `train --quiet --out OUT --set run.total_steps=3000`: CartPole with the default MLP.
 pub fn tiny_train(out: &Path) -> Rlcpc {
@@ -152,4 +152,44 @@ fn ctrl_c_writes_a_final_checkpoint() {
         .args(&["--checkpoint", s(&ck), "--episodes", "1"])
         .ok();
     assert!(e.contains("mean return"), "{e}");
+}
+
+#[test]
+fn curl_auxiliary_trains_a_lab_rgb_agent_and_needs_image_observations() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("curl");
+    let lab = Rlcpc::new("train --quiet --config lab-watermaze --aux curl")
+        .set("env.options.obs", "\"rgb\"")
+        .set("env.options.width", 20)
+        .set("env.options.height", 20)
+        .set("model.encoder", "\"conv\"")
+        .set("env.num_envs", 4)
+        .set("run.workers", 1)
+        .set("algo.unroll", 8)
+        .set("run.total_steps", 96);
+    let t = lab.clone().out(&out).ok();
+    assert!(t.contains("(curl aux)") && t.contains("done"), "{t}");
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert!(
+        metrics.contains("curl/acc") && metrics.contains("train/aux_loss"),
+        "{metrics}"
+    );
+    // The key encoder is saved with the checkpoint but not exported as the encoder.
+    let exported = dir.path().join("enc.safetensors");
+    Rlcpc::new("export-encoder")
+        .args(&["--checkpoint", s(&out.join("checkpoint.safetensors"))])
+        .out(&exported)
+        .ok();
+    let bytes = std::fs::read(&exported).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("aux.curl"),
+        "only encoder.* is exported"
+    );
+    // Grid observations have no pixels to shift; the mistakes are named.
+    Rlcpc::new("train --quiet --config cartpole --aux curl")
+        .out(&dir.path().join("c"))
+        .fails_with(&["aux.kind", "conv encoder"]);
+    let bad = lab.out(&dir.path().join("bad"));
+    bad_setting_is_named(&bad, "aux.curl_momentum=1.0", &["aux.curl_momentum"]);
+    bad_setting_is_named(&bad, "aux.curl_samples=1", &["aux.curl_samples"]);
 }

@@ -1,0 +1,193 @@
+//! The agent's CURL auxiliary (Srinivas et al. 2020, adapted from SAC to A2C): each
+//! update samples observations of the unroll, draws two random shifts of each (DrQ's
+//! shift by up to `aux.curl_shift` pixels with replicated edges, as CURL's random crop
+//! for views that must keep the encoder's input size), encodes one with the agent's own
+//! encoder (q, with gradients) and the other with a momentum copy of it (k, none),
+//! scores sim(q, k) = qᵀ W k and takes InfoNCE over the samples, the other samples'
+//! keys being the negatives. The key encoder follows θ_k ← m θ_k + (1 − m) θ_q before
+//! every update. Weighted by `aux.weight` and toggled like the CPC head (`--aux curl`).
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rand::seq::index::sample;
+use rand::{Rng, SeedableRng};
+use rlcpc_agents::{AgentError, AuxLoss, AuxOutput, UnrollOutput};
+use rlcpc_envs::SeededRng;
+
+use crate::config::AuxConfig;
+use crate::nn::encoders::{Encoder, EncoderSpec};
+use crate::nn::init::Init;
+
+/// `img` `[H, W, C]` moved by (`dy`, `dx`) pixels, each in −s..=s, edge pixels repeated:
+/// out(y, x) = img(clamp(y + dy), clamp(x + dx)).
+pub fn shift(img: &[f32], (h, w, c): (usize, usize, usize), dy: isize, dx: isize, out: &mut [f32]) {
+    for y in 0..h {
+        let sy = (y as isize + dy).clamp(0, h as isize - 1) as usize;
+        for x in 0..w {
+            let sx = (x as isize + dx).clamp(0, w as isize - 1) as usize;
+            let (o, i) = ((y * w + x) * c, (sy * w + sx) * c);
+            out[o..o + c].copy_from_slice(&img[i..i + c]);
+        }
+    }
+}
+
+/// The CURL loss's parameters (W, the key encoder) and settings.
+pub struct CurlAux {
+    query: Encoder,
+    key: Encoder,
+    w: Var,
+    /// (θ_q, θ_k) of every encoder parameter.
+    pairs: Vec<(Var, Var)>,
+    cfg: AuxConfig,
+    shape: (usize, usize, usize),
+    rng: SeededRng,
+    varmap: VarMap,
+}
+
+impl CurlAux {
+    pub const PREFIX: &'static str = "aux.curl";
+
+    /// The image shape a CURL loss needs from the encoder, or why it cannot have one.
+    pub fn image_shape(spec: &EncoderSpec) -> Result<(usize, usize, usize), String> {
+        match *spec {
+            EncoderSpec::Conv { height, width, channels, .. } => Ok((height, width, channels)),
+            _ => Err(format!(
+                "aux.kind = \"curl\" augments image observations read by the conv encoder; this agent's encoder is {}",
+                spec.describe()
+            )),
+        }
+    }
+
+    /// Writes W (orthogonal) and the key encoder (a copy of the query encoder, set in
+    /// [`CurlAux::new`]) under `aux.curl.`.
+    pub fn init(spec: &EncoderSpec, init: &mut Init) -> candle_core::Result<()> {
+        let d = spec.out_dim();
+        init.orthogonal(&format!("{}.w", Self::PREFIX), &[d, d], 1.0)?;
+        spec.init(init, &format!("{}.key", Self::PREFIX))
+    }
+
+    /// The loss over `varmap`, where the agent's encoder is `encoder.*`.
+    pub fn new(
+        cfg: &AuxConfig,
+        spec: &EncoderSpec,
+        varmap: &VarMap,
+        device: &Device,
+        seed: u64,
+    ) -> candle_core::Result<Self> {
+        let shape = Self::image_shape(spec).map_err(candle_core::Error::Msg)?;
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
+        let all = varmap.data().lock().expect("varmap lock").clone();
+        let mut pairs = Vec::new();
+        for (name, q) in &all {
+            if let Some(rest) = name.strip_prefix("encoder.") {
+                let k = all[&format!("{}.key.{rest}", Self::PREFIX)].clone();
+                k.set(q.as_tensor())?;
+                pairs.push((q.clone(), k));
+            }
+        }
+        Ok(CurlAux {
+            query: Encoder::new(spec.clone(), vb.pp("encoder"))?,
+            key: Encoder::new(spec.clone(), vb.pp(format!("{}.key", Self::PREFIX)))?,
+            w: all[&format!("{}.w", Self::PREFIX)].clone(),
+            pairs,
+            cfg: cfg.clone(),
+            shape,
+            rng: SeededRng::seed_from_u64(seed ^ 0xC0_12_1),
+            varmap: varmap.clone(),
+        })
+    }
+
+    /// Two shifted views `[N, H, W, C]` of the observations `idx` of `flat` `[M, H, W, C]`.
+    fn views(&mut self, flat: &[f32], idx: &[usize]) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+        let (h, w, c) = self.shape;
+        let n = h * w * c;
+        let s = self.cfg.curl_shift as i64;
+        let (mut a, mut b) = (vec![0f32; idx.len() * n], vec![0f32; idx.len() * n]);
+        for (j, &i) in idx.iter().enumerate() {
+            let img = &flat[i * n..(i + 1) * n];
+            for out in [&mut a, &mut b] {
+                let (dy, dx) = (
+                    self.rng.random_range(-s..=s) as isize,
+                    self.rng.random_range(-s..=s) as isize,
+                );
+                shift(img, self.shape, dy, dx, &mut out[j * n..(j + 1) * n]);
+            }
+        }
+        Ok((a, b))
+    }
+}
+
+impl AuxLoss for CurlAux {
+    fn weight(&self) -> f64 {
+        self.cfg.weight
+    }
+
+    fn loss(
+        &mut self,
+        _out: &UnrollOutput,
+        _first: &[f32],
+        obs: &Tensor,
+    ) -> Result<AuxOutput, AgentError> {
+        let m = self.cfg.curl_momentum;
+        for (q, k) in &self.pairs {
+            k.set(&((k.as_tensor() * m)? + (q.as_tensor().detach() * (1.0 - m))?)?)?;
+        }
+        let (h, w, c) = self.shape;
+        let dev = obs.device().clone();
+        let flat = obs.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let total = flat.len() / (h * w * c);
+        let n = self.cfg.curl_samples.min(total);
+        let idx = sample(&mut self.rng, total, n).into_vec();
+        let (va, vb) = self.views(&flat, &idx)?;
+        let xa = Tensor::from_vec(va, (n, h, w, c), &dev)?;
+        let xb = Tensor::from_vec(vb, (n, h, w, c), &dev)?;
+        let q = self.query.forward(&xa)?;
+        let k = self.key.forward(&xb)?.detach();
+        let logits = q.matmul(self.w.as_tensor())?.matmul(&k.t()?)?;
+        let logits = logits.broadcast_sub(&logits.max_keepdim(1)?.detach())?;
+        let targets = Tensor::arange(0u32, n as u32, &dev)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+        let acc = logits
+            .argmax(1)?
+            .eq(&targets)?
+            .to_dtype(DType::F32)?
+            .mean_all()?
+            .to_scalar::<f32>()? as f64;
+        Ok(AuxOutput {
+            loss,
+            metrics: vec![("curl/acc".into(), acc), ("curl/samples".into(), n as f64)],
+        })
+    }
+
+    fn vars(&self) -> Vec<(String, Var)> {
+        crate::nn::AgentNet::named_vars(&self.varmap, |k| k.starts_with("aux."))
+    }
+
+    fn save_rng(&self) -> serde_json::Value {
+        serde_json::to_value(&self.rng).expect("generator state serialises")
+    }
+
+    fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
+        self.rng =
+            serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifts_move_the_image_and_repeat_its_edges() {
+        // 3×3 grey image 0..9.
+        let img: Vec<f32> = (0..9).map(|v| v as f32).collect();
+        let mut out = vec![0f32; 9];
+        shift(&img, (3, 3, 1), 0, 0, &mut out);
+        assert_eq!(out, img);
+        shift(&img, (3, 3, 1), 1, 0, &mut out);
+        assert_eq!(out, vec![3., 4., 5., 6., 7., 8., 6., 7., 8.]);
+        shift(&img, (3, 3, 1), 0, -1, &mut out);
+        assert_eq!(out, vec![0., 0., 1., 3., 3., 4., 6., 6., 7.]);
+    }
+}
