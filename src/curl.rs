@@ -92,7 +92,7 @@ impl CurlAux {
             pairs,
             cfg: cfg.clone(),
             shape,
-            rng: SeededRng::seed_from_u64(seed ^ 0xC0_12_1),
+            rng: SeededRng::seed_from_u64(seed ^ 0x000C_0121),
             varmap: varmap.clone(),
         })
     }
@@ -177,6 +177,70 @@ impl AuxLoss for CurlAux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With no shift both views are the observation and θ_k = θ_q, so the loss is
+    /// InfoNCE of qᵢᵀ W qⱼ over the samples, computed here directly.
+    #[test]
+    fn the_loss_is_bilinear_infonce_over_the_samples() {
+        let dev = Device::Cpu;
+        let spec = EncoderSpec::Conv {
+            height: 20,
+            width: 20,
+            channels: 1,
+            fc: 6,
+            input_scale: 1.0 / 255.0,
+        };
+        let mut init = Init::new(3, &dev);
+        spec.init(&mut init, "encoder").unwrap();
+        CurlAux::init(&spec, &mut init).unwrap();
+        let cfg = AuxConfig {
+            curl_shift: 0,
+            curl_samples: 64,
+            ..AuxConfig::default()
+        };
+        let mut aux = CurlAux::new(&cfg, &spec, &init.varmap, &dev, 0).unwrap();
+        let obs = (Tensor::rand(0f32, 255f32, (2, 3, 20, 20, 1), &dev).unwrap())
+            .round()
+            .unwrap();
+        let z = Tensor::zeros((1,), DType::F32, &dev).unwrap();
+        let out = UnrollOutput {
+            logits: z.clone(),
+            values: z.clone(),
+            z: z.clone(),
+            c: z,
+        };
+        let got = aux.loss(&out, &[0.0; 6], &obs).unwrap();
+        let q = aux
+            .query
+            .forward(&obs.reshape((6, 20, 20, 1)).unwrap())
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let w = aux.w.as_tensor().to_vec2::<f32>().unwrap();
+        let sim = |i: usize, j: usize| -> f64 {
+            (0..6)
+                .map(|a| {
+                    (0..6)
+                        .map(|b| q[i][a] as f64 * w[a][b] as f64 * q[j][b] as f64)
+                        .sum::<f64>()
+                })
+                .sum()
+        };
+        // Samples are all 6 observations in some order; the loss is order-free.
+        let want: f64 = (0..6)
+            .map(|i| {
+                let lse = (0..6).map(|j| sim(i, j).exp()).sum::<f64>().ln();
+                lse - sim(i, i)
+            })
+            .sum::<f64>()
+            / 6.0;
+        let l = got.loss.to_scalar::<f32>().unwrap() as f64;
+        assert!(
+            (l - want).abs() < 1e-3 * want.abs().max(1.0),
+            "{l} vs {want}"
+        );
+        assert_eq!(got.metrics[1], ("curl/samples".to_string(), 6.0));
+    }
 
     #[test]
     fn shifts_move_the_image_and_repeat_its_edges() {

@@ -44,7 +44,11 @@ impl Knn {
         d: usize,
         classes: usize,
     ) -> candle_core::Result<Vec<usize>> {
-        if d == 0 || bank.len() != bank_y.len() * d || queries.len() % d != 0 || bank_y.is_empty() {
+        if d == 0
+            || bank.len() != bank_y.len() * d
+            || !queries.len().is_multiple_of(d)
+            || bank_y.is_empty()
+        {
             candle_core::bail!(
                 "kNN: {} bank rows for {} labels of {d} features",
                 bank.len() / d.max(1),

@@ -266,7 +266,7 @@ fn cpc_gradients_reach_encoder_and_core() {
     .unwrap();
     let out = learner.net.unroll(&obs, &first, &state).unwrap();
     let aux = learner.aux.as_mut().unwrap();
-    let a = aux.loss(&out, &vec![0.0; t1 * b]).unwrap();
+    let a = aux.loss(&out, &vec![0.0; t1 * b], &obs).unwrap();
     assert!(a
         .metrics
         .iter()

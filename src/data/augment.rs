@@ -120,7 +120,7 @@ impl AugmentSection {
                 format!("[{b0}, {b1}] (need 0 < low ≤ high, in pixels)"),
             ));
         }
-        if self.blur_kernel % 2 == 0 || self.blur_kernel > 255 {
+        if self.blur_kernel.is_multiple_of(2) || self.blur_kernel > 255 {
             return Err(Invalid::new(
                 &key("blur_kernel"),
                 format!(
@@ -436,7 +436,8 @@ pub fn view(
                 2 if v.c == 3 => factor(a.saturation, rng).map(|f| adjust_saturation(&mut v, f)),
                 3 if v.c == 3 && a.hue > 0.0 => {
                     let s = rng.random_range(-a.hue..=a.hue) as f32;
-                    Some(adjust_hue(&mut v, s))
+                    adjust_hue(&mut v, s);
+                    Some(())
                 }
                 _ => None,
             };

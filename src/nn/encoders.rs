@@ -166,8 +166,8 @@ impl EncoderSpec {
 
     /// `(h2, w2)`: spatial size after the two convolutions, or an error for small images.
     fn conv_out(height: usize, width: usize) -> candle_core::Result<(usize, usize)> {
-        if height < 18 || width < 18 {
-            candle_core::bail!("conv encoder needs images of at least 18x18, got {height}x{width}");
+        if height < 20 || width < 20 {
+            candle_core::bail!("conv encoder needs images of at least 20x20 (8x8 stride 4, then 4x4 stride 2), got {height}x{width}");
         }
         let f = |x: usize| ((x - 8) / 4 + 1 - 4) / 2 + 1;
         Ok((f(height), f(width)))

@@ -48,7 +48,7 @@ pub struct ModelSection {
     /// CPC-v2: LayerNorm after each convolution of the patch encoder.
     pub layer_norm: bool,
     /// `cpc`: the 3×3 conv patch encoder above; `agent`: the agent's pixel encoder
-    /// (IMPALA's shallow conv net, `features` = its FC width, patches of at least 18
+    /// (IMPALA's shallow conv net, `features` = its FC width, patches of at least 20
     /// pixels), so that weights move between this trainer and agents on RGB views of
     /// `patch`×`patch` pixels (Lab tasks with `width = height = patch`).
     pub encoder: PatchEncoderKind,
@@ -161,8 +161,8 @@ impl super::TrainerConfig for ImageCpcConfig {
             ));
         }
         if m.encoder == PatchEncoderKind::Agent {
-            if m.patch < 18 {
-                return Err(Invalid::new("model.patch", format!("{} (model.encoder = \"agent\" is IMPALA's 8×8/4 and 4×4/2 convolutions: patches of at least 18 pixels)", m.patch)));
+            if m.patch < 20 {
+                return Err(Invalid::new("model.patch", format!("{} (model.encoder = \"agent\" is IMPALA's 8×8/4 and 4×4/2 convolutions: patches of at least 20 pixels)", m.patch)));
             }
             if m.layer_norm {
                 return Err(Invalid::new(

@@ -319,7 +319,7 @@ impl KnnMonitor {
 
     /// Whether step `step` is one to measure at.
     pub fn due(&self, step: u64, last: bool) -> bool {
-        self.cfg.every > 0 && (step % self.cfg.every == 0 || last)
+        self.cfg.every > 0 && (step.is_multiple_of(self.cfg.every) || last)
     }
 
     /// `knn/top1` of `features` (rows of `d` per image) of the queries against the bank.

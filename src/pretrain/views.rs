@@ -266,7 +266,7 @@ impl super::TrainerConfig for ViewsConfig {
                     format!("{} (m must be in [0, 1))", mo.momentum),
                 ));
             }
-            if mo.queue < self.train.batch || mo.queue % self.train.batch != 0 {
+            if mo.queue < self.train.batch || !mo.queue.is_multiple_of(self.train.batch) {
                 return Err(Invalid::new(
                     "moco.queue",
                     format!(
@@ -276,7 +276,7 @@ impl super::TrainerConfig for ViewsConfig {
                 ));
             }
             if mo.shuffle_groups == 0
-                || self.train.batch % mo.shuffle_groups != 0
+                || !self.train.batch.is_multiple_of(mo.shuffle_groups)
                 || self.train.batch / mo.shuffle_groups < 2
             {
                 return Err(Invalid::new(
@@ -305,10 +305,10 @@ impl ViewsConfig {
                 blocks: self.model.blocks.clone(),
             },
             ViewEncoderKind::Agent => {
-                if h < 18 || w < 18 {
+                if h < 20 || w < 20 {
                     return Err(Invalid::new(
                         "model.encoder",
-                        format!("\"agent\" reads images of at least 18x18; these are {h}x{w}"),
+                        format!("\"agent\" reads images of at least 20x20; these are {h}x{w}"),
                     )
                     .into());
                 }
@@ -563,7 +563,7 @@ impl Views {
         let knn = test.map(|t| KnnMonitor::new(&cfg.knn, set.len(), t, cfg.data.split_seed));
         Ok(Views {
             cfg: cfg.clone(),
-            rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x5EED_0F_u64),
+            rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0x005E_ED0F_u64),
             set,
             spec,
             varmap,

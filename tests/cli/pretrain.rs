@@ -460,7 +460,7 @@ fn agent_and_image_cpc_share_the_pixel_encoder_both_ways() {
         .set("model.patch", 16)
         .set("model.stride", 4)
         .output();
-    assert!(text(&o).contains("at least 18 pixels"), "{}", text(&o));
+    assert!(text(&o).contains("at least 20 pixels"), "{}", text(&o));
 }
 
 // `cpc text` and the text probe's cross-validation.

@@ -209,7 +209,7 @@ fn view_settings_mistakes_are_named() {
         .out(&dir.path().join("c"))
         .fails_with(&["objective", "is for images"]);
     // 16×16 is too small for the agent's encoder.
-    bad_setting_is_named(&sim, "model.encoder=\"agent\"", &["model.encoder", "18x18"]);
+    bad_setting_is_named(&sim, "model.encoder=\"agent\"", &["model.encoder", "20x20"]);
 }
 
 #[test]
