@@ -13,6 +13,7 @@ pub mod lstm;
 pub mod patches;
 pub mod resnet;
 pub mod text;
+pub mod views;
 
 pub use actor_policy::{actor_policy, CandleActor, LeanActor};
 pub use agent_net::{AgentNet, NetSpec};

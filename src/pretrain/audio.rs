@@ -140,7 +140,7 @@ impl Default for CpcSection {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AudioCpcConfig {
-    /// The objective: `cpc` (Contrastive Predictive Coding, the only one so far).
+    /// The objective: `cpc` (Contrastive Predictive Coding; SimCLR and MoCo are for images).
     pub objective: super::ObjectiveKind,
     pub data: DataSection,
     pub model: ModelSection,

@@ -75,7 +75,7 @@ impl Default for FramesCpcSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FramesCpcConfig {
-    /// The objective: `cpc` (Contrastive Predictive Coding, the only one so far).
+    /// The objective: `cpc` (Contrastive Predictive Coding; SimCLR and MoCo are for images).
     pub objective: super::ObjectiveKind,
     /// The agent's `[model]` (encoder kind and widths; `core = "lstm"` is implied).
     pub model: ModelConfig,

@@ -4,11 +4,12 @@
 //! predicts z_{i+k,j}, k = 1..K, scored by InfoNCE against the other patches of the batch
 //! — through [`crate::cpc::cpc_loss`], each grid column being a sequence down the rows.
 //!
-//! At about 650 lines this file is over the house limit of ~600: besides the config,
+//! At about 700 lines this file is over the house limit of ~600: besides the config,
 //! the network and the objective of the other modalities it holds CPC-v2's four
 //! prediction directions (a context network per direction, the grid transposed or
-//! flipped for each) and the agent's conv encoder as an alternative patch encoder. The
-//! network moves to its own module when SimCLR and MoCo share it (the next issue).
+//! flipped for each), the agent's conv encoder as an alternative patch encoder and the
+//! kNN monitor's pooled features. SimCLR and MoCo encode whole images, not patches, and
+//! live in `views.rs`.
 
 use std::path::Path;
 
@@ -118,7 +119,7 @@ impl Default for CpcSection {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImageCpcConfig {
-    /// The objective: `cpc` (Contrastive Predictive Coding, the only one so far).
+    /// The objective: `cpc` here; `simclr` and `moco` read [`super::views::ViewsConfig`].
     pub objective: super::ObjectiveKind,
     /// How a single tree of class folders is split (IDX, CIFAR-10 and
     /// `DIR/train` + `DIR/test` folders bring their own test part).

@@ -3,8 +3,9 @@
 //! Each modality module (`audio`, `text`, `frames`, `image`) holds its config, its
 //! network and its minibatches; the objective is a parameter ([`ObjectiveKind`], the
 //! config's `objective` key): [`cpc_objective::Cpc`] puts CPC on any modality that gives
-//! sequences ([`cpc_objective::Sequences`]), and `image` has its own CPC for CPC-v2's
-//! four directions. The result is an [`Objective`]; [`fit`] does the rest the same way for all of them: Adam with gradient clipping, metrics
+//! sequences ([`cpc_objective::Sequences`]), `image` has its own CPC for CPC-v2's
+//! four directions, and [`views`] is SimCLR and MoCo v2 on whole images (losses in
+//! [`contrastive`]). The result is an [`Objective`]; [`fit`] does the rest the same way for all of them: Adam with gradient clipping, metrics
 //! (`metrics.jsonl` + TensorBoard), a progress bar, atomic checkpoints with the
 //! optimiser and generator state for an exact `--resume`, Ctrl-C, and the exported
 //! encoder (`encoder.safetensors`) that `rlcpc probe` and the agent read.

@@ -104,7 +104,7 @@ impl Default for CpcSection {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TextCpcConfig {
-    /// The objective: `cpc` (Contrastive Predictive Coding, the only one so far).
+    /// The objective: `cpc` (Contrastive Predictive Coding; SimCLR and MoCo are for images).
     pub objective: super::ObjectiveKind,
     pub data: DataSection,
     pub model: ModelSection,

@@ -13,7 +13,7 @@ use rlcpc_envs::SeededRng;
 
 use crate::data::images::ImageSet;
 use crate::nn::init::Init;
-use crate::pretrain::views::ViewEncoder;
+use crate::nn::views::ViewEncoder;
 
 /// The budget and optimiser of a fine-tuning run (the same for both arms).
 #[derive(Debug, Clone, Copy)]

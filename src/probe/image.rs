@@ -245,7 +245,7 @@ pub fn probe_images(
 /// recording, that recording (its label and held-out episodes as the trainer had them).
 fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
     use crate::data::images::{load_recording, StateLabel};
-    use crate::pretrain::views::ViewEncoder;
+    use crate::nn::views::ViewEncoder;
     let (encoder, data) = (&file.file.path, &req.data);
     let meta = file.data_meta().unwrap_or_default();
     let test_fraction = req
