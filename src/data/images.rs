@@ -78,9 +78,9 @@ pub fn load_recording(
 ) -> Result<(ImageSet, ImageSet)> {
     let traj = super::trajectories::Trajectories::load(dir)?;
     let [h, w, c] = match traj.obs_shape[..] {
-        [h, w, c] => [h, w, c],
+        [h, w, c] if c == 1 || c == 3 => [h, w, c],
         _ => bail!(
-            "'{}': observations are {:?}, not images [H, W, C] (record with an image observation, e.g. --option obs=rgb)",
+            "'{}': observations are {:?}, not grey or RGB images [H, W, 1 or 3] (record with an RGB view, e.g. --option obs=rgb)",
             dir.display(),
             traj.obs_shape
         ),

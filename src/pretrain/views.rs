@@ -358,6 +358,7 @@ impl Views {
         test: Option<ImageSet>,
         data_meta: serde_json::Value,
     ) -> Result<Self> {
+        let spec = cfg.encoder_spec(set.height, set.width, set.channels)?;
         if set.len() < cfg.train.batch {
             bail!(
                 "{} training images, fewer than train.batch = {}",
@@ -365,7 +366,7 @@ impl Views {
                 cfg.train.batch
             );
         }
-        let spec = cfg.encoder_spec(set.height, set.width, set.channels)?;
+
         let dev = Device::Cpu;
         let mut init = Init::new(cfg.train.seed, &dev);
         spec.init(&mut init, "encoder")?;

@@ -244,6 +244,15 @@ fn simclr_on_recorded_lab_frames_initialises_a_lab_rgb_agent() {
         .data(&rec)
         .ok();
     assert!(p.contains("8 classes") && p.contains("simclr ("), "{p}");
+    // A recording of grid observations is not a set of images.
+    let grid = dir.path().join("grid");
+    Rlcpc::new("record --env lab/watermaze --option obs=grid --option view=5 --steps 100 --max-episode-steps 30")
+        .out(&grid)
+        .ok();
+    Rlcpc::new("pretrain image --quiet --objective simclr")
+        .data(&grid)
+        .out(&dir.path().join("g"))
+        .fails_with(&["[5, 5, 24]", "RGB"]);
     // Its encoder is the agent's: it starts a Lab RGB agent on 20×20 views, 16 wide.
     let init = format!("model.init_encoder=\"{}\"", enc.display());
     let t = Rlcpc::new("train --quiet --config lab-watermaze")
