@@ -63,7 +63,9 @@ pub enum Command {
     /// CPC on frames recorded by `rlcpc record`, with the agent's encoder (same [model]
     /// settings) and an LSTM context: its encoder.safetensors initialises an agent
     /// (`--set model.init_encoder='"DIR/encoder.safetensors"'`) or is probed for the true
-    /// state by `rlcpc probe`. Built-in config: cpc-frames.
+    /// state by `rlcpc probe`. Built-in config: cpc-frames. With --objective simclr or moco
+    /// (e.g. --config simclr-lab-frames): the frames as images, as `pretrain image` reads
+    /// a recording.
     Frames {
         #[command(flatten)]
         args: TrainerArgs,
@@ -135,6 +137,21 @@ pub fn run(modality: Command) -> Result<()> {
         }
         Command::Frames { args } => {
             use rlcpc::pretrain::frames::{FramesCpc, FramesCpcConfig};
+            let presets: Vec<(&str, &str)> = <FramesCpcConfig as TrainerConfig>::PRESETS
+                .iter()
+                .chain(rlcpc::pretrain::views::PRESETS.iter())
+                .copied()
+                .collect();
+            let objective = rlcpc::pretrain::peek_objective(
+                args.config.as_deref(),
+                args.resume.then_some(args.out.as_path()),
+                &args.all_overrides(),
+                &presets,
+            );
+            if objective != ObjectiveKind::Cpc {
+                // SimCLR / MoCo on the recording's frames as labelled images.
+                return views(&args);
+            }
             let cfg: FramesCpcConfig = args.config()?;
             let traj = rlcpc::data::trajectories::Trajectories::load(&args.data)?;
             eprintln!(

@@ -244,6 +244,18 @@ fn simclr_on_recorded_lab_frames_initialises_a_lab_rgb_agent() {
         .data(&rec)
         .ok();
     assert!(p.contains("8 classes") && p.contains("simclr ("), "{p}");
+    // `pretrain frames` with a view objective is the same trainer.
+    let t = Rlcpc::new("pretrain frames --quiet --config simclr-lab-frames")
+        .data(&rec)
+        .out(&dir.path().join("frames"))
+        .set("model.features", 16)
+        .set("model.head_hidden", "[16]")
+        .set("train.batch", 8)
+        .set("train.steps", 1)
+        .set("knn.every", 0)
+        .set("data.test_fraction", 0.3)
+        .ok();
+    assert!(t.contains("done after 1 steps"), "{t}");
     // A recording of grid observations is not a set of images.
     let grid = dir.path().join("grid");
     Rlcpc::new("record --env lab/watermaze --option obs=grid --option view=5 --steps 100 --max-episode-steps 30")
