@@ -16,6 +16,8 @@ const FILES: &[&str] = &[
     "src/pretrain/frames.rs",
     "src/data/images.rs",
     "src/nn/patches.rs",
+    "src/pretrain/views.rs",
+    "src/data/augment.rs",
 ];
 
 /// `(field, type, doc)` of one struct field.

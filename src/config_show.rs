@@ -99,46 +99,44 @@ const KINDS: &[(&str, &str, &str)] = &[
         "src/pretrain/frames.rs",
         "FramesCpcConfig",
     ),
+    ("pretrain image", "src/pretrain/views.rs", "ViewsConfig"),
 ];
 
 fn resolved(kind: usize, path: Option<&Path>, overrides: &[String]) -> Result<String> {
-    use crate::pretrain::{audio, frames, image, text};
+    use crate::pretrain::{audio, frames, image, text, views};
     Ok(match kind {
         0 => crate::config::Config::load(path, overrides)?.to_toml(),
         1 => audio::AudioCpcConfig::load(path, overrides)?.to_toml(),
         2 => image::ImageCpcConfig::load(path, overrides)?.to_toml(),
         3 => text::TextCpcConfig::load(path, overrides)?.to_toml(),
-        _ => frames::FramesCpcConfig::load(path, overrides)?.to_toml(),
+        4 => frames::FramesCpcConfig::load(path, overrides)?.to_toml(),
+        _ => views::ViewsConfig::load(path, overrides)?.to_toml(),
     })
 }
 
 /// Every built-in preset: `(name, the command that reads it)`.
 pub fn presets() -> Vec<(&'static str, &'static str)> {
-    use crate::pretrain::{audio, frames, image, text};
-    let mut v: Vec<(&str, &str)> = crate::config::PRESETS
-        .iter()
-        .map(|p| (p.0, "train"))
-        .collect();
-    v.extend(
-        audio::AudioCpcConfig::PRESETS
-            .iter()
-            .map(|p| (p.0, "pretrain audio")),
-    );
-    v.extend(
-        image::ImageCpcConfig::PRESETS
-            .iter()
-            .map(|p| (p.0, "pretrain image")),
-    );
-    v.extend(
-        text::TextCpcConfig::PRESETS
-            .iter()
-            .map(|p| (p.0, "pretrain text")),
-    );
-    v.extend(
-        frames::FramesCpcConfig::PRESETS
-            .iter()
-            .map(|p| (p.0, "pretrain frames")),
-    );
+    preset_kinds()
+        .into_iter()
+        .map(|(n, k)| (n, KINDS[k].0))
+        .collect()
+}
+
+/// Every built-in preset with the index of its kind in `KINDS`.
+fn preset_kinds() -> Vec<(&'static str, usize)> {
+    use crate::pretrain::{audio, frames, image, text, views};
+    let mut v: Vec<(&str, usize)> = Vec::new();
+    let lists: [&[(&str, &str)]; 6] = [
+        crate::config::PRESETS,
+        audio::AudioCpcConfig::PRESETS,
+        image::ImageCpcConfig::PRESETS,
+        text::TextCpcConfig::PRESETS,
+        frames::FramesCpcConfig::PRESETS,
+        views::ViewsConfig::PRESETS,
+    ];
+    for (k, list) in lists.iter().enumerate() {
+        v.extend(list.iter().map(|p| (p.0, k)));
+    }
     v
 }
 
@@ -150,8 +148,8 @@ pub fn show(name: Option<&Path>, overrides: &[String]) -> Result<(String, &'stat
         Some(p) if !p.exists() => {
             let n = p.to_string_lossy();
             let n = n.trim_start_matches("configs/").trim_end_matches(".toml");
-            match presets().iter().find(|(pn, _)| *pn == n) {
-                Some((_, cmd)) => KINDS.iter().position(|k| k.0 == *cmd).unwrap_or(0),
+            match preset_kinds().iter().find(|(pn, _)| *pn == n) {
+                Some((_, k)) => *k,
                 None => bail!(
                     "'{}' is neither a file nor a built-in preset; the presets are: {}",
                     p.display(),

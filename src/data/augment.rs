@@ -21,7 +21,8 @@ pub struct AugmentSection {
     /// Random resized crop: the crop's share of the image area is drawn from this range,
     /// within (0, 1].
     pub crop_scale: [f64; 2],
-    /// ... and its aspect ratio (width / height) log-uniformly from this one.
+    /// Random resized crop: its aspect ratio (width / height), drawn log-uniformly from
+    /// this range.
     pub crop_ratio: [f64; 2],
     /// Probability of a left–right mirror.
     pub flip: f64,
@@ -39,9 +40,9 @@ pub struct AugmentSection {
     pub grayscale: f64,
     /// Probability of a Gaussian blur (SimCLR on ImageNet: 0.5; off for small images).
     pub blur: f64,
-    /// Its standard deviation in pixels, drawn uniformly from this range.
+    /// Gaussian blur: its standard deviation in pixels, drawn uniformly from this range.
     pub blur_sigma: [f64; 2],
-    /// Its kernel side in pixels (odd; SimCLR: 10% of the image side).
+    /// Gaussian blur: its kernel side in pixels (odd; SimCLR: 10% of the image side).
     pub blur_kernel: usize,
 }
 

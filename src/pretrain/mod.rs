@@ -244,11 +244,13 @@ pub fn peek_objective(
 pub struct KnnSection {
     /// Every this many steps and at the end (0: never), logged as `knn/top1`.
     pub every: u64,
-    /// Neighbours and temperature of the weighted vote (lightly, solo-learn: 200, 0.1).
+    /// Neighbours that vote (lightly, solo-learn: 200).
     pub k: usize,
+    /// Temperature of the vote's weights exp(sim / τ) (lightly, solo-learn: 0.1).
     pub temperature: f64,
-    /// Training images in the bank and held-out images classified (seeded subsets).
+    /// Training images in the bank (a seeded subset).
     pub bank: usize,
+    /// Held-out images classified (a seeded subset).
     pub queries: usize,
 }
 

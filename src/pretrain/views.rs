@@ -49,9 +49,9 @@ pub enum ViewEncoderKind {
 #[serde(deny_unknown_fields, default)]
 pub struct ViewModel {
     pub encoder: ViewEncoderKind,
-    /// ResNet: the stem's and each stage's width ...
+    /// ResNet: the stem's and each stage's width (the first stage's is the stem's).
     pub widths: Vec<usize>,
-    /// ... and each stage's number of basic blocks.
+    /// ResNet: each stage's number of basic blocks.
     pub blocks: Vec<usize>,
     /// Agent encoder: its FC width (the agent's `model.conv_fc`).
     pub features: usize,
