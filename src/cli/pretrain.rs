@@ -137,18 +137,7 @@ pub fn run(modality: Command) -> Result<()> {
         }
         Command::Frames { args } => {
             use rlcpc::pretrain::frames::{FramesCpc, FramesCpcConfig};
-            let presets: Vec<(&str, &str)> = <FramesCpcConfig as TrainerConfig>::PRESETS
-                .iter()
-                .chain(rlcpc::pretrain::views::PRESETS.iter())
-                .copied()
-                .collect();
-            let objective = rlcpc::pretrain::peek_objective(
-                args.config.as_deref(),
-                args.resume.then_some(args.out.as_path()),
-                &args.all_overrides(),
-                &presets,
-            );
-            if objective != ObjectiveKind::Cpc {
+            if args.views_objective(<FramesCpcConfig as TrainerConfig>::PRESETS) {
                 // SimCLR / MoCo on the recording's frames as labelled images.
                 return views(&args);
             }
@@ -168,18 +157,7 @@ pub fn run(modality: Command) -> Result<()> {
         Command::Image { args } => {
             use rlcpc::data::images::{load_split, Part};
             use rlcpc::pretrain::image::{ImageCpc, ImageCpcConfig};
-            let presets: Vec<(&str, &str)> = rlcpc::pretrain::image::PRESETS
-                .iter()
-                .chain(rlcpc::pretrain::views::PRESETS.iter())
-                .copied()
-                .collect();
-            let objective = rlcpc::pretrain::peek_objective(
-                args.config.as_deref(),
-                args.resume.then_some(args.out.as_path()),
-                &args.all_overrides(),
-                &presets,
-            );
-            if objective != ObjectiveKind::Cpc {
+            if args.views_objective(&rlcpc::pretrain::image::PRESETS) {
                 return views(&args);
             }
             let cfg: ImageCpcConfig = args.config()?;
@@ -295,6 +273,23 @@ fn views(args: &TrainerArgs) -> Result<()> {
 }
 
 impl TrainerArgs {
+    /// Whether this run's objective (the flags, else its config: `cpc_presets` or the
+    /// view presets by name, or a file) is SimCLR or MoCo rather than CPC.
+    fn views_objective(&self, cpc_presets: &[(&str, &str)]) -> bool {
+        let presets: Vec<(&str, &str)> = cpc_presets
+            .iter()
+            .chain(rlcpc::pretrain::views::PRESETS.iter())
+            .copied()
+            .collect();
+        let objective = rlcpc::pretrain::peek_objective(
+            self.config.as_deref(),
+            self.resume.then_some(self.out.as_path()),
+            &self.all_overrides(),
+            &presets,
+        );
+        objective != ObjectiveKind::Cpc
+    }
+
     /// `--set` and `--objective` as overrides.
     fn all_overrides(&self) -> Vec<String> {
         let mut overrides = self.overrides.clone();

@@ -63,20 +63,7 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
             );
         }
     }
-    let want = net.encoder_input();
-    if [train.height, train.width, train.channels] != want {
-        bail!(
-            "{}: the encoder reads {}x{}x{} images, '{}' holds {}x{}x{}",
-            encoder.display(),
-            want[0],
-            want[1],
-            want[2],
-            data.display(),
-            train.height,
-            train.width,
-            train.channels
-        );
-    }
+    check_input(net.encoder_input(), &train, encoder, data)?;
     let t0 = std::time::Instant::now();
     let options = ImageProbeOptions {
         max: req.max_images,
@@ -129,6 +116,29 @@ pub fn image_features(
         rows.extend(pool_grid(if pool_z { &z } else { &c }, g)?);
     }
     super::Features::from_rows(rows)
+}
+
+/// Refuses images of another size than the encoder reads, naming both.
+fn check_input(
+    want: [usize; 3],
+    set: &ImageSet,
+    encoder: &std::path::Path,
+    data: &std::path::Path,
+) -> Result<()> {
+    if [set.height, set.width, set.channels] != want {
+        bail!(
+            "{}: the encoder reads {}x{}x{} images, '{}' holds {}x{}x{}",
+            encoder.display(),
+            want[0],
+            want[1],
+            want[2],
+            data.display(),
+            set.height,
+            set.width,
+            set.channels
+        );
+    }
+    Ok(())
 }
 
 /// Settings of [`probe_images`].
@@ -276,20 +286,12 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
             load_split(data, Part::Test, &split)?,
         )
     };
-    let want = file.spec.image_input().unwrap_or_default();
-    if [train.height, train.width, train.channels] != want {
-        bail!(
-            "{}: the encoder reads {}x{}x{} images, '{}' holds {}x{}x{}",
-            encoder.display(),
-            want[0],
-            want[1],
-            want[2],
-            data.display(),
-            train.height,
-            train.width,
-            train.channels
-        );
-    }
+    check_input(
+        file.spec.image_input().unwrap_or_default(),
+        &train,
+        encoder,
+        data,
+    )?;
     let t0 = std::time::Instant::now();
     let (net, _vm) = ViewEncoder::from_file(file)?;
     let seed = req.split_seed.unwrap_or(0);

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::common::TINY_TEXT;
-use crate::support::{bad_setting_is_named, s, text, Rlcpc};
+use crate::support::{bad_setting_is_named, s, squares, text, Rlcpc};
 
 #[test]
 fn pretrain_is_the_trainers_command_and_cpc_its_alias() {
@@ -273,30 +273,8 @@ fn cpc_audio_reports_bad_files_and_bad_settings() {
 fn cpc_image_trains_on_idx_files_and_checks_the_patch_grid() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("mnist");
-    std::fs::create_dir(&data).unwrap();
     // 40 16×16 images: a bright square whose position is the class.
-    let (n, side) = (40u32, 16usize);
-    let mut idx = vec![0u8, 0, 8, 3];
-    for d in [n, side as u32, side as u32] {
-        idx.extend_from_slice(&d.to_be_bytes());
-    }
-    let mut labels = vec![0u8, 0, 8, 1];
-    labels.extend_from_slice(&n.to_be_bytes());
-    for i in 0..n as usize {
-        let class = i % 4;
-        let (oy, ox) = (4 * (class / 2) + 2, 4 * (class % 2) + 2);
-        for y in 0..side {
-            for x in 0..side {
-                let on = (oy..oy + 6).contains(&y) && (ox..ox + 6).contains(&x);
-                idx.push(if on { 255 } else { (i * 7 % 40) as u8 });
-            }
-        }
-        labels.push(class as u8);
-    }
-    std::fs::write(data.join("train-images-idx3-ubyte"), &idx).unwrap();
-    std::fs::write(data.join("train-labels-idx1-ubyte"), &labels).unwrap();
-    std::fs::write(data.join("t10k-images-idx3-ubyte"), &idx).unwrap();
-    std::fs::write(data.join("t10k-labels-idx1-ubyte"), &labels).unwrap();
+    squares(&data);
     let out = dir.path().join("run");
     let base = Rlcpc::new("cpc image --quiet")
         .data(&data)

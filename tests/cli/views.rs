@@ -4,35 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{bad_setting_is_named, s, Rlcpc};
-
-/// 40 16×16 grey images in IDX files (train and test the same): a bright square whose
-/// position is the class.
-fn squares(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let (n, side) = (40u32, 16usize);
-    let mut idx = vec![0u8, 0, 8, 3];
-    for d in [n, side as u32, side as u32] {
-        idx.extend_from_slice(&d.to_be_bytes());
-    }
-    let mut labels = vec![0u8, 0, 8, 1];
-    labels.extend_from_slice(&n.to_be_bytes());
-    for i in 0..n as usize {
-        let class = i % 4;
-        let (oy, ox) = (4 * (class / 2) + 2, 4 * (class % 2) + 2);
-        for y in 0..side {
-            for x in 0..side {
-                let on = (oy..oy + 6).contains(&y) && (ox..ox + 6).contains(&x);
-                idx.push(if on { 255 } else { (i * 7 % 40) as u8 });
-            }
-        }
-        labels.push(class as u8);
-    }
-    for part in ["train", "t10k"] {
-        std::fs::write(dir.join(format!("{part}-images-idx3-ubyte")), &idx).unwrap();
-        std::fs::write(dir.join(format!("{part}-labels-idx1-ubyte")), &labels).unwrap();
-    }
-}
+use crate::support::{bad_setting_is_named, s, squares, Rlcpc};
 
 /// A small ResNet and head on the squares, 8 images a step, the kNN monitor every 2.
 fn small(objective: &str, data: &Path, out: &Path) -> Rlcpc {
