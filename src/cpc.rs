@@ -442,6 +442,16 @@ pub fn horizon_buckets(horizon: usize) -> Vec<(String, usize, usize)> {
     v
 }
 
+/// An auxiliary loss's generator state for a checkpoint ([`AuxLoss::save_rng`]).
+pub fn rng_state(rng: &SeededRng) -> serde_json::Value {
+    serde_json::to_value(rng).expect("generator state serialises")
+}
+
+/// The generator restored from [`rng_state`]'s value ([`AuxLoss::load_rng`]).
+pub fn rng_from_state(v: &serde_json::Value) -> Result<SeededRng, AgentError> {
+    serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))
+}
+
 /// The agent's CPC auxiliary head: context = core output, targets = encoder outputs.
 pub struct CpcAux {
     predictor: Predictor,
@@ -551,12 +561,11 @@ impl AuxLoss for CpcAux {
     }
 
     fn save_rng(&self) -> serde_json::Value {
-        serde_json::to_value(&self.rng).expect("generator state serialises")
+        rng_state(&self.rng)
     }
 
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
-        self.rng =
-            serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))?;
+        self.rng = rng_from_state(v)?;
         Ok(())
     }
 }

@@ -164,12 +164,11 @@ impl AuxLoss for CurlAux {
     }
 
     fn save_rng(&self) -> serde_json::Value {
-        serde_json::to_value(&self.rng).expect("generator state serialises")
+        crate::cpc::rng_state(&self.rng)
     }
 
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
-        self.rng =
-            serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))?;
+        self.rng = crate::cpc::rng_from_state(v)?;
         Ok(())
     }
 }
