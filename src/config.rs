@@ -239,6 +239,9 @@ pub enum AuxKind {
     None,
     /// Contrastive Predictive Coding (van den Oord et al. 2018, §3.4).
     Cpc,
+    /// Action-conditioned CPC, CPC|A (Guo et al. 2018): a GRU over the future actions,
+    /// started from the context, predicts z_{t+k}; binary classification or InfoNCE.
+    Cpca,
     /// CURL (Srinivas et al. 2020) adapted to A2C: two random shifts of each sampled
     /// observation, the agent's encoder on one and a momentum key encoder on the other,
     /// bilinear similarity, InfoNCE over the samples. Image observations, conv encoder.
@@ -246,11 +249,18 @@ pub enum AuxKind {
 }
 
 impl AuxKind {
-    /// The config's spelling: `none` or `cpc`.
+    /// Whether the head predicts future steps (CPC, CPC|A): `horizon` and the
+    /// negatives apply.
+    pub fn predicts(self) -> bool {
+        matches!(self, AuxKind::Cpc | AuxKind::Cpca)
+    }
+
+    /// The config's spelling: `none`, `cpc`, `cpca` or `curl`.
     pub fn as_str(self) -> &'static str {
         match self {
             AuxKind::None => "none",
             AuxKind::Cpc => "cpc",
+            AuxKind::Cpca => "cpca",
             AuxKind::Curl => "curl",
         }
     }
@@ -276,8 +286,9 @@ pub enum Negatives {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuxConfig {
-    /// `cpc` (the CPC head), `curl` (CURL's contrastive loss on augmented
-    /// observations) or `none` (no head, no parameters, no cost); `--aux`.
+    /// `cpc` (the CPC head), `cpca` (action-conditioned CPC), `curl` (CURL's
+    /// contrastive loss on augmented observations) or `none` (no head, no parameters,
+    /// no cost); `--aux`.
     pub kind: AuxKind,
     /// Weight of the InfoNCE loss in the total loss (Habitat / Sample Factory CPC|A: 0.1).
     pub weight: f64,
@@ -292,6 +303,9 @@ pub struct AuxConfig {
     pub start_times: usize,
     /// Horizons sampled per start time (0: every k = 1..K that stays in the unroll).
     pub horizons: usize,
+    /// CPC|A's objective: `binary` (the positive labelled 1, each negative 0; Guo et al.,
+    /// Sample Factory, habitat-lab) or `infonce`.
+    pub cpca_loss: crate::cpca::CpcaLoss,
     /// CURL: observations of the unroll sampled per update (the InfoNCE batch).
     pub curl_samples: usize,
     /// CURL: each view is the observation shifted by up to this many pixels in each
@@ -311,6 +325,7 @@ impl Default for AuxConfig {
             num_negatives: 20,
             start_times: 0,
             horizons: 0,
+            cpca_loss: crate::cpca::CpcaLoss::Binary,
             curl_samples: 256,
             curl_shift: 4,
             curl_momentum: 0.95,
@@ -388,7 +403,7 @@ impl Config {
     pub fn resolve(&mut self) -> Vec<String> {
         let mut notes = Vec::new();
         let a = &mut self.aux;
-        if a.kind == AuxKind::Cpc && self.algo.unroll >= 2 && a.horizon >= self.algo.unroll {
+        if a.kind.predicts() && self.algo.unroll >= 2 && a.horizon >= self.algo.unroll {
             notes.push(format!(
                 "note: aux.horizon {} clipped to algo.unroll - 1 = {} (CPC predicts inside one unroll; raise algo.unroll for longer horizons)",
                 a.horizon,
@@ -507,7 +522,7 @@ impl Config {
                 ));
             }
         }
-        if a.kind == AuxKind::Cpc {
+        if a.kind.predicts() {
             if a.horizon == 0 || a.horizon >= self.algo.unroll {
                 return Err(Invalid::new(
                     "aux.horizon",

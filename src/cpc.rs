@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::ops::log_softmax;
 use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
-use rlcpc_agents::{AgentError, AuxLoss, AuxOutput, UnrollOutput};
+use rlcpc_agents::{AgentError, AuxBatch, AuxLoss, AuxOutput, UnrollOutput};
 use rlcpc_envs::SeededRng;
 
 use crate::config::{AuxConfig, Negatives};
@@ -512,17 +512,12 @@ impl AuxLoss for CpcAux {
         self.weight
     }
 
-    fn loss(
-        &mut self,
-        out: &UnrollOutput,
-        first: &[f32],
-        _obs: &Tensor,
-    ) -> Result<AuxOutput, AgentError> {
+    fn loss(&mut self, out: &UnrollOutput, batch: AuxBatch) -> Result<AuxOutput, AgentError> {
         let r = cpc_loss(
             &self.predictor,
             &out.z,
             &out.c,
-            first,
+            batch.first,
             &self.sampling,
             &mut self.rng,
         )?;

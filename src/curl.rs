@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
-use rlcpc_agents::{AgentError, AuxLoss, AuxOutput, UnrollOutput};
+use rlcpc_agents::{AgentError, AuxBatch, AuxLoss, AuxOutput, UnrollOutput};
 use rlcpc_envs::SeededRng;
 
 use crate::config::AuxConfig;
@@ -122,12 +122,8 @@ impl AuxLoss for CurlAux {
         self.cfg.weight
     }
 
-    fn loss(
-        &mut self,
-        _out: &UnrollOutput,
-        _first: &[f32],
-        obs: &Tensor,
-    ) -> Result<AuxOutput, AgentError> {
+    fn loss(&mut self, _out: &UnrollOutput, batch: AuxBatch) -> Result<AuxOutput, AgentError> {
+        let obs = batch.obs;
         let m = self.cfg.curl_momentum;
         for (q, k) in &self.pairs {
             k.set(&((k.as_tensor() * m)? + (q.as_tensor().detach() * (1.0 - m))?)?)?;
@@ -208,7 +204,16 @@ mod tests {
             z: z.clone(),
             c: z,
         };
-        let got = aux.loss(&out, &[0.0; 6], &obs).unwrap();
+        let got = aux
+            .loss(
+                &out,
+                AuxBatch {
+                    first: &[0.0; 6],
+                    obs: &obs,
+                    actions: &[],
+                },
+            )
+            .unwrap();
         let q = aux
             .query
             .forward(&obs.reshape((6, 20, 20, 1)).unwrap())

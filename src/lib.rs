@@ -32,6 +32,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod config_show;
 pub mod cpc;
+pub mod cpca;
 pub mod curl;
 pub mod data;
 pub mod encoder_file;

@@ -73,6 +73,14 @@ pub fn preflight(cfg: &Config) -> Result<NetSpec> {
     Ok(spec)
 }
 
+fn cpca_dims(spec: &NetSpec) -> crate::cpca::CpcaDims {
+    crate::cpca::CpcaDims {
+        actions: spec.num_actions,
+        z_dim: spec.feature_dim(),
+        c_dim: spec.context_dim(),
+    }
+}
+
 /// The learner with freshly initialised parameters (seeded).
 pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Learner<AgentNet>> {
     let mut init = Init::new(cfg.run.seed, device);
@@ -82,6 +90,7 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
     }
     match cfg.aux.kind {
         AuxKind::Cpc => CpcAux::init(&cfg.aux, spec.feature_dim(), spec.context_dim(), &mut init)?,
+        AuxKind::Cpca => crate::cpca::CpcaAux::init(cpca_dims(spec), &mut init)?,
         AuxKind::Curl => crate::curl::CurlAux::init(&spec.encoder, &mut init)?,
         AuxKind::None => {}
     }
@@ -92,6 +101,13 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
             &cfg.aux,
             spec.feature_dim(),
             spec.context_dim(),
+            &init.varmap,
+            device,
+            cfg.run.seed,
+        )?)),
+        AuxKind::Cpca => Some(Box::new(crate::cpca::CpcaAux::new(
+            &cfg.aux,
+            cpca_dims(spec),
             &init.varmap,
             device,
             cfg.run.seed,

@@ -266,7 +266,14 @@ fn cpc_gradients_reach_encoder_and_core() {
     .unwrap();
     let out = learner.net.unroll(&obs, &first, &state).unwrap();
     let aux = learner.aux.as_mut().unwrap();
-    let a = aux.loss(&out, &vec![0.0; t1 * b], &obs).unwrap();
+    let first = vec![0.0; t1 * b];
+    let actions = vec![0u32; (t1 - 1) * b];
+    let batch = rlcpc_agents::AuxBatch {
+        first: &first,
+        obs: &obs,
+        actions: &actions,
+    };
+    let a = aux.loss(&out, batch).unwrap();
     assert!(a
         .metrics
         .iter()
@@ -388,4 +395,191 @@ fn accuracy_counts_ties_as_a_share() {
     assert_eq!(hit(&[1.0, 1.0, 1.0, 1.0]), 0.25);
     assert_eq!(hit(&[1.0, 2.0, 0.0]), 0.0);
     assert_eq!(hit(&[f32::NAN, 0.0]), 0.0);
+}
+
+/// CPC|A against a direct loop: for each pair, the GRU run by hand from c_t over the
+/// actions a_t … a_{t+k−1}, the classifier on [b; z] per candidate, then the logistic or
+/// InfoNCE loss, weighted per horizon as for CPC.
+#[test]
+fn cpca_loss_matches_a_direct_loop_over_pairs() {
+    use rlcpc::config::AuxConfig;
+    use rlcpc::cpca::{CpcaAux, CpcaDims, CpcaLoss};
+    use rlcpc_agents::AuxLoss;
+    let dev = Device::Cpu;
+    let (t_len, b, dz, dc, na, k) = (7, 3, 4, 5, 3, 3);
+    let dims = CpcaDims {
+        actions: na,
+        z_dim: dz,
+        c_dim: dc,
+    };
+    let mut init = Init::new(4, &dev);
+    CpcaAux::init(dims, &mut init).unwrap();
+    init.uniform_fan_in("z", &[t_len, b, dz], 1).unwrap();
+    init.uniform_fan_in("c", &[t_len, b, dc], 1).unwrap();
+    let vb = candle_nn::VarBuilder::from_varmap(&init.varmap, candle_core::DType::F32, &dev);
+    let z = vb.get((t_len, b, dz), "z").unwrap();
+    let c = vb.get((t_len, b, dc), "c").unwrap();
+    let get2 = |name: &str, shape: (usize, usize)| {
+        vb.get(shape, &format!("aux.cpca.{name}"))
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+    let get1 = |name: &str, n: usize| {
+        vb.get(n, &format!("aux.cpca.{name}"))
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (w_ih, w_hh) = (
+        get2("gru.weight_ih", (3 * dc, na)),
+        get2("gru.weight_hh", (3 * dc, dc)),
+    );
+    let (b_ih, b_hh) = (get1("gru.bias_ih", 3 * dc), get1("gru.bias_hh", 3 * dc));
+    let (w1b, w1z) = (
+        get2("fc1.weight_b", (dc, dc)),
+        get2("fc1.weight_z", (dc, dz)),
+    );
+    let (b1, w2, b2) = (
+        get1("fc1.bias", dc),
+        get2("fc2.weight", (1, dc)),
+        get1("fc2.bias", 1),
+    );
+    let zh = z.to_vec3::<f32>().unwrap();
+    let ch = c.to_vec3::<f32>().unwrap();
+    let mut first = vec![0f32; t_len * b];
+    first[4 * b + 2] = 1.0;
+    let actions: Vec<u32> = (0..(t_len - 1) * b).map(|i| (i * 7 % na) as u32).collect();
+    let dot = |w: &[f32], x: &[f64]| w.iter().zip(x).map(|(a, b)| *a as f64 * b).sum::<f64>();
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let softplus = |x: f64| (1.0 + x.exp()).ln();
+    for objective in [CpcaLoss::Binary, CpcaLoss::Infonce] {
+        let cfg = AuxConfig {
+            horizon: k,
+            num_negatives: 4,
+            cpca_loss: objective,
+            ..AuxConfig::default()
+        };
+        let mut aux = CpcaAux::new(&cfg, dims, &init.varmap, &dev, 11).unwrap();
+        let mut rng = rlcpc::cpc::rng_from_state(&aux.save_rng()).unwrap();
+        let r = aux.evaluate(&z, &c, &first, &actions).unwrap().unwrap();
+
+        let s: CpcSampling = (&cfg).into();
+        let pairs = sample_pairs(&first, t_len, b, &s, &mut rng);
+        let cand = sample_candidates(&pairs, t_len, b, &s, &mut rng);
+        assert_eq!(pairs, r.pairs);
+        let weights = pair_weights(&pairs, &first, t_len, b, &s);
+        let mut direct = 0f64;
+        for ((p, row), w) in pairs.iter().zip(cand.chunks(5)).zip(&weights) {
+            // The GRU from h = c_t over one-hot actions, gates (r, z, n) as PyTorch's.
+            let mut h: Vec<f64> = ch[p.t][p.b].iter().map(|v| *v as f64).collect();
+            for j in 0..p.k {
+                let a = actions[(p.t + j) * b + p.b] as usize;
+                let gi = |g: usize| w_ih[g][a] as f64 + b_ih[g] as f64;
+                let gh = |g: usize, h: &[f64]| dot(&w_hh[g], h) + b_hh[g] as f64;
+                let mut next = vec![0f64; dc];
+                for u in 0..dc {
+                    let r = sig(gi(u) + gh(u, &h));
+                    let zg = sig(gi(dc + u) + gh(dc + u, &h));
+                    let n = (gi(2 * dc + u) + r * gh(2 * dc + u, &h)).tanh();
+                    next[u] = (1.0 - zg) * n + zg * h[u];
+                }
+                h = next;
+            }
+            let score = |idx: u32| {
+                let (tt, bb) = (idx as usize / b, idx as usize % b);
+                let zc: Vec<f64> = zh[tt][bb].iter().map(|v| *v as f64).collect();
+                let hidden: Vec<f64> = (0..dc)
+                    .map(|u| (dot(&w1b[u], &h) + dot(&w1z[u], &zc) + b1[u] as f64).max(0.0))
+                    .collect();
+                dot(&w2[0], &hidden) + b2[0] as f64
+            };
+            let sc: Vec<f64> = row.iter().map(|&i| score(i)).collect();
+            for (got, want) in r.scores[pairs.iter().position(|q| q == p).unwrap()]
+                .iter()
+                .zip(&sc)
+            {
+                assert!((*got as f64 - want).abs() < 1e-4, "{got} vs {want}");
+            }
+            let l = match objective {
+                CpcaLoss::Binary => {
+                    softplus(-sc[0]) + sc[1..].iter().map(|s| softplus(*s)).sum::<f64>() / 4.0
+                }
+                CpcaLoss::Infonce => {
+                    let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    m + sc.iter().map(|s| (s - m).exp()).sum::<f64>().ln() - sc[0]
+                }
+            };
+            direct += w * l;
+        }
+        let got = r.loss.to_scalar::<f32>().unwrap() as f64;
+        assert!(
+            (got - direct).abs() < 1e-5,
+            "{objective:?}: {got} vs {direct}"
+        );
+    }
+}
+
+/// The CPC|A head trains with the agent: its gradients reach the encoder, the core, the
+/// action GRU and the classifier.
+#[test]
+fn cpca_gradients_reach_encoder_core_and_head() {
+    let cfg = Config::load(
+        Some(std::path::Path::new("cartpole-lstm-cpc")),
+        &[
+            "aux.kind=\"cpca\"".into(),
+            "aux.horizon=5".into(),
+            "algo.unroll=8".into(),
+        ],
+    )
+    .unwrap();
+    let spec = net_spec(&cfg).unwrap();
+    let mut learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
+    let (t1, b) = (9, 4);
+    let obs = Tensor::randn(0f32, 1.0, (t1, b, 4), &Device::Cpu).unwrap();
+    let first = Tensor::zeros((t1, b), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let state = Tensor::zeros(
+        (b, spec.state_size()),
+        candle_core::DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let out = learner.net.unroll(&obs, &first, &state).unwrap();
+    let aux = learner.aux.as_mut().unwrap();
+    let first = vec![0.0; t1 * b];
+    let actions: Vec<u32> = (0..(t1 - 1) * b).map(|i| (i % 2) as u32).collect();
+    let batch = rlcpc_agents::AuxBatch {
+        first: &first,
+        obs: &obs,
+        actions: &actions,
+    };
+    let a = aux.loss(&out, batch).unwrap();
+    assert!(a
+        .metrics
+        .iter()
+        .any(|(k, v)| k == "cpca/acc" && (0.0..=1.0).contains(v)));
+    let grads = a.loss.backward().unwrap();
+    let mut vars = learner.net.vars();
+    vars.extend(aux.vars());
+    for name in [
+        "encoder.mlp.0.weight",
+        "core.lstm.weight_hh",
+        "aux.cpca.gru.weight_ih",
+        "aux.cpca.gru.weight_hh",
+        "aux.cpca.fc1.weight_z",
+        "aux.cpca.fc2.weight",
+    ] {
+        let (_, v) = vars.iter().find(|(n, _)| n == name).unwrap();
+        let g = grads
+            .get(v)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0 && norm.is_finite(), "{name}: {norm}");
+    }
 }

@@ -71,7 +71,13 @@ fn loss_and_grads(dev: &Device) -> (f32, Vec<(String, Vec<f32>)>) {
     let first_t = Tensor::from_slice(&first, (t1, b), dev).unwrap();
     let state = Tensor::zeros((b, spec.state_size()), DType::F32, dev).unwrap();
     let out = net.unroll(&x, &first_t, &state).unwrap();
-    let a = aux.loss(&out, &first).unwrap();
+    let actions = vec![0u32; (t1 - 1) * b];
+    let batch = rlcpc_agents::AuxBatch {
+        first: &first,
+        obs: &x,
+        actions: &actions,
+    };
+    let a = aux.loss(&out, batch).unwrap();
     let lse = out.logits.exp().unwrap().sum(2).unwrap().log().unwrap();
     let loss = (a.loss + out.values.sqr().unwrap().mean_all().unwrap())
         .unwrap()

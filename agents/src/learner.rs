@@ -204,7 +204,14 @@ impl<N: PolicyNetwork> Learner<N> {
         let mut aux_metrics = Vec::new();
         let mut aux_loss = None;
         if let Some(aux) = self.aux.as_mut() {
-            let a = aux.loss(&out, &batch.first, &obs)?;
+            let a = aux.loss(
+                &out,
+                crate::AuxBatch {
+                    first: &batch.first,
+                    obs: &obs,
+                    actions: &batch.actions,
+                },
+            )?;
             total = (total + (&a.loss * aux.weight())?)?;
             aux_loss = Some(a.loss);
             aux_metrics = a.metrics;

@@ -27,7 +27,7 @@ pub use actor::{sample_action, Actor};
 pub use config::{AlgoConfig, Mode, OptimConfig, OptimKind, RunnerConfig};
 pub use error::AgentError;
 pub use learner::{Learner, UpdateStats};
-pub use network::{ActorPolicy, AuxLoss, AuxOutput, PolicyNetwork, UnrollOutput};
+pub use network::{ActorPolicy, AuxBatch, AuxLoss, AuxOutput, PolicyNetwork, UnrollOutput};
 pub use optim::Optimizer;
 pub use rollout::{ParamSnapshot, Rollout};
 pub use runner::Runner;

@@ -43,18 +43,24 @@ pub struct AuxOutput {
     pub metrics: Vec<(String, f64)>,
 }
 
+/// What an auxiliary loss sees of an unroll besides the network's outputs.
+#[derive(Debug, Clone, Copy)]
+pub struct AuxBatch<'a> {
+    /// `[T+1, B]`: 1.0 where an episode starts.
+    pub first: &'a [f32],
+    /// The observations `[T+1, B, ...]` the network unrolled over (for losses on
+    /// augmented inputs).
+    pub obs: &'a Tensor,
+    /// The actions taken, `[T, B]` (for action-conditioned predictions).
+    pub actions: &'a [u32],
+}
+
 /// An auxiliary loss computed from the unroll's features.
 pub trait AuxLoss: Send {
     /// Weight of this loss in the learner's total loss.
     fn weight(&self) -> f64;
-    /// `first` is `[T+1, B]` (1.0 where an episode starts); `obs` `[T+1, B, ...]` the
-    /// observations the network unrolled over (for losses on augmented inputs).
-    fn loss(
-        &mut self,
-        out: &UnrollOutput,
-        first: &[f32],
-        obs: &Tensor,
-    ) -> Result<AuxOutput, AgentError>;
+    /// The loss of one unroll.
+    fn loss(&mut self, out: &UnrollOutput, batch: AuxBatch) -> Result<AuxOutput, AgentError>;
     /// Its own trainable parameters.
     fn vars(&self) -> Vec<(String, Var)>;
     /// State of its random generator, for checkpoints.

@@ -1,7 +1,7 @@
 //! Environments for rlcpc, behind a Gymnasium-style API, with no ML dependency:
 //! `CartPole-v1` (checked against Gymnasium), the memory tasks `MaskedCartPole-v1` and
-//! `TMaze-v0`, and the first-person [`lab`] tasks modelled on the CPC paper's five
-//! DeepMind Lab levels.
+//! `TMaze-v0`, the first-person [`lab`] tasks modelled on the CPC paper's five
+//! DeepMind Lab levels, and the [`popgym`] suite (`popgym/RepeatPreviousEasy`, ...).
 //!
 //! Main types: [`Env`] (Gymnasium's `reset(seed, options) -> (obs, info)` and
 //! `step(action) -> (obs, reward, terminated, truncated, info)`), [`Space`], the
@@ -21,6 +21,7 @@ mod cartpole;
 mod env;
 pub mod lab;
 mod options;
+pub mod popgym;
 mod registry;
 mod tmaze;
 mod vec_env;

@@ -75,7 +75,7 @@ pub fn registry() -> &'static [EnvEntry] {
 }
 
 fn entries() -> Vec<EnvEntry> {
-    vec![
+    let mut entries = vec![
         EnvEntry {
             id: "CartPole-v1",
             description: "balance a pole on a cart (Gymnasium CartPole-v1: 4 floats, 2 actions, 500-step limit)",
@@ -118,7 +118,20 @@ fn entries() -> Vec<EnvEntry> {
         lab_entry::<LasertagOptions>(
             "bots wander an arena; fire (action 8) to tag one in the centre of view, +1 (DMLab lasertag_three_opponents_small; reactive)",
         ),
-    ]
+    ];
+    for (id, description) in crate::popgym::ids() {
+        entries.push(EnvEntry {
+            id,
+            description,
+            options: help::<NoOptions>(),
+            build: |id, o| {
+                let NoOptions {} = read(id, o)?;
+                let env = crate::popgym::make(id).expect("every registered POPGym id builds");
+                Ok((env, None))
+            },
+        });
+    }
+    entries
 }
 
 /// The Lab task whose own options are `X`: those first, then the ones every task takes.

@@ -80,9 +80,8 @@ pub fn run(args: Args) -> Result<()> {
         "training {} ({} aux) into {}",
         cfg.env.id,
         match cfg.aux.kind {
-            AuxKind::Cpc => "cpc",
-            AuxKind::Curl => "curl",
             AuxKind::None => "no",
+            k => k.as_str(),
         },
         out.display()
     );

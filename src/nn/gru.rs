@@ -44,6 +44,12 @@ impl Gru {
 
     /// Runs `x` `[B, T, in]` from a zero state; returns every h_t as `[B, T, H]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let h0 = Tensor::zeros((x.dim(0)?, self.hidden), x.dtype(), x.device())?;
+        self.forward_from(x, &h0)
+    }
+
+    /// Runs `x` `[B, T, in]` from the state `h0` `[B, H]`; returns every h_t as `[B, T, H]`.
+    pub fn forward_from(&self, x: &Tensor, h0: &Tensor) -> candle_core::Result<Tensor> {
         let (b, t_len, in_dim) = x.dims3()?;
         let h_dim = self.hidden;
         // Input projections of every step at once; only h·W_hh is sequential.
@@ -52,7 +58,7 @@ impl Gru {
             .matmul(&self.w_ih_t)?
             .broadcast_add(&self.b_ih)?
             .reshape((b, t_len, 3 * h_dim))?;
-        let mut h = Tensor::zeros((b, h_dim), x.dtype(), x.device())?;
+        let mut h = h0.clone();
         let mut outs = Vec::with_capacity(t_len);
         for t in 0..t_len {
             let gi = gx.narrow(1, t, 1)?.squeeze(1)?;
