@@ -70,6 +70,7 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../configs/cartpole-masked.toml"),
     ),
     ("tmaze", include_str!("../configs/tmaze.toml")),
+    ("popgym", include_str!("../configs/popgym.toml")),
     (
         "lab-explore_goal_locations",
         include_str!("../configs/lab-explore_goal_locations.toml"),

@@ -205,6 +205,11 @@ fn env_config(name: &str, options: &[String]) -> Result<rlcpc_envs::EnvConfig> {
 /// A flag set by the first Ctrl-C, SIGTERM or SIGHUP (the run finishes its step and
 /// checkpoints); a second one exits at once.
 fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    // Installed once per process: `train --seeds` runs several trainings in a row.
+    static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    if let Some(stop) = STOP.get() {
+        return Ok(stop.clone());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {
@@ -215,7 +220,7 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
         eprintln!("interrupt (Ctrl-C or a termination signal): finishing the current step and writing a checkpoint (again to abort)");
     })
     .context("cannot install the Ctrl-C / SIGTERM / SIGHUP handler")?;
-    Ok(stop)
+    Ok(STOP.get_or_init(|| stop).clone())
 }
 
 /// Candle's CPU kernels size their thread pool from RAYON_NUM_THREADS at first use.

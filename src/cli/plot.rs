@@ -1,4 +1,5 @@
-//! `rlcpc plot`: learning curves of runs on the same axes ([`rlcpc::plot`]).
+//! `rlcpc plot`: learning curves of conditions on the same axes ([`rlcpc::plot`]), and
+//! their final-performance table.
 
 use std::path::PathBuf;
 
@@ -6,7 +7,8 @@ use anyhow::{bail, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Run directories.
+    /// Conditions: run directories, or directories of `seed-N/` runs (as `rlcpc train
+    /// --seeds` writes them), each drawn as the mean over its seeds ± one standard error.
     #[arg(required = true)]
     runs: Vec<PathBuf>,
     #[arg(long, default_value = "curve.png")]
@@ -17,9 +19,17 @@ pub struct Args {
     /// The metric on the x axis.
     #[arg(long, default_value = "time/total_timesteps")]
     x: String,
-    /// Curve labels, in the order of the runs [default: the directory names].
-    #[arg(long = "label")]
+    /// Condition labels, in the order of the runs, repeated or comma-separated
+    /// (`--label none,cpc`) [default: the directory names]. A label `none`, `cpc`,
+    /// `cpca` or `curl` (or ending in `-cpc`, ...) always gets the same colour.
+    #[arg(long = "label", value_delimiter = ',')]
     labels: Vec<String>,
+    /// Trailing moving average over this many logged points, before averaging seeds.
+    #[arg(long, default_value_t = 1)]
+    smooth: usize,
+    /// Also write the final-performance table to this file (it is always printed).
+    #[arg(long, value_name = "FILE")]
+    table: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -29,23 +39,42 @@ pub fn run(args: Args) -> Result<()> {
         metric,
         x,
         labels,
+        smooth,
+        table,
     } = args;
     if !labels.is_empty() && labels.len() != runs.len() {
-        bail!("{} --label values for {} runs", labels.len(), runs.len());
+        bail!(
+            "{} --label values for {} conditions",
+            labels.len(),
+            runs.len()
+        );
     }
-    let mut curves = runs
-        .iter()
-        .map(|r| rlcpc::plot::read_curve(r, &x, &metric))
-        .collect::<Result<Vec<_>>>()?;
-    for (c, l) in curves.iter_mut().zip(labels) {
-        c.label = l;
+    let mut bands = Vec::new();
+    for (i, dir) in runs.iter().enumerate() {
+        let curves = rlcpc::plot::seed_runs(dir)?
+            .iter()
+            .map(|r| rlcpc::plot::read_curve(r, &x, &metric))
+            .collect::<Result<Vec<_>>>()?;
+        let label = labels.get(i).cloned().unwrap_or_else(|| {
+            dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().to_string(),
+            )
+        });
+        bands.push(rlcpc::plot::band(label, &curves, smooth, 200));
     }
     let x_label = if x == "time/total_timesteps" {
         "environment steps"
     } else {
         x.as_str()
     };
-    rlcpc::plot::draw(&curves, x_label, &metric, &out, (900, 540))?;
+    rlcpc::plot::draw(&bands, x_label, &metric, &out, (900, 540))?;
+    let t = rlcpc::plot::table(&bands);
+    print!("{t}");
+    if let Some(path) = table {
+        std::fs::write(&path, &t)
+            .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
+    }
     println!("wrote {}", out.display());
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use rlcpc::config::{AuxKind, Config};
 use rlcpc::train::{saved_config_with_notes, train_checked, TrainOptions, CHECKPOINT};
 
@@ -20,6 +20,11 @@ pub struct Args {
     /// Seed of parameters, environments, action sampling and CPC negatives.
     #[arg(long)]
     seed: Option<u64>,
+    /// One run per seed, `1-5` or `1,3,7`, one after another into OUT/seed-N/, then a
+    /// table of each seed's final mean return and MMER (the best logged mean return)
+    /// with their means and 95% confidence intervals (also in OUT/summary.txt).
+    #[arg(long, value_name = "LIST", conflicts_with_all = ["seed", "resume"])]
+    seeds: Option<String>,
     /// Run directory [default: runs/<config>-<aux>-s<seed>-<unix time>].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -44,6 +49,7 @@ pub fn run(args: Args) -> Result<()> {
         config,
         aux,
         seed,
+        seeds,
         out,
         mut overrides,
         resume,
@@ -53,12 +59,132 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(a) = aux {
         overrides.push(format!("aux.kind=\"{}\"", a.as_str()));
     }
+    if let Some(list) = seeds {
+        return run_seeds(config, &parse_seeds(&list)?, out, overrides, dev, quiet);
+    }
     if let Some(s) = seed {
         overrides.push(format!("run.seed={s}"));
     }
+    one_run(config, out, &overrides, resume, dev, quiet).map(|_| ())
+}
+
+/// `1-5` or `1,3,7` (or a mix, `1-3,9`), each seed once, in the order given.
+pub fn parse_seeds(list: &str) -> Result<Vec<u64>> {
+    let bad = || anyhow::anyhow!("--seeds '{list}': expected a list like 1-5 or 1,3,7");
+    let mut seeds = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u64>(), b.trim().parse::<u64>()),
+            None => (part.parse(), part.parse()),
+        };
+        let (lo, hi) = (lo.map_err(|_| bad())?, hi.map_err(|_| bad())?);
+        if hi < lo || hi - lo >= 1000 {
+            bail!("--seeds '{list}': '{part}' is not an increasing range of at most 1000 seeds");
+        }
+        for s in lo..=hi {
+            if seeds.contains(&s) {
+                bail!("--seeds '{list}': seed {s} is given twice");
+            }
+            seeds.push(s);
+        }
+    }
+    Ok(seeds)
+}
+
+/// One run per seed into `out/seed-N/`, then the summary table.
+fn run_seeds(
+    config: Option<PathBuf>,
+    seeds: &[u64],
+    out: Option<PathBuf>,
+    overrides: Vec<String>,
+    dev: DeviceArg,
+    quiet: bool,
+) -> Result<()> {
+    let first = Config::load(config.as_deref(), &overrides)?;
+    let base = out.unwrap_or_else(|| {
+        let p = rlcpc::run_dir::default_path(config.as_deref(), first.aux.kind.as_str(), seeds[0]);
+        PathBuf::from(format!("{}-seeds{}", p.display(), seeds.len()))
+    });
+    let mut rows = Vec::new();
+    for (i, &seed) in seeds.iter().enumerate() {
+        eprintln!("seed {seed} ({}/{})", i + 1, seeds.len());
+        let mut o = overrides.clone();
+        o.push(format!("run.seed={seed}"));
+        let dir = base.join(format!("seed-{seed}"));
+        let (s, _) = one_run(
+            config.clone(),
+            Some(dir.clone()),
+            &o,
+            false,
+            dev.clone(),
+            quiet,
+        )?;
+        let best = rlcpc::plot::read_curve(&dir, "time/total_timesteps", "rollout/ep_rew_mean")
+            .ok()
+            .map(|c| {
+                c.points
+                    .iter()
+                    .map(|p| p.1)
+                    .fold(f64::NEG_INFINITY, f64::max)
+            });
+        let interrupted = s.interrupted;
+        rows.push((seed, s, best));
+        if interrupted {
+            eprintln!("interrupted: the seeds after {seed} are not run");
+            break;
+        }
+    }
+    let mut t = format!(
+        "{:>6}  {:>12}  {:>12}  {:>10}  {:>14}\n",
+        "seed", "env steps", "mean return", "MMER", "solved at"
+    );
+    let na = || "n/a".to_string();
+    for (seed, s, best) in &rows {
+        t += &format!(
+            "{seed:>6}  {:>12}  {:>12}  {:>10}  {:>14}\n",
+            s.counters.env_steps,
+            s.mean_return.map_or_else(na, |m| format!("{m:.4}")),
+            best.map_or_else(na, |m| format!("{m:.4}")),
+            s.solved.map_or_else(na, |(steps, _)| steps.to_string()),
+        );
+    }
+    let stat = |v: Vec<f64>| {
+        if v.is_empty() {
+            return na();
+        }
+        let (m, _) = rlcpc::plot::mean_se(&v);
+        format!("{m:.4} ± {:.4}", rlcpc::plot::ci95(&v))
+    };
+    let finals: Vec<f64> = rows.iter().filter_map(|r| r.1.mean_return).collect();
+    let maxima: Vec<f64> = rows.iter().filter_map(|r| r.2).collect();
+    let solved = rows.iter().filter(|r| r.1.solved.is_some()).count();
+    t += &format!(
+        "mean return {} · MMER {} (mean ± 95% CI over {} seeds) · solved {solved}/{}\n",
+        stat(finals),
+        stat(maxima),
+        rows.len(),
+        rows.len()
+    );
+    print!("{t}");
+    let path = base.join("summary.txt");
+    std::fs::write(&path, &t)
+        .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
+    println!("summary: {}", path.display());
+    Ok(())
+}
+
+/// One run; returns its summary and directory.
+fn one_run(
+    config: Option<PathBuf>,
+    out: Option<PathBuf>,
+    overrides: &[String],
+    resume: bool,
+    dev: DeviceArg,
+    quiet: bool,
+) -> Result<(rlcpc::train::TrainSummary, PathBuf)> {
     let (cfg, notes) = match (&out, resume) {
-        (Some(dir), true) => saved_config_with_notes(dir, &overrides)?,
-        _ => Config::load_with_notes(config.as_deref(), &overrides)?,
+        (Some(dir), true) => saved_config_with_notes(dir, overrides)?,
+        _ => Config::load_with_notes(config.as_deref(), overrides)?,
     };
     for n in notes {
         eprintln!("{n}");
@@ -104,5 +230,5 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     println!("checkpoint: {}", out.join(CHECKPOINT).display());
-    Ok(())
+    Ok((s, out))
 }

@@ -193,3 +193,58 @@ fn curl_auxiliary_trains_a_lab_rgb_agent_and_needs_image_observations() {
     bad_setting_is_named(&bad, "aux.curl_momentum=1.0", &["aux.curl_momentum"]);
     bad_setting_is_named(&bad, "aux.curl_samples=1", &["aux.curl_samples"]);
 }
+
+/// `train --seeds` runs one run per seed into OUT/seed-N/ with a summary table, and
+/// `plot` draws the directory as one condition averaged over its seeds; a POPGym task
+/// with the CPC|A head trains end to end.
+#[test]
+fn seeds_run_into_one_condition_that_plot_averages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("cpca");
+    let out = Rlcpc::new("train --quiet --config popgym --aux cpca --seeds 1,3")
+        .out(&runs)
+        .set("run.total_steps", 4096)
+        .set("env.id", "\"popgym/RepeatPreviousEasy\"")
+        .ok();
+    for seed in [1, 3] {
+        let m = std::fs::read_to_string(runs.join(format!("seed-{seed}/metrics.jsonl"))).unwrap();
+        assert!(m.contains("cpca/acc"), "the CPC|A head logs its accuracy");
+    }
+    let summary = std::fs::read_to_string(runs.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("over 2 seeds") && out.contains("MMER"),
+        "{summary}"
+    );
+    // Two seeds of the same config differ (they are different runs).
+    let cfg = |s: u64| std::fs::read_to_string(runs.join(format!("seed-{s}/config.toml"))).unwrap();
+    assert!(cfg(1).contains("seed = 1") && cfg(3).contains("seed = 3"));
+
+    let png = tmp.path().join("curve.png");
+    let table = tmp.path().join("table.txt");
+    let p = Rlcpc::new("plot")
+        .args(&[
+            s(&runs),
+            "--label",
+            "cpca",
+            "--smooth",
+            "3",
+            "--table",
+            s(&table),
+        ])
+        .out(&png)
+        .ok();
+    assert!(p.contains("cpca") && p.contains("MMER"), "{p}");
+    assert!(std::fs::read_to_string(&table)
+        .unwrap()
+        .contains("cpca           2"));
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    for bad in ["3-1", "1-x", "2,2"] {
+        let e = Rlcpc::new("train --quiet --seeds")
+            .args(&[bad])
+            .out(&tmp.path().join("bad"))
+            .fails();
+        assert!(e.contains(&format!("--seeds '{bad}'")), "{e}");
+    }
+    let e = Rlcpc::new("plot").args(&[s(tmp.path())]).out(&png).fails();
+    assert!(e.contains("neither a run directory"), "{e}");
+}

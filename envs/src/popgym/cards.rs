@@ -540,5 +540,6 @@ impl Task for Concentration {
                 .filter(down)
                 .find(|&p| p != a && self.value(p) == self.value(a)),
         }
+        .or(Some(0))
     }
 }

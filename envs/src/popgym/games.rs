@@ -176,7 +176,9 @@ impl Task for Battleship {
     }
     /// Sees the board: fires at a ship cell not yet hit.
     fn oracle(&self) -> Option<usize> {
-        (0..self.board.len()).find(|&i| self.board[i] && !self.guesses[i])
+        (0..self.board.len())
+            .find(|&i| self.board[i] && !self.guesses[i])
+            .or(Some(0))
     }
 }
 
@@ -281,6 +283,6 @@ impl Task for MineSweeper {
     }
     /// Sees the mines: clicks a clear cell.
     fn oracle(&self) -> Option<usize> {
-        self.hidden.iter().position(|h| *h == CLEAR)
+        self.hidden.iter().position(|h| *h == CLEAR).or(Some(0))
     }
 }
