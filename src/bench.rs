@@ -109,6 +109,24 @@ pub fn throughput_cases(mlp: &Config, lstm_cpc: &Config) -> [(String, Config); 3
     ]
 }
 
+/// The POPGym cases of `rlcpc bench`: the `popgym` preset (LSTM, RepeatPreviousEasy)
+/// with each head that predicts, and without one.
+pub fn popgym_cases(popgym: &Config) -> Vec<(String, Config)> {
+    [AuxKind::None, AuxKind::Cpc, AuxKind::Cpca]
+        .into_iter()
+        .map(|kind| {
+            let mut c = popgym.clone();
+            c.aux.kind = kind;
+            let k = if kind == AuxKind::None {
+                String::new()
+            } else {
+                format!(" (K={})", c.aux.horizon)
+            };
+            (format!("train popgym lstm, aux {}{k}", kind.as_str()), c)
+        })
+        .collect()
+}
+
 /// Time to reach the target return: `(seed, env steps, seconds)` or `None` if not reached
 /// within the budget.
 pub fn solve(cfg: &Config, seed: u64, device: &Device) -> Result<Option<(u64, f64)>> {

@@ -239,6 +239,18 @@ pub fn run(args: Args) -> Result<()> {
         "CPC head cost: {:.1}% of the time per env step (lstm cpc vs lstm none)",
         100.0 * (1.0 - cpc / none)
     ));
+    let popgym = Config::load(Some(std::path::Path::new("popgym")), &[])?;
+    let pg: Vec<f64> = bench::popgym_cases(&popgym)
+        .iter()
+        .map(median_of)
+        .collect::<Result<_>>()?;
+    report.note(format!(
+        "{} ({}): CPC head {:.1}%, CPC|A head {:.1}% of the time per env step",
+        popgym.env.id,
+        "LSTM 64, 16 envs",
+        100.0 * (1.0 - pg[1] / pg[0]),
+        100.0 * (1.0 - pg[2] / pg[0])
+    ));
     if solve {
         for (name, cfg) in [("mlp, aux none", &mlp), ("lstm, aux cpc", &lstm)] {
             let mut secs = Vec::new();

@@ -111,14 +111,7 @@ fn run_seeds(
         let mut o = overrides.clone();
         o.push(format!("run.seed={seed}"));
         let dir = base.join(format!("seed-{seed}"));
-        let (s, _) = one_run(
-            config.clone(),
-            Some(dir.clone()),
-            &o,
-            false,
-            dev.clone(),
-            quiet,
-        )?;
+        let (s, _) = one_run(config.clone(), Some(dir.clone()), &o, false, dev, quiet)?;
         let best = rlcpc::plot::read_curve(&dir, "time/total_timesteps", "rollout/ep_rew_mean")
             .ok()
             .map(|c| {
