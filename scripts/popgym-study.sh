@@ -95,6 +95,31 @@ for setting in shared best; do
   done
   mv "$OUT/tables-$setting.md.tmp" "$OUT/tables-$setting.md"
 done
+echo "== 4. each head against none: MMER difference, Welch 95% CI"
+# Per-seed MMERs are column 4 of the seed rows of a condition's summary.txt.
+seeds_mmer() { awk 'NR > 1 && $1 ~ /^[0-9]+$/ { print $4 }' "$1/summary.txt"; }
+for setting in shared best; do
+  {
+    echo "| task | head | MMER head − none | 95% CI | verdict |"
+    echo "| --- | --- | --- | --- | --- |"
+    for task in $TASKS; do for arm in $ARMS; do
+      [ "$arm" = none ] && continue
+      paste -sd' ' <(seeds_mmer "$OUT/$setting/$task/none") <(seeds_mmer "$OUT/$setting/$task/$arm") \
+        | awk -v task="$task" -v arm="$arm" '
+          BEGIN { split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 2.131 2.120 2.110 2.101 2.093 2.086", T, " ") }
+          NR == 1 { n1 = split($0, a, " ") } NR == 2 { n2 = split($0, b, " ") }
+          END {
+            for (i = 1; i <= n1; i++) m1 += a[i] / n1; for (i = 1; i <= n2; i++) m2 += b[i] / n2
+            for (i = 1; i <= n1; i++) v1 += (a[i] - m1)^2 / (n1 - 1); for (i = 1; i <= n2; i++) v2 += (b[i] - m2)^2 / (n2 - 1)
+            se2 = v1 / n1 + v2 / n2; d = m2 - m1
+            df = (se2 > 0) ? int(se2^2 / ((v1/n1)^2/(n1-1) + (v2/n2)^2/(n2-1))) : 30
+            if (df < 1) df = 1; t = (df <= 20) ? T[df] : 1.96; h = t * sqrt(se2)
+            v = (d - h > 0) ? "helps" : ((d + h < 0) ? "hurts" : "no difference")
+            printf "| %s | %s | %+.4f | [%+.4f, %+.4f] | %s |\n", task, arm, d, d - h, d + h, v
+          }'
+    done; done
+  } > "$OUT/differences-$setting.md"
+done
 secs=$(( $(date +%s) - start ))
-echo "compute: $secs s of wall-clock time on $(nproc) cores, $JOBS jobs at a time" | tee "$OUT/time.txt"
-echo "tables: $OUT/tables-shared.md, $OUT/tables-best.md; plots: $OUT/plots/"
+echo "compute: $secs s of wall-clock time on $(nproc) cores, $JOBS jobs at a time ($(date -u +%F))" | tee -a "$OUT/time.txt"
+echo "tables: $OUT/tables-{shared,best}.md, $OUT/differences-{shared,best}.md; plots: $OUT/plots/"
