@@ -365,17 +365,7 @@ pub fn cpc_loss(
     let weights = pair_weights(&pairs, first, t_len, b, s);
     let cand = sample_candidates(&pairs, t_len, b, s, rng);
     // Predict only from the anchors in use: each distinct (t, b) once, all K at a time.
-    let mut anchor_row = vec![u32::MAX; t_len * b];
-    let mut anchors = Vec::new();
-    let mut pred_rows = Vec::with_capacity(pairs.len());
-    for p in &pairs {
-        let a = p.t * b + p.b;
-        if anchor_row[a] == u32::MAX {
-            anchor_row[a] = anchors.len() as u32;
-            anchors.push(a as u32);
-        }
-        pred_rows.push(anchor_row[a] * predictor.horizon as u32 + (p.k - 1) as u32);
-    }
+    let (anchors, pred_rows) = anchors(&pairs, t_len, b, predictor.horizon);
     let dev = z.device();
     let idx = |v: Vec<u32>, dev: &Device| Tensor::from_vec(v.clone(), v.len(), dev);
     let c_sel = c
@@ -428,6 +418,23 @@ pub fn cpc_loss(
         pair_losses,
         weights,
     }))
+}
+
+/// The distinct anchors `t * B + b` of `pairs`, in order of first use, and for each pair
+/// the row `anchor * stride + (k − 1)` of its prediction among `stride` per anchor.
+pub fn anchors(pairs: &[Pair], t_len: usize, b: usize, stride: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut anchor_row = vec![u32::MAX; t_len * b];
+    let mut anchors = Vec::new();
+    let mut rows = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        let a = p.t * b + p.b;
+        if anchor_row[a] == u32::MAX {
+            anchor_row[a] = anchors.len() as u32;
+            anchors.push(a as u32);
+        }
+        rows.push(anchor_row[a] * stride as u32 + (p.k - 1) as u32);
+    }
+    (anchors, rows)
 }
 
 /// Accuracy buckets over the horizon, as logged: k = 1, 2..=10, 11..=K.

@@ -132,17 +132,7 @@ impl CpcaAux {
         let cand = sample_candidates(&pairs, t_len, b, s, &mut self.rng);
         // Each distinct anchor (t, b) runs the GRU once over the longest k it needs.
         let steps = pairs.iter().map(|p| p.k).max().unwrap_or(1);
-        let mut anchor_row = vec![u32::MAX; t_len * b];
-        let mut anchors = Vec::new();
-        let mut pred_rows = Vec::with_capacity(pairs.len());
-        for p in &pairs {
-            let a = p.t * b + p.b;
-            if anchor_row[a] == u32::MAX {
-                anchor_row[a] = anchors.len() as u32;
-                anchors.push(a as u32);
-            }
-            pred_rows.push(anchor_row[a] * steps as u32 + (p.k - 1) as u32);
-        }
+        let (anchors, pred_rows) = crate::cpc::anchors(&pairs, t_len, b, steps);
         let n_act = self.dims.actions;
         let u = anchors.len();
         let mut onehot = vec![0f32; u * steps * n_act];

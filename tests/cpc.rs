@@ -242,6 +242,28 @@ fn cpc_loss_matches_a_direct_loop_over_pairs() {
     }
 }
 
+/// Each named parameter has a finite, non-zero gradient.
+fn assert_gradients(
+    grads: &candle_core::backprop::GradStore,
+    vars: &[(String, Var)],
+    names: &[&str],
+) {
+    for name in names {
+        let (_, v) = vars.iter().find(|(n, _)| n == name).unwrap();
+        let g = grads
+            .get(v)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(norm > 0.0 && norm.is_finite(), "{name}: {norm}");
+    }
+}
+
 fn lstm_cpc_config() -> Config {
     Config::load(
         Some(std::path::Path::new("cartpole-lstm-cpc")),
@@ -288,24 +310,15 @@ fn cpc_gradients_reach_encoder_and_core() {
     let grads = a.loss.backward().unwrap();
     let mut vars = learner.net.vars();
     vars.extend(aux.vars());
-    for name in [
-        "encoder.mlp.0.weight",
-        "core.lstm.weight_hh",
-        "aux.cpc.predictor.weight",
-    ] {
-        let (_, v) = vars.iter().find(|(n, _)| n == name).unwrap();
-        let g = grads
-            .get(v)
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        let norm = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(norm > 0.0 && norm.is_finite(), "{name}: {norm}");
-    }
+    assert_gradients(
+        &grads,
+        &vars,
+        &[
+            "encoder.mlp.0.weight",
+            "core.lstm.weight_hh",
+            "aux.cpc.predictor.weight",
+        ],
+    );
     // The policy head gets none from the CPC loss.
     let (_, v) = vars.iter().find(|(n, _)| n == "policy.weight").unwrap();
     assert!(grads.get(v).is_none());
@@ -561,25 +574,16 @@ fn cpca_gradients_reach_encoder_core_and_head() {
     let grads = a.loss.backward().unwrap();
     let mut vars = learner.net.vars();
     vars.extend(aux.vars());
-    for name in [
-        "encoder.mlp.0.weight",
-        "core.lstm.weight_hh",
-        "aux.cpca.gru.weight_ih",
-        "aux.cpca.gru.weight_hh",
-        "aux.cpca.fc1.weight_z",
-        "aux.cpca.fc2.weight",
-    ] {
-        let (_, v) = vars.iter().find(|(n, _)| n == name).unwrap();
-        let g = grads
-            .get(v)
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        let norm = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(norm > 0.0 && norm.is_finite(), "{name}: {norm}");
-    }
+    assert_gradients(
+        &grads,
+        &vars,
+        &[
+            "encoder.mlp.0.weight",
+            "core.lstm.weight_hh",
+            "aux.cpca.gru.weight_ih",
+            "aux.cpca.gru.weight_hh",
+            "aux.cpca.fc1.weight_z",
+            "aux.cpca.fc2.weight",
+        ],
+    );
 }
