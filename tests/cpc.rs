@@ -272,9 +272,13 @@ fn lstm_cpc_config() -> Config {
     .unwrap()
 }
 
-#[test]
-fn cpc_gradients_reach_encoder_and_core() {
-    let cfg = lstm_cpc_config();
+/// The auxiliary loss of the `cartpole-lstm-cpc` agent (K = 5, unroll 8) with `extra`
+/// overrides, on one random unroll of 4 environments with alternating actions: its output
+/// and every parameter of the network and the head.
+fn aux_on_an_unroll(extra: &[&str]) -> (rlcpc_agents::AuxOutput, Vec<(String, Var)>) {
+    let mut overrides = vec!["aux.horizon=5".to_string(), "algo.unroll=8".to_string()];
+    overrides.extend(extra.iter().map(|o| o.to_string()));
+    let cfg = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &overrides).unwrap();
     let spec = net_spec(&cfg).unwrap();
     let mut learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
     let (t1, b) = (9, 4);
@@ -289,13 +293,21 @@ fn cpc_gradients_reach_encoder_and_core() {
     let out = learner.net.unroll(&obs, &first, &state).unwrap();
     let aux = learner.aux.as_mut().unwrap();
     let first = vec![0.0; t1 * b];
-    let actions = vec![0u32; (t1 - 1) * b];
+    let actions: Vec<u32> = (0..(t1 - 1) * b).map(|i| (i % 2) as u32).collect();
     let batch = rlcpc_agents::AuxBatch {
         first: &first,
         obs: &obs,
         actions: &actions,
     };
     let a = aux.loss(&out, batch).unwrap();
+    let mut vars = learner.net.vars();
+    vars.extend(aux.vars());
+    (a, vars)
+}
+
+#[test]
+fn cpc_gradients_reach_encoder_and_core() {
+    let (a, vars) = aux_on_an_unroll(&[]);
     assert!(a
         .metrics
         .iter()
@@ -308,8 +320,6 @@ fn cpc_gradients_reach_encoder_and_core() {
         a.metrics
     );
     let grads = a.loss.backward().unwrap();
-    let mut vars = learner.net.vars();
-    vars.extend(aux.vars());
     assert_gradients(
         &grads,
         &vars,
@@ -537,43 +547,12 @@ fn cpca_loss_matches_a_direct_loop_over_pairs() {
 /// action GRU and the classifier.
 #[test]
 fn cpca_gradients_reach_encoder_core_and_head() {
-    let cfg = Config::load(
-        Some(std::path::Path::new("cartpole-lstm-cpc")),
-        &[
-            "aux.kind=\"cpca\"".into(),
-            "aux.horizon=5".into(),
-            "algo.unroll=8".into(),
-        ],
-    )
-    .unwrap();
-    let spec = net_spec(&cfg).unwrap();
-    let mut learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
-    let (t1, b) = (9, 4);
-    let obs = Tensor::randn(0f32, 1.0, (t1, b, 4), &Device::Cpu).unwrap();
-    let first = Tensor::zeros((t1, b), candle_core::DType::F32, &Device::Cpu).unwrap();
-    let state = Tensor::zeros(
-        (b, spec.state_size()),
-        candle_core::DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let out = learner.net.unroll(&obs, &first, &state).unwrap();
-    let aux = learner.aux.as_mut().unwrap();
-    let first = vec![0.0; t1 * b];
-    let actions: Vec<u32> = (0..(t1 - 1) * b).map(|i| (i % 2) as u32).collect();
-    let batch = rlcpc_agents::AuxBatch {
-        first: &first,
-        obs: &obs,
-        actions: &actions,
-    };
-    let a = aux.loss(&out, batch).unwrap();
+    let (a, vars) = aux_on_an_unroll(&["aux.kind=\"cpca\""]);
     assert!(a
         .metrics
         .iter()
         .any(|(k, v)| k == "cpca/acc" && (0.0..=1.0).contains(v)));
     let grads = a.loss.backward().unwrap();
-    let mut vars = learner.net.vars();
-    vars.extend(aux.vars());
     assert_gradients(
         &grads,
         &vars,
