@@ -114,7 +114,10 @@ fn unnamed() -> &'static str {
 /// Where each part of the encoded observation starts.
 #[derive(Debug, Clone, Default)]
 struct Layout {
+    /// Start of each raw component's one-hot block; empty for a Box (copied as is).
     raw: Vec<usize>,
+    /// The action's components and the start of each one's one-hot block.
+    action_nvec: Vec<usize>,
     action: Vec<usize>,
     actions: usize,
     dim: usize,
@@ -142,18 +145,18 @@ impl<T: Task> Popgym<T> {
     }
 
     fn encode(&self, obs: &mut [f32]) {
+        // Every step: only the layout computed at construction, no allocation.
         obs.fill(0.0);
-        match self.task.raw_space() {
-            RawSpace::Discrete(_) => {
-                for (r, start) in self.raw.iter().zip(&self.layout.raw) {
-                    obs[start + *r as usize] = 1.0;
-                }
+        if self.layout.raw.is_empty() {
+            obs[..self.raw.len()].copy_from_slice(&self.raw);
+        } else {
+            for (r, start) in self.raw.iter().zip(&self.layout.raw) {
+                obs[start + *r as usize] = 1.0;
             }
-            RawSpace::Box { .. } => obs[..self.raw.len()].copy_from_slice(&self.raw),
         }
-        let nvec = self.task.action_nvec();
+        let l = &self.layout;
         let mut rest = self.prev_action;
-        for (i, (n, start)) in nvec.iter().zip(&self.layout.action).enumerate().rev() {
+        for (i, (n, start)) in l.action_nvec.iter().zip(&l.action).enumerate().rev() {
             let a = if i == 0 { rest } else { rest % n };
             obs[start + a] = 1.0;
             rest /= n;
@@ -165,33 +168,33 @@ impl<T: Task> Popgym<T> {
 impl Layout {
     fn of<T: Task>(task: &T) -> Layout {
         let raw_space = task.raw_space();
-        let mut at = 0;
         let raw = match &raw_space {
-            RawSpace::Discrete(nvec) => nvec
-                .iter()
-                .map(|n| {
-                    at += n;
-                    at - n
-                })
-                .collect(),
+            RawSpace::Discrete(nvec) => one_hot_starts(nvec, 0).0,
             RawSpace::Box { .. } => vec![],
         };
-        let mut at = raw_space.encoded_len();
         let nvec = task.action_nvec();
-        let action = nvec
-            .iter()
-            .map(|n| {
-                at += n;
-                at - n
-            })
-            .collect();
+        let (action, end) = one_hot_starts(&nvec, raw_space.encoded_len());
         Layout {
             raw,
-            action,
             actions: nvec.iter().product(),
-            dim: at + 1,
+            action_nvec: nvec,
+            action,
+            dim: end + 1,
         }
     }
+}
+
+/// Where the one-hot block of each component of sizes `nvec` starts when the blocks are
+/// laid end to end from `at`, and where the last one ends.
+fn one_hot_starts(nvec: &[usize], mut at: usize) -> (Vec<usize>, usize) {
+    let starts = nvec
+        .iter()
+        .map(|n| {
+            at += n;
+            at - n
+        })
+        .collect();
+    (starts, at)
 }
 
 impl<T: Task> Env for Popgym<T> {
