@@ -139,6 +139,23 @@ pub struct RunConfig {
     pub target_return: f64,
     /// Threads of candle's CPU kernels in the learner (0: candle's default).
     pub learner_threads: usize,
+    /// The learner's implementation: `auto` runs MLP (+ LSTM) networks on the CPU on the
+    /// lean path (forward and backward in plain Rust, several times faster for small
+    /// networks) and everything else through candle's autograd; `candle` always uses
+    /// candle; `lean` insists on the lean path and refuses a network without one.
+    pub learner: LearnerPath,
+}
+
+/// Which implementation of the learner's forward and backward runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LearnerPath {
+    /// Lean where the network and device allow it, candle elsewhere.
+    Auto,
+    /// The lean path (MLP and LSTM networks on the CPU only).
+    Lean,
+    /// candle's autograd.
+    Candle,
 }
 
 impl Default for RunConfig {
@@ -154,6 +171,7 @@ impl Default for RunConfig {
             checkpoint_minutes: 10.0,
             target_return: 0.0,
             learner_threads: 1,
+            learner: LearnerPath::Auto,
         }
     }
 }

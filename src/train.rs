@@ -94,7 +94,28 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
         AuxKind::Curl => crate::curl::CurlAux::init(&spec.encoder, &mut init)?,
         AuxKind::None => {}
     }
-    let net = AgentNet::new(spec.clone(), &init.varmap, device)?;
+    let mut net = AgentNet::new(spec.clone(), &init.varmap, device)?;
+    use crate::config::LearnerPath;
+    // The lean path where the network and the device allow it (run.learner).
+    match cfg.run.learner {
+        LearnerPath::Candle => {}
+        LearnerPath::Auto => {
+            if device.is_cpu() {
+                net.use_lean();
+            }
+        }
+        LearnerPath::Lean if !device.is_cpu() => bail!(
+            "run.learner = \"lean\" runs on the CPU only; use \"auto\" or \"candle\" with a GPU --device"
+        ),
+        LearnerPath::Lean => {
+            if !net.use_lean() {
+                bail!(
+                    "run.learner = \"lean\": the {} encoder has no lean path (MLP encoders only); use \"auto\" or \"candle\"",
+                    spec.encoder.describe()
+                );
+            }
+        }
+    }
     let aux: Option<Box<dyn rlcpc_agents::AuxLoss>> = match cfg.aux.kind {
         AuxKind::None => None,
         AuxKind::Cpc => Some(Box::new(CpcAux::new(

@@ -17,7 +17,7 @@ const LAMBDA: f64 = 0.8;
 const VF: f64 = 0.7;
 const ENT: f64 = 0.03;
 
-fn config(max_grad_norm: f64) -> Config {
+fn config(max_grad_norm: f64, learner: &str) -> Config {
     // RMSProp with a huge ε: its first step is lr/ε · g, a plain gradient step, so the
     // parameter change shows the gradient itself (sign, coefficients and clipping).
     Config::load(
@@ -35,6 +35,7 @@ fn config(max_grad_norm: f64) -> Config {
             "optim.lr=1000.0".into(),
             "optim.eps=1000000.0".into(),
             "optim.lr_linear_decay=false".into(),
+            format!("run.learner=\"{learner}\""),
         ],
     )
     .unwrap()
@@ -186,7 +187,14 @@ fn numeric_gradient(
 }
 
 fn check_update(max_grad_norm: f64) {
-    let cfg = config(max_grad_norm);
+    // Both implementations of the learner: the lean path and candle's autograd.
+    for path in ["lean", "candle"] {
+        check_update_on(max_grad_norm, path);
+    }
+}
+
+fn check_update_on(max_grad_norm: f64, path: &str) {
+    let cfg = config(max_grad_norm, path);
     let spec = net_spec(&cfg).unwrap();
     let mut learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
     let r = batch();
@@ -212,7 +220,7 @@ fn check_update(max_grad_norm: f64) {
     ] {
         assert!(
             (got - want).abs() < 2e-3 * (1.0 + want.abs()),
-            "{what}: learner {got}, direct formula {want}"
+            "{path} {what}: learner {got}, direct formula {want}"
         );
     }
     // One RMSProp step with ε ≫ |g|: Δθ = −(lr/ε)·s·g/(1 + s|g|/ε)… ≈ −(lr/ε)·s·g, with s

@@ -1,12 +1,12 @@
 //! One A2C update from a batch of rollouts (Mnih et al. 2016; Espeholt et al. 2018 §4).
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::ops::log_softmax;
 
 use crate::config::{AlgoConfig, OptimConfig};
 use crate::network::{AuxLoss, PolicyNetwork};
 use crate::optim::Optimizer;
-use crate::returns::{explained_variance, gae, vtrace, Trajectory};
+use crate::returns::{explained_variance, gae, vtrace, Targets, Trajectory};
 use crate::{AgentError, ParamSnapshot, Rollout};
 
 /// Scalars of one update, named as SB3 logs them (`train/...`) plus the auxiliary
@@ -64,6 +64,23 @@ impl UpdateStats {
     }
 }
 
+/// One batch's loss gradients, before clipping.
+enum Grads {
+    /// From candle's autograd.
+    Candle(candle_core::backprop::GradStore),
+    /// From the lean path, in [`Learner`]'s `host_grads`.
+    Host,
+}
+
+/// What [`Learner::compute`] found: the gradients, the loss terms (policy, value,
+/// entropy, total, auxiliary), the explained variance and the auxiliary metrics.
+struct Computed {
+    grads: Grads,
+    host: Vec<f64>,
+    ev: f64,
+    aux_metrics: Vec<(String, f64)>,
+}
+
 /// The learner: network, optional auxiliary loss, optimiser and update counter.
 pub struct Learner<N: PolicyNetwork> {
     /// The network being trained.
@@ -78,6 +95,11 @@ pub struct Learner<N: PolicyNetwork> {
     /// Observation shape of one environment (e.g. `[4]` or `[H, W, C]`).
     obs_shape: Vec<usize>,
     updates: u64,
+    /// Lean path: the optimiser's variable index of each lean parameter, and the
+    /// gradients of the last batch by variable (empty: none).
+    lean_map: Vec<usize>,
+    host_grads: Vec<Vec<f32>>,
+    scratch: Vec<f32>,
 }
 
 impl<N: PolicyNetwork> Learner<N> {
@@ -105,6 +127,9 @@ impl<N: PolicyNetwork> Learner<N> {
             device,
             obs_shape,
             updates: 0,
+            lean_map: Vec::new(),
+            host_grads: Vec::new(),
+            scratch: Vec::new(),
         })
     }
 
@@ -139,14 +164,73 @@ impl<N: PolicyNetwork> Learner<N> {
     }
 
     /// One update on `batch`; `progress` in [0, 1] drives the learning-rate schedule.
+    /// Runs on the network's lean path where it has one ([`PolicyNetwork::lean`]),
+    /// else through candle's autograd; both compute the same loss.
     pub fn update(&mut self, batch: &Rollout, progress: f64) -> Result<UpdateStats, AgentError> {
+        let c = self.compute(batch)?;
+        // Clip by global norm, optimiser step.
+        let grad_norm = match &c.grads {
+            Grads::Candle(g) => self.optim.grad_norm(g)?,
+            Grads::Host => self
+                .host_grads
+                .iter()
+                .map(|g| g.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+                .sum::<f64>()
+                .sqrt(),
+        };
+        let (scale, lr) = clip_and_rate(
+            &self.cfg,
+            &self.optim_cfg,
+            self.updates,
+            grad_norm,
+            progress,
+        )?;
+        match &c.grads {
+            Grads::Candle(g) => self.optim.step(g, lr, scale)?,
+            Grads::Host => {
+                let all: Vec<Option<&[f32]>> = self
+                    .host_grads
+                    .iter()
+                    .map(|g| (!g.is_empty()).then_some(g.as_slice()))
+                    .collect();
+                self.optim.step_host(&all, lr, scale)?;
+            }
+        }
+        Ok(self.finish(batch, &c.host, c.ev, grad_norm, lr, c.aux_metrics))
+    }
+
+    /// The gradient of `batch`'s loss with respect to every variable that has one, by
+    /// name, before clipping; nothing is updated. (What [`Learner::update`] steps with;
+    /// the tests compare the lean path's with candle's autograd.)
+    pub fn gradients(&mut self, batch: &Rollout) -> Result<Vec<(String, Vec<f32>)>, AgentError> {
+        let c = self.compute(batch)?;
+        let mut out = Vec::new();
+        for (i, (name, var)) in self.optim.vars().iter().enumerate() {
+            let mut g = Vec::new();
+            match &c.grads {
+                Grads::Candle(grads) => match grads.get(var) {
+                    Some(t) => crate::optim::host_copy(t, &mut g)?,
+                    None => continue,
+                },
+                Grads::Host if self.host_grads[i].is_empty() => continue,
+                Grads::Host => g.clone_from(&self.host_grads[i]),
+            }
+            out.push((name.clone(), g));
+        }
+        Ok(out)
+    }
+
+    /// Forward, returns, loss and backward of one batch, on the lean path where the
+    /// network has one.
+    fn compute(&mut self, batch: &Rollout) -> Result<Computed, AgentError> {
+        if self.net.lean().is_some() {
+            return self.compute_lean(batch);
+        }
         let (t, b) = (batch.t, batch.b);
         let dev = &self.device;
 
         // Forward over the unroll: T+1 steps, the last one only bootstraps.
-        let mut obs_shape = vec![t + 1, b];
-        obs_shape.extend_from_slice(&self.obs_shape);
-        let obs = Tensor::from_slice(&batch.obs, obs_shape, dev)?;
+        let obs = self.obs_tensor(batch)?;
         let first = Tensor::from_slice(&batch.first, (t + 1, b), dev)?;
         let init_state = Tensor::from_slice(&batch.init_state, (b, batch.state_size), dev)?;
         let out = self.net.unroll(&obs, &first, &init_state)?;
@@ -160,37 +244,9 @@ impl<N: PolicyNetwork> Learner<N> {
 
         // Returns: GAE(λ) on-policy, V-trace when correcting for policy lag.
         let values_host = values_all.flatten_all()?.to_vec1::<f32>()?;
-        let tr = Trajectory {
-            t,
-            b,
-            rewards: &batch.rewards,
-            values: &values_host,
-            terminated: &batch.terminated,
-            truncated: &batch.truncated,
-            final_values: &batch.final_values,
-            gamma: self.cfg.gamma as f32,
-        };
-        let mut targets = if self.cfg.vtrace {
-            let logp_host = logp_a.to_vec1::<f32>()?;
-            let log_rhos: Vec<f32> = logp_host
-                .iter()
-                .zip(&batch.behaviour_logp)
-                .map(|(p, m)| p - m)
-                .collect();
-            vtrace(
-                &tr,
-                &log_rhos,
-                self.cfg.vtrace_rho_bar as f32,
-                self.cfg.vtrace_c_bar as f32,
-                self.cfg.gae_lambda as f32,
-            )
-        } else {
-            gae(&tr, self.cfg.gae_lambda as f32)
-        };
-        let ev = explained_variance(&values_host[..t * b], &targets.value_targets);
-        if self.cfg.normalize_advantages {
-            normalize(&mut targets.advantages);
-        }
+        let (targets, ev) = returns(&self.cfg, batch, &values_host, || {
+            Ok(logp_a.to_vec1::<f32>()?)
+        })?;
 
         // Loss: policy gradient, value regression, entropy bonus, auxiliary term.
         let adv = Tensor::from_slice(&targets.advantages, t * b, dev)?;
@@ -225,6 +281,157 @@ impl<N: PolicyNetwork> Learner<N> {
         let host = Tensor::stack(&scalars, 0)?
             .to_dtype(DType::F64)?
             .to_vec1::<f64>()?;
+        self.check_finite(&host)?;
+
+        // Backprop.
+        Ok(Computed {
+            grads: Grads::Candle(total.backward()?),
+            host,
+            ev,
+            aux_metrics,
+        })
+    }
+
+    /// [`Learner::compute`] on the network's lean path: forward, the A2C loss and its
+    /// gradient, and backward on host slices. An auxiliary loss still
+    /// runs in candle, on leaf tensors holding the lean forward's z and c; its gradients
+    /// with respect to them join the lean backward.
+    fn compute_lean(&mut self, batch: &Rollout) -> Result<Computed, AgentError> {
+        let (t, b) = (batch.t, batch.b);
+        let dev = self.device.clone();
+        // The lean copies follow the variables (a checkpoint may have set them).
+        if self.lean_map.is_empty() {
+            let n_net = self.net.vars().len();
+            let names = self.net.lean().expect("compute checked").param_names();
+            let vars = self.optim.vars();
+            let map: Vec<usize> = names
+                .iter()
+                .filter_map(|n| vars.iter().position(|(v, _)| v == n))
+                .collect();
+            // The optimiser holds the network's variables first, then the head's.
+            if map.len() != n_net || map.iter().any(|&i| i >= n_net) {
+                return Err(AgentError::State(format!(
+                    "the lean path's parameters {names:?} are not the network's {n_net} variables"
+                )));
+            }
+            self.host_grads = vec![Vec::new(); vars.len()];
+            self.lean_map = map;
+        }
+        let lean = self.net.lean().expect("compute checked the lean path");
+        for (i, &vi) in self.lean_map.iter().enumerate() {
+            crate::optim::host_copy(self.optim.vars()[vi].1.as_tensor(), &mut self.scratch)?;
+            lean.param_mut(i).copy_from_slice(&self.scratch);
+        }
+
+        // Forward over the unroll: T+1 steps, the last one only bootstraps.
+        lean.forward(&batch.obs, &batch.first, &batch.init_state, b);
+        let out = lean.outputs();
+        let a = out.logits.len() / ((t + 1) * b);
+        let mut log_probs = std::mem::take(&mut self.scratch);
+        crate::loss::log_softmax(&out.logits[..t * b * a], a, &mut log_probs);
+        let logp_a: Vec<f32> = (0..t * b)
+            .map(|r| log_probs[r * a + batch.actions[r] as usize])
+            .collect();
+
+        // Returns, then the loss and its gradient with respect to logits and values.
+        let (targets, ev) = returns(&self.cfg, batch, out.values, || Ok(logp_a.clone()))?;
+        let mut d_logits = vec![0.0; (t + 1) * b * a];
+        let mut d_values = vec![0.0; (t + 1) * b];
+        let terms = crate::loss::a2c(
+            &log_probs,
+            a,
+            &batch.actions,
+            &targets.advantages,
+            &targets.value_targets,
+            out.values,
+            (self.cfg.vf_coef as f32, self.cfg.ent_coef as f32),
+            &mut d_logits,
+            &mut d_values,
+        );
+        self.scratch = log_probs;
+        let mut host = vec![
+            terms.policy,
+            terms.value,
+            terms.entropy,
+            terms.policy + self.cfg.vf_coef * terms.value - self.cfg.ent_coef * terms.entropy,
+        ];
+
+        // The auxiliary loss, in candle on z and c.
+        let n_net = self.lean_map.len();
+        let (mut d_z, mut d_c, mut aux_grads, mut aux_metrics) =
+            (None, None, Vec::new(), Vec::new());
+        if let Some(aux) = self.aux.as_mut() {
+            let z = Var::from_slice(out.z, (t + 1, b, out.z_dim), &dev)?;
+            let c = match out.has_core {
+                true => Some(Var::from_slice(out.c, (t + 1, b, out.c_dim), &dev)?),
+                false => None,
+            };
+            let unroll = crate::UnrollOutput {
+                logits: Tensor::from_slice(out.logits, (t + 1, b, a), &dev)?,
+                values: Tensor::from_slice(out.values, (t + 1, b), &dev)?,
+                z: z.as_tensor().clone(),
+                c: c.as_ref().unwrap_or(&z).as_tensor().clone(),
+            };
+            let mut shape = vec![t + 1, b];
+            shape.extend_from_slice(&self.obs_shape);
+            let obs = Tensor::from_slice(&batch.obs, shape, &dev)?;
+            let o = aux.loss(
+                &unroll,
+                crate::AuxBatch {
+                    first: &batch.first,
+                    obs: &obs,
+                    actions: &batch.actions,
+                },
+            )?;
+            let value = o.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            host[3] += aux.weight() * value;
+            host.push(value);
+            let grads = (&o.loss * aux.weight())?.backward()?;
+            let to_host = |v: &Var| -> Result<Option<Vec<f32>>, AgentError> {
+                grads
+                    .get(v)
+                    .map(|g| {
+                        let mut h = Vec::new();
+                        crate::optim::host_copy(g, &mut h)?;
+                        Ok(h)
+                    })
+                    .transpose()
+            };
+            d_z = to_host(&z)?;
+            d_c = c.as_ref().map(&to_host).transpose()?.flatten();
+            for (_, v) in &self.optim.vars()[n_net..] {
+                aux_grads.push(to_host(v)?);
+            }
+            aux_metrics = o.metrics;
+        }
+        self.check_finite(&host)?;
+
+        // Backward: the network's gradients, then the auxiliary head's.
+        let lean = self.net.lean().expect("compute checked the lean path");
+        let grads = lean.backward(&d_logits, &d_values, d_z.as_deref(), d_c.as_deref());
+        for (g, &vi) in grads.iter().zip(&self.lean_map) {
+            self.host_grads[vi].clone_from(g);
+        }
+        for (j, g) in aux_grads.into_iter().enumerate() {
+            self.host_grads[n_net + j] = g.unwrap_or_default();
+        }
+        Ok(Computed {
+            grads: Grads::Host,
+            host,
+            ev,
+            aux_metrics,
+        })
+    }
+
+    fn obs_tensor(&self, batch: &Rollout) -> Result<Tensor, AgentError> {
+        let mut shape = vec![batch.t + 1, batch.b];
+        shape.extend_from_slice(&self.obs_shape);
+        Ok(Tensor::from_slice(&batch.obs, shape, &self.device)?)
+    }
+
+    /// Refuses to update on a NaN or infinite loss term (policy, value, entropy, total,
+    /// auxiliary), naming it.
+    fn check_finite(&self, host: &[f64]) -> Result<(), AgentError> {
         let names = [
             "policy_loss",
             "value_loss",
@@ -232,7 +439,7 @@ impl<N: PolicyNetwork> Learner<N> {
             "total_loss",
             "aux_loss",
         ];
-        for (name, v) in names.iter().zip(&host) {
+        for (name, v) in names.iter().zip(host) {
             if !v.is_finite() {
                 return Err(AgentError::NonFinite {
                     update: self.updates + 1,
@@ -241,37 +448,26 @@ impl<N: PolicyNetwork> Learner<N> {
                 });
             }
         }
+        Ok(())
+    }
 
-        // Update: backprop, clip by global norm, optimiser step.
-        let grads = total.backward()?;
-        let grad_norm = self.optim.grad_norm(&grads)?;
-        if !grad_norm.is_finite() {
-            return Err(AgentError::NonFinite {
-                update: self.updates + 1,
-                term: "gradient norm".into(),
-                value: grad_norm,
-            });
-        }
-        let max = self.cfg.max_grad_norm;
-        let scale = if max > 0.0 && grad_norm > max {
-            max / (grad_norm + 1e-6)
-        } else {
-            1.0
-        };
-        let lr = if self.optim_cfg.lr_linear_decay {
-            self.optim_cfg.lr * (1.0 - progress).max(0.0)
-        } else {
-            self.optim_cfg.lr
-        };
-        self.optim.step(&grads, lr, scale)?;
+    /// Counts the update and gathers its statistics.
+    fn finish(
+        &mut self,
+        batch: &Rollout,
+        host: &[f64],
+        ev: f64,
+        grad_norm: f64,
+        lr: f64,
+        aux_metrics: Vec<(String, f64)>,
+    ) -> UpdateStats {
         self.updates += 1;
-
         let lags: Vec<f64> = batch
             .policy_version
             .iter()
             .map(|v| self.updates.saturating_sub(1).saturating_sub(*v) as f64)
             .collect();
-        Ok(UpdateStats {
+        UpdateStats {
             policy_loss: host[0],
             value_loss: host[1],
             entropy: host[2],
@@ -283,8 +479,79 @@ impl<N: PolicyNetwork> Learner<N> {
             policy_lag_mean: lags.iter().sum::<f64>() / lags.len().max(1) as f64,
             policy_lag_max: lags.iter().cloned().fold(0.0, f64::max),
             aux_metrics,
-        })
+        }
     }
+}
+
+/// Value targets and advantages (GAE(λ), or V-trace with the learner's log π(a|s)
+/// from `logp_a`), normalised if configured, and the values' explained variance.
+fn returns(
+    cfg: &AlgoConfig,
+    batch: &Rollout,
+    values: &[f32],
+    logp_a: impl FnOnce() -> Result<Vec<f32>, AgentError>,
+) -> Result<(Targets, f64), AgentError> {
+    let (t, b) = (batch.t, batch.b);
+    let tr = Trajectory {
+        t,
+        b,
+        rewards: &batch.rewards,
+        values,
+        terminated: &batch.terminated,
+        truncated: &batch.truncated,
+        final_values: &batch.final_values,
+        gamma: cfg.gamma as f32,
+    };
+    let mut targets = if cfg.vtrace {
+        let log_rhos: Vec<f32> = logp_a()?
+            .iter()
+            .zip(&batch.behaviour_logp)
+            .map(|(p, m)| p - m)
+            .collect();
+        vtrace(
+            &tr,
+            &log_rhos,
+            cfg.vtrace_rho_bar as f32,
+            cfg.vtrace_c_bar as f32,
+            cfg.gae_lambda as f32,
+        )
+    } else {
+        gae(&tr, cfg.gae_lambda as f32)
+    };
+    let ev = explained_variance(&values[..t * b], &targets.value_targets);
+    if cfg.normalize_advantages {
+        normalize(&mut targets.advantages);
+    }
+    Ok((targets, ev))
+}
+
+/// The clipping scale for `grad_norm` and this step's learning rate.
+fn clip_and_rate(
+    cfg: &AlgoConfig,
+    optim_cfg: &OptimConfig,
+    updates: u64,
+    grad_norm: f64,
+    progress: f64,
+) -> Result<(f64, f64), AgentError> {
+    if !grad_norm.is_finite() {
+        return Err(AgentError::NonFinite {
+            update: updates + 1,
+            term: "gradient norm".into(),
+            value: grad_norm,
+        });
+    }
+    let max = cfg.max_grad_norm;
+    let scale = if max > 0.0 && grad_norm > max {
+        max / (grad_norm + 1e-6)
+    } else {
+        1.0
+    };
+    let lr = if optim_cfg.lr_linear_decay {
+        optim_cfg.lr * (1.0 - progress).max(0.0)
+    } else {
+        optim_cfg.lr
+    };
+    Ok((scale, lr))
 }
 
 fn normalize(x: &mut [f32]) {

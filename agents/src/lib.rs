@@ -17,6 +17,7 @@ mod actor;
 mod config;
 mod error;
 mod learner;
+pub mod loss;
 mod network;
 pub mod optim;
 pub mod returns;
@@ -27,7 +28,10 @@ pub use actor::{sample_action, Actor};
 pub use config::{AlgoConfig, Mode, OptimConfig, OptimKind, RunnerConfig};
 pub use error::AgentError;
 pub use learner::{Learner, UpdateStats};
-pub use network::{ActorPolicy, AuxBatch, AuxLoss, AuxOutput, PolicyNetwork, UnrollOutput};
+pub use network::{
+    ActorPolicy, AuxBatch, AuxLoss, AuxOutput, LeanNetwork, LeanOutputs, PolicyNetwork,
+    UnrollOutput,
+};
 pub use optim::Optimizer;
 pub use rollout::{ParamSnapshot, Rollout};
 pub use runner::Runner;

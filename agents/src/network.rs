@@ -33,6 +33,56 @@ pub trait PolicyNetwork {
 
     /// Floats of recurrent state per environment (0 without a core).
     fn state_size(&self) -> usize;
+
+    /// The network's lean path, if it has one and it is switched on: the learner then runs
+    /// forward, loss and backward on host slices instead of candle's autograd.
+    fn lean(&mut self) -> Option<&mut dyn LeanNetwork> {
+        None
+    }
+}
+
+/// What a [`LeanNetwork`]'s last forward computed; rows are time-major `(T+1)·B`.
+pub struct LeanOutputs<'a> {
+    /// Policy logits `[N, A]`.
+    pub logits: &'a [f32],
+    /// State values `[N]`.
+    pub values: &'a [f32],
+    /// Encoder outputs z `[N, Dz]`.
+    pub z: &'a [f32],
+    /// Dz.
+    pub z_dim: usize,
+    /// Core outputs c `[N, Dc]` (the same as `z` without a core).
+    pub c: &'a [f32],
+    /// Dc.
+    pub c_dim: usize,
+    /// Whether there is a core (else `c` is `z`).
+    pub has_core: bool,
+}
+
+/// A network's forward and backward passes in plain Rust over host slices, for small CPU
+/// networks where candle's per-op cost dominates the arithmetic. It computes the same
+/// function as [`PolicyNetwork::unroll`]; its parameters are copies the learner refreshes
+/// from [`PolicyNetwork::vars`] before each update.
+pub trait LeanNetwork: Send {
+    /// Parameter names, as in [`PolicyNetwork::vars`]; the order of
+    /// [`LeanNetwork::param_mut`] and of [`LeanNetwork::backward`]'s gradients.
+    fn param_names(&self) -> Vec<String>;
+    /// Parameter `i`'s values, flattened row-major.
+    fn param_mut(&mut self, i: usize) -> &mut [f32];
+    /// Runs the network over `obs` `[(T+1)·B, ...]` (time-major) from `init_state`
+    /// `[B, S]`, resetting the state where `first` is 1, as [`PolicyNetwork::unroll`].
+    fn forward(&mut self, obs: &[f32], first: &[f32], init_state: &[f32], b: usize);
+    /// The last forward's outputs.
+    fn outputs(&self) -> LeanOutputs<'_>;
+    /// Gradients of a loss with respect to every parameter from its gradients with
+    /// respect to the last forward's logits, values and (an auxiliary loss's) z and c.
+    fn backward(
+        &mut self,
+        d_logits: &[f32],
+        d_values: &[f32],
+        d_z: Option<&[f32]>,
+        d_c: Option<&[f32]>,
+    ) -> &[Vec<f32>];
 }
 
 /// Scalars an auxiliary loss reports, with its loss.

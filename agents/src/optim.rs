@@ -11,6 +11,29 @@ use candle_core::{Tensor, Var};
 use crate::config::{OptimConfig, OptimKind};
 use crate::AgentError;
 
+/// Copies `t`'s values (f32) into `out`, without a temporary where `t` is a contiguous
+/// CPU tensor.
+pub fn host_copy(t: &Tensor, out: &mut Vec<f32>) -> Result<(), AgentError> {
+    out.clear();
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((a, b))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            if let Ok(v) = cpu.as_slice::<f32>() {
+                out.extend_from_slice(&v[a..b]);
+                return Ok(());
+            }
+        }
+    }
+    out.extend(
+        t.flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?,
+    );
+    Ok(())
+}
+
 /// An optimiser over named variables.
 pub struct Optimizer {
     cfg: OptimConfig,
@@ -44,6 +67,78 @@ impl Optimizer {
     /// Optimiser steps taken so far.
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// The variables, in the order of [`Optimizer::step_host`]'s gradients.
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    /// [`Optimizer::step`] with gradients on the host, one flattened slice per variable
+    /// in [`Optimizer::vars`]' order (`None`: no gradient, the variable is left alone).
+    /// The same formulas, element by element, without candle's per-op cost.
+    pub fn step_host(
+        &mut self,
+        grads: &[Option<&[f32]>],
+        lr: f64,
+        scale: f64,
+    ) -> Result<(), AgentError> {
+        self.steps += 1;
+        let c = &self.cfg;
+        let (lr, scale) = (lr as f32, scale as f32);
+        let (mut p, mut s0, mut s1) = (Vec::new(), Vec::new(), Vec::new());
+        for (((_, var), slots), g) in self.vars.iter().zip(self.slots.iter_mut()).zip(grads) {
+            let Some(g) = g else { continue };
+            host_copy(var.as_tensor(), &mut p)?;
+            host_copy(&slots[0], &mut s0)?;
+            if p.len() != g.len() {
+                return Err(AgentError::State(format!(
+                    "a gradient of {} values for a variable of {}",
+                    g.len(),
+                    p.len()
+                )));
+            }
+            match c.kind {
+                OptimKind::Rmsprop => {
+                    let (a, eps) = (c.rmsprop_alpha as f32, c.eps as f32);
+                    let mom = c.rmsprop_momentum as f32;
+                    if mom > 0.0 {
+                        host_copy(&slots[1], &mut s1)?;
+                    }
+                    for i in 0..p.len() {
+                        let gi = g[i] * scale;
+                        s0[i] = s0[i] * a + gi * gi * (1.0 - a);
+                        let step = gi / (s0[i].sqrt() + eps);
+                        p[i] -= if mom > 0.0 {
+                            s1[i] = s1[i] * mom + step;
+                            s1[i] * lr
+                        } else {
+                            step * lr
+                        };
+                    }
+                }
+                OptimKind::Adam => {
+                    host_copy(&slots[1], &mut s1)?;
+                    let (b1, b2) = (c.adam_beta1, c.adam_beta2);
+                    let bc1 = (1.0 - b1.powi(self.steps as i32)) as f32;
+                    let bc2 = (1.0 - b2.powi(self.steps as i32)) as f32;
+                    let (b1, b2, eps) = (b1 as f32, b2 as f32, c.eps as f32);
+                    for i in 0..p.len() {
+                        let gi = g[i] * scale;
+                        s0[i] = s0[i] * b1 + gi * (1.0 - b1);
+                        s1[i] = s1[i] * b2 + gi * gi * (1.0 - b2);
+                        p[i] -= s0[i] / ((s1[i] / bc2).sqrt() + eps) * (lr / bc1);
+                    }
+                }
+            }
+            let (dims, dev) = (var.dims(), var.device());
+            slots[0] = Tensor::from_slice(&s0, dims, dev)?;
+            if slots.len() > 1 {
+                slots[1] = Tensor::from_slice(&s1, dims, dev)?;
+            }
+            var.set(&Tensor::from_slice(&p, dims, dev)?)?;
+        }
+        Ok(())
     }
 
     /// Global L2 norm of the gradients of all variables (missing gradients count as 0).

@@ -117,6 +117,8 @@ pub struct AgentNet {
     policy: Linear,
     value: Linear,
     varmap: VarMap,
+    /// The lean path, when switched on ([`AgentNet::use_lean`]).
+    lean: Option<super::lean::LeanNet>,
 }
 
 impl AgentNet {
@@ -140,7 +142,15 @@ impl AgentNet {
             core,
             spec,
             varmap: varmap.clone(),
+            lean: None,
         })
+    }
+
+    /// Switches the learner onto the lean path ([`super::lean::LeanNet`]); false (and
+    /// nothing changes) when this network has none.
+    pub fn use_lean(&mut self) -> bool {
+        self.lean = super::lean::LeanNet::new(&self.spec);
+        self.lean.is_some()
     }
 
     /// Encoder and core over `obs` `[T, B, ...]`: returns `(z [T,B,Dz], c [T,B,Dc], final state)`.
@@ -224,6 +234,12 @@ impl PolicyNetwork for AgentNet {
 
     fn state_size(&self) -> usize {
         self.spec.state_size()
+    }
+
+    fn lean(&mut self) -> Option<&mut dyn rlcpc_agents::LeanNetwork> {
+        self.lean
+            .as_mut()
+            .map(|l| l as &mut dyn rlcpc_agents::LeanNetwork)
     }
 }
 

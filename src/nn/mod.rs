@@ -1,5 +1,6 @@
 //! Networks: the shared encoders, the LSTM core, the agent's network, its parameter
-//! initialisation, and the actors' lean inference path.
+//! initialisation, and the lean (plain Rust) path of the MLP and LSTM networks for
+//! learner and actors.
 
 mod actor_policy;
 mod agent_net;
@@ -7,13 +8,16 @@ pub mod audio;
 pub mod conv;
 pub mod encoders;
 pub mod fast;
+pub mod gemm;
 pub mod gru;
 pub mod init;
+pub mod lean;
 pub mod lstm;
 pub mod patches;
 pub mod resnet;
 pub mod text;
 pub mod views;
 
-pub use actor_policy::{actor_policy, CandleActor, LeanActor};
+pub use actor_policy::{actor_policy, CandleActor};
 pub use agent_net::{AgentNet, NetSpec};
+pub use lean::{LeanActor, LeanNet};

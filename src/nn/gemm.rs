@@ -1,0 +1,126 @@
+//! One safe matrix product over row-major slices, for the lean paths ([`super::lean`]).
+//!
+//! It calls the `gemm` crate (the kernels candle's CPU backend itself uses) directly: the
+//! learner of a 4-64-64 MLP multiplies matrices of a few thousand elements, where
+//! candle's per-op allocation and dispatch cost more than the arithmetic.
+
+/// How an operand is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// As is: `[rows, cols]` row-major.
+    N,
+    /// Transposed: the slice holds the `[cols, rows]` row-major matrix.
+    T,
+}
+
+/// `c[m, n] = a[m, k] · b[k, n]` (or `c += ...` with `accumulate`), `a` and `b` stored as
+/// `ta` and `tb` say. Single-threaded: the matrices are small and the actors use the other
+/// core.
+///
+/// # Panics
+/// If a slice is shorter than its matrix (a bug in the caller, not bad input).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    c: &mut [f32],
+    a: &[f32],
+    ta: Op,
+    b: &[f32],
+    tb: Op,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "matmul: slices of {}, {}, {} for [{m}, {k}] x [{k}, {n}]",
+        c.len(),
+        a.len(),
+        b.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // Element (i, p) of a is at i·rs + p·cs.
+    let (a_rs, a_cs) = match ta {
+        Op::N => (k as isize, 1),
+        Op::T => (1, m as isize),
+    };
+    let (b_rs, b_cs) = match tb {
+        Op::N => (n as isize, 1),
+        Op::T => (1, k as isize),
+    };
+    // SAFETY: the assertion above keeps every index the strides reach inside the slices:
+    // the largest offsets are (m-1)·rs + (k-1)·cs < m·k for a, likewise for b and c.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], ta: Op, b: &[f32], tb: Op, (m, k, n): (usize, usize, usize)) -> Vec<f32> {
+        let at = |i: usize, p: usize| match ta {
+            Op::N => a[i * k + p],
+            Op::T => a[p * m + i],
+        };
+        let bt = |p: usize, j: usize| match tb {
+            Op::N => b[p * n + j],
+            Op::T => b[j * k + p],
+        };
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn every_transpose_matches_the_definition() {
+        let (m, k, n) = (7, 5, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.71).cos()).collect();
+        for ta in [Op::N, Op::T] {
+            for tb in [Op::N, Op::T] {
+                let want = naive(&a, ta, &b, tb, (m, k, n));
+                let mut c = vec![1.0; m * n];
+                matmul(&mut c, &a, ta, &b, tb, (m, k, n), false);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - y).abs() < 1e-5, "{ta:?} {tb:?}: {x} vs {y}");
+                }
+                matmul(&mut c, &a, ta, &b, tb, (m, k, n), true);
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - 2.0 * y).abs() < 1e-5, "accumulate {ta:?} {tb:?}");
+                }
+            }
+        }
+    }
+}

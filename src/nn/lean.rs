@@ -1,0 +1,662 @@
+//! The lean path of the MLP (+ LSTM) agent network: forward and backward in plain Rust
+//! over row-major slices, with [`super::gemm::matmul`] for the products.
+//!
+//! For the small networks of vector tasks candle's per-op cost (an allocation and a
+//! dispatch per op, a graph walk in backward) dominates the arithmetic: a 4-64-64 MLP's
+//! update of 80 env steps is a few hundred small ops. [`LeanNet`] computes the same
+//! functions as [`AgentNet`](super::AgentNet) (the tests check outputs and every
+//! parameter's gradient against candle's autograd) with buffers allocated once:
+//!
+//! - the learner's unroll over `[T+1, B]` rows keeps each layer's activations, and
+//!   [`LeanNet::backward`] runs the chain rule back through the heads, the LSTM (through
+//!   time, honouring the episode-start resets) and the MLP;
+//! - the actors' step is the same forward on `B` rows, one GEMM per layer for all their
+//!   environments.
+
+use rlcpc_agents::{ActorPolicy, AgentError, LeanNetwork, LeanOutputs, ParamSnapshot};
+
+use super::agent_net::NetSpec;
+use super::encoders::EncoderSpec;
+use super::fast::{sigmoid, tanh};
+use super::gemm::{matmul, Op};
+use crate::config::{Activation, CoreKind};
+
+/// One parameter: its stable name (as in [`AgentNet`](super::AgentNet)'s var map), shape
+/// and values.
+struct Param {
+    name: String,
+    dims: Vec<usize>,
+    data: Vec<f32>,
+}
+
+/// Indices into [`LeanNet::params`] of one dense layer's weight `[out, in]` and bias.
+#[derive(Clone, Copy)]
+struct Dense {
+    w: usize,
+    b: usize,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+/// The LSTM's parameters (PyTorch's names and gate order i, f, g, o).
+#[derive(Clone, Copy)]
+struct LstmIdx {
+    w_ih: usize,
+    w_hh: usize,
+    b_ih: usize,
+    b_hh: usize,
+    hidden: usize,
+}
+
+/// The MLP (+ LSTM) network with its buffers; see the module docs.
+pub struct LeanNet {
+    params: Vec<Param>,
+    grads: Vec<Vec<f32>>,
+    mlp: Vec<Dense>,
+    activation: Activation,
+    lstm: Option<LstmIdx>,
+    policy: Dense,
+    value: Dense,
+    obs_dim: usize,
+    // Activations of the last forward: acts[0] the input, acts[l+1] layer l's output.
+    acts: Vec<Vec<f32>>,
+    /// LSTM: gate activations (i, f, g, o) `[N, 4H]`, the state entering each step after
+    /// the reset mask `[N, H]` twice, the cell `[N, H]` and tanh(cell) `[N, H]`, outputs h.
+    gates: Vec<f32>,
+    gate_bias: Vec<f32>,
+    h_prev: Vec<f32>,
+    c_prev: Vec<f32>,
+    cell: Vec<f32>,
+    tanh_cell: Vec<f32>,
+    h: Vec<f32>,
+    final_state: Vec<f32>,
+    logits: Vec<f32>,
+    values: Vec<f32>,
+    keep: Vec<f32>,
+    // Backward scratch.
+    d_ctx: Vec<f32>,
+    d_gates: Vec<f32>,
+    d_z: Vec<f32>,
+    d_a: Vec<f32>,
+    d_h: Vec<f32>,
+    d_c: Vec<f32>,
+    d_h_prev: Vec<f32>,
+    rows: usize,
+    b: usize,
+}
+
+impl LeanNet {
+    /// The network of `spec` with zero parameters ([`LeanNet::load`] fills them), or
+    /// `None` when `spec`'s encoder has no lean path (conv and the trainers' encoders).
+    pub fn new(spec: &NetSpec) -> Option<LeanNet> {
+        let EncoderSpec::Mlp {
+            in_dim,
+            hidden,
+            activation,
+        } = &spec.encoder
+        else {
+            return None;
+        };
+        let mut params = Vec::new();
+        let dense = |params: &mut Vec<Param>, name: &str, in_dim: usize, out_dim: usize| {
+            params.push(Param {
+                name: format!("{name}.weight"),
+                dims: vec![out_dim, in_dim],
+                data: vec![0.0; out_dim * in_dim],
+            });
+            params.push(Param {
+                name: format!("{name}.bias"),
+                dims: vec![out_dim],
+                data: vec![0.0; out_dim],
+            });
+            Dense {
+                w: params.len() - 2,
+                b: params.len() - 1,
+                in_dim,
+                out_dim,
+            }
+        };
+        let mut d = *in_dim;
+        let mut mlp = Vec::new();
+        for (i, &h) in hidden.iter().enumerate() {
+            mlp.push(dense(&mut params, &format!("encoder.mlp.{i}"), d, h));
+            d = h;
+        }
+        let lstm = (spec.core == CoreKind::Lstm).then(|| {
+            let hid = spec.lstm_hidden;
+            let mut p = |name: &str, dims: Vec<usize>| {
+                let n = dims.iter().product();
+                params.push(Param {
+                    name: format!("core.lstm.{name}"),
+                    dims,
+                    data: vec![0.0; n],
+                });
+                params.len() - 1
+            };
+            LstmIdx {
+                w_ih: p("weight_ih", vec![4 * hid, d]),
+                w_hh: p("weight_hh", vec![4 * hid, hid]),
+                b_ih: p("bias_ih", vec![4 * hid]),
+                b_hh: p("bias_hh", vec![4 * hid]),
+                hidden: hid,
+            }
+        });
+        let dc = spec.context_dim();
+        let policy = dense(&mut params, "policy", dc, spec.num_actions);
+        let value = dense(&mut params, "value", dc, 1);
+        let grads = params.iter().map(|p| vec![0.0; p.data.len()]).collect();
+        Some(LeanNet {
+            acts: vec![Vec::new(); mlp.len() + 1],
+            params,
+            grads,
+            mlp,
+            activation: *activation,
+            lstm,
+            policy,
+            value,
+            obs_dim: *in_dim,
+            gates: Vec::new(),
+            gate_bias: Vec::new(),
+            h_prev: Vec::new(),
+            c_prev: Vec::new(),
+            cell: Vec::new(),
+            tanh_cell: Vec::new(),
+            h: Vec::new(),
+            final_state: Vec::new(),
+            logits: Vec::new(),
+            values: Vec::new(),
+            keep: Vec::new(),
+            d_ctx: Vec::new(),
+            d_gates: Vec::new(),
+            d_z: Vec::new(),
+            d_a: Vec::new(),
+            d_h: Vec::new(),
+            d_c: Vec::new(),
+            d_h_prev: Vec::new(),
+            rows: 0,
+            b: 0,
+        })
+    }
+
+    /// Copies every parameter from `snap`, checking shapes.
+    pub fn load(&mut self, snap: &ParamSnapshot) -> Result<(), AgentError> {
+        for p in &mut self.params {
+            let (dims, data) = snap
+                .get(&p.name)
+                .ok_or_else(|| AgentError::Snapshot(p.name.clone()))?;
+            if dims != p.dims.as_slice() {
+                return Err(AgentError::Snapshot(p.name.clone()));
+            }
+            p.data.copy_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn p(&self, i: usize) -> &[f32] {
+        &self.params[i].data
+    }
+
+    /// Width of the encoder's output, Dz.
+    fn z_dim(&self) -> usize {
+        self.mlp.last().map_or(self.obs_dim, |l| l.out_dim)
+    }
+
+    /// `y[n, out] = x[n, in] · Wᵀ + b`.
+    fn dense_fwd(&self, l: Dense, x: &[f32], y: &mut Vec<f32>, n: usize) {
+        resize(y, n * l.out_dim);
+        let bias = self.p(l.b);
+        for row in y.chunks_exact_mut(l.out_dim) {
+            row.copy_from_slice(bias);
+        }
+        matmul(
+            y,
+            x,
+            Op::N,
+            self.p(l.w),
+            Op::T,
+            (n, l.in_dim, l.out_dim),
+            true,
+        );
+    }
+
+    /// Runs the network over `rows = (T+1)·B` rows of `obs` (time-major), from
+    /// `init_state` `[B, S]`, zeroing the state before step t of sequence b where
+    /// `first[t·B + b] == 1`; keeps what [`LeanNet::backward`] needs.
+    pub fn forward_rows(
+        &mut self,
+        obs: &[f32],
+        first: &[f32],
+        init_state: &[f32],
+        rows: usize,
+        b: usize,
+    ) {
+        debug_assert_eq!(obs.len(), rows * self.obs_dim);
+        self.rows = rows;
+        self.b = b;
+        // Encoder.
+        let mut acts = std::mem::take(&mut self.acts);
+        acts[0].clear();
+        acts[0].extend_from_slice(obs);
+        for (li, &l) in self.mlp.iter().enumerate() {
+            let (done, rest) = acts.split_at_mut(li + 1);
+            let y = &mut rest[0];
+            self.dense_fwd(l, &done[li], y, rows);
+            match self.activation {
+                Activation::Tanh => y.iter_mut().for_each(|v| *v = tanh(*v)),
+                Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+            }
+        }
+        self.acts = acts;
+        // Core.
+        if let Some(lstm) = self.lstm {
+            self.lstm_forward(lstm, first, init_state);
+        }
+        // Heads.
+        let mut logits = std::mem::take(&mut self.logits);
+        let mut values = std::mem::take(&mut self.values);
+        let ctx = if self.lstm.is_some() {
+            &self.h
+        } else {
+            &self.acts[self.mlp.len()]
+        };
+        self.dense_fwd(self.policy, ctx, &mut logits, rows);
+        self.dense_fwd(self.value, ctx, &mut values, rows);
+        self.logits = logits;
+        self.values = values;
+    }
+
+    fn lstm_forward(&mut self, l: LstmIdx, first: &[f32], init_state: &[f32]) {
+        let (n, b, h) = (self.rows, self.b, l.hidden);
+        let steps = n / b;
+        let z_dim = self.z_dim();
+        // Input projections of every step at once; only h·W_hhᵀ is sequential.
+        resize(&mut self.gates, n * 4 * h);
+        resize(&mut self.gate_bias, 4 * h);
+        let (b_ih, b_hh) = (&self.params[l.b_ih].data, &self.params[l.b_hh].data);
+        for (k, v) in self.gate_bias.iter_mut().enumerate() {
+            *v = b_ih[k] + b_hh[k];
+        }
+        for row in self.gates.chunks_exact_mut(4 * h) {
+            row.copy_from_slice(&self.gate_bias);
+        }
+        let z = &self.acts[self.mlp.len()];
+        matmul(
+            &mut self.gates,
+            z,
+            Op::N,
+            &self.params[l.w_ih].data,
+            Op::T,
+            (n, z_dim, 4 * h),
+            true,
+        );
+        for v in [
+            &mut self.h_prev,
+            &mut self.c_prev,
+            &mut self.cell,
+            &mut self.tanh_cell,
+            &mut self.h,
+        ] {
+            resize(v, n * h);
+        }
+        resize(&mut self.keep, n);
+        for (k, f) in self.keep.iter_mut().zip(first) {
+            *k = 1.0 - f;
+        }
+        resize(&mut self.final_state, b * 2 * h);
+        for t in 0..steps {
+            let rs = t * b * h..(t + 1) * b * h;
+            // The state entering step t, reset where an episode starts.
+            for j in 0..b {
+                let keep = self.keep[t * b + j];
+                let (hp, cp) = if t == 0 {
+                    let s = &init_state[j * 2 * h..(j + 1) * 2 * h];
+                    (&s[..h], &s[h..])
+                } else {
+                    let r = (t - 1) * b * h + j * h;
+                    (&self.h[r..r + h], &self.cell[r..r + h])
+                };
+                let r = t * b * h + j * h;
+                for k in 0..h {
+                    self.h_prev[r + k] = keep * hp[k];
+                    self.c_prev[r + k] = keep * cp[k];
+                }
+            }
+            let g = &mut self.gates[t * b * 4 * h..(t + 1) * b * 4 * h];
+            matmul(
+                g,
+                &self.h_prev[rs.clone()],
+                Op::N,
+                &self.params[l.w_hh].data,
+                Op::T,
+                (b, h, 4 * h),
+                true,
+            );
+            for j in 0..b {
+                let gr = &mut g[j * 4 * h..(j + 1) * 4 * h];
+                let r = t * b * h + j * h;
+                for k in 0..h {
+                    let i = sigmoid(gr[k]);
+                    let f = sigmoid(gr[h + k]);
+                    let gg = tanh(gr[2 * h + k]);
+                    let o = sigmoid(gr[3 * h + k]);
+                    gr[k] = i;
+                    gr[h + k] = f;
+                    gr[2 * h + k] = gg;
+                    gr[3 * h + k] = o;
+                    let c = f * self.c_prev[r + k] + i * gg;
+                    let tc = tanh(c);
+                    self.cell[r + k] = c;
+                    self.tanh_cell[r + k] = tc;
+                    self.h[r + k] = o * tc;
+                }
+            }
+        }
+        let last = (steps - 1) * b * h;
+        for j in 0..b {
+            let r = last + j * h;
+            let s = &mut self.final_state[j * 2 * h..(j + 1) * 2 * h];
+            s[..h].copy_from_slice(&self.h[r..r + h]);
+            s[h..].copy_from_slice(&self.cell[r..r + h]);
+        }
+    }
+
+    /// Gradients of a loss with respect to every parameter, given its gradients with
+    /// respect to the last forward's logits `[N, A]`, values `[N]`, and optionally the
+    /// encoder's output z `[N, Dz]` and the context c `[N, Dc]` (an auxiliary loss's).
+    /// Returns them in [`LeanNetwork::param_names`]' order.
+    pub fn backward_rows(
+        &mut self,
+        d_logits: &[f32],
+        d_values: &[f32],
+        d_z_aux: Option<&[f32]>,
+        d_c_aux: Option<&[f32]>,
+    ) -> &[Vec<f32>] {
+        let n = self.rows;
+        let mut grads = std::mem::take(&mut self.grads);
+        let ctx_dim = self.policy.in_dim;
+        // Heads: d ctx = dlogits·Wp + dv·wv (+ the auxiliary loss's).
+        let ctx = if self.lstm.is_some() {
+            &self.h
+        } else {
+            &self.acts[self.mlp.len()]
+        };
+        self.dense_bwd(self.policy, d_logits, ctx, &mut grads, n);
+        self.dense_bwd(self.value, d_values, ctx, &mut grads, n);
+        resize(&mut self.d_ctx, n * ctx_dim);
+        match d_c_aux {
+            Some(d) => self.d_ctx.copy_from_slice(&d[..n * ctx_dim]),
+            None => self.d_ctx.fill(0.0),
+        }
+        matmul(
+            &mut self.d_ctx,
+            d_logits,
+            Op::N,
+            &self.params[self.policy.w].data,
+            Op::N,
+            (n, self.policy.out_dim, ctx_dim),
+            true,
+        );
+        matmul(
+            &mut self.d_ctx,
+            d_values,
+            Op::N,
+            &self.params[self.value.w].data,
+            Op::N,
+            (n, 1, ctx_dim),
+            true,
+        );
+        // Core (through time), then the encoder's output gradient in d_z.
+        let mut d_z = std::mem::take(&mut self.d_z);
+        if let Some(l) = self.lstm {
+            self.lstm_backward(l, &mut grads, &mut d_z);
+        } else {
+            std::mem::swap(&mut d_z, &mut self.d_ctx);
+        }
+        if let Some(d) = d_z_aux {
+            for (a, b) in d_z.iter_mut().zip(d) {
+                *a += b;
+            }
+        }
+        // Encoder.
+        let mut d_out = d_z;
+        for li in (0..self.mlp.len()).rev() {
+            let l = self.mlp[li];
+            let y = &self.acts[li + 1];
+            match self.activation {
+                Activation::Tanh => d_out.iter_mut().zip(y).for_each(|(d, y)| *d *= 1.0 - y * y),
+                Activation::Relu => d_out.iter_mut().zip(y).for_each(|(d, y)| {
+                    if *y <= 0.0 {
+                        *d = 0.0
+                    }
+                }),
+            }
+            self.dense_bwd(l, &d_out, &self.acts[li], &mut grads, n);
+            if li > 0 {
+                let mut d_in = std::mem::take(&mut self.d_a);
+                resize(&mut d_in, n * l.in_dim);
+                matmul(
+                    &mut d_in,
+                    &d_out,
+                    Op::N,
+                    self.p(l.w),
+                    Op::N,
+                    (n, l.out_dim, l.in_dim),
+                    false,
+                );
+                self.d_a = std::mem::replace(&mut d_out, d_in);
+            }
+        }
+        self.d_z = d_out;
+        self.grads = grads;
+        &self.grads
+    }
+
+    /// dW = dyᵀ·x and db = Σ_rows dy into `grads`.
+    fn dense_bwd(&self, l: Dense, dy: &[f32], x: &[f32], grads: &mut [Vec<f32>], n: usize) {
+        matmul(
+            &mut grads[l.w],
+            dy,
+            Op::T,
+            x,
+            Op::N,
+            (l.out_dim, n, l.in_dim),
+            false,
+        );
+        let db = &mut grads[l.b];
+        db.fill(0.0);
+        for row in dy[..n * l.out_dim].chunks_exact(l.out_dim) {
+            for (a, b) in db.iter_mut().zip(row) {
+                *a += b;
+            }
+        }
+    }
+
+    fn lstm_backward(&mut self, l: LstmIdx, grads: &mut [Vec<f32>], d_z: &mut Vec<f32>) {
+        let (n, b, h) = (self.rows, self.b, l.hidden);
+        let steps = n / b;
+        resize(&mut self.d_gates, n * 4 * h);
+        resize(&mut self.d_h, b * h);
+        resize(&mut self.d_c, b * h);
+        resize(&mut self.d_h_prev, b * h);
+        self.d_h.fill(0.0);
+        self.d_c.fill(0.0);
+        for t in (0..steps).rev() {
+            for j in 0..b {
+                let r = t * b * h + j * h;
+                let gr = &self.gates[(t * b + j) * 4 * h..(t * b + j + 1) * 4 * h];
+                let dg = &mut self.d_gates[(t * b + j) * 4 * h..(t * b + j + 1) * 4 * h];
+                for k in 0..h {
+                    let (i, f, gg, o) = (gr[k], gr[h + k], gr[2 * h + k], gr[3 * h + k]);
+                    let dh = self.d_ctx[r + k] + self.d_h[j * h + k];
+                    let tc = self.tanh_cell[r + k];
+                    let dc = dh * o * (1.0 - tc * tc) + self.d_c[j * h + k];
+                    dg[k] = dc * gg * i * (1.0 - i);
+                    dg[h + k] = dc * self.c_prev[r + k] * f * (1.0 - f);
+                    dg[2 * h + k] = dc * i * (1.0 - gg * gg);
+                    dg[3 * h + k] = dh * tc * o * (1.0 - o);
+                    // The cell entering step t, before the reset mask.
+                    self.d_c[j * h + k] = dc * f * self.keep[t * b + j];
+                }
+            }
+            if t == 0 {
+                break;
+            }
+            matmul(
+                &mut self.d_h_prev,
+                &self.d_gates[t * b * 4 * h..(t + 1) * b * 4 * h],
+                Op::N,
+                &self.params[l.w_hh].data,
+                Op::N,
+                (b, 4 * h, h),
+                false,
+            );
+            for j in 0..b {
+                let keep = self.keep[t * b + j];
+                for k in 0..h {
+                    self.d_h[j * h + k] = keep * self.d_h_prev[j * h + k];
+                }
+            }
+        }
+        // Weights: one product over all steps each.
+        let z_dim = self.z_dim();
+        matmul(
+            &mut grads[l.w_hh],
+            &self.d_gates,
+            Op::T,
+            &self.h_prev,
+            Op::N,
+            (4 * h, n, h),
+            false,
+        );
+        matmul(
+            &mut grads[l.w_ih],
+            &self.d_gates,
+            Op::T,
+            &self.acts[self.mlp.len()],
+            Op::N,
+            (4 * h, n, z_dim),
+            false,
+        );
+        let db = &mut grads[l.b_ih];
+        db.fill(0.0);
+        for row in self.d_gates.chunks_exact(4 * h) {
+            for (a, b) in db.iter_mut().zip(row) {
+                *a += b;
+            }
+        }
+        let (lo, hi) = grads.split_at_mut(l.b_hh.max(l.b_ih));
+        let (src, dst) = if l.b_ih < l.b_hh {
+            (&lo[l.b_ih], &mut hi[0])
+        } else {
+            (&hi[0], &mut lo[l.b_hh])
+        };
+        dst.copy_from_slice(src);
+        resize(d_z, n * z_dim);
+        matmul(
+            d_z,
+            &self.d_gates,
+            Op::N,
+            &self.params[l.w_ih].data,
+            Op::N,
+            (n, 4 * h, z_dim),
+            false,
+        );
+    }
+}
+
+fn resize(v: &mut Vec<f32>, n: usize) {
+    if v.len() != n {
+        v.resize(n, 0.0);
+    }
+}
+
+impl LeanNetwork for LeanNet {
+    fn param_names(&self) -> Vec<String> {
+        self.params.iter().map(|p| p.name.clone()).collect()
+    }
+
+    fn param_mut(&mut self, i: usize) -> &mut [f32] {
+        &mut self.params[i].data
+    }
+
+    fn forward(&mut self, obs: &[f32], first: &[f32], init_state: &[f32], b: usize) {
+        let rows = obs.len() / self.obs_dim;
+        self.forward_rows(obs, first, init_state, rows, b);
+    }
+
+    fn outputs(&self) -> LeanOutputs<'_> {
+        let z = &self.acts[self.mlp.len()];
+        LeanOutputs {
+            logits: &self.logits,
+            values: &self.values,
+            z,
+            z_dim: self.z_dim(),
+            c: if self.lstm.is_some() { &self.h } else { z },
+            c_dim: self.policy.in_dim,
+            has_core: self.lstm.is_some(),
+        }
+    }
+
+    fn backward(
+        &mut self,
+        d_logits: &[f32],
+        d_values: &[f32],
+        d_z: Option<&[f32]>,
+        d_c: Option<&[f32]>,
+    ) -> &[Vec<f32>] {
+        self.backward_rows(d_logits, d_values, d_z, d_c)
+    }
+}
+
+/// The actors' path: [`LeanNet`]'s forward on the `B` rows of one step.
+pub struct LeanActor {
+    net: LeanNet,
+    num_actions: usize,
+    state_size: usize,
+    first: Vec<f32>,
+}
+
+impl LeanActor {
+    /// `None` when `spec`'s encoder has no lean path.
+    pub fn new(spec: &NetSpec) -> Option<LeanActor> {
+        Some(LeanActor {
+            net: LeanNet::new(spec)?,
+            num_actions: spec.num_actions,
+            state_size: spec.state_size(),
+            first: Vec::new(),
+        })
+    }
+}
+
+impl ActorPolicy for LeanActor {
+    fn load(&mut self, snapshot: &ParamSnapshot) -> Result<(), AgentError> {
+        self.net.load(snapshot)
+    }
+
+    fn state_size(&self) -> usize {
+        self.state_size
+    }
+
+    fn num_actions(&self) -> usize {
+        self.num_actions
+    }
+
+    fn forward(
+        &mut self,
+        obs: &[f32],
+        state: &mut [f32],
+        logits: &mut [f32],
+        values: &mut [f32],
+    ) -> Result<(), AgentError> {
+        let b = obs.len() / self.net.obs_dim;
+        // The caller zeroes the state at episode starts.
+        self.first.resize(b, 0.0);
+        self.net.forward_rows(obs, &self.first, state, b, b);
+        logits.copy_from_slice(&self.net.logits[..b * self.num_actions]);
+        values.copy_from_slice(&self.net.values[..b]);
+        if self.state_size > 0 {
+            state.copy_from_slice(&self.net.final_state);
+        }
+        Ok(())
+    }
+}

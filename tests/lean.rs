@@ -1,0 +1,209 @@
+//! The lean learner path (`run.learner = "lean"`: forward and backward in plain Rust)
+//! against candle's autograd (`"candle"`) on real CartPole and T-maze batches: every
+//! loss term and every parameter's gradient, for MLP (tanh, relu) and LSTM networks,
+//! with and without the CPC and CPC|A heads, with episode starts inside the unroll and
+//! a non-zero initial state; then several updates in a row, so that the optimiser's
+//! state and the parameter copies stay in step.
+
+use candle_core::Device;
+use rlcpc::config::Config;
+use rlcpc::nn::actor_policy;
+use rlcpc::train::{build_learner, net_spec};
+use rlcpc_agents::{Actor, Learner, Rollout};
+use rlcpc_envs::VecEnv;
+
+fn config(preset: Option<&str>, sets: &[&str], path: &str) -> Config {
+    let mut v: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    v.push(format!("run.learner=\"{path}\""));
+    Config::load(preset.map(std::path::Path::new), &v).unwrap()
+}
+
+/// Both learners of `cfg`'s network (same seed, so the same parameters) and an actor
+/// whose batches they share.
+fn setup(
+    preset: Option<&str>,
+    sets: &[&str],
+) -> (
+    Learner<rlcpc::nn::AgentNet>,
+    Learner<rlcpc::nn::AgentNet>,
+    Actor,
+) {
+    let lean_cfg = config(preset, sets, "lean");
+    let candle_cfg = config(preset, sets, "candle");
+    let spec = net_spec(&lean_cfg).unwrap();
+    let lean = build_learner(&lean_cfg, &spec, &Device::Cpu).unwrap();
+    let candle = build_learner(&candle_cfg, &spec, &Device::Cpu).unwrap();
+    let envs = (0..lean_cfg.env.num_envs)
+        .map(|_| rlcpc_envs::make(&lean_cfg.env).unwrap())
+        .collect();
+    let mut actor = Actor::new(
+        0,
+        VecEnv::new(envs).unwrap(),
+        actor_policy(&spec).unwrap(),
+        lean_cfg.algo.unroll,
+        7,
+        0,
+    );
+    actor.load(&lean.snapshot().unwrap()).unwrap();
+    (lean, candle, actor)
+}
+
+fn close(a: f32, b: f32, scale: f32) -> bool {
+    (a - b).abs() <= 2e-5 * scale + 1e-7
+}
+
+/// Loss terms and gradients of both paths on `batch`.
+fn compare(
+    what: &str,
+    lean: &mut Learner<rlcpc::nn::AgentNet>,
+    candle: &mut Learner<rlcpc::nn::AgentNet>,
+    batch: &Rollout,
+) {
+    let gl = lean.gradients(batch).unwrap();
+    let gc = candle.gradients(batch).unwrap();
+    let names = |g: &[(String, Vec<f32>)]| g.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&gl), names(&gc), "{what}: parameters with a gradient");
+    let mut nonzero = 0;
+    for ((name, l), (_, c)) in gl.iter().zip(&gc) {
+        let scale = c.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in l.iter().zip(c).enumerate() {
+            assert!(
+                close(*x, *y, scale),
+                "{what}: d/d{name}[{i}] lean {x:e}, candle {y:e} (largest {scale:e})"
+            );
+            nonzero += (y.abs() > 1e-6) as usize;
+        }
+    }
+    assert!(nonzero > 100, "{what}: only {nonzero} non-zero gradients");
+}
+
+fn check(what: &str, preset: Option<&str>, sets: &[&str], updates: usize) {
+    let (mut lean, mut candle, mut actor) = setup(preset, sets);
+    let mut starts = 0;
+    for u in 0..updates {
+        let mut batch = actor.collect().unwrap();
+        if u == 0 && batch.state_size > 0 {
+            // A state carried in from an earlier unroll.
+            for (i, s) in batch.init_state.iter_mut().enumerate() {
+                *s = ((i * 37 % 17) as f32 - 8.0) * 0.05;
+            }
+        }
+        starts += batch.first[batch.b..].iter().filter(|&&f| f == 1.0).count();
+        compare(
+            &format!("{what}, update {u}"),
+            &mut lean,
+            &mut candle,
+            &batch,
+        );
+        let sl = lean.update(&batch, 0.1).unwrap();
+        let sc = candle.update(&batch, 0.1).unwrap();
+        for (term, a, b) in [
+            ("policy loss", sl.policy_loss, sc.policy_loss),
+            ("value loss", sl.value_loss, sc.value_loss),
+            ("entropy", sl.entropy, sc.entropy),
+            ("aux loss", sl.aux_loss, sc.aux_loss),
+            ("total loss", sl.total_loss, sc.total_loss),
+            ("gradient norm", sl.grad_norm, sc.grad_norm),
+        ] {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{what}, update {u}: {term} lean {a}, candle {b}"
+            );
+        }
+        // The parameters stay together after the optimiser's steps.
+        let (pl, pc) = (lean.snapshot().unwrap(), candle.snapshot().unwrap());
+        for ((name, _, a), (_, _, b)) in pl.params.iter().zip(&pc.params) {
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() < 1e-4,
+                    "{what}, after update {u}: {name} lean {x}, candle {y}"
+                );
+            }
+        }
+        actor.load(&pl).unwrap();
+    }
+    assert!(starts > 0, "{what}: no episode started inside an unroll");
+}
+
+#[test]
+fn mlp_tanh_matches_autograd() {
+    // The default preset (4-64-64 tanh, RMSProp); 40-step unrolls so episodes end inside.
+    check(
+        "mlp tanh",
+        None,
+        &["algo.unroll=40", "algo.ent_coef=0.01"],
+        3,
+    );
+}
+
+#[test]
+fn mlp_relu_with_cpc_and_adam_matches_autograd() {
+    check(
+        "mlp relu + cpc",
+        None,
+        &[
+            "algo.unroll=40",
+            "model.activation=\"relu\"",
+            "model.mlp_hidden=[32, 48]",
+            "aux.kind=\"cpc\"",
+            "aux.horizon=4",
+            "optim.kind=\"adam\"",
+            "optim.lr=1e-3",
+            "algo.normalize_advantages=true",
+        ],
+        3,
+    );
+}
+
+#[test]
+fn lstm_with_cpc_matches_autograd() {
+    check(
+        "lstm + cpc",
+        Some("cartpole-lstm-cpc"),
+        &["algo.ent_coef=0.01"],
+        3,
+    );
+}
+
+#[test]
+fn lstm_vtrace_without_a_head_matches_autograd() {
+    check(
+        "lstm vtrace",
+        Some("cartpole-lstm-cpc"),
+        &["aux.kind=\"none\"", "algo.vtrace=true", "algo.unroll=24"],
+        3,
+    );
+}
+
+#[test]
+fn popgym_lstm_with_cpca_matches_autograd() {
+    check(
+        "popgym lstm + cpca",
+        Some("popgym"),
+        &["aux.kind=\"cpca\"", "env.num_envs=4"],
+        2,
+    );
+}
+
+#[test]
+fn lean_is_refused_where_it_has_no_path() {
+    let cfg = config(
+        Some("lab-watermaze"),
+        &[
+            "env.num_envs=1",
+            "run.workers=1",
+            "env.options.obs=\"rgb\"",
+            "model.encoder=\"conv\"",
+        ],
+        "lean",
+    );
+    let spec = net_spec(&cfg).unwrap();
+    let err = build_learner(&cfg, &spec, &Device::Cpu)
+        .err()
+        .expect("a conv network on the lean path")
+        .to_string();
+    assert!(
+        err.contains("run.learner") && err.contains("no lean path"),
+        "{err}"
+    );
+}
