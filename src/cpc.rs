@@ -11,7 +11,9 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::ops::log_softmax;
 use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
-use rlcpc_agents::{AgentError, AuxBatch, AuxLoss, AuxOutput, UnrollOutput};
+use rlcpc_agents::{
+    AgentError, AuxBatch, AuxLoss, AuxOutput, HostAuxOutput, HostGrads, LeanOutputs, UnrollOutput,
+};
 use rlcpc_envs::SeededRng;
 
 use crate::config::{AuxConfig, Negatives};
@@ -420,6 +422,161 @@ pub fn cpc_loss(
     }))
 }
 
+/// Buffers of [`cpc_loss_host`], kept between calls so that an update allocates little.
+#[derive(Default)]
+pub struct HostScratch {
+    by_k: Vec<Vec<usize>>,
+    ctx: Vec<f32>,
+    preds: Vec<f32>,
+    d_preds: Vec<f32>,
+    d_ctx: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+/// [`cpc_loss`] on host slices, with its gradient (the lean learner's path): the same
+/// pairs, weights and candidates from the same draws of `rng`, so the same loss. `w` is
+/// the predictor `[K·Dz, Dc]`; `z` `[T·B, Dz]`, `c` `[T·B, Dc]` time-major. Adds the
+/// loss's gradients into `d_z` and `d_c` and writes the predictor's into `d_w`. The
+/// returned result's `loss` is a scalar tensor of the host value (for the metrics).
+#[allow(clippy::too_many_arguments)]
+pub fn cpc_loss_host(
+    w: &[f32],
+    d: PredictorDims,
+    z: &[f32],
+    c: &[f32],
+    (first, t_len, b): (&[f32], usize, usize),
+    s: &CpcSampling,
+    rng: &mut SeededRng,
+    (d_z, d_c, d_w): (&mut [f32], &mut [f32], &mut [f32]),
+    sc: &mut HostScratch,
+) -> candle_core::Result<Option<(f64, CpcResult)>> {
+    use crate::nn::gemm::{dot, matmul, Op};
+    let (dz, dc) = (d.z_dim, d.c_dim);
+    let pairs = sample_pairs(first, t_len, b, s, rng);
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let weights = pair_weights(&pairs, first, t_len, b, s);
+    let cand = sample_candidates(&pairs, t_len, b, s, rng);
+    let m1 = 1 + s.num_negatives;
+    let n = pairs.len();
+    // Pairs by horizon: one product with W_k for all of a horizon's contexts.
+    sc.by_k.resize(d.horizon + 1, Vec::new());
+    sc.by_k.iter_mut().for_each(|v| v.clear());
+    for (i, p) in pairs.iter().enumerate() {
+        sc.by_k[p.k].push(i);
+    }
+    sc.ctx.resize(n * dc, 0.0);
+    sc.preds.resize(n * dz, 0.0);
+    sc.d_preds.resize(n * dz, 0.0);
+    sc.d_ctx.resize(n * dc, 0.0);
+    sc.scores.resize(m1, 0.0);
+    // Rows are laid out by horizon: `start[k]..start[k+1]` holds horizon k's pairs.
+    let mut start = vec![0usize; d.horizon + 2];
+    for k in 1..=d.horizon {
+        start[k + 1] = start[k] + sc.by_k[k].len();
+    }
+    for k in 1..=d.horizon {
+        let (lo, nk) = (start[k], sc.by_k[k].len());
+        if nk == 0 {
+            continue;
+        }
+        for (r, &i) in sc.by_k[k].iter().enumerate() {
+            let a = pairs[i].t * b + pairs[i].b;
+            sc.ctx[(lo + r) * dc..(lo + r + 1) * dc].copy_from_slice(&c[a * dc..(a + 1) * dc]);
+        }
+        let wk = &w[(k - 1) * dz * dc..k * dz * dc];
+        matmul(
+            &mut sc.preds[lo * dz..(lo + nk) * dz],
+            &sc.ctx[lo * dc..(lo + nk) * dc],
+            Op::N,
+            wk,
+            Op::T,
+            (nk, dc, dz),
+            false,
+        );
+    }
+    // Scores, InfoNCE and its gradient with respect to the scores, pair by pair.
+    let (mut hits, mut pair_losses) = (vec![0.0; n], vec![0.0; n]);
+    let mut loss = 0.0f64;
+    for (pairs_k, &lo) in sc.by_k.iter().zip(&start).skip(1) {
+        for (r, &i) in pairs_k.iter().enumerate() {
+            let row = lo + r;
+            let pred = &sc.preds[row * dz..(row + 1) * dz];
+            let cands = &cand[i * m1..(i + 1) * m1];
+            for (sj, &ci) in sc.scores.iter_mut().zip(cands) {
+                *sj = dot(&z[ci as usize * dz..(ci as usize + 1) * dz], pred);
+            }
+            hits[i] = hit(&sc.scores);
+            let m = sc.scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = sc.scores.iter().map(|&x| (x - m).exp()).sum();
+            let lse = m + sum.ln();
+            pair_losses[i] = (lse - sc.scores[0]) as f64;
+            loss += weights[i] * pair_losses[i];
+            // d/ds_j of w·(lse − s_0) = w·(softmax_j − [j = 0]).
+            let wi = weights[i] as f32;
+            let dp = &mut sc.d_preds[row * dz..(row + 1) * dz];
+            dp.fill(0.0);
+            for (j, &ci) in cands.iter().enumerate() {
+                let g = wi * ((sc.scores[j] - lse).exp() - if j == 0 { 1.0 } else { 0.0 });
+                let zr = ci as usize * dz..(ci as usize + 1) * dz;
+                for (a, zv) in dp.iter_mut().zip(&z[zr.clone()]) {
+                    *a += g * zv;
+                }
+                for (dzv, pv) in d_z[zr].iter_mut().zip(pred) {
+                    *dzv += g * pv;
+                }
+            }
+        }
+    }
+    // Back through the predictions: d W_k = d predsᵀ · ctx, d ctx = d preds · W_k.
+    d_w.fill(0.0);
+    for k in 1..=d.horizon {
+        let (lo, nk) = (start[k], sc.by_k[k].len());
+        if nk == 0 {
+            continue;
+        }
+        let wk = &w[(k - 1) * dz * dc..k * dz * dc];
+        matmul(
+            &mut d_w[(k - 1) * dz * dc..k * dz * dc],
+            &sc.d_preds[lo * dz..(lo + nk) * dz],
+            Op::T,
+            &sc.ctx[lo * dc..(lo + nk) * dc],
+            Op::N,
+            (dz, nk, dc),
+            false,
+        );
+        matmul(
+            &mut sc.d_ctx[lo * dc..(lo + nk) * dc],
+            &sc.d_preds[lo * dz..(lo + nk) * dz],
+            Op::N,
+            wk,
+            Op::N,
+            (nk, dz, dc),
+            false,
+        );
+        for (r, &i) in sc.by_k[k].iter().enumerate() {
+            let a = pairs[i].t * b + pairs[i].b;
+            for (x, y) in d_c[a * dc..(a + 1) * dc]
+                .iter_mut()
+                .zip(&sc.d_ctx[(lo + r) * dc..(lo + r + 1) * dc])
+            {
+                *x += y;
+            }
+        }
+    }
+    Ok(Some((
+        loss,
+        CpcResult {
+            loss: Tensor::new(loss as f32, &Device::Cpu)?,
+            pairs,
+            hits,
+            pair_losses,
+            weights,
+        },
+    )))
+}
+
 /// The distinct anchors `t * B + b` of `pairs`, in order of first use, and for each pair
 /// the row `anchor * stride + (k − 1)` of its prediction among `stride` per anchor.
 pub fn anchors(pairs: &[Pair], t_len: usize, b: usize, stride: usize) -> (Vec<u32>, Vec<u32>) {
@@ -466,6 +623,8 @@ pub struct CpcAux {
     weight: f64,
     rng: SeededRng,
     varmap: candle_nn::VarMap,
+    host_w: Vec<f32>,
+    scratch: HostScratch,
 }
 
 impl CpcAux {
@@ -510,7 +669,34 @@ impl CpcAux {
             weight: cfg.weight,
             rng: SeededRng::seed_from_u64(seed ^ 0xC0C0_C0C0),
             varmap: varmap.clone(),
+            host_w: Vec::new(),
+            scratch: HostScratch::default(),
         })
+    }
+}
+
+impl CpcAux {
+    /// Pairs, accuracy, and accuracy and loss per horizon bucket.
+    fn metrics(&self, r: &CpcResult) -> Vec<(String, f64)> {
+        let mut metrics = vec![
+            ("cpc/pairs".to_string(), r.pairs.len() as f64),
+            ("cpc/acc".to_string(), r.accuracy()),
+        ];
+        for (name, lo, hi) in horizon_buckets(self.sampling.horizon) {
+            let (mut n, mut hit, mut loss) = (0usize, 0f64, 0f64);
+            for ((p, &c), &l) in r.pairs.iter().zip(&r.hits).zip(&r.pair_losses) {
+                if p.k >= lo && p.k <= hi {
+                    n += 1;
+                    hit += c;
+                    loss += l;
+                }
+            }
+            if n > 0 {
+                metrics.push((format!("cpc/acc_{name}"), hit / n as f64));
+                metrics.push((format!("cpc/loss_{name}"), loss / n as f64));
+            }
+        }
+        metrics
     }
 }
 
@@ -534,28 +720,56 @@ impl AuxLoss for CpcAux {
                 metrics: vec![("cpc/pairs".into(), 0.0)],
             });
         };
-        let mut metrics = vec![
-            ("cpc/pairs".to_string(), r.pairs.len() as f64),
-            ("cpc/acc".to_string(), r.accuracy()),
-        ];
-        for (name, lo, hi) in horizon_buckets(self.sampling.horizon) {
-            let (mut n, mut hit, mut loss) = (0usize, 0f64, 0f64);
-            for ((p, &c), &l) in r.pairs.iter().zip(&r.hits).zip(&r.pair_losses) {
-                if p.k >= lo && p.k <= hi {
-                    n += 1;
-                    hit += c;
-                    loss += l;
-                }
-            }
-            if n > 0 {
-                metrics.push((format!("cpc/acc_{name}"), hit / n as f64));
-                metrics.push((format!("cpc/loss_{name}"), loss / n as f64));
-            }
-        }
+        let metrics = self.metrics(&r);
         Ok(AuxOutput {
             loss: r.loss,
             metrics,
         })
+    }
+
+    fn host_loss(
+        &mut self,
+        out: &LeanOutputs,
+        first: &[f32],
+        _actions: &[u32],
+        grads: HostGrads,
+    ) -> Option<Result<HostAuxOutput, AgentError>> {
+        let dims = PredictorDims {
+            horizon: self.predictor.horizon,
+            z_dim: out.z_dim,
+            c_dim: out.c_dim,
+        };
+        if let Err(e) = rlcpc_agents::optim::host_copy(&self.predictor.w, &mut self.host_w) {
+            return Some(Err(e));
+        }
+        let (b, t_len) = (out.b, first.len() / out.b);
+        let Some(d_w) = grads.params.first_mut() else {
+            return Some(Err(AgentError::State(
+                "the CPC head has no predictor".into(),
+            )));
+        };
+        let r = cpc_loss_host(
+            &self.host_w,
+            dims,
+            out.z,
+            out.c,
+            (first, t_len, b),
+            &self.sampling,
+            &mut self.rng,
+            (grads.d_z, grads.d_c, d_w),
+            &mut self.scratch,
+        );
+        Some(Ok(match r {
+            Err(e) => return Some(Err(e.into())),
+            Ok(None) => HostAuxOutput {
+                loss: 0.0,
+                metrics: vec![("cpc/pairs".into(), 0.0)],
+            },
+            Ok(Some((loss, r))) => HostAuxOutput {
+                loss,
+                metrics: self.metrics(&r),
+            },
+        }))
     }
 
     fn vars(&self) -> Vec<(String, candle_core::Var)> {

@@ -195,7 +195,7 @@ impl Checkpointer<'_> {
             .into_iter()
             .map(|(k, v)| (k, v.as_tensor().clone()))
             .collect();
-        tensors.extend(learner.optim.state_tensors());
+        tensors.extend(learner.optim.state_tensors()?);
         let workers = runner.worker_states()?;
         let aux_rng = learner.aux.as_ref().map(|a| a.save_rng());
         let meta = checkpoint::metadata(vec![

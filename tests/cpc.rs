@@ -344,6 +344,7 @@ fn aux_none_builds_no_head() {
     let names: Vec<String> = learner
         .optim
         .state_tensors()
+        .unwrap()
         .into_iter()
         .map(|(n, _)| n)
         .collect();

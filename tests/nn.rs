@@ -195,7 +195,7 @@ fn optimiser_state_round_trips() {
     let mut opt = Optimizer::new(OptimConfig::default(), vec![("w".into(), w.clone())]).unwrap();
     let grads = sum_of_squares_grads(&w);
     opt.step(&grads, 0.1, 1.0).unwrap();
-    let saved = opt.state_tensors();
+    let saved = opt.state_tensors().unwrap();
     let mut other = Optimizer::new(OptimConfig::default(), vec![("w".into(), w.clone())]).unwrap();
     other
         .load_state(
@@ -204,7 +204,10 @@ fn optimiser_state_round_trips() {
         )
         .unwrap();
     assert_eq!(
-        other.state_tensors()[0].1.to_vec1::<f32>().unwrap(),
+        other.state_tensors().unwrap()[0]
+            .1
+            .to_vec1::<f32>()
+            .unwrap(),
         saved[0].1.to_vec1::<f32>().unwrap()
     );
     assert!(

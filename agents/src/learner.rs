@@ -1,5 +1,7 @@
 //! One A2C update from a batch of rollouts (Mnih et al. 2016; Espeholt et al. 2018 §4).
 
+use std::time::Instant;
+
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::ops::log_softmax;
 
@@ -37,6 +39,25 @@ pub struct UpdateStats {
     /// The auxiliary loss's metrics ([`AuxOutput::metrics`](crate::AuxOutput::metrics)); empty
     /// without one.
     pub aux_metrics: Vec<(String, f64)>,
+    /// Seconds of each phase of the update, in order: `forward`, `loss` (returns, the A2C
+    /// loss and, on the lean path, its gradient), `aux` (the auxiliary loss and, on the
+    /// lean path, its gradient), `backward`, `optimiser`.
+    pub phases: Phases,
+}
+
+/// Seconds per phase of one update (see [`UpdateStats::phases`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// The network over the unroll (on the lean path, with the parameter copies).
+    pub forward: f64,
+    /// Returns and the A2C loss.
+    pub loss: f64,
+    /// The auxiliary loss.
+    pub aux: f64,
+    /// Back-propagation.
+    pub backward: f64,
+    /// Clipping and the optimiser step.
+    pub optimiser: f64,
 }
 
 impl UpdateStats {
@@ -60,6 +81,16 @@ impl UpdateStats {
             m.push(("train/aux_loss".into(), self.aux_loss));
             m.extend(self.aux_metrics.iter().cloned());
         }
+        let p = &self.phases;
+        for (k, v) in [
+            ("time/learn_forward_ms", p.forward),
+            ("time/learn_loss_ms", p.loss),
+            ("time/learn_aux_ms", p.aux),
+            ("time/learn_backward_ms", p.backward),
+            ("time/learn_optimiser_ms", p.optimiser),
+        ] {
+            m.push((k.to_string(), 1e3 * v));
+        }
         m
     }
 }
@@ -79,6 +110,7 @@ struct Computed {
     host: Vec<f64>,
     ev: f64,
     aux_metrics: Vec<(String, f64)>,
+    phases: Phases,
 }
 
 /// The learner: network, optional auxiliary loss, optimiser and update counter.
@@ -99,6 +131,10 @@ pub struct Learner<N: PolicyNetwork> {
     /// gradients of the last batch by variable (empty: none).
     lean_map: Vec<usize>,
     host_grads: Vec<Vec<f32>>,
+    /// Lean path: the auxiliary loss's gradients (z, c, its parameters; empty: none).
+    aux_d_z: Vec<f32>,
+    aux_d_c: Vec<f32>,
+    aux_params: Vec<Vec<f32>>,
     scratch: Vec<f32>,
 }
 
@@ -129,6 +165,9 @@ impl<N: PolicyNetwork> Learner<N> {
             updates: 0,
             lean_map: Vec::new(),
             host_grads: Vec::new(),
+            aux_d_z: Vec::new(),
+            aux_d_c: Vec::new(),
+            aux_params: Vec::new(),
             scratch: Vec::new(),
         })
     }
@@ -169,6 +208,7 @@ impl<N: PolicyNetwork> Learner<N> {
     pub fn update(&mut self, batch: &Rollout, progress: f64) -> Result<UpdateStats, AgentError> {
         let c = self.compute(batch)?;
         // Clip by global norm, optimiser step.
+        let t_opt = Instant::now();
         let grad_norm = match &c.grads {
             Grads::Candle(g) => self.optim.grad_norm(g)?,
             Grads::Host => self
@@ -196,7 +236,11 @@ impl<N: PolicyNetwork> Learner<N> {
                 self.optim.step_host(&all, lr, scale)?;
             }
         }
-        Ok(self.finish(batch, &c.host, c.ev, grad_norm, lr, c.aux_metrics))
+        let mut phases = c.phases;
+        phases.optimiser = t_opt.elapsed().as_secs_f64();
+        let mut stats = self.finish(batch, &c.host, c.ev, grad_norm, lr, c.aux_metrics);
+        stats.phases = phases;
+        Ok(stats)
     }
 
     /// The gradient of `batch`'s loss with respect to every variable that has one, by
@@ -227,6 +271,7 @@ impl<N: PolicyNetwork> Learner<N> {
             return self.compute_lean(batch);
         }
         let (t, b) = (batch.t, batch.b);
+        let mut clock = Clock::start();
         let dev = &self.device;
 
         // Forward over the unroll: T+1 steps, the last one only bootstraps.
@@ -242,6 +287,7 @@ impl<N: PolicyNetwork> Learner<N> {
         let logp_a = log_probs.gather(&actions, 1)?.squeeze(1)?;
         let values_all = out.values.clone(); // [T+1, B]
 
+        clock.lap(|p| &mut p.forward);
         // Returns: GAE(λ) on-policy, V-trace when correcting for policy lag.
         let values_host = values_all.flatten_all()?.to_vec1::<f32>()?;
         let (targets, ev) = returns(&self.cfg, batch, &values_host, || {
@@ -257,6 +303,7 @@ impl<N: PolicyNetwork> Learner<N> {
         let entropy = entropy(&log_probs)?;
         let mut total = ((&policy_loss + (&value_loss * self.cfg.vf_coef)?)?
             - (&entropy * self.cfg.ent_coef)?)?;
+        clock.lap(|p| &mut p.loss);
         let mut aux_metrics = Vec::new();
         let mut aux_loss = None;
         if let Some(aux) = self.aux.as_mut() {
@@ -273,6 +320,7 @@ impl<N: PolicyNetwork> Learner<N> {
             aux_metrics = a.metrics;
         }
 
+        clock.lap(|p| &mut p.aux);
         // Watch for NaN before touching the parameters.
         let mut scalars = vec![policy_loss, value_loss, entropy, total.clone()];
         if let Some(a) = &aux_loss {
@@ -284,11 +332,14 @@ impl<N: PolicyNetwork> Learner<N> {
         self.check_finite(&host)?;
 
         // Backprop.
+        let grads = total.backward()?;
+        clock.lap(|p| &mut p.backward);
         Ok(Computed {
-            grads: Grads::Candle(total.backward()?),
+            grads: Grads::Candle(grads),
             host,
             ev,
             aux_metrics,
+            phases: clock.phases,
         })
     }
 
@@ -298,6 +349,7 @@ impl<N: PolicyNetwork> Learner<N> {
     /// with respect to them join the lean backward.
     fn compute_lean(&mut self, batch: &Rollout) -> Result<Computed, AgentError> {
         let (t, b) = (batch.t, batch.b);
+        let mut clock = Clock::start();
         let dev = self.device.clone();
         // The lean copies follow the variables (a checkpoint may have set them).
         if self.lean_map.is_empty() {
@@ -333,6 +385,7 @@ impl<N: PolicyNetwork> Learner<N> {
             .map(|r| log_probs[r * a + batch.actions[r] as usize])
             .collect();
 
+        clock.lap(|p| &mut p.forward);
         // Returns, then the loss and its gradient with respect to logits and values.
         let (targets, ev) = returns(&self.cfg, batch, out.values, || Ok(logp_a.clone()))?;
         let mut d_logits = vec![0.0; (t + 1) * b * a];
@@ -356,70 +409,120 @@ impl<N: PolicyNetwork> Learner<N> {
             terms.policy + self.cfg.vf_coef * terms.value - self.cfg.ent_coef * terms.entropy,
         ];
 
-        // The auxiliary loss, in candle on z and c.
+        clock.lap(|p| &mut p.loss);
+        // The auxiliary loss: on host slices where it has a host path, else in candle on
+        // leaf tensors holding z and c. Its gradients are weighted here.
         let n_net = self.lean_map.len();
-        let (mut d_z, mut d_c, mut aux_grads, mut aux_metrics) =
-            (None, None, Vec::new(), Vec::new());
+        let (mut has_d_z, mut has_d_c, mut aux_metrics) = (false, false, Vec::new());
         if let Some(aux) = self.aux.as_mut() {
-            let z = Var::from_slice(out.z, (t + 1, b, out.z_dim), &dev)?;
-            let c = match out.has_core {
-                true => Some(Var::from_slice(out.c, (t + 1, b, out.c_dim), &dev)?),
-                false => None,
-            };
-            let unroll = crate::UnrollOutput {
-                logits: Tensor::from_slice(out.logits, (t + 1, b, a), &dev)?,
-                values: Tensor::from_slice(out.values, (t + 1, b), &dev)?,
-                z: z.as_tensor().clone(),
-                c: c.as_ref().unwrap_or(&z).as_tensor().clone(),
-            };
-            let mut shape = vec![t + 1, b];
-            shape.extend_from_slice(&self.obs_shape);
-            let obs = Tensor::from_slice(&batch.obs, shape, &dev)?;
-            let o = aux.loss(
-                &unroll,
-                crate::AuxBatch {
-                    first: &batch.first,
-                    obs: &obs,
-                    actions: &batch.actions,
-                },
-            )?;
-            let value = o.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            host[3] += aux.weight() * value;
-            host.push(value);
-            let grads = (&o.loss * aux.weight())?.backward()?;
-            let to_host = |v: &Var| -> Result<Option<Vec<f32>>, AgentError> {
-                grads
-                    .get(v)
-                    .map(|g| {
-                        let mut h = Vec::new();
-                        crate::optim::host_copy(g, &mut h)?;
-                        Ok(h)
-                    })
-                    .transpose()
-            };
-            d_z = to_host(&z)?;
-            d_c = c.as_ref().map(&to_host).transpose()?.flatten();
-            for (_, v) in &self.optim.vars()[n_net..] {
-                aux_grads.push(to_host(v)?);
+            let w = aux.weight();
+            let vars = &self.optim.vars()[n_net..];
+            self.aux_params.resize(vars.len(), Vec::new());
+            for (g, (_, v)) in self.aux_params.iter_mut().zip(vars) {
+                g.clear();
+                g.resize(v.elem_count(), 0.0);
             }
-            aux_metrics = o.metrics;
+            self.aux_d_z.clear();
+            self.aux_d_z.resize(out.z.len(), 0.0);
+            self.aux_d_c.clear();
+            self.aux_d_c.resize(out.c.len(), 0.0);
+            let on_host = aux.host_loss(
+                &out,
+                &batch.first,
+                &batch.actions,
+                crate::HostGrads {
+                    d_z: &mut self.aux_d_z,
+                    d_c: &mut self.aux_d_c,
+                    params: &mut self.aux_params,
+                },
+            );
+            let value = match on_host {
+                Some(r) => {
+                    let r = r?;
+                    aux_metrics = r.metrics;
+                    for v in self
+                        .aux_d_z
+                        .iter_mut()
+                        .chain(self.aux_d_c.iter_mut())
+                        .chain(self.aux_params.iter_mut().flatten())
+                    {
+                        *v *= w as f32;
+                    }
+                    (has_d_z, has_d_c) = (true, true);
+                    r.loss
+                }
+                None => {
+                    let z = Var::from_slice(out.z, (t + 1, b, out.z_dim), &dev)?;
+                    let c = match out.has_core {
+                        true => Some(Var::from_slice(out.c, (t + 1, b, out.c_dim), &dev)?),
+                        false => None,
+                    };
+                    let unroll = crate::UnrollOutput {
+                        logits: Tensor::from_slice(out.logits, (t + 1, b, a), &dev)?,
+                        values: Tensor::from_slice(out.values, (t + 1, b), &dev)?,
+                        z: z.as_tensor().clone(),
+                        c: c.as_ref().unwrap_or(&z).as_tensor().clone(),
+                    };
+                    let mut shape = vec![t + 1, b];
+                    shape.extend_from_slice(&self.obs_shape);
+                    let obs = Tensor::from_slice(&batch.obs, shape, &dev)?;
+                    let o = aux.loss(
+                        &unroll,
+                        crate::AuxBatch {
+                            first: &batch.first,
+                            obs: &obs,
+                            actions: &batch.actions,
+                        },
+                    )?;
+                    let grads = (&o.loss * w)?.backward()?;
+                    let copy = |v: &Var, out: &mut Vec<f32>| -> Result<bool, AgentError> {
+                        match grads.get(v) {
+                            Some(g) => crate::optim::host_copy(g, out).map(|_| true),
+                            None => Ok(false),
+                        }
+                    };
+                    has_d_z = copy(&z, &mut self.aux_d_z)?;
+                    if let Some(c) = &c {
+                        has_d_c = copy(c, &mut self.aux_d_c)?;
+                    }
+                    for (g, (_, v)) in self.aux_params.iter_mut().zip(vars) {
+                        if !copy(v, g)? {
+                            g.clear();
+                        }
+                    }
+                    aux_metrics = o.metrics;
+                    o.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?
+                }
+            };
+            host[3] += w * value;
+            host.push(value);
         }
+        clock.lap(|p| &mut p.aux);
         self.check_finite(&host)?;
 
         // Backward: the network's gradients, then the auxiliary head's.
         let lean = self.net.lean().expect("compute checked the lean path");
-        let grads = lean.backward(&d_logits, &d_values, d_z.as_deref(), d_c.as_deref());
+        let grads = lean.backward(
+            &d_logits,
+            &d_values,
+            has_d_z.then_some(self.aux_d_z.as_slice()),
+            has_d_c.then_some(self.aux_d_c.as_slice()),
+        );
         for (g, &vi) in grads.iter().zip(&self.lean_map) {
             self.host_grads[vi].clone_from(g);
         }
-        for (j, g) in aux_grads.into_iter().enumerate() {
-            self.host_grads[n_net + j] = g.unwrap_or_default();
+        if self.aux.is_some() {
+            for (j, g) in self.aux_params.iter().enumerate() {
+                self.host_grads[n_net + j].clone_from(g);
+            }
         }
+        clock.lap(|p| &mut p.backward);
         Ok(Computed {
             grads: Grads::Host,
             host,
             ev,
             aux_metrics,
+            phases: clock.phases,
         })
     }
 
@@ -479,7 +582,29 @@ impl<N: PolicyNetwork> Learner<N> {
             policy_lag_mean: lags.iter().sum::<f64>() / lags.len().max(1) as f64,
             policy_lag_max: lags.iter().cloned().fold(0.0, f64::max),
             aux_metrics,
+            phases: Phases::default(),
         }
+    }
+}
+
+/// Times consecutive phases: each [`Clock::lap`] charges the time since the last.
+struct Clock {
+    last: Instant,
+    phases: Phases,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock {
+            last: Instant::now(),
+            phases: Phases::default(),
+        }
+    }
+
+    fn lap(&mut self, phase: fn(&mut Phases) -> &mut f64) {
+        let now = Instant::now();
+        *phase(&mut self.phases) += (now - self.last).as_secs_f64();
+        self.last = now;
     }
 }
 

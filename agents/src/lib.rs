@@ -27,10 +27,10 @@ mod runner;
 pub use actor::{sample_action, Actor};
 pub use config::{AlgoConfig, Mode, OptimConfig, OptimKind, RunnerConfig};
 pub use error::AgentError;
-pub use learner::{Learner, UpdateStats};
+pub use learner::{Learner, Phases, UpdateStats};
 pub use network::{
-    ActorPolicy, AuxBatch, AuxLoss, AuxOutput, LeanNetwork, LeanOutputs, PolicyNetwork,
-    UnrollOutput,
+    ActorPolicy, AuxBatch, AuxLoss, AuxOutput, HostAuxOutput, HostGrads, LeanNetwork, LeanOutputs,
+    PolicyNetwork, UnrollOutput,
 };
 pub use optim::Optimizer;
 pub use rollout::{ParamSnapshot, Rollout};

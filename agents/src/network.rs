@@ -57,6 +57,8 @@ pub struct LeanOutputs<'a> {
     pub c_dim: usize,
     /// Whether there is a core (else `c` is `z`).
     pub has_core: bool,
+    /// B: rows per time step.
+    pub b: usize,
 }
 
 /// A network's forward and backward passes in plain Rust over host slices, for small CPU
@@ -93,6 +95,25 @@ pub struct AuxOutput {
     pub metrics: Vec<(String, f64)>,
 }
 
+/// Where [`AuxLoss::host_loss`] writes its gradients; `d_z` and `d_c` arrive zeroed
+/// and sized like [`LeanOutputs::z`] and [`LeanOutputs::c`].
+pub struct HostGrads<'a> {
+    /// d loss / d z.
+    pub d_z: &'a mut [f32],
+    /// d loss / d c (a separate buffer even when c is z).
+    pub d_c: &'a mut [f32],
+    /// One per [`AuxLoss::vars`], sized like it.
+    pub params: &'a mut [Vec<f32>],
+}
+
+/// [`AuxLoss::host_loss`]'s loss value (unweighted) and metrics.
+pub struct HostAuxOutput {
+    /// The unweighted loss.
+    pub loss: f64,
+    /// Metrics, as [`AuxOutput::metrics`].
+    pub metrics: Vec<(String, f64)>,
+}
+
 /// What an auxiliary loss sees of an unroll besides the network's outputs.
 #[derive(Debug, Clone, Copy)]
 pub struct AuxBatch<'a> {
@@ -111,6 +132,21 @@ pub trait AuxLoss: Send {
     fn weight(&self) -> f64;
     /// The loss of one unroll.
     fn loss(&mut self, out: &UnrollOutput, batch: AuxBatch) -> Result<AuxOutput, AgentError>;
+    /// The same loss on the lean learner's host slices (`first` `[T+1, B]`, `actions`
+    /// `[T, B]` as in [`AuxBatch`]), with its gradients: adds
+    /// d loss/d z and d loss/d c (unweighted) into `grads.d_z` and `grads.d_c` and writes
+    /// its parameters' gradients, in [`AuxLoss::vars`]' order, into `grads.params`.
+    /// `None`: it has no host path, and the learner runs [`AuxLoss::loss`] on tensors
+    /// made from `out` instead.
+    fn host_loss(
+        &mut self,
+        _out: &LeanOutputs,
+        _first: &[f32],
+        _actions: &[u32],
+        _grads: HostGrads,
+    ) -> Option<Result<HostAuxOutput, AgentError>> {
+        None
+    }
     /// Its own trainable parameters.
     fn vars(&self) -> Vec<(String, Var)>;
     /// State of its random generator, for checkpoints.

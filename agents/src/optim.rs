@@ -40,8 +40,12 @@ pub struct Optimizer {
     vars: Vec<(String, Var)>,
     /// Per variable: RMSProp `[square_avg, momentum_buffer?]`, Adam `[exp_avg, exp_avg_sq]`.
     slots: Vec<Vec<Tensor>>,
+    /// The slots on the host while [`Optimizer::step_host`] runs them (empty: `slots`
+    /// holds the state).
+    host: Vec<Vec<Vec<f32>>>,
     /// Optimiser steps taken (Adam's bias correction).
     steps: u64,
+    scratch: Vec<f32>,
 }
 
 impl Optimizer {
@@ -60,7 +64,9 @@ impl Optimizer {
             cfg,
             vars,
             slots,
+            host: Vec::new(),
             steps: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -76,21 +82,37 @@ impl Optimizer {
 
     /// [`Optimizer::step`] with gradients on the host, one flattened slice per variable
     /// in [`Optimizer::vars`]' order (`None`: no gradient, the variable is left alone).
-    /// The same formulas, element by element, without candle's per-op cost.
+    /// The same formulas, element by element, without candle's per-op cost; the state
+    /// then stays on the host until [`Optimizer::step`] or [`Optimizer::state_tensors`]
+    /// needs it as tensors.
     pub fn step_host(
         &mut self,
         grads: &[Option<&[f32]>],
         lr: f64,
         scale: f64,
     ) -> Result<(), AgentError> {
+        if self.host.is_empty() {
+            self.host = self
+                .slots
+                .iter()
+                .map(|slots| {
+                    slots
+                        .iter()
+                        .map(|t| {
+                            let mut v = Vec::new();
+                            host_copy(t, &mut v).map(|_| v)
+                        })
+                        .collect()
+                })
+                .collect::<Result<_, _>>()?;
+        }
         self.steps += 1;
         let c = &self.cfg;
         let (lr, scale) = (lr as f32, scale as f32);
-        let (mut p, mut s0, mut s1) = (Vec::new(), Vec::new(), Vec::new());
-        for (((_, var), slots), g) in self.vars.iter().zip(self.slots.iter_mut()).zip(grads) {
+        let mut p = std::mem::take(&mut self.scratch);
+        for (((_, var), slots), g) in self.vars.iter().zip(self.host.iter_mut()).zip(grads) {
             let Some(g) = g else { continue };
             host_copy(var.as_tensor(), &mut p)?;
-            host_copy(&slots[0], &mut s0)?;
             if p.len() != g.len() {
                 return Err(AgentError::State(format!(
                     "a gradient of {} values for a variable of {}",
@@ -98,45 +120,60 @@ impl Optimizer {
                     p.len()
                 )));
             }
-            match c.kind {
-                OptimKind::Rmsprop => {
+            // Separate loops per case, so that each vectorises.
+            match (c.kind, slots.as_mut_slice()) {
+                (OptimKind::Rmsprop, [s0]) => {
                     let (a, eps) = (c.rmsprop_alpha as f32, c.eps as f32);
-                    let mom = c.rmsprop_momentum as f32;
-                    if mom > 0.0 {
-                        host_copy(&slots[1], &mut s1)?;
-                    }
-                    for i in 0..p.len() {
-                        let gi = g[i] * scale;
-                        s0[i] = s0[i] * a + gi * gi * (1.0 - a);
-                        let step = gi / (s0[i].sqrt() + eps);
-                        p[i] -= if mom > 0.0 {
-                            s1[i] = s1[i] * mom + step;
-                            s1[i] * lr
-                        } else {
-                            step * lr
-                        };
+                    for ((p, s), &g) in p.iter_mut().zip(s0.iter_mut()).zip(*g) {
+                        let g = g * scale;
+                        *s = *s * a + g * g * (1.0 - a);
+                        *p -= lr * g / (s.sqrt() + eps);
                     }
                 }
-                OptimKind::Adam => {
-                    host_copy(&slots[1], &mut s1)?;
+                (OptimKind::Rmsprop, [s0, s1]) => {
+                    let (a, eps) = (c.rmsprop_alpha as f32, c.eps as f32);
+                    let mom = c.rmsprop_momentum as f32;
+                    for (((p, s), b), &g) in
+                        p.iter_mut().zip(s0.iter_mut()).zip(s1.iter_mut()).zip(*g)
+                    {
+                        let g = g * scale;
+                        *s = *s * a + g * g * (1.0 - a);
+                        *b = *b * mom + g / (s.sqrt() + eps);
+                        *p -= *b * lr;
+                    }
+                }
+                (OptimKind::Adam, [s0, s1]) => {
                     let (b1, b2) = (c.adam_beta1, c.adam_beta2);
                     let bc1 = (1.0 - b1.powi(self.steps as i32)) as f32;
                     let bc2 = (1.0 - b2.powi(self.steps as i32)) as f32;
                     let (b1, b2, eps) = (b1 as f32, b2 as f32, c.eps as f32);
-                    for i in 0..p.len() {
-                        let gi = g[i] * scale;
-                        s0[i] = s0[i] * b1 + gi * (1.0 - b1);
-                        s1[i] = s1[i] * b2 + gi * gi * (1.0 - b2);
-                        p[i] -= s0[i] / ((s1[i] / bc2).sqrt() + eps) * (lr / bc1);
+                    for (((p, m), v), &g) in
+                        p.iter_mut().zip(s0.iter_mut()).zip(s1.iter_mut()).zip(*g)
+                    {
+                        let g = g * scale;
+                        *m = *m * b1 + g * (1.0 - b1);
+                        *v = *v * b2 + g * g * (1.0 - b2);
+                        *p -= *m / ((*v / bc2).sqrt() + eps) * (lr / bc1);
                     }
                 }
+                _ => unreachable!("Optimizer::new gives each kind its slots"),
             }
-            let (dims, dev) = (var.dims(), var.device());
-            slots[0] = Tensor::from_slice(&s0, dims, dev)?;
-            if slots.len() > 1 {
-                slots[1] = Tensor::from_slice(&s1, dims, dev)?;
+            var.set(&Tensor::from_slice(&p, var.dims(), var.device())?)?;
+        }
+        self.scratch = p;
+        Ok(())
+    }
+
+    /// Moves host-side state ([`Optimizer::step_host`]) back into the slot tensors.
+    fn sync_slots(&mut self) -> Result<(), AgentError> {
+        for ((_, var), (slots, host)) in self
+            .vars
+            .iter()
+            .zip(self.slots.iter_mut().zip(std::mem::take(&mut self.host)))
+        {
+            for (t, h) in slots.iter_mut().zip(host) {
+                *t = Tensor::from_vec(h, var.dims(), var.device())?;
             }
-            var.set(&Tensor::from_slice(&p, dims, dev)?)?;
         }
         Ok(())
     }
@@ -160,6 +197,9 @@ impl Optimizer {
 
     /// One step at learning rate `lr`, gradients first scaled by `scale` (clipping).
     pub fn step(&mut self, grads: &GradStore, lr: f64, scale: f64) -> Result<(), AgentError> {
+        if !self.host.is_empty() {
+            self.sync_slots()?;
+        }
         self.steps += 1;
         let c = &self.cfg;
         for ((_, var), slots) in self.vars.iter().zip(self.slots.iter_mut()) {
@@ -197,14 +237,18 @@ impl Optimizer {
     }
 
     /// The optimiser's state tensors, named `optim.<var>.<slot>`.
-    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+    pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>, AgentError> {
         let mut out = Vec::new();
-        for ((name, _), slots) in self.vars.iter().zip(&self.slots) {
+        for (i, ((name, var), slots)) in self.vars.iter().zip(&self.slots).enumerate() {
             for (k, s) in slots.iter().enumerate() {
-                out.push((format!("optim.{name}.{k}"), s.clone()));
+                let t = match self.host.get(i) {
+                    Some(h) => Tensor::from_slice(&h[k], var.dims(), var.device())?,
+                    None => s.clone(),
+                };
+                out.push((format!("optim.{name}.{k}"), t));
             }
         }
-        out
+        Ok(out)
     }
 
     /// Restores state saved by [`Optimizer::state_tensors`].
@@ -213,6 +257,7 @@ impl Optimizer {
         get: impl Fn(&str) -> Option<Tensor>,
         steps: u64,
     ) -> Result<(), AgentError> {
+        self.host.clear();
         for ((name, var), slots) in self.vars.iter().zip(self.slots.iter_mut()) {
             for (k, s) in slots.iter_mut().enumerate() {
                 let key = format!("optim.{name}.{k}");

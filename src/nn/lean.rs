@@ -594,6 +594,7 @@ impl LeanNetwork for LeanNet {
             c: if self.lstm.is_some() { &self.h } else { z },
             c_dim: self.policy.in_dim,
             has_core: self.lstm.is_some(),
+            b: self.b,
         }
     }
 

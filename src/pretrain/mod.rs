@@ -506,7 +506,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
             .collect();
-        tensors.extend(optim.state_tensors());
+        tensors.extend(optim.state_tensors()?);
         let mut meta = vec![
             (
                 crate::checkpoint::keys::TRAINER,
