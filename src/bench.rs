@@ -34,6 +34,48 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// This process's peak resident memory in MiB (Linux's `VmHWM`; `None` elsewhere).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// The cases of `rlcpc bench --scaling`: (environments, actor threads).
+pub fn scaling_cases() -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    for workers in [1, 2] {
+        for envs in [16, 64, 256, 1024] {
+            v.push((envs, workers));
+        }
+    }
+    v
+}
+
+/// `(steps/s, peak MiB)` from the lines `rlcpc train` prints at the end of a run.
+pub fn parse_train_output(stdout: &str) -> Option<(f64, Option<f64>)> {
+    let sps = stdout
+        .lines()
+        .find_map(|l| {
+            l.split(" steps/s)")
+                .next()
+                .filter(|_| l.contains(" steps/s)"))
+        })?
+        .rsplit('(')
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let peak = stdout.lines().find_map(|l| {
+        l.strip_prefix("peak memory: ")?
+            .strip_suffix(" MiB")?
+            .parse()
+            .ok()
+    });
+    Some((sps, peak))
+}
+
 /// Raw environment throughput: one thread, uniformly random actions, auto-reset; runs
 /// `max_steps` steps or `max_secs` seconds, whichever comes first (checked every 1,000).
 pub fn env_steps_per_sec(cfg: &EnvConfig, max_steps: u64, max_secs: f64) -> Result<f64> {

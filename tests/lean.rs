@@ -207,3 +207,21 @@ fn lean_is_refused_where_it_has_no_path() {
         "{err}"
     );
 }
+
+#[test]
+fn lab_grid_sparse_inputs_with_cpc_match_autograd() {
+    // One-hot grid observations take the first layer's sparse path.
+    check(
+        "lab grid + cpc",
+        Some("lab-watermaze"),
+        &[
+            "env.num_envs=2",
+            "run.workers=1",
+            "model.mlp_hidden=[32]",
+            "model.lstm_hidden=16",
+            "algo.unroll=40",
+            "env.max_episode_steps=30",
+        ],
+        2,
+    );
+}

@@ -46,6 +46,12 @@ pub struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Measure how training scales instead: env steps/s of the default preset (CartPole,
+    /// MLP) with 16, 64, 256 and 1024 environments on 1 and 2 actor threads, and each
+    /// run's peak memory (every run is a child `rlcpc train`, so the peak is its own), with
+    /// the memory each further environment costs.
+    #[arg(long, conflicts_with_all = ["envs_only", "trainers_only", "solve"])]
+    scaling: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -61,6 +67,7 @@ pub fn run(args: Args) -> Result<()> {
         seeds,
         device: dev,
         json,
+        scaling,
     } = args;
     let report = BenchReport::new(json);
     if repeats == 0 {
@@ -187,6 +194,9 @@ pub fn run(args: Args) -> Result<()> {
             ));
         Ok(())
     };
+    if scaling {
+        return scaling_table(&report, steps, repeats);
+    }
     if trainers_only {
         report.header(format!(
             "{:<40} {:>14}   runs",
@@ -279,6 +289,76 @@ pub fn run(args: Args) -> Result<()> {
     }
     report.finish()?;
     Ok(())
+}
+
+/// `rlcpc bench --scaling`: one child `rlcpc train` per run of each case.
+fn scaling_table(report: &BenchReport, steps: u64, repeats: usize) -> Result<()> {
+    use anyhow::Context;
+    let exe = std::env::current_exe().context("locating the rlcpc binary")?;
+    let dir = std::env::temp_dir().join(format!("rlcpc-scaling-{}", std::process::id()));
+    report.header(format!(
+        "{:<40} {:>14}   runs",
+        "case (cartpole, mlp, sync)", "steps/s (median)"
+    ));
+    let mut peaks: Vec<(usize, usize, f64)> = Vec::new();
+    for (envs, workers) in bench::scaling_cases() {
+        let (mut runs, mut peak) = (Vec::new(), f64::NAN);
+        for _ in 0..repeats {
+            let _ = std::fs::remove_dir_all(&dir);
+            let out = std::process::Command::new(&exe)
+                .args(["train", "--quiet", "--out"])
+                .arg(&dir)
+                .args([
+                    "--set",
+                    &format!("env.num_envs={envs}"),
+                    "--set",
+                    &format!("run.workers={workers}"),
+                    "--set",
+                    &format!("run.total_steps={}", steps.max(20 * 5 * envs as u64)),
+                    "--set",
+                    "run.target_return=0",
+                    "--set",
+                    "run.log_every=1000000",
+                    "--set",
+                    "run.checkpoint_every=0",
+                    "--set",
+                    "run.checkpoint_minutes=0",
+                ])
+                .output()
+                .with_context(|| format!("running {}", exe.display()))?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let (sps, p) = bench::parse_train_output(&stdout)
+                .filter(|_| out.status.success())
+                .with_context(|| {
+                    format!(
+                        "the run with {envs} environments on {workers} threads failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )
+                })?;
+            runs.push(sps);
+            if let Some(p) = p {
+                peak = peak.max(p); // NaN.max(p) is p
+            }
+        }
+        report.case(
+            format!("{envs} envs, {workers} actor thread(s)"),
+            bench::median(&runs),
+            runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
+        );
+        report.note(format!("{:<40} peak memory {peak:.1} MiB", ""));
+        peaks.push((envs, workers, peak));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    for w in [1, 2] {
+        let at = |n: usize| peaks.iter().find(|p| p.0 == n && p.1 == w).map(|p| p.2);
+        if let (Some(lo), Some(hi)) = (at(16), at(1024)) {
+            report.note(format!(
+                "memory per further environment ({w} thread(s)): {:.1} KiB ((peak at 1024 - peak at 16) / 1008)",
+                (hi - lo) * 1024.0 / 1008.0
+            ));
+        }
+    }
+    report.finish()
 }
 
 /// What `rlcpc bench` prints: an aligned table, or with `--json` one JSON object

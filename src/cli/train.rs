@@ -216,6 +216,9 @@ fn one_run(
             s.sps,
             s.mean_return.map_or("n/a".into(), |m| format!("{m:.1}")),
         );
+    if let Some(mib) = rlcpc::bench::peak_rss_mib() {
+        println!("peak memory: {mib:.1} MiB");
+    }
     if let Some((steps, secs)) = s.solved {
         println!(
             "target return {} reached at {steps} env steps, {secs:.2} s",

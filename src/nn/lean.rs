@@ -83,7 +83,25 @@ pub struct LeanNet {
     d_h_prev: Vec<f32>,
     rows: usize,
     b: usize,
+    /// Sparse inputs (one-hot grids): the first layer skips zeros. The last forward's
+    /// non-zeros by row (CSR), and the first layer's weight transposed `[in, out]`
+    /// (rebuilt when the parameters change).
+    sparse: Option<Csr>,
+    w0_t: Vec<f32>,
+    w0_t_stale: bool,
+    d_w0_t: Vec<f32>,
 }
+
+/// The non-zeros of a row-major matrix, row by row.
+#[derive(Default)]
+struct Csr {
+    ptr: Vec<usize>,
+    col: Vec<u32>,
+    val: Vec<f32>,
+}
+
+/// Inputs with at most this share of non-zeros take the first layer's sparse path.
+const SPARSE_DENSITY: f32 = 0.2;
 
 impl LeanNet {
     /// The network of `spec` with zero parameters ([`LeanNet::load`] fills them), or
@@ -175,6 +193,10 @@ impl LeanNet {
             d_h_prev: Vec::new(),
             rows: 0,
             b: 0,
+            sparse: None,
+            w0_t: Vec::new(),
+            w0_t_stale: true,
+            d_w0_t: Vec::new(),
         })
     }
 
@@ -189,6 +211,7 @@ impl LeanNet {
             }
             p.data.copy_from_slice(data);
         }
+        self.w0_t_stale = true;
         Ok(())
     }
 
@@ -237,13 +260,30 @@ impl LeanNet {
         let mut acts = std::mem::take(&mut self.acts);
         acts[0].clear();
         acts[0].extend_from_slice(obs);
+        self.sparse = self
+            .mlp
+            .first()
+            .and_then(|_| take_sparse(obs, self.obs_dim, self.sparse.take()));
         for (li, &l) in self.mlp.iter().enumerate() {
             let (done, rest) = acts.split_at_mut(li + 1);
             let y = &mut rest[0];
-            self.dense_fwd(l, &done[li], y, rows);
+            match (&self.sparse, li) {
+                (Some(csr), 0) => {
+                    if self.w0_t_stale {
+                        transpose(&self.params[l.w].data, l.out_dim, l.in_dim, &mut self.w0_t);
+                        self.w0_t_stale = false;
+                    }
+                    sparse_fwd(csr, &self.w0_t, self.p(l.b), y, l.out_dim);
+                }
+                _ => self.dense_fwd(l, &done[li], y, rows),
+            }
             match self.activation {
                 Activation::Tanh => y.iter_mut().for_each(|v| *v = tanh(*v)),
-                Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+                // max(x, 0), with −0 marking x < 0: the backward passes the gradient
+                // where x ≥ 0, as candle's relu does (relu'(0) = 1).
+                Activation::Relu => y
+                    .iter_mut()
+                    .for_each(|v| *v = if *v >= 0.0 { *v + 0.0 } else { -0.0 }),
             }
         }
         self.acts = acts;
@@ -425,12 +465,37 @@ impl LeanNet {
             match self.activation {
                 Activation::Tanh => d_out.iter_mut().zip(y).for_each(|(d, y)| *d *= 1.0 - y * y),
                 Activation::Relu => d_out.iter_mut().zip(y).for_each(|(d, y)| {
-                    if *y <= 0.0 {
+                    if y.is_sign_negative() {
                         *d = 0.0
                     }
                 }),
             }
-            self.dense_bwd(l, &d_out, &self.acts[li], &mut grads, n);
+            match (&self.sparse, li) {
+                (Some(csr), 0) => {
+                    // dWᵀ[col] += x · dy[row] over the non-zeros, then transposed.
+                    self.d_w0_t.clear();
+                    self.d_w0_t.resize(l.in_dim * l.out_dim, 0.0);
+                    let o = l.out_dim;
+                    for r in 0..n {
+                        let dy = &d_out[r * o..(r + 1) * o];
+                        for k in csr.ptr[r]..csr.ptr[r + 1] {
+                            let (c, v) = (csr.col[k] as usize, csr.val[k]);
+                            for (g, d) in self.d_w0_t[c * o..(c + 1) * o].iter_mut().zip(dy) {
+                                *g += v * d;
+                            }
+                        }
+                    }
+                    transpose(&self.d_w0_t, l.in_dim, o, &mut grads[l.w]);
+                    let db = &mut grads[l.b];
+                    db.fill(0.0);
+                    for row in d_out[..n * o].chunks_exact(o) {
+                        for (a, b) in db.iter_mut().zip(row) {
+                            *a += b;
+                        }
+                    }
+                }
+                _ => self.dense_bwd(l, &d_out, &self.acts[li], &mut grads, n),
+            }
             if li > 0 {
                 let mut d_in = std::mem::take(&mut self.d_a);
                 resize(&mut d_in, n * l.in_dim);
@@ -564,6 +629,56 @@ impl LeanNet {
     }
 }
 
+/// The non-zeros of `x` `[rows, dim]` when they are at most [`SPARSE_DENSITY`] of it
+/// (reusing `old`'s buffers), else `None`.
+fn take_sparse(x: &[f32], dim: usize, old: Option<Csr>) -> Option<Csr> {
+    let nnz = x.iter().filter(|&&v| v != 0.0).count();
+    if dim == 0 || nnz as f32 > SPARSE_DENSITY * x.len() as f32 {
+        return None;
+    }
+    let mut csr = old.unwrap_or_default();
+    csr.ptr.clear();
+    csr.col.clear();
+    csr.val.clear();
+    csr.ptr.push(0);
+    for row in x.chunks_exact(dim) {
+        for (c, &v) in row.iter().enumerate() {
+            if v != 0.0 {
+                csr.col.push(c as u32);
+                csr.val.push(v);
+            }
+        }
+        csr.ptr.push(csr.col.len());
+    }
+    Some(csr)
+}
+
+/// `y[r] = b + Σ_{x[r, c] ≠ 0} x[r, c] · Wᵀ[c]`, with `w_t` `[in, out]`.
+fn sparse_fwd(csr: &Csr, w_t: &[f32], bias: &[f32], y: &mut Vec<f32>, out: usize) {
+    let rows = csr.ptr.len() - 1;
+    resize(y, rows * out);
+    for r in 0..rows {
+        let yr = &mut y[r * out..(r + 1) * out];
+        yr.copy_from_slice(bias);
+        for k in csr.ptr[r]..csr.ptr[r + 1] {
+            let (c, v) = (csr.col[k] as usize, csr.val[k]);
+            for (a, w) in yr.iter_mut().zip(&w_t[c * out..(c + 1) * out]) {
+                *a += v * w;
+            }
+        }
+    }
+}
+
+/// `dst[c, r] = src[r, c]` for `src` `[rows, cols]`.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
+    resize(dst, rows * cols);
+    for r in 0..rows {
+        for c in 0..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
 fn resize(v: &mut Vec<f32>, n: usize) {
     if v.len() != n {
         v.resize(n, 0.0);
@@ -576,6 +691,7 @@ impl LeanNetwork for LeanNet {
     }
 
     fn param_mut(&mut self, i: usize) -> &mut [f32] {
+        self.w0_t_stale = true;
         &mut self.params[i].data
     }
 
