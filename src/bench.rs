@@ -116,14 +116,45 @@ pub fn env_cases() -> Vec<(String, EnvConfig)> {
     v
 }
 
-/// End-to-end training throughput of `cfg` for `steps` env steps (no early stop, no
-/// files written).
-pub fn train_steps_per_sec(cfg: &Config, steps: u64, device: &Device) -> Result<f64> {
+/// End-to-end training of `cfg` for `steps` env steps (no early stop, no files
+/// written): its throughput (`sps`) and time per phase (`phases_ms`).
+pub fn train_run(cfg: &Config, steps: u64, device: &Device) -> Result<crate::train::TrainSummary> {
     let mut cfg = cfg.clone();
     cfg.run.total_steps = steps;
     cfg.run.target_return = 0.0;
     cfg.run.log_every = u64::MAX / 2;
-    Ok(train(&cfg, &in_memory(device), Arc::new(AtomicBool::new(false)))?.sps)
+    train(&cfg, &in_memory(device), Arc::new(AtomicBool::new(false)))
+}
+
+/// The Lab cases of `rlcpc bench`: the watermaze preset (symbolic grid, MLP + LSTM, CPC)
+/// and the same task on RGB frames with the conv encoder.
+pub fn lab_cases(watermaze: &Config) -> Vec<(String, Config)> {
+    let grid = watermaze.clone();
+    let mut rgb = watermaze.clone();
+    rgb.env.options.insert("obs".into(), "rgb".into());
+    rgb.model.encoder = crate::config::EncoderKind::Conv;
+    let k = watermaze.aux.horizon;
+    vec![
+        (format!("train lab grid mlp+lstm, aux cpc (K={k})"), grid),
+        (format!("train lab rgb conv+lstm, aux cpc (K={k})"), rgb),
+    ]
+}
+
+/// One line of phase times, e.g. `collect 2.19 (env 0.31) | forward 1.56 ...` (ms per
+/// update).
+pub fn phases_line(phases: &[(&str, f64)]) -> String {
+    let get = |k: &str| phases.iter().find(|p| p.0 == k).map_or(0.0, |p| p.1);
+    format!(
+        "ms/update: collect {:.2} (env {:.2}) | forward {:.2} loss {:.2} aux {:.2} backward {:.2} optimiser {:.2} publish {:.2}",
+        get("collect"),
+        get("env"),
+        get("forward"),
+        get("loss"),
+        get("aux"),
+        get("backward"),
+        get("optimiser"),
+        get("publish")
+    )
 }
 
 /// Options for a run that writes nothing and shows no progress.

@@ -42,6 +42,11 @@ pub struct TrainSummary {
     /// Environment steps per second over the whole run (this process only).
     pub sps: f64,
     pub interrupted: bool,
+    /// Mean milliseconds per update of each phase over the run: `collect` (waiting for
+    /// the actors' batch), `env` (the actors' environment stepping, summed over actor
+    /// threads; part of collect), then the learner's `forward`, `loss`, `aux`,
+    /// `backward`, `optimiser` and `publish` (the parameter snapshot for the actors).
+    pub phases_ms: Vec<(&'static str, f64)>,
 }
 
 /// Builds the network spec from the config and the environment's spaces.
@@ -344,6 +349,7 @@ pub fn train_checked(
     let mut solved = None;
     let mut interrupted = false;
     let mut last_save = Instant::now();
+    let (mut phase_sums, mut phase_updates) = ([0f64; 8], 0u64);
     while counters.env_steps < cfg.run.total_steps {
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
@@ -368,11 +374,24 @@ pub fn train_checked(
         }
         counters.episodes = window.total;
         counters.elapsed_secs = elapsed_before + start.elapsed().as_secs_f64();
-        interval.add(
-            &stats.metrics(),
+        let mut metrics = stats.metrics();
+        metrics.push(("time/collect_env_ms".into(), 1e3 * batch.env_secs));
+        interval.add(&metrics, (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
+        let p = &stats.phases;
+        let learner_secs = p.forward + p.loss + p.aux + p.backward + p.optimiser;
+        for (sum, v) in phase_sums.iter_mut().zip([
             (t1 - t0).as_secs_f64(),
-            (t2 - t1).as_secs_f64(),
-        );
+            batch.env_secs,
+            p.forward,
+            p.loss,
+            p.aux,
+            p.backward,
+            p.optimiser,
+            ((t2 - t1).as_secs_f64() - learner_secs).max(0.0),
+        ]) {
+            *sum += v;
+        }
+        phase_updates += 1;
 
         bar.set_position(counters.env_steps.min(cfg.run.total_steps));
         // 6. Log.
@@ -425,6 +444,20 @@ pub fn train_checked(
         sps: (counters.env_steps - start_steps) as f64 / secs.max(1e-9),
         counters,
         interrupted,
+        phases_ms: [
+            "collect",
+            "env",
+            "forward",
+            "loss",
+            "aux",
+            "backward",
+            "optimiser",
+            "publish",
+        ]
+        .into_iter()
+        .zip(phase_sums)
+        .map(|(k, v)| (k, 1e3 * v / phase_updates.max(1) as f64))
+        .collect(),
     })
 }
 

@@ -66,6 +66,7 @@ fn batch() -> Rollout {
         init_state: vec![],
         state_size: 0,
         episodes: vec![],
+        env_secs: 0.0,
     }
 }
 

@@ -102,6 +102,7 @@ impl Actor {
             final_values: vec![0.0; t_len * b],
             init_state: Vec::new(),
             episodes: Vec::new(),
+            env_secs: 0.0,
         };
         // The state before step 0; the learner zeroes it where first[0] is set.
         r.init_state = self.state.clone();
@@ -123,7 +124,9 @@ impl Actor {
                 r.behaviour_logp.push(logp);
             }
             // Step the environments (auto-reset) and record the outcome.
+            let t_env = std::time::Instant::now();
             let step = self.venv.step(&self.actions)?;
+            r.env_secs += t_env.elapsed().as_secs_f64();
             r.rewards.extend_from_slice(&step.rewards);
             r.terminated.extend_from_slice(&step.terminated);
             r.truncated.extend_from_slice(&step.truncated);

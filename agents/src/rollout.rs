@@ -60,6 +60,9 @@ pub struct Rollout {
     pub state_size: usize,
     /// Returns and lengths of the episodes that ended during the unroll.
     pub episodes: Vec<(f64, usize)>,
+    /// Seconds the actor spent stepping its environments (of a batch: summed over the
+    /// rollouts; the rest of collecting is the policy, sampling and waiting).
+    pub env_secs: f64,
 }
 
 impl Rollout {
@@ -91,6 +94,7 @@ impl Rollout {
             }
             v
         }
+        out.env_secs = parts.iter().map(|p| p.env_secs).sum();
         out.obs = cat(parts, t + 1, d, |p| &p.obs);
         out.first = cat(parts, t + 1, 1, |p| &p.first);
         out.actions = cat(parts, t, 1, |p| &p.actions);

@@ -9,7 +9,8 @@ use super::{set_learner_threads, DeviceArg};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Env steps per training-throughput measurement.
+    /// Env steps per training-throughput measurement (a quarter of it for the Lab
+    /// agents).
     #[arg(long, default_value_t = 200_000)]
     steps: u64,
     /// Most env steps of each raw environment measurement.
@@ -234,14 +235,23 @@ pub fn run(args: Args) -> Result<()> {
     text()?;
     set_learner_threads(1);
     let [mlp_none, lstm_none, lstm_cpc] = bench::throughput_cases(&mlp, &lstm);
-    let median_of = |(name, cfg): &(String, Config)| -> Result<f64> {
-        let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::train_steps_per_sec(cfg, steps, &dev))
-            .collect::<Result<_>>()?;
-        let m = bench::median(&runs);
-        report.case(name, m, runs.iter().map(|x| x.round()).collect::<Vec<_>>());
+    // The median run's throughput, with its time per phase.
+    let median_with = |(name, cfg): &(String, Config), steps: u64| -> Result<f64> {
+        let mut runs = (0..repeats)
+            .map(|_| bench::train_run(cfg, steps, &dev))
+            .collect::<Result<Vec<_>>>()?;
+        let sps: Vec<f64> = runs.iter().map(|r| r.sps).collect();
+        let m = bench::median(&sps);
+        report.case(name, m, sps.iter().map(|x| x.round()).collect::<Vec<_>>());
+        runs.sort_by(|a, b| a.sps.total_cmp(&b.sps));
+        report.note(format!(
+            "{:<40} {}",
+            "",
+            bench::phases_line(&runs[runs.len() / 2].phases_ms)
+        ));
         Ok(m)
     };
+    let median_of = |case: &(String, Config)| median_with(case, steps);
     median_of(&mlp_none)?;
     let (none, cpc) = (median_of(&lstm_none)?, median_of(&lstm_cpc)?);
     // Share of the time per step spent in the CPC head: 1 − t(none)/t(cpc).
@@ -261,6 +271,10 @@ pub fn run(args: Args) -> Result<()> {
         100.0 * (1.0 - pg[1] / pg[0]),
         100.0 * (1.0 - pg[2] / pg[0])
     ));
+    let watermaze = Config::load(Some(std::path::Path::new("lab-watermaze")), &[])?;
+    for case in bench::lab_cases(&watermaze) {
+        median_with(&case, (steps / 4).max(1))?;
+    }
     if solve {
         for (name, cfg) in [("mlp, aux none", &mlp), ("lstm, aux cpc", &lstm)] {
             let mut secs = Vec::new();
