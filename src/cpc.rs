@@ -422,6 +422,41 @@ pub fn cpc_loss(
     }))
 }
 
+/// One pair of [`cpc_loss_host`]: the scores of its candidates `cands` (positive first)
+/// against `pred`, InfoNCE, and its gradient w·(softmax − [j = 0]) back into the
+/// prediction (`dp`, overwritten) and the candidates' rows of `d_z` (added). Returns
+/// the accuracy credit ([`hit`]) and the pair's loss.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn score_pair(
+    z: &[f32],
+    cands: &[u32],
+    pred: &[f32],
+    w: f32,
+    scores: &mut [f32],
+    dp: &mut [f32],
+    d_z: &mut [f32],
+) -> (f64, f64) {
+    let dz = pred.len();
+    for (sj, &ci) in scores.iter_mut().zip(cands) {
+        *sj = crate::nn::gemm::dot(&z[ci as usize * dz..(ci as usize + 1) * dz], pred);
+    }
+    let credit = hit(scores);
+    let m = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let lse = m + scores.iter().map(|&x| (x - m).exp()).sum::<f32>().ln();
+    dp.fill(0.0);
+    for (j, &ci) in cands.iter().enumerate() {
+        let g = w * ((scores[j] - lse).exp() - if j == 0 { 1.0 } else { 0.0 });
+        let zr = ci as usize * dz..(ci as usize + 1) * dz;
+        for (a, zv) in dp.iter_mut().zip(&z[zr.clone()]) {
+            *a += g * zv;
+        }
+        for (dzv, pv) in d_z[zr].iter_mut().zip(pred) {
+            *dzv += g * pv;
+        }
+    }
+    (credit, (lse - scores[0]) as f64)
+}
+
 /// Buffers of [`cpc_loss_host`], kept between calls so that an update allocates little.
 #[derive(Default)]
 pub struct HostScratch {
@@ -450,7 +485,7 @@ pub fn cpc_loss_host(
     (d_z, d_c, d_w): (&mut [f32], &mut [f32], &mut [f32]),
     sc: &mut HostScratch,
 ) -> candle_core::Result<Option<(f64, CpcResult)>> {
-    use crate::nn::gemm::{dot, matmul, Op};
+    use crate::nn::gemm::{matmul, Op};
     let (dz, dc) = (d.z_dim, d.c_dim);
     let pairs = sample_pairs(first, t_len, b, s, rng);
     if pairs.is_empty() {
@@ -504,29 +539,10 @@ pub fn cpc_loss_host(
             let row = lo + r;
             let pred = &sc.preds[row * dz..(row + 1) * dz];
             let cands = &cand[i * m1..(i + 1) * m1];
-            for (sj, &ci) in sc.scores.iter_mut().zip(cands) {
-                *sj = dot(&z[ci as usize * dz..(ci as usize + 1) * dz], pred);
-            }
-            hits[i] = hit(&sc.scores);
-            let m = sc.scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = sc.scores.iter().map(|&x| (x - m).exp()).sum();
-            let lse = m + sum.ln();
-            pair_losses[i] = (lse - sc.scores[0]) as f64;
-            loss += weights[i] * pair_losses[i];
-            // d/ds_j of w·(lse − s_0) = w·(softmax_j − [j = 0]).
-            let wi = weights[i] as f32;
             let dp = &mut sc.d_preds[row * dz..(row + 1) * dz];
-            dp.fill(0.0);
-            for (j, &ci) in cands.iter().enumerate() {
-                let g = wi * ((sc.scores[j] - lse).exp() - if j == 0 { 1.0 } else { 0.0 });
-                let zr = ci as usize * dz..(ci as usize + 1) * dz;
-                for (a, zv) in dp.iter_mut().zip(&z[zr.clone()]) {
-                    *a += g * zv;
-                }
-                for (dzv, pv) in d_z[zr].iter_mut().zip(pred) {
-                    *dzv += g * pv;
-                }
-            }
+            let (h, l) = score_pair(z, cands, pred, weights[i] as f32, &mut sc.scores, dp, d_z);
+            (hits[i], pair_losses[i]) = (h, l);
+            loss += weights[i] * l;
         }
     }
     // Back through the predictions: d W_k = d predsᵀ · ctx, d ctx = d preds · W_k.

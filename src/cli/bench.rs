@@ -22,6 +22,10 @@ pub struct Args {
     /// Measure the raw environments only (no training runs).
     #[arg(long)]
     envs_only: bool,
+    /// Measure the agents' training runs only (no raw environments, no standalone
+    /// trainers).
+    #[arg(long, conflicts_with_all = ["envs_only", "trainers_only"])]
+    train_only: bool,
     /// Measure the standalone trainers only: audio windows per second of the built-in
     /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion,
     /// simclr-fashion and moco-fashion
@@ -61,6 +65,7 @@ pub fn run(args: Args) -> Result<()> {
         env_steps,
         env_seconds,
         envs_only,
+        train_only,
         trainers_only,
         trainer_steps,
         repeats,
@@ -214,7 +219,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     report.header(format!("{:<40} {:>14}   runs", "case", "steps/s (median)"));
     // Raw environment throughput, one thread (agent steps, action repeat included).
-    for (name, cfg) in bench::env_cases() {
+    for (name, cfg) in bench::env_cases().into_iter().filter(|_| !train_only) {
         let runs: Vec<f64> = (0..repeats)
             .map(|_| bench::env_steps_per_sec(&cfg, env_steps, env_seconds))
             .collect::<Result<_>>()?;
@@ -227,12 +232,14 @@ pub fn run(args: Args) -> Result<()> {
     if envs_only {
         return report.finish();
     }
-    audio("cpc-audio")?;
-    image("cpc-image-fashion", &[])?;
-    image("cpc-image-fashion + CPC-v2", &v2)?;
-    views("simclr-fashion")?;
-    views("moco-fashion")?;
-    text()?;
+    if !train_only {
+        audio("cpc-audio")?;
+        image("cpc-image-fashion", &[])?;
+        image("cpc-image-fashion + CPC-v2", &v2)?;
+        views("simclr-fashion")?;
+        views("moco-fashion")?;
+        text()?;
+    }
     set_learner_threads(1);
     let [mlp_none, lstm_none, lstm_cpc] = bench::throughput_cases(&mlp, &lstm);
     // The median run's throughput, with its time per phase.

@@ -277,14 +277,7 @@ impl LeanNet {
                 }
                 _ => self.dense_fwd(l, &done[li], y, rows),
             }
-            match self.activation {
-                Activation::Tanh => y.iter_mut().for_each(|v| *v = tanh(*v)),
-                // max(x, 0), with −0 marking x < 0: the backward passes the gradient
-                // where x ≥ 0, as candle's relu does (relu'(0) = 1).
-                Activation::Relu => y
-                    .iter_mut()
-                    .for_each(|v| *v = if *v >= 0.0 { *v + 0.0 } else { -0.0 }),
-            }
+            activate(y, self.activation);
         }
         self.acts = acts;
         // Core.
@@ -371,25 +364,15 @@ impl LeanNet {
                 (b, h, 4 * h),
                 true,
             );
-            for j in 0..b {
-                let gr = &mut g[j * 4 * h..(j + 1) * 4 * h];
-                let r = t * b * h + j * h;
-                for k in 0..h {
-                    let i = sigmoid(gr[k]);
-                    let f = sigmoid(gr[h + k]);
-                    let gg = tanh(gr[2 * h + k]);
-                    let o = sigmoid(gr[3 * h + k]);
-                    gr[k] = i;
-                    gr[h + k] = f;
-                    gr[2 * h + k] = gg;
-                    gr[3 * h + k] = o;
-                    let c = f * self.c_prev[r + k] + i * gg;
-                    let tc = tanh(c);
-                    self.cell[r + k] = c;
-                    self.tanh_cell[r + k] = tc;
-                    self.h[r + k] = o * tc;
-                }
-            }
+            let rs = t * b * h..(t + 1) * b * h;
+            cell_forward(
+                g,
+                &self.c_prev[rs.clone()],
+                &mut self.cell[rs.clone()],
+                &mut self.tanh_cell[rs.clone()],
+                &mut self.h[rs],
+                h,
+            );
         }
         let last = (steps - 1) * b * h;
         for j in 0..b {
@@ -546,23 +529,23 @@ impl LeanNet {
         self.d_h.fill(0.0);
         self.d_c.fill(0.0);
         for t in (0..steps).rev() {
-            for j in 0..b {
-                let r = t * b * h + j * h;
-                let gr = &self.gates[(t * b + j) * 4 * h..(t * b + j + 1) * 4 * h];
-                let dg = &mut self.d_gates[(t * b + j) * 4 * h..(t * b + j + 1) * 4 * h];
-                for k in 0..h {
-                    let (i, f, gg, o) = (gr[k], gr[h + k], gr[2 * h + k], gr[3 * h + k]);
-                    let dh = self.d_ctx[r + k] + self.d_h[j * h + k];
-                    let tc = self.tanh_cell[r + k];
-                    let dc = dh * o * (1.0 - tc * tc) + self.d_c[j * h + k];
-                    dg[k] = dc * gg * i * (1.0 - i);
-                    dg[h + k] = dc * self.c_prev[r + k] * f * (1.0 - f);
-                    dg[2 * h + k] = dc * i * (1.0 - gg * gg);
-                    dg[3 * h + k] = dh * tc * o * (1.0 - o);
-                    // The cell entering step t, before the reset mask.
-                    self.d_c[j * h + k] = dc * f * self.keep[t * b + j];
-                }
-            }
+            let (rs, gs) = (
+                t * b * h..(t + 1) * b * h,
+                t * b * 4 * h..(t + 1) * b * 4 * h,
+            );
+            cell_backward(
+                CellCache {
+                    gates: &self.gates[gs.clone()],
+                    c_prev: &self.c_prev[rs.clone()],
+                    tanh_cell: &self.tanh_cell[rs.clone()],
+                    keep: &self.keep[t * b..(t + 1) * b],
+                },
+                &self.d_ctx[rs],
+                &self.d_h,
+                &mut self.d_c,
+                &mut self.d_gates[gs],
+                h,
+            );
             if t == 0 {
                 break;
             }
@@ -626,6 +609,89 @@ impl LeanNet {
             (n, 4 * h, z_dim),
             false,
         );
+    }
+}
+
+/// The activation in place. ReLU writes max(x, 0) with −0 marking x < 0: the backward
+/// passes the gradient where x ≥ 0, as candle's relu does (relu'(0) = 1).
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn activate(y: &mut [f32], a: Activation) {
+    match a {
+        Activation::Tanh => y.iter_mut().for_each(|v| *v = tanh(*v)),
+        Activation::Relu => y
+            .iter_mut()
+            .for_each(|v| *v = if *v >= 0.0 { *v + 0.0 } else { -0.0 }),
+    }
+}
+
+/// The LSTM cell of one step for `B` rows: pre-activations `g` `[B, 4H]` (i, f, g, o)
+/// become the gates in place; writes the cell, tanh(cell) and h `[B, H]`.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn cell_forward(
+    g: &mut [f32],
+    c_prev: &[f32],
+    cell: &mut [f32],
+    tanh_cell: &mut [f32],
+    h_out: &mut [f32],
+    h: usize,
+) {
+    for (j, gr) in g.chunks_exact_mut(4 * h).enumerate() {
+        let r = j * h;
+        let (gi, rest) = gr.split_at_mut(h);
+        let (gf, rest) = rest.split_at_mut(h);
+        let (gg, go) = rest.split_at_mut(h);
+        for k in 0..h {
+            let i = sigmoid(gi[k]);
+            let f = sigmoid(gf[k]);
+            let g = tanh(gg[k]);
+            let o = sigmoid(go[k]);
+            (gi[k], gf[k], gg[k], go[k]) = (i, f, g, o);
+            let c = f * c_prev[r + k] + i * g;
+            let tc = tanh(c);
+            cell[r + k] = c;
+            tanh_cell[r + k] = tc;
+            h_out[r + k] = o * tc;
+        }
+    }
+}
+
+/// What the backward of one LSTM step reads of its forward, `B` rows.
+#[derive(Clone, Copy)]
+struct CellCache<'a> {
+    gates: &'a [f32],
+    c_prev: &'a [f32],
+    tanh_cell: &'a [f32],
+    keep: &'a [f32],
+}
+
+/// The backward of one LSTM step: from d h_t (`d_ctx` from above plus the carried
+/// `d_h`) and the carried d c_t (`d_c`, replaced by d c_{t-1} before the reset mask),
+/// the pre-activation gradients `dg` `[B, 4H]`.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn cell_backward(
+    m: CellCache,
+    d_ctx: &[f32],
+    d_h: &[f32],
+    d_c: &mut [f32],
+    dg: &mut [f32],
+    h: usize,
+) {
+    for (j, dgr) in dg.chunks_exact_mut(4 * h).enumerate() {
+        let r = j * h;
+        let gr = &m.gates[j * 4 * h..(j + 1) * 4 * h];
+        let keep = m.keep[j];
+        for k in 0..h {
+            let (i, f, gg, o) = (gr[k], gr[h + k], gr[2 * h + k], gr[3 * h + k]);
+            let dh = d_ctx[r + k] + d_h[r + k];
+            let tc = m.tanh_cell[r + k];
+            let dc = dh * o * (1.0 - tc * tc) + d_c[r + k];
+            dgr[k] = dc * gg * i * (1.0 - i);
+            dgr[h + k] = dc * m.c_prev[r + k] * f * (1.0 - f);
+            dgr[2 * h + k] = dc * i * (1.0 - gg * gg);
+            dgr[3 * h + k] = dh * tc * o * (1.0 - o);
+            // The cell entering step t, before the reset mask.
+            d_c[r + k] = dc * f * keep;
+        }
     }
 }
 
