@@ -69,7 +69,8 @@ pub fn parse_train_output(stdout: &str) -> Option<(f64, Option<f64>)> {
         .ok()?;
     let peak = stdout.lines().find_map(|l| {
         l.strip_prefix("peak memory: ")?
-            .strip_suffix(" MiB")?
+            .split(" MiB")
+            .next()?
             .parse()
             .ok()
     });
@@ -339,4 +340,21 @@ pub fn samples_per_sec(
         samples += step(obj)?;
     }
     Ok(samples as f64 / t.elapsed().as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn train_output_gives_throughput_and_peak_memory() {
+        let out = "done after 200000 env steps, 2500 updates, 830 episodes in 0.5 s (412814 steps/s); mean return (last 100 episodes): 500.0\npeak memory: 20.5 MiB (this process so far)\ncheckpoint: x\n";
+        assert_eq!(parse_train_output(out), Some((412814.0, Some(20.5))));
+        // Without the memory line (not Linux) the throughput still parses.
+        assert_eq!(
+            parse_train_output("interrupted after 1 env steps, 0 updates, 0 episodes in 0.1 s (10 steps/s); mean return (last 100 episodes): n/a"),
+            Some((10.0, None))
+        );
+        assert_eq!(parse_train_output("error: no such preset"), None);
+    }
 }

@@ -137,7 +137,8 @@ pub struct RunConfig {
     pub checkpoint_minutes: f64,
     /// Stop early once the mean return of the last 100 episodes reaches this (0: never).
     pub target_return: f64,
-    /// Threads of candle's CPU kernels in the learner (0: candle's default).
+    /// Threads of candle's CPU kernels in the learner (0: candle's default). The lean
+    /// path (`run.learner`) runs on one thread whatever this says.
     pub learner_threads: usize,
     /// The learner's implementation: `auto` runs MLP (+ LSTM) networks on the CPU on the
     /// lean path (forward and backward in plain Rust, several times faster for small

@@ -472,7 +472,7 @@ pub struct HostScratch {
 /// pairs, weights and candidates from the same draws of `rng`, so the same loss. `w` is
 /// the predictor `[K·Dz, Dc]`; `z` `[T·B, Dz]`, `c` `[T·B, Dc]` time-major. Adds the
 /// loss's gradients into `d_z` and `d_c` and writes the predictor's into `d_w`. The
-/// returned result's `loss` is a scalar tensor of the host value (for the metrics).
+/// returned result's `loss` is a scalar tensor of the host value, as [`cpc_loss`]'s is.
 #[allow(clippy::too_many_arguments)]
 pub fn cpc_loss_host(
     w: &[f32],
@@ -752,9 +752,15 @@ impl AuxLoss for CpcAux {
     ) -> Option<Result<HostAuxOutput, AgentError>> {
         let dims = PredictorDims {
             horizon: self.predictor.horizon,
-            z_dim: out.z_dim,
+            z_dim: self.predictor.z_dim,
             c_dim: out.c_dim,
         };
+        if out.z_dim != dims.z_dim {
+            return Some(Err(AgentError::State(format!(
+                "the CPC head predicts {} features, the network's z has {}",
+                dims.z_dim, out.z_dim
+            ))));
+        }
         if let Err(e) = rlcpc_agents::optim::host_copy(&self.predictor.w, &mut self.host_w) {
             return Some(Err(e));
         }

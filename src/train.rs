@@ -44,7 +44,8 @@ pub struct TrainSummary {
     pub interrupted: bool,
     /// Mean milliseconds per update of each phase over the run: `collect` (waiting for
     /// the actors' batch), `env` (the actors' environment stepping, summed over actor
-    /// threads; part of collect), then the learner's `forward`, `loss`, `aux`,
+    /// threads: with one thread in sync mode a part of collect; with more, or in async
+    /// mode, it can exceed it), then the learner's `forward`, `loss`, `aux`,
     /// `backward`, `optimiser` and `publish` (the parameter snapshot for the actors).
     pub phases_ms: Vec<(&'static str, f64)>,
 }

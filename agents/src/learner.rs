@@ -275,7 +275,7 @@ impl<N: PolicyNetwork> Learner<N> {
         let dev = &self.device;
 
         // Forward over the unroll: T+1 steps, the last one only bootstraps.
-        let obs = self.obs_tensor(batch)?;
+        let obs = obs_tensor(&self.obs_shape, dev, batch)?;
         let first = Tensor::from_slice(&batch.first, (t + 1, b), dev)?;
         let init_state = Tensor::from_slice(&batch.init_state, (b, batch.state_size), dev)?;
         let out = self.net.unroll(&obs, &first, &init_state)?;
@@ -358,10 +358,11 @@ impl<N: PolicyNetwork> Learner<N> {
             let vars = self.optim.vars();
             let map: Vec<usize> = names
                 .iter()
-                .filter_map(|n| vars.iter().position(|(v, _)| v == n))
+                .map(|n| vars.iter().position(|(v, _)| v == n).unwrap_or(usize::MAX))
                 .collect();
-            // The optimiser holds the network's variables first, then the head's.
-            if map.len() != n_net || map.iter().any(|&i| i >= n_net) {
+            // Every lean parameter is one of the network's variables, which the optimiser
+            // holds first (then the head's).
+            if names.len() != n_net || map.iter().any(|&i| i >= n_net) {
                 return Err(AgentError::State(format!(
                     "the lean path's parameters {names:?} are not the network's {n_net} variables"
                 )));
@@ -381,13 +382,13 @@ impl<N: PolicyNetwork> Learner<N> {
         let a = out.logits.len() / ((t + 1) * b);
         let mut log_probs = std::mem::take(&mut self.scratch);
         crate::loss::log_softmax(&out.logits[..t * b * a], a, &mut log_probs);
-        let logp_a: Vec<f32> = (0..t * b)
-            .map(|r| log_probs[r * a + batch.actions[r] as usize])
-            .collect();
-
         clock.lap(|p| &mut p.forward);
         // Returns, then the loss and its gradient with respect to logits and values.
-        let (targets, ev) = returns(&self.cfg, batch, out.values, || Ok(logp_a.clone()))?;
+        let (targets, ev) = returns(&self.cfg, batch, out.values, || {
+            Ok((0..t * b)
+                .map(|r| log_probs[r * a + batch.actions[r] as usize])
+                .collect())
+        })?;
         let mut d_logits = vec![0.0; (t + 1) * b * a];
         let mut d_values = vec![0.0; (t + 1) * b];
         let terms = crate::loss::a2c(
@@ -463,9 +464,7 @@ impl<N: PolicyNetwork> Learner<N> {
                         z: z.as_tensor().clone(),
                         c: c.as_ref().unwrap_or(&z).as_tensor().clone(),
                     };
-                    let mut shape = vec![t + 1, b];
-                    shape.extend_from_slice(&self.obs_shape);
-                    let obs = Tensor::from_slice(&batch.obs, shape, &dev)?;
+                    let obs = obs_tensor(&self.obs_shape, &dev, batch)?;
                     let o = aux.loss(
                         &unroll,
                         crate::AuxBatch {
@@ -524,12 +523,6 @@ impl<N: PolicyNetwork> Learner<N> {
             aux_metrics,
             phases: clock.phases,
         })
-    }
-
-    fn obs_tensor(&self, batch: &Rollout) -> Result<Tensor, AgentError> {
-        let mut shape = vec![batch.t + 1, batch.b];
-        shape.extend_from_slice(&self.obs_shape);
-        Ok(Tensor::from_slice(&batch.obs, shape, &self.device)?)
     }
 
     /// Refuses to update on a NaN or infinite loss term (policy, value, entropy, total,
@@ -677,6 +670,13 @@ fn clip_and_rate(
         optim_cfg.lr
     };
     Ok((scale, lr))
+}
+
+/// The batch's observations as a `[T+1, B, ...]` tensor.
+fn obs_tensor(obs_shape: &[usize], dev: &Device, batch: &Rollout) -> Result<Tensor, AgentError> {
+    let mut shape = vec![batch.t + 1, batch.b];
+    shape.extend_from_slice(obs_shape);
+    Ok(Tensor::from_slice(&batch.obs, shape, dev)?)
 }
 
 fn normalize(x: &mut [f32]) {

@@ -106,6 +106,17 @@ impl Optimizer {
                 })
                 .collect::<Result<_, _>>()?;
         }
+        for ((_, var), g) in self.vars.iter().zip(grads) {
+            if let Some(g) = g {
+                if g.len() != var.elem_count() {
+                    return Err(AgentError::State(format!(
+                        "a gradient of {} values for a variable of {}",
+                        g.len(),
+                        var.elem_count()
+                    )));
+                }
+            }
+        }
         self.steps += 1;
         let c = &self.cfg;
         let (lr, scale) = (lr as f32, scale as f32);
@@ -113,13 +124,6 @@ impl Optimizer {
         for (((_, var), slots), g) in self.vars.iter().zip(self.host.iter_mut()).zip(grads) {
             let Some(g) = g else { continue };
             host_copy(var.as_tensor(), &mut p)?;
-            if p.len() != g.len() {
-                return Err(AgentError::State(format!(
-                    "a gradient of {} values for a variable of {}",
-                    g.len(),
-                    p.len()
-                )));
-            }
             // Separate loops per case, so that each vectorises.
             match (c.kind, slots.as_mut_slice()) {
                 (OptimKind::Rmsprop, [s0]) => {

@@ -55,7 +55,7 @@ pub struct Args {
     /// MLP) with 16, 64, 256 and 1024 environments on 1 and 2 actor threads, and each
     /// run's peak memory (every run is a child `rlcpc train`, so the peak is its own), with
     /// the memory each further environment costs.
-    #[arg(long, conflicts_with_all = ["envs_only", "trainers_only", "solve"])]
+    #[arg(long, conflicts_with_all = ["envs_only", "trainers_only", "train_only", "solve"])]
     scaling: bool,
 }
 
@@ -335,6 +335,7 @@ fn scaling_table(report: &BenchReport, steps: u64, repeats: usize) -> Result<()>
                     "--set",
                     &format!("run.workers={workers}"),
                     "--set",
+                    // At least 20 updates of the preset's 5-step unrolls.
                     &format!("run.total_steps={}", steps.max(20 * 5 * envs as u64)),
                     "--set",
                     "run.target_return=0",

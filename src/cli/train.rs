@@ -217,7 +217,8 @@ fn one_run(
             s.mean_return.map_or("n/a".into(), |m| format!("{m:.1}")),
         );
     if let Some(mib) = rlcpc::bench::peak_rss_mib() {
-        println!("peak memory: {mib:.1} MiB");
+        // With --seeds, the largest of the runs so far.
+        println!("peak memory: {mib:.1} MiB (this process so far)");
     }
     if let Some((steps, secs)) = s.solved {
         println!(

@@ -60,8 +60,9 @@ pub struct LeanNet {
     obs_dim: usize,
     // Activations of the last forward: acts[0] the input, acts[l+1] layer l's output.
     acts: Vec<Vec<f32>>,
-    /// LSTM: gate activations (i, f, g, o) `[N, 4H]`, the state entering each step after
-    /// the reset mask `[N, H]` twice, the cell `[N, H]` and tanh(cell) `[N, H]`, outputs h.
+    /// LSTM: gate activations (i, f, g, o) `[N, 4H]`, their shared bias b_ih + b_hh, the
+    /// state (h, c) entering each step after the reset mask `[N, H]` each, the cell, its
+    /// tanh and the outputs h `[N, H]` each; then the final state `[B, 2H]`.
     gates: Vec<f32>,
     gate_bias: Vec<f32>,
     h_prev: Vec<f32>,
@@ -202,6 +203,7 @@ impl LeanNet {
 
     /// Copies every parameter from `snap`, checking shapes.
     pub fn load(&mut self, snap: &ParamSnapshot) -> Result<(), AgentError> {
+        self.w0_t_stale = true;
         for p in &mut self.params {
             let (dims, data) = snap
                 .get(&p.name)
@@ -211,7 +213,6 @@ impl LeanNet {
             }
             p.data.copy_from_slice(data);
         }
-        self.w0_t_stale = true;
         Ok(())
     }
 
@@ -469,13 +470,7 @@ impl LeanNet {
                         }
                     }
                     transpose(&self.d_w0_t, l.in_dim, o, &mut grads[l.w]);
-                    let db = &mut grads[l.b];
-                    db.fill(0.0);
-                    for row in d_out[..n * o].chunks_exact(o) {
-                        for (a, b) in db.iter_mut().zip(row) {
-                            *a += b;
-                        }
-                    }
+                    column_sums(&d_out[..n * o], &mut grads[l.b]);
                 }
                 _ => self.dense_bwd(l, &d_out, &self.acts[li], &mut grads, n),
             }
@@ -510,13 +505,7 @@ impl LeanNet {
             (l.out_dim, n, l.in_dim),
             false,
         );
-        let db = &mut grads[l.b];
-        db.fill(0.0);
-        for row in dy[..n * l.out_dim].chunks_exact(l.out_dim) {
-            for (a, b) in db.iter_mut().zip(row) {
-                *a += b;
-            }
-        }
+        column_sums(&dy[..n * l.out_dim], &mut grads[l.b]);
     }
 
     fn lstm_backward(&mut self, l: LstmIdx, grads: &mut [Vec<f32>], d_z: &mut Vec<f32>) {
@@ -585,13 +574,7 @@ impl LeanNet {
             (4 * h, n, z_dim),
             false,
         );
-        let db = &mut grads[l.b_ih];
-        db.fill(0.0);
-        for row in self.d_gates.chunks_exact(4 * h) {
-            for (a, b) in db.iter_mut().zip(row) {
-                *a += b;
-            }
-        }
+        column_sums(&self.d_gates, &mut grads[l.b_ih]);
         let (lo, hi) = grads.split_at_mut(l.b_hh.max(l.b_ih));
         let (src, dst) = if l.b_ih < l.b_hh {
             (&lo[l.b_ih], &mut hi[0])
@@ -741,6 +724,17 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
     for r in 0..rows {
         for c in 0..cols {
             dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
+/// `out[j] = Σ_rows m[row, j]` for `m` row-major with `out.len()` columns (a bias's
+/// gradient).
+fn column_sums(m: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for row in m.chunks_exact(out.len()) {
+        for (a, b) in out.iter_mut().zip(row) {
+            *a += b;
         }
     }
 }
