@@ -1,5 +1,7 @@
 //! InfoNCE and the CPC head against hand-computed values and a direct implementation.
 
+mod common;
+
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rlcpc::config::{Config, Negatives};
@@ -250,16 +252,7 @@ fn assert_gradients(
 ) {
     for name in names {
         let (_, v) = vars.iter().find(|(n, _)| n == name).unwrap();
-        let g = grads
-            .get(v)
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        let norm = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let norm = common::grad_norm_sq(grads, v, name);
         assert!(norm > 0.0 && norm.is_finite(), "{name}: {norm}");
     }
 }

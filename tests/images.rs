@@ -1,6 +1,8 @@
 //! Image loaders against files written here in each format: IDX (raw and gzipped),
 //! CIFAR-10 binary batches, and PNG class folders; and their errors.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 
@@ -343,16 +345,7 @@ mod patches {
         assert!(loss.is_finite() && loss > 0.0);
         let grads = r.loss.backward().unwrap();
         for (name, var) in init.varmap.data().lock().unwrap().iter() {
-            let g = grads
-                .get(var)
-                .unwrap_or_else(|| panic!("no gradient for {name}"));
-            let norm = g
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let norm = crate::common::grad_norm_sq(&grads, var, name);
             assert!(norm > 0.0, "zero gradient for {name}");
         }
     }

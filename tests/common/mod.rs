@@ -1,4 +1,5 @@
-//! Running the `rlcpc` binary from the integration tests that drive it as a user does.
+//! Running the `rlcpc` binary from the integration tests that drive it as a user does,
+//! and numeric helpers the tests share.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -85,4 +86,21 @@ pub fn numerical_grad(x: &mut [f32], eps: f32, mut loss: impl FnMut(&[f32]) -> f
         g[i] = (plus - minus) / (2.0 * eps as f64);
     }
     g
+}
+
+/// ‖∂L/∂v‖² of `v` in `grads`; panics naming `name` when it has no gradient.
+pub fn grad_norm_sq(
+    grads: &candle_core::backprop::GradStore,
+    v: &candle_core::Var,
+    name: &str,
+) -> f32 {
+    grads
+        .get(v)
+        .unwrap_or_else(|| panic!("no gradient for {name}"))
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
