@@ -210,45 +210,52 @@ pub fn solve(cfg: &Config, seed: u64, device: &Device) -> Result<Option<(u64, f6
     Ok(train(&cfg, &in_memory(device), Arc::new(AtomicBool::new(false)))?.solved)
 }
 
-/// Audio CPC training throughput in windows per second (forward, InfoNCE, backward and
-/// Adam step; `steps` timed after one warm-up step). The corpus is generated noise held
-/// in memory (throughput does not depend on what is said), `files` clips of two windows.
+/// Audio CPC training throughput in windows per second on `device` (forward, InfoNCE,
+/// backward and Adam step; `steps` timed after one warm-up step), on
+/// [`generated_audio`] held in memory (throughput does not depend on what is said).
 pub fn audio_windows_per_sec(
     cfg: &crate::pretrain::audio::AudioCpcConfig,
     steps: u64,
+    device: &Device,
 ) -> Result<f64> {
+    let set = generated_audio(cfg.data.window, cfg.data.sample_rate, 64);
+    let mut obj = crate::pretrain::audio::AudioCpc::new(cfg, set, device)?;
+    samples_per_sec(&mut obj, &cfg.train, steps)
+}
+
+/// `n` clips of two windows of uniform noise, from 4 speakers, named as FSDD names them.
+pub fn generated_audio(window: usize, sample_rate: u32, n: usize) -> crate::data::audio::AudioSet {
     use crate::data::audio::{AudioSet, Layout, Utterance};
-    use crate::pretrain::audio::AudioCpc;
     let mut rng = SeededRng::seed_from_u64(1);
-    let utterances = (0..64)
+    let utterances = (0..n)
         .map(|i| Utterance {
             path: format!("{}_s{}_{i}.wav", i % 10, i % 4).into(),
-            wave: (0..2 * cfg.data.window)
+            wave: (0..2 * window)
                 .map(|_| rng.random_range(-0.3..0.3))
                 .collect(),
             labels: [("speaker".to_string(), format!("s{}", i % 4))].into(),
             phones: None,
         })
         .collect();
-    let set = AudioSet {
+    AudioSet {
         root: "(generated)".into(),
         layout: Layout::Fsdd,
-        sample_rate: cfg.data.sample_rate,
+        sample_rate,
         utterances,
         skipped: Vec::new(),
-    };
-    let mut obj = AudioCpc::new(cfg, set, &Device::Cpu)?;
-    samples_per_sec(&mut obj, &cfg.train, steps)
+    }
 }
 
-/// Image CPC training throughput in images per second, on generated images of
-/// `[h, w, c]` held in memory (as for audio, content does not change the cost).
+/// Image CPC training throughput in images per second on `device`, on generated images
+/// of `[h, w, c]` held in memory (as for audio, content does not change the cost).
 pub fn images_per_sec(
     cfg: &crate::pretrain::image::ImageCpcConfig,
     (h, w, c): (usize, usize, usize),
     steps: u64,
+    device: &Device,
 ) -> Result<f64> {
-    let mut obj = crate::pretrain::image::ImageCpc::new(cfg, random_images((h, w, c), 256))?;
+    let set = random_images((h, w, c), 256);
+    let mut obj = crate::pretrain::image::ImageCpc::new(cfg, set, device)?;
     samples_per_sec(&mut obj, &cfg.train, steps)
 }
 
@@ -265,7 +272,7 @@ pub fn view_images_per_sec(
 }
 
 /// `n` images of `[h, w, c]` with uniform random pixels in 10 classes.
-fn random_images((h, w, c): (usize, usize, usize), n: usize) -> crate::data::images::ImageSet {
+pub fn random_images((h, w, c): (usize, usize, usize), n: usize) -> crate::data::images::ImageSet {
     let mut rng = SeededRng::seed_from_u64(1);
     crate::data::images::ImageSet {
         height: h,
@@ -280,14 +287,25 @@ fn random_images((h, w, c): (usize, usize, usize), n: usize) -> crate::data::ima
     }
 }
 
-/// Text CPC training throughput in sentences per second, on a generated corpus held in
-/// memory: 8 files of 2,000 sentences of 5–40 words drawn from 5,000 made-up words (the
-/// cost depends on sentence lengths and the vocabulary size, not on what is said).
-pub fn sentences_per_sec(cfg: &crate::pretrain::text::TextCpcConfig, steps: u64) -> Result<f64> {
+/// Text CPC training throughput in sentences per second on `device`, on
+/// [`generated_corpus`] held in memory (the cost depends on sentence lengths and the
+/// vocabulary size, not on what is said).
+pub fn sentences_per_sec(
+    cfg: &crate::pretrain::text::TextCpcConfig,
+    steps: u64,
+    device: &Device,
+) -> Result<f64> {
+    let corpus = generated_corpus(8, 2000);
+    let mut obj = crate::pretrain::text::TextCpc::new(cfg, &corpus, device)?;
+    samples_per_sec(&mut obj, &cfg.train, steps)
+}
+
+/// `files` documents of `sentences` sentences of 5–40 words drawn from 5,000 made-up words.
+pub fn generated_corpus(files: usize, sentences: usize) -> crate::data::text::Corpus {
     let mut rng = SeededRng::seed_from_u64(1);
-    let documents = (0..8)
+    let documents = (0..files)
         .map(|_| {
-            (0..2000)
+            (0..sentences)
                 .map(|_| {
                     let n = rng.random_range(5..=40);
                     (0..n)
@@ -297,13 +315,13 @@ pub fn sentences_per_sec(cfg: &crate::pretrain::text::TextCpcConfig, steps: u64)
                 .collect()
         })
         .collect();
-    let corpus = crate::data::text::Corpus {
-        files: (0..8).map(|i| format!("generated{i}.txt").into()).collect(),
+    crate::data::text::Corpus {
+        files: (0..files)
+            .map(|i| format!("generated{i}.txt").into())
+            .collect(),
         documents,
         latin1: Vec::new(),
-    };
-    let mut obj = crate::pretrain::text::TextCpc::new(cfg, &corpus)?;
-    samples_per_sec(&mut obj, &cfg.train, steps)
+    }
 }
 
 /// Samples per second of `steps` full optimiser steps (forward, loss, backward, Adam)

@@ -1,7 +1,11 @@
 //! The CUDA learner against the CPU one (built only with `--features cuda`; needs a GPU):
 //! the same loss and gradients for a conv + LSTM + CPC network, the same weights after a
-//! short training run, and checkpoints that move between the two devices.
+//! short training run, checkpoints that move between the two devices, CartPole learning
+//! with the learner on the GPU, and the CPC trainers' objectives (audio, image, text) with
+//! the same loss and gradients on both devices.
 #![cfg(feature = "cuda")]
+
+mod common;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -171,4 +175,40 @@ fn cartpole_learns_with_the_learner_on_cuda() {
         "mean return {:?}",
         s.mean_return
     );
+}
+
+/// `a` and `b` agree to 1e-3 of the tensor's largest magnitude (sums of thousands of
+/// terms reduce in another order on the GPU, so small entries of a large tensor are
+/// compared on its scale, not their own).
+fn close_on_scale(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-6 + 1e-3 * scale,
+            "{what}[{i}]: cpu {x} vs cuda {y} (largest |cpu| {scale})"
+        );
+    }
+}
+
+#[test]
+fn cpc_trainer_objectives_match_the_cpu_in_loss_and_every_gradient() {
+    let on_gpu = common::cpc_trainer_objectives(&gpu());
+    for ((name, mut c, batch), (_, mut g, _)) in common::cpc_trainer_objectives(&Device::Cpu)
+        .into_iter()
+        .zip(on_gpu)
+    {
+        let (lc, gc) = common::objective_loss_and_grads(c.as_mut(), batch);
+        let (lg, gg) = common::objective_loss_and_grads(g.as_mut(), batch);
+        close(&[lc], &[lg], &format!("{name} loss"));
+        assert_eq!(gc.len(), gg.len());
+        for ((kc, c), (kg, g)) in gc.iter().zip(&gg) {
+            assert_eq!(kc, kg);
+            close_on_scale(c, g, &format!("{name} {kc}"));
+        }
+        eprintln!(
+            "{name}: loss cpu {lc} cuda {lg}, {} gradients agree",
+            gc.len()
+        );
+    }
 }

@@ -674,3 +674,32 @@ fn standardised_waveforms_have_zero_mean_and_unit_variance_per_row() {
         assert!(m.abs() < 1e-4 && (v - 1.0).abs() < 1e-2, "mean {m} var {v}");
     }
 }
+
+#[test]
+fn cpc_trainer_objectives_give_the_same_loss_and_gradients_from_the_same_seed() {
+    // The check tests/cuda.rs makes between the CPU and CUDA, here between two builds on
+    // the CPU: a seeded step is reproducible, and every parameter gets a finite gradient.
+    let dev = Device::Cpu;
+    let again = common::cpc_trainer_objectives(&dev);
+    for ((name, mut a, batch), (_, mut b, _)) in
+        common::cpc_trainer_objectives(&dev).into_iter().zip(again)
+    {
+        let (la, ga) = common::objective_loss_and_grads(a.as_mut(), batch);
+        let (lb, gb) = common::objective_loss_and_grads(b.as_mut(), batch);
+        assert!(la.is_finite() && la > 0.0, "{name}: loss {la}");
+        assert_eq!(la, lb, "{name}: loss");
+        assert_eq!(ga.len(), gb.len());
+        let mut nonzero = 0;
+        for ((ka, va), (kb, vb)) in ga.iter().zip(&gb) {
+            assert_eq!(ka, kb);
+            assert_eq!(va, vb, "{name}: gradient of {ka}");
+            assert!(va.iter().all(|x| x.is_finite()), "{name}: {ka}");
+            nonzero += va.iter().any(|&x| x != 0.0) as usize;
+        }
+        assert!(
+            nonzero * 10 >= ga.len() * 9,
+            "{name}: {nonzero} of {} parameters have a gradient",
+            ga.len()
+        );
+    }
+}

@@ -236,6 +236,9 @@ impl<N: PolicyNetwork> Learner<N> {
                 self.optim.step_host(&all, lr, scale)?;
             }
         }
+        if !self.device.is_cpu() {
+            self.device.synchronize()?;
+        }
         let mut phases = c.phases;
         phases.optimiser = t_opt.elapsed().as_secs_f64();
         let mut stats = self.finish(batch, &c.host, c.ev, grad_norm, lr, c.aux_metrics);
@@ -271,7 +274,7 @@ impl<N: PolicyNetwork> Learner<N> {
             return self.compute_lean(batch);
         }
         let (t, b) = (batch.t, batch.b);
-        let mut clock = Clock::start();
+        let mut clock = Clock::start(&self.device);
         let dev = &self.device;
 
         // Forward over the unroll: T+1 steps, the last one only bootstraps.
@@ -287,7 +290,7 @@ impl<N: PolicyNetwork> Learner<N> {
         let logp_a = log_probs.gather(&actions, 1)?.squeeze(1)?;
         let values_all = out.values.clone(); // [T+1, B]
 
-        clock.lap(|p| &mut p.forward);
+        clock.lap(|p| &mut p.forward)?;
         // Returns: GAE(λ) on-policy, V-trace when correcting for policy lag.
         let values_host = values_all.flatten_all()?.to_vec1::<f32>()?;
         let (targets, ev) = returns(&self.cfg, batch, &values_host, || {
@@ -303,7 +306,7 @@ impl<N: PolicyNetwork> Learner<N> {
         let entropy = entropy(&log_probs)?;
         let mut total = ((&policy_loss + (&value_loss * self.cfg.vf_coef)?)?
             - (&entropy * self.cfg.ent_coef)?)?;
-        clock.lap(|p| &mut p.loss);
+        clock.lap(|p| &mut p.loss)?;
         let mut aux_metrics = Vec::new();
         let mut aux_loss = None;
         if let Some(aux) = self.aux.as_mut() {
@@ -320,7 +323,7 @@ impl<N: PolicyNetwork> Learner<N> {
             aux_metrics = a.metrics;
         }
 
-        clock.lap(|p| &mut p.aux);
+        clock.lap(|p| &mut p.aux)?;
         // Watch for NaN before touching the parameters.
         let mut scalars = vec![policy_loss, value_loss, entropy, total.clone()];
         if let Some(a) = &aux_loss {
@@ -333,7 +336,7 @@ impl<N: PolicyNetwork> Learner<N> {
 
         // Backprop.
         let grads = total.backward()?;
-        clock.lap(|p| &mut p.backward);
+        clock.lap(|p| &mut p.backward)?;
         Ok(Computed {
             grads: Grads::Candle(grads),
             host,
@@ -349,7 +352,7 @@ impl<N: PolicyNetwork> Learner<N> {
     /// with respect to them join the lean backward.
     fn compute_lean(&mut self, batch: &Rollout) -> Result<Computed, AgentError> {
         let (t, b) = (batch.t, batch.b);
-        let mut clock = Clock::start();
+        let mut clock = Clock::start(&self.device);
         let dev = self.device.clone();
         // The lean copies follow the variables (a checkpoint may have set them).
         if self.lean_map.is_empty() {
@@ -382,7 +385,7 @@ impl<N: PolicyNetwork> Learner<N> {
         let a = out.logits.len() / ((t + 1) * b);
         let mut log_probs = std::mem::take(&mut self.scratch);
         crate::loss::log_softmax(&out.logits[..t * b * a], a, &mut log_probs);
-        clock.lap(|p| &mut p.forward);
+        clock.lap(|p| &mut p.forward)?;
         // Returns, then the loss and its gradient with respect to logits and values.
         let (targets, ev) = returns(&self.cfg, batch, out.values, || {
             Ok((0..t * b)
@@ -410,7 +413,7 @@ impl<N: PolicyNetwork> Learner<N> {
             terms.policy + self.cfg.vf_coef * terms.value - self.cfg.ent_coef * terms.entropy,
         ];
 
-        clock.lap(|p| &mut p.loss);
+        clock.lap(|p| &mut p.loss)?;
         // The auxiliary loss: on host slices where it has a host path, else in candle on
         // leaf tensors holding z and c. Its gradients are weighted here.
         let n_net = self.lean_map.len();
@@ -496,7 +499,7 @@ impl<N: PolicyNetwork> Learner<N> {
             host[3] += w * value;
             host.push(value);
         }
-        clock.lap(|p| &mut p.aux);
+        clock.lap(|p| &mut p.aux)?;
         self.check_finite(&host)?;
 
         // Backward: the network's gradients, then the auxiliary head's.
@@ -515,7 +518,7 @@ impl<N: PolicyNetwork> Learner<N> {
                 self.host_grads[n_net + j].clone_from(g);
             }
         }
-        clock.lap(|p| &mut p.backward);
+        clock.lap(|p| &mut p.backward)?;
         Ok(Computed {
             grads: Grads::Host,
             host,
@@ -584,20 +587,28 @@ impl<N: PolicyNetwork> Learner<N> {
 struct Clock {
     last: Instant,
     phases: Phases,
+    /// Waited on at each lap when it is a GPU, whose kernels run asynchronously: the
+    /// time of a phase is then its own, not the next host read's.
+    device: Device,
 }
 
 impl Clock {
-    fn start() -> Self {
+    fn start(device: &Device) -> Self {
         Clock {
             last: Instant::now(),
             phases: Phases::default(),
+            device: device.clone(),
         }
     }
 
-    fn lap(&mut self, phase: fn(&mut Phases) -> &mut f64) {
+    fn lap(&mut self, phase: fn(&mut Phases) -> &mut f64) -> Result<(), AgentError> {
+        if !self.device.is_cpu() {
+            self.device.synchronize()?;
+        }
         let now = Instant::now();
         *phase(&mut self.phases) += (now - self.last).as_secs_f64();
         self.last = now;
+        Ok(())
     }
 }
 

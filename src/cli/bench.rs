@@ -45,7 +45,8 @@ pub struct Args {
     /// Seeds for --solve.
     #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     seeds: Vec<u64>,
-    /// Learner device, as for train.
+    /// Device of the agent's learner (as for train) and of the CPC trainers (audio,
+    /// image, text); SimCLR and MoCo run on the CPU.
     #[arg(long, default_value = "cpu")]
     device: DeviceArg,
     /// Print one JSON object instead of the table.
@@ -85,6 +86,12 @@ pub fn run(args: Args) -> Result<()> {
     if steps == 0 || trainer_steps == 0 {
         bail!("--steps and --trainer-steps must be at least 1");
     }
+    // Where the trainers run, for their notes (SimCLR / MoCo run on the CPU).
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let on = match dev {
+        DeviceArg::Cpu => format!("on the cpu, {threads} threads"),
+        DeviceArg::Cuda(n) => format!("on cuda:{n}"),
+    };
     let dev = dev.device()?;
     set_learner_threads(1);
     let mlp = Config::load(None, &[])?;
@@ -94,7 +101,7 @@ pub fn run(args: Args) -> Result<()> {
             rlcpc::pretrain::audio::AudioCpcConfig::load(Some(std::path::Path::new(name)), &[])?;
         set_learner_threads(0);
         let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::audio_windows_per_sec(&cfg, trainer_steps))
+            .map(|_| bench::audio_windows_per_sec(&cfg, trainer_steps, &dev))
             .collect::<Result<_>>()?;
         report.case(
             format!("cpc audio {name} (windows/s)"),
@@ -104,14 +111,13 @@ pub fn run(args: Args) -> Result<()> {
                 .collect::<Vec<_>>(),
         );
         report.note(format!(
-            "{:<40} window {} samples, batch {}, {} channels, GRU {}, K = {}, {} threads",
+            "{:<40} window {} samples, batch {}, {} channels, GRU {}, K = {}, {on}",
             "",
             cfg.data.window,
             cfg.train.batch,
             cfg.model.channels,
             cfg.model.context,
             cfg.cpc.horizon,
-            std::thread::available_parallelism().map_or(1, |n| n.get())
         ));
         Ok(())
     };
@@ -122,7 +128,7 @@ pub fn run(args: Args) -> Result<()> {
         )?;
         set_learner_threads(0);
         let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), trainer_steps))
+            .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), trainer_steps, &dev))
             .collect::<Result<_>>()?;
         report.case(
             format!("cpc image {label} (images/s)"),
@@ -130,7 +136,7 @@ pub fn run(args: Args) -> Result<()> {
             runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
         );
         report.note(format!(
-            "{:<40} 28x28x1, {}x{} patches every {}, batch {}, {} features{}",
+            "{:<40} 28x28x1, {}x{} patches every {}, batch {}, {} features{}, {on}",
             "",
             cfg.model.patch,
             cfg.model.patch,
@@ -161,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
             runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
         );
         report.note(format!(
-            "{:<40} 28x28x1, two views each, batch {}, resnet widths {:?} blocks {:?}, head {:?} -> {}",
+            "{:<40} 28x28x1, two views each, batch {}, resnet widths {:?} blocks {:?}, head {:?} -> {}, on the cpu",
             "", cfg.train.batch, cfg.model.widths, cfg.model.blocks, cfg.model.head_hidden, cfg.model.projection
         ));
         Ok(())
@@ -181,7 +187,7 @@ pub fn run(args: Args) -> Result<()> {
         )?;
         set_learner_threads(0);
         let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::sentences_per_sec(&cfg, trainer_steps))
+            .map(|_| bench::sentences_per_sec(&cfg, trainer_steps, &dev))
             .collect::<Result<_>>()?;
         report.case(
             "cpc text cpc-text (sentences/s)",
@@ -189,7 +195,7 @@ pub fn run(args: Args) -> Result<()> {
             runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
         );
         report.note(format!(
-                "{:<40} batch {} passages of {} sentences (5-40 words), vocabulary {}, embedding {}, {} features, GRU {}",
+                "{:<40} batch {} passages of {} sentences (5-40 words), vocabulary {}, embedding {}, {} features, GRU {}, {on}",
                 "",
                 cfg.train.batch,
                 cfg.data.sequence,

@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use candle_core::Device;
 use rlcpc::pretrain::{ObjectiveKind, TrainerConfig};
 
-use super::{set_learner_threads, stop_on_ctrl_c};
+use super::{set_learner_threads, stop_on_ctrl_c, DeviceArg};
 
 /// Flags every standalone trainer shares.
 #[derive(clap::Args)]
@@ -40,6 +39,11 @@ pub struct TrainerArgs {
     /// Sets `objective` in the config.
     #[arg(long, value_enum)]
     objective: Option<ObjectiveKind>,
+    /// Where the network trains: `cpu`, or `cuda` / `cuda:N` (a build with --features
+    /// cuda) for CPC on audio, images and text; minibatches are still drawn on the CPU.
+    /// SimCLR, MoCo and CPC on recorded frames train on the CPU only.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceArg,
 }
 
 #[derive(clap::Subcommand)]
@@ -107,6 +111,7 @@ pub fn run(modality: Command) -> Result<()> {
         } => {
             use rlcpc::pretrain::audio::{load_corpus, AudioCpc, AudioCpcConfig};
             set_learner_threads(threads);
+            let device = args.device.device()?;
             let cfg: AudioCpcConfig = args.config()?;
             let t0 = std::time::Instant::now();
             let set = load_corpus(&cfg.data, &args.data, strict)?;
@@ -118,7 +123,7 @@ pub fn run(modality: Command) -> Result<()> {
                 set.skipped.len(),
                 t0.elapsed().as_secs_f64()
             );
-            let mut obj = AudioCpc::new(&cfg, set, &Device::Cpu)?;
+            let mut obj = AudioCpc::new(&cfg, set, &device)?;
             let (files, speakers) = obj.modality.train_files();
             eprintln!(
                 "{read}; training on {files} files of {speakers} speaker(s) at least one window ({} samples) long, {} test split held out",
@@ -141,6 +146,7 @@ pub fn run(modality: Command) -> Result<()> {
                 // SimCLR / MoCo on the recording's frames as labelled images.
                 return views(&args);
             }
+            args.cpu_only("CPC on recorded frames")?;
             let cfg: FramesCpcConfig = args.config()?;
             let traj = rlcpc::data::trajectories::Trajectories::load(&args.data)?;
             eprintln!(
@@ -160,6 +166,7 @@ pub fn run(modality: Command) -> Result<()> {
             if args.views_objective(&rlcpc::pretrain::image::PRESETS) {
                 return views(&args);
             }
+            let device = args.device.device()?;
             let cfg: ImageCpcConfig = args.config()?;
             let set = load_split(&args.data, Part::Train, &cfg.data)?;
             if let Some(held) = &set.held_out {
@@ -181,7 +188,7 @@ pub fn run(modality: Command) -> Result<()> {
             } else {
                 None
             };
-            let mut obj = ImageCpc::new(&cfg, set)?;
+            let mut obj = ImageCpc::new(&cfg, set, &device)?;
             if let Some(test) = test {
                 obj = obj.with_knn(&cfg, test);
             }
@@ -190,6 +197,7 @@ pub fn run(modality: Command) -> Result<()> {
         }
         Command::Text { args } => {
             use rlcpc::pretrain::text::{TextCpc, TextCpcConfig};
+            let device = args.device.device()?;
             let cfg: TextCpcConfig = args.config()?;
             let corpus = rlcpc::data::text::load_corpus_with(&args.data, cfg.data.encoding)?;
             if !corpus.latin1.is_empty() {
@@ -200,7 +208,7 @@ pub fn run(modality: Command) -> Result<()> {
                     corpus.latin1[0].display()
                 );
             }
-            let mut obj = TextCpc::new(&cfg, &corpus)?;
+            let mut obj = TextCpc::new(&cfg, &corpus, &device)?;
             let (vocab, passages) = obj.modality.sizes();
             eprintln!(
                 "{} sentences in {} files; vocabulary {vocab} words ({:.1}% of words unknown); {passages} passages of {}",
@@ -228,6 +236,7 @@ pub fn run(modality: Command) -> Result<()> {
 fn views(args: &TrainerArgs) -> Result<()> {
     use rlcpc::data::images::{load_recording, load_split, Part};
     use rlcpc::pretrain::views::{Views, ViewsConfig};
+    args.cpu_only("SimCLR / MoCo")?;
     let cfg: ViewsConfig = args.config()?;
     let recording = args.data.join(rlcpc::data::trajectories::FILE).is_file();
     let (train, test) = if recording {
@@ -273,6 +282,16 @@ fn views(args: &TrainerArgs) -> Result<()> {
 }
 
 impl TrainerArgs {
+    /// Refuses `--device` other than the CPU for a trainer (`what`) that runs there only.
+    fn cpu_only(&self, what: &str) -> Result<()> {
+        if self.device != DeviceArg::Cpu {
+            anyhow::bail!(
+                "--device: {what} runs on the CPU only in this version (CPC on audio, images and text runs on CUDA)"
+            );
+        }
+        Ok(())
+    }
+
     /// Whether this run's objective (the flags, else its config: `cpc_presets` or the
     /// view presets by name, or a file) is SimCLR or MoCo rather than CPC.
     fn views_objective(&self, cpc_presets: &[(&str, &str)]) -> bool {

@@ -220,6 +220,10 @@ fn one_run(
         // With --seeds, the largest of the runs so far.
         println!("peak memory: {mib:.1} MiB (this process so far)");
     }
+    if c.updates > 0 {
+        // Where an update's time went (means over the run), e.g. to find a GPU waiting.
+        println!("{}", rlcpc::bench::phases_line(&s.phases_ms));
+    }
     if let Some((steps, secs)) = s.solved {
         println!(
             "target return {} reached at {steps} env steps, {secs:.2} s",

@@ -336,6 +336,8 @@ pub struct ImageNet {
     pub spec: EncoderSpec,
     pub grid: PatchGrid,
     pub context_layers: usize,
+    /// Where the weights live (the patches of a batch are moved there).
+    device: Device,
 }
 
 impl ImageNet {
@@ -380,6 +382,7 @@ impl ImageNet {
     ) -> Result<Self> {
         Self::check(&spec, &grid)?;
         let f = spec.out_dim();
+        let device = vb.device().clone();
         let encoder = match spec {
             EncoderSpec::Patches {
                 channels,
@@ -406,6 +409,7 @@ impl ImageNet {
             spec,
             grid,
             context_layers,
+            device,
         })
     }
 
@@ -470,7 +474,7 @@ impl ImageNet {
         let x = Tensor::from_vec(
             patches,
             (n * rows * cols, g.patch, g.patch, g.channels),
-            &Device::Cpu,
+            &self.device,
         )?;
         let z = match &self.encoder {
             PatchNet::Cpc(e) => e.forward(&x)?,
@@ -509,7 +513,8 @@ pub struct ImageCpc {
 }
 
 impl ImageCpc {
-    pub fn new(cfg: &ImageCpcConfig, set: ImageSet) -> Result<Self> {
+    /// The network (seeded by `train.seed`) with its predictors, on `device`.
+    pub fn new(cfg: &ImageCpcConfig, set: ImageSet, device: &Device) -> Result<Self> {
         let spec = cfg.encoder_spec(set.height, set.width, set.channels)?;
         let grid = PatchGrid {
             height: set.height,
@@ -518,7 +523,7 @@ impl ImageCpc {
             patch: cfg.model.patch,
             stride: cfg.model.stride,
         };
-        let dev = Device::Cpu;
+        let dev = device.clone();
         let mut init = Init::new(cfg.train.seed, &dev);
         ImageNet::init(&spec, &grid, cfg.model.context_layers, &mut init)?;
         let (f, k, layers) = (

@@ -333,9 +333,10 @@ pub struct TextPassages {
 pub type TextCpc = Cpc<TextPassages>;
 
 impl TextCpc {
-    /// The network (seeded by `train.seed`) with W_1..W_K, on the passages of `corpus`.
-    pub fn new(cfg: &TextCpcConfig, corpus: &Corpus) -> Result<Self> {
-        let mut init = Init::new(cfg.train.seed, &Device::Cpu);
+    /// The network (seeded by `train.seed`) with W_1..W_K, on the passages of `corpus`,
+    /// on `device`.
+    pub fn new(cfg: &TextCpcConfig, corpus: &Corpus, device: &Device) -> Result<Self> {
+        let mut init = Init::new(cfg.train.seed, device);
         let passages = TextPassages::new(cfg, corpus, &mut init)?;
         let sampling = CpcSampling::new(cfg.cpc.horizon, cfg.cpc.negatives, cfg.cpc.num_negatives);
         Cpc::on(passages, init, sampling)

@@ -104,3 +104,76 @@ pub fn grad_norm_sq(
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// One step of a standalone trainer's objective: its loss and the gradient of every
+/// parameter, by name (sorted), as host vectors.
+pub fn objective_loss_and_grads(
+    obj: &mut dyn rlcpc::pretrain::Objective,
+    batch: usize,
+) -> (f32, Vec<(String, Vec<f32>)>) {
+    let out = obj.step(batch).unwrap();
+    let grads = out.loss.backward().unwrap();
+    let mut named: Vec<(String, candle_core::Var)> = obj
+        .varmap()
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let g = named
+        .iter()
+        .map(|(k, v)| {
+            let g = grads
+                .get(v)
+                .unwrap_or_else(|| panic!("no gradient for {k}"));
+            (
+                k.clone(),
+                g.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+        })
+        .collect();
+    (out.loss.to_scalar::<f32>().unwrap(), g)
+}
+
+/// The CPC trainers' objectives on `dev`, small, on generated data (the same on every
+/// device): audio (cpc-audio, 2,560-sample windows), images (cpc-image-fashion on
+/// 28×28×1) and text (cpc-text, a vocabulary of 500), with their minibatch sizes.
+pub fn cpc_trainer_objectives(
+    dev: &candle_core::Device,
+) -> Vec<(&'static str, Box<dyn rlcpc::pretrain::Objective>, usize)> {
+    use rlcpc::pretrain::{audio, image, text, TrainerConfig};
+    use std::path::Path;
+    let o = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let a = audio::AudioCpcConfig::load(
+        Some(Path::new("cpc-audio")),
+        &o(&["data.window=2560", "cpc.horizon=4"]),
+    )
+    .unwrap();
+    let set = rlcpc::bench::generated_audio(a.data.window, a.data.sample_rate, 16);
+    let i = image::ImageCpcConfig::load(Some(Path::new("cpc-image-fashion")), &[]).unwrap();
+    let t =
+        text::TextCpcConfig::load(Some(Path::new("cpc-text")), &o(&["data.vocab=500"])).unwrap();
+    let corpus = rlcpc::bench::generated_corpus(2, 200);
+    vec![
+        (
+            "audio",
+            Box::new(audio::AudioCpc::new(&a, set, dev).unwrap()),
+            4,
+        ),
+        (
+            "image",
+            Box::new(
+                image::ImageCpc::new(&i, rlcpc::bench::random_images((28, 28, 1), 32), dev)
+                    .unwrap(),
+            ),
+            8,
+        ),
+        (
+            "text",
+            Box::new(text::TextCpc::new(&t, &corpus, dev).unwrap()),
+            4,
+        ),
+    ]
+}
