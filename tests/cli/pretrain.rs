@@ -532,3 +532,38 @@ fn cpc_text_trains_and_probe_cross_validates_against_bag_of_words() {
         .fails();
     assert!(e.contains("missing.json"), "{e}");
 }
+
+#[test]
+fn trainers_refuse_a_device_they_cannot_use_before_reading_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let data = tmp.path().join("absent");
+    // CPC on audio, images and text runs on CUDA in a CUDA build; this one has none.
+    for modality in ["audio", "image", "text"] {
+        if cfg!(feature = "cuda") {
+            break;
+        }
+        let e = Rlcpc::new(&format!("pretrain {modality} --device cuda"))
+            .data(&data)
+            .out(&out)
+            .fails();
+        assert!(e.contains("built without CUDA support"), "{modality}: {e}");
+    }
+    // SimCLR / MoCo and CPC on recorded frames train on the CPU only, in any build.
+    for (cmd, what) in [
+        (
+            "pretrain image --objective simclr --device cuda",
+            "SimCLR / MoCo",
+        ),
+        ("pretrain frames --device cuda:1", "CPC on recorded frames"),
+    ] {
+        let e = Rlcpc::new(cmd).data(&data).out(&out).fails();
+        assert!(e.contains(what) && e.contains("CPU only"), "{cmd}: {e}");
+    }
+    let e = Rlcpc::new("pretrain text --device gpu")
+        .data(&data)
+        .out(&out)
+        .fails();
+    assert!(e.contains("expected cpu, cuda or cuda:N"), "{e}");
+    assert!(!out.exists(), "nothing written");
+}
