@@ -439,8 +439,13 @@ impl Config {
         self.algo.validate()?;
         self.optim.validate()?;
         // Builds one environment: an unknown id or a bad option fails here, at load.
-        rlcpc_envs::make(&self.env).map_err(|e| match e {
-            rlcpc_envs::EnvError::UnknownEnv { .. } => Invalid::new("env.id", e.to_string()),
+        rlcpc_envs::make(&self.env).map_err(|e| match &e {
+            rlcpc_envs::EnvError::UnknownEnv { .. }
+            | rlcpc_envs::EnvError::Python { .. }
+            | rlcpc_envs::EnvError::Unsupported { .. } => Invalid::new("env.id", e.to_string()),
+            rlcpc_envs::EnvError::InvalidOption { key, .. } if key.starts_with("env.") => {
+                Invalid::new(key, e.to_string())
+            }
             e => Invalid::new("env.options", e.to_string()),
         })?;
         let r = &self.run;

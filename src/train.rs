@@ -271,6 +271,15 @@ pub fn train_checked(
         counters = ck.meta(crate::checkpoint::keys::COUNTERS)?;
         window = ck.meta("rlcpc.episodes")?;
         worker_states = ck.meta("rlcpc.workers")?;
+        if cfg.env.id.starts_with(rlcpc_envs::gymnasium::PREFIX) {
+            // A Python environment's state cannot be saved: the actors start new episodes
+            // (from a new seed, below), so such a resume is not bit-for-bit.
+            eprintln!(
+                "note: '{}' is a Python environment, whose state cannot be restored: the resumed run starts new episodes",
+                cfg.env.id
+            );
+            worker_states = None;
+        }
         if let (Some(aux), Some(rng)) = (
             learner.aux.as_mut(),
             ck.meta::<Option<serde_json::Value>>("rlcpc.aux_rng")?,

@@ -37,6 +37,32 @@ pub enum EnvError {
     #[error("cannot restore environment state: {0}")]
     /// A saved state does not fit the environment.
     State(String),
+    #[error("environment '{id}': {message}")]
+    /// A Gymnasium environment could not be started (Python, Gymnasium or the id).
+    Python {
+        /// The environment's id (`gymnasium:NAME`).
+        id: String,
+        /// What Python said.
+        message: String,
+    },
+    #[error("environment '{id}' failed at step {step}: {message}")]
+    /// A Gymnasium environment raised, or gave an observation outside its space.
+    Raised {
+        /// The environment's id.
+        id: String,
+        /// Steps the environment had taken, this one included.
+        step: u64,
+        /// The Python exception.
+        message: String,
+    },
+    #[error("environment '{id}': unsupported {what}")]
+    /// A space rlcpc's agents cannot use.
+    Unsupported {
+        /// The environment's id.
+        id: String,
+        /// Which space and why.
+        what: String,
+    },
 }
 
 /// An observation or action space, as in Gymnasium's `spaces`.
@@ -194,6 +220,20 @@ pub trait Env: Send {
 
     /// Applies `action` and writes the next observation into `obs`.
     fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError>;
+    /// Starts a step that [`Env::finish_step`] completes, for an environment that runs
+    /// elsewhere (a Gymnasium environment's own process): [`crate::VecEnv`] starts every
+    /// environment's step before it finishes any, so they run in parallel. `false` (the
+    /// default) means the environment steps in place, through [`Env::step_into`].
+    fn start_step(&mut self, _action: usize) -> Result<bool, EnvError> {
+        Ok(false)
+    }
+    /// Completes the step [`Env::start_step`] started, as [`Env::step_into`] would have.
+    fn finish_step(&mut self, _obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
+        Err(EnvError::State(format!(
+            "'{}': finish_step without start_step",
+            self.id()
+        )))
+    }
 
     /// The full internal state (generator included), for checkpoints that resume exactly.
     fn save_state(&self) -> serde_json::Value;

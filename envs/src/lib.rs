@@ -1,7 +1,9 @@
 //! Environments for rlcpc, behind a Gymnasium-style API, with no ML dependency:
 //! `CartPole-v1` (checked against Gymnasium), the memory tasks `MaskedCartPole-v1` and
 //! `TMaze-v0`, the first-person [`lab`] tasks modelled on the CPC paper's five
-//! DeepMind Lab levels, and the [`popgym`] suite (`popgym/RepeatPreviousEasy`, ...).
+//! DeepMind Lab levels, the [`popgym`] suite (`popgym/RepeatPreviousEasy`, ...), and any
+//! Python Gymnasium environment as `gymnasium:NAME` ([`gymnasium`], one Python process
+//! per environment).
 //!
 //! Main types: [`Env`] (Gymnasium's `reset(seed, options) -> (obs, info)` and
 //! `step(action) -> (obs, reward, terminated, truncated, info)`), [`Space`], the
@@ -19,6 +21,7 @@
 
 mod cartpole;
 mod env;
+pub mod gymnasium;
 pub mod lab;
 mod options;
 pub mod popgym;

@@ -29,6 +29,14 @@ pub struct EnvConfig {
     /// `rlcpc envs` lists them.
     #[serde(default, skip_serializing_if = "Options::is_empty")]
     pub options: Options,
+    /// The Python interpreter of a `gymnasium:` environment [default: the active virtual
+    /// environment's, else `python3` on PATH].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
+    /// Wrappers around a `gymnasium:` environment: `atari` (no-op starts, frame skip 4,
+    /// 84x84 grayscale, 4 stacked frames).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wrappers: Vec<String>,
 }
 
 /// Environment options, as the `[env.options]` table gives them; each environment reads
@@ -43,6 +51,8 @@ impl EnvConfig {
             num_envs: default_num_envs(),
             max_episode_steps: 0,
             options: Options::new(),
+            python: None,
+            wrappers: Vec::new(),
         }
     }
 }
@@ -159,8 +169,24 @@ pub fn entry(id: &str) -> Option<&'static EnvEntry> {
     registry().iter().find(|e| e.id == id)
 }
 
-/// Builds the environment `cfg.id` with its options, wrapped in its time limit.
+/// Builds the environment `cfg.id` with its options, wrapped in its time limit; a
+/// `gymnasium:NAME` id starts that Python environment ([`crate::gymnasium`]).
 pub fn make(cfg: &EnvConfig) -> Result<Box<dyn Env>, EnvError> {
+    if cfg.id.starts_with(crate::gymnasium::PREFIX) {
+        return Ok(Box::new(crate::gymnasium::GymnasiumEnv::new(cfg)?));
+    }
+    for (key, set) in [
+        ("env.python", cfg.python.is_some()),
+        ("env.wrappers", !cfg.wrappers.is_empty()),
+    ] {
+        if set {
+            return Err(EnvError::InvalidOption {
+                id: cfg.id.clone(),
+                key: key.into(),
+                reason: "applies to gymnasium: environments only".into(),
+            });
+        }
+    }
     let entry = entry(&cfg.id).ok_or_else(|| EnvError::UnknownEnv {
         id: cfg.id.clone(),
         known: registry()

@@ -29,6 +29,8 @@ pub struct VecEnv {
     ep_return: Vec<f64>,
     ep_length: Vec<usize>,
     finished: Vec<(f64, usize)>,
+    /// Which environments' steps were started elsewhere ([`Env::start_step`]).
+    started: Vec<bool>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -70,6 +72,7 @@ impl VecEnv {
             ep_return: vec![0.0; n],
             ep_length: vec![0; n],
             finished: Vec::new(),
+            started: vec![false; n],
         })
     }
 
@@ -122,9 +125,17 @@ impl VecEnv {
     /// Steps every environment with its action, resetting those whose episode ended.
     pub fn step(&mut self, actions: &[usize]) -> Result<&VecStep, EnvError> {
         let d = self.obs_dim;
+        // Environments in other processes first start their steps, so they run together.
+        for (i, env) in self.envs.iter_mut().enumerate() {
+            self.started[i] = env.start_step(actions[i])?;
+        }
         for (i, env) in self.envs.iter_mut().enumerate() {
             let o = &mut self.obs[i * d..(i + 1) * d];
-            let r = env.step_into(actions[i], o)?;
+            let r = if self.started[i] {
+                env.finish_step(o)?
+            } else {
+                env.step_into(actions[i], o)?
+            };
             self.step.rewards[i] = r.reward;
             self.step.terminated[i] = r.terminated;
             self.step.truncated[i] = r.truncated;

@@ -9,6 +9,7 @@ mod bench;
 mod config;
 mod envs;
 mod eval;
+mod gymnasium;
 mod help;
 mod pretrain;
 mod record;

@@ -1,0 +1,172 @@
+"""One Gymnasium environment served to rlcpc over stdin/stdout (envs/src/gymnasium/mod.rs).
+
+Started as `python -u -c <this file> SPEC`, where SPEC is JSON: {"id": ..., "kwargs": {...},
+"max_episode_steps": n or null}. The first line written is JSON: the spaces, or the error.
+Then binary requests on stdin, little-endian, one reply each on stdout:
+
+  b"R" u8 has_seed u64 seed     reset        -> status, obs
+  b"S" u32 action               step         -> status, f32 reward, u8 terminated, u8 truncated, obs
+  b"Q"                          quit
+
+status is u8 0 (ok) or 1 followed by u32 length and a UTF-8 message (the exception and
+the last lines of its traceback); obs is the observation as float32, row-major, checked
+against the observation space first.
+"""
+
+import json
+import struct
+import sys
+import traceback
+
+
+def fail_line(message):
+    sys.stdout.write(json.dumps({"ok": False, "error": message}) + "\n")
+    sys.stdout.flush()
+    sys.exit(0)
+
+
+def describe(space, np):
+    """The space as rlcpc reads it, or a reason it cannot."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Discrete):
+        return {"discrete": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.Box):
+        low = np.broadcast_to(space.low, space.shape).astype(np.float64).ravel()
+        high = np.broadcast_to(space.high, space.shape).astype(np.float64).ravel()
+        # JSON holds no infinities: unbounded sides become float32's largest value.
+        big = float(np.finfo(np.float32).max)
+        clip = lambda a: [max(min(float(x), big), -big) for x in a]
+        return {
+            "box": [int(d) for d in space.shape],
+            "low": clip(low),
+            "high": clip(high),
+            "dtype": str(space.dtype),
+        }
+    return {"unsupported": repr(space)}
+
+
+def error_text(e):
+    """The exception, then where it was raised."""
+    text = "".join(traceback.format_exception_only(type(e), e)).strip()
+    frames = traceback.extract_tb(e.__traceback__)
+    if frames:
+        f = frames[-1]
+        text += f" (raised at {f.filename}:{f.lineno}, in {f.name})"
+    return text
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    try:
+        import numpy as np
+        import gymnasium
+    except ImportError as e:
+        fail_line(
+            f"{e}; install Gymnasium into the Python rlcpc runs ({sys.executable}): "
+            f"{sys.executable} -m pip install gymnasium"
+        )
+    for module in spec.get("imports", []):
+        # Packages that register their environments on import (e.g. minigrid, popgym, ale_py).
+        try:
+            __import__(module)
+        except ImportError as e:
+            fail_line(f"cannot import '{module}' (env.imports): {e}")
+    ale = spec["id"].startswith("ALE/")
+    if ale:
+        try:
+            import ale_py
+
+            gymnasium.register_envs(ale_py)
+        except ImportError as e:
+            fail_line(f"{e}; Atari environments need ale-py: {sys.executable} -m pip install ale-py")
+    kwargs = dict(spec.get("kwargs") or {})
+    wrappers = spec.get("wrappers") or []
+    if spec.get("max_episode_steps"):
+        kwargs["max_episode_steps"] = int(spec["max_episode_steps"])
+    if "atari" in wrappers and ale:
+        # AtariPreprocessing skips frames itself and refuses an env that already does.
+        kwargs.setdefault("frameskip", 1)
+    try:
+        env = gymnasium.make(spec["id"], **kwargs)
+    except Exception as e:  # noqa: BLE001 - everything is reported to rlcpc
+        fail_line(error_text(e))
+    try:
+        for w in wrappers:
+            if w == "atari":
+                # The standard Atari preprocessing (Mnih et al. 2015; Machado et al. 2018):
+                # up to 30 no-op starts, frame skip 4 with max-pooling of the last two
+                # frames, 84x84 grayscale, four stacked frames.
+                env = gymnasium.wrappers.AtariPreprocessing(env, frame_skip=4)
+                env = gymnasium.wrappers.FrameStackObservation(env, 4)
+            else:
+                fail_line(f"unknown wrapper '{w}' (env.wrappers); known: atari")
+    except Exception as e:  # noqa: BLE001
+        fail_line(error_text(e))
+    obs_space = describe(env.observation_space, np)
+    act_space = describe(env.action_space, np)
+    sys.stdout.write(
+        json.dumps({"ok": True, "observation_space": obs_space, "action_space": act_space})
+        + "\n"
+    )
+    sys.stdout.flush()
+
+    inp = sys.stdin.buffer
+    out = sys.stdout.buffer
+    shape = tuple(env.observation_space.shape or ())
+    size = int(np.prod(shape)) if shape else 1
+    start = int(getattr(env.action_space, "start", 0))
+
+    def read(n):
+        b = inp.read(n)
+        if len(b) != n:
+            sys.exit(0)  # rlcpc went away
+        return b
+
+    def obs_bytes(obs):
+        a = np.asarray(obs)
+        if a.shape != shape or not env.observation_space.contains(obs):
+            raise ValueError(
+                f"observation {a.dtype}{list(a.shape)} does not match the observation space "
+                f"{env.observation_space}"
+                + ("" if a.shape != shape else f" (values {a.min()}..{a.max()})")
+            )
+        return np.ascontiguousarray(a, dtype=np.float32).tobytes()
+
+    def error(e):
+        msg = error_text(e).encode("utf-8", "replace")
+        out.write(b"\x01" + struct.pack("<I", len(msg)) + msg)
+        out.flush()
+
+    while True:
+        op = read(1)
+        if op == b"R":
+            has_seed, seed = struct.unpack("<BQ", read(9))
+            try:
+                obs, _ = env.reset(seed=int(seed) if has_seed else None)
+                payload = obs_bytes(obs)
+            except Exception as e:  # noqa: BLE001
+                error(e)
+                continue
+            out.write(b"\x00" + payload)
+            out.flush()
+        elif op == b"S":
+            (action,) = struct.unpack("<I", read(4))
+            try:
+                obs, reward, terminated, truncated, _ = env.step(action + start)
+                payload = obs_bytes(obs)
+                head = struct.pack("<fBB", float(reward), bool(terminated), bool(truncated))
+            except Exception as e:  # noqa: BLE001
+                error(e)
+                continue
+            out.write(b"\x00" + head + payload)
+            out.flush()
+        elif op == b"Q":
+            env.close()
+            return
+        else:
+            sys.exit(f"rlcpc gymnasium bridge: unknown request {op!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+//! Any Python Gymnasium environment as an rlcpc [`Env`]: `env.id = "gymnasium:NAME"`.
+//!
+//! Design decision (the GIL): each environment runs in a Python process of its own,
+//! started from `bridge.py` and driven over its stdin/stdout with small binary messages
+//! (an action in, reward, flags and the float32 observation out). Processes never share
+//! an interpreter, so the actor threads step their environments in parallel with no GIL
+//! between them, a crashing environment takes only its own process down, and rlcpc's
+//! binary links no libpython: the default build and a machine without Python are
+//! unaffected. The cost is one pipe round trip per environment step (measured in
+//! docs/results.md against the native CartPole).
+//!
+//! Semantics are the native ones: Gymnasium's `terminated` / `truncated` pass through,
+//! [`crate::VecEnv`] resets in the same step and keeps the final observation, and
+//! `reset(seed)` reaches `env.reset(seed=...)`, so seeded sync runs repeat. The time limit
+//! is Gymnasium's own (`gymnasium.make`'s, or `max_episode_steps` when the config sets it).
+//!
+//! The interpreter is `env.python` when set, else the active virtual environment's
+//! (`$VIRTUAL_ENV/bin/python`), else `python3` on `PATH`.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use serde::Deserialize;
+
+use crate::env::{Env, EnvError, Info, Space, StepOutcome};
+use crate::registry::EnvConfig;
+
+/// The prefix of `env.id` that selects a Gymnasium environment.
+pub const PREFIX: &str = "gymnasium:";
+
+/// Wrappers `env.wrappers` may name.
+pub const WRAPPERS: &[&str] = &["atari"];
+
+const BRIDGE: &str = include_str!("bridge.py");
+
+/// One Gymnasium environment in its own Python process.
+pub struct GymnasiumEnv {
+    id: String,
+    observation_space: Space,
+    n_actions: usize,
+    child: Child,
+    stdin: BufWriter<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// Steps taken over the environment's life (for error messages).
+    steps: u64,
+    /// An error of the last reset, reported by the next step (a reset cannot fail).
+    pending: Option<String>,
+    obs_bytes: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+struct Hello {
+    ok: bool,
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    observation_space: serde_json::Value,
+    #[serde(default)]
+    action_space: serde_json::Value,
+}
+
+/// The interpreter for `cfg`: `env.python`, else `$VIRTUAL_ENV/bin/python`, else `python3`.
+pub fn interpreter(cfg: &EnvConfig) -> PathBuf {
+    if let Some(p) = &cfg.python {
+        return p.into();
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        let p = PathBuf::from(venv).join("bin").join("python");
+        if p.exists() {
+            return p;
+        }
+    }
+    "python3".into()
+}
+
+impl GymnasiumEnv {
+    /// Starts `cfg.id` (`gymnasium:NAME`) with `[env.options]` as keyword arguments of
+    /// `gymnasium.make`; fails naming the environment when Python, Gymnasium, the
+    /// environment or its spaces do not fit.
+    pub fn new(cfg: &EnvConfig) -> Result<Self, EnvError> {
+        let name = cfg.id.strip_prefix(PREFIX).unwrap_or(&cfg.id);
+        let id = cfg.id.clone();
+        let fail = |message: String| EnvError::Python {
+            id: id.clone(),
+            message,
+        };
+        if let Some(w) = cfg
+            .wrappers
+            .iter()
+            .find(|w| !WRAPPERS.contains(&w.as_str()))
+        {
+            return Err(EnvError::InvalidOption {
+                id: id.clone(),
+                key: "env.wrappers".into(),
+                reason: format!("unknown wrapper '{w}'; known: {}", WRAPPERS.join(", ")),
+            });
+        }
+        let spec = serde_json::json!({
+            "id": name,
+            "kwargs": cfg.options,
+            "max_episode_steps": (cfg.max_episode_steps > 0).then_some(cfg.max_episode_steps),
+            "wrappers": cfg.wrappers,
+        });
+        let python = interpreter(cfg);
+        let mut child = Command::new(&python)
+            .arg("-u")
+            .arg("-c")
+            .arg(BRIDGE)
+            .arg(spec.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| {
+                fail(format!(
+                    "cannot start Python '{}': {e} (set env.python, or activate a virtual environment)",
+                    python.display()
+                ))
+            })?;
+        let stdin = BufWriter::new(child.stdin.take().expect("piped"));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line);
+        let hello: Hello = match read {
+            Ok(n) if n > 0 => serde_json::from_str(&line).map_err(|e| {
+                fail(format!(
+                    "'{}' did not answer as rlcpc's bridge: {e}: {line}",
+                    python.display()
+                ))
+            })?,
+            _ => {
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                return Err(fail(format!(
+                    "Python '{}' exited before the environment was made ({status}; its messages are above)",
+                    python.display()
+                )));
+            }
+        };
+        if !hello.ok {
+            let _ = child.wait();
+            return Err(fail(hello.error));
+        }
+        let observation_space =
+            parse_space(&hello.observation_space).ok_or_else(|| EnvError::Unsupported {
+                id: id.clone(),
+                what: format!(
+                    "observation space {}: rlcpc reads Box (any shape, any dtype) and Discrete",
+                    space_name(&hello.observation_space)
+                ),
+            })?;
+        let n_actions = match parse_space(&hello.action_space) {
+            Some(Space::Discrete(n)) => n,
+            _ => {
+                return Err(EnvError::Unsupported {
+                    id,
+                    what: format!(
+                        "action space {}: rlcpc's agents act in Discrete spaces only (no continuous actions)",
+                        space_name(&hello.action_space)
+                    ),
+                })
+            }
+        };
+        let obs_bytes = vec![0u8; 4 * observation_space.flat_dim()];
+        Ok(GymnasiumEnv {
+            id,
+            observation_space,
+            n_actions,
+            child,
+            stdin,
+            stdout,
+            steps: 0,
+            pending: None,
+            obs_bytes,
+        })
+    }
+
+    /// Sends one request and reads the status; `Err` holds the message.
+    fn request(&mut self, msg: &[u8]) -> Result<(), String> {
+        self.send(msg)?;
+        self.status()
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<(), String> {
+        self.stdin.write_all(msg).map_err(stopped)?;
+        self.stdin.flush().map_err(stopped)
+    }
+
+    /// Reads a reply's status; `Err` holds the environment's message.
+    fn status(&mut self) -> Result<(), String> {
+        let io = stopped;
+        let mut status = [0u8; 1];
+        self.stdout.read_exact(&mut status).map_err(io)?;
+        if status[0] == 0 {
+            return Ok(());
+        }
+        let mut len = [0u8; 4];
+        self.stdout.read_exact(&mut len).map_err(io)?;
+        let mut text = vec![0u8; u32::from_le_bytes(len) as usize];
+        self.stdout.read_exact(&mut text).map_err(io)?;
+        Err(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    fn read_obs(&mut self, obs: &mut [f32]) -> Result<(), String> {
+        self.stdout
+            .read_exact(&mut self.obs_bytes)
+            .map_err(|e| format!("the Python process stopped answering ({e})"))?;
+        for (o, b) in obs.iter_mut().zip(self.obs_bytes.chunks_exact(4)) {
+            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(())
+    }
+
+    fn raised(&self, message: String) -> EnvError {
+        EnvError::Raised {
+            id: self.id.clone(),
+            step: self.steps,
+            message,
+        }
+    }
+}
+
+fn stopped(e: std::io::Error) -> String {
+    format!("the Python process stopped answering ({e}; its messages are above)")
+}
+
+/// A space as the bridge describes it; `None` for one rlcpc cannot read.
+fn parse_space(v: &serde_json::Value) -> Option<Space> {
+    if let Some(n) = v.get("discrete").and_then(|n| n.as_u64()) {
+        return Some(Space::Discrete(n as usize));
+    }
+    let shape: Vec<usize> = v
+        .get("box")?
+        .as_array()?
+        .iter()
+        .map(|d| d.as_u64().map(|d| d as usize))
+        .collect::<Option<_>>()?;
+    let floats = |k: &str| -> Option<Vec<f32>> {
+        v.get(k)?
+            .as_array()?
+            .iter()
+            .map(|x| x.as_f64().map(|x| x as f32))
+            .collect()
+    };
+    let (low, high) = (floats("low")?, floats("high")?);
+    let n: usize = shape.iter().product();
+    (low.len() == n && high.len() == n).then_some(Space::Box { low, high, shape })
+}
+
+fn space_name(v: &serde_json::Value) -> String {
+    match v.get("unsupported").and_then(|s| s.as_str()) {
+        Some(s) => s.to_string(),
+        None => v.to_string(),
+    }
+}
+
+impl Env for GymnasiumEnv {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn observation_space(&self) -> Space {
+        self.observation_space.clone()
+    }
+
+    fn action_space(&self) -> Space {
+        Space::Discrete(self.n_actions)
+    }
+
+    fn reset_into(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Info {
+        let mut msg = [0u8; 10];
+        msg[0] = b'R';
+        msg[1] = seed.is_some() as u8;
+        msg[2..].copy_from_slice(&seed.unwrap_or(0).to_le_bytes());
+        let r = self.request(&msg).and_then(|()| self.read_obs(obs));
+        if let Err(e) = r {
+            obs.fill(0.0);
+            self.pending = Some(format!("reset failed: {e}"));
+        }
+        Info::new()
+    }
+
+    fn step_into(&mut self, action: usize, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
+        self.start_step(action)?;
+        self.finish_step(obs)
+    }
+
+    fn start_step(&mut self, action: usize) -> Result<bool, EnvError> {
+        if let Some(e) = self.pending.take() {
+            return Err(self.raised(e));
+        }
+        if action >= self.n_actions {
+            return Err(EnvError::InvalidAction {
+                action,
+                space: Space::Discrete(self.n_actions),
+            });
+        }
+        let mut msg = [0u8; 5];
+        msg[0] = b'S';
+        msg[1..].copy_from_slice(&(action as u32).to_le_bytes());
+        self.steps += 1;
+        self.send(&msg).map_err(|e| self.raised(e))?;
+        Ok(true)
+    }
+
+    fn finish_step(&mut self, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
+        self.status().map_err(|e| self.raised(e))?;
+        let mut head = [0u8; 6];
+        self.stdout
+            .read_exact(&mut head)
+            .map_err(|e| self.raised(format!("the Python process stopped answering ({e})")))?;
+        self.read_obs(obs).map_err(|e| self.raised(e))?;
+        Ok(StepOutcome {
+            reward: f32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+            terminated: head[4] != 0,
+            truncated: head[5] != 0,
+        })
+    }
+
+    /// A Python environment's state cannot be saved: `Null`, which
+    /// [`GymnasiumEnv::load_state`] refuses (a resumed run starts new episodes instead).
+    fn save_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    fn load_state(&mut self, _state: &serde_json::Value) -> Result<(), EnvError> {
+        Err(EnvError::State(format!(
+            "'{}' is a Python environment, whose state rlcpc cannot save or restore",
+            self.id
+        )))
+    }
+}
+
+impl Drop for GymnasiumEnv {
+    fn drop(&mut self) {
+        // Ask politely, then make sure: a worker that stops must not leave Python behind.
+        let _ = self.stdin.write_all(b"Q").and_then(|()| self.stdin.flush());
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

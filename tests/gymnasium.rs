@@ -1,0 +1,217 @@
+//! `gymnasium:` environments against Gymnasium itself: the recorded CartPole-v1 fixture
+//! (`envs/tests/fixtures/cartpole_gymnasium.json`), the native CartPole stepped from the same
+//! state, same-step auto-reset in a VecEnv, seeded resets, and the errors of bad input.
+//!
+//! They need a Python with Gymnasium ([`common::gymnasium_python`]).
+
+use rlcpc_envs::{make, CartPole, CartPoleState, Env, EnvConfig, TimeLimit, VecEnv};
+use serde_json::Value;
+
+mod common;
+
+fn python() -> Option<String> {
+    common::gymnasium_python()
+}
+
+fn cfg(id: &str, python: &str) -> EnvConfig {
+    EnvConfig {
+        python: Some(python.into()),
+        ..EnvConfig::new(id)
+    }
+}
+
+fn error(cfg: &EnvConfig) -> String {
+    match make(cfg) {
+        Ok(_) => panic!("{} was made", cfg.id),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn cartpole_through_gymnasium_repeats_the_recorded_trajectory_and_the_native_env() {
+    let Some(py) = python() else { return };
+    let fx: Value = serde_json::from_str(include_str!(
+        "../envs/tests/fixtures/cartpole_gymnasium.json"
+    ))
+    .unwrap();
+    // The last trajectory starts from reset(seed=3) and balances to the 500-step limit.
+    let tr = fx["trajectories"].as_array().unwrap().last().unwrap();
+    let start: Vec<f64> = serde_json::from_value(tr["start"].clone()).unwrap();
+    let mut env = make(&cfg("gymnasium:CartPole-v1", &py)).unwrap();
+    assert_eq!(
+        env.observation_space(),
+        make(&EnvConfig::new("CartPole-v1"))
+            .unwrap()
+            .observation_space()
+    );
+    let mut obs = [0f32; 4];
+    env.reset_into(Some(3), &mut obs);
+    assert_eq!(
+        obs.to_vec(),
+        start.iter().map(|&x| x as f32).collect::<Vec<_>>()
+    );
+    let mut native = TimeLimit::new(
+        Box::new({
+            let mut cp = CartPole::new();
+            cp.state = CartPoleState {
+                x: start[0],
+                x_dot: start[1],
+                theta: start[2],
+                theta_dot: start[3],
+            };
+            cp
+        }),
+        "CartPole-v1",
+        500,
+    );
+    let mut native_obs = [0f32; 4];
+    let steps = tr["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 500);
+    for (i, st) in steps.iter().enumerate() {
+        let a = st["action"].as_u64().unwrap() as usize;
+        let o = env.step_into(a, &mut obs).unwrap();
+        let n = native.step_into(a, &mut native_obs).unwrap();
+        let want: Vec<f32> = serde_json::from_value(st["obs"].clone()).unwrap();
+        assert_eq!(obs.to_vec(), want, "observation at step {i}");
+        for (g, w) in native_obs.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "native at step {i}"
+            );
+        }
+        assert_eq!(o, n, "reward and flags at step {i}, against the native env");
+        assert_eq!(o.reward, st["reward"].as_f64().unwrap() as f32);
+        assert_eq!(
+            o.terminated,
+            st["terminated"].as_bool().unwrap(),
+            "step {i}"
+        );
+        assert_eq!(o.truncated, st["truncated"].as_bool().unwrap(), "step {i}");
+    }
+}
+
+#[test]
+fn a_vec_env_of_gymnasium_envs_resets_in_the_same_step_and_repeats_from_its_seed() {
+    let Some(py) = python() else { return };
+    let run = || {
+        let envs = (0..3)
+            .map(|_| make(&cfg("gymnasium:CartPole-v1", &py)).unwrap())
+            .collect();
+        let mut v = VecEnv::new(envs).unwrap();
+        v.reset(11);
+        let mut trace = v.obs().to_vec();
+        let mut ends = 0;
+        for t in 0..200 {
+            // Always push right: episodes end after a few dozen steps.
+            let before = v.obs().to_vec();
+            let s = v.step(&[1, 1, 1]).unwrap().clone();
+            for i in 0..3 {
+                if s.terminated[i] || s.truncated[i] {
+                    ends += 1;
+                    // The final observation is the one the step produced, past the
+                    // threshold; the current one is a fresh start near zero.
+                    assert!(
+                        v.final_obs(i)[2].abs() > 0.2,
+                        "step {t}: {:?}",
+                        v.final_obs(i)
+                    );
+                    assert!(v.obs()[i * 4 + 2].abs() < 0.05);
+                    assert_ne!(v.final_obs(i), &before[i * 4..i * 4 + 4]);
+                }
+            }
+            trace.extend_from_slice(v.obs());
+        }
+        (trace, ends, v.drain_episodes().count())
+    };
+    let (a, ends, episodes) = run();
+    assert!(ends >= 6, "{ends} episodes ended");
+    assert_eq!(ends, episodes);
+    assert_eq!(a, run().0, "the same seed gives the same trajectories");
+}
+
+#[test]
+fn uint8_images_and_offset_discrete_actions_come_through() {
+    let Some(py) = python() else { return };
+    let mut env = make(&cfg("gymnasium:rlcpc_test_envs:RlcpcImage-v0", &py)).unwrap();
+    assert_eq!(env.action_space(), rlcpc_envs::Space::Discrete(3));
+    match env.observation_space() {
+        rlcpc_envs::Space::Box { low, high, shape } => {
+            assert_eq!(shape, vec![6, 8, 3]);
+            assert!(low.iter().all(|&x| x == 0.0) && high.iter().all(|&x| x == 255.0));
+        }
+        s => panic!("{s:?}"),
+    }
+    let mut obs = vec![0f32; 6 * 8 * 3];
+    env.reset_into(Some(1), &mut obs);
+    // rlcpc's action 0 is the env's first action (start = 1): pixels 50 * 1 + t.
+    for t in 1..=5 {
+        let a = t % 3;
+        let o = env.step_into(a, &mut obs).unwrap();
+        assert!(
+            obs.iter().all(|&x| x == (50 * (a + 1) + t) as f32),
+            "step {t}"
+        );
+        assert_eq!(o.reward, (a + 1) as f32);
+        assert_eq!(o.terminated, t == 5);
+    }
+    // A continuous action space is refused, naming it.
+    let e = error(&cfg("gymnasium:Pendulum-v1", &py));
+    assert!(
+        e.contains("gymnasium:Pendulum-v1") && e.contains("action space") && e.contains("Discrete"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_environment_that_raises_or_breaks_its_space_is_named_with_the_step() {
+    let Some(py) = python() else { return };
+    let mut obs = vec![0f32; 6 * 8 * 3];
+    for (id, step, needle) in [
+        ("RlcpcRaises-v0", 3, "the simulator broke"),
+        ("RlcpcBadObs-v0", 2, "does not match the observation space"),
+    ] {
+        let id = format!("gymnasium:rlcpc_test_envs:{id}");
+        let mut env = make(&cfg(&id, &py)).unwrap();
+        env.reset_into(Some(0), &mut obs);
+        for t in 1..step {
+            env.step_into(0, &mut obs)
+                .unwrap_or_else(|e| panic!("{id} step {t}: {e}"));
+        }
+        let e = env.step_into(0, &mut obs).unwrap_err().to_string();
+        assert!(
+            e.contains(&id) && e.contains(&format!("at step {step}")) && e.contains(needle),
+            "{e}"
+        );
+        // The process still answers: the next episode runs.
+        env.reset_into(None, &mut obs);
+        env.step_into(0, &mut obs).unwrap();
+    }
+}
+
+#[test]
+fn bad_environments_are_named_with_what_python_said() {
+    let Some(py) = python() else { return };
+    let e = error(&cfg("gymnasium:NoSuchEnv-v0", &py));
+    assert!(
+        e.contains("gymnasium:NoSuchEnv-v0") && e.contains("NoSuchEnv"),
+        "{e}"
+    );
+    let e = error(&cfg("gymnasium:no_such_module:Env-v0", &py));
+    assert!(e.contains("no_such_module"), "{e}");
+    let mut c = cfg("gymnasium:CartPole-v1", &py);
+    c.options.insert("no_such_kwarg".into(), 1.into());
+    let e = error(&c);
+    assert!(e.contains("no_such_kwarg"), "{e}");
+    let e = error(&cfg("gymnasium:CartPole-v1", "/no/such/python"));
+    assert!(
+        e.contains("/no/such/python") && e.contains("env.python"),
+        "{e}"
+    );
+    let mut c = cfg("gymnasium:CartPole-v1", &py);
+    c.wrappers = vec!["fancy".into()];
+    let e = error(&c);
+    assert!(e.contains("env.wrappers") && e.contains("fancy"), "{e}");
+    // Options of gymnasium: environments only.
+    let e = error(&cfg("CartPole-v1", &py));
+    assert!(e.contains("env.python"), "{e}");
+}
