@@ -163,6 +163,23 @@ fn uint8_images_and_offset_discrete_actions_come_through() {
 }
 
 #[test]
+fn multi_discrete_observations_arrive_one_hot() {
+    let Some(py) = python() else { return };
+    let mut env = make(&cfg("gymnasium:rlcpc_test_envs:RlcpcCounts-v0", &py)).unwrap();
+    assert_eq!(env.observation_space().shape(), vec![7]);
+    let mut obs = vec![0f32; 7];
+    env.reset_into(Some(0), &mut obs);
+    assert_eq!(obs, [1., 0., 0., 1., 0., 0., 0.]);
+    for t in 1..=6usize {
+        env.step_into(0, &mut obs).unwrap();
+        let mut want = vec![0f32; 7];
+        want[t % 3] = 1.0;
+        want[3 + t % 4] = 1.0;
+        assert_eq!(obs, want, "step {t}");
+    }
+}
+
+#[test]
 fn an_environment_that_raises_or_breaks_its_space_is_named_with_the_step() {
     let Some(py) = python() else { return };
     let mut obs = vec![0f32; 6 * 8 * 3];

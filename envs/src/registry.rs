@@ -33,8 +33,9 @@ pub struct EnvConfig {
     /// environment's, else `python3` on PATH].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
-    /// Wrappers around a `gymnasium:` environment: `atari` (no-op starts, frame skip 4,
-    /// 84x84 grayscale, 4 stacked frames).
+    /// Wrappers around a `gymnasium:` environment, in order: `atari` (no-op starts, frame
+    /// skip 4, 84x84 grayscale, 4 stacked frames), `minigrid` (MiniGrid's 7x7x3 view
+    /// alone), `flatten` (Gymnasium's FlattenObservation, for Dict and Tuple spaces).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wrappers: Vec<String>,
 }

@@ -1,4 +1,5 @@
 """One Gymnasium environment served to rlcpc over stdin/stdout (envs/src/gymnasium/mod.rs).
+Kept to the standard library, numpy and gymnasium.
 
 Started as `python -u -c <this file> SPEC`, where SPEC is JSON: {"id": ..., "kwargs": {...},
 "max_episode_steps": n or null}. The first line written is JSON: the spaces, or the error.
@@ -99,11 +100,44 @@ def main():
                 # frames, 84x84 grayscale, four stacked frames.
                 env = gymnasium.wrappers.AtariPreprocessing(env, frame_skip=4)
                 env = gymnasium.wrappers.FrameStackObservation(env, 4)
+                # Channels last, [84, 84, 4], as rlcpc's conv encoder reads images.
+                stacked = env.observation_space
+                env = gymnasium.wrappers.TransformObservation(
+                    env,
+                    lambda o: np.moveaxis(np.asarray(o), 0, -1),
+                    gymnasium.spaces.Box(
+                        np.moveaxis(stacked.low, 0, -1),
+                        np.moveaxis(stacked.high, 0, -1),
+                        dtype=stacked.dtype,
+                    ),
+                )
+            elif w == "minigrid":
+                # MiniGrid's 7x7x3 symbolic view alone (its Dict holds a text mission).
+                from minigrid.wrappers import ImgObsWrapper
+
+                env = ImgObsWrapper(env)
+            elif w == "flatten":
+                env = gymnasium.wrappers.FlattenObservation(env)
             else:
-                fail_line(f"unknown wrapper '{w}' (env.wrappers); known: atari")
+                fail_line(f"unknown wrapper '{w}' (env.wrappers); known: atari, minigrid, flatten")
     except Exception as e:  # noqa: BLE001
         fail_line(error_text(e))
-    obs_space = describe(env.observation_space, np)
+    # Discrete and MultiDiscrete observations arrive one-hot (concatenated), as rlcpc's
+    # own POPGym environments give them.
+    from gymnasium import spaces
+
+    sizes = None
+    if isinstance(env.observation_space, spaces.Discrete):
+        sizes = [int(env.observation_space.n)]
+        offsets = [int(env.observation_space.start)]
+    elif isinstance(env.observation_space, spaces.MultiDiscrete) and env.observation_space.nvec.ndim == 1:
+        sizes = [int(n) for n in env.observation_space.nvec]
+        offsets = [int(x) for x in np.broadcast_to(env.observation_space.start, len(sizes))]
+    if sizes is not None:
+        total = sum(sizes)
+        obs_space = {"box": [total], "low": [0.0] * total, "high": [1.0] * total, "dtype": "float32"}
+    else:
+        obs_space = describe(env.observation_space, np)
     act_space = describe(env.action_space, np)
     sys.stdout.write(
         json.dumps({"ok": True, "observation_space": obs_space, "action_space": act_space})
@@ -114,7 +148,6 @@ def main():
     inp = sys.stdin.buffer
     out = sys.stdout.buffer
     shape = tuple(env.observation_space.shape or ())
-    size = int(np.prod(shape)) if shape else 1
     start = int(getattr(env.action_space, "start", 0))
 
     def read(n):
@@ -125,6 +158,15 @@ def main():
 
     def obs_bytes(obs):
         a = np.asarray(obs)
+        if sizes is not None:
+            if not env.observation_space.contains(obs):
+                raise ValueError(f"observation {obs!r} does not match the observation space {env.observation_space}")
+            hot = np.zeros(sum(sizes), dtype=np.float32)
+            base = 0
+            for v, n, o in zip(np.atleast_1d(a), sizes, offsets):
+                hot[base + int(v) - o] = 1.0
+                base += n
+            return hot.tobytes()
         if a.shape != shape or not env.observation_space.contains(obs):
             raise ValueError(
                 f"observation {a.dtype}{list(a.shape)} does not match the observation space "

@@ -30,7 +30,7 @@ use crate::registry::EnvConfig;
 pub const PREFIX: &str = "gymnasium:";
 
 /// Wrappers `env.wrappers` may name.
-pub const WRAPPERS: &[&str] = &["atari"];
+pub const WRAPPERS: &[&str] = &["atari", "minigrid", "flatten"];
 
 const BRIDGE: &str = include_str!("bridge.py");
 
@@ -145,7 +145,7 @@ impl GymnasiumEnv {
             parse_space(&hello.observation_space).ok_or_else(|| EnvError::Unsupported {
                 id: id.clone(),
                 what: format!(
-                    "observation space {}: rlcpc reads Box (any shape, any dtype) and Discrete",
+                    "observation space {}: rlcpc reads Box (any shape, any dtype), and Discrete or MultiDiscrete as one-hot (env.wrappers = [\"flatten\"] flattens a Dict or Tuple)",
                     space_name(&hello.observation_space)
                 ),
             })?;
