@@ -8,7 +8,7 @@ pub type Info = serde_json::Map<String, serde_json::Value>;
 /// Errors of the environment layer; each names the bad value.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
-    #[error("unknown environment '{id}'; registered: {known}")]
+    #[error("unknown environment '{id}'; registered: {known}; or gymnasium:NAME for a Python Gymnasium environment")]
     /// No environment is registered under `id`.
     UnknownEnv {
         /// The id asked for.

@@ -88,6 +88,10 @@ pub fn run(action: Option<Command>) -> Result<()> {
                 }
             }
             println!(
+                "{:<18} {:<16} {:<12} any Python Gymnasium environment, in its own process (env.python, env.wrappers; docs/environments.md)",
+                "gymnasium:NAME", "Box", "Discrete"
+            );
+            println!(
                 "\npresets (rlcpc train --config NAME): {}",
                 PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
             );
