@@ -129,7 +129,7 @@ EOF
 
 # 4. Checks ---------------------------------------------------------------------------
 step "PTX embedded in rlcpc (ISA version, target): modules"
-ptx=$(strings -n 6 "$DIST/rlcpc" | grep -E '^\.(version|target) ' | paste - - | sort | uniq -c)
+ptx=$(strings -n 6 "$DIST/rlcpc" | { grep -E '^\.(version|target) ' || true; } | paste - - | sort | uniq -c)
 echo "$ptx"
 newest=$(strings -n 6 "$DIST/rlcpc" | sed -n 's/^\.version \([0-9.]*\)$/\1/p' | sort -V | tail -1)
 if [[ -z $newest ]]; then

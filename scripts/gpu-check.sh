@@ -68,9 +68,11 @@ for r in roots:
 EOF
     )
   done
-  local joined
-  joined=$(printf '%s:' "${dirs[@]}")
-  export LD_LIBRARY_PATH=${joined%:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  if ((${#dirs[@]})); then
+    local joined
+    joined=$(printf '%s:' "${dirs[@]}")
+    export LD_LIBRARY_PATH=${joined%:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  fi
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
   ldd "$BIN/rlcpc" | grep -E 'cuda|cublas|curand|nvrtc|cudart' || true
   if ldd "$BIN/rlcpc" | grep -q 'not found'; then
@@ -83,7 +85,9 @@ EOF
 }
 
 # part NAME SECS CMD...: runs CMD under a time limit (SIGINT first, so a run stops at its
-# next step and reports), logs it to $LOG, prints its wall time and status.
+# next step and reports), logs it to $LOG, prints its wall time and status. A part that
+# fails marks the whole check failed; training runs (lab-*, audio-train) are meant to be
+# stopped by the limit, so exit 124 is theirs to give.
 part() {
   local name=$1 secs=$2
   shift 2
@@ -93,6 +97,9 @@ part() {
   rc=${PIPESTATUS[0]}
   echo "-- $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$LOG"
   STATUS+=("$name: exit $rc, $((SECONDS - t0)) s")
+  if [[ $rc != 0 && ! ($rc == 124 && ($name == lab-* || $name == audio-train)) ]]; then
+    FAILED=1
+  fi
 }
 
 run_checks() {
@@ -113,6 +120,7 @@ run_checks() {
   fi
   [[ -f $BUNDLE/fsdd.tar ]] && tar -C "$WORK" -xf "$BUNDLE/fsdd.tar"
   STATUS=()
+  FAILED=0
   {
     echo "gpu-check.sh $(date -u +%FT%TZ), parts: $PARTS, device: $DEV"
     cat "$BIN/BUILD-INFO" 2>/dev/null
@@ -172,7 +180,11 @@ run_checks() {
   printf '%s\n' "${STATUS[@]}" | tee "$LOG_DIR/summary.txt"
   # The figures, one place to read them from.
   grep -hE '^(== |done after|interrupted after|ms/update|cpc |simclr |moco |test result|probe |cpc \(|random-init|MFCC|.*agree)' \
-    "$LOG" | tee -a "$LOG_DIR/summary.txt"
+    "$LOG" | tee -a "$LOG_DIR/summary.txt" || true
+  if ((FAILED)); then
+    echo "gpu-check.sh: some parts failed (see above)" | tee -a "$LOG_DIR/summary.txt"
+  fi
+  exit "$FAILED"
 }
 
 case ${1:-} in

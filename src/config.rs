@@ -440,6 +440,11 @@ impl Config {
         self.optim.validate()?;
         // Builds one environment: an unknown id or a bad option fails here, at load.
         rlcpc_envs::make(&self.env).map_err(|e| match &e {
+            rlcpc_envs::EnvError::Python { message, .. }
+                if message.starts_with("cannot start Python") =>
+            {
+                Invalid::new("env.python", e.to_string())
+            }
             rlcpc_envs::EnvError::UnknownEnv { .. }
             | rlcpc_envs::EnvError::Python { .. }
             | rlcpc_envs::EnvError::Unsupported { .. } => Invalid::new("env.id", e.to_string()),

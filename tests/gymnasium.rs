@@ -163,6 +163,21 @@ fn uint8_images_and_offset_discrete_actions_come_through() {
 }
 
 #[test]
+fn what_an_environment_prints_does_not_reach_the_stream() {
+    let Some(py) = python() else { return };
+    let mut env = make(&cfg("gymnasium:rlcpc_test_envs:RlcpcChatty-v0", &py)).unwrap();
+    let mut obs = vec![0f32; 6 * 8 * 3];
+    for episode in 0..2 {
+        env.reset_into(Some(episode), &mut obs);
+        for t in 1..=5 {
+            let o = env.step_into(1, &mut obs).unwrap();
+            assert!(obs.iter().all(|&x| x == (100 + t) as f32), "step {t}");
+            assert_eq!(o.terminated, t == 5);
+        }
+    }
+}
+
+#[test]
 fn multi_discrete_observations_arrive_one_hot() {
     let Some(py) = python() else { return };
     let mut env = make(&cfg("gymnasium:rlcpc_test_envs:RlcpcCounts-v0", &py)).unwrap();

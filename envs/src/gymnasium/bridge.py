@@ -15,14 +15,22 @@ against the observation space first.
 """
 
 import json
+import os
+import signal
 import struct
 import sys
 import traceback
 
+CHANNEL = None  # the replies' stream (main sets it)
+
+
+def hello(obj):
+    CHANNEL.write((json.dumps(obj) + "\n").encode())
+    CHANNEL.flush()
+
 
 def fail_line(message):
-    sys.stdout.write(json.dumps({"ok": False, "error": message}) + "\n")
-    sys.stdout.flush()
+    hello({"ok": False, "error": message})
     sys.exit(0)
 
 
@@ -58,6 +66,14 @@ def error_text(e):
 
 
 def main():
+    global CHANNEL
+    # The replies get a private copy of fd 1; fd 1 itself (and sys.stdout) then points at
+    # stderr, so that whatever an environment prints cannot corrupt the stream.
+    CHANNEL = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    # Ctrl-C is rlcpc's to handle (it finishes its step and checkpoints): ignore it here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     spec = json.loads(sys.argv[1])
     try:
         import numpy as np
@@ -67,13 +83,7 @@ def main():
             f"{e}; install Gymnasium into the Python rlcpc runs ({sys.executable}): "
             f"{sys.executable} -m pip install gymnasium"
         )
-    for module in spec.get("imports", []):
-        # Packages that register their environments on import (e.g. minigrid, popgym, ale_py).
-        try:
-            __import__(module)
-        except ImportError as e:
-            fail_line(f"cannot import '{module}' (env.imports): {e}")
-    ale = spec["id"].startswith("ALE/")
+    ale = spec["id"].split(":")[-1].startswith("ALE/")
     if ale:
         try:
             import ale_py
@@ -83,8 +93,9 @@ def main():
             fail_line(f"{e}; Atari environments need ale-py: {sys.executable} -m pip install ale-py")
     kwargs = dict(spec.get("kwargs") or {})
     wrappers = spec.get("wrappers") or []
-    if spec.get("max_episode_steps"):
-        kwargs["max_episode_steps"] = int(spec["max_episode_steps"])
+    limit = int(spec.get("max_episode_steps") or 0)
+    if limit and "atari" not in wrappers:
+        kwargs["max_episode_steps"] = limit
     if "atari" in wrappers and ale:
         # AtariPreprocessing skips frames itself and refuses an env that already does.
         kwargs.setdefault("frameskip", 1)
@@ -120,6 +131,9 @@ def main():
                 env = gymnasium.wrappers.FlattenObservation(env)
             else:
                 fail_line(f"unknown wrapper '{w}' (env.wrappers); known: atari, minigrid, flatten")
+        if limit and "atari" in wrappers:
+            # In agent steps, above the frame skip (gymnasium.make's would count frames).
+            env = gymnasium.wrappers.TimeLimit(env, limit)
     except Exception as e:  # noqa: BLE001
         fail_line(error_text(e))
     # Discrete and MultiDiscrete observations arrive one-hot (concatenated), as rlcpc's
@@ -139,14 +153,10 @@ def main():
     else:
         obs_space = describe(env.observation_space, np)
     act_space = describe(env.action_space, np)
-    sys.stdout.write(
-        json.dumps({"ok": True, "observation_space": obs_space, "action_space": act_space})
-        + "\n"
-    )
-    sys.stdout.flush()
+    hello({"ok": True, "observation_space": obs_space, "action_space": act_space})
 
     inp = sys.stdin.buffer
-    out = sys.stdout.buffer
+    out = CHANNEL
     shape = tuple(env.observation_space.shape or ())
     start = int(getattr(env.action_space, "start", 0))
 
@@ -167,7 +177,10 @@ def main():
                 hot[base + int(v) - o] = 1.0
                 base += n
             return hot.tobytes()
-        if a.shape != shape or not env.observation_space.contains(obs):
+        if a.shape == shape and a.dtype != env.observation_space.dtype:
+            # Gymnasium itself only warns about e.g. float64 in a float32 Box.
+            a = a.astype(env.observation_space.dtype)
+        if a.shape != shape or not env.observation_space.contains(a):
             raise ValueError(
                 f"observation {a.dtype}{list(a.shape)} does not match the observation space "
                 f"{env.observation_space}"
