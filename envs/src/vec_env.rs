@@ -124,17 +124,43 @@ impl VecEnv {
 
     /// Steps every environment with its action, resetting those whose episode ended.
     pub fn step(&mut self, actions: &[usize]) -> Result<&VecStep, EnvError> {
+        if actions.len() != self.envs.len() {
+            return Err(EnvError::InvalidOption {
+                id: "VecEnv".into(),
+                key: "actions".into(),
+                reason: format!(
+                    "{} actions for {} environments",
+                    actions.len(),
+                    self.envs.len()
+                ),
+            });
+        }
         let d = self.obs_dim;
         // Environments in other processes first start their steps, so they run together.
-        for (i, env) in self.envs.iter_mut().enumerate() {
-            self.started[i] = env.start_step(actions[i])?;
+        for (i, &action) in actions.iter().enumerate().take(self.envs.len()) {
+            match self.envs[i].start_step(action) {
+                Ok(started) => self.started[i] = started,
+                Err(e) => {
+                    self.started[i] = false;
+                    self.finish_started(0, i);
+                    return Err(e);
+                }
+            }
         }
-        for (i, env) in self.envs.iter_mut().enumerate() {
+        for (i, &action) in actions.iter().enumerate().take(self.envs.len()) {
+            let env = &mut self.envs[i];
             let o = &mut self.obs[i * d..(i + 1) * d];
             let r = if self.started[i] {
-                env.finish_step(o)?
+                env.finish_step(o)
             } else {
-                env.step_into(actions[i], o)?
+                env.step_into(action, o)
+            };
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => {
+                    self.finish_started(i + 1, self.envs.len());
+                    return Err(e);
+                }
             };
             self.step.rewards[i] = r.reward;
             self.step.terminated[i] = r.terminated;
@@ -150,6 +176,17 @@ impl VecEnv {
             }
         }
         Ok(&self.step)
+    }
+
+    /// After an error: reads the replies of the steps started in environments
+    /// `from..to`, so that each stays in step with its process for the next call.
+    fn finish_started(&mut self, from: usize, to: usize) {
+        let d = self.obs_dim;
+        for j in from..to {
+            if self.started[j] {
+                let _ = self.envs[j].finish_step(&mut self.obs[j * d..(j + 1) * d]);
+            }
+        }
     }
 
     /// Returns and lengths of the episodes finished since the last call.

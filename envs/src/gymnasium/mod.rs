@@ -103,63 +103,55 @@ impl GymnasiumEnv {
             "wrappers": cfg.wrappers,
         });
         let python = interpreter(cfg);
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .arg("-u")
             .arg("-c")
             .arg(BRIDGE)
             .arg(spec.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| {
-                fail(format!(
-                    "cannot start Python '{}': {e} (set env.python, or activate a virtual environment)",
-                    python.display()
-                ))
-            })?;
+            .stderr(Stdio::inherit());
+        // A process group of its own: Ctrl-C at the terminal reaches rlcpc, which finishes
+        // its step and checkpoints, not every environment at once. The bridge still ends
+        // when rlcpc does (its stdin closes).
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().map_err(|e| {
+            fail(format!(
+                "cannot start Python '{}': {e} (set env.python, or activate a virtual environment)",
+                python.display()
+            ))
+        })?;
         let stdin = BufWriter::new(child.stdin.take().expect("piped"));
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        // Every failure from here on ends the process before it returns.
+        let end = |mut child: Child, stdin: BufWriter<ChildStdin>, e: EnvError| {
+            drop(stdin);
+            let _ = child.kill();
+            let _ = child.wait();
+            e
+        };
         let mut line = String::new();
-        let read = stdout.read_line(&mut line);
-        let hello: Hello = match read {
+        let hello: Result<Hello, EnvError> = match stdout.read_line(&mut line) {
             Ok(n) if n > 0 => serde_json::from_str(&line).map_err(|e| {
                 fail(format!(
                     "'{}' did not answer as rlcpc's bridge: {e}: {line}",
                     python.display()
                 ))
-            })?,
-            _ => {
-                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                return Err(fail(format!(
-                    "Python '{}' exited before the environment was made ({status}; its messages are above)",
-                    python.display()
-                )));
-            }
+            }),
+            _ => Err(fail(format!(
+                "Python '{}' exited before the environment was made (its messages are above)",
+                python.display()
+            ))),
         };
-        if !hello.ok {
-            let _ = child.wait();
-            return Err(fail(hello.error));
-        }
-        let observation_space =
-            parse_space(&hello.observation_space).ok_or_else(|| EnvError::Unsupported {
-                id: id.clone(),
-                what: format!(
-                    "observation space {}: rlcpc reads Box (any shape, any dtype), and Discrete or MultiDiscrete as one-hot (env.wrappers = [\"flatten\"] flattens a Dict or Tuple)",
-                    space_name(&hello.observation_space)
-                ),
-            })?;
-        let n_actions = match parse_space(&hello.action_space) {
-            Some(Space::Discrete(n)) => n,
-            _ => {
-                return Err(EnvError::Unsupported {
-                    id,
-                    what: format!(
-                        "action space {}: rlcpc's agents act in Discrete spaces only (no continuous actions)",
-                        space_name(&hello.action_space)
-                    ),
-                })
-            }
+        let (observation_space, n_actions) = match hello {
+            Ok(h) if h.ok => match Self::spaces(&id, &h) {
+                Ok(s) => s,
+                Err(e) => return Err(end(child, stdin, e)),
+            },
+            Ok(h) => return Err(end(child, stdin, fail(h.error))),
+            Err(e) => return Err(end(child, stdin, e)),
         };
         let obs_bytes = vec![0u8; 4 * observation_space.flat_dim()];
         Ok(GymnasiumEnv {
@@ -173,6 +165,28 @@ impl GymnasiumEnv {
             pending: None,
             obs_bytes,
         })
+    }
+
+    /// The observation space and the number of actions of the bridge's answer.
+    fn spaces(id: &str, hello: &Hello) -> Result<(Space, usize), EnvError> {
+        let observation_space =
+            parse_space(&hello.observation_space).ok_or_else(|| EnvError::Unsupported {
+                id: id.into(),
+                what: format!(
+                    "observation space {}: rlcpc reads Box (any shape, any dtype), and Discrete or MultiDiscrete as one-hot (env.wrappers = [\"flatten\"] flattens a Dict or Tuple)",
+                    space_name(&hello.observation_space)
+                ),
+            })?;
+        match parse_space(&hello.action_space) {
+            Some(Space::Discrete(n)) => Ok((observation_space, n)),
+            _ => Err(EnvError::Unsupported {
+                id: id.into(),
+                what: format!(
+                    "action space {}: rlcpc's agents act in Discrete spaces only (no continuous actions)",
+                    space_name(&hello.action_space)
+                ),
+            }),
+        }
     }
 
     /// Sends one request and reads the status; `Err` holds the message.
@@ -191,14 +205,27 @@ impl GymnasiumEnv {
         let io = stopped;
         let mut status = [0u8; 1];
         self.stdout.read_exact(&mut status).map_err(io)?;
-        if status[0] == 0 {
-            return Ok(());
+        match status[0] {
+            0 => return Ok(()),
+            1 => {}
+            b => return Err(self.out_of_step(b)),
         }
         let mut len = [0u8; 4];
         self.stdout.read_exact(&mut len).map_err(io)?;
-        let mut text = vec![0u8; u32::from_le_bytes(len) as usize];
+        let len = u32::from_le_bytes(len) as usize;
+        if len > 1 << 20 {
+            return Err(self.out_of_step(1));
+        }
+        let mut text = vec![0u8; len];
         self.stdout.read_exact(&mut text).map_err(io)?;
         Err(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// The stream is out of step (not the bridge's reply): the process is ended, since
+    /// nothing read after this could be trusted.
+    fn out_of_step(&mut self, byte: u8) -> String {
+        let _ = self.child.kill();
+        format!("the Python process answered out of protocol (byte {byte:#04x}); it was stopped")
     }
 
     fn read_obs(&mut self, obs: &mut [f32]) -> Result<(), String> {
