@@ -154,7 +154,7 @@ impl EncoderFile {
 
     /// The tensors an exported encoder holds: `encoder.*` and the context network as
     /// `context.*`, with their specs as metadata.
-    fn export_parts(&self) -> Result<(Tensors, Metadata)> {
+    pub fn export_parts(&self) -> Result<(Tensors, Metadata)> {
         let mut meta = vec![(keys::ENCODER_SPEC, serde_json::to_string(&self.spec)?)];
         let mut tensors: Vec<_> = Vec::new();
         for (k, t) in &self.file.tensors {

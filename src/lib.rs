@@ -14,7 +14,8 @@
 //! - [`run_dir`]: the one run directory of `train` and the trainers (create, refuse,
 //!   lock, resume; file names); [`checkpoint`]: safetensors files and their metadata
 //!   [`checkpoint::keys`]; [`encoder_file`]: the one reader of every file that holds an
-//!   encoder.
+//!   encoder; [`encode`]: an encoder file as a function on plain arrays (what the
+//!   Python package runs).
 //! - [`data`]: audio, images, text and recorded trajectories; [`pretrain`]: the
 //!   standalone trainers, one module per modality (network and minibatches), the
 //!   objective chosen by the config; [`probe`]: linear probes of frozen encoders, one
@@ -35,6 +36,7 @@ pub mod cpc;
 pub mod cpca;
 pub mod curl;
 pub mod data;
+pub mod encode;
 pub mod encoder_file;
 pub mod eval;
 pub mod knn;
@@ -47,3 +49,16 @@ pub mod probe;
 pub mod render;
 pub mod run_dir;
 pub mod train;
+
+/// Tells mimalloc never to purge freed memory: candle allocates every op's output anew,
+/// and the conv encoder's im2col buffers are hundreds of megabytes, so returned pages
+/// came straight back as page faults that the kernel must zero (a third of an RGB
+/// training profile). `mi_option_purge_delay` is 15 in mimalloc 2's `mi_option_t`;
+/// `MIMALLOC_PURGE_DELAY` in the environment still takes precedence.
+pub fn keep_freed_pages() {
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a plain integer option; mimalloc reads it on later frees.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}

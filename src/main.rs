@@ -7,8 +7,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cli;
 
 fn main() {
-    cli::keep_freed_pages();
-    if let Err(e) = cli::run(cli::parse()) {
+    rlcpc::keep_freed_pages();
+    if let Err(e) = cli::run(cli::parse(std::env::args_os())) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

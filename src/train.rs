@@ -582,3 +582,10 @@ pub fn saved_config_with_notes(out: &Path, overrides: &[String]) -> Result<(Conf
     }
     Ok(Config::load_with_notes(Some(&path), overrides)?)
 }
+
+/// Candle's CPU kernels size their thread pool from RAYON_NUM_THREADS at first use.
+pub fn set_learner_threads(n: usize) {
+    if n > 0 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}

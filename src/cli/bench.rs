@@ -5,7 +5,8 @@ use rlcpc::bench;
 use rlcpc::config::Config;
 use rlcpc::pretrain::TrainerConfig;
 
-use super::{set_learner_threads, DeviceArg};
+use super::DeviceArg;
+use rlcpc::train::set_learner_threads;
 
 #[derive(clap::Args)]
 pub struct Args {

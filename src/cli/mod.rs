@@ -2,7 +2,8 @@
 //! one library call and printing the result.
 //!
 //! Design decision: **the CLI owns no logic.** This module tree is declared from
-//! `main.rs` only, so the library cannot import it (cargo's `exec()` over `cargo::ops`,
+//! `main.rs` (and, for the same command line inside Python, `python/src/lib.rs`) only,
+//! so the library cannot import it (cargo's `exec()` over `cargo::ops`,
 //! ripgrep's `main.rs`). What a user can do here, a Rust caller can do with the library.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,8 +92,13 @@ enum Command {
     Bench(bench::Args),
 }
 
-/// The command line, with the built-in presets listed in `train --help`.
-pub fn parse() -> Cli {
+/// The command line `args` (the program name first), with the built-in presets listed
+/// in `train --help`; exits with clap's message on bad flags and for --help.
+pub fn parse<I, T>(args: I) -> Cli
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     use clap::{CommandFactory, FromArgMatches};
     let presets = rlcpc::config::PRESETS
         .iter()
@@ -106,7 +112,7 @@ pub fn parse() -> Cli {
             ))
         })
     });
-    Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
+    Cli::from_arg_matches(&cmd.get_matches_from(args)).unwrap_or_else(|e| e.exit())
 }
 
 /// Runs the parsed command.
@@ -221,24 +227,4 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     })
     .context("cannot install the Ctrl-C / SIGTERM / SIGHUP handler")?;
     Ok(STOP.get_or_init(|| stop).clone())
-}
-
-/// Candle's CPU kernels size their thread pool from RAYON_NUM_THREADS at first use.
-fn set_learner_threads(n: usize) {
-    if n > 0 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
-}
-
-/// Tells mimalloc never to purge freed memory: candle allocates every op's output anew,
-/// and the conv encoder's im2col buffers are hundreds of megabytes, so returned pages
-/// came straight back as page faults that the kernel must zero (a third of an RGB
-/// training profile). `mi_option_purge_delay` is 15 in mimalloc 2's `mi_option_t`;
-/// `MIMALLOC_PURGE_DELAY` in the environment still takes precedence.
-pub fn keep_freed_pages() {
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets a plain integer option; mimalloc reads it on later frees.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    }
 }

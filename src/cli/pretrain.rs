@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use rlcpc::pretrain::{ObjectiveKind, TrainerConfig};
 
-use super::{set_learner_threads, stop_on_ctrl_c, DeviceArg};
+use super::{stop_on_ctrl_c, DeviceArg};
+use rlcpc::train::set_learner_threads;
 
 /// Flags every standalone trainer shares.
 #[derive(clap::Args)]

@@ -6,7 +6,8 @@ use anyhow::{bail, Result};
 use rlcpc::config::{AuxKind, Config};
 use rlcpc::train::{saved_config_with_notes, train_checked, TrainOptions, CHECKPOINT};
 
-use super::{set_learner_threads, stop_on_ctrl_c, DeviceArg};
+use super::{stop_on_ctrl_c, DeviceArg};
+use rlcpc::train::set_learner_threads;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -14,7 +14,8 @@
 //! `reset(seed)` reaches `env.reset(seed=...)`, so seeded sync runs repeat. The time limit
 //! is Gymnasium's own (`gymnasium.make`'s, or `max_episode_steps` when the config sets it).
 //!
-//! The interpreter is `env.python` when set, else the active virtual environment's
+//! The interpreter is `env.python` when set, else the one rlcpc runs inside (the Python
+//! package calls [`set_host_python`]), else the active virtual environment's
 //! (`$VIRTUAL_ENV/bin/python`), else `python3` on `PATH`.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -60,10 +61,24 @@ struct Hello {
     action_space: serde_json::Value,
 }
 
-/// The interpreter for `cfg`: `env.python`, else `$VIRTUAL_ENV/bin/python`, else `python3`.
+/// The interpreter of the Python process this library runs in, if it runs in one.
+static HOST_PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Tells the environments that rlcpc runs inside the Python interpreter `path` (the
+/// Python package does, with `sys.executable`): its environments are the user's. The
+/// first call wins.
+pub fn set_host_python(path: PathBuf) {
+    let _ = HOST_PYTHON.set(path);
+}
+
+/// The interpreter for `cfg`: `env.python`, else the host interpreter
+/// ([`set_host_python`]), else `$VIRTUAL_ENV/bin/python`, else `python3`.
 pub fn interpreter(cfg: &EnvConfig) -> PathBuf {
     if let Some(p) = &cfg.python {
         return p.into();
+    }
+    if let Some(p) = HOST_PYTHON.get() {
+        return p.clone();
     }
     if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
         let p = PathBuf::from(venv).join("bin").join("python");
