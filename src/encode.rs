@@ -31,8 +31,12 @@ use crate::nn::patches::{self, PatchEncoder};
 use crate::nn::resnet::ResNet;
 use crate::nn::text::SentenceEncoder;
 
-/// Items per forward pass: bounds the memory of a large batch.
+/// Items per forward pass at most (sentences, small inputs) ...
 const CHUNK: usize = 256;
+/// ... and input values per pass at most (at least one item): bounds the memory of a
+/// large batch of long waveforms or large images (activations are a few times this per
+/// layer).
+const CHUNK_VALUES: usize = 1 << 19;
 
 enum Net {
     /// `mlp` and `conv`: the agent's encoders.
@@ -55,6 +59,9 @@ impl FileEncoder {
     pub fn read(path: &Path) -> Result<Self> {
         let path = crate::encoder_file::encoder_path(path);
         let file = EncoderFile::read(&path)?;
+        if let Some(why) = unbuildable(&file.spec) {
+            return Err(file.mismatch(why));
+        }
         let dev = Device::Cpu;
         let mut init = Init::new(0, &dev);
         file.spec
@@ -170,7 +177,8 @@ impl FileEncoder {
         }
         let mut out = Vec::new();
         let mut out_item = Vec::new();
-        for (i, chunk) in data.chunks(CHUNK * per_item.max(1)).enumerate() {
+        let items = (CHUNK_VALUES / per_item.max(1)).clamp(1, CHUNK);
+        for (i, chunk) in data.chunks(items * per_item.max(1)).enumerate() {
             let m = chunk.len().checked_div(per_item).unwrap_or(0);
             let mut dims = vec![m];
             dims.extend_from_slice(item);
@@ -273,6 +281,54 @@ impl FileEncoder {
             out.extend(e.forward(&refs)?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok((out, vec![sentences.len(), features]))
+    }
+}
+
+/// Why no network can be built from `spec` (sizes the trainers never write), if so.
+fn unbuildable(spec: &EncoderSpec) -> Option<String> {
+    match spec {
+        EncoderSpec::Mlp { in_dim, hidden, .. }
+            if *in_dim == 0 || hidden.is_empty() || hidden.contains(&0) =>
+        {
+            Some(format!("the {} has an empty layer", spec.describe()))
+        }
+        EncoderSpec::Text {
+            vocab,
+            embedding,
+            kernel,
+            features,
+        } if *vocab < 2 || *embedding == 0 || *kernel == 0 || *features == 0 => {
+            Some(format!("the {} has a zero size", spec.describe()))
+        }
+        EncoderSpec::Resnet {
+            channels,
+            widths,
+            blocks,
+            ..
+        } if *channels == 0
+            || widths.is_empty()
+            || widths.len() != blocks.len()
+            || widths.contains(&0) =>
+        {
+            Some(format!(
+                "the {} needs one block count per width, none zero",
+                spec.describe()
+            ))
+        }
+        EncoderSpec::Patches {
+            channels,
+            features,
+            layers,
+            ..
+        } if *channels == 0 || *features == 0 || *layers == 0 => {
+            Some(format!("the {} has a zero size", spec.describe()))
+        }
+        EncoderSpec::Audio { channels, .. } | EncoderSpec::Conv { fc: channels, .. }
+            if *channels == 0 =>
+        {
+            Some(format!("the {} has a zero size", spec.describe()))
+        }
+        _ => None,
     }
 }
 

@@ -23,7 +23,8 @@ def to_torch(source):
     ``torch.nn.Module`` in eval mode, on the CPU, in float32.
 
     Its state dict holds rlcpc's tensor names without the ``encoder.`` prefix, and its
-    outputs equal rlcpc's forward pass (:class:`Encoder`) on the same inputs. Inputs are
+    outputs equal rlcpc's forward pass (:class:`Encoder`) on the same inputs, to float
+    rounding. Inputs are
     channels-last, as rlcpc's: ``[N, H, W, C]`` images, ``[N, L]`` waveforms.
     """
     try:

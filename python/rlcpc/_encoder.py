@@ -2,6 +2,7 @@
 rlcpc's own forward pass."""
 
 import json
+import operator
 import os
 import pathlib
 
@@ -91,11 +92,16 @@ class Encoder:
     def __call__(self, x):
         """Features of the batch ``x`` (see the class's table); a NumPy float32 array."""
         if self.kind == "text":
-            items = list(x)
-            if items and all(isinstance(t, str) for t in items):
+            items = [x] if isinstance(x, str) else list(x)
+            kinds = {isinstance(t, str) for t in items}
+            if kinds == {True}:
                 items = self.tokenize(items)
+            elif kinds == {True, False}:
+                raise TypeError(
+                    "a text encoder reads a list of texts or a list of word-id sequences, not both"
+                )
             try:
-                ids = [[int(i) for i in s] for s in items]
+                ids = [[operator.index(i) for i in s] for s in items]
             except TypeError as e:
                 raise TypeError("a text encoder reads a list of texts or of word-id sequences") from e
             if any(i < 0 for s in ids for i in s):

@@ -115,7 +115,12 @@ class PatchConv(nn.Module):
         self.patch, self.stride = patch, stride
 
     def forward(self, images):
-        n, c = images.shape[0], images.shape[3]
+        n, h, w, c = images.shape
+        for size in (h, w):
+            if size < self.patch or (size - self.patch) % self.stride:
+                raise ValueError(
+                    f"patches of {self.patch} every {self.stride} do not tile {h}x{w} images exactly"
+                )
         p = images.unfold(1, self.patch, self.stride).unfold(2, self.patch, self.stride)
         rows, cols = p.shape[1], p.shape[2]  # p: [N, rows, cols, C, P, P]
         h = p.reshape(n * rows * cols, c, self.patch, self.patch)
@@ -126,7 +131,7 @@ class PatchConv(nn.Module):
                 h = F.layer_norm(h, h.shape[1:], eps=LN_EPS)
                 h = h * g.weight[:, None, None] + g.bias[:, None, None]
             h = F.relu(h)
-        return h.mean((2, 3)).reshape(n, rows, cols, -1)
+        return h.mean((2, 3)).reshape(n, rows, cols, self.conv[-1].out_channels)
 
 
 class SentenceConv(nn.Module):
@@ -147,6 +152,8 @@ class SentenceConv(nn.Module):
     def forward(self, ids, lengths=None):
         if not torch.is_tensor(ids):
             seqs = [list(s) for s in ids]
+            if not seqs:
+                return torch.zeros(0, self.conv.out_channels)
             lengths = torch.tensor([len(s) for s in seqs])
             width = max([len(s) for s in seqs] + [1])
             ids = torch.tensor([s + [self.PAD] * (width - len(s)) for s in seqs], dtype=torch.long)

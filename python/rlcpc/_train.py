@@ -2,6 +2,8 @@
 
 import json
 import math
+import numbers
+import operator
 import os
 import pathlib
 import sys
@@ -15,24 +17,51 @@ def presets():
     return list(_native.presets())
 
 
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(text):
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest
+    of Unicode as it is."""
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def _toml(value, key):
-    """``value`` in TOML syntax (the form ``--set KEY=VALUE`` takes)."""
+    """``value`` in TOML syntax (the form ``--set KEY=VALUE`` takes). NumPy scalars count
+    as the Python numbers they hold."""
+    if hasattr(value, "dtype") and getattr(value, "shape", None) == ():
+        value = value.item()  # a NumPy scalar or 0-d array
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
+    if isinstance(value, numbers.Integral):
+        v = operator.index(value)
+        if not -(2**63) <= v < 2**63:
+            raise ValueError(f"override '{key}': {v} does not fit a 64-bit integer")
+        return str(v)
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        if math.isnan(v):
             return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return float.__repr__(v)
     if isinstance(value, (str, os.PathLike)):
-        return json.dumps(os.fspath(value))
+        return _toml_string(os.fspath(value))
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v, key) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml(v, key)}" for k, v in value.items()) + "}"
+        items = ", ".join(
+            f"{_toml_string(_key(k, key))} = {_toml(v, f'{key}.{k}')}" for k, v in value.items()
+        )
+        return "{" + items + "}"
     if value is None:
         raise TypeError(f"override '{key}': None has no TOML form; leave the key out")
     raise TypeError(
@@ -40,15 +69,34 @@ def _toml(value, key):
     )
 
 
+def _key(k, where):
+    """A config key: a non-empty name without dots, '=' or spaces."""
+    if not isinstance(k, str) or not k or any(c in k for c in ".= \t\n"):
+        raise TypeError(f"override '{where}': {k!r} is not a config key (a plain name)")
+    return k
+
+
 def _flatten(prefix, value, out):
-    """``{"env": {"id": "x"}}`` → ``["env.id=\"x\""]``; tables inside lists stay inline."""
-    if isinstance(value, dict) and value:
+    """``{"env": {"id": "x"}}`` → ``['env.id="x"']``; tables inside lists stay inline."""
+    if isinstance(value, dict):
+        if not value:
+            raise ValueError(f"override '{prefix}': an empty dict sets nothing")
         for k, v in value.items():
-            if not isinstance(k, str) or not k:
-                raise TypeError(f"override '{prefix}': keys must be non-empty strings, got {k!r}")
-            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+            _flatten(f"{prefix}.{_key(k, prefix)}", v, out)
     else:
         out.append(f"{prefix}={_toml(value, prefix)}")
+
+
+def _no_none(value, where):
+    """Refuses None anywhere in a config dict (TOML has no null), naming the key."""
+    if value is None:
+        raise TypeError(f"config '{where}': None has no TOML form; leave the key out")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _no_none(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _no_none(v, f"{where}[{i}]")
 
 
 def _overrides(overrides):
@@ -59,6 +107,8 @@ def _overrides(overrides):
     """
     out = []
     for key, value in overrides.items():
+        if any(not part for part in key.split(".")):
+            raise TypeError(f"override '{key}': not a config key path")
         if not isinstance(value, dict) and "." not in key:
             raise TypeError(
                 f"override '{key}': give a config section as a dict "
@@ -81,34 +131,43 @@ def train(config=None, *, out=None, seed=None, aux=None, resume=False, quiet=Fal
         rlcpc.train("tmaze-lstm-cpc", **{"aux.steps": 10, "run.mode": "sync"})
 
     ``out``: the run directory (default ``runs/<config>-<aux>-s<seed>-<unix time>``);
-    ``seed`` sets ``run.seed``; ``aux`` is ``"cpc"`` or ``"none"`` (``aux.kind``);
+    ``seed`` sets ``run.seed``; ``aux`` is an auxiliary loss, ``"cpc"``, ``"none"``, ...
+    (``aux.kind``), or the ``[aux]`` section as a dict;
     ``resume=True`` continues the run in ``out`` from its checkpoint (overrides still
     apply, e.g. a larger ``run.total_steps``); ``quiet`` hides the progress bar and the
     summary line.
 
     Ctrl-C (KeyboardInterrupt) stops the run at its next step and writes its checkpoint
-    before the exception reaches the caller. The run directory holds ``config.toml``,
-    ``metrics.jsonl`` (:func:`read_metrics`), TensorBoard event files and
-    ``checkpoint.safetensors``; the summary of the run is in ``train.last_summary``.
+    before the exception reaches the caller (from the main thread, where Python handles
+    signals; a second Ctrl-C exits at once). Training runs on the CPU. The run directory
+    holds ``config.toml``, ``metrics.jsonl`` (:func:`read_metrics`), TensorBoard event files
+    and ``checkpoint.safetensors``; the summary of the run is in ``train.last_summary``.
     """
     sets = []
-    if aux is not None:
+    if isinstance(aux, dict):  # the [aux] section, as any other section
+        overrides = {"aux": aux, **overrides}
+    elif aux is not None:
         sets.append(f"aux.kind={_toml(str(aux), 'aux')}")
+    if resume and config is not None:
+        raise ValueError(
+            "resume=True continues the run in `out` with its own config.toml; leave `config` out"
+        )
     if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise TypeError(f"seed must be a non-negative int, got {seed!r}")
-        sets.append(f"run.seed={seed}")
+        sets.append(f"run.seed={_toml(seed, 'seed')}")
     sets += _overrides(overrides)
     out = None if out is None else os.fspath(out)
     with tempfile.TemporaryDirectory(prefix="rlcpc-config-") as tmp:
         if isinstance(config, dict):
-            path = os.path.join(tmp, "config.toml")
+            _no_none(config, "")
+            path = os.path.join(tmp, "python.toml")  # run directories: runs/python-...
             with open(path, "w", encoding="utf-8") as f:
                 f.write(_native.toml_from_json(json.dumps(config)))
             config = path
         elif config is not None:
             config = os.fspath(config)
-        run_dir, summary = _native.train(config, sets, out, resume, quiet)
+        run_dir, summary, interrupt = _native.train(config, sets, out, resume, quiet)
     summary = json.loads(summary)
     train.last_summary = summary
     if not quiet:
@@ -121,6 +180,8 @@ def train(config=None, *, out=None, seed=None, aux=None, resume=False, quiet=Fal
             f"{'n/a' if mean is None else f'{mean:.1f}'}",
             file=sys.stderr,
         )
+    if interrupt is not None:
+        raise interrupt  # KeyboardInterrupt: the run stopped at its next step and checkpointed
     return pathlib.Path(run_dir)
 
 

@@ -44,8 +44,10 @@ fn err(e: impl Into<anyhow::Error>) -> PyErr {
 }
 
 /// Runs the command line `argv` (the program name first) in this process and returns
-/// its exit status: the `rlcpc` console script and `python -m rlcpc`. Ctrl-C is the
-/// CLI's (the run checkpoints); bad flags and --help exit the process as the binary does.
+/// its exit status: the `rlcpc` console script and `python -m rlcpc`, whole processes of
+/// their own (`__main__.py` restores SIGINT's default first). For those only: bad flags
+/// and --help exit the process as the binary does, and `train` / `pretrain` install the
+/// CLI's Ctrl-C handler for good.
 #[pyfunction]
 fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
     let cli = cli::parse(argv);
@@ -58,10 +60,14 @@ fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
     }
 }
 
-/// Trains an agent; returns `(run directory, summary as JSON)`.
+/// Trains an agent; returns `(run directory, summary as JSON, interrupt)`, where
+/// `interrupt` is the exception Python's signal handler raised while training (the run
+/// then stopped at its next step and checkpointed; the caller re-raises it) or `None`.
 ///
 /// `config` is a config file or a preset name (`None`: the default preset); `overrides`
-/// are `KEY.PATH=VALUE` strings in TOML syntax, as `--set`.
+/// are `KEY.PATH=VALUE` strings in TOML syntax, as `--set`. Signals are seen only when
+/// called from the main thread (Python runs its handlers there); a second interrupt
+/// while the run winds down exits the process at once, as the CLI's does.
 #[pyfunction]
 #[pyo3(signature = (config, overrides, out=None, resume=false, quiet=false))]
 fn train(
@@ -71,19 +77,22 @@ fn train(
     out: Option<PathBuf>,
     resume: bool,
     quiet: bool,
-) -> PyResult<(PathBuf, String)> {
-    let (cfg, notes) = match (&out, resume) {
-        (Some(dir), true) => saved_config_with_notes(dir, &overrides).map_err(err)?,
-        (None, true) => return Err(err(anyhow::anyhow!("resume=True needs out=RUN_DIR"))),
-        _ => Config::load_with_notes(config.as_deref(), &overrides).map_err(err)?,
-    };
+) -> PyResult<(PathBuf, String, Option<Py<PyAny>>)> {
+    let (cfg, notes) = py
+        .detach(|| match (&out, resume) {
+            (Some(dir), true) => saved_config_with_notes(dir, &overrides),
+            (None, true) => Err(anyhow::anyhow!("resume=True needs out=RUN_DIR")),
+            _ => Ok(Config::load_with_notes(config.as_deref(), &overrides)?),
+        })
+        .map_err(err)?;
     for n in notes {
         eprintln!("{n}");
     }
     let out = out.unwrap_or_else(|| {
         rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
     });
-    let spec = rlcpc::train::preflight(&cfg).map_err(err)?;
+    let spec = py.detach(|| rlcpc::train::preflight(&cfg)).map_err(err)?;
+    rlcpc::keep_freed_pages();
     rlcpc::train::set_learner_threads(cfg.run.learner_threads);
     let opts = TrainOptions {
         out: out.clone(),
@@ -100,23 +109,25 @@ fn train(
     let run = std::thread::spawn(move || train_checked(&cfg, &spec, &opts, flag));
     // Wait without the GIL, and run Python's signal handlers every 50 ms: a
     // KeyboardInterrupt stops the run at its next step, which checkpoints.
-    let mut interrupt = None;
+    let mut interrupt: Option<PyErr> = None;
     while !run.is_finished() {
         py.detach(|| std::thread::sleep(Duration::from_millis(50)));
-        if interrupt.is_none() {
-            if let Err(e) = py.check_signals() {
-                stop.store(true, Ordering::SeqCst);
-                interrupt = Some(e);
+        if let Err(e) = py.check_signals() {
+            if interrupt.is_some() {
+                eprintln!("second interrupt: exiting without a final checkpoint");
+                std::process::exit(130);
             }
+            eprintln!(
+                "interrupt: finishing the current step and writing a checkpoint (again to abort)"
+            );
+            stop.store(true, Ordering::SeqCst);
+            interrupt = Some(e);
         }
     }
     let result = run
         .join()
         .map_err(|_| err(anyhow::anyhow!("the training thread panicked")))?;
     let s = result.map_err(err)?;
-    if let Some(e) = interrupt {
-        return Err(e);
-    }
     let c = &s.counters;
     let summary = serde_json::json!({
         "env_steps": c.env_steps,
@@ -128,7 +139,8 @@ fn train(
         "solved_at_env_steps": s.solved.map(|x| x.0),
         "interrupted": s.interrupted,
     });
-    Ok((out, summary.to_string()))
+    let interrupt = interrupt.map(|e| e.into_value(py).into_any());
+    Ok((out, summary.to_string(), interrupt))
 }
 
 /// Returns of `episodes` episodes of a checkpoint's policy (greedy unless `stochastic`).
@@ -230,9 +242,13 @@ impl Encoder {
         x: PyReadonlyArrayDyn<'py, f32>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let shape = x.shape().to_vec();
-        let data = x.as_slice().map_err(|e| err(anyhow::anyhow!("{e}")))?;
+        // A copy: other Python threads may write the array while the GIL is released.
+        let data = x
+            .as_slice()
+            .map_err(|e| err(anyhow::anyhow!("{e}")))?
+            .to_vec();
         let (y, dims) = py
-            .detach(|| self.inner.forward(data, &shape))
+            .detach(|| self.inner.forward(&data, &shape))
             .map_err(err)?;
         Ok(PyArray1::from_vec(py, y).reshape(dims)?.into_any())
     }
@@ -267,7 +283,6 @@ impl Encoder {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    rlcpc::keep_freed_pages();
     // `gymnasium:` environments run in this interpreter unless env.python says otherwise.
     let exe: Option<PathBuf> = m.py().import("sys")?.getattr("executable")?.extract()?;
     if let Some(exe) = exe.filter(|p| !p.as_os_str().is_empty()) {

@@ -9,6 +9,7 @@ Gymnasium and this package.
 """
 
 import gzip
+import json
 import math
 import os
 import pathlib
@@ -212,7 +213,7 @@ def inputs(enc, n=5, seed=0):
         return rng.random((n, s["height"], s["width"], s["channels"]), dtype=np.float32)
     if enc.kind == "audio":
         return (0.3 * rng.standard_normal((n, 1000))).astype(np.float32)
-    return [list(rng.integers(0, s["vocab"], int(k))) for k in (1, 2, 7, 12, 3)][:n]
+    return [list(rng.integers(0, s["vocab"], int(k))) for k in rng.integers(0, 13, n)]
 
 
 # --- training and evaluation ----------------------------------------------------------
@@ -291,25 +292,81 @@ def test_bad_overrides_and_configs_are_named(tmp_path):
         rlcpc.train("cartpole", out=tmp_path / "y", quiet=True, env={"id": "gymnasium:NoSuchEnv-v9"})
     with pytest.raises(rlcpc.RlcpcError, match="no-such-run"):
         rlcpc.evaluate(tmp_path / "no-such-run")
-    assert not (tmp_path / "x").exists() or not (tmp_path / "x" / "checkpoint.safetensors").exists()
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    with pytest.raises(ValueError, match="empty dict"):
+        rlcpc.train("cartpole", quiet=True, env={})
+    with pytest.raises(TypeError, match="not a config key"):
+        rlcpc.train("cartpole", quiet=True, env={"a.b": 1})
+    with pytest.raises(ValueError, match="64-bit"):
+        rlcpc.train("cartpole", quiet=True, seed=2**64)
+    with pytest.raises(ValueError, match="leave `config` out"):
+        rlcpc.train("cartpole", out=tmp_path / "z", resume=True)
+    with pytest.raises(TypeError, match="run.seed"):
+        rlcpc.train({"run": {"seed": None}}, quiet=True)
+
+
+def test_override_values_are_written_as_toml_reads_them():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from rlcpc._train import _toml
+
+    values = [
+        'a "quoted" \\ back\nslash\ttab\x7f',
+        "ünïcödé 🙂",
+        np.float64(1e-3),
+        np.float32(0.5),
+        np.int64(7),
+        np.bool_(True),
+        -(2**63),
+        1e300,
+        [1, 2.5, "x", [True]],
+        {"a": 1, "b": "c"},
+    ]
+    for v in values:
+        got = tomllib.loads("v = " + _toml(v, "v"))["v"]
+        want = v.item() if isinstance(v, np.generic) else v
+        assert got == want, (v, _toml(v, "v"))
+    assert tomllib.loads("v = " + _toml(float("inf"), "v"))["v"] == float("inf")
+
+
+def test_numpy_values_reach_the_config(tmp_path):
+    run = rlcpc.train(
+        "cartpole",
+        out=tmp_path / "np",
+        seed=np.int64(4),
+        quiet=True,
+        optim={"lr": np.float64(1e-3)},
+        run={"total_steps": np.int32(400)},
+    )
+    text = (run / "config.toml").read_text()
+    assert "seed = 4" in text and "lr = 0.001" in text and "total_steps = 400" in text
 
 
 def test_ctrl_c_checkpoints_then_raises_keyboard_interrupt(tmp_path):
     out = tmp_path / "long"
     script = (
-        "import rlcpc\n"
-        f"rlcpc.train('cartpole', out={str(out)!r}, quiet=True,\n"
-        "            run={'total_steps': 10**10, 'target_return': 0})\n"
+        "import json, rlcpc\n"
+        "try:\n"
+        f"    rlcpc.train('cartpole', out={str(out)!r}, quiet=True,\n"
+        "                run={'total_steps': 10**10, 'target_return': 0, 'checkpoint_every': 10**9})\n"
+        "except KeyboardInterrupt:\n"
+        "    print(json.dumps(rlcpc.train.last_summary))\n"
+        "    raise\n"
     )
-    p = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 60
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    stdout, err = p.communicate(timeout=60)
     assert p.returncode != 0 and "KeyboardInterrupt" in err, err
-    assert (out / "checkpoint.safetensors").is_file(), err
+    summary = json.loads(stdout)
+    assert summary["interrupted"], summary
+    # The checkpoint was written at the interrupt (none was due before), with its counters.
+    meta = rlcpc.load_encoder(out).metadata
+    assert json.loads(meta["rlcpc.counters"])["env_steps"] == summary["env_steps"] > 0
     # The checkpoint is whole: it evaluates and the run resumes from it.
     assert len(rlcpc.evaluate(out, episodes=1)["returns"]) == 1
     steps = int(rlcpc.read_metrics(out)[-1]["time/total_timesteps"])
@@ -372,9 +429,14 @@ def test_an_agent_checkpoint_and_its_export_agree(runs, tmp_path):
 
 def test_text_encoders_take_texts_or_ids(runs):
     enc = rlcpc.load_encoder(runs["text"])
-    ids = enc.tokenize(["The cat sat on the mat.", "A dog"])
-    assert len(ids) == 2 and all(isinstance(i, int) for i in ids[0])
-    np.testing.assert_array_equal(enc(["The cat sat on the mat.", "A dog"]), enc(ids))
+    ids = enc.tokenize(["The cat sat on the mat.", "A zyzzyva dog"])
+    # Words of the corpus have their own ids (0 is padding, 1 unknown); the unknown word is 1.
+    assert len(ids[0]) >= 6 and all(i >= 2 for i in ids[0]), ids
+    assert 1 in ids[1] and ids[1][0] >= 2, ids
+    np.testing.assert_array_equal(enc(["The cat sat on the mat.", "A zyzzyva dog"]), enc(ids))
+    np.testing.assert_array_equal(enc("A zyzzyva dog"), enc([ids[1]]))  # one text, not its letters
+    with pytest.raises(TypeError, match="not both"):
+        enc(["A dog", [2, 3]])
 
 
 def test_bad_inputs_are_refused_with_what_was_expected(runs, tmp_path):
@@ -416,6 +478,29 @@ def test_to_torch_gives_rlcpcs_outputs(runs, kind):
             got = net(x if kind == "text" else torch.from_numpy(x)).numpy()
         assert got.shape == want.shape
         scale = max(1.0, float(np.abs(want).max()))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale, err_msg=kind)
+
+
+@needs_torch
+@pytest.mark.parametrize("kind", ["mlp", "conv", "patches", "resnet", "audio", "text"])
+def test_to_torch_agrees_on_large_empty_and_odd_batches(runs, kind):
+    """Batches past rlcpc's chunk of 256 items, empty batches, odd waveform lengths and
+    empty or short sentences."""
+    enc = rlcpc.load_encoder(runs[kind])
+    net = rlcpc.to_torch(enc)
+    rng = np.random.default_rng(9)
+    batches = [inputs(enc, n=300 if kind in ("mlp", "text") else 20, seed=4), inputs(enc, n=0)]
+    if kind == "audio":
+        batches += [(0.3 * rng.standard_normal((3, n))).astype(np.float32) for n in (1, 37, 1001, 4801)]
+    if kind == "text":
+        batches[0] = [list(rng.integers(0, enc.spec["vocab"], int(k))) for k in rng.integers(0, 15, 300)]
+        batches[0][:3] = [[], [5], []]
+    for x in batches:
+        want = enc(x)
+        with torch.no_grad():
+            got = net(x if kind == "text" else torch.from_numpy(x)).numpy()
+        assert got.shape == want.shape, (kind, got.shape, want.shape)
+        scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale, err_msg=kind)
 
 
