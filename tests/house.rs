@@ -1,7 +1,8 @@
 //! The rooms of the library after the refactor, checked through their own doors: config
 //! validation that opens no file and the preflight that does, the one encoder-file
 //! reader on an agent checkpoint and its export, the one validation-error shape, the
-//! objective key, and the probe report printer against the formats it replaced.
+//! objective key, the probe report printer against the formats it replaced, and an
+//! encoder file run on plain arrays (`rlcpc::encode`).
 
 mod common;
 
@@ -183,4 +184,65 @@ fn the_report_printer_lays_out_rows_as_the_old_format_strings_did() {
         ));
     }
     assert_eq!(r.table(), want);
+}
+
+/// `rlcpc::encode` (what the Python package runs): an agent's encoder on plain arrays
+/// gives what its network gives, in one batch or in chunks, and refuses inputs that do
+/// not fit its spec, saying what it reads.
+#[test]
+fn an_encoder_file_runs_on_plain_arrays_as_its_network_does() {
+    use candle_core::{Device, Module};
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    ok_split(&[
+        "train",
+        "--quiet",
+        "--set",
+        "run.total_steps=2000",
+        "--out",
+        s(&run),
+    ]);
+    let enc = rlcpc::encode::FileEncoder::read(&run).unwrap();
+    assert_eq!(enc.item_shape(), Some(vec![4]));
+    assert!(enc
+        .tensors()
+        .unwrap()
+        .iter()
+        .all(|(k, _)| k.starts_with("encoder.")));
+    // 600 observations: more than one chunk.
+    let n = 600;
+    let x: Vec<f32> = (0..n * 4)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let (y, shape) = enc.forward(&x, &[n, 4]).unwrap();
+    assert_eq!(shape, vec![n, 64]);
+    let (net, _) =
+        rlcpc::encoder_file::load_encoder(&run.join("checkpoint.safetensors"), &Device::Cpu)
+            .unwrap();
+    let t = Tensor::from_slice(&x, (n, 4), &Device::Cpu).unwrap();
+    assert_eq!(
+        y,
+        values(&net.forward(&t).unwrap()),
+        "the network's own forward"
+    );
+    let (last, _) = enc.forward(&x[(n - 1) * 4..], &[1, 4]).unwrap();
+    // An item alone gives its row (to rounding: the matrix product blocks differently).
+    let row = &y[(n - 1) * 64..];
+    assert!(
+        last.iter().zip(row).all(|(a, b)| (a - b).abs() < 1e-5),
+        "{last:?} {row:?}"
+    );
+    let (empty, shape) = enc.forward(&[], &[0, 4]).unwrap();
+    assert!(empty.is_empty() && shape == vec![0, 64]);
+    for (data, dims, needle) in [
+        (vec![0.0; 15], vec![3, 5], "reads [N, 4], got [3, 5]"),
+        (vec![0.0; 4], vec![], "scalar"),
+        (vec![0.0; 7], vec![2, 4], "do not fill"),
+        (vec![0.0, f32::NAN, 0.0, 0.0], vec![1, 4], "finite"),
+    ] {
+        let e = format!("{:#}", enc.forward(&data, &dims).unwrap_err());
+        assert!(e.contains(needle), "{e}");
+    }
+    let e = format!("{:#}", enc.forward_text(&[vec![1, 2]]).unwrap_err());
+    assert!(e.contains("does not read sentences"), "{e}");
 }
