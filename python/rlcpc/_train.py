@@ -192,7 +192,8 @@ def evaluate(run, episodes=10, seed=0, stochastic=False):
     """Plays ``episodes`` episodes of a checkpoint's policy (a run directory or a
     ``checkpoint.safetensors``), greedy unless ``stochastic``, as ``rlcpc eval``.
 
-    Returns ``{"mean", "std", "min", "max", "episodes", "returns"}``.
+    Returns ``{"mean", "std", "min", "max", "episodes", "returns"}``. It runs to its end
+    (Ctrl-C is seen after it returns): keep ``episodes`` to what you mean to wait for.
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
