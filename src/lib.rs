@@ -36,6 +36,8 @@ pub mod cpc;
 pub mod cpca;
 pub mod curl;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod encode;
 pub mod encoder_file;
 pub mod eval;

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use rlcpc_agents::{Actor, Learner, Runner};
+use rlcpc_agents::{Actor, ActorPool, Learner, Runner};
 use rlcpc_envs::VecEnv;
 
 use crate::checkpoint::{self, Counters, Loaded};
@@ -48,6 +48,59 @@ pub struct TrainSummary {
     /// mode, it can exceed it), then the learner's `forward`, `loss`, `aux`,
     /// `backward`, `optimiser` and `publish` (the parameter snapshot for the actors).
     pub phases_ms: Vec<(&'static str, f64)>,
+    /// What crossed the network, for a distributed run (bytes per parameter broadcast
+    /// and per unroll), else `None`.
+    pub traffic: Option<String>,
+}
+
+/// Where the actors run.
+pub enum Actors<'a> {
+    /// Threads of this process ([`Runner`]).
+    Threads,
+    /// The other ranks of an MPI job (`mpirun -np N rlcpc train --distributed`), each
+    /// running a block of the workers ([`crate::distributed`]).
+    #[cfg(feature = "mpi")]
+    Mpi(&'a mpi::topology::SimpleCommunicator),
+    #[doc(hidden)]
+    _Lifetime(std::marker::PhantomData<&'a ()>),
+}
+
+/// Builds workers `workers` of the run (each with its share of `env.num_envs`, seeded
+/// as the threaded run seeds them) and restores their states, when given, from
+/// `states` (every worker's, in worker order; `what` names where they came from).
+pub fn build_actors(
+    cfg: &Config,
+    spec: &NetSpec,
+    env_seed: u64,
+    workers: std::ops::Range<usize>,
+    states: Option<&[serde_json::Value]>,
+    what: &str,
+) -> Result<Vec<Actor>> {
+    let per_worker = cfg.env.num_envs / cfg.run.workers;
+    let mut actors = Vec::new();
+    for w in workers {
+        let envs = (0..per_worker)
+            .map(|_| rlcpc_envs::make(&cfg.env))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut actor = Actor::new(
+            w,
+            VecEnv::new(envs)?,
+            actor_policy(spec)?,
+            cfg.algo.unroll,
+            env_seed,
+            w * per_worker,
+        );
+        if let Some(states) = states {
+            let st = states
+                .get(w)
+                .with_context(|| format!("{what} has fewer actor states than run.workers"))?;
+            actor
+                .load_state(st)
+                .with_context(|| format!("{what}: actor {w}'s state does not fit this config"))?;
+        }
+        actors.push(actor);
+    }
+    Ok(actors)
 }
 
 /// Builds the network spec from the config and the environment's spaces.
@@ -193,7 +246,7 @@ impl Checkpointer<'_> {
     fn save(
         &self,
         learner: &Learner<AgentNet>,
-        runner: &mut Runner,
+        runner: &mut dyn ActorPool,
         counters: &Counters,
         window: &EpisodeWindow,
     ) -> Result<()> {
@@ -237,6 +290,17 @@ pub fn train_checked(
     spec: &NetSpec,
     opts: &TrainOptions,
     stop: Arc<AtomicBool>,
+) -> Result<TrainSummary> {
+    train_on(cfg, spec, opts, stop, Actors::Threads)
+}
+
+/// [`train_checked`] with the actors where `actors` says.
+pub fn train_on(
+    cfg: &Config,
+    spec: &NetSpec,
+    opts: &TrainOptions,
+    stop: Arc<AtomicBool>,
+    actors: Actors<'_>,
 ) -> Result<TrainSummary> {
     // Setup: run directory, network, learner, actors.
     // Nothing is written until the checkpoint (when resuming) fits the new config.
@@ -299,38 +363,39 @@ pub fn train_checked(
             }
         }
     }
-    let per_worker = cfg.env.num_envs / cfg.run.workers;
     // Async runs resumed without actor states start fresh episodes from a new seed.
     let env_seed = cfg
         .run
         .seed
         .wrapping_add(counters.updates.wrapping_mul(1_000_003));
-    let mut actors = Vec::new();
-    for w in 0..cfg.run.workers {
-        let envs = (0..per_worker)
-            .map(|_| rlcpc_envs::make(&cfg.env))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut actor = Actor::new(
-            w,
-            VecEnv::new(envs)?,
-            actor_policy(&spec)?,
-            cfg.algo.unroll,
-            env_seed,
-            w * per_worker,
-        );
-        if let Some(states) = &worker_states {
-            let st = states
-                .get(w)
-                .context("checkpoint has fewer actor states than run.workers")?;
-            actor.load_state(st).with_context(|| {
-                format!(
-                    "checkpoint '{}': actor {w}'s state does not fit this config",
-                    ck_path.display()
-                )
-            })?;
+    let what = format!("checkpoint '{}'", ck_path.display());
+    let mut runner: Box<dyn ActorPool + '_> = match actors {
+        Actors::Threads => {
+            let actors = build_actors(
+                cfg,
+                &spec,
+                env_seed,
+                0..cfg.run.workers,
+                worker_states.as_deref(),
+                &what,
+            )?;
+            Box::new(Runner::start(
+                &cfg.run.runner(),
+                actors,
+                learner.snapshot()?,
+            )?)
         }
-        actors.push(actor);
-    }
+        #[cfg(feature = "mpi")]
+        Actors::Mpi(world) => Box::new(crate::distributed::MpiPool::start(
+            world,
+            cfg,
+            &spec,
+            env_seed,
+            worker_states.clone(),
+            learner.snapshot()?,
+        )?),
+        Actors::_Lifetime(_) => unreachable!("never constructed"),
+    };
     if let Some(dir) = &run_dir {
         dir.begin(
             opts.resume,
@@ -339,7 +404,6 @@ pub fn train_checked(
             counters.env_steps,
         )?;
     }
-    let mut runner = Runner::start(&cfg.run.runner(), actors, learner.snapshot()?)?;
     let checkpointer = Checkpointer {
         path: ck_path,
         cfg,
@@ -439,13 +503,14 @@ pub fn train_checked(
             || (cfg.run.checkpoint_minutes > 0.0
                 && last_save.elapsed().as_secs_f64() >= 60.0 * cfg.run.checkpoint_minutes);
         if opts.write && due {
-            checkpointer.save(&learner, &mut runner, &counters, &window)?;
+            checkpointer.save(&learner, runner.as_mut(), &counters, &window)?;
             last_save = Instant::now();
         }
     }
     if opts.write {
-        checkpointer.save(&learner, &mut runner, &counters, &window)?;
+        checkpointer.save(&learner, runner.as_mut(), &counters, &window)?;
     }
+    let traffic = runner.traffic();
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     Ok(TrainSummary {
@@ -468,6 +533,7 @@ pub fn train_checked(
         .zip(phase_sums)
         .map(|(k, v)| (k, 1e3 * v / phase_updates.max(1) as f64))
         .collect(),
+        traffic,
     })
 }
 

@@ -34,4 +34,4 @@ pub use network::{
 };
 pub use optim::Optimizer;
 pub use rollout::{ParamSnapshot, Rollout};
-pub use runner::Runner;
+pub use runner::{ActorPool, Runner};

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 /// Parameters at one version, as plain host vectors: actors copy from these and never
 /// touch the learner's tensors.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ParamSnapshot {
     /// Number of updates the learner had made when it took the snapshot.
     pub version: u64,
@@ -26,7 +28,7 @@ impl ParamSnapshot {
 pub type SharedSnapshot = Arc<ParamSnapshot>;
 
 /// T steps of B environments, time-major (index `t * B + b`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Rollout {
     /// Which worker produced it (for a batch: the first one).
     pub worker: usize,

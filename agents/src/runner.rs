@@ -28,6 +28,36 @@ enum Msg {
     Failed { worker: usize, message: String },
 }
 
+/// Where the learner's unrolls come from: actor threads of this process ([`Runner`]),
+/// or actor processes elsewhere (rlcpc's MPI pool). The learner sees only this contract:
+/// parameter snapshots out, unrolls with their policy version in.
+pub trait ActorPool {
+    /// Makes `snap` the parameters actors use from their next unroll on.
+    fn publish(&mut self, snap: ParamSnapshot);
+    /// The next batch: one unroll per worker (sync, in worker order) or the first
+    /// `batch_rollouts` unrolls to arrive (async).
+    fn next_batch(&mut self) -> Result<Rollout, AgentError>;
+    /// Sync mode: every worker's full state, in worker order (`None` in async mode).
+    fn worker_states(&mut self) -> Result<Option<Vec<serde_json::Value>>, AgentError>;
+    /// What the pool sent and received so far, in words (a distributed pool's bytes per
+    /// message); `None` for threads, which share memory.
+    fn traffic(&self) -> Option<String> {
+        None
+    }
+}
+
+impl ActorPool for Runner {
+    fn publish(&mut self, snap: ParamSnapshot) {
+        Runner::publish(self, snap)
+    }
+    fn next_batch(&mut self) -> Result<Rollout, AgentError> {
+        Runner::next_batch(self)
+    }
+    fn worker_states(&mut self) -> Result<Option<Vec<serde_json::Value>>, AgentError> {
+        Runner::worker_states(self)
+    }
+}
+
 /// Running actor threads.
 pub struct Runner {
     mode: Mode,
@@ -37,6 +67,9 @@ pub struct Runner {
     latest: Arc<Mutex<SharedSnapshot>>,
     stop: Arc<AtomicBool>,
     handles: Vec<JoinHandle<()>>,
+    /// The workers' ids, in the order of `actors` (a block of a distributed run's
+    /// workers need not start at 0).
+    ids: Vec<usize>,
 }
 
 /// Test hook (feature `test-hooks`, on only in this workspace's test builds):
@@ -72,6 +105,7 @@ impl Runner {
         };
         let mut cmd_tx = Vec::new();
         let mut handles = Vec::new();
+        let ids: Vec<usize> = actors.iter().map(|a| a.id).collect();
         for mut actor in actors {
             let id = actor.id;
             let msg_tx = msg_tx.clone();
@@ -109,6 +143,7 @@ impl Runner {
             latest,
             stop,
             handles,
+            ids,
         })
     }
 
@@ -175,7 +210,8 @@ impl Runner {
         let mut states = vec![serde_json::Value::Null; self.cmd_tx.len()];
         for _ in 0..self.cmd_tx.len() {
             if let Msg::State(id, v) = self.recv()? {
-                states[id] = v;
+                let pos = self.ids.iter().position(|&i| i == id).unwrap_or(0);
+                states[pos] = v;
             }
         }
         Ok(Some(states))

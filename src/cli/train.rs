@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use rlcpc::config::{AuxKind, Config};
-use rlcpc::train::{saved_config_with_notes, train_checked, TrainOptions, CHECKPOINT};
+use rlcpc::train::{saved_config_with_notes, train_on, Actors, TrainOptions, CHECKPOINT};
 
 use super::{stop_on_ctrl_c, DeviceArg};
 use rlcpc::train::set_learner_threads;
@@ -43,6 +43,11 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Run under `mpirun -np N` (N ≥ 2): rank 0 learns, ranks 1..N−1 act, each running a
+    /// block of run.workers with its own environments, on this host or others. Sync mode
+    /// only. Needs a build with `--features mpi` (OpenMPI).
+    #[arg(long, conflicts_with = "seeds")]
+    distributed: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -56,6 +61,7 @@ pub fn run(args: Args) -> Result<()> {
         resume,
         device: dev,
         quiet,
+        distributed,
     } = args;
     if let Some(a) = aux {
         overrides.push(format!("aux.kind=\"{}\"", a.as_str()));
@@ -66,7 +72,74 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(s) = seed {
         overrides.push(format!("run.seed={s}"));
     }
-    one_run(config, out, &overrides, resume, dev, quiet).map(|_| ())
+    if distributed {
+        return run_distributed(config, out, &overrides, resume, dev, quiet);
+    }
+    one_run(config, out, &overrides, resume, dev, quiet, Actors::Threads).map(|_| ())
+}
+
+/// `--distributed` without MPI compiled in.
+#[cfg(not(feature = "mpi"))]
+fn run_distributed(
+    _: Option<PathBuf>,
+    _: Option<PathBuf>,
+    _: &[String],
+    _: bool,
+    _: DeviceArg,
+    _: bool,
+) -> Result<()> {
+    bail!("--distributed: this rlcpc was built without MPI; rebuild with `cargo build --release --features mpi` (OpenMPI: `apt-get install libopenmpi-dev openmpi-bin libclang-dev`)")
+}
+
+/// `--distributed` under mpirun: rank 0 is `one_run` with the other ranks as its actors;
+/// the other ranks serve it (they ignore Ctrl-C and SIGTERM: rank 0 checkpoints, then
+/// stops them).
+#[cfg(feature = "mpi")]
+fn run_distributed(
+    config: Option<PathBuf>,
+    out: Option<PathBuf>,
+    overrides: &[String],
+    resume: bool,
+    dev: DeviceArg,
+    quiet: bool,
+) -> Result<()> {
+    use rlcpc::distributed::Communicator;
+    let universe = rlcpc::distributed::init()?;
+    let world = universe.world();
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let rank = world.rank();
+    if rank != 0 {
+        ctrlc::set_handler(|| {}).ok();
+        // A rank that fails outside the protocol ends the whole job (MPI_Abort), so
+        // that no rank waits for it.
+        match catch_unwind(AssertUnwindSafe(|| rlcpc::distributed::serve(&world))) {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => eprintln!("error: MPI rank {rank}: {e:#}"),
+            Err(_) => eprintln!("error: MPI rank {rank} panicked"),
+        }
+        rlcpc::distributed::abort(&world, 1);
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        one_run(
+            config,
+            out,
+            overrides,
+            resume,
+            dev,
+            quiet,
+            Actors::Mpi(&world),
+        )
+    }));
+    match r {
+        Ok(r) => {
+            rlcpc::distributed::stop_waiting_ranks(&world);
+            r.map(|_| ())
+        }
+        Err(_) => {
+            eprintln!("error: MPI rank 0 (the learner) panicked");
+            rlcpc::distributed::abort(&world, 1)
+        }
+    }
 }
 
 /// `1-5` or `1,3,7` (or a mix, `1-3,9`), each seed once, in the order given.
@@ -112,7 +185,15 @@ fn run_seeds(
         let mut o = overrides.clone();
         o.push(format!("run.seed={seed}"));
         let dir = base.join(format!("seed-{seed}"));
-        let (s, _) = one_run(config.clone(), Some(dir.clone()), &o, false, dev, quiet)?;
+        let (s, _) = one_run(
+            config.clone(),
+            Some(dir.clone()),
+            &o,
+            false,
+            dev,
+            quiet,
+            Actors::Threads,
+        )?;
         let best = rlcpc::plot::read_curve(&dir, "time/total_timesteps", "rollout/ep_rew_mean")
             .ok()
             .map(|c| {
@@ -175,6 +256,7 @@ fn one_run(
     resume: bool,
     dev: DeviceArg,
     quiet: bool,
+    actors: Actors<'_>,
 ) -> Result<(rlcpc::train::TrainSummary, PathBuf)> {
     let (cfg, notes) = match (&out, resume) {
         (Some(dir), true) => saved_config_with_notes(dir, overrides)?,
@@ -205,7 +287,7 @@ fn one_run(
         },
         out.display()
     );
-    let s = train_checked(&cfg, &spec, &opts, stop)?;
+    let s = train_on(&cfg, &spec, &opts, stop, actors)?;
     let c = &s.counters;
     println!(
             "{} after {} env steps, {} updates, {} episodes in {:.1} s ({:.0} steps/s); mean return (last 100 episodes): {}",
@@ -230,6 +312,9 @@ fn one_run(
             "target return {} reached at {steps} env steps, {secs:.2} s",
             cfg.run.target_return
         );
+    }
+    if let Some(t) = &s.traffic {
+        println!("{t}");
     }
     println!("checkpoint: {}", out.join(CHECKPOINT).display());
     Ok((s, out))
