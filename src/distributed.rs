@@ -383,23 +383,3 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
         reply(&answer);
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::block;
-
-    #[test]
-    fn blocks_cover_every_worker_once_in_order() {
-        for ranks in 2..6 {
-            for workers in ranks - 1..12 {
-                let all: Vec<usize> = (1..ranks).flat_map(|r| block(r, ranks, workers)).collect();
-                assert_eq!(
-                    all,
-                    (0..workers).collect::<Vec<_>>(),
-                    "{ranks} ranks, {workers} workers"
-                );
-                assert!((1..ranks).all(|r| !block(r, ranks, workers).is_empty()));
-            }
-        }
-    }
-}
