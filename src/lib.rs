@@ -10,7 +10,8 @@
 //!   the one InfoNCE, for the agent's auxiliary head and every trainer; [`curl`]: the
 //!   agent's CURL auxiliary on augmented observations.
 //! - [`train`]: the A2C training loop, its [`train::preflight`] (the checks that need the
-//!   environment or an encoder file) and checkpoints; [`eval`]: evaluation, recording.
+//!   environment or an encoder file) and checkpoints; [`eval`]: evaluation, recording;
+//!   `distributed` (feature `mpi`): the actors on other MPI ranks.
 //! - [`run_dir`]: the one run directory of `train` and the trainers (create, refuse,
 //!   lock, resume; file names); [`checkpoint`]: safetensors files and their metadata
 //!   [`checkpoint::keys`]; [`encoder_file`]: the one reader of every file that holds an

@@ -3,7 +3,8 @@
 //!
 //! Main types: [`Actor`] steps a [`rlcpc_envs::VecEnv`] with an [`ActorPolicy`] and
 //! produces [`Rollout`]s; [`Runner`] runs actors on threads (sync or async) and hands
-//! batches to the caller; [`Learner`] turns a batch into one optimiser step of the A2C
+//! batches to the caller; [`ActorPool`] is that contract as the training loop sees it
+//! (rlcpc's MPI pool is the other one); [`Learner`] turns a batch into one optimiser step of the A2C
 //! loss (plus an optional [`AuxLoss`]) and returns [`UpdateStats`].
 //!
 //! Design decision: the learner is generic over the network ([`PolicyNetwork`]) and the
