@@ -30,9 +30,13 @@ pub use mpi::environment::Universe;
 pub use mpi::topology::SimpleCommunicator as World;
 pub use mpi::traits::Communicator;
 
-/// Starts MPI (once per process); an error outside `mpirun` or a second time.
+/// Starts MPI (once per process) for threads that call MPI from the main thread only
+/// (rank 0's learner, an actor rank's loop; the actor threads never do); an error a
+/// second time.
 pub fn init() -> Result<Universe> {
-    mpi::initialize().ok_or_else(|| anyhow::anyhow!("MPI is already initialised in this process"))
+    mpi::initialize_with_threading(mpi::Threading::Funneled)
+        .map(|(u, _)| u)
+        .ok_or_else(|| anyhow::anyhow!("MPI is already initialised in this process"))
 }
 
 /// Ends every rank of the job (MPI_Abort): for a rank that cannot go on.
@@ -40,8 +44,8 @@ pub fn abort(world: &SimpleCommunicator, code: i32) -> ! {
     world.abort(code)
 }
 
-/// The workers that actor rank `rank` (1-based) of `ranks` runs: contiguous blocks, the
-/// first ranks one larger when they do not divide evenly.
+/// The workers that actor rank `rank` (1-based) of `ranks` runs: contiguous blocks in
+/// rank order, differing by one worker at most when they do not divide evenly.
 pub fn block(rank: usize, ranks: usize, workers: usize) -> Range<usize> {
     let actor_ranks = ranks - 1;
     let i = rank - 1;
@@ -137,6 +141,17 @@ impl<'a> MpiPool<'a> {
     ) -> Result<Self> {
         let ranks = world.size() as usize;
         check_layout(cfg, ranks)?;
+        let states = states.map(|s| serde_json::to_string(&s)).transpose()?;
+        let mut bytes = encode(&CmdRef::Start {
+            config: cfg.to_toml(),
+            spec: serde_json::to_string(spec)?,
+            env_seed,
+            states,
+            initial: &initial,
+        });
+        // From the start on, the pool's drop sends the stop (and only it).
+        STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        broadcast_from_root(world, &mut bytes);
         let mut pool = MpiPool {
             world,
             latest: initial,
@@ -145,16 +160,6 @@ impl<'a> MpiPool<'a> {
             broadcast_bytes: (0, 0),
             unroll_bytes: (0, 0),
         };
-        let states = states.map(|s| serde_json::to_string(&s)).transpose()?;
-        let mut bytes = encode(&CmdRef::Start {
-            config: cfg.to_toml(),
-            spec: serde_json::to_string(spec)?,
-            env_seed,
-            states,
-            initial: &pool.latest,
-        });
-        STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
-        broadcast_from_root(world, &mut bytes);
         pool.gather("start")?;
         Ok(pool)
     }
@@ -261,6 +266,16 @@ impl ActorPool for MpiPool<'_> {
                 all.extend(block);
             }
         }
+        if all.len() != self.workers {
+            return Err(AgentError::Worker {
+                worker: usize::MAX,
+                message: format!(
+                    "the MPI ranks sent {} worker states for {} workers",
+                    all.len(),
+                    self.workers
+                ),
+            });
+        }
         Ok(Some(all))
     }
 
@@ -279,7 +294,8 @@ impl ActorPool for MpiPool<'_> {
 
 impl Drop for MpiPool<'_> {
     fn drop(&mut self) {
-        if !self.stopped {
+        // A panic mid-protocol may leave a rank in a send: the caller aborts the job.
+        if !self.stopped && !std::thread::panicking() {
             self.stopped = true;
             self.send(CmdRef::Stop);
         }
@@ -323,6 +339,7 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
                 let built = (|| -> Result<Runner> {
                     let cfg = Config::from_toml(&config, "rank 0's config")?;
                     let spec: NetSpec = serde_json::from_str(&spec)?;
+                    crate::train::set_learner_threads(cfg.run.learner_threads);
                     let mine = block(rank, ranks, cfg.run.workers);
                     first = mine.start;
                     let states: Option<Vec<serde_json::Value>> =

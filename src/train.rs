@@ -62,7 +62,7 @@ pub enum Actors<'a> {
     #[cfg(feature = "mpi")]
     Mpi(&'a mpi::topology::SimpleCommunicator),
     #[doc(hidden)]
-    _Lifetime(std::marker::PhantomData<&'a ()>),
+    _Never(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
 }
 
 /// Builds workers `workers` of the run (each with its share of `env.num_envs`, seeded
@@ -394,7 +394,7 @@ pub fn train_on(
             worker_states.clone(),
             learner.snapshot()?,
         )?),
-        Actors::_Lifetime(_) => unreachable!("never constructed"),
+        Actors::_Never(never, _) => match never {},
     };
     if let Some(dir) = &run_dir {
         dir.begin(

@@ -322,6 +322,10 @@ fn blocks_cover_every_worker_once_in_order() {
                 "{ranks} ranks, {workers} workers"
             );
             assert!((1..ranks).all(|r| !block(r, ranks, workers).is_empty()));
+            // Uneven: blocks differ by one worker at most.
+            let sizes: Vec<usize> = (1..ranks).map(|r| block(r, ranks, workers).len()).collect();
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(hi - lo <= 1, "{sizes:?}");
         }
     }
 }

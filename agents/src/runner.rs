@@ -210,7 +210,11 @@ impl Runner {
         let mut states = vec![serde_json::Value::Null; self.cmd_tx.len()];
         for _ in 0..self.cmd_tx.len() {
             if let Msg::State(id, v) = self.recv()? {
-                let pos = self.ids.iter().position(|&i| i == id).unwrap_or(0);
+                let pos = self
+                    .ids
+                    .iter()
+                    .position(|&i| i == id)
+                    .expect("a state comes from one of this runner's workers");
                 states[pos] = v;
             }
         }
