@@ -1,8 +1,9 @@
 //! `rlcpc train --distributed` under `mpirun` (feature `mpi`; `.ci/run` runs these with
 //! OpenMPI on loopback): the distributed sync run equals the threaded run with the same
-//! workers and seeds, also after `--resume`; a failing worker names itself and its rank;
-//! a killed rank ends the job naming it, never a hang; SIGTERM on the launcher
-//! checkpoints the learner; layouts the ranks cannot carry are refused.
+//! workers and seeds, also after `--resume` (of a distributed or a threaded run); a
+//! failing worker names itself and its rank; a killed rank ends the job naming it, never
+//! a hang; SIGTERM on the launcher checkpoints the learner; layouts the ranks cannot
+//! carry are refused.
 #![cfg(feature = "mpi")]
 
 mod common;
@@ -141,26 +142,34 @@ fn a_distributed_run_resumes_exactly() {
     let mut a = train_args(&straight, &common);
     a.extend_from_slice(&["--set", "run.total_steps=8000"]);
     ok_split(&a);
-    let dist = tmp.path().join("dist");
-    let mut a = train_args(&dist, &common);
-    a.extend_from_slice(&["--set", "run.total_steps=4000", "--distributed"]);
-    let o = finish(mpirun(3, &a));
-    assert!(o.status.success(), "{}", text(&o));
-    let o = finish(mpirun(
-        3,
-        &[
-            "train",
-            "--quiet",
-            "--resume",
-            "--out",
-            s(&dist),
-            "--set",
-            "run.total_steps=8000",
-            "--distributed",
-        ],
-    ));
-    assert!(o.status.success(), "{}", text(&o));
-    same_checkpoint(&straight, &dist);
+    // First half distributed or threaded, second half distributed: the same run.
+    for first_distributed in [true, false] {
+        let dist = tmp.path().join(format!("dist-{first_distributed}"));
+        let mut a = train_args(&dist, &common);
+        a.extend_from_slice(&["--set", "run.total_steps=4000"]);
+        if first_distributed {
+            a.push("--distributed");
+            let o = finish(mpirun(3, &a));
+            assert!(o.status.success(), "{}", text(&o));
+        } else {
+            ok_split(&a);
+        }
+        let o = finish(mpirun(
+            3,
+            &[
+                "train",
+                "--quiet",
+                "--resume",
+                "--out",
+                s(&dist),
+                "--set",
+                "run.total_steps=8000",
+                "--distributed",
+            ],
+        ));
+        assert!(o.status.success(), "{}", text(&o));
+        same_checkpoint(&straight, &dist);
+    }
 }
 
 #[test]
