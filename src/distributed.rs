@@ -11,9 +11,13 @@
 //! workers and seeds, bit for bit. Messages are postcard-encoded (compact binary: f32s
 //! as 4 bytes, lengths as varints); their sizes are counted and reported.
 //!
-//! Sync mode only for now (async over MPI, data-parallel learners and heartbeats are not
-//! built). A rank whose environments fail reports the worker and its message, and the
-//! run stops with it; a rank that dies makes `mpirun` end the job, naming the rank.
+//! Async mode: each actor rank collects its block's unroll with the newest parameters it
+//! has, sends it, and gets the newest snapshot back at once (point to point); rank 0
+//! takes whichever unrolls arrive first until it has `run.batch_rollouts` workers' worth,
+//! V-trace corrects the lag, and the lag of each rank's last unroll is logged
+//! (`mpi/policy_lag_rank_R`). Data-parallel learners and heartbeats are not built. A rank
+//! whose environments fail reports the worker and its message, and the run stops with
+//! it; a rank that dies makes `mpirun` end the job, naming the rank.
 
 use std::ops::Range;
 
@@ -122,6 +126,15 @@ pub struct MpiPool<'a> {
     world: &'a SimpleCommunicator,
     latest: ParamSnapshot,
     workers: usize,
+    mode: Mode,
+    /// Async: workers' unrolls per batch.
+    batch_rollouts: usize,
+    /// Async: ranks already told to stop (after a failure of theirs).
+    done: Vec<bool>,
+    /// Async: policy lag (updates) of each rank's last unroll.
+    lags: Vec<f64>,
+    /// Async: where the fair receive starts looking (0-based actor rank index).
+    next: usize,
     stopped: bool,
     /// Bytes and count of parameter broadcasts, and of unrolls received (one per rank).
     broadcast_bytes: (u64, u64),
@@ -156,6 +169,14 @@ impl<'a> MpiPool<'a> {
             world,
             latest: initial,
             workers: cfg.run.workers,
+            mode: cfg.run.mode,
+            batch_rollouts: match cfg.run.batch_rollouts {
+                0 => cfg.run.workers,
+                n => n,
+            },
+            done: vec![false; ranks],
+            lags: vec![0.0; ranks],
+            next: 0,
             stopped: false,
             broadcast_bytes: (0, 0),
             unroll_bytes: (0, 0),
@@ -199,6 +220,59 @@ impl<'a> MpiPool<'a> {
         }
     }
 
+    /// Async: the next message from any actor rank, answered at once with the newest
+    /// snapshot (its next unroll's parameters); a failure stops that rank.
+    fn receive_any(&mut self) -> Result<(usize, Rollout), AgentError> {
+        // Fair: the first rank with a message waiting, in turn from the one after the last
+        // served (MPI's any-source receive lets one fast rank starve the others).
+        let actor_ranks = self.world.size() as usize - 1;
+        let waiting = (0..actor_ranks)
+            .map(|i| 1 + (self.next + i) % actor_ranks)
+            .find(|&r| {
+                !self.done[r]
+                    && self
+                        .world
+                        .process_at_rank(r as i32)
+                        .immediate_probe()
+                        .is_some()
+            });
+        let r = match waiting {
+            Some(r) => r,
+            None => self.world.any_process().probe().source_rank() as usize,
+        };
+        self.next = r % actor_ranks;
+        let (bytes, _) = self.world.process_at_rank(r as i32).receive_vec::<u8>();
+        let reply = postcard::from_bytes::<Reply>(&bytes);
+        let answer = if matches!(reply, Ok(Reply::Rollout(_))) {
+            CmdRef::Collect(&self.latest)
+        } else {
+            self.done[r] = true;
+            CmdRef::Stop
+        };
+        self.world
+            .process_at_rank(r as i32)
+            .send(&encode(&answer)[..]);
+        match reply {
+            Ok(Reply::Rollout(b)) => {
+                self.unroll_bytes.0 += bytes.len() as u64;
+                self.unroll_bytes.1 += 1;
+                Ok((r, *b))
+            }
+            Ok(Reply::Failed { worker, message }) => Err(AgentError::Worker {
+                worker,
+                message: format!("(MPI rank {r}) {message}"),
+            }),
+            Ok(_) => Err(AgentError::Worker {
+                worker: usize::MAX,
+                message: format!("MPI rank {r} sent something else than an unroll"),
+            }),
+            Err(e) => Err(AgentError::Worker {
+                worker: usize::MAX,
+                message: format!("MPI rank {r} sent an unreadable unroll: {e}"),
+            }),
+        }
+    }
+
     fn send(&mut self, cmd: CmdRef<'_>) -> usize {
         let mut bytes = encode(&cmd);
         let n = bytes.len();
@@ -211,9 +285,6 @@ impl<'a> MpiPool<'a> {
 fn check_layout(cfg: &Config, ranks: usize) -> Result<()> {
     if ranks < 2 {
         bail!("--distributed needs at least 2 MPI ranks (rank 0 learns, the others act); got {ranks}: start it with `mpirun -np N`");
-    }
-    if cfg.run.mode != Mode::Sync {
-        bail!("--distributed runs sync mode only for now (run.mode = \"sync\"); async actors over MPI are not built yet");
     }
     if cfg.run.workers < ranks - 1 {
         bail!(
@@ -231,6 +302,18 @@ impl ActorPool for MpiPool<'_> {
     }
 
     fn next_batch(&mut self) -> Result<Rollout, AgentError> {
+        if self.mode == Mode::Async {
+            let ranks = self.world.size() as usize;
+            let (mut parts, mut workers) = (Vec::new(), 0);
+            while workers < self.batch_rollouts {
+                let (r, unroll) = self.receive_any()?;
+                workers += block(r, ranks, self.workers).len();
+                let behaviour = unroll.policy_version.first().copied().unwrap_or(0);
+                self.lags[r] = self.latest.version.saturating_sub(behaviour) as f64;
+                parts.push(unroll);
+            }
+            return Ok(Rollout::concat(&parts));
+        }
         let snap = std::mem::take(&mut self.latest);
         let n = self.send(CmdRef::Collect(&snap));
         self.latest = snap;
@@ -254,6 +337,9 @@ impl ActorPool for MpiPool<'_> {
     }
 
     fn worker_states(&mut self) -> Result<Option<Vec<serde_json::Value>>, AgentError> {
+        if self.mode == Mode::Async {
+            return Ok(None); // as the threaded async runner: no consistent point
+        }
         self.send(CmdRef::SaveState);
         let mut all = Vec::with_capacity(self.workers);
         for r in self.gather("save state")? {
@@ -279,6 +365,15 @@ impl ActorPool for MpiPool<'_> {
         Ok(Some(all))
     }
 
+    fn metrics(&self) -> Vec<(String, f64)> {
+        if self.mode != Mode::Async {
+            return Vec::new();
+        }
+        (1..self.lags.len())
+            .map(|r| (format!("mpi/policy_lag_rank_{r}"), self.lags[r]))
+            .collect()
+    }
+
     fn traffic(&self) -> Option<String> {
         let mean = |(b, n): (u64, u64)| b as f64 / n.max(1) as f64;
         Some(format!(
@@ -297,7 +392,19 @@ impl Drop for MpiPool<'_> {
         // A panic mid-protocol may leave a rank in a send: the caller aborts the job.
         if !self.stopped && !std::thread::panicking() {
             self.stopped = true;
-            self.send(CmdRef::Stop);
+            if self.mode == Mode::Async {
+                // Every rank is collecting or sending its next unroll: take it, answer stop.
+                for r in 1..self.world.size() as usize {
+                    if !self.done[r] {
+                        let _ = self.world.process_at_rank(r as i32).receive_vec::<u8>();
+                        self.world
+                            .process_at_rank(r as i32)
+                            .send(&encode(&CmdRef::Stop)[..]);
+                    }
+                }
+            } else {
+                self.send(CmdRef::Stop);
+            }
         }
     }
 }
@@ -321,6 +428,7 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
     let rank = world.rank() as usize;
     let ranks = world.size() as usize;
     let mut first = 0;
+    let mut async_mode = false;
     let mut runner: Option<Runner> = None;
     let reply = |r: &Reply| world.process_at_rank(0).send(&encode(r)[..]);
     loop {
@@ -337,7 +445,10 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
                 initial,
             } => {
                 let built = (|| -> Result<Runner> {
-                    let cfg = Config::from_toml(&config, "rank 0's config")?;
+                    let mut cfg = Config::from_toml(&config, "rank 0's config")?;
+                    async_mode = cfg.run.mode == Mode::Async;
+                    // The block's own runner collects one unroll per worker per message.
+                    cfg.run.mode = Mode::Sync;
                     let spec: NetSpec = serde_json::from_str(&spec)?;
                     crate::train::set_learner_threads(cfg.run.learner_threads);
                     let mine = block(rank, ranks, cfg.run.workers);
@@ -355,6 +466,10 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
                     Ok(Runner::start(&cfg.run.runner(), actors, initial)?)
                 })();
                 match built {
+                    Ok(r) if async_mode => {
+                        reply(&Reply::Ready);
+                        return serve_async(world, r, first);
+                    }
                     Ok(r) => {
                         runner = Some(r);
                         Reply::Ready
@@ -398,5 +513,32 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
             Cmd::Stop => return Ok(()),
         };
         reply(&answer);
+    }
+}
+
+/// An actor rank in async mode: collect, send, take the snapshot that comes back, until
+/// rank 0 answers stop.
+fn serve_async(world: &SimpleCommunicator, mut runner: Runner, first: usize) -> Result<()> {
+    let rank = world.rank();
+    loop {
+        let reply = match runner.next_batch() {
+            Ok(b) => Reply::Rollout(Box::new(b)),
+            Err(AgentError::Worker { worker, message }) => Reply::Failed { worker, message },
+            Err(e) => Reply::Failed {
+                worker: first,
+                message: e.to_string(),
+            },
+        };
+        world.process_at_rank(0).send(&encode(&reply)[..]);
+        let (bytes, _) = world.process_at_rank(0).receive_vec::<u8>();
+        match postcard::from_bytes::<Cmd>(&bytes)
+            .map_err(|e| anyhow::anyhow!("MPI rank {rank}: unreadable command from rank 0: {e}"))?
+        {
+            Cmd::Collect(snap) => runner.publish(snap),
+            Cmd::Stop => return Ok(()),
+            _ => {
+                bail!("MPI rank {rank}: rank 0 sent an async actor something else than parameters")
+            }
+        }
     }
 }

@@ -450,6 +450,7 @@ pub fn train_on(
         counters.elapsed_secs = elapsed_before + start.elapsed().as_secs_f64();
         let mut metrics = stats.metrics();
         metrics.push(("time/collect_env_ms".into(), 1e3 * batch.env_secs));
+        metrics.extend(runner.metrics());
         interval.add(&metrics, (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
         let p = &stats.phases;
         let learner_secs = p.forward + p.loss + p.aux + p.backward + p.optimiser;

@@ -44,6 +44,11 @@ pub trait ActorPool {
     fn traffic(&self) -> Option<String> {
         None
     }
+    /// Metrics of the pool itself for the last batch (e.g. a distributed pool's policy
+    /// lag per rank), logged with the learner's.
+    fn metrics(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
 }
 
 impl ActorPool for Runner {

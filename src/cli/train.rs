@@ -44,8 +44,8 @@ pub struct Args {
     #[arg(long)]
     quiet: bool,
     /// Run under `mpirun -np N` (N ≥ 2): rank 0 learns, ranks 1..N−1 act, each running a
-    /// block of run.workers with its own environments, on this host or others. Sync mode
-    /// only. Needs a build with `--features mpi` (OpenMPI).
+    /// block of run.workers with its own environments, on this host or others; sync or
+    /// async. Needs a build with `--features mpi` (OpenMPI).
     #[arg(long, conflicts_with = "seeds")]
     distributed: bool,
 }
