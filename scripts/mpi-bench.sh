@@ -87,7 +87,7 @@ np_, sps, secs, mpi = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.a
 if not mpi:
     print(f"threaded      {sps:9.0f} env steps/s")
 else:
-    n = [float(x) for x in re.findall(r"([0-9]+) (?:bytes|broadcasts|received)", mpi)]
+    n = [float(x) for x in re.findall(r"([0-9]+) (?:bytes|parameter broadcasts|received)", mpi)]
     bcast, nb, unroll, nu = n[0], n[1], n[2], n[3]
     ranks = int(np_) - 1
     moved = bcast * nb * ranks + unroll * nu

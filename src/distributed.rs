@@ -249,9 +249,12 @@ impl<'a> MpiPool<'a> {
             self.done[r] = true;
             CmdRef::Stop
         };
-        self.world
-            .process_at_rank(r as i32)
-            .send(&encode(&answer)[..]);
+        let bytes_out = encode(&answer);
+        if let CmdRef::Collect(_) = answer {
+            self.broadcast_bytes.0 += bytes_out.len() as u64;
+            self.broadcast_bytes.1 += 1;
+        }
+        self.world.process_at_rank(r as i32).send(&bytes_out[..]);
         match reply {
             Ok(Reply::Rollout(b)) => {
                 self.unroll_bytes.0 += bytes.len() as u64;
@@ -376,8 +379,14 @@ impl ActorPool for MpiPool<'_> {
 
     fn traffic(&self) -> Option<String> {
         let mean = |(b, n): (u64, u64)| b as f64 / n.max(1) as f64;
+        // Sync broadcasts the parameters to every rank; async sends them to one rank per
+        // unroll received.
+        let sent = match self.mode {
+            Mode::Async => "parameter send",
+            Mode::Sync => "parameter broadcast",
+        };
         Some(format!(
-            "mpi: {} actor ranks; {:.0} bytes per parameter broadcast ({} broadcasts), {:.0} bytes per rank's unroll ({} received)",
+            "mpi: {} actor ranks; {:.0} bytes per {sent} ({} {sent}s), {:.0} bytes per rank's unroll ({} received)",
             self.world.size() - 1,
             mean(self.broadcast_bytes),
             self.broadcast_bytes.1,
