@@ -27,9 +27,9 @@ use crate::encoder_file::EncoderFile;
 use crate::nn::audio::AudioEncoder;
 use crate::nn::encoders::{Encoder, EncoderSpec};
 use crate::nn::init::Init;
-use crate::nn::patches::{self, PatchEncoder};
 use crate::nn::resnet::ResNet;
 use crate::nn::text::SentenceEncoder;
+use crate::pretrain::image::ImageNet;
 
 /// Items per forward pass at most (sentences, small inputs) ...
 const CHUNK: usize = 256;
@@ -42,7 +42,8 @@ enum Net {
     /// `mlp` and `conv`: the agent's encoders.
     Obs(Encoder),
     Audio(AudioEncoder),
-    Patches(PatchEncoder),
+    /// Image CPC's patch encoder on its grid (the trainer's own network).
+    Patches(Box<ImageNet>),
     Resnet(ResNet),
     Text(SentenceEncoder),
 }
@@ -82,19 +83,9 @@ impl FileEncoder {
                 ..
             } => AudioEncoder::new(*channels, strides, kernels, *channel_norm, *normalize, vb)
                 .map(Net::Audio),
-            EncoderSpec::Patches {
-                height,
-                width,
-                channels,
-                patch,
-                stride,
-                features,
-                layers,
-                layer_norm,
-            } => {
-                patches::grid(*height, *width, *patch, *stride)
-                    .map_err(|why| file.mismatch(why))?;
-                PatchEncoder::new(*channels, *features, *layers, *layer_norm, vb).map(Net::Patches)
+            EncoderSpec::Patches { .. } => {
+                let (net, _) = ImageNet::from_file(&file)?;
+                Ok(Net::Patches(Box::new(net)))
             }
             EncoderSpec::Resnet { widths, blocks, .. } => {
                 ResNet::new(widths, blocks, &init.varmap, "encoder").map(Net::Resnet)
@@ -106,7 +97,7 @@ impl FileEncoder {
                 features,
             } => SentenceEncoder::new(*vocab, *embedding, *kernel, *features, vb).map(Net::Text),
         };
-        let net = built.map_err(|e| file.mismatch(e.to_string()))?;
+        let net = built.map_err(|e| file.mismatch(format!("{e:#}")))?;
         Ok(FileEncoder { file, net })
     }
 
@@ -202,34 +193,7 @@ impl FileEncoder {
             Net::Obs(e) => e.forward(x)?,
             Net::Audio(e) => e.forward(x)?,
             Net::Resnet(r) => r.forward(x, false, 1)?,
-            Net::Patches(e) => {
-                let EncoderSpec::Patches {
-                    height,
-                    width,
-                    channels,
-                    patch,
-                    stride,
-                    ..
-                } = *self.spec()
-                else {
-                    unreachable!("a patch network has a patch spec")
-                };
-                let n = x.dim(0)?;
-                let (rows, cols) =
-                    patches::grid(height, width, patch, stride).map_err(anyhow::Error::msg)?;
-                let cut = patches::extract(
-                    &x.flatten_all()?.to_vec1::<f32>()?,
-                    (n, height, width, channels),
-                    patch,
-                    stride,
-                )
-                .map_err(anyhow::Error::msg)?;
-                let p =
-                    Tensor::from_vec(cut, (n * rows * cols, patch, patch, channels), &Device::Cpu)?;
-                let z = e.forward(&p)?;
-                let d = z.dim(1)?;
-                z.reshape((n, rows, cols, d))?
-            }
+            Net::Patches(net) => net.features(&x.flatten_all()?.to_vec1::<f32>()?, x.dim(0)?)?,
             Net::Text(_) => unreachable!("text is refused by forward"),
         })
     }
@@ -237,18 +201,12 @@ impl FileEncoder {
     /// The feature shape of one item, for an empty batch.
     fn empty_item_shape(&self, item: &[usize]) -> Vec<usize> {
         let d = self.spec().out_dim();
-        match self.spec() {
-            EncoderSpec::Audio { strides, .. } => {
+        match (&self.net, self.spec()) {
+            (_, EncoderSpec::Audio { strides, .. }) => {
                 vec![crate::nn::audio::frames(item[0], strides), d]
             }
-            EncoderSpec::Patches {
-                height,
-                width,
-                patch,
-                stride,
-                ..
-            } => {
-                let (r, c) = patches::grid(*height, *width, *patch, *stride).unwrap_or((0, 0));
+            (Net::Patches(net), _) => {
+                let (r, c) = net.grid.size().unwrap_or((0, 0));
                 vec![r, c, d]
             }
             _ => vec![d],

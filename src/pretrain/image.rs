@@ -454,6 +454,13 @@ impl ImageNet {
 
     /// Images `[n, h, w, c]` (host, channels-last) → z and c as grids `[n, rows, cols, D]`.
     pub fn forward(&self, images: &[f32], n: usize) -> Result<(Tensor, Tensor)> {
+        let z = self.features(images, n)?;
+        let ctx = self.context.forward(&z)?;
+        Ok((z, ctx))
+    }
+
+    /// Images `[n, h, w, c]` (host, channels-last) → z as a grid `[n, rows, cols, D]`.
+    pub fn features(&self, images: &[f32], n: usize) -> Result<Tensor> {
         let g = &self.grid;
         let patches = extract(
             images,
@@ -462,9 +469,7 @@ impl ImageNet {
             g.stride,
         )
         .map_err(anyhow::Error::msg)?;
-        let z = self.encode(patches, n)?;
-        let ctx = self.context.forward(&z)?;
-        Ok((z, ctx))
+        self.encode(patches, n)
     }
 
     /// Patches of `n` images as [`extract`] lays them out → z as a grid `[n, rows, cols, D]`.
