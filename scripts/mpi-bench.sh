@@ -8,6 +8,10 @@
 #  2. bytes per parameter broadcast and per unroll of every agent preset (one sync
 #     update on one actor rank), per env step, and from them how many actor hosts one
 #     learner can feed on 10 and 100 Gbit/s links.
+#  3. a preset with large unrolls (Lab), through MPI on loopback.
+#  4. data-parallel learners (--learners 2 and 4, on threads or actor ranks) against one
+#     learner: env steps/s and final mean return, seeds 1-3, and bytes per all-reduce.
+# SECTIONS=4 (or "1 3") runs only those sections.
 # Usage: scripts/mpi-bench.sh [OUT]   (BIN=path/to/rlcpc to use another binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +23,10 @@ MPIRUN=(mpirun --oversubscribe)
 
 steps_per_sec() { sed -nE 's/.*\(([0-9]+) steps\/s\).*/\1/p' | head -n 1; }
 
+SECTIONS=${SECTIONS:-1 2 3 4}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+if want 1; then
 echo "# 1. throughput: median env steps/s over seeds 1-3 (4 workers)"
 printf '%-20s %10s %10s %10s %10s\n' preset threaded "1 rank" "2 ranks" "4 ranks"
 for spec in cartpole:500000 cartpole-lstm-cpc:100000; do
@@ -37,7 +45,9 @@ for spec in cartpole:500000 cartpole-lstm-cpc:100000; do
     "${runs[thr]}" "${runs[2]}" "${runs[3]}" "${runs[5]}"
   unset runs
 done
+fi
 
+if want 2; then
 echo
 echo "# 2. traffic per preset (one sync update, all workers on one actor rank)"
 printf '%-28s %6s %10s %10s %9s %9s %9s %9s\n' preset "T*B" "bcast B" "unroll B" "in B/st" "out B/st" "10G" "100G"
@@ -68,7 +78,9 @@ print(
 )
 PY
 done
+fi
 
+if want 3; then
 echo
 echo "# 3. a preset with large unrolls (Lab grid observations), seed 1, 200k env steps, sync"
 for np in thr 2 3; do
@@ -94,3 +106,39 @@ else:
     print(f"np {np_} ({ranks} actor ranks) {sps:9.0f} env steps/s; {moved / secs / 1e6:.0f} MB/s through MPI on loopback ({mpi})")
 PY
 done
+fi
+
+if want 4; then
+echo
+echo "# 4. data-parallel learners: median env steps/s and final mean return over seeds 1-3 (4 workers, sync)"
+# Arms: threaded (one learner); --learners 2 with the workers on the learners' threads
+# (-np 2); --learners 2 with one actor rank each (-np 4); --learners 4 (-np 4).
+printf '%-20s %-24s %10s %10s  %s\n' preset arm "steps/s" "return" "(per seed: steps/s return)"
+for spec in cartpole:300000 cartpole-lstm-cpc:100000; do
+  config=${spec%%:*} steps=${spec##*:}
+  common=(train --config "$config" --quiet --set run.workers=4 --set run.total_steps="$steps" --set run.target_return=0)
+  for arm in "threaded" "2:2" "4:2" "4:4"; do
+    per=""
+    for seed in 1 2 3; do
+      if [[ $arm == threaded ]]; then
+        log=$("$BIN" "${common[@]}" --seed "$seed" --out "$OUT/dp-$config-thr-s$seed")
+      else
+        np=${arm%%:*} l=${arm##*:}
+        log=$("${MPIRUN[@]}" -np "$np" "$BIN" "${common[@]}" --seed "$seed" --distributed --learners "$l" \
+          --out "$OUT/dp-$config-np$np-l$l-s$seed")
+      fi
+      ret=$(sed -nE 's/.*mean return \(last 100 episodes\): ([0-9.na/-]+).*/\1/p' <<<"$log" | head -n 1)
+      per+="$(steps_per_sec <<<"$log"):$ret "
+      [[ $seed == 1 && $arm != threaded ]] && grep '^mpi:' <<<"$log" | sed 's/^/    /' >&2
+    done
+    python3 - "$config" "$arm" "$per" <<'PY'
+import statistics, sys
+config, arm, per = sys.argv[1], sys.argv[2], sys.argv[3].split()
+sps = [float(p.split(":")[0]) for p in per]
+ret = [float(p.split(":")[1]) for p in per]
+name = "threaded, 1 learner" if arm == "threaded" else f"-np {arm.split(':')[0]} --learners {arm.split(':')[1]}"
+print(f"{config:<20} {name:<24} {statistics.median(sps):10.0f} {statistics.median(ret):10.1f}  ({' '.join(per)})")
+PY
+  done
+done
+fi

@@ -193,17 +193,26 @@ impl Loaded {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        Self::from_bytes(&bytes, path, what)
+    }
+
+    /// [`Loaded::read_as`] of a file's `bytes` (read elsewhere, e.g. by another MPI
+    /// rank); `path` names it in messages.
+    pub fn from_bytes(
+        bytes: &[u8],
+        path: &Path,
+        what: &'static str,
+    ) -> Result<Loaded, CheckpointError> {
         let corrupt = |m: String| CheckpointError::Corrupt {
             what,
             path: path.to_path_buf(),
             message: m,
         };
         let (_, meta) =
-            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(e.to_string()))?;
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
         let metadata = meta.metadata().clone().unwrap_or_default();
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
             .map_err(|e| corrupt(e.to_string()))?;
-        drop(bytes);
         let loaded = Loaded {
             path: path.to_path_buf(),
             what,

@@ -1,29 +1,49 @@
 //! Actors on many processes and hosts, over MPI (feature `mpi`): `mpirun -np N rlcpc
-//! train --distributed ...`. Rank 0 runs the learner ([`crate::train::train_on`] with
-//! [`MpiPool`]); ranks 1..N−1 each run a contiguous block of the run's workers
-//! ([`serve`]) on actor threads of their own (the threaded [`Runner`]), with their own
-//! environments.
+//! train --distributed [--learners L] ...`. World ranks 0..L−1 are learners
+//! ([`crate::train::train_on`]); the other ranks are actor ranks, split into L groups
+//! in rank order, each serving one learner ([`serve`]) with a contiguous block of that
+//! learner's workers on actor threads of its own (the threaded [`Runner`]), with their
+//! own environments. A learner without actor ranks (`N = L`) runs its block's workers
+//! on its own threads.
 //!
-//! The contract is the threaded one: every update, rank 0 broadcasts the versioned
-//! parameter snapshot; each actor rank answers with one unroll of its block (its
-//! workers' unrolls joined in worker order), and rank 0 joins the ranks' unrolls in rank
-//! order — the workers' order — so a sync run equals the threaded run with the same
-//! workers and seeds, bit for bit. Messages are postcard-encoded (compact binary: f32s
-//! as 4 bytes, lengths as varints); their sizes are counted and reported.
+//! The actor contract is the threaded one: every update, a learner broadcasts the
+//! versioned parameter snapshot to its group; each actor rank answers with one unroll of
+//! its block (its workers' unrolls joined in worker order), and the learner joins the
+//! ranks' unrolls in rank order — the workers' order — so a sync run with one learner
+//! equals the threaded run with the same workers and seeds, bit for bit. Messages are
+//! postcard-encoded (compact binary: f32s as 4 bytes, lengths as varints); their sizes
+//! are counted and reported.
 //!
 //! Async mode: each actor rank collects its block's unroll with the newest parameters it
-//! has, sends it, and gets the newest snapshot back at once (point to point); rank 0
-//! takes whichever unrolls arrive first until it has `run.batch_rollouts` workers' worth,
-//! V-trace corrects the lag, and the lag of each rank's last unroll is logged
-//! (`mpi/policy_lag_rank_R`). Data-parallel learners and heartbeats are not built. A rank
-//! whose environments fail reports the worker and its message, and the run stops with
-//! it; a rank that dies makes `mpirun` end the job, naming the rank.
+//! has, sends it, and gets the newest snapshot back at once (point to point); the
+//! learner takes whichever unrolls arrive first until it has its share of
+//! `run.batch_rollouts` workers' worth, V-trace corrects the lag, and the lag of each
+//! rank's last unroll is logged (`mpi/policy_lag_rank_R`).
+//!
+//! Data-parallel learners ([`Peers`]): each learns on its group's share of the batch;
+//! the gradients, weighted by each share's env steps, are summed over the learners
+//! (MPI all-reduce), so every learner takes the same step on the joint batch's mean
+//! gradient and their parameters stay identical (checked by hash at every checkpoint).
+//! Learner 0 logs, decides when to stop and checkpoints for all.
+//!
+//! Faults: actor ranks send a heartbeat every second (at most a quarter of
+//! `--rank-timeout`) while they work or wait. A rank silent for `--rank-timeout` seconds
+//! is lost: a sync run stops with an error naming it (the last checkpoint stays); an
+//! async run logs it (`mpi/lost_ranks`) and goes on with the others — under `mpirun
+//! --enable-recovery`, without which OpenMPI ends the job when a rank dies. Actor ranks
+//! give up on a learner silent for twice the timeout; collectives among learners that do
+//! not finish within the timeout end the job. A rank whose environments fail reports
+//! the worker and its message, and the run stops with it.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use mpi::topology::SimpleCommunicator;
+use mpi::request::{scope, Request, Scope, StaticScope};
+use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::*;
+use mpi::Tag;
 use rlcpc_agents::{ActorPool, AgentError, Mode, ParamSnapshot, Rollout, Runner};
 use serde::{Deserialize, Serialize};
 
@@ -32,11 +52,16 @@ use crate::nn::NetSpec;
 
 pub use mpi::environment::Universe;
 pub use mpi::topology::SimpleCommunicator as World;
-pub use mpi::traits::Communicator;
+pub use mpi::traits::{Communicator, CommunicatorCollectives};
+
+/// Tag of commands, unrolls and replies.
+const DATA: Tag = 0;
+/// Tag of an actor rank's heartbeat (one byte).
+const HEARTBEAT: Tag = 1;
 
 /// Starts MPI (once per process) for threads that call MPI from the main thread only
-/// (rank 0's learner, an actor rank's loop; the actor threads never do); an error a
-/// second time.
+/// (a learner, an actor rank's loop; the actor threads never do); an error a second
+/// time.
 pub fn init() -> Result<Universe> {
     mpi::initialize_with_threading(mpi::Threading::Funneled)
         .map(|(u, _)| u)
@@ -48,26 +73,233 @@ pub fn abort(world: &SimpleCommunicator, code: i32) -> ! {
     world.abort(code)
 }
 
-/// The workers that actor rank `rank` (1-based) of `ranks` runs: contiguous blocks in
-/// rank order, differing by one worker at most when they do not divide evenly.
-pub fn block(rank: usize, ranks: usize, workers: usize) -> Range<usize> {
-    let actor_ranks = ranks - 1;
-    let i = rank - 1;
-    (i * workers / actor_ranks)..((i + 1) * workers / actor_ranks)
+/// Part `i` of `n` contiguous parts of `range`, in order, differing by one at most.
+pub fn span(range: Range<usize>, i: usize, n: usize) -> Range<usize> {
+    let len = range.end - range.start;
+    (range.start + i * len / n)..(range.start + (i + 1) * len / n)
 }
 
-/// Rank 0 to the actor ranks (broadcast).
+/// The workers that actor rank `rank` (1-based) of `ranks` runs in a job with one
+/// learner: contiguous blocks in rank order.
+pub fn block(rank: usize, ranks: usize, workers: usize) -> Range<usize> {
+    span(0..workers, rank - 1, ranks - 1)
+}
+
+/// Whether any rank was lost (silent past the timeout) in this process's run: the job
+/// then ends with MPI_Abort, so that a hung rank cannot keep `mpirun` waiting.
+static LOST: AtomicBool = AtomicBool::new(false);
+
+/// See [`LOST`].
+pub fn lost_ranks() -> bool {
+    LOST.load(SeqCst)
+}
+
+/// Spins, then sleeps ever longer (up to a millisecond) while polling MPI, so that a
+/// wait neither adds latency to a quick answer nor takes a core from the actors.
+struct Backoff(u32);
+
+impl Backoff {
+    fn pause(&mut self) {
+        self.0 += 1;
+        if self.0 < 64 {
+            std::thread::yield_now();
+        } else {
+            let us = (10u64 << ((self.0 - 64) / 16).min(7)).min(1000);
+            std::thread::sleep(Duration::from_micros(us));
+        }
+    }
+}
+
+/// Polls `req` to completion; past `limit` (reported by `late`, which names who is
+/// silent) the job ends, since MPI cannot take back a request in flight. `poll` runs
+/// between tests (heartbeats).
+fn complete<'a, D: ?Sized, S: Scope<'a>>(
+    world: &SimpleCommunicator,
+    mut req: Request<'a, D, S>,
+    mut poll: impl FnMut() -> Option<String>,
+) {
+    let mut b = Backoff(0);
+    loop {
+        match req.test() {
+            Ok(_) => return,
+            Err(r) => req = r,
+        }
+        if let Some(why) = poll() {
+            eprintln!("error: {why}");
+            LOST.store(true, SeqCst);
+            world.abort(1);
+        }
+        b.pause();
+    }
+}
+
+/// Where this process is in the job, and the communicators of its role.
+pub struct Layout {
+    world: SimpleCommunicator,
+    /// Learner ranks: world ranks 0..learners.
+    pub learners: usize,
+    /// This learner's index, or the index of the learner this actor rank serves.
+    pub learner: usize,
+    pub is_learner: bool,
+    /// The learner's group (the learner as its rank 0, then its actor ranks in world
+    /// order); `None` for a learner without actor ranks.
+    group: Option<SimpleCommunicator>,
+    /// World ranks of the group's members, by group rank.
+    group_world: Vec<usize>,
+    /// The learner ranks (on learners, when there are several).
+    peers: Option<SimpleCommunicator>,
+    /// How long a rank may stay silent before it counts as lost.
+    pub timeout: Duration,
+}
+
+impl Layout {
+    /// Splits the world (collective: every rank calls it): `learners` learner ranks,
+    /// the others actor ranks in contiguous groups, one per learner.
+    pub fn new(world: SimpleCommunicator, learners: usize, timeout: Duration) -> Result<Layout> {
+        let n = world.size() as usize;
+        let rank = world.rank() as usize;
+        if learners == 0 || learners > n {
+            bail!("--learners {learners}: needs 1 to {n} (the job's MPI ranks)");
+        }
+        let actors = n - learners;
+        if learners == 1 && actors == 0 {
+            bail!("--distributed needs at least 2 MPI ranks (rank 0 learns, the others act), or --learners with several learner ranks; got {n}: start it with `mpirun -np N`");
+        }
+        if actors > 0 && actors < learners {
+            bail!("--learners {learners}: the job's actor ranks ({actors}) are fewer than the learners ({learners}); give each learner at least one, or none (`-np {learners}`)");
+        }
+        if timeout.is_zero() {
+            bail!("--rank-timeout must be more than 0 seconds");
+        }
+        let owner = |i: usize| (0..learners).find(|&g| span(0..actors, g, learners).contains(&i));
+        let (is_learner, learner) = if rank < learners {
+            (true, rank)
+        } else {
+            (
+                false,
+                owner(rank - learners).expect("every actor rank has a learner"),
+            )
+        };
+        let key = if is_learner { 0 } else { rank as i32 };
+        let group = world.split_by_color_with_key(Color::with_value(learner as i32), key);
+        let group_world: Vec<usize> = std::iter::once(learner)
+            .chain(span(0..actors, learner, learners).map(|i| learners + i))
+            .collect();
+        let group = group.filter(|g| g.size() > 1);
+        let peers = world.split_by_color(if is_learner {
+            Color::with_value(0)
+        } else {
+            Color::undefined()
+        });
+        let peers = peers.filter(|p| p.size() > 1);
+        Ok(Layout {
+            world,
+            learners,
+            learner,
+            is_learner,
+            group,
+            group_world,
+            peers,
+            timeout,
+        })
+    }
+
+    /// The world communicator.
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+
+    /// Whether this is learner 0, which logs and checkpoints.
+    pub fn is_root(&self) -> bool {
+        self.world.rank() == 0
+    }
+
+    /// Whether this learner's actors are threads of its own (no actor ranks).
+    pub fn threads(&self) -> bool {
+        self.group.is_none()
+    }
+
+    /// This learner's workers: its contiguous share of `run.workers`.
+    pub fn workers(&self, cfg: &Config) -> Range<usize> {
+        span(0..cfg.run.workers, self.learner, self.learners)
+    }
+
+    /// This learner's share of an async batch of `run.batch_rollouts` workers' unrolls.
+    pub fn batch_share(&self, cfg: &Config) -> usize {
+        match cfg.run.batch_rollouts {
+            0 => self.workers(cfg).len(),
+            n => span(0..n, self.learner, self.learners).len(),
+        }
+    }
+
+    /// The data-parallel learners, seen from this one (`None`: a lone learner).
+    pub fn peers(&self) -> Option<Peers<'_>> {
+        self.peers.as_ref().map(|comm| Peers {
+            comm,
+            world: &self.world,
+            timeout: self.timeout,
+        })
+    }
+
+    /// Refuses a run the ranks cannot carry, saying what to change (on learner 0,
+    /// before anything is sent).
+    pub fn check(&self, cfg: &Config) -> Result<()> {
+        let n = self.world.size() as usize;
+        if cfg.run.workers < self.learners {
+            bail!(
+                "--learners {}: run.workers = {} is fewer than the learners; each needs a worker",
+                self.learners,
+                cfg.run.workers
+            );
+        }
+        if cfg.run.mode == Mode::Async
+            && cfg.run.batch_rollouts != 0
+            && cfg.run.batch_rollouts < self.learners
+        {
+            bail!(
+                "--learners {}: run.batch_rollouts = {} is fewer than the learners; each needs a share",
+                self.learners,
+                cfg.run.batch_rollouts
+            );
+        }
+        let actors = n - self.learners;
+        for g in 0..self.learners {
+            let ranks = span(0..actors, g, self.learners).len();
+            let workers = span(0..cfg.run.workers, g, self.learners).len();
+            if ranks > workers {
+                if self.learners == 1 {
+                    bail!(
+                        "--distributed: run.workers = {} is fewer than the {ranks} actor ranks; each rank needs a worker",
+                        cfg.run.workers
+                    );
+                }
+                bail!(
+                    "--distributed: learner {g} has {workers} of run.workers = {} for its {ranks} actor ranks; each rank needs a worker",
+                    cfg.run.workers
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A learner to its actor ranks (broadcast in sync mode, point to point in async).
 #[derive(Serialize, Deserialize)]
 enum Cmd {
-    /// Build your block's workers with this environment seed (and these states: every
-    /// worker's, on resume), acting with `initial` first.
+    /// Build your part of `workers` with this environment seed (and these states: every
+    /// one of `workers`', on resume), acting with `initial` first.
     Start {
         /// The run's resolved config (TOML) and network spec (JSON): actor ranks need no
-        /// file of rank 0's.
+        /// file of the learner's.
         config: String,
         spec: String,
         env_seed: u64,
-        /// JSON of every worker's state (postcard cannot carry JSON values).
+        /// The learner's workers, which its actor ranks split in contiguous blocks.
+        workers: (usize, usize),
+        /// `--rank-timeout`, in milliseconds.
+        timeout_ms: u64,
+        /// JSON of every worker's state, in worker order (postcard cannot carry JSON
+        /// values).
         states: Option<String>,
         initial: ParamSnapshot,
     },
@@ -79,14 +311,15 @@ enum Cmd {
     Stop,
 }
 
-/// [`Cmd`] borrowing its snapshot (the same encoding), so rank 0 sends without a copy.
+/// [`Cmd`] borrowing its snapshot (the same encoding), so a learner sends without a copy.
 #[derive(Serialize)]
 enum CmdRef<'a> {
-    #[allow(dead_code)]
     Start {
         config: String,
         spec: String,
         env_seed: u64,
+        workers: (usize, usize),
+        timeout_ms: u64,
         states: Option<String>,
         initial: &'a ParamSnapshot,
     },
@@ -95,7 +328,7 @@ enum CmdRef<'a> {
     Stop,
 }
 
-/// An actor rank to rank 0.
+/// An actor rank to its learner.
 #[derive(Serialize, Deserialize)]
 enum Reply {
     Ready,
@@ -112,25 +345,170 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("messages of owned data always encode")
 }
 
-/// Rank 0's broadcast of `bytes`: the length, then the bytes.
-fn broadcast_from_root(world: &SimpleCommunicator, bytes: &mut Vec<u8>) {
-    let root = world.process_at_rank(0);
+/// Rank 0's `bytes` on every rank of `comm` (the length, then the bytes), polled with
+/// `poll` between tests (see [`complete`]).
+fn broadcast_polled(
+    comm: &SimpleCommunicator,
+    bytes: &mut Vec<u8>,
+    mut poll: impl FnMut() -> Option<String>,
+) {
+    let root = comm.process_at_rank(0);
     let mut len = bytes.len() as u64;
-    root.broadcast_into(&mut len);
+    scope(|sc| complete(comm, root.immediate_broadcast_into(sc, &mut len), &mut poll));
     bytes.resize(len as usize, 0);
-    root.broadcast_into(&mut bytes[..]);
+    scope(|sc| {
+        complete(
+            comm,
+            root.immediate_broadcast_into(sc, &mut bytes[..]),
+            &mut poll,
+        )
+    });
 }
 
-/// The actors of an MPI job, seen from rank 0.
+/// Sends `bytes` to rank `to` of `comm` (tag [`DATA`]), polled with `poll`.
+fn send_polled(
+    comm: &SimpleCommunicator,
+    to: i32,
+    bytes: &[u8],
+    poll: impl FnMut() -> Option<String>,
+) {
+    let p = comm.process_at_rank(to);
+    scope(|sc| complete(comm, p.immediate_send_with_tag(sc, bytes, DATA), poll));
+}
+
+/// The next message from rank `from` of `comm` (tag [`DATA`]), polled with `poll`.
+fn receive_polled(
+    comm: &SimpleCommunicator,
+    from: i32,
+    mut poll: impl FnMut() -> Option<String>,
+) -> Vec<u8> {
+    let mut b = Backoff(0);
+    loop {
+        if let Some(m) = comm
+            .process_at_rank(from)
+            .immediate_matched_probe_with_tag(DATA)
+        {
+            return m.matched_receive_vec::<u8>().0;
+        }
+        if let Some(why) = poll() {
+            eprintln!("error: {why}");
+            LOST.store(true, SeqCst);
+            comm.abort(1);
+        }
+        b.pause();
+    }
+}
+
+/// A learner's view of its actor ranks' liveness: when each was last heard from (an
+/// unroll, a reply or a heartbeat), and which are lost.
+struct Watch {
+    heard: Vec<Instant>,
+    lost: Vec<bool>,
+    timeout: Duration,
+    /// World ranks, by group rank (for messages).
+    world: Vec<usize>,
+}
+
+impl Watch {
+    /// Takes the heartbeats waiting.
+    fn drain(&mut self, comm: &SimpleCommunicator) {
+        while let Some(m) = comm
+            .any_process()
+            .immediate_matched_probe_with_tag(HEARTBEAT)
+        {
+            let (_, st) = m.matched_receive_vec::<u8>();
+            self.heard[st.source_rank() as usize] = Instant::now();
+        }
+    }
+
+    /// The first rank among `among` (and not lost) silent past the timeout; a rank with
+    /// a message waiting is not silent.
+    fn silent(
+        &mut self,
+        comm: &SimpleCommunicator,
+        among: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        self.drain(comm);
+        let now = Instant::now();
+        for r in 1..self.heard.len() {
+            if self.lost[r] || !among(r) {
+                continue;
+            }
+            if comm
+                .process_at_rank(r as i32)
+                .immediate_probe_with_tag(DATA)
+                .is_some()
+            {
+                self.heard[r] = now;
+            } else if now - self.heard[r] > self.timeout {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Marks `r` lost and says so.
+    fn lose(&mut self, r: usize) -> String {
+        self.lost[r] = true;
+        LOST.store(true, SeqCst);
+        format!(
+            "MPI rank {} sent nothing for {:.0} s (no unroll, no heartbeat): it died or hangs",
+            self.world[r],
+            self.heard[r].elapsed().as_secs_f64()
+        )
+    }
+}
+
+/// A send in flight (async replies), its buffer owned until MPI is done with it.
+struct Pending {
+    req: Request<'static, [u8], StaticScope>,
+    buf: *mut [u8],
+}
+
+impl Pending {
+    fn start(comm: &SimpleCommunicator, to: usize, bytes: Vec<u8>) -> Pending {
+        let buf = Box::into_raw(bytes.into_boxed_slice());
+        // SAFETY: the buffer lives until `finish` frees it, after the send completed,
+        // or forever (`abandon`).
+        let data: &'static [u8] = unsafe { &*buf };
+        let req = comm
+            .process_at_rank(to as i32)
+            .immediate_send_with_tag(StaticScope, data, DATA);
+        Pending { req, buf }
+    }
+
+    /// `None` when the send completed (its buffer freed), else it, still in flight.
+    fn test(self) -> Option<Pending> {
+        match self.req.test() {
+            Ok(_) => {
+                // SAFETY: MPI no longer reads the buffer; nothing else refers to it.
+                drop(unsafe { Box::from_raw(self.buf) });
+                None
+            }
+            Err(req) => Some(Pending { req, buf: self.buf }),
+        }
+    }
+
+    /// Leaves a send to a lost rank in flight (MPI cannot take it back), buffer and all.
+    fn abandon(self) {
+        std::mem::forget(self.req);
+    }
+}
+
+/// A learner's actor ranks.
 pub struct MpiPool<'a> {
-    world: &'a SimpleCommunicator,
+    comm: &'a SimpleCommunicator,
     latest: ParamSnapshot,
-    workers: usize,
+    /// Workers this learner's ranks run.
+    workers: Range<usize>,
     mode: Mode,
-    /// Async: workers' unrolls per batch.
+    /// Async: workers' unrolls per batch (this learner's share).
     batch_rollouts: usize,
-    /// Async: ranks already told to stop (after a failure of theirs).
+    watch: Watch,
+    /// Async: ranks that will send no more (told to stop, or lost).
     done: Vec<bool>,
+    /// Async: the reply in flight to each rank.
+    pending: Vec<Option<Pending>>,
     /// Async: policy lag (updates) of each rank's last unroll.
     lags: Vec<f64>,
     /// Async: where the fair receive starts looking (0-based actor rank index).
@@ -142,39 +520,49 @@ pub struct MpiPool<'a> {
 }
 
 impl<'a> MpiPool<'a> {
-    /// Sends every actor rank its start and waits until each has built its workers (or
-    /// says why it could not).
+    /// Sends every actor rank of this learner its start and waits until each has built
+    /// its workers (or says why it could not). `states` are every worker's, on resume.
     pub fn start(
-        world: &'a SimpleCommunicator,
+        layout: &'a Layout,
         cfg: &Config,
         spec: &NetSpec,
         env_seed: u64,
         states: Option<Vec<serde_json::Value>>,
         initial: ParamSnapshot,
     ) -> Result<Self> {
-        let ranks = world.size() as usize;
-        check_layout(cfg, ranks)?;
+        let comm = layout
+            .group
+            .as_ref()
+            .expect("a learner with actor ranks has a group");
+        let ranks = comm.size() as usize;
+        let workers = layout.workers(cfg);
         let states = states.map(|s| serde_json::to_string(&s)).transpose()?;
         let mut bytes = encode(&CmdRef::Start {
             config: cfg.to_toml(),
             spec: serde_json::to_string(spec)?,
             env_seed,
+            workers: (workers.start, workers.end),
+            timeout_ms: layout.timeout.as_millis() as u64,
             states,
             initial: &initial,
         });
         // From the start on, the pool's drop sends the stop (and only it).
-        STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
-        broadcast_from_root(world, &mut bytes);
+        GROUP_STARTED.store(true, SeqCst);
+        broadcast_polled(comm, &mut bytes, || None);
         let mut pool = MpiPool {
-            world,
+            comm,
             latest: initial,
-            workers: cfg.run.workers,
+            workers,
             mode: cfg.run.mode,
-            batch_rollouts: match cfg.run.batch_rollouts {
-                0 => cfg.run.workers,
-                n => n,
+            batch_rollouts: layout.batch_share(cfg),
+            watch: Watch {
+                heard: vec![Instant::now(); ranks],
+                lost: vec![false; ranks],
+                timeout: layout.timeout,
+                world: layout.group_world.clone(),
             },
             done: vec![false; ranks],
+            pending: (0..ranks).map(|_| None).collect(),
             lags: vec![0.0; ranks],
             next: 0,
             stopped: false,
@@ -185,18 +573,55 @@ impl<'a> MpiPool<'a> {
         Ok(pool)
     }
 
-    /// One reply from every actor rank, in rank order; the first failure (after all
-    /// have answered, so no rank is left mid-message) as the error.
+    fn size(&self) -> usize {
+        self.comm.size() as usize
+    }
+
+    /// Sync: one reply from every actor rank, in rank order; the first failure (after
+    /// all have answered, so no rank is left mid-message) as the error; a rank silent
+    /// past the timeout as the error at once.
     fn gather(&mut self, what: &str) -> Result<Vec<Reply>, AgentError> {
+        let n = self.size();
+        let mut got: Vec<Option<Vec<u8>>> = vec![None; n];
+        let mut left = n - 1;
+        let mut b = Backoff(0);
+        while left > 0 {
+            let mut any = false;
+            for (r, slot) in got.iter_mut().enumerate().skip(1) {
+                if slot.is_some() {
+                    continue;
+                }
+                if let Some(m) = self
+                    .comm
+                    .process_at_rank(r as i32)
+                    .immediate_matched_probe_with_tag(DATA)
+                {
+                    *slot = Some(m.matched_receive_vec::<u8>().0);
+                    self.watch.heard[r] = Instant::now();
+                    left -= 1;
+                    any = true;
+                }
+            }
+            if left > 0 && !any {
+                if let Some(r) = self.watch.silent(self.comm, |r| got[r].is_none()) {
+                    return Err(AgentError::Actors(format!(
+                        "{} (waiting for its answer to {what}); the last checkpoint stays",
+                        self.watch.lose(r)
+                    )));
+                }
+                b.pause();
+            }
+        }
         let mut replies = Vec::new();
         let mut failure = None;
-        for r in 1..self.world.size() {
-            let (bytes, _) = self.world.process_at_rank(r).receive_vec::<u8>();
+        for (r, bytes) in got.into_iter().enumerate().skip(1) {
+            let bytes = bytes.expect("every rank answered");
+            let w = self.watch.world[r];
             match postcard::from_bytes::<Reply>(&bytes) {
                 Ok(Reply::Failed { worker, message }) => {
                     failure.get_or_insert(AgentError::Worker {
                         worker,
-                        message: format!("(MPI rank {r}) {message}"),
+                        message: format!("(MPI rank {w}) {message}"),
                     });
                 }
                 Ok(reply) => {
@@ -207,10 +632,9 @@ impl<'a> MpiPool<'a> {
                     replies.push(reply)
                 }
                 Err(e) => {
-                    failure.get_or_insert(AgentError::Worker {
-                        worker: usize::MAX,
-                        message: format!("MPI rank {r} sent an unreadable reply to {what}: {e}"),
-                    });
+                    failure.get_or_insert(AgentError::Actors(format!(
+                        "MPI rank {w} sent an unreadable reply to {what}: {e}"
+                    )));
                 }
             }
         }
@@ -220,28 +644,89 @@ impl<'a> MpiPool<'a> {
         }
     }
 
-    /// Async: the next message from any actor rank, answered at once with the newest
-    /// snapshot (its next unroll's parameters); a failure stops that rank.
+    /// Sync: `cmd` to every actor rank; a rank silent past the timeout ends the job.
+    fn send(&mut self, cmd: CmdRef<'_>) -> usize {
+        let mut bytes = encode(&cmd);
+        let n = bytes.len();
+        let (comm, watch) = (self.comm, &mut self.watch);
+        broadcast_polled(comm, &mut bytes, || {
+            watch
+                .silent(comm, |_| true)
+                .map(|r| format!("{}; the last checkpoint stays", watch.lose(r)))
+        });
+        n
+    }
+
+    /// Async: tests the replies in flight.
+    fn test_sends(&mut self) {
+        for p in &mut self.pending {
+            *p = p.take().and_then(Pending::test);
+        }
+    }
+
+    /// Async: `bytes` to rank `r`, once its previous reply has left.
+    fn send_to(&mut self, r: usize, bytes: Vec<u8>) {
+        let mut b = Backoff(0);
+        while let Some(p) = self.pending[r].take() {
+            self.pending[r] = p.test();
+            if self.pending[r].is_some() {
+                b.pause();
+            }
+        }
+        self.pending[r] = Some(Pending::start(self.comm, r, bytes));
+    }
+
+    /// Async: marks rank `r` lost, says so, and goes on without it.
+    fn lose(&mut self, r: usize) -> Result<(), AgentError> {
+        let why = self.watch.lose(r);
+        self.done[r] = true;
+        if let Some(p) = self.pending[r].take() {
+            p.abandon();
+        }
+        let left = (1..self.size()).filter(|&q| !self.done[q]).count();
+        if left == 0 {
+            return Err(AgentError::Actors(format!(
+                "{why}, and no actor rank is left; the last checkpoint stays"
+            )));
+        }
+        eprintln!(
+            "warning: {why}; going on with the other actor ranks ({left} left; mpi/lost_ranks counts the lost)"
+        );
+        Ok(())
+    }
+
+    /// Async: the next unroll from any actor rank, answered at once with the newest
+    /// snapshot (its next unroll's parameters); a failure stops that rank; a rank silent
+    /// past the timeout is lost.
     fn receive_any(&mut self) -> Result<(usize, Rollout), AgentError> {
         // Fair: the first rank with a message waiting, in turn from the one after the last
         // served (MPI's any-source receive lets one fast rank starve the others).
-        let actor_ranks = self.world.size() as usize - 1;
-        let waiting = (0..actor_ranks)
-            .map(|i| 1 + (self.next + i) % actor_ranks)
-            .find(|&r| {
-                !self.done[r]
-                    && self
-                        .world
+        let actor_ranks = self.size() - 1;
+        let mut b = Backoff(0);
+        let (r, bytes) = loop {
+            self.test_sends();
+            let found = (0..actor_ranks)
+                .map(|i| 1 + (self.next + i) % actor_ranks)
+                .filter(|&r| !self.done[r])
+                .find_map(|r| {
+                    self.comm
                         .process_at_rank(r as i32)
-                        .immediate_probe()
-                        .is_some()
-            });
-        let r = match waiting {
-            Some(r) => r,
-            None => self.world.any_process().probe().source_rank() as usize,
+                        .immediate_matched_probe_with_tag(DATA)
+                        .map(|m| (r, m.matched_receive_vec::<u8>().0))
+                });
+            if let Some(found) = found {
+                break found;
+            }
+            let done = &self.done;
+            if let Some(r) = self.watch.silent(self.comm, |r| !done[r]) {
+                self.lose(r)?;
+                continue;
+            }
+            b.pause();
         };
+        self.watch.heard[r] = Instant::now();
         self.next = r % actor_ranks;
-        let (bytes, _) = self.world.process_at_rank(r as i32).receive_vec::<u8>();
+        let w = self.watch.world[r];
         let reply = postcard::from_bytes::<Reply>(&bytes);
         let answer = if matches!(reply, Ok(Reply::Rollout(_))) {
             CmdRef::Collect(&self.latest)
@@ -249,12 +734,12 @@ impl<'a> MpiPool<'a> {
             self.done[r] = true;
             CmdRef::Stop
         };
-        let bytes_out = encode(&answer);
+        let out = encode(&answer);
         if let CmdRef::Collect(_) = answer {
-            self.broadcast_bytes.0 += bytes_out.len() as u64;
+            self.broadcast_bytes.0 += out.len() as u64;
             self.broadcast_bytes.1 += 1;
         }
-        self.world.process_at_rank(r as i32).send(&bytes_out[..]);
+        self.send_to(r, out);
         match reply {
             Ok(Reply::Rollout(b)) => {
                 self.unroll_bytes.0 += bytes.len() as u64;
@@ -263,40 +748,16 @@ impl<'a> MpiPool<'a> {
             }
             Ok(Reply::Failed { worker, message }) => Err(AgentError::Worker {
                 worker,
-                message: format!("(MPI rank {r}) {message}"),
+                message: format!("(MPI rank {w}) {message}"),
             }),
-            Ok(_) => Err(AgentError::Worker {
-                worker: usize::MAX,
-                message: format!("MPI rank {r} sent something else than an unroll"),
-            }),
-            Err(e) => Err(AgentError::Worker {
-                worker: usize::MAX,
-                message: format!("MPI rank {r} sent an unreadable unroll: {e}"),
-            }),
+            Ok(_) => Err(AgentError::Actors(format!(
+                "MPI rank {w} sent something else than an unroll"
+            ))),
+            Err(e) => Err(AgentError::Actors(format!(
+                "MPI rank {w} sent an unreadable unroll: {e}"
+            ))),
         }
     }
-
-    fn send(&mut self, cmd: CmdRef<'_>) -> usize {
-        let mut bytes = encode(&cmd);
-        let n = bytes.len();
-        broadcast_from_root(self.world, &mut bytes);
-        n
-    }
-}
-
-/// Refuses a run the ranks cannot carry, saying what to change.
-fn check_layout(cfg: &Config, ranks: usize) -> Result<()> {
-    if ranks < 2 {
-        bail!("--distributed needs at least 2 MPI ranks (rank 0 learns, the others act); got {ranks}: start it with `mpirun -np N`");
-    }
-    if cfg.run.workers < ranks - 1 {
-        bail!(
-            "--distributed: run.workers = {} is fewer than the {} actor ranks; each rank needs a worker",
-            cfg.run.workers,
-            ranks - 1
-        );
-    }
-    Ok(())
 }
 
 impl ActorPool for MpiPool<'_> {
@@ -306,11 +767,11 @@ impl ActorPool for MpiPool<'_> {
 
     fn next_batch(&mut self) -> Result<Rollout, AgentError> {
         if self.mode == Mode::Async {
-            let ranks = self.world.size() as usize;
+            let ranks = self.size();
             let (mut parts, mut workers) = (Vec::new(), 0);
             while workers < self.batch_rollouts {
                 let (r, unroll) = self.receive_any()?;
-                workers += block(r, ranks, self.workers).len();
+                workers += span(self.workers.clone(), r - 1, ranks - 1).len();
                 let behaviour = unroll.policy_version.first().copied().unwrap_or(0);
                 self.lags[r] = self.latest.version.saturating_sub(behaviour) as f64;
                 parts.push(unroll);
@@ -330,11 +791,10 @@ impl ActorPool for MpiPool<'_> {
                 _ => None,
             })
             .collect();
-        if parts.len() + 1 != self.world.size() as usize {
-            return Err(AgentError::Worker {
-                worker: usize::MAX,
-                message: "an MPI rank answered a collect with something else".into(),
-            });
+        if parts.len() + 1 != self.size() {
+            return Err(AgentError::Actors(
+                "an MPI rank answered a collect with something else".into(),
+            ));
         }
         Ok(Rollout::concat(&parts))
     }
@@ -344,26 +804,21 @@ impl ActorPool for MpiPool<'_> {
             return Ok(None); // as the threaded async runner: no consistent point
         }
         self.send(CmdRef::SaveState);
-        let mut all = Vec::with_capacity(self.workers);
+        let mut all = Vec::with_capacity(self.workers.len());
         for r in self.gather("save state")? {
             if let Reply::States(s) = r {
-                let block: Vec<serde_json::Value> =
-                    serde_json::from_str(&s).map_err(|e| AgentError::Worker {
-                        worker: usize::MAX,
-                        message: format!("unreadable worker states from an MPI rank: {e}"),
-                    })?;
+                let block: Vec<serde_json::Value> = serde_json::from_str(&s).map_err(|e| {
+                    AgentError::Actors(format!("unreadable worker states from an MPI rank: {e}"))
+                })?;
                 all.extend(block);
             }
         }
-        if all.len() != self.workers {
-            return Err(AgentError::Worker {
-                worker: usize::MAX,
-                message: format!(
-                    "the MPI ranks sent {} worker states for {} workers",
-                    all.len(),
-                    self.workers
-                ),
-            });
+        if all.len() != self.workers.len() {
+            return Err(AgentError::Actors(format!(
+                "the MPI ranks sent {} worker states for {} workers",
+                all.len(),
+                self.workers.len()
+            )));
         }
         Ok(Some(all))
     }
@@ -372,8 +827,15 @@ impl ActorPool for MpiPool<'_> {
         if self.mode != Mode::Async {
             return Vec::new();
         }
+        let lost = self.watch.lost.iter().filter(|&&l| l).count() as f64;
         (1..self.lags.len())
-            .map(|r| (format!("mpi/policy_lag_rank_{r}"), self.lags[r]))
+            .map(|r| {
+                (
+                    format!("mpi/policy_lag_rank_{}", self.watch.world[r]),
+                    self.lags[r],
+                )
+            })
+            .chain(std::iter::once(("mpi/lost_ranks".to_string(), lost)))
             .collect()
     }
 
@@ -387,7 +849,7 @@ impl ActorPool for MpiPool<'_> {
         };
         Some(format!(
             "mpi: {} actor ranks; {:.0} bytes per {sent} ({} {sent}s), {:.0} bytes per rank's unroll ({} received)",
-            self.world.size() - 1,
+            self.size() - 1,
             mean(self.broadcast_bytes),
             self.broadcast_bytes.1,
             mean(self.unroll_bytes),
@@ -398,69 +860,264 @@ impl ActorPool for MpiPool<'_> {
 
 impl Drop for MpiPool<'_> {
     fn drop(&mut self) {
-        // A panic mid-protocol may leave a rank in a send: the caller aborts the job.
-        if !self.stopped && !std::thread::panicking() {
-            self.stopped = true;
-            if self.mode == Mode::Async {
-                // Every rank is collecting or sending its next unroll: take it, answer stop.
-                for r in 1..self.world.size() as usize {
-                    if !self.done[r] {
-                        let _ = self.world.process_at_rank(r as i32).receive_vec::<u8>();
-                        self.world
-                            .process_at_rank(r as i32)
-                            .send(&encode(&CmdRef::Stop)[..]);
+        // A panic mid-protocol may leave a rank in a send, and a sync run with a lost
+        // rank cannot finish a broadcast: the caller ends the job (MPI_Abort).
+        if self.stopped || std::thread::panicking() {
+            return;
+        }
+        self.stopped = true;
+        if self.mode == Mode::Sync {
+            if !self.watch.lost.iter().any(|&l| l) {
+                self.send(CmdRef::Stop);
+            }
+            return;
+        }
+        // Every rank is collecting or sending its next unroll: take it, answer stop.
+        let mut b = Backoff(0);
+        for r in 1..self.size() {
+            while !self.done[r] {
+                self.test_sends();
+                if let Some(m) = self
+                    .comm
+                    .process_at_rank(r as i32)
+                    .immediate_matched_probe_with_tag(DATA)
+                {
+                    let _ = m.matched_receive_vec::<u8>();
+                    self.done[r] = true;
+                    self.send_to(r, encode(&CmdRef::Stop));
+                } else if self.watch.silent(self.comm, |q| q == r).is_some() {
+                    let _ = self.lose(r);
+                } else {
+                    b.pause();
+                }
+            }
+        }
+        // Let the stops leave (a rank lost meanwhile keeps its send in flight).
+        for r in 1..self.size() {
+            while self.pending[r].is_some() {
+                self.test_sends();
+                if self.pending[r].is_some() {
+                    if self.watch.silent(self.comm, |q| q == r).is_some() {
+                        let _ = self.watch.lose(r);
+                        if let Some(p) = self.pending[r].take() {
+                            p.abandon();
+                        }
+                    } else {
+                        b.pause();
                     }
                 }
-            } else {
-                self.send(CmdRef::Stop);
             }
         }
     }
 }
 
-/// Whether rank 0 has sent the start (from then on its pool sends the stop).
-static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether this process has sent its group's start (from then on its pool sends the
+/// stop), and, on learner 0, the other learners' start.
+static GROUP_STARTED: AtomicBool = AtomicBool::new(false);
+static PEERS_STARTED: AtomicBool = AtomicBool::new(false);
 
-/// Tells the actor ranks to stop when rank 0 ends before its pool started (a config or
-/// run-directory error): otherwise they would wait for a start forever.
-pub fn stop_waiting_ranks(world: &SimpleCommunicator) {
-    if !STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        let mut bytes = encode(&CmdRef::Stop);
-        broadcast_from_root(world, &mut bytes);
+/// Tells the ranks waiting on this learner to stop when it ends before their start
+/// (a config or run-directory error): otherwise they would wait for it forever.
+pub fn stop_waiting_ranks(layout: &Layout) {
+    if layout.is_root() && !PEERS_STARTED.swap(true, SeqCst) {
+        if let Some(p) = &layout.peers {
+            broadcast_polled(p, &mut encode(&LearnerCmd::Stop), || None);
+        }
+    }
+    if !GROUP_STARTED.swap(true, SeqCst) {
+        if let Some(g) = &layout.group {
+            broadcast_polled(g, &mut encode(&CmdRef::Stop), || None);
+        }
     }
 }
 
-/// An actor rank: serves rank 0's commands until it says stop. Errors building or
-/// running the workers go to rank 0 (which stops the run naming the worker and rank);
-/// the returned error is for a broken protocol only.
-pub fn serve(world: &SimpleCommunicator) -> Result<()> {
-    let rank = world.rank() as usize;
-    let ranks = world.size() as usize;
+/// On learner 0: refuses a layout the run cannot use, then sends the run to the other
+/// learners (elsewhere nothing).
+pub fn start_learners(layout: &Layout, cfg: &Config, spec: &NetSpec, resume: bool) -> Result<()> {
+    if !layout.is_root() {
+        return Ok(());
+    }
+    layout.check(cfg)?;
+    match layout.peers() {
+        Some(p) => p.start(cfg, spec, resume),
+        None => Ok(()),
+    }
+}
+
+/// Learner 0 to the other learners, before the run.
+#[derive(Serialize, Deserialize)]
+enum LearnerCmd {
+    Start {
+        config: String,
+        spec: String,
+        resume: bool,
+    },
+    Stop,
+}
+
+/// The data-parallel learners, seen from one of them (learner 0 logs, decides and
+/// checkpoints). Their collectives that do not finish within the rank timeout end the
+/// job.
+pub struct Peers<'a> {
+    comm: &'a SimpleCommunicator,
+    world: &'a SimpleCommunicator,
+    timeout: Duration,
+}
+
+impl Peers<'_> {
+    /// Fails `what` past the timeout.
+    fn limit(&self, what: &'static str) -> impl FnMut() -> Option<String> {
+        let (t0, timeout, rank) = (Instant::now(), self.timeout, self.world.rank());
+        move || {
+            (t0.elapsed() > timeout).then(|| {
+                format!(
+                    "MPI rank {rank}: the learners' {what} did not finish within {:.0} s: a learner rank died or hangs",
+                    timeout.as_secs_f64()
+                )
+            })
+        }
+    }
+
+    /// Learner 0 sends the run to the others.
+    pub fn start(&self, cfg: &Config, spec: &NetSpec, resume: bool) -> Result<()> {
+        let mut bytes = encode(&LearnerCmd::Start {
+            config: cfg.to_toml(),
+            spec: serde_json::to_string(spec)?,
+            resume,
+        });
+        PEERS_STARTED.store(true, SeqCst);
+        broadcast_polled(self.comm, &mut bytes, || None);
+        Ok(())
+    }
+}
+
+impl crate::train::Team for Peers<'_> {
+    fn is_root(&self) -> bool {
+        self.comm.rank() == 0
+    }
+
+    fn size(&self) -> usize {
+        self.comm.size() as usize
+    }
+
+    fn all_reduce(&mut self, flat: &mut [f32]) {
+        let mine = flat.to_vec();
+        let poll = self.limit("gradient all-reduce");
+        scope(|sc| {
+            complete(
+                self.comm,
+                self.comm.immediate_all_reduce_into(
+                    sc,
+                    &mine[..],
+                    flat,
+                    mpi::collective::SystemOperation::sum(),
+                ),
+                poll,
+            )
+        });
+    }
+
+    fn broadcast(&mut self, bytes: &mut Vec<u8>) {
+        let poll = self.limit("broadcast");
+        broadcast_polled(self.comm, bytes, poll);
+    }
+
+    fn gather(&mut self, mine: Vec<u8>) -> Vec<Vec<u8>> {
+        if self.comm.rank() != 0 {
+            send_polled(self.comm, 0, &mine, self.limit("gather"));
+            return Vec::new();
+        }
+        let mut all = vec![mine];
+        for r in 1..self.comm.size() {
+            all.push(receive_polled(self.comm, r, self.limit("gather")));
+        }
+        all
+    }
+}
+
+/// A learner other than 0: takes learner 0's run and trains its share of every batch,
+/// until learner 0 stops (it ignores Ctrl-C and SIGTERM: learner 0 decides for all).
+pub fn serve_learner(
+    layout: &Layout,
+    out: &std::path::Path,
+    device: candle_core::Device,
+) -> Result<()> {
+    let peers = layout
+        .peers
+        .as_ref()
+        .expect("a learner other than 0 has peers");
+    let mut bytes = Vec::new();
+    broadcast_polled(peers, &mut bytes, || None);
+    let cmd: LearnerCmd = postcard::from_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("unreadable run from learner 0: {e}"))?;
+    let (config, spec, resume) = match cmd {
+        LearnerCmd::Start {
+            config,
+            spec,
+            resume,
+        } => (config, spec, resume),
+        LearnerCmd::Stop => {
+            stop_waiting_ranks(layout);
+            return Ok(());
+        }
+    };
+    let cfg = Config::from_toml(&config, "learner 0's config")?;
+    let spec: NetSpec = serde_json::from_str(&spec)?;
+    crate::train::set_learner_threads(cfg.run.learner_threads);
+    let opts = crate::train::TrainOptions {
+        out: out.to_path_buf(),
+        resume,
+        device,
+        progress: false,
+        write: false,
+    };
+    let never = std::sync::Arc::new(AtomicBool::new(false));
+    let r = crate::train::train_on(&cfg, &spec, &opts, never, crate::train::Actors::Mpi(layout));
+    stop_waiting_ranks(layout);
+    match r {
+        Err(e) if e.is::<crate::train::Learner0Failed>() => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
+/// An actor rank: serves its learner's commands until it says stop. Errors building or
+/// running the workers go to the learner (which stops the run naming the worker and
+/// rank); the returned error is for a broken protocol only.
+pub fn serve(layout: &Layout) -> Result<()> {
+    let comm = layout.group.as_ref().expect("an actor rank has a group");
+    let me = layout.world.rank();
+    let (g, gw) = (layout.learner, layout.group_world[0]);
+    let (rank, ranks) = (comm.rank() as usize, comm.size() as usize);
+    // Heartbeats until the start says the run's timeout.
+    let mut timeout = layout.timeout;
     let mut first = 0;
-    let mut async_mode = false;
     let mut runner: Option<Runner> = None;
-    let reply = |r: &Reply| world.process_at_rank(0).send(&encode(r)[..]);
     loop {
         let mut bytes = Vec::new();
-        broadcast_from_root(world, &mut bytes);
-        let cmd: Cmd = postcard::from_bytes(&bytes)
-            .map_err(|e| anyhow::anyhow!("MPI rank {rank}: unreadable command from rank 0: {e}"))?;
+        broadcast_polled(comm, &mut bytes, waiting(comm, me, g, gw, timeout));
+        let cmd: Cmd = postcard::from_bytes(&bytes).map_err(|e| {
+            anyhow::anyhow!("MPI rank {me}: unreadable command from learner {g}: {e}")
+        })?;
         let answer = match cmd {
             Cmd::Start {
                 config,
                 spec,
                 env_seed,
+                workers,
+                timeout_ms,
                 states,
                 initial,
             } => {
+                timeout = Duration::from_millis(timeout_ms.max(1));
+                let mut async_mode = false;
                 let built = (|| -> Result<Runner> {
-                    let mut cfg = Config::from_toml(&config, "rank 0's config")?;
+                    let mut cfg = Config::from_toml(&config, "learner's config")?;
                     async_mode = cfg.run.mode == Mode::Async;
                     // The block's own runner collects one unroll per worker per message.
                     cfg.run.mode = Mode::Sync;
                     let spec: NetSpec = serde_json::from_str(&spec)?;
                     crate::train::set_learner_threads(cfg.run.learner_threads);
-                    let mine = block(rank, ranks, cfg.run.workers);
+                    let mine = span(workers.0..workers.1, rank - 1, ranks - 1);
                     first = mine.start;
                     let states: Option<Vec<serde_json::Value>> =
                         states.map(|s| serde_json::from_str(&s)).transpose()?;
@@ -468,7 +1125,7 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
                         &cfg,
                         &spec,
                         env_seed,
-                        mine,
+                        mine.clone(),
                         states.as_deref(),
                         "the checkpoint",
                     )?;
@@ -476,8 +1133,13 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
                 })();
                 match built {
                     Ok(r) if async_mode => {
-                        reply(&Reply::Ready);
-                        return serve_async(world, r, first);
+                        send_polled(
+                            comm,
+                            0,
+                            &encode(&Reply::Ready),
+                            waiting(comm, me, g, gw, timeout),
+                        );
+                        return serve_async(comm, r, first, (me, g, gw), timeout);
                     }
                     Ok(r) => {
                         runner = Some(r);
@@ -492,7 +1154,8 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
             Cmd::Collect(snap) => match runner.as_mut() {
                 Some(r) => {
                     r.publish(snap);
-                    match r.next_batch() {
+                    let mut beat = heartbeat(comm);
+                    match r.next_batch_ticking(beat_every(timeout), &mut || beat()) {
                         Ok(b) => Reply::Rollout(Box::new(b)),
                         Err(AgentError::Worker { worker, message }) => {
                             Reply::Failed { worker, message }
@@ -521,16 +1184,57 @@ pub fn serve(world: &SimpleCommunicator) -> Result<()> {
             },
             Cmd::Stop => return Ok(()),
         };
-        reply(&answer);
+        send_polled(comm, 0, &encode(&answer), waiting(comm, me, g, gw, timeout));
+    }
+}
+
+/// How often an actor rank sends its heartbeat.
+fn beat_every(timeout: Duration) -> Duration {
+    (timeout / 4).min(Duration::from_secs(1))
+}
+
+/// A heartbeat to the learner (rank 0 of `comm`).
+fn heartbeat(comm: &SimpleCommunicator) -> impl FnMut() + '_ {
+    move || comm.process_at_rank(0).send_with_tag(&[0u8][..], HEARTBEAT)
+}
+
+/// An actor rank's poll while it waits for its learner: heartbeats, and giving up on a
+/// learner silent for twice the timeout.
+fn waiting(
+    comm: &SimpleCommunicator,
+    me: i32,
+    g: usize,
+    learner_rank: usize,
+    timeout: Duration,
+) -> impl FnMut() -> Option<String> + '_ {
+    let (since, mut last) = (Instant::now(), Instant::now());
+    let mut beat = heartbeat(comm);
+    move || {
+        if last.elapsed() >= beat_every(timeout) {
+            beat();
+            last = Instant::now();
+        }
+        (since.elapsed() > 2 * timeout).then(|| {
+            format!(
+                "MPI rank {me}: learner {g} (MPI rank {learner_rank}) sent nothing for {:.0} s: it died or hangs",
+                since.elapsed().as_secs_f64()
+            )
+        })
     }
 }
 
 /// An actor rank in async mode: collect, send, take the snapshot that comes back, until
-/// rank 0 answers stop.
-fn serve_async(world: &SimpleCommunicator, mut runner: Runner, first: usize) -> Result<()> {
-    let rank = world.rank();
+/// the learner answers stop.
+fn serve_async(
+    comm: &SimpleCommunicator,
+    mut runner: Runner,
+    first: usize,
+    (me, g, gw): (i32, usize, usize),
+    timeout: Duration,
+) -> Result<()> {
     loop {
-        let reply = match runner.next_batch() {
+        let mut beat = heartbeat(comm);
+        let reply = match runner.next_batch_ticking(beat_every(timeout), &mut || beat()) {
             Ok(b) => Reply::Rollout(Box::new(b)),
             Err(AgentError::Worker { worker, message }) => Reply::Failed { worker, message },
             Err(e) => Reply::Failed {
@@ -538,15 +1242,17 @@ fn serve_async(world: &SimpleCommunicator, mut runner: Runner, first: usize) -> 
                 message: e.to_string(),
             },
         };
-        world.process_at_rank(0).send(&encode(&reply)[..]);
-        let (bytes, _) = world.process_at_rank(0).receive_vec::<u8>();
-        match postcard::from_bytes::<Cmd>(&bytes)
-            .map_err(|e| anyhow::anyhow!("MPI rank {rank}: unreadable command from rank 0: {e}"))?
-        {
+        send_polled(comm, 0, &encode(&reply), waiting(comm, me, g, gw, timeout));
+        let bytes = receive_polled(comm, 0, waiting(comm, me, g, gw, timeout));
+        match postcard::from_bytes::<Cmd>(&bytes).map_err(|e| {
+            anyhow::anyhow!("MPI rank {me}: unreadable command from learner {g}: {e}")
+        })? {
             Cmd::Collect(snap) => runner.publish(snap),
             Cmd::Stop => return Ok(()),
             _ => {
-                bail!("MPI rank {rank}: rank 0 sent an async actor something else than parameters")
+                bail!(
+                    "MPI rank {me}: learner {g} sent an async actor something else than parameters"
+                )
             }
         }
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use rlcpc_agents::{Actor, ActorPool, Learner, Runner};
+use rlcpc_agents::{Actor, ActorPool, Learner, Rollout, Runner};
 use rlcpc_envs::VecEnv;
 
 use crate::checkpoint::{self, Counters, Loaded};
@@ -57,12 +57,133 @@ pub struct TrainSummary {
 pub enum Actors<'a> {
     /// Threads of this process ([`Runner`]).
     Threads,
-    /// The other ranks of an MPI job (`mpirun -np N rlcpc train --distributed`), each
-    /// running a block of the workers ([`crate::distributed`]).
+    /// This learner's place in an MPI job (`mpirun -np N rlcpc train --distributed`):
+    /// its actor ranks, each running a block of its workers, or its own threads, and the
+    /// other data-parallel learners ([`crate::distributed`]).
     #[cfg(feature = "mpi")]
-    Mpi(&'a mpi::topology::SimpleCommunicator),
+    Mpi(&'a crate::distributed::Layout),
     #[doc(hidden)]
     _Never(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
+}
+
+impl<'a> Actors<'a> {
+    /// The other data-parallel learners, if any.
+    fn team(&self) -> Option<Box<dyn Team + 'a>> {
+        match self {
+            #[cfg(feature = "mpi")]
+            Actors::Mpi(l) => l.peers().map(|p| Box::new(p) as Box<dyn Team + 'a>),
+            _ => None,
+        }
+    }
+
+    /// This learner's workers and, in async mode, its share of a batch's unrolls.
+    fn share(&self, cfg: &Config) -> (std::ops::Range<usize>, usize) {
+        match self {
+            #[cfg(feature = "mpi")]
+            Actors::Mpi(l) => (l.workers(cfg), l.batch_share(cfg)),
+            _ => (0..cfg.run.workers, cfg.run.batch_rollouts),
+        }
+    }
+}
+
+/// What the training loop asks of the other data-parallel learners
+/// ([`crate::distributed::Peers`]); a lone learner has none. Learner 0 logs, decides
+/// and checkpoints for all.
+pub trait Team {
+    /// Whether this is learner 0.
+    fn is_root(&self) -> bool;
+    /// Learners in the team.
+    fn size(&self) -> usize;
+    /// Sums `flat` over the learners, in place, the same on every learner.
+    fn all_reduce(&mut self, flat: &mut [f32]);
+    /// Learner 0's `bytes`, on every learner.
+    fn broadcast(&mut self, bytes: &mut Vec<u8>);
+    /// On learner 0, every learner's bytes in learner order (its own first); elsewhere
+    /// nothing.
+    fn gather(&mut self, mine: Vec<u8>) -> Vec<Vec<u8>>;
+}
+
+/// A learner other than 0 ends quietly with this when learner 0 failed (learner 0
+/// reports why).
+#[derive(Debug)]
+pub struct Learner0Failed;
+
+impl std::fmt::Display for Learner0Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("learner 0 failed")
+    }
+}
+
+impl std::error::Error for Learner0Failed {}
+
+/// The checkpoint at `path`, read by learner 0 and sent to the other learners (which
+/// may be on hosts without it).
+fn read_shared(path: &Path, team: &mut Option<Box<dyn Team + '_>>) -> Result<Loaded> {
+    let Some(t) = team.as_mut() else {
+        return Ok(Loaded::read(path)?);
+    };
+    let mut bytes = Vec::new();
+    let mut failed = None;
+    if t.is_root() {
+        match checkpoint::read_bounded(path, checkpoint::MAX_FILE_BYTES) {
+            Ok(b) => {
+                bytes.push(1);
+                bytes.extend(b);
+            }
+            Err(e) => {
+                failed = Some(e);
+                bytes.push(0);
+            }
+        }
+    }
+    t.broadcast(&mut bytes);
+    if let Some(e) = failed {
+        return Err(checkpoint::CheckpointError::Read {
+            what: "checkpoint",
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+        .into());
+    }
+    match bytes.split_first() {
+        Some((1, b)) => Ok(Loaded::from_bytes(b, path, "checkpoint")?),
+        _ => Err(Learner0Failed.into()),
+    }
+}
+
+/// FNV-1a of every parameter's bits: data-parallel learners compare theirs.
+fn param_hash(learner: &Learner<AgentNet>) -> Result<u64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (_, v) in all_params(learner) {
+        for x in v.as_tensor().flatten_all()?.to_vec1::<f32>()? {
+            for b in x.to_bits().to_le_bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    Ok(h)
+}
+
+/// Learner 0's decisions (target reached, checkpoint due, stop), on every learner.
+fn agree(team: &mut dyn Team, flags: [bool; 3]) -> [bool; 3] {
+    let mut bytes: Vec<u8> = flags.iter().map(|&f| f as u8).collect();
+    team.broadcast(&mut bytes);
+    [0, 1, 2].map(|i| bytes.get(i) == Some(&1))
+}
+
+/// The episodes every learner's batch ended, on learner 0 (elsewhere none).
+fn joint_episodes(
+    team: &mut Option<Box<dyn Team + '_>>,
+    batch: &Rollout,
+) -> Result<Vec<(f64, usize)>> {
+    let Some(t) = team.as_mut() else {
+        return Ok(batch.episodes.clone());
+    };
+    let mut all = Vec::new();
+    for b in t.gather(serde_json::to_vec(&batch.episodes)?) {
+        all.extend(serde_json::from_slice::<Vec<(f64, usize)>>(&b)?);
+    }
+    Ok(all)
 }
 
 /// Builds workers `workers` of the run (each with its share of `env.num_envs`, seeded
@@ -243,19 +364,42 @@ struct Checkpointer<'a> {
 }
 
 impl Checkpointer<'_> {
+    /// Writes the checkpoint; with data-parallel learners, every learner calls it
+    /// (learner 0 joins their workers' states, checks that their parameters are its
+    /// own, and writes).
     fn save(
         &self,
         learner: &Learner<AgentNet>,
         runner: &mut dyn ActorPool,
         counters: &Counters,
         window: &EpisodeWindow,
+        team: &mut Option<Box<dyn Team + '_>>,
     ) -> Result<()> {
+        let mut workers = runner.worker_states()?;
+        if let Some(t) = team.as_mut() {
+            let hash = param_hash(learner)?;
+            let all = t.gather(serde_json::to_vec(&(hash, &workers))?);
+            if !t.is_root() {
+                return Ok(());
+            }
+            let mut joined = Some(Vec::new());
+            for (i, b) in all.iter().enumerate() {
+                let (h, w): (u64, Option<Vec<serde_json::Value>>) = serde_json::from_slice(b)?;
+                if h != hash {
+                    bail!("data-parallel learner {i}'s parameters differ from learner 0's (hash {h:016x}, not {hash:016x}) at update {}", counters.updates);
+                }
+                match (joined.as_mut(), w) {
+                    (Some(j), Some(w)) => j.extend(w),
+                    _ => joined = None,
+                }
+            }
+            workers = joined;
+        }
         let mut tensors: Vec<(String, Tensor)> = all_params(learner)
             .into_iter()
             .map(|(k, v)| (k, v.as_tensor().clone()))
             .collect();
         tensors.extend(learner.optim.state_tensors()?);
-        let workers = runner.worker_states()?;
         let aux_rng = learner.aux.as_ref().map(|a| a.save_rng());
         let meta = checkpoint::metadata(vec![
             (
@@ -304,6 +448,11 @@ pub fn train_on(
 ) -> Result<TrainSummary> {
     // Setup: run directory, network, learner, actors.
     // Nothing is written until the checkpoint (when resuming) fits the new config.
+    #[cfg(feature = "mpi")]
+    if let Actors::Mpi(l) = &actors {
+        crate::distributed::start_learners(l, cfg, spec, opts.resume)?;
+    }
+    let mut team = actors.team();
     let spec = spec.clone();
     let ck_path = opts.out.join(CHECKPOINT);
     let run_dir = if opts.write {
@@ -316,7 +465,7 @@ pub fn train_on(
     let mut window = EpisodeWindow::default();
     let mut worker_states: Option<Vec<serde_json::Value>> = None;
     if opts.resume {
-        let ck = Loaded::read(&ck_path)?;
+        let ck = read_shared(&ck_path, &mut team)?;
         if let Ok(name) = ck.meta::<String>(crate::checkpoint::keys::TRAINER) {
             bail!(
                 "'{}' is a {name} trainer checkpoint; resume it with `rlcpc pretrain ... --resume`",
@@ -369,25 +518,27 @@ pub fn train_on(
         .seed
         .wrapping_add(counters.updates.wrapping_mul(1_000_003));
     let what = format!("checkpoint '{}'", ck_path.display());
+    let (mine, batch_share) = actors.share(cfg);
+    let threads = || -> Result<Box<dyn ActorPool + '_>> {
+        let workers = build_actors(
+            cfg,
+            &spec,
+            env_seed,
+            mine.clone(),
+            worker_states.as_deref(),
+            &what,
+        )?;
+        let mut rc = cfg.run.runner();
+        rc.batch_rollouts = batch_share;
+        Ok(Box::new(Runner::start(&rc, workers, learner.snapshot()?)?))
+    };
     let mut runner: Box<dyn ActorPool + '_> = match actors {
-        Actors::Threads => {
-            let actors = build_actors(
-                cfg,
-                &spec,
-                env_seed,
-                0..cfg.run.workers,
-                worker_states.as_deref(),
-                &what,
-            )?;
-            Box::new(Runner::start(
-                &cfg.run.runner(),
-                actors,
-                learner.snapshot()?,
-            )?)
-        }
+        Actors::Threads => threads()?,
         #[cfg(feature = "mpi")]
-        Actors::Mpi(world) => Box::new(crate::distributed::MpiPool::start(
-            world,
+        Actors::Mpi(l) if l.threads() => threads()?,
+        #[cfg(feature = "mpi")]
+        Actors::Mpi(l) => Box::new(crate::distributed::MpiPool::start(
+            l,
             cfg,
             &spec,
             env_seed,
@@ -424,8 +575,9 @@ pub fn train_on(
     let mut interrupted = false;
     let mut last_save = Instant::now();
     let (mut phase_sums, mut phase_updates) = ([0f64; 8], 0u64);
+    let mut reduce_bytes = 0;
     while counters.env_steps < cfg.run.total_steps {
-        if stop.load(Ordering::Relaxed) {
+        if team.is_none() && stop.load(Ordering::Relaxed) {
             interrupted = true;
             break;
         }
@@ -433,17 +585,30 @@ pub fn train_on(
         let t0 = Instant::now();
         let batch = runner.next_batch()?;
         let t1 = Instant::now();
-        // 2–4. Returns, loss and one optimiser step.
+        // 2–4. Returns, loss and one optimiser step (data-parallel learners: on the mean
+        // gradient of their joint batch, which weighs `joint` env steps).
         let progress = counters.env_steps as f64 / cfg.run.total_steps as f64;
-        let stats = learner.update(&batch, progress)?;
+        let mut joint = batch.env_steps() as f32;
+        let stats = match team.as_mut() {
+            None => learner.update(&batch, progress)?,
+            Some(t) => {
+                let mut reduce = |flat: &mut [f32]| {
+                    reduce_bytes = 4 * flat.len();
+                    t.all_reduce(flat);
+                    joint = flat.last().copied().unwrap_or(0.0);
+                    Ok(())
+                };
+                learner.update_reduced(&batch, progress, Some(&mut reduce))?
+            }
+        };
         // 5. Publish the new parameters to the actors.
         runner.publish(learner.snapshot()?);
         let t2 = Instant::now();
 
         counters.updates = learner.updates();
         counters.optim_steps = learner.optim.steps();
-        counters.env_steps += batch.env_steps() as u64;
-        for &(r, l) in &batch.episodes {
+        counters.env_steps += joint.round() as u64;
+        for (r, l) in joint_episodes(&mut team, &batch)? {
             window.push(r, l);
         }
         counters.episodes = window.total;
@@ -469,12 +634,22 @@ pub fn train_on(
         phase_updates += 1;
 
         bar.set_position(counters.env_steps.min(cfg.run.total_steps));
-        // 6. Log.
-        let reached = cfg.run.target_return > 0.0
+        // 6. Decide (learner 0, for data-parallel learners): target reached, checkpoint
+        // due (every `checkpoint_every` updates and `checkpoint_minutes`), stop.
+        let mut reached = cfg.run.target_return > 0.0
             && window.is_full()
             && window
                 .mean_return()
                 .is_some_and(|m| m >= cfg.run.target_return);
+        let every = cfg.run.checkpoint_every;
+        let mut due = (every > 0 && counters.updates % every == 0)
+            || (cfg.run.checkpoint_minutes > 0.0
+                && last_save.elapsed().as_secs_f64() >= 60.0 * cfg.run.checkpoint_minutes);
+        let mut halt = false;
+        if let Some(t) = team.as_mut() {
+            [reached, due, halt] = agree(t.as_mut(), [reached, due, stop.load(Ordering::Relaxed)]);
+        }
+        // 7. Log.
         if reached && solved.is_none() {
             solved = Some((counters.env_steps, counters.elapsed_secs));
         }
@@ -498,20 +673,28 @@ pub fn train_on(
         if reached {
             break;
         }
-        // 7. Checkpoint, every `checkpoint_every` updates and `checkpoint_minutes`.
-        let every = cfg.run.checkpoint_every;
-        let due = (every > 0 && counters.updates % every == 0)
-            || (cfg.run.checkpoint_minutes > 0.0
-                && last_save.elapsed().as_secs_f64() >= 60.0 * cfg.run.checkpoint_minutes);
-        if opts.write && due {
-            checkpointer.save(&learner, runner.as_mut(), &counters, &window)?;
+        // 8. Checkpoint.
+        if (opts.write || team.is_some()) && due {
+            checkpointer.save(&learner, runner.as_mut(), &counters, &window, &mut team)?;
             last_save = Instant::now();
         }
+        if halt {
+            interrupted = true;
+            break;
+        }
     }
-    if opts.write {
-        checkpointer.save(&learner, runner.as_mut(), &counters, &window)?;
+    if opts.write || team.is_some() {
+        checkpointer.save(&learner, runner.as_mut(), &counters, &window, &mut team)?;
     }
-    let traffic = runner.traffic();
+    let mut traffic = runner.traffic();
+    if let Some(t) = &team {
+        traffic = Some(format!(
+            "{}; {} data-parallel learners, {reduce_bytes} bytes per gradient all-reduce, their parameters identical at every checkpoint (hash {:016x})",
+            traffic.unwrap_or_else(|| "mpi: actor threads on each learner".into()),
+            t.size(),
+            param_hash(&learner)?
+        ));
+    }
     bar.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     Ok(TrainSummary {

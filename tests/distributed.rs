@@ -1,10 +1,13 @@
 //! `rlcpc train --distributed` under `mpirun` (feature `mpi`; `.ci/run` runs these with
 //! OpenMPI on loopback): the distributed sync run equals the threaded run with the same
 //! workers and seeds, also after `--resume` (of a distributed or a threaded run); async
-//! over MPI trains with V-trace and logs each rank's lag; a failing worker names itself
-//! and its rank; a killed rank ends the job naming it, never
-//! a hang; SIGTERM on the launcher checkpoints the learner; layouts the ranks cannot
-//! carry are refused.
+//! over MPI trains with V-trace and logs each rank's lag; data-parallel learners keep
+//! identical parameters, step on the joint batch's gradient (close to one learner's on
+//! the whole batch), equal each other with actor ranks or threads, resume exactly and
+//! learn async; a failing worker names itself and its rank; a killed rank ends the job
+//! naming it, never a hang; a hung rank stops a sync run naming it; an async run under
+//! `--enable-recovery` survives a killed rank; SIGTERM on the launcher checkpoints the
+//! learner; layouts the ranks cannot carry are refused.
 #![cfg(feature = "mpi")]
 
 mod common;
@@ -22,8 +25,14 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// `mpirun -np N rlcpc ARGS` (oversubscribed: this machine has 2 cores; as root where
 /// the tests run as root).
 fn mpirun(np: usize, args: &[&str]) -> Command {
+    mpirun_with(&[], np, args)
+}
+
+/// [`mpirun`] with more of mpirun's own flags.
+fn mpirun_with(flags: &[&str], np: usize, args: &[&str]) -> Command {
     let mut c = Command::new("mpirun");
     c.args(["--oversubscribe", "-np", &np.to_string()])
+        .args(flags)
         .arg(env!("CARGO_BIN_EXE_rlcpc"))
         .args(args)
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -278,7 +287,12 @@ fn rank_pid(out: &Path, rank: usize) -> Option<u32> {
 
 /// Starts a long distributed run into `out`; returns it once its metrics appear.
 fn long_run(out: &Path) -> std::process::Child {
-    let a = train_args(
+    long_run_with(out, &[], &[])
+}
+
+/// [`long_run`] with more of mpirun's flags and of rlcpc's.
+fn long_run_with(out: &Path, flags: &[&str], extra: &[&str]) -> std::process::Child {
+    let mut a = train_args(
         out,
         &[
             "--set",
@@ -292,7 +306,8 @@ fn long_run(out: &Path) -> std::process::Child {
             "--distributed",
         ],
     );
-    let child = mpirun(3, &a).spawn().expect("mpirun");
+    a.extend_from_slice(extra);
+    let child = mpirun_with(flags, 3, &a).spawn().expect("mpirun");
     let start = Instant::now();
     while !out.join("metrics.jsonl").exists() && start.elapsed() < LIMIT {
         std::thread::sleep(Duration::from_millis(50));
@@ -331,6 +346,189 @@ fn a_killed_actor_rank_ends_the_job_naming_it_never_a_hang() {
 }
 
 #[test]
+fn a_hung_actor_rank_stops_a_sync_run_naming_it_never_a_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let child = long_run_with(&out, &[], &["--rank-timeout", "3"]);
+    let pid = rank_pid(&out, 2).expect("rank 2 is running");
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    let start = Instant::now();
+    let o = wait_limited(child);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("MPI rank 2 sent nothing for 3 s (no unroll, no heartbeat)"),
+        "{t}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(60), "{t}");
+    assert!(out.join("checkpoint.safetensors").exists(), "{t}");
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+#[test]
+fn an_async_run_under_enable_recovery_survives_a_killed_actor_rank() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let child = long_run_with(
+        &out,
+        &["--enable-recovery"],
+        &[
+            "--rank-timeout",
+            "3",
+            "--set",
+            "run.mode=\"async\"",
+            "--set",
+            "algo.vtrace=true",
+            "--set",
+            "run.total_steps=3000000",
+        ],
+    );
+    let pid = rank_pid(&out, 2).expect("rank 2 is running");
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let o = wait_limited(child);
+    let t = text(&o);
+    assert!(t.contains("warning: MPI rank 2 sent nothing"), "{t}");
+    assert!(t.contains("done after 3000000 env steps"), "{t}");
+    let rows = metrics(&out);
+    let last = rows.last().unwrap();
+    assert_eq!(last["mpi/lost_ranks"].as_f64(), Some(1.0), "{last}");
+    assert_eq!(last["time/total_timesteps"].as_f64(), Some(3e6), "{last}");
+    ok_split(&["eval", "--checkpoint", s(&out), "--episodes", "1"]);
+}
+
+/// The largest difference between two checkpoints' parameters (not the optimiser's).
+fn param_distance(a: &Path, b: &Path) -> f32 {
+    let (x, y) = (
+        Loaded::read(&a.join("checkpoint.safetensors")).unwrap(),
+        Loaded::read(&b.join("checkpoint.safetensors")).unwrap(),
+    );
+    let v = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut d = 0f32;
+    let mut n = 0;
+    for (k, p) in &x.tensors {
+        if k.starts_with("optim") {
+            continue;
+        }
+        n += 1;
+        for (p, q) in v(p).iter().zip(v(&y.tensors[k])) {
+            d = d.max((p - q).abs());
+        }
+    }
+    assert!(n >= 4, "{n} parameter tensors");
+    d
+}
+
+#[test]
+fn data_parallel_learners_step_on_the_joint_batch_and_stay_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = [
+        "--set",
+        "run.workers=2",
+        "--set",
+        "run.total_steps=1600",
+        "--set",
+        "run.target_return=0",
+    ];
+    // Two learners with their workers on threads, then on an actor rank each.
+    let mut runs = Vec::new();
+    for np in [2, 4] {
+        let out = tmp.path().join(format!("dp-{np}"));
+        let mut a = train_args(&out, &extra);
+        a.extend_from_slice(&["--distributed", "--learners", "2"]);
+        let o = finish(mpirun(np, &a));
+        let t = text(&o);
+        assert!(o.status.success(), "{t}");
+        assert!(
+            t.contains("their parameters identical at every checkpoint"),
+            "{t}"
+        );
+        runs.push(out);
+    }
+    same_checkpoint(&runs[0], &runs[1]);
+    assert_eq!(metrics(&runs[0]), metrics(&runs[1]));
+    // One learner on the whole batch takes the same 10 steps, up to rounding.
+    let one = tmp.path().join("one");
+    ok_split(&train_args(&one, &extra));
+    let d = param_distance(&one, &runs[0]);
+    // The control: the 9 updates after the first move the parameters far more.
+    let first = tmp.path().join("first");
+    let mut a = train_args(&first, &extra);
+    a.extend_from_slice(&["--set", "run.total_steps=160"]);
+    ok_split(&a);
+    let moved = param_distance(&one, &first);
+    eprintln!("data-parallel vs one learner: {d:e} apart; updates 2-10 moved {moved:e}");
+    assert!(
+        d < 1e-4 && d * 100.0 < moved,
+        "parameters {d} apart after 10 updates, which moved them {moved}"
+    );
+}
+
+#[test]
+fn a_data_parallel_run_resumes_exactly_and_learns_async() {
+    let tmp = tempfile::tempdir().unwrap();
+    let common = [
+        "--set",
+        "run.workers=2",
+        "--set",
+        "run.target_return=0",
+        "--distributed",
+        "--learners",
+        "2",
+    ];
+    let straight = tmp.path().join("straight");
+    let mut a = train_args(&straight, &common);
+    a.extend_from_slice(&["--set", "run.total_steps=8000"]);
+    assert!(finish(mpirun(2, &a)).status.success());
+    let half = tmp.path().join("half");
+    let mut a = train_args(&half, &common);
+    a.extend_from_slice(&["--set", "run.total_steps=4000"]);
+    assert!(finish(mpirun(2, &a)).status.success());
+    let o = finish(mpirun(
+        2,
+        &[
+            "train",
+            "--quiet",
+            "--resume",
+            "--out",
+            s(&half),
+            "--set",
+            "run.total_steps=8000",
+            "--distributed",
+            "--learners",
+            "2",
+        ],
+    ));
+    assert!(o.status.success(), "{}", text(&o));
+    same_checkpoint(&straight, &half);
+
+    let out = tmp.path().join("async");
+    let mut a = train_args(
+        &out,
+        &[
+            "--set",
+            "run.mode=\"async\"",
+            "--set",
+            "algo.vtrace=true",
+            "--set",
+            "run.total_steps=40000",
+            "--set",
+            "run.log_every=10",
+        ],
+    );
+    a.extend_from_slice(&common);
+    let o = finish(mpirun(4, &a));
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let last = metrics(&out).last().unwrap()["rollout/ep_rew_mean"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        last > 30.0,
+        "async data-parallel learnt nothing: {last}\n{t}"
+    );
+}
+
+#[test]
 fn sigterm_on_mpirun_checkpoints_the_learner_and_stops_every_rank() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
@@ -355,9 +553,28 @@ fn layouts_the_ranks_cannot_carry_are_refused() {
     for (np, sets, needle) in [
         (1, &["run.workers=1"][..], "at least 2 MPI ranks"),
         (4, &["run.workers=2"][..], "fewer than the 3 actor ranks"),
+        (2, &["--learners", "3"][..], "--learners 3: needs 1 to 2"),
+        (
+            3,
+            &["--learners", "2"][..],
+            "actor ranks (1) are fewer than the learners (2)",
+        ),
+        (
+            5,
+            &["--learners", "2", "run.workers=2"][..],
+            "learner 1 has 1 of run.workers = 2 for its 2 actor ranks",
+        ),
     ] {
-        let out = tmp.path().join(format!("r{np}"));
-        let mut extra: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
+        let out = tmp.path().join(format!("r{np}-{}", sets.len()));
+        let mut extra: Vec<&str> = Vec::new();
+        let mut flags = sets.iter();
+        while let Some(&f) = flags.next() {
+            if f.starts_with("--") {
+                extra.extend([f, flags.next().unwrap()]);
+            } else {
+                extra.extend(["--set", f]);
+            }
+        }
         extra.push("--distributed");
         let a = train_args(&out, &extra);
         let o = finish(mpirun(np, &a));

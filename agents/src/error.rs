@@ -38,6 +38,9 @@ pub enum AgentError {
         /// Its error or panic message, or what the runner saw.
         message: String,
     },
+    /// The actors as a whole failed, e.g. a distributed run's rank was lost; says how.
+    #[error("{0}")]
+    Actors(String),
     /// A [`crate::ParamSnapshot`] lacks the named parameter or has it with the wrong shape.
     #[error("parameter snapshot lacks '{0}' or has the wrong size")]
     Snapshot(String),

@@ -95,6 +95,9 @@ impl UpdateStats {
     }
 }
 
+/// Data-parallel learners' sum of a flat gradient buffer ([`Learner::update_reduced`]).
+pub type Reduce<'a> = dyn FnMut(&mut [f32]) -> Result<(), AgentError> + 'a;
+
 /// One batch's loss gradients, before clipping.
 enum Grads {
     /// From candle's autograd.
@@ -206,7 +209,26 @@ impl<N: PolicyNetwork> Learner<N> {
     /// Runs on the network's lean path where it has one ([`PolicyNetwork::lean`]),
     /// else through candle's autograd; both compute the same loss.
     pub fn update(&mut self, batch: &Rollout, progress: f64) -> Result<UpdateStats, AgentError> {
-        let c = self.compute(batch)?;
+        self.update_reduced(batch, progress, None)
+    }
+
+    /// [`Learner::update`] with data-parallel gradients: `reduce` gets this batch's
+    /// gradients, each variable's flattened in [`Optimizer::vars`]' order and weighted
+    /// by the batch's env steps, then that weight as the last element; it must leave
+    /// there the sums over every learner's batch (an all-reduce). The step then uses the
+    /// mean gradient of the learners' joint batch — the same on every learner, so their
+    /// parameters stay identical. Variables without a gradient are left alone, as in
+    /// [`Learner::update`].
+    pub fn update_reduced(
+        &mut self,
+        batch: &Rollout,
+        progress: f64,
+        reduce: Option<&mut Reduce<'_>>,
+    ) -> Result<UpdateStats, AgentError> {
+        let mut c = self.compute(batch)?;
+        if let Some(reduce) = reduce {
+            self.reduce_grads(&mut c, batch.env_steps() as f32, reduce)?;
+        }
         // Clip by global norm, optimiser step.
         let t_opt = Instant::now();
         let grad_norm = match &c.grads {
@@ -244,6 +266,49 @@ impl<N: PolicyNetwork> Learner<N> {
         let mut stats = self.finish(batch, &c.host, c.ev, grad_norm, lr, c.aux_metrics);
         stats.phases = phases;
         Ok(stats)
+    }
+
+    /// Moves `c`'s gradients to the host (`host_grads`), weighted by `weight`, and
+    /// replaces them with `reduce`'s weighted mean.
+    fn reduce_grads(
+        &mut self,
+        c: &mut Computed,
+        weight: f32,
+        reduce: &mut Reduce<'_>,
+    ) -> Result<(), AgentError> {
+        let n = self.optim.vars().len();
+        self.host_grads.resize_with(n, Vec::new);
+        if let Grads::Candle(grads) = &c.grads {
+            for (i, (_, var)) in self.optim.vars().iter().enumerate() {
+                match grads.get(var) {
+                    Some(t) => crate::optim::host_copy(t, &mut self.host_grads[i])?,
+                    None => self.host_grads[i].clear(),
+                }
+            }
+            c.grads = Grads::Host;
+        }
+        let mut flat = std::mem::take(&mut self.scratch);
+        flat.clear();
+        for g in &self.host_grads {
+            flat.extend(g.iter().map(|&x| x * weight));
+        }
+        flat.push(weight);
+        reduce(&mut flat)?;
+        let total = flat.pop().unwrap_or(0.0);
+        if total.is_nan() || total <= 0.0 {
+            return Err(AgentError::Actors(format!(
+                "the learners' joint batch weighs {total} env steps"
+            )));
+        }
+        let mut at = 0;
+        for g in &mut self.host_grads {
+            for (x, &y) in g.iter_mut().zip(&flat[at..]) {
+                *x = y / total;
+            }
+            at += g.len();
+        }
+        self.scratch = flat;
+        Ok(())
     }
 
     /// The gradient of `batch`'s loss with respect to every variable that has one, by

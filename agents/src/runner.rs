@@ -10,8 +10,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam::channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam::channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 
 use crate::config::{Mode, RunnerConfig};
 use crate::rollout::SharedSnapshot;
@@ -157,20 +158,38 @@ impl Runner {
         *self.latest.lock().expect("snapshot lock") = Arc::new(snap);
     }
 
-    fn recv(&self) -> Result<Msg, AgentError> {
-        match self.msg_rx.recv() {
-            Ok(Msg::Failed { worker, message }) => Err(AgentError::Worker { worker, message }),
-            Ok(m) => Ok(m),
-            Err(_) => Err(AgentError::Worker {
-                worker: usize::MAX,
-                message: "all actor threads exited".into(),
-            }),
+    /// The next message of the actor threads, calling `tick` every `every` while none
+    /// comes.
+    fn recv(&self, every: Duration, tick: &mut dyn FnMut()) -> Result<Msg, AgentError> {
+        loop {
+            return match self.msg_rx.recv_timeout(every) {
+                Ok(Msg::Failed { worker, message }) => Err(AgentError::Worker { worker, message }),
+                Ok(m) => Ok(m),
+                Err(RecvTimeoutError::Timeout) => {
+                    tick();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => Err(AgentError::Worker {
+                    worker: usize::MAX,
+                    message: "all actor threads exited".into(),
+                }),
+            };
         }
     }
 
     /// The next batch: one unroll per worker (sync, in worker order) or the first
     /// `batch_rollouts` unrolls to arrive (async).
     pub fn next_batch(&mut self) -> Result<Rollout, AgentError> {
+        self.next_batch_ticking(Duration::from_secs(3600), &mut || {})
+    }
+
+    /// [`Runner::next_batch`], calling `tick` every `every` while it waits (an MPI
+    /// actor rank's heartbeat).
+    pub fn next_batch_ticking(
+        &mut self,
+        every: Duration,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Rollout, AgentError> {
         let mut parts = Vec::new();
         match self.mode {
             Mode::Sync => {
@@ -183,7 +202,7 @@ impl Runner {
                         })?;
                 }
                 for _ in 0..self.cmd_tx.len() {
-                    if let Msg::Rollout(r) = self.recv()? {
+                    if let Msg::Rollout(r) = self.recv(every, tick)? {
                         parts.push(*r);
                     }
                 }
@@ -191,7 +210,7 @@ impl Runner {
             }
             Mode::Async => {
                 while parts.len() < self.batch_rollouts {
-                    if let Msg::Rollout(r) = self.recv()? {
+                    if let Msg::Rollout(r) = self.recv(every, tick)? {
                         parts.push(*r);
                     }
                 }
@@ -214,7 +233,7 @@ impl Runner {
         }
         let mut states = vec![serde_json::Value::Null; self.cmd_tx.len()];
         for _ in 0..self.cmd_tx.len() {
-            if let Msg::State(id, v) = self.recv()? {
+            if let Msg::State(id, v) = self.recv(Duration::from_secs(3600), &mut || {})? {
                 let pos = self
                     .ids
                     .iter()

@@ -48,6 +48,24 @@ pub struct Args {
     /// async. Needs a build with `--features mpi` (OpenMPI).
     #[arg(long, conflicts_with = "seeds")]
     distributed: bool,
+    /// With --distributed: data-parallel learners, MPI ranks 0..N−1; each learns on its
+    /// share of run.workers (its own actor ranks, or its own threads when the job has
+    /// only learner ranks), and their gradients are summed every update (MPI
+    /// all-reduce), so that all take the same step.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "distributed")]
+    learners: usize,
+    /// With --distributed: seconds an actor rank may stay silent (no unroll, no
+    /// heartbeat; they beat every second) before it counts as lost — a sync run stops
+    /// naming it, an async run goes on without it (start such runs with `mpirun
+    /// --enable-recovery`). Actor ranks give up on a learner silent for twice this; raise
+    /// it above the time of an update.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60.0,
+        requires = "distributed"
+    )]
+    rank_timeout: f64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -62,6 +80,8 @@ pub fn run(args: Args) -> Result<()> {
         device: dev,
         quiet,
         distributed,
+        learners,
+        rank_timeout,
     } = args;
     if let Some(a) = aux {
         overrides.push(format!("aux.kind=\"{}\"", a.as_str()));
@@ -73,9 +93,20 @@ pub fn run(args: Args) -> Result<()> {
         overrides.push(format!("run.seed={s}"));
     }
     if distributed {
-        return run_distributed(config, out, &overrides, resume, dev, quiet);
+        let how = Distributed {
+            learners,
+            timeout: rank_timeout,
+        };
+        return run_distributed(config, out, &overrides, resume, dev, quiet, how);
     }
     one_run(config, out, &overrides, resume, dev, quiet, Actors::Threads).map(|_| ())
+}
+
+/// `--learners` and `--rank-timeout`.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+struct Distributed {
+    learners: usize,
+    timeout: f64,
 }
 
 /// `--distributed` without MPI compiled in.
@@ -87,13 +118,14 @@ fn run_distributed(
     _: bool,
     _: DeviceArg,
     _: bool,
+    _: Distributed,
 ) -> Result<()> {
     bail!("--distributed: this rlcpc was built without MPI; rebuild with `cargo build --release --features mpi` (OpenMPI: `apt-get install libopenmpi-dev openmpi-bin libclang-dev`)")
 }
 
-/// `--distributed` under mpirun: rank 0 is `one_run` with the other ranks as its actors;
-/// the other ranks serve it (they ignore Ctrl-C and SIGTERM: rank 0 checkpoints, then
-/// stops them).
+/// `--distributed` under mpirun: learner 0 is `one_run` with its actor ranks (or
+/// threads) and the other learners; the other learners and the actor ranks serve it
+/// (they ignore Ctrl-C and SIGTERM: learner 0 checkpoints, then stops them).
 #[cfg(feature = "mpi")]
 fn run_distributed(
     config: Option<PathBuf>,
@@ -102,22 +134,50 @@ fn run_distributed(
     resume: bool,
     dev: DeviceArg,
     quiet: bool,
+    how: Distributed,
 ) -> Result<()> {
-    use rlcpc::distributed::Communicator;
-    let universe = rlcpc::distributed::init()?;
-    let world = universe.world();
+    use rlcpc::distributed::{self as d, Communicator, CommunicatorCollectives};
     use std::panic::{catch_unwind, AssertUnwindSafe};
+    if !(how.timeout.is_finite() && how.timeout > 0.0 && how.timeout < 1e6) {
+        bail!(
+            "--rank-timeout {}: must be a number of seconds, more than 0",
+            how.timeout
+        );
+    }
+    let universe = d::init()?;
+    let timeout = std::time::Duration::from_secs_f64(how.timeout);
+    let layout = match d::Layout::new(universe.world(), how.learners, timeout) {
+        Ok(l) => l,
+        Err(e) => {
+            // Every rank finds the same fault: rank 0 says it, then all end together.
+            let world = universe.world();
+            if world.rank() == 0 {
+                eprintln!("error: {e:#}");
+            }
+            world.barrier();
+            drop(universe);
+            std::process::exit(1)
+        }
+    };
+    let world = layout.world();
     let rank = world.rank();
     if rank != 0 {
         ctrlc::set_handler(|| {}).ok();
         // A rank that fails outside the protocol ends the whole job (MPI_Abort), so
         // that no rank waits for it.
-        match catch_unwind(AssertUnwindSafe(|| rlcpc::distributed::serve(&world))) {
+        let served = catch_unwind(AssertUnwindSafe(|| {
+            if layout.is_learner {
+                d::serve_learner(&layout, &out.clone().unwrap_or_default(), dev.device()?)
+            } else {
+                d::serve(&layout)
+            }
+        }));
+        match served {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => eprintln!("error: MPI rank {rank}: {e:#}"),
             Err(_) => eprintln!("error: MPI rank {rank} panicked"),
         }
-        rlcpc::distributed::abort(&world, 1);
+        d::abort(world, 1);
     }
     let r = catch_unwind(AssertUnwindSafe(|| {
         one_run(
@@ -127,17 +187,25 @@ fn run_distributed(
             resume,
             dev,
             quiet,
-            Actors::Mpi(&world),
+            Actors::Mpi(&layout),
         )
     }));
     match r {
         Ok(r) => {
-            rlcpc::distributed::stop_waiting_ranks(&world);
+            d::stop_waiting_ranks(&layout);
+            if d::lost_ranks() {
+                // A lost rank may only hang: it would keep mpirun waiting.
+                if let Err(e) = &r {
+                    eprintln!("error: {e:#}");
+                }
+                eprintln!("note: MPI ranks were lost (above); ending the job with MPI_Abort so that none is left waiting");
+                d::abort(world, if r.is_ok() { 0 } else { 1 });
+            }
             r.map(|_| ())
         }
         Err(_) => {
             eprintln!("error: MPI rank 0 (the learner) panicked");
-            rlcpc::distributed::abort(&world, 1)
+            d::abort(world, 1)
         }
     }
 }
