@@ -94,18 +94,23 @@ pub fn lost_ranks() -> bool {
     LOST.load(SeqCst)
 }
 
-/// Spins, then sleeps ever longer (up to a millisecond) while polling MPI, so that a
-/// wait neither adds latency to a quick answer nor takes a core from the actors.
-struct Backoff(u32);
+/// Yields the core for the first 2 ms of a wait (an answer usually comes within that,
+/// and a yielding poll lets the actors run on an oversubscribed host), then sleeps ever
+/// longer, up to a millisecond, so that a long wait costs no core.
+struct Backoff(Option<Instant>, u32);
 
 impl Backoff {
+    fn new() -> Self {
+        Backoff(None, 0)
+    }
+
     fn pause(&mut self) {
-        self.0 += 1;
-        if self.0 < 64 {
+        let since = *self.0.get_or_insert_with(Instant::now);
+        if since.elapsed() < Duration::from_millis(2) {
             std::thread::yield_now();
         } else {
-            let us = (10u64 << ((self.0 - 64) / 16).min(7)).min(1000);
-            std::thread::sleep(Duration::from_micros(us));
+            self.1 = (self.1 + 1).min(100);
+            std::thread::sleep(Duration::from_micros(10 * self.1 as u64));
         }
     }
 }
@@ -118,7 +123,7 @@ fn complete<'a, D: ?Sized, S: Scope<'a>>(
     mut req: Request<'a, D, S>,
     mut poll: impl FnMut() -> Option<String>,
 ) {
-    let mut b = Backoff(0);
+    let mut b = Backoff::new();
     loop {
         match req.test() {
             Ok(_) => return,
@@ -382,7 +387,7 @@ fn receive_polled(
     from: i32,
     mut poll: impl FnMut() -> Option<String>,
 ) -> Vec<u8> {
-    let mut b = Backoff(0);
+    let mut b = Backoff::new();
     loop {
         if let Some(m) = comm
             .process_at_rank(from)
@@ -584,7 +589,7 @@ impl<'a> MpiPool<'a> {
         let n = self.size();
         let mut got: Vec<Option<Vec<u8>>> = vec![None; n];
         let mut left = n - 1;
-        let mut b = Backoff(0);
+        let mut b = Backoff::new();
         while left > 0 {
             let mut any = false;
             for (r, slot) in got.iter_mut().enumerate().skip(1) {
@@ -666,7 +671,7 @@ impl<'a> MpiPool<'a> {
 
     /// Async: `bytes` to rank `r`, once its previous reply has left.
     fn send_to(&mut self, r: usize, bytes: Vec<u8>) {
-        let mut b = Backoff(0);
+        let mut b = Backoff::new();
         while let Some(p) = self.pending[r].take() {
             self.pending[r] = p.test();
             if self.pending[r].is_some() {
@@ -702,7 +707,7 @@ impl<'a> MpiPool<'a> {
         // Fair: the first rank with a message waiting, in turn from the one after the last
         // served (MPI's any-source receive lets one fast rank starve the others).
         let actor_ranks = self.size() - 1;
-        let mut b = Backoff(0);
+        let mut b = Backoff::new();
         let (r, bytes) = loop {
             self.test_sends();
             let found = (0..actor_ranks)
@@ -873,7 +878,7 @@ impl Drop for MpiPool<'_> {
             return;
         }
         // Every rank is collecting or sending its next unroll: take it, answer stop.
-        let mut b = Backoff(0);
+        let mut b = Backoff::new();
         for r in 1..self.size() {
             while !self.done[r] {
                 self.test_sends();
