@@ -287,11 +287,11 @@ fn rank_pid(out: &Path, rank: usize) -> Option<u32> {
 
 /// Starts a long distributed run into `out`; returns it once its metrics appear.
 fn long_run(out: &Path) -> std::process::Child {
-    long_run_with(out, &[], &[])
+    long_run_with(out, 3, &[], &[])
 }
 
-/// [`long_run`] with more of mpirun's flags and of rlcpc's.
-fn long_run_with(out: &Path, flags: &[&str], extra: &[&str]) -> std::process::Child {
+/// [`long_run`] on `np` ranks with more of mpirun's flags and of rlcpc's.
+fn long_run_with(out: &Path, np: usize, flags: &[&str], extra: &[&str]) -> std::process::Child {
     let mut a = train_args(
         out,
         &[
@@ -307,7 +307,7 @@ fn long_run_with(out: &Path, flags: &[&str], extra: &[&str]) -> std::process::Ch
         ],
     );
     a.extend_from_slice(extra);
-    let child = mpirun_with(flags, 3, &a).spawn().expect("mpirun");
+    let child = mpirun_with(flags, np, &a).spawn().expect("mpirun");
     let start = Instant::now();
     while !out.join("metrics.jsonl").exists() && start.elapsed() < LIMIT {
         std::thread::sleep(Duration::from_millis(50));
@@ -349,7 +349,7 @@ fn a_killed_actor_rank_ends_the_job_naming_it_never_a_hang() {
 fn a_hung_actor_rank_stops_a_sync_run_naming_it_never_a_hang() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let child = long_run_with(&out, &[], &["--rank-timeout", "3"]);
+    let child = long_run_with(&out, 3, &[], &["--rank-timeout", "3"]);
     let pid = rank_pid(&out, 2).expect("rank 2 is running");
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let start = Instant::now();
@@ -371,6 +371,7 @@ fn an_async_run_under_enable_recovery_survives_a_killed_actor_rank() {
     let out = tmp.path().join("run");
     let child = long_run_with(
         &out,
+        3,
         &["--enable-recovery"],
         &[
             "--rank-timeout",
@@ -531,20 +532,26 @@ fn a_data_parallel_run_resumes_exactly_and_learns_async() {
 #[test]
 fn sigterm_on_mpirun_checkpoints_the_learner_and_stops_every_rank() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("run");
-    let child = long_run(&out);
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let o = wait_limited(child);
-    let t = text(&o);
-    let steps: u64 = t
-        .split("interrupted after ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no 'interrupted after N env steps' in:\n{t}"));
-    let ck = Loaded::read(&out.join("checkpoint.safetensors")).unwrap();
-    let c: serde_json::Value = serde_json::from_str(&ck.metadata["rlcpc.counters"]).unwrap();
-    assert_eq!(c["env_steps"], steps, "the checkpoint is the interrupt's");
+    // One learner and 2 actor ranks; 2 data-parallel learners with their threads.
+    for (np, extra) in [(3, &[][..]), (2, &["--learners", "2"][..])] {
+        let out = tmp.path().join(format!("run-{np}"));
+        let child = long_run_with(&out, np, &[], extra);
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let o = wait_limited(child);
+        let t = text(&o);
+        let steps: u64 = t
+            .split("interrupted after ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no 'interrupted after N env steps' in:\n{t}"));
+        let ck = Loaded::read(&out.join("checkpoint.safetensors")).unwrap();
+        let c: serde_json::Value = serde_json::from_str(&ck.metadata["rlcpc.counters"]).unwrap();
+        assert_eq!(c["env_steps"], steps, "the checkpoint is the interrupt's");
+        let states: Option<Vec<serde_json::Value>> =
+            serde_json::from_str(&ck.metadata["rlcpc.workers"]).unwrap();
+        assert_eq!(states.map(|s| s.len()), Some(2), "both workers' states");
+    }
 }
 
 #[test]
