@@ -1126,14 +1126,31 @@ pub fn serve(layout: &Layout) -> Result<()> {
                     first = mine.start;
                     let states: Option<Vec<serde_json::Value>> =
                         states.map(|s| serde_json::from_str(&s)).transpose()?;
-                    let actors = crate::train::build_actors(
-                        &cfg,
-                        &spec,
-                        env_seed,
-                        mine.clone(),
-                        states.as_deref(),
-                        "the checkpoint",
-                    )?;
+                    // Built on a thread of its own, so that this one beats meanwhile
+                    // (environments may take long to start, e.g. Python ones).
+                    let actors = std::thread::scope(|sc| {
+                        let build = sc.spawn(|| {
+                            crate::train::build_actors(
+                                &cfg,
+                                &spec,
+                                env_seed,
+                                mine.clone(),
+                                states.as_deref(),
+                                "the checkpoint",
+                            )
+                        });
+                        let (mut beat, mut last) = (heartbeat(comm), Instant::now());
+                        while !build.is_finished() {
+                            std::thread::sleep(Duration::from_millis(5));
+                            if last.elapsed() >= beat_every(timeout) {
+                                beat();
+                                last = Instant::now();
+                            }
+                        }
+                        build.join().unwrap_or_else(|_| {
+                            Err(anyhow::anyhow!("building the workers panicked"))
+                        })
+                    })?;
                     Ok(Runner::start(&cfg.run.runner(), actors, initial)?)
                 })();
                 match built {
