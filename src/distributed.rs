@@ -138,6 +138,19 @@ fn complete<'a, D: ?Sized, S: Scope<'a>>(
     }
 }
 
+/// A poll that fails `what` past `limit` from now.
+fn deadline(what: String, limit: Duration) -> impl FnMut() -> Option<String> {
+    let t0 = Instant::now();
+    move || {
+        (t0.elapsed() > limit).then(|| {
+            format!(
+                "{what} did not finish within {:.0} s: an MPI rank died or hangs",
+                limit.as_secs_f64()
+            )
+        })
+    }
+}
+
 /// Where this process is in the job, and the communicators of its role.
 pub struct Layout {
     world: SimpleCommunicator,
@@ -510,8 +523,10 @@ pub struct MpiPool<'a> {
     /// Async: workers' unrolls per batch (this learner's share).
     batch_rollouts: usize,
     watch: Watch,
-    /// Async: ranks that will send no more (told to stop, or lost).
+    /// Async: ranks that will send no more (told to stop, failed, or lost).
     done: Vec<bool>,
+    /// Async: lost ranks that came back and were told to stop.
+    told: Vec<bool>,
     /// Async: the reply in flight to each rank.
     pending: Vec<Option<Pending>>,
     /// Async: policy lag (updates) of each rank's last unroll.
@@ -553,7 +568,8 @@ impl<'a> MpiPool<'a> {
         });
         // From the start on, the pool's drop sends the stop (and only it).
         GROUP_STARTED.store(true, SeqCst);
-        broadcast_polled(comm, &mut bytes, || None);
+        let what = format!("learner {}'s start of its actor ranks", layout.learner);
+        broadcast_polled(comm, &mut bytes, deadline(what, 2 * layout.timeout));
         let mut pool = MpiPool {
             comm,
             latest: initial,
@@ -567,6 +583,7 @@ impl<'a> MpiPool<'a> {
                 world: layout.group_world.clone(),
             },
             done: vec![false; ranks],
+            told: vec![false; ranks],
             pending: (0..ranks).map(|_| None).collect(),
             lags: vec![0.0; ranks],
             next: 0,
@@ -624,6 +641,8 @@ impl<'a> MpiPool<'a> {
             let w = self.watch.world[r];
             match postcard::from_bytes::<Reply>(&bytes) {
                 Ok(Reply::Failed { worker, message }) => {
+                    // (An async rank whose start failed has ended: nothing more to take.)
+                    self.done[r] = true;
                     failure.get_or_insert(AgentError::Worker {
                         worker,
                         message: format!("(MPI rank {w}) {message}"),
@@ -700,6 +719,29 @@ impl<'a> MpiPool<'a> {
         Ok(())
     }
 
+    /// Async: a lost rank that sends again (it was only slow) is told to stop, so that
+    /// it does not wait for an answer and end the job.
+    fn stop_returning(&mut self) {
+        for r in 1..self.size() {
+            if !self.watch.lost[r] || self.told[r] {
+                continue;
+            }
+            if let Some(m) = self
+                .comm
+                .process_at_rank(r as i32)
+                .immediate_matched_probe_with_tag(DATA)
+            {
+                let _ = m.matched_receive_vec::<u8>();
+                self.told[r] = true;
+                eprintln!(
+                    "note: lost MPI rank {} sent again; told it to stop",
+                    self.watch.world[r]
+                );
+                self.send_to(r, encode(&CmdRef::Stop));
+            }
+        }
+    }
+
     /// Async: the next unroll from any actor rank, answered at once with the newest
     /// snapshot (its next unroll's parameters); a failure stops that rank; a rank silent
     /// past the timeout is lost.
@@ -722,6 +764,7 @@ impl<'a> MpiPool<'a> {
             if let Some(found) = found {
                 break found;
             }
+            self.stop_returning();
             let done = &self.done;
             if let Some(r) = self.watch.silent(self.comm, |r| !done[r]) {
                 self.lose(r)?;
@@ -880,7 +923,7 @@ impl Drop for MpiPool<'_> {
         // Every rank is collecting or sending its next unroll: take it, answer stop.
         let mut b = Backoff::new();
         for r in 1..self.size() {
-            while !self.done[r] {
+            while !self.done[r] && !self.watch.lost[r] {
                 self.test_sends();
                 if let Some(m) = self
                     .comm
@@ -897,19 +940,23 @@ impl Drop for MpiPool<'_> {
                 }
             }
         }
+        self.stop_returning();
         // Let the stops leave (a rank lost meanwhile keeps its send in flight).
         for r in 1..self.size() {
             while self.pending[r].is_some() {
                 self.test_sends();
-                if self.pending[r].is_some() {
-                    if self.watch.silent(self.comm, |q| q == r).is_some() {
+                if self.pending[r].is_none() {
+                    break;
+                }
+                if self.watch.lost[r] || self.watch.silent(self.comm, |q| q == r).is_some() {
+                    if !self.watch.lost[r] {
                         let _ = self.watch.lose(r);
-                        if let Some(p) = self.pending[r].take() {
-                            p.abandon();
-                        }
-                    } else {
-                        b.pause();
                     }
+                    if let Some(p) = self.pending[r].take() {
+                        p.abandon();
+                    }
+                } else {
+                    b.pause();
                 }
             }
         }
@@ -924,14 +971,17 @@ static PEERS_STARTED: AtomicBool = AtomicBool::new(false);
 /// Tells the ranks waiting on this learner to stop when it ends before their start
 /// (a config or run-directory error): otherwise they would wait for it forever.
 pub fn stop_waiting_ranks(layout: &Layout) {
+    let limit = 2 * layout.timeout;
     if layout.is_root() && !PEERS_STARTED.swap(true, SeqCst) {
         if let Some(p) = &layout.peers {
-            broadcast_polled(p, &mut encode(&LearnerCmd::Stop), || None);
+            let what = "learner 0's stop of the other learners".to_string();
+            broadcast_polled(p, &mut encode(&LearnerCmd::Stop), deadline(what, limit));
         }
     }
     if !GROUP_STARTED.swap(true, SeqCst) {
         if let Some(g) = &layout.group {
-            broadcast_polled(g, &mut encode(&CmdRef::Stop), || None);
+            let what = format!("learner {}'s stop of its actor ranks", layout.learner);
+            broadcast_polled(g, &mut encode(&CmdRef::Stop), deadline(what, limit));
         }
     }
 }
@@ -991,14 +1041,22 @@ impl Peers<'_> {
             resume,
         });
         PEERS_STARTED.store(true, SeqCst);
-        broadcast_polled(self.comm, &mut bytes, || None);
+        broadcast_polled(self.comm, &mut bytes, self.limit("start"));
         Ok(())
     }
 }
 
 impl crate::train::Team for Peers<'_> {
-    fn is_root(&self) -> bool {
-        self.comm.rank() == 0
+    fn rank(&self) -> usize {
+        self.comm.rank() as usize
+    }
+
+    fn lost_ranks(&self) -> bool {
+        lost_ranks()
+    }
+
+    fn mark_lost(&self) {
+        LOST.store(true, SeqCst);
     }
 
     fn size(&self) -> usize {
@@ -1034,7 +1092,8 @@ impl crate::train::Team for Peers<'_> {
         }
         let mut all = vec![mine];
         for r in 1..self.comm.size() {
-            all.push(receive_polled(self.comm, r, self.limit("gather")));
+            let what = format!("MPI rank 0: learner {r} (MPI rank {r})'s part of a gather");
+            all.push(receive_polled(self.comm, r, deadline(what, self.timeout)));
         }
         all
     }
@@ -1167,10 +1226,19 @@ pub fn serve(layout: &Layout) -> Result<()> {
                         runner = Some(r);
                         Reply::Ready
                     }
-                    Err(e) => Reply::Failed {
-                        worker: first,
-                        message: format!("{e:#}"),
-                    },
+                    Err(e) => {
+                        let failed = Reply::Failed {
+                            worker: first,
+                            message: format!("{e:#}"),
+                        };
+                        if async_mode {
+                            // The learner stops the run; an async rank has no more to do.
+                            let poll = waiting(comm, me, g, gw, timeout);
+                            send_polled(comm, 0, &encode(&failed), poll);
+                            return Ok(());
+                        }
+                        failed
+                    }
                 }
             }
             Cmd::Collect(snap) => match runner.as_mut() {

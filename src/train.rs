@@ -91,7 +91,15 @@ impl<'a> Actors<'a> {
 /// and checkpoints for all.
 pub trait Team {
     /// Whether this is learner 0.
-    fn is_root(&self) -> bool;
+    fn is_root(&self) -> bool {
+        self.rank() == 0
+    }
+    /// This learner's index.
+    fn rank(&self) -> usize;
+    /// Whether this learner lost an actor rank; [`Team::mark_lost`] makes learner 0
+    /// count one too (it then ends the job, since a lost rank may hang).
+    fn lost_ranks(&self) -> bool;
+    fn mark_lost(&self);
     /// Learners in the team.
     fn size(&self) -> usize;
     /// Sums `flat` over the learners, in place, the same on every learner.
@@ -102,6 +110,9 @@ pub trait Team {
     /// nothing.
     fn gather(&mut self, mine: Vec<u8>) -> Vec<Vec<u8>>;
 }
+
+/// Checkpoint metadata: every data-parallel learner's auxiliary-loss generator.
+const AUX_RNGS: &str = "rlcpc.aux_rng_learners";
 
 /// A learner other than 0 ends quietly with this when learner 0 failed (learner 0
 /// reports why).
@@ -376,15 +387,26 @@ impl Checkpointer<'_> {
         team: &mut Option<Box<dyn Team + '_>>,
     ) -> Result<()> {
         let mut workers = runner.worker_states()?;
+        let aux_rng = learner.aux.as_ref().map(|a| a.save_rng());
+        // Data-parallel: every learner's CPC generator (their draws differ), for resume.
+        let mut aux_rngs = None;
         if let Some(t) = team.as_mut() {
             let hash = param_hash(learner)?;
-            let all = t.gather(serde_json::to_vec(&(hash, &workers))?);
+            let mine = (hash, &workers, &aux_rng, t.lost_ranks());
+            let all = t.gather(serde_json::to_vec(&mine)?);
             if !t.is_root() {
                 return Ok(());
             }
             let mut joined = Some(Vec::new());
+            let mut rngs = Vec::new();
             for (i, b) in all.iter().enumerate() {
-                let (h, w): (u64, Option<Vec<serde_json::Value>>) = serde_json::from_slice(b)?;
+                type Part = (
+                    u64,
+                    Option<Vec<serde_json::Value>>,
+                    Option<serde_json::Value>,
+                    bool,
+                );
+                let (h, w, rng, lost): Part = serde_json::from_slice(b)?;
                 if h != hash {
                     bail!("data-parallel learner {i}'s parameters differ from learner 0's (hash {h:016x}, not {hash:016x}) at update {}", counters.updates);
                 }
@@ -392,16 +414,21 @@ impl Checkpointer<'_> {
                     (Some(j), Some(w)) => j.extend(w),
                     _ => joined = None,
                 }
+                rngs.push(rng);
+                if lost {
+                    // Learner 0 ends the job (a lost rank elsewhere may hang).
+                    t.mark_lost();
+                }
             }
             workers = joined;
+            aux_rngs = Some(rngs);
         }
         let mut tensors: Vec<(String, Tensor)> = all_params(learner)
             .into_iter()
             .map(|(k, v)| (k, v.as_tensor().clone()))
             .collect();
         tensors.extend(learner.optim.state_tensors()?);
-        let aux_rng = learner.aux.as_ref().map(|a| a.save_rng());
-        let meta = checkpoint::metadata(vec![
+        let mut meta = vec![
             (
                 crate::checkpoint::keys::CONFIG,
                 serde_json::to_string(&self.cfg.to_toml())?,
@@ -417,8 +444,11 @@ impl Checkpointer<'_> {
             ("rlcpc.episodes", serde_json::to_string(window)?),
             ("rlcpc.workers", serde_json::to_string(&workers)?),
             ("rlcpc.aux_rng", serde_json::to_string(&aux_rng)?),
-        ]);
-        checkpoint::write_atomic(&self.path, tensors, meta)?;
+        ];
+        if let Some(r) = aux_rngs {
+            meta.push((AUX_RNGS, serde_json::to_string(&r)?));
+        }
+        checkpoint::write_atomic(&self.path, tensors, checkpoint::metadata(meta))?;
         Ok(())
     }
 }
@@ -493,10 +523,15 @@ pub fn train_on(
             );
             worker_states = None;
         }
-        if let (Some(aux), Some(rng)) = (
-            learner.aux.as_mut(),
-            ck.meta::<Option<serde_json::Value>>("rlcpc.aux_rng")?,
-        ) {
+        let mut rng = ck.meta::<Option<serde_json::Value>>("rlcpc.aux_rng")?;
+        if let (Some(t), true) = (&team, ck.metadata.contains_key(AUX_RNGS)) {
+            // This learner's own, when the checkpoint has as many learners.
+            let all: Vec<Option<serde_json::Value>> = ck.meta(AUX_RNGS)?;
+            if all.len() == t.size() {
+                rng = all[t.rank()].clone();
+            }
+        }
+        if let (Some(aux), Some(rng)) = (learner.aux.as_mut(), rng) {
             aux.load_rng(&rng)?;
         }
         learner.set_updates(counters.updates);

@@ -467,7 +467,12 @@ fn data_parallel_learners_step_on_the_joint_batch_and_stay_identical() {
 #[test]
 fn a_data_parallel_run_resumes_exactly_and_learns_async() {
     let tmp = tempfile::tempdir().unwrap();
+    // LSTM + CPC: each learner's CPC generator draws differently; each is restored.
     let common = [
+        "--config",
+        "cartpole-lstm-cpc",
+        "--set",
+        "env.num_envs=8",
         "--set",
         "run.workers=2",
         "--set",
@@ -503,6 +508,15 @@ fn a_data_parallel_run_resumes_exactly_and_learns_async() {
     same_checkpoint(&straight, &half);
 
     let out = tmp.path().join("async");
+    let common = [
+        "--set",
+        "run.workers=2",
+        "--set",
+        "run.target_return=0",
+        "--distributed",
+        "--learners",
+        "2",
+    ];
     let mut a = train_args(
         &out,
         &[

@@ -287,25 +287,42 @@ impl<N: PolicyNetwork> Learner<N> {
             }
             c.grads = Grads::Host;
         }
+        // Every variable's slot, zeros where this learner has no gradient (another may:
+        // CPC has none on a batch without pairs), then one flag per variable saying
+        // whether it had one, then the weight: the same layout on every learner.
+        let sizes: Vec<usize> = self
+            .optim
+            .vars()
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .collect();
         let mut flat = std::mem::take(&mut self.scratch);
         flat.clear();
-        for g in &self.host_grads {
-            flat.extend(g.iter().map(|&x| x * weight));
+        for (g, &size) in self.host_grads.iter().zip(&sizes) {
+            if g.is_empty() {
+                flat.resize(flat.len() + size, 0.0);
+            } else {
+                flat.extend(g.iter().map(|&x| x * weight));
+            }
         }
+        flat.extend(self.host_grads.iter().map(|g| (!g.is_empty()) as u8 as f32));
         flat.push(weight);
         reduce(&mut flat)?;
-        let total = flat.pop().unwrap_or(0.0);
+        let total = flat[flat.len() - 1];
         if total.is_nan() || total <= 0.0 {
             return Err(AgentError::Actors(format!(
                 "the learners' joint batch weighs {total} env steps"
             )));
         }
+        let flags = flat.len() - 1 - n;
         let mut at = 0;
-        for g in &mut self.host_grads {
-            for (x, &y) in g.iter_mut().zip(&flat[at..]) {
-                *x = y / total;
+        for (i, (g, &size)) in self.host_grads.iter_mut().zip(&sizes).enumerate() {
+            g.clear();
+            // No learner had a gradient: left alone, as in `update`.
+            if flat[flags + i] > 0.0 {
+                g.extend(flat[at..at + size].iter().map(|&y| y / total));
             }
-            at += g.len();
+            at += size;
         }
         self.scratch = flat;
         Ok(())

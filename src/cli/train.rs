@@ -193,12 +193,15 @@ fn run_distributed(
     match r {
         Ok(r) => {
             d::stop_waiting_ranks(&layout);
-            if d::lost_ranks() {
-                // A lost rank may only hang: it would keep mpirun waiting.
+            // A lost rank may only hang, and the other learners would wait for learner 0
+            // until their timeout: either would keep mpirun waiting.
+            if d::lost_ranks() || (layout.learners > 1 && r.is_err()) {
                 if let Err(e) = &r {
                     eprintln!("error: {e:#}");
                 }
-                eprintln!("note: MPI ranks were lost (above); ending the job with MPI_Abort so that none is left waiting");
+                if d::lost_ranks() {
+                    eprintln!("note: MPI ranks were lost (above); ending the job with MPI_Abort so that none is left waiting");
+                }
                 d::abort(world, if r.is_ok() { 0 } else { 1 });
             }
             r.map(|_| ())
