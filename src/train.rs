@@ -182,14 +182,9 @@ fn agree(team: &mut dyn Team, flags: [bool; 3]) -> [bool; 3] {
     [0, 1, 2].map(|i| bytes.get(i) == Some(&1))
 }
 
-/// The episodes every learner's batch ended, on learner 0 (elsewhere none).
-fn joint_episodes(
-    team: &mut Option<Box<dyn Team + '_>>,
-    batch: &Rollout,
-) -> Result<Vec<(f64, usize)>> {
-    let Some(t) = team.as_mut() else {
-        return Ok(batch.episodes.clone());
-    };
+/// The episodes every data-parallel learner's batch ended, on learner 0 (elsewhere
+/// none).
+fn joint_episodes(t: &mut dyn Team, batch: &Rollout) -> Result<Vec<(f64, usize)>> {
     let mut all = Vec::new();
     for b in t.gather(serde_json::to_vec(&batch.episodes)?) {
         all.extend(serde_json::from_slice::<Vec<(f64, usize)>>(&b)?);
@@ -623,14 +618,14 @@ pub fn train_on(
         // 2–4. Returns, loss and one optimiser step (data-parallel learners: on the mean
         // gradient of their joint batch, which weighs `joint` env steps).
         let progress = counters.env_steps as f64 / cfg.run.total_steps as f64;
-        let mut joint = batch.env_steps() as f32;
+        let mut joint = batch.env_steps() as u64;
         let stats = match team.as_mut() {
             None => learner.update(&batch, progress)?,
             Some(t) => {
                 let mut reduce = |flat: &mut [f32]| {
                     reduce_bytes = 4 * flat.len();
                     t.all_reduce(flat);
-                    joint = flat.last().copied().unwrap_or(0.0);
+                    joint = flat.last().map_or(0, |&w| w.round() as u64);
                     Ok(())
                 };
                 learner.update_reduced(&batch, progress, Some(&mut reduce))?
@@ -642,9 +637,14 @@ pub fn train_on(
 
         counters.updates = learner.updates();
         counters.optim_steps = learner.optim.steps();
-        counters.env_steps += joint.round() as u64;
-        for (r, l) in joint_episodes(&mut team, &batch)? {
-            window.push(r, l);
+        counters.env_steps += joint;
+        match team.as_mut() {
+            None => batch.episodes.iter().for_each(|&(r, l)| window.push(r, l)),
+            Some(t) => {
+                for (r, l) in joint_episodes(t.as_mut(), &batch)? {
+                    window.push(r, l);
+                }
+            }
         }
         counters.episodes = window.total;
         counters.elapsed_secs = elapsed_before + start.elapsed().as_secs_f64();
