@@ -115,9 +115,9 @@ impl Backoff {
     }
 }
 
-/// Polls `req` to completion; past `limit` (reported by `late`, which names who is
-/// silent) the job ends, since MPI cannot take back a request in flight. `poll` runs
-/// between tests (heartbeats).
+/// Polls `req` to completion, running `poll` between tests (heartbeats, silence and
+/// deadline checks); when `poll` says why the wait cannot go on, the job ends
+/// (MPI_Abort), since MPI cannot take back a request in flight.
 fn complete<'a, D: ?Sized, S: Scope<'a>>(
     world: &SimpleCommunicator,
     mut req: Request<'a, D, S>,
