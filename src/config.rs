@@ -302,6 +302,20 @@ pub enum Negatives {
     Speaker,
 }
 
+/// What the predicting heads (CPC, CPC|A) take as each pair's positive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Targets {
+    /// z_{t+k}: the future of the context's own sequence (the paper's objective).
+    #[default]
+    Future,
+    /// An ablation: the z of a random time step of another sequence of the batch (of the
+    /// same sequence when the batch has one), drawn anew for every pair. The head gets
+    /// gradients of the same size and no information about the future: does predicting
+    /// the future matter, or any auxiliary gradient?
+    Shuffled,
+}
+
 /// `[aux]`: the CPC auxiliary head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -323,6 +337,9 @@ pub struct AuxConfig {
     pub start_times: usize,
     /// Horizons sampled per start time (0: every k = 1..K that stays in the unroll).
     pub horizons: usize,
+    /// CPC and CPC|A: `future` (z_{t+k}, the objective) or `shuffled` (the ablation: z
+    /// of a random step of another sequence as each pair's positive).
+    pub targets: Targets,
     /// CPC|A's objective: `binary` (the positive labelled 1, each negative 0; Guo et al.,
     /// Sample Factory, habitat-lab) or `infonce`.
     pub cpca_loss: crate::cpca::CpcaLoss,
@@ -345,6 +362,7 @@ impl Default for AuxConfig {
             num_negatives: 20,
             start_times: 0,
             horizons: 0,
+            targets: Targets::Future,
             cpca_loss: crate::cpca::CpcaLoss::Binary,
             curl_samples: 256,
             curl_shift: 4,
@@ -551,6 +569,15 @@ impl Config {
                     format!("{} (at most 64 pixels)", a.curl_shift),
                 ));
             }
+        }
+        if a.targets == Targets::Shuffled && !a.kind.predicts() {
+            return Err(Invalid::new(
+                "aux.targets",
+                format!(
+                    "\"shuffled\" with aux.kind = \"{}\" (the ablation of a predicting head: cpc or cpca)",
+                    a.kind.as_str()
+                ),
+            ));
         }
         if a.kind.predicts() {
             if a.horizon == 0 || a.horizon >= self.algo.unroll {

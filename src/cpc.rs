@@ -61,6 +61,9 @@ pub struct CpcSampling {
     pub skip: usize,
     /// Group (speaker) of each sequence, for [`Negatives::Speaker`]; empty otherwise.
     pub groups: Vec<u32>,
+    /// The ablation of [`crate::config::Targets::Shuffled`]: each pair's positive is a
+    /// random step of another sequence instead of z_{t+k}.
+    pub shuffled: bool,
 }
 
 impl CpcSampling {
@@ -81,6 +84,7 @@ impl From<&crate::config::AuxConfig> for CpcSampling {
         CpcSampling {
             start_times: c.start_times,
             horizons: c.horizons,
+            shuffled: c.targets == crate::config::Targets::Shuffled,
             ..CpcSampling::new(c.horizon, c.negatives, c.num_negatives)
         }
     }
@@ -195,7 +199,9 @@ fn choose<T: Copy + Ord>(v: &mut Vec<T>, n: usize, rng: &mut SeededRng) {
 }
 
 /// For each pair, the index of its positive `(t+k) * B + b` followed by `M` negatives,
-/// sampled with replacement from the configured pool, never the positive itself.
+/// sampled with replacement from the configured pool, never the positive itself. With
+/// [`CpcSampling::shuffled`] the positive is a uniformly drawn step of another sequence
+/// (of the same one when `B` is 1), and the negatives are drawn around it.
 pub fn sample_candidates(
     pairs: &[Pair],
     t_len: usize,
@@ -221,7 +227,14 @@ pub fn sample_candidates(
         }
     }
     for p in pairs {
-        let (pt, pb) = (p.t + p.k, p.b);
+        let (pt, pb) = match s.shuffled {
+            false => (p.t + p.k, p.b),
+            true if b == 1 => (rng.random_range(0..t_len), 0),
+            true => {
+                let j = rng.random_range(0..b - 1);
+                (rng.random_range(0..t_len), if j >= p.b { j + 1 } else { j })
+            }
+        };
         idx.push((pt * b + pb) as u32);
         for _ in 0..m {
             let (nt, nb) = match s.negatives {

@@ -21,6 +21,8 @@
 //!   standalone trainers, one module per modality (network and minibatches), the
 //!   objective chosen by the config; [`probe`]: linear probes of frozen encoders, one
 //!   module per modality, above `pretrain`.
+//! - [`study`]: pre-registered, resumable comparisons of arms over tasks and seeds,
+//!   with fair tuning, paired statistics and a report (`rlcpc study`).
 //! - [`metrics`], [`plot`], [`render`], [`bench`], [`par`], [`knn`]: logs, curves,
 //!   GIFs, throughput, a parallel map, the weighted kNN classifier of the monitors.
 //!
@@ -51,6 +53,7 @@ pub mod pretrain;
 pub mod probe;
 pub mod render;
 pub mod run_dir;
+pub mod study;
 pub mod train;
 
 /// Tells mimalloc never to purge freed memory: candle allocates every op's output anew,

@@ -8,12 +8,20 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// Returns and lengths of the last 100 episodes (SB3's `ep_info_buffer`).
+/// Returns and lengths of the last 100 episodes (SB3's `ep_info_buffer`), and the
+/// count and sum of every episode's return since the run began (logged as
+/// `rollout/episodes` and `rollout/ep_rew_total`, so that the mean return over any
+/// span of episodes between two log lines is exact: a study's final return and area
+/// under the curve).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EpisodeWindow {
     returns: VecDeque<f64>,
     lengths: VecDeque<usize>,
     pub total: u64,
+    /// Sum of the returns of all `total` episodes (checkpoints before this field read
+    /// as 0).
+    #[serde(default)]
+    pub return_sum: f64,
 }
 
 impl EpisodeWindow {
@@ -27,6 +35,7 @@ impl EpisodeWindow {
         self.returns.push_back(ret);
         self.lengths.push_back(len);
         self.total += 1;
+        self.return_sum += ret;
     }
 
     pub fn is_full(&self) -> bool {

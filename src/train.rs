@@ -237,6 +237,25 @@ pub fn net_spec(cfg: &Config) -> Result<NetSpec> {
         .map_err(anyhow::Error::msg)
 }
 
+/// Warnings about a config that runs but may not be able to learn its task: today, an
+/// `algo.unroll` shorter than the environment's memory span ([`rlcpc_envs::Env::memory_span`]),
+/// which truncated backpropagation through time cannot bridge. (A `gymnasium:`
+/// environment declares no span and is not started for this.)
+pub fn memory_warnings(cfg: &Config) -> Result<Vec<String>> {
+    use crate::config::CoreKind;
+    if cfg.env.id.starts_with(rlcpc_envs::gymnasium::PREFIX) || cfg.model.core != CoreKind::Lstm {
+        return Ok(Vec::new());
+    }
+    let span = rlcpc_envs::make(&cfg.env)?.memory_span();
+    Ok(match span {
+        Some(m) if cfg.algo.unroll < m => vec![format!(
+            "warning: algo.unroll = {} is shorter than {}'s memory span of {m} steps: truncated backpropagation cannot carry a cue that far; set algo.unroll >= {m}",
+            cfg.algo.unroll, cfg.env.id
+        )],
+        _ => Vec::new(),
+    })
+}
+
 /// The checks that need more than the config's own values ([`Config::validate`] checks
 /// those), run before anything is written: the environment's spaces give a network,
 /// and `model.init_encoder` holds an encoder of that network's shape.
@@ -832,6 +851,7 @@ impl Interval {
             ("time/collect_ms".into(), 1e3 * self.collect_secs / n),
             ("time/learn_ms".into(), 1e3 * self.learn_secs / n),
             ("rollout/episodes".into(), w.total as f64),
+            ("rollout/ep_rew_total".into(), w.return_sum),
             (
                 "rollout/ep_rew_mean".into(),
                 w.mean_return().unwrap_or(f64::NAN),

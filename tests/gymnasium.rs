@@ -98,7 +98,7 @@ fn a_vec_env_of_gymnasium_envs_resets_in_the_same_step_and_repeats_from_its_seed
             .map(|_| make(&cfg("gymnasium:CartPole-v1", &py)).unwrap())
             .collect();
         let mut v = VecEnv::new(envs).unwrap();
-        v.reset(11);
+        v.reset(11, 0);
         let mut trace = v.obs().to_vec();
         let mut ends = 0;
         for t in 0..200 {

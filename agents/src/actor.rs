@@ -36,7 +36,8 @@ struct ActorState {
 
 impl Actor {
     /// Builds an actor; environment `i` of worker `id` is first reset with
-    /// `seed + offset + i`, where `offset` is this worker's first environment index.
+    /// [`rlcpc_envs::stream_seed`]`(seed, offset + i)`, where `offset` is this worker's
+    /// first environment index among the run's.
     pub fn new(
         id: usize,
         mut venv: VecEnv,
@@ -46,7 +47,7 @@ impl Actor {
         env_offset: usize,
     ) -> Self {
         let b = venv.len();
-        venv.reset(seed.wrapping_add(env_offset as u64));
+        venv.reset(seed, env_offset);
         let s = policy.state_size();
         let a = policy.num_actions();
         Actor {

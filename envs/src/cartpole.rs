@@ -208,6 +208,11 @@ impl Env for MaskedCartPole {
         "MaskedCartPole"
     }
 
+    /// The velocities are differences of two observations.
+    fn memory_span(&self) -> Option<usize> {
+        Some(2)
+    }
+
     fn state_names(&self) -> Vec<String> {
         ["x", "x_dot", "theta", "theta_dot"]
             .map(String::from)

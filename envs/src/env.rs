@@ -247,6 +247,14 @@ pub trait Env: Send {
         None
     }
 
+    /// How many steps back an observation that the best action depends on can lie, where
+    /// the task fixes it (the T-maze's episode, RepeatPrevious' k + 1, RepeatFirst's
+    /// deck); `None` where it is not known. Truncated backpropagation cannot carry a cue
+    /// further than `algo.unroll` steps: `rlcpc train` warns when the unroll is shorter.
+    fn memory_span(&self) -> Option<usize> {
+        None
+    }
+
     /// A picture of the current state for people (Gymnasium's `render()` in
     /// `rgb_array` mode), where the environment draws one.
     fn render(&self) -> Option<Image> {

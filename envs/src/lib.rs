@@ -26,6 +26,7 @@ pub mod lab;
 mod options;
 pub mod popgym;
 mod registry;
+pub mod seeding;
 mod tmaze;
 mod vec_env;
 
@@ -35,5 +36,6 @@ pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 pub use cartpole::{CartPole, CartPoleState, MaskedCartPole};
 pub use env::{Env, EnvError, Image, Info, Space, Step, StepOutcome};
 pub use registry::{entry, make, registry, EnvConfig, EnvEntry, Options, TimeLimit};
+pub use seeding::stream_seed;
 pub use tmaze::{TMaze, TMazeOptions};
 pub use vec_env::{VecEnv, VecStep};

@@ -110,8 +110,15 @@ fn entries() -> Vec<EnvEntry> {
             description: "passive T-maze (Bakker 2002; Ni et al. 2023): remember the first step's cue down a corridor; +1/-1 at the junction",
             options: help::<TMazeOptions>(),
             build: |id, o| {
-                let TMazeOptions { corridor_length } = read(id, o)?;
-                Ok((Box::new(TMaze::new(corridor_length)), None))
+                let TMazeOptions {
+                    corridor_length,
+                    cue_every_step,
+                } = read(id, o)?;
+                let maze = match cue_every_step {
+                    false => TMaze::new(corridor_length),
+                    true => TMaze::with_cue_every_step(corridor_length),
+                };
+                Ok((Box::new(maze), None))
             },
         },
         lab_entry::<ExploreGoalLocationsOptions>(
@@ -249,6 +256,9 @@ impl Env for TimeLimit {
     }
     fn oracle_action(&self) -> Option<usize> {
         self.inner.oracle_action()
+    }
+    fn memory_span(&self) -> Option<usize> {
+        self.inner.memory_span()
     }
     fn render(&self) -> Option<crate::env::Image> {
         self.inner.render()

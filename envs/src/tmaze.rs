@@ -8,6 +8,10 @@
 //! step moves the agent one cell along the corridor whatever it does; at the junction the
 //! action ends the episode with +1 if it matches the cue and −1 otherwise. An episode is
 //! `corridor_length + 1` steps; a memoryless policy averages 0, the oracle 1.
+//!
+//! `cue_every_step = true` is the memoryless twin, a control for memory studies: a
+//! fourth observation component shows the cue (1 up, 0 down) at every step, so a
+//! reactive policy solves it and an auxiliary loss has no memory to help with.
 
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -22,21 +26,30 @@ use crate::SeededRng;
 pub struct TMazeOptions {
     /// Forward steps from the start to the junction: 20, in 1..=100000.
     pub corridor_length: usize,
+    /// Show the cue at every step (a fourth component): the memoryless twin.
+    pub cue_every_step: bool,
 }
 
 impl Default for TMazeOptions {
     fn default() -> Self {
         TMazeOptions {
             corridor_length: 20,
+            cue_every_step: false,
         }
     }
 }
 
 impl EnvOptions for TMazeOptions {
-    const NOTES: &'static [(&'static str, &'static str)] = &[(
-        "corridor_length",
-        "(episodes last corridor_length + 1 steps)",
-    )];
+    const NOTES: &'static [(&'static str, &'static str)] = &[
+        (
+            "corridor_length",
+            "(episodes last corridor_length + 1 steps)",
+        ),
+        (
+            "cue_every_step",
+            "(the memoryless twin: a 4th component shows the cue at every step)",
+        ),
+    ];
 
     fn check(&self) -> Result<(), (&'static str, &'static str)> {
         if self.corridor_length > 100_000 {
@@ -58,6 +71,9 @@ pub struct TMaze {
     pub pos: usize,
     /// True: the cue says up.
     pub cue_up: bool,
+    /// The memoryless twin: the cue is a fourth observation component at every step.
+    #[serde(default)]
+    pub cue_every_step: bool,
     rng: SeededRng,
 }
 
@@ -68,8 +84,21 @@ impl TMaze {
             corridor_length,
             pos: 0,
             cue_up: true,
+            cue_every_step: false,
             rng: SeededRng::seed_from_u64(0),
         }
+    }
+
+    /// The memoryless twin of [`TMaze::new`]: the cue shown at every step.
+    pub fn with_cue_every_step(corridor_length: usize) -> Self {
+        TMaze {
+            cue_every_step: true,
+            ..TMaze::new(corridor_length)
+        }
+    }
+
+    fn obs_dim(&self) -> usize {
+        3 + self.cue_every_step as usize
     }
 
     fn write_obs(&self, obs: &mut [f32]) {
@@ -85,6 +114,9 @@ impl TMaze {
             [1.0, 0.0, 1.0]
         };
         obs[..3].copy_from_slice(&bits);
+        if self.cue_every_step {
+            obs[3] = self.cue_up as u8 as f32;
+        }
     }
 }
 
@@ -102,10 +134,11 @@ impl Env for TMaze {
     }
 
     fn observation_space(&self) -> Space {
+        let d = self.obs_dim();
         Space::Box {
-            low: vec![0.0; 3],
-            high: vec![1.0; 3],
-            shape: vec![3],
+            low: vec![0.0; d],
+            high: vec![1.0; d],
+            shape: vec![d],
         }
     }
 
@@ -149,6 +182,14 @@ impl Env for TMaze {
 
     fn oracle_action(&self) -> Option<usize> {
         Some(if self.cue_up { 0 } else { 1 })
+    }
+
+    fn memory_span(&self) -> Option<usize> {
+        Some(if self.cue_every_step {
+            1
+        } else {
+            self.corridor_length + 1
+        })
     }
 
     fn save_state(&self) -> serde_json::Value {

@@ -101,11 +101,13 @@ impl VecEnv {
         self.envs[0].action_space()
     }
 
-    /// Resets environment `i` with seed `seed + i`.
-    pub fn reset(&mut self, seed: u64) {
+    /// Resets environment `i` with [`crate::stream_seed`]`(seed, first + i)`: `first` is
+    /// the index of this vector's first environment among all of the run's, so that
+    /// every environment of a run, and of runs with other seeds, has its own stream.
+    pub fn reset(&mut self, seed: u64, first: usize) {
         for (i, env) in self.envs.iter_mut().enumerate() {
             let o = &mut self.obs[i * self.obs_dim..(i + 1) * self.obs_dim];
-            env.reset_into(Some(seed.wrapping_add(i as u64)), o);
+            env.reset_into(Some(crate::stream_seed(seed, (first + i) as u64)), o);
         }
         self.ep_return.fill(0.0);
         self.ep_length.fill(0);

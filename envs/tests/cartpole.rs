@@ -114,10 +114,10 @@ fn registered_spaces_and_seeded_resets() {
 fn vec_env_autoreset_keeps_final_observation() {
     // Always pushing right terminates within a few dozen steps.
     let mut venv = VecEnv::new(vec![make(&cfg()).unwrap(), make(&cfg()).unwrap()]).unwrap();
-    venv.reset(11);
+    venv.reset(11, 0);
     let mut single = make(&cfg()).unwrap();
     let mut obs = vec![0f32; 4];
-    single.reset_into(Some(11), &mut obs);
+    single.reset_into(Some(rlcpc_envs::stream_seed(11, 0)), &mut obs);
     for t in 0..100 {
         let o = single.step_into(1, &mut obs).unwrap();
         let step = venv.step(&[1, 1]).unwrap().clone();
@@ -138,7 +138,7 @@ fn vec_env_autoreset_keeps_final_observation() {
 #[test]
 fn saved_state_resumes_exactly() {
     let mut a = VecEnv::new(vec![make(&cfg()).unwrap(), make(&cfg()).unwrap()]).unwrap();
-    a.reset(3);
+    a.reset(3, 0);
     for t in 0..37 {
         a.step(&[t % 2, (t / 3) % 2]).unwrap();
     }

@@ -139,8 +139,51 @@ fn options_help_comes_from_the_defaults() {
     assert_eq!(TMazeOptions::default().corridor_length, 20);
     assert_eq!(
         help("TMaze-v0"),
-        "corridor_length = 20 (episodes last corridor_length + 1 steps)"
+        "corridor_length = 20 (episodes last corridor_length + 1 steps), cue_every_step = false (the memoryless twin: a 4th component shows the cue at every step)"
     );
     assert_eq!(help("CartPole-v1"), "");
     assert_eq!(help("MaskedCartPole-v1"), "");
+}
+
+#[test]
+fn the_memoryless_twin_shows_the_cue_at_every_step() {
+    let mut cfg = EnvConfig::new("TMaze-v0");
+    cfg.options.insert("corridor_length".into(), 5.into());
+    cfg.options.insert("cue_every_step".into(), true.into());
+    let mut env = make(&cfg).unwrap();
+    assert_eq!(env.observation_space().flat_dim(), 4);
+    for seed in 0..20 {
+        let (obs, _) = env.reset(Some(seed), None);
+        let cue = obs[3];
+        let up = obs[..3] == [0.0, 1.0, 1.0];
+        assert_eq!(cue, up as u8 as f32, "seed {seed}: {obs:?}");
+        // A reactive policy, reading only the current observation, wins every episode.
+        let mut o = obs;
+        loop {
+            let s = env.step(if o[3] == 1.0 { 0 } else { 1 }).unwrap();
+            assert_eq!(s.obs[3], cue, "the cue is shown at every step");
+            if s.terminated {
+                assert_eq!(s.reward, 1.0);
+                break;
+            }
+            o = s.obs;
+        }
+    }
+    // The plain maze keeps Bakker's three bits.
+    assert_eq!(tmaze(5).observation_space().flat_dim(), 3);
+}
+
+#[test]
+fn memory_spans_are_what_the_tasks_need() {
+    let span = |id: &str| make(&EnvConfig::new(id)).unwrap().memory_span();
+    assert_eq!(tmaze(20).memory_span(), Some(21));
+    assert_eq!(span("MaskedCartPole-v1"), Some(2));
+    assert_eq!(span("CartPole-v1"), None);
+    assert_eq!(span("popgym/RepeatFirstEasy"), Some(52));
+    assert_eq!(span("popgym/AutoencodeEasy"), Some(104));
+    assert_eq!(span("popgym/CountRecallEasy"), Some(52));
+    assert_eq!(span("popgym/PositionOnlyCartPoleEasy"), Some(2));
+    assert_eq!(span("popgym/NoisyPositionOnlyCartPoleEasy"), None);
+    let rp = span("popgym/RepeatPreviousEasy").unwrap();
+    assert!((2..=9).contains(&rp), "RepeatPreviousEasy: k + 1 = {rp}");
 }

@@ -22,6 +22,7 @@ mod plot;
 mod pretrain;
 mod probe;
 mod record;
+mod study;
 mod train;
 
 /// Reinforcement learning with contrastive representation learning: an A2C
@@ -87,6 +88,14 @@ enum Command {
     },
     /// Plot learning curves of runs on the same axes (PNG), from their metrics.jsonl.
     Plot(plot::Args),
+    /// Run a pre-registered study: tasks × arms with the same tuning budget per arm,
+    /// evaluation seeds disjoint from the tuning seeds, paired statistics and the
+    /// verdict of each declared criterion (report.md, CSV, JSON, plots).
+    ///
+    /// Resumable: finished runs are skipped, interrupted ones continue from their
+    /// checkpoints; `--minutes M` (or Ctrl-C / SIGTERM) stops every run cleanly with a
+    /// checkpoint and prints what remains. A changed plan is refused unless --replan.
+    Study(study::Args),
     /// Measure throughput (env steps per second, medians over repeats) and, with
     /// --solve, the steps and seconds CartPole takes to reach its target return.
     Bench(bench::Args),
@@ -128,6 +137,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Envs { action } => envs::run(action),
         Command::Plot(a) => plot::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Study(a) => study::run(a),
     }
 }
 

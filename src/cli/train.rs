@@ -340,6 +340,9 @@ fn one_run(
         rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
     });
     let spec = rlcpc::train::preflight(&cfg)?;
+    for w in rlcpc::train::memory_warnings(&cfg)? {
+        eprintln!("{w}");
+    }
     set_learner_threads(cfg.run.learner_threads);
     let stop = stop_on_ctrl_c()?;
     let opts = TrainOptions {

@@ -164,6 +164,10 @@ impl Task for RepeatFirst {
     fn oracle(&self) -> Option<usize> {
         Some(self.first)
     }
+    /// The first card, said until the deck's end.
+    fn memory_span(&self) -> Option<usize> {
+        Some(self.deck.len())
+    }
 }
 
 /// Repeat Previous: the suit of the card dealt `k − 1` cards before the one on show;
@@ -220,6 +224,9 @@ impl Task for RepeatPrevious {
     }
     fn oracle(&self) -> Option<usize> {
         Some(self.target().unwrap_or(0))
+    }
+    fn memory_span(&self) -> Option<usize> {
+        Some(self.k + 1)
     }
 }
 
@@ -289,6 +296,10 @@ impl Task for Autoencode {
             terminated,
         )
     }
+    /// The first card watched is said last, `2n − 1` steps on.
+    fn memory_span(&self) -> Option<usize> {
+        Some(2 * self.deck.len())
+    }
     fn oracle(&self) -> Option<usize> {
         Some(if self.watch {
             0
@@ -352,6 +363,10 @@ impl Task for CountRecall {
         self.values.shuffle(rng);
         self.queries.shuffle(rng);
         self.start(raw);
+    }
+    /// A count over every value dealt since the episode began.
+    fn memory_span(&self) -> Option<usize> {
+        Some(self.values.len())
     }
     fn step(&mut self, action: usize, _: &mut SeededRng, raw: &mut [f32]) -> StepOutcome {
         let asked = self.counts[self.query];

@@ -108,6 +108,11 @@ impl PopCartPole {
 }
 
 impl Task for PopCartPole {
+    /// Positions alone: the velocities are differences of two observations. (Velocities
+    /// alone must be integrated over the episode, noise filtered: no fixed span.)
+    fn memory_span(&self) -> Option<usize> {
+        (self.view == CartPoleView::Position && self.noise == 0.0).then_some(2)
+    }
     fn raw_space(&self) -> RawSpace {
         let high = self.high().to_vec();
         RawSpace::Box {

@@ -90,6 +90,11 @@ pub trait Task: Clone + Send + Serialize + DeserializeOwned + 'static {
     fn oracle(&self) -> Option<usize> {
         None
     }
+    /// [`Env::memory_span`]: how far back the best action's cue can lie, where the task
+    /// fixes it.
+    fn memory_span(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A POPGym task with POPGym's baseline encoding (the module doc describes it).
@@ -200,6 +205,10 @@ fn one_hot_starts(nvec: &[usize], mut at: usize) -> (Vec<usize>, usize) {
 impl<T: Task> Env for Popgym<T> {
     fn id(&self) -> &str {
         self.id
+    }
+
+    fn memory_span(&self) -> Option<usize> {
+        self.task.memory_span()
     }
 
     fn observation_space(&self) -> Space {

@@ -1,0 +1,516 @@
+//! The study file (`PLAN.toml`): what is compared, on what, with which tuning budget,
+//! seeds and success criteria, all declared before any result exists. Parsed into
+//! documented serde structs (unknown keys refused) and checked by [`Plan::load`], which
+//! names the key of every fault before anything runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use super::stats::Metric;
+
+/// The whole study file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// `[study]`: name, evaluation seeds, metrics, reference arm.
+    pub study: StudySection,
+    /// `[[task]]`: what the arms are compared on.
+    #[serde(rename = "task")]
+    pub tasks: Vec<Task>,
+    /// `[[arm]]`: the conditions compared (e.g. `aux.kind` none / cpc / cpca).
+    #[serde(rename = "arm")]
+    pub arms: Vec<Arm>,
+    /// `[tuning]`: each arm's tuning budget (the same for every arm); absent: none.
+    #[serde(default)]
+    pub tuning: Option<Tuning>,
+    /// `[[criterion]]`: the pre-registered success criteria.
+    #[serde(default, rename = "criterion")]
+    pub criteria: Vec<Criterion>,
+}
+
+/// `[study]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudySection {
+    /// The study's name (default directory `runs/study-NAME`).
+    pub name: String,
+    /// Evaluation seeds (disjoint from `tuning.seeds`).
+    pub seeds: Vec<u64>,
+    /// The arm every other is compared with, by name [default: the first arm].
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// Metrics reported: `final_return`, `auc`, `mmer` [default: all three].
+    #[serde(default = "all_metrics")]
+    pub metrics: Vec<String>,
+    /// Bootstrap resamples of the paired CIs [default: 10000].
+    #[serde(default = "default_bootstrap")]
+    pub bootstrap: usize,
+}
+
+fn all_metrics() -> Vec<String> {
+    Metric::ALL.iter().map(|m| m.as_str().to_string()).collect()
+}
+
+fn default_bootstrap() -> usize {
+    10_000
+}
+
+/// `[[task]]`: a preset or config file, its `--set`s, a step budget and an unroll.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Task {
+    pub name: String,
+    /// A built-in preset (`tmaze`, `popgym`, ...) or a config file, relative to the
+    /// study file.
+    pub config: String,
+    /// `--set` overrides, e.g. `"env.id=\"popgym/RepeatFirstEasy\""`.
+    #[serde(default)]
+    pub set: Vec<String>,
+    /// Environment steps of every run on this task (`run.total_steps`).
+    pub steps: u64,
+    /// `algo.unroll` on this task [default: the config's].
+    #[serde(default)]
+    pub unroll: Option<usize>,
+    /// A control: a task where no arm is expected to help (criteria may say "not below
+    /// 0 on every control").
+    #[serde(default)]
+    pub control: bool,
+}
+
+/// `[[arm]]`: a condition, as `--set`s on top of every task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arm {
+    pub name: String,
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+/// How tuning configurations are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Every combination of the space.
+    Grid,
+    /// `configs` distinct combinations drawn uniformly (seeded by `tuning.seed`), the
+    /// same draw for every arm.
+    Random,
+}
+
+/// `[tuning]`: the same number of configurations for every arm, on tuning seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    /// Tasks tuned on, by name (their evaluation rows are in-sample for the settings).
+    pub tasks: Vec<String>,
+    /// Seeds of the tuning runs (disjoint from `study.seeds`).
+    pub seeds: Vec<u64>,
+    /// The metric whose mean over tuning tasks and seeds picks each arm's configuration.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// `grid` or `random`.
+    #[serde(default = "default_method")]
+    pub method: Method,
+    /// `random`: configurations per arm.
+    #[serde(default)]
+    pub configs: usize,
+    /// `random`: the draw's seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Each key (a config key) and its values, e.g. `"optim.lr" = [1e-3, 3e-3]`.
+    pub space: BTreeMap<String, Vec<toml::Value>>,
+}
+
+fn default_metric() -> String {
+    "final_return".into()
+}
+
+fn default_method() -> Method {
+    Method::Grid
+}
+
+/// Which side of 0 a criterion wants the paired CI of Δ on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Test {
+    /// The CI lies above 0 (the arm helps).
+    Above,
+    /// The CI lies below 0 (the arm hurts).
+    Below,
+    /// The CI does not lie below 0 (no evidence that it hurts).
+    NotBelow,
+    /// The CI does not lie above 0.
+    NotAbove,
+}
+
+/// `[[criterion]]`: "the paired CI of Δ `metric` (arm − reference) lies `test` 0 on at
+/// least `at_least` of `tasks`".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Criterion {
+    pub name: String,
+    pub arm: String,
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    pub test: Test,
+    /// Tasks by name [default: every non-control task].
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    /// How many of them must pass [default: all].
+    #[serde(default)]
+    pub at_least: Option<usize>,
+}
+
+/// A fault of the plan, naming its key.
+fn fault(key: &str, why: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("invalid value for '{key}': {why}")
+}
+
+impl Plan {
+    /// Reads and checks `path` (the checks that need no config: names, seeds, budgets,
+    /// grids, criteria; [`super::Study::new`] then loads every run's config).
+    pub fn load(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read study '{}': {e}", path.display()))?;
+        let plan: Plan = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid study '{}': {}",
+                path.display(),
+                e.to_string().trim()
+            )
+        })?;
+        plan.check()
+            .map_err(|e| anyhow::anyhow!("invalid study '{}': {e}", path.display()))?;
+        Ok(plan)
+    }
+
+    fn check(&self) -> Result<()> {
+        let s = &self.study;
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(fault(
+                "study.name",
+                format!("'{}' (letters, digits, - _ . only)", s.name),
+            ));
+        }
+        if s.seeds.is_empty() {
+            return Err(fault("study.seeds", "empty (give the evaluation seeds)"));
+        }
+        dup("study.seeds", &s.seeds)?;
+        if s.metrics.is_empty() {
+            return Err(fault("study.metrics", "empty"));
+        }
+        for m in &s.metrics {
+            metric("study.metrics", m)?;
+        }
+        if s.bootstrap == 0 || s.bootstrap > 1_000_000 {
+            return Err(fault(
+                "study.bootstrap",
+                format!("{} (1..=1000000)", s.bootstrap),
+            ));
+        }
+        if self.tasks.is_empty() {
+            return Err(fault("task", "no [[task]]"));
+        }
+        if self.arms.is_empty() {
+            return Err(fault("arm", "no [[arm]]"));
+        }
+        names("task", self.tasks.iter().map(|t| &t.name))?;
+        names("arm", self.arms.iter().map(|a| &a.name))?;
+        for (i, t) in self.tasks.iter().enumerate() {
+            if t.steps == 0 {
+                return Err(fault(
+                    &format!("task[{i}].steps"),
+                    format!("0 (task '{}' needs a budget)", t.name),
+                ));
+            }
+            if t.unroll == Some(0) {
+                return Err(fault(&format!("task[{i}].unroll"), "0"));
+            }
+        }
+        if let Some(r) = &s.reference {
+            self.arm(r).ok_or_else(|| {
+                fault(
+                    "study.reference",
+                    format!("'{r}' is not an arm ({})", self.arm_names()),
+                )
+            })?;
+        }
+        if let Some(t) = &self.tuning {
+            if t.tasks.is_empty() {
+                return Err(fault("tuning.tasks", "empty (name the tasks tuned on)"));
+            }
+            for n in &t.tasks {
+                self.task(n).ok_or_else(|| {
+                    fault(
+                        "tuning.tasks",
+                        format!("'{n}' is not a task ({})", self.task_names()),
+                    )
+                })?;
+            }
+            if t.seeds.is_empty() {
+                return Err(fault("tuning.seeds", "empty"));
+            }
+            dup("tuning.seeds", &t.seeds)?;
+            if let Some(x) = t.seeds.iter().find(|x| s.seeds.contains(x)) {
+                return Err(fault(
+                    "tuning.seeds",
+                    format!("seed {x} is also an evaluation seed (study.seeds): tuning and evaluation seeds must be disjoint"),
+                ));
+            }
+            metric("tuning.metric", &t.metric)?;
+            if t.space.is_empty() {
+                return Err(fault(
+                    "tuning.space",
+                    "empty (give at least one key and its values)",
+                ));
+            }
+            for (k, v) in &t.space {
+                if v.is_empty() {
+                    return Err(fault(
+                        &format!("tuning.space.\"{k}\""),
+                        "an empty list of values",
+                    ));
+                }
+            }
+            let size = self.grid_size();
+            match t.method {
+                Method::Grid if t.configs != 0 && t.configs != size => {
+                    return Err(fault(
+                        "tuning.configs",
+                        format!(
+                            "{} with method = \"grid\" (the grid has {size}; leave it out)",
+                            t.configs
+                        ),
+                    ))
+                }
+                Method::Random if t.configs == 0 || t.configs > size => {
+                    return Err(fault(
+                        "tuning.configs",
+                        format!(
+                            "{} (method = \"random\" draws 1..={size} distinct configurations)",
+                            t.configs
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        for (i, c) in self.criteria.iter().enumerate() {
+            if c.name.trim().is_empty() {
+                return Err(fault(&format!("criterion[{i}].name"), "empty"));
+            }
+            if self.criteria[..i].iter().any(|d| d.name == c.name) {
+                return Err(fault(
+                    &format!("criterion[{i}].name"),
+                    format!("'{}' is used twice", c.name),
+                ));
+            }
+        }
+        for (i, c) in self.criteria.iter().enumerate() {
+            let key = |k: &str| format!("criterion[{i}].{k}");
+            self.arm(&c.arm).ok_or_else(|| {
+                fault(
+                    &key("arm"),
+                    format!("'{}' is not an arm ({})", c.arm, self.arm_names()),
+                )
+            })?;
+            if c.arm == self.reference().name {
+                return Err(fault(
+                    &key("arm"),
+                    format!("'{}' is the reference arm: its Δ is 0 by definition", c.arm),
+                ));
+            }
+            let m = metric(&key("metric"), &c.metric)?;
+            if !self.metrics().contains(&m) {
+                return Err(fault(
+                    &key("metric"),
+                    format!("'{}' is not among study.metrics", c.metric),
+                ));
+            }
+            for n in &c.tasks {
+                self.task(n).ok_or_else(|| {
+                    fault(
+                        &key("tasks"),
+                        format!("'{n}' is not a task ({})", self.task_names()),
+                    )
+                })?;
+            }
+            let n = self.criterion_tasks(c).len();
+            if n == 0 {
+                return Err(fault(
+                    &key("tasks"),
+                    "no task (every task is a control; name the tasks)",
+                ));
+            }
+            if let Some(k) = c.at_least {
+                if k == 0 || k > n {
+                    return Err(fault(
+                        &key("at_least"),
+                        format!("{k} (1..={n}, the tasks it names)"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn arm(&self, name: &str) -> Option<&Arm> {
+        self.arms.iter().find(|a| a.name == name)
+    }
+
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+
+    fn arm_names(&self) -> String {
+        self.arms
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn task_names(&self) -> String {
+        self.tasks
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The reference arm.
+    pub fn reference(&self) -> &Arm {
+        self.study
+            .reference
+            .as_deref()
+            .and_then(|r| self.arm(r))
+            .unwrap_or(&self.arms[0])
+    }
+
+    /// The metrics reported, in the plan's order.
+    pub fn metrics(&self) -> Vec<Metric> {
+        self.study
+            .metrics
+            .iter()
+            .filter_map(|m| Metric::parse(m))
+            .collect()
+    }
+
+    /// The tuning metric.
+    pub fn tuning_metric(&self) -> Option<Metric> {
+        self.tuning.as_ref().and_then(|t| Metric::parse(&t.metric))
+    }
+
+    /// The tasks a criterion looks at.
+    pub fn criterion_tasks<'a>(&'a self, c: &'a Criterion) -> Vec<&'a str> {
+        if c.tasks.is_empty() {
+            self.tasks
+                .iter()
+                .filter(|t| !t.control)
+                .map(|t| t.name.as_str())
+                .collect()
+        } else {
+            c.tasks.iter().map(String::as_str).collect()
+        }
+    }
+
+    fn grid_size(&self) -> usize {
+        self.tuning
+            .as_ref()
+            .map_or(1, |t| t.space.values().map(Vec::len).product())
+    }
+
+    /// The tuning configurations, each a list of `--set`s, the same for every arm: the
+    /// whole grid in order, or `configs` distinct combinations drawn with `tuning.seed`.
+    /// Without `[tuning]`, one empty configuration.
+    pub fn configurations(&self) -> Vec<Vec<String>> {
+        let Some(t) = &self.tuning else {
+            return vec![Vec::new()];
+        };
+        let keys: Vec<(&String, &Vec<toml::Value>)> = t.space.iter().collect();
+        let size = self.grid_size();
+        let combo = |mut i: usize| -> Vec<String> {
+            // Row-major over the keys in name order (the last key varies fastest).
+            let mut sets = vec![String::new(); keys.len()];
+            for (j, (k, vals)) in keys.iter().enumerate().rev() {
+                sets[j] = format!("{k}={}", vals[i % vals.len()]);
+                i /= vals.len();
+            }
+            sets
+        };
+        match t.method {
+            Method::Grid => (0..size).map(combo).collect(),
+            Method::Random => {
+                use rand::{Rng, SeedableRng};
+                let mut rng = rlcpc_envs::SeededRng::seed_from_u64(t.seed);
+                let mut idx: Vec<usize> = (0..size).collect();
+                for i in 0..t.configs {
+                    let j = rng.random_range(i..size);
+                    idx.swap(i, j);
+                }
+                idx[..t.configs].iter().map(|&i| combo(i)).collect()
+            }
+        }
+    }
+
+    /// Where a task's config comes from: a file beside the study file, else the name
+    /// as given (a preset, or a path from the working directory).
+    pub fn config_path(&self, task: &Task, plan_dir: &Path) -> PathBuf {
+        let beside = plan_dir.join(&task.config);
+        if beside.is_file() {
+            beside
+        } else {
+            PathBuf::from(&task.config)
+        }
+    }
+}
+
+fn metric(key: &str, m: &str) -> Result<Metric> {
+    Metric::parse(m).ok_or_else(|| {
+        fault(
+            key,
+            format!("unknown metric '{m}' (final_return, auc or mmer)"),
+        )
+    })
+}
+
+fn dup(key: &str, seeds: &[u64]) -> Result<()> {
+    for (i, s) in seeds.iter().enumerate() {
+        if seeds[..i].contains(s) {
+            return Err(fault(key, format!("seed {s} is given twice")));
+        }
+    }
+    Ok(())
+}
+
+fn names<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> Result<()> {
+    let mut seen: Vec<&String> = Vec::new();
+    for (i, n) in names.enumerate() {
+        if n.is_empty()
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            bail!(fault(
+                &format!("{what}[{i}].name"),
+                format!("'{n}' (letters, digits, - _ . only: it names a directory)")
+            ));
+        }
+        if seen.contains(&n) {
+            bail!(fault(
+                &format!("{what}[{i}].name"),
+                format!("'{n}' is used twice")
+            ));
+        }
+        seen.push(n);
+    }
+    Ok(())
+}

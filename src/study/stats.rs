@@ -1,0 +1,216 @@
+//! What a study measures of one run, and how it compares arms.
+//!
+//! Of one run's `metrics.jsonl` ([`RunMetrics::read`]):
+//! - **final return**: the mean return of the last 10% of the run's episodes (from the
+//!   last log line at or before 90% of its episodes to its end: at least the last 10%,
+//!   rounded up to the logging interval), exact from the logged count and sum of every
+//!   episode's return (`rollout/episodes`, `rollout/ep_rew_total`);
+//! - **AUC**: the normalised area under the learning curve: the mean return of the
+//!   episodes that ended in each log interval, weighted by the interval's env steps,
+//!   divided by the steps of the intervals that ended any episode (the curve's mean
+//!   height, in return units);
+//! - **MMER**: the maximum over training of the logged mean return of the last 100
+//!   episodes (POPGym's metric; a maximum over a noisy curve, biased upward).
+//!
+//! A metric that a run does not have (no episode ended) is `None`, never 0: the report
+//! refuses to average it and names the run.
+//!
+//! Across seeds: mean ± Student-t 95% CI ([`crate::plot::ci95`]) per arm, and for each
+//! arm against the reference the paired difference by seed (the same seed gives both
+//! arms the same environment streams) with a percentile bootstrap 95% CI over seeds.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// A metric a study can report and decide on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Mean return of the last 10% of episodes.
+    FinalReturn,
+    /// Normalised area under the learning curve.
+    Auc,
+    /// Maximum of the logged mean return (last 100 episodes).
+    Mmer,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [Metric::FinalReturn, Metric::Auc, Metric::Mmer];
+
+    /// The plan's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::FinalReturn => "final_return",
+            Metric::Auc => "auc",
+            Metric::Mmer => "mmer",
+        }
+    }
+
+    /// How the report's tables name it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Metric::FinalReturn => "final return (last 10% of episodes)",
+            Metric::Auc => "AUC (mean height of the curve)",
+            Metric::Mmer => "MMER (max of the 100-episode mean)",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// One log line's counters.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    steps: f64,
+    episodes: f64,
+    return_sum: f64,
+    window_mean: f64,
+}
+
+/// A run's metrics, read from its `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMetrics {
+    pub env_steps: u64,
+    pub episodes: u64,
+    pub final_return: Option<f64>,
+    pub auc: Option<f64>,
+    pub mmer: Option<f64>,
+}
+
+impl RunMetrics {
+    /// The value of `m`, if the run has one.
+    pub fn get(&self, m: Metric) -> Option<f64> {
+        match m {
+            Metric::FinalReturn => self.final_return,
+            Metric::Auc => self.auc,
+            Metric::Mmer => self.mmer,
+        }
+    }
+
+    /// Reads `run/metrics.jsonl`.
+    pub fn read(run: &Path) -> Result<RunMetrics> {
+        let path = run.join(crate::run_dir::METRICS);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut rows = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1))?;
+            let f = |k: &str| v[k].as_f64();
+            let (Some(steps), Some(episodes)) = (f("time/total_timesteps"), f("rollout/episodes"))
+            else {
+                bail!(
+                    "{}: line {} has no time/total_timesteps or rollout/episodes",
+                    path.display(),
+                    i + 1
+                );
+            };
+            rows.push(Row {
+                steps,
+                episodes,
+                // Absent before rlcpc logged it: the final return and AUC are then
+                // missing, not 0.
+                return_sum: f("rollout/ep_rew_total").unwrap_or(f64::NAN),
+                window_mean: f("rollout/ep_rew_mean").unwrap_or(f64::NAN),
+            });
+        }
+        Ok(Self::from_rows(&rows))
+    }
+
+    fn from_rows(rows: &[Row]) -> RunMetrics {
+        let last = rows.last().copied().unwrap_or(Row {
+            steps: 0.0,
+            episodes: 0.0,
+            return_sum: 0.0,
+            window_mean: f64::NAN,
+        });
+        let finite = |x: f64| x.is_finite().then_some(x);
+        let mmer = rows
+            .iter()
+            .filter_map(|r| finite(r.window_mean))
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        // The last 10% of episodes: from the last row at or before 90% of them.
+        let cut = 0.9 * last.episodes;
+        let start = rows
+            .iter()
+            .rev()
+            .find(|r| r.episodes <= cut)
+            .map_or((0.0, 0.0), |r| (r.episodes, r.return_sum));
+        let final_return = (last.episodes > start.0)
+            .then(|| (last.return_sum - start.1) / (last.episodes - start.0))
+            .and_then(finite);
+        // AUC: each interval's exact episode mean, weighted by its steps.
+        let (mut area, mut span) = (0.0, 0.0);
+        let mut prev = (0.0, 0.0, 0.0);
+        for r in rows {
+            let (de, ds) = (r.episodes - prev.1, r.steps - prev.0);
+            if de > 0.0 && ds > 0.0 {
+                area += ds * (r.return_sum - prev.2) / de;
+                span += ds;
+            }
+            prev = (r.steps, r.episodes, r.return_sum);
+        }
+        RunMetrics {
+            env_steps: last.steps as u64,
+            episodes: last.episodes as u64,
+            final_return,
+            auc: (span > 0.0).then(|| area / span).and_then(finite),
+            mmer,
+        }
+    }
+}
+
+/// Mean and Student-t 95% CI half-width.
+pub fn mean_ci(v: &[f64]) -> (f64, f64) {
+    (crate::plot::mean_se(v).0, crate::plot::ci95(v))
+}
+
+/// The percentile bootstrap 95% CI of the mean of `d` (paired differences by seed):
+/// `n` resamples of the seeds with replacement, from `seed`. One value: `(d, d)`.
+pub fn bootstrap_ci(d: &[f64], n: usize, seed: u64) -> (f64, f64) {
+    if d.len() < 2 {
+        let x = d.first().copied().unwrap_or(f64::NAN);
+        return (x, x);
+    }
+    let mut rng = rlcpc_envs::SeededRng::seed_from_u64(seed);
+    let mut means: Vec<f64> = (0..n.max(1))
+        .map(|_| {
+            (0..d.len())
+                .map(|_| d[rng.random_range(0..d.len())])
+                .sum::<f64>()
+                / d.len() as f64
+        })
+        .collect();
+    means.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| means[((p * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
+    (q(0.025), q(0.975))
+}
+
+/// How a paired CI stands to 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The whole CI lies above 0.
+    Above,
+    /// The whole CI lies below 0.
+    Below,
+    /// The CI holds 0.
+    Straddles,
+}
+
+impl Side {
+    pub fn of((lo, hi): (f64, f64)) -> Side {
+        if lo > 0.0 {
+            Side::Above
+        } else if hi < 0.0 {
+            Side::Below
+        } else {
+            Side::Straddles
+        }
+    }
+}
