@@ -230,6 +230,12 @@ pub struct ModelConfig {
     pub core: CoreKind,
     /// LSTM width (IMPALA: 256).
     pub lstm_hidden: usize,
+    /// Where inputs that an environment adds to its observation go (POPGym's previous
+    /// action and first-step flag): `core` (they join the encoder's output at the LSTM's
+    /// input, so the encoder, and the CPC targets it makes, see the observation alone;
+    /// as Sample Factory's and habitat-lab's CPC|A) or `encoder` (everything through the
+    /// encoder, as rlcpc did before: CPC's targets then hold the previous action).
+    pub extra_inputs: ExtraInputs,
     /// Start from the encoder weights in this file (`rlcpc export-encoder`, or the
     /// `encoder.safetensors` of `rlcpc pretrain frames`); its architecture and input shape
     /// must match this model's, else the config is refused naming the difference.
@@ -246,9 +252,20 @@ impl Default for ModelConfig {
             conv_fc: 256,
             core: CoreKind::None,
             lstm_hidden: 128,
+            extra_inputs: ExtraInputs::Core,
             init_encoder: None,
         }
     }
+}
+
+/// `model.extra_inputs`: where an environment's extra inputs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtraInputs {
+    /// To the core, beside the encoder's output.
+    Core,
+    /// Through the encoder with the observation.
+    Encoder,
 }
 
 /// Auxiliary loss on or off.

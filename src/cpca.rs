@@ -16,7 +16,9 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::ops::log_softmax;
 use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
-use rlcpc_agents::{AgentError, AuxBatch, AuxLoss, AuxOutput, UnrollOutput};
+use rlcpc_agents::{
+    AgentError, AuxBatch, AuxLoss, AuxOutput, HostAuxOutput, HostGrads, LeanOutputs, UnrollOutput,
+};
 use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +64,7 @@ pub struct CpcaAux {
     weight: f64,
     rng: SeededRng,
     varmap: VarMap,
+    host: HostCpca,
 }
 
 /// One evaluation's loss and statistics.
@@ -109,6 +112,7 @@ impl CpcaAux {
             weight: cfg.weight,
             rng: SeededRng::seed_from_u64(seed ^ 0xC0CA_C0CA),
             varmap: varmap.clone(),
+            host: HostCpca::default(),
         })
     }
 
@@ -199,29 +203,19 @@ fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
     x.relu()? + ((x.abs()?.neg()?.exp()? + 1.0)?.log()?)
 }
 
-impl AuxLoss for CpcaAux {
-    fn weight(&self) -> f64 {
-        self.weight
-    }
-
-    fn loss(&mut self, out: &UnrollOutput, batch: AuxBatch) -> Result<AuxOutput, AgentError> {
-        let Some(r) = self.evaluate(&out.z, &out.c, batch.first, batch.actions)? else {
-            return Ok(AuxOutput {
-                loss: Tensor::zeros((), DType::F32, out.z.device())?,
-                metrics: vec![("cpca/pairs".into(), 0.0)],
-            });
-        };
-        let hits: Vec<f64> = r.scores.iter().map(|row| hit(row)).collect();
+impl CpcaAux {
+    /// Pairs, accuracy, and accuracy per horizon bucket.
+    fn metrics(&self, pairs: &[Pair], scores: &[Vec<f32>]) -> Vec<(String, f64)> {
+        let hits: Vec<f64> = scores.iter().map(|row| hit(row)).collect();
         let mut metrics = vec![
-            ("cpca/pairs".to_string(), r.pairs.len() as f64),
+            ("cpca/pairs".to_string(), pairs.len() as f64),
             (
                 "cpca/acc".to_string(),
-                hits.iter().sum::<f64>() / hits.len() as f64,
+                hits.iter().sum::<f64>() / hits.len().max(1) as f64,
             ),
         ];
         for (name, lo, hi) in horizon_buckets(self.sampling.horizon) {
-            let got: Vec<f64> = r
-                .pairs
+            let got: Vec<f64> = pairs
                 .iter()
                 .zip(&hits)
                 .filter(|(p, _)| p.k >= lo && p.k <= hi)
@@ -232,6 +226,43 @@ impl AuxLoss for CpcaAux {
                 metrics.push((format!("cpca/acc_{name}"), acc));
             }
         }
+        metrics
+    }
+}
+
+impl AuxLoss for CpcaAux {
+    fn weight(&self) -> f64 {
+        self.weight
+    }
+
+    fn host_loss(
+        &mut self,
+        out: &LeanOutputs,
+        first: &[f32],
+        actions: &[u32],
+        grads: HostGrads,
+    ) -> Option<Result<HostAuxOutput, AgentError>> {
+        Some(match self.host(out, first, actions, grads) {
+            Err(e) => Err(e),
+            Ok(None) => Ok(HostAuxOutput {
+                loss: 0.0,
+                metrics: vec![("cpca/pairs".into(), 0.0)],
+            }),
+            Ok(Some((loss, pairs, scores))) => Ok(HostAuxOutput {
+                loss,
+                metrics: self.metrics(&pairs, &scores),
+            }),
+        })
+    }
+
+    fn loss(&mut self, out: &UnrollOutput, batch: AuxBatch) -> Result<AuxOutput, AgentError> {
+        let Some(r) = self.evaluate(&out.z, &out.c, batch.first, batch.actions)? else {
+            return Ok(AuxOutput {
+                loss: Tensor::zeros((), DType::F32, out.z.device())?,
+                metrics: vec![("cpca/pairs".into(), 0.0)],
+            });
+        };
+        let metrics = self.metrics(&r.pairs, &r.scores);
         Ok(AuxOutput {
             loss: r.loss,
             metrics,
@@ -249,5 +280,337 @@ impl AuxLoss for CpcaAux {
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
         self.rng = crate::cpc::rng_from_state(v)?;
         Ok(())
+    }
+}
+
+/// The head's parameters as host copies, in [`CpcaAux::vars`]' (name) order, and the
+/// buffers of [`CpcaAux::host_loss`], kept between updates.
+#[derive(Default)]
+struct HostCpca {
+    /// Parameter index of each name in `vars` order.
+    order: Option<[usize; 9]>,
+    params: Vec<Vec<f32>>,
+    /// GRU per step s: the state entering it `[S, U, H]`, its r, z, n `[S, U, H]` each
+    /// and the recurrent n-projection W_hn h + b_hn `[S, U, H]`.
+    h_prev: Vec<f32>,
+    r: Vec<f32>,
+    zg: Vec<f32>,
+    n: Vec<f32>,
+    gh_n: Vec<f32>,
+    gh: Vec<f32>,
+    states: Vec<f32>,
+    preds: Vec<f32>,
+    hb: Vec<f32>,
+    hz: Vec<f32>,
+    hidden: Vec<f32>,
+    d_hidden_pre: Vec<f32>,
+    d_hz: Vec<f32>,
+    d_hb: Vec<f32>,
+    d_preds: Vec<f32>,
+    d_states: Vec<f32>,
+    d_gh: Vec<f32>,
+    dh: Vec<f32>,
+}
+
+/// The parameter names, in the order `AgentNet::named_vars` sorts them.
+const HOST_NAMES: [&str; 9] = [
+    "fc1.bias",
+    "fc1.weight_b",
+    "fc1.weight_z",
+    "fc2.bias",
+    "fc2.weight",
+    "gru.bias_hh",
+    "gru.bias_ih",
+    "gru.weight_hh",
+    "gru.weight_ih",
+];
+const FC1_B: usize = 0;
+const FC1_WB: usize = 1;
+const FC1_WZ: usize = 2;
+const FC2_B: usize = 3;
+const FC2_W: usize = 4;
+const GRU_BHH: usize = 5;
+const GRU_BIH: usize = 6;
+const GRU_WHH: usize = 7;
+const GRU_WIH: usize = 8;
+
+fn stable_sigmoid(x: f32) -> f32 {
+    crate::nn::fast::sigmoid(x)
+}
+
+/// softplus(x) = log(1 + eˣ), stably.
+fn softplus_f(x: f32) -> f32 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+impl CpcaAux {
+    /// [`CpcaAux::evaluate`] and its gradient on host slices (the lean learner's path):
+    /// the same pairs and candidates from the same draws, the GRU run forward and back
+    /// through time on the anchors, the classifier and both objectives by hand.
+    fn host(
+        &mut self,
+        out: &LeanOutputs,
+        first: &[f32],
+        actions: &[u32],
+        grads: HostGrads,
+    ) -> Result<Option<(f64, Vec<Pair>, Vec<Vec<f32>>)>, AgentError> {
+        use crate::nn::gemm::{matmul, Op};
+        let d = self.dims;
+        if out.z_dim != d.z_dim || out.c_dim != d.c_dim {
+            return Err(AgentError::State(format!(
+                "the CPC|A head reads z of {} and c of {}, the network gives {} and {}",
+                d.z_dim, d.c_dim, out.z_dim, out.c_dim
+            )));
+        }
+        let (b, t_len) = (out.b, first.len() / out.b);
+        let (h, dz, na) = (d.c_dim, d.z_dim, d.actions);
+        let s = &self.sampling;
+        let pairs = sample_pairs(first, t_len, b, s, &mut self.rng);
+        if pairs.is_empty() {
+            return Ok(None);
+        }
+        let weights = pair_weights(&pairs, first, t_len, b, s);
+        let cand = sample_candidates(&pairs, t_len, b, s, &mut self.rng);
+        let m1 = 1 + s.num_negatives;
+        let np = pairs.len();
+        let steps = pairs.iter().map(|p| p.k).max().unwrap_or(1);
+        let (anchors, pred_rows) = crate::cpc::anchors(&pairs, t_len, b, steps);
+        let u = anchors.len();
+        // Host copies of the parameters.
+        let vars = self.vars();
+        let hs = &mut self.host;
+        if hs.order.is_none() {
+            let mut order = [usize::MAX; 9];
+            for (i, name) in HOST_NAMES.iter().enumerate() {
+                let full = format!("{}.{name}", Self::PREFIX);
+                order[i] = vars.iter().position(|(n, _)| *n == full).ok_or_else(|| {
+                    AgentError::State(format!("the CPC|A head has no parameter '{full}'"))
+                })?;
+            }
+            hs.order = Some(order);
+            hs.params = vec![Vec::new(); 9];
+        }
+        let order = hs.order.expect("set above");
+        for (i, &vi) in order.iter().enumerate() {
+            rlcpc_agents::optim::host_copy(vars[vi].1.as_tensor(), &mut hs.params[i])?;
+        }
+        let p = &hs.params;
+        let (w_ih, w_hh, b_ih, b_hh) = (&p[GRU_WIH], &p[GRU_WHH], &p[GRU_BIH], &p[GRU_BHH]);
+        // The action taken at step k of anchor u (none past the unroll's last action).
+        let action = |ui: usize, k: usize| -> Option<usize> {
+            let a = anchors[ui] as usize;
+            let (t, j) = (a / b, a % b);
+            (t + k < t_len - 1).then(|| actions[(t + k) * b + j] as usize)
+        };
+        // GRU forward from h0 = c at each anchor.
+        let uh = u * h;
+        for v in [&mut hs.h_prev, &mut hs.r, &mut hs.zg, &mut hs.n, &mut hs.gh_n, &mut hs.states] {
+            v.clear();
+            v.resize(steps * uh, 0.0);
+        }
+        hs.gh.resize(u * 3 * h, 0.0);
+        let mut cur: Vec<f32> = Vec::with_capacity(uh);
+        for &a in &anchors {
+            cur.extend_from_slice(&out.c[a as usize * h..(a as usize + 1) * h]);
+        }
+        for st in 0..steps {
+            hs.h_prev[st * uh..(st + 1) * uh].copy_from_slice(&cur);
+            for row in hs.gh.chunks_exact_mut(3 * h) {
+                row.copy_from_slice(b_hh);
+            }
+            matmul(&mut hs.gh, &cur, Op::N, w_hh, Op::T, (u, h, 3 * h), true);
+            for ui in 0..u {
+                let act = action(ui, st);
+                let gh = &hs.gh[ui * 3 * h..(ui + 1) * 3 * h];
+                let o = st * uh + ui * h;
+                for k in 0..h {
+                    // gi = W_ih[:, act] + b_ih (the input is one-hot, or zero).
+                    let gi = |g: usize| b_ih[g * h + k] + act.map_or(0.0, |a| w_ih[(g * h + k) * na + a]);
+                    let r = stable_sigmoid(gi(0) + gh[k]);
+                    let z = stable_sigmoid(gi(1) + gh[h + k]);
+                    let n = crate::nn::fast::tanh(gi(2) + r * gh[2 * h + k]);
+                    let hp = cur[ui * h + k];
+                    let hn = n + z * (hp - n);
+                    hs.r[o + k] = r;
+                    hs.zg[o + k] = z;
+                    hs.n[o + k] = n;
+                    hs.gh_n[o + k] = gh[2 * h + k];
+                    hs.states[o + k] = hn;
+                    cur[ui * h + k] = hn;
+                }
+            }
+        }
+        // The prediction of each pair: the state after its k actions.
+        hs.preds.resize(np * h, 0.0);
+        for (i, &row) in pred_rows.iter().enumerate() {
+            let (ui, st) = (row as usize / steps, row as usize % steps);
+            let o = st * uh + ui * h;
+            hs.preds[i * h..(i + 1) * h].copy_from_slice(&hs.states[o..o + h]);
+        }
+        // The classifier: hb = W1b b + b1, hz = W1z z, hidden = relu(hz[cand] + hb).
+        let rows = t_len * b;
+        hs.hb.resize(np * h, 0.0);
+        for row in hs.hb.chunks_exact_mut(h) {
+            row.copy_from_slice(&p[FC1_B]);
+        }
+        matmul(&mut hs.hb, &hs.preds, Op::N, &p[FC1_WB], Op::T, (np, h, h), true);
+        hs.hz.resize(rows * h, 0.0);
+        matmul(&mut hs.hz, &out.z[..rows * dz], Op::N, &p[FC1_WZ], Op::T, (rows, dz, h), false);
+        hs.hidden.resize(np * m1 * h, 0.0);
+        let (w2, b2) = (&p[FC2_W], p[FC2_B][0]);
+        let mut scores = vec![vec![0f32; m1]; np];
+        for i in 0..np {
+            for j in 0..m1 {
+                let c = cand[i * m1 + j] as usize;
+                let hid = &mut hs.hidden[(i * m1 + j) * h..(i * m1 + j + 1) * h];
+                let mut sc = b2;
+                for k in 0..h {
+                    let x = (hs.hz[c * h + k] + hs.hb[i * h + k]).max(0.0);
+                    hid[k] = x;
+                    sc += w2[k] * x;
+                }
+                scores[i][j] = sc;
+            }
+        }
+        // The loss and its gradient with respect to the scores.
+        let mut loss = 0.0f64;
+        let mut d_scores = vec![0f32; np * m1];
+        for (i, row) in scores.iter().enumerate() {
+            let w = weights[i];
+            let ds = &mut d_scores[i * m1..(i + 1) * m1];
+            match self.objective {
+                CpcaLoss::Binary => {
+                    let m = (m1 - 1) as f32;
+                    let mut l = softplus_f(-row[0]) as f64;
+                    ds[0] = -(w as f32) * stable_sigmoid(-row[0]);
+                    for j in 1..m1 {
+                        l += softplus_f(row[j]) as f64 / m as f64;
+                        ds[j] = w as f32 * stable_sigmoid(row[j]) / m;
+                    }
+                    loss += w * l;
+                }
+                CpcaLoss::Infonce => {
+                    let mx = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                    let lse = mx + row.iter().map(|&x| (x - mx).exp()).sum::<f32>().ln();
+                    loss += w * (lse - row[0]) as f64;
+                    for j in 0..m1 {
+                        ds[j] = w as f32 * ((row[j] - lse).exp() - if j == 0 { 1.0 } else { 0.0 });
+                    }
+                }
+            }
+        }
+        // Back through the classifier.
+        let [g_b1, g_wb, g_wz, g_b2, g_w2, g_bhh, g_bih, g_whh, g_wih] =
+            order.map(|vi| vi);
+        let gp = grads.params;
+        hs.d_hidden_pre.resize(np * m1 * h, 0.0);
+        hs.d_hz.clear();
+        hs.d_hz.resize(rows * h, 0.0);
+        hs.d_hb.clear();
+        hs.d_hb.resize(np * h, 0.0);
+        {
+            let (gw2, gb2) = two(gp, g_w2, g_b2);
+            for i in 0..np {
+                for j in 0..m1 {
+                    let ds = d_scores[i * m1 + j];
+                    let c = cand[i * m1 + j] as usize;
+                    gb2[0] += ds;
+                    let hid = &hs.hidden[(i * m1 + j) * h..(i * m1 + j + 1) * h];
+                    for k in 0..h {
+                        gw2[k] += ds * hid[k];
+                        let dp = if hid[k] > 0.0 { ds * w2[k] } else { 0.0 };
+                        hs.d_hb[i * h + k] += dp;
+                        hs.d_hz[c * h + k] += dp;
+                    }
+                }
+            }
+        }
+        column_sums_into(&hs.d_hb, &mut gp[g_b1]);
+        matmul(&mut gp[g_wb], &hs.d_hb, Op::T, &hs.preds, Op::N, (h, np, h), false);
+        matmul(&mut gp[g_wz], &hs.d_hz, Op::T, &out.z[..rows * dz], Op::N, (h, rows, dz), false);
+        matmul(&mut grads.d_z[..rows * dz], &hs.d_hz, Op::N, &p[FC1_WZ], Op::N, (rows, h, dz), true);
+        hs.d_preds.resize(np * h, 0.0);
+        matmul(&mut hs.d_preds, &hs.d_hb, Op::N, &p[FC1_WB], Op::N, (np, h, h), false);
+        hs.d_states.clear();
+        hs.d_states.resize(steps * uh, 0.0);
+        for (i, &row) in pred_rows.iter().enumerate() {
+            let (ui, st) = (row as usize / steps, row as usize % steps);
+            let o = st * uh + ui * h;
+            for k in 0..h {
+                hs.d_states[o + k] += hs.d_preds[i * h + k];
+            }
+        }
+        // Back through the GRU, step by step.
+        hs.dh.clear();
+        hs.dh.resize(uh, 0.0);
+        hs.d_gh.resize(u * 3 * h, 0.0);
+        for st in (0..steps).rev() {
+            for ui in 0..u {
+                let act = action(ui, st);
+                let o = st * uh + ui * h;
+                for k in 0..h {
+                    let dh = hs.dh[ui * h + k] + hs.d_states[o + k];
+                    let (r, z, n) = (hs.r[o + k], hs.zg[o + k], hs.n[o + k]);
+                    let hp = hs.h_prev[o + k];
+                    let dn = dh * (1.0 - z);
+                    let dzg = dh * (hp - n);
+                    let da_n = dn * (1.0 - n * n);
+                    let dr = da_n * hs.gh_n[o + k];
+                    let da_r = dr * r * (1.0 - r);
+                    let da_z = dzg * z * (1.0 - z);
+                    let g = &mut hs.d_gh[ui * 3 * h..(ui + 1) * 3 * h];
+                    g[k] = da_r;
+                    g[h + k] = da_z;
+                    g[2 * h + k] = da_n * r;
+                    // The input side: b_ih and the action's column of W_ih.
+                    gp[g_bih][k] += da_r;
+                    gp[g_bih][h + k] += da_z;
+                    gp[g_bih][2 * h + k] += da_n;
+                    if let Some(a) = act {
+                        gp[g_wih][k * na + a] += da_r;
+                        gp[g_wih][(h + k) * na + a] += da_z;
+                        gp[g_wih][(2 * h + k) * na + a] += da_n;
+                    }
+                    // The direct path h' = … + z ⊙ h.
+                    hs.dh[ui * h + k] = dh * z;
+                }
+            }
+            for row in hs.d_gh.chunks_exact(3 * h) {
+                for (a, v) in gp[g_bhh].iter_mut().zip(row) {
+                    *a += v;
+                }
+            }
+            matmul(&mut gp[g_whh], &hs.d_gh, Op::T, &hs.h_prev[st * uh..(st + 1) * uh], Op::N, (3 * h, u, h), true);
+            matmul(&mut hs.dh, &hs.d_gh, Op::N, w_hh, Op::N, (u, 3 * h, h), true);
+        }
+        for (ui, &a) in anchors.iter().enumerate() {
+            let a = a as usize;
+            for (x, y) in grads.d_c[a * h..(a + 1) * h].iter_mut().zip(&hs.dh[ui * h..(ui + 1) * h]) {
+                *x += y;
+            }
+        }
+        Ok(Some((loss, pairs, scores)))
+    }
+}
+
+/// Two distinct elements of `v`, mutably.
+fn two(v: &mut [Vec<f32>], a: usize, b: usize) -> (&mut Vec<f32>, &mut Vec<f32>) {
+    assert_ne!(a, b);
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&mut lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&mut hi[0], &mut lo[b])
+    }
+}
+
+/// `out[j] = Σ_rows m[row, j]`.
+fn column_sums_into(m: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for row in m.chunks_exact(out.len()) {
+        for (a, b) in out.iter_mut().zip(row) {
+            *a += b;
+        }
     }
 }

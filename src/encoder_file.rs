@@ -76,10 +76,13 @@ impl EncoderFile {
         }
         if file.metadata.contains_key(keys::NET_SPEC) {
             let net: NetSpec = file.spec(keys::NET_SPEC)?;
-            let context = (net.core == CoreKind::Lstm).then(|| ContextSpec::Lstm {
-                in_dim: net.feature_dim(),
-                hidden: net.lstm_hidden,
-            });
+            // A core that also reads the environment's extra inputs (POPGym's previous
+            // action) is no context network over z alone: only the encoder is usable.
+            let context =
+                (net.core == CoreKind::Lstm && net.extra_inputs == 0).then(|| ContextSpec::Lstm {
+                    in_dim: net.feature_dim(),
+                    hidden: net.lstm_hidden,
+                });
             return Ok(EncoderFile {
                 file,
                 spec: net.encoder,

@@ -47,8 +47,13 @@ impl TrainedPolicy {
         let spec: NetSpec = ck.spec(crate::checkpoint::keys::NET_SPEC)?;
         let counters: Counters = ck.meta(crate::checkpoint::keys::COUNTERS)?;
         let env = rlcpc_envs::make(&config.env)?;
-        let env_spec = NetSpec::new(&config.model, &env.observation_space(), &env.action_space())
-            .map_err(anyhow::Error::msg)?;
+        // Checkpoints from before `model.extra_inputs` sent everything through the
+        // encoder (their config has no such key: it reads as "core").
+        let mut model = config.model.clone();
+        if spec.extra_inputs == 0 {
+            model.extra_inputs = crate::config::ExtraInputs::Encoder;
+        }
+        let env_spec = NetSpec::for_env(&model, env.as_ref()).map_err(anyhow::Error::msg)?;
         if env_spec != spec {
             return Err(ck
                 .mismatch(format!(

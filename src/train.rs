@@ -233,8 +233,7 @@ pub fn build_actors(
 /// Builds the network spec from the config and the environment's spaces.
 pub fn net_spec(cfg: &Config) -> Result<NetSpec> {
     let env = rlcpc_envs::make(&cfg.env)?;
-    NetSpec::new(&cfg.model, &env.observation_space(), &env.action_space())
-        .map_err(anyhow::Error::msg)
+    NetSpec::for_env(&cfg.model, env.as_ref()).map_err(anyhow::Error::msg)
 }
 
 /// Warnings about a config that runs but may not be able to learn its task: today, an

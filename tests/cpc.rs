@@ -79,6 +79,7 @@ fn sampling(negatives: Negatives) -> CpcSampling {
         horizons: 0,
         skip: 0,
         groups: Vec::new(),
+        shuffled: false,
     }
 }
 

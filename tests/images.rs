@@ -328,6 +328,7 @@ mod patches {
             horizons: 0,
             skip: 0,
             groups: Vec::new(),
+            shuffled: false,
         };
         let r = cpc_loss(
             &pred,

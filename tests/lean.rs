@@ -186,6 +186,30 @@ fn popgym_lstm_with_cpca_matches_autograd() {
 }
 
 #[test]
+fn popgym_extra_inputs_beside_the_encoder_match_autograd() {
+    // The previous action and first-step flag join z at the LSTM's input (the default):
+    // the gradient of W_ih's extra columns and of the encoder without them.
+    let cfg = config(Some("popgym"), &["env.num_envs=4"], "lean");
+    assert_eq!(net_spec(&cfg).unwrap().extra_inputs, 5);
+    check(
+        "popgym lstm + cpc, extra inputs at the core",
+        Some("popgym"),
+        &["env.num_envs=4", "algo.unroll=32"],
+        2,
+    );
+    check(
+        "popgym lstm + cpc, extra inputs through the encoder",
+        Some("popgym"),
+        &[
+            "model.extra_inputs=\"encoder\"",
+            "env.num_envs=4",
+            "algo.unroll=32",
+        ],
+        2,
+    );
+}
+
+#[test]
 fn lean_is_refused_where_it_has_no_path() {
     let cfg = config(
         Some("lab-watermaze"),

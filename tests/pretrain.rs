@@ -232,6 +232,7 @@ fn speaker_negatives_come_from_windows_of_the_same_speaker() {
         horizons: 0,
         skip: 0,
         groups: groups.clone(),
+        shuffled: false,
     };
     let mut rng = SeededRng::seed_from_u64(1);
     let pairs = sample_pairs(&vec![0.0; t_len * b], t_len, b, &s, &mut rng);

@@ -255,6 +255,14 @@ pub trait Env: Send {
         None
     }
 
+    /// How many of the observation's last values are not the observation proper but
+    /// inputs an agent adds to it (POPGym's previous action and first-step flag): the
+    /// agent can give them to its core beside the encoder, so that what its encoder
+    /// embeds (and CPC predicts) is the observation alone. 0 for most environments.
+    fn extra_inputs(&self) -> usize {
+        0
+    }
+
     /// A picture of the current state for people (Gymnasium's `render()` in
     /// `rgb_array` mode), where the environment draws one.
     fn render(&self) -> Option<Image> {

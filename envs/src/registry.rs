@@ -260,6 +260,9 @@ impl Env for TimeLimit {
     fn memory_span(&self) -> Option<usize> {
         self.inner.memory_span()
     }
+    fn extra_inputs(&self) -> usize {
+        self.inner.extra_inputs()
+    }
     fn render(&self) -> Option<crate::env::Image> {
         self.inner.render()
     }

@@ -22,8 +22,10 @@ pub struct Args {
     #[arg(long)]
     seed: Option<u64>,
     /// One run per seed, `1-5` or `1,3,7`, one after another into OUT/seed-N/, then a
-    /// table of each seed's final mean return and MMER (the best logged mean return)
-    /// with their means and 95% confidence intervals (also in OUT/summary.txt).
+    /// table of each seed's final return (mean of the last 10% of episodes), AUC (the
+    /// learning curve's mean height) and MMER (the best logged 100-episode mean), with
+    /// their means and 95% confidence intervals (also in OUT/summary.txt). To compare
+    /// arms with paired statistics and a tuning budget, write a study (`rlcpc study`).
     #[arg(long, value_name = "LIST", conflicts_with_all = ["seed", "resume"])]
     seeds: Option<String>,
     /// Run directory [default: runs/<config>-<aux>-s<seed>-<unix time>].
@@ -265,49 +267,52 @@ fn run_seeds(
             quiet,
             Actors::Threads,
         )?;
-        let best = rlcpc::plot::read_curve(&dir, "time/total_timesteps", "rollout/ep_rew_mean")
-            .ok()
-            .map(|c| {
-                c.points
-                    .iter()
-                    .map(|p| p.1)
-                    .fold(f64::NEG_INFINITY, f64::max)
-            });
+        // The study's metrics (rlcpc::study::stats): one definition for both.
+        let m = rlcpc::study::RunMetrics::read(&dir)?;
         let interrupted = s.interrupted;
-        rows.push((seed, s, best));
+        rows.push((seed, s, m));
         if interrupted {
             eprintln!("interrupted: the seeds after {seed} are not run");
             break;
         }
     }
     let mut t = format!(
-        "{:>6}  {:>12}  {:>12}  {:>10}  {:>14}\n",
-        "seed", "env steps", "mean return", "MMER", "solved at"
+        "{:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>14}\n",
+        "seed", "env steps", "final return", "AUC", "MMER", "solved at"
     );
     let na = || "n/a".to_string();
-    for (seed, s, best) in &rows {
+    let cell = |x: Option<f64>| x.map_or_else(na, |m| format!("{m:.4}"));
+    for (seed, s, m) in &rows {
         t += &format!(
-            "{seed:>6}  {:>12}  {:>12}  {:>10}  {:>14}\n",
+            "{seed:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>14}\n",
             s.counters.env_steps,
-            s.mean_return.map_or_else(na, |m| format!("{m:.4}")),
-            best.map_or_else(na, |m| format!("{m:.4}")),
+            cell(m.final_return),
+            cell(m.auc),
+            cell(m.mmer),
             s.solved.map_or_else(na, |(steps, _)| steps.to_string()),
         );
     }
-    let stat = |v: Vec<f64>| {
-        if v.is_empty() {
-            return na();
+    // A seed without a value (no episode ended) is named, never counted as 0.
+    let stat = |metric: rlcpc::study::Metric| {
+        let missing: Vec<String> = rows
+            .iter()
+            .filter(|r| r.2.get(metric).is_none())
+            .map(|r| r.0.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return format!("n/a (seed {} has none)", missing.join(", "));
         }
-        let (m, _) = rlcpc::plot::mean_se(&v);
-        format!("{m:.4} ± {:.4}", rlcpc::plot::ci95(&v))
+        let v: Vec<f64> = rows.iter().filter_map(|r| r.2.get(metric)).collect();
+        let (m, h) = rlcpc::study::stats::mean_ci(&v);
+        format!("{m:.4} ± {h:.4}")
     };
-    let finals: Vec<f64> = rows.iter().filter_map(|r| r.1.mean_return).collect();
-    let maxima: Vec<f64> = rows.iter().filter_map(|r| r.2).collect();
+    use rlcpc::study::Metric;
     let solved = rows.iter().filter(|r| r.1.solved.is_some()).count();
     t += &format!(
-        "mean return {} · MMER {} (mean ± 95% CI over {} seeds) · solved {solved}/{}\n",
-        stat(finals),
-        stat(maxima),
+        "final return (last 10% of episodes) {} · AUC {} · MMER {} (mean ± 95% CI over {} seeds) · solved {solved}/{}\n",
+        stat(Metric::FinalReturn),
+        stat(Metric::Auc),
+        stat(Metric::Mmer),
         rows.len(),
         rows.len()
     );

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::encoders::{Encoder, EncoderSpec};
 use super::init::Init;
 use super::lstm::Lstm;
-use crate::config::{CoreKind, EncoderKind, ModelConfig};
+use crate::config::{CoreKind, EncoderKind, ExtraInputs, ModelConfig};
 
 /// The network's shape, derived from the model config and the spaces; stored in
 /// checkpoints so that `eval` and `export-encoder` rebuild the same network.
@@ -22,6 +22,12 @@ pub struct NetSpec {
     pub num_actions: usize,
     /// Shape of one observation.
     pub obs_shape: Vec<usize>,
+    /// E: the observation's last E values (POPGym's previous action and first-step flag,
+    /// [`rlcpc_envs::Env::extra_inputs`]) bypass the encoder and join its output z at
+    /// the core's input, so that z, which CPC predicts, embeds the observation alone
+    /// (`model.extra_inputs = "core"`). 0: everything goes through the encoder.
+    #[serde(default)]
+    pub extra_inputs: usize,
 }
 
 impl NetSpec {
@@ -68,12 +74,35 @@ impl NetSpec {
             lstm_hidden: model.lstm_hidden,
             num_actions,
             obs_shape,
+            extra_inputs: 0,
         })
+    }
+
+    /// The network for `env`: [`NetSpec::new`], with the environment's extra inputs
+    /// routed to the core where the model has an LSTM core and an MLP encoder and
+    /// `model.extra_inputs = "core"`.
+    pub fn for_env(model: &ModelConfig, env: &dyn rlcpc_envs::Env) -> Result<NetSpec, String> {
+        let mut spec = NetSpec::new(model, &env.observation_space(), &env.action_space())?;
+        let e = env.extra_inputs();
+        if let (EncoderSpec::Mlp { in_dim, .. }, CoreKind::Lstm, ExtraInputs::Core) =
+            (&mut spec.encoder, spec.core, model.extra_inputs)
+        {
+            if e > 0 && e < *in_dim {
+                *in_dim -= e;
+                spec.extra_inputs = e;
+            }
+        }
+        Ok(spec)
     }
 
     /// Dz: width of the encoder's output (CPC's targets).
     pub fn feature_dim(&self) -> usize {
         self.encoder.out_dim()
+    }
+
+    /// Width of the core's input: z and the extra inputs.
+    pub fn core_in_dim(&self) -> usize {
+        self.feature_dim() + self.extra_inputs
     }
 
     /// Dc: width of the core's output (CPC's context; the heads' input).
@@ -99,7 +128,7 @@ impl NetSpec {
     pub fn init(&self, init: &mut Init) -> candle_core::Result<()> {
         self.encoder.init(init, "encoder")?;
         if self.core == CoreKind::Lstm {
-            Lstm::init(self.feature_dim(), self.lstm_hidden, init, "core.lstm")?;
+            Lstm::init(self.core_in_dim(), self.lstm_hidden, init, "core.lstm")?;
         }
         let d = self.context_dim();
         init.orthogonal("policy.weight", &[self.num_actions, d], 0.01)?;
@@ -129,7 +158,7 @@ impl AgentNet {
         let core = match spec.core {
             CoreKind::None => None,
             CoreKind::Lstm => Some(Lstm::new(
-                spec.feature_dim(),
+                spec.core_in_dim(),
                 spec.lstm_hidden,
                 vb.pp("core.lstm"),
             )?),
@@ -162,12 +191,24 @@ impl AgentNet {
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (t, b) = (obs.dim(0)?, obs.dim(1)?);
         let x = obs.flatten_to(1)?; // [T*B, ...]
+        let e = self.spec.extra_inputs;
+        let (x, extra) = match e {
+            0 => (x, None),
+            _ => {
+                let d = x.dim(1)?;
+                (x.narrow(1, 0, d - e)?, Some(x.narrow(1, d - e, e)?))
+            }
+        };
         let z = self.encoder.forward(&x)?;
         let z = z.reshape((t, b, z.dim(D::Minus1)?))?;
         match &self.core {
             None => Ok((z.clone(), z, state.clone())),
             Some(lstm) => {
-                let (c, s) = lstm.unroll(&z, first, state)?;
+                let input = match extra {
+                    None => z.clone(),
+                    Some(x) => Tensor::cat(&[&z, &x.reshape((t, b, e))?], 2)?,
+                };
+                let (c, s) = lstm.unroll(&input, first, state)?;
                 Ok((z, c, s))
             }
         }
@@ -256,7 +297,7 @@ impl crate::checkpoint::ParamCount for NetSpec {
             return u128::MAX;
         };
         let fits = match &self.encoder {
-            EncoderSpec::Mlp { in_dim, .. } => *in_dim == obs,
+            EncoderSpec::Mlp { in_dim, .. } => in_dim.checked_add(self.extra_inputs) == Some(obs),
             EncoderSpec::Conv {
                 height,
                 width,
@@ -276,7 +317,7 @@ impl crate::checkpoint::ParamCount for NetSpec {
             CoreKind::None => 0,
             CoreKind::Lstm => 4u128
                 .saturating_mul(self.lstm_hidden as u128)
-                .saturating_mul((self.feature_dim() + self.lstm_hidden) as u128),
+                .saturating_mul((self.core_in_dim() + self.lstm_hidden) as u128),
         };
         let heads = (self.num_actions as u128 + 1).saturating_mul(self.context_dim() as u128);
         enc.saturating_add(core).saturating_add(heads)

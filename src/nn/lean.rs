@@ -57,7 +57,12 @@ pub struct LeanNet {
     lstm: Option<LstmIdx>,
     policy: Dense,
     value: Dense,
+    /// Floats per observation row: the encoder's input and the `extra` inputs after it.
     obs_dim: usize,
+    /// E, [`NetSpec::extra_inputs`]: the last E values of each row join z at the core's
+    /// input (`core_in`, `[N, Dz + E]`); 0: the core reads z itself.
+    extra: usize,
+    core_in: Vec<f32>,
     // Activations of the last forward: acts[0] the input, acts[l+1] layer l's output.
     acts: Vec<Vec<f32>>,
     /// LSTM: gate activations (i, f, g, o) `[N, 4H]`, their shared bias b_ih + b_hh, the
@@ -135,6 +140,7 @@ impl LeanNet {
                 out_dim,
             }
         };
+        let extra = spec.extra_inputs;
         let mut d = *in_dim;
         let mut mlp = Vec::new();
         for (i, &h) in hidden.iter().enumerate() {
@@ -153,7 +159,7 @@ impl LeanNet {
                 params.len() - 1
             };
             LstmIdx {
-                w_ih: p("weight_ih", vec![4 * hid, d]),
+                w_ih: p("weight_ih", vec![4 * hid, d + extra]),
                 w_hh: p("weight_hh", vec![4 * hid, hid]),
                 b_ih: p("bias_ih", vec![4 * hid]),
                 b_hh: p("bias_hh", vec![4 * hid]),
@@ -173,7 +179,9 @@ impl LeanNet {
             lstm,
             policy,
             value,
-            obs_dim: *in_dim,
+            obs_dim: *in_dim + extra,
+            extra,
+            core_in: Vec::new(),
             gates: Vec::new(),
             gate_bias: Vec::new(),
             h_prev: Vec::new(),
@@ -222,7 +230,17 @@ impl LeanNet {
 
     /// Width of the encoder's output, Dz.
     fn z_dim(&self) -> usize {
-        self.mlp.last().map_or(self.obs_dim, |l| l.out_dim)
+        self.mlp
+            .last()
+            .map_or(self.obs_dim - self.extra, |l| l.out_dim)
+    }
+
+    /// The core's input rows: z, or `core_in` (z and the extra inputs).
+    fn core_input(&self) -> &[f32] {
+        match self.extra {
+            0 => &self.acts[self.mlp.len()],
+            _ => &self.core_in,
+        }
     }
 
     /// `y[n, out] = x[n, in] · Wᵀ + b`.
@@ -257,14 +275,21 @@ impl LeanNet {
         debug_assert_eq!(obs.len(), rows * self.obs_dim);
         self.rows = rows;
         self.b = b;
-        // Encoder.
+        // Encoder, on the observation without its extra inputs.
         let mut acts = std::mem::take(&mut self.acts);
+        let enc_in = self.obs_dim - self.extra;
         acts[0].clear();
-        acts[0].extend_from_slice(obs);
+        if self.extra == 0 {
+            acts[0].extend_from_slice(obs);
+        } else {
+            for row in obs.chunks_exact(self.obs_dim) {
+                acts[0].extend_from_slice(&row[..enc_in]);
+            }
+        }
         self.sparse = self
             .mlp
             .first()
-            .and_then(|_| take_sparse(obs, self.obs_dim, self.sparse.take()));
+            .and_then(|_| take_sparse(&acts[0], enc_in, self.sparse.take()));
         for (li, &l) in self.mlp.iter().enumerate() {
             let (done, rest) = acts.split_at_mut(li + 1);
             let y = &mut rest[0];
@@ -281,7 +306,16 @@ impl LeanNet {
             activate(y, self.activation);
         }
         self.acts = acts;
-        // Core.
+        // Core: z, and the extra inputs beside it.
+        if self.extra > 0 {
+            let (dz, e) = (self.z_dim(), self.extra);
+            resize(&mut self.core_in, rows * (dz + e));
+            let z = &self.acts[self.mlp.len()];
+            for (r, out) in self.core_in.chunks_exact_mut(dz + e).enumerate() {
+                out[..dz].copy_from_slice(&z[r * dz..(r + 1) * dz]);
+                out[dz..].copy_from_slice(&obs[(r + 1) * self.obs_dim - e..(r + 1) * self.obs_dim]);
+            }
+        }
         if let Some(lstm) = self.lstm {
             self.lstm_forward(lstm, first, init_state);
         }
@@ -302,7 +336,7 @@ impl LeanNet {
     fn lstm_forward(&mut self, l: LstmIdx, first: &[f32], init_state: &[f32]) {
         let (n, b, h) = (self.rows, self.b, l.hidden);
         let steps = n / b;
-        let z_dim = self.z_dim();
+        let in_dim = self.z_dim() + self.extra;
         // Input projections of every step at once; only h·W_hhᵀ is sequential.
         resize(&mut self.gates, n * 4 * h);
         resize(&mut self.gate_bias, 4 * h);
@@ -313,14 +347,17 @@ impl LeanNet {
         for row in self.gates.chunks_exact_mut(4 * h) {
             row.copy_from_slice(&self.gate_bias);
         }
-        let z = &self.acts[self.mlp.len()];
+        let x = match self.extra {
+            0 => &self.acts[self.mlp.len()],
+            _ => &self.core_in,
+        };
         matmul(
             &mut self.gates,
-            z,
+            x,
             Op::N,
             &self.params[l.w_ih].data,
             Op::T,
-            (n, z_dim, 4 * h),
+            (n, in_dim, 4 * h),
             true,
         );
         for v in [
@@ -555,7 +592,7 @@ impl LeanNet {
             }
         }
         // Weights: one product over all steps each.
-        let z_dim = self.z_dim();
+        let (z_dim, in_dim) = (self.z_dim(), self.z_dim() + self.extra);
         matmul(
             &mut grads[l.w_hh],
             &self.d_gates,
@@ -569,9 +606,9 @@ impl LeanNet {
             &mut grads[l.w_ih],
             &self.d_gates,
             Op::T,
-            &self.acts[self.mlp.len()],
+            self.core_input(),
             Op::N,
-            (4 * h, n, z_dim),
+            (4 * h, n, in_dim),
             false,
         );
         column_sums(&self.d_gates, &mut grads[l.b_ih]);
@@ -582,16 +619,23 @@ impl LeanNet {
             (&hi[0], &mut lo[l.b_hh])
         };
         dst.copy_from_slice(src);
-        resize(d_z, n * z_dim);
+        resize(d_z, n * in_dim);
         matmul(
             d_z,
             &self.d_gates,
             Op::N,
             &self.params[l.w_ih].data,
             Op::N,
-            (n, 4 * h, z_dim),
+            (n, 4 * h, in_dim),
             false,
         );
+        if self.extra > 0 {
+            // Keep z's columns: the extra inputs are data, not parameters.
+            for r in 0..n {
+                d_z.copy_within(r * in_dim..r * in_dim + z_dim, r * z_dim);
+            }
+            d_z.truncate(n * z_dim);
+        }
     }
 }
 

@@ -13,5 +13,6 @@ mod gymnasium;
 mod help;
 mod pretrain;
 mod record;
+mod study;
 mod train;
 mod views;

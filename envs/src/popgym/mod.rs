@@ -211,6 +211,12 @@ impl<T: Task> Env for Popgym<T> {
         self.task.memory_span()
     }
 
+    /// The previous action's one-hot blocks and the first-step flag, which follow the
+    /// observation proper.
+    fn extra_inputs(&self) -> usize {
+        self.layout.dim - self.task.raw_space().encoded_len()
+    }
+
     fn observation_space(&self) -> Space {
         let dim = self.layout.dim;
         let (mut low, mut high) = (vec![0.0; dim], vec![1.0; dim]);

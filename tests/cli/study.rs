@@ -1,0 +1,305 @@
+//! `rlcpc study`: a small plan end to end (two tasks, two arms, a tuning grid of 2,
+//! 2 tuning + 3 evaluation seeds), stopped part-way by --minutes and by SIGTERM and
+//! resumed to the same report as a straight run; and every refusal of a bad plan.
+
+use std::path::Path;
+
+use crate::common::bin;
+use crate::support::{s, text, Rlcpc};
+
+/// The example plan with budgets of `steps`; `edit` rewrites its text.
+fn plan(dir: &Path, name: &str, steps: u64, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[study]
+name = "small"
+seeds = [1, 2, 3]
+reference = "none"
+
+[[task]]
+name = "tmaze"
+config = "tmaze"
+set = ["env.options.corridor_length=6", "env.num_envs=8"]
+steps = {steps}
+unroll = 14
+
+[[task]]
+name = "twin"
+config = "tmaze"
+set = ["env.options.corridor_length=6", "env.options.cue_every_step=true", "env.num_envs=8"]
+steps = {steps}
+unroll = 14
+control = true
+
+[[arm]]
+name = "none"
+set = ['aux.kind="none"']
+
+[[arm]]
+name = "cpc"
+set = ['aux.kind="cpc"', "aux.horizon=6"]
+
+[tuning]
+tasks = ["tmaze"]
+seeds = [101, 102]
+metric = "final_return"
+[tuning.space]
+"optim.lr" = [1e-3, 3e-3]
+
+[[criterion]]
+name = "helps where memory matters"
+arm = "cpc"
+test = "above"
+
+[[criterion]]
+name = "harmless on the control"
+arm = "cpc"
+test = "not_below"
+tasks = ["twin"]
+"#
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+/// The report files that must not depend on how the study was run.
+fn report(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    [
+        "report.md",
+        "summary.csv",
+        "summary.json",
+        "runs.csv",
+        "plots/tmaze.png",
+        "plots/twin.png",
+    ]
+    .iter()
+    .map(|f| {
+        (
+            f.to_string(),
+            std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")),
+        )
+    })
+    .collect()
+}
+
+fn results(dir: &Path) -> usize {
+    fn walk(p: &Path, n: &mut usize) {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, n);
+            } else if p.file_name().is_some_and(|f| f == "result.json") {
+                *n += 1;
+            }
+        }
+    }
+    let mut n = 0;
+    walk(dir, &mut n);
+    n
+}
+
+#[test]
+fn a_study_stopped_and_resumed_writes_the_same_report_as_a_straight_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(tmp.path(), "plan.toml", 150_000, |t| t);
+    // Straight through.
+    let straight = tmp.path().join("straight");
+    let out = Rlcpc::new("study")
+        .args(&[s(&p), "--jobs", "2"])
+        .out(&straight)
+        .ok();
+    assert!(out.contains("done: report"), "{out}");
+    assert_eq!(results(&straight), 8 + 12);
+    let want = report(&straight);
+    let md = String::from_utf8(want[0].1.clone()).unwrap();
+    for needle in [
+        "## Tuning",
+        "c0 (optim.lr=0.001)",
+        "in-sample",
+        "### twin (control)",
+        "Δ vs none",
+        "| helps where memory matters | cpc | final_return | CI of Δ above 0 |",
+        "| harmless on the control |",
+    ] {
+        assert!(md.contains(needle), "report.md lacks '{needle}':\n{md}");
+    }
+    // The memoryless twin is learnt by both arms (the control works as a control).
+    let summary: serde_json::Value = serde_json::from_slice(&want[2].1).unwrap();
+    for cell in summary["cells"].as_array().unwrap() {
+        if cell["task"] == "twin" && cell["metric"] == "final_return" {
+            assert!(cell["mean"].as_f64().unwrap() > 0.8, "{cell}");
+        }
+    }
+
+    // In pieces: --minutes stops it part-way, the same command finishes it.
+    let pieces = tmp.path().join("pieces");
+    let out = Rlcpc::new("study")
+        .args(&[s(&p), "--jobs", "2", "--minutes", "0.04"])
+        .out(&pieces)
+        .ok();
+    assert!(
+        out.contains("stopped: ") && out.contains("runs remain"),
+        "{out}"
+    );
+    let partial = results(&pieces);
+    assert!(
+        partial < 20,
+        "--minutes did not stop the study part-way ({partial} runs done)"
+    );
+    let out = Rlcpc::new("study")
+        .args(&[s(&p), "--jobs", "2"])
+        .out(&pieces)
+        .ok();
+    assert!(out.contains("done: report"), "{out}");
+    assert_eq!(report(&pieces), want, "the resumed study's report differs");
+
+    // SIGTERM part-way (what Slurm and docker stop send), then resumed.
+    let termed = tmp.path().join("termed");
+    let child = bin()
+        .args(["study", s(&p), "--jobs", "2", "--out", s(&termed)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while results(&termed) < 3 {
+        assert!(t0.elapsed().as_secs() < 120, "the study never got going");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on this test's child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("stopped: "), "{t}");
+    assert!(results(&termed) < 20, "{t}");
+    Rlcpc::new("study").args(&[s(&p)]).out(&termed).ok();
+    assert_eq!(
+        report(&termed),
+        want,
+        "the study resumed after SIGTERM reports otherwise"
+    );
+}
+
+#[test]
+fn bad_plans_are_refused_naming_the_key_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, Vec<&str>)> = vec![
+        (
+            "unknown key",
+            Box::new(|t| t.replace("reference = \"none\"", "reference = \"none\"\nsedes = [4]")),
+            vec!["sedes"],
+        ),
+        (
+            "arm that does not load",
+            Box::new(|t| t.replace("aux.horizon=6", "aux.horizon=0")),
+            vec!["arm 'cpc'", "aux.horizon"],
+        ),
+        (
+            "task that does not load",
+            Box::new(|t| t.replacen("config = \"tmaze\"", "config = \"no-such-preset\"", 1)),
+            vec!["task 'tmaze'", "no-such-preset"],
+        ),
+        (
+            "empty grid",
+            Box::new(|t| t.replace("[1e-3, 3e-3]", "[]")),
+            vec!["tuning.space.\"optim.lr\"", "empty"],
+        ),
+        (
+            "overlapping seeds",
+            Box::new(|t| t.replace("seeds = [101, 102]", "seeds = [101, 2]")),
+            vec!["tuning.seeds", "seed 2", "disjoint"],
+        ),
+        (
+            "budget of 0",
+            Box::new(|t| t.replacen("steps = 1000", "steps = 0", 1)),
+            vec!["task[0].steps", "0"],
+        ),
+        (
+            "unknown metric",
+            Box::new(|t| t.replace("test = \"above\"", "test = \"above\"\nmetric = \"mean\"")),
+            vec!["criterion[0].metric", "mean"],
+        ),
+        (
+            "unknown task",
+            Box::new(|t| t.replace("tasks = [\"twin\"]", "tasks = [\"twins\"]")),
+            vec!["criterion[1].tasks", "twins"],
+        ),
+        (
+            "unknown arm",
+            Box::new(|t| t.replacen("arm = \"cpc\"", "arm = \"cpca\"", 1)),
+            vec!["criterion[0].arm", "cpca"],
+        ),
+        (
+            "unknown tuning task",
+            Box::new(|t| t.replace("tasks = [\"tmaze\"]", "tasks = [\"maze\"]")),
+            vec!["tuning.tasks", "maze"],
+        ),
+        (
+            "no evaluation seeds",
+            Box::new(|t| t.replace("seeds = [1, 2, 3]", "seeds = []")),
+            vec!["study.seeds", "empty"],
+        ),
+        (
+            "duplicate arm",
+            Box::new(|t| t.replace("name = \"cpc\"", "name = \"none\"")),
+            vec!["arm[1].name", "twice"],
+        ),
+    ];
+    for (what, edit, needles) in cases {
+        let p = plan(tmp.path(), "bad.toml", 1000, edit);
+        let out = tmp.path().join(format!("out-{}", what.replace(' ', "-")));
+        let mut n = needles.clone();
+        n.push("bad.toml");
+        Rlcpc::new("study").args(&[s(&p)]).out(&out).fails_with(&n);
+        assert!(
+            !out.exists(),
+            "{what}: the refused study wrote '{}'",
+            out.display()
+        );
+    }
+    // A missing file is named too.
+    Rlcpc::new("study")
+        .args(&[s(&tmp.path().join("nope.toml"))])
+        .fails_with(&["nope.toml"]);
+}
+
+#[test]
+fn a_changed_plan_is_refused_naming_the_change_unless_replanned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let p = plan(tmp.path(), "plan.toml", 1000, |t| t);
+    let listed = Rlcpc::new("study")
+        .args(&[s(&p), "--dry-run"])
+        .out(&out)
+        .ok();
+    assert!(
+        listed.contains("8 tuning and 12 evaluation runs"),
+        "{listed}"
+    );
+    let p = plan(tmp.path(), "plan.toml", 1000, |t| {
+        t.replacen("steps = 1000", "steps = 2000", 1)
+    });
+    Rlcpc::new("study")
+        .args(&[s(&p), "--dry-run"])
+        .out(&out)
+        .fails_with(&["another plan", "task[0].steps: 1000 → 2000", "--replan"]);
+    let ok = Rlcpc::new("study")
+        .args(&[s(&p), "--dry-run", "--replan"])
+        .out(&out)
+        .ok();
+    assert!(ok.contains("--replan"), "{ok}");
+    Rlcpc::new("study")
+        .args(&[s(&p), "--dry-run"])
+        .out(&out)
+        .ok();
+    Rlcpc::new("study")
+        .args(&[s(&p), "--minutes", "0"])
+        .out(&out)
+        .fails_with(&["--minutes"]);
+    Rlcpc::new("study")
+        .args(&[s(&p), "--jobs", "0"])
+        .out(&out)
+        .fails_with(&["--jobs"]);
+}

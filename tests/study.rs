@@ -1,0 +1,99 @@
+//! The study's statistics against hand-computed values: final return, AUC and MMER from
+//! a run's logged counters, missing values, the paired bootstrap CI and where it lies;
+//! the tuning configurations of a grid and of a seeded random draw.
+
+use rlcpc::study::stats::{bootstrap_ci, mean_ci, Metric, RunMetrics, Side};
+
+fn run_with(lines: &[(u64, u64, f64, f64)]) -> (tempfile::TempDir, RunMetrics) {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = lines
+        .iter()
+        .map(|&(steps, eps, sum, mean)| {
+            format!(
+                "{{\"time/total_timesteps\":{steps},\"rollout/episodes\":{eps},\"rollout/ep_rew_total\":{sum},\"rollout/ep_rew_mean\":{}}}\n",
+                if mean.is_nan() { "null".to_string() } else { mean.to_string() }
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("metrics.jsonl"), text).unwrap();
+    let m = RunMetrics::read(dir.path()).unwrap();
+    (dir, m)
+}
+
+#[test]
+fn final_return_auc_and_mmer_by_hand() {
+    // Four log lines: (steps, episodes so far, return sum so far, 100-episode mean).
+    // Episodes per interval: 10, 30, 40, 20 (100 in all), returns per interval: 0, 6,
+    // 20, 16 → interval means 0, 0.2, 0.5, 0.8.
+    let (_d, m) = run_with(&[
+        (100, 10, 0.0, 0.0),
+        (200, 40, 6.0, 0.15),
+        (300, 80, 26.0, 0.325),
+        (400, 100, 42.0, 0.42),
+    ]);
+    assert_eq!((m.env_steps, m.episodes), (400, 100));
+    // The last 10% of 100 episodes: from the last line at or before 90 episodes (80):
+    // 20 episodes, return 16.
+    assert_eq!(m.final_return, Some(0.8));
+    // AUC: (100·0 + 100·0.2 + 100·0.5 + 100·0.8) / 400.
+    assert!((m.auc.unwrap() - 0.375).abs() < 1e-12, "{:?}", m.auc);
+    assert_eq!(m.mmer, Some(0.42));
+    assert_eq!(m.get(Metric::FinalReturn), m.final_return);
+}
+
+#[test]
+fn intervals_without_episodes_leave_the_auc_and_missing_values_stay_missing() {
+    // An interval that ends no episode is not part of the curve's span.
+    let (_d, m) = run_with(&[
+        (100, 0, 0.0, f64::NAN),
+        (200, 5, 5.0, 1.0),
+        (300, 5, 5.0, 1.0),
+    ]);
+    assert_eq!(m.auc, Some(1.0));
+    assert_eq!(m.final_return, Some(1.0));
+    // No episode at all: every metric is missing, not 0.
+    let (_d, m) = run_with(&[(100, 0, 0.0, f64::NAN), (200, 0, 0.0, f64::NAN)]);
+    assert_eq!((m.final_return, m.auc, m.mmer), (None, None, None));
+    // Metrics from before the return sum was logged: final return and AUC missing.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("metrics.jsonl"),
+        "{\"time/total_timesteps\":100,\"rollout/episodes\":4,\"rollout/ep_rew_mean\":0.5}\n",
+    )
+    .unwrap();
+    let m = RunMetrics::read(dir.path()).unwrap();
+    assert_eq!((m.final_return, m.auc, m.mmer), (None, None, Some(0.5)));
+    // A run without metrics is an error naming the file.
+    let e = RunMetrics::read(&dir.path().join("nope"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("metrics.jsonl"), "{e}");
+}
+
+#[test]
+fn paired_bootstrap_and_t_intervals() {
+    // Student-t: mean 2, s.d. 1, n = 3: half-width 4.303 / √3.
+    let (m, h) = mean_ci(&[1.0, 2.0, 3.0]);
+    assert_eq!(m, 2.0);
+    assert!((h - 4.303 / 3f64.sqrt()).abs() < 1e-9);
+    // The bootstrap CI of a mean lies within the data's range, brackets its mean, and is
+    // reproducible from its seed.
+    let d = [0.1, 0.3, 0.2, 0.4, 0.25];
+    let (lo, hi) = bootstrap_ci(&d, 10_000, 7);
+    assert!(
+        0.1 <= lo && lo < 0.25 && 0.25 < hi && hi <= 0.4,
+        "{lo} {hi}"
+    );
+    assert_eq!(bootstrap_ci(&d, 10_000, 7), (lo, hi));
+    // With n = 2 the resampled means are d0, d1 or their mean: the 2.5% and 97.5%
+    // quantiles of 10,000 draws are the two values.
+    assert_eq!(bootstrap_ci(&[-1.0, 3.0], 10_000, 1), (-1.0, 3.0));
+    assert_eq!(Side::of((0.1, 0.4)), Side::Above);
+    assert_eq!(Side::of((-0.4, -0.1)), Side::Below);
+    assert_eq!(Side::of((-0.1, 0.4)), Side::Straddles);
+    // Identical differences: a degenerate interval, on the side of its value.
+    assert_eq!(
+        Side::of(bootstrap_ci(&[0.5, 0.5, 0.5], 100, 0)),
+        Side::Above
+    );
+}
