@@ -404,7 +404,14 @@ impl CpcaAux {
         };
         // GRU forward from h0 = c at each anchor.
         let uh = u * h;
-        for v in [&mut hs.h_prev, &mut hs.r, &mut hs.zg, &mut hs.n, &mut hs.gh_n, &mut hs.states] {
+        for v in [
+            &mut hs.h_prev,
+            &mut hs.r,
+            &mut hs.zg,
+            &mut hs.n,
+            &mut hs.gh_n,
+            &mut hs.states,
+        ] {
             v.clear();
             v.resize(steps * uh, 0.0);
         }
@@ -425,7 +432,9 @@ impl CpcaAux {
                 let o = st * uh + ui * h;
                 for k in 0..h {
                     // gi = W_ih[:, act] + b_ih (the input is one-hot, or zero).
-                    let gi = |g: usize| b_ih[g * h + k] + act.map_or(0.0, |a| w_ih[(g * h + k) * na + a]);
+                    let gi = |g: usize| {
+                        b_ih[g * h + k] + act.map_or(0.0, |a| w_ih[(g * h + k) * na + a])
+                    };
                     let r = stable_sigmoid(gi(0) + gh[k]);
                     let z = stable_sigmoid(gi(1) + gh[h + k]);
                     let n = crate::nn::fast::tanh(gi(2) + r * gh[2 * h + k]);
@@ -453,9 +462,25 @@ impl CpcaAux {
         for row in hs.hb.chunks_exact_mut(h) {
             row.copy_from_slice(&p[FC1_B]);
         }
-        matmul(&mut hs.hb, &hs.preds, Op::N, &p[FC1_WB], Op::T, (np, h, h), true);
+        matmul(
+            &mut hs.hb,
+            &hs.preds,
+            Op::N,
+            &p[FC1_WB],
+            Op::T,
+            (np, h, h),
+            true,
+        );
         hs.hz.resize(rows * h, 0.0);
-        matmul(&mut hs.hz, &out.z[..rows * dz], Op::N, &p[FC1_WZ], Op::T, (rows, dz, h), false);
+        matmul(
+            &mut hs.hz,
+            &out.z[..rows * dz],
+            Op::N,
+            &p[FC1_WZ],
+            Op::T,
+            (rows, dz, h),
+            false,
+        );
         hs.hidden.resize(np * m1 * h, 0.0);
         let (w2, b2) = (&p[FC2_W], p[FC2_B][0]);
         let mut scores = vec![vec![0f32; m1]; np];
@@ -500,8 +525,7 @@ impl CpcaAux {
             }
         }
         // Back through the classifier.
-        let [g_b1, g_wb, g_wz, g_b2, g_w2, g_bhh, g_bih, g_whh, g_wih] =
-            order.map(|vi| vi);
+        let [g_b1, g_wb, g_wz, g_b2, g_w2, g_bhh, g_bih, g_whh, g_wih] = order.map(|vi| vi);
         let gp = grads.params;
         hs.d_hidden_pre.resize(np * m1 * h, 0.0);
         hs.d_hz.clear();
@@ -526,11 +550,43 @@ impl CpcaAux {
             }
         }
         column_sums_into(&hs.d_hb, &mut gp[g_b1]);
-        matmul(&mut gp[g_wb], &hs.d_hb, Op::T, &hs.preds, Op::N, (h, np, h), false);
-        matmul(&mut gp[g_wz], &hs.d_hz, Op::T, &out.z[..rows * dz], Op::N, (h, rows, dz), false);
-        matmul(&mut grads.d_z[..rows * dz], &hs.d_hz, Op::N, &p[FC1_WZ], Op::N, (rows, h, dz), true);
+        matmul(
+            &mut gp[g_wb],
+            &hs.d_hb,
+            Op::T,
+            &hs.preds,
+            Op::N,
+            (h, np, h),
+            false,
+        );
+        matmul(
+            &mut gp[g_wz],
+            &hs.d_hz,
+            Op::T,
+            &out.z[..rows * dz],
+            Op::N,
+            (h, rows, dz),
+            false,
+        );
+        matmul(
+            &mut grads.d_z[..rows * dz],
+            &hs.d_hz,
+            Op::N,
+            &p[FC1_WZ],
+            Op::N,
+            (rows, h, dz),
+            true,
+        );
         hs.d_preds.resize(np * h, 0.0);
-        matmul(&mut hs.d_preds, &hs.d_hb, Op::N, &p[FC1_WB], Op::N, (np, h, h), false);
+        matmul(
+            &mut hs.d_preds,
+            &hs.d_hb,
+            Op::N,
+            &p[FC1_WB],
+            Op::N,
+            (np, h, h),
+            false,
+        );
         hs.d_states.clear();
         hs.d_states.resize(steps * uh, 0.0);
         for (i, &row) in pred_rows.iter().enumerate() {
@@ -580,12 +636,31 @@ impl CpcaAux {
                     *a += v;
                 }
             }
-            matmul(&mut gp[g_whh], &hs.d_gh, Op::T, &hs.h_prev[st * uh..(st + 1) * uh], Op::N, (3 * h, u, h), true);
-            matmul(&mut hs.dh, &hs.d_gh, Op::N, w_hh, Op::N, (u, 3 * h, h), true);
+            matmul(
+                &mut gp[g_whh],
+                &hs.d_gh,
+                Op::T,
+                &hs.h_prev[st * uh..(st + 1) * uh],
+                Op::N,
+                (3 * h, u, h),
+                true,
+            );
+            matmul(
+                &mut hs.dh,
+                &hs.d_gh,
+                Op::N,
+                w_hh,
+                Op::N,
+                (u, 3 * h, h),
+                true,
+            );
         }
         for (ui, &a) in anchors.iter().enumerate() {
             let a = a as usize;
-            for (x, y) in grads.d_c[a * h..(a + 1) * h].iter_mut().zip(&hs.dh[ui * h..(ui + 1) * h]) {
+            for (x, y) in grads.d_c[a * h..(a + 1) * h]
+                .iter_mut()
+                .zip(&hs.dh[ui * h..(ui + 1) * h])
+            {
                 *x += y;
             }
         }

@@ -183,6 +183,17 @@ fn popgym_lstm_with_cpca_matches_autograd() {
         &["aux.kind=\"cpca\"", "env.num_envs=4"],
         2,
     );
+    check(
+        "popgym lstm + cpca (infonce)",
+        Some("popgym"),
+        &[
+            "aux.kind=\"cpca\"",
+            "aux.cpca_loss=\"infonce\"",
+            "env.num_envs=4",
+            "algo.unroll=48",
+        ],
+        2,
+    );
 }
 
 #[test]

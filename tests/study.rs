@@ -97,3 +97,47 @@ fn paired_bootstrap_and_t_intervals() {
         Side::Above
     );
 }
+
+#[test]
+fn tuning_configurations_of_a_grid_and_of_a_random_draw() {
+    use rlcpc::study::Plan;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |tuning: &str| {
+        let p = dir.path().join("p.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "[study]\nname = \"t\"\nseeds = [1]\n[[task]]\nname = \"a\"\nconfig = \"tmaze\"\nsteps = 10\n[[arm]]\nname = \"x\"\n[tuning]\ntasks = [\"a\"]\nseeds = [9]\n{tuning}\n[tuning.space]\n\"optim.lr\" = [0.001, 0.003]\n\"algo.ent_coef\" = [0.0, 0.01, 0.02]\n"
+            ),
+        )
+        .unwrap();
+        Plan::load(&p)
+    };
+    // The grid: every combination, keys in name order, the last varying fastest.
+    let grid = plan("").unwrap().configurations();
+    assert_eq!(grid.len(), 6);
+    assert_eq!(grid[0], ["algo.ent_coef=0.0", "optim.lr=0.001"]);
+    assert_eq!(grid[1], ["algo.ent_coef=0.0", "optim.lr=0.003"]);
+    assert_eq!(grid[5], ["algo.ent_coef=0.02", "optim.lr=0.003"]);
+    // A random draw: distinct combinations of the grid, the same for the same seed.
+    let r = plan("method = \"random\"\nconfigs = 4\nseed = 5")
+        .unwrap()
+        .configurations();
+    assert_eq!(r.len(), 4);
+    for (i, c) in r.iter().enumerate() {
+        assert!(grid.contains(c), "{c:?}");
+        assert!(!r[..i].contains(c), "{c:?} drawn twice");
+    }
+    assert_eq!(
+        plan("method = \"random\"\nconfigs = 4\nseed = 5")
+            .unwrap()
+            .configurations(),
+        r
+    );
+    let e = plan("method = \"random\"\nconfigs = 7")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tuning.configs") && e.contains("1..=6"), "{e}");
+    let e = plan("method = \"random\"").unwrap_err().to_string();
+    assert!(e.contains("tuning.configs"), "{e}");
+}

@@ -45,8 +45,20 @@ fn tensors(dir: &Path) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn sync_runs_are_reproducible_and_resume_exactly() {
-    let cases: [(Option<&str>, &[&str]); 2] = [
+    let cases: [(Option<&str>, &[&str]); 3] = [
         (None, &["run.workers=2", "env.num_envs=8"]),
+        // POPGym: environment streams from the seed, the previous action beside z, and
+        // CPC|A on the host path.
+        (
+            Some("popgym"),
+            &[
+                "run.workers=2",
+                "env.num_envs=4",
+                "algo.unroll=8",
+                "aux.kind=\"cpca\"",
+                "aux.horizon=4",
+            ],
+        ),
         (
             Some("cartpole-lstm-cpc"),
             &[

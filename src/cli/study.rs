@@ -53,12 +53,14 @@ pub fn run(args: Args) -> Result<()> {
     let study = Study::open(&args.plan, args.out, args.replan)?;
     let tuning = study.tuning_runs()?;
     let n_eval = study.plan.tasks.len() * study.plan.arms.len() * study.plan.study.seeds.len();
-    let threads = tuning
-        .iter()
-        .map(|r| r.cfg.run.workers.max(1))
-        .chain(study.plan.tasks.iter().map(|_| 1))
-        .max()
-        .unwrap_or(1);
+    // A sync run keeps about max(actor threads, 1) cores busy.
+    let mut threads = tuning.iter().map(|r| r.cfg.run.workers).max().unwrap_or(1);
+    for ti in 0..study.plan.tasks.len() {
+        for ai in 0..study.plan.arms.len() {
+            threads = threads.max(study.config(ti, ai, 0, None)?.run.workers);
+        }
+    }
+    let threads = threads.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or((cores / threads).max(1));
     eprintln!(

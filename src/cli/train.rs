@@ -378,6 +378,16 @@ fn one_run(
             s.sps,
             s.mean_return.map_or("n/a".into(), |m| format!("{m:.1}")),
         );
+    // What a study would report of this run (rlcpc::study::stats).
+    if let Ok(m) = rlcpc::study::RunMetrics::read(&out) {
+        let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.4}"));
+        println!(
+            "final return (last 10% of episodes) {} · AUC {} · MMER {}",
+            f(m.final_return),
+            f(m.auc),
+            f(m.mmer)
+        );
+    }
     if let Some(mib) = rlcpc::bench::peak_rss_mib() {
         // With --seeds, the largest of the runs so far.
         println!("peak memory: {mib:.1} MiB (this process so far)");
