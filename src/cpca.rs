@@ -309,8 +309,15 @@ struct HostCpca {
     d_preds: Vec<f32>,
     d_states: Vec<f32>,
     d_gh: Vec<f32>,
+    d_gi: Vec<f32>,
     dh: Vec<f32>,
+    gi: Vec<f32>,
+    w_ih_t: Vec<f32>,
+    g_wih_t: Vec<f32>,
 }
+
+/// The loss, the pairs and their scores (positive first) of one host evaluation.
+type HostResult = (f64, Vec<Pair>, Vec<Vec<f32>>);
 
 /// The parameter names, in the order `AgentNet::named_vars` sorts them.
 const HOST_NAMES: [&str; 9] = [
@@ -353,7 +360,7 @@ impl CpcaAux {
         first: &[f32],
         actions: &[u32],
         grads: HostGrads,
-    ) -> Result<Option<(f64, Vec<Pair>, Vec<Vec<f32>>)>, AgentError> {
+    ) -> Result<Option<HostResult>, AgentError> {
         use crate::nn::gemm::{matmul, Op};
         let d = self.dims;
         if out.z_dim != d.z_dim || out.c_dim != d.c_dim {
@@ -420,34 +427,41 @@ impl CpcaAux {
         for &a in &anchors {
             cur.extend_from_slice(&out.c[a as usize * h..(a as usize + 1) * h]);
         }
+        // W_ih transposed `[A, 3H]`: the input projection of action a is a row.
+        hs.w_ih_t.resize(na * 3 * h, 0.0);
+        for g in 0..3 * h {
+            for a in 0..na {
+                hs.w_ih_t[a * 3 * h + g] = w_ih[g * na + a];
+            }
+        }
+        hs.gi.resize(u * 3 * h, 0.0);
         for st in 0..steps {
             hs.h_prev[st * uh..(st + 1) * uh].copy_from_slice(&cur);
             for row in hs.gh.chunks_exact_mut(3 * h) {
                 row.copy_from_slice(b_hh);
             }
             matmul(&mut hs.gh, &cur, Op::N, w_hh, Op::T, (u, h, 3 * h), true);
-            for ui in 0..u {
-                let act = action(ui, st);
-                let gh = &hs.gh[ui * 3 * h..(ui + 1) * 3 * h];
-                let o = st * uh + ui * h;
-                for k in 0..h {
-                    // gi = W_ih[:, act] + b_ih (the input is one-hot, or zero).
-                    let gi = |g: usize| {
-                        b_ih[g * h + k] + act.map_or(0.0, |a| w_ih[(g * h + k) * na + a])
-                    };
-                    let r = stable_sigmoid(gi(0) + gh[k]);
-                    let z = stable_sigmoid(gi(1) + gh[h + k]);
-                    let n = crate::nn::fast::tanh(gi(2) + r * gh[2 * h + k]);
-                    let hp = cur[ui * h + k];
-                    let hn = n + z * (hp - n);
-                    hs.r[o + k] = r;
-                    hs.zg[o + k] = z;
-                    hs.n[o + k] = n;
-                    hs.gh_n[o + k] = gh[2 * h + k];
-                    hs.states[o + k] = hn;
-                    cur[ui * h + k] = hn;
+            // gi = W_ih onehot(a) + b_ih (no action past the unroll's last).
+            for (ui, gi) in hs.gi.chunks_exact_mut(3 * h).enumerate() {
+                gi.copy_from_slice(b_ih);
+                if let Some(a) = action(ui, st) {
+                    add_to(gi, &hs.w_ih_t[a * 3 * h..(a + 1) * 3 * h]);
                 }
             }
+            let o = st * uh..(st + 1) * uh;
+            gru_cell_forward(
+                &hs.gi,
+                &hs.gh,
+                &mut cur,
+                GruCache {
+                    r: &mut hs.r[o.clone()],
+                    z: &mut hs.zg[o.clone()],
+                    n: &mut hs.n[o.clone()],
+                    gh_n: &mut hs.gh_n[o.clone()],
+                },
+                h,
+            );
+            hs.states[o].copy_from_slice(&cur);
         }
         // The prediction of each pair: the state after its k actions.
         hs.preds.resize(np * h, 0.0);
@@ -483,20 +497,17 @@ impl CpcaAux {
         );
         hs.hidden.resize(np * m1 * h, 0.0);
         let (w2, b2) = (&p[FC2_W], p[FC2_B][0]);
-        let mut scores = vec![vec![0f32; m1]; np];
-        for i in 0..np {
-            for j in 0..m1 {
-                let c = cand[i * m1 + j] as usize;
-                let hid = &mut hs.hidden[(i * m1 + j) * h..(i * m1 + j + 1) * h];
-                let mut sc = b2;
-                for k in 0..h {
-                    let x = (hs.hz[c * h + k] + hs.hb[i * h + k]).max(0.0);
-                    hid[k] = x;
-                    sc += w2[k] * x;
-                }
-                scores[i][j] = sc;
-            }
-        }
+        let mut flat = vec![0f32; np * m1];
+        classifier_forward(
+            &hs.hz,
+            &hs.hb,
+            &cand,
+            (w2, b2),
+            &mut hs.hidden,
+            &mut flat,
+            h,
+        );
+        let scores: Vec<Vec<f32>> = flat.chunks_exact(m1).map(<[f32]>::to_vec).collect();
         // The loss and its gradient with respect to the scores.
         let mut loss = 0.0f64;
         let mut d_scores = vec![0f32; np * m1];
@@ -534,20 +545,15 @@ impl CpcaAux {
         hs.d_hb.resize(np * h, 0.0);
         {
             let (gw2, gb2) = two(gp, g_w2, g_b2);
-            for i in 0..np {
-                for j in 0..m1 {
-                    let ds = d_scores[i * m1 + j];
-                    let c = cand[i * m1 + j] as usize;
-                    gb2[0] += ds;
-                    let hid = &hs.hidden[(i * m1 + j) * h..(i * m1 + j + 1) * h];
-                    for k in 0..h {
-                        gw2[k] += ds * hid[k];
-                        let dp = if hid[k] > 0.0 { ds * w2[k] } else { 0.0 };
-                        hs.d_hb[i * h + k] += dp;
-                        hs.d_hz[c * h + k] += dp;
-                    }
-                }
-            }
+            gb2[0] = d_scores.iter().sum();
+            classifier_backward(
+                &d_scores,
+                &cand,
+                &hs.hidden,
+                w2,
+                (gw2, &mut hs.d_hb, &mut hs.d_hz),
+                h,
+            );
         }
         column_sums_into(&hs.d_hb, &mut gp[g_b1]);
         matmul(
@@ -600,41 +606,34 @@ impl CpcaAux {
         hs.dh.clear();
         hs.dh.resize(uh, 0.0);
         hs.d_gh.resize(u * 3 * h, 0.0);
+        hs.d_gi.resize(u * 3 * h, 0.0);
+        hs.g_wih_t.clear();
+        hs.g_wih_t.resize(na * 3 * h, 0.0);
         for st in (0..steps).rev() {
-            for ui in 0..u {
-                let act = action(ui, st);
-                let o = st * uh + ui * h;
-                for k in 0..h {
-                    let dh = hs.dh[ui * h + k] + hs.d_states[o + k];
-                    let (r, z, n) = (hs.r[o + k], hs.zg[o + k], hs.n[o + k]);
-                    let hp = hs.h_prev[o + k];
-                    let dn = dh * (1.0 - z);
-                    let dzg = dh * (hp - n);
-                    let da_n = dn * (1.0 - n * n);
-                    let dr = da_n * hs.gh_n[o + k];
-                    let da_r = dr * r * (1.0 - r);
-                    let da_z = dzg * z * (1.0 - z);
-                    let g = &mut hs.d_gh[ui * 3 * h..(ui + 1) * 3 * h];
-                    g[k] = da_r;
-                    g[h + k] = da_z;
-                    g[2 * h + k] = da_n * r;
-                    // The input side: b_ih and the action's column of W_ih.
-                    gp[g_bih][k] += da_r;
-                    gp[g_bih][h + k] += da_z;
-                    gp[g_bih][2 * h + k] += da_n;
-                    if let Some(a) = act {
-                        gp[g_wih][k * na + a] += da_r;
-                        gp[g_wih][(h + k) * na + a] += da_z;
-                        gp[g_wih][(2 * h + k) * na + a] += da_n;
-                    }
-                    // The direct path h' = … + z ⊙ h.
-                    hs.dh[ui * h + k] = dh * z;
+            let o = st * uh..(st + 1) * uh;
+            add_to(&mut hs.dh, &hs.d_states[o.clone()]);
+            gru_cell_backward(
+                &mut hs.dh,
+                &hs.h_prev[o.clone()],
+                GruRead {
+                    r: &hs.r[o.clone()],
+                    z: &hs.zg[o.clone()],
+                    n: &hs.n[o.clone()],
+                    gh_n: &hs.gh_n[o],
+                },
+                &mut hs.d_gh,
+                &mut hs.d_gi,
+                h,
+            );
+            // The input side: b_ih and the taken action's column of W_ih.
+            for (ui, dgi) in hs.d_gi.chunks_exact(3 * h).enumerate() {
+                add_to(&mut gp[g_bih], dgi);
+                if let Some(a) = action(ui, st) {
+                    add_to(&mut hs.g_wih_t[a * 3 * h..(a + 1) * 3 * h], dgi);
                 }
             }
             for row in hs.d_gh.chunks_exact(3 * h) {
-                for (a, v) in gp[g_bhh].iter_mut().zip(row) {
-                    *a += v;
-                }
+                add_to(&mut gp[g_bhh], row);
             }
             matmul(
                 &mut gp[g_whh],
@@ -655,6 +654,11 @@ impl CpcaAux {
                 true,
             );
         }
+        for g in 0..3 * h {
+            for a in 0..na {
+                gp[g_wih][g * na + a] = hs.g_wih_t[a * 3 * h + g];
+            }
+        }
         for (ui, &a) in anchors.iter().enumerate() {
             let a = a as usize;
             for (x, y) in grads.d_c[a * h..(a + 1) * h]
@@ -665,6 +669,164 @@ impl CpcaAux {
             }
         }
         Ok(Some((loss, pairs, scores)))
+    }
+}
+
+/// What [`gru_cell_forward`] keeps of a step for the backward pass, `[U, H]` each.
+struct GruCache<'a> {
+    r: &'a mut [f32],
+    z: &'a mut [f32],
+    n: &'a mut [f32],
+    gh_n: &'a mut [f32],
+}
+
+/// [`GruCache`], read back.
+struct GruRead<'a> {
+    r: &'a [f32],
+    z: &'a [f32],
+    n: &'a [f32],
+    gh_n: &'a [f32],
+}
+
+/// One GRU step for U rows: `gi`, `gh` `[U, 3H]` (input and recurrent projections, gates
+/// r, z, n), `h` `[U, H]` advanced in place: r = σ(gi_r + gh_r), z = σ(gi_z + gh_z),
+/// n = tanh(gi_n + r ⊙ gh_n), h' = n + z ⊙ (h − n).
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn gru_cell_forward(gi: &[f32], gh: &[f32], h_state: &mut [f32], c: GruCache, h: usize) {
+    use crate::nn::fast::{sigmoid, tanh};
+    for (j, (gi, gh)) in gi
+        .chunks_exact(3 * h)
+        .zip(gh.chunks_exact(3 * h))
+        .enumerate()
+    {
+        let rows = j * h..(j + 1) * h;
+        let hs = &mut h_state[rows.clone()];
+        let (r, z) = (&mut c.r[rows.clone()], &mut c.z[rows.clone()]);
+        let (n, ghn) = (&mut c.n[rows.clone()], &mut c.gh_n[rows]);
+        for k in 0..h {
+            let rk = sigmoid(gi[k] + gh[k]);
+            let zk = sigmoid(gi[h + k] + gh[h + k]);
+            let nk = tanh(gi[2 * h + k] + rk * gh[2 * h + k]);
+            r[k] = rk;
+            z[k] = zk;
+            n[k] = nk;
+            ghn[k] = gh[2 * h + k];
+            hs[k] = nk + zk * (hs[k] - nk);
+        }
+    }
+}
+
+/// [`gru_cell_forward`]'s backward for U rows: `dh` `[U, H]` holds d loss / d h' and
+/// becomes the direct part z ⊙ dh of d loss / d h (the recurrent part, d_gh · W_hh, is
+/// added by the caller); writes d gh and d gi `[U, 3H]`.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn gru_cell_backward(
+    dh: &mut [f32],
+    h_prev: &[f32],
+    c: GruRead,
+    d_gh: &mut [f32],
+    d_gi: &mut [f32],
+    h: usize,
+) {
+    for (j, (dgh, dgi)) in d_gh
+        .chunks_exact_mut(3 * h)
+        .zip(d_gi.chunks_exact_mut(3 * h))
+        .enumerate()
+    {
+        let o = j * h;
+        for k in 0..h {
+            let (r, z, n) = (c.r[o + k], c.z[o + k], c.n[o + k]);
+            let d = dh[o + k];
+            let dn = d * (1.0 - z);
+            let da_n = dn * (1.0 - n * n);
+            let da_r = da_n * c.gh_n[o + k] * r * (1.0 - r);
+            let da_z = d * (h_prev[o + k] - n) * z * (1.0 - z);
+            dgh[k] = da_r;
+            dgh[h + k] = da_z;
+            dgh[2 * h + k] = da_n * r;
+            dgi[k] = da_r;
+            dgi[h + k] = da_z;
+            dgi[2 * h + k] = da_n;
+            dh[o + k] = d * z;
+        }
+    }
+}
+
+/// `a += b`.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn add_to(a: &mut [f32], b: &[f32]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+/// The classifier over every candidate: `hidden` `[P·M1, H]` = ReLU(hz[cand] + hb[pair])
+/// and `scores` `[P·M1]` = w₂ · hidden + b₂.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn classifier_forward(
+    hz: &[f32],
+    hb: &[f32],
+    cand: &[u32],
+    (w2, b2): (&[f32], f32),
+    hidden: &mut [f32],
+    scores: &mut [f32],
+    h: usize,
+) {
+    let m1 = cand.len() / (hb.len() / h);
+    for (q, (hid, sc)) in hidden
+        .chunks_exact_mut(h)
+        .zip(scores.iter_mut())
+        .enumerate()
+    {
+        let (i, c) = (q / m1, cand[q] as usize);
+        let (a, b) = (&hz[c * h..(c + 1) * h], &hb[i * h..(i + 1) * h]);
+        // Eight running sums, so that the dot product vectorises.
+        let mut acc = [0f32; 8];
+        for (((o, x), y), w) in hid
+            .chunks_exact_mut(8)
+            .zip(a.chunks_exact(8))
+            .zip(b.chunks_exact(8))
+            .zip(w2.chunks_exact(8))
+        {
+            for k in 0..8 {
+                let v = (x[k] + y[k]).max(0.0);
+                o[k] = v;
+                acc[k] += v * w[k];
+            }
+        }
+        let tail = h - h % 8;
+        let mut t = 0.0;
+        for k in tail..h {
+            let v = (a[k] + b[k]).max(0.0);
+            hid[k] = v;
+            t += v * w2[k];
+        }
+        *sc = b2 + acc.iter().sum::<f32>() + t;
+    }
+}
+
+/// The classifier's backward over every candidate given d loss / d score: w₂'s
+/// gradient, and through the ReLU the gradients of hb `[P, H]` and hz `[T·B, H]`.
+#[multiversion::multiversion(targets("x86_64+avx2+fma"))]
+fn classifier_backward(
+    d_scores: &[f32],
+    cand: &[u32],
+    hidden: &[f32],
+    w2: &[f32],
+    (gw2, d_hb, d_hz): (&mut [f32], &mut [f32], &mut [f32]),
+    h: usize,
+) {
+    let m1 = cand.len() / (d_hb.len() / h);
+    for (q, (hid, &ds)) in hidden.chunks_exact(h).zip(d_scores).enumerate() {
+        let (i, c) = (q / m1, cand[q] as usize);
+        let hb = &mut d_hb[i * h..(i + 1) * h];
+        let hz = &mut d_hz[c * h..(c + 1) * h];
+        for k in 0..h {
+            gw2[k] += ds * hid[k];
+            let dp = if hid[k] > 0.0 { ds * w2[k] } else { 0.0 };
+            hb[k] += dp;
+            hz[k] += dp;
+        }
     }
 }
 

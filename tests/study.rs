@@ -81,7 +81,7 @@ fn paired_bootstrap_and_t_intervals() {
     let d = [0.1, 0.3, 0.2, 0.4, 0.25];
     let (lo, hi) = bootstrap_ci(&d, 10_000, 7);
     assert!(
-        0.1 <= lo && lo < 0.25 && 0.25 < hi && hi <= 0.4,
+        (0.1..0.25).contains(&lo) && hi > 0.25 && hi <= 0.4,
         "{lo} {hi}"
     );
     assert_eq!(bootstrap_ci(&d, 10_000, 7), (lo, hi));

@@ -62,6 +62,10 @@ pub struct Run {
     pub cfg: Config,
 }
 
+/// Each arm's chosen configuration, and the mean tuning metric of every (arm,
+/// configuration) (`None` without tuning).
+pub type Choice = (Vec<usize>, Vec<Vec<Option<f64>>>);
+
 /// A study: the checked plan, its directory, and every run's config.
 pub struct Study {
     pub plan: Plan,
@@ -348,7 +352,7 @@ impl Study {
     /// Each arm's configuration: the one with the best mean of the tuning metric over
     /// tuning tasks and seeds (the first on ties); all `0` without tuning. A tuning run
     /// without a value of the metric is refused, naming it.
-    pub fn choose(&self, tuning: &[Run]) -> Result<(Vec<usize>, Vec<Vec<Option<f64>>>)> {
+    pub fn choose(&self, tuning: &[Run]) -> Result<Choice> {
         let n_arms = self.plan.arms.len();
         let Some(metric) = self.plan.tuning_metric() else {
             return Ok((vec![0; n_arms], Vec::new()));

@@ -182,10 +182,13 @@ fn a_study_stopped_and_resumed_writes_the_same_report_as_a_straight_run() {
     );
 }
 
+/// A rewrite of the plan's text.
+type Edit = Box<dyn Fn(String) -> String>;
+
 #[test]
 fn bad_plans_are_refused_naming_the_key_before_anything_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, Vec<&str>)> = vec![
+    let cases: Vec<(&str, Edit, Vec<&str>)> = vec![
         (
             "unknown key",
             Box::new(|t| t.replace("reference = \"none\"", "reference = \"none\"\nsedes = [4]")),
