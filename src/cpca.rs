@@ -555,7 +555,7 @@ impl CpcaAux {
                 h,
             );
         }
-        column_sums_into(&hs.d_hb, &mut gp[g_b1]);
+        crate::nn::lean::column_sums(&hs.d_hb, &mut gp[g_b1]);
         matmul(
             &mut gp[g_wb],
             &hs.d_hb,
@@ -839,15 +839,5 @@ fn two(v: &mut [Vec<f32>], a: usize, b: usize) -> (&mut Vec<f32>, &mut Vec<f32>)
     } else {
         let (lo, hi) = v.split_at_mut(a);
         (&mut hi[0], &mut lo[b])
-    }
-}
-
-/// `out[j] = Σ_rows m[row, j]`.
-fn column_sums_into(m: &[f32], out: &mut [f32]) {
-    out.fill(0.0);
-    for row in m.chunks_exact(out.len()) {
-        for (a, b) in out.iter_mut().zip(row) {
-            *a += b;
-        }
     }
 }

@@ -186,3 +186,31 @@ fn shuffled_targets_need_a_predicting_head() {
     let stats = learner.update(&actor.collect().unwrap(), 0.0).unwrap();
     assert!(stats.aux_loss.is_finite() && stats.aux_loss > 0.0);
 }
+
+#[test]
+fn a_one_step_horizon_predicts_only_the_next_step() {
+    // The `aux.horizon = 1` ablation: only z_{t+1} is predicted.
+    let c = cfg(
+        "popgym",
+        &["aux.horizon=1", "env.num_envs=4", "algo.unroll=16"],
+    );
+    let spec = net_spec(&c).unwrap();
+    let mut learner = build_learner(&c, &spec, &Device::Cpu).unwrap();
+    let envs = (0..4).map(|_| rlcpc_envs::make(&c.env).unwrap()).collect();
+    let mut actor = rlcpc_agents::Actor::new(
+        0,
+        rlcpc_envs::VecEnv::new(envs).unwrap(),
+        rlcpc::nn::actor_policy(&spec).unwrap(),
+        16,
+        1,
+        0,
+    );
+    actor.load(&learner.snapshot().unwrap()).unwrap();
+    let stats = learner.update(&actor.collect().unwrap(), 0.0).unwrap();
+    let names: Vec<&str> = stats.aux_metrics.iter().map(|m| m.0.as_str()).collect();
+    assert!(names.contains(&"cpc/acc_k1"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("cpc/acc_k2")),
+        "{names:?}"
+    );
+}

@@ -774,7 +774,7 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut Vec<f32>) {
 
 /// `out[j] = Σ_rows m[row, j]` for `m` row-major with `out.len()` columns (a bias's
 /// gradient).
-fn column_sums(m: &[f32], out: &mut [f32]) {
+pub(crate) fn column_sums(m: &[f32], out: &mut [f32]) {
     out.fill(0.0);
     for row in m.chunks_exact(out.len()) {
         for (a, b) in out.iter_mut().zip(row) {
