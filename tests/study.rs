@@ -51,6 +51,15 @@ fn intervals_without_episodes_leave_the_auc_and_missing_values_stay_missing() {
     ]);
     assert_eq!(m.auc, Some(1.0));
     assert_eq!(m.final_return, Some(1.0));
+    // With fewer than 100 episodes there is no 100-episode mean, so no MMER; with more,
+    // the largest full window's mean, not an early lucky one.
+    assert_eq!(m.mmer, None);
+    let (_d, m) = run_with(&[
+        (100, 10, 9.0, 0.9),
+        (200, 100, 40.0, 0.4),
+        (300, 200, 90.0, 0.5),
+    ]);
+    assert_eq!(m.mmer, Some(0.5));
     // No episode at all: every metric is missing, not 0.
     let (_d, m) = run_with(&[(100, 0, 0.0, f64::NAN), (200, 0, 0.0, f64::NAN)]);
     assert_eq!((m.final_return, m.auc, m.mmer), (None, None, None));
@@ -58,7 +67,7 @@ fn intervals_without_episodes_leave_the_auc_and_missing_values_stay_missing() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("metrics.jsonl"),
-        "{\"time/total_timesteps\":100,\"rollout/episodes\":4,\"rollout/ep_rew_mean\":0.5}\n",
+        "{\"time/total_timesteps\":100,\"rollout/episodes\":100,\"rollout/ep_rew_mean\":0.5}\n",
     )
     .unwrap();
     let m = RunMetrics::read(dir.path()).unwrap();
@@ -96,6 +105,21 @@ fn paired_bootstrap_and_t_intervals() {
         Side::of(bootstrap_ci(&[0.5, 0.5, 0.5], 100, 0)),
         Side::Above
     );
+    // With 3 seeds the percentile bootstrap's lower bound is the smallest difference
+    // (P(all three resamples = the minimum) = 1/27 > 2.5%): three small positive
+    // differences look decisive to it, not to the paired t-interval, and a verdict reads
+    // the hull of both.
+    let d = [0.01, 0.2, 0.4];
+    let boot = bootstrap_ci(&d, 10_000, 3);
+    assert_eq!(boot.0, 0.01);
+    assert_eq!(Side::of(boot), Side::Above);
+    let t = rlcpc::study::stats::paired_t_ci(&d);
+    let (m, h) = mean_ci(&d);
+    assert_eq!(t, (m - h, m + h));
+    assert!(t.0 < 0.0, "{t:?}");
+    let hull = rlcpc::study::stats::decisive_ci(boot, t);
+    assert_eq!(hull, (t.0, boot.1.max(t.1)));
+    assert_eq!(Side::of(hull), Side::Straddles);
 }
 
 #[test]
@@ -107,7 +131,7 @@ fn tuning_configurations_of_a_grid_and_of_a_random_draw() {
         std::fs::write(
             &p,
             format!(
-                "[study]\nname = \"t\"\nseeds = [1]\n[[task]]\nname = \"a\"\nconfig = \"tmaze\"\nsteps = 10\n[[arm]]\nname = \"x\"\n[tuning]\ntasks = [\"a\"]\nseeds = [9]\n{tuning}\n[tuning.space]\n\"optim.lr\" = [0.001, 0.003]\n\"algo.ent_coef\" = [0.0, 0.01, 0.02]\n"
+                "[study]\nname = \"t\"\nseeds = [1, 2]\n[[task]]\nname = \"a\"\nconfig = \"tmaze\"\nsteps = 10\n[[arm]]\nname = \"x\"\n[tuning]\ntasks = [\"a\"]\nseeds = [9]\n{tuning}\n[tuning.space]\n\"optim.lr\" = [0.001, 0.003]\n\"algo.ent_coef\" = [0.0, 0.01, 0.02]\n"
             ),
         )
         .unwrap();

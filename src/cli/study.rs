@@ -8,6 +8,9 @@ use rlcpc::study::{Options, Outcome, Study};
 
 use super::{stop_on_ctrl_c, DeviceArg};
 
+/// The exit status of a study stopped with runs left (by --minutes or a signal).
+pub const STOPPED: i32 = 3;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// The study file: tasks, arms, tuning space and budget, seeds, metrics and
@@ -21,8 +24,10 @@ pub struct Args {
     /// uses (its actor threads), at least 1].
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
-    /// Stop cleanly before this many minutes have passed (every run checkpointed), and
-    /// print what remains and how long it should take; the same command resumes.
+    /// Stop cleanly (every run checkpointed) about this many minutes after the runs
+    /// begin, keeping 5% of it (1 to 60 s) for the last updates and checkpoints; print
+    /// what remains and how long it should take, and exit with status 3. The same
+    /// command resumes.
     #[arg(long, value_name = "M")]
     minutes: Option<f64>,
     /// Accept a plan that differs from the one the study started with: runs whose
@@ -91,7 +96,12 @@ pub fn run(args: Args) -> Result<()> {
     };
     match study.run(&opts, stop_on_ctrl_c()?)? {
         Outcome::Complete { report } => println!("done: report {}", report.display()),
-        Outcome::Stopped { remaining } => println!("stopped: {remaining}"),
+        Outcome::Stopped { remaining } => {
+            println!("stopped: {remaining}");
+            // Distinct from done (0) and from an error (1), for scripts that rerun the
+            // command until the study is done.
+            std::process::exit(STOPPED);
+        }
     }
     Ok(())
 }

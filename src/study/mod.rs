@@ -156,6 +156,15 @@ impl Study {
                         )
                     })?;
                     if ci == 0 {
+                        let exact = cfg.run.mode == rlcpc_agents::Mode::Sync
+                            && !cfg.env.id.starts_with(rlcpc_envs::gymnasium::PREFIX);
+                        if !exact {
+                            let note = format!(
+                                "note: task '{}', arm '{}': async runs and Python environments do not resume bit for bit; this study run in pieces may report otherwise than run straight through",
+                                study.plan.tasks[ti].name, study.plan.arms[ai].name
+                            );
+                            study.notes.push(note);
+                        }
                         for w in crate::train::memory_warnings(&cfg)? {
                             let note = format!(
                                 "task '{}', arm '{}': {w}",
@@ -357,7 +366,15 @@ impl Study {
         let Some(metric) = self.plan.tuning_metric() else {
             return Ok((vec![0; n_arms], Vec::new()));
         };
+        // A configuration with a run that diverged or has no value of the metric cannot
+        // be chosen (a missing value is never counted as 0): its mean is `None`.
+        let per_config = self
+            .plan
+            .tuning
+            .as_ref()
+            .map_or(0, |t| t.tasks.len() * t.seeds.len());
         let mut means = vec![vec![None; self.configs.len()]; n_arms];
+        let mut gaps = Vec::new();
         for (ai, row) in means.iter_mut().enumerate() {
             for (ci, cell) in row.iter_mut().enumerate() {
                 let mut v = Vec::new();
@@ -365,26 +382,35 @@ impl Study {
                     .iter()
                     .filter(|r| r.arm == ai && r.stage == (Stage::Tune { config: ci }))
                 {
-                    let m = read_result(&r.dir)?;
-                    v.push(m.get(metric).with_context(|| {
-                        format!("tuning run '{}' has no {} (no episode ended in its budget): refusing to count it as 0; raise the task's steps", r.dir.display(), metric.as_str())
-                    })?);
-                }
-                *cell = Some(v.iter().sum::<f64>() / v.len().max(1) as f64);
-            }
-        }
-        let chosen = means
-            .iter()
-            .map(|row| {
-                let mut best = 0;
-                for (ci, m) in row.iter().enumerate() {
-                    if m.unwrap_or(f64::NEG_INFINITY) > row[best].unwrap_or(f64::NEG_INFINITY) {
-                        best = ci;
+                    match read_result(&r.dir)?.get(metric) {
+                        Some(x) => v.push(x),
+                        None => gaps.push(r.dir.display().to_string()),
                     }
                 }
-                best
-            })
-            .collect();
+                *cell = (v.len() == per_config).then(|| v.iter().sum::<f64>() / v.len() as f64);
+            }
+        }
+        let mut chosen = Vec::new();
+        for (ai, row) in means.iter().enumerate() {
+            // The best mean; the first on ties.
+            let mut best: Option<(usize, f64)> = None;
+            for (ci, m) in row.iter().enumerate() {
+                if let Some(m) = *m {
+                    if best.is_none_or(|(_, b)| m > b) {
+                        best = Some((ci, m));
+                    }
+                }
+            }
+            match best {
+                Some((ci, _)) => chosen.push(ci),
+                None => bail!(
+                    "no tuning configuration of arm '{}' has a {} on every tuning run (runs without one, diverged or with no episode ended: {}); refusing to count them as 0: raise the budget or change the space (--replan)",
+                    self.plan.arms[ai].name,
+                    metric.as_str(),
+                    gaps.join(", ")
+                ),
+            }
+        }
         Ok((chosen, means))
     }
 
@@ -400,6 +426,13 @@ impl Study {
             Duration::from_secs_f64((budget - (0.05 * budget).clamp(1.0, 60.0)).max(0.0))
         });
         let tuning = self.tuning_runs()?;
+        // Candle's CPU thread pool is sized once per process: from the first run's config
+        // (the lean path runs on one thread whatever it says).
+        let first = match tuning.first() {
+            Some(r) => r.cfg.clone(),
+            None => self.config(0, 0, 0, None)?,
+        };
+        crate::train::set_learner_threads(first.run.learner_threads);
         let total_runs = tuning.len()
             + self.plan.tasks.len() * self.plan.arms.len() * self.plan.study.seeds.len();
         let mut pool = Pool {
@@ -491,10 +524,20 @@ struct Pool {
 }
 
 impl Pool {
+    /// Whether the user's signal came or the deadline passed.
+    fn stopping(&self) -> bool {
+        self.user_stop.load(Ordering::SeqCst)
+            || self.deadline.is_some_and(|d| self.started.elapsed() >= d)
+    }
+
     /// Runs every unfinished run of `runs`; `false` when stopped before all finished.
     fn execute(&self, runs: &[Run]) -> Result<bool> {
         for r in runs {
             self.check_config(r)?;
+        }
+        let done = || runs.iter().all(|r| r.dir.join(RESULT).is_file());
+        if self.stopping() {
+            return Ok(done());
         }
         let queue: Mutex<std::collections::VecDeque<&Run>> = Mutex::new(
             runs.iter()
@@ -513,23 +556,33 @@ impl Pool {
                 if working.load(Ordering::SeqCst) == 0 {
                     break;
                 }
-                if self.user_stop.load(Ordering::SeqCst)
-                    || self.deadline.is_some_and(|d| self.started.elapsed() >= d)
-                {
+                if self.stopping() {
                     stop.store(true, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             });
             for _ in 0..self.jobs {
                 s.spawn(|| {
+                    // Counts this worker out however it ends (a panic included), so that
+                    // the clock above always ends.
+                    let _out = CountOut(&working);
                     loop {
+                        // The signal and the deadline are looked at here too: no run
+                        // starts after either, even before the clock's next tick.
+                        if self.stopping() {
+                            stop.store(true, Ordering::SeqCst);
+                        }
                         if stop.load(Ordering::SeqCst) {
                             break;
                         }
                         let Some(run) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
                             break;
                         };
-                        if let Err(e) = self.one(run, stop.clone()) {
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            self.one(run, stop.clone())
+                        }))
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the run panicked")));
+                        if let Err(e) = r {
                             stop.store(true, Ordering::SeqCst);
                             if let Ok(mut f) = failed.lock() {
                                 f.get_or_insert(
@@ -539,22 +592,20 @@ impl Pool {
                             break;
                         }
                     }
-                    working.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
         if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
             return Err(e);
         }
-        Ok(runs.iter().all(|r| r.dir.join(RESULT).is_file()))
+        Ok(done())
     }
 
-    /// Trains one run (resuming from its checkpoint) and, if it finished, writes its
-    /// `result.json`.
+    /// Trains one run (resuming from its checkpoint) and, if it finished or diverged,
+    /// writes its `result.json`.
     fn one(&self, run: &Run, stop: Arc<AtomicBool>) -> Result<()> {
         let resume = run.dir.join(crate::run_dir::CHECKPOINT).is_file();
         let spec = crate::train::preflight(&run.cfg)?;
-        crate::train::set_learner_threads(run.cfg.run.learner_threads);
         let before = steps_done(&run.dir);
         let opts = crate::train::TrainOptions {
             out: run.dir.clone(),
@@ -564,15 +615,32 @@ impl Pool {
             write: true,
         };
         let t0 = Instant::now();
-        let s =
-            crate::train::train_on(&run.cfg, &spec, &opts, stop, crate::train::Actors::Threads)?;
-        if let Ok(mut n) = self.steps.lock() {
-            *n += s.counters.env_steps.saturating_sub(before);
-        }
-        if s.interrupted {
-            return Ok(());
-        }
-        let m = RunMetrics::read(&run.dir)?;
+        let actors = crate::train::Actors::Threads;
+        let m = match crate::train::train_on(&run.cfg, &spec, &opts, stop, actors) {
+            Ok(s) => {
+                if let Ok(mut n) = self.steps.lock() {
+                    *n += s.counters.env_steps.saturating_sub(before);
+                }
+                if s.interrupted {
+                    return Ok(());
+                }
+                RunMetrics::read(&run.dir)?
+            }
+            // A run whose loss became NaN or infinite is a result (its configuration
+            // diverged), not a fault of the study: run again, it would diverge again.
+            Err(e) if diverged(&e) => {
+                eprintln!("note: study run '{}' diverged: {e:#}", run.dir.display());
+                RunMetrics {
+                    env_steps: steps_done(&run.dir),
+                    episodes: 0,
+                    final_return: None,
+                    auc: None,
+                    mmer: None,
+                    diverged: Some(format!("{e:#}")),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         crate::checkpoint::write_bytes_atomic(
             &run.dir.join(RESULT),
             serde_json::to_string_pretty(&m)?.as_bytes(),
@@ -634,6 +702,25 @@ impl Pool {
         );
         Ok(())
     }
+}
+
+/// Decrements a count of working threads when dropped.
+struct CountOut<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for CountOut<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether a run's error is the learner's refusal of a NaN or infinite loss.
+fn diverged(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<rlcpc_agents::AgentError>(),
+            Some(rlcpc_agents::AgentError::NonFinite { .. })
+        )
+    })
 }
 
 /// Env steps a run directory has logged.

@@ -200,8 +200,14 @@ impl Plan {
                 format!("'{}' (letters, digits, - _ . only)", s.name),
             ));
         }
-        if s.seeds.is_empty() {
-            return Err(fault("study.seeds", "empty (give the evaluation seeds)"));
+        if s.seeds.len() < 2 {
+            return Err(fault(
+                "study.seeds",
+                format!(
+                    "{:?} (give at least 2 evaluation seeds: a paired CI needs 2; 3 or more to report, 10 for a claim)",
+                    s.seeds
+                ),
+            ));
         }
         dup("study.seeds", &s.seeds)?;
         if s.metrics.is_empty() {
@@ -233,6 +239,16 @@ impl Plan {
             }
             if t.unroll == Some(0) {
                 return Err(fault(&format!("task[{i}].unroll"), "0"));
+            }
+        }
+        for (i, t) in self.tasks.iter().enumerate() {
+            for x in &t.set {
+                fixed(&format!("task[{i}].set"), x)?;
+            }
+        }
+        for (i, a) in self.arms.iter().enumerate() {
+            for x in &a.set {
+                fixed(&format!("arm[{i}].set"), x)?;
             }
         }
         if let Some(r) = &s.reference {
@@ -280,8 +296,34 @@ impl Plan {
                     ));
                 }
             }
+            for (i, n) in t.tasks.iter().enumerate() {
+                if t.tasks[..i].contains(n) {
+                    return Err(fault("tuning.tasks", format!("'{n}' is named twice")));
+                }
+            }
+            for k in t.space.keys() {
+                fixed(&format!("tuning.space.\"{k}\""), k)?;
+            }
             let size = self.grid_size();
+            if size == usize::MAX {
+                return Err(fault(
+                    "tuning.space",
+                    "more combinations than a 64-bit count holds",
+                ));
+            }
             match t.method {
+                Method::Grid if size > MAX_CONFIGS => {
+                    return Err(fault(
+                        "tuning.space",
+                        format!("a grid of {size} configurations per arm (at most {MAX_CONFIGS}; draw some with method = \"random\")"),
+                    ))
+                }
+                Method::Random if t.configs > MAX_CONFIGS => {
+                    return Err(fault(
+                        "tuning.configs",
+                        format!("{} (at most {MAX_CONFIGS} configurations per arm)", t.configs),
+                    ))
+                }
                 Method::Grid if t.configs != 0 && t.configs != size => {
                     return Err(fault(
                         "tuning.configs",
@@ -335,7 +377,10 @@ impl Plan {
                     format!("'{}' is not among study.metrics", c.metric),
                 ));
             }
-            for n in &c.tasks {
+            for (j, n) in c.tasks.iter().enumerate() {
+                if c.tasks[..j].contains(n) {
+                    return Err(fault(&key("tasks"), format!("'{n}' is named twice")));
+                }
                 self.task(n).ok_or_else(|| {
                     fault(
                         &key("tasks"),
@@ -422,10 +467,15 @@ impl Plan {
         }
     }
 
+    /// Combinations in the tuning space (1 without tuning); `usize::MAX` when they
+    /// overflow (refused at load).
     fn grid_size(&self) -> usize {
-        self.tuning
-            .as_ref()
-            .map_or(1, |t| t.space.values().map(Vec::len).product())
+        self.tuning.as_ref().map_or(1, |t| {
+            t.space
+                .values()
+                .try_fold(1usize, |n, v| n.checked_mul(v.len()))
+                .unwrap_or(usize::MAX)
+        })
     }
 
     /// The tuning configurations, each a list of `--set`s, the same for every arm: the
@@ -451,12 +501,16 @@ impl Plan {
             Method::Random => {
                 use rand::{Rng, SeedableRng};
                 let mut rng = rlcpc_envs::SeededRng::seed_from_u64(t.seed);
-                let mut idx: Vec<usize> = (0..size).collect();
-                for i in 0..t.configs {
-                    let j = rng.random_range(i..size);
-                    idx.swap(i, j);
+                // Distinct indices of the grid, drawn uniformly (the grid itself may be
+                // far too large to list).
+                let mut idx: Vec<usize> = Vec::with_capacity(t.configs);
+                while idx.len() < t.configs {
+                    let i = rng.random_range(0..size);
+                    if !idx.contains(&i) {
+                        idx.push(i);
+                    }
                 }
-                idx[..t.configs].iter().map(|&i| combo(i)).collect()
+                idx.into_iter().map(combo).collect()
             }
         }
     }
@@ -470,6 +524,34 @@ impl Plan {
         } else {
             PathBuf::from(&task.config)
         }
+    }
+}
+
+/// Most tuning configurations per arm.
+const MAX_CONFIGS: usize = 10_000;
+
+/// Keys a study sets itself for every run: a `set` or a tuning key may not.
+const FIXED: [(&str, &str); 3] = [
+    (
+        "run.total_steps",
+        "the task's `steps` gives every run's budget",
+    ),
+    ("run.seed", "the study's and the tuning's seeds give it"),
+    (
+        "run.target_return",
+        "every study run trains its whole budget (0)",
+    ),
+];
+
+/// Refuses a `--set` (or tuning key) of a key the study fixes, naming where it stands.
+fn fixed(key: &str, set: &str) -> Result<()> {
+    let k = set.split('=').next().unwrap_or("").trim();
+    match FIXED.iter().find(|f| f.0 == k) {
+        Some((k, why)) => Err(fault(
+            key,
+            format!("sets '{k}', which a study fixes: {why}"),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -495,13 +577,16 @@ fn names<'a>(what: &str, names: impl Iterator<Item = &'a String>) -> Result<()> 
     let mut seen: Vec<&String> = Vec::new();
     for (i, n) in names.enumerate() {
         if n.is_empty()
+            || n.starts_with('.')
             || !n
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             bail!(fault(
                 &format!("{what}[{i}].name"),
-                format!("'{n}' (letters, digits, - _ . only: it names a directory)")
+                format!(
+                    "'{n}' (letters, digits, - _ . only, not first a dot: it names a directory)"
+                )
             ));
         }
         if seen.contains(&n) {

@@ -4,7 +4,8 @@
 //! `summary.json`, every run's metrics in `runs.csv`, and one plot per task
 //! (`plots/TASK.png`, each arm's learning curve as mean ± s.e. over seeds). Nothing in
 //! them depends on timing or on where the study directory lies, so a study stopped and
-//! resumed writes the same report as one run straight through.
+//! resumed writes the same report as one run straight through (where its runs resume
+//! bit for bit: sync runs of rlcpc's own environments).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::plan::Test;
-use super::stats::{bootstrap_ci, mean_ci, Metric, RunMetrics, Side};
+use super::stats::{bootstrap_ci, decisive_ci, mean_ci, paired_t_ci, Metric, RunMetrics, Side};
 use super::{read_result, Run, Stage, Study};
 
 /// One task × arm × metric.
@@ -30,6 +31,10 @@ pub struct Cell {
     /// lies; `None` for the reference arm or where a value is missing.
     pub delta: Option<f64>,
     pub delta_ci95: Option<(f64, f64)>,
+    /// The paired Student-t 95% CI of Δ.
+    pub delta_t_ci95: Option<(f64, f64)>,
+    /// Where the hull of both CIs lies ([`super::stats::decisive_ci`]): what the
+    /// criteria read.
     pub delta_side: Option<Side>,
     /// The tuned settings were chosen on this task.
     pub in_sample: bool,
@@ -143,16 +148,17 @@ pub fn write(
                 } else {
                     (None, None)
                 };
-                let (delta, delta_ci) = if ai != ref_ai && paired && complete {
+                let (delta, delta_ci, delta_t) = if ai != ref_ai && paired && complete {
                     let seed =
                         super::fnv1a(format!("{}/{}/{}", t.name, a.name, m.as_str()).as_bytes());
                     let ci = bootstrap_ci(&deltas, plan.study.bootstrap, seed);
                     (
                         Some(deltas.iter().sum::<f64>() / deltas.len() as f64),
                         Some(ci),
+                        Some(paired_t_ci(&deltas)),
                     )
                 } else {
-                    (None, None)
+                    (None, None, None)
                 };
                 cells.push(Cell {
                     task: t.name.clone(),
@@ -163,7 +169,10 @@ pub fn write(
                     ci95: ci,
                     delta,
                     delta_ci95: delta_ci,
-                    delta_side: delta_ci.map(Side::of),
+                    delta_t_ci95: delta_t,
+                    delta_side: delta_ci
+                        .zip(delta_t)
+                        .map(|(b, t)| Side::of(decisive_ci(b, t))),
                     in_sample: tuned_on.contains(&t.name.as_str()),
                     control: t.control,
                     missing,
@@ -248,11 +257,11 @@ pub fn write(
     }
     put("runs.csv", &csv)?;
     // summary.csv
-    let mut csv = String::from("task,arm,metric,seeds,mean,ci95_lo,ci95_hi,delta,delta_ci95_lo,delta_ci95_hi,delta_side,in_sample,control\n");
+    let mut csv = String::from("task,arm,metric,seeds,mean,ci95_lo,ci95_hi,delta,delta_ci95_lo,delta_ci95_hi,delta_t_ci95_lo,delta_t_ci95_hi,delta_side,in_sample,control\n");
     for c in &cells {
         let _ = writeln!(
             csv,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             c.task,
             c.arm,
             c.metric.as_str(),
@@ -263,6 +272,8 @@ pub fn write(
             opt(c.delta),
             opt(c.delta_ci95.map(|x| x.0)),
             opt(c.delta_ci95.map(|x| x.1)),
+            opt(c.delta_t_ci95.map(|x| x.0)),
+            opt(c.delta_t_ci95.map(|x| x.1)),
             c.delta_side.map_or("", |s| match s {
                 Side::Above => "above",
                 Side::Below => "below",
@@ -342,7 +353,7 @@ pub fn write(
     );
     let _ = writeln!(
         md,
-        "Each cell is the mean over seeds with its Student-t 95% CI; Δ is the paired difference from `{reference}` by seed (the same seed gives both arms the same environment streams), mean and percentile-bootstrap 95% CI ({} resamples). Every run trains its whole budget (no early stop at a target return).\n",
+        "Each cell is the mean over seeds with its Student-t 95% CI; Δ is the paired difference from `{reference}` by seed (the same seed gives both arms the same environment streams), mean and percentile-bootstrap 95% CI ({} resamples). A criterion counts a CI as above or below 0 only if the paired Student-t 95% CI of Δ lies there too (with few seeds the percentile bootstrap is too narrow; summary.csv has both). Every run trains its whole budget (no early stop at a target return).\n",
         plan.study.bootstrap
     );
     if let Some(t) = &plan.tuning {
@@ -462,15 +473,22 @@ pub fn write(
         }
         md.push('\n');
     }
+    let why = |d: &str| {
+        results
+            .iter()
+            .find(|(r, _)| rel(r) == d)
+            .and_then(|(_, m)| m.diverged.clone())
+            .map_or("no episode ended in its budget".to_string(), |w| {
+                format!("diverged: {w}")
+            })
+    };
     let missing: Vec<String> = cells
         .iter()
         .flat_map(|c| {
-            c.missing.iter().map(move |d| {
-                format!(
-                    "- `{d}`: no {} (no episode ended in its budget)",
-                    c.metric.as_str()
-                )
-            })
+            let why = &why;
+            c.missing
+                .iter()
+                .map(move |d| format!("- `{d}`: no {} ({})", c.metric.as_str(), why(d)))
         })
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()

@@ -10,7 +10,8 @@
 //!   divided by the steps of the intervals that ended any episode (the curve's mean
 //!   height, in return units);
 //! - **MMER**: the maximum over training of the logged mean return of the last 100
-//!   episodes (POPGym's metric; a maximum over a noisy curve, biased upward).
+//!   episodes, from the log lines where 100 episodes have ended (POPGym's metric; a
+//!   maximum over a noisy curve, biased upward).
 //!
 //! A metric that a run does not have (no episode ended) is `None`, never 0: the report
 //! refuses to average it and names the run.
@@ -18,6 +19,9 @@
 //! Across seeds: mean ± Student-t 95% CI ([`crate::plot::ci95`]) per arm, and for each
 //! arm against the reference the paired difference by seed (the same seed gives both
 //! arms the same environment streams) with a percentile bootstrap 95% CI over seeds.
+//! With few seeds the percentile bootstrap is too narrow (with 3 seeds its lower bound
+//! is the smallest difference), so a verdict takes the paired Student-t interval too:
+//! [`decisive_ci`], the hull of both, must lie on one side of 0.
 
 use std::path::Path;
 
@@ -80,11 +84,18 @@ pub struct RunMetrics {
     pub final_return: Option<f64>,
     pub auc: Option<f64>,
     pub mmer: Option<f64>,
+    /// The run stopped on a NaN or infinite loss (the learner's message): it has no
+    /// value of any metric, and its configuration cannot be chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<String>,
 }
 
 impl RunMetrics {
     /// The value of `m`, if the run has one.
     pub fn get(&self, m: Metric) -> Option<f64> {
+        if self.diverged.is_some() {
+            return None;
+        }
         match m {
             Metric::FinalReturn => self.final_return,
             Metric::Auc => self.auc,
@@ -130,8 +141,10 @@ impl RunMetrics {
             window_mean: f64::NAN,
         });
         let finite = |x: f64| x.is_finite().then_some(x);
+        // Only full windows: an early mean of a few lucky episodes is no 100-episode mean.
         let mmer = rows
             .iter()
+            .filter(|r| r.episodes >= crate::metrics::EpisodeWindow::SIZE as f64)
             .filter_map(|r| finite(r.window_mean))
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
         // The last 10% of episodes: from the last row at or before 90% of them.
@@ -161,6 +174,7 @@ impl RunMetrics {
             final_return,
             auc: (span > 0.0).then(|| area / span).and_then(finite),
             mmer,
+            diverged: None,
         }
     }
 }
@@ -189,6 +203,18 @@ pub fn bootstrap_ci(d: &[f64], n: usize, seed: u64) -> (f64, f64) {
     means.sort_by(|a, b| a.total_cmp(b));
     let q = |p: f64| means[((p * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
     (q(0.025), q(0.975))
+}
+
+/// The paired Student-t 95% CI of the mean of `d` (`(d, d)` for one value).
+pub fn paired_t_ci(d: &[f64]) -> (f64, f64) {
+    let (m, h) = mean_ci(d);
+    (m - h, m + h)
+}
+
+/// The interval a verdict is read from: the hull of the bootstrap and the paired-t
+/// intervals (the more cautious bound on each side).
+pub fn decisive_ci(boot: (f64, f64), t: (f64, f64)) -> (f64, f64) {
+    (boot.0.min(t.0), boot.1.max(t.1))
 }
 
 /// How a paired CI stands to 0.

@@ -134,10 +134,16 @@ fn a_study_stopped_and_resumed_writes_the_same_report_as_a_straight_run() {
 
     // In pieces: --minutes stops it part-way, the same command finishes it.
     let pieces = tmp.path().join("pieces");
-    let out = Rlcpc::new("study")
+    let o = Rlcpc::new("study")
         .args(&[s(&p), "--jobs", "2", "--minutes", "0.04"])
         .out(&pieces)
-        .ok();
+        .output();
+    let out = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "a stopped study exits with 3:\n{out}"
+    );
     assert!(
         out.contains("stopped: ") && out.contains("runs remain"),
         "{out}"
@@ -171,7 +177,7 @@ fn a_study_stopped_and_resumed_writes_the_same_report_as_a_straight_run() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     let o = child.wait_with_output().unwrap();
     let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    assert_eq!(o.status.code(), Some(3), "{t}");
     assert!(t.contains("stopped: "), "{t}");
     assert!(results(&termed) < 20, "{t}");
     Rlcpc::new("study").args(&[s(&p)]).out(&termed).ok();
@@ -242,7 +248,42 @@ fn bad_plans_are_refused_naming_the_key_before_anything_runs() {
         (
             "no evaluation seeds",
             Box::new(|t| t.replace("seeds = [1, 2, 3]", "seeds = []")),
-            vec!["study.seeds", "empty"],
+            vec!["study.seeds", "at least 2"],
+        ),
+        (
+            "one evaluation seed",
+            Box::new(|t| t.replace("seeds = [1, 2, 3]", "seeds = [1]")),
+            vec!["study.seeds", "at least 2"],
+        ),
+        (
+            "a name that climbs out",
+            Box::new(|t| t.replace("name = \"twin\"", "name = \"..\"")),
+            vec!["task[1].name", "'..'"],
+        ),
+        (
+            "a tuning task named twice",
+            Box::new(|t| t.replace("tasks = [\"tmaze\"]", "tasks = [\"tmaze\", \"tmaze\"]")),
+            vec!["tuning.tasks", "twice"],
+        ),
+        (
+            "a budget set by an arm",
+            Box::new(|t| t.replace("aux.horizon=6", "aux.horizon=6\", \"run.total_steps=5")),
+            vec!["arm[1].set", "run.total_steps"],
+        ),
+        (
+            "a seed tuned",
+            Box::new(|t| t.replace("\"optim.lr\" = [1e-3, 3e-3]", "\"run.seed\" = [1, 2]")),
+            vec!["tuning.space", "run.seed"],
+        ),
+        (
+            "a grid too large to run",
+            Box::new(|t| {
+                t.replace(
+                    "\"optim.lr\" = [1e-3, 3e-3]",
+                    "\"optim.lr\" = [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130,131,132,133,134,135,136,137,138,139,140,141,142,143,144,145,146,147,148,149,150]\n\"algo.ent_coef\" = [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80]",
+                )
+            }),
+            vec!["tuning.space", "12000 configurations", "random"],
         ),
         (
             "duplicate arm",
@@ -305,4 +346,56 @@ fn a_changed_plan_is_refused_naming_the_change_unless_replanned() {
         .args(&[s(&p), "--jobs", "0"])
         .out(&out)
         .fails_with(&["--jobs"]);
+}
+
+#[test]
+fn diverged_runs_are_results_not_faults() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A tuning configuration that diverges cannot be chosen; the study goes on.
+    let p = plan(tmp.path(), "plan.toml", 3000, |t| {
+        t.replace("[1e-3, 3e-3]", "[1e-3, 1e30]")
+    });
+    let out = tmp.path().join("tuned");
+    let o = Rlcpc::new("study").args(&[s(&p)]).out(&out).ok();
+    assert!(o.contains("diverged") && o.contains("done: report"), "{o}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| none | c0 (optim.lr=0.001) |"), "{md}");
+    assert!(
+        md.contains("| none | c1 (optim.lr=1000000000000000000000000000000.0) | n/a |  |"),
+        "{md}"
+    );
+    // An arm whose evaluation runs diverge: its cells are missing, named, never 0, and
+    // the criterion on it is undecided.
+    let p = tmp.path().join("blowup.toml");
+    std::fs::write(
+        &p,
+        r#"
+[study]
+name = "blowup"
+seeds = [1, 2]
+[[task]]
+name = "tmaze"
+config = "tmaze"
+set = ["env.options.corridor_length=4", "env.num_envs=4"]
+steps = 2000
+unroll = 8
+[[arm]]
+name = "none"
+set = ['aux.kind="none"']
+[[arm]]
+name = "blowup"
+set = ['aux.kind="cpc"', "aux.horizon=4", "aux.weight=1e300"]
+[[criterion]]
+name = "helps"
+arm = "blowup"
+test = "above"
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("blowup");
+    Rlcpc::new("study").args(&[s(&p)]).out(&out).ok();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| blowup | missing | missing |"), "{md}");
+    assert!(md.contains("diverged: non-finite"), "{md}");
+    assert!(md.contains("**undecided**"), "{md}");
 }
