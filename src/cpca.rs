@@ -287,6 +287,7 @@ impl AuxLoss for CpcaAux {
 /// buffers of [`CpcaAux::host_loss`], kept between updates.
 #[derive(Default)]
 struct HostCpca {
+    cand: Vec<u32>,
     /// Parameter index of each name in `vars` order.
     order: Option<[usize; 9]>,
     params: Vec<Vec<f32>>,
@@ -377,7 +378,8 @@ impl CpcaAux {
             return Ok(None);
         }
         let weights = pair_weights(&pairs, first, t_len, b, s);
-        let cand = sample_candidates(&pairs, t_len, b, s, &mut self.rng);
+        let mut cand = std::mem::take(&mut self.host.cand);
+        crate::cpc::sample_candidates_into(&pairs, t_len, b, s, &mut self.rng, &mut cand);
         let m1 = 1 + s.num_negatives;
         let np = pairs.len();
         let steps = pairs.iter().map(|p| p.k).max().unwrap_or(1);
@@ -668,6 +670,7 @@ impl CpcaAux {
                 *x += y;
             }
         }
+        hs.cand = cand;
         Ok(Some((loss, pairs, scores)))
     }
 }
