@@ -45,6 +45,25 @@ fn targets_and_contexts(sets: &[&str]) -> (Vec<f32>, Vec<f32>, usize) {
     (flat(&out.z), flat(&out.c), spec.feature_dim())
 }
 
+/// One learner update of `c` (the lean path) on an unroll of its environments.
+fn one_update(c: &Config) -> rlcpc_agents::UpdateStats {
+    let spec = net_spec(c).unwrap();
+    let mut learner = build_learner(c, &spec, &Device::Cpu).unwrap();
+    let envs = (0..c.env.num_envs)
+        .map(|_| rlcpc_envs::make(&c.env).unwrap())
+        .collect();
+    let mut actor = rlcpc_agents::Actor::new(
+        0,
+        rlcpc_envs::VecEnv::new(envs).unwrap(),
+        rlcpc::nn::actor_policy(&spec).unwrap(),
+        c.algo.unroll,
+        1,
+        0,
+    );
+    actor.load(&learner.snapshot().unwrap()).unwrap();
+    learner.update(&actor.collect().unwrap(), 0.0).unwrap()
+}
+
 #[test]
 fn popgym_cpc_targets_hold_the_observation_not_the_previous_action() {
     let (z, c, dz) = targets_and_contexts(&[]);
@@ -171,19 +190,7 @@ fn shuffled_targets_need_a_predicting_head() {
             "algo.unroll=32",
         ],
     );
-    let spec = net_spec(&c).unwrap();
-    let mut learner = build_learner(&c, &spec, &Device::Cpu).unwrap();
-    let envs = (0..4).map(|_| rlcpc_envs::make(&c.env).unwrap()).collect();
-    let mut actor = rlcpc_agents::Actor::new(
-        0,
-        rlcpc_envs::VecEnv::new(envs).unwrap(),
-        rlcpc::nn::actor_policy(&spec).unwrap(),
-        32,
-        1,
-        0,
-    );
-    actor.load(&learner.snapshot().unwrap()).unwrap();
-    let stats = learner.update(&actor.collect().unwrap(), 0.0).unwrap();
+    let stats = one_update(&c);
     assert!(stats.aux_loss.is_finite() && stats.aux_loss > 0.0);
 }
 
@@ -194,19 +201,7 @@ fn a_one_step_horizon_predicts_only_the_next_step() {
         "popgym",
         &["aux.horizon=1", "env.num_envs=4", "algo.unroll=16"],
     );
-    let spec = net_spec(&c).unwrap();
-    let mut learner = build_learner(&c, &spec, &Device::Cpu).unwrap();
-    let envs = (0..4).map(|_| rlcpc_envs::make(&c.env).unwrap()).collect();
-    let mut actor = rlcpc_agents::Actor::new(
-        0,
-        rlcpc_envs::VecEnv::new(envs).unwrap(),
-        rlcpc::nn::actor_policy(&spec).unwrap(),
-        16,
-        1,
-        0,
-    );
-    actor.load(&learner.snapshot().unwrap()).unwrap();
-    let stats = learner.update(&actor.collect().unwrap(), 0.0).unwrap();
+    let stats = one_update(&c);
     let names: Vec<&str> = stats.aux_metrics.iter().map(|m| m.0.as_str()).collect();
     assert!(names.contains(&"cpc/acc_k1"), "{names:?}");
     assert!(
