@@ -470,11 +470,18 @@ fn score_pair(
         *sj = crate::nn::gemm::dot(&z[ci as usize * dz..(ci as usize + 1) * dz], pred);
     }
     let credit = hit(scores);
+    let s0 = scores[0];
     let m = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let lse = m + scores.iter().map(|&x| (x - m).exp()).sum::<f32>().ln();
+    // The scores become exp(s − m) in place: one exp per candidate.
+    let mut sum = 0.0;
+    for x in scores.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    let lse = m + sum.ln();
     dp.fill(0.0);
     for (j, &ci) in cands.iter().enumerate() {
-        let g = w * ((scores[j] - lse).exp() - if j == 0 { 1.0 } else { 0.0 });
+        let g = w * (scores[j] / sum - if j == 0 { 1.0 } else { 0.0 });
         let zr = ci as usize * dz..(ci as usize + 1) * dz;
         for (a, zv) in dp.iter_mut().zip(&z[zr.clone()]) {
             *a += g * zv;
@@ -483,7 +490,7 @@ fn score_pair(
             *dzv += g * pv;
         }
     }
-    (credit, (lse - scores[0]) as f64)
+    (credit, (lse - s0) as f64)
 }
 
 /// Buffers of [`cpc_loss_host`], kept between calls so that an update allocates little.
