@@ -53,6 +53,22 @@ impl EpisodeWindow {
     }
 }
 
+/// The rows of `run/metrics.jsonl`, one JSON object per log line; an error names the
+/// file (and the line that is not JSON).
+pub fn read_rows(run: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
+    use anyhow::Context;
+    let path = run.join(crate::run_dir::METRICS);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1))
+        })
+        .collect()
+}
+
 /// Writes scalars to `metrics.jsonl` and a TensorBoard event file in the run directory.
 pub struct MetricsWriter {
     jsonl: BufWriter<File>,

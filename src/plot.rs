@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use plotters::prelude::*;
 
 /// One curve: a label and `(x, y)` points.
@@ -21,12 +21,8 @@ pub struct Curve {
 /// missing or not finite are skipped).
 pub fn read_curve(run: &Path, x_metric: &str, metric: &str) -> Result<Curve> {
     let path = run.join(crate::run_dir::METRICS);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
     let mut points = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1))?;
+    for v in crate::metrics::read_rows(run)? {
         if let (Some(x), Some(y)) = (v[x_metric].as_f64(), v[metric].as_f64()) {
             if x.is_finite() && y.is_finite() {
                 points.push((x, y));

@@ -25,7 +25,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -106,12 +106,8 @@ impl RunMetrics {
     /// Reads `run/metrics.jsonl`.
     pub fn read(run: &Path) -> Result<RunMetrics> {
         let path = run.join(crate::run_dir::METRICS);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
         let mut rows = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1))?;
+        for (i, v) in crate::metrics::read_rows(run)?.iter().enumerate() {
             let f = |k: &str| v[k].as_f64();
             let (Some(steps), Some(episodes)) = (f("time/total_timesteps"), f("rollout/episodes"))
             else {
