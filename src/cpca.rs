@@ -304,7 +304,6 @@ struct HostCpca {
     hb: Vec<f32>,
     hz: Vec<f32>,
     hidden: Vec<f32>,
-    d_hidden_pre: Vec<f32>,
     d_hz: Vec<f32>,
     d_hb: Vec<f32>,
     d_preds: Vec<f32>,
@@ -341,10 +340,6 @@ const GRU_BHH: usize = 5;
 const GRU_BIH: usize = 6;
 const GRU_WHH: usize = 7;
 const GRU_WIH: usize = 8;
-
-fn stable_sigmoid(x: f32) -> f32 {
-    crate::nn::fast::sigmoid(x)
-}
 
 /// softplus(x) = log(1 + eˣ), stably.
 fn softplus_f(x: f32) -> f32 {
@@ -520,10 +515,10 @@ impl CpcaAux {
                 CpcaLoss::Binary => {
                     let m = (m1 - 1) as f32;
                     let mut l = softplus_f(-row[0]) as f64;
-                    ds[0] = -(w as f32) * stable_sigmoid(-row[0]);
+                    ds[0] = -(w as f32) * crate::nn::fast::sigmoid(-row[0]);
                     for j in 1..m1 {
                         l += softplus_f(row[j]) as f64 / m as f64;
-                        ds[j] = w as f32 * stable_sigmoid(row[j]) / m;
+                        ds[j] = w as f32 * crate::nn::fast::sigmoid(row[j]) / m;
                     }
                     loss += w * l;
                 }
@@ -540,7 +535,6 @@ impl CpcaAux {
         // Back through the classifier.
         let [g_b1, g_wb, g_wz, g_b2, g_w2, g_bhh, g_bih, g_whh, g_wih] = order.map(|vi| vi);
         let gp = grads.params;
-        hs.d_hidden_pre.resize(np * m1 * h, 0.0);
         hs.d_hz.clear();
         hs.d_hz.resize(rows * h, 0.0);
         hs.d_hb.clear();
