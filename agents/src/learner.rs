@@ -457,8 +457,10 @@ impl<N: PolicyNetwork> Learner<N> {
         }
         let lean = self.net.lean().expect("compute checked the lean path");
         for (i, &vi) in self.lean_map.iter().enumerate() {
-            crate::optim::host_copy(self.optim.vars()[vi].1.as_tensor(), &mut self.scratch)?;
-            lean.param_mut(i).copy_from_slice(&self.scratch);
+            let var = self.optim.vars()[vi].1.as_tensor();
+            crate::optim::with_host_slice(var, &mut self.scratch, |v| {
+                lean.param_mut(i).copy_from_slice(v)
+            })?;
         }
 
         // Forward over the unroll: T+1 steps, the last one only bootstraps.
@@ -596,8 +598,9 @@ impl<N: PolicyNetwork> Learner<N> {
             self.host_grads[vi].clone_from(g);
         }
         if self.aux.is_some() {
-            for (j, g) in self.aux_params.iter().enumerate() {
-                self.host_grads[n_net + j].clone_from(g);
+            // Swapped, not copied: `aux_params` is zeroed before the next update's use.
+            for (j, g) in self.aux_params.iter_mut().enumerate() {
+                std::mem::swap(&mut self.host_grads[n_net + j], g);
             }
         }
         clock.lap(|p| &mut p.backward)?;
