@@ -165,3 +165,46 @@ fn tuning_configurations_of_a_grid_and_of_a_random_draw() {
     let e = plan("method = \"random\"").unwrap_err().to_string();
     assert!(e.contains("tuning.configs"), "{e}");
 }
+
+#[test]
+fn distinct_keys_make_draws_differ_where_every_arm_feels_them() {
+    use rlcpc::study::Plan;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(
+        &p,
+        "[study]\nname = \"t\"\nseeds = [1, 2]\n[[task]]\nname = \"a\"\nconfig = \"tmaze\"\nsteps = 10\n[[arm]]\nname = \"x\"\n[tuning]\ntasks = [\"a\"]\nseeds = [9]\nmethod = \"random\"\nconfigs = 3\nseed = 1\ndistinct = [\"optim.lr\"]\n[tuning.space]\n\"optim.lr\" = [0.001, 0.002, 0.003]\n\"aux.weight\" = [0.01, 0.1, 1.0, 2.0]\n",
+    )
+    .unwrap();
+    let c = Plan::load(&p).unwrap().configurations();
+    // 3 of the 3 learning rates, each once, whatever weights came with them.
+    let mut lrs: Vec<&String> = c.iter().map(|c| &c[1]).collect();
+    lrs.sort();
+    assert_eq!(lrs, ["optim.lr=0.001", "optim.lr=0.002", "optim.lr=0.003"]);
+    // A fourth distinct learning rate does not exist: refused at load.
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("configs = 3", "configs = 4");
+    std::fs::write(&p, text).unwrap();
+    let e = Plan::load(&p).unwrap_err().to_string();
+    assert!(e.contains("tuning.configs") && e.contains("1..=3"), "{e}");
+}
+
+#[test]
+fn spearman_by_hand() {
+    use rlcpc::study::stats::spearman;
+    assert_eq!(
+        spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 25.0, 90.0]),
+        Some(1.0)
+    );
+    assert_eq!(spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
+    // x ranks 1 2 3 4, y = [1, 3, 2, 4] ranks 1 3 2 4: d² = 0+1+1+0 = 2,
+    // ρ = 1 − 6·2 / (4·15) = 0.8.
+    let r = spearman(&[0.1, 0.2, 0.3, 0.4], &[1.0, 3.0, 2.0, 4.0]).unwrap();
+    assert!((r - 0.8).abs() < 1e-12, "{r}");
+    // Ties take their mean rank: x ranks 1.5 1.5 3, y 1 2 3: Pearson on ranks = √3/2.
+    let r = spearman(&[5.0, 5.0, 7.0], &[1.0, 2.0, 3.0]).unwrap();
+    assert!((r - 3f64.sqrt() / 2.0).abs() < 1e-12, "{r}");
+    assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+    assert_eq!(spearman(&[1.0, 2.0], &[1.0, 2.0]), None);
+}

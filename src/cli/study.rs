@@ -57,13 +57,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     let study = Study::open(&args.plan, args.out, args.replan)?;
     let tuning = study.tuning_runs()?;
-    let n_eval = study.plan.tasks.len() * study.plan.arms.len() * study.plan.study.seeds.len();
+    let cells = study.plan.cells();
+    let n_eval = cells.len() * study.plan.study.seeds.len();
     // A sync run keeps about max(actor threads, 1) cores busy.
     let mut threads = tuning.iter().map(|r| r.cfg.run.workers).max().unwrap_or(1);
-    for ti in 0..study.plan.tasks.len() {
-        for ai in 0..study.plan.arms.len() {
-            threads = threads.max(study.config(ti, ai, 0, None)?.run.workers);
-        }
+    for (ti, ai) in cells {
+        threads = threads.max(study.config(ti, ai, 0, None)?.run.workers);
     }
     let threads = threads.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

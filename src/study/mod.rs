@@ -133,8 +133,8 @@ impl Study {
         };
         // Every (task, arm, configuration) loads, before anything is written.
         let mut resolved = BTreeMap::new();
-        for ti in 0..study.plan.tasks.len() {
-            for ai in 0..study.plan.arms.len() {
+        for (ti, ai) in study.plan.cells() {
+            {
                 for ci in 0..study.configs.len() {
                     let cfg = study.config(ti, ai, ci, None).map_err(|e| {
                         anyhow::anyhow!(
@@ -284,7 +284,12 @@ impl Study {
             sets.push(format!("algo.unroll={u}"));
         }
         sets.push(format!("run.total_steps={}", t.steps));
-        sets.extend(self.plan.arms[ai].set.iter().cloned());
+        // An arm with a base is the base arm with its own `set` on top.
+        let arm = &self.plan.arms[ai];
+        if let Some(base) = arm.base.as_deref().and_then(|b| self.plan.arm(b)) {
+            sets.extend(base.set.iter().cloned());
+        }
+        sets.extend(arm.set.iter().cloned());
         sets.extend(self.configs[ci].iter().cloned());
         if let Some(s) = seed {
             sets.push(format!("run.seed={s}"));
@@ -299,7 +304,8 @@ impl Study {
             return Ok(Vec::new());
         };
         let mut runs = Vec::new();
-        for ai in 0..self.plan.arms.len() {
+        // Arms with a base take its choice: they are not tuned.
+        for ai in (0..self.plan.arms.len()).filter(|&ai| self.plan.arms[ai].base.is_none()) {
             for ci in 0..self.configs.len() {
                 for name in &t.tasks {
                     let ti = self
@@ -333,8 +339,9 @@ impl Study {
     /// The evaluation runs at each arm's configuration `chosen[arm]`.
     pub fn eval_runs(&self, chosen: &[usize]) -> Result<Vec<Run>> {
         let mut runs = Vec::new();
-        for (ti, t) in self.plan.tasks.iter().enumerate() {
-            for (ai, a) in self.plan.arms.iter().enumerate() {
+        for (ti, ai) in self.plan.cells() {
+            let (t, a) = (&self.plan.tasks[ti], &self.plan.arms[ai]);
+            {
                 for &seed in &self.plan.study.seeds {
                     runs.push(Run {
                         stage: Stage::Eval,
@@ -392,6 +399,10 @@ impl Study {
         }
         let mut chosen = Vec::new();
         for (ai, row) in means.iter().enumerate() {
+            if self.plan.arms[ai].base.is_some() {
+                chosen.push(usize::MAX); // filled in below, from the base's choice
+                continue;
+            }
             // The best mean; the first on ties.
             let mut best: Option<(usize, f64)> = None;
             for (ci, m) in row.iter().enumerate() {
@@ -409,6 +420,17 @@ impl Study {
                     metric.as_str(),
                     gaps.join(", ")
                 ),
+            }
+        }
+        for (ai, a) in self.plan.arms.iter().enumerate() {
+            if let Some(b) = &a.base {
+                let bi = self
+                    .plan
+                    .arms
+                    .iter()
+                    .position(|x| &x.name == b)
+                    .expect("checked");
+                chosen[ai] = chosen[bi];
             }
         }
         Ok((chosen, means))
@@ -433,8 +455,7 @@ impl Study {
             None => self.config(0, 0, 0, None)?,
         };
         crate::train::set_learner_threads(first.run.learner_threads);
-        let total_runs = tuning.len()
-            + self.plan.tasks.len() * self.plan.arms.len() * self.plan.study.seeds.len();
+        let total_runs = tuning.len() + self.plan.cells().len() * self.plan.study.seeds.len();
         let mut pool = Pool {
             replaced: self.replan.then(|| self.dir.join("replaced")),
             study_dir: self.dir.clone(),
@@ -465,8 +486,13 @@ impl Study {
     fn stopped(&self, pool: &Pool, tuning: &[Run], eval: Option<&[Run]>) -> Outcome {
         let mut left_runs = 0;
         let mut left_steps = 0u64;
-        let eval_budget: u64 = self.plan.tasks.iter().map(|t| t.steps).sum::<u64>()
-            * (self.plan.arms.len() * self.plan.study.seeds.len()) as u64;
+        let eval_budget: u64 = self
+            .plan
+            .cells()
+            .iter()
+            .map(|&(ti, _)| self.plan.tasks[ti].steps)
+            .sum::<u64>()
+            * self.plan.study.seeds.len() as u64;
         let mut count = |runs: &[Run]| {
             for r in runs {
                 if !r.dir.join(RESULT).is_file() {
@@ -479,8 +505,7 @@ impl Study {
         match eval {
             Some(e) => count(e),
             None => {
-                left_runs +=
-                    self.plan.tasks.len() * self.plan.arms.len() * self.plan.study.seeds.len();
+                left_runs += self.plan.cells().len() * self.plan.study.seeds.len();
                 left_steps += eval_budget;
             }
         }
@@ -637,6 +662,7 @@ impl Pool {
                     auc: None,
                     mmer: None,
                     diverged: Some(format!("{e:#}")),
+                    head_acc: Default::default(),
                 }
             }
             Err(e) => return Err(e),

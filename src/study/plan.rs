@@ -78,6 +78,11 @@ pub struct Task {
     /// 0 on every control").
     #[serde(default)]
     pub control: bool,
+    /// The return that counts as solved: the report adds, per arm, how many seeds end
+    /// with a final return at or above it and the env steps at which each first reached
+    /// it (the 100-episode mean return); absent: not reported.
+    #[serde(default)]
+    pub solved: Option<f64>,
 }
 
 /// `[[arm]]`: a condition, as `--set`s on top of every task.
@@ -87,6 +92,19 @@ pub struct Arm {
     pub name: String,
     #[serde(default)]
     pub set: Vec<String>,
+    /// The tasks this arm runs on, by name [default: every task]. For mechanism arms
+    /// that a study runs on a few tasks only.
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    /// Another (tuned) arm whose `set` and chosen configuration this arm takes, its own
+    /// `set` on top; the arm itself is not tuned. For ablations of a tuned arm (one key
+    /// changed, everything else as chosen).
+    #[serde(default)]
+    pub base: Option<String>,
+    /// The arm this one's Δ is taken against [default: `study.reference`]; it must run
+    /// on every task this one runs on.
+    #[serde(default)]
+    pub reference: Option<String>,
 }
 
 /// How tuning configurations are drawn.
@@ -122,6 +140,12 @@ pub struct Tuning {
     pub seed: u64,
     /// Each key (a config key) and its values, e.g. `"optim.lr" = [1e-3, 3e-3]`.
     pub space: BTreeMap<String, Vec<toml::Value>>,
+    /// `random`: keys in which the drawn configurations must differ [default: every
+    /// key]. E.g. `["optim.lr", "algo.ent_coef"]` with `aux.weight` in the space: an arm
+    /// without a head (where the weight does nothing) still gets `configs` distinct
+    /// configurations.
+    #[serde(default)]
+    pub distinct: Vec<String>,
 }
 
 fn default_metric() -> String {
@@ -259,6 +283,7 @@ impl Plan {
                 )
             })?;
         }
+        self.check_arms()?;
         if let Some(t) = &self.tuning {
             if t.tasks.is_empty() {
                 return Err(fault("tuning.tasks", "empty (name the tasks tuned on)"));
@@ -304,6 +329,27 @@ impl Plan {
             for k in t.space.keys() {
                 fixed(&format!("tuning.space.\"{k}\""), k)?;
             }
+            for (i, k) in t.distinct.iter().enumerate() {
+                if !t.space.contains_key(k) {
+                    return Err(fault(
+                        "tuning.distinct",
+                        format!("'{k}' is not a key of tuning.space"),
+                    ));
+                }
+                if t.distinct[..i].contains(k) {
+                    return Err(fault("tuning.distinct", format!("'{k}' is named twice")));
+                }
+            }
+            for (i, a) in self.arms.iter().enumerate() {
+                if a.base.is_none() {
+                    if let Some(n) = t.tasks.iter().find(|n| !self.runs_on(a, n)) {
+                        return Err(fault(
+                            &format!("arm[{i}].tasks"),
+                            format!("arm '{}' is tuned (it has no base) but does not run on tuning task '{n}'", a.name),
+                        ));
+                    }
+                }
+            }
             let size = self.grid_size();
             if size == usize::MAX {
                 return Err(fault(
@@ -333,12 +379,13 @@ impl Plan {
                         ),
                     ))
                 }
-                Method::Random if t.configs == 0 || t.configs > size => {
+                Method::Random if t.configs == 0 || t.configs > self.distinct_size() => {
                     return Err(fault(
                         "tuning.configs",
                         format!(
-                            "{} (method = \"random\" draws 1..={size} distinct configurations)",
-                            t.configs
+                            "{} (method = \"random\" draws 1..={} distinct configurations)",
+                            t.configs,
+                            self.distinct_size()
                         ),
                     ))
                 }
@@ -388,6 +435,17 @@ impl Plan {
                     )
                 })?;
             }
+            let arm = self.arm(&c.arm).expect("checked above");
+            if let Some(t) = self
+                .criterion_tasks(c)
+                .into_iter()
+                .find(|t| !self.runs_on(arm, t))
+            {
+                return Err(fault(
+                    &key("tasks"),
+                    format!("arm '{}' does not run on task '{t}' (arm.tasks)", c.arm),
+                ));
+            }
             let n = self.criterion_tasks(c).len();
             if n == 0 {
                 return Err(fault(
@@ -431,6 +489,109 @@ impl Plan {
             .join(", ")
     }
 
+    /// Checks `tasks`, `base` and `reference` of every arm.
+    fn check_arms(&self) -> Result<()> {
+        for (i, a) in self.arms.iter().enumerate() {
+            let key = |k: &str| format!("arm[{i}].{k}");
+            for (j, n) in a.tasks.iter().enumerate() {
+                if a.tasks[..j].contains(n) {
+                    return Err(fault(&key("tasks"), format!("'{n}' is named twice")));
+                }
+                self.task(n).ok_or_else(|| {
+                    fault(
+                        &key("tasks"),
+                        format!("'{n}' is not a task ({})", self.task_names()),
+                    )
+                })?;
+            }
+            if let Some(b) = &a.base {
+                let base = self.arm(b).ok_or_else(|| {
+                    fault(
+                        &key("base"),
+                        format!("'{b}' is not an arm ({})", self.arm_names()),
+                    )
+                })?;
+                if base.name == a.name || base.base.is_some() {
+                    return Err(fault(
+                        &key("base"),
+                        format!("'{b}' (the base must be a tuned arm: one without a base, not this one)"),
+                    ));
+                }
+            }
+            if let Some(r) = &a.reference {
+                let rarm = self.arm(r).ok_or_else(|| {
+                    fault(
+                        &key("reference"),
+                        format!("'{r}' is not an arm ({})", self.arm_names()),
+                    )
+                })?;
+                if rarm.name == a.name {
+                    return Err(fault(&key("reference"), format!("'{r}' is this arm")));
+                }
+                if let Some(t) = self
+                    .tasks
+                    .iter()
+                    .find(|t| self.runs_on(a, &t.name) && !self.runs_on(rarm, &t.name))
+                {
+                    return Err(fault(
+                        &key("reference"),
+                        format!(
+                            "'{r}' does not run on task '{}', which this arm runs on",
+                            t.name
+                        ),
+                    ));
+                }
+            }
+        }
+        let r = self.reference();
+        if !r.tasks.is_empty() {
+            if let Some(t) = self.tasks.iter().find(|t| !self.runs_on(r, &t.name)) {
+                return Err(fault(
+                    "study.reference",
+                    format!("'{}' does not run on task '{}' (the study's reference arm runs on every task)", r.name, t.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `arm` runs on the task named `task`.
+    pub fn runs_on(&self, arm: &Arm, task: &str) -> bool {
+        arm.tasks.is_empty() || arm.tasks.iter().any(|t| t == task)
+    }
+
+    /// The (task, arm) indices of the evaluation, tasks in order, then arms.
+    pub fn cells(&self) -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        for (ti, t) in self.tasks.iter().enumerate() {
+            for (ai, a) in self.arms.iter().enumerate() {
+                if self.runs_on(a, &t.name) {
+                    v.push((ti, ai));
+                }
+            }
+        }
+        v
+    }
+
+    /// The arm `arm`'s Δ is taken against.
+    pub fn reference_of(&self, arm: &Arm) -> &Arm {
+        arm.reference
+            .as_deref()
+            .and_then(|r| self.arm(r))
+            .unwrap_or_else(|| self.reference())
+    }
+
+    /// Combinations of the `tuning.distinct` keys (every key's when none are named).
+    fn distinct_size(&self) -> usize {
+        self.tuning.as_ref().map_or(1, |t| {
+            t.space
+                .iter()
+                .filter(|(k, _)| t.distinct.is_empty() || t.distinct.contains(k))
+                .try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()))
+                .unwrap_or(usize::MAX)
+        })
+    }
+
     /// The reference arm.
     pub fn reference(&self) -> &Arm {
         self.study
@@ -457,9 +618,10 @@ impl Plan {
     /// The tasks a criterion looks at.
     pub fn criterion_tasks<'a>(&'a self, c: &'a Criterion) -> Vec<&'a str> {
         if c.tasks.is_empty() {
+            let arm = self.arm(&c.arm);
             self.tasks
                 .iter()
-                .filter(|t| !t.control)
+                .filter(|t| !t.control && arm.is_none_or(|a| self.runs_on(a, &t.name)))
                 .map(|t| t.name.as_str())
                 .collect()
         } else {
@@ -503,14 +665,22 @@ impl Plan {
                 let mut rng = rlcpc_envs::SeededRng::seed_from_u64(t.seed);
                 // Distinct indices of the grid, drawn uniformly (the grid itself may be
                 // far too large to list).
-                let mut idx: Vec<usize> = Vec::with_capacity(t.configs);
-                while idx.len() < t.configs {
-                    let i = rng.random_range(0..size);
-                    if !idx.contains(&i) {
-                        idx.push(i);
+                // Distinct in the `distinct` keys (all keys when none are named).
+                let project = |c: &[String]| -> Vec<String> {
+                    keys.iter()
+                        .zip(c)
+                        .filter(|((k, _), _)| t.distinct.is_empty() || t.distinct.contains(k))
+                        .map(|(_, s)| s.clone())
+                        .collect()
+                };
+                let mut drawn: Vec<Vec<String>> = Vec::with_capacity(t.configs);
+                while drawn.len() < t.configs {
+                    let c = combo(rng.random_range(0..size));
+                    if !drawn.iter().any(|d| project(d) == project(&c)) {
+                        drawn.push(c);
                     }
                 }
-                idx.into_iter().map(combo).collect()
+                drawn
             }
         }
     }

@@ -43,6 +43,26 @@ pub struct Cell {
     pub missing: Vec<String>,
 }
 
+/// What a task × arm adds beside its metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct Extra {
+    pub task: String,
+    pub arm: String,
+    /// The task's `solved` threshold.
+    pub solved_at: Option<f64>,
+    /// Seeds whose final return is at or above it.
+    pub solved: Option<usize>,
+    /// Median over the seeds that reached it of the env steps at which the 100-episode
+    /// mean return first did; `reached` of them did.
+    pub steps_to_solve_median: Option<f64>,
+    pub reached: Option<usize>,
+    /// The head's final accuracy, mean over seeds, and by horizon bucket.
+    pub head_acc: Option<f64>,
+    pub head_acc_by_horizon: Vec<(String, f64)>,
+    /// Spearman's ρ between the head's final accuracy and the final return across seeds.
+    pub spearman_acc_return: Option<f64>,
+}
+
 /// A criterion's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
@@ -66,6 +86,7 @@ struct Summary<'a> {
     seeds: &'a [u64],
     chosen: Vec<(String, Option<String>)>,
     cells: &'a [Cell],
+    extras: &'a [Extra],
     criteria: &'a [Verdict],
 }
 
@@ -87,11 +108,7 @@ pub fn write(
 ) -> Result<PathBuf> {
     let plan = &study.plan;
     let reference = plan.reference().name.clone();
-    let ref_ai = plan
-        .arms
-        .iter()
-        .position(|a| a.name == reference)
-        .unwrap_or(0);
+    let arm_index = |name: &str| plan.arms.iter().position(|a| a.name == name).unwrap_or(0);
     let tuned_on: Vec<&str> = plan
         .tuning
         .as_ref()
@@ -116,8 +133,10 @@ pub fn write(
         (res.get(m), rel(r))
     };
     let mut cells = Vec::new();
-    for (ti, t) in plan.tasks.iter().enumerate() {
-        for (ai, a) in plan.arms.iter().enumerate() {
+    for (ti, ai) in plan.cells() {
+        let (t, a) = (&plan.tasks[ti], &plan.arms[ai]);
+        let ref_ai = arm_index(&plan.reference_of(a).name);
+        {
             for m in plan.metrics() {
                 let mut vals = Vec::new();
                 let mut deltas = Vec::new();
@@ -180,6 +199,80 @@ pub fn write(
             }
         }
     }
+    // Solved seeds, steps to solve, the head's accuracy and its rank correlation with
+    // the final return.
+    let mut extras = Vec::new();
+    for (ti, ai) in plan.cells() {
+        let (t, a) = (&plan.tasks[ti], &plan.arms[ai]);
+        let runs: Vec<&(&Run, RunMetrics)> = results
+            .iter()
+            .filter(|(r, _)| r.stage == Stage::Eval && r.task == ti && r.arm == ai)
+            .collect();
+        let (mut solved, mut steps) = (0, Vec::new());
+        if let Some(x) = t.solved {
+            for (r, m) in &runs {
+                if m.get(Metric::FinalReturn).is_some_and(|f| f >= x) {
+                    solved += 1;
+                }
+                if let Ok(c) =
+                    crate::plot::read_curve(&r.dir, "time/total_timesteps", "rollout/ep_rew_mean")
+                {
+                    if let Some(p) = c.points.iter().find(|p| p.1 >= x) {
+                        steps.push(p.0);
+                    }
+                }
+            }
+        }
+        let acc_key = runs
+            .iter()
+            .flat_map(|(_, m)| m.head_acc.keys())
+            .find(|k| *k == "cpc/acc" || *k == "cpca/acc")
+            .cloned();
+        let (mut acc, mut ret) = (Vec::new(), Vec::new());
+        if let Some(k) = &acc_key {
+            for (_, m) in &runs {
+                if let (Some(&x), Some(y)) = (m.head_acc.get(k), m.get(Metric::FinalReturn)) {
+                    acc.push(x);
+                    ret.push(y);
+                }
+            }
+        }
+        let mut by_horizon: Vec<(String, f64)> = Vec::new();
+        if let Some(k) = &acc_key {
+            let prefix = format!("{k}_");
+            let mut keys: Vec<&String> = runs
+                .iter()
+                .flat_map(|(_, m)| m.head_acc.keys())
+                .filter(|x| x.starts_with(&prefix))
+                .collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let v: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|(_, m)| m.head_acc.get(key).copied())
+                    .collect();
+                if !v.is_empty() {
+                    by_horizon.push((
+                        key[prefix.len()..].to_string(),
+                        v.iter().sum::<f64>() / v.len() as f64,
+                    ));
+                }
+            }
+        }
+        extras.push(Extra {
+            task: t.name.clone(),
+            arm: a.name.clone(),
+            solved_at: t.solved,
+            solved: t.solved.map(|_| solved),
+            steps_to_solve_median: (!steps.is_empty()).then(|| crate::bench::median(&steps)),
+            reached: t.solved.map(|_| steps.len()),
+            head_acc: (!acc.is_empty()).then(|| acc.iter().sum::<f64>() / acc.len() as f64),
+            head_acc_by_horizon: by_horizon,
+            spearman_acc_return: super::stats::spearman(&acc, &ret),
+        });
+    }
+
     // The criteria.
     let mut verdicts = Vec::new();
     for c in &plan.criteria {
@@ -233,8 +326,9 @@ pub fn write(
             .with_context(|| format!("cannot write '{}'", p.display()))
     };
     // runs.csv
-    let mut csv =
-        String::from("stage,task,arm,config,seed,env_steps,episodes,final_return,auc,mmer,dir\n");
+    let mut csv = String::from(
+        "stage,task,arm,config,seed,env_steps,episodes,final_return,auc,mmer,head_acc,dir\n",
+    );
     let opt = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v}"));
     for (r, m) in &results {
         let (stage, config) = match r.stage {
@@ -243,7 +337,7 @@ pub fn write(
         };
         let _ = writeln!(
             csv,
-            "{stage},{},{},c{config},{},{},{},{},{},{},{}",
+            "{stage},{},{},c{config},{},{},{},{},{},{},{},{}",
             plan.tasks[r.task].name,
             plan.arms[r.arm].name,
             r.seed,
@@ -252,6 +346,11 @@ pub fn write(
             opt(m.final_return),
             opt(m.auc),
             opt(m.mmer),
+            opt(m
+                .head_acc
+                .get("cpc/acc")
+                .or(m.head_acc.get("cpca/acc"))
+                .copied()),
             rel(r)
         );
     }
@@ -297,6 +396,7 @@ pub fn write(
         seeds: &plan.study.seeds,
         chosen: chosen_labels.clone(),
         cells: &cells,
+        extras: &extras,
         criteria: &verdicts,
     };
     put("summary.json", &serde_json::to_string_pretty(&summary)?)?;
@@ -305,7 +405,12 @@ pub fn write(
     let mut plots = Vec::new();
     for (ti, t) in plan.tasks.iter().enumerate() {
         let mut bands = Vec::new();
-        for (ai, a) in plan.arms.iter().enumerate() {
+        for (ai, a) in plan
+            .arms
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| plan.runs_on(a, &t.name))
+        {
             let curves: Vec<crate::plot::Curve> = eval
                 .iter()
                 .filter(|r| r.task == ti && r.arm == ai)
@@ -353,7 +458,7 @@ pub fn write(
     );
     let _ = writeln!(
         md,
-        "Each cell is the mean over seeds with its Student-t 95% CI; Δ is the paired difference from `{reference}` by seed (the same seed gives both arms the same environment streams), mean and percentile-bootstrap 95% CI ({} resamples). A criterion counts a CI as above or below 0 only if the paired Student-t 95% CI of Δ lies there too (with few seeds the percentile bootstrap is too narrow; summary.csv has both). Every run trains its whole budget (no early stop at a target return).\n",
+        "Each cell is the mean over seeds with its Student-t 95% CI; Δ is the paired difference from the arm's reference (`{reference}` unless the arm's row names another) by seed (the same seed gives both arms the same environment streams), mean and percentile-bootstrap 95% CI ({} resamples). A criterion counts a CI as above or below 0 only if the paired Student-t 95% CI of Δ lies there too (with few seeds the percentile bootstrap is too narrow; summary.csv has both). Every run trains its whole budget (no early stop at a target return).\n",
         plan.study.bootstrap
     );
     if let Some(t) = &plan.tuning {
@@ -377,6 +482,19 @@ pub fn write(
             metric.as_str()
         );
         for (ai, a) in plan.arms.iter().enumerate() {
+            if let Some(b) = &a.base {
+                let _ = writeln!(
+                    md,
+                    "| {} | `{b}`'s choice, with {} | — | (not tuned) |",
+                    a.name,
+                    if a.set.is_empty() {
+                        "nothing changed".to_string()
+                    } else {
+                        a.set.join(", ")
+                    }
+                );
+                continue;
+            }
             for ci in 0..study.configs.len() {
                 let _ = writeln!(
                     md,
@@ -409,13 +527,18 @@ pub fn write(
         let metrics = plan.metrics();
         let _ = write!(md, "| arm |");
         for m in &metrics {
-            let _ = write!(md, " {} | Δ vs {reference} [95% CI] |", m.as_str());
+            let _ = write!(md, " {} | Δ vs reference [95% CI] |", m.as_str());
         }
         md.push('\n');
         md.push_str(&"|---".repeat(1 + 2 * metrics.len()));
         md.push_str("|\n");
-        for a in &plan.arms {
-            let _ = write!(md, "| {} |", a.name);
+        for a in plan.arms.iter().filter(|a| plan.runs_on(a, &t.name)) {
+            let r = &plan.reference_of(a).name;
+            if a.reference.is_some() {
+                let _ = write!(md, "| {} (vs {r}) |", a.name);
+            } else {
+                let _ = write!(md, "| {} |", a.name);
+            }
             for &m in &metrics {
                 let c = cells
                     .iter()
@@ -433,11 +556,51 @@ pub fn write(
                     (Some(d), Some((lo, hi))) => {
                         let _ = write!(md, " {} [{}, {}] |", signed(d), signed(lo), signed(hi));
                     }
-                    _ if a.name == reference => md.push_str(" — |"),
+                    _ if a.name == *r => md.push_str(" — |"),
                     _ => md.push_str(" missing |"),
                 }
             }
             md.push('\n');
+        }
+        let rows: Vec<&Extra> = extras
+            .iter()
+            .filter(|e| e.task == t.name && (e.solved.is_some() || e.head_acc.is_some()))
+            .collect();
+        if !rows.is_empty() {
+            let x = t.solved.map_or(String::new(), |x| format!("{x}"));
+            let _ = writeln!(
+                md,
+                "\n| arm | seeds with final return ≥ {x} | env steps to a 100-episode mean ≥ {x} (median; seeds that reached it) | head accuracy (final; by horizon) | Spearman ρ(accuracy, final return) |\n|---|---|---|---|---|"
+            );
+            for e in rows {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} |",
+                    e.arm,
+                    e.solved.map_or("—".into(), |n| format!(
+                        "{n} of {}",
+                        plan.study.seeds.len()
+                    )),
+                    match (e.steps_to_solve_median, e.reached) {
+                        (Some(m), Some(n)) => format!("{m:.0} ({n})"),
+                        (None, Some(_)) => "never".into(),
+                        _ => "—".into(),
+                    },
+                    e.head_acc.map_or("—".into(), |a| {
+                        let by: Vec<String> = e
+                            .head_acc_by_horizon
+                            .iter()
+                            .map(|(k, v)| format!("{k} {v:.3}"))
+                            .collect();
+                        if by.is_empty() {
+                            format!("{a:.3}")
+                        } else {
+                            format!("{a:.3} ({})", by.join(", "))
+                        }
+                    }),
+                    e.spearman_acc_return.map_or("—".into(), signed),
+                );
+            }
         }
         if let Some((_, p)) = plots.iter().find(|p| p.0 == t.name) {
             let _ = writeln!(md, "\n![{}]({p})", t.name);

@@ -23,6 +23,7 @@
 //! is the smallest difference), so a verdict takes the paired Student-t interval too:
 //! [`decisive_ci`], the hull of both, must lie on one side of 0.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -88,6 +89,11 @@ pub struct RunMetrics {
     /// value of any metric, and its configuration cannot be chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<String>,
+    /// The auxiliary head's final accuracy (`cpc/acc`, `cpca/acc` and their horizon
+    /// buckets, e.g. `cpc/acc_k1`): the mean over the log lines of the last 10% of the
+    /// run's env steps. Empty without a head.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub head_acc: BTreeMap<String, f64>,
 }
 
 impl RunMetrics {
@@ -107,7 +113,8 @@ impl RunMetrics {
     pub fn read(run: &Path) -> Result<RunMetrics> {
         let path = run.join(crate::run_dir::METRICS);
         let mut rows = Vec::new();
-        for (i, v) in crate::metrics::read_rows(run)?.iter().enumerate() {
+        let lines = crate::metrics::read_rows(run)?;
+        for (i, v) in lines.iter().enumerate() {
             let f = |k: &str| v[k].as_f64();
             let (Some(steps), Some(episodes)) = (f("time/total_timesteps"), f("rollout/episodes"))
             else {
@@ -126,7 +133,9 @@ impl RunMetrics {
                 window_mean: f("rollout/ep_rew_mean").unwrap_or(f64::NAN),
             });
         }
-        Ok(Self::from_rows(&rows))
+        let mut m = Self::from_rows(&rows);
+        m.head_acc = head_accuracy(&lines);
+        Ok(m)
     }
 
     fn from_rows(rows: &[Row]) -> RunMetrics {
@@ -171,8 +180,76 @@ impl RunMetrics {
             auc: (span > 0.0).then(|| area / span).and_then(finite),
             mmer,
             diverged: None,
+            head_acc: BTreeMap::new(),
         }
     }
+}
+
+/// The means of the head's accuracy keys (`cpc/acc*`, `cpca/acc*`) over the log lines
+/// in the last 10% of env steps.
+fn head_accuracy(lines: &[serde_json::Value]) -> BTreeMap<String, f64> {
+    let last = lines
+        .iter()
+        .filter_map(|v| v["time/total_timesteps"].as_f64())
+        .fold(0.0, f64::max);
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for v in lines {
+        if v["time/total_timesteps"]
+            .as_f64()
+            .is_none_or(|s| s < 0.9 * last)
+        {
+            continue;
+        }
+        let Some(obj) = v.as_object() else { continue };
+        for (k, x) in obj {
+            if !(k.starts_with("cpc/acc") || k.starts_with("cpca/acc")) {
+                continue;
+            }
+            if let Some(x) = x.as_f64().filter(|x| x.is_finite()) {
+                let e = sums.entry(k.clone()).or_insert((0.0, 0));
+                e.0 += x;
+                e.1 += 1;
+            }
+        }
+    }
+    sums.into_iter()
+        .map(|(k, (s, n))| (k, s / n as f64))
+        .collect()
+}
+
+/// Spearman's rank correlation of `x` and `y` (ties get their mean rank); `None` with
+/// fewer than 3 pairs or when either has no spread.
+pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
+    if x.len() != y.len() || x.len() < 3 {
+        return None;
+    }
+    let ranks = |v: &[f64]| -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+        let mut r = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < idx.len() {
+            let mut j = i;
+            while j + 1 < idx.len() && v[idx[j + 1]] == v[idx[i]] {
+                j += 1;
+            }
+            for &k in &idx[i..=j] {
+                r[k] = (i + j) as f64 / 2.0 + 1.0;
+            }
+            i = j + 1;
+        }
+        r
+    };
+    let (rx, ry) = (ranks(x), ranks(y));
+    let n = x.len() as f64;
+    let (mx, my) = (rx.iter().sum::<f64>() / n, ry.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in rx.iter().zip(&ry) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
 }
 
 /// Mean and Student-t 95% CI half-width.

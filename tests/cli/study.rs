@@ -118,7 +118,7 @@ fn a_study_stopped_and_resumed_writes_the_same_report_as_a_straight_run() {
         "c0 (optim.lr=0.001)",
         "in-sample",
         "### twin (control)",
-        "Δ vs none",
+        "Δ vs reference",
         "| helps where memory matters | cpc | final_return | CI of Δ above 0 |",
         "| harmless on the control |",
     ] {
@@ -286,6 +286,52 @@ fn bad_plans_are_refused_naming_the_key_before_anything_runs() {
             vec!["tuning.space", "12000 configurations", "random"],
         ),
         (
+            "a base that is not an arm",
+            Box::new(|t| t + "\n[[arm]]\nname = \"k2\"\nbase = \"cpx\"\n"),
+            vec!["arm[2].base", "cpx"],
+        ),
+        (
+            "a base with a base",
+            Box::new(|t| {
+                t + "\n[[arm]]\nname = \"k2\"\nbase = \"cpc\"\n[[arm]]\nname = \"k3\"\nbase = \"k2\"\n"
+            }),
+            vec!["arm[3].base", "tuned arm"],
+        ),
+        (
+            "a reference that skips a task of the arm",
+            Box::new(|t| {
+                t + "\n[[arm]]\nname = \"z\"\nbase = \"none\"\ntasks = [\"tmaze\"]\n[[arm]]\nname = \"k2\"\nbase = \"cpc\"\nreference = \"z\"\n"
+            }),
+            vec!["arm[3].reference", "does not run on task 'twin'"],
+        ),
+        (
+            "a tuned arm that skips a tuning task",
+            Box::new(|t| t + "\n[[arm]]\nname = \"w\"\ntasks = [\"twin\"]\n"),
+            vec!["arm[2].tasks", "tuning task 'tmaze'"],
+        ),
+        (
+            "an arm on an unknown task",
+            Box::new(|t| t + "\n[[arm]]\nname = \"w\"\nbase = \"cpc\"\ntasks = [\"maze\"]\n"),
+            vec!["arm[2].tasks", "'maze'"],
+        ),
+        (
+            "a distinct key outside the space",
+            Box::new(|t| {
+                t.replace(
+                    "metric = \"final_return\"\n[tuning.space]",
+                    "metric = \"final_return\"\ndistinct = [\"algo.ent_coef\"]\n[tuning.space]",
+                )
+            }),
+            vec!["tuning.distinct", "algo.ent_coef"],
+        ),
+        (
+            "a criterion on a task its arm skips",
+            Box::new(|t| {
+                t + "\n[[arm]]\nname = \"k2\"\nbase = \"cpc\"\ntasks = [\"tmaze\"]\n[[criterion]]\nname = \"k2 on the twin\"\narm = \"k2\"\ntest = \"above\"\ntasks = [\"twin\"]\n"
+            }),
+            vec!["criterion[2].tasks", "does not run on task 'twin'"],
+        ),
+        (
             "duplicate arm",
             Box::new(|t| t.replace("name = \"cpc\"", "name = \"none\"")),
             vec!["arm[1].name", "twice"],
@@ -398,4 +444,85 @@ test = "above"
     assert!(md.contains("| blowup | missing | missing |"), "{md}");
     assert!(md.contains("diverged: non-finite"), "{md}");
     assert!(md.contains("**undecided**"), "{md}");
+}
+
+#[test]
+fn mechanism_arms_take_their_base_choice_and_run_where_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = plan(tmp.path(), "mech.toml", 60_000, |t| {
+        t.replacen("unroll = 14\n", "unroll = 14\nsolved = 0.9\n", 1)
+            + r#"
+[[arm]]
+name = "k2"
+base = "cpc"
+set = ["aux.horizon=2"]
+tasks = ["tmaze"]
+
+[[arm]]
+name = "none-small"
+base = "none"
+set = ["model.lstm_hidden=16"]
+tasks = ["tmaze"]
+
+[[arm]]
+name = "cpc-small"
+base = "cpc"
+set = ["model.lstm_hidden=16"]
+tasks = ["tmaze"]
+reference = "none-small"
+"#
+    });
+    let dir = tmp.path().join("mech");
+    let out = Rlcpc::new("study")
+        .args(&[s(&p), "--jobs", "2"])
+        .out(&dir)
+        .ok();
+    assert!(out.contains("done: report"), "{out}");
+    // Tuning: the two tuned arms only (2 configurations × 2 seeds each); evaluation: 5
+    // arms on the T-maze, 2 on the twin, 3 seeds each.
+    assert_eq!(results(&dir.join("tune")), 8);
+    assert_eq!(results(&dir.join("eval")), 21);
+    assert!(!dir.join("eval/twin/k2").exists());
+    // Each mechanism arm ran with its base's chosen configuration.
+    let runs = read(&dir.join("runs.csv"));
+    let config_of = |arm: &str| -> String {
+        runs.lines()
+            .find(|l| l.starts_with(&format!("eval,tmaze,{arm},")))
+            .unwrap_or_else(|| panic!("no eval row of {arm}:\n{runs}"))
+            .split(',')
+            .nth(3)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(config_of("k2"), config_of("cpc"));
+    assert_eq!(config_of("cpc-small"), config_of("cpc"));
+    assert_eq!(config_of("none-small"), config_of("none"));
+    let resolved = read(&dir.join("eval/tmaze/k2/seed-1/config.toml"));
+    assert!(resolved.contains("horizon = 2"), "{resolved}");
+    let md = read(&dir.join("report.md"));
+    for needle in [
+        "| k2 | `cpc`'s choice, with aux.horizon=2 |",
+        "| cpc-small (vs none-small) |",
+        "seeds with final return ≥ 0.9",
+        "Spearman ρ(accuracy, final return)",
+    ] {
+        assert!(md.contains(needle), "report.md lacks '{needle}':\n{md}");
+    }
+    // The head's accuracy is read from every cpc run; none has none.
+    let summary: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("summary.json"))).unwrap();
+    for e in summary["extras"].as_array().unwrap() {
+        let acc = e["head_acc"].as_f64();
+        match e["arm"].as_str().unwrap() {
+            "none" | "none-small" => assert!(acc.is_none(), "{e}"),
+            _ => assert!(acc.is_some_and(|a| (0.0..=1.0).contains(&a)), "{e}"),
+        }
+        if e["task"] == "tmaze" {
+            assert!(e["solved"].as_u64().is_some_and(|n| n <= 3), "{e}");
+        }
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
