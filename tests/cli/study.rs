@@ -526,3 +526,23 @@ reference = "none-small"
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
+
+/// The study files the repository ships check and pin as they are (every run's config
+/// loads), with the run counts their protocols state.
+#[test]
+fn the_shipped_study_files_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("studies");
+    for (file, tuning, eval) in [
+        ("example.toml", 8, 12),
+        ("memory.toml", 144, 610),
+        ("memory-lab.toml", 0, 10),
+    ] {
+        let out = Rlcpc::new("study")
+            .args(&[s(&root.join(file)), "--dry-run"])
+            .out(&tmp.path().join(file))
+            .ok();
+        let want = format!("{tuning} tuning and {eval} evaluation runs");
+        assert!(out.contains(&want), "{file}: wanted '{want}' in:\n{out}");
+    }
+}
