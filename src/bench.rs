@@ -360,6 +360,184 @@ pub fn samples_per_sec(
     Ok(samples as f64 / t.elapsed().as_secs_f64())
 }
 
+/// GFLOP/s of an `n × n × n` f32 matrix product with the `gemm` crate (the kernels
+/// candle and the lean path use) on `threads` threads: the best of repeated products
+/// over at least `secs` seconds, after one warm-up.
+pub fn gemm_gflops(n: usize, threads: usize, secs: f64) -> f64 {
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut c = vec![0f32; n * n];
+    let par = match threads {
+        0 | 1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    let mut product = || {
+        // SAFETY: a, b and c are n × n, row-major, and the strides stay inside them.
+        unsafe {
+            gemm::gemm(
+                n,
+                n,
+                n,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                n as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+    };
+    product();
+    let (start, mut best) = (Instant::now(), f64::INFINITY);
+    while start.elapsed().as_secs_f64() < secs || best.is_infinite() {
+        let t = Instant::now();
+        product();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (n as f64).powi(3) / best / 1e9
+}
+
+/// Memory bandwidth in GB/s on `threads` threads: STREAM's triad `a = b + s·c` over
+/// arrays of `len` f32 each (far larger than the caches), counted as STREAM counts it
+/// (12 bytes per element: two reads, one write); the best of repeats over `secs`.
+pub fn triad_gbs(len: usize, threads: usize, secs: f64) -> f64 {
+    let (b, c) = (vec![1f32; len], vec![2f32; len]);
+    let mut a = vec![0f32; len];
+    let chunk = len.div_ceil(threads.max(1));
+    let mut triad = |s: f32| {
+        std::thread::scope(|scope| {
+            for ((a, b), c) in a
+                .chunks_mut(chunk)
+                .zip(b.chunks(chunk))
+                .zip(c.chunks(chunk))
+            {
+                scope.spawn(move || {
+                    for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+                        *a = b + s * c;
+                    }
+                });
+            }
+        })
+    };
+    triad(3.0);
+    let (start, mut best) = (Instant::now(), f64::INFINITY);
+    while start.elapsed().as_secs_f64() < secs || best.is_infinite() {
+        let t = Instant::now();
+        triad(3.0);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&a);
+    12.0 * len as f64 / best / 1e9
+}
+
+/// FLOPs per env step of training the agent of `cfg` ([`crate::nn::flops`]): the actors'
+/// forward step and the learner's forward and backward one, and for the CPC head its
+/// predictions and scores over the pairs an unroll without episode ends gives (the mean
+/// of 16 draws, spread over the unroll's steps). Also what was left out, for the note.
+pub fn agent_step_flops(cfg: &Config) -> Result<(f64, String)> {
+    use crate::nn::flops::{linear, TRAIN};
+    let env = rlcpc_envs::make(&cfg.env)?;
+    let spec = crate::nn::NetSpec::for_env(&cfg.model, env.as_ref()).map_err(anyhow::Error::msg)?;
+    let net = spec.forward_flops() * (1.0 + TRAIN);
+    let (t, b) = (cfg.algo.unroll, cfg.env.num_envs);
+    match cfg.aux.kind {
+        AuxKind::None => Ok((net, "network".into())),
+        AuxKind::Cpc => {
+            let s = crate::cpc::CpcSampling::from(&cfg.aux);
+            let first = vec![0.0; t * b];
+            let mut rng = SeededRng::seed_from_u64(0);
+            let pairs = (0..16)
+                .map(|_| crate::cpc::sample_pairs(&first, t, b, &s, &mut rng).len())
+                .sum::<usize>() as f64
+                / 16.0;
+            let (dz, dc) = (spec.feature_dim(), spec.context_dim());
+            let per_pair = linear(dc, dz) + linear(dz, 1 + s.num_negatives);
+            Ok((
+                net + TRAIN * pairs * per_pair / (t * b) as f64,
+                format!("network and CPC head ({pairs:.0} pairs per update)"),
+            ))
+        }
+        k => Ok((
+            net,
+            format!("network only ({} head not counted)", k.as_str()),
+        )),
+    }
+}
+
+/// FLOPs per image of a SimCLR or MoCo step on `[h, w, c]` images with `batch` images:
+/// SimCLR trains encoder and head on both views and scores every view against the 2N
+/// others; MoCo trains them on the query view, runs the momentum copy forward on the
+/// key view and scores each query against its key and the queue.
+pub fn view_image_flops(
+    cfg: &crate::pretrain::views::ViewsConfig,
+    (h, w, c): (usize, usize, usize),
+    batch: usize,
+) -> Result<f64> {
+    use crate::nn::flops::{linear, TRAIN};
+    let enc = cfg.encoder_spec(h, w, c)?;
+    let mut d = enc.out_dim();
+    let mut head = 0.0;
+    for &x in cfg.model.head_hidden.iter().chain([&cfg.model.projection]) {
+        head += linear(d, x);
+        d = x;
+    }
+    let f = enc.forward_flops(0) + head;
+    let p = cfg.model.projection;
+    Ok(match cfg.objective {
+        crate::pretrain::ObjectiveKind::Moco => {
+            TRAIN * f + f + TRAIN * linear(p, 1 + cfg.moco.queue)
+        }
+        _ => 2.0 * (TRAIN * f + TRAIN * linear(p, 2 * batch)),
+    })
+}
+
+/// FLOPs per window of audio CPC training: the strided convolutions and the GRU over
+/// the window's frames (the predictions and scores, which depend on the sampling, are
+/// not counted).
+pub fn audio_window_flops(cfg: &crate::pretrain::audio::AudioCpcConfig) -> f64 {
+    use crate::nn::flops::{gru, TRAIN};
+    let frames = crate::nn::audio::frames(cfg.data.window, &cfg.model.strides);
+    TRAIN
+        * (cfg.encoder_spec().forward_flops(cfg.data.window)
+            + frames as f64 * gru(cfg.model.channels, cfg.model.context))
+}
+
+/// FLOPs per image of image CPC training: the patch encoder over every patch (the
+/// context network and the scores are not counted); `None` for the agent's conv as
+/// patch encoder.
+pub fn image_cpc_flops(
+    cfg: &crate::pretrain::image::ImageCpcConfig,
+    (h, w, c): (usize, usize, usize),
+) -> Result<Option<f64>> {
+    Ok(match cfg.encoder_spec(h, w, c)? {
+        spec @ crate::nn::encoders::EncoderSpec::Patches { .. } => {
+            Some(crate::nn::flops::TRAIN * spec.forward_flops(0))
+        }
+        _ => None,
+    })
+}
+
+/// The roofline line of a workload: its FLOPs per sample, achieved GFLOP/s at `rate`
+/// samples/s, and that as a share of `peak` GFLOP/s.
+pub fn roofline_line(flops: f64, unit: &str, rate: f64, peak: f64, counted: &str) -> String {
+    let gflops = flops * rate / 1e9;
+    format!(
+        "roofline: {:.2} MFLOP per {unit} ({counted}) → {gflops:.1} GFLOP/s, {:.1}% of the GEMM peak ({peak:.0} GFLOP/s)",
+        flops / 1e6,
+        100.0 * gflops / peak
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

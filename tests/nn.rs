@@ -262,3 +262,81 @@ fn im2col_convolution_matches_candles_conv2d() {
         }
     }
 }
+
+/// FLOPs of one forward pass (`rlcpc::nn::flops`), each counted by hand from the layer
+/// shapes (a multiply-add is 2).
+#[test]
+fn forward_flops_by_hand() {
+    use rlcpc::nn::encoders::EncoderSpec;
+    use rlcpc::nn::flops;
+    // IMPALA's shallow conv on a 48×64 RGB view: 11×15 after 8×8/4, 4×6 after 4×4/2.
+    let conv = EncoderSpec::Conv {
+        height: 48,
+        width: 64,
+        channels: 3,
+        fc: 256,
+        input_scale: 1.0,
+    };
+    let want = 2 * (3 * 64) * 16 * (11 * 15) + 2 * (16 * 16) * 32 * (4 * 6) + 2 * 768 * 256;
+    assert_eq!(conv.forward_flops(0), want as f64);
+    // ResNet on 28×28×1, widths [16, 32], one block each: the stem, a 16→16 block at
+    // 28×28, a 16→32 block at stride 2 (14×14) with its 1×1 shortcut.
+    let resnet = EncoderSpec::Resnet {
+        height: 28,
+        width: 28,
+        channels: 1,
+        widths: vec![16, 32],
+        blocks: vec![1, 1],
+    };
+    let want = 2 * 9 * 16 * 784
+        + 2 * (2 * 9 * 16 * 16 * 784)
+        + 2 * 9 * 16 * 32 * 196
+        + 2 * 9 * 32 * 32 * 196
+        + 2 * 16 * 32 * 196;
+    assert_eq!(resnet.forward_flops(0), want as f64);
+    // Audio, strides [5, 4], kernels [10, 8], 8 channels, 100 samples: 20 then 5 frames.
+    let audio = EncoderSpec::Audio {
+        sample_rate: 16000,
+        channels: 8,
+        strides: vec![5, 4],
+        kernels: vec![10, 8],
+        channel_norm: false,
+        normalize: false,
+    };
+    assert_eq!(
+        audio.forward_flops(100),
+        (20 * 2 * 10 * 8 + 5 * 2 * 64 * 8) as f64
+    );
+    // Patches: 12×12 images, 8×8 patches every 4 (2×2 of them), two unpadded 3×3
+    // layers of 4 features (6×6 then 4×4 outputs).
+    let patches = EncoderSpec::Patches {
+        height: 12,
+        width: 12,
+        channels: 1,
+        patch: 8,
+        stride: 4,
+        features: 4,
+        layers: 2,
+        layer_norm: false,
+    };
+    assert_eq!(
+        patches.forward_flops(0),
+        (4 * (2 * 9 * 4 * 36 + 2 * 9 * 16 * 16)) as f64
+    );
+    assert_eq!(flops::lstm(3, 2), (2 * 5 * 8) as f64);
+    assert_eq!(flops::gru(3, 2), (2 * 5 * 6) as f64);
+    // The T-maze agent: MLP 3 → 32, LSTM 32 → 64, policy (2) and value heads; the
+    // actors' forward and the learner's forward and backward: 4 × per env step.
+    let mut cfg = Config::load(
+        Some(std::path::Path::new("tmaze")),
+        &["aux.kind=\"none\"".into()],
+    )
+    .unwrap();
+    let net = 2 * 3 * 32 + 2 * (32 + 64) * 256 + 2 * 64 * 3;
+    let (f, what) = rlcpc::bench::agent_step_flops(&cfg).unwrap();
+    assert_eq!((f, what.as_str()), (4.0 * net as f64, "network"));
+    // With the CPC head: more, by its pairs' predictions and scores.
+    cfg.aux.kind = rlcpc::config::AuxKind::Cpc;
+    let (g, what) = rlcpc::bench::agent_step_flops(&cfg).unwrap();
+    assert!(g > f && what.contains("CPC head"), "{g} {what}");
+}

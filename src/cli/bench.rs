@@ -59,6 +59,12 @@ pub struct Args {
     /// the memory each further environment costs.
     #[arg(long, conflicts_with_all = ["envs_only", "trainers_only", "train_only", "solve"])]
     scaling: bool,
+    /// Measure this machine's peak instead: f32 GEMM GFLOP/s with the `gemm` kernels
+    /// (256³ and 1024³ products, 1 thread and every core) and memory bandwidth (STREAM's
+    /// triad, 1 thread and every core). The pixel workloads of a plain `rlcpc bench`
+    /// print their FLOPs per sample, GFLOP/s and share of the GEMM peak ("roofline").
+    #[arg(long, conflicts_with_all = ["envs_only", "trainers_only", "train_only", "solve", "scaling"])]
+    peak: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -76,6 +82,7 @@ pub fn run(args: Args) -> Result<()> {
         device: dev,
         json,
         scaling,
+        peak,
     } = args;
     let report = BenchReport::new(json);
     if repeats == 0 {
@@ -94,6 +101,25 @@ pub fn run(args: Args) -> Result<()> {
         DeviceArg::Cuda(n) => format!("on cuda:{n}"),
     };
     let dev = dev.device()?;
+    if peak {
+        return peak_table(&report, repeats, threads);
+    }
+    // The roof the pixel workloads are measured against: every core's GEMM peak.
+    let roof = std::cell::OnceCell::new();
+    let roof = || -> f64 {
+        *roof.get_or_init(|| {
+            let runs: Vec<f64> = (0..repeats)
+                .map(|_| bench::gemm_gflops(1024, threads, 0.5))
+                .collect();
+            let m = bench::median(&runs);
+            report.case(
+                format!("peak gemm f32 1024³, {threads} threads (GFLOP/s)"),
+                m,
+                runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
+            );
+            m
+        })
+    };
     set_learner_threads(1);
     let mlp = Config::load(None, &[])?;
     let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
@@ -119,6 +145,17 @@ pub fn run(args: Args) -> Result<()> {
             cfg.model.channels,
             cfg.model.context,
             cfg.cpc.horizon,
+        ));
+        report.note(format!(
+            "{:<40} {}",
+            "",
+            bench::roofline_line(
+                bench::audio_window_flops(&cfg),
+                "window",
+                bench::median(&runs),
+                roof(),
+                "convolutions and GRU"
+            )
         ));
         Ok(())
     };
@@ -150,6 +187,13 @@ pub fn run(args: Args) -> Result<()> {
                 format!(", {}", overrides.join(" "))
             }
         ));
+        if let Some(f) = bench::image_cpc_flops(&cfg, (28, 28, 1))? {
+            report.note(format!(
+                "{:<40} {}",
+                "",
+                bench::roofline_line(f, "image", bench::median(&runs), roof(), "patch encoder")
+            ));
+        }
         Ok(())
     };
     let views = |preset: &str| -> Result<()> {
@@ -170,6 +214,17 @@ pub fn run(args: Args) -> Result<()> {
         report.note(format!(
             "{:<40} 28x28x1, two views each, batch {}, resnet widths {:?} blocks {:?}, head {:?} -> {}, on the cpu",
             "", cfg.train.batch, cfg.model.widths, cfg.model.blocks, cfg.model.head_hidden, cfg.model.projection
+        ));
+        report.note(format!(
+            "{:<40} {}",
+            "",
+            bench::roofline_line(
+                bench::view_image_flops(&cfg, (28, 28, 1), cfg.train.batch)?,
+                "image",
+                bench::median(&runs),
+                roof(),
+                "encoder, head and scores"
+            )
         ));
         Ok(())
     };
@@ -215,6 +270,7 @@ pub fn run(args: Args) -> Result<()> {
             "{:<40} {:>14}   runs",
             "case", "samples/s (median)"
         ));
+        roof();
         audio("cpc-audio")?;
         audio("cpc-audio-fsdd")?;
         image("cpc-image-fashion", &[])?;
@@ -240,6 +296,7 @@ pub fn run(args: Args) -> Result<()> {
         return report.finish();
     }
     if !train_only {
+        roof();
         audio("cpc-audio")?;
         image("cpc-image-fashion", &[])?;
         image("cpc-image-fashion + CPC-v2", &v2)?;
@@ -286,8 +343,15 @@ pub fn run(args: Args) -> Result<()> {
         100.0 * (1.0 - pg[2] / pg[0])
     ));
     let watermaze = Config::load(Some(std::path::Path::new("lab-watermaze")), &[])?;
+    roof();
     for case in bench::lab_cases(&watermaze) {
-        median_with(&case, (steps / 4).max(1))?;
+        let m = median_with(&case, (steps / 4).max(1))?;
+        let (f, counted) = bench::agent_step_flops(&case.1)?;
+        report.note(format!(
+            "{:<40} {}",
+            "",
+            bench::roofline_line(f, "env step", m, roof(), &counted)
+        ));
     }
     if solve {
         for (name, cfg) in [("mlp, aux none", &mlp), ("lstm, aux cpc", &lstm)] {
@@ -317,6 +381,41 @@ pub fn run(args: Args) -> Result<()> {
     }
     report.finish()?;
     Ok(())
+}
+
+/// `rlcpc bench --peak`: GEMM GFLOP/s and triad GB/s, medians of `repeats`.
+fn peak_table(report: &BenchReport, repeats: usize, threads: usize) -> Result<()> {
+    report.header(format!("{:<40} {:>14}   runs", "peak", "median"));
+    let mut counts = vec![1];
+    if threads > 1 {
+        counts.push(threads);
+    }
+    let median_of = |name: String, f: &dyn Fn() -> f64| {
+        let runs: Vec<f64> = (0..repeats).map(|_| f()).collect();
+        report.case(
+            name,
+            bench::median(&runs),
+            runs.iter().map(|x| (x * 10.0).round() / 10.0).collect(),
+        );
+    };
+    for &t in &counts {
+        for n in [256, 1024] {
+            median_of(format!("gemm f32 {n}³, {t} thread(s) (GFLOP/s)"), &|| {
+                bench::gemm_gflops(n, t, 0.5)
+            });
+        }
+    }
+    // 3 × 128 MiB: far beyond any cache.
+    for &t in &counts {
+        median_of(format!("triad, {t} thread(s) (GB/s)"), &|| {
+            bench::triad_gbs(32 << 20, t, 0.5)
+        });
+    }
+    report.note(
+        "GEMM: the `gemm` crate's f32 kernels, best product of 0.5 s; triad: a = b + s·c, 12 bytes per element (STREAM's count), best of 0.5 s"
+            .into(),
+    );
+    report.finish()
 }
 
 /// `rlcpc bench --scaling`: one child `rlcpc train` per run of each case.

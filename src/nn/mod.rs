@@ -8,6 +8,7 @@ pub mod audio;
 pub mod conv;
 pub mod encoders;
 pub mod fast;
+pub mod flops;
 pub mod gemm;
 pub mod gru;
 pub mod init;

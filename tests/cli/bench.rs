@@ -26,6 +26,9 @@ fn bench_runs_on_a_tiny_budget() {
             && b.contains("cpc text cpc-text (sentences/s)"),
         "{b}"
     );
+    // The roofline of every pixel workload, against the GEMM peak measured in the run.
+    assert!(b.contains("peak gemm f32 1024³"), "{b}");
+    assert!(b.matches("roofline: ").count() >= 7, "{b}");
     for env in [
         "env lab/lasertag ",
         "env lab/lasertag (grid)",
@@ -52,4 +55,26 @@ fn bench_scaling_measures_every_size_and_its_memory() {
         .unwrap_or_else(|| panic!("no memory per environment: {b}"));
     // A CartPole environment and its rollout rows: more than nothing, far below 10 MiB.
     assert!(per_env > 0.0 && per_env < 10_240.0, "{per_env} KiB: {b}");
+}
+
+#[test]
+fn bench_peak_measures_gemm_and_memory_bandwidth() {
+    let b = Rlcpc::new("bench").args(&["--peak", "--repeats", "1"]).ok();
+    for line in [
+        "gemm f32 256³, 1 thread(s) (GFLOP/s)",
+        "gemm f32 1024³, 1 thread(s) (GFLOP/s)",
+        "triad, 1 thread(s) (GB/s)",
+    ] {
+        let v: f64 = b
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no '{line}' in:\n{b}"))[line.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Any machine this runs on does more than 0.5 GFLOP/s and 0.5 GB/s.
+        assert!(v > 0.5 && v.is_finite(), "{line}: {v}");
+    }
 }
