@@ -371,9 +371,15 @@ pub fn gemm_gflops(n: usize, threads: usize, secs: f64) -> f64 {
         0 | 1 => gemm::Parallelism::None,
         t => gemm::Parallelism::Rayon(t),
     };
+    // A pool of exactly `threads` threads: the global one may have been sized by
+    // RAYON_NUM_THREADS for the agent's runs (`train::set_learner_threads`).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .expect("a thread pool");
     let mut product = || {
         // SAFETY: a, b and c are n × n, row-major, and the strides stay inside them.
-        unsafe {
+        pool.install(|| unsafe {
             gemm::gemm(
                 n,
                 n,
@@ -395,7 +401,7 @@ pub fn gemm_gflops(n: usize, threads: usize, secs: f64) -> f64 {
                 false,
                 par,
             )
-        }
+        })
     };
     product();
     let (start, mut best) = (Instant::now(), f64::INFINITY);

@@ -120,7 +120,8 @@ pub fn run(args: Args) -> Result<()> {
             m
         })
     };
-    set_learner_threads(1);
+    // The trainers run on every core, as `rlcpc pretrain` does; the agents' runs on the
+    // learner threads their configs ask for (set below, before the first of them).
     let mlp = Config::load(None, &[])?;
     let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
     let audio = |name: &str| -> Result<()> {
