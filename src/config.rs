@@ -140,10 +140,11 @@ pub struct RunConfig {
     /// Threads of candle's CPU kernels in the learner (0: candle's default). The lean
     /// path (`run.learner`) runs on one thread whatever this says.
     pub learner_threads: usize,
-    /// The learner's implementation: `auto` runs MLP (+ LSTM) networks on the CPU on the
-    /// lean path (forward and backward in plain Rust, several times faster for small
-    /// networks) and everything else through candle's autograd; `candle` always uses
-    /// candle; `lean` insists on the lean path and refuses a network without one.
+    /// The learner's implementation: `auto` runs MLP and conv encoders (+ LSTM) on the CPU
+    /// on the lean path (forward and backward in plain Rust over host buffers, several
+    /// times faster) and everything else (CURL, GPU devices) through candle's autograd;
+    /// `candle` always uses candle; `lean` insists on the lean path and refuses a
+    /// network without one.
     pub learner: LearnerPath,
 }
 
@@ -153,7 +154,7 @@ pub struct RunConfig {
 pub enum LearnerPath {
     /// Lean where the network and device allow it, candle elsewhere.
     Auto,
-    /// The lean path (MLP and LSTM networks on the CPU only).
+    /// The lean path (MLP or conv encoder, LSTM; on the CPU only).
     Lean,
     /// candle's autograd.
     Candle,

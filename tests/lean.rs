@@ -1,6 +1,7 @@
 //! The lean learner path (`run.learner = "lean"`: forward and backward in plain Rust)
-//! against candle's autograd (`"candle"`) on real CartPole and T-maze batches: every
-//! loss term and every parameter's gradient, for MLP (tanh, relu) and LSTM networks,
+//! against candle's autograd (`"candle"`) on real CartPole, T-maze, POPGym and Lab
+//! batches: every loss term and every parameter's gradient, for MLP (tanh, relu), conv
+//! (Lab RGB) and LSTM networks,
 //! with and without the CPC and CPC|A heads, with episode starts inside the unroll and
 //! a non-zero initial state; then several updates in a row, so that the optimiser's
 //! state and the parameter copies stay in step.
@@ -222,6 +223,7 @@ fn popgym_extra_inputs_beside_the_encoder_match_autograd() {
 
 #[test]
 fn lean_is_refused_where_it_has_no_path() {
+    // CURL trains the encoder on augmented views through candle's graph.
     let cfg = config(
         Some("lab-watermaze"),
         &[
@@ -229,13 +231,14 @@ fn lean_is_refused_where_it_has_no_path() {
             "run.workers=1",
             "env.options.obs=\"rgb\"",
             "model.encoder=\"conv\"",
+            "aux.kind=\"curl\"",
         ],
         "lean",
     );
     let spec = net_spec(&cfg).unwrap();
     let err = build_learner(&cfg, &spec, &Device::Cpu)
         .err()
-        .expect("a conv network on the lean path")
+        .expect("CURL on the lean path")
         .to_string();
     assert!(
         err.contains("run.learner") && err.contains("no lean path"),
@@ -259,4 +262,59 @@ fn lab_grid_sparse_inputs_with_cpc_match_autograd() {
         ],
         2,
     );
+}
+
+/// Lab RGB frames through the conv encoder (11×15 and 4×6 feature maps: odd sizes and
+/// strides), the LSTM and the CPC head, with episode starts inside the unroll.
+const LAB_RGB: [&str; 9] = [
+    "env.num_envs=2",
+    "run.workers=1",
+    "env.options.obs=\"rgb\"",
+    "model.encoder=\"conv\"",
+    "model.conv_fc=32",
+    "model.lstm_hidden=16",
+    "algo.unroll=20",
+    "aux.horizon=8",
+    "env.max_episode_steps=15",
+];
+
+#[test]
+fn lab_rgb_conv_with_cpc_matches_autograd() {
+    check("lab rgb conv + cpc", Some("lab-watermaze"), &LAB_RGB, 2);
+}
+
+#[test]
+fn lab_rgb_conv_actor_matches_the_candle_actor() {
+    use rlcpc_agents::ActorPolicy;
+    let cfg = config(Some("lab-watermaze"), &LAB_RGB, "lean");
+    let spec = net_spec(&cfg).unwrap();
+    let learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
+    let snap = learner.snapshot().unwrap();
+    let (b, s, a) = (3, spec.state_size(), spec.num_actions);
+    let obs: Vec<f32> = (0..b * spec.obs_dim())
+        .map(|i| (i * 37 % 256) as f32)
+        .collect();
+    let state0: Vec<f32> = (0..b * s)
+        .map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.2)
+        .collect();
+    let mut outs = Vec::new();
+    let candle: Box<dyn ActorPolicy> = Box::new(rlcpc::nn::CandleActor::new(spec.clone()).unwrap());
+    for mut p in [actor_policy(&spec).unwrap(), candle] {
+        p.load(&snap).unwrap();
+        let mut state = state0.clone();
+        let (mut logits, mut values) = (vec![0.0; b * a], vec![0.0; b]);
+        p.forward(&obs, &mut state, &mut logits, &mut values)
+            .unwrap();
+        outs.push((logits, values, state));
+    }
+    let (l, c) = (&outs[0], &outs[1]);
+    for (x, y) in
+        l.0.iter()
+            .chain(&l.1)
+            .chain(&l.2)
+            .zip(c.0.iter().chain(&c.1).chain(&c.2))
+    {
+        assert!((x - y).abs() < 1e-5, "lean {x}, candle {y}");
+    }
+    assert_ne!(l.2, state0, "the LSTM state advanced");
 }

@@ -17,12 +17,11 @@ use super::lean::LeanActor;
 /// Builds the best inference path for `spec`.
 pub fn actor_policy(spec: &NetSpec) -> Result<Box<dyn ActorPolicy>, AgentError> {
     Ok(match spec.encoder {
-        EncoderSpec::Mlp { .. } => {
+        EncoderSpec::Mlp { .. } | EncoderSpec::Conv { .. } => {
             Box::new(LeanActor::new(spec).ok_or_else(|| AgentError::Snapshot("encoder".into()))?)
         }
         // Audio encoders never reach an agent: building its network refuses them first.
-        EncoderSpec::Conv { .. }
-        | EncoderSpec::Audio { .. }
+        EncoderSpec::Audio { .. }
         | EncoderSpec::Patches { .. }
         | EncoderSpec::Text { .. }
         | EncoderSpec::Resnet { .. } => Box::new(CandleActor::new(spec.clone())?),

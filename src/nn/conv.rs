@@ -59,6 +59,59 @@ fn for_each_run(
     }
 }
 
+/// [`Im2Col`] on slices: `x` `[N, H, W, C]` (`dims`) into `out` `[N·OH·OW, KH·KW·C]`,
+/// times `scale` (the lean path's conv encoder and the candle op share it).
+pub(crate) fn im2col(
+    x: &[f32],
+    dims: (usize, usize, usize, usize),
+    (kh, kw): (usize, usize),
+    stride: usize,
+    scale: f32,
+    out: &mut Vec<f32>,
+) {
+    let (n, h, w, c) = dims;
+    let (oh, ow) = (out_size(h, kh, stride), out_size(w, kw, stride));
+    let run = kw * c;
+    out.clear();
+    out.resize(n * oh * ow * kh * kw * c, 0.0);
+    for_each_run(dims, kh, kw, stride, |dst, src| {
+        let (d, s) = (&mut out[dst..dst + run], &x[src..src + run]);
+        if scale == 1.0 {
+            d.copy_from_slice(s);
+        } else {
+            for (a, b) in d.iter_mut().zip(s) {
+                *a = b * scale;
+            }
+        }
+    });
+}
+
+/// [`Col2Im`] on slices: the columns `g` `[N·OH·OW, KH·KW·C]` summed back into `out`
+/// `[N, H, W, C]` (`dims`; overwritten), times `scale`.
+pub(crate) fn col2im(
+    g: &[f32],
+    dims: (usize, usize, usize, usize),
+    (kh, kw): (usize, usize),
+    stride: usize,
+    scale: f32,
+    out: &mut Vec<f32>,
+) {
+    let (n, h, w, c) = dims;
+    let run = kw * c;
+    out.clear();
+    out.resize(n * h * w * c, 0.0);
+    for_each_run(dims, kh, kw, stride, |src, dst| {
+        for (a, b) in out[dst..dst + run].iter_mut().zip(&g[src..src + run]) {
+            *a += b * scale;
+        }
+    });
+}
+
+/// Output size of a `k`-wide kernel at `stride` without padding.
+pub(crate) fn conv_out_size(x: usize, k: usize, stride: usize) -> usize {
+    out_size(x, k, stride)
+}
+
 pub(crate) fn contiguous_f32<'a>(
     s: &'a CpuStorage,
     l: &Layout,
@@ -90,19 +143,19 @@ impl CustomOp1 for Im2Col {
             out_size(h, self.kh, self.stride),
             out_size(w, self.kw, self.stride),
         );
-        let (cols, run) = (self.kh * self.kw * c, self.kw * c);
-        let mut out = vec![0f32; n * oh * ow * cols];
-        for_each_run(dims, self.kh, self.kw, self.stride, |dst, src| {
-            let (d, s) = (&mut out[dst..dst + run], &x[src..src + run]);
-            if self.scale == 1.0 {
-                d.copy_from_slice(s);
-            } else {
-                for (a, b) in d.iter_mut().zip(s) {
-                    *a = b * self.scale;
-                }
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((n * oh * ow, cols))))
+        let mut out = Vec::new();
+        im2col(
+            x,
+            dims,
+            (self.kh, self.kw),
+            self.stride,
+            self.scale,
+            &mut out,
+        );
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((n * oh * ow, self.kh * self.kw * c)),
+        ))
     }
 
     fn bwd(
@@ -129,14 +182,15 @@ impl CustomOp1 for Col2Im {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = contiguous_f32(s, l, self.name())?;
-        let (n, h, w, c) = self.dims;
-        let run = self.kw * c;
-        let mut out = vec![0f32; n * h * w * c];
-        for_each_run(self.dims, self.kh, self.kw, self.stride, |src, dst| {
-            for (a, b) in out[dst..dst + run].iter_mut().zip(&g[src..src + run]) {
-                *a += b * self.scale;
-            }
-        });
+        let mut out = Vec::new();
+        col2im(
+            g,
+            self.dims,
+            (self.kh, self.kw),
+            self.stride,
+            self.scale,
+            &mut out,
+        );
         Ok((CpuStorage::F32(out), Shape::from(self.dims)))
     }
 

@@ -11,7 +11,11 @@
 //!   [`LeanNet::backward`] runs the chain rule back through the heads, the LSTM (through
 //!   time, honouring the episode-start resets) and the MLP;
 //! - the actors' step is the same forward on `B` rows, one GEMM per layer for all their
-//!   environments.
+//!   environments;
+//! - the conv encoder of image observations ([`conv`]) replaces the MLP: im2col and one
+//!   GEMM per convolution, forward and backward.
+
+mod conv;
 
 use rlcpc_agents::{ActorPolicy, AgentError, LeanNetwork, LeanOutputs, ParamSnapshot};
 
@@ -53,6 +57,10 @@ pub struct LeanNet {
     params: Vec<Param>,
     grads: Vec<Vec<f32>>,
     mlp: Vec<Dense>,
+    /// The conv encoder, in place of `mlp` (empty then) for image observations.
+    conv: Option<conv::ConvEnc>,
+    /// The images without their extra inputs (conv encoder with E > 0).
+    img: Vec<f32>,
     activation: Activation,
     lstm: Option<LstmIdx>,
     policy: Dense,
@@ -113,15 +121,30 @@ impl LeanNet {
     /// The network of `spec` with zero parameters ([`LeanNet::load`] fills them), or
     /// `None` when `spec`'s encoder has no lean path (conv and the trainers' encoders).
     pub fn new(spec: &NetSpec) -> Option<LeanNet> {
-        let EncoderSpec::Mlp {
-            in_dim,
-            hidden,
-            activation,
-        } = &spec.encoder
-        else {
-            return None;
-        };
         let mut params = Vec::new();
+        let (in_dim, hidden, activation, conv) = match &spec.encoder {
+            EncoderSpec::Mlp {
+                in_dim,
+                hidden,
+                activation,
+            } => (*in_dim, hidden.clone(), *activation, None),
+            EncoderSpec::Conv {
+                height,
+                width,
+                channels,
+                fc,
+                input_scale,
+            } => {
+                let c = conv::ConvEnc::new(
+                    &mut params,
+                    (*height, *width, *channels),
+                    *fc,
+                    *input_scale,
+                );
+                (c.in_dim(), Vec::new(), Activation::Relu, Some(c))
+            }
+            _ => return None,
+        };
         let dense = |params: &mut Vec<Param>, name: &str, in_dim: usize, out_dim: usize| {
             params.push(Param {
                 name: format!("{name}.weight"),
@@ -141,7 +164,7 @@ impl LeanNet {
             }
         };
         let extra = spec.extra_inputs;
-        let mut d = *in_dim;
+        let mut d = conv.as_ref().map_or(in_dim, |c| c.fc_out);
         let mut mlp = Vec::new();
         for (i, &h) in hidden.iter().enumerate() {
             mlp.push(dense(&mut params, &format!("encoder.mlp.{i}"), d, h));
@@ -175,11 +198,13 @@ impl LeanNet {
             params,
             grads,
             mlp,
-            activation: *activation,
+            conv,
+            img: Vec::new(),
+            activation,
             lstm,
             policy,
             value,
-            obs_dim: *in_dim + extra,
+            obs_dim: in_dim + extra,
             extra,
             core_in: Vec::new(),
             gates: Vec::new(),
@@ -211,7 +236,7 @@ impl LeanNet {
 
     /// Copies every parameter from `snap`, checking shapes.
     pub fn load(&mut self, snap: &ParamSnapshot) -> Result<(), AgentError> {
-        self.w0_t_stale = true;
+        self.mark_stale();
         for p in &mut self.params {
             let (dims, data) = snap
                 .get(&p.name)
@@ -224,15 +249,26 @@ impl LeanNet {
         Ok(())
     }
 
+    /// The parameters changed: the layouts derived from them are rebuilt at the next
+    /// forward.
+    fn mark_stale(&mut self) {
+        self.w0_t_stale = true;
+        if let Some(c) = &mut self.conv {
+            c.stale = true;
+        }
+    }
+
     fn p(&self, i: usize) -> &[f32] {
         &self.params[i].data
     }
 
     /// Width of the encoder's output, Dz.
     fn z_dim(&self) -> usize {
-        self.mlp
-            .last()
-            .map_or(self.obs_dim - self.extra, |l| l.out_dim)
+        match (&self.conv, self.mlp.last()) {
+            (Some(c), _) => c.fc_out,
+            (None, Some(l)) => l.out_dim,
+            (None, None) => self.obs_dim - self.extra,
+        }
     }
 
     /// The core's input rows: z, or `core_in` (z and the extra inputs).
@@ -278,12 +314,26 @@ impl LeanNet {
         // Encoder, on the observation without its extra inputs.
         let mut acts = std::mem::take(&mut self.acts);
         let enc_in = self.obs_dim - self.extra;
-        acts[0].clear();
-        if self.extra == 0 {
-            acts[0].extend_from_slice(obs);
+        if let Some(conv) = &mut self.conv {
+            // The conv encoder writes z into acts[0].
+            let img = if self.extra == 0 {
+                obs
+            } else {
+                self.img.clear();
+                for row in obs.chunks_exact(self.obs_dim) {
+                    self.img.extend_from_slice(&row[..enc_in]);
+                }
+                &self.img
+            };
+            conv.forward(&self.params, img, rows, &mut acts[0]);
         } else {
-            for row in obs.chunks_exact(self.obs_dim) {
-                acts[0].extend_from_slice(&row[..enc_in]);
+            acts[0].clear();
+            if self.extra == 0 {
+                acts[0].extend_from_slice(obs);
+            } else {
+                for row in obs.chunks_exact(self.obs_dim) {
+                    acts[0].extend_from_slice(&row[..enc_in]);
+                }
             }
         }
         self.sparse = self
@@ -525,6 +575,9 @@ impl LeanNet {
                 );
                 self.d_a = std::mem::replace(&mut d_out, d_in);
             }
+        }
+        if let Some(conv) = &mut self.conv {
+            conv.backward(&self.acts[0], &mut d_out, &mut grads);
         }
         self.d_z = d_out;
         self.grads = grads;
@@ -795,7 +848,7 @@ impl LeanNetwork for LeanNet {
     }
 
     fn param_mut(&mut self, i: usize) -> &mut [f32] {
-        self.w0_t_stale = true;
+        self.mark_stale();
         &mut self.params[i].data
     }
 

@@ -1,0 +1,333 @@
+//! The lean path of IMPALA's shallow conv encoder ([`EncoderSpec::Conv`]): conv 16×8×8
+//! stride 4, ReLU, conv 32×4×4 stride 2, ReLU, FC, ReLU, on channels-last images, each
+//! convolution an im2col and one GEMM ([`crate::nn::conv::im2col`]), its backward the
+//! transposed products and col2im. The same function as candle's
+//! [`Encoder`](crate::nn::encoders::Encoder) (checked in `tests/lean.rs`).
+//!
+//! The weights keep PyTorch's layouts (`[C_out, C_in, KH, KW]`; the FC layer's columns in
+//! (C, H, W) order, as PyTorch flattens); [`ConvEnc`] keeps copies laid out for the
+//! products (each kernel row in (kh, kw, c) order, the FC columns in (h, w, c) order)
+//! and lays the gradients back.
+
+use super::{activate, column_sums, resize, Param};
+use crate::config::Activation;
+use crate::nn::conv::{col2im, conv_out_size, im2col};
+use crate::nn::gemm::{matmul, Op};
+
+/// Indices of one convolution's weight and bias among the network's parameters.
+#[derive(Clone, Copy)]
+pub(super) struct ConvIdx {
+    pub w: usize,
+    pub b: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    pub k: usize,
+}
+
+/// The encoder's parameters, shapes, re-laid-out weights and buffers.
+pub(super) struct ConvEnc {
+    pub conv1: ConvIdx,
+    pub conv2: ConvIdx,
+    /// FC weight and bias indices, and its output width.
+    pub fc: (usize, usize),
+    pub fc_out: usize,
+    pub input_scale: f32,
+    /// Input `[H, W, C]`, and the two convolutions' output sizes.
+    pub hwc: (usize, usize, usize),
+    out1: (usize, usize),
+    out2: (usize, usize),
+    /// The weights laid out for the products; rebuilt when `stale`.
+    w1: Vec<f32>,
+    w2: Vec<f32>,
+    fcw: Vec<f32>,
+    pub stale: bool,
+    // Activations of the last forward.
+    n: usize,
+    cols1: Vec<f32>,
+    y1: Vec<f32>,
+    cols2: Vec<f32>,
+    y2: Vec<f32>,
+    // Backward scratch.
+    d_y2: Vec<f32>,
+    d_cols2: Vec<f32>,
+    d_y1: Vec<f32>,
+    d_w: Vec<f32>,
+}
+
+impl ConvEnc {
+    /// Adds the encoder's parameters (named as candle's `encoder.*`) to `params`.
+    pub fn new(
+        params: &mut Vec<Param>,
+        (h, w, c): (usize, usize, usize),
+        fc_out: usize,
+        input_scale: f32,
+    ) -> ConvEnc {
+        let mut add = |name: &str, dims: Vec<usize>| {
+            let n = dims.iter().product();
+            params.push(Param {
+                name: format!("encoder.{name}"),
+                dims,
+                data: vec![0.0; n],
+            });
+            params.len() - 1
+        };
+        let mut conv = |name: &str, c_in: usize, c_out: usize, k: usize| ConvIdx {
+            w: add(&format!("{name}.weight"), vec![c_out, c_in, k, k]),
+            b: add(&format!("{name}.bias"), vec![c_out]),
+            c_in,
+            c_out,
+            k,
+        };
+        let conv1 = conv("conv1", c, 16, 8);
+        let conv2 = conv("conv2", 16, 32, 4);
+        let out1 = (conv_out_size(h, 8, 4), conv_out_size(w, 8, 4));
+        let out2 = (conv_out_size(out1.0, 4, 2), conv_out_size(out1.1, 4, 2));
+        let fc_in = 32 * out2.0 * out2.1;
+        let fc = (
+            add("fc.weight", vec![fc_out, fc_in]),
+            add("fc.bias", vec![fc_out]),
+        );
+        ConvEnc {
+            conv1,
+            conv2,
+            fc,
+            fc_out,
+            input_scale,
+            hwc: (h, w, c),
+            out1,
+            out2,
+            w1: Vec::new(),
+            w2: Vec::new(),
+            fcw: Vec::new(),
+            stale: true,
+            n: 0,
+            cols1: Vec::new(),
+            y1: Vec::new(),
+            cols2: Vec::new(),
+            y2: Vec::new(),
+            d_y2: Vec::new(),
+            d_cols2: Vec::new(),
+            d_y1: Vec::new(),
+            d_w: Vec::new(),
+        }
+    }
+
+    /// Floats per image.
+    pub fn in_dim(&self) -> usize {
+        self.hwc.0 * self.hwc.1 * self.hwc.2
+    }
+
+    fn fc_in(&self) -> usize {
+        32 * self.out2.0 * self.out2.1
+    }
+
+    /// The product layouts of the weights: `[C_out, C_in, K, K]` → `[C_out, K·K·C_in]`
+    /// in (kh, kw, c) order, the FC's (C, H, W) columns → (H, W, C).
+    fn relayout(&mut self, params: &[Param]) {
+        let kernel = |l: ConvIdx, out: &mut Vec<f32>| {
+            let src = &params[l.w].data;
+            let (ci, k) = (l.c_in, l.k);
+            resize(out, src.len());
+            for co in 0..l.c_out {
+                for c in 0..ci {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            out[co * k * k * ci + (ky * k + kx) * ci + c] =
+                                src[((co * ci + c) * k + ky) * k + kx];
+                        }
+                    }
+                }
+            }
+        };
+        kernel(self.conv1, &mut self.w1);
+        kernel(self.conv2, &mut self.w2);
+        let (hw, fc_in) = (self.out2.0 * self.out2.1, self.fc_in());
+        let src = &params[self.fc.0].data;
+        resize(&mut self.fcw, src.len());
+        for o in 0..self.fc_out {
+            for c in 0..32 {
+                for p in 0..hw {
+                    self.fcw[o * fc_in + p * 32 + c] = src[o * fc_in + c * hw + p];
+                }
+            }
+        }
+        self.stale = false;
+    }
+
+    /// Encodes `n` images `img` `[n, H, W, C]` into `z` `[n, fc_out]`.
+    pub fn forward(&mut self, params: &[Param], img: &[f32], n: usize, z: &mut Vec<f32>) {
+        if self.stale {
+            self.relayout(params);
+        }
+        self.n = n;
+        let (h, w, c) = self.hwc;
+        let (l1, l2) = (self.conv1, self.conv2);
+        // conv1 + ReLU: [n·OH1·OW1, 64C] · W1ᵀ.
+        im2col(
+            img,
+            (n, h, w, c),
+            (8, 8),
+            4,
+            self.input_scale,
+            &mut self.cols1,
+        );
+        let r1 = n * self.out1.0 * self.out1.1;
+        dense(
+            &mut self.y1,
+            &self.cols1,
+            &self.w1,
+            &params[l1.b].data,
+            r1,
+            64 * c,
+            16,
+        );
+        activate(&mut self.y1, Activation::Relu);
+        // conv2 + ReLU.
+        im2col(
+            &self.y1,
+            (n, self.out1.0, self.out1.1, 16),
+            (4, 4),
+            2,
+            1.0,
+            &mut self.cols2,
+        );
+        let r2 = n * self.out2.0 * self.out2.1;
+        dense(
+            &mut self.y2,
+            &self.cols2,
+            &self.w2,
+            &params[l2.b].data,
+            r2,
+            16 * 16,
+            32,
+        );
+        activate(&mut self.y2, Activation::Relu);
+        // FC + ReLU on [n, OH2·OW2·32] (channels-last rows; the weight's columns match).
+        let fc_in = self.fc_in();
+        dense(
+            z,
+            &self.y2,
+            &self.fcw,
+            &params[self.fc.1].data,
+            n,
+            fc_in,
+            self.fc_out,
+        );
+        activate(z, Activation::Relu);
+    }
+
+    /// Gradients of every encoder parameter into `grads` (PyTorch layouts), from
+    /// `d_z` (overwritten: masked by the last ReLU) and the last forward's output `z`.
+    pub fn backward(&mut self, z: &[f32], d_z: &mut [f32], grads: &mut [Vec<f32>]) {
+        let (n, fc_in) = (self.n, self.fc_in());
+        relu_back(d_z, z);
+        // FC: d W (in the product layout, then back to (C, H, W) columns), d b, d y2.
+        resize(&mut self.d_w, self.fc_out * fc_in);
+        matmul(
+            &mut self.d_w,
+            d_z,
+            Op::T,
+            &self.y2,
+            Op::N,
+            (self.fc_out, n, fc_in),
+            false,
+        );
+        let hw = self.out2.0 * self.out2.1;
+        let g = &mut grads[self.fc.0];
+        for o in 0..self.fc_out {
+            for c in 0..32 {
+                for p in 0..hw {
+                    g[o * fc_in + c * hw + p] = self.d_w[o * fc_in + p * 32 + c];
+                }
+            }
+        }
+        column_sums(&d_z[..n * self.fc_out], &mut grads[self.fc.1]);
+        resize(&mut self.d_y2, n * fc_in);
+        matmul(
+            &mut self.d_y2,
+            d_z,
+            Op::N,
+            &self.fcw,
+            Op::N,
+            (n, self.fc_out, fc_in),
+            false,
+        );
+        // conv2.
+        relu_back(&mut self.d_y2, &self.y2);
+        let r2 = n * hw;
+        self.kernel_grads(self.conv2, r2, grads, false);
+        resize(&mut self.d_cols2, r2 * 16 * 16);
+        matmul(
+            &mut self.d_cols2,
+            &self.d_y2,
+            Op::N,
+            &self.w2,
+            Op::N,
+            (r2, 32, 256),
+            false,
+        );
+        col2im(
+            &self.d_cols2,
+            (n, self.out1.0, self.out1.1, 16),
+            (4, 4),
+            2,
+            1.0,
+            &mut self.d_y1,
+        );
+        // conv1 (the image needs no gradient).
+        relu_back(&mut self.d_y1, &self.y1);
+        let r1 = n * self.out1.0 * self.out1.1;
+        self.kernel_grads(self.conv1, r1, grads, true);
+    }
+
+    /// d W = dyᵀ · cols (laid back to `[C_out, C_in, K, K]`) and d b = Σ dy, for the
+    /// first convolution (`first`: dy `d_y1`, cols `cols1`) or the second.
+    fn kernel_grads(&mut self, l: ConvIdx, rows: usize, grads: &mut [Vec<f32>], first: bool) {
+        let (dy, cols) = match first {
+            true => (&self.d_y1, &self.cols1),
+            false => (&self.d_y2, &self.cols2),
+        };
+        let (ci, k) = (l.c_in, l.k);
+        let kk = k * k * ci;
+        resize(&mut self.d_w, l.c_out * kk);
+        matmul(
+            &mut self.d_w,
+            dy,
+            Op::T,
+            cols,
+            Op::N,
+            (l.c_out, rows, kk),
+            false,
+        );
+        let g = &mut grads[l.w];
+        for co in 0..l.c_out {
+            for c in 0..ci {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        g[((co * ci + c) * k + ky) * k + kx] =
+                            self.d_w[co * kk + (ky * k + kx) * ci + c];
+                    }
+                }
+            }
+        }
+        column_sums(&dy[..rows * l.c_out], &mut grads[l.b]);
+    }
+}
+
+/// `y[rows, out] = x[rows, in] · Wᵀ + b`.
+fn dense(y: &mut Vec<f32>, x: &[f32], w: &[f32], b: &[f32], rows: usize, inp: usize, out: usize) {
+    resize(y, rows * out);
+    for row in y.chunks_exact_mut(out) {
+        row.copy_from_slice(b);
+    }
+    matmul(y, x, Op::N, w, Op::T, (rows, inp, out), true);
+}
+
+/// ReLU's backward: zero where the forward's output marks x < 0 (−0, see `activate`).
+fn relu_back(d: &mut [f32], y: &[f32]) {
+    for (d, y) in d.iter_mut().zip(y) {
+        if y.is_sign_negative() {
+            *d = 0.0;
+        }
+    }
+}
