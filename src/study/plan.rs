@@ -288,14 +288,7 @@ impl Plan {
             if t.tasks.is_empty() {
                 return Err(fault("tuning.tasks", "empty (name the tasks tuned on)"));
             }
-            for n in &t.tasks {
-                self.task(n).ok_or_else(|| {
-                    fault(
-                        "tuning.tasks",
-                        format!("'{n}' is not a task ({})", self.task_names()),
-                    )
-                })?;
-            }
+            self.check_task_list("tuning.tasks", &t.tasks)?;
             if t.seeds.is_empty() {
                 return Err(fault("tuning.seeds", "empty"));
             }
@@ -319,11 +312,6 @@ impl Plan {
                         &format!("tuning.space.\"{k}\""),
                         "an empty list of values",
                     ));
-                }
-            }
-            for (i, n) in t.tasks.iter().enumerate() {
-                if t.tasks[..i].contains(n) {
-                    return Err(fault("tuning.tasks", format!("'{n}' is named twice")));
                 }
             }
             for k in t.space.keys() {
@@ -424,17 +412,7 @@ impl Plan {
                     format!("'{}' is not among study.metrics", c.metric),
                 ));
             }
-            for (j, n) in c.tasks.iter().enumerate() {
-                if c.tasks[..j].contains(n) {
-                    return Err(fault(&key("tasks"), format!("'{n}' is named twice")));
-                }
-                self.task(n).ok_or_else(|| {
-                    fault(
-                        &key("tasks"),
-                        format!("'{n}' is not a task ({})", self.task_names()),
-                    )
-                })?;
-            }
+            self.check_task_list(&key("tasks"), &c.tasks)?;
             let arm = self.arm(&c.arm).expect("checked above");
             if let Some(t) = self
                 .criterion_tasks(c)
@@ -489,21 +467,24 @@ impl Plan {
             .join(", ")
     }
 
+    /// Each of `tasks` (at `key`) names a task, once.
+    fn check_task_list(&self, key: &str, tasks: &[String]) -> Result<()> {
+        for (j, n) in tasks.iter().enumerate() {
+            if tasks[..j].contains(n) {
+                return Err(fault(key, format!("'{n}' is named twice")));
+            }
+            self.task(n).ok_or_else(|| {
+                fault(key, format!("'{n}' is not a task ({})", self.task_names()))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Checks `tasks`, `base` and `reference` of every arm.
     fn check_arms(&self) -> Result<()> {
         for (i, a) in self.arms.iter().enumerate() {
             let key = |k: &str| format!("arm[{i}].{k}");
-            for (j, n) in a.tasks.iter().enumerate() {
-                if a.tasks[..j].contains(n) {
-                    return Err(fault(&key("tasks"), format!("'{n}' is named twice")));
-                }
-                self.task(n).ok_or_else(|| {
-                    fault(
-                        &key("tasks"),
-                        format!("'{n}' is not a task ({})", self.task_names()),
-                    )
-                })?;
-            }
+            self.check_task_list(&key("tasks"), &a.tasks)?;
             if let Some(b) = &a.base {
                 let base = self.arm(b).ok_or_else(|| {
                     fault(
