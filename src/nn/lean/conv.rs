@@ -14,6 +14,9 @@ use crate::config::Activation;
 use crate::nn::conv::{col2im, conv_out_size, im2col};
 use crate::nn::gemm::{matmul, Op};
 
+/// Images per chunk of the first convolution.
+const CHUNK: usize = 16;
+
 /// Indices of one convolution's weight and bias among the network's parameters.
 #[derive(Clone, Copy)]
 pub(super) struct ConvIdx {
@@ -41,8 +44,11 @@ pub(super) struct ConvEnc {
     w2: Vec<f32>,
     fcw: Vec<f32>,
     pub stale: bool,
-    // Activations of the last forward.
+    // Activations of the last forward: the images (for the first convolution's
+    // columns, built again in the backward), each layer's output and the second
+    // convolution's columns; `cols1` holds one chunk's columns.
     n: usize,
+    img: Vec<f32>,
     cols1: Vec<f32>,
     y1: Vec<f32>,
     cols2: Vec<f32>,
@@ -101,6 +107,7 @@ impl ConvEnc {
             fcw: Vec::new(),
             stale: true,
             n: 0,
+            img: Vec::new(),
             cols1: Vec::new(),
             y1: Vec::new(),
             cols2: Vec::new(),
@@ -162,25 +169,38 @@ impl ConvEnc {
         self.n = n;
         let (h, w, c) = self.hwc;
         let (l1, l2) = (self.conv1, self.conv2);
-        // conv1 + ReLU: [n·OH1·OW1, 64C] · W1ᵀ.
-        im2col(
-            img,
-            (n, h, w, c),
-            (8, 8),
-            4,
-            self.input_scale,
-            &mut self.cols1,
-        );
+        // conv1 + ReLU: [n·OH1·OW1, 64C] · W1ᵀ, a chunk of images at a time, so that
+        // the columns (4× the image: the 8×8 kernels overlap) stay in the cache; the
+        // backward builds them again from the images kept here.
         let r1 = n * self.out1.0 * self.out1.1;
-        dense(
-            &mut self.y1,
-            &self.cols1,
-            &self.w1,
-            &params[l1.b].data,
-            r1,
-            64 * c,
-            16,
-        );
+        let (per_img, per_rows) = (h * w * c, self.out1.0 * self.out1.1);
+        self.img.clear();
+        self.img.extend_from_slice(&img[..n * per_img]);
+        resize(&mut self.y1, r1 * 16);
+        for (i, chunk) in img[..n * per_img].chunks(CHUNK * per_img).enumerate() {
+            let m = chunk.len() / per_img;
+            im2col(
+                chunk,
+                (m, h, w, c),
+                (8, 8),
+                4,
+                self.input_scale,
+                &mut self.cols1,
+            );
+            let y = &mut self.y1[i * CHUNK * per_rows * 16..(i * CHUNK + m) * per_rows * 16];
+            for row in y.chunks_exact_mut(16) {
+                row.copy_from_slice(&params[l1.b].data);
+            }
+            matmul(
+                y,
+                &self.cols1,
+                Op::N,
+                &self.w1,
+                Op::T,
+                (m * per_rows, 64 * c, 16),
+                true,
+            );
+        }
         activate(&mut self.y1, Activation::Relu);
         // conv2 + ReLU.
         im2col(
@@ -255,7 +275,7 @@ impl ConvEnc {
         // conv2.
         relu_back(&mut self.d_y2, &self.y2);
         let r2 = n * hw;
-        self.kernel_grads(self.conv2, r2, grads, false);
+        self.conv2_grads(r2, grads);
         resize(&mut self.d_cols2, r2 * 16 * 16);
         matmul(
             &mut self.d_cols2,
@@ -274,31 +294,59 @@ impl ConvEnc {
             1.0,
             &mut self.d_y1,
         );
-        // conv1 (the image needs no gradient).
+        // conv1 (the image needs no gradient): d W1 summed over the chunks of images.
         relu_back(&mut self.d_y1, &self.y1);
-        let r1 = n * self.out1.0 * self.out1.1;
-        self.kernel_grads(self.conv1, r1, grads, true);
+        let (h, w, c) = self.hwc;
+        let (per_img, per_rows) = (h * w * c, self.out1.0 * self.out1.1);
+        let kk = 64 * c;
+        resize(&mut self.d_w, 16 * kk);
+        for (i, chunk) in self.img.chunks(CHUNK * per_img).enumerate() {
+            let m = chunk.len() / per_img;
+            im2col(
+                chunk,
+                (m, h, w, c),
+                (8, 8),
+                4,
+                self.input_scale,
+                &mut self.cols1,
+            );
+            let dy = &self.d_y1[i * CHUNK * per_rows * 16..(i * CHUNK + m) * per_rows * 16];
+            matmul(
+                &mut self.d_w,
+                dy,
+                Op::T,
+                &self.cols1,
+                Op::N,
+                (16, m * per_rows, kk),
+                i > 0,
+            );
+        }
+        self.lay_back(self.conv1, grads);
+        column_sums(&self.d_y1[..n * per_rows * 16], &mut grads[self.conv1.b]);
     }
 
-    /// d W = dyᵀ · cols (laid back to `[C_out, C_in, K, K]`) and d b = Σ dy, for the
-    /// first convolution (`first`: dy `d_y1`, cols `cols1`) or the second.
-    fn kernel_grads(&mut self, l: ConvIdx, rows: usize, grads: &mut [Vec<f32>], first: bool) {
-        let (dy, cols) = match first {
-            true => (&self.d_y1, &self.cols1),
-            false => (&self.d_y2, &self.cols2),
-        };
-        let (ci, k) = (l.c_in, l.k);
-        let kk = k * k * ci;
+    /// The second convolution's d W = dyᵀ · cols and d b = Σ dy.
+    fn conv2_grads(&mut self, rows: usize, grads: &mut [Vec<f32>]) {
+        let l = self.conv2;
+        let kk = l.k * l.k * l.c_in;
         resize(&mut self.d_w, l.c_out * kk);
         matmul(
             &mut self.d_w,
-            dy,
+            &self.d_y2,
             Op::T,
-            cols,
+            &self.cols2,
             Op::N,
             (l.c_out, rows, kk),
             false,
         );
+        self.lay_back(l, grads);
+        column_sums(&self.d_y2[..rows * l.c_out], &mut grads[l.b]);
+    }
+
+    /// `d_w` (product layout) laid back into `grads` as `[C_out, C_in, K, K]`.
+    fn lay_back(&self, l: ConvIdx, grads: &mut [Vec<f32>]) {
+        let (ci, k) = (l.c_in, l.k);
+        let kk = k * k * ci;
         let g = &mut grads[l.w];
         for co in 0..l.c_out {
             for c in 0..ci {
@@ -310,7 +358,6 @@ impl ConvEnc {
                 }
             }
         }
-        column_sums(&dy[..rows * l.c_out], &mut grads[l.b]);
     }
 }
 
