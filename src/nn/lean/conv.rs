@@ -178,15 +178,7 @@ impl ConvEnc {
         self.img.extend_from_slice(&img[..n * per_img]);
         resize(&mut self.y1, r1 * 16);
         for (i, chunk) in img[..n * per_img].chunks(CHUNK * per_img).enumerate() {
-            let m = chunk.len() / per_img;
-            im2col(
-                chunk,
-                (m, h, w, c),
-                (8, 8),
-                4,
-                self.input_scale,
-                &mut self.cols1,
-            );
+            let m = conv1_columns(chunk, self.hwc, self.input_scale, &mut self.cols1);
             let y = &mut self.y1[i * CHUNK * per_rows * 16..(i * CHUNK + m) * per_rows * 16];
             for row in y.chunks_exact_mut(16) {
                 row.copy_from_slice(&params[l1.b].data);
@@ -301,15 +293,7 @@ impl ConvEnc {
         let kk = 64 * c;
         resize(&mut self.d_w, 16 * kk);
         for (i, chunk) in self.img.chunks(CHUNK * per_img).enumerate() {
-            let m = chunk.len() / per_img;
-            im2col(
-                chunk,
-                (m, h, w, c),
-                (8, 8),
-                4,
-                self.input_scale,
-                &mut self.cols1,
-            );
+            let m = conv1_columns(chunk, self.hwc, self.input_scale, &mut self.cols1);
             let dy = &self.d_y1[i * CHUNK * per_rows * 16..(i * CHUNK + m) * per_rows * 16];
             matmul(
                 &mut self.d_w,
@@ -359,6 +343,19 @@ impl ConvEnc {
             }
         }
     }
+}
+
+/// The first convolution's columns of the images `chunk` (8×8 kernels, stride 4) into
+/// `cols`; returns how many images the chunk holds.
+fn conv1_columns(
+    chunk: &[f32],
+    (h, w, c): (usize, usize, usize),
+    scale: f32,
+    cols: &mut Vec<f32>,
+) -> usize {
+    let m = chunk.len() / (h * w * c);
+    im2col(chunk, (m, h, w, c), (8, 8), 4, scale, cols);
+    m
 }
 
 /// `y[rows, out] = x[rows, in] · Wᵀ + b`.
