@@ -318,3 +318,142 @@ fn lab_rgb_conv_actor_matches_the_candle_actor() {
     }
     assert_ne!(l.2, state0, "the LSTM state advanced");
 }
+
+/// The view trainers' ResNet on the lean path against candle's (`nn::resnet`): h, the
+/// running statistics and every parameter's gradient in training mode (one BatchNorm
+/// group, and two as MoCo's shuffled BatchNorm), over three SGD updates in a row, then
+/// h in eval mode. Odd image sizes (11×13, two channels), a stride-2 stage with its
+/// projection shortcut, and a stage of two blocks (an identity shortcut).
+#[test]
+fn lean_resnet_matches_the_candle_resnet() {
+    use candle_core::backprop::GradStore;
+    use candle_core::Tensor;
+    use rlcpc::nn::init::Init;
+    use rlcpc::nn::lean::resnet::{BnMode, LeanResNet};
+    use rlcpc::nn::resnet::ResNet;
+
+    let (widths, blocks, (h, w, c), n) = ([4, 6, 8], [1, 2, 1], (11, 13, 2), 6);
+    let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let close = |what: &str, a: &[f32], b: &[f32], tol: f32| {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let scale = max_abs(b).max(1e-3);
+        assert!(
+            err <= tol * scale,
+            "{what}: differs by {err} (scale {scale})"
+        );
+    };
+    for groups in [1, 2] {
+        let make = || {
+            let mut init = Init::new(7, &Device::Cpu);
+            ResNet::init(c, &widths, &blocks, &mut init, "encoder").unwrap();
+            init.varmap
+        };
+        let (vm_candle, vm_lean) = (make(), make());
+        let candle = ResNet::new(&widths, &blocks, &vm_candle, "encoder").unwrap();
+        let mut lean = LeanResNet::new(&widths, &blocks, (h, w, c), &vm_lean, "encoder").unwrap();
+        let vars = |vm: &candle_nn::VarMap| {
+            let mut v: Vec<_> = vm.data().lock().unwrap().clone().into_iter().collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        for step in 0..3usize {
+            let x: Vec<f32> = (0..n * h * w * c)
+                .map(|i| ((i * 7919 + step * 131) % 101) as f32 / 100.0)
+                .collect();
+            let r: Vec<f32> = (0..n * widths[2])
+                .map(|i| ((i * 37 + step) % 11) as f32 / 5.0 - 1.0)
+                .collect();
+            let xt = Tensor::from_vec(x.clone(), (n, h, w, c), &Device::Cpu).unwrap();
+            let rt = Tensor::from_vec(r.clone(), (n, widths[2]), &Device::Cpu).unwrap();
+            let h_candle = candle.forward(&xt, true, groups).unwrap();
+            let g_candle = (&h_candle * &rt)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let h_lean = lean
+                .forward(&x, n, BnMode::Train { groups })
+                .unwrap()
+                .to_vec();
+            let h_candle = h_candle.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            close(
+                &format!("groups {groups}, step {step}: h"),
+                &h_lean,
+                &h_candle,
+                1e-4,
+            );
+            let mut g_lean = GradStore::default();
+            lean.backward(&r, &mut g_lean).unwrap();
+            let (vc, vl) = (vars(&vm_candle), vars(&vm_lean));
+            let mut checked = 0;
+            for ((name, a), (_, b)) in vc.iter().zip(&vl) {
+                let value = |v: &candle_core::Var| {
+                    v.as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                };
+                if name.ends_with("running_mean") || name.ends_with("running_var") {
+                    close(
+                        &format!("groups {groups}, step {step}: {name}"),
+                        &value(b),
+                        &value(a),
+                        1e-4,
+                    );
+                    continue;
+                }
+                let ga = g_candle
+                    .get(a.as_tensor())
+                    .unwrap_or_else(|| panic!("{name}: candle"));
+                let gb = g_lean
+                    .get(b.as_tensor())
+                    .unwrap_or_else(|| panic!("{name}: no lean gradient"));
+                let (ga, gb) = (
+                    ga.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    gb.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
+                assert!(max_abs(&ga) > 0.0, "{name}: a zero gradient checks nothing");
+                close(
+                    &format!("groups {groups}, step {step}: d {name}"),
+                    &gb,
+                    &ga,
+                    2e-3,
+                );
+                // The same SGD step on both copies, each from its own gradient.
+                for (v, g) in [(a, ga), (b, gb)] {
+                    let t = Tensor::from_vec(g, v.as_tensor().shape(), &Device::Cpu).unwrap();
+                    v.set(&(v.as_tensor() - (t * 0.05).unwrap()).unwrap())
+                        .unwrap();
+                }
+                checked += 1;
+            }
+            // The stem (3), two identity blocks (6 each), two with a shortcut (9 each).
+            assert_eq!(checked, 33, "every trainable parameter");
+        }
+        let xt =
+            Tensor::from_vec(vec![0.25f32; 2 * h * w * c], (2, h, w, c), &Device::Cpu).unwrap();
+        let e_candle = candle
+            .forward(&xt, false, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let x = xt.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let e_lean = lean.forward(&x, 2, BnMode::Eval).unwrap().to_vec();
+        close(
+            &format!("groups {groups}: eval h"),
+            &e_lean,
+            &e_candle,
+            1e-3,
+        );
+        let d_h = vec![0.0; 2 * widths[2]];
+        assert!(
+            lean.backward(&d_h, &mut GradStore::default()).is_err(),
+            "eval mode has no backward"
+        );
+    }
+}

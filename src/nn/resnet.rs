@@ -20,8 +20,8 @@ use super::conv::conv2d_nhwc;
 use super::init::Init;
 
 /// BatchNorm's ε and running-statistics momentum (PyTorch's defaults).
-const BN_EPS: f64 = 1e-5;
-const BN_MOMENTUM: f64 = 0.1;
+pub(crate) const BN_EPS: f64 = 1e-5;
+pub(crate) const BN_MOMENTUM: f64 = 0.1;
 
 /// BatchNorm over the channels of `[.., C]` (channels-last).
 pub struct BatchNorm {
@@ -137,7 +137,7 @@ struct BnTrain {
 }
 
 /// Per group and channel: the mean and 1 / √(σ² + ε) of `x` `[M, C]`.
-fn group_moments(x: &[f32], c: usize, groups: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
+pub(crate) fn group_moments(x: &[f32], c: usize, groups: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
     let m = x.len() / c / groups;
     x.chunks_exact(m * c)
         .map(|g| {
@@ -331,7 +331,7 @@ pub struct ResNet {
 }
 
 /// `(c_in, c_out, stride)` of every block, stage by stage.
-fn layout(widths: &[usize], blocks: &[usize]) -> Vec<(usize, usize, usize)> {
+pub(crate) fn layout(widths: &[usize], blocks: &[usize]) -> Vec<(usize, usize, usize)> {
     let mut out = Vec::new();
     let mut c = widths[0];
     for (s, (&w, &n)) in widths.iter().zip(blocks).enumerate() {

@@ -54,6 +54,12 @@ pub struct TrainSection {
     pub checkpoint_every: u64,
     /// ... and whenever this many minutes have passed since the last (0: not by time).
     pub checkpoint_minutes: f64,
+    /// The implementation of the encoder's forward and backward: `auto` takes the lean
+    /// path (plain Rust over host buffers, several times faster on the CPU) where the
+    /// trainer has one, today SimCLR and MoCo with the ResNet, and candle's autograd
+    /// elsewhere; `candle` always uses candle (the reference); `lean` insists on the lean
+    /// path and is refused where there is none.
+    pub learner: crate::config::LearnerPath,
 }
 
 impl Default for TrainSection {
@@ -67,6 +73,7 @@ impl Default for TrainSection {
             log_every: 10,
             checkpoint_every: 250,
             checkpoint_minutes: 10.0,
+            learner: crate::config::LearnerPath::Auto,
         }
     }
 }
@@ -330,7 +337,7 @@ impl KnnMonitor {
         &self,
         train: &crate::data::images::ImageSet,
         d: usize,
-        features: impl Fn(&crate::data::images::ImageSet, &[usize]) -> Result<Vec<f32>>,
+        mut features: impl FnMut(&crate::data::images::ImageSet, &[usize]) -> Result<Vec<f32>>,
     ) -> Result<Vec<(String, f64)>> {
         let fb = features(train, &self.bank)?;
         let fq = features(&self.test, &self.queries)?;
@@ -375,6 +382,15 @@ pub trait Objective {
     fn step(&mut self, batch: usize) -> Result<StepOutput>;
     /// The generator of minibatches and negatives (saved for an exact resume).
     fn rng(&mut self) -> &mut SeededRng;
+    /// Adds the gradients that the loss's graph does not reach (a lean-path encoder's,
+    /// from the gradient of its output) to `grads`, after the loss's backward.
+    fn complete_grads(&mut self, _grads: &mut candle_core::backprop::GradStore) -> Result<()> {
+        Ok(())
+    }
+    /// Whether the encoder runs on the lean path (`train.learner`).
+    fn has_lean_path(&self) -> bool {
+        false
+    }
     /// Metadata of the exported encoder: its spec, its context network's spec, the data.
     fn export_metadata(&self) -> Vec<(&'static str, String)>;
     /// Prefixes of the parameters exported with the encoder (e.g. `encoder.`, `context.`).
@@ -434,6 +450,12 @@ fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 
 /// Trains `obj` for `train.steps` minibatches (from where a resumed run stopped).
 pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> Result<FitSummary> {
+    if train.learner == crate::config::LearnerPath::Lean && !obj.has_lean_path() {
+        bail!(
+            "train.learner = \"lean\": the {} trainer has no lean path (SimCLR and MoCo with the ResNet have); use \"auto\" or \"candle\"",
+            obj.name()
+        );
+    }
     // Nothing is written until the checkpoint (when resuming) fits this trainer.
     let run_dir = crate::run_dir::RunDir::open(&opts.out, opts.resume)?;
     let ck_path = run_dir.checkpoint();
@@ -543,7 +565,8 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                 opts.out.display()
             );
         }
-        let grads = out.loss.backward()?;
+        let mut grads = out.loss.backward()?;
+        obj.complete_grads(&mut grads)?;
         let norm = optim.grad_norm(&grads)?;
         if !norm.is_finite() {
             bail!(

@@ -16,6 +16,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use rand::seq::SliceRandom;
@@ -26,11 +27,12 @@ use serde::{Deserialize, Serialize};
 use super::contrastive::{enqueue, l2_normalize, moco_infonce, nt_xent};
 use super::{KnnMonitor, KnnSection, ObjectiveKind, StepOutput, TrainSection};
 use crate::checkpoint::keys;
-use crate::config::Invalid;
+use crate::config::{Invalid, LearnerPath};
 use crate::data::augment::{view, AugmentSection, Image};
 use crate::data::images::ImageSet;
 use crate::nn::encoders::EncoderSpec;
 use crate::nn::init::Init;
+use crate::nn::lean::resnet::{BnMode, LeanResNet};
 pub use crate::nn::views::{Head, ViewEncoder};
 
 /// Which network is f.
@@ -227,6 +229,12 @@ impl super::TrainerConfig for ViewsConfig {
                 ),
             ));
         }
+        if self.train.learner == LearnerPath::Lean && m.encoder == ViewEncoderKind::Agent {
+            return Err(Invalid::new(
+                "train.learner",
+                "\"lean\" (the lean path has the ResNet; model.encoder = \"agent\" trains through candle: use \"auto\" or \"candle\")",
+            ));
+        }
         super::at_most(&[
             ("model.features", m.features, 65_536),
             ("model.projection", m.projection, 65_536),
@@ -334,6 +342,16 @@ struct KeySide {
     queue: Var,
 }
 
+/// f (and MoCo's key encoder) on the lean path ([`crate::nn::lean::resnet`]), which
+/// `train.learner` picks for the ResNet; the head g and the loss stay in candle.
+struct Lean {
+    f: LeanResNet,
+    key_f: Option<LeanResNet>,
+    /// h of the step in progress as a leaf of candle's graph: its gradient, after the
+    /// loss's backward, drives f's ([`super::Objective::complete_grads`]).
+    h: Option<Var>,
+}
+
 /// SimCLR or MoCo v2 on a set of images ([`super::Objective`]).
 pub struct Views {
     cfg: ViewsConfig,
@@ -343,6 +361,7 @@ pub struct Views {
     f: ViewEncoder,
     g: Head,
     key: Option<KeySide>,
+    lean: Option<Lean>,
     rng: SeededRng,
     knn: Option<KnnMonitor>,
     /// The trainer's record of its data, stored with the encoder.
@@ -415,6 +434,23 @@ impl Views {
         } else {
             None
         };
+        let lean = match (&spec, cfg.train.learner) {
+            (_, LearnerPath::Candle) => None,
+            (EncoderSpec::Resnet { widths, blocks, .. }, _) => {
+                let hwc = (set.height, set.width, set.channels);
+                let net = |prefix| LeanResNet::new(widths, blocks, hwc, &varmap, prefix);
+                Some(Lean {
+                    f: net("encoder")?,
+                    key_f: if moco { Some(net("key_encoder")?) } else { None },
+                    h: None,
+                })
+            }
+            (_, LearnerPath::Auto) => None,
+            (other, LearnerPath::Lean) => bail!(
+                "train.learner = \"lean\": the lean path has the ResNet, not {}; use \"auto\" or \"candle\"",
+                other.describe()
+            ),
+        };
         let knn = test.map(|t| KnnMonitor::new(&cfg.knn, set.len(), t, cfg.data.split_seed));
         Ok(Views {
             cfg: cfg.clone(),
@@ -425,15 +461,16 @@ impl Views {
             f,
             g,
             key,
+            lean,
             knn,
             data_meta,
         })
     }
 
-    /// Two augmented views of `batch` random training images: `[2N, H, W, C]`, view 1 of
-    /// every image first. Each image's views come from its own generator, seeded from
-    /// the run's, so the batch is the same however many threads draw it.
-    fn two_views(&mut self, batch: usize) -> Result<Tensor> {
+    /// Two augmented views of `batch` random training images: `[2N, H, W, C]` pixels,
+    /// view 1 of every image first. Each image's views come from its own generator,
+    /// seeded from the run's, so the batch is the same however many threads draw it.
+    fn two_views(&mut self, batch: usize) -> Result<Vec<f32>> {
         let s = &self.set;
         let jobs: Vec<(usize, u64)> = (0..batch)
             .map(|_| (self.rng.random_range(0..s.len()), self.rng.random::<u64>()))
@@ -449,11 +486,49 @@ impl Views {
         let mut px = Vec::with_capacity(2 * batch * s.image_len());
         pairs.iter().for_each(|p| px.extend_from_slice(&p.0));
         pairs.iter().for_each(|p| px.extend_from_slice(&p.1));
+        Ok(px)
+    }
+
+    /// `n` images of pixels `px` as a tensor `[n, H, W, C]`.
+    fn images(&self, px: &[f32], n: usize) -> Result<Tensor> {
+        let s = &self.set;
         Ok(Tensor::from_vec(
-            px,
-            (2 * batch, s.height, s.width, s.channels),
+            px.to_vec(),
+            (n, s.height, s.width, s.channels),
             &Device::Cpu,
         )?)
+    }
+
+    /// h of the `n` images `px` through f in training mode (BatchNorm in `groups`);
+    /// on the lean path h is a leaf whose gradient [`super::Objective::complete_grads`]
+    /// takes back through f.
+    fn encode_query(&mut self, px: &[f32], n: usize, groups: usize) -> Result<Tensor> {
+        match &mut self.lean {
+            Some(l) => {
+                let h = l.f.forward(px, n, BnMode::Train { groups })?;
+                let leaf = Var::from_vec(h.to_vec(), (n, l.f.out_dim()), &Device::Cpu)?;
+                let t = leaf.as_tensor().clone();
+                l.h = Some(leaf);
+                Ok(t)
+            }
+            None => Ok(self.f.forward(&self.images(px, n)?, true, groups)?),
+        }
+    }
+
+    /// h of the `n` images `px` through MoCo's key encoder (training-mode BatchNorm in
+    /// `groups`), without a gradient.
+    fn encode_key(&mut self, px: &[f32], n: usize, groups: usize) -> Result<Tensor> {
+        if let Some(kf) = self.lean.as_mut().and_then(|l| l.key_f.as_mut()) {
+            let h = kf.forward(px, n, BnMode::Train { groups })?;
+            return Ok(Tensor::from_vec(
+                h.to_vec(),
+                (n, kf.out_dim()),
+                &Device::Cpu,
+            )?);
+        }
+        let x = self.images(px, n)?;
+        let key = self.key.as_ref().expect("moco has a key side");
+        key.f.forward(&x, true, groups)
     }
 
     /// θ_k ← m θ_k + (1 − m) θ_q for every parameter of f and g.
@@ -467,8 +542,8 @@ impl Views {
         Ok(())
     }
 
-    fn step_simclr(&mut self, x: &Tensor) -> Result<(Tensor, Vec<(String, f64)>)> {
-        let h = self.f.forward(x, true, 1)?;
+    fn step_simclr(&mut self, px: &[f32], n: usize) -> Result<(Tensor, Vec<(String, f64)>)> {
+        let h = self.encode_query(px, 2 * n, 1)?;
         let z = self.g.forward(&h, true, 1)?;
         let (loss, acc) = nt_xent(&z, self.cfg.contrastive.temperature)?;
         let m = vec![
@@ -479,13 +554,12 @@ impl Views {
         Ok((loss, m))
     }
 
-    fn step_moco(&mut self, x: &Tensor, n: usize) -> Result<(Tensor, Vec<(String, f64)>)> {
+    fn step_moco(&mut self, px: &[f32], n: usize) -> Result<(Tensor, Vec<(String, f64)>)> {
         self.momentum_update()?;
         let groups = self.cfg.moco.shuffle_groups;
-        let (x1, x2) = (x.narrow(0, 0, n)?, x.narrow(0, n, n)?);
-        let h = self.f.forward(&x1, true, groups)?;
+        let per = self.set.image_len();
+        let h = self.encode_query(&px[..n * per], n, groups)?;
         let q = self.g.forward(&h, true, groups)?;
-        let key = self.key.as_ref().expect("moco has a key side");
         // Shuffled BN: the keys' groups hold other images than the queries'.
         let mut perm: Vec<u32> = (0..n as u32).collect();
         perm.shuffle(&mut self.rng);
@@ -493,11 +567,16 @@ impl Views {
         for (i, &p) in perm.iter().enumerate() {
             inv[p as usize] = i as u32;
         }
-        let dev = x.device();
-        let shuffled = x2.index_select(&Tensor::new(perm.as_slice(), dev)?, 0)?;
-        let k = key
-            .g
-            .forward(&key.f.forward(&shuffled, true, groups)?, true, groups)?;
+        let keys = &px[n * per..];
+        let shuffled: Vec<f32> = perm
+            .iter()
+            .flat_map(|&p| &keys[p as usize * per..(p as usize + 1) * per])
+            .copied()
+            .collect();
+        let k_h = self.encode_key(&shuffled, n, groups)?;
+        let dev = &Device::Cpu;
+        let key = self.key.as_ref().expect("moco has a key side");
+        let k = key.g.forward(&k_h, true, groups)?;
         let k = k
             .index_select(&Tensor::new(inv.as_slice(), dev)?, 0)?
             .detach();
@@ -524,10 +603,10 @@ impl super::Objective for Views {
     }
 
     fn step(&mut self, batch: usize) -> Result<StepOutput> {
-        let x = self.two_views(batch)?;
+        let px = self.two_views(batch)?;
         let (loss, metrics) = match self.cfg.objective {
-            ObjectiveKind::Moco => self.step_moco(&x, batch)?,
-            _ => self.step_simclr(&x)?,
+            ObjectiveKind::Moco => self.step_moco(&px, batch)?,
+            _ => self.step_simclr(&px, batch)?,
         };
         Ok(StepOutput {
             loss,
@@ -538,6 +617,24 @@ impl super::Objective for Views {
 
     fn rng(&mut self) -> &mut SeededRng {
         &mut self.rng
+    }
+
+    fn complete_grads(&mut self, grads: &mut GradStore) -> Result<()> {
+        let Some(l) = &mut self.lean else {
+            return Ok(());
+        };
+        let Some(h) = l.h.take() else {
+            return Ok(());
+        };
+        let d_h = match grads.remove(h.as_tensor()) {
+            Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0.0; h.as_tensor().elem_count()],
+        };
+        l.f.backward(&d_h, grads)
+    }
+
+    fn has_lean_path(&self) -> bool {
+        self.lean.is_some()
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
@@ -565,10 +662,30 @@ impl super::Objective for Views {
 
     fn monitor(&mut self, step: u64, last: bool) -> Result<Vec<(String, f64)>> {
         match &self.knn {
-            Some(m) if m.due(step, last) => m.run(&self.set, self.spec.out_dim(), |s, idx| {
-                self.f.features(s, idx)
-            }),
+            Some(m) if m.due(step, last) => {
+                let (f, lean) = (&self.f, self.lean.as_mut().map(|l| &mut l.f));
+                let mut lean = lean;
+                m.run(&self.set, self.spec.out_dim(), |s, idx| match &mut lean {
+                    Some(net) => lean_features(net, s, idx),
+                    None => f.features(s, idx),
+                })
+            }
             _ => Ok(vec![]),
         }
     }
+}
+
+/// h of images `idx` of `set` through the lean f in eval mode, as rows, in batches of
+/// 256 (as [`ViewEncoder::features`]).
+fn lean_features(net: &mut LeanResNet, set: &ImageSet, idx: &[usize]) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(idx.len() * net.out_dim());
+    let mut px = Vec::new();
+    for chunk in idx.chunks(256) {
+        px.clear();
+        for &i in chunk {
+            px.extend_from_slice(set.image(i));
+        }
+        out.extend_from_slice(net.forward(&px, chunk.len(), BnMode::Eval)?);
+    }
+    Ok(out)
 }

@@ -120,6 +120,74 @@ fn simclr_and_moco_train_monitor_resume_exactly_and_probe() {
     assert!(p.contains("moco ("), "{p}");
 }
 
+/// `train.learner`: the lean ResNet (the default on the CPU) and candle's autograd train
+/// SimCLR and MoCo alike: the same losses step by step and the same exported encoder, to
+/// float rounding (tests/lean.rs checks the network itself gradient by gradient).
+#[test]
+fn lean_and_candle_resnets_train_the_view_objectives_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("squares");
+    squares(&data);
+    let losses = |out: &Path| -> Vec<f64> {
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["train/loss"].as_f64())
+            .collect()
+    };
+    for objective in ["simclr", "moco"] {
+        let run = |learner: &str| {
+            let out = dir.path().join(format!("{objective}-{learner}"));
+            small(objective, &data, &out)
+                .set("train.steps", 4)
+                .set("train.learner", format!("\"{learner}\""))
+                .ok();
+            out
+        };
+        let (lean, candle) = (run("lean"), run("candle"));
+        let (a, b) = (losses(&lean), losses(&candle));
+        assert_eq!(a.len(), 4, "{objective}: {a:?}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() < 1e-4 * y.abs().max(1.0),
+                "{objective}: {a:?} vs {b:?}"
+            );
+        }
+        let (ea, eb) = (
+            float_tensors(&lean.join("encoder.safetensors")),
+            float_tensors(&candle.join("encoder.safetensors")),
+        );
+        assert_eq!(ea.keys().collect::<Vec<_>>(), eb.keys().collect::<Vec<_>>());
+        for (name, va) in &ea {
+            let err = va
+                .iter()
+                .zip(&eb[name])
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err < 1e-3, "{objective}: {name} differs by {err}");
+        }
+    }
+    // `lean` is refused where there is no lean path, naming the key.
+    small("simclr", &data, &dir.path().join("agent"))
+        .set("model.encoder", "\"agent\"")
+        .set("train.learner", "\"lean\"")
+        .fails_with(&["train.learner", "ResNet"]);
+}
+
+/// Every f32 tensor of a safetensors file, by name.
+fn float_tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    tensors(path)
+        .into_iter()
+        .map(|(k, bytes)| {
+            let v = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (k, v)
+        })
+        .collect()
+}
+
 #[test]
 fn the_knn_monitor_watches_cpc_image_runs_too() {
     let dir = tempfile::tempdir().unwrap();

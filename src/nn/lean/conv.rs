@@ -131,23 +131,9 @@ impl ConvEnc {
     /// The product layouts of the weights: `[C_out, C_in, K, K]` → `[C_out, K·K·C_in]`
     /// in (kh, kw, c) order, the FC's (C, H, W) columns → (H, W, C).
     fn relayout(&mut self, params: &[Param]) {
-        let kernel = |l: ConvIdx, out: &mut Vec<f32>| {
-            let src = &params[l.w].data;
-            let (ci, k) = (l.c_in, l.k);
-            resize(out, src.len());
-            for co in 0..l.c_out {
-                for c in 0..ci {
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            out[co * k * k * ci + (ky * k + kx) * ci + c] =
-                                src[((co * ci + c) * k + ky) * k + kx];
-                        }
-                    }
-                }
-            }
-        };
-        kernel(self.conv1, &mut self.w1);
-        kernel(self.conv2, &mut self.w2);
+        let (l1, l2) = (self.conv1, self.conv2);
+        to_product_layout(&params[l1.w].data, (l1.c_out, l1.c_in, l1.k), &mut self.w1);
+        to_product_layout(&params[l2.w].data, (l2.c_out, l2.c_in, l2.k), &mut self.w2);
         let (hw, fc_in) = (self.out2.0 * self.out2.1, self.fc_in());
         let src = &params[self.fc.0].data;
         resize(&mut self.fcw, src.len());
@@ -329,16 +315,42 @@ impl ConvEnc {
 
     /// `d_w` (product layout) laid back into `grads` as `[C_out, C_in, K, K]`.
     fn lay_back(&self, l: ConvIdx, grads: &mut [Vec<f32>]) {
-        let (ci, k) = (l.c_in, l.k);
-        let kk = k * k * ci;
-        let g = &mut grads[l.w];
-        for co in 0..l.c_out {
-            for c in 0..ci {
-                for ky in 0..k {
-                    for kx in 0..k {
-                        g[((co * ci + c) * k + ky) * k + kx] =
-                            self.d_w[co * kk + (ky * k + kx) * ci + c];
-                    }
+        from_product_layout(&self.d_w, (l.c_out, l.c_in, l.k), &mut grads[l.w]);
+    }
+}
+
+/// A convolution's weight `[C_out, C_in, K, K]` (PyTorch's layout) → `[C_out, K·K·C_in]`
+/// in (kh, kw, c) order, the layout of [`im2col`]'s columns.
+pub(super) fn to_product_layout(
+    src: &[f32],
+    (c_out, ci, k): (usize, usize, usize),
+    out: &mut Vec<f32>,
+) {
+    resize(out, src.len());
+    for co in 0..c_out {
+        for c in 0..ci {
+            for ky in 0..k {
+                for kx in 0..k {
+                    out[co * k * k * ci + (ky * k + kx) * ci + c] =
+                        src[((co * ci + c) * k + ky) * k + kx];
+                }
+            }
+        }
+    }
+}
+
+/// The inverse of [`to_product_layout`], into `out` (as long as `src`).
+pub(super) fn from_product_layout(
+    src: &[f32],
+    (c_out, ci, k): (usize, usize, usize),
+    out: &mut [f32],
+) {
+    let kk = k * k * ci;
+    for co in 0..c_out {
+        for c in 0..ci {
+            for ky in 0..k {
+                for kx in 0..k {
+                    out[((co * ci + c) * k + ky) * k + kx] = src[co * kk + (ky * k + kx) * ci + c];
                 }
             }
         }

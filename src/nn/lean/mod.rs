@@ -13,9 +13,12 @@
 //! - the actors' step is the same forward on `B` rows, one GEMM per layer for all their
 //!   environments;
 //! - the conv encoder of image observations ([`conv`]) replaces the MLP: im2col and one
-//!   GEMM per convolution, forward and backward.
+//!   GEMM per convolution, forward and backward;
+//! - the view trainers' ResNet ([`resnet`]) runs the same way, its parameters left in
+//!   candle's var map and its gradients handed to candle's gradient store.
 
 mod conv;
+pub mod resnet;
 
 use rlcpc_agents::{ActorPolicy, AgentError, LeanNetwork, LeanOutputs, ParamSnapshot};
 
