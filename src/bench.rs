@@ -347,7 +347,8 @@ pub fn samples_per_sec(
     )?;
     let mut step = |obj: &mut dyn crate::pretrain::Objective| -> Result<usize> {
         let out = obj.step(train.batch)?;
-        let grads = out.loss.backward()?;
+        let mut grads = out.loss.backward()?;
+        obj.complete_grads(&mut grads)?;
         optim.step(&grads, train.lr, 1.0)?;
         Ok(out.samples)
     };

@@ -323,7 +323,8 @@ fn lab_rgb_conv_actor_matches_the_candle_actor() {
 /// running statistics and every parameter's gradient in training mode (one BatchNorm
 /// group, and two as MoCo's shuffled BatchNorm), over three SGD updates in a row, then
 /// h in eval mode. Odd image sizes (11×13, two channels), a stride-2 stage with its
-/// projection shortcut, and a stage of two blocks (an identity shortcut).
+/// projection shortcut, a stage of two blocks (an identity shortcut), and a batch that
+/// the convolutions split into chunks and threads.
 #[test]
 fn lean_resnet_matches_the_candle_resnet() {
     use candle_core::backprop::GradStore;
@@ -332,7 +333,8 @@ fn lean_resnet_matches_the_candle_resnet() {
     use rlcpc::nn::lean::resnet::{BnMode, LeanResNet};
     use rlcpc::nn::resnet::ResNet;
 
-    let (widths, blocks, (h, w, c), n) = ([4, 6, 8], [1, 2, 1], (11, 13, 2), 6);
+    // 240 images: the convolutions take several chunks of images, shared among threads.
+    let (widths, blocks, (h, w, c), n) = ([4, 6, 8], [1, 2, 1], (11, 13, 2), 240);
     let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
     let close = |what: &str, a: &[f32], b: &[f32], tol: f32| {
         assert_eq!(a.len(), b.len(), "{what}: lengths");

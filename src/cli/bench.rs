@@ -34,6 +34,10 @@ pub struct Args {
     /// cpc-text.
     #[arg(long, alias = "audio-only", conflicts_with = "envs_only")]
     trainers_only: bool,
+    /// With --trainers-only: measure only the trainers whose preset name contains this
+    /// (e.g. `simclr`, `audio`).
+    #[arg(long, value_name = "TEXT", requires = "trainers_only")]
+    only: Option<String>,
     /// Timed optimiser steps per trainer measurement.
     #[arg(long, alias = "audio-steps", default_value_t = 10)]
     trainer_steps: u64,
@@ -75,6 +79,7 @@ pub fn run(args: Args) -> Result<()> {
         envs_only,
         train_only,
         trainers_only,
+        only,
         trainer_steps,
         repeats,
         solve,
@@ -198,35 +203,43 @@ pub fn run(args: Args) -> Result<()> {
         Ok(())
     };
     let views = |preset: &str| -> Result<()> {
-        let cfg =
-            rlcpc::pretrain::views::ViewsConfig::load(Some(std::path::Path::new(preset)), &[])?;
-        set_learner_threads(0);
-        let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::view_images_per_sec(&cfg, (28, 28, 1), trainer_steps))
-            .collect::<Result<_>>()?;
-        report.case(
-            format!(
-                "{} image {preset} (images/s)",
-                rlcpc::config::user_name(&cfg.objective)
-            ),
-            bench::median(&runs),
-            runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
-        );
-        report.note(format!(
-            "{:<40} 28x28x1, two views each, batch {}, resnet widths {:?} blocks {:?}, head {:?} -> {}, on the cpu",
-            "", cfg.train.batch, cfg.model.widths, cfg.model.blocks, cfg.model.head_hidden, cfg.model.projection
-        ));
-        report.note(format!(
-            "{:<40} {}",
-            "",
-            bench::roofline_line(
-                bench::view_image_flops(&cfg, (28, 28, 1), cfg.train.batch)?,
-                "image",
+        // As built (`train.learner = auto`: the lean ResNet), then through candle's
+        // autograd, the reference path, in the same run.
+        for learner in ["auto", "candle"] {
+            let cfg = rlcpc::pretrain::views::ViewsConfig::load(
+                Some(std::path::Path::new(preset)),
+                &[format!("train.learner=\"{learner}\"")],
+            )?;
+            set_learner_threads(0);
+            let runs: Vec<f64> = (0..repeats)
+                .map(|_| bench::view_images_per_sec(&cfg, (28, 28, 1), trainer_steps))
+                .collect::<Result<_>>()?;
+            let path = if learner == "auto" { "" } else { ", candle" };
+            report.case(
+                format!(
+                    "{} image {preset}{path} (images/s)",
+                    rlcpc::config::user_name(&cfg.objective)
+                ),
                 bench::median(&runs),
-                roof(),
-                "encoder, head and scores"
-            )
-        ));
+                runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
+            );
+            report.note(format!(
+                "{:<40} 28x28x1, two views each, batch {}, resnet widths {:?} blocks {:?}, head {:?} -> {}, on the cpu ({})",
+                "", cfg.train.batch, cfg.model.widths, cfg.model.blocks, cfg.model.head_hidden, cfg.model.projection,
+                if learner == "auto" { "the lean ResNet" } else { "candle's autograd" }
+            ));
+            report.note(format!(
+                "{:<40} {}",
+                "",
+                bench::roofline_line(
+                    bench::view_image_flops(&cfg, (28, 28, 1), cfg.train.batch)?,
+                    "image",
+                    bench::median(&runs),
+                    roof(),
+                    "encoder, head and scores"
+                )
+            ));
+        }
         Ok(())
     };
     let v2: Vec<String> = [
@@ -272,13 +285,20 @@ pub fn run(args: Args) -> Result<()> {
             "case", "samples/s (median)"
         ));
         roof();
-        audio("cpc-audio")?;
-        audio("cpc-audio-fsdd")?;
-        image("cpc-image-fashion", &[])?;
-        image("cpc-image-fashion + CPC-v2", &v2)?;
-        views("simclr-fashion")?;
-        views("moco-fashion")?;
-        text()?;
+        let wanted = |preset: &str| only.as_deref().is_none_or(|o| preset.contains(o));
+        for preset in ["cpc-audio", "cpc-audio-fsdd"].into_iter().filter(|p| wanted(p)) {
+            audio(preset)?;
+        }
+        if wanted("cpc-image-fashion") {
+            image("cpc-image-fashion", &[])?;
+            image("cpc-image-fashion + CPC-v2", &v2)?;
+        }
+        for preset in ["simclr-fashion", "moco-fashion"].into_iter().filter(|p| wanted(p)) {
+            views(preset)?;
+        }
+        if wanted("cpc-text") {
+            text()?;
+        }
         return report.finish();
     }
     report.header(format!("{:<40} {:>14}   runs", "case", "steps/s (median)"));

@@ -20,10 +20,12 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 
 use super::conv::{from_product_layout, to_product_layout};
+use rayon::prelude::*;
+
 use super::resize;
 use crate::nn::conv::{col2im, im2col};
 use crate::nn::gemm::{matmul, Op};
-use crate::nn::resnet::{group_moments, layout, BN_EPS, BN_MOMENTUM};
+use crate::nn::resnet::{layout, BN_EPS, BN_MOMENTUM};
 use rlcpc_agents::optim::with_host_slice;
 
 /// Floats of im2col columns per chunk of images (1 MiB).
@@ -54,14 +56,42 @@ fn read<R>(v: &Var, scratch: &mut Vec<f32>, f: impl FnOnce(&[f32]) -> R) -> Resu
     with_host_slice(v.as_tensor(), scratch, f).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// The buffers every convolution shares.
+/// The buffers every convolution shares: one [`Part`] per thread, and a host copy.
 #[derive(Default)]
 struct Scratch {
+    parts: Vec<Part>,
+    host: Vec<f32>,
+}
+
+/// One thread's buffers: its images' padded copy and columns, their gradients, and its
+/// share of a weight's gradient.
+#[derive(Default)]
+struct Part {
     padded: Vec<f32>,
     cols: Vec<f32>,
     d_cols: Vec<f32>,
     d_padded: Vec<f32>,
-    host: Vec<f32>,
+    d_w: Vec<f32>,
+}
+
+impl Scratch {
+    /// Images per thread for `n` images in chunks of `step` (whole chunks, spread over
+    /// rayon's threads), with a [`Part`] for each thread.
+    fn split(&mut self, n: usize, step: usize) -> usize {
+        let chunks = n.div_ceil(step);
+        let threads = rayon::current_num_threads().clamp(1, chunks.max(1));
+        if self.parts.len() < threads {
+            self.parts.resize_with(threads, Part::default);
+        }
+        chunks.div_ceil(threads) * step
+    }
+}
+
+/// Where a convolution's backward puts its input's gradient.
+enum Dx<'a> {
+    None,
+    Set(&'a mut [f32]),
+    Add(&'a mut [f32]),
 }
 
 /// A square convolution without bias, zero-padded by `k / 2`.
@@ -126,7 +156,7 @@ impl Conv {
     }
 
     /// The columns of the `m` images `x` (zero-padded first) into `s.cols`.
-    fn columns(&self, x: &[f32], m: usize, s: &mut Scratch) {
+    fn columns(&self, x: &[f32], m: usize, s: &mut Part) {
         let (h, w, c, p) = (self.inp.0, self.inp.1, self.c_in, self.pad());
         if p == 0 {
             im2col(
@@ -140,15 +170,19 @@ impl Conv {
             return;
         }
         let (ph, pw) = (h + 2 * p, w + 2 * p);
-        s.padded.clear();
-        s.padded.resize(m * ph * pw * c, 0.0);
+        resize(&mut s.padded, m * ph * pw * c);
         for (img, dst) in x
             .chunks_exact(h * w * c)
             .zip(s.padded.chunks_exact_mut(ph * pw * c))
         {
+            // The interior is the image; only the border is zeroed.
+            dst[..p * pw * c].fill(0.0);
+            dst[(p + h) * pw * c..].fill(0.0);
             for (y, row) in img.chunks_exact(w * c).enumerate() {
                 let at = ((y + p) * pw + p) * c;
+                dst[at - p * c..at].fill(0.0);
                 dst[at..at + w * c].copy_from_slice(row);
+                dst[at + w * c..at + (w + p) * c].fill(0.0);
             }
         }
         im2col(
@@ -161,18 +195,26 @@ impl Conv {
         );
     }
 
-    /// `y` `[n, OH, OW, C_out]` = the convolution of `x` `[n, H, W, C_in]`.
+    /// `y` `[n, OH, OW, C_out]` = the convolution of `x` `[n, H, W, C_in]`, the images
+    /// shared among the threads.
     fn forward(&self, x: &[f32], n: usize, y: &mut Vec<f32>, s: &mut Scratch) {
-        let (rows, kk, co) = (self.out_rows(), self.kk(), self.c_out);
-        resize(y, n * rows * co);
+        let (len, out) = (self.in_len(), self.out_rows() * self.c_out);
+        resize(y, n * out);
+        let per = s.split(n, self.chunk());
+        x[..n * len]
+            .par_chunks(per * len)
+            .zip(y.par_chunks_mut(per * out))
+            .zip(s.parts.par_iter_mut())
+            .for_each(|((x, y), part)| self.forward_part(x, y, part));
+    }
+
+    /// The forward of one thread's images, a chunk at a time.
+    fn forward_part(&self, x: &[f32], y: &mut [f32], s: &mut Part) {
+        let (rows, kk, co, len) = (self.out_rows(), self.kk(), self.c_out, self.in_len());
         let step = self.chunk();
-        for (i, xc) in x[..n * self.in_len()]
-            .chunks(step * self.in_len())
-            .enumerate()
-        {
-            let m = xc.len() / self.in_len();
+        for (xc, yc) in x.chunks(step * len).zip(y.chunks_mut(step * rows * co)) {
+            let m = xc.len() / len;
             self.columns(xc, m, s);
-            let yc = &mut y[i * step * rows * co..(i * step + m) * rows * co];
             matmul(
                 yc,
                 &s.cols,
@@ -185,30 +227,59 @@ impl Conv {
         }
     }
 
-    /// d W from the input `x` and `dy`; with `dx`, adds the input's gradient to it.
-    fn backward(
-        &mut self,
+    /// d W from the input `x` and `dy`; with `dx`, the input's gradient is written into
+    /// it (`Dx::Set`) or added to it (`Dx::Add`). The threads take shares of the images;
+    /// their shares of d W are summed in order.
+    fn backward(&mut self, x: &[f32], dy: &[f32], n: usize, dx: Dx, s: &mut Scratch) {
+        let (len, out) = (self.in_len(), self.out_rows() * self.c_out);
+        let per = s.split(n, self.chunk());
+        let (x, dy) = (&x[..n * len], &dy[..n * out]);
+        let this = &*self;
+        let parts = x.par_chunks(per * len).zip(dy.par_chunks(per * out));
+        let add = matches!(dx, Dx::Add(_));
+        match dx {
+            Dx::Set(dx) | Dx::Add(dx) => parts
+                .zip(dx[..n * len].par_chunks_mut(per * len))
+                .zip(s.parts.par_iter_mut())
+                .for_each(|(((x, dy), dx), part)| this.backward_part(x, dy, Some((dx, add)), part)),
+            Dx::None => parts
+                .zip(s.parts.par_iter_mut())
+                .for_each(|((x, dy), part)| this.backward_part(x, dy, None, part)),
+        }
+        let used = n.div_ceil(per);
+        let size = self.c_out * self.kk();
+        resize(&mut self.d_w, size);
+        self.d_w.copy_from_slice(&s.parts[0].d_w);
+        for part in &s.parts[1..used] {
+            for (a, b) in self.d_w.iter_mut().zip(&part.d_w) {
+                *a += b;
+            }
+        }
+    }
+
+    /// The backward of one thread's images: its share of d W into `s.d_w`, and its
+    /// images' gradient added to `dx`.
+    fn backward_part(
+        &self,
         x: &[f32],
         dy: &[f32],
-        n: usize,
-        dx: Option<&mut [f32]>,
-        s: &mut Scratch,
+        mut dx: Option<(&mut [f32], bool)>,
+        s: &mut Part,
     ) {
-        let (rows, kk, co) = (self.out_rows(), self.kk(), self.c_out);
+        let (rows, kk, co, len) = (self.out_rows(), self.kk(), self.c_out, self.in_len());
         let (h, w, c, p) = (self.inp.0, self.inp.1, self.c_in, self.pad());
         let (ph, pw) = (h + 2 * p, w + 2 * p);
-        resize(&mut self.d_w, co * kk);
+        resize(&mut s.d_w, co * kk);
         let step = self.chunk();
-        let mut dx = dx;
-        for (i, xc) in x[..n * self.in_len()]
-            .chunks(step * self.in_len())
+        for (i, (xc, dyc)) in x
+            .chunks(step * len)
+            .zip(dy.chunks(step * rows * co))
             .enumerate()
         {
-            let m = xc.len() / self.in_len();
-            let dyc = &dy[i * step * rows * co..(i * step + m) * rows * co];
+            let m = xc.len() / len;
             self.columns(xc, m, s);
             matmul(
-                &mut self.d_w,
+                &mut s.d_w,
                 dyc,
                 Op::T,
                 &s.cols,
@@ -216,7 +287,7 @@ impl Conv {
                 (co, m * rows, kk),
                 i > 0,
             );
-            let Some(dx) = dx.as_deref_mut() else {
+            let Some((dx, add)) = dx.as_mut() else {
                 continue;
             };
             resize(&mut s.d_cols, m * rows * kk);
@@ -237,15 +308,18 @@ impl Conv {
                 1.0,
                 &mut s.d_padded,
             );
-            let dxc = &mut dx[i * step * self.in_len()..(i * step + m) * self.in_len()];
+            let dxc = &mut dx[i * step * len..(i * step + m) * len];
             for (img, src) in dxc
                 .chunks_exact_mut(h * w * c)
                 .zip(s.d_padded.chunks_exact(ph * pw * c))
             {
                 for (y, row) in img.chunks_exact_mut(w * c).enumerate() {
                     let at = ((y + p) * pw + p) * c;
-                    for (a, b) in row.iter_mut().zip(&src[at..at + w * c]) {
-                        *a += b;
+                    let src = &src[at..at + w * c];
+                    if *add {
+                        row.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+                    } else {
+                        row.copy_from_slice(src);
                     }
                 }
             }
@@ -318,7 +392,7 @@ impl Bn {
         })?;
         match mode {
             BnMode::Train { groups } => {
-                self.moments = group_moments(x, c, groups);
+                self.moments = moments(x, c, groups);
                 self.update_running(x.len() / c / groups)?;
             }
             BnMode::Eval => {
@@ -338,12 +412,22 @@ impl Bn {
             .iter()
             .zip(y.chunks_exact_mut(per_group).zip(x.chunks_exact(per_group)))
         {
-            for (yr, xr) in ys.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
-                for j in 0..c {
-                    let v = (xr[j] - mean[j]) * inv[j] * self.g[j] + self.b[j];
-                    yr[j] = if relu { v.max(0.0) } else { v };
-                }
-            }
+            // y = x · a + b per channel: one multiply-add a value.
+            let a: Vec<f32> = (0..c).map(|j| inv[j] * self.g[j]).collect();
+            let b: Vec<f32> = (0..c).map(|j| self.b[j] - mean[j] * a[j]).collect();
+            let per = rows_per_task(xs.len() / c) * c;
+            ys.par_chunks_mut(per)
+                .zip(xs.par_chunks(per))
+                .for_each(|(ys, xs)| {
+                    for (yr, xr) in ys.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+                        for (((y, &x), &a), &b) in yr.iter_mut().zip(xr).zip(&a).zip(&b) {
+                            *y = x * a + b;
+                        }
+                        if relu {
+                            yr.iter_mut().for_each(|v| *v = v.max(0.0));
+                        }
+                    }
+                });
         }
         Ok(())
     }
@@ -380,6 +464,9 @@ impl Bn {
     }
 
     /// `dx` from `dy` and the forward's input `x` (training mode); d γ and d β kept.
+    /// With x̂ = (x − μ)·r (r = 1 / √(σ² + ε)) and means over a group's m rows,
+    /// dx = γ r (dy − mean(dy) − x̂ mean(dy x̂)), d γ = Σ dy x̂, d β = Σ dy; since
+    /// Σ dy x̂ = r (Σ dy x − μ Σ dy), one pass of sums and one multiply-add pass suffice.
     fn backward(&mut self, x: &[f32], dy: &[f32], dx: &mut Vec<f32>) {
         let c = self.c;
         let per_group = x.len() / self.moments.len();
@@ -387,37 +474,38 @@ impl Bn {
         resize(dx, x.len());
         self.d_gamma.fill(0.0);
         self.d_beta.fill(0.0);
-        let (mut sdy, mut sdyx) = (vec![0f64; c], vec![0f64; c]);
         for ((mean, inv), ((xs, dys), dxs)) in self.moments.iter().zip(
             x.chunks_exact(per_group)
                 .zip(dy.chunks_exact(per_group))
                 .zip(dx.chunks_exact_mut(per_group)),
         ) {
-            sdy.fill(0.0);
-            sdyx.fill(0.0);
-            for (xr, dr) in xs.chunks_exact(c).zip(dys.chunks_exact(c)) {
-                for j in 0..c {
-                    let xh = (xr[j] - mean[j]) * inv[j];
-                    sdy[j] += dr[j] as f64;
-                    sdyx[j] += (dr[j] * xh) as f64;
-                }
-            }
+            let (sdy, sdyx) = channel_sums(dys, xs, c);
+            let (mut a, mut b, mut k) = (vec![0f32; c], vec![0f32; c], vec![0f32; c]);
             for j in 0..c {
-                self.d_gamma[j] += sdyx[j] as f32;
+                let (mu, r, g) = (mean[j] as f64, inv[j] as f64, self.g[j] as f64);
+                let dyxh = r * (sdyx[j] - mu * sdy[j]);
+                self.d_gamma[j] += dyxh as f32;
                 self.d_beta[j] += sdy[j] as f32;
+                let (mdy, mdyxh) = (sdy[j] / m, dyxh / m);
+                // dx = g r dy − g r mdy − g r² mdyxh (x − μ) = a dy + b x + k.
+                a[j] = (g * r) as f32;
+                b[j] = (-g * r * r * mdyxh) as f32;
+                k[j] = (-g * r * mdy + g * r * r * mdyxh * mu) as f32;
             }
-            let mdy: Vec<f32> = sdy.iter().map(|v| (v / m) as f32).collect();
-            let mdyx: Vec<f32> = sdyx.iter().map(|v| (v / m) as f32).collect();
-            for ((dxr, xr), dr) in dxs
-                .chunks_exact_mut(c)
-                .zip(xs.chunks_exact(c))
-                .zip(dys.chunks_exact(c))
-            {
-                for j in 0..c {
-                    let xh = (xr[j] - mean[j]) * inv[j];
-                    dxr[j] = self.g[j] * inv[j] * (dr[j] - mdy[j] - xh * mdyx[j]);
-                }
-            }
+            let per = rows_per_task(xs.len() / c) * c;
+            dxs.par_chunks_mut(per)
+                .zip(xs.par_chunks(per).zip(dys.par_chunks(per)))
+                .for_each(|(dxs, (xs, dys))| {
+                    for ((dxr, xr), dr) in dxs
+                        .chunks_exact_mut(c)
+                        .zip(xs.chunks_exact(c))
+                        .zip(dys.chunks_exact(c))
+                    {
+                        for j in 0..c {
+                            dxr[j] = a[j] * dr[j] + b[j] * xr[j] + k[j];
+                        }
+                    }
+                });
         }
     }
 
@@ -634,8 +722,7 @@ impl LeanResNet {
             match &mut b.shortcut {
                 Some((conv, bn)) => {
                     bn.backward(&b.sc, &self.d, &mut self.d_a);
-                    self.d_in.fill(0.0);
-                    conv.backward(input, &self.d_a, n, Some(&mut self.d_in), s);
+                    conv.backward(input, &self.d_a, n, Dx::Set(&mut self.d_in), s);
                     bn.gradient(grads)?;
                     conv.gradient(grads)?;
                 }
@@ -643,12 +730,12 @@ impl LeanResNet {
             }
             b.bn2.backward(&b.a2, &self.d, &mut self.d_a);
             resize(&mut self.d, b.r1.len());
-            self.d.fill(0.0);
-            b.conv2.backward(&b.r1, &self.d_a, n, Some(&mut self.d), s);
+            b.conv2
+                .backward(&b.r1, &self.d_a, n, Dx::Set(&mut self.d), s);
             relu_back(&mut self.d, &b.r1);
             b.bn1.backward(&b.a1, &self.d, &mut self.d_a);
             b.conv1
-                .backward(input, &self.d_a, n, Some(&mut self.d_in), s);
+                .backward(input, &self.d_a, n, Dx::Add(&mut self.d_in), s);
             for bn in [&b.bn1, &b.bn2] {
                 bn.gradient(grads)?;
             }
@@ -660,24 +747,106 @@ impl LeanResNet {
         let (conv, bn) = &mut self.stem;
         relu_back(&mut self.d, &self.out0);
         bn.backward(&self.a0, &self.d, &mut self.d_a);
-        conv.backward(&self.x, &self.d_a, n, None, s);
+        conv.backward(&self.x, &self.d_a, n, Dx::None, s);
         bn.gradient(grads)?;
         conv.gradient(grads)
     }
 }
 
+/// Floats per parallel task of the element-wise passes.
+const ELEMENTS_PER_TASK: usize = 1 << 16;
+
+/// Rows per parallel task of a pass over `rows` rows: an equal share per thread, but
+/// not fewer than 4,096 (smaller tasks cost more to hand out than they save).
+fn rows_per_task(rows: usize) -> usize {
+    rows.div_ceil(rayon::current_num_threads()).max(4096)
+}
+
 /// `y = ReLU(y + x)`.
 fn add_relu(y: &mut [f32], x: &[f32]) {
-    for (a, b) in y.iter_mut().zip(x) {
-        *a = (*a + b).max(0.0);
-    }
+    y.par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(x.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|(y, x)| {
+            for (a, b) in y.iter_mut().zip(x) {
+                *a = (*a + b).max(0.0);
+            }
+        });
 }
 
 /// ReLU's backward from its output: no gradient where it is 0.
 fn relu_back(d: &mut [f32], y: &[f32]) {
-    for (d, y) in d.iter_mut().zip(y) {
-        if *y <= 0.0 {
-            *d = 0.0;
+    d.par_chunks_mut(ELEMENTS_PER_TASK)
+        .zip(y.par_chunks(ELEMENTS_PER_TASK))
+        .for_each(|(d, y)| {
+            for (d, y) in d.iter_mut().zip(y) {
+                if *y <= 0.0 {
+                    *d = 0.0;
+                }
+            }
+        });
+}
+
+/// Rows summed in f32 before they are added into the f64 totals: the inner loops run
+/// over channels in f32 and vectorise, and no f32 sum grows long.
+const SUM_BLOCK: usize = 64;
+
+/// Per channel of `[rows, c]`: Σ a and Σ a·b (f64), the rows shared among the threads
+/// and their sums added in order (the same result for any scheduling).
+fn channel_sums(a: &[f32], b: &[f32], c: usize) -> (Vec<f64>, Vec<f64>) {
+    let per = rows_per_task(a.len() / c) * c;
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = a
+        .par_chunks(per)
+        .zip(b.par_chunks(per))
+        .map(|(a, b)| channel_sums_on(a, b, c))
+        .collect();
+    let (mut s1, mut s2) = (vec![0f64; c], vec![0f64; c]);
+    for (p1, p2) in parts {
+        s1.iter_mut().zip(p1).for_each(|(s, p)| *s += p);
+        s2.iter_mut().zip(p2).for_each(|(s, p)| *s += p);
+    }
+    (s1, s2)
+}
+
+/// [`channel_sums`] on one thread.
+fn channel_sums_on(a: &[f32], b: &[f32], c: usize) -> (Vec<f64>, Vec<f64>) {
+    let (mut s1, mut s2) = (vec![0f64; c], vec![0f64; c]);
+    let (mut p1, mut p2) = (vec![0f32; c], vec![0f32; c]);
+    for (ab, bb) in a.chunks(SUM_BLOCK * c).zip(b.chunks(SUM_BLOCK * c)) {
+        p1.fill(0.0);
+        p2.fill(0.0);
+        for (ar, br) in ab.chunks_exact(c).zip(bb.chunks_exact(c)) {
+            for j in 0..c {
+                p1[j] += ar[j];
+                p2[j] += ar[j] * br[j];
+            }
+        }
+        for j in 0..c {
+            s1[j] += p1[j] as f64;
+            s2[j] += p2[j] as f64;
         }
     }
+    (s1, s2)
+}
+
+/// Per group of `[rows, c]` (`groups` equal parts): the mean and 1 / √(σ² + ε), as
+/// [`crate::nn::resnet`]'s BatchNorm computes them.
+fn moments(x: &[f32], c: usize, groups: usize) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let per_group = x.len() / groups;
+    let m = (per_group / c) as f64;
+    x.chunks_exact(per_group)
+        .map(|g| {
+            let (s, s2) = channel_sums(g, g, c);
+            let mean = s.iter().map(|v| (v / m) as f32).collect();
+            let inv = s
+                .iter()
+                .zip(&s2)
+                .map(|(a, b)| {
+                    let mu = a / m;
+                    let var = (b / m - mu * mu).max(0.0);
+                    (1.0 / (var + BN_EPS).sqrt()) as f32
+                })
+                .collect();
+            (mean, inv)
+        })
+        .collect()
 }
