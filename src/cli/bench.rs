@@ -286,14 +286,20 @@ pub fn run(args: Args) -> Result<()> {
         ));
         roof();
         let wanted = |preset: &str| only.as_deref().is_none_or(|o| preset.contains(o));
-        for preset in ["cpc-audio", "cpc-audio-fsdd"].into_iter().filter(|p| wanted(p)) {
+        for preset in ["cpc-audio", "cpc-audio-fsdd"]
+            .into_iter()
+            .filter(|p| wanted(p))
+        {
             audio(preset)?;
         }
         if wanted("cpc-image-fashion") {
             image("cpc-image-fashion", &[])?;
             image("cpc-image-fashion + CPC-v2", &v2)?;
         }
-        for preset in ["simclr-fashion", "moco-fashion"].into_iter().filter(|p| wanted(p)) {
+        for preset in ["simclr-fashion", "moco-fashion"]
+            .into_iter()
+            .filter(|p| wanted(p))
+        {
             views(preset)?;
         }
         if wanted("cpc-text") {

@@ -78,3 +78,20 @@ fn bench_peak_measures_gemm_and_memory_bandwidth() {
         assert!(v > 0.5 && v.is_finite(), "{line}: {v}");
     }
 }
+
+#[test]
+fn bench_only_measures_the_named_trainers_lean_beside_candle() {
+    let b = Rlcpc::new("bench")
+        .args(&["--trainers-only", "--only", "simclr"])
+        .args(&["--trainer-steps", "1", "--repeats", "1"])
+        .ok();
+    assert!(
+        b.contains("simclr image simclr-fashion (images/s)")
+            && b.contains("simclr image simclr-fashion, candle (images/s)")
+            && b.contains("(the lean ResNet)"),
+        "{b}"
+    );
+    assert!(!b.contains("cpc audio") && !b.contains("moco"), "{b}");
+    let e = Rlcpc::new("bench").args(&["--only", "simclr"]).fails();
+    assert!(e.contains("--trainers-only"), "{e}");
+}
