@@ -28,10 +28,10 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["envs_only", "trainers_only"])]
     train_only: bool,
     /// Measure the standalone trainers only: audio windows per second of the built-in
-    /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion,
-    /// simclr-fashion and moco-fashion
-    /// (as built in, and with all of CPC-v2's options), sentences per second of
-    /// cpc-text.
+    /// cpc-audio and cpc-audio-fsdd configs, images per second of cpc-image-fashion (as
+    /// built in, and with all of CPC-v2's options), of simclr-fashion and moco-fashion
+    /// (the ResNet) and of simclr-lab-frames (the agent's conv encoder on 48x64 RGB),
+    /// each on the lean path and through candle, and sentences per second of cpc-text.
     #[arg(long, alias = "audio-only", conflicts_with = "envs_only")]
     trainers_only: bool,
     /// With --trainers-only: measure only the trainers whose preset name contains this
@@ -202,9 +202,10 @@ pub fn run(args: Args) -> Result<()> {
         }
         Ok(())
     };
-    let views = |preset: &str| -> Result<()> {
-        // As built (`train.learner = auto`: the lean ResNet), then through candle's
+    let views = |preset: &str, shape: (usize, usize, usize)| -> Result<()> {
+        // As built (`train.learner = auto`: the lean path), then through candle's
         // autograd, the reference path, in the same run.
+        let (h, w, c) = shape;
         for learner in ["auto", "candle"] {
             let cfg = rlcpc::pretrain::views::ViewsConfig::load(
                 Some(std::path::Path::new(preset)),
@@ -212,7 +213,7 @@ pub fn run(args: Args) -> Result<()> {
             )?;
             set_learner_threads(0);
             let runs: Vec<f64> = (0..repeats)
-                .map(|_| bench::view_images_per_sec(&cfg, (28, 28, 1), trainer_steps))
+                .map(|_| bench::view_images_per_sec(&cfg, shape, trainer_steps))
                 .collect::<Result<_>>()?;
             let path = if learner == "auto" { "" } else { ", candle" };
             report.case(
@@ -224,15 +225,19 @@ pub fn run(args: Args) -> Result<()> {
                 runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
             );
             report.note(format!(
-                "{:<40} 28x28x1, two views each, batch {}, resnet widths {:?} blocks {:?}, head {:?} -> {}, on the cpu ({})",
-                "", cfg.train.batch, cfg.model.widths, cfg.model.blocks, cfg.model.head_hidden, cfg.model.projection,
-                if learner == "auto" { "the lean ResNet" } else { "candle's autograd" }
+                "{:<40} {h}x{w}x{c}, two views each, batch {}, {}, head {:?} -> {}, on the cpu ({})",
+                "",
+                cfg.train.batch,
+                cfg.encoder_spec(h, w, c)?.describe(),
+                cfg.model.head_hidden,
+                cfg.model.projection,
+                if learner == "auto" { "the lean path" } else { "candle's autograd" }
             ));
             report.note(format!(
                 "{:<40} {}",
                 "",
                 bench::roofline_line(
-                    bench::view_image_flops(&cfg, (28, 28, 1), cfg.train.batch)?,
+                    bench::view_image_flops(&cfg, shape, cfg.train.batch)?,
                     "image",
                     bench::median(&runs),
                     roof(),
@@ -300,7 +305,11 @@ pub fn run(args: Args) -> Result<()> {
             .into_iter()
             .filter(|p| wanted(p))
         {
-            views(preset)?;
+            views(preset, (28, 28, 1))?;
+        }
+        if wanted("simclr-lab-frames") {
+            // Lab's default RGB view, through the agent's conv encoder.
+            views("simclr-lab-frames", (48, 64, 3))?;
         }
         if wanted("cpc-text") {
             text()?;
@@ -327,8 +336,9 @@ pub fn run(args: Args) -> Result<()> {
         audio("cpc-audio")?;
         image("cpc-image-fashion", &[])?;
         image("cpc-image-fashion + CPC-v2", &v2)?;
-        views("simclr-fashion")?;
-        views("moco-fashion")?;
+        views("simclr-fashion", (28, 28, 1))?;
+        views("moco-fashion", (28, 28, 1))?;
+        views("simclr-lab-frames", (48, 64, 3))?;
         text()?;
     }
     set_learner_threads(1);

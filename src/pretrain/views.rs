@@ -33,6 +33,7 @@ use crate::data::images::ImageSet;
 use crate::nn::encoders::EncoderSpec;
 use crate::nn::init::Init;
 use crate::nn::lean::resnet::{BnMode, LeanResNet};
+use crate::nn::lean::LeanAgentEncoder;
 pub use crate::nn::views::{Head, ViewEncoder};
 
 /// Which network is f.
@@ -229,12 +230,6 @@ impl super::TrainerConfig for ViewsConfig {
                 ),
             ));
         }
-        if self.train.learner == LearnerPath::Lean && m.encoder == ViewEncoderKind::Agent {
-            return Err(Invalid::new(
-                "train.learner",
-                "\"lean\" (the lean path has the ResNet; model.encoder = \"agent\" trains through candle: use \"auto\" or \"candle\")",
-            ));
-        }
         super::at_most(&[
             ("model.features", m.features, 65_536),
             ("model.projection", m.projection, 65_536),
@@ -342,11 +337,12 @@ struct KeySide {
     queue: Var,
 }
 
-/// f (and MoCo's key encoder) on the lean path ([`crate::nn::lean::resnet`]), which
-/// `train.learner` picks for the ResNet; the head g and the loss stay in candle.
+/// f (and MoCo's key encoder) on the lean path, which `train.learner` picks: the ResNet
+/// ([`crate::nn::lean::resnet`]) or the agent's conv encoder; the head g and the loss
+/// stay in candle.
 struct Lean {
-    f: LeanResNet,
-    key_f: Option<LeanResNet>,
+    f: LeanF,
+    key_f: Option<LeanF>,
     /// h of the step in progress as a leaf of candle's graph: its gradient, after the
     /// loss's backward, drives f's ([`super::Objective::complete_grads`]).
     h: Option<Var>,
@@ -434,22 +430,29 @@ impl Views {
         } else {
             None
         };
-        let lean = match (&spec, cfg.train.learner) {
-            (_, LearnerPath::Candle) => None,
-            (EncoderSpec::Resnet { widths, blocks, .. }, _) => {
-                let hwc = (set.height, set.width, set.channels);
-                let net = |prefix| LeanResNet::new(widths, blocks, hwc, &varmap, prefix);
-                Some(Lean {
-                    f: net("encoder")?,
-                    key_f: if moco { Some(net("key_encoder")?) } else { None },
-                    h: None,
-                })
-            }
-            (_, LearnerPath::Auto) => None,
-            (other, LearnerPath::Lean) => bail!(
-                "train.learner = \"lean\": the lean path has the ResNet, not {}; use \"auto\" or \"candle\"",
-                other.describe()
-            ),
+        let hwc = (set.height, set.width, set.channels);
+        let net = |prefix: &str| -> Result<LeanF> {
+            Ok(match &spec {
+                EncoderSpec::Resnet { widths, blocks, .. } => {
+                    LeanF::Resnet(LeanResNet::new(widths, blocks, hwc, &varmap, prefix)?)
+                }
+                EncoderSpec::Conv { fc, .. } => {
+                    LeanF::Agent(LeanAgentEncoder::new(hwc, *fc, &varmap, prefix)?)
+                }
+                other => bail!("{} has no lean path", other.describe()),
+            })
+        };
+        let lean = match cfg.train.learner {
+            LearnerPath::Candle => None,
+            LearnerPath::Auto | LearnerPath::Lean => Some(Lean {
+                f: net("encoder")?,
+                key_f: if moco {
+                    Some(net("key_encoder")?)
+                } else {
+                    None
+                },
+                h: None,
+            }),
         };
         let knn = test.map(|t| KnnMonitor::new(&cfg.knn, set.len(), t, cfg.data.split_seed));
         Ok(Views {
@@ -675,9 +678,40 @@ impl super::Objective for Views {
     }
 }
 
+/// A lean f: the ResNet or the agent's conv encoder.
+enum LeanF {
+    Resnet(LeanResNet),
+    Agent(LeanAgentEncoder),
+}
+
+impl LeanF {
+    /// h `[n, D]` of the `n` images `x` (BatchNorm, where there is one, as `mode` says).
+    fn forward(&mut self, x: &[f32], n: usize, mode: BnMode) -> Result<&[f32]> {
+        match self {
+            LeanF::Resnet(r) => r.forward(x, n, mode),
+            LeanF::Agent(a) => a.forward(x, n),
+        }
+    }
+
+    /// Every parameter's gradient from that of the last forward's h, into `grads`.
+    fn backward(&mut self, d_h: &[f32], grads: &mut GradStore) -> Result<()> {
+        match self {
+            LeanF::Resnet(r) => r.backward(d_h, grads),
+            LeanF::Agent(a) => a.backward(d_h, grads),
+        }
+    }
+
+    fn out_dim(&self) -> usize {
+        match self {
+            LeanF::Resnet(r) => r.out_dim(),
+            LeanF::Agent(a) => a.out_dim(),
+        }
+    }
+}
+
 /// h of images `idx` of `set` through the lean f in eval mode, as rows, in batches of
 /// 256 (as [`ViewEncoder::features`]).
-fn lean_features(net: &mut LeanResNet, set: &ImageSet, idx: &[usize]) -> Result<Vec<f32>> {
+fn lean_features(net: &mut LeanF, set: &ImageSet, idx: &[usize]) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(idx.len() * net.out_dim());
     let mut px = Vec::new();
     for chunk in idx.chunks(256) {

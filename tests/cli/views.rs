@@ -120,11 +120,12 @@ fn simclr_and_moco_train_monitor_resume_exactly_and_probe() {
     assert!(p.contains("moco ("), "{p}");
 }
 
-/// `train.learner`: the lean ResNet (the default on the CPU) and candle's autograd train
-/// SimCLR and MoCo alike: the same losses step by step and the same exported encoder, to
-/// float rounding (tests/lean.rs checks the network itself gradient by gradient).
+/// `train.learner`: the lean path (the default on the CPU) and candle's autograd train
+/// SimCLR and MoCo alike, with the ResNet and with the agent's conv encoder: the same
+/// losses step by step and the same exported encoder, to float rounding (tests/lean.rs
+/// checks the networks themselves gradient by gradient).
 #[test]
-fn lean_and_candle_resnets_train_the_view_objectives_alike() {
+fn lean_and_candle_paths_train_the_view_objectives_alike() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("squares");
     squares(&data);
@@ -167,11 +168,37 @@ fn lean_and_candle_resnets_train_the_view_objectives_alike() {
             assert!(err < 1e-3, "{objective}: {name} differs by {err}");
         }
     }
-    // `lean` is refused where there is no lean path, naming the key.
-    small("simclr", &data, &dir.path().join("agent"))
-        .set("model.encoder", "\"agent\"")
-        .set("train.learner", "\"lean\"")
-        .fails_with(&["train.learner", "ResNet"]);
+    // The agent's conv encoder on recorded 20×20 Lab frames, likewise (its images
+    // shared among the threads).
+    let rec = dir.path().join("rec");
+    Rlcpc::new("record --env lab/watermaze --option width=20 --option height=20 --steps 200 --max-episode-steps 50")
+        .out(&rec)
+        .ok();
+    let run = |learner: &str| {
+        let out = dir.path().join(format!("frames-{learner}"));
+        Rlcpc::new("pretrain image --quiet --config simclr-lab-frames")
+            .data(&rec)
+            .out(&out)
+            .set("model.features", 16)
+            .set("model.head_hidden", "[16]")
+            .set("model.projection", 8)
+            .set("train.batch", 9)
+            .set("train.steps", 3)
+            .set("train.log_every", 1)
+            .set("knn.every", 0)
+            .set("data.test_fraction", 0.3)
+            .set("train.learner", format!("\"{learner}\""))
+            .ok();
+        out
+    };
+    let (a, b) = (losses(&run("lean")), losses(&run("candle")));
+    assert_eq!(a.len(), 3, "{a:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x - y).abs() < 1e-4 * y.abs().max(1.0),
+            "agent encoder: {a:?} vs {b:?}"
+        );
+    }
 }
 
 /// Every f32 tensor of a safetensors file, by name.

@@ -387,3 +387,150 @@ fn relu_back(d: &mut [f32], y: &[f32]) {
         }
     }
 }
+
+/// The agent's conv encoder as the view trainers' f (SimCLR, MoCo with `model.encoder =
+/// "agent"`): [`ConvEnc`] over the variables under a prefix of candle's var map, read
+/// at every forward, its gradients handed to candle's gradient store (as
+/// [`super::resnet::LeanResNet`] does). The images are shared among rayon's threads,
+/// one [`ConvEnc`] each, whose gradients are summed in order.
+pub struct LeanAgentEncoder {
+    parts: Vec<AgentPart>,
+    params: Vec<Param>,
+    vars: Vec<candle_core::Var>,
+    /// Images per part in the last forward.
+    per: usize,
+    n: usize,
+    z: Vec<f32>,
+}
+
+/// One thread's encoder, output and gradients.
+struct AgentPart {
+    enc: ConvEnc,
+    z: Vec<f32>,
+    d_z: Vec<f32>,
+    grads: Vec<Vec<f32>>,
+}
+
+impl LeanAgentEncoder {
+    /// The encoder of `[h, w, c]` images in [0, 1] with an FC layer `fc` wide, over the
+    /// parameters under `prefix` (e.g. `encoder`) of `varmap`.
+    pub fn new(
+        (h, w, c): (usize, usize, usize),
+        fc: usize,
+        varmap: &candle_nn::VarMap,
+        prefix: &str,
+    ) -> anyhow::Result<Self> {
+        let threads = rayon::current_num_threads().max(1);
+        let mut params = Vec::new();
+        let mut parts = Vec::new();
+        for _ in 0..threads {
+            params.clear();
+            let enc = ConvEnc::new(&mut params, (h, w, c), fc, 1.0);
+            let grads = params.iter().map(|p| vec![0.0; p.data.len()]).collect();
+            parts.push(AgentPart {
+                enc,
+                z: Vec::new(),
+                d_z: Vec::new(),
+                grads,
+            });
+        }
+        let data = varmap.data().lock().expect("varmap lock");
+        let vars = params
+            .iter()
+            .map(|p| {
+                let name = p.name.replacen("encoder", prefix, 1);
+                let v = data
+                    .get(&name)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("missing parameter '{name}'"))?;
+                anyhow::ensure!(
+                    v.as_tensor().dims() == p.dims.as_slice(),
+                    "'{name}' is {:?}, not {:?}",
+                    v.as_tensor().dims(),
+                    p.dims
+                );
+                Ok(v)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(LeanAgentEncoder {
+            parts,
+            params,
+            vars,
+            per: 0,
+            n: 0,
+            z: Vec::new(),
+        })
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.parts[0].enc.fc_out
+    }
+
+    /// h `[n, fc]` of the `n` images `x` `[n, H, W, C]`.
+    pub fn forward(&mut self, x: &[f32], n: usize) -> anyhow::Result<&[f32]> {
+        use rayon::prelude::*;
+        let in_dim = self.parts[0].enc.in_dim();
+        anyhow::ensure!(
+            n > 0 && x.len() == n * in_dim,
+            "{} floats are not {n} images of {:?}",
+            x.len(),
+            self.parts[0].enc.hwc
+        );
+        for (p, v) in self.params.iter_mut().zip(&self.vars) {
+            let data = &mut p.data;
+            rlcpc_agents::optim::with_host_slice(v.as_tensor(), &mut Vec::new(), |s| {
+                data.copy_from_slice(s)
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        self.n = n;
+        self.per = n.div_ceil(self.parts.len());
+        let params = &self.params;
+        x.par_chunks(self.per * in_dim)
+            .zip(self.parts.par_iter_mut())
+            .for_each(|(x, part)| {
+                part.enc.stale = true;
+                part.enc.forward(params, x, x.len() / in_dim, &mut part.z);
+            });
+        self.z.clear();
+        let used = n.div_ceil(self.per);
+        for part in &self.parts[..used] {
+            self.z.extend_from_slice(&part.z);
+        }
+        Ok(&self.z)
+    }
+
+    /// The gradients of every parameter, from `d_h` (the gradient of the last forward's
+    /// h), into `grads`.
+    pub fn backward(
+        &mut self,
+        d_h: &[f32],
+        grads: &mut candle_core::backprop::GradStore,
+    ) -> anyhow::Result<()> {
+        use rayon::prelude::*;
+        let d = self.out_dim();
+        anyhow::ensure!(
+            self.n > 0 && d_h.len() == self.n * d,
+            "a gradient of {} floats for h of [{}, {d}]",
+            d_h.len(),
+            self.n
+        );
+        let used = self.n.div_ceil(self.per);
+        d_h.par_chunks(self.per * d)
+            .zip(self.parts[..used].par_iter_mut())
+            .for_each(|(d_h, part)| {
+                part.d_z.clear();
+                part.d_z.extend_from_slice(d_h);
+                part.enc.backward(&part.z, &mut part.d_z, &mut part.grads);
+            });
+        for (i, (p, v)) in self.params.iter().zip(&self.vars).enumerate() {
+            let mut g = self.parts[0].grads[i].clone();
+            for part in &self.parts[1..used] {
+                g.iter_mut().zip(&part.grads[i]).for_each(|(a, b)| *a += b);
+            }
+            let t = candle_core::Tensor::from_vec(g, p.dims.as_slice(), &candle_core::Device::Cpu)?;
+            grads.insert(v.as_tensor(), t);
+        }
+        Ok(())
+    }
+}

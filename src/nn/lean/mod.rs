@@ -20,6 +20,8 @@
 mod conv;
 pub mod resnet;
 
+pub use conv::LeanAgentEncoder;
+
 use rlcpc_agents::{ActorPolicy, AgentError, LeanNetwork, LeanOutputs, ParamSnapshot};
 
 use super::agent_net::NetSpec;
