@@ -433,9 +433,9 @@ impl Views {
         let hwc = (set.height, set.width, set.channels);
         let net = |prefix: &str| -> Result<LeanF> {
             Ok(match &spec {
-                EncoderSpec::Resnet { widths, blocks, .. } => {
-                    LeanF::Resnet(LeanResNet::new(widths, blocks, hwc, &varmap, prefix)?)
-                }
+                EncoderSpec::Resnet { widths, blocks, .. } => LeanF::Resnet(Box::new(
+                    LeanResNet::new(widths, blocks, hwc, &varmap, prefix)?,
+                )),
                 EncoderSpec::Conv { fc, .. } => {
                     LeanF::Agent(LeanAgentEncoder::new(hwc, *fc, &varmap, prefix)?)
                 }
@@ -680,7 +680,7 @@ impl super::Objective for Views {
 
 /// A lean f: the ResNet or the agent's conv encoder.
 enum LeanF {
-    Resnet(LeanResNet),
+    Resnet(Box<LeanResNet>),
     Agent(LeanAgentEncoder),
 }
 
