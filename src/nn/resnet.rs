@@ -31,7 +31,8 @@ pub struct BatchNorm {
     pub running_var: Var,
 }
 
-fn var(varmap: &VarMap, name: &str) -> candle_core::Result<Var> {
+/// The variable `name` of `varmap`, or an error naming it.
+pub(crate) fn var(varmap: &VarMap, name: &str) -> candle_core::Result<Var> {
     varmap
         .data()
         .lock()

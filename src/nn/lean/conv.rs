@@ -434,15 +434,11 @@ impl LeanAgentEncoder {
                 grads,
             });
         }
-        let data = varmap.data().lock().expect("varmap lock");
         let vars = params
             .iter()
             .map(|p| {
                 let name = p.name.replacen("encoder", prefix, 1);
-                let v = data
-                    .get(&name)
-                    .cloned()
-                    .ok_or_else(|| anyhow::anyhow!("missing parameter '{name}'"))?;
+                let v = crate::nn::resnet::var(varmap, &name)?;
                 anyhow::ensure!(
                     v.as_tensor().dims() == p.dims.as_slice(),
                     "'{name}' is {:?}, not {:?}",

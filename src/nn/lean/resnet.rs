@@ -42,13 +42,7 @@ pub enum BnMode {
 }
 
 fn var(varmap: &VarMap, name: &str) -> Result<Var> {
-    varmap
-        .data()
-        .lock()
-        .expect("varmap lock")
-        .get(name)
-        .cloned()
-        .with_context(|| format!("missing parameter '{name}'"))
+    Ok(crate::nn::resnet::var(varmap, name)?)
 }
 
 /// `f` on the values of `v` (in place for a CPU variable).
