@@ -88,7 +88,8 @@ fn bench_only_measures_the_named_trainers_lean_beside_candle() {
     assert!(
         b.contains("simclr image simclr-fashion (images/s)")
             && b.contains("simclr image simclr-fashion, candle (images/s)")
-            && b.contains("(the lean ResNet)"),
+            && b.contains("(the lean path)")
+            && b.contains("simclr image simclr-lab-frames (images/s)"),
         "{b}"
     );
     assert!(!b.contains("cpc audio") && !b.contains("moco"), "{b}");
