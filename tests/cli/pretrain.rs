@@ -265,6 +265,13 @@ fn cpc_audio_reports_bad_files_and_bad_settings() {
         "data.window=99999",
         &["lower data.window"],
     );
+    // The CPC trainers have no lean path: `lean` is refused before anything is written.
+    let out = dir.path().join("r7");
+    a.clone()
+        .out(&out)
+        .set("train.learner", "\"lean\"")
+        .fails_with(&["train.learner", "no lean path", "auto"]);
+    assert!(!out.exists(), "nothing is written");
 }
 
 // `cpc image`, the image probe, and the pixel encoder shared with the agent.
