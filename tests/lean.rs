@@ -459,3 +459,78 @@ fn lean_resnet_matches_the_candle_resnet() {
         );
     }
 }
+
+/// CPC's audio encoder on the lean path against candle's (`nn::audio`): z and every
+/// parameter's gradient, with and without the channel norm and the waveform
+/// standardisation, on windows whose lengths leave partial frames at every layer (403
+/// samples; strides 5, 4, 2), over three windows that the threads share.
+#[test]
+fn lean_audio_encoder_matches_the_candle_encoder() {
+    use candle_core::backprop::GradStore;
+    use candle_core::Tensor;
+    use candle_nn::VarBuilder;
+    use rlcpc::nn::audio::{init, AudioEncoder};
+    use rlcpc::nn::init::Init;
+    use rlcpc::nn::lean::audio::LeanAudioEncoder;
+
+    let (channels, strides, kernels, n, len) = (6, [5, 4, 2], [10, 8, 4], 3, 403);
+    let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let close = |what: &str, a: &[f32], b: &[f32], tol: f32| {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let scale = max_abs(b).max(1e-3);
+        assert!(err <= tol * scale, "{what}: differs by {err} (scale {scale})");
+    };
+    for (norm, standardise) in [(false, false), (true, true), (true, false)] {
+        let mut vars = Init::new(3, &Device::Cpu);
+        init(channels, &kernels, norm, &mut vars, "encoder").unwrap();
+        let vb = VarBuilder::from_varmap(&vars.varmap, candle_core::DType::F32, &Device::Cpu);
+        let candle =
+            AudioEncoder::new(channels, &strides, &kernels, norm, standardise, vb.pp("encoder"))
+                .unwrap();
+        let mut lean = LeanAudioEncoder::new(
+            channels,
+            &strides,
+            &kernels,
+            norm,
+            standardise,
+            &vars.varmap,
+            "encoder",
+        )
+        .unwrap();
+        let wave: Vec<f32> = (0..n * len)
+            .map(|i| ((i as f32) * 0.173).sin() * 0.6 + ((i * 31 % 17) as f32) / 40.0)
+            .collect();
+        let z_lean = lean.forward(&wave, n, len).unwrap().to_vec();
+        let wt = Tensor::from_vec(wave.clone(), (n, len), &Device::Cpu).unwrap();
+        let z = candle.forward(&wt).unwrap();
+        // 403 → 81 → 21 → 11 frames.
+        assert_eq!(z.dims(), &[n, 11, channels]);
+        let r: Vec<f32> = (0..z.elem_count())
+            .map(|i| ((i * 37) % 13) as f32 / 6.0 - 1.0)
+            .collect();
+        let rt = Tensor::from_vec(r.clone(), z.shape(), &Device::Cpu).unwrap();
+        let g_candle = (&z * &rt).unwrap().sum_all().unwrap().backward().unwrap();
+        let what = format!("norm {norm}, standardised {standardise}");
+        let z_candle = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        close(&format!("{what}: z"), &z_lean, &z_candle, 1e-4);
+        let mut g_lean = GradStore::default();
+        lean.backward(&r, &mut g_lean).unwrap();
+        let mut checked = 0;
+        for (name, v) in vars.varmap.data().lock().unwrap().iter() {
+            let get = |g: &GradStore| {
+                g.get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("{what}: no gradient of {name}"))
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            };
+            let (a, b) = (get(&g_lean), get(&g_candle));
+            assert!(max_abs(&b) > 0.0, "{what}: {name} has a zero gradient");
+            close(&format!("{what}: d {name}"), &a, &b, 1e-3);
+            checked += 1;
+        }
+        assert_eq!(checked, if norm { 12 } else { 6 }, "{what}");
+    }
+}

@@ -130,39 +130,56 @@ pub fn run(args: Args) -> Result<()> {
     let mlp = Config::load(None, &[])?;
     let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
     let audio = |name: &str| -> Result<()> {
-        let cfg =
-            rlcpc::pretrain::audio::AudioCpcConfig::load(Some(std::path::Path::new(name)), &[])?;
-        set_learner_threads(0);
-        let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::audio_windows_per_sec(&cfg, trainer_steps, &dev))
-            .collect::<Result<_>>()?;
-        report.case(
-            format!("cpc audio {name} (windows/s)"),
-            bench::median(&runs),
-            runs.iter()
-                .map(|x| (x * 10.0).round() / 10.0)
-                .collect::<Vec<_>>(),
-        );
-        report.note(format!(
-            "{:<40} window {} samples, batch {}, {} channels, GRU {}, K = {}, {on}",
-            "",
-            cfg.data.window,
-            cfg.train.batch,
-            cfg.model.channels,
-            cfg.model.context,
-            cfg.cpc.horizon,
-        ));
-        report.note(format!(
-            "{:<40} {}",
-            "",
-            bench::roofline_line(
-                bench::audio_window_flops(&cfg),
-                "window",
+        // As built (`train.learner = auto`: the lean encoder on the CPU), then through
+        // candle's autograd, the reference path, in the same run.
+        let learners: &[&str] = if dev.is_cpu() {
+            &["auto", "candle"]
+        } else {
+            &["auto"]
+        };
+        for &learner in learners {
+            let cfg = rlcpc::pretrain::audio::AudioCpcConfig::load(
+                Some(std::path::Path::new(name)),
+                &[format!("train.learner=\"{learner}\"")],
+            )?;
+            set_learner_threads(0);
+            let runs: Vec<f64> = (0..repeats)
+                .map(|_| bench::audio_windows_per_sec(&cfg, trainer_steps, &dev))
+                .collect::<Result<_>>()?;
+            let path = if learner == "auto" { "" } else { ", candle" };
+            report.case(
+                format!("cpc audio {name}{path} (windows/s)"),
                 bench::median(&runs),
-                roof(),
-                "convolutions and GRU"
-            )
-        ));
+                runs.iter()
+                    .map(|x| (x * 10.0).round() / 10.0)
+                    .collect::<Vec<_>>(),
+            );
+            report.note(format!(
+                "{:<40} window {} samples, batch {}, {} channels, GRU {}, K = {}, {on}{}",
+                "",
+                cfg.data.window,
+                cfg.train.batch,
+                cfg.model.channels,
+                cfg.model.context,
+                cfg.cpc.horizon,
+                match (learner, dev.is_cpu()) {
+                    ("candle", _) => " (candle's autograd)",
+                    (_, true) => " (the lean encoder)",
+                    _ => "",
+                }
+            ));
+            report.note(format!(
+                "{:<40} {}",
+                "",
+                bench::roofline_line(
+                    bench::audio_window_flops(&cfg),
+                    "window",
+                    bench::median(&runs),
+                    roof(),
+                    "convolutions and GRU"
+                )
+            ));
+        }
         Ok(())
     };
     let image = |label: &str, overrides: &[String]| -> Result<()> {

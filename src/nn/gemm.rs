@@ -81,6 +81,67 @@ pub fn matmul(
     }
 }
 
+/// An operand of [`matmul_strided`]: the slice and the strides of its rows and columns
+/// (element (i, j) at `i·rows + j·cols`; rows may overlap, as a strided convolution's
+/// patches do).
+pub type Strided<'a> = (&'a [f32], usize, usize);
+
+/// `c[m, n] = a[m, k] · b[k, n]` (or `c += ...`) with `a` and `b` read through their
+/// strides; `c` is contiguous.
+///
+/// # Panics
+/// If a stride reaches past its slice (a bug in the caller, not bad input).
+pub fn matmul_strided(
+    c: &mut [f32],
+    (a, a_rs, a_cs): Strided,
+    (b, b_rs, b_cs): Strided,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= m * n, "matmul_strided: c holds {} of {m}x{n}", c.len());
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let last = |rs: usize, cs: usize, r: usize, q: usize| (r - 1) * rs + (q - 1) * cs;
+    assert!(
+        last(a_rs, a_cs, m, k) < a.len() && last(b_rs, b_cs, k, n) < b.len(),
+        "matmul_strided: [{m}, {k}] x [{k}, {n}] reaches past slices of {} and {}",
+        a.len(),
+        b.len()
+    );
+    // SAFETY: the assertions keep every offset the strides reach inside the slices, and
+    // c is written at i·n + j < m·n only.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// Σ a_i b_i with eight independent accumulators, so that it vectorises (a plain
 /// `sum()` of f32 must add in order and cannot).
 #[inline]
@@ -129,6 +190,22 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).cos()).collect();
             let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert!((dot(&a, &b) - want).abs() < 1e-5, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn strided_operands_match_the_definition() {
+        // a: overlapping rows (stride 2 over windows of 4), b: a transposed block.
+        let (m, k, n) = (5, 4, 3);
+        let a: Vec<f32> = (0..2 * (m - 1) + k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..n * 7).map(|i| (i as f32 * 0.71).cos()).collect();
+        let mut c = vec![0.5; m * n];
+        matmul_strided(&mut c, (&a, 2, 1), (&b[1..], 1, 7), (m, k, n), true);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = 0.5 + (0..k).map(|p| a[2 * i + p] * b[1 + j * 7 + p]).sum::<f32>();
+                assert!((c[i * n + j] - want).abs() < 1e-5, "({i}, {j})");
+            }
         }
     }
 

@@ -8,7 +8,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rlcpc_envs::SeededRng;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cpc_objective::{Cpc, Encoded, Sequences};
 use super::TrainSection;
-use crate::config::Invalid;
+use crate::config::{Invalid, LearnerPath};
 use crate::config::Negatives;
 use crate::cpc::CpcSampling;
 use crate::data::audio::{AudioSet, Layout, LoadOptions};
@@ -26,6 +27,7 @@ use crate::nn::audio::{check_layers, frames, AudioEncoder};
 use crate::nn::encoders::{ContextSpec, EncoderSpec};
 use crate::nn::gru::Gru;
 use crate::nn::init::Init;
+use crate::nn::lean::audio::LeanAudioEncoder;
 
 /// `[data]`: which audio is read and how it is cut.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -349,6 +351,9 @@ pub struct AudioWindows {
     rng: SeededRng,
     device: Device,
     data_meta: String,
+    /// The encoder on the lean path (`train.learner`, on the CPU), and z of the step in
+    /// progress as a leaf of candle's graph (the GRU and the loss stay in candle).
+    lean: Option<(LeanAudioEncoder, Option<Var>)>,
 }
 
 /// CPC on audio windows.
@@ -417,6 +422,36 @@ impl AudioWindows {
         let ctx = cfg.context_spec();
         AudioNet::init(&spec, &ctx, init)?;
         let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, device);
+        let lean = match (&spec, cfg.train.learner, device.is_cpu()) {
+            (_, LearnerPath::Candle, _) | (_, LearnerPath::Auto, false) => None,
+            (_, LearnerPath::Lean, false) => {
+                bail!("train.learner = \"lean\" runs on the CPU only; use \"auto\" or \"candle\" with --device cuda")
+            }
+            (
+                EncoderSpec::Audio {
+                    channels,
+                    strides,
+                    kernels,
+                    channel_norm,
+                    normalize,
+                    ..
+                },
+                _,
+                true,
+            ) => Some((
+                LeanAudioEncoder::new(
+                    *channels,
+                    strides,
+                    kernels,
+                    *channel_norm,
+                    *normalize,
+                    &init.varmap,
+                    "encoder",
+                )?,
+                None,
+            )),
+            (other, ..) => bail!("{} is not an audio encoder", other.describe()),
+        };
         let net = AudioNet::new(spec, ctx, vb)?;
         let data_meta = serde_json::json!({
             "root": root,
@@ -438,6 +473,7 @@ impl AudioWindows {
             rng: SeededRng::seed_from_u64(cfg.train.seed ^ 0xA0D1_0C9C),
             device: device.clone(),
             data_meta,
+            lean,
         })
     }
 
@@ -447,8 +483,8 @@ impl AudioWindows {
     }
 
     /// `batch` random windows, `windows_per_speaker` at a time from one speaker; returns
-    /// `[B, L]` and each window's speaker group (renumbered from 0).
-    fn sample(&mut self, batch: usize) -> Result<(Tensor, Vec<u32>)> {
+    /// their samples `[B, L]` and each window's speaker group (renumbered from 0).
+    fn sample(&mut self, batch: usize) -> Result<(Vec<f32>, Vec<u32>)> {
         let len = self.cfg.data.window;
         let per = self.cfg.cpc.windows_per_speaker;
         let mut data = Vec::with_capacity(batch * len);
@@ -469,7 +505,7 @@ impl AudioWindows {
                 groups.push(g as u32);
             }
         }
-        Ok((Tensor::from_vec(data, (batch, len), &self.device)?, groups))
+        Ok((data, groups))
     }
 }
 
@@ -486,7 +522,21 @@ impl Sequences for AudioWindows {
 
     fn encode(&mut self, batch: usize) -> Result<Encoded> {
         let (wave, groups) = self.sample(batch)?;
-        let (z, c) = self.net.forward(&wave)?;
+        let len = self.cfg.data.window;
+        let (z, c) = match &mut self.lean {
+            Some((enc, leaf)) => {
+                let ch = enc.channels();
+                let z = enc.forward(&wave, batch, len)?;
+                let v = Var::from_vec(z.to_vec(), (batch, z.len() / batch / ch, ch), &self.device)?;
+                let z = v.as_tensor().clone();
+                *leaf = Some(v);
+                let c = self.net.context.forward(&z)?;
+                (z, c)
+            }
+            None => self
+                .net
+                .forward(&Tensor::from_vec(wave, (batch, len), &self.device)?)?,
+        };
         let t_len = z.dim(1)?;
         let metrics = vec![(
             "z_norm_std".to_string(),
@@ -501,6 +551,21 @@ impl Sequences for AudioWindows {
             samples: batch,
             metrics,
         })
+    }
+
+    fn complete_grads(&mut self, grads: &mut GradStore) -> Result<()> {
+        let Some((enc, Some(z))) = &mut self.lean else {
+            return Ok(());
+        };
+        let d_z = match grads.remove(z.as_tensor()) {
+            Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0.0; z.as_tensor().elem_count()],
+        };
+        enc.backward(&d_z, grads)
+    }
+
+    fn has_lean_path(&self) -> bool {
+        self.lean.is_some()
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {

@@ -9,6 +9,7 @@
 //! per direction, so `pretrain/image.rs` keeps its own CPC.
 
 use anyhow::{bail, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rlcpc_envs::SeededRng;
@@ -46,6 +47,15 @@ pub trait Sequences {
     fn rng(&mut self) -> &mut SeededRng;
     /// Samples `batch` sequences and encodes them.
     fn encode(&mut self, batch: usize) -> Result<Encoded>;
+    /// Adds the gradients of a lean-path encoder (from that of its output) to `grads`
+    /// ([`Objective::complete_grads`]).
+    fn complete_grads(&mut self, _grads: &mut GradStore) -> Result<()> {
+        Ok(())
+    }
+    /// Whether the encoder runs on the lean path.
+    fn has_lean_path(&self) -> bool {
+        false
+    }
     /// Metadata of the exported encoder: its spec, its context network's, the data.
     fn export_metadata(&self) -> Vec<(&'static str, String)>;
     /// Refuses a checkpoint trained on data that would not fit (e.g. another vocabulary).
@@ -123,6 +133,14 @@ impl<M: Sequences> Objective for Cpc<M> {
 
     fn rng(&mut self) -> &mut SeededRng {
         self.modality.rng()
+    }
+
+    fn complete_grads(&mut self, grads: &mut GradStore) -> Result<()> {
+        self.modality.complete_grads(grads)
+    }
+
+    fn has_lean_path(&self) -> bool {
+        self.modality.has_lean_path()
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {

@@ -56,9 +56,9 @@ pub struct TrainSection {
     pub checkpoint_minutes: f64,
     /// The implementation of the encoder's forward and backward: `auto` takes the lean
     /// path (plain Rust over host buffers, several times faster on the CPU) where the
-    /// trainer has one, today SimCLR and MoCo with the ResNet, and candle's autograd
-    /// elsewhere; `candle` always uses candle (the reference); `lean` insists on the lean
-    /// path and is refused where there is none.
+    /// trainer has one (SimCLR and MoCo, audio CPC's encoder) and candle's autograd
+    /// elsewhere (and on a GPU); `candle` always uses candle (the reference); `lean`
+    /// insists on the lean path and is refused where there is none.
     pub learner: crate::config::LearnerPath,
 }
 
@@ -452,7 +452,7 @@ fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> Result<FitSummary> {
     if train.learner == crate::config::LearnerPath::Lean && !obj.has_lean_path() {
         bail!(
-            "train.learner = \"lean\": the {} trainer has no lean path (SimCLR and MoCo with the ResNet have); use \"auto\" or \"candle\"",
+            "train.learner = \"lean\": the {} trainer has no lean path (SimCLR, MoCo and audio CPC have); use \"auto\" or \"candle\"",
             obj.name()
         );
     }

@@ -265,13 +265,30 @@ fn cpc_audio_reports_bad_files_and_bad_settings() {
         "data.window=99999",
         &["lower data.window"],
     );
-    // The CPC trainers have no lean path: `lean` is refused before anything is written.
-    let out = dir.path().join("r7");
-    a.clone()
-        .out(&out)
-        .set("train.learner", "\"lean\"")
-        .fails_with(&["train.learner", "no lean path", "auto"]);
-    assert!(!out.exists(), "nothing is written");
+    // The lean encoder (the default on the CPU) and candle's train alike: the same
+    // losses step by step, with the waveform standardised and the channel norm on.
+    let losses = |learner: &str| -> Vec<f64> {
+        let out = dir.path().join(format!("lean-{learner}"));
+        a.clone()
+            .out(&out)
+            .set("train.steps", 3)
+            .set("train.log_every", 1)
+            .set("model.channel_norm", true)
+            .set("model.normalize", true)
+            .set("train.learner", format!("\"{learner}\""))
+            .ok();
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["train/loss"].as_f64())
+            .collect()
+    };
+    let (lean, candle) = (losses("lean"), losses("candle"));
+    assert_eq!(lean.len(), 3, "{lean:?}");
+    for (x, y) in lean.iter().zip(&candle) {
+        assert!((x - y).abs() < 1e-4 * y.abs().max(1.0), "{lean:?} vs {candle:?}");
+    }
 }
 
 // `cpc image`, the image probe, and the pixel encoder shared with the agent.
@@ -479,6 +496,13 @@ fn cpc_text_trains_and_probe_cross_validates_against_bag_of_words() {
         .set("model.context", 16)
         .set("train.batch", 4)
         .set("train.steps", 3);
+    // Text CPC has no lean path: `lean` is refused before anything is written.
+    let refused = dir.path().join("lean");
+    base.clone()
+        .out(&refused)
+        .set("train.learner", "\"lean\"")
+        .fails_with(&["train.learner", "no lean path", "auto"]);
+    assert!(!refused.exists(), "nothing is written");
     let t = base.clone().out(&run).ok();
     assert!(
         t.contains("90 sentences in 3 files") && t.contains("done after 3 steps"),

@@ -17,6 +17,7 @@
 //! - the view trainers' ResNet ([`resnet`]) runs the same way, its parameters left in
 //!   candle's var map and its gradients handed to candle's gradient store.
 
+pub mod audio;
 mod conv;
 pub mod resnet;
 
