@@ -479,15 +479,24 @@ fn lean_audio_encoder_matches_the_candle_encoder() {
         assert_eq!(a.len(), b.len(), "{what}: lengths");
         let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         let scale = max_abs(b).max(1e-3);
-        assert!(err <= tol * scale, "{what}: differs by {err} (scale {scale})");
+        assert!(
+            err <= tol * scale,
+            "{what}: differs by {err} (scale {scale})"
+        );
     };
     for (norm, standardise) in [(false, false), (true, true), (true, false)] {
         let mut vars = Init::new(3, &Device::Cpu);
         init(channels, &kernels, norm, &mut vars, "encoder").unwrap();
         let vb = VarBuilder::from_varmap(&vars.varmap, candle_core::DType::F32, &Device::Cpu);
-        let candle =
-            AudioEncoder::new(channels, &strides, &kernels, norm, standardise, vb.pp("encoder"))
-                .unwrap();
+        let candle = AudioEncoder::new(
+            channels,
+            &strides,
+            &kernels,
+            norm,
+            standardise,
+            vb.pp("encoder"),
+        )
+        .unwrap();
         let mut lean = LeanAudioEncoder::new(
             channels,
             &strides,

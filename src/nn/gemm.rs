@@ -101,7 +101,11 @@ pub fn matmul_strided(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(c.len() >= m * n, "matmul_strided: c holds {} of {m}x{n}", c.len());
+    assert!(
+        c.len() >= m * n,
+        "matmul_strided: c holds {} of {m}x{n}",
+        c.len()
+    );
     if k == 0 {
         if !accumulate {
             c[..m * n].fill(0.0);
@@ -197,7 +201,9 @@ mod tests {
     fn strided_operands_match_the_definition() {
         // a: overlapping rows (stride 2 over windows of 4), b: a transposed block.
         let (m, k, n) = (5, 4, 3);
-        let a: Vec<f32> = (0..2 * (m - 1) + k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let a: Vec<f32> = (0..2 * (m - 1) + k)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
         let b: Vec<f32> = (0..n * 7).map(|i| (i as f32 * 0.71).cos()).collect();
         let mut c = vec![0.5; m * n];
         matmul_strided(&mut c, (&a, 2, 1), (&b[1..], 1, 7), (m, k, n), true);

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cpc_objective::{Cpc, Encoded, Sequences};
 use super::TrainSection;
-use crate::config::{Invalid, LearnerPath};
 use crate::config::Negatives;
+use crate::config::{Invalid, LearnerPath};
 use crate::cpc::CpcSampling;
 use crate::data::audio::{AudioSet, Layout, LoadOptions};
 use crate::data::{split, SplitBy};

@@ -287,7 +287,10 @@ fn cpc_audio_reports_bad_files_and_bad_settings() {
     let (lean, candle) = (losses("lean"), losses("candle"));
     assert_eq!(lean.len(), 3, "{lean:?}");
     for (x, y) in lean.iter().zip(&candle) {
-        assert!((x - y).abs() < 1e-4 * y.abs().max(1.0), "{lean:?} vs {candle:?}");
+        assert!(
+            (x - y).abs() < 1e-4 * y.abs().max(1.0),
+            "{lean:?} vs {candle:?}"
+        );
     }
 }
 

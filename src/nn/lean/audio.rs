@@ -109,7 +109,14 @@ impl Layer {
     }
 
     /// Output, normalised output and 1 / σ of the windows `x`, into the given slices.
-    fn forward_part(&self, x: &[f32], out: &mut [f32], xhat: &mut [f32], rstd: &mut [f32], p: &mut Part) {
+    fn forward_part(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        xhat: &mut [f32],
+        rstd: &mut [f32],
+        p: &mut Part,
+    ) {
         let (ci, co, t) = (self.c_in, self.c_out, self.len_out);
         let kk = self.k * ci;
         for (i, (xw, yw)) in x
@@ -130,9 +137,14 @@ impl Layer {
             );
             if self.norm.is_some() {
                 let xh = &mut xhat[i * t * co..(i + 1) * t * co];
-                for (r, (row, xr)) in yw.chunks_exact_mut(co).zip(xh.chunks_exact_mut(co)).enumerate() {
+                for (r, (row, xr)) in yw
+                    .chunks_exact_mut(co)
+                    .zip(xh.chunks_exact_mut(co))
+                    .enumerate()
+                {
                     let mean = row.iter().map(|&v| v as f64).sum::<f64>() / co as f64;
-                    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / co as f64;
+                    let var =
+                        row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / co as f64;
                     let inv = 1.0 / (var + EPS).sqrt();
                     rstd[i * t + r] = inv as f32;
                     for j in 0..co {
@@ -149,7 +161,14 @@ impl Layer {
     /// from `first` on) from `d` (the gradient of their output, masked here by ReLU):
     /// this thread's share of the parameters' gradients into `p`, and the input's
     /// gradient into `dx` where wanted.
-    fn backward_part(&self, x: &[f32], d: &mut [f32], first: usize, mut dx: Option<&mut [f32]>, p: &mut Part) {
+    fn backward_part(
+        &self,
+        x: &[f32],
+        d: &mut [f32],
+        first: usize,
+        mut dx: Option<&mut [f32]>,
+        p: &mut Part,
+    ) {
         let (out, xhat, rstd) = (&self.out, &self.xhat, &self.rstd);
         let (ci, co, t, s) = (self.c_in, self.c_out, self.len_out, self.s);
         let kk = self.k * ci;
@@ -265,7 +284,10 @@ impl LeanAudioEncoder {
         for (i, (&s, &k)) in strides.iter().zip(kernels).enumerate() {
             let p = format!("{prefix}.conv.{i}");
             let norm = if channel_norm {
-                Some((var(varmap, &format!("{p}.norm.weight"))?, var(varmap, &format!("{p}.norm.bias"))?))
+                Some((
+                    var(varmap, &format!("{p}.norm.weight"))?,
+                    var(varmap, &format!("{p}.norm.bias"))?,
+                ))
             } else {
                 None
             };
@@ -329,7 +351,8 @@ impl LeanAudioEncoder {
                 let mean = w.iter().map(|&v| v as f64).sum::<f64>() / len as f64;
                 let var = w.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len as f64;
                 let inv = 1.0 / (var + EPS).sqrt();
-                w.iter_mut().for_each(|v| *v = ((*v as f64 - mean) * inv) as f32);
+                w.iter_mut()
+                    .for_each(|v| *v = ((*v as f64 - mean) * inv) as f32);
             }
         }
         let per = self.split(n);
@@ -434,11 +457,23 @@ impl LeanAudioEncoder {
                     }
                 }
             }
-            grads.insert(l.w.as_tensor(), Tensor::from_vec(g, (l.c_out, ci, k), &dev)?);
-            grads.insert(l.b.as_tensor(), Tensor::from_vec(l.d_b.clone(), l.c_out, &dev)?);
+            grads.insert(
+                l.w.as_tensor(),
+                Tensor::from_vec(g, (l.c_out, ci, k), &dev)?,
+            );
+            grads.insert(
+                l.b.as_tensor(),
+                Tensor::from_vec(l.d_b.clone(), l.c_out, &dev)?,
+            );
             if let Some((gain, shift)) = &l.norm {
-                grads.insert(gain.as_tensor(), Tensor::from_vec(l.d_gain.clone(), l.c_out, &dev)?);
-                grads.insert(shift.as_tensor(), Tensor::from_vec(l.d_shift.clone(), l.c_out, &dev)?);
+                grads.insert(
+                    gain.as_tensor(),
+                    Tensor::from_vec(l.d_gain.clone(), l.c_out, &dev)?,
+                );
+                grads.insert(
+                    shift.as_tensor(),
+                    Tensor::from_vec(l.d_shift.clone(), l.c_out, &dev)?,
+                );
             }
         }
         Ok(())
