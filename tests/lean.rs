@@ -335,16 +335,6 @@ fn lean_resnet_matches_the_candle_resnet() {
 
     // 240 images: the convolutions take several chunks of images, shared among threads.
     let (widths, blocks, (h, w, c), n) = ([4, 6, 8], [1, 2, 1], (11, 13, 2), 240);
-    let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let close = |what: &str, a: &[f32], b: &[f32], tol: f32| {
-        assert_eq!(a.len(), b.len(), "{what}: lengths");
-        let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        let scale = max_abs(b).max(1e-3);
-        assert!(
-            err <= tol * scale,
-            "{what}: differs by {err} (scale {scale})"
-        );
-    };
     for groups in [1, 2] {
         let make = || {
             let mut init = Init::new(7, &Device::Cpu);
@@ -380,7 +370,7 @@ fn lean_resnet_matches_the_candle_resnet() {
                 .unwrap()
                 .to_vec();
             let h_candle = h_candle.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            close(
+            close_slices(
                 &format!("groups {groups}, step {step}: h"),
                 &h_lean,
                 &h_candle,
@@ -399,7 +389,7 @@ fn lean_resnet_matches_the_candle_resnet() {
                         .unwrap()
                 };
                 if name.ends_with("running_mean") || name.ends_with("running_var") {
-                    close(
+                    close_slices(
                         &format!("groups {groups}, step {step}: {name}"),
                         &value(b),
                         &value(a),
@@ -418,7 +408,7 @@ fn lean_resnet_matches_the_candle_resnet() {
                     gb.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                 );
                 assert!(max_abs(&ga) > 0.0, "{name}: a zero gradient checks nothing");
-                close(
+                close_slices(
                     &format!("groups {groups}, step {step}: d {name}"),
                     &gb,
                     &ga,
@@ -446,7 +436,7 @@ fn lean_resnet_matches_the_candle_resnet() {
             .unwrap();
         let x = xt.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let e_lean = lean.forward(&x, 2, BnMode::Eval).unwrap().to_vec();
-        close(
+        close_slices(
             &format!("groups {groups}: eval h"),
             &e_lean,
             &e_candle,
@@ -474,16 +464,6 @@ fn lean_audio_encoder_matches_the_candle_encoder() {
     use rlcpc::nn::lean::audio::LeanAudioEncoder;
 
     let (channels, strides, kernels, n, len) = (6, [5, 4, 2], [10, 8, 4], 3, 403);
-    let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let close = |what: &str, a: &[f32], b: &[f32], tol: f32| {
-        assert_eq!(a.len(), b.len(), "{what}: lengths");
-        let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        let scale = max_abs(b).max(1e-3);
-        assert!(
-            err <= tol * scale,
-            "{what}: differs by {err} (scale {scale})"
-        );
-    };
     for (norm, standardise) in [(false, false), (true, true), (true, false)] {
         let mut vars = Init::new(3, &Device::Cpu);
         init(channels, &kernels, norm, &mut vars, "encoder").unwrap();
@@ -522,7 +502,7 @@ fn lean_audio_encoder_matches_the_candle_encoder() {
         let g_candle = (&z * &rt).unwrap().sum_all().unwrap().backward().unwrap();
         let what = format!("norm {norm}, standardised {standardise}");
         let z_candle = z.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        close(&format!("{what}: z"), &z_lean, &z_candle, 1e-4);
+        close_slices(&format!("{what}: z"), &z_lean, &z_candle, 1e-4);
         let mut g_lean = GradStore::default();
         lean.backward(&r, &mut g_lean).unwrap();
         let mut checked = 0;
@@ -537,9 +517,25 @@ fn lean_audio_encoder_matches_the_candle_encoder() {
             };
             let (a, b) = (get(&g_lean), get(&g_candle));
             assert!(max_abs(&b) > 0.0, "{what}: {name} has a zero gradient");
-            close(&format!("{what}: d {name}"), &a, &b, 1e-3);
+            close_slices(&format!("{what}: d {name}"), &a, &b, 1e-3);
             checked += 1;
         }
         assert_eq!(checked, if norm { 12 } else { 6 }, "{what}");
     }
+}
+
+/// The largest magnitude in `v`.
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0f32, |m, x| m.max(x.abs()))
+}
+
+/// `a` is within `tol` of `b` relative to `b`'s largest magnitude.
+fn close_slices(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let scale = max_abs(b).max(1e-3);
+    assert!(
+        err <= tol * scale,
+        "{what}: differs by {err} (scale {scale})"
+    );
 }

@@ -36,49 +36,22 @@ pub fn matmul(
         a.len(),
         b.len()
     );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            c[..m * n].fill(0.0);
-        }
-        return;
-    }
     // Element (i, p) of a is at i·rs + p·cs.
-    let (a_rs, a_cs) = match ta {
-        Op::N => (k as isize, 1),
-        Op::T => (1, m as isize),
+    let a_strides = match ta {
+        Op::N => (k, 1),
+        Op::T => (1, m),
     };
-    let (b_rs, b_cs) = match tb {
-        Op::N => (n as isize, 1),
-        Op::T => (1, k as isize),
+    let b_strides = match tb {
+        Op::N => (n, 1),
+        Op::T => (1, k),
     };
-    // SAFETY: the assertion above keeps every index the strides reach inside the slices:
-    // the largest offsets are (m-1)·rs + (k-1)·cs < m·k for a, likewise for b and c.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
+    matmul_strided(
+        c,
+        (a, a_strides.0, a_strides.1),
+        (b, b_strides.0, b_strides.1),
+        (m, k, n),
+        accumulate,
+    );
 }
 
 /// An operand of [`matmul_strided`]: the slice and the strides of its rows and columns

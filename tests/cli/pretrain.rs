@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::common::TINY_TEXT;
-use crate::support::{bad_setting_is_named, s, squares, text, Rlcpc};
+use crate::support::{bad_setting_is_named, logged, s, squares, text, Rlcpc};
 
 #[test]
 fn pretrain_is_the_trainers_command_and_cpc_its_alias() {
@@ -277,12 +277,7 @@ fn cpc_audio_reports_bad_files_and_bad_settings() {
             .set("model.normalize", true)
             .set("train.learner", format!("\"{learner}\""))
             .ok();
-        std::fs::read_to_string(out.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["train/loss"].as_f64())
-            .collect()
+        logged(&out, "train/loss")
     };
     let (lean, candle) = (losses("lean"), losses("candle"));
     assert_eq!(lean.len(), 3, "{lean:?}");

@@ -107,3 +107,14 @@ pub fn squares(dir: &Path) {
         std::fs::write(dir.join(format!("{part}-labels-idx1-ubyte")), &labels).unwrap();
     }
 }
+
+/// Every value of `key` (e.g. `train/loss`) that the run in `out` logged to
+/// `metrics.jsonl`, in order.
+pub fn logged(out: &Path, key: &str) -> Vec<f64> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap_or_else(|e| panic!("{}: {e}", out.display()))
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v[key].as_f64())
+        .collect()
+}

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::{bad_setting_is_named, s, squares, Rlcpc};
+use crate::support::{bad_setting_is_named, logged, s, squares, Rlcpc};
 
 /// A small ResNet and head on the squares, 8 images a step, the kNN monitor every 2.
 fn small(objective: &str, data: &Path, out: &Path) -> Rlcpc {
@@ -129,14 +129,7 @@ fn lean_and_candle_paths_train_the_view_objectives_alike() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("squares");
     squares(&data);
-    let losses = |out: &Path| -> Vec<f64> {
-        std::fs::read_to_string(out.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|v| v["train/loss"].as_f64())
-            .collect()
-    };
+    let losses = |out: &Path| logged(out, "train/loss");
     for objective in ["simclr", "moco"] {
         let run = |learner: &str| {
             let out = dir.path().join(format!("{objective}-{learner}"));
