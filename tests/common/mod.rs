@@ -112,7 +112,8 @@ pub fn objective_loss_and_grads(
     batch: usize,
 ) -> (f32, Vec<(String, Vec<f32>)>) {
     let out = obj.step(batch).unwrap();
-    let grads = out.loss.backward().unwrap();
+    let mut grads = out.loss.backward().unwrap();
+    obj.complete_grads(&mut grads).unwrap();
     let mut named: Vec<(String, candle_core::Var)> = obj
         .varmap()
         .data()
