@@ -343,8 +343,11 @@ def test_numpy_values_reach_the_config(tmp_path):
 
 def test_ctrl_c_checkpoints_then_raises_keyboard_interrupt(tmp_path):
     out = tmp_path / "long"
+    # The child handles SIGINT as Python does by default even where the runner started
+    # it with SIGINT ignored (a shell's background job), which Python would inherit.
     script = (
-        "import json, rlcpc\n"
+        "import json, signal, rlcpc\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "try:\n"
         f"    rlcpc.train('cartpole', out={str(out)!r}, quiet=True,\n"
         "                run={'total_steps': 10**10, 'target_return': 0, 'checkpoint_every': 10**9})\n"
