@@ -325,6 +325,11 @@ impl Predictor {
         })
     }
 
+    /// W_1..W_K as one `[K·Dz, Dc]` matrix (the variable's tensor).
+    pub fn weight(&self) -> &Tensor {
+        &self.w
+    }
+
     /// Predictions W_k c for every k: `[U, Dc]` → `[U, K, Dz]`.
     pub fn predict_all(&self, c: &Tensor) -> candle_core::Result<Tensor> {
         let u = c.dim(0)?;

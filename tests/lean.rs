@@ -524,6 +524,129 @@ fn lean_audio_encoder_matches_the_candle_encoder() {
     }
 }
 
+/// CPC's GRU context network on the lean path against candle's (`nn::gru`): every state,
+/// the input's gradient and every parameter's, over 9 steps of 3 sequences.
+#[test]
+fn lean_gru_matches_the_candle_gru() {
+    use candle_core::backprop::GradStore;
+    use candle_core::{Tensor, Var};
+    use candle_nn::VarBuilder;
+    use rlcpc::nn::gru::Gru;
+    use rlcpc::nn::init::Init;
+    use rlcpc::nn::lean::gru::LeanGru;
+
+    let (d, h, t_len, b) = (5, 7, 9, 3);
+    let mut vars = Init::new(5, &Device::Cpu);
+    Gru::init(d, h, &mut vars, "context").unwrap();
+    let vb = VarBuilder::from_varmap(&vars.varmap, candle_core::DType::F32, &Device::Cpu);
+    let candle = Gru::new(d, h, vb.pp("context")).unwrap();
+    let mut lean = LeanGru::new(&vars.varmap, "context", d, h).unwrap();
+    // Inputs large enough to saturate some gates, batch-major for candle.
+    let x: Vec<f32> = (0..b * t_len * d)
+        .map(|i| ((i as f32) * 0.37).sin() * 2.5)
+        .collect();
+    let xv = Var::from_vec(x.clone(), (b, t_len, d), &Device::Cpu).unwrap();
+    let hs = candle.forward(xv.as_tensor()).unwrap();
+    let r: Vec<f32> = (0..b * t_len * h)
+        .map(|i| ((i * 29) % 11) as f32 / 5.0 - 1.0)
+        .collect();
+    let rt = Tensor::from_vec(r.clone(), (b, t_len, h), &Device::Cpu).unwrap();
+    let g_candle = (&hs * &rt).unwrap().sum_all().unwrap().backward().unwrap();
+    // The lean GRU is time-major.
+    let tm = |v: &[f32], w: usize| -> Vec<f32> {
+        let mut out = vec![0f32; v.len()];
+        for s in 0..b {
+            for t in 0..t_len {
+                out[(t * b + s) * w..(t * b + s + 1) * w]
+                    .copy_from_slice(&v[(s * t_len + t) * w..(s * t_len + t + 1) * w]);
+            }
+        }
+        out
+    };
+    let h_lean = lean.forward(&tm(&x, d), t_len, b).unwrap().to_vec();
+    let h_candle = hs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    close_slices("h", &h_lean, &tm(&h_candle, h), 1e-5);
+    let mut g_lean = GradStore::default();
+    let d_x = lean.backward(&tm(&r, h), &mut g_lean).unwrap().to_vec();
+    let host = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let d_x_candle = host(g_candle.get(xv.as_tensor()).unwrap());
+    close_slices("d x", &d_x, &tm(&d_x_candle, d), 1e-4);
+    let mut checked = 0;
+    for (name, v) in vars.varmap.data().lock().unwrap().iter() {
+        let a = host(
+            g_lean
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("no d {name}")),
+        );
+        let c = host(g_candle.get(v.as_tensor()).unwrap());
+        assert!(max_abs(&c) > 0.0, "{name} has a zero gradient");
+        close_slices(&format!("d {name}"), &a, &c, 1e-4);
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+}
+
+/// Audio CPC's whole step on the lean path (encoder, GRU, InfoNCE and W_k on host slices)
+/// against candle's autograd from the same seed: the same loss and every parameter's
+/// gradient, the encoder's included.
+#[test]
+fn lean_audio_cpc_step_matches_candle() {
+    use rlcpc::pretrain::{audio, TrainerConfig};
+    let grads = |learner: &str| {
+        let cfg = audio::AudioCpcConfig::load(
+            Some(std::path::Path::new("cpc-audio")),
+            &[
+                "data.window=2560".to_string(),
+                "cpc.horizon=4".to_string(),
+                "model.channels=16".to_string(),
+                "model.context=12".to_string(),
+                "model.channel_norm=true".to_string(),
+                format!("train.learner=\"{learner}\""),
+            ],
+        )
+        .unwrap();
+        let set = rlcpc::bench::generated_audio(cfg.data.window, cfg.data.sample_rate, 16);
+        let mut obj = audio::AudioCpc::new(&cfg, set, &Device::Cpu).unwrap();
+        let out = rlcpc::pretrain::Objective::has_lean_path(&obj);
+        assert_eq!(out, learner == "lean");
+        let step = |obj: &mut audio::AudioCpc| {
+            use rlcpc::pretrain::Objective;
+            let out = obj.step(5).unwrap();
+            let mut g = out.loss.backward().unwrap();
+            obj.complete_grads(&mut g).unwrap();
+            let mut named: Vec<(String, Vec<f32>)> = obj
+                .varmap()
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| {
+                    let d = g.get(v.as_tensor()).unwrap_or_else(|| panic!("no d {k}"));
+                    (
+                        k.clone(),
+                        d.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    )
+                })
+                .collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            (out.loss.to_scalar::<f32>().unwrap(), named)
+        };
+        step(&mut obj)
+    };
+    let ((la, ga), (lb, gb)) = (grads("lean"), grads("candle"));
+    assert!(
+        la.is_finite() && (la - lb).abs() < 1e-4 * lb.abs(),
+        "{la} vs {lb}"
+    );
+    assert_eq!(ga.len(), gb.len());
+    // 5 convolutions with norms (20), the GRU (4) and W_k (1).
+    assert_eq!(ga.len(), 25);
+    for ((k, a), (_, b)) in ga.iter().zip(&gb) {
+        assert!(max_abs(b) > 0.0, "{k} has a zero gradient");
+        close_slices(&format!("d {k}"), a, b, 2e-3);
+    }
+}
+
 /// The largest magnitude in `v`.
 fn max_abs(v: &[f32]) -> f32 {
     v.iter().fold(0f32, |m, x| m.max(x.abs()))

@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<()> {
     let mlp = Config::load(None, &[])?;
     let lstm = Config::load(Some(std::path::Path::new("cartpole-lstm-cpc")), &[])?;
     let audio = |name: &str| -> Result<()> {
-        // As built (`train.learner = auto`: the lean encoder on the CPU), then through
+        // As built (`train.learner = auto`: the lean encoder, GRU and loss on the CPU), then through
         // candle's autograd, the reference path, in the same run.
         let learners: &[&str] = if dev.is_cpu() {
             &["auto", "candle"]
@@ -164,7 +164,7 @@ pub fn run(args: Args) -> Result<()> {
                 cfg.cpc.horizon,
                 match (learner, dev.is_cpu()) {
                     ("candle", _) => " (candle's autograd)",
-                    (_, true) => " (the lean encoder)",
+                    (_, true) => " (the lean path: encoder, GRU and loss)",
                     _ => "",
                 }
             ));

@@ -9,13 +9,13 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
-use super::cpc_objective::{Cpc, Encoded, Sequences};
+use super::cpc_objective::{Cpc, Encoded, HostEncoded, Sequences};
 use super::TrainSection;
 use crate::config::Negatives;
 use crate::config::{Invalid, LearnerPath};
@@ -28,6 +28,7 @@ use crate::nn::encoders::{ContextSpec, EncoderSpec};
 use crate::nn::gru::Gru;
 use crate::nn::init::Init;
 use crate::nn::lean::audio::LeanAudioEncoder;
+use crate::nn::lean::gru::LeanGru;
 
 /// `[data]`: which audio is read and how it is cut.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -351,9 +352,19 @@ pub struct AudioWindows {
     rng: SeededRng,
     device: Device,
     data_meta: String,
-    /// The encoder on the lean path (`train.learner`, on the CPU), and z of the step in
-    /// progress as a leaf of candle's graph (the GRU and the loss stay in candle).
-    lean: Option<(LeanAudioEncoder, Option<Var>)>,
+    /// The network on the lean path (`train.learner`, on the CPU).
+    lean: Option<LeanAudio>,
+}
+
+/// The encoder and the GRU on the lean path, and the layouts of the step in progress:
+/// the encoder works on windows `[B, T, C]`, the GRU and the loss time-major.
+struct LeanAudio {
+    encoder: LeanAudioEncoder,
+    context: LeanGru,
+    t_len: usize,
+    b: usize,
+    d_sum: Vec<f32>,
+    d_z: Vec<f32>,
 }
 
 /// CPC on audio windows.
@@ -438,8 +449,8 @@ impl AudioWindows {
                 },
                 _,
                 true,
-            ) => Some((
-                LeanAudioEncoder::new(
+            ) => Some(LeanAudio {
+                encoder: LeanAudioEncoder::new(
                     *channels,
                     strides,
                     kernels,
@@ -448,8 +459,17 @@ impl AudioWindows {
                     &init.varmap,
                     "encoder",
                 )?,
-                None,
-            )),
+                context: LeanGru::new(
+                    &init.varmap,
+                    "context",
+                    cfg.model.channels,
+                    cfg.model.context,
+                )?,
+                t_len: 0,
+                b: 0,
+                d_sum: Vec::new(),
+                d_z: Vec::new(),
+            }),
             (other, ..) => bail!("{} is not an audio encoder", other.describe()),
         };
         let net = AudioNet::new(spec, ctx, vb)?;
@@ -523,20 +543,9 @@ impl Sequences for AudioWindows {
     fn encode(&mut self, batch: usize) -> Result<Encoded> {
         let (wave, groups) = self.sample(batch)?;
         let len = self.cfg.data.window;
-        let (z, c) = match &mut self.lean {
-            Some((enc, leaf)) => {
-                let ch = enc.channels();
-                let z = enc.forward(&wave, batch, len)?;
-                let v = Var::from_vec(z.to_vec(), (batch, z.len() / batch / ch, ch), &self.device)?;
-                let z = v.as_tensor().clone();
-                *leaf = Some(v);
-                let c = self.net.context.forward(&z)?;
-                (z, c)
-            }
-            None => self
-                .net
-                .forward(&Tensor::from_vec(wave, (batch, len), &self.device)?)?,
-        };
+        let (z, c) = self
+            .net
+            .forward(&Tensor::from_vec(wave, (batch, len), &self.device)?)?;
         let t_len = z.dim(1)?;
         let metrics = vec![(
             "z_norm_std".to_string(),
@@ -553,25 +562,63 @@ impl Sequences for AudioWindows {
         })
     }
 
-    fn complete_grads(&mut self, grads: &mut GradStore) -> Result<()> {
-        let Some((enc, Some(z))) = &mut self.lean else {
-            return Ok(());
-        };
-        let d_z = match grads.remove(z.as_tensor()) {
-            Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
-            None => vec![0.0; z.as_tensor().elem_count()],
-        };
-        enc.backward(&d_z, grads)
-    }
-
     fn has_lean_path(&self) -> bool {
         self.lean.is_some()
+    }
+
+    fn encode_host(&mut self, batch: usize, out: &mut HostEncoded) -> Result<()> {
+        let (wave, groups) = self.sample(batch)?;
+        let (len, ch) = (self.cfg.data.window, self.cfg.model.channels);
+        let Some(l) = &mut self.lean else {
+            bail!("audio CPC runs through candle here (train.learner)");
+        };
+        let z = l.encoder.forward(&wave, batch, len)?;
+        let t_len = z.len() / batch / ch;
+        (l.t_len, l.b) = (t_len, batch);
+        out.z.resize(z.len(), 0.0);
+        transpose_rows(z, &mut out.z, batch, t_len, ch);
+        let c = l.context.forward(&out.z, t_len, batch)?;
+        out.c.clear();
+        out.c.extend_from_slice(c);
+        (out.t_len, out.b, out.samples) = (t_len, batch, batch);
+        out.first.clear();
+        out.first.resize(t_len * batch, 0.0);
+        out.groups = groups;
+        out.metrics = vec![(
+            "z_norm_std".to_string(),
+            super::normalized_std_of(&out.z, ch),
+        )];
+        Ok(())
+    }
+
+    fn backward_host(&mut self, d_z: &[f32], d_c: &[f32], grads: &mut GradStore) -> Result<()> {
+        let Some(l) = &mut self.lean else {
+            bail!("audio CPC runs through candle here (train.learner)");
+        };
+        let ch = self.cfg.model.channels;
+        let d_x = l.context.backward(d_c, grads)?;
+        // z's gradient: the loss's and the GRU's, back to the encoder's window layout.
+        l.d_sum.clear();
+        l.d_sum.extend(d_z.iter().zip(d_x).map(|(a, b)| a + b));
+        l.d_z.resize(d_z.len(), 0.0);
+        transpose_rows(&l.d_sum, &mut l.d_z, l.t_len, l.b, ch);
+        l.encoder.backward(&l.d_z, grads)
     }
 
     fn export_metadata(&self) -> Vec<(&'static str, String)> {
         let mut m = super::spec_metadata(&self.net.spec, &self.net.context_spec);
         m.push((crate::checkpoint::keys::DATA, self.data_meta.clone()));
         m
+    }
+}
+
+/// `[A, B, C]` → `[B, A, C]`: rows of `c` floats swapped between the two outer axes.
+fn transpose_rows(src: &[f32], dst: &mut [f32], a: usize, b: usize, c: usize) {
+    for i in 0..a {
+        for j in 0..b {
+            dst[(j * a + i) * c..(j * a + i + 1) * c]
+                .copy_from_slice(&src[(i * b + j) * c..(i * b + j + 1) * c]);
+        }
     }
 }
 

@@ -797,9 +797,37 @@ pub fn export(obj: &dyn Objective, path: &Path) -> Result<()> {
 /// 0 when every input maps to the same direction (Chen & He 2021).
 pub fn normalized_std(x: &Tensor) -> Result<f64> {
     let d = x.dim(1)?;
-    let norm = x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-8f32, f32::MAX)?;
-    let xn = x.broadcast_div(&norm)?;
-    let mean = xn.mean_keepdim(0)?;
-    let var = xn.broadcast_sub(&mean)?.sqr()?.mean(0)?;
-    Ok(var.sqrt()?.mean_all()?.to_scalar::<f32>()? as f64 * (d as f64).sqrt())
+    Ok(normalized_std_of(
+        &x.to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?,
+        d,
+    ))
+}
+
+/// [`normalized_std`] of the rows `[N, D]` of a host slice.
+pub fn normalized_std_of(x: &[f32], d: usize) -> f64 {
+    let n = x.len() / d.max(1);
+    if n == 0 {
+        return 0.0;
+    }
+    let (mut mean, mut sq) = (vec![0f64; d], vec![0f64; d]);
+    for row in x.chunks_exact(d) {
+        let norm = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        let inv = 1.0 / norm.max(1e-8);
+        for ((m, s), &v) in mean.iter_mut().zip(&mut sq).zip(row) {
+            let u = v as f64 * inv;
+            *m += u;
+            *s += u * u;
+        }
+    }
+    let std_sum: f64 = mean
+        .iter()
+        .zip(&sq)
+        .map(|(m, s)| {
+            let m = m / n as f64;
+            (s / n as f64 - m * m).max(0.0).sqrt()
+        })
+        .sum();
+    std_sum / d as f64 * (d as f64).sqrt()
 }

@@ -15,10 +15,12 @@
 //! - the conv encoder of image observations ([`conv`]) replaces the MLP: im2col and one
 //!   GEMM per convolution, forward and backward;
 //! - the view trainers' ResNet ([`resnet`]) runs the same way, its parameters left in
-//!   candle's var map and its gradients handed to candle's gradient store.
+//!   candle's var map and its gradients handed to candle's gradient store, as do audio
+//!   CPC's strided convolutions ([`audio`]) and its GRU context network ([`gru`]).
 
 pub mod audio;
 mod conv;
+pub mod gru;
 pub mod resnet;
 
 pub use conv::LeanAgentEncoder;
