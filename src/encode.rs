@@ -74,15 +74,10 @@ impl FileEncoder {
             EncoderSpec::Mlp { .. } | EncoderSpec::Conv { .. } => {
                 Encoder::new(file.spec.clone(), vb).map(Net::Obs)
             }
-            EncoderSpec::Audio {
-                channels,
-                strides,
-                kernels,
-                channel_norm,
-                normalize,
-                ..
-            } => AudioEncoder::new(*channels, strides, kernels, *channel_norm, *normalize, vb)
-                .map(Net::Audio),
+            EncoderSpec::Audio { .. } => {
+                let arch = file.spec.audio().expect("an audio spec");
+                AudioEncoder::new(&arch, vb).map(Net::Audio)
+            }
             EncoderSpec::Patches { .. } => {
                 let (net, _) = ImageNet::from_file(&file)?;
                 Ok(Net::Patches(Box::new(net)))

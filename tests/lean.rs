@@ -459,7 +459,7 @@ fn lean_audio_encoder_matches_the_candle_encoder() {
     use candle_core::backprop::GradStore;
     use candle_core::Tensor;
     use candle_nn::VarBuilder;
-    use rlcpc::nn::audio::{init, AudioEncoder};
+    use rlcpc::nn::audio::{init, AudioArch, AudioEncoder};
     use rlcpc::nn::init::Init;
     use rlcpc::nn::lean::audio::LeanAudioEncoder;
 
@@ -468,25 +468,15 @@ fn lean_audio_encoder_matches_the_candle_encoder() {
         let mut vars = Init::new(3, &Device::Cpu);
         init(channels, &kernels, norm, &mut vars, "encoder").unwrap();
         let vb = VarBuilder::from_varmap(&vars.varmap, candle_core::DType::F32, &Device::Cpu);
-        let candle = AudioEncoder::new(
+        let arch = AudioArch {
             channels,
-            &strides,
-            &kernels,
-            norm,
-            standardise,
-            vb.pp("encoder"),
-        )
-        .unwrap();
-        let mut lean = LeanAudioEncoder::new(
-            channels,
-            &strides,
-            &kernels,
-            norm,
-            standardise,
-            &vars.varmap,
-            "encoder",
-        )
-        .unwrap();
+            strides: &strides,
+            kernels: &kernels,
+            channel_norm: norm,
+            normalize: standardise,
+        };
+        let candle = AudioEncoder::new(&arch, vb.pp("encoder")).unwrap();
+        let mut lean = LeanAudioEncoder::new(&arch, &vars.varmap, "encoder").unwrap();
         let wave: Vec<f32> = (0..n * len)
             .map(|i| ((i as f32) * 0.173).sin() * 0.6 + ((i * 31 % 17) as f32) / 40.0)
             .collect();

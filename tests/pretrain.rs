@@ -146,15 +146,14 @@ fn the_paper_encoder_gives_one_vector_per_10_ms() {
     let mut init = Init::new(0, &dev);
     rlcpc::nn::audio::init(8, &[10, 8, 4, 4, 4], true, &mut init, "encoder").unwrap();
     let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, &dev);
-    let enc = rlcpc::nn::audio::AudioEncoder::new(
-        8,
-        &strides,
-        &[10, 8, 4, 4, 4],
-        true,
-        true,
-        vb.pp("encoder"),
-    )
-    .unwrap();
+    let arch = rlcpc::nn::audio::AudioArch {
+        channels: 8,
+        strides: &strides,
+        kernels: &[10, 8, 4, 4, 4],
+        channel_norm: true,
+        normalize: true,
+    };
+    let enc = rlcpc::nn::audio::AudioEncoder::new(&arch, vb.pp("encoder")).unwrap();
     let z = enc
         .forward(&Tensor::zeros((3, 20480), DType::F32, &dev).unwrap())
         .unwrap();

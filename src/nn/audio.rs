@@ -57,6 +57,21 @@ pub fn init(
     Ok(())
 }
 
+/// The architecture of an audio encoder, as an
+/// [`EncoderSpec::Audio`](super::encoders::EncoderSpec::Audio) holds it
+/// ([`EncoderSpec::audio`](super::encoders::EncoderSpec::audio) reads it out): what the
+/// candle encoder and the lean one are built from.
+#[derive(Debug, Clone, Copy)]
+pub struct AudioArch<'a> {
+    pub channels: usize,
+    pub strides: &'a [usize],
+    pub kernels: &'a [usize],
+    /// Normalise each step over channels before every ReLU.
+    pub channel_norm: bool,
+    /// Standardise each waveform first.
+    pub normalize: bool,
+}
+
 /// The convolutions: `(weight [C_out, C_in, k], bias, stride)`, and each one's channel
 /// norm `(gain, shift)` where enabled.
 pub struct AudioEncoder {
@@ -68,14 +83,14 @@ pub struct AudioEncoder {
 }
 
 impl AudioEncoder {
-    pub fn new(
-        channels: usize,
-        strides: &[usize],
-        kernels: &[usize],
-        channel_norm: bool,
-        normalize: bool,
-        vb: VarBuilder,
-    ) -> candle_core::Result<Self> {
+    pub fn new(arch: &AudioArch, vb: VarBuilder) -> candle_core::Result<Self> {
+        let AudioArch {
+            channels,
+            strides,
+            kernels,
+            channel_norm,
+            normalize,
+        } = *arch;
         check_layers(strides, kernels).map_err(candle_core::Error::msg)?;
         let mut c_in = 1;
         let (mut layers, mut norms) = (Vec::new(), Vec::new());

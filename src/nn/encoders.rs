@@ -164,6 +164,27 @@ impl EncoderSpec {
         }
     }
 
+    /// The architecture of an audio encoder; `None` for another kind.
+    pub fn audio(&self) -> Option<super::audio::AudioArch<'_>> {
+        match self {
+            EncoderSpec::Audio {
+                channels,
+                strides,
+                kernels,
+                channel_norm,
+                normalize,
+                ..
+            } => Some(super::audio::AudioArch {
+                channels: *channels,
+                strides,
+                kernels,
+                channel_norm: *channel_norm,
+                normalize: *normalize,
+            }),
+            _ => None,
+        }
+    }
+
     /// `(h2, w2)`: spatial size after the two convolutions, or an error for small images.
     fn conv_out(height: usize, width: usize) -> candle_core::Result<(usize, usize)> {
         if height < 20 || width < 20 {

@@ -268,32 +268,20 @@ impl AudioNet {
     }
 
     pub fn new(spec: EncoderSpec, ctx: ContextSpec, vb: VarBuilder) -> Result<Self> {
-        let EncoderSpec::Audio {
-            channels,
-            strides,
-            kernels,
-            channel_norm,
-            normalize,
-            ..
-        } = &spec
-        else {
+        let Some(arch) = spec.audio() else {
             bail!("{} is not an audio encoder", spec.describe());
         };
         let ContextSpec::Gru { in_dim, hidden } = ctx else {
             bail!("the audio context network is a GRU, got {ctx:?}");
         };
-        if in_dim != *channels {
-            bail!("the GRU reads {in_dim} features but the encoder gives {channels}");
+        if in_dim != arch.channels {
+            bail!(
+                "the GRU reads {in_dim} features but the encoder gives {}",
+                arch.channels
+            );
         }
         Ok(AudioNet {
-            encoder: AudioEncoder::new(
-                *channels,
-                strides,
-                kernels,
-                *channel_norm,
-                *normalize,
-                vb.pp("encoder"),
-            )?,
+            encoder: AudioEncoder::new(&arch, vb.pp("encoder"))?,
             context: Gru::new(in_dim, hidden, vb.pp("context"))?,
             spec,
             context_spec: ctx,
@@ -433,32 +421,13 @@ impl AudioWindows {
         let ctx = cfg.context_spec();
         AudioNet::init(&spec, &ctx, init)?;
         let vb = VarBuilder::from_varmap(&init.varmap, DType::F32, device);
-        let lean = match (&spec, cfg.train.learner, device.is_cpu()) {
+        let lean = match (spec.audio(), cfg.train.learner, device.is_cpu()) {
             (_, LearnerPath::Candle, _) | (_, LearnerPath::Auto, false) => None,
             (_, LearnerPath::Lean, false) => {
                 bail!("train.learner = \"lean\" runs on the CPU only; use \"auto\" or \"candle\" with --device cuda")
             }
-            (
-                EncoderSpec::Audio {
-                    channels,
-                    strides,
-                    kernels,
-                    channel_norm,
-                    normalize,
-                    ..
-                },
-                _,
-                true,
-            ) => Some(LeanAudio {
-                encoder: LeanAudioEncoder::new(
-                    *channels,
-                    strides,
-                    kernels,
-                    *channel_norm,
-                    *normalize,
-                    &init.varmap,
-                    "encoder",
-                )?,
+            (Some(arch), _, true) => Some(LeanAudio {
+                encoder: LeanAudioEncoder::new(&arch, &init.varmap, "encoder")?,
                 context: LeanGru::new(
                     &init.varmap,
                     "context",
@@ -470,7 +439,7 @@ impl AudioWindows {
                 d_sum: Vec::new(),
                 d_z: Vec::new(),
             }),
-            (other, ..) => bail!("{} is not an audio encoder", other.describe()),
+            (None, ..) => bail!("{} is not an audio encoder", spec.describe()),
         };
         let net = AudioNet::new(spec, ctx, vb)?;
         let data_meta = serde_json::json!({

@@ -19,7 +19,7 @@ use candle_nn::VarMap;
 use rayon::prelude::*;
 
 use super::resize;
-use crate::nn::audio::check_layers;
+use crate::nn::audio::{check_layers, AudioArch};
 use crate::nn::gemm::matmul_strided;
 use crate::nn::resnet::var;
 
@@ -269,15 +269,14 @@ pub struct LeanAudioEncoder {
 impl LeanAudioEncoder {
     /// The encoder over the parameters under `prefix` (e.g. `encoder`) of `varmap`, as
     /// [`crate::nn::audio::AudioEncoder::new`] reads them.
-    pub fn new(
-        channels: usize,
-        strides: &[usize],
-        kernels: &[usize],
-        channel_norm: bool,
-        normalize: bool,
-        varmap: &VarMap,
-        prefix: &str,
-    ) -> Result<Self> {
+    pub fn new(arch: &AudioArch, varmap: &VarMap, prefix: &str) -> Result<Self> {
+        let AudioArch {
+            channels,
+            strides,
+            kernels,
+            channel_norm,
+            normalize,
+        } = *arch;
         check_layers(strides, kernels).map_err(anyhow::Error::msg)?;
         let mut layers = Vec::new();
         let mut c_in = 1;
