@@ -127,17 +127,25 @@ pub fn train_run(cfg: &Config, steps: u64, device: &Device) -> Result<crate::tra
     train(&cfg, &in_memory(device), Arc::new(AtomicBool::new(false)))
 }
 
-/// The Lab cases of `rlcpc bench`: the watermaze preset (symbolic grid, MLP + LSTM, CPC)
-/// and the same task on RGB frames with the conv encoder.
+/// The Lab cases of `rlcpc bench`: the watermaze preset (symbolic grid, MLP + LSTM, CPC),
+/// the same task on RGB frames with the conv encoder, and that again in async mode (the
+/// actors collect while the learner updates; V-trace corrects the policy lag).
 pub fn lab_cases(watermaze: &Config) -> Vec<(String, Config)> {
     let grid = watermaze.clone();
     let mut rgb = watermaze.clone();
     rgb.env.options.insert("obs".into(), "rgb".into());
     rgb.model.encoder = crate::config::EncoderKind::Conv;
+    let mut rgb_async = rgb.clone();
+    rgb_async.run.mode = rlcpc_agents::Mode::Async;
+    rgb_async.algo.vtrace = true;
     let k = watermaze.aux.horizon;
     vec![
         (format!("train lab grid mlp+lstm, aux cpc (K={k})"), grid),
         (format!("train lab rgb conv+lstm, aux cpc (K={k})"), rgb),
+        (
+            format!("train lab rgb conv+lstm, aux cpc (K={k}), async"),
+            rgb_async,
+        ),
     ]
 }
 

@@ -15,7 +15,8 @@ fn bench_runs_on_a_tiny_budget() {
     // The Lab agents, and the time per phase of every training case.
     assert!(
         b.contains("train lab grid mlp+lstm, aux cpc (K=30)")
-            && b.contains("train lab rgb conv+lstm, aux cpc (K=30)"),
+            && b.contains("train lab rgb conv+lstm, aux cpc (K=30)")
+            && b.contains("train lab rgb conv+lstm, aux cpc (K=30), async"),
         "{b}"
     );
     assert!(b.matches("ms/update: collect").count() >= 8, "{b}");
@@ -28,7 +29,7 @@ fn bench_runs_on_a_tiny_budget() {
     );
     // The roofline of every pixel workload, against the GEMM peak measured in the run.
     assert!(b.contains("peak gemm f32 1024³"), "{b}");
-    assert!(b.matches("roofline: ").count() >= 7, "{b}");
+    assert!(b.matches("roofline: ").count() >= 8, "{b}");
     for env in [
         "env lab/lasertag ",
         "env lab/lasertag (grid)",
