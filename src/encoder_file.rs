@@ -226,9 +226,7 @@ pub fn export(checkpoint: &Path, out: &Path, force: bool) -> Result<EncoderSpec>
         if same {
             anyhow::bail!("--out '{}' is the checkpoint itself", out.display());
         }
-        if out.is_dir() {
-            anyhow::bail!("--out '{}' is a directory; name a file", out.display());
-        }
+        crate::run_dir::refuse_special(out, "--out")?;
         if !force {
             anyhow::bail!(
                 "--out '{}' exists; pass --force to replace it",

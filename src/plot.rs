@@ -196,6 +196,9 @@ pub fn ci95(v: &[f64]) -> f64 {
 }
 
 /// The final-performance table: per condition, seeds, final value and MMER as mean ± 95% CI.
+/// The start of [`table`]'s first line (how `plot --table` knows an earlier table).
+pub const TABLE_HEAD: &str = "condition ";
+
 pub fn table(bands: &[Band]) -> String {
     let w = bands
         .iter()
@@ -286,14 +289,50 @@ pub fn draw(
         std::fs::create_dir_all(dir)
             .map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", dir.display()))?;
     }
-    let root = BitMapBackend::new(out, size).into_drawing_area();
+    // Drawn into a temporary PNG beside `out`, then renamed over it: a failed draw
+    // leaves an earlier plot whole, and a symlink at `out` is replaced, not written
+    // through.
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp.png", std::process::id()));
+    let tmp = out.with_file_name(name);
+    let r = render(
+        bands,
+        x_label,
+        y_label,
+        out,
+        &tmp,
+        size,
+        (x0, x1, y0 - pad, y1 + pad),
+    )
+    .and_then(|()| {
+        std::fs::rename(&tmp, out)
+            .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", out.display()))
+    });
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// [`draw`]'s chart, into the file `path`.
+#[allow(clippy::too_many_arguments)]
+fn render(
+    bands: &[Band],
+    x_label: &str,
+    y_label: &str,
+    out: &Path,
+    path: &Path,
+    size: (u32, u32),
+    (x0, x1, y0, y1): (f64, f64, f64, f64),
+) -> Result<()> {
+    let root = BitMapBackend::new(path, size).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot draw {}: {e}", out.display());
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
         .margin(20)
         .x_label_area_size(45)
         .y_label_area_size(70)
-        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+        .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()

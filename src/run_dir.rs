@@ -117,6 +117,14 @@ impl RunDir {
         std::fs::create_dir_all(path)
             .with_context(|| format!("cannot create run directory '{}'", path.display()))?;
         let lock_path = path.join(LOCK);
+        // The lock is written in place: a symlink or device there would be written
+        // through (truncating whatever it points at).
+        if std::fs::symlink_metadata(&lock_path).is_ok_and(|m| !m.is_file()) {
+            bail!(
+                "'{}' is not a regular file (a symlink, device or FIFO); remove it to use this run directory",
+                lock_path.display()
+            );
+        }
         let mut lock = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -252,4 +260,107 @@ pub fn truncate_metrics(path: &Path, key: &str, step: u64) -> Result<usize> {
             .with_context(|| format!("cannot rewrite '{}'", path.display()))?;
     }
     Ok(cut)
+}
+
+/// Refuses to write `path` (given by `flag`) where it is a directory, a device, a FIFO or
+/// a socket. A symlink passes: the writers replace it through a rename rather than write
+/// through it.
+pub fn refuse_special(path: &Path, flag: &str) -> Result<()> {
+    let Ok(link) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if link.is_dir() {
+        bail!("{flag} '{}' is a directory; name a file", path.display());
+    }
+    if !link.is_file() && !link.file_type().is_symlink() {
+        bail!(
+            "{flag} '{}' is not a regular file (a device, FIFO or socket); name a file",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// What an output file of a command is, so that the command may replace an earlier
+/// output of its own without `--force` (re-drawing a plot is the normal workflow) but
+/// nothing else (a checkpoint, metrics, a recording).
+#[derive(Debug, Clone, Copy)]
+pub enum OutputKind {
+    /// A PNG image (`plot --out`).
+    Png,
+    /// A GIF animation (`envs render --out`).
+    Gif,
+    /// A text file whose first line starts with this (`plot --table`).
+    Text(&'static str),
+}
+
+impl OutputKind {
+    fn holds(self, head: &[u8]) -> bool {
+        match self {
+            OutputKind::Png => head.starts_with(b"\x89PNG\r\n\x1a\n"),
+            OutputKind::Gif => head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a"),
+            OutputKind::Text(start) => head.starts_with(start.as_bytes()),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            OutputKind::Png => "a PNG image",
+            OutputKind::Gif => "a GIF",
+            OutputKind::Text(_) => "a table written by this command",
+        }
+    }
+}
+
+/// Checks that the command may write its output `path` (given by `flag`, e.g.
+/// `--table`): nothing is there, or an earlier output of the same `kind`, or `force`.
+/// Never a directory, a device, FIFO or socket, nor one of a run directory's own files
+/// (its checkpoint, metrics, config, encoder or recording), even with `force`. The
+/// caller then writes through a temporary file and a rename, which replaces a symlink
+/// instead of writing through it.
+pub fn check_output(path: &Path, flag: &str, kind: OutputKind, force: bool) -> Result<()> {
+    let shown = path.display();
+    let run_file = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        [
+            CONFIG,
+            METRICS,
+            LOCK,
+            CHECKPOINT,
+            ENCODER,
+            crate::data::trajectories::FILE,
+        ]
+        .contains(&n)
+    });
+    if run_file {
+        bail!("{flag} '{shown}' is the name of a run directory's own file; choose another name");
+    }
+    refuse_special(path, flag)?;
+    let Ok(link) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let meta = std::fs::metadata(path).unwrap_or(link.clone());
+    if force {
+        return Ok(());
+    }
+    let mut head = [0u8; 64];
+    let n = if meta.is_file() && !link.file_type().is_symlink() {
+        use std::io::Read;
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    if n > 0 && kind.holds(&head[..n]) {
+        return Ok(());
+    }
+    bail!(
+        "{flag} '{shown}' exists and is not {} this command wrote before{}; choose another name or pass --force to replace it",
+        kind.describe(),
+        if link.file_type().is_symlink() {
+            " (it is a symlink)"
+        } else {
+            ""
+        }
+    )
 }

@@ -1311,3 +1311,140 @@ fn f21_no_command_exits_0_on_meaningless_output() {
         .to_string();
     assert!(e.contains("l.tsv:2") && e.contains("empty text"), "{e}");
 }
+
+/// Review 3, N2 and N6 (`shared/reviews/reliability-3.md`): `plot --table`/`--out` and
+/// `envs render --out` replace an earlier output of their own but nothing else without
+/// `--force`, never a run directory's own files, a directory or a device; a symlink is
+/// replaced, not written through; a symlinked `run.lock` is refused, not truncated; and
+/// `export-encoder --force` onto a device is refused.
+#[test]
+fn n2_n6_no_command_overwrites_what_it_did_not_write() {
+    let t = tempfile::tempdir().unwrap();
+    let run = t.path().join("a");
+    let ck = cartpole_run(&run);
+    let (ck_bytes, metrics) = (
+        std::fs::read(&ck).unwrap(),
+        std::fs::read(run.join("metrics.jsonl")).unwrap(),
+    );
+    let png = t.path().join("a.png");
+    // The review's repro: the table onto the run's metrics, then onto its checkpoint.
+    for target in [run.join("metrics.jsonl"), ck.clone()] {
+        for force in [false, true] {
+            let mut args = vec!["plot", s(&run), "--out", s(&png), "--table", s(&target)];
+            if force {
+                args.push("--force");
+            }
+            fails_with(&args, &["--table", "run directory's own file"]);
+        }
+    }
+    assert!(!png.exists(), "a refused plot draws nothing");
+    // Any other existing file needs --force; an earlier table or plot does not.
+    let notes = t.path().join("notes.txt");
+    std::fs::write(&notes, "my notes\n").unwrap();
+    fails_with(
+        &["plot", s(&run), "--out", s(&png), "--table", s(&notes)],
+        &["--table", "notes.txt", "--force"],
+    );
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes\n");
+    for _ in 0..2 {
+        ok(&[
+            "plot",
+            s(&run),
+            "--out",
+            s(&png),
+            "--table",
+            s(&t.path().join("t.txt")),
+        ]);
+    }
+    ok(&[
+        "plot",
+        s(&run),
+        "--out",
+        s(&png),
+        "--table",
+        s(&notes),
+        "--force",
+    ]);
+    assert!(std::fs::read_to_string(&notes)
+        .unwrap()
+        .starts_with("condition"));
+    // A symlink to the checkpoint: refused, then with --force replaced by the PNG while
+    // the checkpoint stays whole.
+    let evil = t.path().join("evil.png");
+    std::os::unix::fs::symlink(&ck, &evil).unwrap();
+    fails_with(
+        &["plot", s(&run), "--out", s(&evil)],
+        &["symlink", "--force"],
+    );
+    ok(&["plot", s(&run), "--out", s(&evil), "--force"]);
+    assert!(!std::fs::symlink_metadata(&evil)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(&std::fs::read(&evil).unwrap()[..4], b"\x89PNG");
+    assert_eq!(std::fs::read(&ck).unwrap(), ck_bytes);
+    assert_eq!(std::fs::read(run.join("metrics.jsonl")).unwrap(), metrics);
+    // Directories and devices, even with --force.
+    fails_with(
+        &["plot", s(&run), "--out", s(t.path()), "--force"],
+        &["--out", "is a directory"],
+    );
+    fails_with(
+        &["plot", s(&run), "--out", "/dev/null", "--force"],
+        &["--out", "not a regular file"],
+    );
+    fails_with(
+        &[
+            "envs",
+            "render",
+            "lab/watermaze",
+            "--steps",
+            "2",
+            "--out",
+            s(&notes),
+        ],
+        &["--out", "--force"],
+    );
+    fails_with(
+        &[
+            "envs",
+            "render",
+            "lab/watermaze",
+            "--steps",
+            "2",
+            "--out",
+            "/dev/null",
+            "--force",
+        ],
+        &["not a regular file"],
+    );
+    fails_with(
+        &[
+            "export-encoder",
+            "--checkpoint",
+            s(&run),
+            "--out",
+            "/dev/null",
+            "--force",
+        ],
+        &["--out", "not a regular file"],
+    );
+    // A run.lock that is a symlink is refused, and what it points at stays whole.
+    let victim = t.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let locked = t.path().join("b");
+    std::fs::create_dir_all(&locked).unwrap();
+    std::os::unix::fs::symlink(&victim, locked.join("run.lock")).unwrap();
+    fails_with(
+        &[
+            "train",
+            "--quiet",
+            "--out",
+            s(&locked),
+            "--set",
+            "run.total_steps=500",
+        ],
+        &["run.lock", "not a regular file"],
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+}

@@ -61,9 +61,14 @@ pub enum Command {
         /// Frames per second of the GIF.
         #[arg(long, default_value_t = 15)]
         fps: u16,
-        /// Where to write the GIF.
+        /// Where to write the GIF. An earlier GIF there is replaced; any other file only
+        /// with --force.
         #[arg(long, default_value = "episode.gif")]
         out: PathBuf,
+        /// Replace an existing --out that is not a GIF (never a run's checkpoint,
+        /// metrics or config, nor a directory or device).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -135,7 +140,9 @@ pub fn run(action: Option<Command>) -> Result<()> {
             options,
             fps,
             out,
+            force,
         }) => {
+            rlcpc::run_dir::check_output(&out, "--out", rlcpc::run_dir::OutputKind::Gif, force)?;
             let (mut env, mut driver) = match &checkpoint {
                 Some(path) => {
                     let p = rlcpc::eval::TrainedPolicy::load(path)?;

@@ -11,6 +11,8 @@ pub struct Args {
     /// --seeds` writes them), each drawn as the mean over its seeds ± one standard error.
     #[arg(required = true)]
     runs: Vec<PathBuf>,
+    /// The PNG to draw. An earlier plot there is replaced; any other file only with
+    /// --force.
     #[arg(long, default_value = "curve.png")]
     out: PathBuf,
     /// The metric on the y axis.
@@ -27,9 +29,14 @@ pub struct Args {
     /// Trailing moving average over this many logged points, before averaging seeds.
     #[arg(long, default_value_t = 1)]
     smooth: usize,
-    /// Also write the final-performance table to this file (it is always printed).
+    /// Also write the final-performance table to this file (it is always printed). An
+    /// earlier table there is replaced; any other file only with --force.
     #[arg(long, value_name = "FILE")]
     table: Option<PathBuf>,
+    /// Replace an existing --out or --table file that is not an earlier plot or table
+    /// (never a run's checkpoint, metrics or config, nor a directory or device).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -41,7 +48,22 @@ pub fn run(args: Args) -> Result<()> {
         labels,
         smooth,
         table,
+        force,
     } = args;
+    // Checked before anything is read or drawn: a refused command writes nothing.
+    use rlcpc::run_dir::{check_output, OutputKind};
+    check_output(&out, "--out", OutputKind::Png, force)?;
+    if let Some(t) = &table {
+        check_output(
+            t,
+            "--table",
+            OutputKind::Text(rlcpc::plot::TABLE_HEAD),
+            force,
+        )?;
+        if std::path::absolute(t).ok() == std::path::absolute(&out).ok() {
+            bail!("--table and --out are the same file '{}'", t.display());
+        }
+    }
     if !labels.is_empty() && labels.len() != runs.len() {
         bail!(
             "{} --label values for {} conditions",
@@ -72,7 +94,7 @@ pub fn run(args: Args) -> Result<()> {
     let t = rlcpc::plot::table(&bands);
     print!("{t}");
     if let Some(path) = table {
-        std::fs::write(&path, &t)
+        rlcpc::checkpoint::write_bytes_atomic(&path, t.as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
     }
     println!("wrote {}", out.display());

@@ -49,6 +49,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--steps must be at least 1");
     }
     let file = out.join(rlcpc::data::trajectories::FILE);
+    rlcpc::run_dir::refuse_special(&file, "--out")?;
     if file.exists() && !force {
         bail!(
                 "'{}' already holds a recording ({}); choose another --out or pass --force to replace it",
