@@ -73,10 +73,18 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_name = "G")]
     pool_grid: usize,
     /// Images: train the probes on this share of the training part's labels (e.g. `1%`,
-    /// `10%`, `100%`), drawn per class (stratified, seeded by --split-seed), before
+    /// `10%`, `100%`), drawn per class (stratified, seeded by --label-seed), before
     /// --max-images applies; the test part is unchanged. CPC-v2's label-efficiency setting.
     #[arg(long, value_name = "SHARE", value_parser = parse_share)]
     labels: Option<f64>,
+    /// Images: seed of the --labels draw and of the images --max-images keeps (another
+    /// seed draws another subset; the test part stays the encoder's).
+    #[arg(long, default_value_t = 0)]
+    label_seed: u64,
+    /// Images (SimCLR, MoCo): probe with a --split-seed or --test-fraction that puts
+    /// images the encoder trained on into the test part (refused without this flag).
+    #[arg(long)]
+    allow_overlap: bool,
     /// Whole-image encoders (SimCLR, MoCo): also fine-tune the encoder with a linear
     /// classifier for this many Adam steps of 128 labelled images, next to the same
     /// network trained from scratch with the same budget (0: off).
@@ -115,6 +123,8 @@ pub fn run(args: Args) -> Result<()> {
         max_images: args.max_images,
         pool_grid: args.pool_grid,
         labels: args.labels,
+        label_seed: args.label_seed,
+        allow_overlap: args.allow_overlap,
         fine_tune: args.fine_tune,
         folds: args.folds,
         max_texts: args.max_texts,

@@ -69,7 +69,7 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
         max: req.max_images,
         baselines: req.baselines,
         iters: req.iters,
-        seed: 0,
+        seed: req.label_seed,
         pool_z: req.features == Some(FeatureSource::Encoder),
         grid: req.pool_grid,
         labels: req.labels,
@@ -249,6 +249,69 @@ pub fn probe_images(
     Ok((tr.len(), te.len(), rows))
 }
 
+/// Refuses (unless `--allow-overlap`) a split whose test part holds images the encoder
+/// trained on: for class folders, test images outside the held-out list the encoder
+/// stored; for a recording, a `--test-fraction` above the one it held out; where the
+/// encoder stored no list, a `--split-seed` or `--test-fraction` other than its own.
+fn check_held_out(
+    meta: &serde_json::Value,
+    req: &Request,
+    recording: bool,
+    test: &ImageSet,
+    data: &std::path::Path,
+) -> Result<()> {
+    if req.allow_overlap {
+        return Ok(());
+    }
+    let fix =
+        "drop --split-seed/--test-fraction to use the encoder's own split, or pass --allow-overlap";
+    let stored_fraction = meta.get("test_fraction").and_then(|v| v.as_f64());
+    let stored_seed = meta.get("split_seed").and_then(|v| v.as_u64());
+    if recording {
+        if let (Some(asked), Some(held)) = (req.test_fraction, stored_fraction) {
+            if asked > held {
+                bail!("--test-fraction {asked} is above the {held} the encoder held out of its recording: the test part would hold frames it trained on; {fix}");
+            }
+        }
+        return Ok(());
+    }
+    let Some(have) = &test.held_out else {
+        // Fixed parts (IDX, CIFAR, train/ and test/ folders): no split to move.
+        return Ok(());
+    };
+    let stored: Option<Vec<String>> = meta
+        .get("held_out")
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    match stored {
+        Some(want) => {
+            let want: std::collections::HashSet<&String> = want.iter().collect();
+            let seen: Vec<&String> = have.iter().filter(|f| !want.contains(f)).collect();
+            if let Some(first) = seen.first() {
+                bail!(
+                    "{} of the {} test images of '{}' (e.g. '{first}') were not held out when the encoder trained (it held out {}): the probe would test on images it may have trained on; {fix}",
+                    seen.len(),
+                    have.len(),
+                    data.display(),
+                    want.len()
+                );
+            }
+        }
+        None => {
+            let fraction_moved =
+                matches!((req.test_fraction, stored_fraction), (Some(a), Some(o)) if a != o);
+            let seed_moved = matches!((req.split_seed, stored_seed), (Some(a), Some(o)) if a != o);
+            if fraction_moved || seed_moved {
+                bail!(
+                    "the encoder stored no held-out list, and --split-seed/--test-fraction differ from the split it trained with (seed {}, fraction {}): the test part may hold images it trained on; {fix}",
+                    stored_seed.map_or("?".into(), |s| s.to_string()),
+                    stored_fraction.map_or("?".into(), |f| f.to_string())
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `rlcpc probe` with a whole-image encoder (SimCLR, MoCo: ResNet or the agent's conv
 /// net): h of each image, a linear probe and a weighted kNN, next to a random-init twin
 /// and the raw pixels. `--data` is an image set or, for an encoder trained on a
@@ -269,7 +332,8 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
             .or_else(|| meta.get("split_seed").and_then(|v| v.as_u64()))
             .unwrap_or(FolderSplit::default().split_seed),
     };
-    let (train, test) = if data.join(crate::data::trajectories::FILE).is_file() {
+    let recording = data.join(crate::data::trajectories::FILE).is_file();
+    let (train, test) = if recording {
         let label: StateLabel = match &req.target {
             Some(t) => serde_json::from_value(serde_json::json!(t)).map_err(|_| {
                 anyhow::anyhow!("--target '{t}': frames are labelled by heading or position")
@@ -286,6 +350,7 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
             load_split(data, Part::Test, &split)?,
         )
     };
+    check_held_out(&meta, req, recording, &test, data)?;
     check_input(
         file.spec.image_input().unwrap_or_default(),
         &train,
@@ -294,7 +359,7 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
     )?;
     let t0 = std::time::Instant::now();
     let (net, _vm) = ViewEncoder::from_file(file)?;
-    let seed = req.split_seed.unwrap_or(0);
+    let seed = req.label_seed;
     let (tr, te) = probe_indices(&train, &test, req.max_images, req.labels, seed);
     let y_tr: Vec<usize> = tr.iter().map(|&i| train.labels[i] as usize).collect();
     let y_te: Vec<usize> = te.iter().map(|&i| test.labels[i] as usize).collect();

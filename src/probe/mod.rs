@@ -48,6 +48,11 @@ pub struct Request {
     pub pool_grid: usize,
     /// Images: the share of training labels the probes see (stratified; `None`: all).
     pub labels: Option<f64>,
+    /// Images: the seed of that draw (and of the images --max-images keeps).
+    pub label_seed: u64,
+    /// Whole-image encoders: probe on a split other than the encoder's own even where
+    /// its test part holds images the encoder trained on.
+    pub allow_overlap: bool,
     /// Whole-image encoders: fine-tuning steps (0: none), beside training from scratch.
     pub fine_tune: usize,
     pub folds: usize,

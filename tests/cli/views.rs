@@ -369,3 +369,64 @@ fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
 fn safetensors_names(path: &Path) -> Vec<String> {
     tensors(path).into_keys().collect()
 }
+
+/// Review 3, S2-1: the whole-image probe tests on the encoder's own held-out images. A
+/// `--split-seed` that moves class-folder images the encoder trained on into the test
+/// part is refused (the review's repro: trained with split seed 0, probed with 1), unless
+/// `--allow-overlap`; label subsets have their own seed and leave the test part alone.
+#[test]
+fn the_image_probe_never_tests_on_what_the_encoder_trained_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("folders");
+    for class in 0..4u8 {
+        let d = data.join(format!("class{class}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for i in 0..30u8 {
+            image::GrayImage::from_fn(16, 16, |x, y| {
+                let on = (x / 8 + 2 * (y / 8)) as u8 == class;
+                image::Luma([if on { 255 } else { i * 3 }])
+            })
+            .save(d.join(format!("{i}.png")))
+            .unwrap();
+        }
+    }
+    let out = dir.path().join("simclr");
+    small("simclr", &data, &out)
+        .set("train.steps", 2)
+        .set("knn.every", 0)
+        .set("data.split_seed", 0)
+        .ok();
+    let enc = out.join("encoder.safetensors");
+    let probe = |extra: &[&str]| {
+        Rlcpc::new("probe")
+            .args(&["--encoder", s(&enc), "--iters", "20", "--no-baselines"])
+            .args(extra)
+            .data(&data)
+    };
+    // "…, 96 train (all labels) / 24 test images, 0.1 s": the test part's size.
+    let tests_line = |p: &str| {
+        p.lines().find_map(|l| {
+            l.split_once(" test images")
+                .map(|(a, _)| a.rsplit(' ').next().unwrap_or_default().to_string())
+        })
+    };
+    let own = probe(&[]).ok();
+    assert_eq!(tests_line(&own).as_deref(), Some("24"), "{own}");
+    let e = probe(&["--split-seed", "1"]).fails();
+    assert!(
+        e.contains("were not held out when the encoder trained") && e.contains("--allow-overlap"),
+        "{e}"
+    );
+    probe(&["--split-seed", "1", "--allow-overlap"]).ok();
+    // The encoder's own seed is its split: allowed.
+    assert_eq!(
+        tests_line(&probe(&["--split-seed", "0"]).ok()),
+        tests_line(&own)
+    );
+    // Other label draws keep the same test part.
+    for seed in ["1", "2"] {
+        let p = probe(&["--labels", "50%", "--label-seed", seed]).ok();
+        assert!(p.contains("48 train (50.000% of the labels"), "{p}");
+        assert_eq!(tests_line(&p), tests_line(&own), "{p}");
+    }
+}
