@@ -195,6 +195,16 @@ pub fn ci95(v: &[f64]) -> f64 {
     se * T.get(df - 1).copied().unwrap_or(1.96)
 }
 
+/// `mean ± half-width of the 95% CI` of `v` to 4 places; one value has no interval
+/// (said, not printed as ± 0), none is `n/a`.
+pub fn mean_ci_text(v: &[f64]) -> String {
+    match v.len() {
+        0 => "n/a".into(),
+        1 => format!("{:.4} (one seed: no interval)", v[0]),
+        _ => format!("{:.4} ± {:.4}", mean_se(v).0, ci95(v)),
+    }
+}
+
 /// The final-performance table: per condition, seeds, final value and MMER as mean ± 95% CI.
 /// The start of [`table`]'s first line (how `plot --table` knows an earlier table).
 pub const TABLE_HEAD: &str = "condition ";
@@ -211,10 +221,7 @@ pub fn table(bands: &[Band]) -> String {
         "condition", "final (mean ± 95% CI)", "MMER (mean ± 95% CI)"
     );
     for b in bands {
-        let cell = |v: &[f64]| {
-            let (m, _) = mean_se(v);
-            format!("{m:.4} ± {:.4}", ci95(v))
-        };
+        let cell = |v: &[f64]| mean_ci_text(v);
         s += &format!(
             "{:<w$}  {:>5}  {:>20}  {:>20}\n",
             b.label,

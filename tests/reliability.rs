@@ -1448,3 +1448,110 @@ fn n2_n6_no_command_overwrites_what_it_did_not_write() {
     );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
 }
+
+/// Review 3, N8: `--seeds` reports no "± 0" interval for one seed, leaves an interrupted
+/// seed out of the means and says how to continue, continues with `--resume` (finished
+/// seeds kept, the interrupted one resumed, the rest started), and names the bound of a
+/// seed too large for a config.
+#[test]
+fn n8_seeds_are_summarised_honestly_and_continue_after_an_interrupt() {
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path().join("seeds");
+    let child = bin()
+        .args([
+            "train",
+            "--quiet",
+            "--seeds",
+            "1-3",
+            "--out",
+            s(&base),
+            "--set",
+            "run.total_steps=500000000",
+            "--set",
+            "run.target_return=0",
+            "--set",
+            "run.log_every=1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&base.join("seed-1/metrics.jsonl"));
+    std::thread::sleep(Duration::from_millis(500));
+    signal(child.id(), libc::SIGINT);
+    let o = child.wait_with_output().unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let summary = std::fs::read_to_string(base.join("summary.txt")).unwrap();
+    assert!(
+        summary.contains("(interrupted: not in the means)")
+            && summary.contains("over 0 complete seeds")
+            && summary.contains("--resume"),
+        "{summary}"
+    );
+    assert!(!base.join("seed-1/result.json").exists());
+    assert!(
+        !base.join("seed-2").exists(),
+        "seeds after the interrupt start"
+    );
+    // Continued: seed 1 resumes from its checkpoint, seeds 2 and 3 start.
+    let (out, err) = common::ok_split(&[
+        "train",
+        "--quiet",
+        "--seeds",
+        "1-3",
+        "--out",
+        s(&base),
+        "--resume",
+        "--set",
+        "run.total_steps=3000",
+    ]);
+    assert!(out.contains("over 3 complete seeds"), "{out}{err}");
+    assert!(!out.contains("interrupted"), "{out}");
+    for seed in 1..=3 {
+        assert!(base.join(format!("seed-{seed}/result.json")).is_file());
+        let cfg = std::fs::read_to_string(base.join(format!("seed-{seed}/config.toml"))).unwrap();
+        assert!(cfg.contains(&format!("seed = {seed}")), "{cfg}");
+    }
+    // Again: every seed is kept, nothing trains.
+    let (out, err) = common::ok_split(&[
+        "train",
+        "--quiet",
+        "--seeds",
+        "1-3",
+        "--out",
+        s(&base),
+        "--resume",
+    ]);
+    assert_eq!(err.matches("finished before, kept").count(), 3, "{err}");
+    assert!(out.contains("over 3 complete seeds"), "{out}");
+    // One seed: no interval printed as ± 0, here and in plot's table.
+    let one = t.path().join("one");
+    let (out, _) = common::ok_split(&[
+        "train",
+        "--quiet",
+        "--seeds",
+        "5",
+        "--out",
+        s(&one),
+        "--set",
+        "run.total_steps=3000",
+    ]);
+    assert!(
+        out.contains("one seed: no interval") && !out.contains("± 0.0000"),
+        "{out}"
+    );
+    let p = ok(&["plot", s(&one), "--out", s(&t.path().join("one.png"))]);
+    assert!(
+        p.contains("one seed: no interval") && !p.contains("± 0.0000"),
+        "{p}"
+    );
+    // Seeds above i64::MAX are named with the bound, not blamed on the preset.
+    fails_with(
+        &["train", "--seeds", "18446744073709551615"],
+        &["--seeds", "9223372036854775807"],
+    );
+    let o = common::rlcpc(&["train", "--seed", "9223372036854775808"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("9223372036854775807"), "{}", text(&o));
+}

@@ -77,6 +77,22 @@ pub fn run(args: Args) -> Result<()> {
             .iter()
             .map(|r| rlcpc::plot::read_curve(r, &x, &metric))
             .collect::<Result<Vec<_>>>()?;
+        // Seeds that end at different steps (a run cut short) compare unequal budgets.
+        let ends: Vec<f64> = curves
+            .iter()
+            .filter_map(|c| c.points.last().map(|p| p.0))
+            .collect();
+        let (lo, hi) = ends
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        if ends.len() > 1 && lo < 0.95 * hi {
+            eprintln!(
+                "note: the seeds of '{}' end at different x ({lo} to {hi}): its final values average unequal budgets",
+                dir.display()
+            );
+        }
         let label = labels.get(i).cloned().unwrap_or_else(|| {
             dir.file_name().map_or_else(
                 || dir.display().to_string(),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rlcpc::config::{AuxKind, Config};
 use rlcpc::train::{saved_config_with_notes, train_on, Actors, TrainOptions, CHECKPOINT};
 
@@ -18,15 +18,18 @@ pub struct Args {
     /// Auxiliary loss: `cpc` adds the CPC head, `none` builds no head at all.
     #[arg(long, value_enum)]
     aux: Option<AuxKind>,
-    /// Seed of parameters, environments, action sampling and CPC negatives.
-    #[arg(long)]
+    /// Seed of parameters, environments, action sampling and CPC negatives (at most
+    /// 9223372036854775807: config integers are signed 64-bit).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(..=i64::MAX as u64))]
     seed: Option<u64>,
     /// One run per seed, `1-5` or `1,3,7`, one after another into OUT/seed-N/, then a
     /// table of each seed's final return (mean of the last 10% of episodes), AUC (the
     /// learning curve's mean height) and MMER (the best logged 100-episode mean), with
-    /// their means and 95% confidence intervals (also in OUT/summary.txt). To compare
+    /// their means and 95% confidence intervals (also in OUT/summary.txt); a seed cut
+    /// short is marked and left out of the means. With --resume (and --out), continues:
+    /// finished seeds are kept, an interrupted one resumes, the rest start. To compare
     /// arms with paired statistics and a tuning budget, write a study (`rlcpc study`).
-    #[arg(long, value_name = "LIST", conflicts_with_all = ["seed", "resume"])]
+    #[arg(long, value_name = "LIST", conflicts_with = "seed")]
     seeds: Option<String>,
     /// Run directory [default: runs/<config>-<aux>-s<seed>-<unix time>].
     #[arg(long, value_name = "DIR")]
@@ -89,7 +92,8 @@ pub fn run(args: Args) -> Result<()> {
         overrides.push(format!("aux.kind=\"{}\"", a.as_str()));
     }
     if let Some(list) = seeds {
-        return run_seeds(config, &parse_seeds(&list)?, out, overrides, dev, quiet);
+        let seeds = parse_seeds(&list)?;
+        return run_seeds(config, &seeds, out, overrides, resume, dev, quiet);
     }
     if let Some(s) = seed {
         overrides.push(format!("run.seed={s}"));
@@ -225,6 +229,12 @@ pub fn parse_seeds(list: &str) -> Result<Vec<u64>> {
             None => (part.parse(), part.parse()),
         };
         let (lo, hi) = (lo.map_err(|_| bad())?, hi.map_err(|_| bad())?);
+        if hi > i64::MAX as u64 {
+            bail!(
+                "--seeds '{list}': seed {hi} is above {} (config integers are signed 64-bit)",
+                i64::MAX
+            );
+        }
         if hi < lo || hi - lo >= 1000 {
             bail!("--seeds '{list}': '{part}' is not an increasing range of at most 1000 seeds");
         }
@@ -238,41 +248,104 @@ pub fn parse_seeds(list: &str) -> Result<Vec<u64>> {
     Ok(seeds)
 }
 
-/// One run per seed into `out/seed-N/`, then the summary table.
+/// What a finished seed of `train --seeds` leaves in its directory (`result.json`, the
+/// study's file name and metrics): a rerun with `--resume` keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SeedResult {
+    #[serde(flatten)]
+    metrics: rlcpc::study::RunMetrics,
+    /// Env steps when the mean return first reached `run.target_return`.
+    solved_at: Option<u64>,
+}
+
+/// One run per seed into `out/seed-N/`, then the summary table. With `resume`, seeds
+/// with a `result.json` are kept, a seed with a checkpoint resumes and the others start
+/// from a finished seed's config.
 fn run_seeds(
     config: Option<PathBuf>,
     seeds: &[u64],
     out: Option<PathBuf>,
     overrides: Vec<String>,
+    resume: bool,
     dev: DeviceArg,
     quiet: bool,
 ) -> Result<()> {
-    let first = Config::load(config.as_deref(), &overrides)?;
-    let base = out.unwrap_or_else(|| {
-        let p = rlcpc::run_dir::default_path(config.as_deref(), first.aux.kind.as_str(), seeds[0]);
-        PathBuf::from(format!("{}-seeds{}", p.display(), seeds.len()))
-    });
+    let base = match &out {
+        Some(o) => o.clone(),
+        None => {
+            let first = Config::load(config.as_deref(), &overrides)?;
+            let p =
+                rlcpc::run_dir::default_path(config.as_deref(), first.aux.kind.as_str(), seeds[0]);
+            PathBuf::from(format!("{}-seeds{}", p.display(), seeds.len()))
+        }
+    };
+    let seed_dir = |s: u64| base.join(format!("seed-{s}"));
+    // A fresh seed of a resumed set takes the config the others were started with.
+    let started = if resume {
+        let c = seeds
+            .iter()
+            .map(|&s| seed_dir(s).join(rlcpc::run_dir::CONFIG))
+            .find(|p| p.is_file());
+        if c.is_none() {
+            bail!(
+                "--resume: no seed-N/ run of {:?} in '{}' to continue; start it without --resume",
+                seeds,
+                base.display()
+            );
+        }
+        c
+    } else {
+        config.clone()
+    };
+    // (seed, env steps, metrics, solved at, complete)
     let mut rows = Vec::new();
     for (i, &seed) in seeds.iter().enumerate() {
+        let dir = seed_dir(seed);
+        let result = dir.join(rlcpc::study::RESULT);
+        if resume && result.is_file() {
+            let r: SeedResult = serde_json::from_slice(
+                &std::fs::read(&result)
+                    .with_context(|| format!("cannot read '{}'", result.display()))?,
+            )
+            .with_context(|| format!("'{}' is not a seed's result", result.display()))?;
+            eprintln!(
+                "seed {seed} ({}/{}): finished before, kept",
+                i + 1,
+                seeds.len()
+            );
+            rows.push((seed, r.metrics.env_steps, r.metrics, r.solved_at, true));
+            continue;
+        }
         eprintln!("seed {seed} ({}/{})", i + 1, seeds.len());
         let mut o = overrides.clone();
         o.push(format!("run.seed={seed}"));
-        let dir = base.join(format!("seed-{seed}"));
+        let again = resume && dir.join(rlcpc::run_dir::CHECKPOINT).is_file();
         let (s, _) = one_run(
-            config.clone(),
+            if again { None } else { started.clone() },
             Some(dir.clone()),
             &o,
-            false,
+            again,
             dev,
             quiet,
             Actors::Threads,
         )?;
         // The study's metrics (rlcpc::study::stats): one definition for both.
         let m = rlcpc::study::RunMetrics::read(&dir)?;
-        let interrupted = s.interrupted;
-        rows.push((seed, s, m));
-        if interrupted {
-            eprintln!("interrupted: the seeds after {seed} are not run");
+        let solved_at = s.solved.map(|(steps, _)| steps);
+        if !s.interrupted {
+            let r = SeedResult {
+                metrics: m.clone(),
+                solved_at,
+            };
+            rlcpc::checkpoint::write_bytes_atomic(
+                &result,
+                serde_json::to_string_pretty(&r)?.as_bytes(),
+            )
+            .with_context(|| format!("cannot write '{}'", result.display()))?;
+        }
+        rows.push((seed, s.counters.env_steps, m, solved_at, !s.interrupted));
+        if s.interrupted {
+            eprintln!("interrupted: the seeds after {seed} are not run (continue with the same command and --resume)");
             break;
         }
     }
@@ -282,19 +355,25 @@ fn run_seeds(
     );
     let na = || "n/a".to_string();
     let cell = |x: Option<f64>| x.map_or_else(na, |m| format!("{m:.4}"));
-    for (seed, s, m) in &rows {
+    for (seed, steps, m, solved, complete) in &rows {
         t += &format!(
-            "{seed:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>14}\n",
-            s.counters.env_steps,
+            "{seed:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>14}{}\n",
+            steps,
             cell(m.final_return),
             cell(m.auc),
             cell(m.mmer),
-            s.solved.map_or_else(na, |(steps, _)| steps.to_string()),
+            solved.map_or_else(na, |s| s.to_string()),
+            if *complete {
+                ""
+            } else {
+                "  (interrupted: not in the means)"
+            }
         );
     }
+    let complete: Vec<_> = rows.iter().filter(|r| r.4).collect();
     // A seed without a value (no episode ended) is named, never counted as 0.
     let stat = |metric: rlcpc::study::Metric| {
-        let missing: Vec<String> = rows
+        let missing: Vec<String> = complete
             .iter()
             .filter(|r| r.2.get(metric).is_none())
             .map(|r| r.0.to_string())
@@ -302,23 +381,29 @@ fn run_seeds(
         if !missing.is_empty() {
             return format!("n/a (seed {} has none)", missing.join(", "));
         }
-        let v: Vec<f64> = rows.iter().filter_map(|r| r.2.get(metric)).collect();
-        let (m, h) = rlcpc::study::stats::mean_ci(&v);
-        format!("{m:.4} ± {h:.4}")
+        let v: Vec<f64> = complete.iter().filter_map(|r| r.2.get(metric)).collect();
+        rlcpc::plot::mean_ci_text(&v)
     };
     use rlcpc::study::Metric;
-    let solved = rows.iter().filter(|r| r.1.solved.is_some()).count();
+    let solved = complete.iter().filter(|r| r.3.is_some()).count();
     t += &format!(
-        "final return (last 10% of episodes) {} · AUC {} · MMER {} (mean ± 95% CI over {} seeds) · solved {solved}/{}\n",
+        "final return (last 10% of episodes) {} · AUC {} · MMER {} (mean ± 95% CI over {} complete seeds) · solved {solved}/{}\n",
         stat(Metric::FinalReturn),
         stat(Metric::Auc),
         stat(Metric::Mmer),
-        rows.len(),
-        rows.len()
+        complete.len(),
+        complete.len()
     );
+    if complete.len() < seeds.len() {
+        t += &format!(
+            "{} of the {} seeds are not complete: continue with the same command and --resume\n",
+            seeds.len() - complete.len(),
+            seeds.len()
+        );
+    }
     print!("{t}");
     let path = base.join("summary.txt");
-    std::fs::write(&path, &t)
+    rlcpc::checkpoint::write_bytes_atomic(&path, t.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
     println!("summary: {}", path.display());
     Ok(())

@@ -212,7 +212,7 @@ fn seeds_run_into_one_condition_that_plot_averages() {
     }
     let summary = std::fs::read_to_string(runs.join("summary.txt")).unwrap();
     assert!(
-        summary.contains("over 2 seeds") && out.contains("MMER"),
+        summary.contains("over 2 complete seeds") && out.contains("MMER"),
         "{summary}"
     );
     // Two seeds of the same config differ (they are different runs).
