@@ -1555,3 +1555,28 @@ fn n8_seeds_are_summarised_honestly_and_continue_after_an_interrupt() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("9223372036854775807"), "{}", text(&o));
 }
+
+/// Review 3, N9: `probe --labels` is refused where it does not apply (any encoder but an
+/// image one) instead of probing on all the labels without a word.
+#[test]
+fn n9_probe_labels_is_refused_where_it_does_not_apply() {
+    let t = tempfile::tempdir().unwrap();
+    let run = t.path().join("a");
+    cartpole_run(&run);
+    // A recording (by name: the refusal comes before anything is read).
+    let rec = t.path().join("rec");
+    std::fs::create_dir_all(&rec).unwrap();
+    std::fs::write(rec.join("trajectories.safetensors"), b"").unwrap();
+    fails_with(
+        &[
+            "probe",
+            "--encoder",
+            s(&run),
+            "--data",
+            s(&rec),
+            "--labels",
+            "10%",
+        ],
+        &["--labels 10%", "image encoders"],
+    );
+}

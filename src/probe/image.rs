@@ -184,11 +184,24 @@ pub fn probe_indices(
     max: usize,
     labels: Option<f64>,
     seed: u64,
-) -> (Vec<usize>, Vec<usize>) {
+) -> Result<(Vec<usize>, Vec<usize>)> {
     use rand::seq::SliceRandom;
     let mut rng = SeededRng::seed_from_u64(seed ^ 0x1A6E);
     let mut tr: Vec<usize> = match labels {
-        Some(share) => stratified(&train.labels, share, seed),
+        Some(share) => {
+            let kept = stratified(&train.labels, share, seed);
+            // Cut to --max-images, the stratified draw would become a random one and
+            // every share above max / n the same experiment.
+            if kept.len() > max {
+                bail!(
+                    "--labels {}% keeps {} of the {} training images, more than --max-images {max}: raise --max-images or lower --labels",
+                    100.0 * share,
+                    kept.len(),
+                    train.len()
+                );
+            }
+            kept
+        }
         None => (0..train.len()).collect(),
     };
     tr.shuffle(&mut rng);
@@ -196,7 +209,21 @@ pub fn probe_indices(
     let mut te: Vec<usize> = (0..test.len()).collect();
     te.shuffle(&mut rng);
     te.truncate(max);
-    (tr, te)
+    Ok((tr, te))
+}
+
+/// How the probe's training labels were drawn, for its header line: the share of the
+/// training part actually used (at least one image per class can be more than asked).
+fn labels_note(asked: Option<f64>, used: usize, of: usize) -> String {
+    let Some(asked) = asked else {
+        return "all labels".into();
+    };
+    let share = used as f64 / of.max(1) as f64;
+    let mut s = format!("{:.3}% of the labels, stratified", 100.0 * share);
+    if (share - asked).abs() > 0.005 * asked.max(1e-12) + 0.5 / of.max(1) as f64 {
+        s += &format!("; --labels asked for {:.3}%", 100.0 * asked);
+    }
+    s
 }
 
 /// Linear probe of the class from pooled features of `net`, a random-init twin and the
@@ -209,7 +236,7 @@ pub fn probe_images(
     o: &ImageProbeOptions,
 ) -> Result<(usize, usize, Vec<ProbeRow>)> {
     let seed = o.seed;
-    let (tr, te) = probe_indices(train, test, o.max, o.labels, seed);
+    let (tr, te) = probe_indices(train, test, o.max, o.labels, seed)?;
     let y_tr: Vec<usize> = tr.iter().map(|&i| train.labels[i] as usize).collect();
     let y_te: Vec<usize> = te.iter().map(|&i| test.labels[i] as usize).collect();
     let k = train.classes.len().max(test.classes.len());
@@ -360,7 +387,7 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
     let t0 = std::time::Instant::now();
     let (net, _vm) = ViewEncoder::from_file(file)?;
     let seed = req.label_seed;
-    let (tr, te) = probe_indices(&train, &test, req.max_images, req.labels, seed);
+    let (tr, te) = probe_indices(&train, &test, req.max_images, req.labels, seed)?;
     let y_tr: Vec<usize> = tr.iter().map(|&i| train.labels[i] as usize).collect();
     let y_te: Vec<usize> = te.iter().map(|&i| test.labels[i] as usize).collect();
     let k = train.classes.len().max(test.classes.len());
@@ -453,12 +480,10 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
         tuned = serde_json::json!({"steps": o.steps, "batch": o.batch, "lr": o.lr,
             "pretrained": {"train_acc": a.0, "test_acc": a.1}, "scratch": {"train_acc": b.0, "test_acc": b.1}});
     }
-    let labels = req.labels.map_or("all labels".to_string(), |s| {
-        format!("{:.3}% of the labels, stratified", 100.0 * s)
-    });
+    let labels = labels_note(req.labels, tr.len(), train.len());
     let json = serde_json::json!({
         "probe": "image", "target": "class", "data": data, "encoder": encoder,
-        "classes": k, "train": tr.len(), "test": te.len(), "labels": req.labels.unwrap_or(1.0),
+        "classes": k, "train": tr.len(), "test": te.len(), "labels": tr.len() as f64 / train.len().max(1) as f64,
         "rows": rows.iter().map(ProbeRow::json).collect::<Vec<_>>(), "knn": knn_json, "fine_tune": tuned,
     });
     let head = vec![format!(

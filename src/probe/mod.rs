@@ -86,6 +86,14 @@ pub fn run(req: &Request) -> Result<Report> {
             file.spec.describe()
         );
     }
+    if let (Some(share), false) = (req.labels, file.modality() == Modality::Image) {
+        bail!(
+            "--labels {}% is for image encoders (label efficiency); '{}' is {}, probed on all its labels",
+            100.0 * share,
+            path.display(),
+            file.spec.describe()
+        );
+    }
     match file.modality() {
         Modality::Observations if !recording => bail!(
             "'{}' is an encoder of environment observations ({}): --data must be a recording written by `rlcpc record` ('{}' holds no {})",

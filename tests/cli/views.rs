@@ -429,4 +429,16 @@ fn the_image_probe_never_tests_on_what_the_encoder_trained_on() {
         assert!(p.contains("48 train (50.000% of the labels"), "{p}");
         assert_eq!(tests_line(&p), tests_line(&own), "{p}");
     }
+    // Review 3, N9 and S3-5: the share printed is the share used (one image per class
+    // is more than asked), and a share that --max-images would cut is refused.
+    let p = probe(&["--labels", "1e-9"]).ok();
+    assert!(
+        p.contains("4 train (4.167% of the labels, stratified; --labels asked for 0.000%)"),
+        "{p}"
+    );
+    let e = probe(&["--labels", "50%", "--max-images", "10"]).fails();
+    assert!(
+        e.contains("keeps 48 of the 96") && e.contains("--max-images 10"),
+        "{e}"
+    );
 }
