@@ -179,7 +179,7 @@ fn latin1_text_is_read_and_said_and_labels_split_at_any_whitespace() {
         vec!["un café très bon", "a naïve   film", "bad  plot"]
     );
     assert_eq!(l.classes, vec!["neg", "pos"]);
-    let e = load_labelled_with(&f, TextEncoding::Utf8)
+    let e = load_labelled_with(&f, TextEncoding::Utf8, false)
         .unwrap_err()
         .to_string();
     assert!(e.contains("l.tsv") && e.contains("not valid UTF-8"), "{e}");

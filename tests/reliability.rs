@@ -1303,13 +1303,21 @@ fn f21_no_command_exits_0_on_meaningless_output() {
         ],
         &["x.txt", "does not look like text"],
     );
-    // A labelled set with an empty text is refused naming the line.
+    // A labelled set with an empty text (review 3: two published sets have one such
+    // line) is read without it, counted and named; --strict refuses it naming the line.
     let labels = t.path().join("l.tsv");
-    std::fs::write(&labels, "pos\tgood film\nneg\t\nneg\tbad film\n").unwrap();
-    let e = rlcpc::data::text::load_labelled(&labels)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("l.tsv:2") && e.contains("empty text"), "{e}");
+    std::fs::write(&labels, "pos\tgood film\nneg \nneg\tbad film\n").unwrap();
+    let l = rlcpc::data::text::load_labelled(&labels).unwrap();
+    assert_eq!((l.texts.len(), l.empty), (2, 1));
+    assert!(l.first_empty.unwrap().contains("l.tsv:2"));
+    let e =
+        rlcpc::data::text::load_labelled_with(&labels, rlcpc::data::text::TextEncoding::Auto, true)
+            .unwrap_err()
+            .to_string();
+    assert!(
+        e.contains("l.tsv:2") && e.contains("empty text") && e.contains("--strict"),
+        "{e}"
+    );
 }
 
 /// Review 3, N2 and N6 (`shared/reviews/reliability-3.md`): `plot --table`/`--out` and

@@ -338,19 +338,25 @@ pub struct Labelled {
     pub classes: Vec<String>,
     /// Entries without a class (JSON `null`), left out.
     pub dropped: usize,
+    /// Entries with an empty text, left out, and where the first was (`file:line` or
+    /// `file: entry i`).
+    pub empty: usize,
+    pub first_empty: Option<String>,
     /// Read as Latin-1 (not valid UTF-8).
     pub latin1: bool,
 }
 
 /// Reads labelled texts: a JSON list of `{"text", "class"}` objects, or lines of
 /// `label<TAB>text` (any whitespace separates when the line has no tab); UTF-8, else
-/// Latin-1. Empty texts are refused, naming the entry.
+/// Latin-1. Entries with an empty text (a line `0 `: some published sets have one) are
+/// left out and counted.
 pub fn load_labelled(path: &Path) -> Result<Labelled> {
-    load_labelled_with(path, TextEncoding::Auto)
+    load_labelled_with(path, TextEncoding::Auto, false)
 }
 
-/// [`load_labelled`] with the file's encoding.
-pub fn load_labelled_with(path: &Path, enc: TextEncoding) -> Result<Labelled> {
+/// [`load_labelled`] with the file's encoding; `strict` refuses an empty text, naming
+/// the entry, instead of leaving it out.
+pub fn load_labelled_with(path: &Path, enc: TextEncoding, strict: bool) -> Result<Labelled> {
     if path.is_dir() {
         bail!(
             "{}: is a directory; labelled texts are one file (`label<TAB>text` lines or a JSON list)",
@@ -362,6 +368,15 @@ pub fn load_labelled_with(path: &Path, enc: TextEncoding) -> Result<Labelled> {
     let (raw, latin1) = decode_text(&bytes, enc, path)?;
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut dropped = 0;
+    let (mut empty, mut first_empty) = (0, None);
+    let mut skip = |what: String| -> Result<()> {
+        if strict {
+            bail!("{what} (--strict refuses it; without --strict it is left out)");
+        }
+        empty += 1;
+        first_empty.get_or_insert(what);
+        Ok(())
+    };
     if raw.trim_start().starts_with('{') {
         bail!(
             "{}: a JSON object; expected a JSON list of {{\"text\", \"class\"}} objects (or `label<TAB>text` lines)",
@@ -387,7 +402,11 @@ pub fn load_labelled_with(path: &Path, enc: TextEncoding) -> Result<Labelled> {
                 Some(other) => other.to_string(),
             };
             if text.trim().is_empty() {
-                bail!("{}: entry {i} has an empty \"text\"", path.display());
+                skip(format!(
+                    "{}: entry {i} has an empty \"text\"",
+                    path.display()
+                ))?;
+                continue;
             }
             pairs.push((class, text.to_string()));
         }
@@ -407,12 +426,13 @@ pub fn load_labelled_with(path: &Path, enc: TextEncoding) -> Result<Labelled> {
                     )
                 })?;
             if text.trim().is_empty() {
-                bail!(
+                skip(format!(
                     "{}:{}: empty text for label {:?}",
                     path.display(),
                     i + 1,
                     label.trim()
-                );
+                ))?;
+                continue;
             }
             pairs.push((label.trim().to_string(), text.trim().to_string()));
         }
@@ -434,6 +454,8 @@ pub fn load_labelled_with(path: &Path, enc: TextEncoding) -> Result<Labelled> {
         labels,
         classes,
         dropped,
+        empty,
+        first_empty,
         latin1,
     })
 }

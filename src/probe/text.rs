@@ -28,8 +28,14 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
         bow_words: req.bow_words,
     };
     let (net, _vm) = TextNet::from_file(file)?;
-    let set = text::load_labelled_with(data, req.encoding)?;
+    let set = text::load_labelled_with(data, req.encoding, req.strict)?;
     let mut notes = Vec::new();
+    if let Some(first) = &set.first_empty {
+        notes.push(format!(
+            "note: {} entries with an empty text were left out (the first: {first}); --strict refuses them",
+            set.empty
+        ));
+    }
     if set.latin1 {
         notes.push(format!(
             "note: '{}' is not valid UTF-8; read as Latin-1 (ISO-8859-1)",
@@ -59,10 +65,11 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
             "probe 'class' on {}: {} classes, {n} texts{}, {}-fold cross-validation, {:.1} s",
             data.display(),
             set.classes.len(),
-            if set.dropped > 0 {
-                format!(" ({} without a class left out)", set.dropped)
-            } else {
-                String::new()
+            match (set.dropped, set.empty) {
+                (0, 0) => String::new(),
+                (d, 0) => format!(" ({d} without a class left out)"),
+                (0, e) => format!(" ({e} with an empty text left out)"),
+                (d, e) => format!(" ({d} without a class and {e} with an empty text left out)"),
             },
             options.folds,
             t0.elapsed().as_secs_f64()
