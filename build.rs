@@ -1,6 +1,8 @@
 //! Collects the doc comment of every field of the config structs, so that
 //! `rlcpc config show` prints each key with its documentation (the serde structs are the
-//! one source of both; nothing is written twice).
+//! one source of both; nothing is written twice). Also sets `cfg(rlcpc_gymnasium)` where
+//! a Python with Gymnasium is found, so that the tests of `gymnasium:` environments are
+//! reported as ignored (with the reason) rather than passed where there is none.
 
 use std::fmt::Write;
 
@@ -83,4 +85,31 @@ fn main() {
     let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("config_docs.rs");
     std::fs::write(dest, out).expect("write config_docs.rs");
+    gymnasium_cfg();
+}
+
+/// `cfg(rlcpc_gymnasium)` when the Python the tests use (`RLCPC_TEST_PYTHON`, else the
+/// active virtual environment's, else `python3`: as `tests/common`'s `gymnasium_python`)
+/// imports Gymnasium.
+fn gymnasium_cfg() {
+    println!("cargo:rustc-check-cfg=cfg(rlcpc_gymnasium)");
+    for var in ["RLCPC_TEST_PYTHON", "VIRTUAL_ENV"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    let python = std::env::var("RLCPC_TEST_PYTHON")
+        .ok()
+        .or_else(|| {
+            std::env::var("VIRTUAL_ENV")
+                .ok()
+                .map(|v| format!("{v}/bin/python"))
+        })
+        .unwrap_or_else(|| "python3".into());
+    let found = std::process::Command::new(&python)
+        .args(["-c", "import gymnasium"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        println!("cargo:rustc-cfg=rlcpc_gymnasium");
+    }
 }

@@ -28,6 +28,10 @@ fn error(cfg: &EnvConfig) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
 fn cartpole_through_gymnasium_repeats_the_recorded_trajectory_and_the_native_env() {
     let Some(py) = python() else { return };
     let fx: Value = serde_json::from_str(include_str!(
@@ -91,6 +95,10 @@ fn cartpole_through_gymnasium_repeats_the_recorded_trajectory_and_the_native_env
 }
 
 #[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
 fn a_vec_env_of_gymnasium_envs_resets_in_the_same_step_and_repeats_from_its_seed() {
     let Some(py) = python() else { return };
     let run = || {
@@ -130,6 +138,10 @@ fn a_vec_env_of_gymnasium_envs_resets_in_the_same_step_and_repeats_from_its_seed
 }
 
 #[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
 fn uint8_images_and_offset_discrete_actions_come_through() {
     let Some(py) = python() else { return };
     let mut env = make(&cfg("gymnasium:rlcpc_test_envs:RlcpcImage-v0", &py)).unwrap();
@@ -163,6 +175,10 @@ fn uint8_images_and_offset_discrete_actions_come_through() {
 }
 
 #[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
 fn what_an_environment_prints_does_not_reach_the_stream() {
     let Some(py) = python() else { return };
     let mut env = make(&cfg("gymnasium:rlcpc_test_envs:RlcpcChatty-v0", &py)).unwrap();
@@ -178,6 +194,10 @@ fn what_an_environment_prints_does_not_reach_the_stream() {
 }
 
 #[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
 fn multi_discrete_observations_arrive_one_hot() {
     let Some(py) = python() else { return };
     let mut env = make(&cfg("gymnasium:rlcpc_test_envs:RlcpcCounts-v0", &py)).unwrap();
@@ -195,6 +215,10 @@ fn multi_discrete_observations_arrive_one_hot() {
 }
 
 #[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
 fn an_environment_that_raises_or_breaks_its_space_is_named_with_the_step() {
     let Some(py) = python() else { return };
     let mut obs = vec![0f32; 6 * 8 * 3];
@@ -221,6 +245,10 @@ fn an_environment_that_raises_or_breaks_its_space_is_named_with_the_step() {
 }
 
 #[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
 fn bad_environments_are_named_with_what_python_said() {
     let Some(py) = python() else { return };
     let e = error(&cfg("gymnasium:NoSuchEnv-v0", &py));

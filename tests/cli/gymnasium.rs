@@ -31,6 +31,10 @@ fn metrics(dir: &std::path::Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
 fn seeded_sync_runs_on_gymnasium_cartpole_repeat_and_resume_with_new_episodes() {
     let Some(py) = gymnasium_python() else { return };
     let tmp = tempfile::tempdir().unwrap();
@@ -57,6 +61,10 @@ fn seeded_sync_runs_on_gymnasium_cartpole_repeat_and_resume_with_new_episodes() 
 }
 
 #[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
 fn an_environment_that_raises_stops_the_run_naming_worker_env_and_step() {
     let Some(py) = gymnasium_python() else { return };
     let tmp = tempfile::tempdir().unwrap();
