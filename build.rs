@@ -88,9 +88,9 @@ fn main() {
     gymnasium_cfg();
 }
 
-/// `cfg(rlcpc_gymnasium)` when the Python the tests use (`RLCPC_TEST_PYTHON`, else the
-/// active virtual environment's, else `python3`: as `tests/common`'s `gymnasium_python`)
-/// imports Gymnasium.
+/// `cfg(rlcpc_gymnasium)` and `RLCPC_GYMNASIUM_PYTHON` (the tests' Python, read by
+/// `tests/common`'s `gymnasium_python`) when `RLCPC_TEST_PYTHON`, else the active virtual
+/// environment's Python, else `python3`, imports Gymnasium.
 fn gymnasium_cfg() {
     println!("cargo:rustc-check-cfg=cfg(rlcpc_gymnasium)");
     for var in ["RLCPC_TEST_PYTHON", "VIRTUAL_ENV"] {
@@ -111,5 +111,6 @@ fn gymnasium_cfg() {
         .is_ok_and(|s| s.success());
     if found {
         println!("cargo:rustc-cfg=rlcpc_gymnasium");
+        println!("cargo:rustc-env=RLCPC_GYMNASIUM_PYTHON={python}");
     }
 }

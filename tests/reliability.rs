@@ -140,16 +140,13 @@ fn tiny_audio_args<'a>(data: &'a Path, out: &'a Path) -> Vec<&'a str> {
     ]
 }
 
-/// An LSTM + CPC run into `run` that would take hours: it is stopped by a signal.
-fn long_train(run: &Path) -> std::process::Child {
+/// `rlcpc train --quiet ARGS` for hours (no target, 500M steps, a log line per update),
+/// started to be stopped by a signal.
+fn spawn_long(args: &[&str]) -> std::process::Child {
     bin()
+        .args(["train", "--quiet"])
+        .args(args)
         .args([
-            "train",
-            "--quiet",
-            "--config",
-            "cartpole-lstm-cpc",
-            "--out",
-            s(run),
             "--set",
             "run.total_steps=500000000",
             "--set",
@@ -161,6 +158,11 @@ fn long_train(run: &Path) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// An LSTM + CPC run into `run` that would take hours: it is stopped by a signal.
+fn long_train(run: &Path) -> std::process::Child {
+    spawn_long(&["--config", "cartpole-lstm-cpc", "--out", s(run)])
 }
 
 /// Sends `sig` to `pid`.
@@ -1465,25 +1467,7 @@ fn n2_n6_no_command_overwrites_what_it_did_not_write() {
 fn n8_seeds_are_summarised_honestly_and_continue_after_an_interrupt() {
     let t = tempfile::tempdir().unwrap();
     let base = t.path().join("seeds");
-    let child = bin()
-        .args([
-            "train",
-            "--quiet",
-            "--seeds",
-            "1-3",
-            "--out",
-            s(&base),
-            "--set",
-            "run.total_steps=500000000",
-            "--set",
-            "run.target_return=0",
-            "--set",
-            "run.log_every=1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_long(&["--seeds", "1-3", "--out", s(&base)]);
     wait_for(&base.join("seed-1/metrics.jsonl"));
     std::thread::sleep(Duration::from_millis(500));
     signal(child.id(), libc::SIGINT);

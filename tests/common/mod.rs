@@ -179,38 +179,27 @@ pub fn cpc_trainer_objectives(
     ]
 }
 
-/// The Python to test `gymnasium:` environments with, if it has Gymnasium:
-/// `RLCPC_TEST_PYTHON`, else the active virtual environment's, else `python3`. Without
-/// one the caller skips with a note, except under CI (`CI` set), where `.ci/run` creates
-/// that environment and a missing one fails. Puts `envs/tests/fixtures` (the test
-/// environments of `rlcpc_test_envs.py`) on `PYTHONPATH` for the processes tests start.
+/// The Python to test `gymnasium:` environments with: the one the build found with
+/// Gymnasium (`build.rs`: `RLCPC_TEST_PYTHON`, else the active virtual environment's,
+/// else `python3`). Without one the tests are built ignored (`cfg(rlcpc_gymnasium)`), and
+/// under CI (`CI` set), where `.ci/run` creates that environment, a missing one fails.
+/// Puts `envs/tests/fixtures` (the test environments of `rlcpc_test_envs.py`) on
+/// `PYTHONPATH` for the processes tests start.
 pub fn gymnasium_python() -> Option<String> {
-    let p = std::env::var("RLCPC_TEST_PYTHON")
-        .ok()
-        .or_else(|| {
-            std::env::var("VIRTUAL_ENV")
-                .ok()
-                .map(|v| format!("{v}/bin/python"))
-        })
-        .unwrap_or_else(|| "python3".into());
-    let ok = std::process::Command::new(&p)
-        .args(["-c", "import gymnasium"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    // The test environments of fixtures/rlcpc_test_envs.py (the same value from every
-    // test, so setting it from parallel tests is harmless).
+    // The same value from every test, so setting it from parallel tests is harmless.
     std::env::set_var(
         "PYTHONPATH",
         concat!(env!("CARGO_MANIFEST_DIR"), "/envs/tests/fixtures"),
     );
-    if !ok {
+    let p = option_env!("RLCPC_GYMNASIUM_PYTHON").map(String::from);
+    if p.is_none() {
         assert!(
             std::env::var_os("CI").is_none(),
-            "no Gymnasium in '{p}' (set RLCPC_TEST_PYTHON)"
+            "the build found no Python with Gymnasium (set RLCPC_TEST_PYTHON)"
         );
         eprintln!(
-            "skipped: '{p}' has no Gymnasium (set RLCPC_TEST_PYTHON to a Python that has it)"
+            "skipped: the build found no Python with Gymnasium (set RLCPC_TEST_PYTHON and rebuild)"
         );
     }
-    ok.then_some(p)
+    p
 }
