@@ -221,13 +221,37 @@ fn multi_discrete_observations_arrive_one_hot() {
 )]
 fn an_environment_that_raises_or_breaks_its_space_is_named_with_the_step() {
     let Some(py) = python() else { return };
-    let mut obs = vec![0f32; 6 * 8 * 3];
-    for (id, step, needle) in [
-        ("RlcpcRaises-v0", 3, "the simulator broke"),
-        ("RlcpcBadObs-v0", 2, "does not match the observation space"),
+    // Review 3, N7: non-finite rewards and observations (inf passes an unbounded Box; a
+    // float64 1e300 becomes inf as float32) are named with the value and the step.
+    for (id, mode, step, needle) in [
+        ("RlcpcRaises-v0", "", 3, "the simulator broke"),
+        (
+            "RlcpcBadObs-v0",
+            "",
+            2,
+            "does not match the observation space",
+        ),
+        ("RlcpcNonFinite-v0", "nan_reward", 3, "gave the reward NaN"),
+        (
+            "RlcpcNonFinite-v0",
+            "inf_obs",
+            3,
+            "2 non-finite values (the first at index 1: inf",
+        ),
+        (
+            "RlcpcNonFinite-v0",
+            "big_obs",
+            3,
+            "1 non-finite value (the first at index 0: inf",
+        ),
     ] {
         let id = format!("gymnasium:rlcpc_test_envs:{id}");
-        let mut env = make(&cfg(&id, &py)).unwrap();
+        let mut c = cfg(&id, &py);
+        if !mode.is_empty() {
+            c.options.insert("mode".into(), mode.into());
+        }
+        let mut obs = vec![0f32; if mode.is_empty() { 6 * 8 * 3 } else { 4 }];
+        let mut env = make(&c).unwrap();
         env.reset_into(Some(0), &mut obs);
         for t in 1..step {
             env.step_into(0, &mut obs)

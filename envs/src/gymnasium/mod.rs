@@ -250,6 +250,16 @@ impl GymnasiumEnv {
         for (o, b) in obs.iter_mut().zip(self.obs_bytes.chunks_exact(4)) {
             *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
+        // An unbounded Box admits inf, and a float64 beyond f32's range becomes inf
+        // here: neither may reach the learner.
+        if let Some(first) = obs.iter().position(|v| !v.is_finite()) {
+            let n = obs.iter().filter(|v| !v.is_finite()).count();
+            return Err(format!(
+                "it gave an observation with {n} non-finite value{} (the first at index {first}: {}, after the cast to float32)",
+                if n == 1 { "" } else { "s" },
+                obs[first]
+            ));
+        }
         Ok(())
     }
 
@@ -352,8 +362,12 @@ impl Env for GymnasiumEnv {
             .read_exact(&mut head)
             .map_err(|e| self.raised(format!("the Python process stopped answering ({e})")))?;
         self.read_obs(obs).map_err(|e| self.raised(e))?;
+        let reward = f32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        if !reward.is_finite() {
+            return Err(self.raised(format!("it gave the reward {reward}")));
+        }
         Ok(StepOutcome {
-            reward: f32::from_le_bytes([head[0], head[1], head[2], head[3]]),
+            reward,
             terminated: head[4] != 0,
             truncated: head[5] != 0,
         })
