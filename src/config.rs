@@ -555,6 +555,33 @@ impl Config {
         if self.model.lstm_hidden == 0 || self.model.conv_fc == 0 {
             return Err(Invalid::new("model.lstm_hidden' or 'model.conv_fc", "0"));
         }
+        // Each width is bounded above, but products of widths (three MLP layers of 65,536
+        // are 8.6G weights) are bounded here: the weights between hidden layers and the
+        // LSTM's, known before the environment gives the input's width.
+        let m = &self.model;
+        let hidden: u128 = m
+            .mlp_hidden
+            .windows(2)
+            .map(|w| w[0] as u128 * w[1] as u128)
+            .sum();
+        let z = m.mlp_hidden.last().copied().unwrap_or(0).max(m.conv_fc) as u128;
+        let h = m.lstm_hidden as u128;
+        let lstm = if m.core == CoreKind::Lstm {
+            4 * h * (z + h)
+        } else {
+            0
+        };
+        let weights = hidden + lstm;
+        const MAX_WEIGHTS: u128 = 1 << 28;
+        if weights > MAX_WEIGHTS {
+            return Err(Invalid::new(
+                "model.mlp_hidden' / 'model.lstm_hidden",
+                format!(
+                    "{:?} and {}: about {weights} weights between hidden layers and in the LSTM, more than {MAX_WEIGHTS} (1 GiB of floats, before the optimiser's copies)",
+                    m.mlp_hidden, m.lstm_hidden
+                ),
+            ));
+        }
         if r.mode == Mode::Async && !self.algo.vtrace {
             return Err(Invalid::new(
                 "algo.vtrace",

@@ -1572,3 +1572,79 @@ fn n9_probe_labels_is_refused_where_it_does_not_apply() {
         &["--labels 10%", "image encoders"],
     );
 }
+
+/// Review 3, N4 and N5: sizes outside the per-key bounds (products of widths, Lab's
+/// view and action repeat) and zero-sized stages are refused naming the key, before
+/// anything is allocated or written.
+#[test]
+fn n4_n5_sizes_and_zero_shapes_are_refused_naming_the_key() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("r");
+    for (set, needles) in [
+        (
+            "model.mlp_hidden=[65536,65536,65536]",
+            &["model.mlp_hidden", "weights"][..],
+        ),
+        ("model.mlp_hidden=[16384,16384,16384,16384]", &["weights"]),
+    ] {
+        fails_with(
+            &[
+                "train",
+                "--config",
+                "cartpole-lstm-cpc",
+                "--out",
+                s(&out),
+                "--set",
+                set,
+            ],
+            needles,
+        );
+    }
+    for (set, key) in [
+        ("env.options.view=100001", "view"),
+        ("env.options.action_repeat=1000000000", "action_repeat"),
+    ] {
+        fails_with(
+            &[
+                "train",
+                "--config",
+                "lab-watermaze",
+                "--out",
+                s(&out),
+                "--set",
+                set,
+            ],
+            &[key],
+        );
+    }
+    assert!(!out.exists(), "a refused run writes nothing");
+    let data = t.path().join("idx");
+    std::fs::create_dir_all(&data).unwrap();
+    for (set, needles) in [
+        (
+            "model.head_hidden=[65536,65536]",
+            &["model.head_hidden", "weights"][..],
+        ),
+        (
+            "model.blocks=[0,0,0]",
+            &["model.blocks", "at least one block"],
+        ),
+    ] {
+        fails_with(
+            &[
+                "pretrain",
+                "image",
+                "--config",
+                "simclr-fashion",
+                "--data",
+                s(&data),
+                "--out",
+                s(&out),
+                "--set",
+                set,
+            ],
+            needles,
+        );
+    }
+    assert!(!out.exists(), "a refused run writes nothing");
+}

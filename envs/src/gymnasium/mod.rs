@@ -147,12 +147,22 @@ impl GymnasiumEnv {
             let _ = child.wait();
             e
         };
+        // The hello is one JSON line; a program that writes without end is cut off at
+        // HELLO_MAX bytes rather than read until memory runs out.
         let mut line = String::new();
-        let hello: Result<Hello, EnvError> = match stdout.read_line(&mut line) {
+        let read = std::io::Read::take(&mut stdout, HELLO_MAX).read_line(&mut line);
+        let hello: Result<Hello, EnvError> = match read {
+            Ok(n) if n as u64 >= HELLO_MAX && !line.ends_with('\n') => Err(fail(format!(
+                "'{}' did not answer as rlcpc's bridge: no line within {} MiB (is env.python a Python? or the environment's spaces are too large to describe: a Box of millions of values with their bounds)",
+                python.display(),
+                HELLO_MAX >> 20
+            ))),
             Ok(n) if n > 0 => serde_json::from_str(&line).map_err(|e| {
+                let shown: String = line.chars().take(300).collect();
                 fail(format!(
-                    "'{}' did not answer as rlcpc's bridge: {e}: {line}",
-                    python.display()
+                    "'{}' did not answer as rlcpc's bridge: {e}: {shown}{}",
+                    python.display(),
+                    if shown.len() < line.len() { " …" } else { "" }
                 ))
             }),
             _ => Err(fail(format!(
@@ -192,7 +202,25 @@ impl GymnasiumEnv {
                     space_name(&hello.observation_space)
                 ),
             })?;
+        let values = observation_space.flat_dim();
+        if !(1..=MAX_OBS_VALUES).contains(&values) {
+            return Err(EnvError::Unsupported {
+                id: id.into(),
+                what: format!(
+                    "observation space {}: {values} values per observation; rlcpc takes 1 to {MAX_OBS_VALUES}",
+                    space_name(&hello.observation_space)
+                ),
+            });
+        }
         match parse_space(&hello.action_space) {
+            Some(Space::Discrete(n)) if !(1..=MAX_ACTIONS).contains(&n) => {
+                Err(EnvError::Unsupported {
+                    id: id.into(),
+                    what: format!(
+                        "action space Discrete({n}): rlcpc's agents take 1 to {MAX_ACTIONS} actions"
+                    ),
+                })
+            }
             Some(Space::Discrete(n)) => Ok((observation_space, n)),
             _ => Err(EnvError::Unsupported {
                 id: id.into(),
@@ -275,6 +303,13 @@ impl GymnasiumEnv {
 fn stopped(e: std::io::Error) -> String {
     format!("the Python process stopped answering ({e}; its messages are above)")
 }
+
+/// The most bytes of the bridge's first line (its spaces, as JSON).
+const HELLO_MAX: u64 = 16 << 20;
+/// The most values of one observation (a 4096×4096 RGB frame is 50M: past any agent here).
+pub const MAX_OBS_VALUES: usize = 1 << 24;
+/// The most discrete actions (the policy head has one logit each).
+pub const MAX_ACTIONS: usize = 65_536;
 
 /// A space as the bridge describes it; `None` for one rlcpc cannot read.
 fn parse_space(v: &serde_json::Value) -> Option<Space> {

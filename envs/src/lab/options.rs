@@ -25,9 +25,9 @@ pub struct LabOptions {
     pub height: usize,
     /// Horizontal field of view in degrees: 90 (DMLab's), in 10..=170.
     pub fov: f32,
-    /// Side of the grid observation's window: 9, odd and at least 3.
+    /// Side of the grid observation's window: 9, odd, in 3..=255.
     pub view: usize,
-    /// Frames each action is repeated for: 4 (at least 1).
+    /// Frames each action is repeated for: 4, in 1..=100.
     pub action_repeat: usize,
 }
 
@@ -59,11 +59,11 @@ impl EnvOptions for LabOptions {
         if !(10.0..=170.0).contains(&self.fov) {
             return Err(("fov", "must lie in 10..=170 degrees"));
         }
-        if self.view < 3 || self.view.is_multiple_of(2) {
-            return Err(("view", "must be odd and at least 3"));
+        if self.view < 3 || self.view > 255 || self.view.is_multiple_of(2) {
+            return Err(("view", "must be odd and lie in 3..=255"));
         }
-        if self.action_repeat == 0 {
-            return Err(("action_repeat", "must be at least 1"));
+        if !(1..=100).contains(&self.action_repeat) {
+            return Err(("action_repeat", "must lie in 1..=100"));
         }
         Ok(())
     }
