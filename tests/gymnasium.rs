@@ -301,12 +301,18 @@ fn bad_environments_are_named_with_what_python_said() {
     // Review 3, N4 and N5: spaces too large or empty are refused when the environment
     // is made, naming the space and the bound.
     for (mode, needle) in [
-        ("actions", "Discrete(1000000000): rlcpc's agents take 1 to 65536 actions"),
+        (
+            "actions",
+            "Discrete(1000000000): rlcpc's agents take 1 to 65536 actions",
+        ),
         ("empty", "0 values per observation"),
     ] {
         let mut c = cfg("gymnasium:rlcpc_test_envs:RlcpcSized-v0", &py);
         c.options.insert("mode".into(), mode.into());
         let e = error(&c);
-        assert!(e.contains("RlcpcSized-v0") && e.contains(needle), "{mode}: {e}");
+        assert!(
+            e.contains("RlcpcSized-v0") && e.contains(needle),
+            "{mode}: {e}"
+        );
     }
 }
