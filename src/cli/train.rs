@@ -248,16 +248,6 @@ pub fn parse_seeds(list: &str) -> Result<Vec<u64>> {
     Ok(seeds)
 }
 
-/// What a finished seed of `train --seeds` leaves in its directory (`result.json`, the
-/// study's file name and metrics): a rerun with `--resume` keeps it.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SeedResult {
-    #[serde(flatten)]
-    metrics: rlcpc::study::RunMetrics,
-    /// Env steps when the mean return first reached `run.target_return`.
-    solved_at: Option<u64>,
-}
-
 /// One run per seed into `out/seed-N/`, then the summary table. With `resume`, seeds
 /// with a `result.json` are kept, a seed with a checkpoint resumes and the others start
 /// from a finished seed's config.
@@ -303,7 +293,7 @@ fn run_seeds(
         let dir = seed_dir(seed);
         let result = dir.join(rlcpc::study::RESULT);
         if resume && result.is_file() {
-            let r: SeedResult = serde_json::from_slice(
+            let r: rlcpc::study::SeedResult = serde_json::from_slice(
                 &std::fs::read(&result)
                     .with_context(|| format!("cannot read '{}'", result.display()))?,
             )
@@ -333,7 +323,7 @@ fn run_seeds(
         let m = rlcpc::study::RunMetrics::read(&dir)?;
         let solved_at = s.solved.map(|(steps, _)| steps);
         if !s.interrupted {
-            let r = SeedResult {
+            let r = rlcpc::study::SeedResult {
                 metrics: m.clone(),
                 solved_at,
             };

@@ -36,6 +36,17 @@ pub use stats::{Metric, RunMetrics};
 
 /// What a finished run leaves in its directory: its metrics.
 pub const RESULT: &str = "result.json";
+/// What a finished seed of `rlcpc train --seeds` leaves in its directory (as
+/// [`RESULT`], a study run's file, with its metrics flattened in): a rerun with
+/// `--resume` keeps the seed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedResult {
+    #[serde(flatten)]
+    pub metrics: RunMetrics,
+    /// Env steps when the mean return first reached `run.target_return`.
+    pub solved_at: Option<u64>,
+}
+
 /// The pinned plan in the study directory.
 pub const PLAN_FILE: &str = "plan.json";
 
