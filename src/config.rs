@@ -489,6 +489,16 @@ impl Config {
             }
             e => Invalid::new("env.options", e.to_string()),
         })?;
+        let t = self.env.step_timeout;
+        if !(t > 0.0 && t <= rlcpc_envs::gymnasium::MAX_STEP_TIMEOUT) {
+            return Err(Invalid::new(
+                "env.step_timeout",
+                format!(
+                    "{t} (seconds: more than 0, at most {})",
+                    rlcpc_envs::gymnasium::MAX_STEP_TIMEOUT
+                ),
+            ));
+        }
         let r = &self.run;
         if r.workers == 0 {
             return Err(Invalid::new(

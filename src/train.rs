@@ -395,15 +395,20 @@ impl Checkpointer<'_> {
     /// Writes the checkpoint; with data-parallel learners, every learner calls it
     /// (learner 0 joins their workers' states, checks that their parameters are its
     /// own, and writes).
+    /// `runner: None` saves no actor states (after an actor failed: a resume then starts
+    /// new episodes, as an async run's does).
     fn save(
         &self,
         learner: &Learner<AgentNet>,
-        runner: &mut dyn ActorPool,
+        runner: Option<&mut (dyn ActorPool + '_)>,
         counters: &Counters,
         window: &EpisodeWindow,
         team: &mut Option<Box<dyn Team + '_>>,
     ) -> Result<()> {
-        let mut workers = runner.worker_states()?;
+        let mut workers = match runner {
+            Some(r) => r.worker_states()?,
+            None => None,
+        };
         let aux_rng = learner.aux.as_ref().map(|a| a.save_rng());
         // Data-parallel: every learner's CPC generator (their draws differ), for resume.
         let mut aux_rngs = None;
@@ -625,6 +630,7 @@ pub fn train_on(
     let mut interval = Interval::new(counters.env_steps);
     let mut solved = None;
     let mut interrupted = false;
+    let mut actors_failed = false;
     let mut last_save = Instant::now();
     let (mut phase_sums, mut phase_updates) = ([0f64; 8], 0u64);
     let mut reduce_bytes = 0;
@@ -635,7 +641,27 @@ pub fn train_on(
         }
         // 1. Collect: one unroll per worker (sync) or the first to arrive (async).
         let t0 = Instant::now();
-        let batch = runner.next_batch()?;
+        let batch = match runner.next_batch() {
+            Ok(b) => b,
+            // An actor failed (its environment raised, hung or died): the learner still
+            // holds the last finished update, which is checkpointed before the run stops.
+            // After a stop request (a job-wide SIGTERM ends the Python environments too)
+            // the run ends as interrupted.
+            Err(e) if team.is_none() && opts.write => {
+                if stop.load(Ordering::Relaxed) {
+                    eprintln!("note: after the stop request: {e}");
+                    (interrupted, actors_failed) = (true, true);
+                    break;
+                }
+                checkpointer.save(&learner, None, &counters, &window, &mut team)?;
+                bail!(
+                    "{e}; the run's checkpoint holds its last finished update ({}, {} env steps), from which `rlcpc train --resume` continues",
+                    counters.updates,
+                    counters.env_steps
+                );
+            }
+            Err(e) => return Err(e.into()),
+        };
         let t1 = Instant::now();
         // 2–4. Returns, loss and one optimiser step (data-parallel learners: on the mean
         // gradient of their joint batch, which weighs `joint` env steps).
@@ -732,7 +758,13 @@ pub fn train_on(
         }
         // 8. Checkpoint.
         if (opts.write || team.is_some()) && due {
-            checkpointer.save(&learner, runner.as_mut(), &counters, &window, &mut team)?;
+            checkpointer.save(
+                &learner,
+                Some(runner.as_mut()),
+                &counters,
+                &window,
+                &mut team,
+            )?;
             last_save = Instant::now();
         }
         if halt {
@@ -741,7 +773,12 @@ pub fn train_on(
         }
     }
     if opts.write || team.is_some() {
-        checkpointer.save(&learner, runner.as_mut(), &counters, &window, &mut team)?;
+        let pool = if actors_failed {
+            None
+        } else {
+            Some(runner.as_mut())
+        };
+        checkpointer.save(&learner, pool, &counters, &window, &mut team)?;
     }
     let mut traffic = runner.traffic();
     if let Some(t) = &team {

@@ -208,3 +208,27 @@ fn spearman_by_hand() {
     assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
     assert_eq!(spearman(&[1.0, 2.0], &[1.0, 2.0]), None);
 }
+
+#[test]
+fn an_arm_with_a_base_may_change_a_tuned_key_of_the_base_choice() {
+    use rlcpc::study::Study;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(
+        &p,
+        "[study]\nname = \"t\"\nseeds = [1, 2]\n[[task]]\nname = \"a\"\nconfig = \"tmaze\"\nsteps = 10\n[[arm]]\nname = \"x\"\nset = ['aux.kind=\"cpc\"']\n[[arm]]\nname = \"y\"\nbase = \"x\"\nset = [\"optim.lr=0.005\", \"aux.horizon=4\"]\n[tuning]\ntasks = [\"a\"]\nseeds = [9]\n[tuning.space]\n\"optim.lr\" = [0.001, 0.003]\n\"aux.weight\" = [0.2]\n",
+    )
+    .unwrap();
+    let study = Study::open(&p, Some(dir.path().join("out")), false).unwrap();
+    for ci in 0..2 {
+        let x = study.config(0, 0, ci, Some(1)).unwrap();
+        let y = study.config(0, 1, ci, Some(1)).unwrap();
+        // The tuned arm runs at the configuration; the arm with a base keeps the base's
+        // other tuned values and its own learning rate.
+        assert_eq!(x.optim.lr, [0.001, 0.003][ci]);
+        assert_eq!(y.optim.lr, 0.005);
+        assert_eq!((x.aux.weight, y.aux.weight), (0.2, 0.2));
+        assert_ne!(x.aux.horizon, 4, "the preset's horizon");
+        assert_eq!(y.aux.horizon, 4);
+    }
+}

@@ -81,6 +81,12 @@ impl Actor {
         self.version
     }
 
+    /// Stop requests of this actor's out-of-process environments: set, they bound every
+    /// wait for an environment's reply (see [`rlcpc_envs::gymnasium::Hurry`]).
+    pub fn hurry_handles(&self) -> Vec<rlcpc_envs::gymnasium::Hurry> {
+        self.venv.hurry_handles()
+    }
+
     /// Runs T steps in every environment and returns the unroll.
     pub fn collect(&mut self) -> Result<Rollout, AgentError> {
         let (t_len, b, d) = (self.unroll, self.venv.len(), self.venv.obs_dim());

@@ -76,6 +76,9 @@ pub struct Runner {
     /// The workers' ids, in the order of `actors` (a block of a distributed run's
     /// workers need not start at 0).
     ids: Vec<usize>,
+    /// The out-of-process environments' stop requests: on drop, a worker blocked on a
+    /// hung environment is released within [`rlcpc_envs::gymnasium::GRACE`].
+    hurry: Vec<rlcpc_envs::gymnasium::Hurry>,
 }
 
 /// Test hook (feature `test-hooks`, on only in this workspace's test builds):
@@ -112,6 +115,7 @@ impl Runner {
         let mut cmd_tx = Vec::new();
         let mut handles = Vec::new();
         let ids: Vec<usize> = actors.iter().map(|a| a.id).collect();
+        let hurry = actors.iter().flat_map(|a| a.hurry_handles()).collect();
         for mut actor in actors {
             let id = actor.id;
             let msg_tx = msg_tx.clone();
@@ -150,6 +154,7 @@ impl Runner {
             stop,
             handles,
             ids,
+            hurry,
         })
     }
 
@@ -249,6 +254,7 @@ impl Runner {
 impl Drop for Runner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.hurry.iter().for_each(|h| h.now());
         self.cmd_tx.clear();
         // Unblock workers waiting to send, then join them.
         while self.handles.iter().any(|h| !h.is_finished()) {

@@ -45,11 +45,14 @@ pub enum EnvError {
         /// What Python said.
         message: String,
     },
-    #[error("environment '{id}' failed at step {step}: {message}")]
-    /// A Gymnasium environment raised, or gave an observation outside its space.
+    #[error("environment '{id}'{} failed at step {step}: {message}", env_index(.env))]
+    /// A Gymnasium environment raised, gave an observation outside its space, or did
+    /// not answer in time.
     Raised {
         /// The environment's id.
         id: String,
+        /// Its index among the run's environments, where known ([`crate::VecEnv`] sets it).
+        env: Option<usize>,
         /// Steps the environment had taken, this one included.
         step: u64,
         /// The Python exception.
@@ -63,6 +66,27 @@ pub enum EnvError {
         /// Which space and why.
         what: String,
     },
+}
+
+fn env_index(env: &Option<usize>) -> String {
+    env.map_or(String::new(), |i| format!(" (env {i})"))
+}
+
+impl EnvError {
+    /// The error with the index of the environment it came from, among the run's.
+    pub fn at_env(self, index: usize) -> Self {
+        match self {
+            EnvError::Raised {
+                id, step, message, ..
+            } => EnvError::Raised {
+                id,
+                env: Some(index),
+                step,
+                message,
+            },
+            e => e,
+        }
+    }
 }
 
 /// An observation or action space, as in Gymnasium's `spaces`.
@@ -226,6 +250,12 @@ pub trait Env: Send {
     /// default) means the environment steps in place, through [`Env::step_into`].
     fn start_step(&mut self, _action: usize) -> Result<bool, EnvError> {
         Ok(false)
+    }
+    /// A handle that cuts this environment's waits short once a run stops (an
+    /// environment in a process of its own); `None` (the default) for one that steps
+    /// in place.
+    fn hurry(&self) -> Option<crate::gymnasium::Hurry> {
+        None
     }
     /// Completes the step [`Env::start_step`] started, as [`Env::step_into`] would have.
     fn finish_step(&mut self, _obs: &mut [f32]) -> Result<StepOutcome, EnvError> {

@@ -38,6 +38,13 @@ pub struct EnvConfig {
     /// alone), `flatten` (Gymnasium's FlattenObservation, for Dict and Tuple spaces).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wrappers: Vec<String>,
+    /// Seconds a `gymnasium:` environment has to answer one request (being made, a reset,
+    /// a step) before the run stops naming it and ends its processes.
+    #[serde(
+        default = "default_step_timeout",
+        skip_serializing_if = "is_default_step_timeout"
+    )]
+    pub step_timeout: f64,
 }
 
 /// Environment options, as the `[env.options]` table gives them; each environment reads
@@ -54,12 +61,21 @@ impl EnvConfig {
             options: Options::new(),
             python: None,
             wrappers: Vec::new(),
+            step_timeout: default_step_timeout(),
         }
     }
 }
 
 fn default_num_envs() -> usize {
     16
+}
+
+fn default_step_timeout() -> f64 {
+    120.0
+}
+
+fn is_default_step_timeout(t: &f64) -> bool {
+    *t == default_step_timeout()
 }
 
 /// Builds an environment from its id and options, with its default episode limit.

@@ -31,6 +31,8 @@ pub struct VecEnv {
     finished: Vec<(f64, usize)>,
     /// Which environments' steps were started elsewhere ([`Env::start_step`]).
     started: Vec<bool>,
+    /// The index of the first environment among the run's (for error messages).
+    first: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +75,7 @@ impl VecEnv {
             ep_length: vec![0; n],
             finished: Vec::new(),
             started: vec![false; n],
+            first: 0,
         })
     }
 
@@ -105,6 +108,7 @@ impl VecEnv {
     /// the index of this vector's first environment among all of the run's, so that
     /// every environment of a run, and of runs with other seeds, has its own stream.
     pub fn reset(&mut self, seed: u64, first: usize) {
+        self.first = first;
         for (i, env) in self.envs.iter_mut().enumerate() {
             let o = &mut self.obs[i * self.obs_dim..(i + 1) * self.obs_dim];
             env.reset_into(Some(crate::stream_seed(seed, (first + i) as u64)), o);
@@ -145,7 +149,7 @@ impl VecEnv {
                 Err(e) => {
                     self.started[i] = false;
                     self.finish_started(0, i);
-                    return Err(e);
+                    return Err(e.at_env(self.first + i));
                 }
             }
         }
@@ -161,7 +165,7 @@ impl VecEnv {
                 Ok(r) => r,
                 Err(e) => {
                     self.finish_started(i + 1, self.envs.len());
-                    return Err(e);
+                    return Err(e.at_env(self.first + i));
                 }
             };
             self.step.rewards[i] = r.reward;
@@ -189,6 +193,12 @@ impl VecEnv {
                 let _ = self.envs[j].finish_step(&mut self.obs[j * d..(j + 1) * d]);
             }
         }
+    }
+
+    /// Stop requests of the environments that run in processes of their own (see
+    /// [`crate::gymnasium::Hurry`]); empty for in-process ones.
+    pub fn hurry_handles(&self) -> Vec<crate::gymnasium::Hurry> {
+        self.envs.iter().filter_map(|e| e.hurry()).collect()
     }
 
     /// Returns and lengths of the episodes finished since the last call.

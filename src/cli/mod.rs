@@ -231,8 +231,12 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             eprintln!("second interrupt: exiting without a final checkpoint");
+            // No destructor runs on this exit: end the Python environments here.
+            rlcpc_envs::gymnasium::kill_all();
             std::process::exit(130);
         }
+        // A Python environment that hangs gets a few seconds, not the run.
+        rlcpc_envs::gymnasium::hurry_all();
         eprintln!("interrupt (Ctrl-C or a termination signal): finishing the current step and writing a checkpoint (again to abort)");
     })
     .context("cannot install the Ctrl-C / SIGTERM / SIGHUP handler")?;

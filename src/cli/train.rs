@@ -409,6 +409,9 @@ fn one_run(
     quiet: bool,
     actors: Actors<'_>,
 ) -> Result<(rlcpc::train::TrainSummary, PathBuf)> {
+    // First: loading the config starts a Python environment where it names one, and a
+    // signal meanwhile must not kill rlcpc before it can end that process.
+    let stop = stop_on_ctrl_c()?;
     let (cfg, notes) = match (&out, resume) {
         (Some(dir), true) => saved_config_with_notes(dir, overrides)?,
         _ => Config::load_with_notes(config.as_deref(), overrides)?,
@@ -424,7 +427,6 @@ fn one_run(
         eprintln!("{w}");
     }
     set_learner_threads(cfg.run.learner_threads);
-    let stop = stop_on_ctrl_c()?;
     let opts = TrainOptions {
         out: out.clone(),
         resume,

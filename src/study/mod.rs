@@ -295,13 +295,21 @@ impl Study {
             sets.push(format!("algo.unroll={u}"));
         }
         sets.push(format!("run.total_steps={}", t.steps));
-        // An arm with a base is the base arm with its own `set` on top.
+        // An arm with a base is the base arm at its chosen configuration with the arm's
+        // own `set` on top: that `set` comes last, so that it may change a tuned key too
+        // (e.g. the base's choice at another learning rate).
         let arm = &self.plan.arms[ai];
-        if let Some(base) = arm.base.as_deref().and_then(|b| self.plan.arm(b)) {
-            sets.extend(base.set.iter().cloned());
+        match arm.base.as_deref().and_then(|b| self.plan.arm(b)) {
+            Some(base) => {
+                sets.extend(base.set.iter().cloned());
+                sets.extend(self.configs[ci].iter().cloned());
+                sets.extend(arm.set.iter().cloned());
+            }
+            None => {
+                sets.extend(arm.set.iter().cloned());
+                sets.extend(self.configs[ci].iter().cloned());
+            }
         }
-        sets.extend(arm.set.iter().cloned());
-        sets.extend(self.configs[ci].iter().cloned());
         if let Some(s) = seed {
             sets.push(format!("run.seed={s}"));
         }

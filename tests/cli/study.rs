@@ -535,7 +535,7 @@ fn the_shipped_study_files_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("studies");
     for (file, tuning, eval) in [
         ("example.toml", 8, 12),
-        ("memory.toml", 144, 610),
+        ("memory.toml", 144, 680),
         ("memory-lab.toml", 0, 10),
     ] {
         let out = Rlcpc::new("study")

@@ -35,6 +35,28 @@ impl Rlcpc {
         self.args(&["--data", s(path)])
     }
 
+    /// Starts the command with its output (stdout and stderr) going to the file `log`:
+    /// not a pipe, which a process the command leaves behind would hold open.
+    pub fn spawn(&self, log: &Path) -> std::process::Child {
+        let f = std::fs::File::create(log).expect("log file");
+        common::bin()
+            .args(self.argv())
+            .stdout(f.try_clone().expect("log file"))
+            .stderr(f)
+            .spawn()
+            .expect("starts")
+    }
+
+    /// Runs the command, which must end within `secs` (else it is killed and the test
+    /// fails): for tests of hangs, which must not hang themselves. The output is stdout
+    /// and stderr together.
+    pub fn output_within(&self, secs: u64) -> Output {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("log");
+        let mut child = self.spawn(&log);
+        finish_within(&mut child, &log, secs)
+    }
+
     pub fn output(&self) -> Output {
         common::rlcpc(&self.argv())
     }
@@ -72,6 +94,31 @@ impl Rlcpc {
     fn argv(&self) -> Vec<&str> {
         self.0.iter().map(String::as_str).collect()
     }
+}
+
+/// Waits for `child` (started by [`Rlcpc::spawn`] with `log`) at most `secs`, killing
+/// it and failing the test if it runs longer; returns its status and log.
+pub fn finish_within(child: &mut std::process::Child, log: &Path, secs: u64) -> Output {
+    let t0 = std::time::Instant::now();
+    let mut status = None;
+    while status.is_none() && t0.elapsed().as_secs() < secs {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        status = child.try_wait().expect("waits");
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let o = Output {
+        status: child.wait().expect("waits"),
+        stdout: std::fs::read(log).unwrap_or_default(),
+        stderr: Vec::new(),
+    };
+    assert!(
+        status.is_some(),
+        "rlcpc did not end within {secs} s:\n{}",
+        text(&o)
+    );
+    o
 }
 
 /// `cmd --set setting` is refused as the user's mistake (exit 1, no panic), with a message

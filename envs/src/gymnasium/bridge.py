@@ -72,8 +72,14 @@ def main():
     CHANNEL = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    # Ctrl-C is rlcpc's to handle (it finishes its step and checkpoints): ignore it here.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C and a job-wide SIGTERM or SIGHUP (Slurm, systemd, docker stop) are rlcpc's
+    # to handle: it finishes its step, checkpoints and then ends this process. Ignored
+    # here, so that the environment still answers meanwhile.
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    # rlcpc died without ending us (the kernel's parent-death signal, SIGUSR2): end this
+    # process group, the environment's own helper processes with it.
+    signal.signal(signal.SIGUSR2, lambda *_: os.killpg(0, signal.SIGKILL))
     spec = json.loads(sys.argv[1])
     try:
         import numpy as np

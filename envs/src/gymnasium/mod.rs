@@ -20,12 +20,17 @@
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::env::{Env, EnvError, Info, Space, StepOutcome};
 use crate::registry::EnvConfig;
+
+mod process;
+pub use process::{hurry_all, kill_all, Hurry, GRACE};
+use process::{Late, Replies};
 
 /// The prefix of `env.id` that selects a Gymnasium environment.
 pub const PREFIX: &str = "gymnasium:";
@@ -42,7 +47,8 @@ pub struct GymnasiumEnv {
     n_actions: usize,
     child: Child,
     stdin: BufWriter<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+    stdout: BufReader<Replies>,
+    hurry: Hurry,
     /// Steps taken over the environment's life (for error messages).
     steps: u64,
     /// An error of the last reset, reported by the next step (a reset cannot fail).
@@ -117,6 +123,17 @@ impl GymnasiumEnv {
             "max_episode_steps": (cfg.max_episode_steps > 0).then_some(cfg.max_episode_steps),
             "wrappers": cfg.wrappers,
         });
+        if !(cfg.step_timeout > 0.0 && cfg.step_timeout <= MAX_STEP_TIMEOUT) {
+            return Err(EnvError::InvalidOption {
+                id: id.clone(),
+                key: "env.step_timeout".into(),
+                reason: format!(
+                    "{} (seconds: more than 0, at most {MAX_STEP_TIMEOUT})",
+                    cfg.step_timeout
+                ),
+            });
+        }
+        let timeout = Duration::from_secs_f64(cfg.step_timeout);
         let python = interpreter(cfg);
         let mut command = Command::new(&python);
         command
@@ -127,24 +144,23 @@ impl GymnasiumEnv {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // A process group of its own: Ctrl-C at the terminal reaches rlcpc, which finishes
-        // its step and checkpoints, not every environment at once. The bridge still ends
-        // when rlcpc does (its stdin closes).
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command.spawn().map_err(|e| {
+        let mut child = process::spawn(command).map_err(|e| {
             fail(format!(
                 "cannot start Python '{}': {e} (set env.python, or activate a virtual environment)",
                 python.display()
             ))
         })?;
         let stdin = BufWriter::new(child.stdin.take().expect("piped"));
-        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-        // Every failure from here on ends the process before it returns.
+        let hurry = Hurry::default();
+        let mut stdout = BufReader::new(Replies::new(
+            child.stdout.take().expect("piped"),
+            hurry.clone(),
+            timeout,
+        ));
+        // Every failure from here on ends the process group before it returns.
         let end = |mut child: Child, stdin: BufWriter<ChildStdin>, e: EnvError| {
             drop(stdin);
-            let _ = child.kill();
-            let _ = child.wait();
+            process::end(&mut child);
             e
         };
         // The hello is one JSON line; a program that writes without end is cut off at
@@ -156,6 +172,10 @@ impl GymnasiumEnv {
                 "'{}' did not answer as rlcpc's bridge: no line within {} MiB (is env.python a Python? or the environment's spaces are too large to describe: a Box of millions of values with their bounds)",
                 python.display(),
                 HELLO_MAX >> 20
+            ))),
+            Err(_) if stdout.get_ref().late.is_some() => Err(fail(format!(
+                "Python did not make the environment within {} (env.step_timeout); its processes were ended",
+                waited(stdout.get_ref().late, timeout)
             ))),
             Ok(n) if n > 0 => serde_json::from_str(&line).map_err(|e| {
                 let shown: String = line.chars().take(300).collect();
@@ -186,6 +206,7 @@ impl GymnasiumEnv {
             child,
             stdin,
             stdout,
+            hurry,
             steps: 0,
             pending: None,
             obs_bytes,
@@ -239,42 +260,63 @@ impl GymnasiumEnv {
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<(), String> {
+        self.stdout.get_mut().sent();
         self.stdin.write_all(msg).map_err(stopped)?;
         self.stdin.flush().map_err(stopped)
     }
 
+    /// The message for a failed read of a reply: the deadline passed (the process group
+    /// is then ended, since a late reply would put the stream out of step), or the
+    /// process went away.
+    fn unanswered(&mut self, e: std::io::Error) -> String {
+        let late = self.stdout.get_ref().late;
+        if late.is_none() {
+            return stopped(e);
+        }
+        process::end(&mut self.child);
+        format!(
+            "it did not answer within {}; its processes were ended",
+            waited(late, self.stdout.get_ref().timeout())
+        )
+    }
+
     /// Reads a reply's status; `Err` holds the environment's message.
     fn status(&mut self) -> Result<(), String> {
-        let io = stopped;
         let mut status = [0u8; 1];
-        self.stdout.read_exact(&mut status).map_err(io)?;
+        if let Err(e) = self.stdout.read_exact(&mut status) {
+            return Err(self.unanswered(e));
+        }
         match status[0] {
             0 => return Ok(()),
             1 => {}
             b => return Err(self.out_of_step(b)),
         }
         let mut len = [0u8; 4];
-        self.stdout.read_exact(&mut len).map_err(io)?;
+        if let Err(e) = self.stdout.read_exact(&mut len) {
+            return Err(self.unanswered(e));
+        }
         let len = u32::from_le_bytes(len) as usize;
         if len > 1 << 20 {
             return Err(self.out_of_step(1));
         }
         let mut text = vec![0u8; len];
-        self.stdout.read_exact(&mut text).map_err(io)?;
+        if let Err(e) = self.stdout.read_exact(&mut text) {
+            return Err(self.unanswered(e));
+        }
         Err(String::from_utf8_lossy(&text).into_owned())
     }
 
     /// The stream is out of step (not the bridge's reply): the process is ended, since
     /// nothing read after this could be trusted.
     fn out_of_step(&mut self, byte: u8) -> String {
-        let _ = self.child.kill();
+        process::end(&mut self.child);
         format!("the Python process answered out of protocol (byte {byte:#04x}); it was stopped")
     }
 
     fn read_obs(&mut self, obs: &mut [f32]) -> Result<(), String> {
-        self.stdout
-            .read_exact(&mut self.obs_bytes)
-            .map_err(|e| format!("the Python process stopped answering ({e})"))?;
+        if let Err(e) = self.stdout.read_exact(&mut self.obs_bytes) {
+            return Err(self.unanswered(e));
+        }
         for (o, b) in obs.iter_mut().zip(self.obs_bytes.chunks_exact(4)) {
             *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
@@ -294,6 +336,7 @@ impl GymnasiumEnv {
     fn raised(&self, message: String) -> EnvError {
         EnvError::Raised {
             id: self.id.clone(),
+            env: None,
             step: self.steps,
             message,
         }
@@ -303,6 +346,17 @@ impl GymnasiumEnv {
 fn stopped(e: std::io::Error) -> String {
     format!("the Python process stopped answering ({e}; its messages are above)")
 }
+
+/// How long a late reply was waited for, and which limit ended the wait.
+fn waited(late: Option<Late>, timeout: Duration) -> String {
+    match late {
+        Some(Late::Stopping) => format!("{} s of the stop request", GRACE.as_secs()),
+        _ => format!("{} s (env.step_timeout)", timeout.as_secs_f64()),
+    }
+}
+
+/// The longest `env.step_timeout`: a week.
+pub const MAX_STEP_TIMEOUT: f64 = 7.0 * 86_400.0;
 
 /// The most bytes of the bridge's first line (its spaces, as JSON).
 const HELLO_MAX: u64 = 16 << 20;
@@ -372,6 +426,10 @@ impl Env for GymnasiumEnv {
         self.finish_step(obs)
     }
 
+    fn hurry(&self) -> Option<Hurry> {
+        Some(self.hurry.clone())
+    }
+
     fn start_step(&mut self, action: usize) -> Result<bool, EnvError> {
         if let Some(e) = self.pending.take() {
             return Err(self.raised(e));
@@ -393,9 +451,10 @@ impl Env for GymnasiumEnv {
     fn finish_step(&mut self, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
         self.status().map_err(|e| self.raised(e))?;
         let mut head = [0u8; 6];
-        self.stdout
-            .read_exact(&mut head)
-            .map_err(|e| self.raised(format!("the Python process stopped answering ({e})")))?;
+        if let Err(e) = self.stdout.read_exact(&mut head) {
+            let message = self.unanswered(e);
+            return Err(self.raised(message));
+        }
         self.read_obs(obs).map_err(|e| self.raised(e))?;
         let reward = f32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         if !reward.is_finite() {
@@ -424,15 +483,15 @@ impl Env for GymnasiumEnv {
 
 impl Drop for GymnasiumEnv {
     fn drop(&mut self) {
-        // Ask politely, then make sure: a worker that stops must not leave Python behind.
+        // Ask politely, then make sure: a worker that stops must leave nothing of the
+        // environment behind, its own helper processes included (the whole group ends).
         let _ = self.stdin.write_all(b"Q").and_then(|()| self.stdin.flush());
         for _ in 0..50 {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        process::end(&mut self.child);
     }
 }
