@@ -72,7 +72,50 @@ pub fn write_atomic(
         .collect::<candle_core::Result<Vec<_>>>()
         .map_err(|e| err(e.to_string()))?;
     let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| err(e.to_string()))?;
+    let bytes = with_checksum(bytes).map_err(err)?;
     write_bytes_atomic(path, &bytes).map_err(|e| err(e.to_string()))
+}
+
+/// The safetensors file `bytes` with the CRC-32 of its data section in its metadata
+/// ([`keys::CHECKSUM`]): safetensors itself has no checksum, and a flipped or zeroed
+/// block of weights would otherwise load without a word.
+fn with_checksum(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let (n, mut header) = split_header(&bytes)?;
+    let data = &bytes[8 + n..];
+    let meta = header
+        .as_object_mut()
+        .ok_or("the header is not a JSON object")?
+        .entry("__metadata__")
+        .or_insert_with(|| serde_json::json!({}));
+    meta.as_object_mut()
+        .ok_or("the metadata is not a JSON object")?
+        .insert(
+            keys::CHECKSUM.into(),
+            format!("crc32:{:08x}", crc32fast::hash(data)).into(),
+        );
+    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
+    // The data section stays 8-byte aligned, as safetensors writes it.
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + data.len());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
+/// A safetensors file's header length and header JSON.
+fn split_header(bytes: &[u8]) -> Result<(usize, serde_json::Value), String> {
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or("shorter than its header length")?;
+    let header = bytes
+        .get(8..8usize.saturating_add(n))
+        .ok_or("shorter than its header")?;
+    let header = serde_json::from_slice(header).map_err(|e| format!("header: {e}"))?;
+    Ok((n, header))
 }
 
 /// The temp file `write_bytes_atomic` uses for `path`: unique to this process, so that
@@ -106,6 +149,16 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     r
 }
 
+/// The largest config or study file read (real ones are a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// A config or study file as text, through [`read_bounded`] ([`MAX_CONFIG_BYTES`]): a
+/// link to a device or a huge file is refused before it fills the memory.
+pub fn read_config_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path, MAX_CONFIG_BYTES)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Reads a whole file that must be a regular file of at most `max` bytes: devices,
 /// FIFOs and sockets (also behind symlinks) are refused before anything is read.
 pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
@@ -119,10 +172,14 @@ pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
         }));
     }
     if meta.len() > max {
+        let limit = if max >= 1 << 30 {
+            format!("{} GiB", max >> 30)
+        } else {
+            format!("{} MiB", max >> 20)
+        };
         return Err(std::io::Error::other(format!(
-            "{} bytes, more than the {} GiB limit",
-            meta.len(),
-            max >> 30
+            "{} bytes, more than the {limit} limit",
+            meta.len()
         )));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
@@ -139,6 +196,8 @@ pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
 pub mod keys {
     /// The file format tag ([`super::FORMAT`]).
     pub const FORMAT: &str = "rlcpc.format";
+    /// The CRC-32 of the data section (`crc32:xxxxxxxx`), checked on every read.
+    pub const CHECKSUM: &str = "rlcpc.checksum";
     /// An agent checkpoint's resolved config (TOML).
     pub const CONFIG: &str = "rlcpc.config";
     /// An agent checkpoint's network spec (encoder, core, heads).
@@ -208,9 +267,18 @@ impl Loaded {
             path: path.to_path_buf(),
             message: m,
         };
-        let (_, meta) =
+        let (n, meta) =
             safetensors::SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
         let metadata = meta.metadata().clone().unwrap_or_default();
+        // Files written before the checksum have none; every file since has one.
+        if let Some(want) = metadata.get(keys::CHECKSUM) {
+            let got = format!("crc32:{:08x}", crc32fast::hash(&bytes[8 + n..]));
+            if *want != got {
+                return Err(corrupt(format!(
+                    "its data does not match its checksum ({got}, written {want}): the file was damaged after it was written"
+                )));
+            }
+        }
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
             .map_err(|e| corrupt(e.to_string()))?;
         let loaded = Loaded {

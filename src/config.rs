@@ -428,9 +428,11 @@ impl Config {
                     (text.to_string(), format!("configs/{name}.toml (built in)"))
                 }
                 _ => {
-                    let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
-                        path: p.display().to_string(),
-                        source,
+                    let text = crate::checkpoint::read_config_text(p).map_err(|source| {
+                        ConfigError::Read {
+                            path: p.display().to_string(),
+                            source,
+                        }
                     })?;
                     (text, p.display().to_string())
                 }
@@ -699,15 +701,19 @@ pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigEr
     let (path, raw) = arg
         .split_once('=')
         .ok_or_else(|| err("expected key.path=value"))?;
-    let keys: Vec<&str> = path.trim().split('.').collect();
-    if keys.iter().any(|k| k.is_empty()) {
-        return Err(err("empty key in the path"));
-    }
+    let keys = key_path(path)
+        .ok_or_else(|| err("expected key.path=value (TOML keys, e.g. env.options.\"name\")"))?;
     // Parse the value as TOML (numbers, booleans, arrays, quoted strings); else a bare string.
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) if t.len() == 1 => t.remove("v"),
+        // `5\nrun.seed=3`: a second line would be dropped without a word.
+        Ok(_) => return Err(err("one value per --set (the value holds more lines)")),
+        Err(_) if raw.contains('\n') => {
+            return Err(err("one value per --set (the value holds more lines)"))
+        }
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
     let mut cur = table;
     for k in &keys[..keys.len() - 1] {
         cur = cur
@@ -716,8 +722,24 @@ pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigEr
             .as_table_mut()
             .ok_or_else(|| err(&format!("'{k}' is not a table")))?;
     }
-    cur.insert(keys[keys.len() - 1].to_string(), value);
+    cur.insert(keys[keys.len() - 1].clone(), value);
     Ok(())
+}
+
+/// The keys of a dotted TOML key path (`run.total_steps`, `env.options."日本"`), read as
+/// TOML reads them (quoted keys unquoted); `None` for an empty or malformed path.
+fn key_path(path: &str) -> Option<Vec<String>> {
+    let table = toml::from_str::<toml::Table>(&format!("{} = 0", path.trim())).ok()?;
+    let mut keys = Vec::new();
+    let mut cur = &table;
+    loop {
+        let (k, v) = cur.iter().next().filter(|_| cur.len() == 1)?;
+        keys.push(k.clone());
+        match v {
+            toml::Value::Table(t) => cur = t,
+            _ => return Some(keys),
+        }
+    }
 }
 
 /// The name a user types for a command-line value (`fsdd`, `oracle`), for messages.

@@ -30,8 +30,35 @@ fn file_of(file: &str, name: &str) -> &'static str {
         .map_or("", |s| s.0)
 }
 
+/// A doc comment as plain text: an intra-doc link (`` [`super::x::Name`] ``) becomes
+/// the name in backticks.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("[`") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find("`]") {
+            Some(j) => {
+                let path = &after[..j];
+                out.push('`');
+                out.push_str(path.rsplit("::").next().unwrap_or(path));
+                out.push('`');
+                rest = &after[j + 2..];
+            }
+            None => {
+                out.push_str("[`");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `text` as `# ` comment lines of at most ~88 characters.
 fn comment(text: &str, out: &mut String) {
+    let text = plain(text);
     let mut line = String::from("#");
     for w in text.split_whitespace() {
         if line.len() + w.len() > 88 {

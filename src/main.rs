@@ -9,7 +9,7 @@ mod cli;
 fn main() {
     rlcpc::keep_freed_pages();
     if let Err(e) = cli::run(cli::parse(std::env::args_os())) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cli::error_text(&e));
         std::process::exit(1);
     }
 }

@@ -73,7 +73,8 @@ pub fn read_rows(run: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
 pub struct MetricsWriter {
     jsonl: BufWriter<File>,
     tb: BufWriter<File>,
-    dir: std::path::PathBuf,
+    jsonl_path: std::path::PathBuf,
+    tb_path: std::path::PathBuf,
 }
 
 /// An I/O error with the file it happened on.
@@ -82,8 +83,11 @@ fn at(path: &Path, e: std::io::Error) -> std::io::Error {
 }
 
 impl MetricsWriter {
-    /// Opens (appending) the writers in `dir`.
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
+    /// Opens (appending) the writers in `dir`. `resumed_at`: the step a resumed run
+    /// continues from. The new event file then starts with TensorBoard's session-start
+    /// record just after that step, on which TensorBoard drops the older files' rows
+    /// after it (those written after the checkpoint, as `metrics.jsonl` is cut back).
+    pub fn open(dir: &Path, resumed_at: Option<u64>) -> std::io::Result<Self> {
         let jsonl_path = dir.join(crate::run_dir::METRICS);
         let jsonl = std::fs::OpenOptions::new()
             .create(true)
@@ -105,20 +109,25 @@ impl MetricsWriter {
             &event(wall_time(), 0, EventBody::FileVersion("brain.Event:2")),
         )
         .map_err(|e| at(&tb_path, e))?;
+        if let Some(step) = resumed_at {
+            // Rows after the checkpoint's step go; the row at it stays (TensorBoard
+            // keeps the rows whose step is below the session start's).
+            let start = step.saturating_add(1) as i64;
+            write_record(&mut tb, &event(wall_time(), start, EventBody::SessionStart))
+                .and_then(|()| tb.flush())
+                .map_err(|e| at(&tb_path, e))?;
+        }
         Ok(MetricsWriter {
             jsonl: BufWriter::new(jsonl),
             tb,
-            dir: dir.to_path_buf(),
+            jsonl_path,
+            tb_path,
         })
     }
 
     /// Logs `scalars` at environment step `step`; non-finite values are written as null.
+    /// An error names the file it happened on (a full disk, say).
     pub fn log(&mut self, step: u64, scalars: &[(String, f64)]) -> std::io::Result<()> {
-        let dir = self.dir.clone();
-        self.log_inner(step, scalars).map_err(|e| at(&dir, e))
-    }
-
-    fn log_inner(&mut self, step: u64, scalars: &[(String, f64)]) -> std::io::Result<()> {
         let mut obj = serde_json::Map::new();
         for (k, v) in scalars {
             obj.insert(
@@ -127,18 +136,19 @@ impl MetricsWriter {
                     .map_or(serde_json::Value::Null, serde_json::Value::Number),
             );
         }
-        writeln!(self.jsonl, "{}", serde_json::Value::Object(obj))?;
-        self.jsonl.flush()?;
+        writeln!(self.jsonl, "{}", serde_json::Value::Object(obj))
+            .and_then(|()| self.jsonl.flush())
+            .map_err(|e| at(&self.jsonl_path, e))?;
         let wt = wall_time();
-        for (k, v) in scalars {
-            if v.is_finite() {
-                write_record(
-                    &mut self.tb,
-                    &event(wt, step as i64, EventBody::Scalar(k, *v as f32)),
-                )?;
-            }
-        }
-        self.tb.flush()
+        let tb = &mut self.tb;
+        scalars
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .try_for_each(|(k, v)| {
+                write_record(tb, &event(wt, step as i64, EventBody::Scalar(k, *v as f32)))
+            })
+            .and_then(|()| tb.flush())
+            .map_err(|e| at(&self.tb_path, e))
     }
 }
 
@@ -151,12 +161,17 @@ fn wall_time() -> f64 {
 
 // TensorBoard's format: TFRecord framing around `tensorflow.Event` protocol buffers.
 // Only the fields TensorBoard's scalar plugin reads are written, encoded by hand:
-// Event { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5; }
+// Event { double wall_time = 1; int64 step = 2; string file_version = 3; Summary summary = 5;
+//         SessionLog session_log = 6; }
 // Summary { repeated Value value = 1; }  Value { string tag = 1; float simple_value = 2; }
+// SessionLog { SessionStatus status = 1; }  (START = 1)
 
 enum EventBody<'a> {
     FileVersion(&'a str),
     Scalar(&'a str, f32),
+    /// A session (re)started at the event's step: TensorBoard purges the rows of
+    /// earlier files at that step and later.
+    SessionStart,
 }
 
 fn varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -180,6 +195,7 @@ fn event(wall_time: f64, step: i64, body: EventBody) -> Vec<u8> {
     varint(&mut e, step as u64);
     match body {
         EventBody::FileVersion(v) => len_delimited(&mut e, 0x1a, v.as_bytes()),
+        EventBody::SessionStart => len_delimited(&mut e, 0x32, &[0x08, 0x01]),
         EventBody::Scalar(tag, x) => {
             let mut value = Vec::new();
             len_delimited(&mut value, 0x0a, tag.as_bytes());
@@ -245,7 +261,7 @@ mod tests {
     #[test]
     fn event_file_holds_framed_scalars_and_jsonl_nulls() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = MetricsWriter::open(dir.path()).unwrap();
+        let mut w = MetricsWriter::open(dir.path(), None).unwrap();
         w.log(
             42,
             &[
@@ -277,6 +293,23 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
         assert_eq!(v["rollout/ep_rew_mean"], 12.5);
         assert!(v["train/explained_variance"].is_null());
+    }
+
+    #[test]
+    fn a_resumed_writer_starts_its_event_file_with_a_session_start_at_the_step() {
+        // Review 3, N11: TensorBoard showed the steps after the checkpoint twice.
+        let dir = tempfile::tempdir().unwrap();
+        drop(MetricsWriter::open(dir.path(), Some(300)).unwrap());
+        let ev = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains("events.out.tfevents"))
+            .unwrap();
+        let recs = records(&std::fs::read(ev).unwrap());
+        assert_eq!(recs.len(), 2, "file version + session start");
+        // step 301 (varint ad 02), then session_log { status: START }.
+        assert!(recs[1].windows(3).any(|w| w == [0x10, 0xad, 0x02]));
+        assert!(recs[1].ends_with(&[0x32, 0x02, 0x08, 0x01]));
     }
 
     #[test]

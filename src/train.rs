@@ -261,8 +261,19 @@ pub fn memory_warnings(cfg: &Config) -> Result<Vec<String>> {
 pub fn preflight(cfg: &Config) -> Result<NetSpec> {
     let spec = net_spec(cfg)?;
     if cfg.aux.kind == AuxKind::Curl {
-        crate::curl::CurlAux::image_shape(&spec.encoder)
+        let (h, w, _) = crate::curl::CurlAux::image_shape(&spec.encoder)
             .map_err(|why| crate::config::Invalid::new("aux.kind", why))?;
+        // A shift of the whole image or more leaves only replicated edge pixels.
+        if cfg.aux.curl_shift >= h.min(w) {
+            return Err(crate::config::Invalid::new(
+                "aux.curl_shift",
+                format!(
+                    "{} pixels, for {h}x{w} images (less than the image's smaller side)",
+                    cfg.aux.curl_shift
+                ),
+            )
+            .into());
+        }
     }
     if let Some(path) = &cfg.model.init_encoder {
         crate::encoder_file::EncoderFile::read(path)
@@ -618,7 +629,10 @@ pub fn train_on(
         spec: &spec,
     };
     let mut writer = if opts.write {
-        Some(MetricsWriter::open(&opts.out)?)
+        Some(MetricsWriter::open(
+            &opts.out,
+            opts.resume.then_some(counters.env_steps),
+        )?)
     } else {
         None
     };

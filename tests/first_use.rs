@@ -55,6 +55,11 @@ fn config_show_prints_every_key_with_its_doc_and_reads_back() {
         assert!(list.contains(name) && list.contains(cmd), "{list}");
         let (text, _) = ok(&["config", "show", name]);
         assert!(text.contains(&format!("`rlcpc {cmd}`")), "{text}");
+        // Plain text for users: no rustdoc links (review 3, N10).
+        assert!(
+            !text.contains("[`") && !text.contains("::"),
+            "{name}:\n{text}"
+        );
         // The printed TOML is the resolved config: written to a file, it loads as the
         // same config (the header and doc lines are comments).
         let file = t.path().join(format!("{name}.toml"));

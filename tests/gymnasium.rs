@@ -316,3 +316,40 @@ fn bad_environments_are_named_with_what_python_said() {
         );
     }
 }
+
+#[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
+fn an_environment_killed_by_a_signal_is_named_with_the_signal() {
+    // Review 3, N10: SIGKILL (what the out-of-memory killer sends) was "stopped answering
+    // (failed to fill whole buffer; its messages are above)", with no messages above.
+    let Some(py) = python() else { return };
+    let pids = tempfile::tempdir().unwrap();
+    let mut c = cfg("gymnasium:rlcpc_test_envs:RlcpcHang-v0", &py);
+    c.options.insert("mode".into(), "never".into());
+    c.options
+        .insert("pid_dir".into(), pids.path().to_str().unwrap().into());
+    let mut env = make(&c).unwrap();
+    let mut obs = [0f32; 2];
+    env.reset_into(Some(1), &mut obs);
+    env.step_into(0, &mut obs).unwrap();
+    for e in std::fs::read_dir(pids.path()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("bridge-") {
+            // SAFETY: kill(2) of the process this test's environment started.
+            assert_eq!(
+                unsafe { libc::kill(pid.parse().unwrap(), libc::SIGKILL) },
+                0
+            );
+        }
+    }
+    let e = env.step_into(0, &mut obs).unwrap_err().to_string();
+    assert!(
+        e.contains("RlcpcHang-v0")
+            && e.contains("at step 2")
+            && e.contains("killed by signal 9 (possibly by the out-of-memory killer)"),
+        "{e}"
+    );
+}

@@ -157,6 +157,26 @@ fn image_folders_label_by_sub_folder_and_refuse_mixed_sizes() {
         .contains("no class sub-folders"));
 }
 
+#[test]
+fn an_image_linked_into_another_class_is_refused_and_a_duplicate_link_counted_once() {
+    // Review 3, N11: a link from one class folder into another counted images twice,
+    // under both labels.
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["cats", "dogs"] {
+        std::fs::create_dir(dir.path().join(class)).unwrap();
+        png(&dir.path().join(class).join("0.png"), 4, 4, true, 7);
+    }
+    let cat = dir.path().join("cats/0.png");
+    std::os::unix::fs::symlink(&cat, dir.path().join("cats/again.png")).unwrap();
+    assert_eq!(load_image_folder(dir.path()).unwrap().len(), 2);
+    std::os::unix::fs::symlink(dir.path().join("cats"), dir.path().join("dogs/more")).unwrap();
+    let e = load_image_folder(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("'cats'") && e.contains("'dogs'") && e.contains("one class"),
+        "{e}"
+    );
+}
+
 mod patches {
     use candle_core::{DType, Device, Tensor};
     use candle_nn::VarBuilder;

@@ -92,6 +92,17 @@ fn spaces_follow_the_options() {
         err.contains("unknown option") && err.contains("apples"),
         "{err}"
     );
+    // Review 3, N10: too many lemons named 'apples'.
+    for (key, n, named) in [
+        ("lemons", 100_000, "'lemons'"),
+        ("apples", 100_000, "'apples'"),
+        ("apples", 0, "'apples'"),
+    ] {
+        let mut c = EnvConfig::new("lab/seekavoid_arena");
+        c.options.insert(key.into(), n.into());
+        let err = make(&c).err().unwrap().to_string();
+        assert!(err.contains(named), "{key}={n}: {err}");
+    }
 }
 
 #[test]

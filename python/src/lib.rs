@@ -40,7 +40,7 @@ create_exception!(
 );
 
 fn err(e: impl Into<anyhow::Error>) -> PyErr {
-    RlcpcError::new_err(format!("{:#}", e.into()))
+    RlcpcError::new_err(cli::error_text(&e.into()))
 }
 
 /// Runs the command line `argv` (the program name first) in this process and returns
@@ -54,7 +54,7 @@ fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
     match py.detach(|| cli::run(cli)) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::error_text(&e));
             1
         }
     }
@@ -115,15 +115,19 @@ fn train(
         if let Err(e) = py.check_signals() {
             if interrupt.is_some() {
                 eprintln!("second interrupt: exiting without a final checkpoint");
+                rlcpc_envs::gymnasium::kill_all();
                 std::process::exit(130);
             }
             eprintln!(
                 "interrupt: finishing the current step and writing a checkpoint (again to abort)"
             );
+            // A Python environment that hangs gets a few seconds, not the run.
+            rlcpc_envs::gymnasium::hurry_all();
             stop.store(true, Ordering::SeqCst);
             interrupt = Some(e);
         }
     }
+    rlcpc_envs::gymnasium::unhurry_all();
     let result = run
         .join()
         .map_err(|_| err(anyhow::anyhow!("the training thread panicked")))?;

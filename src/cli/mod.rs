@@ -125,6 +125,30 @@ where
 }
 
 /// Runs the parsed command.
+/// An error as the user reads it: its chain on one line (`{e:#}`), each line cut to
+/// [`MESSAGE_LINE_MAX`] characters, so that a value of megabytes (a config line, a
+/// `--set`) is not echoed whole.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().map(cut_line).collect::<Vec<_>>().join("\n")
+}
+
+/// The longest line of an error message.
+const MESSAGE_LINE_MAX: usize = 2000;
+
+fn cut_line(line: &str) -> String {
+    let n = line.chars().count();
+    if n <= MESSAGE_LINE_MAX {
+        return line.to_string();
+    }
+    let head: String = line.chars().take(MESSAGE_LINE_MAX - 200).collect();
+    let tail: String = line.chars().skip(n - 150).collect();
+    format!(
+        "{head} … ({} characters cut) … {tail}",
+        n - MESSAGE_LINE_MAX + 50
+    )
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => train::run(a),
@@ -193,6 +217,10 @@ struct EnvFlags {
     /// `env.max_episode_steps` of a config.
     #[arg(long, default_value_t = 0)]
     max_episode_steps: usize,
+    /// The Python interpreter of a `gymnasium:` environment, as `env.python` of a config
+    /// [default: the active virtual environment's, else `python3` on PATH].
+    #[arg(long, value_name = "PATH")]
+    python: Option<String>,
 }
 
 impl EnvFlags {
@@ -200,6 +228,7 @@ impl EnvFlags {
     fn config(&self, name: &str) -> Result<rlcpc_envs::EnvConfig> {
         let mut cfg = env_config(name, &self.options)?;
         cfg.max_episode_steps = self.max_episode_steps;
+        cfg.python = self.python.clone();
         Ok(cfg)
     }
 }
@@ -237,7 +266,7 @@ fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
         }
         // A Python environment that hangs gets a few seconds, not the run.
         rlcpc_envs::gymnasium::hurry_all();
-        eprintln!("interrupt (Ctrl-C or a termination signal): finishing the current step and writing a checkpoint (again to abort)");
+        eprintln!("interrupt (Ctrl-C or a termination signal): finishing the current step, then stopping (a training run writes its checkpoint first; again to abort)");
     })
     .context("cannot install the Ctrl-C / SIGTERM / SIGHUP handler")?;
     Ok(STOP.get_or_init(|| stop).clone())

@@ -272,9 +272,14 @@ fn views(args: &TrainerArgs) -> Result<()> {
     );
     let mut obj = Views::new(&cfg, train, Some(test), meta)?;
     let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
+    let knn = s.last_value("knn/top1");
     let extra = format!(
-        ", kNN top-1 {:.3}, collapse statistic h {:.3} / z {:.3}",
-        s.last_value("knn/top1"),
+        "{}, collapse statistic h {:.3} / z {:.3}",
+        if knn.is_finite() {
+            format!(", kNN top-1 {knn:.3}")
+        } else {
+            String::new()
+        },
         s.last_value("train/h_norm_std"),
         s.last_value("train/z_norm_std")
     );
@@ -352,14 +357,25 @@ impl TrainerArgs {
 /// The last lines of a trainer command: how it ended, its speed in `unit`s per second,
 /// the last loss and accuracy (then `extra`), and where the encoder is.
 fn report_trainer(s: &rlcpc::pretrain::FitSummary, unit: &str, extra: &str, out: &std::path::Path) {
+    // Only what was logged: a session stopped before its first log has no last values.
+    let last = [("loss", "train/loss", 4), ("accuracy", "train/acc", 3)]
+        .iter()
+        .filter_map(|&(name, key, digits)| {
+            let v = s.last_value(key);
+            v.is_finite().then(|| format!("{name} {v:.digits$}"))
+        })
+        .collect::<Vec<_>>();
+    let last = if last.is_empty() {
+        "nothing logged yet".to_string()
+    } else {
+        format!("last: {}", last.join(", "))
+    };
     println!(
-        "{} after {} steps in {:.1} s ({:.1} {unit}/s); last: loss {:.4}, accuracy {:.3}{extra}",
+        "{} after {} steps in {:.1} s ({:.1} {unit}/s); {last}{extra}",
         if s.interrupted { "interrupted" } else { "done" },
         s.steps,
         s.seconds,
         s.samples_per_sec,
-        s.last_value("train/loss"),
-        s.last_value("train/acc"),
     );
     println!("encoder: {}", out.join(rlcpc::pretrain::ENCODER).display());
 }

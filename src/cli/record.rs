@@ -69,6 +69,7 @@ pub fn run(args: Args) -> Result<()> {
                     );
                 }
             }
+            refuse_python(&p.config.env.id)?;
             let d = rlcpc::eval::Driver::trained(&p, path, seed, true)?;
             (p.config.env.clone(), d, path.display().to_string())
         }
@@ -76,6 +77,7 @@ pub fn run(args: Args) -> Result<()> {
             let Some(name) = env else {
                 bail!("--env NAME is needed without --checkpoint")
             };
+            refuse_python(&name)?;
             let cfg = env_flags.config(&name)?;
             let e = rlcpc_envs::make(&cfg)?;
             let d = rlcpc::eval::Driver::reference(policy, e.as_ref(), seed)?;
@@ -95,5 +97,16 @@ pub fn run(args: Args) -> Result<()> {
             out.join(rlcpc::data::trajectories::FILE).display(),
             t0.elapsed().as_secs_f64()
         );
+    Ok(())
+}
+
+/// A recording holds each step's true state (for the probes), which a Python
+/// environment does not report: refused before Python is started.
+fn refuse_python(id: &str) -> Result<()> {
+    if id.starts_with(rlcpc_envs::gymnasium::PREFIX) {
+        bail!(
+            "'{id}' is a Python environment: `record` saves each step's true state beside the observation (the probes read it), which Python environments do not report; record one of rlcpc's own environments (`rlcpc envs`)"
+        );
+    }
     Ok(())
 }

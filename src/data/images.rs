@@ -399,7 +399,10 @@ fn class_files(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
     if classes.is_empty() {
         bail!("'{}' has no class sub-folders", dir.display());
     }
-    classes
+    // One file, one class: a link from one class folder into another would count an
+    // image in both, with conflicting labels (and leak it across a split).
+    let mut seen: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
+    let listed: Vec<(String, Vec<PathBuf>)> = classes
         .iter()
         .map(|class_dir| {
             let name = class_dir
@@ -421,6 +424,29 @@ fn class_files(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
             .map(|f| class_dir.join(f))
             .collect();
             Ok((name, files))
+        })
+        .collect::<Result<_>>()?;
+    listed
+        .into_iter()
+        .map(|(name, files)| {
+            let mut unique = Vec::with_capacity(files.len());
+            for f in files {
+                let real = std::fs::canonicalize(&f).unwrap_or_else(|_| f.clone());
+                match seen.get(&real) {
+                    Some(other) if *other != name => bail!(
+                        "'{}' is in class '{name}' and, through a link, in class '{other}' ('{}'): each image must belong to one class",
+                        f.display(),
+                        real.display()
+                    ),
+                    // The same file twice in one class (two links): counted once.
+                    Some(_) => {}
+                    None => {
+                        seen.insert(real, name.clone());
+                        unique.push(f);
+                    }
+                }
+            }
+            Ok((name, unique))
         })
         .collect()
 }

@@ -119,7 +119,8 @@ impl Default for CpcSection {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ImageCpcConfig {
-    /// The objective: `cpc` here; `simclr` and `moco` read [`super::views::ViewsConfig`].
+    /// The objective: `cpc` here; `simclr` and `moco` have presets of their own
+    /// (`simclr-fashion`, `moco-fashion`).
     pub objective: super::ObjectiveKind,
     /// How a single tree of class folders is split (IDX, CIFAR-10 and
     /// `DIR/train` + `DIR/test` folders bring their own test part).

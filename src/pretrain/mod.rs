@@ -153,7 +153,7 @@ pub fn load_config<T: serde::de::DeserializeOwned>(
                     (text.to_string(), format!("configs/{n}.toml (built in)"))
                 }
                 _ => (
-                    std::fs::read_to_string(p)
+                    checkpoint::read_config_text(p)
                         .with_context(|| format!("cannot read config '{}'", p.display()))?,
                     p.display().to_string(),
                 ),
@@ -500,7 +500,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         "train/step",
         counters.updates,
     )?;
-    let mut metrics = MetricsWriter::open(&opts.out)?;
+    let mut metrics = MetricsWriter::open(&opts.out, opts.resume.then_some(counters.updates))?;
     let bar = if opts.progress {
         let b = indicatif::ProgressBar::new(train.steps);
         b.set_style(
@@ -560,9 +560,9 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         let loss = out.loss.to_scalar::<f32>()? as f64;
         if !loss.is_finite() {
             bail!(
-                "loss became {loss} at step {}; stopping without writing (the last checkpoint in '{}' is intact)",
+                "loss became {loss} at step {}; stopping without writing ({})",
                 counters.updates + 1,
-                opts.out.display()
+                kept(&ck_path)
             );
         }
         let mut grads = out.loss.backward()?;
@@ -570,9 +570,9 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         let norm = optim.grad_norm(&grads)?;
         if !norm.is_finite() {
             bail!(
-                "the gradient norm became {norm} at step {} (loss {loss}); stopping without writing (the last checkpoint in '{}' is intact)",
+                "the gradient norm became {norm} at step {} (loss {loss}); stopping without writing ({})",
                 counters.updates + 1,
-                opts.out.display()
+                kept(&ck_path)
             );
         }
         let scale = if train.max_grad_norm > 0.0 && norm > train.max_grad_norm {
@@ -830,4 +830,13 @@ pub fn normalized_std_of(x: &[f32], d: usize) -> f64 {
         })
         .sum();
     std_sum / d as f64 * (d as f64).sqrt()
+}
+
+/// What a stop before writing leaves: the last checkpoint, or none yet.
+fn kept(ck_path: &Path) -> String {
+    if ck_path.is_file() {
+        format!("the last checkpoint, '{}', is intact", ck_path.display())
+    } else {
+        "no checkpoint had been written yet".into()
+    }
 }

@@ -197,7 +197,7 @@ impl Plan {
     /// Reads and checks `path` (the checks that need no config: names, seeds, budgets,
     /// grids, criteria; [`super::Study::new`] then loads every run's config).
     pub fn load(path: &Path) -> Result<Plan> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::checkpoint::read_config_text(path)
             .map_err(|e| anyhow::anyhow!("cannot read study '{}': {e}", path.display()))?;
         let plan: Plan = toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(

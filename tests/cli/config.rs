@@ -29,6 +29,24 @@ fn bad_config_values_are_named() {
     }
     let e = Rlcpc::new("train --set novalue").fails();
     assert!(e.contains("key.path=value"), "{e}");
+    bad_setting_is_named(&train, "env.step_timeout=0", &["env.step_timeout"]);
+    // Review 3, N10: a second line in one --set was dropped without a word, and quoted
+    // TOML keys kept their quotes.
+    bad_setting_is_named(
+        &train,
+        "run.total_steps=5\nrun.seed=3",
+        &["one value per --set"],
+    );
+    let show = |set: &str| {
+        Rlcpc::new("config show cartpole")
+            .args(&["--set", set])
+            .ok()
+    };
+    assert!(show("run.\"total_steps\"=5").contains("total_steps = 5"));
+    let e = Rlcpc::new("config show cartpole")
+        .args(&["--set", "env.options.\"日本\"=1"])
+        .fails();
+    assert!(e.contains("'日本'") && !e.contains("\"日本\""), "{e}");
     let e = Rlcpc::new("train --config no/such/file.toml").fails();
     assert!(e.contains("no/such/file.toml"), "{e}");
     let e = Rlcpc::new("train --device cuda").fails();
@@ -36,5 +54,29 @@ fn bad_config_values_are_named() {
     assert!(
         !tmp.path().join("x").exists(),
         "nothing written for a rejected config"
+    );
+}
+
+#[test]
+fn a_config_that_is_a_device_is_refused_and_huge_values_are_cut_in_messages() {
+    // Review 3, N10: a link to /dev/zero was read until memory ran out, and a value of
+    // megabytes was echoed whole in the error.
+    let tmp = tempfile::tempdir().unwrap();
+    let link = tmp.path().join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+    let e = Rlcpc::new("config show").args(&[s(&link)]).fails();
+    assert!(
+        e.contains("zero.toml") && e.contains("not a regular file"),
+        "{e}"
+    );
+    let big = tmp.path().join("big.toml");
+    let id = "x".repeat(10_000_000);
+    std::fs::write(&big, format!("[env]\nid = \"{id}\"\n")).unwrap();
+    let e = Rlcpc::new("config show").args(&[s(&big)]).fails();
+    assert!(
+        e.len() < 10_000 && e.contains("characters cut") && e.contains("unknown environment"),
+        "{} bytes: {}",
+        e.len(),
+        &e[..e.len().min(3000)]
     );
 }

@@ -351,3 +351,20 @@ fn n1_an_async_run_with_one_hung_environment_ends_and_a_hung_close_leaves_nothin
     assert!(o.status.success() && t.contains("done after"), "{t}");
     none_left(&pids, "close");
 }
+
+#[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
+fn envs_score_names_its_interpreter_with_python() {
+    // Review 3, N10: `envs score` had no way to name the interpreter.
+    let Some(py) = gymnasium_python() else { return };
+    let out = Rlcpc::new("envs score gymnasium:CartPole-v1 --episodes 3")
+        .args(&["--python", &py])
+        .ok();
+    assert!(out.contains("mean return"), "{out}");
+    let e = Rlcpc::new("envs score gymnasium:CartPole-v1 --episodes 3 --python /no/such/python")
+        .fails();
+    assert!(e.contains("/no/such/python"), "{e}");
+}

@@ -120,4 +120,10 @@ fn record_then_belief_probe_and_cpc_frames_feed_an_agent() {
         .data(&lab)
         .fails();
     assert!(e.contains("shape"), "{e}");
+    // Review 3, N10: a Python environment is refused before Python starts (no true
+    // state to record), and the message says why.
+    let e = Rlcpc::new("record --env gymnasium:CartPole-v1 --steps 10")
+        .out(&dir.path().join("gym"))
+        .fails_with(&["gymnasium:CartPole-v1", "true state"]);
+    assert!(!e.contains("python3"), "{e}");
 }

@@ -192,6 +192,8 @@ fn curl_auxiliary_trains_a_lab_rgb_agent_and_needs_image_observations() {
     let bad = lab.out(&dir.path().join("bad"));
     bad_setting_is_named(&bad, "aux.curl_momentum=1.0", &["aux.curl_momentum"]);
     bad_setting_is_named(&bad, "aux.curl_samples=1", &["aux.curl_samples"]);
+    // Review 3, N11: a shift of 30 px on 20x20 images was accepted.
+    bad_setting_is_named(&bad, "aux.curl_shift=30", &["aux.curl_shift", "20x20"]);
 }
 
 /// `train --seeds` runs one run per seed into OUT/seed-N/ with a summary table, and

@@ -87,7 +87,8 @@ def main():
     except ImportError as e:
         fail_line(
             f"{e}; install Gymnasium into the Python rlcpc runs ({sys.executable}): "
-            f"{sys.executable} -m pip install gymnasium"
+            f"{sys.executable} -m pip install gymnasium; or name a Python that has it "
+            f"(env.python in a config, --python for `envs score`, or activate its virtual environment)"
         )
     ale = spec["id"].split(":")[-1].startswith("ALE/")
     if ale:

@@ -29,7 +29,7 @@ use crate::env::{Env, EnvError, Info, Space, StepOutcome};
 use crate::registry::EnvConfig;
 
 mod process;
-pub use process::{hurry_all, kill_all, Hurry, GRACE};
+pub use process::{hurry_all, kill_all, unhurry_all, Hurry, GRACE};
 use process::{Late, Replies};
 
 /// The prefix of `env.id` that selects a Gymnasium environment.
@@ -145,8 +145,16 @@ impl GymnasiumEnv {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = process::spawn(command).map_err(|e| {
+            // The interpreter hint only where the interpreter is the problem (not, say,
+            // the process limit: EAGAIN).
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    " (set env.python, or activate a virtual environment)"
+                }
+                _ => "",
+            };
             fail(format!(
-                "cannot start Python '{}': {e} (set env.python, or activate a virtual environment)",
+                "cannot start Python '{}': {e}{hint}",
                 python.display()
             ))
         })?;
@@ -261,8 +269,41 @@ impl GymnasiumEnv {
 
     fn send(&mut self, msg: &[u8]) -> Result<(), String> {
         self.stdout.get_mut().sent();
-        self.stdin.write_all(msg).map_err(stopped)?;
-        self.stdin.flush().map_err(stopped)
+        if let Err(e) = self.stdin.write_all(msg).and_then(|()| self.stdin.flush()) {
+            return Err(self.gone(e));
+        }
+        Ok(())
+    }
+
+    /// The message for a pipe that broke: how the process ended, if it did (a signal,
+    /// SIGKILL often being the out-of-memory killer), else the pipe's error.
+    fn gone(&mut self, e: std::io::Error) -> String {
+        // The pipe closes as the process dies; its exit status follows within moments.
+        let mut status = None;
+        for _ in 0..50 {
+            status = self.child.try_wait().ok().flatten();
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        #[cfg(unix)]
+        if let Some(sig) = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
+            let oom = if sig == 9 {
+                " (possibly by the out-of-memory killer)"
+            } else {
+                ""
+            };
+            return format!("the Python process was killed by signal {sig}{oom}");
+        }
+        match status {
+            Some(s) => format!(
+                "the Python process exited ({s}) without answering; its messages, if any, are above"
+            ),
+            None => format!(
+                "the Python process stopped answering ({e}; its messages, if any, are above)"
+            ),
+        }
     }
 
     /// The message for a failed read of a reply: the deadline passed (the process group
@@ -271,7 +312,7 @@ impl GymnasiumEnv {
     fn unanswered(&mut self, e: std::io::Error) -> String {
         let late = self.stdout.get_ref().late;
         if late.is_none() {
-            return stopped(e);
+            return self.gone(e);
         }
         process::end(&mut self.child);
         format!(
@@ -341,10 +382,6 @@ impl GymnasiumEnv {
             message,
         }
     }
-}
-
-fn stopped(e: std::io::Error) -> String {
-    format!("the Python process stopped answering ({e}; its messages are above)")
 }
 
 /// How long a late reply was waited for, and which limit ended the wait.

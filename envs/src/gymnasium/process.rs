@@ -45,6 +45,12 @@ pub fn hurry_all() {
     let _ = HURRY_ALL.compare_exchange(0, now_ms(), Ordering::SeqCst, Ordering::SeqCst);
 }
 
+/// Undoes [`hurry_all`]: for a process that goes on after a stopped run (the Python
+/// package's `train` returns to the interpreter).
+pub fn unhurry_all() {
+    HURRY_ALL.store(0, Ordering::SeqCst);
+}
+
 /// Kills every bridge's process group at once: for an exit that runs no destructor
 /// (a second Ctrl-C).
 pub fn kill_all() {

@@ -181,11 +181,17 @@ impl Default for SeekavoidArenaOptions {
 impl EnvOptions for SeekavoidArenaOptions {
     fn check(&self) -> Result<(), (&'static str, &'static str)> {
         arena_size(self.size)?;
-        if self.apples == 0 || self.apples + self.lemons > (self.size - 2).pow(2) / 2 {
-            return Err((
-                "apples",
-                "need at least one apple, and apples + lemons at most half the floor",
-            ));
+        if self.apples == 0 {
+            return Err(("apples", "need at least one apple"));
+        }
+        if self.apples.saturating_add(self.lemons) > (self.size - 2).pow(2) / 2 {
+            // Name the one that was raised past its default (the other is the default).
+            let key = if self.lemons > Self::default().lemons {
+                "lemons"
+            } else {
+                "apples"
+            };
+            return Err((key, "apples + lemons must cover at most half the floor"));
         }
         Ok(())
     }
