@@ -571,11 +571,7 @@ impl Config {
         // are 8.6G weights) are bounded here: the weights between hidden layers and the
         // LSTM's, known before the environment gives the input's width.
         let m = &self.model;
-        let hidden: u128 = m
-            .mlp_hidden
-            .windows(2)
-            .map(|w| w[0] as u128 * w[1] as u128)
-            .sum();
+        let hidden = chain_weights(&m.mlp_hidden);
         let z = m.mlp_hidden.last().copied().unwrap_or(0).max(m.conv_fc) as u128;
         let h = m.lstm_hidden as u128;
         let lstm = if m.core == CoreKind::Lstm {
@@ -583,17 +579,14 @@ impl Config {
         } else {
             0
         };
-        let weights = hidden + lstm;
-        const MAX_WEIGHTS: u128 = 1 << 28;
-        if weights > MAX_WEIGHTS {
-            return Err(Invalid::new(
-                "model.mlp_hidden' / 'model.lstm_hidden",
-                format!(
-                    "{:?} and {}: about {weights} weights between hidden layers and in the LSTM, more than {MAX_WEIGHTS} (1 GiB of floats, before the optimiser's copies)",
-                    m.mlp_hidden, m.lstm_hidden
-                ),
-            ));
-        }
+        check_weights(
+            "model.mlp_hidden' / 'model.lstm_hidden",
+            hidden + lstm,
+            format!(
+                "{:?} and {}: the hidden layers and the LSTM",
+                m.mlp_hidden, m.lstm_hidden
+            ),
+        )?;
         if r.mode == Mode::Async && !self.algo.vtrace {
             return Err(Invalid::new(
                 "algo.vtrace",
@@ -681,6 +674,29 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serialises")
     }
+}
+
+/// The most weights a config may ask of a group of layers: 1 GiB of floats, before the
+/// optimiser's copies. Each width is bounded on its own; their products are bounded
+/// with this (three MLP layers of 65,536 would be 8.6G weights).
+pub const MAX_WEIGHTS: u128 = 1 << 28;
+
+/// The weights of dense layers through `widths` in turn (biases aside).
+pub fn chain_weights(widths: &[usize]) -> u128 {
+    widths.windows(2).map(|w| w[0] as u128 * w[1] as u128).sum()
+}
+
+/// Refuses `weights` above [`MAX_WEIGHTS`], naming `key` and `what` they are.
+pub fn check_weights(key: &str, weights: u128, what: String) -> Result<(), Invalid> {
+    if weights > MAX_WEIGHTS {
+        return Err(Invalid::new(
+            key,
+            format!(
+                "{what}: about {weights} weights, more than {MAX_WEIGHTS} (1 GiB of floats, before the optimiser's copies)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The built-in preset a path names (`cartpole`, `configs/cartpole.toml`, ...), if any.

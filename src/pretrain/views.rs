@@ -253,8 +253,7 @@ impl super::TrainerConfig for ViewsConfig {
                 format!("{:?}: each stage needs at least one block", m.blocks),
             ));
         }
-        // The head's weights, h → hidden… → projection: each width is bounded above, but
-        // their products (two widths of 65,536 are 4G weights) are bounded here.
+        // The head's weights, h → hidden… → projection (two widths of 65,536 are 4G).
         let h = match m.encoder {
             ViewEncoderKind::Resnet => m.widths.last().copied().unwrap_or(0),
             _ => m.features,
@@ -263,17 +262,14 @@ impl super::TrainerConfig for ViewsConfig {
             .chain(m.head_hidden.iter().copied())
             .chain(std::iter::once(m.projection))
             .collect();
-        let weights: u128 = widths.windows(2).map(|w| w[0] as u128 * w[1] as u128).sum();
-        const MAX_HEAD: u128 = 1 << 28;
-        if weights > MAX_HEAD {
-            return Err(Invalid::new(
-                "model.head_hidden",
-                format!(
-                    "{:?}: the head h ({h}) → {:?} → {} has {weights} weights, more than {MAX_HEAD} (1 GiB of floats, before the optimiser's copies)",
-                    m.head_hidden, m.head_hidden, m.projection
-                ),
-            ));
-        }
+        crate::config::check_weights(
+            "model.head_hidden",
+            crate::config::chain_weights(&widths),
+            format!(
+                "{:?}: the head h ({h}) → {:?} → {}",
+                m.head_hidden, m.head_hidden, m.projection
+            ),
+        )?;
         let t = self.contrastive.temperature;
         if !(t > 0.0 && t.is_finite()) {
             return Err(Invalid::new(
