@@ -175,7 +175,7 @@ impl GymnasiumEnv {
         // HELLO_MAX bytes rather than read until memory runs out.
         let mut line = String::new();
         let read = std::io::Read::take(&mut stdout, HELLO_MAX).read_line(&mut line);
-        let hello: Result<Hello, EnvError> = match read {
+        let spaces = match read {
             Ok(n) if n as u64 >= HELLO_MAX && !line.ends_with('\n') => Err(fail(format!(
                 "'{}' did not answer as rlcpc's bridge: no line within {} MiB (is env.python a Python? or the environment's spaces are too large to describe: a Box of millions of values with their bounds)",
                 python.display(),
@@ -185,25 +185,14 @@ impl GymnasiumEnv {
                 "Python did not make the environment within {} (env.step_timeout); its processes were ended",
                 waited(stdout.get_ref().late, timeout)
             ))),
-            Ok(n) if n > 0 => serde_json::from_str(&line).map_err(|e| {
-                let shown: String = line.chars().take(300).collect();
-                fail(format!(
-                    "'{}' did not answer as rlcpc's bridge: {e}: {shown}{}",
-                    python.display(),
-                    if shown.len() < line.len() { " …" } else { "" }
-                ))
-            }),
+            Ok(n) if n > 0 => parse_hello(&id, &python.display().to_string(), &line),
             _ => Err(fail(format!(
                 "Python '{}' exited before the environment was made (its messages are above)",
                 python.display()
             ))),
         };
-        let (observation_space, n_actions) = match hello {
-            Ok(h) if h.ok => match Self::spaces(&id, &h) {
-                Ok(s) => s,
-                Err(e) => return Err(end(child, stdin, e)),
-            },
-            Ok(h) => return Err(end(child, stdin, fail(h.error))),
+        let (observation_space, n_actions) = match spaces {
+            Ok(s) => s,
             Err(e) => return Err(end(child, stdin, e)),
         };
         let obs_bytes = vec![0u8; 4 * observation_space.flat_dim()];
@@ -394,6 +383,28 @@ fn waited(late: Option<Late>, timeout: Duration) -> String {
 
 /// The longest `env.step_timeout`: a week.
 pub const MAX_STEP_TIMEOUT: f64 = 7.0 * 86_400.0;
+
+/// The bridge's first line (`line`, from the interpreter `python`) read as the spaces
+/// of environment `id`: the observation space and the number of actions, or why not
+/// (what Python said, a line that is not the bridge's, a space rlcpc cannot use). Public
+/// for the fuzz targets (`fuzz/`).
+pub fn parse_hello(id: &str, python: &str, line: &str) -> Result<(Space, usize), EnvError> {
+    let fail = |message: String| EnvError::Python {
+        id: id.into(),
+        message,
+    };
+    let hello: Hello = serde_json::from_str(line).map_err(|e| {
+        let shown: String = line.chars().take(300).collect();
+        fail(format!(
+            "'{python}' did not answer as rlcpc's bridge: {e}: {shown}{}",
+            if shown.len() < line.len() { " …" } else { "" }
+        ))
+    })?;
+    if !hello.ok {
+        return Err(fail(hello.error));
+    }
+    GymnasiumEnv::spaces(id, &hello)
+}
 
 /// The most bytes of the bridge's first line (its spaces, as JSON).
 const HELLO_MAX: u64 = 16 << 20;
