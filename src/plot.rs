@@ -35,6 +35,22 @@ pub fn read_curve(run: &Path, x_metric: &str, metric: &str) -> Result<Curve> {
             path.display()
         );
     }
+    // Steps that go back mean runs appended to one file (a resumed run cuts its file
+    // back to its checkpoint, so rlcpc never writes that): the last run is drawn.
+    if let Some(i) = (1..points.len())
+        .rev()
+        .find(|&i| points[i].0 < points[i - 1].0)
+    {
+        eprintln!(
+            "note: {}: '{x_metric}' goes back from {} to {} (runs appended to one file?); drawing the last run, from there on ({} of {} points)",
+            path.display(),
+            points[i - 1].0,
+            points[i].0,
+            points.len() - i,
+            points.len()
+        );
+        points.drain(..i);
+    }
     Ok(Curve {
         label: dir_name(run),
         points,
@@ -52,14 +68,41 @@ fn dir_name(p: &Path) -> String {
 /// any, else the directory itself.
 pub fn seed_runs(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut seeds: Vec<(u64, PathBuf)> = Vec::new();
+    let mut empty = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             if let Some(n) = name.strip_prefix("seed-").and_then(|n| n.parse().ok()) {
                 if e.path().join(crate::run_dir::METRICS).is_file() {
                     seeds.push((n, e.path()));
+                } else if e.path().is_dir() {
+                    empty.push(name);
                 }
             }
+        }
+    }
+    if !seeds.is_empty() {
+        // Said, not silently dropped: a seed without metrics, a run's own file beside.
+        empty.sort();
+        if !empty.is_empty() {
+            eprintln!(
+                "note: {}: {} without {} (not started?) left out: {}",
+                dir.display(),
+                if empty.len() == 1 {
+                    "a seed directory"
+                } else {
+                    "seed directories"
+                },
+                crate::run_dir::METRICS,
+                empty.join(", ")
+            );
+        }
+        if dir.join(crate::run_dir::METRICS).is_file() {
+            eprintln!(
+                "note: {}: its own {} is not drawn: the directory is read as its seed-N runs",
+                dir.display(),
+                crate::run_dir::METRICS
+            );
         }
     }
     if seeds.is_empty() {

@@ -250,3 +250,44 @@ fn seeds_run_into_one_condition_that_plot_averages() {
     let e = Rlcpc::new("plot").args(&[s(tmp.path())]).out(&png).fails();
     assert!(e.contains("neither a run directory"), "{e}");
 }
+
+#[test]
+fn plot_says_what_it_leaves_out_or_cuts() {
+    // Review 3, N11: runs appended to one file were drawn as one curve, and a run's own
+    // metrics beside seed-N/ or a seed without metrics were passed over without a word.
+    let tmp = tempfile::tempdir().unwrap();
+    let cond = tmp.path().join("cond");
+    let rows = |steps: &[u64]| {
+        steps
+            .iter()
+            .map(|x| {
+                format!(
+                    "{{\"time/total_timesteps\":{x},\"rollout/ep_rew_mean\":{}}}\n",
+                    x / 10
+                )
+            })
+            .collect::<String>()
+    };
+    std::fs::create_dir_all(cond.join("seed-1")).unwrap();
+    std::fs::create_dir_all(cond.join("seed-2")).unwrap();
+    std::fs::create_dir_all(cond.join("seed-3")).unwrap();
+    std::fs::write(
+        cond.join("seed-1/metrics.jsonl"),
+        rows(&[100, 200, 300, 100, 200]),
+    )
+    .unwrap();
+    std::fs::write(cond.join("seed-3/metrics.jsonl"), rows(&[100, 200])).unwrap();
+    std::fs::write(cond.join("metrics.jsonl"), rows(&[100])).unwrap();
+    let out = Rlcpc::new("plot")
+        .args(&[s(&cond)])
+        .out(&tmp.path().join("c.png"))
+        .ok();
+    for needle in [
+        "goes back from 300 to 100",
+        "drawing the last run, from there on (2 of 5 points)",
+        "left out: seed-2",
+        "its own metrics.jsonl is not drawn",
+    ] {
+        assert!(out.contains(needle), "no '{needle}' in:\n{out}");
+    }
+}
