@@ -292,6 +292,7 @@ pub fn random_images((h, w, c): (usize, usize, usize), n: usize) -> crate::data:
         labels: (0..n as u32).map(|i| i % 10).collect(),
         classes: (0..10).map(|i| i.to_string()).collect(),
         held_out: None,
+        skipped: Vec::new(),
     }
 }
 

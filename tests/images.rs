@@ -177,6 +177,25 @@ fn an_image_linked_into_another_class_is_refused_and_a_duplicate_link_counted_on
     );
 }
 
+#[test]
+fn an_image_that_does_not_decode_is_left_out_and_reported_or_refused_under_strict() {
+    // Review 3: leniency for images as for texts and audio files.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("a")).unwrap();
+    png(&dir.path().join("a/good.png"), 4, 4, true, 7);
+    std::fs::write(dir.path().join("a/bad.png"), b"\x89PNG but not really").unwrap();
+    let set = load_image_folder(dir.path()).unwrap();
+    assert_eq!((set.len(), set.skipped.len()), (1, 1));
+    assert!(set.skipped[0].0.ends_with("a/bad.png"));
+    set.report_skipped(false).unwrap();
+    let e = set.report_skipped(true).unwrap_err().to_string();
+    assert!(e.contains("bad.png") && e.contains("--strict"), "{e}");
+    // Nothing readable at all is an error that says why.
+    std::fs::remove_file(dir.path().join("a/good.png")).unwrap();
+    let e = load_image_folder(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("no readable") && e.contains("bad.png"), "{e}");
+}
+
 mod patches {
     use candle_core::{DType, Device, Tensor};
     use candle_nn::VarBuilder;

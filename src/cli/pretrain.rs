@@ -89,6 +89,10 @@ pub enum Command {
     Image {
         #[command(flatten)]
         args: TrainerArgs,
+        /// Stop at the first image file that does not decode instead of leaving it out
+        /// with a note.
+        #[arg(long)]
+        strict: bool,
     },
     /// CPC on text (van den Oord et al. 2018, §3.3): sentences split from plain-text
     /// files (a file, or every *.txt under --data; one document per file), a word
@@ -144,8 +148,9 @@ pub fn run(modality: Command) -> Result<()> {
         Command::Frames { args } => {
             use rlcpc::pretrain::frames::{FramesCpc, FramesCpcConfig};
             if args.views_objective(<FramesCpcConfig as TrainerConfig>::PRESETS) {
-                // SimCLR / MoCo on the recording's frames as labelled images.
-                return views(&args);
+                // SimCLR / MoCo on the recording's frames as labelled images (no files
+                // to decode: nothing to be strict about).
+                return views(&args, false);
             }
             args.cpu_only("CPC on recorded frames")?;
             let cfg: FramesCpcConfig = args.config()?;
@@ -161,15 +166,16 @@ pub fn run(modality: Command) -> Result<()> {
             let s = args.fit(&mut obj, &cfg.train, cfg.to_toml())?;
             report_trainer(&s, "sequences", "", &args.out);
         }
-        Command::Image { args } => {
+        Command::Image { args, strict } => {
             use rlcpc::data::images::{load_split, Part};
             use rlcpc::pretrain::image::{ImageCpc, ImageCpcConfig};
             if args.views_objective(&rlcpc::pretrain::image::PRESETS) {
-                return views(&args);
+                return views(&args, strict);
             }
             let device = args.device.device()?;
             let cfg: ImageCpcConfig = args.config()?;
             let set = load_split(&args.data, Part::Train, &cfg.data)?;
+            set.report_skipped(strict)?;
             if let Some(held) = &set.held_out {
                 eprintln!(
                     "{} test images held out (never trained on; `rlcpc probe` tests on them)",
@@ -185,7 +191,9 @@ pub fn run(modality: Command) -> Result<()> {
                 set.classes.len()
             );
             let test = if cfg.knn.every > 0 {
-                Some(load_split(&args.data, Part::Test, &cfg.data)?)
+                let test = load_split(&args.data, Part::Test, &cfg.data)?;
+                test.report_skipped(strict)?;
+                Some(test)
             } else {
                 None
             };
@@ -234,7 +242,7 @@ pub fn run(modality: Command) -> Result<()> {
 
 /// `pretrain image --objective simclr|moco`: two augmented views per image ([`rlcpc::pretrain::views`]),
 /// on an image set or the frames of a recording.
-fn views(args: &TrainerArgs) -> Result<()> {
+fn views(args: &TrainerArgs, strict: bool) -> Result<()> {
     use rlcpc::data::images::{load_recording, load_split, Part};
     use rlcpc::pretrain::views::{Views, ViewsConfig};
     args.cpu_only("SimCLR / MoCo")?;
@@ -244,10 +252,13 @@ fn views(args: &TrainerArgs) -> Result<()> {
         load_recording(&args.data, cfg.data.label, cfg.data.test_fraction)?
     } else {
         let split = cfg.data.split();
-        (
+        let (train, test) = (
             load_split(&args.data, Part::Train, &split)?,
             load_split(&args.data, Part::Test, &split)?,
-        )
+        );
+        train.report_skipped(strict)?;
+        test.report_skipped(strict)?;
+        (train, test)
     };
     let mut meta = serde_json::json!({
         "test_fraction": cfg.data.test_fraction,

@@ -39,8 +39,8 @@ pub struct Args {
     /// Skip the random-init and MFCC / raw-observation baselines.
     #[arg(long)]
     no_baselines: bool,
-    /// Stop at the first unreadable audio file, or labelled text with an empty text,
-    /// instead of leaving it out (with a note that counts them).
+    /// Stop at the first unreadable audio file or image, or labelled text with an empty
+    /// text, instead of leaving it out (with a note that counts them).
     #[arg(long)]
     strict: bool,
     /// Full-batch optimiser iterations of each logistic regression.

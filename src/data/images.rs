@@ -24,9 +24,33 @@ pub struct ImageSet {
     /// For image folders: the files of the held-out test part (relative paths), which
     /// the trainer stores with the encoder so that a probe can check it tests on them.
     pub held_out: Option<Vec<String>>,
+    /// Image files that could not be decoded, with why, left out of the set
+    /// ([`ImageSet::report_skipped`] says so, or refuses them under `--strict`).
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 impl ImageSet {
+    /// Says how many unreadable images were left out, naming the first; with `strict`,
+    /// refuses the set instead.
+    pub fn report_skipped(&self, strict: bool) -> Result<()> {
+        let Some((first, why)) = self.skipped.first() else {
+            return Ok(());
+        };
+        let n = self.skipped.len();
+        if strict {
+            bail!(
+                "cannot decode '{}': {why} ({n} unreadable image(s) in all; without --strict they are left out)",
+                first.display()
+            );
+        }
+        eprintln!(
+            "note: {n} unreadable image(s) left out, {} used; the first: '{}': {why} (--strict refuses them)",
+            self.len(),
+            first.display()
+        );
+        Ok(())
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -135,6 +159,7 @@ pub fn load_recording(
         labels: labels[r].to_vec(),
         classes: label.names(),
         held_out: None,
+        skipped: Vec::new(),
     };
     Ok((part(0..cut), part(cut..traj.len())))
 }
@@ -311,6 +336,7 @@ pub fn load_idx_dir(dir: &Path, part: Part) -> Result<ImageSet> {
         labels: labels_raw.iter().map(|&l| l as u32).collect(),
         classes: (0..n_classes).map(|c| c.to_string()).collect(),
         held_out: None,
+        skipped: Vec::new(),
     })
 }
 
@@ -332,6 +358,7 @@ pub fn load_cifar10_dir(dir: &Path, part: Part) -> Result<ImageSet> {
         labels: Vec::new(),
         classes: Vec::new(),
         held_out: None,
+        skipped: Vec::new(),
     };
     for f in files.iter().filter(|f| f.is_file()) {
         let b = crate::checkpoint::read_bounded(f, MAX_IDX_BYTES)
@@ -462,18 +489,31 @@ fn decode_images(classes: Vec<String>, files: &[(u32, PathBuf)], dir: &Path) -> 
         labels: Vec::new(),
         classes,
         held_out: None,
+        skipped: Vec::new(),
     };
     for (label, f) in files {
-        // The header's size first: a small file can claim a huge picture.
-        let (w, h) = image::image_dimensions(f)
-            .with_context(|| format!("cannot decode '{}'", f.display()))?;
+        // The header's size first: a small file can claim a huge picture. A file that
+        // does not decode is left out and reported (`--strict` refuses it).
+        let (w, h) = match image::image_dimensions(f) {
+            Ok(d) => d,
+            Err(e) => {
+                set.skipped.push((f.clone(), e.to_string()));
+                continue;
+            }
+        };
         if (w as usize) * (h as usize) > MAX_PIXELS {
             bail!(
                 "'{}' is {w}x{h}, more than the {MAX_PIXELS} pixels an image may have",
                 f.display()
             );
         }
-        let img = image::open(f).with_context(|| format!("cannot decode '{}'", f.display()))?;
+        let img = match image::open(f) {
+            Ok(img) => img,
+            Err(e) => {
+                set.skipped.push((f.clone(), e.to_string()));
+                continue;
+            }
+        };
         let grey = matches!(img.color(), image::ColorType::L8 | image::ColorType::L16);
         let (w, h) = (img.width() as usize, img.height() as usize);
         let c = if grey { 1 } else { 3 };
@@ -504,7 +544,15 @@ fn decode_images(classes: Vec<String>, files: &[(u32, PathBuf)], dir: &Path) -> 
         set.labels.push(*label);
     }
     if set.is_empty() {
-        bail!("no PNG or JPEG images under '{}'", dir.display());
+        match set.skipped.first() {
+            Some((f, why)) => bail!(
+                "no readable PNG or JPEG image under '{}': all {} failed to decode, the first '{}': {why}",
+                dir.display(),
+                set.skipped.len(),
+                f.display()
+            ),
+            None => bail!("no PNG or JPEG images under '{}'", dir.display()),
+        }
     }
     Ok(set)
 }

@@ -45,6 +45,8 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
     };
     let train = load_split(data, Part::Train, &split)?;
     let test = load_split(data, Part::Test, &split)?;
+    train.report_skipped(req.strict)?;
+    test.report_skipped(req.strict)?;
     let stored: Option<Vec<String>> = get("held_out").and_then(|v| serde_json::from_value(v).ok());
     if let (Some(want), Some(have)) = (&stored, &test.held_out) {
         if want != have {
@@ -372,10 +374,13 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
         };
         load_recording(data, label, test_fraction)?
     } else {
-        (
+        let (train, test) = (
             load_split(data, Part::Train, &split)?,
             load_split(data, Part::Test, &split)?,
-        )
+        );
+        train.report_skipped(req.strict)?;
+        test.report_skipped(req.strict)?;
+        (train, test)
     };
     check_held_out(&meta, req, recording, &test, data)?;
     check_input(
