@@ -260,6 +260,19 @@ pub fn memory_warnings(cfg: &Config) -> Result<Vec<String>> {
 /// and `model.init_encoder` holds an encoder of that network's shape.
 pub fn preflight(cfg: &Config) -> Result<NetSpec> {
     let spec = net_spec(cfg)?;
+    // The whole network, now that the environment gave the input's size (a Box of
+    // millions of values makes a first layer of billions of weights).
+    let params = crate::checkpoint::ParamCount::min_params(&spec);
+    crate::config::check_weights(
+        "model",
+        params,
+        format!(
+            "the network for {}'s observations of shape {:?} ({})",
+            cfg.env.id,
+            spec.obs_shape,
+            spec.encoder.describe()
+        ),
+    )?;
     if cfg.aux.kind == AuxKind::Curl {
         let (h, w, _) = crate::curl::CurlAux::image_shape(&spec.encoder)
             .map_err(|why| crate::config::Invalid::new("aux.kind", why))?;

@@ -368,3 +368,22 @@ fn envs_score_names_its_interpreter_with_python() {
         .fails();
     assert!(e.contains("/no/such/python"), "{e}");
 }
+
+#[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
+fn a_huge_observation_is_described_briefly_and_its_network_refused_before_it_is_built() {
+    // Review 3, N4: a Box of 10^7 floats spent minutes in preflight (its bounds, one per
+    // value, were sent as JSON; then its network was built).
+    let Some(py) = gymnasium_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = std::time::Instant::now();
+    let e = train(&py, "gymnasium:rlcpc_test_envs:RlcpcSized-v0")
+        .set("env.options.mode", "\"big\"")
+        .out(&tmp.path().join("run"))
+        .fails_with(&["'model'", "[3000, 3000]", "weights, more than 268435456"]);
+    assert!(t0.elapsed().as_secs() < 30, "took {:?}: {e}", t0.elapsed());
+    assert!(!tmp.path().join("run").exists(), "nothing written:\n{e}");
+}

@@ -45,11 +45,14 @@ def describe(space, np):
         high = np.broadcast_to(space.high, space.shape).astype(np.float64).ravel()
         # JSON holds no infinities: unbounded sides become float32's largest value.
         big = float(np.finfo(np.float32).max)
-        clip = lambda a: [max(min(float(x), big), -big) for x in a]
+        clip = lambda x: max(min(float(x), big), -big)
+        # One number for bounds that are the same everywhere (an image's 0..255): the
+        # line stays short however large the Box.
+        bound = lambda a: clip(a[0]) if a.size and (a == a[0]).all() else [clip(x) for x in a]
         return {
             "box": [int(d) for d in space.shape],
-            "low": clip(low),
-            "high": clip(high),
+            "low": bound(low),
+            "high": bound(high),
             "dtype": str(space.dtype),
         }
     return {"unsupported": repr(space)}

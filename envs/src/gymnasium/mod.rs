@@ -212,6 +212,22 @@ impl GymnasiumEnv {
 
     /// The observation space and the number of actions of the bridge's answer.
     fn spaces(id: &str, hello: &Hello) -> Result<(Space, usize), EnvError> {
+        // The size first, from the shape alone: bounds given as one number are spread
+        // over every value only for a Box rlcpc takes.
+        let shape_values = hello.observation_space.get("box").and_then(|b| {
+            b.as_array()?
+                .iter()
+                .try_fold(1u128, |a, d| Some(a.saturating_mul(d.as_u64()? as u128)))
+        });
+        if let Some(values) = shape_values.filter(|n| !(1..=MAX_OBS_VALUES as u128).contains(n)) {
+            return Err(EnvError::Unsupported {
+                id: id.into(),
+                what: format!(
+                    "observation space {}: {values} values per observation; rlcpc takes 1 to {MAX_OBS_VALUES}",
+                    space_name(&hello.observation_space)
+                ),
+            });
+        }
         let observation_space =
             parse_space(&hello.observation_space).ok_or_else(|| EnvError::Unsupported {
                 id: id.into(),
@@ -424,15 +440,22 @@ fn parse_space(v: &serde_json::Value) -> Option<Space> {
         .iter()
         .map(|d| d.as_u64().map(|d| d as usize))
         .collect::<Option<_>>()?;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= MAX_OBS_VALUES)?;
+    // Bounds per value, or one number for all of them.
     let floats = |k: &str| -> Option<Vec<f32>> {
-        v.get(k)?
-            .as_array()?
+        let b = v.get(k)?;
+        if let Some(x) = b.as_f64() {
+            return Some(vec![x as f32; n]);
+        }
+        b.as_array()?
             .iter()
             .map(|x| x.as_f64().map(|x| x as f32))
             .collect()
     };
     let (low, high) = (floats("low")?, floats("high")?);
-    let n: usize = shape.iter().product();
     (low.len() == n && high.len() == n).then_some(Space::Box { low, high, shape })
 }
 
