@@ -368,6 +368,15 @@ pub struct AuxConfig {
     pub curl_shift: usize,
     /// CURL: m of the key encoder's θ_k ← m θ_k + (1 − m) θ_q, in [0, 1) (CURL: 0.95).
     pub curl_momentum: f64,
+    /// CURL: a sample's negatives leave out the frames of its own environment fewer
+    /// than this many steps away (near-duplicates of it, not negatives); 0 keeps every
+    /// other sample. Not written into configs at its default (4).
+    #[serde(skip_serializing_if = "is_default_curl_exclude")]
+    pub curl_exclude: usize,
+}
+
+fn is_default_curl_exclude(v: &usize) -> bool {
+    *v == AuxConfig::default().curl_exclude
 }
 
 impl Default for AuxConfig {
@@ -385,6 +394,7 @@ impl Default for AuxConfig {
             curl_samples: 256,
             curl_shift: 4,
             curl_momentum: 0.95,
+            curl_exclude: 4,
         }
     }
 }
@@ -525,6 +535,7 @@ impl Config {
             ("model.lstm_hidden", self.model.lstm_hidden, 65_536),
             ("model.conv_fc", self.model.conv_fc, 65_536),
             ("aux.num_negatives", self.aux.num_negatives, 65_536),
+            ("aux.curl_exclude", self.aux.curl_exclude, 65_536),
         ] {
             if v > max {
                 return Err(Invalid::new(key, format!("{v} (at most {max})")));

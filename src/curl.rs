@@ -117,6 +117,24 @@ impl CurlAux {
     }
 }
 
+/// The additive mask of the logits `[n, n]` of samples `idx` of a `[T+1, B]` unroll
+/// (`envs` = B): a large negative number where j ≠ i is the same environment fewer
+/// than `exclude` steps from i, else 0; `None` when nothing is left out.
+pub fn near_duplicates(idx: &[usize], envs: usize, exclude: usize) -> Option<Vec<f32>> {
+    let n = idx.len();
+    let mut mask = vec![0f32; n * n];
+    let mut any = false;
+    for (i, &a) in idx.iter().enumerate() {
+        for (j, &b) in idx.iter().enumerate() {
+            if i != j && a % envs == b % envs && (a / envs).abs_diff(b / envs) < exclude {
+                mask[i * n + j] = -1e9;
+                any = true;
+            }
+        }
+    }
+    any.then_some(mask)
+}
+
 impl AuxLoss for CurlAux {
     fn weight(&self) -> f64 {
         self.cfg.weight
@@ -130,6 +148,8 @@ impl AuxLoss for CurlAux {
         }
         let (h, w, c) = self.shape;
         let dev = obs.device().clone();
+        // [T+1, B, H, W, C]: sample i is step i / B of environment i % B.
+        let envs = obs.dims().get(1).copied().unwrap_or(1).max(1);
         let flat = obs.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         let total = flat.len() / (h * w * c);
         let n = self.cfg.curl_samples.min(total);
@@ -140,6 +160,12 @@ impl AuxLoss for CurlAux {
         let q = self.query.forward(&xa)?;
         let k = self.key.forward(&xb)?.detach();
         let logits = q.matmul(self.w.as_tensor())?.matmul(&k.t()?)?;
+        // Frames of one environment a few steps apart are near-duplicates, not
+        // negatives (the samples come from one unroll, not from a replay buffer).
+        let logits = match near_duplicates(&idx, envs, self.cfg.curl_exclude) {
+            Some(mask) => (logits + Tensor::from_vec(mask, (n, n), &dev)?)?,
+            None => logits,
+        };
         let logits = logits.broadcast_sub(&logits.max_keepdim(1)?.detach())?;
         let targets = Tensor::arange(0u32, n as u32, &dev)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
@@ -191,6 +217,7 @@ mod tests {
         let cfg = AuxConfig {
             curl_shift: 0,
             curl_samples: 64,
+            curl_exclude: 0,
             ..AuxConfig::default()
         };
         let mut aux = CurlAux::new(&cfg, &spec, &init.varmap, &dev, 0).unwrap();
@@ -244,6 +271,27 @@ mod tests {
             "{l} vs {want}"
         );
         assert_eq!(got.metrics[1], ("curl/samples".to_string(), 6.0));
+    }
+
+    /// Review 3, S3-4: samples of one environment a step apart were each other's
+    /// negatives. The mask leaves out exactly the same-environment frames closer than
+    /// `exclude` steps, and never a sample's own key.
+    #[test]
+    fn near_duplicate_frames_of_one_environment_are_not_negatives() {
+        // B = 3 environments; samples at (t, e) = (0,0) (1,0) (5,0) (1,1) (0,2).
+        let idx = [0, 3, 15, 4, 2];
+        let m = near_duplicates(&idx, 3, 2).unwrap();
+        let left_out: Vec<(usize, usize)> = (0..5)
+            .flat_map(|i| (0..5).map(move |j| (i, j)))
+            .filter(|&(i, j)| m[i * 5 + j] < 0.0)
+            .collect();
+        assert_eq!(left_out, vec![(0, 1), (1, 0)]);
+        assert_eq!(near_duplicates(&idx, 3, 0), None);
+        // Within 5 steps, (0,0)–(5,0) is still 5 apart: kept.
+        let m = near_duplicates(&idx, 3, 5).unwrap();
+        assert_eq!(m[2], 0.0);
+        let m = near_duplicates(&idx, 3, 6).unwrap();
+        assert!(m[2] < 0.0 && m[2 * 5] < 0.0);
     }
 
     #[test]

@@ -367,6 +367,11 @@ fn envs_score_names_its_interpreter_with_python() {
     let e = Rlcpc::new("envs score gymnasium:CartPole-v1 --episodes 3 --python /no/such/python")
         .fails();
     assert!(e.contains("/no/such/python"), "{e}");
+    // Review 3, N7: a NaN reward gave `mean null` with exit 0.
+    let e = Rlcpc::new("envs score gymnasium:rlcpc_test_envs:RlcpcNonFinite-v0 --episodes 3")
+        .args(&["--python", &py, "--option", "mode=nan_reward"])
+        .fails_with(&["RlcpcNonFinite-v0", "at step 3", "reward NaN"]);
+    assert!(!e.contains("null"), "{e}");
 }
 
 #[test]
