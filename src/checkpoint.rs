@@ -89,10 +89,7 @@ fn with_checksum(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
         .or_insert_with(|| serde_json::json!({}));
     meta.as_object_mut()
         .ok_or("the metadata is not a JSON object")?
-        .insert(
-            keys::CHECKSUM.into(),
-            format!("crc32:{:08x}", crc32fast::hash(data)).into(),
-        );
+        .insert(keys::CHECKSUM.into(), checksum(data).into());
     let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
     // The data section stays 8-byte aligned, as safetensors writes it.
     while text.len() % 8 != 0 {
@@ -103,6 +100,11 @@ fn with_checksum(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
     out.extend_from_slice(text.as_bytes());
     out.extend_from_slice(data);
     Ok(out)
+}
+
+/// The checksum of a data section as [`keys::CHECKSUM`] stores it.
+fn checksum(data: &[u8]) -> String {
+    format!("crc32:{:08x}", crc32fast::hash(data))
 }
 
 /// A safetensors file's header length and header JSON.
@@ -272,7 +274,7 @@ impl Loaded {
         let metadata = meta.metadata().clone().unwrap_or_default();
         // Files written before the checksum have none; every file since has one.
         if let Some(want) = metadata.get(keys::CHECKSUM) {
-            let got = format!("crc32:{:08x}", crc32fast::hash(&bytes[8 + n..]));
+            let got = checksum(&bytes[8 + n..]);
             if *want != got {
                 return Err(corrupt(format!(
                     "its data does not match its checksum ({got}, written {want}): the file was damaged after it was written"
