@@ -507,6 +507,17 @@ fn mfcc_gain_moves_only_c0_by_the_dct_of_a_constant() {
         }
     }
     assert_eq!(m.pooled(&x).len(), 26);
+    // Pooling over frames, by hand: frames (1, 2), (3, 2), (5, 8).
+    use rlcpc::data::mfcc::Pooling;
+    let frames = [vec![1.0f32, 2.0], vec![3.0, 2.0], vec![5.0, 8.0]];
+    assert_eq!(Pooling::Mean.apply(&frames), vec![3.0, 4.0]);
+    let ms = Pooling::MeanStd.apply(&frames);
+    let want = [3.0, 4.0, (8.0f32 / 3.0).sqrt(), 8f32.sqrt()];
+    assert!(
+        ms.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6),
+        "{ms:?}"
+    );
+    assert_eq!(m.pooled(&x), Pooling::MeanStd.apply(&m.compute(&x)));
     assert!(
         (rlcpc::data::mfcc::mel_to_hz(rlcpc::data::mfcc::hz_to_mel(1000.0)) - 1000.0).abs() < 1e-9
     );

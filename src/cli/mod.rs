@@ -63,9 +63,10 @@ enum Command {
     /// or an environment's true state.
     ///
     /// On an audio corpus: multinomial logistic
-    /// regression of a label (speaker, digit, ...) from mean-pooled CPC context vectors,
-    /// next to a randomly initialised encoder of the same architecture and MFCCs, on the
-    /// same train/test split (λ picked on a validation part of the training split). On an
+    /// regression of a label (speaker, digit, ...) from CPC context vectors pooled over
+    /// time (by the mean, and by mean and standard deviation), next to a randomly
+    /// initialised encoder of the same architecture and MFCCs pooled the same two ways, on
+    /// the same train/test split (λ picked on a validation part of the training split). On an
     /// image set (an image encoder): the class from grid-pooled features on the test
     /// part, next to a random-init twin and the raw pixels. On a labelled text file (a
     /// text encoder): the label by k-fold cross-validation, next to a random-init twin

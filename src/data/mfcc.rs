@@ -168,22 +168,54 @@ impl Mfcc {
     /// Utterance-level features: the mean and standard deviation of each coefficient
     /// over frames (`2 · n_coeffs` values).
     pub fn pooled(&self, x: &[f32]) -> Vec<f32> {
-        let frames = self.compute(x);
+        Pooling::MeanStd.apply(&self.compute(x))
+    }
+}
+
+/// How a sequence of frame features becomes one vector per utterance. The audio probe
+/// pools every feature set (CPC's c_t or z_t, the random-init twin's, MFCCs) both ways,
+/// so that no row gains from a richer summary than another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// The mean over frames (`d` values).
+    Mean,
+    /// The mean and the standard deviation over frames (`2d` values).
+    MeanStd,
+}
+
+impl Pooling {
+    /// Both poolings, in the order the probe reports them.
+    pub const ALL: [Pooling; 2] = [Pooling::Mean, Pooling::MeanStd];
+
+    /// The name the probe prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::MeanStd => "mean+std",
+        }
+    }
+
+    /// The pooled vector of `frames` (`[T][d]`, T ≥ 1; the standard deviation divides
+    /// by T).
+    pub fn apply<R: AsRef<[f32]>>(self, frames: &[R]) -> Vec<f32> {
         let n = frames.len() as f32;
-        let d = self.cfg.n_coeffs;
+        let d = frames.first().map_or(0, |f| f.as_ref().len());
         let mut mean = vec![0f32; d];
-        for f in &frames {
-            for (m, v) in mean.iter_mut().zip(f) {
+        for f in frames {
+            for (m, v) in mean.iter_mut().zip(f.as_ref()) {
                 *m += v / n;
             }
         }
-        let mut std = vec![0f32; d];
-        for f in &frames {
-            for ((s, v), m) in std.iter_mut().zip(f).zip(&mean) {
+        if self == Pooling::Mean {
+            return mean;
+        }
+        let mut var = vec![0f32; d];
+        for f in frames {
+            for ((s, v), m) in var.iter_mut().zip(f.as_ref()).zip(&mean) {
                 *s += (v - m) * (v - m) / n;
             }
         }
-        mean.extend(std.iter().map(|v| v.sqrt()));
+        mean.extend(var.iter().map(|v| v.sqrt()));
         mean
     }
 }

@@ -10,6 +10,7 @@ use rlcpc_envs::SeededRng;
 use super::report::{FeatureSource, ProbeRow, Report};
 use super::Request;
 use crate::data::audio::AudioSet;
+use crate::data::mfcc::Pooling;
 use crate::data::{split, SplitBy};
 use crate::encoder_file::EncoderFile;
 use crate::nn::encoders::EncoderSpec;
@@ -118,26 +119,31 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
     Ok(report)
 }
 
-/// Utterance-level features: the mean over time of c_t (or z_t), one utterance at a
-/// time (utterances differ in length; no padding enters the average).
+/// Utterance-level features, one set per pooling: c_t (or z_t) of one utterance at a
+/// time pooled over its frames (utterances differ in length; no padding enters).
 pub fn utterance_features(
     net: &AudioNet,
     waves: &[&[f32]],
-    pool: FeatureSource,
+    source: FeatureSource,
+    poolings: &[Pooling],
     device: &Device,
-) -> Result<super::Features> {
+) -> Result<Vec<super::Features>> {
     let rows = par_map(waves, |w| {
-        let f = frame_features(net, w, pool, device)?;
-        let n = f.len() as f32;
-        let mut mean = vec![0f32; f[0].len()];
-        for row in &f {
-            for (m, v) in mean.iter_mut().zip(row) {
-                *m += v / n;
-            }
-        }
-        Ok(mean)
+        let f = frame_features(net, w, source, device)?;
+        Ok(poolings.iter().map(|p| p.apply(&f)).collect::<Vec<_>>())
     })?;
-    super::Features::from_rows(rows)
+    pooled_sets(rows, poolings.len())
+}
+
+/// `rows[utterance][pooling]` regrouped as one feature set per pooling.
+fn pooled_sets(rows: Vec<Vec<Vec<f32>>>, n: usize) -> Result<Vec<super::Features>> {
+    let mut sets = vec![Vec::with_capacity(rows.len()); n];
+    for r in rows {
+        for (set, v) in sets.iter_mut().zip(r) {
+            set.push(v);
+        }
+    }
+    sets.into_iter().map(super::Features::from_rows).collect()
 }
 
 /// Every frame's features `[T][D]` of one waveform (c_t or z_t); a clip shorter than the
@@ -267,23 +273,37 @@ pub fn probe_audio(
     let y_te: Vec<usize> = te.iter().map(|&i| y[i]).collect();
     let waves: Vec<&[f32]> = set.utterances.iter().map(|u| u.wave.as_slice()).collect();
     let dev = Device::Cpu;
-    let mut sets: Vec<(String, super::Features)> = vec![(
-        format!("cpc ({encoder_name})"),
-        utterance_features(net, &waves, o.pool, &dev)?,
-    )];
+    // Every feature set pooled both ways (mean; mean and std over frames), so that no
+    // row wins by a richer summary than another's.
+    let poolings = Pooling::ALL;
+    let what = match o.pool {
+        FeatureSource::Context => "c_t",
+        FeatureSource::Encoder => "z_t",
+    };
+    let mut sets: Vec<(String, super::Features)> = Vec::new();
+    let mut add = |name: &str, feats: Vec<super::Features>| {
+        for (p, f) in poolings.iter().zip(feats) {
+            sets.push((format!("{name}, {} over frames", p.name()), f));
+        }
+    };
+    add(
+        &format!("cpc {what} ({encoder_name})"),
+        utterance_features(net, &waves, o.pool, &poolings, &dev)?,
+    );
     if o.baselines {
         let (random, _vm) =
             AudioNet::random(net.spec.clone(), net.context_spec.clone(), 12345, &dev)?;
-        sets.push((
-            "random-init encoder, same architecture".into(),
-            utterance_features(&random, &waves, o.pool, &dev)?,
-        ));
+        add(
+            &format!("random-init encoder {what}, same architecture"),
+            utterance_features(&random, &waves, o.pool, &poolings, &dev)?,
+        );
         let mfcc =
             crate::data::mfcc::Mfcc::new(crate::data::mfcc::MfccConfig::for_rate(set.sample_rate));
-        sets.push((
-            "MFCC (13, mean+std over frames)".into(),
-            super::Features::from_rows(waves.iter().map(|w| mfcc.pooled(w)).collect())?,
-        ));
+        let rows = par_map(&waves, |w| {
+            let f = mfcc.compute(w);
+            Ok(poolings.iter().map(|p| p.apply(&f)).collect::<Vec<_>>())
+        })?;
+        add("MFCC (13)", pooled_sets(rows, poolings.len())?);
     }
     let rows = sets
         .into_iter()

@@ -9,10 +9,11 @@ use super::ProbeScore;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum FeatureSource {
-    /// Context vectors c_t (GRU outputs) averaged over the utterance (a choice of ours:
-    /// the paper does not say how its speaker probe pools over time).
+    /// Context vectors c_t (GRU outputs), pooled over the utterance by their mean and by
+    /// their mean and standard deviation (the paper does not say how its speaker probe
+    /// pools over time; every baseline is pooled the same two ways).
     Context,
-    /// Encoder outputs z_t averaged over the utterance.
+    /// Encoder outputs z_t, pooled the same two ways.
     Encoder,
 }
 
@@ -56,7 +57,7 @@ pub const CLASSIFY_COLUMNS: [(&str, usize); 4] = [
 pub struct Report {
     /// Lines above the table (what was probed, on which split, how long it took).
     pub head: Vec<String>,
-    /// Width of the first column ("features").
+    /// Width of the first column ("features"), at least; a longer label widens it.
     pub label_width: usize,
     /// Further columns: name and width (cells are right-aligned).
     pub columns: Vec<(String, usize)>,
@@ -97,7 +98,9 @@ impl Report {
             out.push_str(l);
             out.push('\n');
         }
-        let w = self.label_width;
+        // Wide enough for the longest label (an encoder's path can be long).
+        let longest = self.rows.iter().map(|(l, _)| l.chars().count()).max();
+        let w = self.label_width.max(longest.unwrap_or(0));
         out.push_str(&format!("{:<w$}", "features"));
         for (name, cw) in &self.columns {
             out.push_str(&format!(" {name:>cw$}"));

@@ -174,9 +174,18 @@ fn cpc_audio_trains_resumes_exactly_and_probe_prints_baselines() {
         p.contains("2 classes") && p.contains("38 train / 10 test"),
         "{p}"
     );
-    let mfcc = p.lines().find(|l| l.starts_with("MFCC")).expect("MFCC row");
+    // Every feature set pooled both ways: six rows.
+    for name in ["cpc c_t", "random-init encoder c_t", "MFCC (13)"] {
+        for pool in ["mean over frames", "mean+std over frames"] {
+            let rows = p.lines().filter(|l| l.contains(name) && l.contains(pool));
+            assert_eq!(rows.count(), 1, "{name}, {pool}: {p}");
+        }
+    }
+    let mfcc = p
+        .lines()
+        .find(|l| l.starts_with("MFCC (13), mean+std"))
+        .expect("MFCC row");
     assert!(mfcc.trim_end().ends_with("100.0%"), "{p}");
-    assert!(p.contains("random-init encoder"), "{p}");
     let p = probe()
         .args(&["--target", "digit", "--no-baselines"])
         .args(&["--split", "speaker", "--test-fraction", "0.5"])
