@@ -327,15 +327,11 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
     // The lean path where the network and the device allow it (run.learner).
     match cfg.run.learner {
         LearnerPath::Candle => {}
-        // CURL trains the encoder on augmented views through candle's graph: no lean path.
         LearnerPath::Auto => {
-            if device.is_cpu() && cfg.aux.kind != AuxKind::Curl {
+            if device.is_cpu() {
                 net.use_lean();
             }
         }
-        LearnerPath::Lean if cfg.aux.kind == AuxKind::Curl => bail!(
-            "run.learner = \"lean\": the CURL head trains the encoder on augmented views in candle and has no lean path; use \"auto\" or \"candle\""
-        ),
         LearnerPath::Lean if !device.is_cpu() => bail!(
             "run.learner = \"lean\" runs on the CPU only; use \"auto\" or \"candle\" with a GPU --device"
         ),

@@ -121,6 +121,19 @@ fn check(what: &str, preset: Option<&str>, sets: &[&str], updates: usize) {
                 );
             }
         }
+        // The head's own variables too (CURL's W and momentum key encoder).
+        if let (Some(al), Some(ac)) = (&lean.aux, &candle.aux) {
+            for ((name, a), (_, b)) in al.vars().iter().zip(ac.vars()) {
+                let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                for (x, y) in a.iter().zip(&b) {
+                    assert!(
+                        (x - y).abs() < 1e-4,
+                        "{what}, after update {u}: {name} lean {x}, candle {y}"
+                    );
+                }
+            }
+        }
         actor.load(&pl).unwrap();
     }
     assert!(starts > 0, "{what}: no episode started inside an unroll");
@@ -221,29 +234,19 @@ fn popgym_extra_inputs_beside_the_encoder_match_autograd() {
     );
 }
 
+/// CURL encodes augmented views of its own with the network's encoder (in candle): its
+/// gradients for the encoder's weights join the lean backward's, and W and the momentum
+/// key encoder follow candle's learner.
 #[test]
-fn lean_is_refused_where_it_has_no_path() {
-    // CURL trains the encoder on augmented views through candle's graph.
-    let cfg = config(
-        Some("lab-watermaze"),
-        &[
-            "env.num_envs=1",
-            "run.workers=1",
-            "env.options.obs=\"rgb\"",
-            "model.encoder=\"conv\"",
-            "aux.kind=\"curl\"",
-        ],
-        "lean",
-    );
-    let spec = net_spec(&cfg).unwrap();
-    let err = build_learner(&cfg, &spec, &Device::Cpu)
-        .err()
-        .expect("CURL on the lean path")
-        .to_string();
-    assert!(
-        err.contains("run.learner") && err.contains("no lean path"),
-        "{err}"
-    );
+fn lab_rgb_conv_with_curl_matches_autograd() {
+    let curl = [
+        "aux.kind=\"curl\"",
+        "aux.curl_samples=24",
+        "aux.curl_shift=2",
+        "aux.curl_exclude=2",
+    ];
+    let sets = [&LAB_RGB[..], &curl[..]].concat();
+    check("lab rgb conv + curl", Some("lab-watermaze"), &sets, 3);
 }
 
 #[test]

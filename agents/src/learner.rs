@@ -138,6 +138,10 @@ pub struct Learner<N: PolicyNetwork> {
     aux_d_z: Vec<f32>,
     aux_d_c: Vec<f32>,
     aux_params: Vec<Vec<f32>>,
+    /// Gradients of the network's own variables from an auxiliary loss that runs the
+    /// network on inputs of its own (CURL's augmented views), by optimiser index; empty
+    /// where it gave none.
+    aux_net: Vec<Vec<f32>>,
     scratch: Vec<f32>,
 }
 
@@ -171,6 +175,7 @@ impl<N: PolicyNetwork> Learner<N> {
             aux_d_z: Vec::new(),
             aux_d_c: Vec::new(),
             aux_params: Vec::new(),
+            aux_net: Vec::new(),
             scratch: Vec::new(),
         })
     }
@@ -429,9 +434,10 @@ impl<N: PolicyNetwork> Learner<N> {
     }
 
     /// [`Learner::compute`] on the network's lean path: forward, the A2C loss and its
-    /// gradient, and backward on host slices. An auxiliary loss still
+    /// gradient, and backward on host slices. An auxiliary loss without a host path
     /// runs in candle, on leaf tensors holding the lean forward's z and c; its gradients
-    /// with respect to them join the lean backward.
+    /// with respect to them join the lean backward, and those it gives the network's
+    /// variables directly (CURL encodes views of its own) are added to the backward's.
     fn compute_lean(&mut self, batch: &Rollout) -> Result<Computed, AgentError> {
         let (t, b) = (batch.t, batch.b);
         let mut clock = Clock::start(&self.device);
@@ -502,6 +508,8 @@ impl<N: PolicyNetwork> Learner<N> {
         // leaf tensors holding z and c. Its gradients are weighted here.
         let n_net = self.lean_map.len();
         let (mut has_d_z, mut has_d_c, mut aux_metrics) = (false, false, Vec::new());
+        self.aux_net.resize(n_net, Vec::new());
+        self.aux_net.iter_mut().for_each(Vec::clear);
         if let Some(aux) = self.aux.as_mut() {
             let w = aux.weight();
             let vars = &self.optim.vars()[n_net..];
@@ -576,6 +584,15 @@ impl<N: PolicyNetwork> Learner<N> {
                             g.clear();
                         }
                     }
+                    // A loss that ran the network on inputs of its own (CURL's views)
+                    // reaches the network's variables directly: those gradients are
+                    // added to the lean backward's below.
+                    let net_vars = &self.optim.vars()[..n_net];
+                    for (g, (_, v)) in self.aux_net.iter_mut().zip(net_vars) {
+                        if !copy(v, g)? {
+                            g.clear();
+                        }
+                    }
                     aux_metrics = o.metrics;
                     o.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?
                 }
@@ -596,6 +613,11 @@ impl<N: PolicyNetwork> Learner<N> {
         );
         for (g, &vi) in grads.iter().zip(&self.lean_map) {
             self.host_grads[vi].clone_from(g);
+        }
+        for (g, extra) in self.host_grads.iter_mut().zip(&self.aux_net) {
+            if !extra.is_empty() {
+                g.iter_mut().zip(extra).for_each(|(a, b)| *a += b);
+            }
         }
         if self.aux.is_some() {
             // Swapped, not copied: `aux_params` is zeroed before the next update's use.
