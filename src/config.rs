@@ -142,8 +142,8 @@ pub struct RunConfig {
     pub learner_threads: usize,
     /// The learner's implementation: `auto` runs MLP and conv encoders (+ LSTM) on the CPU
     /// on the lean path (forward and backward in plain Rust over host buffers, several
-    /// times faster; CURL's loss on its augmented views still runs in candle beside it)
-    /// and everything else (GPU devices) through candle's autograd;
+    /// times faster; the CPC, CPC|A and CURL heads included) and everything else (GPU
+    /// devices) through candle's autograd;
     /// `candle` always uses candle; `lean` insists on the lean path and refuses a
     /// network without one.
     pub learner: LearnerPath,

@@ -792,6 +792,7 @@ impl AuxLoss for CpcAux {
         out: &LeanOutputs,
         first: &[f32],
         _actions: &[u32],
+        _obs: &[f32],
         grads: HostGrads,
     ) -> Option<Result<HostAuxOutput, AgentError>> {
         let dims = PredictorDims {

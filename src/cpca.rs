@@ -240,6 +240,7 @@ impl AuxLoss for CpcaAux {
         out: &LeanOutputs,
         first: &[f32],
         actions: &[u32],
+        _obs: &[f32],
         grads: HostGrads,
     ) -> Option<Result<HostAuxOutput, AgentError>> {
         Some(match self.host(out, first, actions, grads) {

@@ -11,12 +11,16 @@ use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
-use rlcpc_agents::{AgentError, AuxBatch, AuxLoss, AuxOutput, UnrollOutput};
+use rlcpc_agents::{
+    AgentError, AuxBatch, AuxLoss, AuxOutput, HostAuxOutput, HostGrads, LeanOutputs, UnrollOutput,
+};
 use rlcpc_envs::SeededRng;
 
 use crate::config::AuxConfig;
 use crate::nn::encoders::{Encoder, EncoderSpec};
+use crate::nn::gemm::{matmul, Op};
 use crate::nn::init::Init;
+use crate::nn::lean::LeanAgentEncoder;
 
 /// `img` `[H, W, C]` moved by (`dy`, `dx`) pixels, each in −s..=s, edge pixels repeated:
 /// out(y, x) = img(clamp(y + dy), clamp(x + dx)).
@@ -42,6 +46,30 @@ pub struct CurlAux {
     shape: (usize, usize, usize),
     rng: SeededRng,
     varmap: VarMap,
+    spec: EncoderSpec,
+    /// The lean learner's path, built at its first update.
+    lean: Option<LeanCurl>,
+}
+
+/// CURL on host slices: the agent's encoder (queries, with gradients) and its momentum
+/// copy (keys) as lean conv encoders over the same variables, and reused buffers.
+struct LeanCurl {
+    query: LeanAgentEncoder,
+    key: LeanAgentEncoder,
+    /// Index of W among [`AuxLoss::vars`].
+    w_idx: usize,
+    /// Index of each query parameter among the network's variables.
+    net_idx: Vec<usize>,
+    host_w: Vec<f32>,
+    bufs: CurlBuffers,
+}
+
+/// Work buffers of [`curl_loss_host`].
+#[derive(Default)]
+pub struct CurlBuffers {
+    qw: Vec<f32>,
+    logits: Vec<f32>,
+    p: Vec<f32>,
 }
 
 impl CurlAux {
@@ -94,11 +122,119 @@ impl CurlAux {
             shape,
             rng: SeededRng::seed_from_u64(seed ^ 0x000C_0121),
             varmap: varmap.clone(),
+            spec: spec.clone(),
+            lean: None,
+        })
+    }
+
+    /// θ_k ← m θ_k + (1 − m) θ_q for every encoder parameter (before every update).
+    fn momentum_update(&self) -> candle_core::Result<()> {
+        let m = self.cfg.curl_momentum;
+        for (q, k) in &self.pairs {
+            k.set(&((k.as_tensor() * m)? + (q.as_tensor().detach() * (1.0 - m))?)?)?;
+        }
+        Ok(())
+    }
+
+    /// The update's samples of the `total` observations of `flat` and their two views:
+    /// the draws in the same order on both learner paths.
+    fn draw(&mut self, flat: &[f32], total: usize) -> (Vec<usize>, Vec<f32>, Vec<f32>) {
+        let n = self.cfg.curl_samples.min(total);
+        let idx = sample(&mut self.rng, total, n).into_vec();
+        let (va, vb) = self.views(flat, &idx);
+        (idx, va, vb)
+    }
+
+    /// [`AuxLoss::host_loss`]: the same loss on the lean learner's slices.
+    fn host(
+        &mut self,
+        out: &LeanOutputs,
+        obs: &[f32],
+        grads: HostGrads,
+    ) -> Result<HostAuxOutput, AgentError> {
+        let lean_err = |e: anyhow::Error| AgentError::State(format!("CURL's lean encoder: {e}"));
+        if self.lean.is_none() {
+            let EncoderSpec::Conv {
+                fc, input_scale, ..
+            } = self.spec
+            else {
+                return Err(AgentError::State("CURL needs the conv encoder".into()));
+            };
+            // One thread, as the rest of the lean learner.
+            let query =
+                LeanAgentEncoder::new(self.shape, fc, input_scale, 1, &self.varmap, "encoder")
+                    .map_err(lean_err)?;
+            let key = LeanAgentEncoder::new(
+                self.shape,
+                fc,
+                input_scale,
+                1,
+                &self.varmap,
+                &format!("{}.key", Self::PREFIX),
+            )
+            .map_err(lean_err)?;
+            let net_idx = query
+                .names()
+                .iter()
+                .map(|n| {
+                    grads.net_names.iter().position(|m| m == n).ok_or_else(|| {
+                        AgentError::State(format!(
+                            "CURL's encoder parameter '{n}' is not the network's"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let w_name = format!("{}.w", Self::PREFIX);
+            let w_idx = self
+                .vars()
+                .iter()
+                .position(|(n, _)| *n == w_name)
+                .ok_or_else(|| AgentError::State(format!("no parameter '{w_name}'")))?;
+            self.lean = Some(LeanCurl {
+                query,
+                key,
+                w_idx,
+                net_idx,
+                host_w: Vec::new(),
+                bufs: CurlBuffers::default(),
+            });
+        }
+        self.momentum_update()?;
+        let (h, w, c) = self.shape;
+        let total = obs.len() / (h * w * c);
+        let (idx, va, vb) = self.draw(obs, total);
+        let n = idx.len();
+        let mask = near_duplicates(&idx, out.b.max(1), self.cfg.curl_exclude);
+        let lean = self.lean.as_mut().expect("built above");
+        let d = lean.query.out_dim();
+        let k = lean.key.forward(&vb, n).map_err(lean_err)?.to_vec();
+        let q = lean.query.forward(&va, n).map_err(lean_err)?.to_vec();
+        let mut dq = vec![0f32; n * d];
+        let d_w = &mut grads.params[lean.w_idx];
+        let bufs = &mut lean.bufs;
+        let (loss, acc) =
+            rlcpc_agents::optim::with_host_slice(self.w.as_tensor(), &mut lean.host_w, |w| {
+                curl_loss_host(&q, &k, w, mask.as_deref(), (n, d), &mut dq, d_w, bufs)
+            })?;
+        let mut enc = vec![Vec::new(); lean.net_idx.len()];
+        lean.query.backward_host(&dq, &mut enc).map_err(lean_err)?;
+        for (g, &j) in enc.into_iter().zip(&lean.net_idx) {
+            grads.net[j] = g;
+        }
+        // W has a gradient; the key encoder, set by the momentum update, none.
+        for (i, g) in grads.params.iter_mut().enumerate() {
+            if i != lean.w_idx {
+                g.clear();
+            }
+        }
+        Ok(HostAuxOutput {
+            loss,
+            metrics: vec![("curl/acc".into(), acc), ("curl/samples".into(), n as f64)],
         })
     }
 
     /// Two shifted views `[N, H, W, C]` of the observations `idx` of `flat` `[M, H, W, C]`.
-    fn views(&mut self, flat: &[f32], idx: &[usize]) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+    fn views(&mut self, flat: &[f32], idx: &[usize]) -> (Vec<f32>, Vec<f32>) {
         let (h, w, c) = self.shape;
         let n = h * w * c;
         let s = self.cfg.curl_shift as i64;
@@ -113,7 +249,7 @@ impl CurlAux {
                 shift(img, self.shape, dy, dx, &mut out[j * n..(j + 1) * n]);
             }
         }
-        Ok((a, b))
+        (a, b)
     }
 }
 
@@ -135,6 +271,56 @@ pub fn near_duplicates(idx: &[usize], envs: usize, exclude: usize) -> Option<Vec
     any.then_some(mask)
 }
 
+/// CURL's InfoNCE on host slices, as [`AuxLoss::loss`] computes it in candle: logits
+/// L = (q W) kᵀ (+ `mask`), the loss mean_i (logsumexp_j L_ij − L_ii) and its gradients
+/// dq = G k Wᵀ and dW = qᵀ G k with G = (softmax_rows(L) − I) / n; the keys get none
+/// (their encoder is a momentum copy). q and k are `[n, d]`, W `[d, d]`; `dq` and `dw`
+/// are overwritten. Returns the loss and the share of rows whose largest logit is their
+/// own key's.
+#[allow(clippy::too_many_arguments)]
+pub fn curl_loss_host(
+    q: &[f32],
+    k: &[f32],
+    w: &[f32],
+    mask: Option<&[f32]>,
+    (n, d): (usize, usize),
+    dq: &mut [f32],
+    dw: &mut [f32],
+    bufs: &mut CurlBuffers,
+) -> (f64, f64) {
+    let CurlBuffers { qw, logits, p } = bufs;
+    qw.resize(n * d, 0.0);
+    logits.resize(n * n, 0.0);
+    p.resize(n * d, 0.0);
+    matmul(qw, q, Op::N, w, Op::N, (n, d, d), false);
+    matmul(logits, qw, Op::N, k, Op::T, (n, d, n), false);
+    if let Some(mask) = mask {
+        logits.iter_mut().zip(mask).for_each(|(l, m)| *l += m);
+    }
+    // Row by row: the loss, and G in place of the logits.
+    let (mut loss, mut hits) = (0f64, 0usize);
+    for (i, row) in logits.chunks_exact_mut(n).enumerate() {
+        let (mut best, mut arg) = (f32::NEG_INFINITY, 0);
+        for (j, &v) in row.iter().enumerate() {
+            if v > best {
+                (best, arg) = (v, j);
+            }
+        }
+        hits += (arg == i) as usize;
+        let sum: f64 = row.iter().map(|&v| ((v - best) as f64).exp()).sum();
+        loss += best as f64 + sum.ln() - row[i] as f64;
+        for (j, v) in row.iter_mut().enumerate() {
+            let softmax = (((*v - best) as f64).exp() / sum) as f32;
+            *v = (softmax - (i == j) as u8 as f32) / n as f32;
+        }
+    }
+    let g = &*logits;
+    matmul(p, g, Op::N, k, Op::N, (n, n, d), false);
+    matmul(dq, p, Op::N, w, Op::T, (n, d, d), false);
+    matmul(dw, q, Op::T, p, Op::N, (d, n, d), false);
+    (loss / n as f64, hits as f64 / n as f64)
+}
+
 impl AuxLoss for CurlAux {
     fn weight(&self) -> f64 {
         self.cfg.weight
@@ -142,19 +328,15 @@ impl AuxLoss for CurlAux {
 
     fn loss(&mut self, _out: &UnrollOutput, batch: AuxBatch) -> Result<AuxOutput, AgentError> {
         let obs = batch.obs;
-        let m = self.cfg.curl_momentum;
-        for (q, k) in &self.pairs {
-            k.set(&((k.as_tensor() * m)? + (q.as_tensor().detach() * (1.0 - m))?)?)?;
-        }
+        self.momentum_update()?;
         let (h, w, c) = self.shape;
         let dev = obs.device().clone();
         // [T+1, B, H, W, C]: sample i is step i / B of environment i % B.
         let envs = obs.dims().get(1).copied().unwrap_or(1).max(1);
         let flat = obs.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         let total = flat.len() / (h * w * c);
-        let n = self.cfg.curl_samples.min(total);
-        let idx = sample(&mut self.rng, total, n).into_vec();
-        let (va, vb) = self.views(&flat, &idx)?;
+        let (idx, va, vb) = self.draw(&flat, total);
+        let n = idx.len();
         let xa = Tensor::from_vec(va, (n, h, w, c), &dev)?;
         let xb = Tensor::from_vec(vb, (n, h, w, c), &dev)?;
         let q = self.query.forward(&xa)?;
@@ -179,6 +361,17 @@ impl AuxLoss for CurlAux {
             loss,
             metrics: vec![("curl/acc".into(), acc), ("curl/samples".into(), n as f64)],
         })
+    }
+
+    fn host_loss(
+        &mut self,
+        out: &LeanOutputs,
+        _first: &[f32],
+        _actions: &[u32],
+        obs: &[f32],
+        grads: HostGrads,
+    ) -> Option<Result<HostAuxOutput, AgentError>> {
+        Some(self.host(out, obs, grads))
     }
 
     fn vars(&self) -> Vec<(String, Var)> {

@@ -142,6 +142,8 @@ pub struct Learner<N: PolicyNetwork> {
     /// network on inputs of its own (CURL's augmented views), by optimiser index; empty
     /// where it gave none.
     aux_net: Vec<Vec<f32>>,
+    /// The network's variable names, in the optimiser's order (the lean path's).
+    net_names: Vec<String>,
     scratch: Vec<f32>,
 }
 
@@ -176,6 +178,7 @@ impl<N: PolicyNetwork> Learner<N> {
             aux_d_c: Vec::new(),
             aux_params: Vec::new(),
             aux_net: Vec::new(),
+            net_names: Vec::new(),
             scratch: Vec::new(),
         })
     }
@@ -459,6 +462,7 @@ impl<N: PolicyNetwork> Learner<N> {
                 )));
             }
             self.host_grads = vec![Vec::new(); vars.len()];
+            self.net_names = vars[..n_net].iter().map(|(n, _)| n.clone()).collect();
             self.lean_map = map;
         }
         let lean = self.net.lean().expect("compute checked the lean path");
@@ -526,10 +530,13 @@ impl<N: PolicyNetwork> Learner<N> {
                 &out,
                 &batch.first,
                 &batch.actions,
+                &batch.obs,
                 crate::HostGrads {
                     d_z: &mut self.aux_d_z,
                     d_c: &mut self.aux_d_c,
                     params: &mut self.aux_params,
+                    net: &mut self.aux_net,
+                    net_names: &self.net_names,
                 },
             );
             let value = match on_host {
@@ -541,6 +548,7 @@ impl<N: PolicyNetwork> Learner<N> {
                         .iter_mut()
                         .chain(self.aux_d_c.iter_mut())
                         .chain(self.aux_params.iter_mut().flatten())
+                        .chain(self.aux_net.iter_mut().flatten())
                     {
                         *v *= w as f32;
                     }

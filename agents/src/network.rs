@@ -102,8 +102,16 @@ pub struct HostGrads<'a> {
     pub d_z: &'a mut [f32],
     /// d loss / d c (a separate buffer even when c is z).
     pub d_c: &'a mut [f32],
-    /// One per [`AuxLoss::vars`], sized like it.
+    /// One per [`AuxLoss::vars`], sized like it; a loss clears the entries of variables
+    /// it gives no gradient (e.g. a momentum copy it sets itself).
     pub params: &'a mut [Vec<f32>],
+    /// For a loss that runs the network on inputs of its own (CURL's augmented views):
+    /// gradients of the network's variables, one per name of `net_names` (the order of
+    /// [`PolicyNetwork::vars`]). Each arrives empty; a loss fills those it reaches (sized
+    /// like the variable) and leaves the others empty.
+    pub net: &'a mut [Vec<f32>],
+    /// The network's variable names, in the order of `net`.
+    pub net_names: &'a [String],
 }
 
 /// [`AuxLoss::host_loss`]'s loss value (unweighted) and metrics.
@@ -133,9 +141,10 @@ pub trait AuxLoss: Send {
     /// The loss of one unroll.
     fn loss(&mut self, out: &UnrollOutput, batch: AuxBatch) -> Result<AuxOutput, AgentError>;
     /// The same loss on the lean learner's host slices (`first` `[T+1, B]`, `actions`
-    /// `[T, B]` as in [`AuxBatch`]), with its gradients: adds
-    /// d loss/d z and d loss/d c (unweighted) into `grads.d_z` and `grads.d_c` and writes
-    /// its parameters' gradients, in [`AuxLoss::vars`]' order, into `grads.params`.
+    /// `[T, B]`, `obs` `[T+1, B, ...]` as in [`AuxBatch`]), with its gradients: adds
+    /// d loss/d z and d loss/d c (unweighted) into `grads.d_z` and `grads.d_c`, writes
+    /// its parameters' gradients, in [`AuxLoss::vars`]' order, into `grads.params`, and
+    /// those of the network's variables it reaches directly into `grads.net`.
     /// `None`: it has no host path, and the learner runs [`AuxLoss::loss`] on tensors
     /// made from `out` instead.
     fn host_loss(
@@ -143,6 +152,7 @@ pub trait AuxLoss: Send {
         _out: &LeanOutputs,
         _first: &[f32],
         _actions: &[u32],
+        _obs: &[f32],
         _grads: HostGrads,
     ) -> Option<Result<HostAuxOutput, AgentError>> {
         None

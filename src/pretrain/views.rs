@@ -459,9 +459,16 @@ impl Views {
                 EncoderSpec::Resnet { widths, blocks, .. } => LeanF::Resnet(Box::new(
                     LeanResNet::new(widths, blocks, hwc, &varmap, prefix)?,
                 )),
-                EncoderSpec::Conv { fc, .. } => {
-                    LeanF::Agent(LeanAgentEncoder::new(hwc, *fc, &varmap, prefix)?)
-                }
+                EncoderSpec::Conv {
+                    fc, input_scale, ..
+                } => LeanF::Agent(LeanAgentEncoder::new(
+                    hwc,
+                    *fc,
+                    *input_scale,
+                    0,
+                    &varmap,
+                    prefix,
+                )?),
                 other => bail!("{} has no lean path", other.describe()),
             })
         };

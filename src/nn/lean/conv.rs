@@ -397,6 +397,8 @@ pub struct LeanAgentEncoder {
     parts: Vec<AgentPart>,
     params: Vec<Param>,
     vars: Vec<candle_core::Var>,
+    /// The variables' names in `varmap`.
+    names: Vec<String>,
     /// Images per part in the last forward.
     per: usize,
     n: usize,
@@ -412,20 +414,26 @@ struct AgentPart {
 }
 
 impl LeanAgentEncoder {
-    /// The encoder of `[h, w, c]` images in [0, 1] with an FC layer `fc` wide, over the
-    /// parameters under `prefix` (e.g. `encoder`) of `varmap`.
+    /// The encoder of `[h, w, c]` images (each value multiplied by `input_scale` first)
+    /// with an FC layer `fc` wide, over the parameters under `prefix` (e.g. `encoder`)
+    /// of `varmap`, its images shared among `threads` parts (0: one per rayon thread).
     pub fn new(
         (h, w, c): (usize, usize, usize),
         fc: usize,
+        input_scale: f32,
+        threads: usize,
         varmap: &candle_nn::VarMap,
         prefix: &str,
     ) -> anyhow::Result<Self> {
-        let threads = rayon::current_num_threads().max(1);
+        let threads = match threads {
+            0 => rayon::current_num_threads().max(1),
+            t => t,
+        };
         let mut params = Vec::new();
         let mut parts = Vec::new();
         for _ in 0..threads {
             params.clear();
-            let enc = ConvEnc::new(&mut params, (h, w, c), fc, 1.0);
+            let enc = ConvEnc::new(&mut params, (h, w, c), fc, input_scale);
             let grads = params.iter().map(|p| vec![0.0; p.data.len()]).collect();
             parts.push(AgentPart {
                 enc,
@@ -434,11 +442,15 @@ impl LeanAgentEncoder {
                 grads,
             });
         }
+        let names: Vec<String> = params
+            .iter()
+            .map(|p| p.name.replacen("encoder", prefix, 1))
+            .collect();
         let vars = params
             .iter()
-            .map(|p| {
-                let name = p.name.replacen("encoder", prefix, 1);
-                let v = crate::nn::resnet::var(varmap, &name)?;
+            .zip(&names)
+            .map(|(p, name)| {
+                let v = crate::nn::resnet::var(varmap, name)?;
                 anyhow::ensure!(
                     v.as_tensor().dims() == p.dims.as_slice(),
                     "'{name}' is {:?}, not {:?}",
@@ -452,6 +464,7 @@ impl LeanAgentEncoder {
             parts,
             params,
             vars,
+            names,
             per: 0,
             n: 0,
             z: Vec::new(),
@@ -496,20 +509,25 @@ impl LeanAgentEncoder {
         Ok(&self.z)
     }
 
-    /// The gradients of every parameter, from `d_h` (the gradient of the last forward's
-    /// h), into `grads`.
-    pub fn backward(
-        &mut self,
-        d_h: &[f32],
-        grads: &mut candle_core::backprop::GradStore,
-    ) -> anyhow::Result<()> {
+    /// The variables' names, in the order of [`LeanAgentEncoder::backward_host`]'s
+    /// gradients.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Adds the gradients of every parameter, from `d_h` (the gradient of the last
+    /// forward's h), into `out` (one per parameter, in [`LeanAgentEncoder::names`]'
+    /// order; an empty entry is sized and zeroed first). The parts' shares are summed in
+    /// order.
+    pub fn backward_host(&mut self, d_h: &[f32], out: &mut [Vec<f32>]) -> anyhow::Result<()> {
         use rayon::prelude::*;
         let d = self.out_dim();
         anyhow::ensure!(
-            self.n > 0 && d_h.len() == self.n * d,
-            "a gradient of {} floats for h of [{}, {d}]",
+            self.n > 0 && d_h.len() == self.n * d && out.len() == self.params.len(),
+            "a gradient of {} floats for h of [{}, {d}] into {} buffers",
             d_h.len(),
-            self.n
+            self.n,
+            out.len()
         );
         let used = self.n.div_ceil(self.per);
         d_h.par_chunks(self.per * d)
@@ -519,11 +537,27 @@ impl LeanAgentEncoder {
                 part.d_z.extend_from_slice(d_h);
                 part.enc.backward(&part.z, &mut part.d_z, &mut part.grads);
             });
-        for (i, (p, v)) in self.params.iter().zip(&self.vars).enumerate() {
-            let mut g = self.parts[0].grads[i].clone();
-            for part in &self.parts[1..used] {
+        for (i, (g, p)) in out.iter_mut().zip(&self.params).enumerate() {
+            if g.is_empty() {
+                g.resize(p.data.len(), 0.0);
+            }
+            for part in &self.parts[..used] {
                 g.iter_mut().zip(&part.grads[i]).for_each(|(a, b)| *a += b);
             }
+        }
+        Ok(())
+    }
+
+    /// The gradients of every parameter, from `d_h` (the gradient of the last forward's
+    /// h), into `grads`.
+    pub fn backward(
+        &mut self,
+        d_h: &[f32],
+        grads: &mut candle_core::backprop::GradStore,
+    ) -> anyhow::Result<()> {
+        let mut out = vec![Vec::new(); self.params.len()];
+        self.backward_host(d_h, &mut out)?;
+        for ((g, p), v) in out.into_iter().zip(&self.params).zip(&self.vars) {
             let t = candle_core::Tensor::from_vec(g, p.dims.as_slice(), &candle_core::Device::Cpu)?;
             grads.insert(v.as_tensor(), t);
         }
