@@ -128,8 +128,9 @@ pub fn train_run(cfg: &Config, steps: u64, device: &Device) -> Result<crate::tra
 }
 
 /// The Lab cases of `rlcpc bench`: the watermaze preset (symbolic grid, MLP + LSTM, CPC),
-/// the same task on RGB frames with the conv encoder, and that again in async mode (the
-/// actors collect while the learner updates; V-trace corrects the policy lag).
+/// the same task on RGB frames with the conv encoder, that again in async mode (the
+/// actors collect while the learner updates; V-trace corrects the policy lag), and on RGB
+/// with the CURL and CPC|A heads instead.
 pub fn lab_cases(watermaze: &Config) -> Vec<(String, Config)> {
     let grid = watermaze.clone();
     let mut rgb = watermaze.clone();
@@ -138,6 +139,10 @@ pub fn lab_cases(watermaze: &Config) -> Vec<(String, Config)> {
     let mut rgb_async = rgb.clone();
     rgb_async.run.mode = rlcpc_agents::Mode::Async;
     rgb_async.algo.vtrace = true;
+    let mut rgb_curl = rgb.clone();
+    rgb_curl.aux.kind = AuxKind::Curl;
+    let mut rgb_cpca = rgb.clone();
+    rgb_cpca.aux.kind = AuxKind::Cpca;
     let k = watermaze.aux.horizon;
     vec![
         (format!("train lab grid mlp+lstm, aux cpc (K={k})"), grid),
@@ -146,6 +151,8 @@ pub fn lab_cases(watermaze: &Config) -> Vec<(String, Config)> {
             format!("train lab rgb conv+lstm, aux cpc (K={k}), async"),
             rgb_async,
         ),
+        ("train lab rgb conv+lstm, aux curl".into(), rgb_curl),
+        ("train lab rgb conv+lstm, aux cpca".into(), rgb_cpca),
     ]
 }
 
@@ -481,6 +488,18 @@ pub fn agent_step_flops(cfg: &Config) -> Result<(f64, String)> {
             Ok((
                 net + TRAIN * pairs * per_pair / (t * b) as f64,
                 format!("network and CPC head ({pairs:.0} pairs per update)"),
+            ))
+        }
+        AuxKind::Curl => {
+            // Per update: the queries forward and backward, the keys forward, and the
+            // bilinear scores (q W, then against every key) with their gradients.
+            let n = cfg.aux.curl_samples.min((t + 1) * b);
+            let (enc, d) = (spec.encoder.forward_flops(0), spec.feature_dim());
+            let scores = linear(d, d) + linear(d, n);
+            let per_update = n as f64 * (enc * (2.0 + TRAIN) + (1.0 + TRAIN) * scores);
+            Ok((
+                net + per_update / (t * b) as f64,
+                format!("network and CURL ({n} samples per update)"),
             ))
         }
         k => Ok((

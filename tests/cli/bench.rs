@@ -16,7 +16,14 @@ fn bench_runs_on_a_tiny_budget() {
     assert!(
         b.contains("train lab grid mlp+lstm, aux cpc (K=30)")
             && b.contains("train lab rgb conv+lstm, aux cpc (K=30)")
-            && b.contains("train lab rgb conv+lstm, aux cpc (K=30), async"),
+            && b.contains("train lab rgb conv+lstm, aux cpc (K=30), async")
+            && b.contains("train lab rgb conv+lstm, aux curl")
+            && b.contains("train lab rgb conv+lstm, aux cpca"),
+        "{b}"
+    );
+    // CURL's roofline counts its views (queries, keys and scores).
+    assert!(
+        b.contains("network and CURL (256 samples per update)"),
         "{b}"
     );
     assert!(b.matches("ms/update: collect").count() >= 8, "{b}");
@@ -29,7 +36,7 @@ fn bench_runs_on_a_tiny_budget() {
     );
     // The roofline of every pixel workload, against the GEMM peak measured in the run.
     assert!(b.contains("peak gemm f32 1024³"), "{b}");
-    assert!(b.matches("roofline: ").count() >= 8, "{b}");
+    assert!(b.matches("roofline: ").count() >= 10, "{b}");
     for env in [
         "env lab/lasertag ",
         "env lab/lasertag (grid)",
