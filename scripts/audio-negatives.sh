@@ -9,8 +9,9 @@
 #
 # DATA: a corpus with speaker and digit labels (scripts/speakers.sh DATA writes one).
 # STEPS: training steps per run (default 5000); SEEDS default "1 2 3"; ARMS default
-# "sequence speaker batch both". Ends with the table of mean test accuracies, each arm's
-# difference from the better MFCC pooling with a 95% t interval over seeds.
+# "sequence speaker batch both". Ends with the table of mean test accuracies (± the
+# standard deviation over seeds) and each arm's better pooling (by its mean over seeds)
+# minus MFCC's better pooling, with a 95% t interval over seeds.
 set -euo pipefail
 data=${1:?usage: audio-negatives.sh DATA OUT [STEPS] [SEEDS] [ARMS]}
 out=${2:?usage: audio-negatives.sh DATA OUT [STEPS] [SEEDS] [ARMS]}
@@ -23,7 +24,9 @@ mkdir -p "$out"
 for arm in $arms; do
     for seed in $seeds; do
         run="$out/$arm-seed$seed"
-        if [[ ! -f $run/encoder.safetensors ]]; then
+        # A run is finished when its marker is there (encoder.safetensors is also written
+        # at checkpoints, so an interrupted run has one).
+        if [[ ! -f $run/.done ]]; then
             echo "== training $run ($steps steps)"
             rm -rf "$run"
             # The same batches in every arm: 4 speakers x 4 windows; waveforms standardised
@@ -32,17 +35,19 @@ for arm in $arms; do
                 --set cpc.negatives="\"$arm\"" --set cpc.windows_per_speaker=4 \
                 --set model.normalize=true --set train.steps="$steps" --set train.seed="$seed" \
                 --set train.log_every=100 | tail -n 3
+            touch "$run/.done"
         fi
         for target in speaker digit; do
             p="$out/probe-$target-$arm-seed$seed.json"
-            [[ -f $p ]] && continue
             base="$out/probe-$target-baselines.json"
+            [[ -f $p && -f $base ]] && continue
+            # The baselines (random-init twin, MFCC) once per target: the first probe's.
             flags=(--no-baselines)
             [[ -f $base ]] || flags=()
             "$bin" probe --encoder "$run/encoder.safetensors" --data "$data" --target "$target" \
                 "${flags[@]}" --json > "$p.tmp"
+            [[ -f $base ]] || cp "$p.tmp" "$base"
             mv "$p.tmp" "$p"
-            [[ -f $base ]] || cp "$p" "$base"
             echo "   probed $target: $(basename "$p")"
         done
     done
@@ -74,10 +79,12 @@ for target in ["speaker", "digit"]:
             r = rows(f"{out}/probe-{target}-{arm}-seed{s}.json")
             for p in acc:
                 acc[p].append(pick(r, "cpc", p))
-        d = [max(a, b) - best for a, b in zip(acc["mean"], acc["mean+std"])]
+        # One pooling per arm (the better mean over seeds), as MFCC's is one.
+        pool = max(acc, key=lambda p: statistics.mean(acc[p]))
+        d = [a - best for a in acc[pool]]
         m = statistics.mean(d)
         h = T95.get(len(d) - 1, 2.0) * statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
         cells = [f"{100*statistics.mean(v):.1f}% ± {100*(statistics.stdev(v) if len(v) > 1 else 0):.1f}" for v in acc.values()]
-        per = " / ".join(f"{100*max(a, b):.1f}" for a, b in zip(acc["mean"], acc["mean+std"]))
-        print(f"{arm:<10} {cells[0]:>16} {cells[1]:>16}   {100*m:+8.1f} [{100*(m-h):+.1f}, {100*(m+h):+.1f}] points   {per}")
+        per = " / ".join(f"{100*a:.1f}" for a in acc[pool])
+        print(f"{arm:<10} {cells[0]:>16} {cells[1]:>16}   {100*m:+8.1f} [{100*(m-h):+.1f}, {100*(m+h):+.1f}] points ({pool})   {per}")
 EOF

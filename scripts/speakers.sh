@@ -37,7 +37,7 @@ words=(zero one two three four five six seven eight nine)
 mkdir -p "$out"
 manifest="$out/manifest.csv"
 echo "path,speaker,digit,source" > "$manifest"
-to8k() { sox -q "$1" -r 8000 -c 1 -b 16 "$2" gain -n -3; }
+to8k() { sox -q -R "$1" -r 8000 -c 1 -b 16 "$2" gain -n -3; }
 RANDOM=7 # bash's generator, seeded: the same rates and pitches on every run
 
 if [[ -d $fsdd ]]; then
@@ -73,7 +73,8 @@ if command -v flite >/dev/null; then
         mkdir -p "$out/flite/$voice"
         for d in 0 1 2 3 4 5 6 7 8 9; do
             for ((r = 0; r < reps; r++)); do
-                stretch=$(awk -v r=$((RANDOM % 31)) 'BEGIN { printf "%.2f", 0.85 + r / 100 }')
+                jitter=$((RANDOM % 31)) # drawn here: a subshell's RANDOM is reseeded
+                stretch=$(awk -v r=$jitter 'BEGIN { printf "%.2f", 0.85 + r / 100 }')
                 flite -voice "$voice" --setf duration_stretch="$stretch" -t "${words[d]}" -o "$tmp/x.wav"
                 to8k "$tmp/x.wav" "$out/flite/$voice/${d}_$r.wav"
                 echo "flite/$voice/${d}_$r.wav,flite-$voice,$d,flite" >> "$manifest"
@@ -86,12 +87,13 @@ fi
 
 if command -v espeak-ng >/dev/null; then
     accents=(en-us en-gb en-gb-scotland en-gb-x-rp en-029 en-gb-x-gbclan en-gb-x-gbcwmd en-us-nyc)
-    mapfile -t variants < <(espeak-ng --voices=variant | awk 'NR > 1 { sub(/^!v\//, "", $5); print $5 }' | sort -u)
+    # The variant's file name, which may hold a space ("Mr serious"); espeak-ng takes an
+    # unknown variant without complaint, so the names are read from its own list.
+    mapfile -t variants < <(espeak-ng --voices=variant | grep -o '!v/.*$' | sed 's|^!v/||; s/ *$//' | sort -u)
     i=0
     for v in "${variants[@]}"; do
         accent=${accents[i % ${#accents[@]}]}
         i=$((i + 1))
-        espeak-ng -v "$accent+$v" -q "one" 2>/dev/null || accent=en-us
         name=$(echo "$v" | tr -c 'A-Za-z0-9\n' '_')
         mkdir -p "$out/espeak/$name"
         for d in 0 1 2 3 4 5 6 7 8 9; do

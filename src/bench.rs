@@ -491,12 +491,12 @@ pub fn agent_step_flops(cfg: &Config) -> Result<(f64, String)> {
             ))
         }
         AuxKind::Curl => {
-            // Per update: the queries forward and backward, the keys forward, and the
-            // bilinear scores (q W, then against every key) with their gradients.
+            // Per update: the queries forward and backward (TRAIN), the keys forward (1),
+            // and the bilinear scores (q W, then against every key) with their gradients.
             let n = cfg.aux.curl_samples.min((t + 1) * b);
             let (enc, d) = (spec.encoder.forward_flops(0), spec.feature_dim());
             let scores = linear(d, d) + linear(d, n);
-            let per_update = n as f64 * (enc * (2.0 + TRAIN) + (1.0 + TRAIN) * scores);
+            let per_update = n as f64 * (enc * (TRAIN + 1.0) + TRAIN * scores);
             Ok((
                 net + per_update / (t * b) as f64,
                 format!("network and CURL ({n} samples per update)"),

@@ -459,16 +459,11 @@ impl Views {
                 EncoderSpec::Resnet { widths, blocks, .. } => LeanF::Resnet(Box::new(
                     LeanResNet::new(widths, blocks, hwc, &varmap, prefix)?,
                 )),
-                EncoderSpec::Conv {
-                    fc, input_scale, ..
-                } => LeanF::Agent(LeanAgentEncoder::new(
-                    hwc,
-                    *fc,
-                    *input_scale,
-                    0,
-                    &varmap,
-                    prefix,
-                )?),
+                // The view trainers' pixels are in [0, 1] already (the candle path
+                // multiplies them by 1 / input_scale before the encoder scales them back).
+                EncoderSpec::Conv { fc, .. } => {
+                    LeanF::Agent(LeanAgentEncoder::new(hwc, *fc, 1.0, 0, &varmap, prefix)?)
+                }
                 other => bail!("{} has no lean path", other.describe()),
             })
         };
