@@ -142,6 +142,8 @@ fn the_objective_is_a_config_key_and_unknown_ones_are_refused() {
     assert!(e.contains("nosuch") && e.contains("cpc"), "{e}");
 }
 
+/// The old format strings' layout, with the first column widened to the longest label
+/// (an encoder's path can be longer than its 60 characters; the columns stay aligned).
 #[test]
 fn the_report_printer_lays_out_rows_as_the_old_format_strings_did() {
     let rows = [
@@ -156,7 +158,7 @@ fn the_report_printer_lays_out_rows_as_the_old_format_strings_did() {
             },
         },
         ProbeRow {
-            features: "a label longer than the sixty characters of the first column, unpadded"
+            features: "a label longer than the sixty characters of the first column: it widens it"
                 .into(),
             dim: 26,
             score: ProbeScore {
@@ -169,13 +171,15 @@ fn the_report_printer_lays_out_rows_as_the_old_format_strings_did() {
     ];
     let r = Report::classify(vec!["head line".into()], &rows, serde_json::json!({}));
     let mut want = String::from("head line\n");
+    let w = rows[1].features.chars().count();
+    assert!(w > 60);
     want.push_str(&format!(
-        "{:<60} {:>5} {:>8} {:>10} {:>10}\n",
+        "{:<w$} {:>5} {:>8} {:>10} {:>10}\n",
         "features", "dim", "lambda", "train acc", "test acc"
     ));
     for r in &rows {
         want.push_str(&format!(
-            "{:<60} {:>5} {:>8.0e} {:>9.1}% {:>9.1}%\n",
+            "{:<w$} {:>5} {:>8.0e} {:>9.1}% {:>9.1}%\n",
             r.features,
             r.dim,
             r.score.lambda,
