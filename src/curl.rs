@@ -207,14 +207,14 @@ impl CurlAux {
         let mask = near_duplicates(&idx, out.b.max(1), self.cfg.curl_exclude);
         let lean = self.lean.as_mut().expect("built above");
         let d = lean.query.out_dim();
-        let k = lean.key.forward(&vb, n).map_err(lean_err)?.to_vec();
-        let q = lean.query.forward(&va, n).map_err(lean_err)?.to_vec();
+        let k = lean.key.forward(&vb, n).map_err(lean_err)?;
+        let q = lean.query.forward(&va, n).map_err(lean_err)?;
         let mut dq = vec![0f32; n * d];
         let d_w = &mut grads.params[lean.w_idx];
         let bufs = &mut lean.bufs;
         let (loss, acc) =
             rlcpc_agents::optim::with_host_slice(self.w.as_tensor(), &mut lean.host_w, |w| {
-                curl_loss_host(&q, &k, w, mask.as_deref(), (n, d), &mut dq, d_w, bufs)
+                curl_loss_host(q, k, w, mask.as_deref(), (n, d), &mut dq, d_w, bufs)
             })?;
         let mut enc = vec![Vec::new(); lean.net_idx.len()];
         lean.query.backward_host(&dq, &mut enc).map_err(lean_err)?;
