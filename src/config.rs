@@ -150,7 +150,7 @@ pub struct RunConfig {
 }
 
 /// Which implementation of the learner's forward and backward runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LearnerPath {
     /// Lean where the network and device allow it, candle elsewhere.

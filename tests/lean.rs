@@ -655,3 +655,110 @@ fn close_slices(what: &str, a: &[f32], b: &[f32], tol: f32) {
         "{what}: differs by {err} (scale {scale})"
     );
 }
+
+/// Fine-tuning (`probe --fine-tune`) on the lean path against candle's autograd: the
+/// same ResNet (BatchNorm in training mode) and the agent's conv encoder (pixels in
+/// [0, 1], scaled to its 0–255 input), a linear classifier, 4 Adam steps; every
+/// parameter's change and BatchNorm's running statistics agree, and so do the accuracies.
+#[test]
+fn lean_fine_tuning_matches_candle() {
+    use rlcpc::data::images::ImageSet;
+    use rlcpc::nn::encoders::EncoderSpec;
+    use rlcpc::nn::views::ViewEncoder;
+    use rlcpc::probe::finetune::{fine_tune, FineTune};
+
+    let specs = [
+        EncoderSpec::Resnet {
+            height: 11,
+            width: 13,
+            channels: 2,
+            widths: vec![4, 6, 8],
+            blocks: vec![1, 1, 1],
+        },
+        EncoderSpec::Conv {
+            height: 24,
+            width: 28,
+            channels: 3,
+            fc: 16,
+            input_scale: 1.0 / 255.0,
+        },
+    ];
+    for spec in specs {
+        let [h, w, c] = spec.image_input().unwrap();
+        let n = 90;
+        let set = ImageSet {
+            height: h,
+            width: w,
+            channels: c,
+            pixels: (0..n * h * w * c)
+                .map(|i| ((i * 7919 + i / 97) % 101) as f32 / 100.0)
+                .collect(),
+            labels: (0..n as u32).map(|i| (i * 7 + i / 5) % 3).collect(),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            held_out: None,
+            skipped: vec![],
+        };
+        let (tr, te): (Vec<usize>, Vec<usize>) = ((0..60).collect(), (60..n).collect());
+        let o = FineTune {
+            steps: 4,
+            batch: 32,
+            lr: 1e-3,
+            seed: 3,
+        };
+        let values = |vm: &candle_nn::VarMap| {
+            let mut v: Vec<(String, Vec<f32>)> = vm
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| {
+                    let x = v
+                        .as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap();
+                    (k.clone(), x)
+                })
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let run = |lean: bool| {
+            let (_, vm) = ViewEncoder::random(&spec, 11).unwrap();
+            let acc = fine_tune(&spec, &vm, lean, 3, &set, &tr, &set, &te, &o).unwrap();
+            (acc, values(&vm))
+        };
+        let before = values(&ViewEncoder::random(&spec, 11).unwrap().1);
+        let ((acc_c, after_c), (acc_l, after_l)) = (run(false), run(true));
+        assert_eq!(before.len(), after_c.len());
+        let mut moved = 0;
+        for (((name, b), (_, c)), (_, l)) in before.iter().zip(&after_c).zip(&after_l) {
+            let (dc, dl): (Vec<f32>, Vec<f32>) = (
+                c.iter().zip(b).map(|(x, y)| x - y).collect(),
+                l.iter().zip(b).map(|(x, y)| x - y).collect(),
+            );
+            if max_abs(&dc) > 0.0 {
+                moved += 1;
+            }
+            // Adam's steps are near lr whatever the gradient's size, so a wrong
+            // gradient moves a weight by about lr the wrong way: 4e-3 after 4 steps.
+            close_slices(
+                &format!("{}: change of {name}", spec.describe()),
+                &dl,
+                &dc,
+                0.05,
+            );
+        }
+        assert!(
+            moved >= 4,
+            "{}: fine-tuning moved {moved} tensors",
+            spec.describe()
+        );
+        assert!(
+            (acc_c.0 - acc_l.0).abs() <= 2.0 / 60.0 && (acc_c.1 - acc_l.1).abs() <= 2.0 / 30.0,
+            "{}: accuracies {acc_c:?} (candle) against {acc_l:?} (lean)",
+            spec.describe()
+        );
+    }
+}

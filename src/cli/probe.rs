@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use rlcpc::config::LearnerPath;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -91,6 +92,11 @@ pub struct Args {
     /// network trained from scratch with the same budget (0: off).
     #[arg(long, default_value_t = 0, value_name = "STEPS")]
     fine_tune: usize,
+    /// Whole-image encoders (SimCLR, MoCo): how f runs for the features and
+    /// fine-tuning: `auto` or `lean` on host slices with its gradients by hand (the
+    /// trainers' default), `candle` through candle's autograd (the reference)
+    #[arg(long, value_enum, default_value_t = LearnerPath::Auto)]
+    learner: LearnerPath,
 }
 
 /// `10%` or `0.1` → 0.1, in (0, 1].
@@ -127,6 +133,7 @@ pub fn run(args: Args) -> Result<()> {
         label_seed: args.label_seed,
         allow_overlap: args.allow_overlap,
         fine_tune: args.fine_tune,
+        learner: args.learner,
         folds: args.folds,
         max_texts: args.max_texts,
         bow_words: args.bow_words,

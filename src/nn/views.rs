@@ -3,11 +3,14 @@
 //! projection head g.
 
 use anyhow::{bail, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::encoders::{Encoder, EncoderSpec};
 use super::init::Init;
+use super::lean::resnet::{BnMode, LeanResNet};
+use super::lean::LeanAgentEncoder;
 use super::resnet::{BatchNorm, ResNet};
 use crate::data::images::ImageSet;
 use crate::encoder_file::EncoderFile;
@@ -91,6 +94,76 @@ impl ViewEncoder {
                     .flatten_all()?
                     .to_vec1::<f32>()?,
             );
+        }
+        Ok(out)
+    }
+}
+
+/// f on host slices ([`crate::nn::lean`]): the ResNet or the agent's conv encoder over
+/// the same candle variables as [`ViewEncoder`], its forward and its gradients without
+/// candle's autograd. The trainers' f (`train.learner = "auto"`), the probes' features
+/// and fine-tuning.
+pub enum LeanViewEncoder {
+    Resnet(Box<LeanResNet>),
+    Agent(LeanAgentEncoder),
+}
+
+impl LeanViewEncoder {
+    /// f of `spec` on `[N, H, W, C]` images of shape `hwc` over the parameters under
+    /// `prefix` of `varmap`.
+    pub fn new(
+        spec: &EncoderSpec,
+        hwc: (usize, usize, usize),
+        varmap: &VarMap,
+        prefix: &str,
+    ) -> Result<Self> {
+        Ok(match spec {
+            EncoderSpec::Resnet { widths, blocks, .. } => LeanViewEncoder::Resnet(Box::new(
+                LeanResNet::new(widths, blocks, hwc, varmap, prefix)?,
+            )),
+            // The view trainers' pixels are in [0, 1] already (the candle path multiplies
+            // them by 1 / input_scale before the encoder scales them back).
+            EncoderSpec::Conv { fc, .. } => {
+                LeanViewEncoder::Agent(LeanAgentEncoder::new(hwc, *fc, 1.0, 0, varmap, prefix)?)
+            }
+            other => bail!("{} has no lean path", other.describe()),
+        })
+    }
+
+    /// h `[n, D]` of the `n` images `x` (BatchNorm, where there is one, as `mode` says).
+    pub fn forward(&mut self, x: &[f32], n: usize, mode: BnMode) -> Result<&[f32]> {
+        match self {
+            LeanViewEncoder::Resnet(r) => r.forward(x, n, mode),
+            LeanViewEncoder::Agent(a) => a.forward(x, n),
+        }
+    }
+
+    /// Every parameter's gradient from that of the last forward's h, into `grads`.
+    pub fn backward(&mut self, d_h: &[f32], grads: &mut GradStore) -> Result<()> {
+        match self {
+            LeanViewEncoder::Resnet(r) => r.backward(d_h, grads),
+            LeanViewEncoder::Agent(a) => a.backward(d_h, grads),
+        }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        match self {
+            LeanViewEncoder::Resnet(r) => r.out_dim(),
+            LeanViewEncoder::Agent(a) => a.out_dim(),
+        }
+    }
+
+    /// h of images `idx` of `set` in eval mode, as rows, in batches of 256 (as
+    /// [`ViewEncoder::features`]).
+    pub fn features(&mut self, set: &ImageSet, idx: &[usize]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(idx.len() * self.out_dim());
+        let mut px = Vec::new();
+        for chunk in idx.chunks(256) {
+            px.clear();
+            for &i in chunk {
+                px.extend_from_slice(set.image(i));
+            }
+            out.extend_from_slice(self.forward(&px, chunk.len(), BnMode::Eval)?);
         }
         Ok(out)
     }

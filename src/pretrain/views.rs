@@ -32,9 +32,8 @@ use crate::data::augment::{view, AugmentSection, Image};
 use crate::data::images::ImageSet;
 use crate::nn::encoders::EncoderSpec;
 use crate::nn::init::Init;
-use crate::nn::lean::resnet::{BnMode, LeanResNet};
-use crate::nn::lean::LeanAgentEncoder;
-pub use crate::nn::views::{Head, ViewEncoder};
+use crate::nn::lean::resnet::BnMode;
+pub use crate::nn::views::{Head, LeanViewEncoder, ViewEncoder};
 
 /// Which network is f.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,8 +363,8 @@ struct KeySide {
 /// ([`crate::nn::lean::resnet`]) or the agent's conv encoder; the head g and the loss
 /// stay in candle.
 struct Lean {
-    f: LeanF,
-    key_f: Option<LeanF>,
+    f: LeanViewEncoder,
+    key_f: Option<LeanViewEncoder>,
     /// h of the step in progress as a leaf of candle's graph: its gradient, after the
     /// loss's backward, drives f's ([`super::Objective::complete_grads`]).
     h: Option<Var>,
@@ -454,19 +453,7 @@ impl Views {
             None
         };
         let hwc = (set.height, set.width, set.channels);
-        let net = |prefix: &str| -> Result<LeanF> {
-            Ok(match &spec {
-                EncoderSpec::Resnet { widths, blocks, .. } => LeanF::Resnet(Box::new(
-                    LeanResNet::new(widths, blocks, hwc, &varmap, prefix)?,
-                )),
-                // The view trainers' pixels are in [0, 1] already (the candle path
-                // multiplies them by 1 / input_scale before the encoder scales them back).
-                EncoderSpec::Conv { fc, .. } => {
-                    LeanF::Agent(LeanAgentEncoder::new(hwc, *fc, 1.0, 0, &varmap, prefix)?)
-                }
-                other => bail!("{} has no lean path", other.describe()),
-            })
-        };
+        let net = |prefix: &str| LeanViewEncoder::new(&spec, hwc, &varmap, prefix);
         let lean = match cfg.train.learner {
             LearnerPath::Candle => None,
             LearnerPath::Auto | LearnerPath::Lean => Some(Lean {
@@ -694,57 +681,11 @@ impl super::Objective for Views {
                 let (f, lean) = (&self.f, self.lean.as_mut().map(|l| &mut l.f));
                 let mut lean = lean;
                 m.run(&self.set, self.spec.out_dim(), |s, idx| match &mut lean {
-                    Some(net) => lean_features(net, s, idx),
+                    Some(net) => net.features(s, idx),
                     None => f.features(s, idx),
                 })
             }
             _ => Ok(vec![]),
         }
     }
-}
-
-/// A lean f: the ResNet or the agent's conv encoder.
-enum LeanF {
-    Resnet(Box<LeanResNet>),
-    Agent(LeanAgentEncoder),
-}
-
-impl LeanF {
-    /// h `[n, D]` of the `n` images `x` (BatchNorm, where there is one, as `mode` says).
-    fn forward(&mut self, x: &[f32], n: usize, mode: BnMode) -> Result<&[f32]> {
-        match self {
-            LeanF::Resnet(r) => r.forward(x, n, mode),
-            LeanF::Agent(a) => a.forward(x, n),
-        }
-    }
-
-    /// Every parameter's gradient from that of the last forward's h, into `grads`.
-    fn backward(&mut self, d_h: &[f32], grads: &mut GradStore) -> Result<()> {
-        match self {
-            LeanF::Resnet(r) => r.backward(d_h, grads),
-            LeanF::Agent(a) => a.backward(d_h, grads),
-        }
-    }
-
-    fn out_dim(&self) -> usize {
-        match self {
-            LeanF::Resnet(r) => r.out_dim(),
-            LeanF::Agent(a) => a.out_dim(),
-        }
-    }
-}
-
-/// h of images `idx` of `set` through the lean f in eval mode, as rows, in batches of
-/// 256 (as [`ViewEncoder::features`]).
-fn lean_features(net: &mut LeanF, set: &ImageSet, idx: &[usize]) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(idx.len() * net.out_dim());
-    let mut px = Vec::new();
-    for chunk in idx.chunks(256) {
-        px.clear();
-        for &i in chunk {
-            px.extend_from_slice(set.image(i));
-        }
-        out.extend_from_slice(net.forward(&px, chunk.len(), BnMode::Eval)?);
-    }
-    Ok(out)
 }

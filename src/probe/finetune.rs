@@ -4,6 +4,7 @@
 //! Cross-entropy, Adam, BatchNorm in training mode; test accuracy in eval mode.
 
 use anyhow::Result;
+use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use rand::seq::SliceRandom;
@@ -12,8 +13,10 @@ use rlcpc_agents::{OptimConfig, OptimKind, Optimizer};
 use rlcpc_envs::SeededRng;
 
 use crate::data::images::ImageSet;
+use crate::nn::encoders::EncoderSpec;
 use crate::nn::init::Init;
-use crate::nn::views::ViewEncoder;
+use crate::nn::lean::resnet::BnMode;
+use crate::nn::views::{LeanViewEncoder, ViewEncoder};
 
 /// The budget and optimiser of a fine-tuning run (the same for both arms).
 #[derive(Debug, Clone, Copy)]
@@ -38,13 +41,56 @@ fn batch_of(set: &ImageSet, idx: &[usize]) -> Result<Tensor> {
     )?)
 }
 
-/// Trains `net` (its parameters in `varmap`) and a fresh linear head on images `tr` of
-/// `train` for `o.steps` steps; returns the (train, test) accuracy on `tr` and `te`.
+/// f as fine-tuning runs it: through candle's autograd, or on host slices with its
+/// gradients by hand (the same network and variables; `probe --learner`).
+enum Net<'a> {
+    Candle(&'a ViewEncoder),
+    Lean(LeanViewEncoder),
+}
+
+impl Net<'_> {
+    /// h `[n, D]` of the images `x` `[n, H, W, C]` (training-mode BatchNorm if `train`);
+    /// on the lean path h is a leaf `Var` whose gradient [`Net::backward`] takes back.
+    fn forward(&mut self, x: &Tensor, train: bool) -> Result<(Tensor, Option<Var>)> {
+        match self {
+            Net::Candle(net) => Ok((net.forward(x, train, 1)?, None)),
+            Net::Lean(net) => {
+                let n = x.dim(0)?;
+                let px = x.flatten_all()?.to_vec1::<f32>()?;
+                let mode = if train {
+                    BnMode::Train { groups: 1 }
+                } else {
+                    BnMode::Eval
+                };
+                let h = net.forward(&px, n, mode)?;
+                let leaf = Var::from_vec(h.to_vec(), (n, net.out_dim()), &Device::Cpu)?;
+                Ok((leaf.as_tensor().clone(), Some(leaf)))
+            }
+        }
+    }
+
+    /// f's gradients from h's (the lean path; candle's are in `grads` already).
+    fn backward(&mut self, h: Option<Var>, grads: &mut GradStore) -> Result<()> {
+        let (Net::Lean(net), Some(h)) = (self, h) else {
+            return Ok(());
+        };
+        let d_h = match grads.remove(h.as_tensor()) {
+            Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0.0; h.as_tensor().elem_count()],
+        };
+        net.backward(&d_h, grads)
+    }
+}
+
+/// Trains f of `spec` (its parameters under `encoder.` in `varmap`) and a fresh linear
+/// head on images `tr` of `train` for `o.steps` steps, on the lean path if `lean` (and
+/// `spec` has one) else through candle's autograd; returns the (train, test) accuracy
+/// on `tr` and `te`.
 #[allow(clippy::too_many_arguments)]
 pub fn fine_tune(
-    net: &ViewEncoder,
+    spec: &EncoderSpec,
     varmap: &VarMap,
-    d: usize,
+    lean: bool,
     classes: usize,
     train: &ImageSet,
     tr: &[usize],
@@ -52,6 +98,14 @@ pub fn fine_tune(
     te: &[usize],
     o: &FineTune,
 ) -> Result<(f64, f64)> {
+    let d = spec.out_dim();
+    let candle_net = ViewEncoder::build(spec, varmap, "encoder")?;
+    let hwc = (train.height, train.width, train.channels);
+    let mut net = if lean {
+        Net::Lean(LeanViewEncoder::new(spec, hwc, varmap, "encoder")?)
+    } else {
+        Net::Candle(&candle_net)
+    };
     let mut init = Init::new(o.seed ^ 0xF1E7, &Device::Cpu);
     init.uniform_fan_in("classifier.weight", &[classes, d], d)?;
     init.zeros("classifier.bias", &[classes])?;
@@ -79,10 +133,12 @@ pub fn fine_tune(
         },
         vars,
     )?;
-    let logits = |x: &Tensor, train: bool| -> Result<Tensor> {
-        let h = net.forward(x, train, 1)?;
-        Ok(h.matmul(&w.as_tensor().t()?)?
-            .broadcast_add(b.as_tensor())?)
+    let logits = |net: &mut Net, x: &Tensor, train: bool| -> Result<(Tensor, Option<Var>)> {
+        let (h, leaf) = net.forward(x, train)?;
+        let z = h
+            .matmul(&w.as_tensor().t()?)?
+            .broadcast_add(b.as_tensor())?;
+        Ok((z, leaf))
     };
     let mut rng = SeededRng::seed_from_u64(o.seed ^ 0xF1E7_0001);
     let mut order: Vec<usize> = Vec::new();
@@ -94,15 +150,17 @@ pub fn fine_tune(
         }
         let idx: Vec<usize> = order.drain(..o.batch.min(tr.len())).collect();
         let y: Vec<u32> = idx.iter().map(|&i| train.labels[i]).collect();
-        let z = logits(&batch_of(train, &idx)?, true)?;
+        let (z, leaf) = logits(&mut net, &batch_of(train, &idx)?, true)?;
         let loss = candle_nn::loss::cross_entropy(&z, &Tensor::new(y.as_slice(), &Device::Cpu)?)?;
-        let grads = loss.backward()?;
+        let mut grads = loss.backward()?;
+        net.backward(leaf, &mut grads)?;
         optim.step(&grads, o.lr, 1.0)?;
     }
-    let accuracy = |set: &ImageSet, idx: &[usize]| -> Result<f64> {
+    let mut accuracy = |set: &ImageSet, idx: &[usize]| -> Result<f64> {
         let mut right = 0;
         for chunk in idx.chunks(256) {
-            let pred = logits(&batch_of(set, chunk)?, false)?
+            let pred = logits(&mut net, &batch_of(set, chunk)?, false)?
+                .0
                 .argmax(1)?
                 .to_vec1::<u32>()?;
             right += pred

@@ -346,8 +346,10 @@ fn check_held_out(
 /// and the raw pixels. `--data` is an image set or, for an encoder trained on a
 /// recording, that recording (its label and held-out episodes as the trainer had them).
 fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
+    use crate::config::LearnerPath;
     use crate::data::images::{load_recording, StateLabel};
-    use crate::nn::views::ViewEncoder;
+    use crate::nn::views::{LeanViewEncoder, ViewEncoder};
+    use candle_nn::VarMap;
     let (encoder, data) = (&file.file.path, &req.data);
     let meta = file.data_meta().unwrap_or_default();
     let test_fraction = req
@@ -390,7 +392,6 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
         data,
     )?;
     let t0 = std::time::Instant::now();
-    let (net, _vm) = ViewEncoder::from_file(file)?;
     let seed = req.label_seed;
     let (tr, te) = probe_indices(&train, &test, req.max_images, req.labels, seed)?;
     let y_tr: Vec<usize> = tr.iter().map(|&i| train.labels[i] as usize).collect();
@@ -406,19 +407,22 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
                 .map(String::from)
         })
         .unwrap_or_else(|| "encoder".into());
-    let rows_of = |n: &ViewEncoder, s: &ImageSet, idx: &[usize]| n.features(s, idx);
-    let mut sets = vec![(
-        format!("{objective} ({}), h", encoder.display()),
-        rows_of(&net, &train, &tr)?,
-        rows_of(&net, &test, &te)?,
-    )];
+    let lean = req.learner != LearnerPath::Candle;
+    let hwc = (train.height, train.width, train.channels);
+    // h of the training and test images, through the lean f or candle's.
+    let rows_of = |(net, vm): (ViewEncoder, VarMap)| -> Result<(Vec<f32>, Vec<f32>)> {
+        if lean {
+            let mut f = LeanViewEncoder::new(&file.spec, hwc, &vm, "encoder")?;
+            Ok((f.features(&train, &tr)?, f.features(&test, &te)?))
+        } else {
+            Ok((net.features(&train, &tr)?, net.features(&test, &te)?))
+        }
+    };
+    let (a, b) = rows_of(ViewEncoder::from_file(file)?)?;
+    let mut sets = vec![(format!("{objective} ({}), h", encoder.display()), a, b)];
     if req.baselines {
-        let (random, _vm) = ViewEncoder::random(&file.spec, 12345)?;
-        sets.push((
-            "random-init, same architecture, h".into(),
-            rows_of(&random, &train, &tr)?,
-            rows_of(&random, &test, &te)?,
-        ));
+        let (a, b) = rows_of(ViewEncoder::random(&file.spec, 12345)?)?;
+        sets.push(("random-init, same architecture, h".into(), a, b));
         let raw = |s: &ImageSet, idx: &[usize]| -> Vec<f32> {
             idx.iter().flat_map(|&i| s.image(i).to_vec()).collect()
         };
@@ -463,11 +467,11 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
             lr: 1e-3,
             seed,
         };
-        let d = file.spec.out_dim();
-        let (pre, vm) = ViewEncoder::from_file(file)?;
-        let a = fine_tune(&pre, &vm, d, k, &train, &tr, &test, &te, &o)?;
-        let (scratch, vm) = ViewEncoder::random(&file.spec, 12345)?;
-        let b = fine_tune(&scratch, &vm, d, k, &train, &tr, &test, &te, &o)?;
+        let spec = &file.spec;
+        let (_, vm) = ViewEncoder::from_file(file)?;
+        let a = fine_tune(spec, &vm, lean, k, &train, &tr, &test, &te, &o)?;
+        let (_, vm) = ViewEncoder::random(spec, 12345)?;
+        let b = fine_tune(spec, &vm, lean, k, &train, &tr, &test, &te, &o)?;
         foot.push(format!(
             "fine-tuned with a linear classifier ({} Adam steps of {}, lr {}), train / test accuracy:",
             o.steps, o.batch, o.lr

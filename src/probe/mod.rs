@@ -55,6 +55,9 @@ pub struct Request {
     pub allow_overlap: bool,
     /// Whole-image encoders: fine-tuning steps (0: none), beside training from scratch.
     pub fine_tune: usize,
+    /// Whole-image encoders: f's features and fine-tuning on host slices (`auto`,
+    /// `lean`) or through candle's autograd.
+    pub learner: crate::config::LearnerPath,
     pub folds: usize,
     pub max_texts: usize,
     pub bow_words: usize,
