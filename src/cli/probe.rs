@@ -97,6 +97,11 @@ pub struct Args {
     /// trainers' default), `candle` through candle's autograd (the reference)
     #[arg(long, value_enum, default_value_t = LearnerPath::Auto)]
     learner: LearnerPath,
+    /// Audio: fit on 80% of the training files and test on the other 20% (by utterance,
+    /// seeded by the split's seed), never reading the test files: for choosing a recipe
+    /// or a setting without tuning on the test set
+    #[arg(long)]
+    validation: bool,
 }
 
 /// `10%` or `0.1` → 0.1, in (0, 1].
@@ -134,6 +139,7 @@ pub fn run(args: Args) -> Result<()> {
         allow_overlap: args.allow_overlap,
         fine_tune: args.fine_tune,
         learner: args.learner,
+        validation: args.validation,
         folds: args.folds,
         max_texts: args.max_texts,
         bow_words: args.bow_words,

@@ -59,7 +59,7 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
     )?;
     set.report_skipped(10);
     let t0 = std::time::Instant::now();
-    let split_text = if held_out.is_some() {
+    let mut split_text = if held_out.is_some() {
         "split: the encoder's held-out files".to_string()
     } else {
         format!(
@@ -68,6 +68,12 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
             100.0 * test_fraction
         )
     };
+    if req.validation {
+        split_text += &format!(
+            "; --validation: tested on {:.0}% of the training files by utterance, the test files unread",
+            100.0 * VALIDATION_FRACTION
+        );
+    }
     let encoder = &file.file.path;
     let p = probe_audio(
         &net,
@@ -83,6 +89,7 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
             iters: req.iters,
             max_frames: req.max_frames,
             held_out,
+            validation: req.validation,
         },
     )?;
     let json = serde_json::json!({
@@ -196,12 +203,43 @@ pub struct AudioProbeOptions {
     /// Frame-level targets (`phone`): at most this many training and test frames each,
     /// drawn at random (seeded) from the split's utterances.
     pub max_frames: usize,
+    /// Test on a validation part of the training items (20% of them by utterance) and fit
+    /// on the rest; the test items are not read. For choosing settings.
+    pub validation: bool,
 }
+
+/// The share of the training items a validation probe tests on.
+pub const VALIDATION_FRACTION: f64 = 0.2;
 
 /// Positions in `subset` (indices of `set`'s utterances) of the probe's training and
 /// test items: by the encoder's held-out names where it has them (every name must be in
 /// the corpus, else the probe would test on something else), else the seeded split.
 fn probe_split(
+    set: &AudioSet,
+    subset: &[usize],
+    o: &AudioProbeOptions,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let (tr, te) = test_split(set, subset, o)?;
+    if !o.validation {
+        return Ok((tr, te));
+    }
+    // The training items again, by utterance: the test items stay unread.
+    let speakers: Vec<&str> = tr.iter().map(|&k| set.speakers()[subset[k]]).collect();
+    let (a, b) = split(
+        &speakers,
+        SplitBy::Utterance,
+        VALIDATION_FRACTION,
+        o.split_seed ^ 0x0FA1_1DA7,
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok((
+        a.iter().map(|&i| tr[i]).collect(),
+        b.iter().map(|&i| tr[i]).collect(),
+    ))
+}
+
+/// The probe's training and test items (see [`probe_split`]).
+fn test_split(
     set: &AudioSet,
     subset: &[usize],
     o: &AudioProbeOptions,

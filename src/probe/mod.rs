@@ -58,6 +58,8 @@ pub struct Request {
     /// Whole-image encoders: f's features and fine-tuning on host slices (`auto`,
     /// `lean`) or through candle's autograd.
     pub learner: crate::config::LearnerPath,
+    /// Audio: test on a validation part of the training files, not the test files.
+    pub validation: bool,
     pub folds: usize,
     pub max_texts: usize,
     pub bow_words: usize,
@@ -85,6 +87,13 @@ pub fn run(req: &Request) -> Result<Report> {
     if req.fine_tune > 0 && file.modality() != Modality::Image {
         bail!(
             "--fine-tune is for whole-image encoders (SimCLR, MoCo); '{}' is {}",
+            path.display(),
+            file.spec.describe()
+        );
+    }
+    if req.validation && file.modality() != Modality::Audio {
+        bail!(
+            "--validation is for audio encoders; '{}' is {}",
             path.display(),
             file.spec.describe()
         );

@@ -186,6 +186,15 @@ fn cpc_audio_trains_resumes_exactly_and_probe_prints_baselines() {
         .find(|l| l.starts_with("MFCC (13), mean+std"))
         .expect("MFCC row");
     assert!(mfcc.trim_end().ends_with("100.0%"), "{p}");
+    // --validation: the 38 training files split again (8 of them tested), the 10 test
+    // files left out.
+    let v = probe()
+        .args(&["--target", "speaker", "--iters", "100", "--validation"])
+        .ok();
+    assert!(
+        v.contains("30 train / 8 test") && v.contains("the test files unread"),
+        "{v}"
+    );
     let p = probe()
         .args(&["--target", "digit", "--no-baselines"])
         .args(&["--split", "speaker", "--test-fraction", "0.5"])
