@@ -762,3 +762,73 @@ fn lean_fine_tuning_matches_candle() {
         );
     }
 }
+
+/// Image CPC's patch encoder on the lean path against candle's (`nn::patches`): z and
+/// every parameter's gradient, with and without CPC-v2's LayerNorm, 2 and 3 layers, on
+/// 37 patches of two channels (shared unevenly among the threads), over three SGD steps.
+#[test]
+fn lean_patch_encoder_matches_the_candle_encoder() {
+    use candle_core::{DType, Tensor};
+    use candle_nn::VarBuilder;
+    use rlcpc::nn::init::Init;
+    use rlcpc::nn::lean::patches::LeanPatchEncoder;
+    use rlcpc::nn::patches::PatchEncoder;
+
+    let (patch, c, width, n) = (8, 2, 5, 37);
+    for (layers, ln) in [(2, false), (2, true), (3, true)] {
+        let make = || {
+            let mut init = Init::new(5, &Device::Cpu);
+            PatchEncoder::init(c, width, layers, ln, &mut init, "encoder").unwrap();
+            init.varmap
+        };
+        let (vm_c, vm_l) = (make(), make());
+        let vb = VarBuilder::from_varmap(&vm_c, DType::F32, &Device::Cpu);
+        let candle = PatchEncoder::new(c, width, layers, ln, vb.pp("encoder")).unwrap();
+        let mut lean =
+            LeanPatchEncoder::new((patch, c), width, layers, ln, &vm_l, "encoder").unwrap();
+        let vars = |vm: &candle_nn::VarMap| {
+            let mut v: Vec<_> = vm.data().lock().unwrap().clone().into_iter().collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        for step in 0..3usize {
+            let x: Vec<f32> = (0..n * patch * patch * c)
+                .map(|i| ((i * 7919 + step * 131) % 97) as f32 / 48.0 - 1.0)
+                .collect();
+            let r: Vec<f32> = (0..n * width)
+                .map(|i| ((i * 37 + step) % 13) as f32 / 6.0 - 1.0)
+                .collect();
+            let xt = Tensor::from_vec(x.clone(), (n, patch, patch, c), &Device::Cpu).unwrap();
+            let rt = Tensor::from_vec(r.clone(), (n, width), &Device::Cpu).unwrap();
+            let z_c = candle.forward(&xt).unwrap();
+            let g_c = (&z_c * &rt).unwrap().sum_all().unwrap().backward().unwrap();
+            let z_l = lean.forward(&x, n).unwrap().to_vec();
+            let what = format!("{layers} layers, layer norm {ln}, step {step}");
+            let z_c = z_c.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            close_slices(&format!("{what}: z"), &z_l, &z_c, 1e-4);
+            let mut g_l = candle_core::backprop::GradStore::default();
+            lean.backward(&r, &mut g_l).unwrap();
+            let (vc, vl) = (vars(&vm_c), vars(&vm_l));
+            assert_eq!(vc.len(), if ln { 4 * layers } else { 2 * layers });
+            for ((name, a), (_, b)) in vc.iter().zip(&vl) {
+                let get =
+                    |g: &candle_core::backprop::GradStore, v: &candle_core::Var, who: &str| {
+                        g.get(v.as_tensor())
+                            .unwrap_or_else(|| panic!("{name}: no {who} gradient"))
+                            .flatten_all()
+                            .unwrap()
+                            .to_vec1::<f32>()
+                            .unwrap()
+                    };
+                let (ga, gb) = (get(&g_c, a, "candle"), get(&g_l, b, "lean"));
+                assert!(max_abs(&ga) > 0.0, "{name}: a zero gradient checks nothing");
+                close_slices(&format!("{what}: d {name}"), &gb, &ga, 2e-3);
+                for (v, g) in [(a, ga), (b, gb)] {
+                    let t = Tensor::from_vec(g, v.as_tensor().shape(), &Device::Cpu).unwrap();
+                    v.set(&(v.as_tensor() - (t * 0.05).unwrap()).unwrap())
+                        .unwrap();
+                }
+            }
+        }
+    }
+}

@@ -183,39 +183,56 @@ pub fn run(args: Args) -> Result<()> {
         Ok(())
     };
     let image = |label: &str, overrides: &[String]| -> Result<()> {
-        let cfg = rlcpc::pretrain::image::ImageCpcConfig::load(
-            Some(std::path::Path::new("cpc-image-fashion")),
-            overrides,
-        )?;
-        set_learner_threads(0);
-        let runs: Vec<f64> = (0..repeats)
-            .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), trainer_steps, &dev))
-            .collect::<Result<_>>()?;
-        report.case(
-            format!("cpc image {label} (images/s)"),
-            bench::median(&runs),
-            runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
-        );
-        report.note(format!(
-            "{:<40} 28x28x1, {}x{} patches every {}, batch {}, {} features{}, {on}",
-            "",
-            cfg.model.patch,
-            cfg.model.patch,
-            cfg.model.stride,
-            cfg.train.batch,
-            cfg.model.features,
-            if overrides.is_empty() {
-                String::new()
-            } else {
-                format!(", {}", overrides.join(" "))
-            }
-        ));
-        if let Some(f) = bench::image_cpc_flops(&cfg, (28, 28, 1))? {
+        // As built (`train.learner = auto`: the lean patch encoder on the CPU), then
+        // through candle's autograd, in the same run.
+        let learners: &[&str] = if dev.is_cpu() {
+            &["auto", "candle"]
+        } else {
+            &["auto"]
+        };
+        for &learner in learners {
+            let mut sets = overrides.to_vec();
+            sets.push(format!("train.learner=\"{learner}\""));
+            let cfg = rlcpc::pretrain::image::ImageCpcConfig::load(
+                Some(std::path::Path::new("cpc-image-fashion")),
+                &sets,
+            )?;
+            set_learner_threads(0);
+            let runs: Vec<f64> = (0..repeats)
+                .map(|_| bench::images_per_sec(&cfg, (28, 28, 1), trainer_steps, &dev))
+                .collect::<Result<_>>()?;
+            let path = if learner == "auto" { "" } else { ", candle" };
+            report.case(
+                format!("cpc image {label}{path} (images/s)"),
+                bench::median(&runs),
+                runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
+            );
             report.note(format!(
-                "{:<40} {}",
+                "{:<40} 28x28x1, {}x{} patches every {}, batch {}, {} features{}, {on}{}",
                 "",
-                bench::roofline_line(f, "image", bench::median(&runs), roof(), "patch encoder")
+                cfg.model.patch,
+                cfg.model.patch,
+                cfg.model.stride,
+                cfg.train.batch,
+                cfg.model.features,
+                if overrides.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", overrides.join(" "))
+                },
+                match (learner, dev.is_cpu()) {
+                    ("candle", _) => " (candle's autograd)",
+                    (_, true) => " (the lean patch encoder)",
+                    _ => "",
+                }
             ));
+            if let Some(f) = bench::image_cpc_flops(&cfg, (28, 28, 1))? {
+                report.note(format!(
+                    "{:<40} {}",
+                    "",
+                    bench::roofline_line(f, "image", bench::median(&runs), roof(), "patch encoder")
+                ));
+            }
         }
         Ok(())
     };

@@ -14,7 +14,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::{Rng, SeedableRng};
 use rlcpc_envs::SeededRng;
@@ -22,13 +23,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{Objective, StepOutput, TrainSection};
 use crate::checkpoint::keys;
-use crate::config::Invalid;
-use crate::config::Negatives;
+use crate::config::{Invalid, LearnerPath, Negatives};
 use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::images::ImageSet;
 use crate::encoder_file::EncoderFile;
 use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec};
 use crate::nn::init::Init;
+use crate::nn::lean::patches::LeanPatchEncoder;
 use crate::nn::patches::{
     as_sequences, extract, extract_augmented, grid, Augment, CausalContext, Direction, PatchEncoder,
 };
@@ -516,6 +517,10 @@ pub struct ImageCpc {
     sampling: CpcSampling,
     rng: SeededRng,
     knn: Option<super::KnnMonitor>,
+    /// The patch encoder on the lean path (`train.learner`, on the CPU), and z of the
+    /// step in progress as a leaf of candle's graph: its gradient, after the loss's
+    /// backward, drives the encoder's ([`Objective::complete_grads`]).
+    lean: Option<(LeanPatchEncoder, Option<Var>)>,
 }
 
 impl ImageCpc {
@@ -588,7 +593,38 @@ impl ImageCpc {
                 Ok((d, context, predictor))
             })
             .collect::<Result<Vec<_>>>()?;
+        // The lean path has the paper's patch encoder (not the agent's conv encoder).
+        let lean = match (&spec, cfg.train.learner, dev.is_cpu()) {
+            (_, LearnerPath::Candle, _) => None,
+            (_, LearnerPath::Lean, false) => bail!(
+                "train.learner = \"lean\" runs on the CPU only; use \"auto\" or \"candle\" with --device cuda"
+            ),
+            (
+                EncoderSpec::Patches {
+                    channels,
+                    patch,
+                    features,
+                    layers,
+                    layer_norm,
+                    ..
+                },
+                _,
+                true,
+            ) => Some((
+                LeanPatchEncoder::new(
+                    (*patch, *channels),
+                    *features,
+                    *layers,
+                    *layer_norm,
+                    &varmap,
+                    "encoder",
+                )?,
+                None,
+            )),
+            _ => None,
+        };
         Ok(ImageCpc {
+            lean,
             net: ImageNet::new(spec, grid, layers, vb.clone())?,
             directions,
             augment: cfg.augment,
@@ -654,7 +690,18 @@ impl Objective for ImageCpc {
             extract_augmented(&images, dims, p, s, &self.augment, &mut self.rng)
         }
         .map_err(anyhow::Error::msg)?;
-        let z = self.net.encode(patches, batch)?;
+        let z = match &mut self.lean {
+            Some((enc, leaf)) => {
+                let (rows, cols) = g.size()?;
+                let z = enc.forward(&patches, batch * rows * cols)?;
+                let v =
+                    Var::from_vec(z.to_vec(), (batch, rows, cols, enc.out_dim()), &Device::Cpu)?;
+                let t = v.as_tensor().clone();
+                *leaf = Some(v);
+                t
+            }
+            None => self.net.encode(patches, batch)?,
+        };
         let (mut losses, mut metrics) = (Vec::new(), Vec::new());
         let (mut hits, mut scored) = (0f64, 0usize);
         for (d, context, predictor) in &self.directions {
@@ -687,6 +734,24 @@ impl Objective for ImageCpc {
 
     fn rng(&mut self) -> &mut SeededRng {
         &mut self.rng
+    }
+
+    fn complete_grads(&mut self, grads: &mut GradStore) -> Result<()> {
+        let Some((enc, leaf)) = &mut self.lean else {
+            return Ok(());
+        };
+        let Some(z) = leaf.take() else {
+            return Ok(());
+        };
+        let d_z = match grads.remove(z.as_tensor()) {
+            Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+            None => vec![0.0; z.as_tensor().elem_count()],
+        };
+        enc.backward(&d_z, grads)
+    }
+
+    fn has_lean_path(&self) -> bool {
+        self.lean.is_some()
     }
 
     fn monitor(&mut self, step: u64, last: bool) -> Result<Vec<(String, f64)>> {

@@ -452,7 +452,7 @@ fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> Result<FitSummary> {
     if train.learner == crate::config::LearnerPath::Lean && !obj.has_lean_path() {
         bail!(
-            "train.learner = \"lean\": the {} trainer has no lean path (SimCLR, MoCo and audio CPC have); use \"auto\" or \"candle\"",
+            "train.learner = \"lean\": the {} trainer has no lean path (SimCLR, MoCo, audio CPC and image CPC with its patch encoder have); use \"auto\" or \"candle\"",
             obj.name()
         );
     }

@@ -235,6 +235,55 @@ fn the_knn_monitor_watches_cpc_image_runs_too() {
         .fails_with(&["--fine-tune", "patch encoder"]);
 }
 
+/// Image CPC's patch encoder on the lean path trains as candle's does: the same losses
+/// and encoder after 4 steps, with and without CPC-v2's LayerNorm.
+#[test]
+fn lean_and_candle_paths_train_image_cpc_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("squares");
+    squares(&data);
+    for ln in [false, true] {
+        let run = |learner: &str| {
+            let out = dir.path().join(format!("cpc-{ln}-{learner}"));
+            Rlcpc::new("pretrain image --quiet")
+                .data(&data)
+                .out(&out)
+                .set("model.features", 8)
+                .set("model.layer_norm", ln)
+                .set("train.batch", 4)
+                .set("cpc.horizon", 2)
+                .set("cpc.skip", 0)
+                .set("train.steps", 4)
+                .set("train.log_every", 1)
+                .set("knn.every", 0)
+                .set("train.learner", format!("\"{learner}\""))
+                .ok();
+            out
+        };
+        let (lean, candle) = (run("lean"), run("candle"));
+        let (a, b) = (logged(&lean, "train/loss"), logged(&candle, "train/loss"));
+        assert_eq!(a.len(), 4, "{a:?}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() < 1e-4 * y.abs().max(1.0),
+                "layer norm {ln}: {a:?} vs {b:?}"
+            );
+        }
+        let (ea, eb) = (
+            float_tensors(&lean.join("encoder.safetensors")),
+            float_tensors(&candle.join("encoder.safetensors")),
+        );
+        assert_eq!(ea.keys().collect::<Vec<_>>(), eb.keys().collect::<Vec<_>>());
+        for (name, va) in &ea {
+            let err = va
+                .iter()
+                .zip(&eb[name])
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(err < 1e-3, "layer norm {ln}: {name} differs by {err}");
+        }
+    }
+}
+
 #[test]
 fn view_settings_mistakes_are_named() {
     let dir = tempfile::tempdir().unwrap();

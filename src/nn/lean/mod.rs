@@ -21,6 +21,7 @@
 pub mod audio;
 mod conv;
 pub mod gru;
+pub mod patches;
 pub mod resnet;
 
 pub use conv::LeanAgentEncoder;
