@@ -139,27 +139,7 @@ fn lean_and_candle_paths_train_the_view_objectives_alike() {
                 .ok();
             out
         };
-        let (lean, candle) = (run("lean"), run("candle"));
-        let (a, b) = (losses(&lean), losses(&candle));
-        assert_eq!(a.len(), 4, "{objective}: {a:?}");
-        for (x, y) in a.iter().zip(&b) {
-            assert!(
-                (x - y).abs() < 1e-4 * y.abs().max(1.0),
-                "{objective}: {a:?} vs {b:?}"
-            );
-        }
-        let (ea, eb) = (
-            float_tensors(&lean.join("encoder.safetensors")),
-            float_tensors(&candle.join("encoder.safetensors")),
-        );
-        assert_eq!(ea.keys().collect::<Vec<_>>(), eb.keys().collect::<Vec<_>>());
-        for (name, va) in &ea {
-            let err = va
-                .iter()
-                .zip(&eb[name])
-                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(err < 1e-3, "{objective}: {name} differs by {err}");
-        }
+        same_training(objective, &run("lean"), &run("candle"), 4);
     }
     // The agent's conv encoder on recorded 20×20 Lab frames, likewise (its images
     // shared among the threads).
@@ -191,6 +171,31 @@ fn lean_and_candle_paths_train_the_view_objectives_alike() {
             (x - y).abs() < 1e-4 * y.abs().max(1.0),
             "agent encoder: {a:?} vs {b:?}"
         );
+    }
+}
+
+/// Runs `lean` and `candle` logged the same `steps` losses and exported the same
+/// encoder, to float rounding.
+fn same_training(what: &str, lean: &Path, candle: &Path, steps: usize) {
+    let (a, b) = (logged(lean, "train/loss"), logged(candle, "train/loss"));
+    assert_eq!(a.len(), steps, "{what}: {a:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x - y).abs() < 1e-4 * y.abs().max(1.0),
+            "{what}: {a:?} vs {b:?}"
+        );
+    }
+    let (ea, eb) = (
+        float_tensors(&lean.join("encoder.safetensors")),
+        float_tensors(&candle.join("encoder.safetensors")),
+    );
+    assert_eq!(ea.keys().collect::<Vec<_>>(), eb.keys().collect::<Vec<_>>());
+    for (name, va) in &ea {
+        let err = va
+            .iter()
+            .zip(&eb[name])
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(err < 1e-3, "{what}: {name} differs by {err}");
     }
 }
 
@@ -260,27 +265,8 @@ fn lean_and_candle_paths_train_image_cpc_alike() {
                 .ok();
             out
         };
-        let (lean, candle) = (run("lean"), run("candle"));
-        let (a, b) = (logged(&lean, "train/loss"), logged(&candle, "train/loss"));
-        assert_eq!(a.len(), 4, "{a:?}");
-        for (x, y) in a.iter().zip(&b) {
-            assert!(
-                (x - y).abs() < 1e-4 * y.abs().max(1.0),
-                "layer norm {ln}: {a:?} vs {b:?}"
-            );
-        }
-        let (ea, eb) = (
-            float_tensors(&lean.join("encoder.safetensors")),
-            float_tensors(&candle.join("encoder.safetensors")),
-        );
-        assert_eq!(ea.keys().collect::<Vec<_>>(), eb.keys().collect::<Vec<_>>());
-        for (name, va) in &ea {
-            let err = va
-                .iter()
-                .zip(&eb[name])
-                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(err < 1e-3, "layer norm {ln}: {name} differs by {err}");
-        }
+        let what = format!("image cpc, layer norm {ln}");
+        same_training(&what, &run("lean"), &run("candle"), 4);
     }
 }
 
