@@ -53,10 +53,11 @@ for arm in $arms; do
     done
 done
 
-python3 - "$out" "$arms" "$seeds" <<'EOF'
-import json, math, statistics, sys
-out, arms, seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+python3 - "$(dirname "$0")" "$out" "$arms" "$seeds" <<'EOF'
+import json, statistics, sys
+sys.path.insert(0, sys.argv[1])
+from tstats import interval
+out, arms, seeds = sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
 
 def rows(path):
     return {r["features"]: r["test_acc"] for r in json.load(open(path))["rows"]}
@@ -82,8 +83,7 @@ for target in ["speaker", "digit"]:
         # One pooling per arm (the better mean over seeds), as MFCC's is one.
         pool = max(acc, key=lambda p: statistics.mean(acc[p]))
         d = [a - best for a in acc[pool]]
-        m = statistics.mean(d)
-        h = T95.get(len(d) - 1, 2.0) * statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+        m, h = interval(d)
         cells = [f"{100*statistics.mean(v):.1f}% ± {100*(statistics.stdev(v) if len(v) > 1 else 0):.1f}" for v in acc.values()]
         per = " / ".join(f"{100*a:.1f}" for a in acc[pool])
         print(f"{arm:<10} {cells[0]:>16} {cells[1]:>16}   {100*m:+8.1f} [{100*(m-h):+.1f}, {100*(m+h):+.1f}] points ({pool})   {per}")

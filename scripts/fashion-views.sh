@@ -68,10 +68,11 @@ for arm in $arms; do
     done
 done
 
-python3 - "$out" "$arms" "$seeds" <<'EOF'
-import json, math, statistics, sys
-out, arms, seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+python3 - "$(dirname "$0")" "$out" "$arms" "$seeds" <<'EOF'
+import json, statistics, sys
+sys.path.insert(0, sys.argv[1])
+from tstats import interval
+out, arms, seeds = sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
 
 def load(arm, seed, share):
     return json.load(open(f"{out}/probe-{arm}-seed{seed}-{share}.json"))
@@ -83,11 +84,10 @@ def knn(j, prefix):
     return next((k["knn_test_acc"] for k in j.get("knn") or [] if k["features"].startswith(prefix)), None)
 
 def ci(d):
-    m = statistics.mean(d)
+    m, h = interval(d)
     if len(d) < 2:
         return f"{100*m:+.1f}"
-    h = T95.get(len(d) - 1, 2.0) * statistics.stdev(d) / math.sqrt(len(d))
-    return f"{100*m:+.1f} [{100*(m-h):+.1f}, {100*(m+h):+.1f}]"
+    return f"{100*(m):+.1f} [{100*(m-h):+.1f}, {100*(m+h):+.1f}]"
 
 def ms(v):
     v = [x for x in v if x is not None]
