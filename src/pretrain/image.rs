@@ -650,20 +650,39 @@ impl ImageCpc {
         ));
         self
     }
+}
 
-    /// Context vectors averaged over 2×2 cells of the grid (the probe's default), as rows.
-    fn pooled_features(&self, set: &ImageSet, idx: &[usize]) -> Result<Vec<f32>> {
-        let mut out = Vec::new();
-        for chunk in idx.chunks(256) {
-            let mut images = Vec::with_capacity(chunk.len() * set.image_len());
-            for &i in chunk {
-                images.extend_from_slice(set.image(i));
-            }
-            let (_, c) = self.net.forward(&images, chunk.len())?;
-            out.extend(crate::nn::patches::pool_grid(&c, 2)?.concat());
+/// Context vectors averaged over 2×2 cells of the grid (the probe's default), as rows;
+/// z through the lean patch encoder where there is one.
+fn pooled_features(
+    net: &ImageNet,
+    mut lean: Option<&mut LeanPatchEncoder>,
+    set: &ImageSet,
+    idx: &[usize],
+) -> Result<Vec<f32>> {
+    let g = net.grid;
+    let (rows, cols) = g.size()?;
+    let mut out = Vec::new();
+    for chunk in idx.chunks(256) {
+        let n = chunk.len();
+        let mut images = Vec::with_capacity(n * set.image_len());
+        for &i in chunk {
+            images.extend_from_slice(set.image(i));
         }
-        Ok(out)
+        let z = match lean.as_deref_mut() {
+            Some(enc) => {
+                let dims = (n, g.height, g.width, g.channels);
+                let patches =
+                    extract(&images, dims, g.patch, g.stride).map_err(anyhow::Error::msg)?;
+                let z = enc.forward(&patches, n * rows * cols)?;
+                Tensor::from_vec(z.to_vec(), (n, rows, cols, enc.out_dim()), &Device::Cpu)?
+            }
+            None => net.features(&images, n)?,
+        };
+        let c = net.context.forward(&z)?;
+        out.extend(crate::nn::patches::pool_grid(&c, 2)?.concat());
     }
+    Ok(out)
 }
 
 impl Objective for ImageCpc {
@@ -758,7 +777,10 @@ impl Objective for ImageCpc {
         match &self.knn {
             Some(m) if m.due(step, last) => {
                 let d = 4 * self.net.spec.out_dim();
-                m.run(&self.set, d, |s, idx| self.pooled_features(s, idx))
+                let (net, mut lean) = (&self.net, self.lean.as_mut().map(|(e, _)| e));
+                m.run(&self.set, d, |s, idx| {
+                    pooled_features(net, lean.as_deref_mut(), s, idx)
+                })
             }
             _ => Ok(vec![]),
         }

@@ -260,13 +260,25 @@ fn lean_and_candle_paths_train_image_cpc_alike() {
                 .set("cpc.skip", 0)
                 .set("train.steps", 4)
                 .set("train.log_every", 1)
-                .set("knn.every", 0)
+                .set("knn.every", 2)
+                .set("knn.k", 5)
                 .set("train.learner", format!("\"{learner}\""))
                 .ok();
             out
         };
         let what = format!("image cpc, layer norm {ln}");
-        same_training(&what, &run("lean"), &run("candle"), 4);
+        let (lean, candle) = (run("lean"), run("candle"));
+        same_training(&what, &lean, &candle, 4);
+        // The kNN monitor reads z through the lean encoder too: the same verdicts (one
+        // query of the 8 held out may flip on a tie).
+        let (a, b) = (logged(&lean, "knn/top1"), logged(&candle, "knn/top1"));
+        assert_eq!(a.len(), 2, "{what}: {a:?}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1.0 / 8.0 + 1e-9,
+                "{what}: kNN {a:?} vs {b:?}"
+            );
+        }
     }
 }
 
