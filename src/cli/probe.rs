@@ -92,8 +92,8 @@ pub struct Args {
     /// network trained from scratch with the same budget (0: off).
     #[arg(long, default_value_t = 0, value_name = "STEPS")]
     fine_tune: usize,
-    /// Whole-image encoders (SimCLR, MoCo): how f runs for the features and
-    /// fine-tuning: `auto` or `lean` on host slices with its gradients by hand (the
+    /// Image encoders: how the encoder runs for the features (SimCLR's and MoCo's f,
+    /// CPC's patch encoder) and for fine-tuning: `auto` or `lean` on host slices (the
     /// trainers' default), `candle` through candle's autograd (the reference)
     #[arg(long, value_enum, default_value_t = LearnerPath::Auto)]
     learner: LearnerPath,

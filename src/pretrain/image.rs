@@ -490,6 +490,73 @@ impl ImageNet {
         Ok(z.reshape((n, rows, cols, self.spec.out_dim()))?)
     }
 
+    /// The lean path of the patch encoder over `varmap` (this network's variables): the
+    /// paper's patch encoder on the CPU; `None` for the agent's conv encoder or a GPU.
+    pub fn lean(&self, varmap: &VarMap) -> Result<Option<LeanPatchEncoder>> {
+        match (&self.spec, self.device.is_cpu()) {
+            (
+                EncoderSpec::Patches {
+                    channels,
+                    patch,
+                    features,
+                    layers,
+                    layer_norm,
+                    ..
+                },
+                true,
+            ) => Ok(Some(LeanPatchEncoder::new(
+                (*patch, *channels),
+                *features,
+                *layers,
+                *layer_norm,
+                varmap,
+                "encoder",
+            )?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// z of the `n` images' patches (as [`extract`] lays them out) through the lean
+    /// encoder `enc`, as a grid `[n, rows, cols, D]`; a variable, so that the training
+    /// step can take its gradient back through `enc`.
+    pub fn encode_lean(
+        &self,
+        enc: &mut LeanPatchEncoder,
+        patches: &[f32],
+        n: usize,
+    ) -> Result<Var> {
+        let (rows, cols) = self.grid.size()?;
+        let z = enc.forward(patches, n * rows * cols)?;
+        Ok(Var::from_vec(
+            z.to_vec(),
+            (n, rows, cols, enc.out_dim()),
+            &Device::Cpu,
+        )?)
+    }
+
+    /// [`ImageNet::forward`] with z through `lean` where it is given (the same function).
+    pub fn forward_with(
+        &self,
+        lean: Option<&mut LeanPatchEncoder>,
+        images: &[f32],
+        n: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let Some(enc) = lean else {
+            return self.forward(images, n);
+        };
+        let g = &self.grid;
+        let patches = extract(
+            images,
+            (n, g.height, g.width, g.channels),
+            g.patch,
+            g.stride,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let z = self.encode_lean(enc, &patches, n)?.as_tensor().clone();
+        let c = self.context.forward(&z)?;
+        Ok((z, c))
+    }
+
     /// `[height, width, channels]` of the images the encoder reads.
     pub fn encoder_input(&self) -> [usize; 3] {
         [self.grid.height, self.grid.width, self.grid.channels]
@@ -593,39 +660,18 @@ impl ImageCpc {
                 Ok((d, context, predictor))
             })
             .collect::<Result<Vec<_>>>()?;
+        let net = ImageNet::new(spec, grid, layers, vb.clone())?;
         // The lean path has the paper's patch encoder (not the agent's conv encoder).
-        let lean = match (&spec, cfg.train.learner, dev.is_cpu()) {
-            (_, LearnerPath::Candle, _) => None,
-            (_, LearnerPath::Lean, false) => bail!(
+        let lean = match (cfg.train.learner, dev.is_cpu()) {
+            (LearnerPath::Candle, _) => None,
+            (LearnerPath::Lean, false) => bail!(
                 "train.learner = \"lean\" runs on the CPU only; use \"auto\" or \"candle\" with --device cuda"
             ),
-            (
-                EncoderSpec::Patches {
-                    channels,
-                    patch,
-                    features,
-                    layers,
-                    layer_norm,
-                    ..
-                },
-                _,
-                true,
-            ) => Some((
-                LeanPatchEncoder::new(
-                    (*patch, *channels),
-                    *features,
-                    *layers,
-                    *layer_norm,
-                    &varmap,
-                    "encoder",
-                )?,
-                None,
-            )),
-            _ => None,
+            _ => net.lean(&varmap)?.map(|enc| (enc, None)),
         };
         Ok(ImageCpc {
             lean,
-            net: ImageNet::new(spec, grid, layers, vb.clone())?,
+            net,
             directions,
             augment: cfg.augment,
             varmap,
@@ -660,26 +706,13 @@ fn pooled_features(
     set: &ImageSet,
     idx: &[usize],
 ) -> Result<Vec<f32>> {
-    let g = net.grid;
-    let (rows, cols) = g.size()?;
     let mut out = Vec::new();
     for chunk in idx.chunks(256) {
-        let n = chunk.len();
-        let mut images = Vec::with_capacity(n * set.image_len());
+        let mut images = Vec::with_capacity(chunk.len() * set.image_len());
         for &i in chunk {
             images.extend_from_slice(set.image(i));
         }
-        let z = match lean.as_deref_mut() {
-            Some(enc) => {
-                let dims = (n, g.height, g.width, g.channels);
-                let patches =
-                    extract(&images, dims, g.patch, g.stride).map_err(anyhow::Error::msg)?;
-                let z = enc.forward(&patches, n * rows * cols)?;
-                Tensor::from_vec(z.to_vec(), (n, rows, cols, enc.out_dim()), &Device::Cpu)?
-            }
-            None => net.features(&images, n)?,
-        };
-        let c = net.context.forward(&z)?;
+        let (_, c) = net.forward_with(lean.as_deref_mut(), &images, chunk.len())?;
         out.extend(crate::nn::patches::pool_grid(&c, 2)?.concat());
     }
     Ok(out)
@@ -711,10 +744,7 @@ impl Objective for ImageCpc {
         .map_err(anyhow::Error::msg)?;
         let z = match &mut self.lean {
             Some((enc, leaf)) => {
-                let (rows, cols) = g.size()?;
-                let z = enc.forward(&patches, batch * rows * cols)?;
-                let v =
-                    Var::from_vec(z.to_vec(), (batch, rows, cols, enc.out_dim()), &Device::Cpu)?;
+                let v = self.net.encode_lean(enc, &patches, batch)?;
                 let t = v.as_tensor().clone();
                 *leaf = Some(v);
                 t

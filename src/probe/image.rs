@@ -12,7 +12,9 @@ use super::report::{FeatureSource, ProbeRow, Report};
 use super::Request;
 use crate::data::images::{load_split, FolderSplit, ImageSet, Part};
 use crate::encoder_file::EncoderFile;
+use crate::nn::lean::patches::LeanPatchEncoder;
 use crate::pretrain::image::ImageNet;
+use candle_nn::VarMap;
 
 /// `rlcpc probe` with an image encoder: the split the trainer used, checked against the
 /// test files it held out where it stored them.
@@ -32,7 +34,7 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
         );
     }
     let (encoder, data) = (&file.file.path, &req.data);
-    let (net, _vm) = ImageNet::from_file(file)?;
+    let (net, vm) = ImageNet::from_file(file)?;
     let meta = file.data_meta();
     let get = |k: &str| meta.as_ref().and_then(|m| m.get(k).cloned());
     let split = FolderSplit {
@@ -75,9 +77,10 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
         pool_z: req.features == Some(FeatureSource::Encoder),
         grid: req.pool_grid,
         labels: req.labels,
+        lean: req.learner != crate::config::LearnerPath::Candle,
     };
     let (n_tr, n_te, rows) = probe_images(
-        &net,
+        (&net, &vm),
         &encoder.display().to_string(),
         &train,
         &test,
@@ -100,9 +103,10 @@ pub fn run(file: &EncoderFile, req: &Request) -> Result<Report> {
 pub use crate::nn::patches::pool_grid;
 
 /// Image-level features: c (or z with `pool_z`) pooled over `g`×`g` cells of the
-/// patch grid ([`pool_grid`]), in batches of 256.
+/// patch grid ([`pool_grid`]), in batches of 256; z through `lean` where it is given.
 pub fn image_features(
     net: &ImageNet,
+    mut lean: Option<&mut LeanPatchEncoder>,
     set: &ImageSet,
     idx: &[usize],
     pool_z: bool,
@@ -114,7 +118,7 @@ pub fn image_features(
         for &i in chunk {
             images.extend_from_slice(set.image(i));
         }
-        let (z, c) = net.forward(&images, chunk.len())?;
+        let (z, c) = net.forward_with(lean.as_deref_mut(), &images, chunk.len())?;
         rows.extend(pool_grid(if pool_z { &z } else { &c }, g)?);
     }
     super::Features::from_rows(rows)
@@ -156,6 +160,8 @@ pub struct ImageProbeOptions {
     pub grid: usize,
     /// Train on this share of the training labels (stratified; `None`: all).
     pub labels: Option<f64>,
+    /// The patch encoder on the lean path (where the network has one).
+    pub lean: bool,
 }
 
 /// The items of each class, `share` of them (at least one per class), drawn at random:
@@ -231,7 +237,7 @@ fn labels_note(asked: Option<f64>, used: usize, of: usize) -> String {
 /// Linear probe of the class from pooled features of `net`, a random-init twin and the
 /// raw pixels, trained on images of `train` and tested on images of `test`.
 pub fn probe_images(
-    net: &ImageNet,
+    (net, varmap): (&ImageNet, &VarMap),
     name: &str,
     train: &ImageSet,
     test: &ImageSet,
@@ -247,21 +253,20 @@ pub fn probe_images(
         if o.pool_z { "z" } else { "c" },
         g = o.grid
     );
-    let feats =
-        |n: &ImageNet, s: &ImageSet, idx: &[usize]| image_features(n, s, idx, o.pool_z, o.grid);
-    let mut sets = vec![(
-        format!("cpc ({name}), {what}"),
-        feats(net, train, &tr)?,
-        feats(net, test, &te)?,
-    )];
+    // The training and test parts' features.
+    let feats = |n: &ImageNet, vm: &VarMap| -> Result<(super::Features, super::Features)> {
+        let mut lean = if o.lean { n.lean(vm)? } else { None };
+        Ok((
+            image_features(n, lean.as_mut(), train, &tr, o.pool_z, o.grid)?,
+            image_features(n, lean.as_mut(), test, &te, o.pool_z, o.grid)?,
+        ))
+    };
+    let (a, b) = feats(net, varmap)?;
+    let mut sets = vec![(format!("cpc ({name}), {what}"), a, b)];
     if o.baselines {
-        let (random, _vm) =
-            ImageNet::random(net.spec.clone(), net.grid, net.context_layers, 12345)?;
-        sets.push((
-            format!("random-init, same architecture, {what}"),
-            feats(&random, train, &tr)?,
-            feats(&random, test, &te)?,
-        ));
+        let (random, vm) = ImageNet::random(net.spec.clone(), net.grid, net.context_layers, 12345)?;
+        let (a, b) = feats(&random, &vm)?;
+        sets.push((format!("random-init, same architecture, {what}"), a, b));
         let raw = |s: &ImageSet, idx: &[usize]| {
             super::Features::from_rows(idx.iter().map(|&i| s.image(i).to_vec()).collect())
         };

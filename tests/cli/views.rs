@@ -279,6 +279,28 @@ fn lean_and_candle_paths_train_image_cpc_alike() {
                 "{what}: kNN {a:?} vs {b:?}"
             );
         }
+        // The probe reads the same features both ways.
+        let probe = |learner: &str| {
+            let j = Rlcpc::new("probe --json --iters 50")
+                .args(&["--encoder", s(&lean), "--learner", learner])
+                .data(&data)
+                .ok();
+            let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+            v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["test_acc"].as_f64().unwrap())
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (probe("lean"), probe("candle"));
+        assert_eq!(a.len(), 3, "{what}: cpc, random-init, raw pixels: {a:?}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1.0 / 8.0 + 1e-9,
+                "{what}: probe {a:?} vs {b:?}"
+            );
+        }
     }
 }
 
