@@ -463,15 +463,19 @@ impl ImageNet {
 
     /// Images `[n, h, w, c]` (host, channels-last) → z as a grid `[n, rows, cols, D]`.
     pub fn features(&self, images: &[f32], n: usize) -> Result<Tensor> {
+        self.encode(self.patches(images, n)?, n)
+    }
+
+    /// The patches of `n` images `[n, h, w, c]`, as [`extract`] lays them out.
+    fn patches(&self, images: &[f32], n: usize) -> Result<Vec<f32>> {
         let g = &self.grid;
-        let patches = extract(
+        extract(
             images,
             (n, g.height, g.width, g.channels),
             g.patch,
             g.stride,
         )
-        .map_err(anyhow::Error::msg)?;
-        self.encode(patches, n)
+        .map_err(anyhow::Error::msg)
     }
 
     /// Patches of `n` images as [`extract`] lays them out → z as a grid `[n, rows, cols, D]`.
@@ -544,14 +548,7 @@ impl ImageNet {
         let Some(enc) = lean else {
             return self.forward(images, n);
         };
-        let g = &self.grid;
-        let patches = extract(
-            images,
-            (n, g.height, g.width, g.channels),
-            g.patch,
-            g.stride,
-        )
-        .map_err(anyhow::Error::msg)?;
+        let patches = self.patches(images, n)?;
         let z = self.encode_lean(enc, &patches, n)?.as_tensor().clone();
         let c = self.context.forward(&z)?;
         Ok((z, c))
