@@ -99,11 +99,12 @@ pub fn fine_tune(
     o: &FineTune,
 ) -> Result<(f64, f64)> {
     let d = spec.out_dim();
-    let candle_net = ViewEncoder::build(spec, varmap, "encoder")?;
     let hwc = (train.height, train.width, train.channels);
+    let candle_net;
     let mut net = if lean {
         Net::Lean(LeanViewEncoder::new(spec, hwc, varmap, "encoder")?)
     } else {
+        candle_net = ViewEncoder::build(spec, varmap, "encoder")?;
         Net::Candle(&candle_net)
     };
     let mut init = Init::new(o.seed ^ 0xF1E7, &Device::Cpu);

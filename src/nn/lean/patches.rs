@@ -231,7 +231,7 @@ impl LeanPatchEncoder {
                     from_product_layout(&sum, (l.c_out, l.c_in, 3), &mut out);
                     out
                 }
-                None => sum.clone(),
+                None => std::mem::take(&mut sum),
             };
             grads.insert(
                 v.as_tensor(),
