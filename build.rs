@@ -10,7 +10,7 @@ use std::fmt::Write;
 const FILES: &[&str] = &[
     "src/config.rs",
     "agents/src/config.rs",
-    "envs/src/registry.rs",
+    "envs/src/config.rs",
     "src/pretrain/mod.rs",
     "src/pretrain/audio.rs",
     "src/pretrain/image.rs",
@@ -34,7 +34,9 @@ fn main() {
     );
     for file in FILES {
         println!("cargo:rerun-if-changed={file}");
-        let text = std::fs::read_to_string(file).unwrap_or_default();
+        // A listed file that moved would drop its keys' docs silently: refuse instead.
+        let text = std::fs::read_to_string(file)
+            .unwrap_or_else(|e| panic!("build.rs: config structs file {file}: {e}"));
         let mut current: Option<(String, Vec<Field>)> = None;
         let mut doc: Vec<String> = Vec::new();
         for line in text.lines() {

@@ -305,6 +305,17 @@ impl AuxKind {
     }
 }
 
+/// CPC|A's objective over the classifier's scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpcaLoss {
+    /// Logistic loss: the positive labelled 1, each negative 0 (Guo et al. 2018).
+    #[default]
+    Binary,
+    /// InfoNCE over the positive and the negatives.
+    Infonce,
+}
+
 /// Where CPC's negatives come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -361,7 +372,7 @@ pub struct AuxConfig {
     pub targets: Targets,
     /// CPC|A's objective: `binary` (the positive labelled 1, each negative 0; Guo et al.,
     /// Sample Factory, habitat-lab) or `infonce`.
-    pub cpca_loss: crate::cpca::CpcaLoss,
+    pub cpca_loss: CpcaLoss,
     /// CURL: observations of the unroll sampled per update (the InfoNCE batch).
     pub curl_samples: usize,
     /// CURL: each view is the observation shifted by up to this many pixels in each
@@ -391,7 +402,7 @@ impl Default for AuxConfig {
             start_times: 0,
             horizons: 0,
             targets: Targets::Future,
-            cpca_loss: crate::cpca::CpcaLoss::Binary,
+            cpca_loss: CpcaLoss::Binary,
             curl_samples: 256,
             curl_shift: 4,
             curl_momentum: 0.95,

@@ -20,24 +20,13 @@ use rlcpc_agents::{
     AgentError, AuxBatch, AuxLoss, AuxOutput, HostAuxOutput, HostGrads, LeanOutputs, UnrollOutput,
 };
 use rlcpc_envs::SeededRng;
-use serde::{Deserialize, Serialize};
 
 use crate::config::AuxConfig;
+pub use crate::config::CpcaLoss;
 use crate::cpc::{hit, horizon_buckets, pair_weights, sample_candidates, sample_pairs};
 use crate::cpc::{CpcSampling, Pair};
 use crate::nn::gru::Gru;
 use crate::nn::init::Init;
-
-/// CPC|A's objective over the classifier's scores.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CpcaLoss {
-    /// Logistic loss: the positive labelled 1, each negative 0 (Guo et al. 2018).
-    #[default]
-    Binary,
-    /// InfoNCE over the positive and the negatives.
-    Infonce,
-}
 
 /// The sizes of the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -986,6 +986,41 @@ pub fn stop_waiting_ranks(layout: &Layout) {
     }
 }
 
+/// This learner's place in the MPI job as the training loop's actor source: its actor
+/// ranks (or its own threads, where the layout gives it none) and the other learners.
+pub struct MpiActors<'a>(pub &'a Layout);
+
+impl<'a> crate::train::ActorSource<'a> for MpiActors<'a> {
+    fn prepare(&self, cfg: &Config, spec: &NetSpec, resume: bool) -> Result<()> {
+        start_learners(self.0, cfg, spec, resume)
+    }
+
+    fn team(&self) -> Option<Box<dyn crate::train::Team + 'a>> {
+        self.0
+            .peers()
+            .map(|p| Box::new(p) as Box<dyn crate::train::Team + 'a>)
+    }
+
+    fn share(&self, cfg: &Config) -> (Range<usize>, usize) {
+        (self.0.workers(cfg), self.0.batch_share(cfg))
+    }
+
+    fn start(
+        &self,
+        cfg: &Config,
+        spec: &NetSpec,
+        env_seed: u64,
+        states: Option<Vec<serde_json::Value>>,
+        snapshot: &dyn Fn() -> Result<ParamSnapshot>,
+    ) -> Result<Option<Box<dyn ActorPool + 'a>>> {
+        if self.0.threads() {
+            return Ok(None);
+        }
+        let pool = MpiPool::start(self.0, cfg, spec, env_seed, states, snapshot()?)?;
+        Ok(Some(Box::new(pool)))
+    }
+}
+
 /// On learner 0: refuses a layout the run cannot use, then sends the run to the other
 /// learners (elsewhere nothing).
 pub fn start_learners(layout: &Layout, cfg: &Config, spec: &NetSpec, resume: bool) -> Result<()> {
@@ -1136,7 +1171,7 @@ pub fn serve_learner(
         write: false,
     };
     let never = std::sync::Arc::new(AtomicBool::new(false));
-    let r = crate::train::train_on(&cfg, &spec, &opts, never, crate::train::Actors::Mpi(layout));
+    let r = crate::train::train_on(&cfg, &spec, &opts, never, &MpiActors(layout));
     stop_waiting_ranks(layout);
     match r {
         Err(e) if e.is::<crate::train::Learner0Failed>() => Ok(()),

@@ -14,7 +14,7 @@ use anyhow::Result;
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
-use crate::checkpoint::{self, keys, Loaded};
+use crate::checkpoint::{keys, Loaded};
 use crate::config::CoreKind;
 use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec};
 use crate::nn::NetSpec;
@@ -188,7 +188,7 @@ pub fn encoder_path(path: &Path) -> PathBuf {
     if path.is_dir() && enc.exists() {
         enc
     } else {
-        crate::eval::checkpoint_path(path)
+        crate::run_dir::checkpoint_path(path)
     }
 }
 
@@ -213,40 +213,4 @@ pub fn load_encoder(path: &Path, device: &Device) -> Result<(Encoder, VarMap)> {
     let enc =
         Encoder::new(f.spec.clone(), vb.pp("encoder")).map_err(|e| f.mismatch(e.to_string()))?;
     Ok((enc, init.varmap))
-}
-
-/// Writes the encoder's weights (names `encoder.*`) and spec to `out`, with the agent's
-/// LSTM core as `context.*` (or a trainer's context network) where there is one. The
-/// source is checked against its own spec first; an existing `out` is refused unless
-/// `force` (and never the source itself).
-pub fn export(checkpoint: &Path, out: &Path, force: bool) -> Result<EncoderSpec> {
-    let checkpoint = &crate::eval::checkpoint_path(checkpoint);
-    if out.exists() {
-        let same = std::fs::canonicalize(out).ok() == std::fs::canonicalize(checkpoint).ok();
-        if same {
-            anyhow::bail!("--out '{}' is the checkpoint itself", out.display());
-        }
-        crate::run_dir::refuse_special(out, "--out")?;
-        if !force {
-            anyhow::bail!(
-                "--out '{}' exists; pass --force to replace it",
-                out.display()
-            );
-        }
-    }
-    let f = EncoderFile::read(checkpoint)?;
-    match f.origin {
-        // An agent checkpoint: every tensor checked against its spec and environment.
-        Origin::AgentCheckpoint => {
-            crate::eval::TrainedPolicy::load(checkpoint)?;
-        }
-        Origin::EncoderFile => {
-            let mut init = crate::nn::init::Init::new(0, &Device::Cpu);
-            f.spec.init(&mut init, "encoder")?;
-            f.load_into(&init.varmap, &["encoder."])?;
-        }
-    }
-    let (tensors, meta) = f.export_parts()?;
-    checkpoint::write_atomic(out, tensors, checkpoint::metadata(meta))?;
-    Ok(f.spec)
 }

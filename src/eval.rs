@@ -24,7 +24,7 @@ impl TrainedPolicy {
     /// checked against its own network spec (every tensor present, F32, of the shape the
     /// spec builds, finite) and the spec against its environment's spaces.
     pub fn load(path: &Path) -> Result<TrainedPolicy> {
-        let path = &checkpoint_path(path);
+        let path = &crate::run_dir::checkpoint_path(path);
         let ck = Loaded::read(path)?;
         if let Ok(name) = ck.meta::<String>(crate::checkpoint::keys::TRAINER) {
             anyhow::bail!(
@@ -170,19 +170,10 @@ impl Driver {
                 Ok(if *stochastic {
                     rlcpc_agents::sample_action(logits, rng).0
                 } else {
-                    crate::probe::argmax(logits)
+                    rlcpc_agents::argmax(logits)
                 })
             }
         }
-    }
-}
-
-/// A run directory stands for its checkpoint.
-pub fn checkpoint_path(path: &Path) -> std::path::PathBuf {
-    if path.is_dir() {
-        path.join(crate::train::CHECKPOINT)
-    } else {
-        path.to_path_buf()
     }
 }
 
@@ -310,4 +301,44 @@ pub fn record(
         }
     }
     Ok(t)
+}
+
+/// Writes the encoder's weights (names `encoder.*`) and spec to `out`, with the agent's
+/// LSTM core as `context.*` (or a trainer's context network) where there is one. The
+/// source is checked against its own spec first; an existing `out` is refused unless
+/// `force` (and never the source itself).
+pub fn export_encoder(
+    checkpoint: &Path,
+    out: &Path,
+    force: bool,
+) -> Result<crate::nn::encoders::EncoderSpec> {
+    let checkpoint = &crate::run_dir::checkpoint_path(checkpoint);
+    if out.exists() {
+        let same = std::fs::canonicalize(out).ok() == std::fs::canonicalize(checkpoint).ok();
+        if same {
+            anyhow::bail!("--out '{}' is the checkpoint itself", out.display());
+        }
+        crate::run_dir::refuse_special(out, "--out")?;
+        if !force {
+            anyhow::bail!(
+                "--out '{}' exists; pass --force to replace it",
+                out.display()
+            );
+        }
+    }
+    let f = crate::encoder_file::EncoderFile::read(checkpoint)?;
+    match f.origin {
+        // An agent checkpoint: every tensor checked against its spec and environment.
+        crate::encoder_file::Origin::AgentCheckpoint => {
+            TrainedPolicy::load(checkpoint)?;
+        }
+        crate::encoder_file::Origin::EncoderFile => {
+            let mut init = crate::nn::init::Init::new(0, &Device::Cpu);
+            f.spec.init(&mut init, "encoder")?;
+            f.load_into(&init.varmap, &["encoder."])?;
+        }
+    }
+    let (tensors, meta) = f.export_parts()?;
+    crate::checkpoint::write_atomic(out, tensors, crate::checkpoint::metadata(meta))?;
+    Ok(f.spec)
 }

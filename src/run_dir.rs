@@ -364,3 +364,12 @@ pub fn check_output(path: &Path, flag: &str, kind: OutputKind, force: bool) -> R
         }
     )
 }
+
+/// A run directory stands for its checkpoint.
+pub fn checkpoint_path(path: &Path) -> std::path::PathBuf {
+    if path.is_dir() {
+        path.join(CHECKPOINT)
+    } else {
+        path.to_path_buf()
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use rlcpc_agents::{Actor, ActorPool, Learner, Rollout, Runner};
+use rlcpc_agents::{Actor, ActorPool, Learner, ParamSnapshot, Rollout, Runner};
 use rlcpc_envs::VecEnv;
 
 use crate::checkpoint::{self, Counters, Loaded};
@@ -53,41 +53,48 @@ pub struct TrainSummary {
     pub traffic: Option<String>,
 }
 
-/// Where the actors run.
-pub enum Actors<'a> {
-    /// Threads of this process ([`Runner`]).
-    Threads,
-    /// This learner's place in an MPI job (`mpirun -np N rlcpc train --distributed`):
-    /// its actor ranks, each running a block of its workers, or its own threads, and the
-    /// other data-parallel learners ([`crate::distributed`]).
-    #[cfg(feature = "mpi")]
-    Mpi(&'a crate::distributed::Layout),
-    #[doc(hidden)]
-    _Never(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
-}
+/// Where the actors run, and who the other data-parallel learners are: this
+/// process's threads ([`Threads`], [`Runner`]) unless a source says otherwise. The
+/// distributed run (`rlcpc train --distributed`, feature `mpi`) supplies its own, with
+/// actor ranks and peers; the loop names no transport.
+pub trait ActorSource<'a> {
+    /// Before anything is built (the distributed run starts its other learners here).
+    fn prepare(&self, _cfg: &Config, _spec: &NetSpec, _resume: bool) -> Result<()> {
+        Ok(())
+    }
 
-impl<'a> Actors<'a> {
     /// The other data-parallel learners, if any.
     fn team(&self) -> Option<Box<dyn Team + 'a>> {
-        match self {
-            #[cfg(feature = "mpi")]
-            Actors::Mpi(l) => l.peers().map(|p| Box::new(p) as Box<dyn Team + 'a>),
-            _ => None,
-        }
+        None
     }
 
     /// This learner's workers and, in async mode, its share of a batch's unrolls.
     fn share(&self, cfg: &Config) -> (std::ops::Range<usize>, usize) {
-        match self {
-            #[cfg(feature = "mpi")]
-            Actors::Mpi(l) => (l.workers(cfg), l.batch_share(cfg)),
-            _ => (0..cfg.run.workers, cfg.run.batch_rollouts),
-        }
+        (0..cfg.run.workers, cfg.run.batch_rollouts)
+    }
+
+    /// Actors somewhere other than this process's threads, started from the first
+    /// parameters (`snapshot` makes them) with the workers' saved `states`; `None`: run
+    /// them as threads here.
+    fn start(
+        &self,
+        _cfg: &Config,
+        _spec: &NetSpec,
+        _env_seed: u64,
+        _states: Option<Vec<serde_json::Value>>,
+        _snapshot: &dyn Fn() -> Result<ParamSnapshot>,
+    ) -> Result<Option<Box<dyn ActorPool + 'a>>> {
+        Ok(None)
     }
 }
 
-/// What the training loop asks of the other data-parallel learners
-/// ([`crate::distributed::Peers`]); a lone learner has none. Learner 0 logs, decides
+/// The actors as threads of this process, with no other learner.
+pub struct Threads;
+
+impl ActorSource<'_> for Threads {}
+
+/// What the training loop asks of the other data-parallel learners (the distributed
+/// run's peers); a lone learner has none. Learner 0 logs, decides
 /// and checkpoints for all.
 pub trait Team {
     /// Whether this is learner 0.
@@ -507,23 +514,20 @@ pub fn train_checked(
     opts: &TrainOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<TrainSummary> {
-    train_on(cfg, spec, opts, stop, Actors::Threads)
+    train_on(cfg, spec, opts, stop, &Threads)
 }
 
 /// [`train_checked`] with the actors where `actors` says.
-pub fn train_on(
+pub fn train_on<'a>(
     cfg: &Config,
     spec: &NetSpec,
     opts: &TrainOptions,
     stop: Arc<AtomicBool>,
-    actors: Actors<'_>,
+    actors: &dyn ActorSource<'a>,
 ) -> Result<TrainSummary> {
     // Setup: run directory, network, learner, actors.
     // Nothing is written until the checkpoint (when resuming) fits the new config.
-    #[cfg(feature = "mpi")]
-    if let Actors::Mpi(l) = &actors {
-        crate::distributed::start_learners(l, cfg, spec, opts.resume)?;
-    }
+    actors.prepare(cfg, spec, opts.resume)?;
     let mut team = actors.team();
     let spec = spec.clone();
     let ck_path = opts.out.join(CHECKPOINT);
@@ -609,20 +613,11 @@ pub fn train_on(
         rc.batch_rollouts = batch_share;
         Ok(Box::new(Runner::start(&rc, workers, learner.snapshot()?)?))
     };
-    let mut runner: Box<dyn ActorPool + '_> = match actors {
-        Actors::Threads => threads()?,
-        #[cfg(feature = "mpi")]
-        Actors::Mpi(l) if l.threads() => threads()?,
-        #[cfg(feature = "mpi")]
-        Actors::Mpi(l) => Box::new(crate::distributed::MpiPool::start(
-            l,
-            cfg,
-            &spec,
-            env_seed,
-            worker_states.clone(),
-            learner.snapshot()?,
-        )?),
-        Actors::_Never(never, _) => match never {},
+    let snapshot = || -> Result<ParamSnapshot> { Ok(learner.snapshot()?) };
+    let started = actors.start(cfg, &spec, env_seed, worker_states.clone(), &snapshot)?;
+    let mut runner: Box<dyn ActorPool + '_> = match started {
+        Some(pool) => pool,
+        None => threads()?,
     };
     if let Some(dir) = &run_dir {
         dir.begin(

@@ -206,6 +206,22 @@ impl Actor {
     }
 }
 
+/// The index of the largest logit (the first of equals; NaNs are never chosen): the
+/// greedy action, or a classifier's prediction.
+pub fn argmax(logits: &[f32]) -> usize {
+    logits
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
+        .0
+}
+
 /// Samples from softmax(logits); returns the action and its log-probability.
 pub fn sample_action(logits: &[f32], rng: &mut SeededRng) -> (usize, f32) {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);

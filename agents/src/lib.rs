@@ -25,7 +25,7 @@ pub mod returns;
 mod rollout;
 mod runner;
 
-pub use actor::{sample_action, Actor};
+pub use actor::{argmax, sample_action, Actor};
 pub use config::{AlgoConfig, Mode, OptimConfig, OptimKind, RunnerConfig};
 pub use error::AgentError;
 pub use learner::{Learner, Phases, UpdateStats};

@@ -254,7 +254,7 @@ pub trait Env: Send {
     /// A handle that cuts this environment's waits short once a run stops (an
     /// environment in a process of its own); `None` (the default) for one that steps
     /// in place.
-    fn hurry(&self) -> Option<crate::gymnasium::Hurry> {
+    fn hurry(&self) -> Option<crate::hurry::Hurry> {
         None
     }
     /// Completes the step [`Env::start_step`] started, as [`Env::step_into`] would have.

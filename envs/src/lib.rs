@@ -20,8 +20,10 @@
 #![deny(missing_docs)]
 
 mod cartpole;
+mod config;
 mod env;
 pub mod gymnasium;
+mod hurry;
 pub mod lab;
 mod options;
 pub mod popgym;
@@ -34,8 +36,9 @@ mod vec_env;
 pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use cartpole::{CartPole, CartPoleState, MaskedCartPole};
+pub use config::{EnvConfig, Options};
 pub use env::{Env, EnvError, Image, Info, Space, Step, StepOutcome};
-pub use registry::{entry, make, registry, EnvConfig, EnvEntry, Options, TimeLimit};
+pub use registry::{entry, make, registry, EnvEntry, TimeLimit};
 pub use seeding::stream_seed;
 pub use tmaze::{TMaze, TMazeOptions};
 pub use vec_env::{VecEnv, VecStep};

@@ -7,8 +7,8 @@ use serde::de::{DeserializeOwned, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use crate::config::Options;
 use crate::env::EnvError;
-use crate::registry::Options;
 
 /// An environment's options as one struct, each deriving `Serialize`, `Deserialize`
 /// (`#[serde(deny_unknown_fields, default)]`) and a documented `Default`.

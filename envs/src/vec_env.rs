@@ -196,8 +196,8 @@ impl VecEnv {
     }
 
     /// Stop requests of the environments that run in processes of their own (see
-    /// [`crate::gymnasium::Hurry`]); empty for in-process ones.
-    pub fn hurry_handles(&self) -> Vec<crate::gymnasium::Hurry> {
+    /// [`crate::hurry::Hurry`]); empty for in-process ones.
+    pub fn hurry_handles(&self) -> Vec<crate::hurry::Hurry> {
         self.envs.iter().filter_map(|e| e.hurry()).collect()
     }
 

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use rlcpc::config::{AuxKind, Config};
-use rlcpc::train::{saved_config_with_notes, train_on, Actors, TrainOptions, CHECKPOINT};
+use rlcpc::train::{
+    saved_config_with_notes, train_on, ActorSource, Threads, TrainOptions, CHECKPOINT,
+};
 
 use super::{stop_on_ctrl_c, DeviceArg};
 use rlcpc::train::set_learner_threads;
@@ -105,7 +107,7 @@ pub fn run(args: Args) -> Result<()> {
         };
         return run_distributed(config, out, &overrides, resume, dev, quiet, how);
     }
-    one_run(config, out, &overrides, resume, dev, quiet, Actors::Threads).map(|_| ())
+    one_run(config, out, &overrides, resume, dev, quiet, &Threads).map(|_| ())
 }
 
 /// `--learners` and `--rank-timeout`.
@@ -193,7 +195,7 @@ fn run_distributed(
             resume,
             dev,
             quiet,
-            Actors::Mpi(&layout),
+            &d::MpiActors(&layout),
         )
     }));
     match r {
@@ -317,7 +319,7 @@ fn run_seeds(
             again,
             dev,
             quiet,
-            Actors::Threads,
+            &Threads,
         )?;
         // The study's metrics (rlcpc::study::stats): one definition for both.
         let m = rlcpc::study::RunMetrics::read(&dir)?;
@@ -407,7 +409,7 @@ fn one_run(
     resume: bool,
     dev: DeviceArg,
     quiet: bool,
-    actors: Actors<'_>,
+    actors: &dyn ActorSource<'_>,
 ) -> Result<(rlcpc::train::TrainSummary, PathBuf)> {
     // First: loading the config starts a Python environment where it names one, and a
     // signal meanwhile must not kill rlcpc before it can end that process.

@@ -9,10 +9,11 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use rlcpc_agents::{ActorPolicy, AgentError, ParamSnapshot};
 
-use super::agent_net::{AgentNet, NetSpec};
+use super::agent_net::AgentNet;
 use super::encoders::EncoderSpec;
 use super::init::Init;
 use super::lean::LeanActor;
+use super::spec::NetSpec;
 
 /// Builds the best inference path for `spec`.
 pub fn actor_policy(spec: &NetSpec) -> Result<Box<dyn ActorPolicy>, AgentError> {

@@ -16,9 +16,11 @@ pub mod lean;
 pub mod lstm;
 pub mod patches;
 pub mod resnet;
+mod spec;
 pub mod text;
 pub mod views;
 
 pub use actor_policy::{actor_policy, CandleActor};
-pub use agent_net::{AgentNet, NetSpec};
+pub use agent_net::AgentNet;
 pub use lean::{LeanActor, LeanNet};
+pub use spec::NetSpec;

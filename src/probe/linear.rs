@@ -113,7 +113,7 @@ impl Logistic {
         (0..f.n)
             .map(|i| {
                 self.logits(f.row(i), &mut z);
-                argmax(&z)
+                rlcpc_agents::argmax(&z)
             })
             .collect()
     }
@@ -200,19 +200,6 @@ impl Design {
             n: f.n,
         })
     }
-}
-
-pub fn argmax(z: &[f32]) -> usize {
-    z.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv {
-                (i, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }
 
 pub fn accuracy(pred: &[usize], y: &[usize]) -> f64 {

@@ -659,8 +659,7 @@ impl Pool {
             write: true,
         };
         let t0 = Instant::now();
-        let actors = crate::train::Actors::Threads;
-        let m = match crate::train::train_on(&run.cfg, &spec, &opts, stop, actors) {
+        let m = match crate::train::train_on(&run.cfg, &spec, &opts, stop, &crate::train::Threads) {
             Ok(s) => {
                 if let Ok(mut n) = self.steps.lock() {
                     *n += s.counters.env_steps.saturating_sub(before);

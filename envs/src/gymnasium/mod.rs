@@ -25,11 +25,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::EnvConfig;
 use crate::env::{Env, EnvError, Info, Space, StepOutcome};
-use crate::registry::EnvConfig;
 
 mod process;
-pub use process::{hurry_all, kill_all, unhurry_all, Hurry, GRACE};
+pub use crate::hurry::{hurry_all, unhurry_all, Hurry, GRACE};
+pub use process::kill_all;
 use process::{Late, Replies};
 
 /// The prefix of `env.id` that selects a Gymnasium environment.

@@ -3,53 +3,26 @@
 //! - Each read of a reply has a deadline (`env.step_timeout` from the request), so an
 //!   environment that stops answering ends the run with its name instead of hanging it.
 //! - A [`Hurry`] (one per environment, set when its actor pool shuts down) and
-//!   [`hurry_all`] (set by rlcpc's Ctrl-C / SIGTERM handler) cut every pending and later
-//!   wait to [`GRACE`], so a stop request is honoured even while an environment hangs.
+//!   [`hurry_all`](crate::hurry::hurry_all) (set by rlcpc's Ctrl-C / SIGTERM handler) cut every pending and later
+//!   wait to [`GRACE`](crate::hurry::GRACE), so a stop request is honoured even while an environment hangs.
 //! - The bridge leads a process group of its own; it is killed as a group (its own
 //!   helper processes too) when the environment is dropped, by [`kill_all`] on a forced
 //!   exit, and by the kernel's parent-death signal when rlcpc dies without either.
 
 use std::io::Read;
 use std::process::{Child, ChildStdout, Command};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long a request may still take once a stop was asked for.
-pub const GRACE: Duration = Duration::from_secs(5);
+use crate::hurry::Hurry;
 
 /// The signal the kernel sends the bridge when rlcpc dies (`PR_SET_PDEATHSIG`); the
 /// bridge answers it by killing its whole process group (bridge.py).
 #[cfg(target_os = "linux")]
 const PARENT_DEATH_SIGNAL: i32 = libc::SIGUSR2;
 
-/// Milliseconds since [`epoch`] at which every wait was cut short (0: never).
-static HURRY_ALL: AtomicU64 = AtomicU64::new(0);
-
 /// The process groups of the bridges alive now.
 static GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    // At least 1: 0 means "not hurried".
-    (epoch().elapsed().as_millis() as u64).max(1)
-}
-
-/// Cuts every Gymnasium environment's waits, now and later, to [`GRACE`]: what a stop
-/// request (Ctrl-C, SIGTERM) calls, so that a hung environment cannot hold the run.
-pub fn hurry_all() {
-    let _ = HURRY_ALL.compare_exchange(0, now_ms(), Ordering::SeqCst, Ordering::SeqCst);
-}
-
-/// Undoes [`hurry_all`]: for a process that goes on after a stopped run (the Python
-/// package's `train` returns to the interpreter).
-pub fn unhurry_all() {
-    HURRY_ALL.store(0, Ordering::SeqCst);
-}
 
 /// Kills every bridge's process group at once: for an exit that runs no destructor
 /// (a second Ctrl-C).
@@ -70,49 +43,12 @@ fn kill_group(pgid: u32) {
     let _ = pgid;
 }
 
-/// One environment's stop request; see the module's notes.
-#[derive(Clone, Debug, Default)]
-pub struct Hurry(Arc<AtomicU64>);
-
-impl Hurry {
-    /// Cuts this environment's waits, now and later, to [`GRACE`].
-    pub fn now(&self) {
-        let _ = self
-            .0
-            .compare_exchange(0, now_ms(), Ordering::SeqCst, Ordering::SeqCst);
-    }
-
-    /// When the waits end at the latest for a request sent at `sent`: `timeout` after
-    /// it, or [`GRACE`] after a stop request, whichever comes first.
-    fn deadline(&self, sent: Instant, timeout: Duration) -> (Instant, bool) {
-        let hurried = [
-            self.0.load(Ordering::SeqCst),
-            HURRY_ALL.load(Ordering::SeqCst),
-        ]
-        .into_iter()
-        .filter(|&t| t > 0)
-        .min();
-        let limit = sent + timeout;
-        match hurried {
-            Some(ms) => {
-                let cut = (epoch() + Duration::from_millis(ms)).max(sent) + GRACE;
-                if cut < limit {
-                    (cut, true)
-                } else {
-                    (limit, false)
-                }
-            }
-            None => (limit, false),
-        }
-    }
-}
-
 /// Why a reply did not come in time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Late {
     /// `env.step_timeout` passed.
     Timeout,
-    /// [`GRACE`] passed after a stop request.
+    /// [`GRACE`](crate::hurry::GRACE) passed after a stop request.
     Stopping,
 }
 
@@ -128,7 +64,7 @@ pub struct Replies {
 
 impl Replies {
     /// Reads of `out` end with `ErrorKind::TimedOut` `timeout` after the last
-    /// [`Replies::sent`] (or [`GRACE`] after `hurry`).
+    /// [`Replies::sent`] (or [`GRACE`](crate::hurry::GRACE) after `hurry`).
     pub fn new(out: ChildStdout, hurry: Hurry, timeout: Duration) -> Self {
         Replies {
             out,

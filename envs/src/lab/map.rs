@@ -307,3 +307,78 @@ mod tests {
         assert!(floor.iter().all(|&(x, y)| d[y * 11 + x] != u32::MAX));
     }
 }
+
+/// The view of a wall hit by the ray of one column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// Distance along the view direction.
+    pub depth: f32,
+    /// The wall cell hit.
+    pub cell: Cell,
+    /// Where along the wall face the ray hit, in `[0, 1)`.
+    pub u: f32,
+    /// Whether the face runs north–south (hit while stepping in x).
+    pub x_side: bool,
+}
+
+/// Casts one ray from `(px, py)` along `(rx, ry)` (not necessarily unit length: the
+/// returned depth is in units of that vector, i.e. along the view direction when the ray
+/// is `dir + k·right`). `max_steps` bounds the walk.
+#[inline]
+pub fn cast(grid: &Grid, px: f32, py: f32, rx: f32, ry: f32) -> Hit {
+    let (mut mx, mut my) = (px.floor() as i32, py.floor() as i32);
+    let ddx = if rx == 0.0 {
+        f32::INFINITY
+    } else {
+        (1.0 / rx).abs()
+    };
+    let ddy = if ry == 0.0 {
+        f32::INFINITY
+    } else {
+        (1.0 / ry).abs()
+    };
+    let (sx, mut side_x) = if rx < 0.0 {
+        (-1, (px - mx as f32) * ddx)
+    } else {
+        (1, (mx as f32 + 1.0 - px) * ddx)
+    };
+    let (sy, mut side_y) = if ry < 0.0 {
+        (-1, (py - my as f32) * ddy)
+    } else {
+        (1, (my as f32 + 1.0 - py) * ddy)
+    };
+    let limit = (grid.width + grid.height) * 2 + 4;
+    for _ in 0..limit {
+        let x_side = side_x < side_y;
+        let depth;
+        if x_side {
+            depth = side_x;
+            side_x += ddx;
+            mx += sx;
+        } else {
+            depth = side_y;
+            side_y += ddy;
+            my += sy;
+        }
+        let cell = grid.get(mx, my);
+        if cell != Cell::Floor {
+            let along = if x_side {
+                py + depth * ry
+            } else {
+                px + depth * rx
+            };
+            return Hit {
+                depth,
+                cell,
+                u: along - along.floor(),
+                x_side,
+            };
+        }
+    }
+    Hit {
+        depth: f32::INFINITY,
+        cell: Cell::Wall(7),
+        u: 0.0,
+        x_side: false,
+    }
+}

@@ -32,6 +32,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+pub use map::{cast, Hit};
 pub use map::{Cell, Grid, KEY_COLOURS, WALL_COLOURS};
 pub(crate) use options::{lab_config, TaskOptions};
 pub use options::{
@@ -39,7 +40,7 @@ pub use options::{
     SeekavoidArenaOptions, WatermazeOptions,
 };
 pub use render::{
-    cast, channel, grid_view, top_down, video_frame, Camera, Hit, Shape, Sprite, GRID_CHANNELS,
+    channel, grid_view, sprite, top_down, video_frame, Camera, Shape, Sprite, GRID_CHANNELS,
     SHADE_Y_SIDE,
 };
 use world::neighbourhood;
@@ -379,7 +380,7 @@ impl Lab {
             ObsKind::Rgb => {
                 self.sprites.clear();
                 self.sprites
-                    .extend(self.world.objects.iter().map(|o| o.kind.sprite(o.x, o.y)));
+                    .extend(self.world.objects.iter().map(|o| sprite(o.kind, o.x, o.y)));
                 let a = self.world.agent;
                 self.camera
                     .render(&self.world.grid, (a.x, a.y, a.angle), &self.sprites, obs);

@@ -9,9 +9,9 @@ use serde::de::{self, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{LabConfig, ObsKind, Task};
+use crate::config::Options;
 use crate::env::EnvError;
 use crate::options::{defaults, read_part, refuse_unknown, EnvOptions};
-use crate::registry::Options;
 
 /// The options every Lab task takes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@
 //! billboards standing on the floor, drawn far to near and clipped per column against the
 //! walls' depth buffer.
 
-use super::map::{Cell, Grid, KEY_COLOURS, WALL_COLOURS};
+use super::map::{cast, Cell, Grid, KEY_COLOURS, WALL_COLOURS};
 use super::world::{Kind, World};
 use crate::env::Image;
 
@@ -53,78 +53,21 @@ impl Shape {
     }
 }
 
-/// The view of a wall hit by the ray of one column.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Hit {
-    /// Distance along the view direction.
-    pub depth: f32,
-    /// The wall cell hit.
-    pub cell: Cell,
-    /// Where along the wall face the ray hit, in `[0, 1)`.
-    pub u: f32,
-    /// Whether the face runs north–south (hit while stepping in x).
-    pub x_side: bool,
-}
-
-/// Casts one ray from `(px, py)` along `(rx, ry)` (not necessarily unit length: the
-/// returned depth is in units of that vector, i.e. along the view direction when the ray
-/// is `dir + k·right`). `max_steps` bounds the walk.
-#[inline]
-pub fn cast(grid: &Grid, px: f32, py: f32, rx: f32, ry: f32) -> Hit {
-    let (mut mx, mut my) = (px.floor() as i32, py.floor() as i32);
-    let ddx = if rx == 0.0 {
-        f32::INFINITY
-    } else {
-        (1.0 / rx).abs()
+/// How an object of `kind` looks in the first-person view, standing at `(x, y)`.
+pub fn sprite(kind: Kind, x: f32, y: f32) -> Sprite {
+    let (colour, size, shape) = match kind {
+        Kind::Goal => ([250.0, 220.0, 90.0], 0.6, Shape::Diamond),
+        Kind::Apple => ([60.0, 230.0, 60.0], 0.4, Shape::Disc),
+        Kind::Lemon => ([245.0, 245.0, 70.0], 0.4, Shape::Disc),
+        Kind::Key(c) => (KEY_COLOURS[c as usize % 4], 0.3, Shape::Square),
+        Kind::Bot => ([230.0, 60.0, 230.0], 0.7, Shape::Diamond),
     };
-    let ddy = if ry == 0.0 {
-        f32::INFINITY
-    } else {
-        (1.0 / ry).abs()
-    };
-    let (sx, mut side_x) = if rx < 0.0 {
-        (-1, (px - mx as f32) * ddx)
-    } else {
-        (1, (mx as f32 + 1.0 - px) * ddx)
-    };
-    let (sy, mut side_y) = if ry < 0.0 {
-        (-1, (py - my as f32) * ddy)
-    } else {
-        (1, (my as f32 + 1.0 - py) * ddy)
-    };
-    let limit = (grid.width + grid.height) * 2 + 4;
-    for _ in 0..limit {
-        let x_side = side_x < side_y;
-        let depth;
-        if x_side {
-            depth = side_x;
-            side_x += ddx;
-            mx += sx;
-        } else {
-            depth = side_y;
-            side_y += ddy;
-            my += sy;
-        }
-        let cell = grid.get(mx, my);
-        if cell != Cell::Floor {
-            let along = if x_side {
-                py + depth * ry
-            } else {
-                px + depth * rx
-            };
-            return Hit {
-                depth,
-                cell,
-                u: along - along.floor(),
-                x_side,
-            };
-        }
-    }
-    Hit {
-        depth: f32::INFINITY,
-        cell: Cell::Wall(7),
-        u: 0.0,
-        x_side: false,
+    Sprite {
+        x,
+        y,
+        colour,
+        size,
+        shape,
     }
 }
 
@@ -419,7 +362,7 @@ pub fn grid_view(w: &World, view: usize, out: &mut [f32]) {
 /// videos: the view at least 64×48 and scaled up 4 times.
 pub fn video_frame(w: &World, width: usize, height: usize, fov: f32) -> Image {
     let mut cam = Camera::new(width.max(64), height.max(48), fov);
-    let sprites: Vec<Sprite> = w.objects.iter().map(|o| o.kind.sprite(o.x, o.y)).collect();
+    let sprites: Vec<Sprite> = w.objects.iter().map(|o| sprite(o.kind, o.x, o.y)).collect();
     let mut px = vec![0.0; cam.width * cam.height * 3];
     let a = w.agent;
     cam.render(&w.grid, (a.x, a.y, a.angle), &sprites, &mut px);

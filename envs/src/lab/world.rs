@@ -4,8 +4,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::map::{Cell, Grid, KEY_COLOURS};
-use super::render::{cast, Shape, Sprite};
+use super::map::{cast, Cell, Grid};
 use crate::SeededRng;
 
 /// The agent's collision radius, in cells.
@@ -102,30 +101,10 @@ pub enum Kind {
     Apple,
     /// A lemon: −1.
     Lemon,
-    /// A key of a colour (index into [`KEY_COLOURS`]).
+    /// A key of a colour (index into [`super::map::KEY_COLOURS`]).
     Key(u8),
     /// A lasertag bot, to tag.
     Bot,
-}
-
-impl Kind {
-    /// How it looks in the first-person view, standing at `(x, y)`.
-    pub fn sprite(self, x: f32, y: f32) -> Sprite {
-        let (colour, size, shape) = match self {
-            Kind::Goal => ([250.0, 220.0, 90.0], 0.6, Shape::Diamond),
-            Kind::Apple => ([60.0, 230.0, 60.0], 0.4, Shape::Disc),
-            Kind::Lemon => ([245.0, 245.0, 70.0], 0.4, Shape::Disc),
-            Kind::Key(c) => (KEY_COLOURS[c as usize % 4], 0.3, Shape::Square),
-            Kind::Bot => ([230.0, 60.0, 230.0], 0.7, Shape::Diamond),
-        };
-        Sprite {
-            x,
-            y,
-            colour,
-            size,
-            shape,
-        }
-    }
 }
 
 /// Something in the level besides walls.

@@ -28,10 +28,10 @@ pub use conv::LeanAgentEncoder;
 
 use rlcpc_agents::{ActorPolicy, AgentError, LeanNetwork, LeanOutputs, ParamSnapshot};
 
-use super::agent_net::NetSpec;
 use super::encoders::EncoderSpec;
 use super::fast::{sigmoid, tanh};
 use super::gemm::{matmul, Op};
+use super::spec::NetSpec;
 use crate::config::{Activation, CoreKind};
 
 /// One parameter: its stable name (as in [`AgentNet`](super::AgentNet)'s var map), shape
