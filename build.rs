@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 /// The files that define config structs, relative to the crate root.
 const FILES: &[&str] = &[
-    "src/config.rs",
+    "src/config/mod.rs",
     "agents/src/config.rs",
     "envs/src/config.rs",
     "src/pretrain/mod.rs",

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rlcpc_envs::{EnvConfig, SeededRng};
 
 use crate::config::{AuxKind, Config};
-use crate::train::{train, TrainOptions};
+use crate::rl::train::{train, TrainOptions};
 
 /// One row of the throughput table.
 #[derive(Debug, Clone)]
@@ -119,7 +119,11 @@ pub fn env_cases() -> Vec<(String, EnvConfig)> {
 
 /// End-to-end training of `cfg` for `steps` env steps (no early stop, no files
 /// written): its throughput (`sps`) and time per phase (`phases_ms`).
-pub fn train_run(cfg: &Config, steps: u64, device: &Device) -> Result<crate::train::TrainSummary> {
+pub fn train_run(
+    cfg: &Config,
+    steps: u64,
+    device: &Device,
+) -> Result<crate::rl::train::TrainSummary> {
     let mut cfg = cfg.clone();
     cfg.run.total_steps = steps;
     cfg.run.target_return = 0.0;
@@ -476,11 +480,11 @@ pub fn agent_step_flops(cfg: &Config) -> Result<(f64, String)> {
     match cfg.aux.kind {
         AuxKind::None => Ok((net, "network".into())),
         AuxKind::Cpc => {
-            let s = crate::cpc::CpcSampling::from(&cfg.aux);
+            let s = crate::contrastive::cpc::CpcSampling::from(&cfg.aux);
             let first = vec![0.0; t * b];
             let mut rng = SeededRng::seed_from_u64(0);
             let pairs = (0..16)
-                .map(|_| crate::cpc::sample_pairs(&first, t, b, &s, &mut rng).len())
+                .map(|_| crate::contrastive::cpc::sample_pairs(&first, t, b, &s, &mut rng).len())
                 .sum::<usize>() as f64
                 / 16.0;
             let (dz, dc) = (spec.feature_dim(), spec.context_dim());

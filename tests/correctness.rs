@@ -386,14 +386,14 @@ fn s3_1_image_cpc_never_predicts_patches_that_overlap_the_context() {
     .to_string();
     assert!(e.contains("cpc.horizon") && e.contains("overlap"), "{e}");
     // The sampler never draws a skipped offset; every horizon after it is drawn.
-    let s = rlcpc::cpc::CpcSampling {
+    let s = rlcpc::contrastive::cpc::CpcSampling {
         horizon: 4,
         skip: 2,
         num_negatives: 3,
         ..Default::default()
     };
     let mut rng = rlcpc_envs::SeededRng::seed_from_u64(1);
-    let pairs = rlcpc::cpc::sample_pairs(&[0.0; 6 * 3], 6, 3, &s, &mut rng);
+    let pairs = rlcpc::contrastive::cpc::sample_pairs(&[0.0; 6 * 3], 6, 3, &s, &mut rng);
     assert!(pairs.iter().all(|p| p.k > 2), "{pairs:?}");
     assert!(pairs.iter().any(|p| p.k == 3) && pairs.iter().any(|p| p.k == 4));
 }

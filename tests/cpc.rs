@@ -5,12 +5,12 @@ mod common;
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rlcpc::config::{Config, Negatives};
-use rlcpc::cpc::{
+use rlcpc::contrastive::cpc::{
     cpc_loss, hit, info_nce, pair_weights, sample_candidates, sample_pairs, scores, CpcSampling,
     Pair, Predictor, PredictorDims,
 };
 use rlcpc::nn::init::Init;
-use rlcpc::train::{build_learner, net_spec};
+use rlcpc::rl::train::{build_learner, net_spec};
 use rlcpc_agents::PolicyNetwork;
 use rlcpc_envs::SeededRng;
 
@@ -179,7 +179,10 @@ fn cpc_loss_matches_a_direct_loop_over_pairs() {
     // 4 negatives: 21 targets ≤ ALL_SCORES_MAX × 5, every target is scored; 1 negative:
     // 21 > ALL_SCORES_MAX × 2, the candidates are gathered. Both must give the formula.
     for m in [4, 1] {
-        assert_eq!(t_len * b <= rlcpc::cpc::ALL_SCORES_MAX * (1 + m), m == 4);
+        assert_eq!(
+            t_len * b <= rlcpc::contrastive::cpc::ALL_SCORES_MAX * (1 + m),
+            m == 4
+        );
         let mut s = sampling(Negatives::Both);
         s.horizon = k;
         s.num_negatives = m;
@@ -421,7 +424,7 @@ fn accuracy_counts_ties_as_a_share() {
 #[test]
 fn cpca_loss_matches_a_direct_loop_over_pairs() {
     use rlcpc::config::AuxConfig;
-    use rlcpc::cpca::{CpcaAux, CpcaDims, CpcaLoss};
+    use rlcpc::rl::auxiliary::cpca::{CpcaAux, CpcaDims, CpcaLoss};
     use rlcpc_agents::AuxLoss;
     let dev = Device::Cpu;
     let (t_len, b, dz, dc, na, k) = (7, 3, 4, 5, 3, 3);
@@ -479,7 +482,7 @@ fn cpca_loss_matches_a_direct_loop_over_pairs() {
             ..AuxConfig::default()
         };
         let mut aux = CpcaAux::new(&cfg, dims, &init.varmap, &dev, 11).unwrap();
-        let mut rng = rlcpc::cpc::rng_from_state(&aux.save_rng()).unwrap();
+        let mut rng = rlcpc::rl::auxiliary::rng_from_state(&aux.save_rng()).unwrap();
         let r = aux.evaluate(&z, &c, &first, &actions).unwrap().unwrap();
 
         let s: CpcSampling = (&cfg).into();

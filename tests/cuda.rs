@@ -14,10 +14,10 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use rlcpc::checkpoint::Loaded;
 use rlcpc::config::Config;
-use rlcpc::cpc::CpcAux;
 use rlcpc::nn::init::Init;
 use rlcpc::nn::{AgentNet, NetSpec};
-use rlcpc::train::{saved_config, train, TrainOptions, TrainSummary, CHECKPOINT};
+use rlcpc::rl::auxiliary::cpc::CpcAux;
+use rlcpc::rl::train::{saved_config, train, TrainOptions, TrainSummary, CHECKPOINT};
 use rlcpc_agents::{AuxLoss, PolicyNetwork};
 use rlcpc_envs::Space;
 

@@ -608,7 +608,7 @@ fn layouts_the_ranks_cannot_carry_are_refused() {
 
 #[test]
 fn blocks_cover_every_worker_once_in_order() {
-    use rlcpc::distributed::block;
+    use rlcpc::rl::distributed::block;
     for ranks in 2..6 {
         for workers in ranks - 1..12 {
             let all: Vec<usize> = (1..ranks).flat_map(|r| block(r, ranks, workers)).collect();

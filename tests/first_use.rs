@@ -51,7 +51,7 @@ fn aux_cpc_and_none_work_on_every_preset() {
 fn config_show_prints_every_key_with_its_doc_and_reads_back() {
     let t = tempfile::tempdir().unwrap();
     let (list, _) = ok(&["config", "list"]);
-    for (name, cmd) in rlcpc::config_show::presets() {
+    for (name, cmd) in rlcpc::config::show::presets() {
         assert!(list.contains(name) && list.contains(cmd), "{list}");
         let (text, _) = ok(&["config", "show", name]);
         assert!(text.contains(&format!("`rlcpc {cmd}`")), "{text}");

@@ -2,7 +2,7 @@
 //! validation that opens no file and the preflight that does, the one encoder-file
 //! reader on an agent checkpoint and its export, the one validation-error shape, the
 //! objective key, the probe report printer against the formats it replaced, and an
-//! encoder file run on plain arrays (`rlcpc::encode`).
+//! encoder file run on plain arrays (`rlcpc::probe::encode`).
 
 mod common;
 
@@ -22,7 +22,7 @@ fn config_validation_opens_no_file_and_the_preflight_names_a_missing_encoder() {
     // The config's own values are fine: loading it reads no encoder file.
     let cfg = Config::load(None, std::slice::from_ref(&set)).expect("local checks only");
     // The preflight is where the file is read, and its message names the key and file.
-    let e = format!("{:#}", rlcpc::train::preflight(&cfg).unwrap_err());
+    let e = format!("{:#}", rlcpc::rl::train::preflight(&cfg).unwrap_err());
     assert!(
         e.contains("invalid value for 'model.init_encoder'") && e.contains("no-such-encoder"),
         "{e}"
@@ -190,7 +190,7 @@ fn the_report_printer_lays_out_rows_as_the_old_format_strings_did() {
     assert_eq!(r.table(), want);
 }
 
-/// `rlcpc::encode` (what the Python package runs): an agent's encoder on plain arrays
+/// `rlcpc::probe::encode` (what the Python package runs): an agent's encoder on plain arrays
 /// gives what its network gives, in one batch or in chunks, and refuses inputs that do
 /// not fit its spec, saying what it reads.
 #[test]
@@ -206,7 +206,7 @@ fn an_encoder_file_runs_on_plain_arrays_as_its_network_does() {
         "--out",
         s(&run),
     ]);
-    let enc = rlcpc::encode::FileEncoder::read(&run).unwrap();
+    let enc = rlcpc::probe::encode::FileEncoder::read(&run).unwrap();
     assert_eq!(enc.item_shape(), Some(vec![4]));
     assert!(enc
         .tensors()

@@ -318,7 +318,7 @@ mod patches {
     #[test]
     fn image_cpc_loss_runs_through_the_shared_cpc_code_into_every_layer() {
         use rlcpc::config::Negatives;
-        use rlcpc::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
+        use rlcpc::contrastive::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
         let dev = Device::Cpu;
         let (n, h, w, c, p, s, width) = (3, 16, 16, 1, 8, 4, 8);
         let (gh, gw) = grid(h, w, p, s).unwrap();

@@ -9,7 +9,7 @@
 use candle_core::Device;
 use rlcpc::config::Config;
 use rlcpc::nn::actor_policy;
-use rlcpc::train::{build_learner, net_spec};
+use rlcpc::rl::train::{build_learner, net_spec};
 use rlcpc_agents::{Actor, Learner, Rollout};
 use rlcpc_envs::VecEnv;
 

@@ -7,7 +7,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use rlcpc::config::Config;
-use rlcpc::train::{build_learner, net_spec};
+use rlcpc::rl::train::{build_learner, net_spec};
 use rlcpc_agents::{PolicyNetwork, Rollout};
 
 const T: usize = 3;

@@ -6,7 +6,7 @@ use rlcpc::config::Config;
 use rlcpc::nn::fast;
 use rlcpc::nn::init::Init;
 use rlcpc::nn::{actor_policy, AgentNet, CandleActor, NetSpec};
-use rlcpc::train::{build_learner, net_spec};
+use rlcpc::rl::train::{build_learner, net_spec};
 use rlcpc_agents::{ActorPolicy, OptimConfig, OptimKind, Optimizer, PolicyNetwork};
 use rlcpc_envs::Space;
 

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 use rand::{Rng, SeedableRng};
 use rlcpc::config::Negatives;
-use rlcpc::cpc::{sample_candidates, sample_pairs, CpcSampling};
+use rlcpc::contrastive::cpc::{sample_candidates, sample_pairs, CpcSampling};
 use rlcpc::data::audio::{decode, resample, AudioSet, Layout, LoadOptions};
 use rlcpc::data::mfcc::{Mfcc, MfccConfig};
 use rlcpc::data::{split, SplitBy};

@@ -2,7 +2,7 @@
 //! a run's logged counters, missing values, the paired bootstrap CI and where it lies;
 //! the tuning configurations of a grid and of a seeded random draw.
 
-use rlcpc::study::stats::{bootstrap_ci, mean_ci, Metric, RunMetrics, Side};
+use rlcpc::rl::study::stats::{bootstrap_ci, mean_ci, Metric, RunMetrics, Side};
 
 fn run_with(lines: &[(u64, u64, f64, f64)]) -> (tempfile::TempDir, RunMetrics) {
     let dir = tempfile::tempdir().unwrap();
@@ -113,18 +113,18 @@ fn paired_bootstrap_and_t_intervals() {
     let boot = bootstrap_ci(&d, 10_000, 3);
     assert_eq!(boot.0, 0.01);
     assert_eq!(Side::of(boot), Side::Above);
-    let t = rlcpc::study::stats::paired_t_ci(&d);
+    let t = rlcpc::rl::study::stats::paired_t_ci(&d);
     let (m, h) = mean_ci(&d);
     assert_eq!(t, (m - h, m + h));
     assert!(t.0 < 0.0, "{t:?}");
-    let hull = rlcpc::study::stats::decisive_ci(boot, t);
+    let hull = rlcpc::rl::study::stats::decisive_ci(boot, t);
     assert_eq!(hull, (t.0, boot.1.max(t.1)));
     assert_eq!(Side::of(hull), Side::Straddles);
 }
 
 #[test]
 fn tuning_configurations_of_a_grid_and_of_a_random_draw() {
-    use rlcpc::study::Plan;
+    use rlcpc::rl::study::Plan;
     let dir = tempfile::tempdir().unwrap();
     let plan = |tuning: &str| {
         let p = dir.path().join("p.toml");
@@ -168,7 +168,7 @@ fn tuning_configurations_of_a_grid_and_of_a_random_draw() {
 
 #[test]
 fn distinct_keys_make_draws_differ_where_every_arm_feels_them() {
-    use rlcpc::study::Plan;
+    use rlcpc::rl::study::Plan;
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.toml");
     std::fs::write(
@@ -192,7 +192,7 @@ fn distinct_keys_make_draws_differ_where_every_arm_feels_them() {
 
 #[test]
 fn spearman_by_hand() {
-    use rlcpc::study::stats::spearman;
+    use rlcpc::rl::study::stats::spearman;
     assert_eq!(
         spearman(&[1.0, 2.0, 3.0, 4.0], &[10.0, 20.0, 25.0, 90.0]),
         Some(1.0)
@@ -211,7 +211,7 @@ fn spearman_by_hand() {
 
 #[test]
 fn an_arm_with_a_base_may_change_a_tuned_key_of_the_base_choice() {
-    use rlcpc::study::Study;
+    use rlcpc::rl::study::Study;
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("p.toml");
     std::fs::write(

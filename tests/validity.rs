@@ -6,7 +6,7 @@
 
 use candle_core::{Device, Tensor};
 use rlcpc::config::Config;
-use rlcpc::train::{build_learner, memory_warnings, net_spec};
+use rlcpc::rl::train::{build_learner, memory_warnings, net_spec};
 use rlcpc_agents::PolicyNetwork;
 
 fn cfg(preset: &str, sets: &[&str]) -> Config {
@@ -141,7 +141,7 @@ fn an_unroll_shorter_than_the_memory_is_warned_about() {
 fn shuffled_targets_come_from_other_sequences() {
     use rand::SeedableRng;
     use rlcpc::config::Negatives;
-    use rlcpc::cpc::{sample_candidates, sample_pairs, CpcSampling};
+    use rlcpc::contrastive::cpc::{sample_candidates, sample_pairs, CpcSampling};
     let (t, b) = (20, 4);
     let first = vec![0f32; t * b];
     let mut s = CpcSampling::new(5, Negatives::Both, 3);

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = rlcpc::checkpoint::Loaded::from_bytes(bytes, &path, "checkpoint");
     match kind % 3 {
         0 => {
-            let _ = rlcpc::eval::TrainedPolicy::load(&path);
+            let _ = rlcpc::rl::eval::TrainedPolicy::load(&path);
         }
         1 => {
             let _ = rlcpc::encoder_file::EncoderFile::read(&path);

@@ -2,7 +2,7 @@
 //!
 //! Each function is one library call, as a subcommand of the CLI is: [`train`] is
 //! `rlcpc train`, [`evaluate`] is `rlcpc eval`, [`Encoder`] is an encoder file read by
-//! [`rlcpc::encode::FileEncoder`] with rlcpc's own forward pass. Long calls release the
+//! [`rlcpc::probe::encode::FileEncoder`] with rlcpc's own forward pass. Long calls release the
 //! GIL; [`train`] polls Python's signal handlers while it waits, so Ctrl-C in Python stops
 //! the run the way it stops `rlcpc train` (the current step finishes, the checkpoint is
 //! written) and then raises `KeyboardInterrupt`. Errors are `rlcpc.RlcpcError` with the
@@ -20,8 +20,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use rlcpc::config::Config;
-use rlcpc::encode::FileEncoder;
-use rlcpc::train::{saved_config_with_notes, train_checked, TrainOptions};
+use rlcpc::probe::encode::FileEncoder;
+use rlcpc::rl::train::{saved_config_with_notes, train_checked, TrainOptions};
 
 /// The `rlcpc` command line, compiled again into the module (one source, two front
 /// ends): `python -m rlcpc ...` and the `rlcpc` script a wheel installs run it.
@@ -91,9 +91,11 @@ fn train(
     let out = out.unwrap_or_else(|| {
         rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
     });
-    let spec = py.detach(|| rlcpc::train::preflight(&cfg)).map_err(err)?;
+    let spec = py
+        .detach(|| rlcpc::rl::train::preflight(&cfg))
+        .map_err(err)?;
     rlcpc::keep_freed_pages();
-    rlcpc::train::set_learner_threads(cfg.run.learner_threads);
+    rlcpc::rl::train::set_learner_threads(cfg.run.learner_threads);
     let opts = TrainOptions {
         out: out.clone(),
         resume,
@@ -160,7 +162,7 @@ fn evaluate(
     if episodes == 0 {
         return Err(err(anyhow::anyhow!("episodes must be at least 1")));
     }
-    py.detach(|| rlcpc::eval::evaluate(&checkpoint, episodes, seed, stochastic))
+    py.detach(|| rlcpc::rl::eval::evaluate(&checkpoint, episodes, seed, stochastic))
         .map_err(err)
 }
 

@@ -6,7 +6,7 @@ use rlcpc::config::Config;
 use rlcpc::pretrain::TrainerConfig;
 
 use super::DeviceArg;
-use rlcpc::train::set_learner_threads;
+use rlcpc::rl::train::set_learner_threads;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use rlcpc::config::PRESETS;
-use rlcpc::eval::ReferencePolicy;
+use rlcpc::rl::eval::ReferencePolicy;
 
 use super::{env_config, stop_on_ctrl_c, EnvFlags, MAX_EPISODES};
 
@@ -113,8 +113,8 @@ pub fn run(action: Option<Command>) -> Result<()> {
                 bail!("--episodes must be in 1..={MAX_EPISODES}");
             }
             let cfg = env.config(&name)?;
-            let r = rlcpc::eval::score(&cfg, policy, episodes, seed)?;
-            let (mean, std) = rlcpc::eval::mean_std(&r);
+            let r = rlcpc::rl::eval::score(&cfg, policy, episodes, seed)?;
+            let (mean, std) = rlcpc::rl::eval::mean_std(&r);
             if json {
                 println!(
                     "{}",
@@ -145,7 +145,7 @@ pub fn run(action: Option<Command>) -> Result<()> {
             rlcpc::run_dir::check_output(&out, "--out", rlcpc::run_dir::OutputKind::Gif, force)?;
             let (mut env, mut driver) = match &checkpoint {
                 Some(path) => {
-                    let p = rlcpc::eval::TrainedPolicy::load(path)?;
+                    let p = rlcpc::rl::eval::TrainedPolicy::load(path)?;
                     if p.config.env.id != name {
                         bail!(
                             "checkpoint {} was trained on {}, not {name}",
@@ -154,11 +154,11 @@ pub fn run(action: Option<Command>) -> Result<()> {
                         );
                     }
                     let env = rlcpc_envs::make(&p.config.env)?;
-                    (env, rlcpc::eval::Driver::trained(&p, path, seed, true)?)
+                    (env, rlcpc::rl::eval::Driver::trained(&p, path, seed, true)?)
                 }
                 None => {
                     let env = rlcpc_envs::make(&env_config(&name, &options)?)?;
-                    let d = rlcpc::eval::Driver::reference(policy, env.as_ref(), seed)?;
+                    let d = rlcpc::rl::eval::Driver::reference(policy, env.as_ref(), seed)?;
                     (env, d)
                 }
             };
@@ -166,7 +166,7 @@ pub fn run(action: Option<Command>) -> Result<()> {
                 bail!("--steps must be at most {MAX_FRAMES} (frames in one GIF)");
             }
             let stop = stop_on_ctrl_c()?;
-            let clip = rlcpc::render::render_gif(
+            let clip = rlcpc::rl::render::render_gif(
                 env.as_mut(),
                 &mut driver,
                 steps,

@@ -8,7 +8,7 @@ use anyhow::Result;
 use rlcpc::pretrain::{ObjectiveKind, TrainerConfig};
 
 use super::{stop_on_ctrl_c, DeviceArg};
-use rlcpc::train::set_learner_threads;
+use rlcpc::rl::train::set_learner_threads;
 
 /// Flags every standalone trainer shares.
 #[derive(clap::Args)]

@@ -1,9 +1,9 @@
-//! `rlcpc record`: a trained or reference policy plays; [`rlcpc::eval::record`] writes the trajectories.
+//! `rlcpc record`: a trained or reference policy plays; [`rlcpc::rl::eval::record`] writes the trajectories.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use rlcpc::eval::ReferencePolicy;
+use rlcpc::rl::eval::ReferencePolicy;
 
 use super::EnvFlags;
 
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (cfg, mut driver, who) = match &checkpoint {
         Some(path) => {
-            let p = rlcpc::eval::TrainedPolicy::load(path)?;
+            let p = rlcpc::rl::eval::TrainedPolicy::load(path)?;
             if let Some(e) = &env {
                 if *e != p.config.env.id {
                     bail!(
@@ -70,7 +70,7 @@ pub fn run(args: Args) -> Result<()> {
                 }
             }
             refuse_python(&p.config.env.id)?;
-            let d = rlcpc::eval::Driver::trained(&p, path, seed, true)?;
+            let d = rlcpc::rl::eval::Driver::trained(&p, path, seed, true)?;
             (p.config.env.clone(), d, path.display().to_string())
         }
         None => {
@@ -80,12 +80,12 @@ pub fn run(args: Args) -> Result<()> {
             refuse_python(&name)?;
             let cfg = env_flags.config(&name)?;
             let e = rlcpc_envs::make(&cfg)?;
-            let d = rlcpc::eval::Driver::reference(policy, e.as_ref(), seed)?;
+            let d = rlcpc::rl::eval::Driver::reference(policy, e.as_ref(), seed)?;
             (cfg, d, rlcpc::config::user_name(&policy))
         }
     };
     let t0 = std::time::Instant::now();
-    let t = rlcpc::eval::record(&cfg, &mut driver, &who, steps, seed)?;
+    let t = rlcpc::rl::eval::record(&cfg, &mut driver, &who, steps, seed)?;
     t.save(&out, force)?;
     println!(
             "wrote {} steps ({} episodes, observation {:?}, state [{}]) of {} by {who} to {} in {:.1} s",

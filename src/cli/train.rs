@@ -1,15 +1,15 @@
-//! `rlcpc train`: flags into config overrides, one call of [`rlcpc::train::train`], the summary.
+//! `rlcpc train`: flags into config overrides, one call of [`rlcpc::rl::train::train`], the summary.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use rlcpc::config::{AuxKind, Config};
-use rlcpc::train::{
+use rlcpc::rl::train::{
     saved_config_with_notes, train_on, ActorSource, Threads, TrainOptions, CHECKPOINT,
 };
 
 use super::{stop_on_ctrl_c, DeviceArg};
-use rlcpc::train::set_learner_threads;
+use rlcpc::rl::train::set_learner_threads;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -144,7 +144,7 @@ fn run_distributed(
     quiet: bool,
     how: Distributed,
 ) -> Result<()> {
-    use rlcpc::distributed::{self as d, Communicator, CommunicatorCollectives};
+    use rlcpc::rl::distributed::{self as d, Communicator, CommunicatorCollectives};
     use std::panic::{catch_unwind, AssertUnwindSafe};
     if !(how.timeout.is_finite() && how.timeout > 0.0 && how.timeout < 1e6) {
         bail!(
@@ -293,9 +293,9 @@ fn run_seeds(
     let mut rows = Vec::new();
     for (i, &seed) in seeds.iter().enumerate() {
         let dir = seed_dir(seed);
-        let result = dir.join(rlcpc::study::RESULT);
+        let result = dir.join(rlcpc::rl::study::RESULT);
         if resume && result.is_file() {
-            let r: rlcpc::study::SeedResult = serde_json::from_slice(
+            let r: rlcpc::rl::study::SeedResult = serde_json::from_slice(
                 &std::fs::read(&result)
                     .with_context(|| format!("cannot read '{}'", result.display()))?,
             )
@@ -321,11 +321,11 @@ fn run_seeds(
             quiet,
             &Threads,
         )?;
-        // The study's metrics (rlcpc::study::stats): one definition for both.
-        let m = rlcpc::study::RunMetrics::read(&dir)?;
+        // The study's metrics (rlcpc::rl::study::stats): one definition for both.
+        let m = rlcpc::rl::study::RunMetrics::read(&dir)?;
         let solved_at = s.solved.map(|(steps, _)| steps);
         if !s.interrupted {
-            let r = rlcpc::study::SeedResult {
+            let r = rlcpc::rl::study::SeedResult {
                 metrics: m.clone(),
                 solved_at,
             };
@@ -364,7 +364,7 @@ fn run_seeds(
     }
     let complete: Vec<_> = rows.iter().filter(|r| r.4).collect();
     // A seed without a value (no episode ended) is named, never counted as 0.
-    let stat = |metric: rlcpc::study::Metric| {
+    let stat = |metric: rlcpc::rl::study::Metric| {
         let missing: Vec<String> = complete
             .iter()
             .filter(|r| r.2.get(metric).is_none())
@@ -376,7 +376,7 @@ fn run_seeds(
         let v: Vec<f64> = complete.iter().filter_map(|r| r.2.get(metric)).collect();
         rlcpc::plot::mean_ci_text(&v)
     };
-    use rlcpc::study::Metric;
+    use rlcpc::rl::study::Metric;
     let solved = complete.iter().filter(|r| r.3.is_some()).count();
     t += &format!(
         "final return (last 10% of episodes) {} · AUC {} · MMER {} (mean ± 95% CI over {} complete seeds) · solved {solved}/{}\n",
@@ -410,7 +410,7 @@ fn one_run(
     dev: DeviceArg,
     quiet: bool,
     actors: &dyn ActorSource<'_>,
-) -> Result<(rlcpc::train::TrainSummary, PathBuf)> {
+) -> Result<(rlcpc::rl::train::TrainSummary, PathBuf)> {
     // First: loading the config starts a Python environment where it names one, and a
     // signal meanwhile must not kill rlcpc before it can end that process.
     let stop = stop_on_ctrl_c()?;
@@ -424,8 +424,8 @@ fn one_run(
     let out = out.unwrap_or_else(|| {
         rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
     });
-    let spec = rlcpc::train::preflight(&cfg)?;
-    for w in rlcpc::train::memory_warnings(&cfg)? {
+    let spec = rlcpc::rl::train::preflight(&cfg)?;
+    for w in rlcpc::rl::train::memory_warnings(&cfg)? {
         eprintln!("{w}");
     }
     set_learner_threads(cfg.run.learner_threads);
@@ -457,8 +457,8 @@ fn one_run(
             s.sps,
             s.mean_return.map_or("n/a".into(), |m| format!("{m:.1}")),
         );
-    // What a study would report of this run (rlcpc::study::stats).
-    if let Ok(m) = rlcpc::study::RunMetrics::read(&out) {
+    // What a study would report of this run (rlcpc::rl::study::stats).
+    if let Ok(m) = rlcpc::rl::study::RunMetrics::read(&out) {
         let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.4}"));
         println!(
             "final return (last 10% of episodes) {} · AUC {} · MMER {}",

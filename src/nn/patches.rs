@@ -331,7 +331,7 @@ impl CausalContext {
 
 /// Grid features `[B, rows, cols, D]` as CPC's time-major sequences `[rows, B·cols, D]`:
 /// each column of each image is a sequence running down the rows, so the shared
-/// [`crate::cpc::cpc_loss`] predicts the rows below and draws negatives from every patch
+/// [`crate::contrastive::cpc::cpc_loss`] predicts the rows below and draws negatives from every patch
 /// of the batch.
 pub fn as_sequences(grid: &Tensor) -> candle_core::Result<Tensor> {
     let (b, rows, cols, d) = grid.dims4()?;

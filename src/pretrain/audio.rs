@@ -3,7 +3,7 @@
 //! linear W_k per future step k = 1..K scored by InfoNCE against negatives from the same
 //! sequence, the same speaker or the batch. This module is the modality (config,
 //! network, windows); the loss is [`super::cpc_objective::Cpc`]'s, through
-//! [`crate::cpc`], the same code as the agent's CPC head.
+//! [`crate::contrastive::cpc`], the same code as the agent's CPC head.
 
 use std::path::Path;
 
@@ -19,7 +19,7 @@ use super::cpc_objective::{Cpc, Encoded, HostEncoded, Sequences};
 use super::TrainSection;
 use crate::config::Negatives;
 use crate::config::{Invalid, LearnerPath};
-use crate::cpc::CpcSampling;
+use crate::contrastive::cpc::CpcSampling;
 use crate::data::audio::{AudioSet, Layout, LoadOptions};
 use crate::data::{split, SplitBy};
 use crate::encoder_file::{EncoderFile, Modality};

@@ -1,6 +1,6 @@
 //! The CPC objective on any modality that gives sequences (audio windows, text passages,
 //! recorded frames): W_1..W_K on the context c_t, InfoNCE against the sampled negatives
-//! ([`crate::cpc::cpc_loss`], the same as the agent's head).
+//! ([`crate::contrastive::cpc::cpc_loss`], the same as the agent's head).
 //!
 //! A modality implements [`Sequences`]: its network, its minibatches, and the encoding
 //! of a minibatch into z_t and c_t. [`Cpc`] adds the predictor and the loss, so another
@@ -16,7 +16,7 @@ use rlcpc_envs::SeededRng;
 
 use super::{Objective, StepOutput};
 use crate::checkpoint::Loaded;
-use crate::cpc::{
+use crate::contrastive::cpc::{
     cpc_loss, cpc_loss_host, CpcResult, CpcSampling, HostScratch, Predictor, PredictorDims,
 };
 use crate::nn::init::Init;

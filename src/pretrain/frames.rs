@@ -7,7 +7,7 @@
 //! that an encoder trained here initialises an agent (`model.init_encoder`) and an
 //! agent's encoder and core load here ([`FramesNet::load`]). Sequences are random windows of the
 //! recording; the LSTM restarts at each window and at episode starts, and no CPC pair
-//! crosses an episode boundary (the agent head's rules, through [`crate::cpc`]).
+//! crosses an episode boundary (the agent head's rules, through [`crate::contrastive::cpc`]).
 
 use std::path::Path;
 
@@ -23,7 +23,7 @@ use super::TrainSection;
 use crate::checkpoint::keys;
 use crate::config::Invalid;
 use crate::config::{CoreKind, ModelConfig, Negatives};
-use crate::cpc::CpcSampling;
+use crate::contrastive::cpc::CpcSampling;
 use crate::data::trajectories::Trajectories;
 use crate::encoder_file::{EncoderFile, Origin};
 use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec};

@@ -2,7 +2,7 @@
 //! overlapping patches, each patch encoded to z_{i,j}, a vertically causal context
 //! network gives c_{i,j} from the rows above and the current one, and W_k c_{i,j}
 //! predicts z_{i+k,j}, k = 1..K, scored by InfoNCE against the other patches of the batch
-//! — through [`crate::cpc::cpc_loss`], each grid column being a sequence down the rows.
+//! — through [`crate::contrastive::cpc::cpc_loss`], each grid column being a sequence down the rows.
 //!
 //! At about 700 lines this file is over the house limit of ~600: besides the config,
 //! the network and the objective of the other modalities it holds CPC-v2's four
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{Objective, StepOutput, TrainSection};
 use crate::checkpoint::keys;
 use crate::config::{Invalid, LearnerPath, Negatives};
-use crate::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
+use crate::contrastive::cpc::{cpc_loss, CpcSampling, Predictor, PredictorDims};
 use crate::data::images::ImageSet;
 use crate::encoder_file::EncoderFile;
 use crate::nn::encoders::{ContextSpec, Encoder, EncoderSpec};

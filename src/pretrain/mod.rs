@@ -5,13 +5,13 @@
 //! config's `objective` key): [`cpc_objective::Cpc`] puts CPC on any modality that gives
 //! sequences ([`cpc_objective::Sequences`]), `image` has its own CPC for CPC-v2's
 //! four directions, and [`views`] is SimCLR and MoCo v2 on whole images (losses in
-//! [`contrastive`]). The result is an [`Objective`]; [`fit`] does the rest the same way for all of them: Adam with gradient clipping, metrics
+//! [`crate::contrastive::views`]). The result is an [`Objective`]; [`fit`] does the rest
+//! the same way for all of them: Adam with gradient clipping, metrics
 //! (`metrics.jsonl` + TensorBoard), a progress bar, atomic checkpoints with the
 //! optimiser and generator state for an exact `--resume`, Ctrl-C, and the exported
 //! encoder (`encoder.safetensors`) that `rlcpc probe` and the agent read.
 
 pub mod audio;
-pub mod contrastive;
 pub mod cpc_objective;
 pub mod frames;
 pub mod image;
@@ -292,7 +292,7 @@ impl KnnSection {
 }
 
 /// The kNN monitor of an image trainer: a seeded bank of training images and queries
-/// from the held-out part, classified by weighted kNN ([`crate::knn::Knn`]) on the
+/// from the held-out part, classified by weighted kNN ([`crate::contrastive::knn::Knn`]) on the
 /// network's features every `knn.every` steps and at the end, logged as `knn/top1`.
 pub struct KnnMonitor {
     cfg: KnnSection,
@@ -352,7 +352,7 @@ impl KnnMonitor {
             .map(|&i| self.test.labels[i] as usize)
             .collect();
         let classes = train.classes.len().max(self.test.classes.len());
-        let knn = crate::knn::Knn {
+        let knn = crate::contrastive::knn::Knn {
             k: self.cfg.k,
             temperature: self.cfg.temperature,
         };

@@ -3,7 +3,7 @@
 //! sentences gives c_t, and W_k c_t predicts z_{t+k}, k = 1..3, scored by InfoNCE against
 //! the other sentences of the batch. This module is the modality (config, vocabulary,
 //! network, passages); the loss is [`super::cpc_objective::Cpc`]'s, through
-//! [`crate::cpc::cpc_loss`], the audio and agent heads' code.
+//! [`crate::contrastive::cpc::cpc_loss`], the audio and agent heads' code.
 
 use std::path::Path;
 
@@ -20,7 +20,7 @@ use crate::checkpoint::keys;
 use crate::checkpoint::Loaded;
 use crate::config::Invalid;
 use crate::config::Negatives;
-use crate::cpc::CpcSampling;
+use crate::contrastive::cpc::CpcSampling;
 use crate::data::text::{self, Corpus, Vocab};
 use crate::encoder_file::EncoderFile;
 use crate::nn::encoders::{ContextSpec, EncoderSpec};

@@ -1,7 +1,7 @@
 //! The view-based objectives on images: SimCLR (Chen et al. 2020) and MoCo v2 (He et al.
 //! 2019; Chen et al. 2020). Every step draws a minibatch of training images, two
 //! augmented views of each ([`crate::data::augment`]); an encoder f gives h, a projection
-//! head g gives z, and the loss ([`super::contrastive`]) pulls the two views of an image
+//! head g gives z, and the loss ([`crate::contrastive::views`]) pulls the two views of an image
 //! together against the other images: NT-Xent over the 2N views (SimCLR), or InfoNCE of
 //! each query against its key from a momentum encoder and a queue of earlier keys (MoCo).
 //! The exported encoder is f alone (`encoder.*`): probes and agents read h, not z.
@@ -24,10 +24,10 @@ use rand::{Rng, SeedableRng};
 use rlcpc_envs::SeededRng;
 use serde::{Deserialize, Serialize};
 
-use super::contrastive::{enqueue, l2_normalize, moco_infonce, nt_xent};
 use super::{KnnMonitor, KnnSection, ObjectiveKind, StepOutput, TrainSection};
 use crate::checkpoint::keys;
 use crate::config::{Invalid, LearnerPath};
+use crate::contrastive::views::{enqueue, l2_normalize, moco_infonce, nt_xent};
 use crate::data::augment::{view, AugmentSection, Image};
 use crate::data::images::ImageSet;
 use crate::nn::encoders::EncoderSpec;

@@ -433,7 +433,7 @@ fn run_whole(file: &EncoderFile, req: &Request) -> Result<Report> {
         };
         sets.push(("raw pixels".into(), raw(&train, &tr), raw(&test, &te)));
     }
-    let knn = crate::knn::Knn::default();
+    let knn = crate::contrastive::knn::Knn::default();
     let mut rows = Vec::new();
     let mut foot = vec![format!(
         "weighted kNN (k = {}, τ = {}) on the same features, test top-1:",

@@ -11,6 +11,7 @@
 mod linear;
 
 pub mod audio;
+pub mod encode;
 pub mod finetune;
 pub mod image;
 pub mod report;

@@ -83,8 +83,9 @@ fn record_then_belief_probe_and_cpc_frames_feed_an_agent() {
             std::slice::from_ref(&init),
         )
         .unwrap();
-        let spec = rlcpc::train::net_spec(&cfg).unwrap();
-        let learner = rlcpc::train::build_learner(&cfg, &spec, &candle_core::Device::Cpu).unwrap();
+        let spec = rlcpc::rl::train::net_spec(&cfg).unwrap();
+        let learner =
+            rlcpc::rl::train::build_learner(&cfg, &spec, &candle_core::Device::Cpu).unwrap();
         let file = rlcpc::checkpoint::Loaded::read_as(&enc, "encoder file").unwrap();
         let mut compared = 0;
         for (name, var) in learner.net.vars() {

@@ -14,10 +14,10 @@ use rlcpc_envs::VecEnv;
 
 use crate::checkpoint::{self, Counters, Loaded};
 use crate::config::{AuxKind, Config};
-use crate::cpc::CpcAux;
 use crate::metrics::{EpisodeWindow, MetricsWriter};
 use crate::nn::init::Init;
 use crate::nn::{actor_policy, AgentNet, NetSpec};
+use crate::rl::auxiliary::cpc::CpcAux;
 
 pub use crate::run_dir::CHECKPOINT;
 
@@ -281,7 +281,7 @@ pub fn preflight(cfg: &Config) -> Result<NetSpec> {
         ),
     )?;
     if cfg.aux.kind == AuxKind::Curl {
-        let (h, w, _) = crate::curl::CurlAux::image_shape(&spec.encoder)
+        let (h, w, _) = crate::rl::auxiliary::curl::CurlAux::image_shape(&spec.encoder)
             .map_err(|why| crate::config::Invalid::new("aux.kind", why))?;
         // A shift of the whole image or more leaves only replicated edge pixels.
         if cfg.aux.curl_shift >= h.min(w) {
@@ -308,8 +308,8 @@ pub fn preflight(cfg: &Config) -> Result<NetSpec> {
     Ok(spec)
 }
 
-fn cpca_dims(spec: &NetSpec) -> crate::cpca::CpcaDims {
-    crate::cpca::CpcaDims {
+fn cpca_dims(spec: &NetSpec) -> crate::rl::auxiliary::cpca::CpcaDims {
+    crate::rl::auxiliary::cpca::CpcaDims {
         actions: spec.num_actions,
         z_dim: spec.feature_dim(),
         c_dim: spec.context_dim(),
@@ -325,8 +325,8 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
     }
     match cfg.aux.kind {
         AuxKind::Cpc => CpcAux::init(&cfg.aux, spec.feature_dim(), spec.context_dim(), &mut init)?,
-        AuxKind::Cpca => crate::cpca::CpcaAux::init(cpca_dims(spec), &mut init)?,
-        AuxKind::Curl => crate::curl::CurlAux::init(&spec.encoder, &mut init)?,
+        AuxKind::Cpca => crate::rl::auxiliary::cpca::CpcaAux::init(cpca_dims(spec), &mut init)?,
+        AuxKind::Curl => crate::rl::auxiliary::curl::CurlAux::init(&spec.encoder, &mut init)?,
         AuxKind::None => {}
     }
     let mut net = AgentNet::new(spec.clone(), &init.varmap, device)?;
@@ -361,14 +361,14 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
             device,
             cfg.run.seed,
         )?)),
-        AuxKind::Cpca => Some(Box::new(crate::cpca::CpcaAux::new(
+        AuxKind::Cpca => Some(Box::new(crate::rl::auxiliary::cpca::CpcaAux::new(
             &cfg.aux,
             cpca_dims(spec),
             &init.varmap,
             device,
             cfg.run.seed,
         )?)),
-        AuxKind::Curl => Some(Box::new(crate::curl::CurlAux::new(
+        AuxKind::Curl => Some(Box::new(crate::rl::auxiliary::curl::CurlAux::new(
             &cfg.aux,
             &spec.encoder,
             &init.varmap,

@@ -1,6 +1,6 @@
 //! Actors on many processes and hosts, over MPI (feature `mpi`): `mpirun -np N rlcpc
 //! train --distributed [--learners L] ...`. World ranks 0..L−1 are learners
-//! ([`crate::train::train_on`]); the other ranks are actor ranks, split into L groups
+//! ([`crate::rl::train::train_on`]); the other ranks are actor ranks, split into L groups
 //! in rank order, each serving one learner ([`serve`]) with a contiguous block of that
 //! learner's workers on actor threads of its own (the threaded [`Runner`]), with their
 //! own environments. A learner without actor ranks (`N = L`) runs its block's workers
@@ -990,15 +990,15 @@ pub fn stop_waiting_ranks(layout: &Layout) {
 /// ranks (or its own threads, where the layout gives it none) and the other learners.
 pub struct MpiActors<'a>(pub &'a Layout);
 
-impl<'a> crate::train::ActorSource<'a> for MpiActors<'a> {
+impl<'a> crate::rl::train::ActorSource<'a> for MpiActors<'a> {
     fn prepare(&self, cfg: &Config, spec: &NetSpec, resume: bool) -> Result<()> {
         start_learners(self.0, cfg, spec, resume)
     }
 
-    fn team(&self) -> Option<Box<dyn crate::train::Team + 'a>> {
+    fn team(&self) -> Option<Box<dyn crate::rl::train::Team + 'a>> {
         self.0
             .peers()
-            .map(|p| Box::new(p) as Box<dyn crate::train::Team + 'a>)
+            .map(|p| Box::new(p) as Box<dyn crate::rl::train::Team + 'a>)
     }
 
     fn share(&self, cfg: &Config) -> (Range<usize>, usize) {
@@ -1081,7 +1081,7 @@ impl Peers<'_> {
     }
 }
 
-impl crate::train::Team for Peers<'_> {
+impl crate::rl::train::Team for Peers<'_> {
     fn rank(&self) -> usize {
         self.comm.rank() as usize
     }
@@ -1162,8 +1162,8 @@ pub fn serve_learner(
     };
     let cfg = Config::from_toml(&config, "learner 0's config")?;
     let spec: NetSpec = serde_json::from_str(&spec)?;
-    crate::train::set_learner_threads(cfg.run.learner_threads);
-    let opts = crate::train::TrainOptions {
+    crate::rl::train::set_learner_threads(cfg.run.learner_threads);
+    let opts = crate::rl::train::TrainOptions {
         out: out.to_path_buf(),
         resume,
         device,
@@ -1171,10 +1171,10 @@ pub fn serve_learner(
         write: false,
     };
     let never = std::sync::Arc::new(AtomicBool::new(false));
-    let r = crate::train::train_on(&cfg, &spec, &opts, never, &MpiActors(layout));
+    let r = crate::rl::train::train_on(&cfg, &spec, &opts, never, &MpiActors(layout));
     stop_waiting_ranks(layout);
     match r {
-        Err(e) if e.is::<crate::train::Learner0Failed>() => Ok(()),
+        Err(e) if e.is::<crate::rl::train::Learner0Failed>() => Ok(()),
         r => r.map(|_| ()),
     }
 }
@@ -1215,7 +1215,7 @@ pub fn serve(layout: &Layout) -> Result<()> {
                     // The block's own runner collects one unroll per worker per message.
                     cfg.run.mode = Mode::Sync;
                     let spec: NetSpec = serde_json::from_str(&spec)?;
-                    crate::train::set_learner_threads(cfg.run.learner_threads);
+                    crate::rl::train::set_learner_threads(cfg.run.learner_threads);
                     let mine = span(workers.0..workers.1, rank - 1, ranks - 1);
                     first = mine.start;
                     let states: Option<Vec<serde_json::Value>> =
@@ -1224,7 +1224,7 @@ pub fn serve(layout: &Layout) -> Result<()> {
                     // (environments may take long to start, e.g. Python ones).
                     let actors = std::thread::scope(|sc| {
                         let build = sc.spawn(|| {
-                            crate::train::build_actors(
+                            crate::rl::train::build_actors(
                                 &cfg,
                                 &spec,
                                 env_seed,

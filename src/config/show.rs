@@ -117,7 +117,7 @@ pub fn annotate(toml_text: &str, file: &str, ty: &str) -> Result<String> {
 
 /// The kinds of config, by the command that reads them.
 const KINDS: &[(&str, &str, &str)] = &[
-    ("train", "src/config.rs", "Config"),
+    ("train", "src/config/mod.rs", "Config"),
     ("pretrain audio", "src/pretrain/audio.rs", "AudioCpcConfig"),
     ("pretrain image", "src/pretrain/image.rs", "ImageCpcConfig"),
     ("pretrain text", "src/pretrain/text.rs", "TextCpcConfig"),

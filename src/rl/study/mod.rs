@@ -124,7 +124,7 @@ struct Pinned {
 
 impl Study {
     /// Reads and checks the plan at `path`: every task with every arm and every tuning
-    /// configuration must load as a config and pass [`crate::train::preflight`]. Then
+    /// configuration must load as a config and pass [`crate::rl::train::preflight`]. Then
     /// pins it in `dir` (default `runs/study-NAME`), or compares it with the pinned one:
     /// a changed plan is refused naming what changed, unless `replan`.
     pub fn open(path: &Path, dir: Option<PathBuf>, replan: bool) -> Result<Study> {
@@ -158,7 +158,7 @@ impl Study {
                             ))
                         )
                     })?;
-                    crate::train::preflight(&cfg).map_err(|e| {
+                    crate::rl::train::preflight(&cfg).map_err(|e| {
                         anyhow::anyhow!(
                             "invalid study '{}': task '{}' with arm '{}': {e:#}",
                             path.display(),
@@ -176,7 +176,7 @@ impl Study {
                             );
                             study.notes.push(note);
                         }
-                        for w in crate::train::memory_warnings(&cfg)? {
+                        for w in crate::rl::train::memory_warnings(&cfg)? {
                             let note = format!(
                                 "task '{}', arm '{}': {w}",
                                 study.plan.tasks[ti].name, study.plan.arms[ai].name
@@ -473,7 +473,7 @@ impl Study {
             Some(r) => r.cfg.clone(),
             None => self.config(0, 0, 0, None)?,
         };
-        crate::train::set_learner_threads(first.run.learner_threads);
+        crate::rl::train::set_learner_threads(first.run.learner_threads);
         let total_runs = tuning.len() + self.plan.cells().len() * self.plan.study.seeds.len();
         let mut pool = Pool {
             replaced: self.replan.then(|| self.dir.join("replaced")),
@@ -649,9 +649,9 @@ impl Pool {
     /// writes its `result.json`.
     fn one(&self, run: &Run, stop: Arc<AtomicBool>) -> Result<()> {
         let resume = run.dir.join(crate::run_dir::CHECKPOINT).is_file();
-        let spec = crate::train::preflight(&run.cfg)?;
+        let spec = crate::rl::train::preflight(&run.cfg)?;
         let before = steps_done(&run.dir);
-        let opts = crate::train::TrainOptions {
+        let opts = crate::rl::train::TrainOptions {
             out: run.dir.clone(),
             resume,
             device: self.device.clone(),
@@ -659,7 +659,13 @@ impl Pool {
             write: true,
         };
         let t0 = Instant::now();
-        let m = match crate::train::train_on(&run.cfg, &spec, &opts, stop, &crate::train::Threads) {
+        let m = match crate::rl::train::train_on(
+            &run.cfg,
+            &spec,
+            &opts,
+            stop,
+            &crate::rl::train::Threads,
+        ) {
             Ok(s) => {
                 if let Ok(mut n) = self.steps.lock() {
                     *n += s.counters.env_steps.saturating_sub(before);

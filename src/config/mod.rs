@@ -5,6 +5,8 @@
 //! overrides, then command-line flags; unknown keys, wrong types and out-of-range values
 //! are rejected with the key, the value and the file named.
 
+pub mod show;
+
 use std::path::Path;
 
 use rlcpc_agents::{AlgoConfig, Mode, OptimConfig, RunnerConfig};
@@ -60,34 +62,37 @@ impl Invalid {
 
 /// Presets compiled into the binary, by name (`configs/<name>.toml`).
 pub const PRESETS: &[(&str, &str)] = &[
-    ("cartpole", include_str!("../configs/cartpole.toml")),
+    ("cartpole", include_str!("../../configs/cartpole.toml")),
     (
         "cartpole-lstm-cpc",
-        include_str!("../configs/cartpole-lstm-cpc.toml"),
+        include_str!("../../configs/cartpole-lstm-cpc.toml"),
     ),
     (
         "cartpole-masked",
-        include_str!("../configs/cartpole-masked.toml"),
+        include_str!("../../configs/cartpole-masked.toml"),
     ),
-    ("tmaze", include_str!("../configs/tmaze.toml")),
-    ("popgym", include_str!("../configs/popgym.toml")),
+    ("tmaze", include_str!("../../configs/tmaze.toml")),
+    ("popgym", include_str!("../../configs/popgym.toml")),
     (
         "lab-explore_goal_locations",
-        include_str!("../configs/lab-explore_goal_locations.toml"),
+        include_str!("../../configs/lab-explore_goal_locations.toml"),
     ),
     (
         "lab-watermaze",
-        include_str!("../configs/lab-watermaze.toml"),
+        include_str!("../../configs/lab-watermaze.toml"),
     ),
     (
         "lab-seekavoid_arena",
-        include_str!("../configs/lab-seekavoid_arena.toml"),
+        include_str!("../../configs/lab-seekavoid_arena.toml"),
     ),
     (
         "lab-keys_doors_puzzle",
-        include_str!("../configs/lab-keys_doors_puzzle.toml"),
+        include_str!("../../configs/lab-keys_doors_puzzle.toml"),
     ),
-    ("lab-lasertag", include_str!("../configs/lab-lasertag.toml")),
+    (
+        "lab-lasertag",
+        include_str!("../../configs/lab-lasertag.toml"),
+    ),
 ];
 
 /// The whole configuration of a training run.

@@ -8,7 +8,7 @@
 //!   labelled 1 and each negative 0: `softplus(−f(b, z⁺)) + mean_j softplus(f(b, z⁻_j))`;
 //! - `infonce`: InfoNCE over the positive and the negatives, as the CPC head.
 //!
-//! Pairs (t, k) and negatives are sampled as for CPC ([`crate::cpc`]): the same episode,
+//! Pairs (t, k) and negatives are sampled as for CPC ([`crate::contrastive::cpc`]): the same episode,
 //! inside the unroll, every horizon weighted alike. The field's defaults: weight 0.1,
 //! 20 negatives, horizons k up to 8 (Sample Factory) to 20 (habitat).
 
@@ -23,8 +23,10 @@ use rlcpc_envs::SeededRng;
 
 use crate::config::AuxConfig;
 pub use crate::config::CpcaLoss;
-use crate::cpc::{hit, horizon_buckets, pair_weights, sample_candidates, sample_pairs};
-use crate::cpc::{CpcSampling, Pair};
+use crate::contrastive::cpc::{
+    hit, horizon_buckets, pair_weights, sample_candidates, sample_pairs,
+};
+use crate::contrastive::cpc::{CpcSampling, Pair};
 use crate::nn::gru::Gru;
 use crate::nn::init::Init;
 
@@ -125,7 +127,7 @@ impl CpcaAux {
         let cand = sample_candidates(&pairs, t_len, b, s, &mut self.rng);
         // Each distinct anchor (t, b) runs the GRU once over the longest k it needs.
         let steps = pairs.iter().map(|p| p.k).max().unwrap_or(1);
-        let (anchors, pred_rows) = crate::cpc::anchors(&pairs, t_len, b, steps);
+        let (anchors, pred_rows) = crate::contrastive::cpc::anchors(&pairs, t_len, b, steps);
         let n_act = self.dims.actions;
         let u = anchors.len();
         let mut onehot = vec![0f32; u * steps * n_act];
@@ -264,11 +266,11 @@ impl AuxLoss for CpcaAux {
     }
 
     fn save_rng(&self) -> serde_json::Value {
-        crate::cpc::rng_state(&self.rng)
+        crate::rl::auxiliary::rng_state(&self.rng)
     }
 
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
-        self.rng = crate::cpc::rng_from_state(v)?;
+        self.rng = crate::rl::auxiliary::rng_from_state(v)?;
         Ok(())
     }
 }
@@ -364,11 +366,18 @@ impl CpcaAux {
         }
         let weights = pair_weights(&pairs, first, t_len, b, s);
         let mut cand = std::mem::take(&mut self.host.cand);
-        crate::cpc::sample_candidates_into(&pairs, t_len, b, s, &mut self.rng, &mut cand);
+        crate::contrastive::cpc::sample_candidates_into(
+            &pairs,
+            t_len,
+            b,
+            s,
+            &mut self.rng,
+            &mut cand,
+        );
         let m1 = 1 + s.num_negatives;
         let np = pairs.len();
         let steps = pairs.iter().map(|p| p.k).max().unwrap_or(1);
-        let (anchors, pred_rows) = crate::cpc::anchors(&pairs, t_len, b, steps);
+        let (anchors, pred_rows) = crate::contrastive::cpc::anchors(&pairs, t_len, b, steps);
         let u = anchors.len();
         // Host copies of the parameters.
         let vars = self.vars();

@@ -379,11 +379,11 @@ impl AuxLoss for CurlAux {
     }
 
     fn save_rng(&self) -> serde_json::Value {
-        crate::cpc::rng_state(&self.rng)
+        crate::rl::auxiliary::rng_state(&self.rng)
     }
 
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
-        self.rng = crate::cpc::rng_from_state(v)?;
+        self.rng = crate::rl::auxiliary::rng_from_state(v)?;
         Ok(())
     }
 }

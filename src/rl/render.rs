@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use rlcpc_envs::{Env, Image};
 
-use crate::eval::Driver;
+use crate::rl::eval::Driver;
 
 /// What a rendered clip contains.
 #[derive(Debug, Clone, PartialEq)]
