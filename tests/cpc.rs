@@ -482,7 +482,8 @@ fn cpca_loss_matches_a_direct_loop_over_pairs() {
             ..AuxConfig::default()
         };
         let mut aux = CpcaAux::new(&cfg, dims, &init.varmap, &dev, 11).unwrap();
-        let mut rng = rlcpc::rl::auxiliary::rng_from_state(&aux.save_rng()).unwrap();
+        // The head's generator as it stands before the loss draws its pairs.
+        let mut rng: rlcpc_envs::SeededRng = serde_json::from_value(aux.save_rng()).unwrap();
         let r = aux.evaluate(&z, &c, &first, &actions).unwrap().unwrap();
 
         let s: CpcSampling = (&cfg).into();

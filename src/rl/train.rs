@@ -13,11 +13,10 @@ use rlcpc_agents::{Actor, ActorPool, Learner, ParamSnapshot, Rollout, Runner};
 use rlcpc_envs::VecEnv;
 
 use crate::checkpoint::{self, Counters, Loaded};
-use crate::config::{AuxKind, Config};
+use crate::config::Config;
 use crate::metrics::{EpisodeWindow, MetricsWriter};
 use crate::nn::init::Init;
 use crate::nn::{actor_policy, AgentNet, NetSpec};
-use crate::rl::auxiliary::cpc::CpcAux;
 
 pub use crate::run_dir::CHECKPOINT;
 
@@ -280,20 +279,8 @@ pub fn preflight(cfg: &Config) -> Result<NetSpec> {
             spec.encoder.describe()
         ),
     )?;
-    if cfg.aux.kind == AuxKind::Curl {
-        let (h, w, _) = crate::rl::auxiliary::curl::CurlAux::image_shape(&spec.encoder)
-            .map_err(|why| crate::config::Invalid::new("aux.kind", why))?;
-        // A shift of the whole image or more leaves only replicated edge pixels.
-        if cfg.aux.curl_shift >= h.min(w) {
-            return Err(crate::config::Invalid::new(
-                "aux.curl_shift",
-                format!(
-                    "{} pixels, for {h}x{w} images (less than the image's smaller side)",
-                    cfg.aux.curl_shift
-                ),
-            )
-            .into());
-        }
+    if let Some(head) = crate::rl::auxiliary::head(cfg.aux.kind) {
+        head.check(&cfg.aux, &spec)?;
     }
     if let Some(path) = &cfg.model.init_encoder {
         crate::encoder_file::EncoderFile::read(path)
@@ -308,14 +295,6 @@ pub fn preflight(cfg: &Config) -> Result<NetSpec> {
     Ok(spec)
 }
 
-fn cpca_dims(spec: &NetSpec) -> crate::rl::auxiliary::cpca::CpcaDims {
-    crate::rl::auxiliary::cpca::CpcaDims {
-        actions: spec.num_actions,
-        z_dim: spec.feature_dim(),
-        c_dim: spec.context_dim(),
-    }
-}
-
 /// The learner with freshly initialised parameters (seeded).
 pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Learner<AgentNet>> {
     let mut init = Init::new(cfg.run.seed, device);
@@ -323,11 +302,9 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
     if let Some(path) = &cfg.model.init_encoder {
         crate::encoder_file::init_encoder_from(path, &spec.encoder, &init.varmap)?;
     }
-    match cfg.aux.kind {
-        AuxKind::Cpc => CpcAux::init(&cfg.aux, spec.feature_dim(), spec.context_dim(), &mut init)?,
-        AuxKind::Cpca => crate::rl::auxiliary::cpca::CpcaAux::init(cpca_dims(spec), &mut init)?,
-        AuxKind::Curl => crate::rl::auxiliary::curl::CurlAux::init(&spec.encoder, &mut init)?,
-        AuxKind::None => {}
+    let head = crate::rl::auxiliary::head(cfg.aux.kind);
+    if let Some(h) = head {
+        h.init(&cfg.aux, spec, &mut init)?;
     }
     let mut net = AgentNet::new(spec.clone(), &init.varmap, device)?;
     use crate::config::LearnerPath;
@@ -351,30 +328,9 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
             }
         }
     }
-    let aux: Option<Box<dyn rlcpc_agents::AuxLoss>> = match cfg.aux.kind {
-        AuxKind::None => None,
-        AuxKind::Cpc => Some(Box::new(CpcAux::new(
-            &cfg.aux,
-            spec.feature_dim(),
-            spec.context_dim(),
-            &init.varmap,
-            device,
-            cfg.run.seed,
-        )?)),
-        AuxKind::Cpca => Some(Box::new(crate::rl::auxiliary::cpca::CpcaAux::new(
-            &cfg.aux,
-            cpca_dims(spec),
-            &init.varmap,
-            device,
-            cfg.run.seed,
-        )?)),
-        AuxKind::Curl => Some(Box::new(crate::rl::auxiliary::curl::CurlAux::new(
-            &cfg.aux,
-            &spec.encoder,
-            &init.varmap,
-            device,
-            cfg.run.seed,
-        )?)),
+    let aux = match head {
+        Some(h) => Some(h.build(&cfg.aux, spec, &init.varmap, device, cfg.run.seed)?),
+        None => None,
     };
     Ok(Learner::new(
         net,

@@ -4,19 +4,18 @@
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use rand::SeedableRng;
 use rlcpc_agents::{
     AgentError, AuxBatch, AuxLoss, AuxOutput, HostAuxOutput, HostGrads, LeanOutputs, UnrollOutput,
 };
-use rlcpc_envs::SeededRng;
 
-use super::{rng_from_state, rng_state};
+use super::HeadState;
 use crate::config::AuxConfig;
 use crate::contrastive::cpc::{
     cpc_loss, cpc_loss_host, horizon_buckets, CpcResult, CpcSampling, HostScratch, Predictor,
     PredictorDims,
 };
 use crate::nn::init::Init;
+use crate::nn::NetSpec;
 
 impl From<&crate::config::AuxConfig> for CpcSampling {
     fn from(c: &crate::config::AuxConfig) -> Self {
@@ -34,8 +33,7 @@ pub struct CpcAux {
     predictor: Predictor,
     sampling: CpcSampling,
     weight: f64,
-    rng: SeededRng,
-    varmap: candle_nn::VarMap,
+    state: HeadState,
     host_w: Vec<f32>,
     scratch: HostScratch,
 }
@@ -80,8 +78,7 @@ impl CpcAux {
             )?,
             sampling: cfg.into(),
             weight: cfg.weight,
-            rng: SeededRng::seed_from_u64(seed ^ 0xC0C0_C0C0),
-            varmap: varmap.clone(),
+            state: HeadState::new(varmap, seed ^ 0xC0C0_C0C0),
             host_w: Vec::new(),
             scratch: HostScratch::default(),
         })
@@ -125,7 +122,7 @@ impl AuxLoss for CpcAux {
             &out.c,
             batch.first,
             &self.sampling,
-            &mut self.rng,
+            &mut self.state.rng,
         )?;
         let Some(r) = r else {
             return Ok(AuxOutput {
@@ -167,7 +164,7 @@ impl AuxLoss for CpcAux {
         };
         // The predictor's weights are read in place (a copy per update was a pass over
         // K·Dz·Dc values: 123k at K = 30).
-        let (sampling, rng, scratch) = (&self.sampling, &mut self.rng, &mut self.scratch);
+        let (sampling, rng, scratch) = (&self.sampling, &mut self.state.rng, &mut self.scratch);
         let r =
             rlcpc_agents::optim::with_host_slice(self.predictor.weight(), &mut self.host_w, |w| {
                 cpc_loss_host(
@@ -200,15 +197,42 @@ impl AuxLoss for CpcAux {
     }
 
     fn vars(&self) -> Vec<(String, candle_core::Var)> {
-        crate::nn::AgentNet::named_vars(&self.varmap, |k| k.starts_with("aux."))
+        self.state.vars()
     }
 
     fn save_rng(&self) -> serde_json::Value {
-        rng_state(&self.rng)
+        self.state.save_rng()
     }
 
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
-        self.rng = rng_from_state(v)?;
-        Ok(())
+        self.state.load_rng(v)
+    }
+}
+
+/// `aux.kind = "cpc"`.
+pub struct CpcHead;
+
+impl super::Head for CpcHead {
+    fn init(&self, aux: &AuxConfig, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()> {
+        CpcAux::init(aux, spec.feature_dim(), spec.context_dim(), init)
+    }
+
+    fn build(
+        &self,
+        aux: &AuxConfig,
+        spec: &NetSpec,
+        varmap: &candle_nn::VarMap,
+        device: &Device,
+        seed: u64,
+    ) -> candle_core::Result<Box<dyn AuxLoss>> {
+        let head = CpcAux::new(
+            aux,
+            spec.feature_dim(),
+            spec.context_dim(),
+            varmap,
+            device,
+            seed,
+        )?;
+        Ok(Box::new(head))
     }
 }

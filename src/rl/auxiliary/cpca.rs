@@ -15,12 +15,11 @@
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::ops::log_softmax;
 use candle_nn::{VarBuilder, VarMap};
-use rand::SeedableRng;
 use rlcpc_agents::{
     AgentError, AuxBatch, AuxLoss, AuxOutput, HostAuxOutput, HostGrads, LeanOutputs, UnrollOutput,
 };
-use rlcpc_envs::SeededRng;
 
+use super::HeadState;
 use crate::config::AuxConfig;
 pub use crate::config::CpcaLoss;
 use crate::contrastive::cpc::{
@@ -29,6 +28,7 @@ use crate::contrastive::cpc::{
 use crate::contrastive::cpc::{CpcSampling, Pair};
 use crate::nn::gru::Gru;
 use crate::nn::init::Init;
+use crate::nn::NetSpec;
 
 /// The sizes of the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +53,7 @@ pub struct CpcaAux {
     sampling: CpcSampling,
     objective: CpcaLoss,
     weight: f64,
-    rng: SeededRng,
-    varmap: VarMap,
+    state: HeadState,
     host: HostCpca,
 }
 
@@ -101,8 +100,7 @@ impl CpcaAux {
             sampling: cfg.into(),
             objective: cfg.cpca_loss,
             weight: cfg.weight,
-            rng: SeededRng::seed_from_u64(seed ^ 0xC0CA_C0CA),
-            varmap: varmap.clone(),
+            state: HeadState::new(varmap, seed ^ 0xC0CA_C0CA),
             host: HostCpca::default(),
         })
     }
@@ -119,12 +117,12 @@ impl CpcaAux {
         let (t_len, b, dz) = z.dims3()?;
         let dc = self.dims.c_dim;
         let s = &self.sampling;
-        let pairs = sample_pairs(first, t_len, b, s, &mut self.rng);
+        let pairs = sample_pairs(first, t_len, b, s, &mut self.state.rng);
         if pairs.is_empty() {
             return Ok(None);
         }
         let weights = pair_weights(&pairs, first, t_len, b, s);
-        let cand = sample_candidates(&pairs, t_len, b, s, &mut self.rng);
+        let cand = sample_candidates(&pairs, t_len, b, s, &mut self.state.rng);
         // Each distinct anchor (t, b) runs the GRU once over the longest k it needs.
         let steps = pairs.iter().map(|p| p.k).max().unwrap_or(1);
         let (anchors, pred_rows) = crate::contrastive::cpc::anchors(&pairs, t_len, b, steps);
@@ -262,16 +260,15 @@ impl AuxLoss for CpcaAux {
     }
 
     fn vars(&self) -> Vec<(String, Var)> {
-        crate::nn::AgentNet::named_vars(&self.varmap, |k| k.starts_with("aux."))
+        self.state.vars()
     }
 
     fn save_rng(&self) -> serde_json::Value {
-        crate::rl::auxiliary::rng_state(&self.rng)
+        self.state.save_rng()
     }
 
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
-        self.rng = crate::rl::auxiliary::rng_from_state(v)?;
-        Ok(())
+        self.state.load_rng(v)
     }
 }
 
@@ -360,7 +357,7 @@ impl CpcaAux {
         let (b, t_len) = (out.b, first.len() / out.b);
         let (h, dz, na) = (d.c_dim, d.z_dim, d.actions);
         let s = &self.sampling;
-        let pairs = sample_pairs(first, t_len, b, s, &mut self.rng);
+        let pairs = sample_pairs(first, t_len, b, s, &mut self.state.rng);
         if pairs.is_empty() {
             return Ok(None);
         }
@@ -371,7 +368,7 @@ impl CpcaAux {
             t_len,
             b,
             s,
-            &mut self.rng,
+            &mut self.state.rng,
             &mut cand,
         );
         let m1 = 1 + s.num_negatives;
@@ -835,5 +832,36 @@ fn two(v: &mut [Vec<f32>], a: usize, b: usize) -> (&mut Vec<f32>, &mut Vec<f32>)
     } else {
         let (lo, hi) = v.split_at_mut(a);
         (&mut hi[0], &mut lo[b])
+    }
+}
+
+/// `aux.kind = "cpca"`.
+pub struct CpcaHead;
+
+impl CpcaHead {
+    fn dims(spec: &NetSpec) -> CpcaDims {
+        CpcaDims {
+            actions: spec.num_actions,
+            z_dim: spec.feature_dim(),
+            c_dim: spec.context_dim(),
+        }
+    }
+}
+
+impl super::Head for CpcaHead {
+    fn init(&self, _aux: &AuxConfig, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()> {
+        CpcaAux::init(Self::dims(spec), init)
+    }
+
+    fn build(
+        &self,
+        aux: &AuxConfig,
+        spec: &NetSpec,
+        varmap: &VarMap,
+        device: &Device,
+        seed: u64,
+    ) -> candle_core::Result<Box<dyn AuxLoss>> {
+        let head = CpcaAux::new(aux, Self::dims(spec), varmap, device, seed)?;
+        Ok(Box::new(head))
     }
 }

@@ -10,17 +10,18 @@
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::seq::index::sample;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rlcpc_agents::{
     AgentError, AuxBatch, AuxLoss, AuxOutput, HostAuxOutput, HostGrads, LeanOutputs, UnrollOutput,
 };
-use rlcpc_envs::SeededRng;
 
-use crate::config::AuxConfig;
+use super::HeadState;
+use crate::config::{AuxConfig, Invalid};
 use crate::nn::encoders::{Encoder, EncoderSpec};
 use crate::nn::gemm::{matmul, Op};
 use crate::nn::init::Init;
 use crate::nn::lean::LeanAgentEncoder;
+use crate::nn::NetSpec;
 
 /// `img` `[H, W, C]` moved by (`dy`, `dx`) pixels, each in −s..=s, edge pixels repeated:
 /// out(y, x) = img(clamp(y + dy), clamp(x + dx)).
@@ -44,8 +45,7 @@ pub struct CurlAux {
     pairs: Vec<(Var, Var)>,
     cfg: AuxConfig,
     shape: (usize, usize, usize),
-    rng: SeededRng,
-    varmap: VarMap,
+    state: HeadState,
     spec: EncoderSpec,
     /// The lean learner's path, built at its first update.
     lean: Option<LeanCurl>,
@@ -120,8 +120,7 @@ impl CurlAux {
             pairs,
             cfg: cfg.clone(),
             shape,
-            rng: SeededRng::seed_from_u64(seed ^ 0x000C_0121),
-            varmap: varmap.clone(),
+            state: HeadState::new(varmap, seed ^ 0x000C_0121),
             spec: spec.clone(),
             lean: None,
         })
@@ -140,7 +139,7 @@ impl CurlAux {
     /// the draws in the same order on both learner paths.
     fn draw(&mut self, flat: &[f32], total: usize) -> (Vec<usize>, Vec<f32>, Vec<f32>) {
         let n = self.cfg.curl_samples.min(total);
-        let idx = sample(&mut self.rng, total, n).into_vec();
+        let idx = sample(&mut self.state.rng, total, n).into_vec();
         let (va, vb) = self.views(flat, &idx);
         (idx, va, vb)
     }
@@ -161,15 +160,21 @@ impl CurlAux {
                 return Err(AgentError::State("CURL needs the conv encoder".into()));
             };
             // One thread, as the rest of the lean learner.
-            let query =
-                LeanAgentEncoder::new(self.shape, fc, input_scale, 1, &self.varmap, "encoder")
-                    .map_err(lean_err)?;
+            let query = LeanAgentEncoder::new(
+                self.shape,
+                fc,
+                input_scale,
+                1,
+                &self.state.varmap,
+                "encoder",
+            )
+            .map_err(lean_err)?;
             let key = LeanAgentEncoder::new(
                 self.shape,
                 fc,
                 input_scale,
                 1,
-                &self.varmap,
+                &self.state.varmap,
                 &format!("{}.key", Self::PREFIX),
             )
             .map_err(lean_err)?;
@@ -243,8 +248,8 @@ impl CurlAux {
             let img = &flat[i * n..(i + 1) * n];
             for out in [&mut a, &mut b] {
                 let (dy, dx) = (
-                    self.rng.random_range(-s..=s) as isize,
-                    self.rng.random_range(-s..=s) as isize,
+                    self.state.rng.random_range(-s..=s) as isize,
+                    self.state.rng.random_range(-s..=s) as isize,
                 );
                 shift(img, self.shape, dy, dx, &mut out[j * n..(j + 1) * n]);
             }
@@ -375,16 +380,57 @@ impl AuxLoss for CurlAux {
     }
 
     fn vars(&self) -> Vec<(String, Var)> {
-        crate::nn::AgentNet::named_vars(&self.varmap, |k| k.starts_with("aux."))
+        self.state.vars()
     }
 
     fn save_rng(&self) -> serde_json::Value {
-        crate::rl::auxiliary::rng_state(&self.rng)
+        self.state.save_rng()
     }
 
     fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
-        self.rng = crate::rl::auxiliary::rng_from_state(v)?;
+        self.state.load_rng(v)
+    }
+}
+
+/// `aux.kind = "curl"`.
+pub struct CurlHead;
+
+impl super::Head for CurlHead {
+    fn check(&self, aux: &AuxConfig, spec: &NetSpec) -> Result<(), Invalid> {
+        let (h, w, _) =
+            CurlAux::image_shape(&spec.encoder).map_err(|why| Invalid::new("aux.kind", why))?;
+        // A shift of the whole image or more leaves only replicated edge pixels.
+        if aux.curl_shift >= h.min(w) {
+            return Err(Invalid::new(
+                "aux.curl_shift",
+                format!(
+                    "{} pixels, for {h}x{w} images (less than the image's smaller side)",
+                    aux.curl_shift
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    fn init(&self, _aux: &AuxConfig, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()> {
+        CurlAux::init(&spec.encoder, init)
+    }
+
+    fn build(
+        &self,
+        aux: &AuxConfig,
+        spec: &NetSpec,
+        varmap: &VarMap,
+        device: &Device,
+        seed: u64,
+    ) -> candle_core::Result<Box<dyn AuxLoss>> {
+        Ok(Box::new(CurlAux::new(
+            aux,
+            &spec.encoder,
+            varmap,
+            device,
+            seed,
+        )?))
     }
 }
 

@@ -1,20 +1,87 @@
 //! The auxiliary heads on the agent's z and c, each an [`rlcpc_agents::AuxLoss`]: CPC
 //! ([`cpc`]), CPC|A ([`cpca`]) and CURL ([`curl`]). The contrastive losses and their
 //! sampling are shared with the standalone trainers (`crate::contrastive`).
+//!
+//! Adding a head is one file here (the loss, a [`Head`] that builds it, and a
+//! [`HeadState`] for what every head keeps) and one arm in [`head`], beside its
+//! `aux.kind` in the config.
 
 pub mod cpc;
 pub mod cpca;
 pub mod curl;
 
-use rlcpc_agents::AgentError;
+use candle_core::{Device, Var};
+use candle_nn::VarMap;
+use rand::SeedableRng;
+use rlcpc_agents::{AgentError, AuxLoss};
 use rlcpc_envs::SeededRng;
 
-/// An auxiliary loss's generator state for a checkpoint ([`AuxLoss::save_rng`]).
-pub fn rng_state(rng: &SeededRng) -> serde_json::Value {
-    serde_json::to_value(rng).expect("generator state serialises")
+use crate::config::{AuxConfig, AuxKind, Invalid};
+use crate::nn::init::Init;
+use crate::nn::NetSpec;
+
+/// A kind of head, as `aux.kind` names it: what the training loop's set-up asks of it.
+pub trait Head {
+    /// Checks of the head's keys that need the network (e.g. CURL's image shape); the
+    /// config's own values were checked at load.
+    fn check(&self, _aux: &AuxConfig, _spec: &NetSpec) -> Result<(), Invalid> {
+        Ok(())
+    }
+
+    /// Its parameters under `aux.`, initialised into `init` (seeded, after the network's).
+    fn init(&self, aux: &AuxConfig, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()>;
+
+    /// The head over the parameters in `varmap`, its generator seeded from `seed`.
+    fn build(
+        &self,
+        aux: &AuxConfig,
+        spec: &NetSpec,
+        varmap: &VarMap,
+        device: &Device,
+        seed: u64,
+    ) -> candle_core::Result<Box<dyn AuxLoss>>;
 }
 
-/// The generator restored from [`rng_state`]'s value ([`AuxLoss::load_rng`]).
-pub fn rng_from_state(v: &serde_json::Value) -> Result<SeededRng, AgentError> {
-    serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))
+/// The head `kind` names; `None` for `aux.kind = "none"`.
+pub fn head(kind: AuxKind) -> Option<&'static dyn Head> {
+    match kind {
+        AuxKind::None => None,
+        AuxKind::Cpc => Some(&cpc::CpcHead),
+        AuxKind::Cpca => Some(&cpca::CpcaHead),
+        AuxKind::Curl => Some(&curl::CurlHead),
+    }
+}
+
+/// What every head keeps beside its own weights: the run's variables (its own are those
+/// under `aux.`) and its sampling generator, saved in checkpoints.
+pub struct HeadState {
+    pub varmap: VarMap,
+    pub rng: SeededRng,
+}
+
+impl HeadState {
+    /// Over `varmap`, the generator seeded from `seed`.
+    pub fn new(varmap: &VarMap, seed: u64) -> Self {
+        HeadState {
+            varmap: varmap.clone(),
+            rng: SeededRng::seed_from_u64(seed),
+        }
+    }
+
+    /// The head's own variables ([`AuxLoss::vars`]).
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        crate::nn::AgentNet::named_vars(&self.varmap, |k| k.starts_with("aux."))
+    }
+
+    /// The generator's state for a checkpoint ([`AuxLoss::save_rng`]).
+    pub fn save_rng(&self) -> serde_json::Value {
+        serde_json::to_value(&self.rng).expect("generator state serialises")
+    }
+
+    /// The generator restored from [`HeadState::save_rng`]'s value ([`AuxLoss::load_rng`]).
+    pub fn load_rng(&mut self, v: &serde_json::Value) -> Result<(), AgentError> {
+        self.rng =
+            serde_json::from_value(v.clone()).map_err(|e| AgentError::State(e.to_string()))?;
+        Ok(())
+    }
 }
