@@ -5,7 +5,10 @@
 //! overrides, then command-line flags; unknown keys, wrong types and out-of-range values
 //! are rejected with the key, the value and the file named.
 
+mod load;
 pub mod show;
+
+pub use load::{apply_override, from_table, load};
 
 use std::path::Path;
 
@@ -423,14 +426,7 @@ impl Config {
             path: origin.into(),
             message: e.to_string(),
         })?;
-        Self::from_table(value, origin)
-    }
-
-    fn from_table(table: toml::Table, origin: &str) -> Result<Config, ConfigError> {
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Parse {
-            path: origin.into(),
-            message: e.to_string().trim().to_string(),
-        })
+        from_table(value, origin)
     }
 
     /// Loads `path`, or the built-in preset of that name (`cartpole`, ...), applies
@@ -445,34 +441,7 @@ impl Config {
         path: Option<&Path>,
         overrides: &[String],
     ) -> Result<(Config, Vec<String>), ConfigError> {
-        let (text, origin) = match path {
-            None => (
-                PRESETS[0].1.to_string(),
-                "configs/cartpole.toml (built in)".to_string(),
-            ),
-            Some(p) => match preset(p) {
-                Some((name, text)) if !p.exists() => {
-                    (text.to_string(), format!("configs/{name}.toml (built in)"))
-                }
-                _ => {
-                    let text = crate::checkpoint::read_config_text(p).map_err(|source| {
-                        ConfigError::Read {
-                            path: p.display().to_string(),
-                            source,
-                        }
-                    })?;
-                    (text, p.display().to_string())
-                }
-            },
-        };
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: origin.clone(),
-            message: e.to_string(),
-        })?;
-        for o in overrides {
-            apply_override(&mut table, o)?;
-        }
-        let mut cfg = Self::from_table(table, &origin)?;
+        let (mut cfg, origin): (Config, String) = load::load(path, overrides, PRESETS)?;
         let notes = cfg.resolve();
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: origin,
@@ -725,65 +694,6 @@ pub fn check_weights(key: &str, weights: u128, what: String) -> Result<(), Inval
         ));
     }
     Ok(())
-}
-
-/// The built-in preset a path names (`cartpole`, `configs/cartpole.toml`, ...), if any.
-fn preset(p: &Path) -> Option<(&'static str, &'static str)> {
-    let name = p
-        .to_str()?
-        .trim_start_matches("configs/")
-        .trim_end_matches(".toml");
-    PRESETS.iter().find(|(n, _)| *n == name).copied()
-}
-
-/// Applies one `a.b.c=value` override to the TOML table.
-pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
-    let err = |reason: &str| ConfigError::Override {
-        arg: arg.into(),
-        reason: reason.into(),
-    };
-    let (path, raw) = arg
-        .split_once('=')
-        .ok_or_else(|| err("expected key.path=value"))?;
-    let keys = key_path(path)
-        .ok_or_else(|| err("expected key.path=value (TOML keys, e.g. env.options.\"name\")"))?;
-    // Parse the value as TOML (numbers, booleans, arrays, quoted strings); else a bare string.
-    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-        Ok(mut t) if t.len() == 1 => t.remove("v"),
-        // `5\nrun.seed=3`: a second line would be dropped without a word.
-        Ok(_) => return Err(err("one value per --set (the value holds more lines)")),
-        Err(_) if raw.contains('\n') => {
-            return Err(err("one value per --set (the value holds more lines)"))
-        }
-        Err(_) => None,
-    }
-    .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
-    let mut cur = table;
-    for k in &keys[..keys.len() - 1] {
-        cur = cur
-            .entry(k.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| err(&format!("'{k}' is not a table")))?;
-    }
-    cur.insert(keys[keys.len() - 1].clone(), value);
-    Ok(())
-}
-
-/// The keys of a dotted TOML key path (`run.total_steps`, `env.options."日本"`), read as
-/// TOML reads them (quoted keys unquoted); `None` for an empty or malformed path.
-fn key_path(path: &str) -> Option<Vec<String>> {
-    let table = toml::from_str::<toml::Table>(&format!("{} = 0", path.trim())).ok()?;
-    let mut keys = Vec::new();
-    let mut cur = &table;
-    loop {
-        let (k, v) = cur.iter().next().filter(|_| cur.len() == 1)?;
-        keys.push(k.clone());
-        match v {
-            toml::Value::Table(t) => cur = t,
-            _ => return Some(keys),
-        }
-    }
 }
 
 /// The name a user types for a command-line value (`fsdd`, `oracle`), for messages.

@@ -129,46 +129,20 @@ impl TrainSection {
     }
 }
 
-/// Reads a trainer's config: `path`, or the built-in preset of that name (`presets`;
-/// `None` gives the first), applies `key.path=value` overrides and validates. Errors name
-/// the file and the key.
+/// Reads a trainer's config through the one pipeline ([`crate::config::load`]: `path`,
+/// or the built-in preset of that name among `presets`, `None` giving the first; the
+/// `key.path=value` overrides) and validates it. Errors name the file and the key.
 pub fn load_config<T: serde::de::DeserializeOwned>(
     path: Option<&Path>,
     overrides: &[String],
     presets: &[(&str, &str)],
     validate: impl Fn(&T) -> Result<(), crate::config::Invalid>,
 ) -> Result<T> {
-    let (text, origin) = match path {
-        None => (
-            presets[0].1.to_string(),
-            format!("configs/{}.toml (built in)", presets[0].0),
-        ),
-        Some(p) => {
-            let name = p.to_string_lossy();
-            let name = name
-                .trim_start_matches("configs/")
-                .trim_end_matches(".toml");
-            match presets.iter().find(|(n, _)| *n == name) {
-                Some((n, text)) if !p.exists() => {
-                    (text.to_string(), format!("configs/{n}.toml (built in)"))
-                }
-                _ => (
-                    checkpoint::read_config_text(p)
-                        .with_context(|| format!("cannot read config '{}'", p.display()))?,
-                    p.display().to_string(),
-                ),
-            }
-        }
-    };
-    let mut table: toml::Table =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-    for o in overrides {
-        crate::config::apply_override(&mut table, o)?;
-    }
-    let cfg: T = toml::Value::Table(table)
-        .try_into()
-        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-    validate(&cfg).map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+    let (cfg, origin): (T, String) = crate::config::load(path, overrides, presets)?;
+    validate(&cfg).map_err(|e| crate::config::ConfigError::Invalid {
+        path: origin,
+        message: e.to_string(),
+    })?;
     Ok(cfg)
 }
 
