@@ -162,18 +162,10 @@ pub fn lab_cases(watermaze: &Config) -> Vec<(String, Config)> {
 
 /// One line of phase times, e.g. `collect 2.19 (env 0.31) | forward 1.56 ...` (ms per
 /// update).
-pub fn phases_line(phases: &[(&str, f64)]) -> String {
-    let get = |k: &str| phases.iter().find(|p| p.0 == k).map_or(0.0, |p| p.1);
+pub fn phases_line(p: &crate::rl::train::PhaseTimes) -> String {
     format!(
         "ms/update: collect {:.2} (env {:.2}) | forward {:.2} loss {:.2} aux {:.2} backward {:.2} optimiser {:.2} publish {:.2}",
-        get("collect"),
-        get("env"),
-        get("forward"),
-        get("loss"),
-        get("aux"),
-        get("backward"),
-        get("optimiser"),
-        get("publish")
+        p.collect, p.env, p.forward, p.loss, p.aux, p.backward, p.optimiser, p.publish
     )
 }
 

@@ -223,6 +223,23 @@ pub mod keys {
     /// A whole-image encoder's input (height, width, channels) and objective (SimCLR,
     /// MoCo): marks an encoder file as one for images.
     pub const IMAGE: &str = "rlcpc.image";
+    /// An agent checkpoint's window of recent episodes (returns and lengths).
+    pub const EPISODES: &str = "rlcpc.episodes";
+    /// An agent checkpoint's actor workers' states (environments, generators), for an
+    /// exact resume.
+    pub const WORKERS: &str = "rlcpc.workers";
+    /// An agent checkpoint's auxiliary-head generator state.
+    pub const AUX_RNG: &str = "rlcpc.aux_rng";
+    /// Every data-parallel learner's auxiliary-head generator state.
+    pub const AUX_RNGS: &str = "rlcpc.aux_rng_learners";
+    /// A recording's environment id and options.
+    pub const RECORDING_ENV: &str = "rlcpc.env";
+    /// A recording's policy.
+    pub const RECORDING_POLICY: &str = "rlcpc.policy";
+    /// A recording's names of the environment's state variables.
+    pub const STATE_NAMES: &str = "rlcpc.state_names";
+    /// A text trainer's corpus files.
+    pub const DATA_FILES: &str = "rlcpc.data.files";
 }
 
 /// A lower bound on the parameters a network spec builds, to refuse metadata that would

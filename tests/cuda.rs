@@ -17,7 +17,8 @@ use rlcpc::config::Config;
 use rlcpc::nn::init::Init;
 use rlcpc::nn::{AgentNet, NetSpec};
 use rlcpc::rl::auxiliary::cpc::CpcAux;
-use rlcpc::rl::train::{saved_config, train, TrainOptions, TrainSummary, CHECKPOINT};
+use rlcpc::rl::train::{saved_config, train, TrainOptions, TrainSummary};
+use rlcpc::run_dir::CHECKPOINT;
 use rlcpc_agents::{AuxLoss, PolicyNetwork};
 use rlcpc_envs::Space;
 

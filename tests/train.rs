@@ -8,7 +8,8 @@ use std::sync::Arc;
 use candle_core::Device;
 use rlcpc::checkpoint::Loaded;
 use rlcpc::config::Config;
-use rlcpc::rl::train::{saved_config, train, TrainOptions, TrainSummary, CHECKPOINT};
+use rlcpc::rl::train::{saved_config, train, TrainOptions, TrainSummary};
+use rlcpc::run_dir::CHECKPOINT;
 
 fn config(preset: Option<&str>, overrides: &[&str]) -> Config {
     let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();

@@ -106,11 +106,24 @@ enum Grads {
     Host,
 }
 
+/// The loss terms of one update, read back to the host (for the statistics and the
+/// NaN check).
+#[derive(Debug, Clone, Copy)]
+struct LossTerms {
+    policy: f64,
+    value: f64,
+    entropy: f64,
+    /// The total the parameters descend: the A2C loss plus the weighted auxiliary loss.
+    total: f64,
+    /// The auxiliary loss, unweighted, where there is one.
+    aux: Option<f64>,
+}
+
 /// What [`Learner::compute`] found: the gradients, the loss terms (policy, value,
 /// entropy, total, auxiliary), the explained variance and the auxiliary metrics.
 struct Computed {
     grads: Grads,
-    host: Vec<f64>,
+    terms: LossTerms,
     ev: f64,
     aux_metrics: Vec<(String, f64)>,
     phases: Phases,
@@ -271,7 +284,7 @@ impl<N: PolicyNetwork> Learner<N> {
         }
         let mut phases = c.phases;
         phases.optimiser = t_opt.elapsed().as_secs_f64();
-        let mut stats = self.finish(batch, &c.host, c.ev, grad_norm, lr, c.aux_metrics);
+        let mut stats = self.finish(batch, &c.terms, c.ev, grad_norm, lr, c.aux_metrics);
         stats.phases = phases;
         Ok(stats)
     }
@@ -422,14 +435,21 @@ impl<N: PolicyNetwork> Learner<N> {
         let host = Tensor::stack(&scalars, 0)?
             .to_dtype(DType::F64)?
             .to_vec1::<f64>()?;
-        self.check_finite(&host)?;
+        let terms = LossTerms {
+            policy: host[0],
+            value: host[1],
+            entropy: host[2],
+            total: host[3],
+            aux: host.get(4).copied(),
+        };
+        self.check_finite(&terms)?;
 
         // Backprop.
         let grads = total.backward()?;
         clock.lap(|p| &mut p.backward)?;
         Ok(Computed {
             grads: Grads::Candle(grads),
-            host,
+            terms,
             ev,
             aux_metrics,
             phases: clock.phases,
@@ -500,12 +520,14 @@ impl<N: PolicyNetwork> Learner<N> {
             &mut d_values,
         );
         self.scratch = log_probs;
-        let mut host = vec![
-            terms.policy,
-            terms.value,
-            terms.entropy,
-            terms.policy + self.cfg.vf_coef * terms.value - self.cfg.ent_coef * terms.entropy,
-        ];
+        let mut loss = LossTerms {
+            policy: terms.policy,
+            value: terms.value,
+            entropy: terms.entropy,
+            total: terms.policy + self.cfg.vf_coef * terms.value
+                - self.cfg.ent_coef * terms.entropy,
+            aux: None,
+        };
 
         clock.lap(|p| &mut p.loss)?;
         // The auxiliary loss: on host slices where it has a host path, else in candle on
@@ -605,11 +627,11 @@ impl<N: PolicyNetwork> Learner<N> {
                     o.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?
                 }
             };
-            host[3] += w * value;
-            host.push(value);
+            loss.total += w * value;
+            loss.aux = Some(value);
         }
         clock.lap(|p| &mut p.aux)?;
-        self.check_finite(&host)?;
+        self.check_finite(&loss)?;
 
         // Backward: the network's gradients, then the auxiliary head's.
         let lean = self.net.lean().expect("compute checked the lean path");
@@ -636,7 +658,7 @@ impl<N: PolicyNetwork> Learner<N> {
         clock.lap(|p| &mut p.backward)?;
         Ok(Computed {
             grads: Grads::Host,
-            host,
+            terms: loss,
             ev,
             aux_metrics,
             phases: clock.phases,
@@ -645,20 +667,20 @@ impl<N: PolicyNetwork> Learner<N> {
 
     /// Refuses to update on a NaN or infinite loss term (policy, value, entropy, total,
     /// auxiliary), naming it.
-    fn check_finite(&self, host: &[f64]) -> Result<(), AgentError> {
-        let names = [
-            "policy_loss",
-            "value_loss",
-            "entropy",
-            "total_loss",
-            "aux_loss",
+    fn check_finite(&self, t: &LossTerms) -> Result<(), AgentError> {
+        let terms = [
+            ("policy_loss", Some(t.policy)),
+            ("value_loss", Some(t.value)),
+            ("entropy", Some(t.entropy)),
+            ("total_loss", Some(t.total)),
+            ("aux_loss", t.aux),
         ];
-        for (name, v) in names.iter().zip(host) {
-            if !v.is_finite() {
+        for (name, v) in terms {
+            if let Some(v) = v.filter(|v| !v.is_finite()) {
                 return Err(AgentError::NonFinite {
                     update: self.updates + 1,
                     term: name.to_string(),
-                    value: *v,
+                    value: v,
                 });
             }
         }
@@ -669,7 +691,7 @@ impl<N: PolicyNetwork> Learner<N> {
     fn finish(
         &mut self,
         batch: &Rollout,
-        host: &[f64],
+        t: &LossTerms,
         ev: f64,
         grad_norm: f64,
         lr: f64,
@@ -682,11 +704,11 @@ impl<N: PolicyNetwork> Learner<N> {
             .map(|v| self.updates.saturating_sub(1).saturating_sub(*v) as f64)
             .collect();
         UpdateStats {
-            policy_loss: host[0],
-            value_loss: host[1],
-            entropy: host[2],
-            total_loss: host[3],
-            aux_loss: host.get(4).copied().unwrap_or(0.0),
+            policy_loss: t.policy,
+            value_loss: t.value,
+            entropy: t.entropy,
+            total_loss: t.total,
+            aux_loss: t.aux.unwrap_or(0.0),
             explained_variance: ev,
             grad_norm,
             learning_rate: lr,

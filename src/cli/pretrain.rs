@@ -388,5 +388,5 @@ fn report_trainer(s: &rlcpc::pretrain::FitSummary, unit: &str, extra: &str, out:
         s.seconds,
         s.samples_per_sec,
     );
-    println!("encoder: {}", out.join(rlcpc::pretrain::ENCODER).display());
+    println!("encoder: {}", out.join(rlcpc::run_dir::ENCODER).display());
 }

@@ -4,9 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use rlcpc::config::{AuxKind, Config};
-use rlcpc::rl::train::{
-    saved_config_with_notes, train_on, ActorSource, Threads, TrainOptions, CHECKPOINT,
-};
+use rlcpc::rl::train::{saved_config_with_notes, train_on, ActorSource, Threads, TrainOptions};
 
 use super::{stop_on_ctrl_c, DeviceArg};
 use rlcpc::rl::train::set_learner_threads;
@@ -484,6 +482,9 @@ fn one_run(
     if let Some(t) = &s.traffic {
         println!("{t}");
     }
-    println!("checkpoint: {}", out.join(CHECKPOINT).display());
+    println!(
+        "checkpoint: {}",
+        out.join(rlcpc::run_dir::CHECKPOINT).display()
+    );
     Ok((s, out))
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use rlcpc_envs::EnvConfig;
 
-use crate::checkpoint::{self, Loaded};
+use crate::checkpoint::{self, keys, Loaded};
 
 pub const FILE: &str = "trajectories.safetensors";
 
@@ -86,12 +86,9 @@ impl Trajectories {
             ),
         ];
         let meta = checkpoint::metadata(vec![
-            ("rlcpc.env", serde_json::to_string(&self.env)?),
-            ("rlcpc.policy", serde_json::to_string(&self.policy)?),
-            (
-                "rlcpc.state_names",
-                serde_json::to_string(&self.state_names)?,
-            ),
+            (keys::RECORDING_ENV, serde_json::to_string(&self.env)?),
+            (keys::RECORDING_POLICY, serde_json::to_string(&self.policy)?),
+            (keys::STATE_NAMES, serde_json::to_string(&self.state_names)?),
         ]);
         let path = dir.join(FILE);
         if path.exists() && !force {
@@ -115,7 +112,7 @@ impl Trajectories {
             );
         }
         let f = Loaded::read_as(&path, "recording")?;
-        let state_names: Vec<String> = f.meta("rlcpc.state_names")?;
+        let state_names: Vec<String> = f.meta(keys::STATE_NAMES)?;
         let get = |k: &str| -> Result<&Tensor> {
             let t = f
                 .tensors
@@ -159,8 +156,8 @@ impl Trajectories {
             Ok(t.to_vec1::<f32>()?)
         };
         Ok(Trajectories {
-            env: f.meta("rlcpc.env")?,
-            policy: f.meta("rlcpc.policy")?,
+            env: f.meta(keys::RECORDING_ENV)?,
+            policy: f.meta(keys::RECORDING_POLICY)?,
             obs_shape,
             obs: obs.flatten_all()?.to_vec1()?,
             state: state.flatten_all()?.to_vec1()?,

@@ -413,7 +413,7 @@ impl FitSummary {
     }
 }
 
-pub use crate::run_dir::{CHECKPOINT, ENCODER};
+use crate::run_dir::ENCODER;
 
 fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     let data = varmap.data().lock().expect("varmap lock");

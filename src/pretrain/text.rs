@@ -474,7 +474,7 @@ impl Sequences for TextPassages {
             keys::VOCAB,
             serde_json::to_string(&self.net.vocab.words).expect("vocab"),
         ));
-        m.push(("rlcpc.data.files", self.files.to_string()));
+        m.push((keys::DATA_FILES, self.files.to_string()));
         m
     }
 }

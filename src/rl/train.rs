@@ -12,13 +12,13 @@ use candle_core::{Device, Tensor};
 use rlcpc_agents::{Actor, ActorPool, Learner, ParamSnapshot, Rollout, Runner};
 use rlcpc_envs::VecEnv;
 
-use crate::checkpoint::{self, Counters, Loaded};
+use crate::checkpoint::{self, keys, Counters, Loaded};
 use crate::config::Config;
 use crate::metrics::{EpisodeWindow, MetricsWriter};
 use crate::nn::init::Init;
 use crate::nn::{actor_policy, AgentNet, NetSpec};
 
-pub use crate::run_dir::CHECKPOINT;
+use crate::run_dir::CHECKPOINT;
 
 /// How to run, beyond the config.
 pub struct TrainOptions {
@@ -46,10 +46,69 @@ pub struct TrainSummary {
     /// threads: with one thread in sync mode a part of collect; with more, or in async
     /// mode, it can exceed it), then the learner's `forward`, `loss`, `aux`,
     /// `backward`, `optimiser` and `publish` (the parameter snapshot for the actors).
-    pub phases_ms: Vec<(&'static str, f64)>,
+    pub phases_ms: PhaseTimes,
     /// What crossed the network, for a distributed run (bytes per parameter broadcast
     /// and per unroll), else `None`.
     pub traffic: Option<String>,
+}
+
+/// Time per update of each phase, in milliseconds (a run's mean, or sums while it runs):
+/// see [`TrainSummary::phases_ms`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PhaseTimes {
+    pub collect: f64,
+    pub env: f64,
+    pub forward: f64,
+    pub loss: f64,
+    pub aux: f64,
+    pub backward: f64,
+    pub optimiser: f64,
+    pub publish: f64,
+}
+
+impl PhaseTimes {
+    /// One update's phases, in seconds: the wait for the batch (`collect`), the actors'
+    /// stepping (`env`), the learner's own phases, and what else the update took
+    /// (`update` less the learner's phases: the parameter snapshot for the actors).
+    fn of_update(collect: f64, env: f64, p: &rlcpc_agents::Phases, update: f64) -> Self {
+        let learner = p.forward + p.loss + p.aux + p.backward + p.optimiser;
+        PhaseTimes {
+            collect,
+            env,
+            forward: p.forward,
+            loss: p.loss,
+            aux: p.aux,
+            backward: p.backward,
+            optimiser: p.optimiser,
+            publish: (update - learner).max(0.0),
+        }
+    }
+
+    fn add(&mut self, o: &PhaseTimes) {
+        self.collect += o.collect;
+        self.env += o.env;
+        self.forward += o.forward;
+        self.loss += o.loss;
+        self.aux += o.aux;
+        self.backward += o.backward;
+        self.optimiser += o.optimiser;
+        self.publish += o.publish;
+    }
+
+    /// Sums of seconds over `n` updates as milliseconds per update.
+    fn mean_ms(&self, n: u64) -> PhaseTimes {
+        let ms = |secs: f64| 1e3 * secs / n.max(1) as f64;
+        PhaseTimes {
+            collect: ms(self.collect),
+            env: ms(self.env),
+            forward: ms(self.forward),
+            loss: ms(self.loss),
+            aux: ms(self.aux),
+            backward: ms(self.backward),
+            optimiser: ms(self.optimiser),
+            publish: ms(self.publish),
+        }
+    }
 }
 
 /// Where the actors run, and who the other data-parallel learners are: this
@@ -116,9 +175,6 @@ pub trait Team {
     /// nothing.
     fn gather(&mut self, mine: Vec<u8>) -> Vec<Vec<u8>>;
 }
-
-/// Checkpoint metadata: every data-parallel learner's auxiliary-loss generator.
-const AUX_RNGS: &str = "rlcpc.aux_rng_learners";
 
 /// A learner other than 0 ends quietly with this when learner 0 failed (learner 0
 /// reports why).
@@ -359,7 +415,7 @@ pub fn load_params(learner: &mut Learner<AgentNet>, ck: &Loaded, with_optim: boo
         var.set(&t.to_device(var.device())?)?;
     }
     if with_optim {
-        let c: Counters = ck.meta(crate::checkpoint::keys::COUNTERS)?;
+        let c: Counters = ck.meta(keys::COUNTERS)?;
         learner
             .optim
             .load_state(|k| ck.tensors.get(k).cloned(), c.optim_steps)
@@ -434,24 +490,15 @@ impl Checkpointer<'_> {
             .collect();
         tensors.extend(learner.optim.state_tensors()?);
         let mut meta = vec![
-            (
-                crate::checkpoint::keys::CONFIG,
-                serde_json::to_string(&self.cfg.to_toml())?,
-            ),
-            (
-                crate::checkpoint::keys::NET_SPEC,
-                serde_json::to_string(self.spec)?,
-            ),
-            (
-                crate::checkpoint::keys::COUNTERS,
-                serde_json::to_string(counters)?,
-            ),
-            ("rlcpc.episodes", serde_json::to_string(window)?),
-            ("rlcpc.workers", serde_json::to_string(&workers)?),
-            ("rlcpc.aux_rng", serde_json::to_string(&aux_rng)?),
+            (keys::CONFIG, serde_json::to_string(&self.cfg.to_toml())?),
+            (keys::NET_SPEC, serde_json::to_string(self.spec)?),
+            (keys::COUNTERS, serde_json::to_string(counters)?),
+            (keys::EPISODES, serde_json::to_string(window)?),
+            (keys::WORKERS, serde_json::to_string(&workers)?),
+            (keys::AUX_RNG, serde_json::to_string(&aux_rng)?),
         ];
         if let Some(r) = aux_rngs {
-            meta.push((AUX_RNGS, serde_json::to_string(&r)?));
+            meta.push((keys::AUX_RNGS, serde_json::to_string(&r)?));
         }
         checkpoint::write_atomic(&self.path, tensors, checkpoint::metadata(meta))?;
         Ok(())
@@ -498,13 +545,13 @@ pub fn train_on<'a>(
     let mut worker_states: Option<Vec<serde_json::Value>> = None;
     if opts.resume {
         let ck = read_shared(&ck_path, &mut team)?;
-        if let Ok(name) = ck.meta::<String>(crate::checkpoint::keys::TRAINER) {
+        if let Ok(name) = ck.meta::<String>(keys::TRAINER) {
             bail!(
                 "'{}' is a {name} trainer checkpoint; resume it with `rlcpc pretrain ... --resume`",
                 ck_path.display()
             );
         }
-        let saved_spec: NetSpec = ck.spec(crate::checkpoint::keys::NET_SPEC)?;
+        let saved_spec: NetSpec = ck.spec(keys::NET_SPEC)?;
         if saved_spec != spec {
             return Err(ck
                 .mismatch(format!(
@@ -513,9 +560,9 @@ pub fn train_on<'a>(
                 .into());
         }
         load_params(&mut learner, &ck, true)?;
-        counters = ck.meta(crate::checkpoint::keys::COUNTERS)?;
-        window = ck.meta("rlcpc.episodes")?;
-        worker_states = ck.meta("rlcpc.workers")?;
+        counters = ck.meta(keys::COUNTERS)?;
+        window = ck.meta(keys::EPISODES)?;
+        worker_states = ck.meta(keys::WORKERS)?;
         if cfg.env.id.starts_with(rlcpc_envs::gymnasium::PREFIX) {
             // A Python environment's state cannot be saved: the actors start new episodes
             // (from a new seed, below), so such a resume is not bit-for-bit.
@@ -525,10 +572,10 @@ pub fn train_on<'a>(
             );
             worker_states = None;
         }
-        let mut rng = ck.meta::<Option<serde_json::Value>>("rlcpc.aux_rng")?;
-        if let (Some(t), true) = (&team, ck.metadata.contains_key(AUX_RNGS)) {
+        let mut rng = ck.meta::<Option<serde_json::Value>>(keys::AUX_RNG)?;
+        if let (Some(t), true) = (&team, ck.metadata.contains_key(keys::AUX_RNGS)) {
             // This learner's own, when the checkpoint has as many learners.
-            let all: Vec<Option<serde_json::Value>> = ck.meta(AUX_RNGS)?;
+            let all: Vec<Option<serde_json::Value>> = ck.meta(keys::AUX_RNGS)?;
             if all.len() == t.size() {
                 rng = all[t.rank()].clone();
             }
@@ -606,7 +653,7 @@ pub fn train_on<'a>(
     let mut interrupted = false;
     let mut actors_failed = false;
     let mut last_save = Instant::now();
-    let (mut phase_sums, mut phase_updates) = ([0f64; 8], 0u64);
+    let (mut phase_sums, mut phase_updates) = (PhaseTimes::default(), 0u64);
     let mut reduce_bytes = 0;
     while counters.env_steps < cfg.run.total_steps {
         if team.is_none() && stop.load(Ordering::Relaxed) {
@@ -674,20 +721,12 @@ pub fn train_on<'a>(
         metrics.push(("time/collect_env_ms".into(), 1e3 * batch.env_secs));
         metrics.extend(runner.metrics());
         interval.add(&metrics, (t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
-        let p = &stats.phases;
-        let learner_secs = p.forward + p.loss + p.aux + p.backward + p.optimiser;
-        for (sum, v) in phase_sums.iter_mut().zip([
+        phase_sums.add(&PhaseTimes::of_update(
             (t1 - t0).as_secs_f64(),
             batch.env_secs,
-            p.forward,
-            p.loss,
-            p.aux,
-            p.backward,
-            p.optimiser,
-            ((t2 - t1).as_secs_f64() - learner_secs).max(0.0),
-        ]) {
-            *sum += v;
-        }
+            &stats.phases,
+            (t2 - t1).as_secs_f64(),
+        ));
         phase_updates += 1;
 
         bar.set_position(counters.env_steps.min(cfg.run.total_steps));
@@ -771,20 +810,7 @@ pub fn train_on<'a>(
         sps: (counters.env_steps - start_steps) as f64 / secs.max(1e-9),
         counters,
         interrupted,
-        phases_ms: [
-            "collect",
-            "env",
-            "forward",
-            "loss",
-            "aux",
-            "backward",
-            "optimiser",
-            "publish",
-        ]
-        .into_iter()
-        .zip(phase_sums)
-        .map(|(k, v)| (k, 1e3 * v / phase_updates.max(1) as f64))
-        .collect(),
+        phases_ms: phase_sums.mean_ms(phase_updates),
         traffic,
     })
 }
