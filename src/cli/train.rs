@@ -130,8 +130,8 @@ fn run_distributed(
 }
 
 /// `--distributed` under mpirun: learner 0 is `one_run` with its actor ranks (or
-/// threads) and the other learners; the other learners and the actor ranks serve it
-/// (they ignore Ctrl-C and SIGTERM: learner 0 checkpoints, then stops them).
+/// threads) and the other learners; every other rank serves it
+/// ([`rlcpc::rl::distributed::run_job`]).
 #[cfg(feature = "mpi")]
 fn run_distributed(
     config: Option<PathBuf>,
@@ -142,81 +142,11 @@ fn run_distributed(
     quiet: bool,
     how: Distributed,
 ) -> Result<()> {
-    use rlcpc::rl::distributed::{self as d, Communicator, CommunicatorCollectives};
-    use std::panic::{catch_unwind, AssertUnwindSafe};
-    if !(how.timeout.is_finite() && how.timeout > 0.0 && how.timeout < 1e6) {
-        bail!(
-            "--rank-timeout {}: must be a number of seconds, more than 0",
-            how.timeout
-        );
-    }
-    let universe = d::init()?;
-    let timeout = std::time::Duration::from_secs_f64(how.timeout);
-    let layout = match d::Layout::new(universe.world(), how.learners, timeout) {
-        Ok(l) => l,
-        Err(e) => {
-            // Every rank finds the same fault: rank 0 says it, then all end together.
-            let world = universe.world();
-            if world.rank() == 0 {
-                eprintln!("error: {e:#}");
-            }
-            world.barrier();
-            drop(universe);
-            std::process::exit(1)
-        }
-    };
-    let world = layout.world();
-    let rank = world.rank();
-    if rank != 0 {
-        ctrlc::set_handler(|| {}).ok();
-        // A rank that fails outside the protocol ends the whole job (MPI_Abort), so
-        // that no rank waits for it.
-        let served = catch_unwind(AssertUnwindSafe(|| {
-            if layout.is_learner {
-                d::serve_learner(&layout, &out.clone().unwrap_or_default(), dev.device()?)
-            } else {
-                d::serve(&layout)
-            }
-        }));
-        match served {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => eprintln!("error: MPI rank {rank}: {e:#}"),
-            Err(_) => eprintln!("error: MPI rank {rank} panicked"),
-        }
-        d::abort(world, 1);
-    }
-    let r = catch_unwind(AssertUnwindSafe(|| {
-        one_run(
-            config,
-            out,
-            overrides,
-            resume,
-            dev,
-            quiet,
-            &d::MpiActors(&layout),
-        )
-    }));
-    match r {
-        Ok(r) => {
-            d::stop_waiting_ranks(&layout);
-            // A lost rank may only hang, and the other learners would wait for learner 0
-            // until their timeout: either would keep mpirun waiting.
-            if d::lost_ranks() || (layout.learners > 1 && r.is_err()) {
-                if let Err(e) = &r {
-                    eprintln!("error: {e:#}");
-                }
-                if d::lost_ranks() {
-                    eprintln!("note: MPI ranks were lost (above); ending the job with MPI_Abort so that none is left waiting");
-                }
-                d::abort(world, if r.is_ok() { 0 } else { 1 });
-            }
-            r.map(|_| ())
-        }
-        Err(_) => {
-            eprintln!("error: MPI rank 0 (the learner) panicked");
-            d::abort(world, 1)
-        }
-    }
+    let out_dir = out.clone().unwrap_or_default();
+    let device = || dev.device();
+    rlcpc::rl::distributed::run_job(how.learners, how.timeout, &out_dir, device, |actors| {
+        one_run(config, out, overrides, resume, dev, quiet, actors).map(|_| ())
+    })
 }
 
 /// `1-5` or `1,3,7` (or a mix, `1-3,9`), each seed once, in the order given.

@@ -1382,3 +1382,79 @@ fn serve_async(
         }
     }
 }
+
+/// One rank's part in an MPI job (`mpirun -np N rlcpc train --distributed`): the job's
+/// layout from `learners` and `rank_timeout` (seconds), then on rank 0 `learner0` (the
+/// whole run, with its actor ranks or threads and the other learners as `actors`);
+/// every other rank serves it, as a learner (writing under `out`, on the device that
+/// `device` makes, which no other rank calls) or as an
+/// actor rank, ignoring Ctrl-C and SIGTERM (learner 0 checkpoints, then stops them). A
+/// rank that fails outside the protocol, a panic, or lost ranks end the whole job
+/// (MPI_Abort), so that no rank is left waiting.
+pub fn run_job(
+    learners: usize,
+    rank_timeout: f64,
+    out: &std::path::Path,
+    device: impl FnOnce() -> Result<candle_core::Device>,
+    learner0: impl FnOnce(&MpiActors<'_>) -> Result<()>,
+) -> Result<()> {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    if !(rank_timeout.is_finite() && rank_timeout > 0.0 && rank_timeout < 1e6) {
+        bail!("--rank-timeout {rank_timeout}: must be a number of seconds, more than 0");
+    }
+    let universe = init()?;
+    let timeout = Duration::from_secs_f64(rank_timeout);
+    let layout = match Layout::new(universe.world(), learners, timeout) {
+        Ok(l) => l,
+        Err(e) => {
+            // Every rank finds the same fault: rank 0 says it, then all end together.
+            let world = universe.world();
+            if world.rank() == 0 {
+                eprintln!("error: {e:#}");
+            }
+            world.barrier();
+            drop(universe);
+            std::process::exit(1)
+        }
+    };
+    let world = layout.world();
+    let rank = world.rank();
+    if rank != 0 {
+        ctrlc::set_handler(|| {}).ok();
+        let served = catch_unwind(AssertUnwindSafe(|| {
+            if layout.is_learner {
+                serve_learner(&layout, out, device()?)
+            } else {
+                serve(&layout)
+            }
+        }));
+        match served {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => eprintln!("error: MPI rank {rank}: {e:#}"),
+            Err(_) => eprintln!("error: MPI rank {rank} panicked"),
+        }
+        abort(world, 1);
+    }
+    let r = catch_unwind(AssertUnwindSafe(|| learner0(&MpiActors(&layout))));
+    match r {
+        Ok(r) => {
+            stop_waiting_ranks(&layout);
+            // A lost rank may only hang, and the other learners would wait for learner 0
+            // until their timeout: either would keep mpirun waiting.
+            if lost_ranks() || (layout.learners > 1 && r.is_err()) {
+                if let Err(e) = &r {
+                    eprintln!("error: {e:#}");
+                }
+                if lost_ranks() {
+                    eprintln!("note: MPI ranks were lost (above); ending the job with MPI_Abort so that none is left waiting");
+                }
+                abort(world, if r.is_ok() { 0 } else { 1 });
+            }
+            r
+        }
+        Err(_) => {
+            eprintln!("error: MPI rank 0 (the learner) panicked");
+            abort(world, 1)
+        }
+    }
+}
