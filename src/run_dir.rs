@@ -94,6 +94,11 @@ pub fn check_free(dir: &Path, resume: bool) -> Result<()> {
     if held(dir) {
         return Err(in_use(dir));
     }
+    refuse_fresh_start(dir, resume)
+}
+
+/// A fresh run (`resume` false) where `dir` holds a checkpoint is refused.
+fn refuse_fresh_start(dir: &Path, resume: bool) -> Result<()> {
     let ck = dir.join(CHECKPOINT);
     if !resume && ck.exists() {
         bail!(
@@ -153,15 +158,8 @@ impl RunDir {
     }
 
     fn check_start(&self, resume: bool) -> Result<()> {
-        let ck = self.checkpoint();
-        if !resume && ck.exists() {
-            bail!(
-                "{} already holds a run (checkpoint {}); pass --resume to continue it or choose another --out",
-                self.path.display(),
-                ck.display()
-            );
-        }
-        if resume && !ck.exists() {
+        refuse_fresh_start(&self.path, resume)?;
+        if resume && !self.checkpoint().exists() {
             bail!(
                 "--resume: '{}' has no checkpoint: the run stopped before writing its first one (checkpoints are written periodically and at the end; start it again without --resume)",
                 self.path.display()

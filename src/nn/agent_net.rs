@@ -6,6 +6,7 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use rlcpc_agents::{PolicyNetwork, UnrollOutput};
 
 use super::encoders::{Encoder, EncoderSpec};
+use super::init::named_vars;
 use super::lstm::Lstm;
 use super::spec::NetSpec;
 use crate::config::CoreKind;
@@ -109,18 +110,6 @@ impl AgentNet {
         let (logits, values) = self.heads(&c)?;
         Ok((logits.squeeze(0)?, values.squeeze(0)?, s))
     }
-
-    /// All parameters of the varmap that belong to this network, sorted by name.
-    pub fn named_vars(varmap: &VarMap, prefix_filter: impl Fn(&str) -> bool) -> Vec<(String, Var)> {
-        let data = varmap.data().lock().expect("varmap lock");
-        let mut v: Vec<(String, Var)> = data
-            .iter()
-            .filter(|(k, _)| prefix_filter(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
 }
 
 impl PolicyNetwork for AgentNet {
@@ -142,7 +131,7 @@ impl PolicyNetwork for AgentNet {
     }
 
     fn vars(&self) -> Vec<(String, Var)> {
-        Self::named_vars(&self.varmap, |k| !k.starts_with("aux."))
+        named_vars(&self.varmap, |k| !k.starts_with("aux."))
     }
 
     fn state_size(&self) -> usize {

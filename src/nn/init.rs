@@ -102,3 +102,16 @@ impl Init {
         self.insert(name, shape, vec![1.0; shape.iter().product()])
     }
 }
+
+/// The variables of `varmap` whose names pass `filter`, sorted by name (the order of
+/// checkpoints, optimisers and exported files).
+pub fn named_vars(varmap: &VarMap, filter: impl Fn(&str) -> bool) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().expect("varmap lock");
+    let mut v: Vec<(String, Var)> = data
+        .iter()
+        .filter(|(k, _)| filter(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
 use candle_nn::VarMap;
 use rlcpc_agents::{OptimConfig, OptimKind, Optimizer};
 use serde::{Deserialize, Serialize};
@@ -415,13 +415,6 @@ impl FitSummary {
 
 use crate::run_dir::ENCODER;
 
-fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
 /// Trains `obj` for `train.steps` minibatches (from where a resumed run stopped).
 pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> Result<FitSummary> {
     if train.learner == crate::config::LearnerPath::Lean && !obj.has_lean_path() {
@@ -433,7 +426,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
     // Nothing is written until the checkpoint (when resuming) fits this trainer.
     let run_dir = crate::run_dir::RunDir::open(&opts.out, opts.resume)?;
     let ck_path = run_dir.checkpoint();
-    let vars = named_vars(obj.varmap());
+    let vars = crate::nn::init::named_vars(obj.varmap(), |_| true);
     let mut optim = Optimizer::new(
         OptimConfig {
             kind: OptimKind::Adam,
@@ -757,7 +750,7 @@ pub fn spec_metadata(
 
 /// Writes the objective's exported parameters and their specs to `path` (atomically).
 pub fn export(obj: &dyn Objective, path: &Path) -> Result<()> {
-    let tensors: Vec<(String, Tensor)> = named_vars(obj.varmap())
+    let tensors: Vec<(String, Tensor)> = crate::nn::init::named_vars(obj.varmap(), |_| true)
         .into_iter()
         .filter(|(k, _)| obj.export_prefixes().iter().any(|p| k.starts_with(p)))
         .map(|(k, v)| (k, v.as_tensor().clone()))

@@ -72,7 +72,7 @@ impl TrainedPolicy {
         let mut init = crate::nn::init::Init::new(0, &Device::Cpu);
         spec.init(&mut init)?;
         let mut params = Vec::new();
-        for (name, var) in crate::nn::AgentNet::named_vars(&init.varmap, |_| true) {
+        for (name, var) in crate::nn::init::named_vars(&init.varmap, |_| true) {
             let t = ck.tensor(&name, var.dims())?;
             let data = t.flatten_all()?.to_vec1::<f32>()?;
             params.push((name, t.dims().to_vec(), data));

@@ -308,7 +308,7 @@ struct HostCpca {
 /// The loss, the pairs and their scores (positive first) of one host evaluation.
 type HostResult = (f64, Vec<Pair>, Vec<Vec<f32>>);
 
-/// The parameter names, in the order `AgentNet::named_vars` sorts them.
+/// The parameter names, in the order `nn::init::named_vars` sorts them.
 const HOST_NAMES: [&str; 9] = [
     "fc1.bias",
     "fc1.weight_b",

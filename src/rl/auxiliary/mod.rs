@@ -70,7 +70,7 @@ impl HeadState {
 
     /// The head's own variables ([`AuxLoss::vars`]).
     pub fn vars(&self) -> Vec<(String, Var)> {
-        crate::nn::AgentNet::named_vars(&self.varmap, |k| k.starts_with("aux."))
+        crate::nn::init::named_vars(&self.varmap, |k| k.starts_with("aux."))
     }
 
     /// The generator's state for a checkpoint ([`AuxLoss::save_rng`]).
