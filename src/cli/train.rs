@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use rlcpc::config::{AuxKind, Config};
+use rlcpc::rl::study::seeds::SeedRow;
 use rlcpc::rl::train::{saved_config_with_notes, train_on, ActorSource, Threads, TrainOptions};
 
 use super::{stop_on_ctrl_c, DeviceArg};
@@ -178,7 +179,8 @@ pub fn parse_seeds(list: &str) -> Result<Vec<u64>> {
     Ok(seeds)
 }
 
-/// One run per seed into `out/seed-N/`, then the summary table. With `resume`, seeds
+/// One run per seed into `out/seed-N/`, then the summary table
+/// ([`rlcpc::rl::study::seeds::summary`]). With `resume`, seeds
 /// with a `result.json` are kept, a seed with a checkpoint resumes and the others start
 /// from a finished seed's config.
 fn run_seeds(
@@ -217,7 +219,6 @@ fn run_seeds(
     } else {
         config.clone()
     };
-    // (seed, env steps, metrics, solved at, complete)
     let mut rows = Vec::new();
     for (i, &seed) in seeds.iter().enumerate() {
         let dir = seed_dir(seed);
@@ -233,7 +234,13 @@ fn run_seeds(
                 i + 1,
                 seeds.len()
             );
-            rows.push((seed, r.metrics.env_steps, r.metrics, r.solved_at, true));
+            rows.push(SeedRow {
+                seed,
+                env_steps: r.metrics.env_steps,
+                metrics: r.metrics,
+                solved_at: r.solved_at,
+                complete: true,
+            });
             continue;
         }
         eprintln!("seed {seed} ({}/{})", i + 1, seeds.len());
@@ -263,64 +270,19 @@ fn run_seeds(
             )
             .with_context(|| format!("cannot write '{}'", result.display()))?;
         }
-        rows.push((seed, s.counters.env_steps, m, solved_at, !s.interrupted));
+        rows.push(SeedRow {
+            seed,
+            env_steps: s.counters.env_steps,
+            metrics: m,
+            solved_at,
+            complete: !s.interrupted,
+        });
         if s.interrupted {
             eprintln!("interrupted: the seeds after {seed} are not run (continue with the same command and --resume)");
             break;
         }
     }
-    let mut t = format!(
-        "{:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>14}\n",
-        "seed", "env steps", "final return", "AUC", "MMER", "solved at"
-    );
-    let na = || "n/a".to_string();
-    let cell = |x: Option<f64>| x.map_or_else(na, |m| format!("{m:.4}"));
-    for (seed, steps, m, solved, complete) in &rows {
-        t += &format!(
-            "{seed:>6}  {:>12}  {:>12}  {:>10}  {:>10}  {:>14}{}\n",
-            steps,
-            cell(m.final_return),
-            cell(m.auc),
-            cell(m.mmer),
-            solved.map_or_else(na, |s| s.to_string()),
-            if *complete {
-                ""
-            } else {
-                "  (interrupted: not in the means)"
-            }
-        );
-    }
-    let complete: Vec<_> = rows.iter().filter(|r| r.4).collect();
-    // A seed without a value (no episode ended) is named, never counted as 0.
-    let stat = |metric: rlcpc::rl::study::Metric| {
-        let missing: Vec<String> = complete
-            .iter()
-            .filter(|r| r.2.get(metric).is_none())
-            .map(|r| r.0.to_string())
-            .collect();
-        if !missing.is_empty() {
-            return format!("n/a (seed {} has none)", missing.join(", "));
-        }
-        let v: Vec<f64> = complete.iter().filter_map(|r| r.2.get(metric)).collect();
-        rlcpc::plot::mean_ci_text(&v)
-    };
-    use rlcpc::rl::study::Metric;
-    let solved = complete.iter().filter(|r| r.3.is_some()).count();
-    t += &format!(
-        "final return (last 10% of episodes) {} · AUC {} · MMER {} (mean ± 95% CI over {} complete seeds) · solved {solved}/{}\n",
-        stat(Metric::FinalReturn),
-        stat(Metric::Auc),
-        stat(Metric::Mmer),
-        complete.len(),
-        complete.len()
-    );
-    if complete.len() < seeds.len() {
-        t += &format!(
-            "{} of the {} seeds are not complete: continue with the same command and --resume\n",
-            seeds.len() - complete.len(),
-            seeds.len()
-        );
-    }
+    let t = rlcpc::rl::study::seeds::summary(&rows, seeds.len());
     print!("{t}");
     let path = base.join("summary.txt");
     rlcpc::checkpoint::write_bytes_atomic(&path, t.as_bytes())

@@ -18,6 +18,7 @@
 
 pub mod plan;
 pub mod report;
+pub mod seeds;
 pub mod stats;
 
 use std::collections::BTreeMap;
