@@ -35,6 +35,28 @@ fn config_validation_opens_no_file_and_the_preflight_names_a_missing_encoder() {
     assert!(!out.exists(), "nothing written for a refused start");
 }
 
+/// Loading a config starts no Python: a `gymnasium:` environment's interpreter is
+/// first run by the preflight, whose error names the key; what needs no Python (an
+/// unknown wrapper) is still refused at load.
+#[test]
+fn config_validation_starts_no_python_and_the_preflight_names_the_interpreter() {
+    let sets = [
+        "env.id=\"gymnasium:CartPole-v1\"",
+        "env.python=\"/no/such/python3\"",
+    ]
+    .map(String::from);
+    let cfg = Config::load(None, &sets).expect("Python is not started at load");
+    let e = format!("{:#}", rlcpc::rl::train::preflight(&cfg).unwrap_err());
+    assert!(
+        e.contains("invalid value for 'env.python'") && e.contains("/no/such/python3"),
+        "{e}"
+    );
+    let mut bad = sets.to_vec();
+    bad.push("env.wrappers=[\"nope\"]".into());
+    let e = Config::load(None, &bad).unwrap_err().to_string();
+    assert!(e.contains("env.wrappers") && e.contains("nope"), "{e}");
+}
+
 fn values(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }

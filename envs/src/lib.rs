@@ -38,7 +38,7 @@ pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 pub use cartpole::{CartPole, CartPoleState, MaskedCartPole};
 pub use config::{EnvConfig, Options};
 pub use env::{Env, EnvError, Image, Info, Space, Step, StepOutcome};
-pub use registry::{entry, make, registry, EnvEntry, TimeLimit};
+pub use registry::{check, entry, make, registry, EnvEntry, TimeLimit};
 pub use seeding::stream_seed;
 pub use tmaze::{TMaze, TMazeOptions};
 pub use vec_env::{VecEnv, VecStep};

@@ -16,6 +16,10 @@ use crate::tmaze::{TMaze, TMazeOptions};
 /// Builds an environment from its id and options, with its default episode limit.
 type Builder = fn(&str, &Options) -> Result<(Box<dyn Env>, Option<usize>), EnvError>;
 
+/// Reads an environment's options into its typed struct, refusing bad ones, without
+/// building it.
+type Checker = fn(&str, &Options) -> Result<(), EnvError>;
+
 /// One registered environment.
 pub struct EnvEntry {
     /// The id that [`EnvConfig::id`] names, e.g. `CartPole-v1`.
@@ -28,6 +32,8 @@ pub struct EnvEntry {
     /// Builds it from its options, with its default episode limit (`None`: the
     /// environment ends its episodes itself).
     build: Builder,
+    /// Reads its options without building it ([`check`]).
+    check: Checker,
 }
 
 /// All registered environments.
@@ -46,6 +52,7 @@ fn entries() -> Vec<EnvEntry> {
                 let NoOptions {} = read(id, o)?;
                 Ok((Box::new(CartPole::new()), Some(500)))
             },
+            check: |id, o| read::<NoOptions>(id, o).map(drop),
         },
         EnvEntry {
             id: "MaskedCartPole-v1",
@@ -55,6 +62,7 @@ fn entries() -> Vec<EnvEntry> {
                 let NoOptions {} = read(id, o)?;
                 Ok((Box::new(MaskedCartPole::default()), Some(500)))
             },
+            check: |id, o| read::<NoOptions>(id, o).map(drop),
         },
         EnvEntry {
             id: "TMaze-v0",
@@ -71,6 +79,7 @@ fn entries() -> Vec<EnvEntry> {
                 };
                 Ok((Box::new(maze), None))
             },
+            check: |id, o| read::<TMazeOptions>(id, o).map(drop),
         },
         lab_entry::<ExploreGoalLocationsOptions>(
             "a new maze every episode, a goal at a random place: +10 and a random respawn on reaching it (DMLab explore_goal_locations)",
@@ -98,6 +107,7 @@ fn entries() -> Vec<EnvEntry> {
                 let env = crate::popgym::make(id).expect("every registered POPGym id builds");
                 Ok((env, None))
             },
+            check: |id, o| read::<NoOptions>(id, o).map(drop),
         });
     }
     entries
@@ -120,6 +130,7 @@ fn lab_entry<X: TaskOptions>(description: &'static str) -> EnvEntry {
                 Some(DEFAULT_EPISODE_STEPS),
             ))
         },
+        check: |id, o| lab_config::<X>(id, o).map(drop),
     }
 }
 
@@ -134,6 +145,33 @@ pub fn make(cfg: &EnvConfig) -> Result<Box<dyn Env>, EnvError> {
     if cfg.id.starts_with(crate::gymnasium::PREFIX) {
         return Ok(Box::new(crate::gymnasium::GymnasiumEnv::new(cfg)?));
     }
+    let entry = native_entry(cfg)?;
+    let (env, default_limit) = (entry.build)(entry.id, &cfg.options)?;
+    let limit = match cfg.max_episode_steps {
+        0 => default_limit,
+        n => Some(n),
+    };
+    Ok(match limit {
+        Some(max) => Box::new(TimeLimit::new(env, entry.id, max)),
+        None => env,
+    })
+}
+
+/// Checks `cfg` as far as that needs no environment built and no Python started: a
+/// registered id with its options read into their typed struct (a bad key or value
+/// named), or a `gymnasium:` id's wrappers and step timeout (the rest is Python's, when
+/// the environment starts in [`make`]).
+pub fn check(cfg: &EnvConfig) -> Result<(), EnvError> {
+    if cfg.id.starts_with(crate::gymnasium::PREFIX) {
+        return crate::gymnasium::check(cfg);
+    }
+    let entry = native_entry(cfg)?;
+    (entry.check)(entry.id, &cfg.options)
+}
+
+/// The registered entry of a native (not `gymnasium:`) environment, refusing the keys
+/// that apply to `gymnasium:` environments only.
+fn native_entry(cfg: &EnvConfig) -> Result<&'static EnvEntry, EnvError> {
     for (key, set) in [
         ("env.python", cfg.python.is_some()),
         ("env.wrappers", !cfg.wrappers.is_empty()),
@@ -146,22 +184,13 @@ pub fn make(cfg: &EnvConfig) -> Result<Box<dyn Env>, EnvError> {
             });
         }
     }
-    let entry = entry(&cfg.id).ok_or_else(|| EnvError::UnknownEnv {
+    entry(&cfg.id).ok_or_else(|| EnvError::UnknownEnv {
         id: cfg.id.clone(),
         known: registry()
             .iter()
             .map(|e| e.id)
             .collect::<Vec<_>>()
             .join(", "),
-    })?;
-    let (env, default_limit) = (entry.build)(entry.id, &cfg.options)?;
-    let limit = match cfg.max_episode_steps {
-        0 => default_limit,
-        n => Some(n),
-    };
-    Ok(match limit {
-        Some(max) => Box::new(TimeLimit::new(env, entry.id, max)),
-        None => env,
     })
 }
 

@@ -472,21 +472,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), crate::config::Invalid> {
         self.algo.validate()?;
         self.optim.validate()?;
-        // Builds one environment: an unknown id or a bad option fails here, at load.
-        rlcpc_envs::make(&self.env).map_err(|e| match &e {
-            rlcpc_envs::EnvError::Python { message, .. }
-                if message.starts_with("cannot start Python") =>
-            {
-                Invalid::new("env.python", e.to_string())
-            }
-            rlcpc_envs::EnvError::UnknownEnv { .. }
-            | rlcpc_envs::EnvError::Python { .. }
-            | rlcpc_envs::EnvError::Unsupported { .. } => Invalid::new("env.id", e.to_string()),
-            rlcpc_envs::EnvError::InvalidOption { key, .. } if key.starts_with("env.") => {
-                Invalid::new(key, e.to_string())
-            }
-            e => Invalid::new("env.options", e.to_string()),
-        })?;
+        // An unknown id or a bad option fails here, at load, without building the
+        // environment or starting Python (that is the preflight's).
+        rlcpc_envs::check(&self.env).map_err(|e| env_invalid(&e))?;
         let t = self.env.step_timeout;
         if !(t > 0.0 && t <= rlcpc_envs::gymnasium::MAX_STEP_TIMEOUT) {
             return Err(Invalid::new(
@@ -694,6 +682,25 @@ pub fn check_weights(key: &str, weights: u128, what: String) -> Result<(), Inval
         ));
     }
     Ok(())
+}
+
+/// An environment's error as the config key it concerns: `env.python` where Python
+/// cannot start, `env.id` for an unknown or unusable environment, the option's key.
+pub fn env_invalid(e: &rlcpc_envs::EnvError) -> Invalid {
+    match e {
+        rlcpc_envs::EnvError::Python { message, .. }
+            if message.starts_with("cannot start Python") =>
+        {
+            Invalid::new("env.python", e.to_string())
+        }
+        rlcpc_envs::EnvError::UnknownEnv { .. }
+        | rlcpc_envs::EnvError::Python { .. }
+        | rlcpc_envs::EnvError::Unsupported { .. } => Invalid::new("env.id", e.to_string()),
+        rlcpc_envs::EnvError::InvalidOption { key, .. } if key.starts_with("env.") => {
+            Invalid::new(key, e.to_string())
+        }
+        e => Invalid::new("env.options", e.to_string()),
+    }
 }
 
 /// The name a user types for a command-line value (`fsdd`, `oracle`), for messages.

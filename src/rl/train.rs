@@ -294,7 +294,9 @@ pub fn build_actors(
 
 /// Builds the network spec from the config and the environment's spaces.
 pub fn net_spec(cfg: &Config) -> Result<NetSpec> {
-    let env = rlcpc_envs::make(&cfg.env)?;
+    // The first environment built (a `gymnasium:` one starts Python here); its errors
+    // name the config key, as the config's own checks do.
+    let env = rlcpc_envs::make(&cfg.env).map_err(|e| crate::config::env_invalid(&e))?;
     NetSpec::for_env(&cfg.model, env.as_ref()).map_err(anyhow::Error::msg)
 }
 

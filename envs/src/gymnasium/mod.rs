@@ -96,6 +96,34 @@ pub fn interpreter(cfg: &EnvConfig) -> PathBuf {
     "python3".into()
 }
 
+/// What can be checked of a `gymnasium:` environment's config without starting Python:
+/// its wrappers are known ones and its step timeout is in range.
+pub fn check(cfg: &EnvConfig) -> Result<(), EnvError> {
+    let id = cfg.id.clone();
+    if let Some(w) = cfg
+        .wrappers
+        .iter()
+        .find(|w| !WRAPPERS.contains(&w.as_str()))
+    {
+        return Err(EnvError::InvalidOption {
+            id: id.clone(),
+            key: "env.wrappers".into(),
+            reason: format!("unknown wrapper '{w}'; known: {}", WRAPPERS.join(", ")),
+        });
+    }
+    if !(cfg.step_timeout > 0.0 && cfg.step_timeout <= MAX_STEP_TIMEOUT) {
+        return Err(EnvError::InvalidOption {
+            id: id.clone(),
+            key: "env.step_timeout".into(),
+            reason: format!(
+                "{} (seconds: more than 0, at most {MAX_STEP_TIMEOUT})",
+                cfg.step_timeout
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl GymnasiumEnv {
     /// Starts `cfg.id` (`gymnasium:NAME`) with `[env.options]` as keyword arguments of
     /// `gymnasium.make`; fails naming the environment when Python, Gymnasium, the
@@ -107,33 +135,13 @@ impl GymnasiumEnv {
             id: id.clone(),
             message,
         };
-        if let Some(w) = cfg
-            .wrappers
-            .iter()
-            .find(|w| !WRAPPERS.contains(&w.as_str()))
-        {
-            return Err(EnvError::InvalidOption {
-                id: id.clone(),
-                key: "env.wrappers".into(),
-                reason: format!("unknown wrapper '{w}'; known: {}", WRAPPERS.join(", ")),
-            });
-        }
+        check(cfg)?;
         let spec = serde_json::json!({
             "id": name,
             "kwargs": cfg.options,
             "max_episode_steps": (cfg.max_episode_steps > 0).then_some(cfg.max_episode_steps),
             "wrappers": cfg.wrappers,
         });
-        if !(cfg.step_timeout > 0.0 && cfg.step_timeout <= MAX_STEP_TIMEOUT) {
-            return Err(EnvError::InvalidOption {
-                id: id.clone(),
-                key: "env.step_timeout".into(),
-                reason: format!(
-                    "{} (seconds: more than 0, at most {MAX_STEP_TIMEOUT})",
-                    cfg.step_timeout
-                ),
-            });
-        }
         let timeout = Duration::from_secs_f64(cfg.step_timeout);
         let python = interpreter(cfg);
         let mut command = Command::new(&python);
