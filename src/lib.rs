@@ -24,13 +24,18 @@
 //! - Tools: [`bench`] (throughput and the roofline), [`plot`] (curves), [`par`] (a
 //!   parallel map).
 //!
-//! Design decision: **the library owns the logic, the binary only the command line.**
-//! `src/cli/` (one module per subcommand) is declared from `main.rs`, so nothing here
-//! can import it: a command parses its flags, calls the library and prints, so what a
-//! user can do from the shell a Rust caller can do with this crate.
+//! - [`cli`]: the command line, one module per subcommand; the `rlcpc` binary
+//!   (`src/main.rs`) and the Python package's `python -m rlcpc` both run it.
+//!
+//! Design decision: **the library owns the logic, the command line only parses and
+//! prints.** [`cli`] is a leaf: a command parses its flags, calls the library and
+//! prints, and no other module imports it (`tests/imports.rs` checks), so what a user
+//! can do from the shell a Rust caller can do with this crate. It is compiled once, here,
+//! for both front ends.
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cli;
 pub mod config;
 pub mod contrastive;
 pub mod data;

@@ -1,10 +1,10 @@
 //! The `rlcpc` binary: the allocator, then parse, run and an exit code. The commands
-//! live in `cli/`, one module per subcommand; the library is `rlcpc` (src/lib.rs).
+//! are the library's [`rlcpc::cli`], one module per subcommand.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod cli;
+use rlcpc::cli;
 
 fn main() {
     rlcpc::keep_freed_pages();

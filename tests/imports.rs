@@ -13,11 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-/// The workspace's crates: (name, root file). The binary's `cli/` tree is a crate of its
-/// own (`src/main.rs`).
+/// The workspace's crates: (name, root file). The command line (`src/cli/`) is a module
+/// of the library, which the binary (`src/main.rs`) and the Python package call.
 const CRATES: &[(&str, &str)] = &[
     ("rlcpc", "src/lib.rs"),
-    ("rlcpc (binary)", "src/main.rs"),
     ("rlcpc_envs", "envs/src/lib.rs"),
     ("rlcpc_agents", "agents/src/lib.rs"),
 ];
@@ -412,8 +411,17 @@ fn components(n: usize, edges: &[BTreeSet<usize>]) -> Vec<Vec<usize>> {
     s.out
 }
 
-/// The circles of one crate, each as lines naming its files and the ties inside it.
-fn circles(root: &Path, root_file: &str) -> (usize, usize, Vec<String>) {
+/// A crate's import graph: its modules, and for each the modules it imports with the
+/// names that tie them.
+struct Imports {
+    tree: Tree,
+    keys: Vec<Vec<String>>,
+    edges: Vec<BTreeSet<usize>>,
+    names: BTreeMap<(usize, usize), BTreeSet<String>>,
+    arrows: usize,
+}
+
+fn imports(root: &Path, root_file: &str) -> Imports {
     let tree = load_tree(root, root_file);
     let mut g = Graph {
         tree: &tree,
@@ -465,6 +473,25 @@ fn circles(root: &Path, root_file: &str) -> (usize, usize, Vec<String>) {
             names.entry((from, to)).or_default().insert(last);
         }
     }
+    let keys = keys.into_iter().cloned().collect();
+    Imports {
+        tree,
+        keys,
+        edges,
+        names,
+        arrows,
+    }
+}
+
+/// The circles of one crate, each as lines naming its files and the ties inside it.
+fn circles(root: &Path, root_file: &str) -> (usize, usize, Vec<String>) {
+    let Imports {
+        tree,
+        keys,
+        edges,
+        names,
+        arrows,
+    } = imports(root, root_file);
     let mut out = Vec::new();
     for c in components(keys.len(), &edges) {
         if c.len() < 2 {
@@ -472,7 +499,7 @@ fn circles(root: &Path, root_file: &str) -> (usize, usize, Vec<String>) {
         }
         let set: BTreeSet<usize> = c.iter().copied().collect();
         let file = |i: usize| {
-            tree.modules[keys[i]]
+            tree.modules[&keys[i]]
                 .file
                 .strip_prefix(root)
                 .unwrap()
@@ -507,6 +534,36 @@ fn no_crate_of_the_workspace_has_an_import_circle() {
         found.extend(cs.into_iter().map(|c| format!("{name}: {c}")));
     }
     assert!(found.is_empty(), "import circles:\n{}", found.join("\n"));
+}
+
+/// The command line (`src/cli/`) is a leaf of the library: it calls the library, and no
+/// module outside it imports it, so the library holds no command-line logic and the
+/// binary and the Python package's `python -m rlcpc` share one compiled copy of it.
+#[test]
+fn nothing_in_the_library_imports_the_command_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let g = imports(root, "src/lib.rs");
+    let in_cli = |k: &Vec<String>| k.first().is_some_and(|m| m == "cli");
+    assert!(g.keys.iter().any(in_cli), "no `cli` module in src/lib.rs");
+    let mut wrong = Vec::new();
+    for (a, to) in g.edges.iter().enumerate() {
+        for &b in to {
+            if !in_cli(&g.keys[a]) && in_cli(&g.keys[b]) {
+                let n: Vec<&str> = g.names[&(a, b)].iter().map(|s| s.as_str()).collect();
+                wrong.push(format!(
+                    "{} -> {}: {}",
+                    g.tree.modules[&g.keys[a]].file.display(),
+                    g.tree.modules[&g.keys[b]].file.display(),
+                    n.join(", ")
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the library imports the command line:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// The reader sees what it should: on a small tree it finds a known circle and

@@ -2,8 +2,10 @@
 environments or any Gymnasium environment, evaluate them, and use any encoder rlcpc
 writes from NumPy and PyTorch.
 
-- :func:`train` trains like ``rlcpc train`` and returns the run directory.
-- :func:`evaluate` plays a checkpoint's policy; :func:`read_metrics` reads a run's log.
+- :func:`train` trains like ``rlcpc train`` and returns a :class:`TrainResult` (the run
+  directory, path-like, with the run's counters).
+- :func:`evaluate` plays a checkpoint's policy and returns an :class:`EvalResult`;
+  :func:`read_metrics` reads a run's log.
 - :func:`load_encoder` reads an encoder (a run directory, an agent checkpoint, an
   exported encoder or a trainer's ``encoder.safetensors``): its spec, its weights as
   NumPy arrays, and rlcpc's own forward pass on NumPy arrays (CPU).
@@ -13,12 +15,20 @@ Errors from rlcpc (a bad config key, file or input) are :class:`RlcpcError`, wit
 message the command line prints.
 """
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
 from ._encoder import Encoder, load_encoder
 from ._native import RlcpcError, __version__
-from ._train import evaluate, presets, read_metrics, train
+from ._train import EvalResult, TrainInterrupted, TrainResult, evaluate, presets, read_metrics, train
+
+if TYPE_CHECKING:
+    import torch
 
 
-def to_torch(source):
+def to_torch(source: str | os.PathLike[str] | Encoder) -> torch.nn.Module:
     """The encoder of ``source`` (a path, run directory or :class:`Encoder`) as a
     ``torch.nn.Module`` in eval mode, on the CPU, in float32.
 
@@ -36,7 +46,10 @@ def to_torch(source):
 
 __all__ = [
     "Encoder",
+    "EvalResult",
     "RlcpcError",
+    "TrainInterrupted",
+    "TrainResult",
     "__version__",
     "evaluate",
     "load_encoder",

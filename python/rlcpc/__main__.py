@@ -6,7 +6,7 @@ import sys
 from . import _native
 
 
-def main():
+def main() -> None:
     # The binary's behaviour: Ctrl-C ends a command at once (train and pretrain install
     # their own handler, which checkpoints); Python's handler would only set a flag.
     signal.signal(signal.SIGINT, signal.SIG_DFL)

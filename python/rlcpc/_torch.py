@@ -2,9 +2,17 @@
 Rust networks (``src/nn/``), channels-last inputs as rlcpc's. Each module's state-dict
 names are rlcpc's tensor names without ``encoder.``."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from ._encoder import Encoder
 
 LN_EPS = 1e-5  # rlcpc's LayerNorm, channel norm and waveform standardisation
 BN_EPS = 1e-5  # BatchNorm (PyTorch's default)
@@ -13,13 +21,13 @@ BN_EPS = 1e-5  # BatchNorm (PyTorch's default)
 class Mlp(nn.Module):
     """Fully connected layers with the activation after each (``mlp``)."""
 
-    def __init__(self, in_dim, hidden, activation):
+    def __init__(self, in_dim: int, hidden: Sequence[int], activation: str) -> None:
         super().__init__()
         dims = [in_dim] + list(hidden)
         self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims, dims[1:]))
         self.activation = {"tanh": torch.tanh, "relu": F.relu}[activation]
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.flatten(1)
         for layer in self.mlp:
             h = self.activation(layer(h))
@@ -30,15 +38,18 @@ class ImpalaConv(nn.Module):
     """IMPALA's shallow conv net (``conv``) on ``[N, H, W, C]`` observations scaled by
     ``input_scale``: conv 16x8x8 stride 4, ReLU, conv 32x4x4 stride 2, ReLU, FC, ReLU."""
 
-    def __init__(self, height, width, channels, fc, input_scale):
+    def __init__(self, height: int, width: int, channels: int, fc: int, input_scale: float) -> None:
         super().__init__()
-        out = lambda x: ((x - 8) // 4 + 1 - 4) // 2 + 1  # noqa: E731
+
+        def out(x: int) -> int:
+            return ((x - 8) // 4 + 1 - 4) // 2 + 1
+
         self.conv1 = nn.Conv2d(channels, 16, 8, stride=4)
         self.conv2 = nn.Conv2d(16, 32, 4, stride=2)
         self.fc = nn.Linear(32 * out(height) * out(width), fc)
         self.input_scale = input_scale
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.conv1(x.permute(0, 3, 1, 2) * self.input_scale))
         h = F.relu(self.conv2(h))
         return F.relu(self.fc(h.flatten(1)))
@@ -47,7 +58,7 @@ class ImpalaConv(nn.Module):
 class _Affine(nn.Module):
     """A per-channel gain and shift (``weight``, ``bias``)."""
 
-    def __init__(self, channels):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
@@ -57,14 +68,14 @@ class _AudioLayer(nn.Module):
     """One strided 1-D convolution (``weight`` ``[C_out, C_in, k]``, ``bias``), with its
     channel norm where the encoder has one."""
 
-    def __init__(self, c_in, c_out, kernel, stride, channel_norm):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, channel_norm: bool) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(c_out, c_in, kernel))
         self.bias = nn.Parameter(torch.zeros(c_out))
         self.norm = _Affine(c_out) if channel_norm else None
         self.stride = stride
 
-    def forward(self, h):
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
         # rlcpc pads (k - s) / 2 on the left and up to whole frames on the right, so that
         # L samples give ceil(L / s) outputs.
         k, s = self.weight.shape[-1], self.stride
@@ -82,7 +93,15 @@ class _AudioLayer(nn.Module):
 class AudioConv(nn.Module):
     """CPC's audio encoder (``audio``): ``[N, L]`` waveforms → ``[N, T, C]``."""
 
-    def __init__(self, channels, strides, kernels, channel_norm=False, normalize=False, **_):
+    def __init__(
+        self,
+        channels: int,
+        strides: Sequence[int],
+        kernels: Sequence[int],
+        channel_norm: bool = False,
+        normalize: bool = False,
+        **_: Any,
+    ) -> None:
         super().__init__()
         c_in = [1] + [channels] * (len(strides) - 1)
         self.conv = nn.ModuleList(
@@ -90,7 +109,7 @@ class AudioConv(nn.Module):
         )
         self.normalize = normalize
 
-    def forward(self, wave):
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
         x = wave
         if self.normalize:
             x = x - x.mean(1, keepdim=True)
@@ -107,14 +126,24 @@ class PatchConv(nn.Module):
     patch's positions and channels first, where enabled) → mean over positions →
     ``[N, rows, cols, D]``."""
 
-    def __init__(self, height, width, channels, patch, stride, features, layers, layer_norm=False):
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        channels: int,
+        patch: int,
+        stride: int,
+        features: int,
+        layers: int,
+        layer_norm: bool = False,
+    ) -> None:
         super().__init__()
         c_in = [channels] + [features] * (layers - 1)
         self.conv = nn.ModuleList(nn.Conv2d(c, features, 3) for c in c_in)
         self.norm = nn.ModuleList(_Affine(features) for _ in range(layers)) if layer_norm else None
         self.patch, self.stride = patch, stride
 
-    def forward(self, images):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         n, h, w, c = images.shape
         for size in (h, w):
             if size < self.patch or (size - self.patch) % self.stride:
@@ -143,33 +172,37 @@ class SentenceConv(nn.Module):
 
     PAD = 0
 
-    def __init__(self, vocab, embedding, kernel, features):
+    def __init__(self, vocab: int, embedding: int, kernel: int, features: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab, embedding)
         self.conv = nn.Conv1d(embedding, features, kernel)
         self.kernel = kernel
 
-    def forward(self, ids, lengths=None):
-        if not torch.is_tensor(ids):
+    def forward(
+        self, ids: torch.Tensor | Sequence[Sequence[int]], lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if isinstance(ids, torch.Tensor):
+            t = ids
+        else:
             seqs = [list(s) for s in ids]
             if not seqs:
                 return torch.zeros(0, self.conv.out_channels)
             lengths = torch.tensor([len(s) for s in seqs])
             width = max([len(s) for s in seqs] + [1])
-            ids = torch.tensor([s + [self.PAD] * (width - len(s)) for s in seqs], dtype=torch.long)
-        n, length = ids.shape
+            t = torch.tensor([s + [self.PAD] * (width - len(s)) for s in seqs], dtype=torch.long)
+        n, length = t.shape
         if lengths is None:
             lengths = torch.full((n,), length)
         if length < self.kernel:
-            ids = F.pad(ids, (0, self.kernel - length), value=self.PAD)
-        h = F.relu(self.conv(self.embedding(ids).transpose(1, 2)))  # [N, D, positions]
+            t = F.pad(t, (0, self.kernel - length), value=self.PAD)
+        h = F.relu(self.conv(self.embedding(t).transpose(1, 2)))  # [N, D, positions]
         valid = (lengths.to(h.device) - self.kernel + 1).clamp(min=1)
         mask = torch.arange(h.shape[2], device=h.device)[None, :] < valid[:, None]
         return (h * mask[:, None, :]).sum(2) / valid[:, None].to(h.dtype)
 
 
 class _Block(nn.Module):
-    def __init__(self, c_in, c_out, stride):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out, eps=BN_EPS)
@@ -184,7 +217,7 @@ class _Block(nn.Module):
                 }
             )
 
-    def forward(self, h):
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(h)))
         y = self.bn2(self.conv2(y))
         skip = h if self.shortcut is None else self.shortcut["bn"](self.shortcut["conv"](h))
@@ -196,7 +229,9 @@ class ResNet(nn.Module):
     ``[N, D]`` (a 3x3 stem, basic blocks, stride 2 from the second stage, global average
     pooling)."""
 
-    def __init__(self, height, width, channels, widths, blocks):
+    def __init__(
+        self, height: int, width: int, channels: int, widths: Sequence[int], blocks: Sequence[int]
+    ) -> None:
         super().__init__()
         self.stem = nn.ModuleDict(
             {
@@ -211,7 +246,7 @@ class ResNet(nn.Module):
                 c = w
         self.block = nn.ModuleList(_Block(*x) for x in layout)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.stem["bn"](self.stem["conv"](x.permute(0, 3, 1, 2))))
         for b in self.block:
             h = b(h)
@@ -228,7 +263,7 @@ _KINDS = {
 }
 
 
-def to_torch(encoder):
+def to_torch(encoder: Encoder) -> nn.Module:
     """The module of ``encoder`` (an :class:`rlcpc.Encoder`) with its weights, in eval
     mode. Every rlcpc tensor must land in the module and every parameter and buffer of
     the module must come from the file (BatchNorm's batch counter aside)."""

@@ -23,11 +23,9 @@ use rlcpc::config::Config;
 use rlcpc::probe::encode::FileEncoder;
 use rlcpc::rl::train::{saved_config_with_notes, train_checked, TrainOptions};
 
-/// The `rlcpc` command line, compiled again into the module (one source, two front
-/// ends): `python -m rlcpc ...` and the `rlcpc` script a wheel installs run it.
-#[path = "../../src/cli/mod.rs"]
-#[allow(dead_code)]
-mod cli;
+/// The `rlcpc` command line (the library's, as the binary runs it): `python -m rlcpc ...`
+/// and the `rlcpc` script a wheel installs run it.
+use rlcpc::cli;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -198,6 +196,12 @@ impl Encoder {
     #[getter]
     fn path(&self) -> PathBuf {
         self.inner.file.file.path.clone()
+    }
+
+    /// The feature size D (the spec's output width).
+    #[getter]
+    fn out_dim(&self) -> usize {
+        self.inner.spec().out_dim()
     }
 
     /// The encoder's spec as JSON (`rlcpc.encoder` of the file).

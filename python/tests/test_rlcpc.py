@@ -8,6 +8,7 @@ installed (CI installs no PyTorch: its CPU wheels are not on PyPI); run them wit
 Gymnasium and this package.
 """
 
+import dataclasses
 import gzip
 import json
 import math
@@ -223,10 +224,12 @@ def test_train_returns_the_run_and_seeded_runs_repeat(tmp_path):
     kw = dict(seed=3, quiet=True, run={"total_steps": 6000, "log_every": 10})
     a = rlcpc.train("cartpole", out=tmp_path / "a", **kw)
     b = rlcpc.train(None, out=tmp_path / "b", **kw)  # None is the default preset
-    assert a == tmp_path / "a"
+    assert isinstance(a, rlcpc.TrainResult) and a.run_dir == tmp_path / "a"
+    assert os.fspath(a) == str(a) == str(tmp_path / "a")  # path-like: taken wherever a run is
     for f in ("config.toml", "metrics.jsonl", "checkpoint.safetensors"):
-        assert (a / f).is_file(), f
+        assert (a.run_dir / f).is_file(), f
     ma, mb = rlcpc.read_metrics(a), rlcpc.read_metrics(b)
+    assert a.metrics() == ma
     assert len(ma) >= 5 and ma[-1]["time/total_timesteps"] == 6000
 
     # Everything but the timings repeats.
@@ -238,12 +241,15 @@ def test_train_returns_the_run_and_seeded_runs_repeat(tmp_path):
 
     assert strip(ma) == strip(mb), "two seeded sync runs differ"
     assert "train/entropy" in strip(ma)[0]
-    s = rlcpc.train.last_summary
-    assert s["env_steps"] == 6000 and not s["interrupted"]
+    assert a.env_steps == 6000 and not a.interrupted and a.updates > 0 and a.episodes > 0
+    assert a.mean_return is not None and a.steps_per_sec > 0
     ev = rlcpc.evaluate(a, episodes=4, seed=1)
-    assert ev["episodes"] == 4 and len(ev["returns"]) == 4
-    assert ev["min"] <= ev["mean"] <= ev["max"]
-    assert ev == rlcpc.evaluate(a / "checkpoint.safetensors", episodes=4, seed=1)
+    assert isinstance(ev, rlcpc.EvalResult)
+    assert ev.episodes == 4 and len(ev.returns) == 4
+    assert ev.min <= ev.mean <= ev.max and ev.mean == pytest.approx(sum(ev.returns) / 4)
+    assert ev == rlcpc.evaluate(a.run_dir / "checkpoint.safetensors", episodes=4, seed=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.env_steps = 0  # type: ignore[misc]
 
 
 def test_a_gymnasium_environment_trains_and_its_conv_encoder_learns(runs, tmp_path):
@@ -259,10 +265,10 @@ def test_a_gymnasium_environment_trains_and_its_conv_encoder_learns(runs, tmp_pa
         optim={"lr": 1e-3},
         run={"total_steps": 12000, "log_every": 2000},
     )
-    cfg = (run / "config.toml").read_text()
+    cfg = (run.run_dir / "config.toml").read_text()
     assert 'id = "gymnasium:rlcpc_py_envs:RlcpcSide-v0"' in cfg
     ev = rlcpc.evaluate(run, episodes=20, seed=5)
-    assert ev["mean"] >= 8.0, ev
+    assert ev.mean >= 8.0, ev
     enc = rlcpc.load_encoder(run)
     assert enc.kind == "conv" and enc.spec["height"] == 24 and enc.out_dim == 64
 
@@ -274,7 +280,7 @@ def test_a_config_dict_and_dotted_overrides(tmp_path):
         "model": {"mlp_hidden": [16]},
     }
     run = rlcpc.train(config, out=tmp_path / "d", quiet=True, **{"algo.unroll": 10})
-    text = (run / "config.toml").read_text()
+    text = (run.run_dir / "config.toml").read_text()
     assert "num_envs = 4" in text and "unroll = 10" in text
     assert rlcpc.load_encoder(run).spec["hidden"] == [16]
 
@@ -337,7 +343,7 @@ def test_numpy_values_reach_the_config(tmp_path):
         optim={"lr": np.float64(1e-3)},
         run={"total_steps": np.int32(400)},
     )
-    text = (run / "config.toml").read_text()
+    text = (run.run_dir / "config.toml").read_text()
     assert "seed = 4" in text and "lr = 0.001" in text and "total_steps = 400" in text
 
 
@@ -351,8 +357,9 @@ def test_ctrl_c_checkpoints_then_raises_keyboard_interrupt(tmp_path):
         "try:\n"
         f"    rlcpc.train('cartpole', out={str(out)!r}, quiet=True,\n"
         "                run={'total_steps': 10**10, 'target_return': 0, 'checkpoint_every': 10**9})\n"
-        "except KeyboardInterrupt:\n"
-        "    print(json.dumps(rlcpc.train.last_summary))\n"
+        "except rlcpc.TrainInterrupted as e:\n"
+        "    assert isinstance(e, KeyboardInterrupt)\n"
+        "    print(json.dumps({'env_steps': e.result.env_steps, 'interrupted': e.result.interrupted}))\n"
         "    raise\n"
     )
     p = subprocess.Popen(
@@ -371,10 +378,10 @@ def test_ctrl_c_checkpoints_then_raises_keyboard_interrupt(tmp_path):
     meta = rlcpc.load_encoder(out).metadata
     assert json.loads(meta["rlcpc.counters"])["env_steps"] == summary["env_steps"] > 0
     # The checkpoint is whole: it evaluates and the run resumes from it.
-    assert len(rlcpc.evaluate(out, episodes=1)["returns"]) == 1
+    assert len(rlcpc.evaluate(out, episodes=1).returns) == 1
     steps = int(rlcpc.read_metrics(out)[-1]["time/total_timesteps"])
     again = rlcpc.train(out=out, resume=True, quiet=True, run={"total_steps": steps + 2000})
-    assert rlcpc.train.last_summary["env_steps"] >= steps + 2000 and again == out
+    assert again.env_steps >= steps + 2000 and again.run_dir == out
 
 
 def test_the_command_line_is_in_the_package():

@@ -1,12 +1,12 @@
-//! `rlcpc bench`: throughput cases of [`rlcpc::bench`], medians over repeats, as a table or JSON.
+//! `rlcpc bench`: throughput cases of [`crate::bench`], medians over repeats, as a table or JSON.
 
+use crate::bench;
+use crate::config::Config;
+use crate::pretrain::TrainerConfig;
 use anyhow::{bail, Result};
-use rlcpc::bench;
-use rlcpc::config::Config;
-use rlcpc::pretrain::TrainerConfig;
 
 use super::DeviceArg;
-use rlcpc::rl::train::set_learner_threads;
+use crate::rl::train::set_learner_threads;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -138,7 +138,7 @@ pub fn run(args: Args) -> Result<()> {
             &["auto"]
         };
         for &learner in learners {
-            let cfg = rlcpc::pretrain::audio::AudioCpcConfig::load(
+            let cfg = crate::pretrain::audio::AudioCpcConfig::load(
                 Some(std::path::Path::new(name)),
                 &[format!("train.learner=\"{learner}\"")],
             )?;
@@ -193,7 +193,7 @@ pub fn run(args: Args) -> Result<()> {
         for &learner in learners {
             let mut sets = overrides.to_vec();
             sets.push(format!("train.learner=\"{learner}\""));
-            let cfg = rlcpc::pretrain::image::ImageCpcConfig::load(
+            let cfg = crate::pretrain::image::ImageCpcConfig::load(
                 Some(std::path::Path::new("cpc-image-fashion")),
                 &sets,
             )?;
@@ -241,7 +241,7 @@ pub fn run(args: Args) -> Result<()> {
         // autograd, the reference path, in the same run.
         let (h, w, c) = shape;
         for learner in ["auto", "candle"] {
-            let cfg = rlcpc::pretrain::views::ViewsConfig::load(
+            let cfg = crate::pretrain::views::ViewsConfig::load(
                 Some(std::path::Path::new(preset)),
                 &[format!("train.learner=\"{learner}\"")],
             )?;
@@ -253,7 +253,7 @@ pub fn run(args: Args) -> Result<()> {
             report.case(
                 format!(
                     "{} image {preset}{path} (images/s)",
-                    rlcpc::config::user_name(&cfg.objective)
+                    crate::config::user_name(&cfg.objective)
                 ),
                 bench::median(&runs),
                 runs.iter().map(|x| x.round()).collect::<Vec<_>>(),
@@ -290,7 +290,7 @@ pub fn run(args: Args) -> Result<()> {
     .map(String::from)
     .to_vec();
     let text = || -> Result<()> {
-        let cfg = rlcpc::pretrain::text::TextCpcConfig::load(
+        let cfg = crate::pretrain::text::TextCpcConfig::load(
             Some(std::path::Path::new("cpc-text")),
             &[],
         )?;

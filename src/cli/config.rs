@@ -1,4 +1,4 @@
-//! `rlcpc config show|list`: the documented configs ([`rlcpc::config::show`]).
+//! `rlcpc config show|list`: the documented configs ([`crate::config::show`]).
 
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ pub enum Command {
 pub fn run(action: Command) -> Result<()> {
     match action {
         Command::Show { name, overrides } => {
-            let (text, cmd) = rlcpc::config::show::show(name.as_deref(), &overrides)?;
+            let (text, cmd) = crate::config::show::show(name.as_deref(), &overrides)?;
             println!(
                 "# Resolved config for `rlcpc {cmd}`{}; every key with its documentation.\n",
                 name.as_ref()
@@ -34,7 +34,7 @@ pub fn run(action: Command) -> Result<()> {
         }
         Command::List => {
             println!("{:<28} read by", "preset");
-            for (name, cmd) in rlcpc::config::show::presets() {
+            for (name, cmd) in crate::config::show::presets() {
                 println!("{name:<28} rlcpc {cmd} --config {name}");
             }
         }

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::config::PRESETS;
+use crate::rl::eval::ReferencePolicy;
 use anyhow::{bail, Result};
-use rlcpc::config::PRESETS;
-use rlcpc::rl::eval::ReferencePolicy;
 
 use super::{env_config, stop_on_ctrl_c, EnvFlags, MAX_EPISODES};
 
@@ -113,13 +113,13 @@ pub fn run(action: Option<Command>) -> Result<()> {
                 bail!("--episodes must be in 1..={MAX_EPISODES}");
             }
             let cfg = env.config(&name)?;
-            let r = rlcpc::rl::eval::score(&cfg, policy, episodes, seed)?;
-            let (mean, std) = rlcpc::rl::eval::mean_std(&r);
+            let r = crate::rl::eval::score(&cfg, policy, episodes, seed)?;
+            let (mean, std) = crate::rl::eval::mean_std(&r);
             if json {
                 println!(
                     "{}",
                     serde_json::json!({
-                        "env": name, "policy": rlcpc::config::user_name(&policy),
+                        "env": name, "policy": crate::config::user_name(&policy),
                         "episodes": episodes, "seed": seed, "mean": mean, "std": std,
                         "returns": r,
                     })
@@ -128,7 +128,7 @@ pub fn run(action: Option<Command>) -> Result<()> {
             }
             println!(
                 "{name} {}: mean return {mean:.3} +/- {std:.3} over {episodes} episodes",
-                rlcpc::config::user_name(&policy)
+                crate::config::user_name(&policy)
             );
         }
         Some(Command::Render {
@@ -142,10 +142,10 @@ pub fn run(action: Option<Command>) -> Result<()> {
             out,
             force,
         }) => {
-            rlcpc::run_dir::check_output(&out, "--out", rlcpc::run_dir::OutputKind::Gif, force)?;
+            crate::run_dir::check_output(&out, "--out", crate::run_dir::OutputKind::Gif, force)?;
             let (mut env, mut driver) = match &checkpoint {
                 Some(path) => {
-                    let p = rlcpc::rl::eval::TrainedPolicy::load(path)?;
+                    let p = crate::rl::eval::TrainedPolicy::load(path)?;
                     if p.config.env.id != name {
                         bail!(
                             "checkpoint {} was trained on {}, not {name}",
@@ -154,11 +154,11 @@ pub fn run(action: Option<Command>) -> Result<()> {
                         );
                     }
                     let env = rlcpc_envs::make(&p.config.env)?;
-                    (env, rlcpc::rl::eval::Driver::trained(&p, path, seed, true)?)
+                    (env, crate::rl::eval::Driver::trained(&p, path, seed, true)?)
                 }
                 None => {
                     let env = rlcpc_envs::make(&env_config(&name, &options)?)?;
-                    let d = rlcpc::rl::eval::Driver::reference(policy, env.as_ref(), seed)?;
+                    let d = crate::rl::eval::Driver::reference(policy, env.as_ref(), seed)?;
                     (env, d)
                 }
             };
@@ -166,7 +166,7 @@ pub fn run(action: Option<Command>) -> Result<()> {
                 bail!("--steps must be at most {MAX_FRAMES} (frames in one GIF)");
             }
             let stop = stop_on_ctrl_c()?;
-            let clip = rlcpc::rl::render::render_gif(
+            let clip = crate::rl::render::render_gif(
                 env.as_mut(),
                 &mut driver,
                 steps,

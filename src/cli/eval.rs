@@ -1,4 +1,4 @@
-//! `rlcpc eval`: mean return of a checkpoint's policy ([`rlcpc::rl::eval::evaluate`]).
+//! `rlcpc eval`: mean return of a checkpoint's policy ([`crate::rl::eval::evaluate`]).
 
 use std::path::PathBuf;
 
@@ -36,8 +36,8 @@ pub fn run(args: Args) -> Result<()> {
     if episodes == 0 || episodes > MAX_EPISODES {
         bail!("--episodes must be in 1..={MAX_EPISODES}");
     }
-    let r = rlcpc::rl::eval::evaluate(&checkpoint, episodes, seed, stochastic)?;
-    let (mean, std) = rlcpc::rl::eval::mean_std(&r);
+    let r = crate::rl::eval::evaluate(&checkpoint, episodes, seed, stochastic)?;
+    let (mean, std) = crate::rl::eval::mean_std(&r);
     let (min, max) = (
         r.iter().cloned().fold(f64::INFINITY, f64::min),
         r.iter().cloned().fold(f64::NEG_INFINITY, f64::max),

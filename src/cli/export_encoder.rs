@@ -1,4 +1,4 @@
-//! `rlcpc export-encoder`: one call of [`rlcpc::rl::eval::export_encoder`].
+//! `rlcpc export-encoder`: one call of [`crate::rl::eval::export_encoder`].
 
 use std::path::PathBuf;
 
@@ -24,7 +24,7 @@ pub fn run(args: Args) -> Result<()> {
         out,
         force,
     } = args;
-    let spec = rlcpc::rl::eval::export_encoder(&checkpoint, &out, force)?;
+    let spec = crate::rl::eval::export_encoder(&checkpoint, &out, force)?;
     println!(
         "wrote {} ({})",
         out.display(),

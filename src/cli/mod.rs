@@ -1,10 +1,11 @@
 //! The `rlcpc` command line: one module per subcommand, each parsing its flags, making
 //! one library call and printing the result.
 //!
-//! Design decision: **the CLI owns no logic.** This module tree is declared from
-//! `main.rs` (and, for the same command line inside Python, `python/src/lib.rs`) only,
-//! so the library cannot import it (cargo's `exec()` over `cargo::ops`,
-//! ripgrep's `main.rs`). What a user can do here, a Rust caller can do with the library.
+//! Design decision: **the CLI owns no logic.** It is a leaf of the library: no other
+//! module imports it (`tests/imports.rs` checks; cargo's `exec()` over `cargo::ops`,
+//! ripgrep's `main.rs`), and it is compiled once for its two front ends, the `rlcpc`
+//! binary (`src/main.rs`) and `python -m rlcpc` (`python/src/lib.rs`). What a user can
+//! do here, a Rust caller can do with the library.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -110,7 +111,7 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     use clap::{CommandFactory, FromArgMatches};
-    let presets = rlcpc::config::PRESETS
+    let presets = crate::config::PRESETS
         .iter()
         .map(|p| p.0)
         .collect::<Vec<_>>()

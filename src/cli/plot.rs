@@ -1,4 +1,4 @@
-//! `rlcpc plot`: learning curves of conditions on the same axes ([`rlcpc::plot`]), and
+//! `rlcpc plot`: learning curves of conditions on the same axes ([`crate::plot`]), and
 //! their final-performance table.
 
 use std::path::PathBuf;
@@ -51,13 +51,13 @@ pub fn run(args: Args) -> Result<()> {
         force,
     } = args;
     // Checked before anything is read or drawn: a refused command writes nothing.
-    use rlcpc::run_dir::{check_output, OutputKind};
+    use crate::run_dir::{check_output, OutputKind};
     check_output(&out, "--out", OutputKind::Png, force)?;
     if let Some(t) = &table {
         check_output(
             t,
             "--table",
-            OutputKind::Text(rlcpc::plot::TABLE_HEAD),
+            OutputKind::Text(crate::plot::TABLE_HEAD),
             force,
         )?;
         if std::path::absolute(t).ok() == std::path::absolute(&out).ok() {
@@ -73,9 +73,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut bands = Vec::new();
     for (i, dir) in runs.iter().enumerate() {
-        let curves = rlcpc::plot::seed_runs(dir)?
+        let curves = crate::plot::seed_runs(dir)?
             .iter()
-            .map(|r| rlcpc::plot::read_curve(r, &x, &metric))
+            .map(|r| crate::plot::read_curve(r, &x, &metric))
             .collect::<Result<Vec<_>>>()?;
         // Seeds that end at different steps (a run cut short) compare unequal budgets.
         let ends: Vec<f64> = curves
@@ -99,18 +99,18 @@ pub fn run(args: Args) -> Result<()> {
                 |n| n.to_string_lossy().to_string(),
             )
         });
-        bands.push(rlcpc::plot::band(label, &curves, smooth, 200));
+        bands.push(crate::plot::band(label, &curves, smooth, 200));
     }
     let x_label = if x == "time/total_timesteps" {
         "environment steps"
     } else {
         x.as_str()
     };
-    rlcpc::plot::draw(&bands, x_label, &metric, &out, (900, 540))?;
-    let t = rlcpc::plot::table(&bands);
+    crate::plot::draw(&bands, x_label, &metric, &out, (900, 540))?;
+    let t = crate::plot::table(&bands);
     print!("{t}");
     if let Some(path) = table {
-        rlcpc::checkpoint::write_bytes_atomic(&path, t.as_bytes())
+        crate::checkpoint::write_bytes_atomic(&path, t.as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
     }
     println!("wrote {}", out.display());

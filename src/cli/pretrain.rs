@@ -1,14 +1,14 @@
 //! `rlcpc pretrain <modality> --objective cpc` (alias `rlcpc cpc <modality>`): read
 //! the data, build the modality's network and minibatches with the chosen objective, and
-//! fit it ([`rlcpc::pretrain::fit`]) into a run directory.
+//! fit it ([`crate::pretrain::fit`]) into a run directory.
 
 use std::path::PathBuf;
 
+use crate::pretrain::{ObjectiveKind, TrainerConfig};
 use anyhow::Result;
-use rlcpc::pretrain::{ObjectiveKind, TrainerConfig};
 
 use super::{stop_on_ctrl_c, DeviceArg};
-use rlcpc::rl::train::set_learner_threads;
+use crate::rl::train::set_learner_threads;
 
 /// Flags every standalone trainer shares.
 #[derive(clap::Args)]
@@ -114,7 +114,7 @@ pub fn run(modality: Command) -> Result<()> {
             strict,
             threads,
         } => {
-            use rlcpc::pretrain::audio::{load_corpus, AudioCpc, AudioCpcConfig};
+            use crate::pretrain::audio::{load_corpus, AudioCpc, AudioCpcConfig};
             set_learner_threads(threads);
             let device = args.device.device()?;
             let cfg: AudioCpcConfig = args.config()?;
@@ -146,7 +146,7 @@ pub fn run(modality: Command) -> Result<()> {
             report_trainer(&s, "windows", &extra, &args.out);
         }
         Command::Frames { args } => {
-            use rlcpc::pretrain::frames::{FramesCpc, FramesCpcConfig};
+            use crate::pretrain::frames::{FramesCpc, FramesCpcConfig};
             if args.views_objective(<FramesCpcConfig as TrainerConfig>::PRESETS) {
                 // SimCLR / MoCo on the recording's frames as labelled images (no files
                 // to decode: nothing to be strict about).
@@ -154,7 +154,7 @@ pub fn run(modality: Command) -> Result<()> {
             }
             args.cpu_only("CPC on recorded frames")?;
             let cfg: FramesCpcConfig = args.config()?;
-            let traj = rlcpc::data::trajectories::Trajectories::load(&args.data)?;
+            let traj = crate::data::trajectories::Trajectories::load(&args.data)?;
             eprintln!(
                 "{} steps, {} episodes of {} (observation {:?})",
                 traj.len(),
@@ -167,9 +167,9 @@ pub fn run(modality: Command) -> Result<()> {
             report_trainer(&s, "sequences", "", &args.out);
         }
         Command::Image { args, strict } => {
-            use rlcpc::data::images::{load_split, Part};
-            use rlcpc::pretrain::image::{ImageCpc, ImageCpcConfig};
-            if args.views_objective(&rlcpc::pretrain::image::PRESETS) {
+            use crate::data::images::{load_split, Part};
+            use crate::pretrain::image::{ImageCpc, ImageCpcConfig};
+            if args.views_objective(&crate::pretrain::image::PRESETS) {
                 return views(&args, strict);
             }
             let device = args.device.device()?;
@@ -205,10 +205,10 @@ pub fn run(modality: Command) -> Result<()> {
             report_trainer(&s, "images", "", &args.out);
         }
         Command::Text { args } => {
-            use rlcpc::pretrain::text::{TextCpc, TextCpcConfig};
+            use crate::pretrain::text::{TextCpc, TextCpcConfig};
             let device = args.device.device()?;
             let cfg: TextCpcConfig = args.config()?;
-            let corpus = rlcpc::data::text::load_corpus_with(&args.data, cfg.data.encoding)?;
+            let corpus = crate::data::text::load_corpus_with(&args.data, cfg.data.encoding)?;
             if !corpus.latin1.is_empty() {
                 eprintln!(
                     "note: {} of {} files are not valid UTF-8 and were read as Latin-1 (ISO-8859-1), e.g. '{}'",
@@ -240,14 +240,14 @@ pub fn run(modality: Command) -> Result<()> {
     Ok(())
 }
 
-/// `pretrain image --objective simclr|moco`: two augmented views per image ([`rlcpc::pretrain::views`]),
+/// `pretrain image --objective simclr|moco`: two augmented views per image ([`crate::pretrain::views`]),
 /// on an image set or the frames of a recording.
 fn views(args: &TrainerArgs, strict: bool) -> Result<()> {
-    use rlcpc::data::images::{load_recording, load_split, Part};
-    use rlcpc::pretrain::views::{Views, ViewsConfig};
+    use crate::data::images::{load_recording, load_split, Part};
+    use crate::pretrain::views::{Views, ViewsConfig};
     args.cpu_only("SimCLR / MoCo")?;
     let cfg: ViewsConfig = args.config()?;
-    let recording = args.data.join(rlcpc::data::trajectories::FILE).is_file();
+    let recording = args.data.join(crate::data::trajectories::FILE).is_file();
     let (train, test) = if recording {
         load_recording(&args.data, cfg.data.label, cfg.data.test_fraction)?
     } else {
@@ -314,10 +314,10 @@ impl TrainerArgs {
     fn views_objective(&self, cpc_presets: &[(&str, &str)]) -> bool {
         let presets: Vec<(&str, &str)> = cpc_presets
             .iter()
-            .chain(rlcpc::pretrain::views::PRESETS.iter())
+            .chain(crate::pretrain::views::PRESETS.iter())
             .copied()
             .collect();
-        let objective = rlcpc::pretrain::peek_objective(
+        let objective = crate::pretrain::peek_objective(
             self.config.as_deref(),
             self.resume.then_some(self.out.as_path()),
             &self.all_overrides(),
@@ -330,7 +330,7 @@ impl TrainerArgs {
     fn all_overrides(&self) -> Vec<String> {
         let mut overrides = self.overrides.clone();
         if let Some(o) = self.objective {
-            overrides.push(format!("objective=\"{}\"", rlcpc::config::user_name(&o)));
+            overrides.push(format!("objective=\"{}\"", crate::config::user_name(&o)));
         }
         overrides
     }
@@ -350,24 +350,24 @@ impl TrainerArgs {
     /// Fits `obj` into `--out` with Ctrl-C handling and, unless `--quiet`, a progress bar.
     fn fit(
         &self,
-        obj: &mut dyn rlcpc::pretrain::Objective,
-        train: &rlcpc::pretrain::TrainSection,
+        obj: &mut dyn crate::pretrain::Objective,
+        train: &crate::pretrain::TrainSection,
         config_toml: String,
-    ) -> Result<rlcpc::pretrain::FitSummary> {
-        let opts = rlcpc::pretrain::FitOptions {
+    ) -> Result<crate::pretrain::FitSummary> {
+        let opts = crate::pretrain::FitOptions {
             out: self.out.clone(),
             resume: self.resume,
             progress: !self.quiet,
             config_toml,
             stop: stop_on_ctrl_c()?,
         };
-        rlcpc::pretrain::fit(obj, train, &opts)
+        crate::pretrain::fit(obj, train, &opts)
     }
 }
 
 /// The last lines of a trainer command: how it ended, its speed in `unit`s per second,
 /// the last loss and accuracy (then `extra`), and where the encoder is.
-fn report_trainer(s: &rlcpc::pretrain::FitSummary, unit: &str, extra: &str, out: &std::path::Path) {
+fn report_trainer(s: &crate::pretrain::FitSummary, unit: &str, extra: &str, out: &std::path::Path) {
     // Only what was logged: a session stopped before its first log has no last values.
     let last = [("loss", "train/loss", 4), ("accuracy", "train/acc", 3)]
         .iter()
@@ -388,5 +388,5 @@ fn report_trainer(s: &rlcpc::pretrain::FitSummary, unit: &str, extra: &str, out:
         s.seconds,
         s.samples_per_sec,
     );
-    println!("encoder: {}", out.join(rlcpc::run_dir::ENCODER).display());
+    println!("encoder: {}", out.join(crate::run_dir::ENCODER).display());
 }

@@ -1,9 +1,9 @@
-//! `rlcpc probe`: linear probes of a frozen encoder ([`rlcpc::probe`]).
+//! `rlcpc probe`: linear probes of a frozen encoder ([`crate::probe`]).
 
 use std::path::PathBuf;
 
+use crate::config::LearnerPath;
 use anyhow::Result;
-use rlcpc::config::LearnerPath;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,7 +22,7 @@ pub struct Args {
     target: Option<String>,
     /// How the test set is drawn [default: as the encoder was trained, else utterance].
     #[arg(long, value_enum)]
-    split: Option<rlcpc::data::SplitBy>,
+    split: Option<crate::data::SplitBy>,
     /// Share held out for testing [default: the encoder's, else 0.2].
     #[arg(long)]
     test_fraction: Option<f64>,
@@ -33,10 +33,10 @@ pub struct Args {
     /// [default: context; text: encoder, the sentence embedding z of the whole text;
     /// text context: the GRU's last c over the text's sentences].
     #[arg(long, value_enum)]
-    features: Option<rlcpc::probe::FeatureSource>,
+    features: Option<crate::probe::FeatureSource>,
     /// Audio: how labels are read from the corpus.
     #[arg(long, value_enum, default_value = "auto")]
-    layout: rlcpc::data::audio::Layout,
+    layout: crate::data::audio::Layout,
     /// Skip the random-init and MFCC / raw-observation baselines.
     #[arg(long)]
     no_baselines: bool,
@@ -66,7 +66,7 @@ pub struct Args {
     /// Text: encoding of the labelled file (auto: UTF-8, else Latin-1, as said in the
     /// output).
     #[arg(long, value_enum, default_value = "auto")]
-    encoding: rlcpc::data::text::TextEncoding,
+    encoding: crate::data::text::TextEncoding,
     /// Print one JSON object (the setting and every row) instead of the table.
     #[arg(long)]
     json: bool,
@@ -119,7 +119,7 @@ fn parse_share(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let report = rlcpc::probe::run(&rlcpc::probe::Request {
+    let report = crate::probe::run(&crate::probe::Request {
         encoder: args.encoder,
         data: args.data,
         target: args.target,

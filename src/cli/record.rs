@@ -1,9 +1,9 @@
-//! `rlcpc record`: a trained or reference policy plays; [`rlcpc::rl::eval::record`] writes the trajectories.
+//! `rlcpc record`: a trained or reference policy plays; [`crate::rl::eval::record`] writes the trajectories.
 
 use std::path::PathBuf;
 
+use crate::rl::eval::ReferencePolicy;
 use anyhow::{bail, Result};
-use rlcpc::rl::eval::ReferencePolicy;
 
 use super::EnvFlags;
 
@@ -48,8 +48,8 @@ pub fn run(args: Args) -> Result<()> {
     if steps == 0 {
         bail!("--steps must be at least 1");
     }
-    let file = out.join(rlcpc::data::trajectories::FILE);
-    rlcpc::run_dir::refuse_special(&file, "--out")?;
+    let file = out.join(crate::data::trajectories::FILE);
+    crate::run_dir::refuse_special(&file, "--out")?;
     if file.exists() && !force {
         bail!(
                 "'{}' already holds a recording ({}); choose another --out or pass --force to replace it",
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (cfg, mut driver, who) = match &checkpoint {
         Some(path) => {
-            let p = rlcpc::rl::eval::TrainedPolicy::load(path)?;
+            let p = crate::rl::eval::TrainedPolicy::load(path)?;
             if let Some(e) = &env {
                 if *e != p.config.env.id {
                     bail!(
@@ -70,7 +70,7 @@ pub fn run(args: Args) -> Result<()> {
                 }
             }
             refuse_python(&p.config.env.id)?;
-            let d = rlcpc::rl::eval::Driver::trained(&p, path, seed, true)?;
+            let d = crate::rl::eval::Driver::trained(&p, path, seed, true)?;
             (p.config.env.clone(), d, path.display().to_string())
         }
         None => {
@@ -80,12 +80,12 @@ pub fn run(args: Args) -> Result<()> {
             refuse_python(&name)?;
             let cfg = env_flags.config(&name)?;
             let e = rlcpc_envs::make(&cfg)?;
-            let d = rlcpc::rl::eval::Driver::reference(policy, e.as_ref(), seed)?;
-            (cfg, d, rlcpc::config::user_name(&policy))
+            let d = crate::rl::eval::Driver::reference(policy, e.as_ref(), seed)?;
+            (cfg, d, crate::config::user_name(&policy))
         }
     };
     let t0 = std::time::Instant::now();
-    let t = rlcpc::rl::eval::record(&cfg, &mut driver, &who, steps, seed)?;
+    let t = crate::rl::eval::record(&cfg, &mut driver, &who, steps, seed)?;
     t.save(&out, force)?;
     println!(
             "wrote {} steps ({} episodes, observation {:?}, state [{}]) of {} by {who} to {} in {:.1} s",
@@ -94,7 +94,7 @@ pub fn run(args: Args) -> Result<()> {
             t.obs_shape,
             t.state_names.join(", "),
             cfg.id,
-            out.join(rlcpc::data::trajectories::FILE).display(),
+            out.join(crate::data::trajectories::FILE).display(),
             t0.elapsed().as_secs_f64()
         );
     Ok(())

@@ -1,10 +1,10 @@
 //! `rlcpc study PLAN.toml`: checks and pins the plan, runs what is left of it (tuning,
-//! then evaluation), and writes the report; [`rlcpc::rl::study`] does the work.
+//! then evaluation), and writes the report; [`crate::rl::study`] does the work.
 
 use std::path::PathBuf;
 
+use crate::rl::study::{Options, Outcome, Study};
 use anyhow::{bail, Result};
-use rlcpc::rl::study::{Options, Outcome, Study};
 
 use super::{stop_on_ctrl_c, DeviceArg};
 

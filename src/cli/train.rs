@@ -1,14 +1,14 @@
-//! `rlcpc train`: flags into config overrides, one call of [`rlcpc::rl::train::train`], the summary.
+//! `rlcpc train`: flags into config overrides, one call of [`crate::rl::train::train`], the summary.
 
 use std::path::PathBuf;
 
+use crate::config::{AuxKind, Config};
+use crate::rl::study::seeds::SeedRow;
+use crate::rl::train::{saved_config_with_notes, train_on, ActorSource, Threads, TrainOptions};
 use anyhow::{bail, Context, Result};
-use rlcpc::config::{AuxKind, Config};
-use rlcpc::rl::study::seeds::SeedRow;
-use rlcpc::rl::train::{saved_config_with_notes, train_on, ActorSource, Threads, TrainOptions};
 
 use super::{stop_on_ctrl_c, DeviceArg};
-use rlcpc::rl::train::set_learner_threads;
+use crate::rl::train::set_learner_threads;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -132,7 +132,7 @@ fn run_distributed(
 
 /// `--distributed` under mpirun: learner 0 is `one_run` with its actor ranks (or
 /// threads) and the other learners; every other rank serves it
-/// ([`rlcpc::rl::distributed::run_job`]).
+/// ([`crate::rl::distributed::run_job`]).
 #[cfg(feature = "mpi")]
 fn run_distributed(
     config: Option<PathBuf>,
@@ -145,7 +145,7 @@ fn run_distributed(
 ) -> Result<()> {
     let out_dir = out.clone().unwrap_or_default();
     let device = || dev.device();
-    rlcpc::rl::distributed::run_job(how.learners, how.timeout, &out_dir, device, |actors| {
+    crate::rl::distributed::run_job(how.learners, how.timeout, &out_dir, device, |actors| {
         one_run(config, out, overrides, resume, dev, quiet, actors).map(|_| ())
     })
 }
@@ -180,7 +180,7 @@ pub fn parse_seeds(list: &str) -> Result<Vec<u64>> {
 }
 
 /// One run per seed into `out/seed-N/`, then the summary table
-/// ([`rlcpc::rl::study::seeds::summary`]). With `resume`, seeds
+/// ([`crate::rl::study::seeds::summary`]). With `resume`, seeds
 /// with a `result.json` are kept, a seed with a checkpoint resumes and the others start
 /// from a finished seed's config.
 fn run_seeds(
@@ -197,7 +197,7 @@ fn run_seeds(
         None => {
             let first = Config::load(config.as_deref(), &overrides)?;
             let p =
-                rlcpc::run_dir::default_path(config.as_deref(), first.aux.kind.as_str(), seeds[0]);
+                crate::run_dir::default_path(config.as_deref(), first.aux.kind.as_str(), seeds[0]);
             PathBuf::from(format!("{}-seeds{}", p.display(), seeds.len()))
         }
     };
@@ -206,7 +206,7 @@ fn run_seeds(
     let started = if resume {
         let c = seeds
             .iter()
-            .map(|&s| seed_dir(s).join(rlcpc::run_dir::CONFIG))
+            .map(|&s| seed_dir(s).join(crate::run_dir::CONFIG))
             .find(|p| p.is_file());
         if c.is_none() {
             bail!(
@@ -222,9 +222,9 @@ fn run_seeds(
     let mut rows = Vec::new();
     for (i, &seed) in seeds.iter().enumerate() {
         let dir = seed_dir(seed);
-        let result = dir.join(rlcpc::rl::study::RESULT);
+        let result = dir.join(crate::rl::study::RESULT);
         if resume && result.is_file() {
-            let r: rlcpc::rl::study::SeedResult = serde_json::from_slice(
+            let r: crate::rl::study::SeedResult = serde_json::from_slice(
                 &std::fs::read(&result)
                     .with_context(|| format!("cannot read '{}'", result.display()))?,
             )
@@ -246,7 +246,7 @@ fn run_seeds(
         eprintln!("seed {seed} ({}/{})", i + 1, seeds.len());
         let mut o = overrides.clone();
         o.push(format!("run.seed={seed}"));
-        let again = resume && dir.join(rlcpc::run_dir::CHECKPOINT).is_file();
+        let again = resume && dir.join(crate::run_dir::CHECKPOINT).is_file();
         let (s, _) = one_run(
             if again { None } else { started.clone() },
             Some(dir.clone()),
@@ -256,15 +256,15 @@ fn run_seeds(
             quiet,
             &Threads,
         )?;
-        // The study's metrics (rlcpc::rl::study::stats): one definition for both.
-        let m = rlcpc::rl::study::RunMetrics::read(&dir)?;
+        // The study's metrics (crate::rl::study::stats): one definition for both.
+        let m = crate::rl::study::RunMetrics::read(&dir)?;
         let solved_at = s.solved.map(|(steps, _)| steps);
         if !s.interrupted {
-            let r = rlcpc::rl::study::SeedResult {
+            let r = crate::rl::study::SeedResult {
                 metrics: m.clone(),
                 solved_at,
             };
-            rlcpc::checkpoint::write_bytes_atomic(
+            crate::checkpoint::write_bytes_atomic(
                 &result,
                 serde_json::to_string_pretty(&r)?.as_bytes(),
             )
@@ -282,10 +282,10 @@ fn run_seeds(
             break;
         }
     }
-    let t = rlcpc::rl::study::seeds::summary(&rows, seeds.len());
+    let t = crate::rl::study::seeds::summary(&rows, seeds.len());
     print!("{t}");
     let path = base.join("summary.txt");
-    rlcpc::checkpoint::write_bytes_atomic(&path, t.as_bytes())
+    crate::checkpoint::write_bytes_atomic(&path, t.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
     println!("summary: {}", path.display());
     Ok(())
@@ -300,7 +300,7 @@ fn one_run(
     dev: DeviceArg,
     quiet: bool,
     actors: &dyn ActorSource<'_>,
-) -> Result<(rlcpc::rl::train::TrainSummary, PathBuf)> {
+) -> Result<(crate::rl::train::TrainSummary, PathBuf)> {
     // First: loading the config starts a Python environment where it names one, and a
     // signal meanwhile must not kill rlcpc before it can end that process.
     let stop = stop_on_ctrl_c()?;
@@ -312,10 +312,10 @@ fn one_run(
         eprintln!("{n}");
     }
     let out = out.unwrap_or_else(|| {
-        rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
+        crate::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
     });
-    let spec = rlcpc::rl::train::preflight(&cfg)?;
-    for w in rlcpc::rl::train::memory_warnings(&cfg)? {
+    let spec = crate::rl::train::preflight(&cfg)?;
+    for w in crate::rl::train::memory_warnings(&cfg)? {
         eprintln!("{w}");
     }
     set_learner_threads(cfg.run.learner_threads);
@@ -347,8 +347,8 @@ fn one_run(
             s.sps,
             s.mean_return.map_or("n/a".into(), |m| format!("{m:.1}")),
         );
-    // What a study would report of this run (rlcpc::rl::study::stats).
-    if let Ok(m) = rlcpc::rl::study::RunMetrics::read(&out) {
+    // What a study would report of this run (crate::rl::study::stats).
+    if let Ok(m) = crate::rl::study::RunMetrics::read(&out) {
         let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.4}"));
         println!(
             "final return (last 10% of episodes) {} · AUC {} · MMER {}",
@@ -357,13 +357,13 @@ fn one_run(
             f(m.mmer)
         );
     }
-    if let Some(mib) = rlcpc::bench::peak_rss_mib() {
+    if let Some(mib) = crate::bench::peak_rss_mib() {
         // With --seeds, the largest of the runs so far.
         println!("peak memory: {mib:.1} MiB (this process so far)");
     }
     if c.updates > 0 {
         // Where an update's time went (means over the run), e.g. to find a GPU waiting.
-        println!("{}", rlcpc::bench::phases_line(&s.phases_ms));
+        println!("{}", crate::bench::phases_line(&s.phases_ms));
     }
     if let Some((steps, secs)) = s.solved {
         println!(
@@ -376,7 +376,7 @@ fn one_run(
     }
     println!(
         "checkpoint: {}",
-        out.join(rlcpc::run_dir::CHECKPOINT).display()
+        out.join(crate::run_dir::CHECKPOINT).display()
     );
     Ok((s, out))
 }
