@@ -1,4 +1,9 @@
 //! `rlcpc bench`: throughput and time-to-solve figures, as medians over repeats.
+//!
+//! This module holds the measurements (one function per kind of workload, the machine's
+//! peak, FLOP counts for the roofline); [`suite`] runs them as the command's table.
+
+pub mod suite;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -11,15 +16,6 @@ use rlcpc_envs::{EnvConfig, SeededRng};
 
 use crate::config::{AuxKind, Config};
 use crate::rl::train::{train, TrainOptions};
-
-/// One row of the throughput table.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub name: String,
-    /// Median environment steps per second, and every repeat.
-    pub median: f64,
-    pub runs: Vec<f64>,
-}
 
 pub fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
@@ -195,21 +191,29 @@ pub fn throughput_cases(mlp: &Config, lstm_cpc: &Config) -> [(String, Config); 3
 }
 
 /// The POPGym cases of `rlcpc bench`: the `popgym` preset (LSTM, RepeatPreviousEasy)
-/// with each head that predicts, and without one.
-pub fn popgym_cases(popgym: &Config) -> Vec<(String, Config)> {
-    [AuxKind::None, AuxKind::Cpc, AuxKind::Cpca]
-        .into_iter()
-        .map(|kind| {
-            let mut c = popgym.clone();
-            c.aux.kind = kind;
-            let k = if kind == AuxKind::None {
-                String::new()
-            } else {
-                format!(" (K={})", c.aux.horizon)
-            };
-            (format!("train popgym lstm, aux {}{k}", kind.as_str()), c)
-        })
-        .collect()
+/// without a head and with each head that predicts.
+pub struct PopgymCases {
+    pub none: (String, Config),
+    pub cpc: (String, Config),
+    pub cpca: (String, Config),
+}
+
+pub fn popgym_cases(popgym: &Config) -> PopgymCases {
+    let case = |kind: AuxKind| {
+        let mut c = popgym.clone();
+        c.aux.kind = kind;
+        let k = if kind == AuxKind::None {
+            String::new()
+        } else {
+            format!(" (K={})", c.aux.horizon)
+        };
+        (format!("train popgym lstm, aux {}{k}", kind.as_str()), c)
+    };
+    PopgymCases {
+        none: case(AuxKind::None),
+        cpc: case(AuxKind::Cpc),
+        cpca: case(AuxKind::Cpca),
+    }
 }
 
 /// Time to reach the target return: `(seed, env steps, seconds)` or `None` if not reached
