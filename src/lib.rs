@@ -21,8 +21,8 @@
 //! - Files on disk: [`run_dir`] (the one run directory of `train` and the trainers),
 //!   [`checkpoint`] (safetensors files and their [`checkpoint::keys`]),
 //!   [`encoder_file`] (the one reader of every file that holds an encoder), [`metrics`].
-//! - Tools: [`bench`] (throughput and the roofline; [`bench::suite`] the command's cases), [`plot`] (curves), [`par`] (a
-//!   parallel map).
+//! - Tools: [`bench`] (throughput and the roofline; [`bench::suite`], the command's
+//!   cases), [`plot`] (curves), [`par`] (a parallel map).
 //!
 //! - [`cli`]: the command line, one module per subcommand; the `rlcpc` binary
 //!   (`src/main.rs`) and the Python package's `python -m rlcpc` both run it.
