@@ -439,6 +439,42 @@ impl Loaded {
     }
 }
 
+/// The training state both loops (the agent's and the trainers') checkpoint besides
+/// their own metadata: every parameter by name, then the optimiser's state
+/// (`optim.<param>.<slot>`), as the tensors of the file.
+pub fn state_tensors(
+    params: &[(String, candle_core::Var)],
+    optim: &rlcpc_agents::Optimizer,
+) -> anyhow::Result<Vec<(String, Tensor)>> {
+    let mut tensors: Vec<(String, Tensor)> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    tensors.extend(optim.state_tensors()?);
+    Ok(tensors)
+}
+
+impl Loaded {
+    /// Sets every parameter of `params` from the file, each checked by
+    /// [`Loaded::tensor`] (present, F32, the shape the network built).
+    pub fn restore_params(&self, params: &[(String, candle_core::Var)]) -> anyhow::Result<()> {
+        for (name, var) in params {
+            var.set(&self.tensor(name, var.dims())?.to_device(var.device())?)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the optimiser's state at the step count of the file's counters, and
+    /// returns those counters.
+    pub fn restore_optim(&self, optim: &mut rlcpc_agents::Optimizer) -> anyhow::Result<Counters> {
+        let c: Counters = self.meta(keys::COUNTERS)?;
+        optim
+            .load_state(|k| self.tensors.get(k).cloned(), c.optim_steps)
+            .map_err(|e| self.mismatch(e.to_string()))?;
+        Ok(c)
+    }
+}
+
 /// Metadata map from `(key, JSON value)` pairs, with the format tag.
 pub fn metadata(entries: Vec<(&str, String)>) -> HashMap<String, String> {
     let mut m: HashMap<String, String> = entries

@@ -1,5 +1,7 @@
 //! Run metrics: `metrics.jsonl` (one JSON object per log interval), the same scalars as
-//! TensorBoard event files, and the window of recent episodes.
+//! TensorBoard event files, the window of recent episodes, and what both training loops
+//! (the agent's and the trainers') share to report a run: the [`Averager`] of a log
+//! interval and the [`progress_bar`].
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -324,5 +326,83 @@ mod tests {
             w.mean_return(),
             Some((50..150).sum::<usize>() as f64 / 100.0)
         );
+    }
+}
+
+/// Means of named scalars over one log interval, in the order the names first came.
+/// Non-finite values are left out of a mean (a NaN entropy in one update does not hide
+/// the others); a name with no finite value reads NaN.
+#[derive(Debug, Default)]
+pub struct Averager {
+    sums: Vec<(String, f64, u32)>,
+}
+
+impl Averager {
+    pub fn add(&mut self, metrics: &[(String, f64)]) {
+        for (k, v) in metrics {
+            let (v, n) = if v.is_finite() { (*v, 1) } else { (0.0, 0) };
+            match self.sums.iter_mut().find(|s| &s.0 == k) {
+                Some(s) => {
+                    s.1 += v;
+                    s.2 += n;
+                }
+                None => self.sums.push((k.clone(), v, n)),
+            }
+        }
+    }
+
+    /// The means, each name prefixed by `prefix`; the interval starts anew.
+    pub fn take(&mut self, prefix: &str) -> Vec<(String, f64)> {
+        self.sums
+            .drain(..)
+            .map(|(k, s, n)| {
+                let mean = if n > 0 { s / n as f64 } else { f64::NAN };
+                (format!("{prefix}{k}"), mean)
+            })
+            .collect()
+    }
+}
+
+/// The progress bar of a training loop on stderr: elapsed time, the bar, `pos` of
+/// `total` `unit`, the ETA and a message; hidden unless `show` and stderr is a terminal
+/// (then the loop prints its log lines instead, where it prints any).
+pub fn progress_bar(total: u64, pos: u64, unit: &str, show: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !show || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let template = format!(
+        "{{elapsed_precise}} [{{bar:24}}] {{human_pos}}/{{human_len}} {unit} (eta {{eta}}) {{msg}}"
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_position(pos);
+    bar.set_message("| waiting for the first log interval");
+    // The clock and ETA move even between steps (a Lab update takes seconds).
+    bar.enable_steady_tick(std::time::Duration::from_secs(1));
+    bar
+}
+
+#[cfg(test)]
+mod averager_tests {
+    use super::Averager;
+
+    #[test]
+    fn means_skip_non_finite_values_keep_order_and_start_anew() {
+        let mut a = Averager::default();
+        a.add(&[("loss".into(), 1.0), ("acc".into(), f64::NAN)]);
+        a.add(&[("loss".into(), 3.0), ("acc".into(), 0.5)]);
+        a.add(&[("loss".into(), f64::INFINITY), ("knn".into(), f64::NAN)]);
+        let m = a.take("train/");
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0], ("train/loss".to_string(), 2.0));
+        assert_eq!(m[1], ("train/acc".to_string(), 0.5));
+        assert_eq!(m[2].0, "train/knn");
+        assert!(m[2].1.is_nan());
+        assert!(a.take("").is_empty());
     }
 }

@@ -450,13 +450,8 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                 ))
                 .into());
         }
-        for (k, v) in &vars {
-            v.set(&ck.tensor(k, v.dims())?.to_device(v.device())?)?;
-        }
-        counters = ck.meta(crate::checkpoint::keys::COUNTERS)?;
-        optim
-            .load_state(|k| ck.tensors.get(k).cloned(), counters.optim_steps)
-            .map_err(|e| ck.mismatch(e.to_string()))?;
+        ck.restore_params(&vars)?;
+        counters = ck.restore_optim(&mut optim)?;
         *obj.rng() = ck.meta(crate::checkpoint::keys::RNG)?;
         obj.check_resume(&ck)?;
         check_same_split(obj, &ck)?;
@@ -468,34 +463,16 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         counters.updates,
     )?;
     let mut metrics = MetricsWriter::open(&opts.out, opts.resume.then_some(counters.updates))?;
-    let bar = if opts.progress {
-        let b = indicatif::ProgressBar::new(train.steps);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:20}] {pos}/{len} steps (eta {eta}) {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        b.set_position(counters.updates);
-        b.enable_steady_tick(std::time::Duration::from_secs(1));
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crate::metrics::progress_bar(train.steps, counters.updates, "steps", opts.progress);
     let started = Instant::now();
     let elapsed_before = counters.elapsed_secs;
-    let (mut acc, mut n_acc) = (Vec::<(String, f64)>::new(), 0usize);
+    let mut means = crate::metrics::Averager::default();
     let (mut window_samples, mut window_start) = (0usize, Instant::now());
     let mut last: Vec<(String, f64)> = Vec::new();
     let mut interrupted = false;
     let mut last_save = Instant::now();
     let save = |counters: &Counters, optim: &Optimizer, obj: &mut dyn Objective| -> Result<()> {
-        let mut tensors: Vec<(String, Tensor)> = vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-            .collect();
-        tensors.extend(optim.state_tensors()?);
+        let tensors = checkpoint::state_tensors(&vars, optim)?;
         let mut meta = vec![
             (
                 crate::checkpoint::keys::TRAINER,
@@ -554,20 +531,11 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
         window_samples += out.samples;
         let mut m = vec![("loss".to_string(), loss), ("grad_norm".to_string(), norm)];
         m.extend(out.metrics);
-        for (k, v) in m {
-            match acc.iter_mut().find(|(n, _)| *n == k) {
-                Some((_, s)) => *s += v,
-                None => acc.push((k, v)),
-            }
-        }
-        n_acc += 1;
+        means.add(&m);
         bar.inc(1);
         if counters.updates % train.log_every == 0 || counters.updates == train.steps {
             let secs = window_start.elapsed().as_secs_f64();
-            let mut row: Vec<(String, f64)> = acc
-                .drain(..)
-                .map(|(k, v)| (format!("train/{k}"), v / n_acc as f64))
-                .collect();
+            let mut row = means.take("train/");
             row.push((
                 "perf/samples_per_sec".into(),
                 window_samples as f64 / secs.max(1e-9),
@@ -581,7 +549,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                 get("train/acc"),
                 get("perf/samples_per_sec")
             ));
-            if !opts.progress {
+            if bar.is_hidden() {
                 eprintln!(
                     "step {} loss {:.4} acc {:.3}",
                     counters.updates,
@@ -594,7 +562,6 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                 !k.starts_with("train/") && !k.starts_with("perf/")
             });
             last.extend(row);
-            n_acc = 0;
             window_samples = 0;
             window_start = Instant::now();
         }
@@ -606,10 +573,10 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                 .map(|(k, v)| format!("{k} {v:.4}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            if opts.progress {
-                bar.println(format!("step {}: {line}", counters.updates));
-            } else {
+            if bar.is_hidden() {
                 eprintln!("step {}: {line}", counters.updates);
+            } else {
+                bar.println(format!("step {}: {line}", counters.updates));
             }
             for (k, v) in watched {
                 last.retain(|(n, _)| *n != k);

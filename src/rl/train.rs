@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use rlcpc_agents::{Actor, ActorPool, Learner, ParamSnapshot, Rollout, Runner};
 use rlcpc_envs::VecEnv;
 
@@ -412,16 +412,9 @@ fn all_params(learner: &Learner<AgentNet>) -> Vec<(String, candle_core::Var)> {
 
 /// Loads parameters (and optimiser state) from a checkpoint into `learner`.
 pub fn load_params(learner: &mut Learner<AgentNet>, ck: &Loaded, with_optim: bool) -> Result<()> {
-    for (name, var) in all_params(learner) {
-        let t = ck.tensor(&name, var.dims())?;
-        var.set(&t.to_device(var.device())?)?;
-    }
+    ck.restore_params(&all_params(learner))?;
     if with_optim {
-        let c: Counters = ck.meta(keys::COUNTERS)?;
-        learner
-            .optim
-            .load_state(|k| ck.tensors.get(k).cloned(), c.optim_steps)
-            .map_err(|e| ck.mismatch(e.to_string()))?;
+        ck.restore_optim(&mut learner.optim)?;
     }
     Ok(())
 }
@@ -486,11 +479,7 @@ impl Checkpointer<'_> {
             workers = joined;
             aux_rngs = Some(rngs);
         }
-        let mut tensors: Vec<(String, Tensor)> = all_params(learner)
-            .into_iter()
-            .map(|(k, v)| (k, v.as_tensor().clone()))
-            .collect();
-        tensors.extend(learner.optim.state_tensors()?);
+        let tensors = checkpoint::state_tensors(&all_params(learner), &learner.optim)?;
         let mut meta = vec![
             (keys::CONFIG, serde_json::to_string(&self.cfg.to_toml())?),
             (keys::NET_SPEC, serde_json::to_string(self.spec)?),
@@ -645,7 +634,12 @@ pub fn train_on<'a>(
     } else {
         None
     };
-    let bar = progress_bar(cfg.run.total_steps, counters.env_steps, opts.progress);
+    let bar = crate::metrics::progress_bar(
+        cfg.run.total_steps,
+        counters.env_steps,
+        "steps",
+        opts.progress,
+    );
 
     let start = Instant::now();
     let start_steps = counters.env_steps;
@@ -817,29 +811,9 @@ pub fn train_on<'a>(
     })
 }
 
-fn progress_bar(total: u64, pos: u64, show: bool) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    if !show || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:24}] {human_pos}/{human_len} steps (eta {eta}) {msg}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_position(pos);
-    bar.set_message("| waiting for the first log interval");
-    // The clock and ETA move even between updates (Lab presets take seconds per update).
-    bar.enable_steady_tick(std::time::Duration::from_secs(1));
-    bar
-}
-
 /// Averages of the update statistics and phase timings over one log interval.
 struct Interval {
-    sums: Vec<(String, f64, u32)>,
+    means: crate::metrics::Averager,
     collect_secs: f64,
     learn_secs: f64,
     updates: u32,
@@ -850,7 +824,7 @@ struct Interval {
 impl Interval {
     fn new(steps: u64) -> Self {
         Interval {
-            sums: Vec::new(),
+            means: Default::default(),
             collect_secs: 0.0,
             learn_secs: 0.0,
             updates: 0,
@@ -860,20 +834,7 @@ impl Interval {
     }
 
     fn add(&mut self, metrics: &[(String, f64)], collect: f64, learn: f64) {
-        for (k, v) in metrics {
-            match self.sums.iter_mut().find(|s| &s.0 == k) {
-                Some(s) if v.is_finite() => {
-                    s.1 += v;
-                    s.2 += 1;
-                }
-                Some(_) => {}
-                None => self.sums.push((
-                    k.clone(),
-                    if v.is_finite() { *v } else { 0.0 },
-                    v.is_finite() as u32,
-                )),
-            }
-        }
+        self.means.add(metrics);
         self.collect_secs += collect;
         self.learn_secs += learn;
         self.updates += 1;
@@ -903,11 +864,7 @@ impl Interval {
                 w.mean_length().unwrap_or(f64::NAN),
             ),
         ];
-        out.extend(
-            self.sums
-                .iter()
-                .map(|(k, s, cnt)| (k.clone(), if *cnt > 0 { s / *cnt as f64 } else { f64::NAN })),
-        );
+        out.extend(self.means.take(""));
         *self = Interval::new(c.env_steps);
         out
     }
