@@ -340,3 +340,67 @@ fn forward_flops_by_hand() {
     let (g, what) = rlcpc::bench::agent_step_flops(&cfg).unwrap();
     assert!(g > f && what.contains("CPC head"), "{g} {what}");
 }
+
+/// Values of the weight tensors (rank ≥ 2: matrices, kernels, embeddings) of `vars`,
+/// leaving out the names `skip` matches; and of every tensor.
+fn weight_and_all_elements(vars: &[(String, Var)], skip: &str) -> (u128, u128) {
+    let mut weights = 0u128;
+    let mut all = 0u128;
+    for (name, v) in vars {
+        let n = v.elem_count() as u128;
+        all += n;
+        if v.rank() >= 2 && (skip.is_empty() || !name.contains(skip)) {
+            weights += n;
+        }
+    }
+    (weights, all)
+}
+
+/// A checkpoint's spec is refused when it describes more parameters than the file holds
+/// (`ParamCount::min_params`, computed without building anything, in saturating
+/// arithmetic, because the spec is untrusted). The count is written apart from the
+/// networks' `init`; this ties the two: for every encoder kind and the agent network,
+/// the bound is exactly the weights `init` makes (ResNet's 1×1 shortcut convolutions
+/// aside) and never more than all the values a real file holds.
+#[test]
+fn the_parameter_bound_of_every_spec_matches_what_init_builds() {
+    use rlcpc::checkpoint::ParamCount;
+    use rlcpc::nn::encoders::EncoderSpec;
+    let specs = [
+        r#"{"kind":"mlp","in_dim":7,"hidden":[64,32],"activation":"tanh"}"#,
+        r#"{"kind":"conv","height":48,"width":64,"channels":3,"fc":256,"input_scale":0.0039}"#,
+        r#"{"kind":"conv","height":21,"width":33,"channels":1,"fc":16,"input_scale":1.0}"#,
+        r#"{"kind":"audio","sample_rate":16000,"channels":32,"strides":[5,4,2],"kernels":[10,8,4],"channel_norm":true,"normalize":true}"#,
+        r#"{"kind":"patches","height":28,"width":28,"channels":1,"patch":14,"stride":7,"features":24,"layers":3,"layer_norm":true}"#,
+        r#"{"kind":"text","vocab":500,"embedding":32,"kernel":3,"features":48}"#,
+        r#"{"kind":"resnet","height":28,"width":28,"channels":1,"widths":[16,32,64],"blocks":[1,2,1]}"#,
+        r#"{"kind":"resnet","height":32,"width":32,"channels":3,"widths":[8,8],"blocks":[2,1]}"#,
+    ];
+    for text in specs {
+        let spec: EncoderSpec = serde_json::from_str(text).unwrap();
+        let mut init = Init::new(0, &Device::Cpu);
+        spec.init(&mut init, "encoder").unwrap();
+        let vars = rlcpc::nn::init::named_vars(&init.varmap, |_| true);
+        let (weights, all) = weight_and_all_elements(&vars, "shortcut");
+        assert_eq!(spec.min_params(), weights, "{text}");
+        assert!(spec.min_params() <= all, "{text}");
+    }
+    for (preset, sets) in [
+        ("cartpole", vec![]),
+        ("cartpole-lstm-cpc", vec![]),
+        (
+            "lab-explore_goal_locations",
+            vec![
+                "env.options.obs=\"rgb\"".to_string(),
+                "model.encoder=\"conv\"".into(),
+            ],
+        ),
+    ] {
+        let cfg = Config::load(Some(std::path::Path::new(preset)), &sets).unwrap();
+        let spec: NetSpec = net_spec(&cfg).unwrap();
+        let learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
+        let (weights, all) = weight_and_all_elements(&learner.net.vars(), "");
+        assert_eq!(spec.min_params(), weights, "{preset}");
+        assert!(spec.min_params() <= all, "{preset}");
+    }
+}

@@ -429,6 +429,11 @@ fn prod(v: &[usize]) -> u128 {
         .fold(1u128, |acc, &x| acc.saturating_mul(x as u128))
 }
 
+/// Written apart from [`EncoderSpec::init`] on purpose: the spec comes from an untrusted
+/// file and is counted before anything is built, in saturating arithmetic (`init`'s
+/// shape products would overflow on hostile sizes). `tests/nn.rs`
+/// (`the_parameter_bound_of_every_spec_matches_what_init_builds`) checks, for every kind,
+/// that the count is exactly the weights `init` makes.
 impl crate::checkpoint::ParamCount for EncoderSpec {
     /// The main weight matrices of each kind (biases and norms left out); `u128::MAX` for
     /// a spec no network can be built from (an MLP without layers).
