@@ -128,7 +128,7 @@ where
 
 /// Runs the parsed command.
 /// An error as the user reads it: its chain on one line (`{e:#}`), each line cut to
-/// [`MESSAGE_LINE_MAX`] characters, so that a value of megabytes (a config line, a
+/// `MESSAGE_LINE_MAX` characters, so that a value of megabytes (a config line, a
 /// `--set`) is not echoed whole.
 pub fn error_text(e: &anyhow::Error) -> String {
     let text = format!("{e:#}");
