@@ -206,20 +206,19 @@ impl Actor {
     }
 }
 
-/// The index of the largest logit (the first of equals; NaNs are never chosen): the
-/// greedy action, or a classifier's prediction.
-pub fn argmax(logits: &[f32]) -> usize {
-    logits
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv {
-                (i, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
+/// The index of the largest value (the first of equals; NaNs are never chosen; 0 when
+/// every value is NaN or `v` is empty): the greedy action, a classifier's prediction, a
+/// kNN vote.
+pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+    let mut best: Option<(usize, T)> = None;
+    for (i, &x) in v.iter().enumerate() {
+        // Only NaN is not ordered against itself.
+        let comparable = x.partial_cmp(&x).is_some();
+        if comparable && best.is_none_or(|(_, b)| x > b) {
+            best = Some((i, x));
+        }
+    }
+    best.map_or(0, |(i, _)| i)
 }
 
 /// Samples from softmax(logits); returns the action and its log-probability.
@@ -238,4 +237,17 @@ pub fn sample_action(logits: &[f32], rng: &mut SeededRng) -> (usize, f32) {
         }
     }
     (chosen, logits[chosen] - log_z)
+}
+
+#[cfg(test)]
+mod argmax_tests {
+    use super::argmax;
+    #[test]
+    fn argmax_takes_the_first_largest_and_never_a_nan() {
+        assert_eq!(argmax(&[0.5f32, 2.0, -1.0, 2.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, -3.0, f32::NAN, -2.0]), 3);
+        assert_eq!(argmax(&[f64::NAN, f64::NAN]), 0);
+        assert_eq!(argmax::<f64>(&[]), 0);
+        assert_eq!(argmax(&[1.0f64, f64::INFINITY, 7.0]), 1);
+    }
 }

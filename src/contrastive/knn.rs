@@ -27,12 +27,6 @@ fn normalized(x: &[f32], d: usize) -> candle_core::Result<Tensor> {
     x.broadcast_div(&norm)
 }
 
-fn argmax(v: &[f64]) -> usize {
-    (0..v.len())
-        .max_by(|&a, &b| v[a].total_cmp(&v[b]).then(b.cmp(&a)))
-        .unwrap_or(0)
-}
-
 impl Knn {
     /// The predicted class of every query (rows of `d` features) from a bank of
     /// labelled rows.
@@ -76,7 +70,7 @@ impl Knn {
                 for i in idx {
                     votes[bank_y[i]] += (row[i] as f64 / self.temperature).exp();
                 }
-                out.push(argmax(&votes));
+                out.push(rlcpc_agents::argmax(&votes));
             }
         }
         Ok(out)
