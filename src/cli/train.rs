@@ -94,19 +94,48 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(list) = seeds {
         let seeds = parse_seeds(&list)?;
-        return run_seeds(config, &seeds, out, overrides, resume, dev, quiet);
+        let run = RunArgs {
+            config,
+            out,
+            overrides,
+            resume,
+            device: dev,
+            quiet,
+        };
+        return run_seeds(&run, &seeds);
     }
     if let Some(s) = seed {
         overrides.push(format!("run.seed={s}"));
     }
+    let run = RunArgs {
+        config,
+        out,
+        overrides,
+        resume,
+        device: dev,
+        quiet,
+    };
     if distributed {
         let how = Distributed {
             learners,
             timeout: rank_timeout,
         };
-        return run_distributed(config, out, &overrides, resume, dev, quiet, how);
+        return run_distributed(&run, how);
     }
-    one_run(config, out, &overrides, resume, dev, quiet, &Threads).map(|_| ())
+    one_run(&run, &Threads).map(|_| ())
+}
+
+/// What one training run is given: the config (file or preset; `None` with `resume`,
+/// which reads the run directory's), the run directory, `--set` overrides, the device
+/// and whether to hide the progress bar.
+#[derive(Clone)]
+struct RunArgs {
+    config: Option<PathBuf>,
+    out: Option<PathBuf>,
+    overrides: Vec<String>,
+    resume: bool,
+    device: DeviceArg,
+    quiet: bool,
 }
 
 /// `--learners` and `--rank-timeout`.
@@ -118,15 +147,7 @@ struct Distributed {
 
 /// `--distributed` without MPI compiled in.
 #[cfg(not(feature = "mpi"))]
-fn run_distributed(
-    _: Option<PathBuf>,
-    _: Option<PathBuf>,
-    _: &[String],
-    _: bool,
-    _: DeviceArg,
-    _: bool,
-    _: Distributed,
-) -> Result<()> {
+fn run_distributed(_: &RunArgs, _: Distributed) -> Result<()> {
     bail!("--distributed: this rlcpc was built without MPI; rebuild with `cargo build --release --features mpi` (OpenMPI: `apt-get install libopenmpi-dev openmpi-bin libclang-dev`)")
 }
 
@@ -134,19 +155,11 @@ fn run_distributed(
 /// threads) and the other learners; every other rank serves it
 /// ([`crate::rl::distributed::run_job`]).
 #[cfg(feature = "mpi")]
-fn run_distributed(
-    config: Option<PathBuf>,
-    out: Option<PathBuf>,
-    overrides: &[String],
-    resume: bool,
-    dev: DeviceArg,
-    quiet: bool,
-    how: Distributed,
-) -> Result<()> {
-    let out_dir = out.clone().unwrap_or_default();
-    let device = || dev.device();
+fn run_distributed(run: &RunArgs, how: Distributed) -> Result<()> {
+    let out_dir = run.out.clone().unwrap_or_default();
+    let device = || run.device.device();
     crate::rl::distributed::run_job(how.learners, how.timeout, &out_dir, device, |actors| {
-        one_run(config, out, overrides, resume, dev, quiet, actors).map(|_| ())
+        one_run(run, actors).map(|_| ())
     })
 }
 
@@ -183,19 +196,19 @@ pub fn parse_seeds(list: &str) -> Result<Vec<u64>> {
 /// ([`crate::rl::study::seeds::summary`]). With `resume`, seeds
 /// with a `result.json` are kept, a seed with a checkpoint resumes and the others start
 /// from a finished seed's config.
-fn run_seeds(
-    config: Option<PathBuf>,
-    seeds: &[u64],
-    out: Option<PathBuf>,
-    overrides: Vec<String>,
-    resume: bool,
-    dev: DeviceArg,
-    quiet: bool,
-) -> Result<()> {
-    let base = match &out {
+fn run_seeds(run: &RunArgs, seeds: &[u64]) -> Result<()> {
+    let RunArgs {
+        config,
+        out,
+        overrides,
+        resume,
+        ..
+    } = run;
+    let resume = *resume;
+    let base = match out {
         Some(o) => o.clone(),
         None => {
-            let first = Config::load(config.as_deref(), &overrides)?;
+            let first = Config::load(config.as_deref(), overrides)?;
             let p =
                 crate::run_dir::default_path(config.as_deref(), first.aux.kind.as_str(), seeds[0]);
             PathBuf::from(format!("{}-seeds{}", p.display(), seeds.len()))
@@ -244,18 +257,15 @@ fn run_seeds(
             continue;
         }
         eprintln!("seed {seed} ({}/{})", i + 1, seeds.len());
-        let mut o = overrides.clone();
-        o.push(format!("run.seed={seed}"));
         let again = resume && dir.join(crate::run_dir::CHECKPOINT).is_file();
-        let (s, _) = one_run(
-            if again { None } else { started.clone() },
-            Some(dir.clone()),
-            &o,
-            again,
-            dev,
-            quiet,
-            &Threads,
-        )?;
+        let mut one = RunArgs {
+            config: if again { None } else { started.clone() },
+            out: Some(dir.clone()),
+            resume: again,
+            ..run.clone()
+        };
+        one.overrides.push(format!("run.seed={seed}"));
+        let (s, _) = one_run(&one, &Threads)?;
         // The study's metrics (crate::rl::study::stats): one definition for both.
         let m = crate::rl::study::RunMetrics::read(&dir)?;
         let solved_at = s.solved.map(|(steps, _)| steps);
@@ -293,20 +303,23 @@ fn run_seeds(
 
 /// One run; returns its summary and directory.
 fn one_run(
-    config: Option<PathBuf>,
-    out: Option<PathBuf>,
-    overrides: &[String],
-    resume: bool,
-    dev: DeviceArg,
-    quiet: bool,
+    run: &RunArgs,
     actors: &dyn ActorSource<'_>,
 ) -> Result<(crate::rl::train::TrainSummary, PathBuf)> {
+    let RunArgs {
+        config,
+        out,
+        overrides,
+        resume,
+        device: dev,
+        quiet,
+    } = run.clone();
     // First: loading the config starts a Python environment where it names one, and a
     // signal meanwhile must not kill rlcpc before it can end that process.
     let stop = stop_on_ctrl_c()?;
     let (cfg, notes) = match (&out, resume) {
-        (Some(dir), true) => saved_config_with_notes(dir, overrides)?,
-        _ => Config::load_with_notes(config.as_deref(), overrides)?,
+        (Some(dir), true) => saved_config_with_notes(dir, &overrides)?,
+        _ => Config::load_with_notes(config.as_deref(), &overrides)?,
     };
     for n in notes {
         eprintln!("{n}");
