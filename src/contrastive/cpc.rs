@@ -43,6 +43,14 @@ pub struct Pair {
 }
 
 /// Sampling settings of a CPC loss.
+///
+/// Each config that trains CPC (the agent's `[aux]`, and `[cpc]` of the audio, text,
+/// frames and image trainers) declares `horizon`, `negatives`, `num_negatives` (and
+/// `start_times`, `horizons`) itself, with its own default and documentation, and maps
+/// them here. They are not one shared section flattened into each: serde's
+/// `deny_unknown_fields`, which gives a misspelt key its error naming the key, does not
+/// work with `#[serde(flatten)]`, and the defaults differ by modality (K = 12 for
+/// audio, 30 for the agent).
 #[derive(Debug, Clone, Default)]
 pub struct CpcSampling {
     /// K: the largest offset predicted (one W_k per k = 1..=K).
