@@ -92,22 +92,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(a) = aux {
         overrides.push(format!("aux.kind=\"{}\"", a.as_str()));
     }
-    if let Some(list) = seeds {
-        let seeds = parse_seeds(&list)?;
-        let run = RunArgs {
-            config,
-            out,
-            overrides,
-            resume,
-            device: dev,
-            quiet,
-        };
-        return run_seeds(&run, &seeds);
-    }
-    if let Some(s) = seed {
-        overrides.push(format!("run.seed={s}"));
-    }
-    let run = RunArgs {
+    let mut run = RunArgs {
         config,
         out,
         overrides,
@@ -115,6 +100,12 @@ pub fn run(args: Args) -> Result<()> {
         device: dev,
         quiet,
     };
+    if let Some(list) = seeds {
+        return run_seeds(&run, &parse_seeds(&list)?);
+    }
+    if let Some(s) = seed {
+        run.overrides.push(format!("run.seed={s}"));
+    }
     if distributed {
         let how = Distributed {
             learners,
