@@ -9,6 +9,7 @@ use std::fmt::Write;
 /// The files that define config structs, relative to the crate root.
 const FILES: &[&str] = &[
     "src/config/mod.rs",
+    "src/config/auxiliary.rs",
     "agents/src/config.rs",
     "envs/src/config.rs",
     "src/pretrain/mod.rs",

@@ -334,7 +334,7 @@ fn cpc_gradients_reach_encoder_and_core() {
 #[test]
 fn aux_none_builds_no_head() {
     let mut cfg = lstm_cpc_config();
-    cfg.aux.kind = rlcpc::config::AuxKind::None;
+    cfg.aux.set_kind(rlcpc::config::AuxKind::None);
     let spec = net_spec(&cfg).unwrap();
     let learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
     assert!(learner.aux.is_none());
@@ -423,7 +423,7 @@ fn accuracy_counts_ties_as_a_share() {
 /// InfoNCE loss, weighted per horizon as for CPC.
 #[test]
 fn cpca_loss_matches_a_direct_loop_over_pairs() {
-    use rlcpc::config::AuxConfig;
+    use rlcpc::config::{CpcHeadConfig, CpcaHeadConfig};
     use rlcpc::rl::auxiliary::cpca::{CpcaAux, CpcaDims, CpcaLoss};
     use rlcpc_agents::AuxLoss;
     let dev = Device::Cpu;
@@ -475,18 +475,20 @@ fn cpca_loss_matches_a_direct_loop_over_pairs() {
     let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
     let softplus = |x: f64| (1.0 + x.exp()).ln();
     for objective in [CpcaLoss::Binary, CpcaLoss::Infonce] {
-        let cfg = AuxConfig {
-            horizon: k,
-            num_negatives: 4,
+        let cfg = CpcaHeadConfig {
+            predict: CpcHeadConfig {
+                horizon: k,
+                num_negatives: 4,
+                ..CpcHeadConfig::default()
+            },
             cpca_loss: objective,
-            ..AuxConfig::default()
         };
         let mut aux = CpcaAux::new(&cfg, dims, &init.varmap, &dev, 11).unwrap();
         // The head's generator as it stands before the loss draws its pairs.
         let mut rng: rlcpc_envs::SeededRng = serde_json::from_value(aux.save_rng()).unwrap();
         let r = aux.evaluate(&z, &c, &first, &actions).unwrap().unwrap();
 
-        let s: CpcSampling = (&cfg).into();
+        let s: CpcSampling = (&cfg.predict).into();
         let pairs = sample_pairs(&first, t_len, b, &s, &mut rng);
         let cand = sample_candidates(&pairs, t_len, b, &s, &mut rng);
         assert_eq!(pairs, r.pairs);

@@ -55,10 +55,11 @@ fn loss_and_grads(dev: &Device) -> (f32, Vec<(String, Vec<f32>)>) {
     let spec = NetSpec::new(&cfg.model, &obs_space, &Space::Discrete(9)).unwrap();
     let mut init = Init::new(3, dev);
     spec.init(&mut init).unwrap();
-    CpcAux::init(&cfg.aux, spec.feature_dim(), spec.context_dim(), &mut init).unwrap();
+    let head = cfg.aux.predict().unwrap();
+    CpcAux::init(head, spec.feature_dim(), spec.context_dim(), &mut init).unwrap();
     let net = AgentNet::new(spec.clone(), &init.varmap, dev).unwrap();
     let mut aux = CpcAux::new(
-        &cfg.aux,
+        head,
         spec.feature_dim(),
         spec.context_dim(),
         &init.varmap,

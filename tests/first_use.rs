@@ -26,17 +26,17 @@ fn aux_cpc_and_none_work_on_every_preset() {
                 "run.total_steps=1",
             ]);
             let cfg = rlcpc::config::Config::load(Some(&out.join("config.toml")), &[]).unwrap();
-            assert_eq!(rlcpc::config::user_name(&cfg.aux.kind), aux, "{preset}");
+            assert_eq!(rlcpc::config::user_name(&cfg.aux.kind()), aux, "{preset}");
             if aux == "cpc" {
                 // K is what the run used: below the unroll, said when it was clipped.
-                assert!(cfg.aux.horizon < cfg.algo.unroll, "{preset}");
-                let preset_k = rlcpc::config::Config::load(Some(Path::new(preset)), &[])
-                    .unwrap()
-                    .aux
-                    .horizon;
+                let k = cfg.aux.predict().unwrap().horizon;
+                assert!(k < cfg.algo.unroll, "{preset}");
+                let base = rlcpc::config::Config::load(Some(Path::new(preset)), &[]).unwrap();
+                // A preset without the head gets CPC's default K, 30.
+                let preset_k = base.aux.predict().map_or(30, |p| p.horizon);
                 assert_eq!(
                     err.contains("aux.horizon"),
-                    preset_k != cfg.aux.horizon,
+                    preset_k != k,
                     "{preset}: {err}"
                 );
             }
@@ -44,7 +44,7 @@ fn aux_cpc_and_none_work_on_every_preset() {
     }
     // The default preset's clipped K (30 → unroll 5 − 1).
     let cfg = rlcpc::config::Config::load(None, &["aux.kind=\"cpc\"".into()]).unwrap();
-    assert_eq!(cfg.aux.horizon, 4);
+    assert_eq!(cfg.aux.predict().unwrap().horizon, 4);
 }
 
 #[test]

@@ -272,3 +272,99 @@ fn an_encoder_file_runs_on_plain_arrays_as_its_network_does() {
     let e = format!("{:#}", enc.forward_text(&[vec![1, 2]]).unwrap_err());
     assert!(e.contains("does not read sentences"), "{e}");
 }
+
+/// `[aux]` is a tagged section: each head takes its own keys only, a key of another head
+/// is refused naming the heads that take it, and setting `aux.kind` replaces the section
+/// (keys the new head shares stay; a key set by an earlier `--set` is kept, and refused
+/// if the new head does not take it). A `config.toml` that an older rlcpc wrote, with
+/// every head's keys, still loads as its own head.
+#[test]
+fn aux_is_a_tagged_section_and_a_key_of_another_head_is_refused() {
+    use rlcpc::config::{AuxConfig, AuxKind, CpcaLoss};
+    use std::path::Path;
+    let load = |preset: &str, sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Config::load(Some(Path::new(preset)), &sets)
+    };
+    // The preset's CPC keys go when the kind changes; its weight stays.
+    let c = load(
+        "lab-explore_goal_locations",
+        &["aux.weight=0.3", "aux.kind=\"curl\""],
+    )
+    .unwrap();
+    match &c.aux {
+        AuxConfig::Curl(h) => assert_eq!((h.weight, h.curl_shift), (0.3, 4)),
+        other => panic!("{other:?}"),
+    }
+    // CPC → CPC|A keeps every predicting key.
+    let c = load(
+        "popgym",
+        &["aux.kind=\"cpca\"", "aux.cpca_loss=\"infonce\""],
+    )
+    .unwrap();
+    match &c.aux {
+        AuxConfig::Cpca(h) => {
+            assert_eq!((h.predict.horizon, h.predict.horizons), (8, 2));
+            assert_eq!(h.cpca_loss, CpcaLoss::Infonce);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A key of another head, from a --set before or after the kind, or from a file.
+    for sets in [
+        &["aux.kind=\"curl\"", "aux.horizon=5"][..],
+        &["aux.horizon=5", "aux.kind=\"curl\""],
+        &["aux.kind=\"cpc\"", "aux.cpca_loss=\"binary\""],
+        &["aux.kind=\"none\"", "aux.weight=0.5"],
+    ] {
+        let e = load("lab-explore_goal_locations", sets)
+            .unwrap_err()
+            .to_string();
+        let key = sets.iter().find(|s| !s.starts_with("aux.kind")).unwrap();
+        let key = key.split('=').next().unwrap();
+        assert!(
+            e.contains(&format!("{key} is not a key of aux.kind")),
+            "{sets:?}: {e}"
+        );
+    }
+    let e = load("cartpole", &["aux.curl_shift=2"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("a key of \"curl\"") && e.contains("\"none\" takes no other key"),
+        "{e}"
+    );
+    let e = Config::from_toml(
+        "[env]\nid = \"CartPole-v1\"\n[aux]\nkind = \"curl\"\nhorizon = 3\n",
+        "mine.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("mine.toml") && e.contains("aux.horizon"), "{e}");
+    let e = load("cartpole", &["aux.kind=\"cpcx\""])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cpcx") && e.contains("curl"), "{e}");
+    // What the config writes reads back as the same config, for every kind.
+    for kind in AuxKind::ALL {
+        let c = load("tmaze", &[&format!("aux.kind=\"{}\"", kind.as_str())]);
+        if kind == AuxKind::Curl {
+            continue; // CURL needs images; its keys are checked above
+        }
+        let c = c.unwrap();
+        assert_eq!(c.aux.kind(), kind);
+        assert_eq!(Config::from_toml(&c.to_toml(), "x").unwrap(), c, "{kind:?}");
+    }
+    // The format before: every head's keys in one section, read as the head's own.
+    let old = "[env]\nid = \"CartPole-v1\"\n[aux]\nkind = \"cpc\"\nweight = 0.2\nhorizon = 3\nnegatives = \"both\"\nnum_negatives = 7\nstart_times = 0\nhorizons = 0\ntargets = \"future\"\ncpca_loss = \"binary\"\ncurl_samples = 256\ncurl_shift = 4\ncurl_momentum = 0.95\n";
+    let c = Config::from_toml(old, "old.toml").unwrap();
+    let p = c.aux.predict().unwrap();
+    assert_eq!(
+        (c.aux.weight(), p.horizon, p.num_negatives),
+        (Some(0.2), 3, 7)
+    );
+    assert!(!c.to_toml().contains("curl_samples"));
+    // set_kind is what --set aux.kind does.
+    let mut a = load("popgym", &[]).unwrap().aux;
+    a.set_kind(AuxKind::Cpca);
+    assert_eq!(a, load("popgym", &["aux.kind=\"cpca\""]).unwrap().aux);
+}

@@ -336,7 +336,7 @@ fn forward_flops_by_hand() {
     let (f, what) = rlcpc::bench::agent_step_flops(&cfg).unwrap();
     assert_eq!((f, what.as_str()), (4.0 * net as f64, "network"));
     // With the CPC head: more, by its pairs' predictions and scores.
-    cfg.aux.kind = rlcpc::config::AuxKind::Cpc;
+    cfg.aux.set_kind(rlcpc::config::AuxKind::Cpc);
     let (g, what) = rlcpc::bench::agent_step_flops(&cfg).unwrap();
     assert!(g > f && what.contains("CPC head"), "{g} {what}");
 }

@@ -227,8 +227,70 @@ fn an_arm_with_a_base_may_change_a_tuned_key_of_the_base_choice() {
         // other tuned values and its own learning rate.
         assert_eq!(x.optim.lr, [0.001, 0.003][ci]);
         assert_eq!(y.optim.lr, 0.005);
-        assert_eq!((x.aux.weight, y.aux.weight), (0.2, 0.2));
-        assert_ne!(x.aux.horizon, 4, "the preset's horizon");
-        assert_eq!(y.aux.horizon, 4);
+        assert_eq!((x.aux.weight(), y.aux.weight()), (Some(0.2), Some(0.2)));
+        let horizon = |c: &rlcpc::config::Config| c.aux.predict().unwrap().horizon;
+        assert_ne!(horizon(&x), 4, "the preset's horizon");
+        assert_eq!(horizon(&y), 4);
     }
+}
+
+/// A tuned key that an arm has no place for (`aux.weight` where `aux.kind = "none"`) is
+/// left out of that arm's configurations, not refused; and a plan pinned when `[aux]`
+/// held every head's keys still stands (same settings, written another way), while a
+/// real change is still refused.
+#[test]
+fn tuned_keys_an_arm_lacks_are_left_out_and_older_pinned_plans_stand() {
+    use rlcpc::rl::study::Study;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    let plan = |weight: f64| {
+        format!("[study]\nname = \"t\"\nseeds = [1, 2]\n[[task]]\nname = \"a\"\nconfig = \"tmaze\"\nsteps = 10\n[[arm]]\nname = \"none\"\nset = ['aux.kind=\"none\"']\n[[arm]]\nname = \"cpc\"\nset = ['aux.kind=\"cpc\"', \"aux.weight={weight}\"]\n[tuning]\ntasks = [\"a\"]\nseeds = [9]\n[tuning.space]\n\"optim.lr\" = [0.001, 0.003]\n\"aux.weight\" = [0.2]\n")
+    };
+    std::fs::write(&p, plan(0.5)).unwrap();
+    let out = dir.path().join("out");
+    let study = Study::open(&p, Some(out.clone()), false).unwrap();
+    let none = study.config(0, 0, 1, Some(1)).unwrap();
+    assert_eq!((none.aux.weight(), none.optim.lr), (None, 0.003));
+    // The arm's own set comes before the tuning: the tuned weight wins there.
+    assert_eq!(
+        study.config(0, 1, 1, Some(1)).unwrap().aux.weight(),
+        Some(0.2)
+    );
+    assert_eq!(study.untuned_keys(0, 0).unwrap(), ["aux.weight"]);
+    assert!(study
+        .notes
+        .iter()
+        .any(|n| n.contains("arm 'none' has no aux.weight")));
+    let hash = study.hash().to_string();
+    // The plan as the older format pinned it: every head's keys in each [aux].
+    let pinned = out.join("plan.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pinned).unwrap()).unwrap();
+    for (_, v) in json["configs"].as_object_mut().unwrap() {
+        let mut t: toml::Table = toml::from_str(v.as_str().unwrap()).unwrap();
+        let aux = t.get_mut("aux").unwrap().as_table_mut().unwrap();
+        for (k, x) in [
+            ("weight", toml::Value::Float(0.1)),
+            ("horizon", 30.into()),
+            ("negatives", "both".into()),
+            ("num_negatives", 20.into()),
+            ("start_times", 8.into()),
+            ("horizons", 0.into()),
+            ("targets", "future".into()),
+            ("cpca_loss", "binary".into()),
+            ("curl_samples", 256.into()),
+            ("curl_shift", 4.into()),
+            ("curl_momentum", toml::Value::Float(0.95)),
+        ] {
+            aux.entry(k).or_insert(x);
+        }
+        *v = toml::to_string(&t).unwrap().into();
+    }
+    std::fs::write(&pinned, serde_json::to_string(&json).unwrap()).unwrap();
+    let again = Study::open(&p, Some(out.clone()), false).unwrap();
+    assert_eq!(again.hash(), hash);
+    // A change of a setting is refused as before.
+    std::fs::write(&p, plan(0.7)).unwrap();
+    let e = Study::open(&p, Some(out), false).err().unwrap().to_string();
+    assert!(e.contains("another plan"), "{e}");
 }

@@ -87,7 +87,7 @@ fn train(
         eprintln!("{n}");
     }
     let out = out.unwrap_or_else(|| {
-        rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
+        rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind().as_str(), cfg.run.seed)
     });
     let spec = py
         .detach(|| rlcpc::rl::train::preflight(&cfg))

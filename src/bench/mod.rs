@@ -14,7 +14,7 @@ use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rlcpc_envs::{EnvConfig, SeededRng};
 
-use crate::config::{AuxKind, Config};
+use crate::config::{AuxConfig, AuxKind, Config};
 use crate::rl::train::{train, TrainOptions};
 
 pub fn median(v: &[f64]) -> f64 {
@@ -140,10 +140,10 @@ pub fn lab_cases(watermaze: &Config) -> Vec<(String, Config)> {
     rgb_async.run.mode = rlcpc_agents::Mode::Async;
     rgb_async.algo.vtrace = true;
     let mut rgb_curl = rgb.clone();
-    rgb_curl.aux.kind = AuxKind::Curl;
+    rgb_curl.aux.set_kind(AuxKind::Curl);
     let mut rgb_cpca = rgb.clone();
-    rgb_cpca.aux.kind = AuxKind::Cpca;
-    let k = watermaze.aux.horizon;
+    rgb_cpca.aux.set_kind(AuxKind::Cpca);
+    let k = horizon(watermaze);
     vec![
         (format!("train lab grid mlp+lstm, aux cpc (K={k})"), grid),
         (format!("train lab rgb conv+lstm, aux cpc (K={k})"), rgb),
@@ -154,6 +154,11 @@ pub fn lab_cases(watermaze: &Config) -> Vec<(String, Config)> {
         ("train lab rgb conv+lstm, aux curl".into(), rgb_curl),
         ("train lab rgb conv+lstm, aux cpca".into(), rgb_cpca),
     ]
+}
+
+/// The CPC horizon K of a preset with a predicting head (0 without one), for case names.
+fn horizon(cfg: &Config) -> usize {
+    cfg.aux.predict().map_or(0, |p| p.horizon)
 }
 
 /// One line of phase times, e.g. `collect 2.19 (env 0.31) | forward 1.56 ...` (ms per
@@ -179,12 +184,12 @@ fn in_memory(device: &Device) -> TrainOptions {
 /// The throughput cases of `rlcpc bench`: (name, config).
 pub fn throughput_cases(mlp: &Config, lstm_cpc: &Config) -> [(String, Config); 3] {
     let mut lstm_none = lstm_cpc.clone();
-    lstm_none.aux.kind = AuxKind::None;
+    lstm_none.aux.set_kind(AuxKind::None);
     [
         ("train mlp, aux none".into(), mlp.clone()),
         ("train lstm, aux none".into(), lstm_none),
         (
-            format!("train lstm, aux cpc (K={})", lstm_cpc.aux.horizon),
+            format!("train lstm, aux cpc (K={})", horizon(lstm_cpc)),
             lstm_cpc.clone(),
         ),
     ]
@@ -201,11 +206,11 @@ pub struct PopgymCases {
 pub fn popgym_cases(popgym: &Config) -> PopgymCases {
     let case = |kind: AuxKind| {
         let mut c = popgym.clone();
-        c.aux.kind = kind;
+        c.aux.set_kind(kind);
         let k = if kind == AuxKind::None {
             String::new()
         } else {
-            format!(" (K={})", c.aux.horizon)
+            format!(" (K={})", horizon(&c))
         };
         (format!("train popgym lstm, aux {}{k}", kind.as_str()), c)
     };
@@ -473,10 +478,10 @@ pub fn agent_step_flops(cfg: &Config) -> Result<(f64, String)> {
     let spec = crate::nn::NetSpec::for_env(&cfg.model, env.as_ref()).map_err(anyhow::Error::msg)?;
     let net = spec.forward_flops() * (1.0 + TRAIN);
     let (t, b) = (cfg.algo.unroll, cfg.env.num_envs);
-    match cfg.aux.kind {
-        AuxKind::None => Ok((net, "network".into())),
-        AuxKind::Cpc => {
-            let s = crate::contrastive::cpc::CpcSampling::from(&cfg.aux);
+    match &cfg.aux {
+        AuxConfig::None => Ok((net, "network".into())),
+        AuxConfig::Cpc(c) => {
+            let s = crate::contrastive::cpc::CpcSampling::from(c);
             let first = vec![0.0; t * b];
             let mut rng = SeededRng::seed_from_u64(0);
             let pairs = (0..16)
@@ -490,10 +495,10 @@ pub fn agent_step_flops(cfg: &Config) -> Result<(f64, String)> {
                 format!("network and CPC head ({pairs:.0} pairs per update)"),
             ))
         }
-        AuxKind::Curl => {
+        AuxConfig::Curl(c) => {
             // Per update: the queries forward and backward (TRAIN), the keys forward (1),
             // and the bilinear scores (q W, then against every key) with their gradients.
-            let n = cfg.aux.curl_samples.min((t + 1) * b);
+            let n = c.curl_samples.min((t + 1) * b);
             let (enc, d) = (spec.encoder.forward_flops(0), spec.feature_dim());
             let scores = linear(d, d) + linear(d, n);
             let per_update = n as f64 * (enc * (TRAIN + 1.0) + TRAIN * scores);
@@ -504,7 +509,7 @@ pub fn agent_step_flops(cfg: &Config) -> Result<(f64, String)> {
         }
         k => Ok((
             net,
-            format!("network only ({} head not counted)", k.as_str()),
+            format!("network only ({} head not counted)", k.kind().as_str()),
         )),
     }
 }

@@ -200,8 +200,11 @@ fn run_seeds(run: &RunArgs, seeds: &[u64]) -> Result<()> {
         Some(o) => o.clone(),
         None => {
             let first = Config::load(config.as_deref(), overrides)?;
-            let p =
-                crate::run_dir::default_path(config.as_deref(), first.aux.kind.as_str(), seeds[0]);
+            let p = crate::run_dir::default_path(
+                config.as_deref(),
+                first.aux.kind().as_str(),
+                seeds[0],
+            );
             PathBuf::from(format!("{}-seeds{}", p.display(), seeds.len()))
         }
     };
@@ -316,7 +319,7 @@ fn one_run(
         eprintln!("{n}");
     }
     let out = out.unwrap_or_else(|| {
-        crate::run_dir::default_path(config.as_deref(), cfg.aux.kind.as_str(), cfg.run.seed)
+        crate::run_dir::default_path(config.as_deref(), cfg.aux.kind().as_str(), cfg.run.seed)
     });
     let spec = crate::rl::train::preflight(&cfg)?;
     for w in crate::rl::train::memory_warnings(&cfg)? {
@@ -333,7 +336,7 @@ fn one_run(
     eprintln!(
         "training {} ({} aux) into {}",
         cfg.env.id,
-        match cfg.aux.kind {
+        match cfg.aux.kind() {
             AuxKind::None => "no",
             k => k.as_str(),
         },

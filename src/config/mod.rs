@@ -5,10 +5,14 @@
 //! overrides, then command-line flags; unknown keys, wrong types and out-of-range values
 //! are rejected with the key, the value and the file named.
 
+mod auxiliary;
 mod load;
 pub mod show;
 
-pub use load::{apply_override, from_table, load};
+pub use auxiliary::{
+    AuxConfig, AuxKind, CpcHeadConfig, CpcaHeadConfig, CpcaLoss, CurlHeadConfig, Targets,
+};
+pub use load::{apply_override, from_table, load, Tagged};
 
 use std::path::Path;
 
@@ -116,7 +120,8 @@ pub struct Config {
     /// The optimiser (RMSProp or Adam) and its learning rate.
     #[serde(default)]
     pub optim: OptimConfig,
-    /// The auxiliary loss: `kind = "cpc"` adds the CPC head (§3.4), `"none"` builds none.
+    /// The auxiliary loss: `kind = "cpc"` adds the CPC head (§3.4), `"cpca"` CPC|A,
+    /// `"curl"` CURL, `"none"` builds none; each kind takes its own keys only.
     #[serde(default)]
     pub aux: AuxConfig,
 }
@@ -278,52 +283,6 @@ pub enum ExtraInputs {
     Encoder,
 }
 
-/// Auxiliary loss on or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum AuxKind {
-    /// No head at all: no parameters, no cost.
-    None,
-    /// Contrastive Predictive Coding (van den Oord et al. 2018, §3.4).
-    Cpc,
-    /// Action-conditioned CPC, CPC|A (Guo et al. 2018): a GRU over the future actions,
-    /// started from the context, predicts z_{t+k}; binary classification or InfoNCE.
-    Cpca,
-    /// CURL (Srinivas et al. 2020) adapted to A2C: two random shifts of each sampled
-    /// observation, the agent's encoder on one and a momentum key encoder on the other,
-    /// bilinear similarity, InfoNCE over the samples. Image observations, conv encoder.
-    Curl,
-}
-
-impl AuxKind {
-    /// Whether the head predicts future steps (CPC, CPC|A): `horizon` and the
-    /// negatives apply.
-    pub fn predicts(self) -> bool {
-        matches!(self, AuxKind::Cpc | AuxKind::Cpca)
-    }
-
-    /// The config's spelling: `none`, `cpc`, `cpca` or `curl`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuxKind::None => "none",
-            AuxKind::Cpc => "cpc",
-            AuxKind::Cpca => "cpca",
-            AuxKind::Curl => "curl",
-        }
-    }
-}
-
-/// CPC|A's objective over the classifier's scores.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CpcaLoss {
-    /// Logistic loss: the positive labelled 1, each negative 0 (Guo et al. 2018).
-    #[default]
-    Binary,
-    /// InfoNCE over the positive and the negatives.
-    Infonce,
-}
-
 /// Where CPC's negatives come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -340,85 +299,6 @@ pub enum Negatives {
     Speaker,
 }
 
-/// What the predicting heads (CPC, CPC|A) take as each pair's positive.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Targets {
-    /// z_{t+k}: the future of the context's own sequence (the paper's objective).
-    #[default]
-    Future,
-    /// An ablation: the z of a random time step of another sequence of the batch (of the
-    /// same sequence when the batch has one), drawn anew for every pair. The head gets
-    /// gradients of the same size and no information about the future: does predicting
-    /// the future matter, or any auxiliary gradient?
-    Shuffled,
-}
-
-/// `[aux]`: the CPC auxiliary head.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuxConfig {
-    /// `cpc` (the CPC head), `cpca` (action-conditioned CPC), `curl` (CURL's
-    /// contrastive loss on augmented observations) or `none` (no head, no parameters,
-    /// no cost); `--aux`.
-    pub kind: AuxKind,
-    /// Weight of the InfoNCE loss in the total loss (Habitat / Sample Factory CPC|A: 0.1).
-    pub weight: f64,
-    /// K: steps ahead predicted, each with its own linear map W_k (paper: 30); < unroll.
-    pub horizon: usize,
-    /// Where negatives come from: `sequence` (other steps of the same environment),
-    /// `batch` (other environments at the same step) or `both` (any other step).
-    pub negatives: Negatives,
-    /// Negatives per positive, sampled with replacement (Habitat: 20).
-    pub num_negatives: usize,
-    /// Start times sampled per sequence and update (0: every time step).
-    pub start_times: usize,
-    /// Horizons sampled per start time (0: every k = 1..K that stays in the unroll).
-    pub horizons: usize,
-    /// CPC and CPC|A: `future` (z_{t+k}, the objective) or `shuffled` (the ablation: z
-    /// of a random step of another sequence as each pair's positive).
-    pub targets: Targets,
-    /// CPC|A's objective: `binary` (the positive labelled 1, each negative 0; Guo et al.,
-    /// Sample Factory, habitat-lab) or `infonce`.
-    pub cpca_loss: CpcaLoss,
-    /// CURL: observations of the unroll sampled per update (the InfoNCE batch).
-    pub curl_samples: usize,
-    /// CURL: each view is the observation shifted by up to this many pixels in each
-    /// direction, edges replicated (DrQ's random shift; CURL crops 84 of 100 pixels).
-    pub curl_shift: usize,
-    /// CURL: m of the key encoder's θ_k ← m θ_k + (1 − m) θ_q, in [0, 1) (CURL: 0.95).
-    pub curl_momentum: f64,
-    /// CURL: a sample's negatives leave out the frames of its own environment fewer
-    /// than this many steps away (near-duplicates of it, not negatives); 0 keeps every
-    /// other sample. Not written into configs at its default (4).
-    #[serde(skip_serializing_if = "is_default_curl_exclude")]
-    pub curl_exclude: usize,
-}
-
-fn is_default_curl_exclude(v: &usize) -> bool {
-    *v == AuxConfig::default().curl_exclude
-}
-
-impl Default for AuxConfig {
-    fn default() -> Self {
-        AuxConfig {
-            kind: AuxKind::None,
-            weight: 0.1,
-            horizon: 30,
-            negatives: Negatives::Both,
-            num_negatives: 20,
-            start_times: 0,
-            horizons: 0,
-            targets: Targets::Future,
-            cpca_loss: CpcaLoss::Binary,
-            curl_samples: 256,
-            curl_shift: 4,
-            curl_momentum: 0.95,
-            curl_exclude: 4,
-        }
-    }
-}
-
 impl Config {
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -426,7 +306,7 @@ impl Config {
             path: origin.into(),
             message: e.to_string(),
         })?;
-        from_table(value, origin)
+        load::from_tagged_table(value, origin, &[auxiliary::AUX_SECTION])
     }
 
     /// Loads `path`, or the built-in preset of that name (`cartpole`, ...), applies
@@ -441,7 +321,8 @@ impl Config {
         path: Option<&Path>,
         overrides: &[String],
     ) -> Result<(Config, Vec<String>), ConfigError> {
-        let (mut cfg, origin): (Config, String) = load::load(path, overrides, PRESETS)?;
+        let (mut cfg, origin): (Config, String) =
+            load::load(path, overrides, PRESETS, &[auxiliary::AUX_SECTION])?;
         let notes = cfg.resolve();
         cfg.validate().map_err(|message| ConfigError::Invalid {
             path: origin,
@@ -456,14 +337,18 @@ impl Config {
     /// that `--aux cpc` works on every preset; the resolved K is what `config.toml` holds.
     pub fn resolve(&mut self) -> Vec<String> {
         let mut notes = Vec::new();
-        let a = &mut self.aux;
-        if a.kind.predicts() && self.algo.unroll >= 2 && a.horizon >= self.algo.unroll {
+        let unroll = self.algo.unroll;
+        if let Some(a) = self
+            .aux
+            .predict_mut()
+            .filter(|a| unroll >= 2 && a.horizon >= unroll)
+        {
             notes.push(format!(
                 "note: aux.horizon {} clipped to algo.unroll - 1 = {} (CPC predicts inside one unroll; raise algo.unroll for longer horizons)",
                 a.horizon,
-                self.algo.unroll - 1
+                unroll - 1
             ));
-            a.horizon = self.algo.unroll - 1;
+            a.horizon = unroll - 1;
         }
         notes
     }
@@ -508,8 +393,6 @@ impl Config {
             ("algo.unroll", self.algo.unroll, 65_536),
             ("model.lstm_hidden", self.model.lstm_hidden, 65_536),
             ("model.conv_fc", self.model.conv_fc, 65_536),
-            ("aux.num_negatives", self.aux.num_negatives, 65_536),
-            ("aux.curl_exclude", self.aux.curl_exclude, 65_536),
         ] {
             if v > max {
                 return Err(Invalid::new(key, format!("{v} (at most {max})")));
@@ -578,81 +461,26 @@ impl Config {
                 "false with run.mode = \"async\" (async mode needs V-trace to correct policy lag)",
             ));
         }
-        let a = &self.aux;
-        if a.kind != AuxKind::None && !(a.weight >= 0.0 && a.weight.is_finite()) {
-            return Err(Invalid::new(
-                "aux.weight",
-                format!("{} (must be finite and >= 0)", a.weight),
-            ));
-        }
-        if a.kind == AuxKind::Curl {
-            if a.curl_samples < 2 || a.curl_samples > 65_536 {
-                return Err(Invalid::new(
-                    "aux.curl_samples",
-                    format!("{} (InfoNCE needs 2..=65536 samples)", a.curl_samples),
-                ));
-            }
-            if !(0.0..1.0).contains(&a.curl_momentum) {
-                return Err(Invalid::new(
-                    "aux.curl_momentum",
-                    format!("{} (m must be in [0, 1))", a.curl_momentum),
-                ));
-            }
-            if a.curl_shift > 64 {
-                return Err(Invalid::new(
-                    "aux.curl_shift",
-                    format!("{} (at most 64 pixels)", a.curl_shift),
-                ));
-            }
-        }
-        if a.targets == Targets::Shuffled && !a.kind.predicts() {
-            return Err(Invalid::new(
-                "aux.targets",
-                format!(
-                    "\"shuffled\" with aux.kind = \"{}\" (the ablation of a predicting head: cpc or cpca)",
-                    a.kind.as_str()
-                ),
-            ));
-        }
-        if a.kind.predicts() {
-            if a.horizon == 0 || a.horizon >= self.algo.unroll {
-                return Err(Invalid::new(
-                    "aux.horizon",
-                    format!(
-                        "{} (K must be in 1..algo.unroll = {})",
-                        a.horizon, self.algo.unroll
-                    ),
-                ));
-            }
-            if !(a.weight >= 0.0 && a.weight.is_finite()) {
-                return Err(Invalid::new(
-                    "aux.weight",
-                    format!("{} (must be finite and >= 0)", a.weight),
-                ));
-            }
-            if a.num_negatives == 0 {
-                return Err(Invalid::new(
-                    "aux.num_negatives",
-                    "0 (need at least one negative)",
-                ));
-            }
-            let per_batch = self.env.num_envs / r.workers
-                * if r.mode == Mode::Async && r.batch_rollouts > 0 {
-                    r.batch_rollouts
-                } else {
-                    r.workers
-                };
-            if a.negatives == Negatives::Speaker {
-                return Err(Invalid::new("aux.negatives", "\"speaker\" is for audio corpora; an agent's sequences have no speaker (use sequence, batch or both)"));
-            }
-            if a.negatives == Negatives::Batch && per_batch < 2 {
-                return Err(Invalid::new(
-                    "aux.negatives",
-                    "\"batch\" needs at least 2 environments per batch",
-                ));
-            }
-        }
+        // Environments per learner batch, for `negatives = "batch"`.
+        let per_batch = self.env.num_envs / r.workers
+            * if r.mode == Mode::Async && r.batch_rollouts > 0 {
+                r.batch_rollouts
+            } else {
+                r.workers
+            };
+        self.aux.validate(self.algo.unroll, per_batch)?;
         Ok(())
+    }
+
+    /// Whether this config has the key `path` (`aux.weight`): false only for a key of
+    /// a tagged section that its kind does not take (no `weight` under
+    /// `aux.kind = "none"`); any other key is load's to judge.
+    pub fn takes(&self, path: &str) -> bool {
+        match path.strip_prefix("aux.") {
+            Some(key) if key != "kind" => AuxConfig::keys(self.aux.kind().as_str())
+                .is_some_and(|keys| keys.iter().any(|k| k == key)),
+            _ => true,
+        }
     }
 
     /// The resolved config as TOML, for the run directory.

@@ -75,9 +75,26 @@ fn comment(text: &str, out: &mut String) {
     }
 }
 
+/// Sections read into a tagged enum (`kind` chooses the variant): the structs of its
+/// variants, whose fields are the section's keys, and the doc of `kind` itself.
+const TAGGED: &[(&str, &[&str], FieldDoc)] = &[(
+    "AuxConfig",
+    &["CpcHeadConfig", "CpcaHeadConfig", "CurlHeadConfig"],
+    (
+        "kind",
+        "",
+        "The head: `cpc`, `cpca`, `curl` or `none` (`--aux`). Each takes only its own keys; setting `kind` with `--set` or `--aux` keeps the keys the new head also takes and gives it its defaults for the rest.",
+    ),
+)];
+
 fn write_table(table: &toml::Table, path: &str, file: &str, ty: &str, out: &mut String) {
-    let docs = fields(file, ty).unwrap_or(&[]);
-    let doc = |k: &str| docs.iter().find(|f| f.0 == k);
+    let docs: Vec<&FieldDoc> = match TAGGED.iter().find(|t| t.0 == ty) {
+        Some((_, variants, kind)) => std::iter::once(kind)
+            .chain(variants.iter().flat_map(|v| fields(file, v).unwrap_or(&[])))
+            .collect(),
+        None => fields(file, ty).unwrap_or(&[]).iter().collect(),
+    };
+    let doc = |k: &str| docs.iter().copied().find(|f| f.0 == k);
     for (k, v) in table {
         if v.is_table() {
             continue;

@@ -138,7 +138,7 @@ pub fn load_config<T: serde::de::DeserializeOwned>(
     presets: &[(&str, &str)],
     validate: impl Fn(&T) -> Result<(), crate::config::Invalid>,
 ) -> Result<T> {
-    let (cfg, origin): (T, String) = crate::config::load(path, overrides, presets)?;
+    let (cfg, origin): (T, String) = crate::config::load(path, overrides, presets, &[])?;
     validate(&cfg).map_err(|e| crate::config::ConfigError::Invalid {
         path: origin,
         message: e.to_string(),

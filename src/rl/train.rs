@@ -337,8 +337,8 @@ pub fn preflight(cfg: &Config) -> Result<NetSpec> {
             spec.encoder.describe()
         ),
     )?;
-    if let Some(head) = crate::rl::auxiliary::head(cfg.aux.kind) {
-        head.check(&cfg.aux, &spec)?;
+    if let Some(head) = crate::rl::auxiliary::head(&cfg.aux) {
+        head.check(&spec)?;
     }
     if let Some(path) = &cfg.model.init_encoder {
         crate::encoder_file::EncoderFile::read(path)
@@ -360,9 +360,9 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
     if let Some(path) = &cfg.model.init_encoder {
         crate::encoder_file::init_encoder_from(path, &spec.encoder, &init.varmap)?;
     }
-    let head = crate::rl::auxiliary::head(cfg.aux.kind);
-    if let Some(h) = head {
-        h.init(&cfg.aux, spec, &mut init)?;
+    let head = crate::rl::auxiliary::head(&cfg.aux);
+    if let Some(h) = &head {
+        h.init(spec, &mut init)?;
     }
     let mut net = AgentNet::new(spec.clone(), &init.varmap, device)?;
     use crate::config::LearnerPath;
@@ -387,7 +387,7 @@ pub fn build_learner(cfg: &Config, spec: &NetSpec, device: &Device) -> Result<Le
         }
     }
     let aux = match head {
-        Some(h) => Some(h.build(&cfg.aux, spec, &init.varmap, device, cfg.run.seed)?),
+        Some(h) => Some(h.build(spec, &init.varmap, device, cfg.run.seed)?),
         None => None,
     };
     Ok(Learner::new(

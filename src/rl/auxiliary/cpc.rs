@@ -9,7 +9,7 @@ use rlcpc_agents::{
 };
 
 use super::HeadState;
-use crate::config::AuxConfig;
+use crate::config::{CpcHeadConfig, Targets};
 use crate::contrastive::cpc::{
     cpc_loss, cpc_loss_host, horizon_buckets, CpcResult, CpcSampling, HostScratch, Predictor,
     PredictorDims,
@@ -17,12 +17,12 @@ use crate::contrastive::cpc::{
 use crate::nn::init::Init;
 use crate::nn::NetSpec;
 
-impl From<&crate::config::AuxConfig> for CpcSampling {
-    fn from(c: &crate::config::AuxConfig) -> Self {
+impl From<&CpcHeadConfig> for CpcSampling {
+    fn from(c: &CpcHeadConfig) -> Self {
         CpcSampling {
             start_times: c.start_times,
             horizons: c.horizons,
-            shuffled: c.targets == crate::config::Targets::Shuffled,
+            shuffled: c.targets == Targets::Shuffled,
             ..CpcSampling::new(c.horizon, c.negatives, c.num_negatives)
         }
     }
@@ -42,7 +42,7 @@ impl CpcAux {
     pub const PREFIX: &'static str = "aux.cpc";
 
     pub fn init(
-        cfg: &AuxConfig,
+        cfg: &CpcHeadConfig,
         z_dim: usize,
         c_dim: usize,
         init: &mut Init,
@@ -59,7 +59,7 @@ impl CpcAux {
     }
 
     pub fn new(
-        cfg: &AuxConfig,
+        cfg: &CpcHeadConfig,
         z_dim: usize,
         c_dim: usize,
         varmap: &candle_nn::VarMap,
@@ -209,24 +209,23 @@ impl AuxLoss for CpcAux {
     }
 }
 
-/// `aux.kind = "cpc"`.
-pub struct CpcHead;
+/// `aux.kind = "cpc"`, with its keys.
+pub struct CpcHead<'a>(pub &'a CpcHeadConfig);
 
-impl super::Head for CpcHead {
-    fn init(&self, aux: &AuxConfig, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()> {
-        CpcAux::init(aux, spec.feature_dim(), spec.context_dim(), init)
+impl super::Head for CpcHead<'_> {
+    fn init(&self, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()> {
+        CpcAux::init(self.0, spec.feature_dim(), spec.context_dim(), init)
     }
 
     fn build(
         &self,
-        aux: &AuxConfig,
         spec: &NetSpec,
         varmap: &candle_nn::VarMap,
         device: &Device,
         seed: u64,
     ) -> candle_core::Result<Box<dyn AuxLoss>> {
         let head = CpcAux::new(
-            aux,
+            self.0,
             spec.feature_dim(),
             spec.context_dim(),
             varmap,

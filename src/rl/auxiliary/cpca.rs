@@ -20,7 +20,7 @@ use rlcpc_agents::{
 };
 
 use super::HeadState;
-use crate::config::AuxConfig;
+use crate::config::CpcaHeadConfig;
 pub use crate::config::CpcaLoss;
 use crate::contrastive::cpc::{
     hit, horizon_buckets, pair_weights, sample_candidates, sample_pairs,
@@ -82,7 +82,7 @@ impl CpcaAux {
     }
 
     pub fn new(
-        cfg: &AuxConfig,
+        cfg: &CpcaHeadConfig,
         d: CpcaDims,
         varmap: &VarMap,
         device: &Device,
@@ -97,9 +97,9 @@ impl CpcaAux {
             w2: vb.get((1, d.c_dim), "fc2.weight")?,
             b2: vb.get(1, "fc2.bias")?,
             dims: d,
-            sampling: cfg.into(),
+            sampling: (&cfg.predict).into(),
             objective: cfg.cpca_loss,
-            weight: cfg.weight,
+            weight: cfg.predict.weight,
             state: HeadState::new(varmap, seed ^ 0xC0CA_C0CA),
             host: HostCpca::default(),
         })
@@ -836,9 +836,9 @@ fn two(v: &mut [Vec<f32>], a: usize, b: usize) -> (&mut Vec<f32>, &mut Vec<f32>)
 }
 
 /// `aux.kind = "cpca"`.
-pub struct CpcaHead;
+pub struct CpcaHead<'a>(pub &'a CpcaHeadConfig);
 
-impl CpcaHead {
+impl CpcaHead<'_> {
     fn dims(spec: &NetSpec) -> CpcaDims {
         CpcaDims {
             actions: spec.num_actions,
@@ -848,20 +848,19 @@ impl CpcaHead {
     }
 }
 
-impl super::Head for CpcaHead {
-    fn init(&self, _aux: &AuxConfig, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()> {
+impl super::Head for CpcaHead<'_> {
+    fn init(&self, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()> {
         CpcaAux::init(Self::dims(spec), init)
     }
 
     fn build(
         &self,
-        aux: &AuxConfig,
         spec: &NetSpec,
         varmap: &VarMap,
         device: &Device,
         seed: u64,
     ) -> candle_core::Result<Box<dyn AuxLoss>> {
-        let head = CpcaAux::new(aux, Self::dims(spec), varmap, device, seed)?;
+        let head = CpcaAux::new(self.0, Self::dims(spec), varmap, device, seed)?;
         Ok(Box::new(head))
     }
 }

@@ -16,7 +16,7 @@ use rlcpc_agents::{
 };
 
 use super::HeadState;
-use crate::config::{AuxConfig, Invalid};
+use crate::config::{CurlHeadConfig, Invalid};
 use crate::nn::encoders::{Encoder, EncoderSpec};
 use crate::nn::gemm::{matmul, Op};
 use crate::nn::init::Init;
@@ -43,7 +43,7 @@ pub struct CurlAux {
     w: Var,
     /// (θ_q, θ_k) of every encoder parameter.
     pairs: Vec<(Var, Var)>,
-    cfg: AuxConfig,
+    cfg: CurlHeadConfig,
     shape: (usize, usize, usize),
     state: HeadState,
     spec: EncoderSpec,
@@ -96,7 +96,7 @@ impl CurlAux {
 
     /// The loss over `varmap`, where the agent's encoder is `encoder.*`.
     pub fn new(
-        cfg: &AuxConfig,
+        cfg: &CurlHeadConfig,
         spec: &EncoderSpec,
         varmap: &VarMap,
         device: &Device,
@@ -392,11 +392,12 @@ impl AuxLoss for CurlAux {
     }
 }
 
-/// `aux.kind = "curl"`.
-pub struct CurlHead;
+/// `aux.kind = "curl"`, with its keys.
+pub struct CurlHead<'a>(pub &'a CurlHeadConfig);
 
-impl super::Head for CurlHead {
-    fn check(&self, aux: &AuxConfig, spec: &NetSpec) -> Result<(), Invalid> {
+impl super::Head for CurlHead<'_> {
+    fn check(&self, spec: &NetSpec) -> Result<(), Invalid> {
+        let aux = self.0;
         let (h, w, _) =
             CurlAux::image_shape(&spec.encoder).map_err(|why| Invalid::new("aux.kind", why))?;
         // A shift of the whole image or more leaves only replicated edge pixels.
@@ -412,20 +413,19 @@ impl super::Head for CurlHead {
         Ok(())
     }
 
-    fn init(&self, _aux: &AuxConfig, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()> {
+    fn init(&self, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()> {
         CurlAux::init(&spec.encoder, init)
     }
 
     fn build(
         &self,
-        aux: &AuxConfig,
         spec: &NetSpec,
         varmap: &VarMap,
         device: &Device,
         seed: u64,
     ) -> candle_core::Result<Box<dyn AuxLoss>> {
         Ok(Box::new(CurlAux::new(
-            aux,
+            self.0,
             &spec.encoder,
             varmap,
             device,
@@ -453,11 +453,11 @@ mod tests {
         let mut init = Init::new(3, &dev);
         spec.init(&mut init, "encoder").unwrap();
         CurlAux::init(&spec, &mut init).unwrap();
-        let cfg = AuxConfig {
+        let cfg = CurlHeadConfig {
             curl_shift: 0,
             curl_samples: 64,
             curl_exclude: 0,
-            ..AuxConfig::default()
+            ..CurlHeadConfig::default()
         };
         let mut aux = CurlAux::new(&cfg, &spec, &init.varmap, &dev, 0).unwrap();
         let obs = (Tensor::rand(0f32, 255f32, (2, 3, 20, 20, 1), &dev).unwrap())

@@ -3,8 +3,8 @@
 //! sampling are shared with the standalone trainers (`crate::contrastive`).
 //!
 //! Adding a head is one file here (the loss, a [`Head`] that builds it, and a
-//! [`HeadState`] for what every head keeps) and one arm in [`head`], beside its
-//! `aux.kind` in the config.
+//! [`HeadState`] for what every head keeps) and one arm in [`head`], beside its variant
+//! of [`AuxConfig`] (its own keys) in `config/auxiliary.rs`.
 
 pub mod cpc;
 pub mod cpca;
@@ -16,25 +16,25 @@ use rand::SeedableRng;
 use rlcpc_agents::{AgentError, AuxLoss};
 use rlcpc_envs::SeededRng;
 
-use crate::config::{AuxConfig, AuxKind, Invalid};
+use crate::config::{AuxConfig, Invalid};
 use crate::nn::init::Init;
 use crate::nn::NetSpec;
 
-/// A kind of head, as `aux.kind` names it: what the training loop's set-up asks of it.
+/// A head with its keys, as `[aux]` configures it: what the training loop's set-up asks
+/// of it.
 pub trait Head {
     /// Checks of the head's keys that need the network (e.g. CURL's image shape); the
     /// config's own values were checked at load.
-    fn check(&self, _aux: &AuxConfig, _spec: &NetSpec) -> Result<(), Invalid> {
+    fn check(&self, _spec: &NetSpec) -> Result<(), Invalid> {
         Ok(())
     }
 
     /// Its parameters under `aux.`, initialised into `init` (seeded, after the network's).
-    fn init(&self, aux: &AuxConfig, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()>;
+    fn init(&self, spec: &NetSpec, init: &mut Init) -> candle_core::Result<()>;
 
     /// The head over the parameters in `varmap`, its generator seeded from `seed`.
     fn build(
         &self,
-        aux: &AuxConfig,
         spec: &NetSpec,
         varmap: &VarMap,
         device: &Device,
@@ -42,13 +42,13 @@ pub trait Head {
     ) -> candle_core::Result<Box<dyn AuxLoss>>;
 }
 
-/// The head `kind` names; `None` for `aux.kind = "none"`.
-pub fn head(kind: AuxKind) -> Option<&'static dyn Head> {
-    match kind {
-        AuxKind::None => None,
-        AuxKind::Cpc => Some(&cpc::CpcHead),
-        AuxKind::Cpca => Some(&cpca::CpcaHead),
-        AuxKind::Curl => Some(&curl::CurlHead),
+/// The head `aux` configures; `None` for `aux.kind = "none"`.
+pub fn head(aux: &AuxConfig) -> Option<Box<dyn Head + '_>> {
+    match aux {
+        AuxConfig::None => None,
+        AuxConfig::Cpc(c) => Some(Box::new(cpc::CpcHead(c))),
+        AuxConfig::Cpca(c) => Some(Box::new(cpca::CpcaHead(c))),
+        AuxConfig::Curl(c) => Some(Box::new(curl::CurlHead(c))),
     }
 }
 

@@ -177,6 +177,23 @@ impl Study {
                             );
                             study.notes.push(note);
                         }
+                        let untuned = study.untuned_keys(ti, ai)?;
+                        if !untuned.is_empty() {
+                            let note = format!(
+                                "note: arm '{}' has no {} (its {}): the tuning leaves {} out of its configurations",
+                                study.plan.arms[ai].name,
+                                untuned.join(", "),
+                                if untuned.iter().all(|k| k.starts_with("aux.")) {
+                                    format!("aux.kind = \"{}\" takes no such key", cfg.aux.kind().as_str())
+                                } else {
+                                    "config takes no such key".to_string()
+                                },
+                                if untuned.len() == 1 { "it" } else { "them" }
+                            );
+                            if !study.notes.contains(&note) {
+                                study.notes.push(note);
+                            }
+                        }
                         for w in crate::rl::train::memory_warnings(&cfg)? {
                             let note = format!(
                                 "task '{}', arm '{}': {w}",
@@ -199,7 +216,7 @@ impl Study {
             plan: plan_json,
             configs: resolved,
         };
-        study.pin(&pinned, replan)?;
+        study.hash = study.pin(&pinned, replan)?;
         Ok(study)
     }
 
@@ -221,7 +238,10 @@ impl Study {
         Some(format!("c{ci} ({})", self.configs[ci].join(", ")))
     }
 
-    fn pin(&self, pinned: &Pinned, replan: bool) -> Result<()> {
+    /// Pins `pinned` in the study directory, or checks it against the plan pinned there;
+    /// returns the hash in force: the pinned one where only the way configs are written
+    /// changed (every run's settings the same), so the registered plan stands.
+    fn pin(&self, pinned: &Pinned, replan: bool) -> Result<String> {
         let path = self.dir.join(PLAN_FILE);
         if path.exists() {
             let text = std::fs::read_to_string(&path)
@@ -233,13 +253,13 @@ impl Study {
                 )
             })?;
             if old.hash == pinned.hash {
-                return Ok(());
+                return Ok(old.hash);
             }
             let mut changes = Vec::new();
             diff("", &old.plan, &pinned.plan, &mut changes);
             for (k, v) in &pinned.configs {
                 match old.configs.get(k) {
-                    Some(o) if o != v => changes.push(format!("the resolved config of {k} (a config file, preset or rlcpc's defaults changed)")),
+                    Some(o) if !same_settings(o, v) => changes.push(format!("the resolved config of {k} (a config file, preset or rlcpc's defaults changed)")),
                     None => changes.push(format!("{k} is new")),
                     _ => {}
                 }
@@ -250,6 +270,9 @@ impl Study {
                 .filter(|k| !pinned.configs.contains_key(*k))
             {
                 changes.push(format!("{k} is gone"));
+            }
+            if changes.is_empty() {
+                return Ok(old.hash);
             }
             if !replan {
                 bail!(
@@ -281,7 +304,8 @@ impl Study {
             &path,
             serde_json::to_string_pretty(pinned)?.as_bytes(),
         )
-        .with_context(|| format!("cannot write '{}'", path.display()))
+        .with_context(|| format!("cannot write '{}'", path.display()))?;
+        Ok(pinned.hash.clone())
     }
 
     /// The config of task `ti` with arm `ai` at configuration `ci` and `seed` (`None`:
@@ -300,22 +324,34 @@ impl Study {
         // own `set` on top: that `set` comes last, so that it may change a tuned key too
         // (e.g. the base's choice at another learning rate).
         let arm = &self.plan.arms[ai];
-        match arm.base.as_deref().and_then(|b| self.plan.arm(b)) {
-            Some(base) => {
-                sets.extend(base.set.iter().cloned());
-                sets.extend(self.configs[ci].iter().cloned());
-                sets.extend(arm.set.iter().cloned());
-            }
-            None => {
-                sets.extend(arm.set.iter().cloned());
-                sets.extend(self.configs[ci].iter().cloned());
-            }
-        }
+        let (before, after) = match arm.base.as_deref().and_then(|b| self.plan.arm(b)) {
+            Some(base) => (&base.set[..], &arm.set[..]),
+            None => (&arm.set[..], &[][..]),
+        };
+        sets.extend(before.iter().cloned());
+        let path = self.plan.config_path(t, &self.plan_dir);
+        // The arm's config without the tuning: a tuned key that it has no place for
+        // (`aux.weight` where `aux.kind = "none"`) is left out of its configurations.
+        let untuned = Config::load(Some(&path), &[&sets[..], after].concat())?;
+        let tuned = self.configs[ci]
+            .iter()
+            .filter(|s| untuned.takes(s.split_once('=').map_or(s, |(k, _)| k.trim())));
+        sets.extend(tuned.cloned());
+        sets.extend(after.iter().cloned());
         if let Some(s) = seed {
             sets.push(format!("run.seed={s}"));
         }
-        let path = self.plan.config_path(t, &self.plan_dir);
         Ok(Config::load(Some(&path), &sets)?)
+    }
+
+    /// The tuned keys that arm `ai` has no place for on task `ti` (`aux.weight` in an
+    /// arm with `aux.kind = "none"`): left out of its configurations, and said.
+    pub fn untuned_keys(&self, ti: usize, ai: usize) -> Result<Vec<String>> {
+        let Some(t) = &self.plan.tuning else {
+            return Ok(Vec::new());
+        };
+        let cfg = self.config(ti, ai, 0, None)?;
+        Ok(t.space.keys().filter(|k| !cfg.takes(k)).cloned().collect())
     }
 
     /// The tuning runs: every arm × configuration × tuning task × tuning seed.
@@ -725,7 +761,7 @@ impl Pool {
         let Ok(saved) = std::fs::read_to_string(&path) else {
             return Ok(());
         };
-        if saved == run.cfg.to_toml() {
+        if same_settings(&saved, &run.cfg.to_toml()) {
             return Ok(());
         }
         let Some(replaced) = &self.replaced else {
@@ -753,6 +789,13 @@ impl Pool {
         );
         Ok(())
     }
+}
+
+/// Whether two resolved configs hold the same settings, written the same way or not (an
+/// older rlcpc wrote every head's keys into `[aux]`): such a change is none.
+fn same_settings(old: &str, new: &str) -> bool {
+    let read = |t: &str| Config::from_toml(t, "a study's config").ok();
+    old == new || read(old).is_some_and(|o| Some(o) == read(new))
 }
 
 /// Decrements a count of working threads when dropped.
