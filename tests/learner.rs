@@ -295,3 +295,32 @@ fn aux_loss_enters_the_total_with_its_weight() {
         );
     }
 }
+
+/// `algo.reward_clip = c` fits the returns of rewards clipped to [−c, c]: the same update
+/// as the unclipped learner on the clipped batch, on both paths, and another than the
+/// unclipped learner on the batch itself (its rewards reach ±2).
+#[test]
+fn reward_clip_clips_the_rewards_the_learner_fits() {
+    for path in ["lean", "candle"] {
+        let stats = |clip: f64, rewards: Vec<f32>| {
+            let mut cfg = config(1e9, path);
+            cfg.algo.reward_clip = clip;
+            cfg.validate().unwrap();
+            let spec = net_spec(&cfg).unwrap();
+            let mut learner = build_learner(&cfg, &spec, &Device::Cpu).unwrap();
+            let mut r = batch();
+            r.rewards = rewards;
+            let s = learner.update(&r, 0.0).unwrap();
+            (s.policy_loss, s.value_loss, s.total_loss)
+        };
+        let raw = batch().rewards;
+        let clipped: Vec<f32> = raw.iter().map(|r| r.clamp(-0.5, 0.5)).collect();
+        assert_ne!(raw, clipped);
+        assert_eq!(stats(0.5, raw.clone()), stats(0.0, clipped), "{path}");
+        assert_ne!(stats(0.5, raw.clone()), stats(0.0, raw), "{path}");
+    }
+    let mut cfg = config(1e9, "lean");
+    cfg.algo.reward_clip = f64::NAN;
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("algo.reward_clip"), "{e}");
+}

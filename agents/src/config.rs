@@ -41,6 +41,15 @@ pub struct AlgoConfig {
     pub vtrace_rho_bar: f64,
     /// V-trace c̄: truncation of the importance weights in the traces.
     pub vtrace_c_bar: f64,
+    /// Clip each reward to [−c, c] in the returns the learner fits (0: no clipping;
+    /// IMPALA and DQN on Atari: 1). Episode returns are reported unclipped. Not written
+    /// into configs at its default (0).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reward_clip: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Default for AlgoConfig {
@@ -56,6 +65,7 @@ impl Default for AlgoConfig {
             vtrace: false,
             vtrace_rho_bar: 1.0,
             vtrace_c_bar: 1.0,
+            reward_clip: 0.0,
         }
     }
 }
@@ -76,6 +86,7 @@ impl AlgoConfig {
             ("algo.vf_coef", self.vf_coef),
             ("algo.ent_coef", self.ent_coef),
             ("algo.max_grad_norm", self.max_grad_norm),
+            ("algo.reward_clip", self.reward_clip),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return Err(bad(k, v, "must be finite and non-negative"));

@@ -758,10 +758,18 @@ fn returns(
     logp_a: impl FnOnce() -> Result<Vec<f32>, AgentError>,
 ) -> Result<(Targets, f64), AgentError> {
     let (t, b) = (batch.t, batch.b);
+    let clipped: Vec<f32>;
+    let rewards = if cfg.reward_clip > 0.0 {
+        let c = cfg.reward_clip as f32;
+        clipped = batch.rewards.iter().map(|r| r.clamp(-c, c)).collect();
+        &clipped[..]
+    } else {
+        &batch.rewards[..]
+    };
     let tr = Trajectory {
         t,
         b,
-        rewards: &batch.rewards,
+        rewards,
         values,
         terminated: &batch.terminated,
         truncated: &batch.truncated,
