@@ -353,3 +353,73 @@ fn an_environment_killed_by_a_signal_is_named_with_the_signal() {
         "{e}"
     );
 }
+
+/// The presets of Python environments (`atari`: Pong through ale-py, IMPALA's conv
+/// encoder on 84×84×4 frames; `minigrid-memory`: MiniGrid-MemoryS7 with LSTM + CPC)
+/// train with their own settings, with and without the auxiliary head: episodes of
+/// MiniGrid end and are counted, and the resolved config keeps the preset's protocol
+/// (sticky actions, clipped rewards). `.ci/run` installs ale-py, minigrid and OpenCV;
+/// elsewhere a Python without them skips this test, saying so.
+#[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
+fn the_atari_and_minigrid_presets_train_with_and_without_the_head() {
+    let Some(py) = python() else { return };
+    let has = std::process::Command::new(&py)
+        .args(["-c", "import ale_py, minigrid, cv2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{py} lacks ale-py, minigrid or opencv (.ci/run installs them)"
+        );
+        eprintln!("skipped: {py} lacks ale-py, minigrid or opencv-python-headless");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    for (preset, steps, aux) in [
+        ("atari", "200", "none"),
+        ("atari", "200", "cpc"),
+        ("minigrid-memory", "4096", "cpc"),
+        ("minigrid-memory", "1024", "none"),
+    ] {
+        let out = t.path().join(format!("{preset}-{aux}"));
+        let (stdout, stderr) = common::ok_split(&[
+            "train",
+            "--config",
+            preset,
+            "--aux",
+            aux,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            &format!("env.python=\"{py}\""),
+            "--set",
+            "env.num_envs=4",
+            "--set",
+            &format!("run.total_steps={steps}"),
+        ]);
+        let said = format!("{stdout}{stderr}");
+        assert!(said.contains("done after"), "{preset}: {said}");
+        let cfg = rlcpc::config::Config::load(Some(&out.join("config.toml")), &[]).unwrap();
+        assert_eq!(cfg.aux.kind().as_str(), aux);
+        if preset == "atari" {
+            assert_eq!(cfg.env.wrappers, ["atari"]);
+            assert_eq!(cfg.algo.reward_clip, 1.0);
+            assert_eq!(
+                cfg.env
+                    .options
+                    .get("repeat_action_probability")
+                    .map(|v| v.to_string()),
+                Some("0.25".into())
+            );
+        } else if aux == "cpc" {
+            // 4,096 steps of MiniGrid-MemoryS7 (at most 245 steps an episode) end episodes.
+            assert!(!said.contains(" 0 episodes"), "{said}");
+        }
+    }
+}

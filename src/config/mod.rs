@@ -80,6 +80,11 @@ pub const PRESETS: &[(&str, &str)] = &[
     ),
     ("tmaze", include_str!("../../configs/tmaze.toml")),
     ("popgym", include_str!("../../configs/popgym.toml")),
+    ("atari", include_str!("../../configs/atari.toml")),
+    (
+        "minigrid-memory",
+        include_str!("../../configs/minigrid-memory.toml"),
+    ),
     (
         "lab-explore_goal_locations",
         include_str!("../../configs/lab-explore_goal_locations.toml"),
