@@ -21,11 +21,14 @@ pub struct Tagged {
     /// The keys a kind takes besides `kind`; `None` for a kind that does not exist
     /// (serde then names the kinds that do).
     pub keys: fn(&str) -> Option<Vec<String>>,
-    /// The key sets that the format before the tagged one wrote whatever the kind, one
-    /// per version (`kind` aside): a section with exactly one of them (and perhaps keys
-    /// of `legacy_optional`) was written by an older rlcpc (a run directory's
-    /// `config.toml`, a checkpoint), and keeps its kind's keys without a word.
-    pub legacy: &'static [&'static [&'static str]],
+    /// The keys that the format before the tagged one wrote whatever the kind (`kind`
+    /// aside), in the order versions added them; each version wrote the prefix of
+    /// `legacy_versions`' length. A section with exactly one of those key sets (and
+    /// perhaps keys of `legacy_optional`) was written by an older rlcpc (a run
+    /// directory's `config.toml`, a checkpoint), and keeps its kind's keys without a word.
+    pub legacy: &'static [&'static str],
+    /// The length of each version's prefix of `legacy`.
+    pub legacy_versions: &'static [usize],
     /// Keys that the older format wrote only away from their defaults.
     pub legacy_optional: &'static [&'static str],
 }
@@ -59,9 +62,10 @@ impl Tagged {
                     s.keys()
                         .filter(|k| *k != "kind" && !self.legacy_optional.contains(&k.as_str()))
                 };
-                self.legacy
-                    .iter()
-                    .any(|v| keys().count() == v.len() && keys().all(|k| v.contains(&k.as_str())))
+                self.legacy_versions.iter().any(|&n| {
+                    let v = &self.legacy[..n];
+                    keys().count() == n && keys().all(|k| v.contains(&k.as_str()))
+                })
             });
         if old {
             self.retain(table, &[]);
