@@ -137,6 +137,209 @@ fn a_vec_env_of_gymnasium_envs_resets_in_the_same_step_and_repeats_from_its_seed
     assert_eq!(a, run().0, "the same seed gives the same trajectories");
 }
 
+/// A trace of `steps` steps of `venv` from `reset(seed)`, with actions drawn from the
+/// step number: every observation, final observation, reward and flag.
+fn trace(venv: &mut VecEnv, seed: u64, steps: usize, n_actions: usize) -> Vec<f32> {
+    let n = venv.len();
+    venv.reset(seed, 0);
+    let mut out = venv.obs().to_vec();
+    for t in 0..steps {
+        let actions: Vec<usize> = (0..n)
+            .map(|i| (t * 7 + i * 3 + t / 5) % n_actions)
+            .collect();
+        let s = venv.step(&actions).unwrap().clone();
+        out.extend_from_slice(venv.obs());
+        for i in 0..n {
+            out.extend([
+                s.rewards[i],
+                s.terminated[i] as u8 as f32,
+                s.truncated[i] as u8 as f32,
+            ]);
+            if s.terminated[i] || s.truncated[i] {
+                out.extend_from_slice(venv.final_obs(i));
+            }
+        }
+    }
+    out
+}
+
+/// The vector bridge (one Python process, a `gymnasium.vector` env, observations through
+/// shared memory) gives exactly what one process per environment gives over its pipe:
+/// each environment's observations, final observations at the same-step auto-reset,
+/// rewards and flags, from the same seeds. For CartPole (float32, auto-resets every few
+/// dozen steps), uint8 images with an offset action space, and MultiDiscrete one-hot.
+#[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
+fn a_vector_env_in_shared_memory_repeats_one_process_per_environment_exactly() {
+    use rlcpc_envs::{make_vec, Vector};
+    let Some(py) = python() else { return };
+    for (id, n_actions, steps) in [
+        ("gymnasium:CartPole-v1", 2, 120),
+        ("gymnasium:rlcpc_test_envs:RlcpcImage-v0", 3, 23),
+        ("gymnasium:rlcpc_test_envs:RlcpcCounts-v0", 2, 20),
+    ] {
+        let mut c = cfg(id, &py);
+        c.vector = Vector::None;
+        let mut pipe = make_vec(&c, 3).unwrap();
+        let want = trace(&mut pipe, 11, steps, n_actions);
+        let ends = pipe.drain_episodes().count();
+        assert!(ends >= 3, "{id}: {ends} episodes ended");
+        for vector in [Vector::Sync, Vector::Async] {
+            c.vector = vector;
+            let mut shm = make_vec(&c, 3).unwrap();
+            assert_eq!(shm.observation_space(), pipe.observation_space(), "{id}");
+            assert_eq!(shm.action_space(), pipe.action_space(), "{id}");
+            let got = trace(&mut shm, 11, steps, n_actions);
+            assert_eq!(got.len(), want.len(), "{id}, {vector:?}");
+            assert!(got == want, "{id}, {vector:?}: the traces differ");
+            assert_eq!(shm.drain_episodes().count(), ends, "{id}, {vector:?}");
+            // Another seed, another trajectory (Counts draws nothing).
+            if !id.ends_with("Counts-v0") {
+                assert!(trace(&mut shm, 12, steps, n_actions) != want, "{id}");
+            }
+        }
+    }
+}
+
+/// An exception in one environment of a vector names that environment (its index among
+/// the run's, the worker's offset included), the step and the exception; sync and async.
+#[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
+fn a_crash_in_one_environment_of_a_vector_names_it() {
+    use rlcpc_envs::{make_vec, stream_seed, Vector};
+    let Some(py) = python() else { return };
+    let id = "gymnasium:rlcpc_test_envs:RlcpcRaises-v0";
+    for vector in [Vector::Sync, Vector::Async] {
+        // The worker's environments are 4..7 of the run's; the one at 6 breaks.
+        let mut c = cfg(id, &py);
+        c.vector = vector;
+        c.options
+            .insert("fail_seed".into(), stream_seed(5, 6).into());
+        let mut v = make_vec(&c, 3).unwrap();
+        v.reset(5, 4);
+        v.step(&[0, 1, 2]).unwrap();
+        v.step(&[0, 1, 2]).unwrap();
+        let e = v.step(&[0, 1, 2]).unwrap_err().to_string();
+        assert!(
+            e.contains(id)
+                && e.contains("(env 6)")
+                && e.contains("at step 3")
+                && e.contains("RuntimeError: the simulator broke"),
+            "{vector:?}: {e}"
+        );
+    }
+    // An observation of the wrong shape in one environment names it too (sync).
+    let mut c = cfg("gymnasium:rlcpc_test_envs:RlcpcBadObs-v0", &py);
+    c.vector = Vector::Sync;
+    let mut v = make_vec(&c, 2).unwrap();
+    v.reset(0, 0);
+    v.step(&[0, 0]).unwrap();
+    let e = v.step(&[0, 0]).unwrap_err().to_string();
+    assert!(
+        e.contains("(env 0)")
+            && e.contains("at step 2")
+            && e.contains("does not match the observation space"),
+        "{e}"
+    );
+    // A non-finite observation is named with its environment and value.
+    let mut c = cfg("gymnasium:rlcpc_test_envs:RlcpcNonFinite-v0", &py);
+    c.options.insert("mode".into(), "inf_obs".into());
+    let mut v = make_vec(&c, 2).unwrap();
+    v.reset(0, 0);
+    v.step(&[0, 0]).unwrap();
+    v.step(&[0, 0]).unwrap();
+    let e = v.step(&[0, 0]).unwrap_err().to_string();
+    assert!(
+        e.contains("(env 0)") && e.contains("at step 3") && e.contains("2 non-finite values"),
+        "{e}"
+    );
+}
+
+/// The Python process of a vector killed by a signal is named with the signal, and
+/// nothing of it is left behind: not its environments' helper processes, nor the
+/// shared-memory buffer's name.
+#[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
+fn a_vector_killed_by_a_signal_is_named_and_leaves_nothing_behind() {
+    use rlcpc_envs::{make_vec, Vector};
+    let Some(py) = python() else { return };
+    let shm_before = shm_files();
+    for vector in [Vector::Sync, Vector::Async] {
+        let pids = tempfile::tempdir().unwrap();
+        let mut c = cfg("gymnasium:rlcpc_test_envs:RlcpcHang-v0", &py);
+        c.vector = vector;
+        c.options.insert("mode".into(), "never".into());
+        c.options
+            .insert("pid_dir".into(), pids.path().to_str().unwrap().into());
+        let mut v = make_vec(&c, 2).unwrap();
+        v.reset(1, 0);
+        v.step(&[0, 1]).unwrap();
+        let listed = |prefix: &str| -> Vec<i32> {
+            std::fs::read_dir(pids.path())
+                .unwrap()
+                .filter_map(|e| {
+                    let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                    name.strip_prefix(prefix).map(|p| p.parse().unwrap())
+                })
+                .collect()
+        };
+        let (bridges, helpers) = (listed("bridge-"), listed("helper-"));
+        // Sync: the bridge's environments (one pid); async: one worker each.
+        assert!(
+            !bridges.is_empty() && helpers.len() >= 2,
+            "{bridges:?} {helpers:?}"
+        );
+        // SAFETY: kill(2) of processes this test's environments started.
+        for &pid in &bridges {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let e = v.step(&[0, 1]).unwrap_err().to_string();
+        // Sync: the bridge itself was killed. Async: its workers were, and the vector
+        // env says so.
+        let said = match vector {
+            Vector::Sync => e.contains("killed by signal 9"),
+            _ => e.contains("(in the Python process of 2 environments"),
+        };
+        assert!(e.contains("RlcpcHang-v0") && said, "{vector:?}: {e}");
+        drop(v);
+        for pid in helpers {
+            let mut gone = false;
+            for _ in 0..100 {
+                // SAFETY: signal 0 only asks whether the process exists.
+                if unsafe { libc::kill(pid, 0) } != 0 {
+                    gone = true;
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            assert!(gone, "{vector:?}: helper {pid} outlived its environment");
+        }
+    }
+    assert_eq!(shm_files(), shm_before, "shared-memory buffers left behind");
+}
+
+/// rlcpc's shared-memory buffers in `/dev/shm` now.
+fn shm_files() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                .filter(|n| n.starts_with(&format!("rlcpc-{}-", std::process::id())))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 #[test]
 #[cfg_attr(
     not(rlcpc_gymnasium),

@@ -36,6 +36,43 @@ pub struct EnvConfig {
         skip_serializing_if = "is_default_step_timeout"
     )]
     pub step_timeout: f64,
+    /// How a worker's `gymnasium:` environments are stepped: `sync` (one Python process
+    /// per actor worker, its environments a `gymnasium.vector.SyncVectorEnv`, or ale-py's
+    /// own vector environment for `ALE/…-v5` with the `atari` wrapper), `async` (that
+    /// process runs a `gymnasium.vector.AsyncVectorEnv`: one more process per environment,
+    /// for slow environments) or `none` (one Python process per environment).
+    #[serde(default, skip_serializing_if = "Vector::is_default")]
+    pub vector: Vector,
+}
+
+/// How a worker's `gymnasium:` environments are stepped (`env.vector`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vector {
+    /// One Python process per environment, observations on its pipe.
+    None,
+    /// One Python process per worker with a synchronous vector env; observations in
+    /// shared memory.
+    #[default]
+    Sync,
+    /// One Python process per worker with an asynchronous vector env (a process per
+    /// environment behind it); observations in shared memory.
+    Async,
+}
+
+impl Vector {
+    fn is_default(&self) -> bool {
+        *self == Vector::default()
+    }
+
+    /// The name a config gives it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Vector::None => "none",
+            Vector::Sync => "sync",
+            Vector::Async => "async",
+        }
+    }
 }
 
 /// Environment options, as the `[env.options]` table gives them; each environment reads
@@ -53,6 +90,7 @@ impl EnvConfig {
             python: None,
             wrappers: Vec::new(),
             step_timeout: default_step_timeout(),
+            vector: Vector::default(),
         }
     }
 }

@@ -73,6 +73,14 @@ fn env_index(env: &Option<usize>) -> String {
 }
 
 impl EnvError {
+    /// The index of the environment a [`EnvError::Raised`] names, if it names one.
+    pub fn env(&self) -> Option<usize> {
+        match self {
+            EnvError::Raised { env, .. } => *env,
+            _ => None,
+        }
+    }
+
     /// The error with the index of the environment it came from, among the run's.
     pub fn at_env(self, index: usize) -> Self {
         match self {

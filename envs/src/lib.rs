@@ -2,8 +2,8 @@
 //! `CartPole-v1` (checked against Gymnasium), the memory tasks `MaskedCartPole-v1` and
 //! `TMaze-v0`, the first-person [`lab`] tasks modelled on the CPC paper's five
 //! DeepMind Lab levels, the [`popgym`] suite (`popgym/RepeatPreviousEasy`, ...), and any
-//! Python Gymnasium environment as `gymnasium:NAME` ([`gymnasium`], one Python process
-//! per environment).
+//! Python Gymnasium environment as `gymnasium:NAME` ([`gymnasium`]: one Python process
+//! per actor worker stepping a `gymnasium.vector` env, or one per environment).
 //!
 //! Main types: [`Env`] (Gymnasium's `reset(seed, options) -> (obs, info)` and
 //! `step(action) -> (obs, reward, terminated, truncated, info)`), [`Space`], the
@@ -36,9 +36,9 @@ mod vec_env;
 pub type SeededRng = rand_xoshiro::Xoshiro256PlusPlus;
 
 pub use cartpole::{CartPole, CartPoleState, MaskedCartPole};
-pub use config::{EnvConfig, Options};
+pub use config::{EnvConfig, Options, Vector};
 pub use env::{Env, EnvError, Image, Info, Space, Step, StepOutcome};
-pub use registry::{check, entry, make, registry, EnvEntry, TimeLimit};
+pub use registry::{check, entry, make, make_vec, registry, EnvEntry, TimeLimit};
 pub use seeding::stream_seed;
 pub use tmaze::{TMaze, TMazeOptions};
-pub use vec_env::{VecEnv, VecStep};
+pub use vec_env::{BatchEnv, VecEnv, VecStep};

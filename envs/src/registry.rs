@@ -12,6 +12,7 @@ use crate::lab::{
 };
 use crate::options::{help, read, NoOptions};
 use crate::tmaze::{TMaze, TMazeOptions};
+use crate::vec_env::VecEnv;
 
 /// Builds an environment from its id and options, with its default episode limit.
 type Builder = fn(&str, &Options) -> Result<(Box<dyn Env>, Option<usize>), EnvError>;
@@ -157,6 +158,16 @@ pub fn make(cfg: &EnvConfig) -> Result<Box<dyn Env>, EnvError> {
     })
 }
 
+/// `n` environments of `cfg` stepped together: for a `gymnasium:` id with `env.vector`
+/// `sync` or `async`, one Python process stepping them as a `gymnasium.vector` env
+/// ([`crate::gymnasium::GymnasiumVec`]); otherwise `n` of [`make`].
+pub fn make_vec(cfg: &EnvConfig, n: usize) -> Result<VecEnv, EnvError> {
+    if cfg.id.starts_with(crate::gymnasium::PREFIX) && cfg.vector != crate::Vector::None {
+        return VecEnv::batch(Box::new(crate::gymnasium::GymnasiumVec::new(cfg, n)?));
+    }
+    VecEnv::new((0..n).map(|_| make(cfg)).collect::<Result<_, _>>()?)
+}
+
 /// Checks `cfg` as far as that needs no environment built and no Python started: a
 /// registered id with its options read into their typed struct (a bad key or value
 /// named), or a `gymnasium:` id's wrappers and step timeout (the rest is Python's, when
@@ -175,6 +186,7 @@ fn native_entry(cfg: &EnvConfig) -> Result<&'static EnvEntry, EnvError> {
     for (key, set) in [
         ("env.python", cfg.python.is_some()),
         ("env.wrappers", !cfg.wrappers.is_empty()),
+        ("env.vector", cfg.vector != crate::Vector::default()),
     ] {
         if set {
             return Err(EnvError::InvalidOption {

@@ -10,7 +10,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use rlcpc_agents::{Actor, ActorPool, Learner, ParamSnapshot, Rollout, Runner};
-use rlcpc_envs::VecEnv;
 
 use crate::checkpoint::{self, keys, Counters, Loaded};
 use crate::config::Config;
@@ -268,12 +267,9 @@ pub fn build_actors(
     let per_worker = cfg.env.num_envs / cfg.run.workers;
     let mut actors = Vec::new();
     for w in workers {
-        let envs = (0..per_worker)
-            .map(|_| rlcpc_envs::make(&cfg.env))
-            .collect::<Result<Vec<_>, _>>()?;
         let mut actor = Actor::new(
             w,
-            VecEnv::new(envs)?,
+            rlcpc_envs::make_vec(&cfg.env, per_worker)?,
             actor_policy(spec)?,
             cfg.algo.unroll,
             env_seed,

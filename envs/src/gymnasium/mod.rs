@@ -1,13 +1,23 @@
 //! Any Python Gymnasium environment as an rlcpc [`Env`]: `env.id = "gymnasium:NAME"`.
 //!
-//! Design decision (the GIL): each environment runs in a Python process of its own,
-//! started from `bridge.py` and driven over its stdin/stdout with small binary messages
-//! (an action in, reward, flags and the float32 observation out). Processes never share
-//! an interpreter, so the actor threads step their environments in parallel with no GIL
-//! between them, a crashing environment takes only its own process down, and rlcpc's
-//! binary links no libpython: the default build and a machine without Python are
-//! unaffected. The cost is one pipe round trip per environment step (measured in
-//! docs/results.md against the native CartPole).
+//! Design decision (the GIL): environments run in Python processes of their own,
+//! started from `bridge.py` and driven over stdin/stdout with small binary messages.
+//! Processes never share an interpreter, so the actor threads step their environments in
+//! parallel with no GIL between them, a crashing environment takes only its own process
+//! down, and rlcpc's binary links no libpython: the default build and a machine without
+//! Python are unaffected.
+//!
+//! - `env.vector = "sync"` (the default): one process per actor worker steps all of that
+//!   worker's environments as one `gymnasium.vector.SyncVectorEnv` (ale-py's own
+//!   `AtariVectorEnv` for `ALE/…-v5` with the `atari` wrapper), [`GymnasiumVec`]. A step
+//!   is one request of all the worker's actions; rewards and flags come back on the pipe
+//!   and the observations through a shared-memory buffer, never the pipe.
+//! - `"async"`: the same, with a `gymnasium.vector.AsyncVectorEnv` (a process per
+//!   environment behind it), for environments slow enough to step in parallel.
+//! - `"none"`: one process per environment, [`GymnasiumEnv`], observations on the pipe
+//!   (an environment that a vector env cannot hold).
+//!
+//! The costs are measured in docs/results.md against the native CartPole.
 //!
 //! Semantics are the native ones: Gymnasium's `terminated` / `truncated` pass through,
 //! [`crate::VecEnv`] resets in the same step and keeps the final observation, and
@@ -18,20 +28,20 @@
 //! package calls [`set_host_python`]), else the active virtual environment's
 //! (`$VIRTUAL_ENV/bin/python`), else `python3` on `PATH`.
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::EnvConfig;
 use crate::env::{Env, EnvError, Info, Space, StepOutcome};
 
+mod channel;
 mod process;
+mod vector;
 pub use crate::hurry::{hurry_all, unhurry_all, Hurry, GRACE};
+use channel::Bridge;
 pub use process::kill_all;
-use process::{Late, Replies};
+pub use vector::GymnasiumVec;
 
 /// The prefix of `env.id` that selects a Gymnasium environment.
 pub const PREFIX: &str = "gymnasium:";
@@ -39,17 +49,12 @@ pub const PREFIX: &str = "gymnasium:";
 /// Wrappers `env.wrappers` may name.
 pub const WRAPPERS: &[&str] = &["atari", "minigrid", "flatten"];
 
-const BRIDGE: &str = include_str!("bridge.py");
-
 /// One Gymnasium environment in its own Python process.
 pub struct GymnasiumEnv {
     id: String,
     observation_space: Space,
     n_actions: usize,
-    child: Child,
-    stdin: BufWriter<ChildStdin>,
-    stdout: BufReader<Replies>,
-    hurry: Hurry,
+    bridge: Bridge,
     /// Steps taken over the environment's life (for error messages).
     steps: u64,
     /// An error of the last reset, reported by the next step (a reset cannot fail).
@@ -57,6 +62,7 @@ pub struct GymnasiumEnv {
     obs_bytes: Vec<u8>,
 }
 
+/// The bridge's first line.
 #[derive(Deserialize)]
 struct Hello {
     ok: bool,
@@ -66,6 +72,9 @@ struct Hello {
     observation_space: serde_json::Value,
     #[serde(default)]
     action_space: serde_json::Value,
+    /// What steps the environments (`gymnasium.vector.SyncVectorEnv`, …).
+    #[serde(default)]
+    backend: String,
 }
 
 /// The interpreter of the Python process this library runs in, if it runs in one.
@@ -129,90 +138,15 @@ impl GymnasiumEnv {
     /// `gymnasium.make`; fails naming the environment when Python, Gymnasium, the
     /// environment or its spaces do not fit.
     pub fn new(cfg: &EnvConfig) -> Result<Self, EnvError> {
-        let name = cfg.id.strip_prefix(PREFIX).unwrap_or(&cfg.id);
-        let id = cfg.id.clone();
-        let fail = |message: String| EnvError::Python {
-            id: id.clone(),
-            message,
-        };
         check(cfg)?;
-        let spec = serde_json::json!({
-            "id": name,
-            "kwargs": cfg.options,
-            "max_episode_steps": (cfg.max_episode_steps > 0).then_some(cfg.max_episode_steps),
-            "wrappers": cfg.wrappers,
-        });
-        let timeout = Duration::from_secs_f64(cfg.step_timeout);
-        let python = interpreter(cfg);
-        let mut command = Command::new(&python);
-        command
-            .arg("-u")
-            .arg("-c")
-            .arg(BRIDGE)
-            .arg(spec.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = process::spawn(command).map_err(|e| {
-            // The interpreter hint only where the interpreter is the problem (not, say,
-            // the process limit: EAGAIN).
-            let hint = match e.kind() {
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                    " (set env.python, or activate a virtual environment)"
-                }
-                _ => "",
-            };
-            fail(format!(
-                "cannot start Python '{}': {e}{hint}",
-                python.display()
-            ))
-        })?;
-        let stdin = BufWriter::new(child.stdin.take().expect("piped"));
-        let hurry = Hurry::default();
-        let mut stdout = BufReader::new(Replies::new(
-            child.stdout.take().expect("piped"),
-            hurry.clone(),
-            timeout,
-        ));
-        // Every failure from here on ends the process group before it returns.
-        let end = |mut child: Child, stdin: BufWriter<ChildStdin>, e: EnvError| {
-            drop(stdin);
-            process::end(&mut child);
-            e
-        };
-        // The hello is one JSON line; a program that writes without end is cut off at
-        // HELLO_MAX bytes rather than read until memory runs out.
-        let mut line = String::new();
-        let read = std::io::Read::take(&mut stdout, HELLO_MAX).read_line(&mut line);
-        let spaces = match read {
-            Ok(n) if n as u64 >= HELLO_MAX && !line.ends_with('\n') => Err(fail(format!(
-                "'{}' did not answer as rlcpc's bridge: no line within {} MiB (is env.python a Python? or the environment's spaces are too large to describe: a Box of millions of values with their bounds)",
-                python.display(),
-                HELLO_MAX >> 20
-            ))),
-            Err(_) if stdout.get_ref().late.is_some() => Err(fail(format!(
-                "Python did not make the environment within {} (env.step_timeout); its processes were ended",
-                waited(stdout.get_ref().late, timeout)
-            ))),
-            Ok(n) if n > 0 => parse_hello(&id, &python.display().to_string(), &line),
-            _ => Err(fail(format!(
-                "Python '{}' exited before the environment was made (its messages are above)",
-                python.display()
-            ))),
-        };
-        let (observation_space, n_actions) = match spaces {
-            Ok(s) => s,
-            Err(e) => return Err(end(child, stdin, e)),
-        };
+        let (bridge, hello) = Bridge::start(cfg, &spec(cfg))?;
+        let (observation_space, n_actions) = GymnasiumEnv::spaces(&cfg.id, &hello)?;
         let obs_bytes = vec![0u8; 4 * observation_space.flat_dim()];
         Ok(GymnasiumEnv {
-            id,
+            id: cfg.id.clone(),
             observation_space,
             n_actions,
-            child,
-            stdin,
-            stdout,
-            hurry,
+            bridge,
             steps: 0,
             pending: None,
             obs_bytes,
@@ -277,115 +211,13 @@ impl GymnasiumEnv {
 
     /// Sends one request and reads the status; `Err` holds the message.
     fn request(&mut self, msg: &[u8]) -> Result<(), String> {
-        self.send(msg)?;
-        self.status()
-    }
-
-    fn send(&mut self, msg: &[u8]) -> Result<(), String> {
-        self.stdout.get_mut().sent();
-        if let Err(e) = self.stdin.write_all(msg).and_then(|()| self.stdin.flush()) {
-            return Err(self.gone(e));
-        }
-        Ok(())
-    }
-
-    /// The message for a pipe that broke: how the process ended, if it did (a signal,
-    /// SIGKILL often being the out-of-memory killer), else the pipe's error.
-    fn gone(&mut self, e: std::io::Error) -> String {
-        // The pipe closes as the process dies; its exit status follows within moments.
-        let mut status = None;
-        for _ in 0..50 {
-            status = self.child.try_wait().ok().flatten();
-            if status.is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        #[cfg(unix)]
-        if let Some(sig) = status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)) {
-            let oom = if sig == 9 {
-                " (possibly by the out-of-memory killer)"
-            } else {
-                ""
-            };
-            return format!("the Python process was killed by signal {sig}{oom}");
-        }
-        match status {
-            Some(s) => format!(
-                "the Python process exited ({s}) without answering; its messages, if any, are above"
-            ),
-            None => format!(
-                "the Python process stopped answering ({e}; its messages, if any, are above)"
-            ),
-        }
-    }
-
-    /// The message for a failed read of a reply: the deadline passed (the process group
-    /// is then ended, since a late reply would put the stream out of step), or the
-    /// process went away.
-    fn unanswered(&mut self, e: std::io::Error) -> String {
-        let late = self.stdout.get_ref().late;
-        if late.is_none() {
-            return self.gone(e);
-        }
-        process::end(&mut self.child);
-        format!(
-            "it did not answer within {}; its processes were ended",
-            waited(late, self.stdout.get_ref().timeout())
-        )
-    }
-
-    /// Reads a reply's status; `Err` holds the environment's message.
-    fn status(&mut self) -> Result<(), String> {
-        let mut status = [0u8; 1];
-        if let Err(e) = self.stdout.read_exact(&mut status) {
-            return Err(self.unanswered(e));
-        }
-        match status[0] {
-            0 => return Ok(()),
-            1 => {}
-            b => return Err(self.out_of_step(b)),
-        }
-        let mut len = [0u8; 4];
-        if let Err(e) = self.stdout.read_exact(&mut len) {
-            return Err(self.unanswered(e));
-        }
-        let len = u32::from_le_bytes(len) as usize;
-        if len > 1 << 20 {
-            return Err(self.out_of_step(1));
-        }
-        let mut text = vec![0u8; len];
-        if let Err(e) = self.stdout.read_exact(&mut text) {
-            return Err(self.unanswered(e));
-        }
-        Err(String::from_utf8_lossy(&text).into_owned())
-    }
-
-    /// The stream is out of step (not the bridge's reply): the process is ended, since
-    /// nothing read after this could be trusted.
-    fn out_of_step(&mut self, byte: u8) -> String {
-        process::end(&mut self.child);
-        format!("the Python process answered out of protocol (byte {byte:#04x}); it was stopped")
+        self.bridge.send(msg)?;
+        self.bridge.status().map_err(|f| f.message)
     }
 
     fn read_obs(&mut self, obs: &mut [f32]) -> Result<(), String> {
-        if let Err(e) = self.stdout.read_exact(&mut self.obs_bytes) {
-            return Err(self.unanswered(e));
-        }
-        for (o, b) in obs.iter_mut().zip(self.obs_bytes.chunks_exact(4)) {
-            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
-        // An unbounded Box admits inf, and a float64 beyond f32's range becomes inf
-        // here: neither may reach the learner.
-        if let Some(first) = obs.iter().position(|v| !v.is_finite()) {
-            let n = obs.iter().filter(|v| !v.is_finite()).count();
-            return Err(format!(
-                "it gave an observation with {n} non-finite value{} (the first at index {first}: {}, after the cast to float32)",
-                if n == 1 { "" } else { "s" },
-                obs[first]
-            ));
-        }
-        Ok(())
+        self.bridge.read(&mut self.obs_bytes)?;
+        floats(&self.obs_bytes, obs)
     }
 
     fn raised(&self, message: String) -> EnvError {
@@ -398,12 +230,32 @@ impl GymnasiumEnv {
     }
 }
 
-/// How long a late reply was waited for, and which limit ended the wait.
-fn waited(late: Option<Late>, timeout: Duration) -> String {
-    match late {
-        Some(Late::Stopping) => format!("{} s of the stop request", GRACE.as_secs()),
-        _ => format!("{} s (env.step_timeout)", timeout.as_secs_f64()),
+/// The spec `bridge.py` reads (its docstring): the environment and its wrappers.
+fn spec(cfg: &EnvConfig) -> serde_json::Value {
+    serde_json::json!({
+        "id": cfg.id.strip_prefix(PREFIX).unwrap_or(&cfg.id),
+        "kwargs": cfg.options,
+        "max_episode_steps": (cfg.max_episode_steps > 0).then_some(cfg.max_episode_steps),
+        "wrappers": cfg.wrappers,
+    })
+}
+
+/// Observations as the bridge writes them (float32, little-endian) into `obs`, checked
+/// finite: an unbounded Box admits inf, and a float64 beyond f32's range becomes inf in
+/// the cast; neither may reach the learner.
+fn floats(bytes: &[u8], obs: &mut [f32]) -> Result<(), String> {
+    for (o, b) in obs.iter_mut().zip(bytes.chunks_exact(4)) {
+        *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
+    if let Some(first) = obs.iter().position(|v| !v.is_finite()) {
+        let n = obs.iter().filter(|v| !v.is_finite()).count();
+        return Err(format!(
+            "it gave an observation with {n} non-finite value{} (the first at index {first}: {}, after the cast to float32)",
+            if n == 1 { "" } else { "s" },
+            obs[first]
+        ));
+    }
+    Ok(())
 }
 
 /// The longest `env.step_timeout`: a week.
@@ -414,6 +266,11 @@ pub const MAX_STEP_TIMEOUT: f64 = 7.0 * 86_400.0;
 /// (what Python said, a line that is not the bridge's, a space rlcpc cannot use). Public
 /// for the fuzz targets (`fuzz/`).
 pub fn parse_hello(id: &str, python: &str, line: &str) -> Result<(Space, usize), EnvError> {
+    GymnasiumEnv::spaces(id, &read_hello(id, python, line)?)
+}
+
+/// The bridge's first line as a [`Hello`] that says `ok`, or the error it names.
+fn read_hello(id: &str, python: &str, line: &str) -> Result<Hello, EnvError> {
     let fail = |message: String| EnvError::Python {
         id: id.into(),
         message,
@@ -428,7 +285,7 @@ pub fn parse_hello(id: &str, python: &str, line: &str) -> Result<(Space, usize),
     if !hello.ok {
         return Err(fail(hello.error));
     }
-    GymnasiumEnv::spaces(id, &hello)
+    Ok(hello)
 }
 
 /// The most bytes of the bridge's first line (its spaces, as JSON).
@@ -507,7 +364,7 @@ impl Env for GymnasiumEnv {
     }
 
     fn hurry(&self) -> Option<Hurry> {
-        Some(self.hurry.clone())
+        Some(self.bridge.hurry.clone())
     }
 
     fn start_step(&mut self, action: usize) -> Result<bool, EnvError> {
@@ -524,17 +381,14 @@ impl Env for GymnasiumEnv {
         msg[0] = b'S';
         msg[1..].copy_from_slice(&(action as u32).to_le_bytes());
         self.steps += 1;
-        self.send(&msg).map_err(|e| self.raised(e))?;
+        self.bridge.send(&msg).map_err(|e| self.raised(e))?;
         Ok(true)
     }
 
     fn finish_step(&mut self, obs: &mut [f32]) -> Result<StepOutcome, EnvError> {
-        self.status().map_err(|e| self.raised(e))?;
+        self.bridge.status().map_err(|f| self.raised(f.message))?;
         let mut head = [0u8; 6];
-        if let Err(e) = self.stdout.read_exact(&mut head) {
-            let message = self.unanswered(e);
-            return Err(self.raised(message));
-        }
+        self.bridge.read(&mut head).map_err(|e| self.raised(e))?;
         self.read_obs(obs).map_err(|e| self.raised(e))?;
         let reward = f32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         if !reward.is_finite() {
@@ -558,20 +412,5 @@ impl Env for GymnasiumEnv {
             "'{}' is a Python environment, whose state rlcpc cannot save or restore",
             self.id
         )))
-    }
-}
-
-impl Drop for GymnasiumEnv {
-    fn drop(&mut self) {
-        // Ask politely, then make sure: a worker that stops must leave nothing of the
-        // environment behind, its own helper processes included (the whole group ends).
-        let _ = self.stdin.write_all(b"Q").and_then(|()| self.stdin.flush());
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        process::end(&mut self.child);
     }
 }
