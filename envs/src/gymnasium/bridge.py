@@ -62,10 +62,15 @@ def describe(space, np):
         high = np.broadcast_to(space.high, space.shape).astype(np.float64).ravel()
         # JSON holds no infinities: unbounded sides become float32's largest value.
         big = float(np.finfo(np.float32).max)
-        clip = lambda x: max(min(float(x), big), -big)
-        # One number for bounds that are the same everywhere (an image's 0..255): the
-        # line stays short however large the Box.
-        bound = lambda a: clip(a[0]) if a.size and (a == a[0]).all() else [clip(x) for x in a]
+
+        def clip(x):
+            return max(min(float(x), big), -big)
+
+        def bound(a):
+            # One number for bounds that are the same everywhere (an image's 0..255):
+            # the line stays short however large the Box.
+            return clip(a[0]) if a.size and (a == a[0]).all() else [clip(x) for x in a]
+
         return {
             "box": [int(d) for d in space.shape],
             "low": bound(low),
@@ -271,8 +276,8 @@ def main():
     signal.signal(signal.SIGUSR2, lambda *_: os.killpg(0, signal.SIGKILL))
     spec = json.loads(sys.argv[1])
     try:
-        import numpy as np
         import gymnasium
+        import numpy as np
     except ImportError as e:
         fail_line(
             f"{e}; install Gymnasium into the Python rlcpc runs ({sys.executable}): "
@@ -501,7 +506,9 @@ def serve_vector(spec, np, gymnasium):
                     # ALE's seeds are C ints: one drawn from the seed, as AtariEnv.seed does.
                     seeds = np.array(
                         [
-                            -1 if s is None else int(np.random.SeedSequence(s).generate_state(1)[0] & 0x7FFFFFFF)
+                            -1
+                            if s is None
+                            else int(np.random.SeedSequence(s).generate_state(1)[0] & 0x7FFFFFFF)
                             for s in seeds
                         ]
                     )

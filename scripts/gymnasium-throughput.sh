@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# End-to-end env steps/s of Python environments, one Python process per environment
+# (env.vector = "none", the bridge before 2026-12-07) against one per actor worker with
+# a gymnasium.vector env and shared memory ("sync"; "async" too where it is asked for),
+# runs interleaved (none, sync, none, sync, ...) so that both see the same machine.
+# Prints every run, then the medians, with the time per update split into collecting
+# (the actors and their environments) and learning, to say which side limits.
+#
+#   VENV=.venv-gymnasium scripts/gymnasium-throughput.sh          # 3 runs per arm
+#   REPS=5 MODES="none sync async" scripts/gymnasium-throughput.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv-gymnasium}
+REPS=${REPS:-3}
+MODES=${MODES:-none sync}
+RLCPC=${RLCPC:-target/release/rlcpc}
+[[ -x $VENV/bin/python ]] || { echo "no Python at $VENV/bin/python: run scripts/gymnasium-envs.sh first, or set VENV" >&2; exit 2; }
+[[ -x $RLCPC ]] || cargo build --release
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+# name | steps | settings
+cases=(
+  "gymnasium:CartPole-v1 (default preset)|200000|--set env.id=\"gymnasium:CartPole-v1\""
+  "MiniGrid-MemoryS7 (minigrid-memory)|100000|--config minigrid-memory"
+  "ALE/Pong-v5 (atari)|20000|--config atari"
+)
+set -f # the settings hold brackets
+printf '%s\n' "case | env.vector | run | env steps/s | ms/update: collect | learner (forward+backward+optimiser)"
+declare -A rates
+for c in "${cases[@]}"; do
+  IFS='|' read -r name steps settings <<<"$c"
+  for r in $(seq 1 "$REPS"); do
+    for mode in $MODES; do
+      # shellcheck disable=SC2086 # the settings are words
+      log=$("$RLCPC" train --quiet --out "$out/$RANDOM$RANDOM" $settings \
+        --set "env.python=\"$VENV/bin/python\"" --set "env.vector=\"$mode\"" \
+        --set run.total_steps="$steps" --set run.target_return=0 2>&1)
+      rate=$(grep -o '([0-9]* steps/s)' <<<"$log" | tr -dc '0-9')
+      ms=$(grep 'ms/update' <<<"$log" | tail -1)
+      collect=$(sed -n 's/.*collect \([0-9.]*\).*/\1/p' <<<"$ms")
+      learn=$(awk '{for(i=1;i<=NF;i++){if($i=="forward"||$i=="backward"||$i=="optimiser"||$i=="aux"||$i=="loss")s+=$(i+1)}} END{printf "%.2f", s}' <<<"$ms")
+      echo "$name | $mode | $r | $rate | $collect | $learn"
+      rates["$name|$mode"]+="$rate "
+    done
+  done
+done
+echo
+echo "case | env.vector | median env steps/s | runs"
+for c in "${cases[@]}"; do
+  name=${c%%|*}
+  for mode in $MODES; do
+    runs=${rates["$name|$mode"]}
+    med=$(tr ' ' '\n' <<<"$runs" | grep . | sort -n | awk '{a[NR]=$1} END{print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
+    echo "$name | $mode | $med | ${runs% }"
+  done
+done
