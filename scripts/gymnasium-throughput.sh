@@ -25,7 +25,7 @@ cases=(
   "ALE/Pong-v5 (atari)|20000|--config atari"
 )
 set -f # the settings hold brackets
-printf '%s\n' "case | env.vector | run | env steps/s | ms/update: collect | learner (forward+backward+optimiser)"
+printf '%s\n' "case | env.vector | run | env steps/s | ms/update: collect (of which env) | learner (forward+loss+aux+backward+optimiser)"
 declare -A rates
 for c in "${cases[@]}"; do
   IFS='|' read -r name steps settings <<<"$c"
@@ -37,13 +37,47 @@ for c in "${cases[@]}"; do
         --set run.total_steps="$steps" --set run.target_return=0 2>&1)
       rate=$(grep -o '([0-9]* steps/s)' <<<"$log" | tr -dc '0-9')
       ms=$(grep 'ms/update' <<<"$log" | tail -1)
-      collect=$(sed -n 's/.*collect \([0-9.]*\).*/\1/p' <<<"$ms")
+      collect=$(sed -n 's/.*collect \([0-9.]*\) (env \([0-9.]*\)).*/\1 (\2)/p' <<<"$ms")
       learn=$(awk '{for(i=1;i<=NF;i++){if($i=="forward"||$i=="backward"||$i=="optimiser"||$i=="aux"||$i=="loss")s+=$(i+1)}} END{printf "%.2f", s}' <<<"$ms")
       echo "$name | $mode | $r | $rate | $collect | $learn"
       rates["$name|$mode"]+="$rate "
     done
   done
 done
+# The ceiling: the environments alone, stepped by the bridge's own vector env in one
+# Python process with random actions (no rlcpc, no pipe), per core.
+raw() {
+  "$VENV/bin/python" - "$@" <<'PY'
+import importlib.util, json, sys, time
+import numpy as np, gymnasium
+spec = json.loads(sys.argv[1])
+if spec["id"].startswith("ALE/"):
+    import ale_py
+    gymnasium.register_envs(ale_py)
+m = importlib.util.spec_from_file_location("bridge", "envs/src/gymnasium/bridge.py")
+bridge = importlib.util.module_from_spec(m)
+m.loader.exec_module(bridge)
+n = 8
+venv = bridge.ale_vector(spec, n, np)
+if venv is None:
+    venv = gymnasium.vector.SyncVectorEnv(
+        [lambda: bridge.make_env(spec, np, gymnasium) for _ in range(n)], copy=False, autoreset_mode="SameStep"
+    )
+venv.reset(seed=list(range(n)) if not hasattr(venv, "ale") else np.arange(n))
+rng = np.random.default_rng(0)
+k = venv.single_action_space.n
+steps, t = 0, time.perf_counter()
+while time.perf_counter() - t < 10:
+    venv.step(rng.integers(0, k, n))
+    steps += n
+print(int(steps / (time.perf_counter() - t)))
+PY
+}
+echo
+echo "the environments alone (8 in one vector, one process, random actions, 10 s): env steps/s"
+echo "gymnasium:CartPole-v1 | $(raw '{"id": "CartPole-v1"}')"
+echo "MiniGrid-MemoryS7 | $(raw '{"id": "minigrid:MiniGrid-MemoryS7-v0", "wrappers": ["minigrid"]}')"
+echo "ALE/Pong-v5 (ale-py's vector env) | $(raw '{"id": "ALE/Pong-v5", "wrappers": ["atari"], "max_episode_steps": 27000}')"
 echo
 echo "case | env.vector | median env steps/s | runs"
 for c in "${cases[@]}"; do
