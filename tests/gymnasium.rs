@@ -167,7 +167,10 @@ fn trace(venv: &mut VecEnv, seed: u64, steps: usize, n_actions: usize) -> Vec<f3
 /// shared memory) gives exactly what one process per environment gives over its pipe:
 /// each environment's observations, final observations at the same-step auto-reset,
 /// rewards and flags, from the same seeds. For CartPole (float32, auto-resets every few
-/// dozen steps), uint8 images with an offset action space, and MultiDiscrete one-hot.
+/// dozen steps), uint8 images with an offset action space, MultiDiscrete one-hot, and an
+/// environment that a vector env finds awkward (float64 observations of a float32 Box in
+/// one buffer refilled in place, so that a final observation kept by reference would be
+/// overwritten by the reset; infos that differ between environments).
 #[test]
 #[cfg_attr(
     not(rlcpc_gymnasium),
@@ -180,6 +183,8 @@ fn a_vector_env_in_shared_memory_repeats_one_process_per_environment_exactly() {
         ("gymnasium:CartPole-v1", 2, 120),
         ("gymnasium:rlcpc_test_envs:RlcpcImage-v0", 3, 23),
         ("gymnasium:rlcpc_test_envs:RlcpcCounts-v0", 2, 20),
+        // float64 in a float32 Box, one buffer refilled in place, infos that differ.
+        ("gymnasium:rlcpc_test_envs:RlcpcAwkward-v0", 2, 13),
     ] {
         let mut c = cfg(id, &py);
         c.vector = Vector::None;

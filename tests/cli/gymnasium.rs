@@ -183,7 +183,8 @@ fn n1_an_environment_that_stops_answering_ends_the_run_within_env_step_timeout()
                 "actor worker",
                 "(env ",
                 "failed at step 50",
-                "did not answer within 2 s (env.step_timeout)",
+                // Two environments per worker: 2 s each.
+                "did not answer within 4 s (env.step_timeout, 2 s, for each of its 2 environments)",
                 "last finished update (6, 192 env steps)",
             ][..],
         ),
@@ -191,18 +192,19 @@ fn n1_an_environment_that_stops_answering_ends_the_run_within_env_step_timeout()
             "reset",
             &[
                 "reset failed",
-                "did not answer within 2 s (env.step_timeout)",
+                "did not answer within 4 s (env.step_timeout, 2 s, for each of its 2 environments)",
             ][..],
         ),
         (
             "make",
+            // The first environment, made alone for its spaces, is the one that hangs.
             &["did not make the environment within 2 s (env.step_timeout)"][..],
         ),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let (out, pids) = (tmp.path().join("run"), tmp.path().join("pids"));
         std::fs::create_dir(&pids).unwrap();
-        // Two environments per worker wait their 2 s each, then each is ended.
+        // A worker's process of two environments waits 2 s for each, then is ended.
         let o = hang_run(&py, mode, &pids)
             .set("env.step_timeout", 2)
             .set("run.total_steps", 100000)

@@ -131,7 +131,9 @@ def make_env(spec, np, gymnasium):
             # up to 30 no-op starts, frame skip 4 with max-pooling of the last two
             # frames, 84x84 grayscale, four stacked frames.
             env = gymnasium.wrappers.AtariPreprocessing(env, frame_skip=4)
-            env = gymnasium.wrappers.FrameStackObservation(env, 4)
+            # An episode's first stacks are padded with zero frames, as ale-py's vector
+            # env pads them (the "sync" and "async" bridges use it for ALE/...-v5).
+            env = gymnasium.wrappers.FrameStackObservation(env, 4, padding_type="zero")
             # Channels last, [84, 84, 4], as rlcpc's conv encoder reads images.
             stacked = env.observation_space
             env = gymnasium.wrappers.TransformObservation(
@@ -166,6 +168,7 @@ class Codec:
 
         self.np = np
         self.space = space
+        self.dtype = space.dtype
         self.sizes = None
         if isinstance(space, spaces.Discrete):
             self.sizes = [int(space.n)]
@@ -381,7 +384,8 @@ def ale_vector(spec, n, np):
         autoreset_mode="SameStep",
         repeat_action_probability=float(kwargs.get("repeat_action_probability", 0.25)),
         full_action_space=bool(kwargs.get("full_action_space", False)),
-        max_num_frames_per_episode=4 * limit if limit else 108000,
+        # ALE's v5 ids end episodes at 108,000 frames, whatever the time limit above.
+        max_num_frames_per_episode=min(4 * limit, 108000) if limit else 108000,
         frameskip=4,
         noop_max=30,
         stack_num=4,
@@ -421,9 +425,17 @@ def serve_vector(spec, np, gymnasium):
                 raise
             except Exception as e:  # noqa: BLE001
                 raise SubEnvError(self.index, error_text(e)) from None
-            if busy is not None:
-                busy[0] = -1
-            return out
+            finally:
+                if busy is not None:
+                    busy[0] = -1
+            # A copy in the space's dtype: the vector stacks only same-kind casts (the
+            # single bridge casts as Gymnasium does, e.g. float64 into a float32 Box),
+            # and it keeps a reference to the final observation while it resets, which
+            # an environment that refills one buffer would overwrite.
+            obs = np.array(out[0], dtype=self.codec.dtype, copy=True)
+            # Infos are not read: dropped, so that the vector's merging of them (which
+            # fails on infos that differ between environments) never runs.
+            return (obs,) + tuple(out[1:-1]) + ({},)
 
         def step(self, action):
             return self._guard(self.env.step, action)
@@ -456,7 +468,10 @@ def serve_vector(spec, np, gymnasium):
 
                 ctx = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
                 probe.close()
-                venv = AsyncVectorEnv(makers, context=ctx, autoreset_mode="SameStep")
+                # A forked worker would share numpy's global generator with the others:
+                # each draws its own, as a process of its own (env.vector = "none") does.
+                reseeded = [lambda m=m: (np.random.seed(), m())[1] for m in makers]
+                venv = AsyncVectorEnv(reseeded, context=ctx, autoreset_mode="SameStep")
                 backend = "gymnasium.vector.AsyncVectorEnv"
             else:
                 first = Indexed(probe, 0, codec)
@@ -467,7 +482,19 @@ def serve_vector(spec, np, gymnasium):
         # and removes its name.
         fd = os.open(spec["shm"], os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.ftruncate(fd, 2 * n * codec.dim * 4 + 8)
+            size = 2 * n * codec.dim * 4 + 8
+            os.ftruncate(fd, size)
+            if hasattr(os, "posix_fallocate"):
+                # Reserved now: a /dev/shm too small (a container's 64 MiB) fails here,
+                # not with SIGBUS at the first write past its end.
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError as e:
+                    raise OSError(
+                        f"cannot reserve {size} bytes of shared memory for the observations at "
+                        f"{spec['shm']}: {e.strerror} (a container's /dev/shm may be too small: "
+                        f'docker run --shm-size; or env.vector = "none")'
+                    ) from None
         finally:
             os.close(fd)
         shm = np.memmap(spec["shm"], dtype=np.float32, mode="r+", shape=(2, n, codec.dim))

@@ -37,19 +37,30 @@ pub struct Bridge {
     stdout: BufReader<Replies>,
     /// Its stop request ([`Hurry`]).
     pub hurry: Hurry,
+    /// The environments it serves: a request waits `env.step_timeout` for each.
+    envs: usize,
+    /// `env.step_timeout`.
+    step_timeout: Duration,
 }
 
 impl Bridge {
-    /// Starts the bridge for `cfg` with `spec` and reads its first line; fails naming
-    /// `cfg.id` when Python cannot start, or does not make the environment in time, or
-    /// answers with an error.
-    pub fn start(cfg: &EnvConfig, spec: &serde_json::Value) -> Result<(Bridge, Hello), EnvError> {
+    /// Starts the bridge for `cfg` with `spec` (of `envs` environments) and reads its
+    /// first line; fails naming `cfg.id` when Python cannot start, or does not make the
+    /// environments in time, or answers with an error. Every request, the making
+    /// included, has `env.step_timeout` for each environment (a sync vector makes and
+    /// steps them one after another).
+    pub fn start(
+        cfg: &EnvConfig,
+        spec: &serde_json::Value,
+        envs: usize,
+    ) -> Result<(Bridge, Hello), EnvError> {
         let id = cfg.id.clone();
         let fail = |message: String| EnvError::Python {
             id: id.clone(),
             message,
         };
-        let timeout = Duration::from_secs_f64(cfg.step_timeout);
+        let step_timeout = Duration::from_secs_f64(cfg.step_timeout);
+        let timeout = step_timeout * envs.max(1) as u32;
         let python = interpreter(cfg);
         let mut command = Command::new(&python);
         command
@@ -87,6 +98,8 @@ impl Bridge {
             stdin,
             stdout,
             hurry,
+            envs: envs.max(1),
+            step_timeout,
         };
         // The hello is one JSON line; a program that writes without end is cut off at
         // HELLO_MAX bytes rather than read until memory runs out.
@@ -100,8 +113,8 @@ impl Bridge {
                 HELLO_MAX >> 20
             ))),
             Err(_) if late.is_some() => Err(fail(format!(
-                "Python did not make the environment within {} (env.step_timeout); its processes were ended",
-                waited(late, timeout)
+                "Python did not make the environment within {}; its processes were ended",
+                bridge.waited(late)
             ))),
             Ok(n) if n > 0 => super::read_hello(&id, &python.display().to_string(), &line),
             _ => Err(fail(format!(
@@ -200,8 +213,22 @@ impl Bridge {
         process::end(&mut self.child);
         format!(
             "it did not answer within {}; its processes were ended",
-            waited(late, self.stdout.get_ref().timeout())
+            self.waited(late)
         )
+    }
+
+    /// How long a late reply was waited for, and which limit ended the wait.
+    fn waited(&self, late: Option<Late>) -> String {
+        let t = self.step_timeout.as_secs_f64();
+        match late {
+            Some(Late::Stopping) => format!("{} s of the stop request", GRACE.as_secs()),
+            _ if self.envs == 1 => format!("{t} s (env.step_timeout)"),
+            _ => format!(
+                "{} s (env.step_timeout, {t} s, for each of its {} environments)",
+                t * self.envs as f64,
+                self.envs
+            ),
+        }
     }
 
     /// The stream is out of step (not the bridge's reply): the process is ended, since
@@ -224,14 +251,6 @@ impl Drop for Bridge {
             std::thread::sleep(Duration::from_millis(10));
         }
         process::end(&mut self.child);
-    }
-}
-
-/// How long a late reply was waited for, and which limit ended the wait.
-fn waited(late: Option<Late>, timeout: Duration) -> String {
-    match late {
-        Some(Late::Stopping) => format!("{} s of the stop request", GRACE.as_secs()),
-        _ => format!("{} s (env.step_timeout)", timeout.as_secs_f64()),
     }
 }
 

@@ -139,7 +139,7 @@ impl GymnasiumEnv {
     /// environment or its spaces do not fit.
     pub fn new(cfg: &EnvConfig) -> Result<Self, EnvError> {
         check(cfg)?;
-        let (bridge, hello) = Bridge::start(cfg, &spec(cfg))?;
+        let (bridge, hello) = Bridge::start(cfg, &spec(cfg), 1)?;
         let (observation_space, n_actions) = GymnasiumEnv::spaces(&cfg.id, &hello)?;
         let obs_bytes = vec![0u8; 4 * observation_space.flat_dim()];
         Ok(GymnasiumEnv {

@@ -80,11 +80,6 @@ impl Replies {
         self.sent = Instant::now();
         self.late = None;
     }
-
-    /// The seconds a reply may take.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
 }
 
 impl Read for Replies {

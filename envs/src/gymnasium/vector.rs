@@ -60,7 +60,7 @@ impl GymnasiumVec {
         }
         .into();
         spec["shm"] = path.0.to_string_lossy().into_owned().into();
-        let (bridge, hello) = Bridge::start(cfg, &spec)?;
+        let (bridge, hello) = Bridge::start(cfg, &spec, n)?;
         let (observation_space, n_actions) = GymnasiumEnv::spaces(&cfg.id, &hello)?;
         let dim = observation_space.flat_dim();
         // The observations, then the index of the environment being stepped (i32) and
@@ -207,6 +207,20 @@ impl BatchEnv for GymnasiumVec {
         final_obs: &mut [f32],
         out: &mut VecStep,
     ) -> Result<(), EnvError> {
+        let d = self.observation_space.flat_dim();
+        let n = self.n;
+        if actions.len() != n || obs.len() != n * d || final_obs.len() != n * d {
+            return Err(EnvError::InvalidOption {
+                id: self.id.clone(),
+                key: "actions".into(),
+                reason: format!(
+                    "{} actions and {} / {} observation values for {n} environments of {d} values",
+                    actions.len(),
+                    obs.len(),
+                    final_obs.len()
+                ),
+            });
+        }
         if let Some(f) = self.pending.take() {
             return Err(self.raised(f));
         }
@@ -233,7 +247,6 @@ impl BatchEnv for GymnasiumVec {
         self.bridge
             .read(&mut self.flags)
             .map_err(|e| self.raised(e.into()))?;
-        let d = self.observation_space.flat_dim();
         for (i, f) in self.flags.chunks_exact(6).enumerate() {
             let reward = f32::from_le_bytes([f[0], f[1], f[2], f[3]]);
             if !reward.is_finite() {
