@@ -342,6 +342,21 @@ fn one_run(
         },
         out.display()
     );
+    if cfg.env.id.starts_with(rlcpc_envs::gymnasium::PREFIX) {
+        let per = cfg.env.num_envs / cfg.run.workers.max(1);
+        eprintln!(
+            "Python environments (env.vector = \"{}\"): {}",
+            cfg.env.vector.as_str(),
+            match cfg.env.vector {
+                rlcpc_envs::Vector::None => format!("{} processes, one per environment", cfg.env.num_envs),
+                _ => format!(
+                    "{} process{}, one per actor worker, {per} environments each in a gymnasium.vector env, observations in shared memory",
+                    cfg.run.workers,
+                    if cfg.run.workers == 1 { "" } else { "es" }
+                ),
+            }
+        );
+    }
     let s = train_on(&cfg, &spec, &opts, stop, actors)?;
     let c = &s.counters;
     println!(
