@@ -4,15 +4,17 @@
 # preset trained for a fixed number of steps that fits 30 minutes on a 2-core machine,
 # then probed with every label share (1%, 10%, 100%; linear and kNN on frozen h, and for
 # the whole-image encoders fine-tuning against the same network from scratch), next to
-# the random-init twin and the raw pixels. Finished runs and probes are kept, so the
-# same command resumes where it stopped.
+# the random-init twin and the raw pixels. Finished runs and probes are kept, and a run
+# stopped part way (Ctrl-C, or SIGTERM to the script's process group) resumes from its
+# checkpoint, so the same command goes on where it stopped. A run's time (.seconds) is
+# its training time summed over its pieces.
 #
 #   scripts/fashion-views.sh DATA OUT [SEEDS] [ARMS]
 #
 # DATA: Fashion-MNIST's IDX files (apt-get install dataset-fashion-mnist:
 # /usr/share/datasets/fashion-mnist). SEEDS default "1 2 3" (the training seed and the
 # label draws' seed); ARMS default "simclr moco cpc cpc-ln". Ends with the tables.
-# For a quick check of the pipeline, STEPS=20 MAX_IMAGES=2000 FINE_TUNE=20 override the
+# For a quick check of the pipeline, STEPS=20 MAX_IMAGES=6000 FINE_TUNE=20 override the
 # steps of every arm, the probes' images and the fine-tuning steps.
 set -euo pipefail
 data=${1:?usage: fashion-views.sh DATA OUT [SEEDS] [ARMS]}
@@ -45,13 +47,27 @@ for arm in $arms; do
     for seed in $seeds; do
         run="$out/$arm-seed$seed"
         if [[ ! -f $run/.done ]]; then
-            echo "== training $run"
-            rm -rf "$run"
-            start=$(date +%s)
+            resume=() runflags=$flags
+            if [[ -f $run/checkpoint.safetensors ]]; then
+                echo "== resuming $run"
+                # The run's own config.toml holds the preset; --resume takes no --config.
+                runflags=${flags#--config * }
+                resume=(--resume)
+            else
+                echo "== training $run"
+                rm -rf "$run"
+            fi
             # shellcheck disable=SC2086 # the flags are words
-            "$bin" pretrain image $flags ${STEPS:+--set train.steps=$STEPS} --data "$data" \
-                --out "$run" --set train.seed="$seed" --quiet | tail -n 3
-            echo $(($(date +%s) - start)) > "$run/.seconds"
+            log=$("$bin" pretrain image $runflags ${STEPS:+--set train.steps=$STEPS} --data "$data" \
+                --out "$run" --set train.seed="$seed" --quiet "${resume[@]}" | tail -n 3)
+            echo "$log"
+            if grep -q '^interrupted' <<<"$log"; then
+                echo "stopped; the same command resumes $run from its checkpoint" >&2
+                exit 3
+            fi
+            # The training time over every piece, as the run counts it.
+            sed -n 's/^done after [0-9]* steps in \([0-9.]*\) s.*/\1/p' <<<"$log" \
+                | awk '{printf "%d\n", $1 + 0.5}' > "$run/.seconds"
             touch "$run/.done"
         fi
         for share in 1% 10% 100%; do
@@ -72,7 +88,7 @@ for arm in $arms; do
 done
 
 python3 - "$(dirname "$0")" "$out" "$arms" "$seeds" <<'EOF'
-import json, statistics, sys
+import json, os, statistics, sys
 sys.path.insert(0, sys.argv[1])
 from tstats import interval
 out, arms, seeds = sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
@@ -118,7 +134,7 @@ for arm in arms:
           f"{ci([a-b for a, b in zip(lin, rnd)])} | {ci([a-b for a, b in zip(lin, raw)])} | "
           f"{ci([a-b for a, b in zip(kn, krnd)]) if has_knn else '—'} | {ci([a-b for a, b in zip(kn, kraw)]) if has_knn else '—'} |")
 
-print("\nLabel efficiency: test accuracy in % (frozen linear; fine-tuned 500 Adam steps of 128 "
+print("\nLabel efficiency: test accuracy in % (frozen linear; fine-tuned " + os.environ.get("FINE_TUNE", "500") + " Adam steps of 128 "
       "labelled images, from the encoder and from scratch), mean ± sd; fine-tuned − scratch paired by seed:")
 print("| labels | arm | frozen linear | random-init linear | raw linear | fine-tuned | from scratch | fine-tuned − scratch |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
