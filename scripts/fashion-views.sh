@@ -57,9 +57,16 @@ for arm in $arms; do
                 echo "== training $run"
                 rm -rf "$run"
             fi
+            # Into a file, not a pipe: Ctrl-C (or SIGINT/SIGTERM to the process group) must
+            # reach rlcpc, which checkpoints and says "interrupted", with nothing between
+            # it and its output that the signal would end first. The script waits (the
+            # no-op trap) and then stops.
+            trap ':' INT TERM
             # shellcheck disable=SC2086 # the flags are words
-            log=$("$bin" pretrain image $runflags ${STEPS:+--set train.steps=$STEPS} --data "$data" \
-                --out "$run" --set train.seed="$seed" --quiet "${resume[@]}" | tail -n 3)
+            "$bin" pretrain image $runflags ${STEPS:+--set train.steps=$STEPS} --data "$data" \
+                --out "$run" --set train.seed="$seed" --quiet "${resume[@]}" > "$out/.pretrain.out"
+            trap - INT TERM
+            log=$(tail -n 3 "$out/.pretrain.out")
             echo "$log"
             if grep -q '^interrupted' <<<"$log"; then
                 echo "stopped; the same command resumes $run from its checkpoint" >&2
