@@ -52,7 +52,11 @@ def main():
             continue
         print(f"{task} (seeds {', '.join(seeds)})")
         for m in metrics:
-            d = [float(by[(task, a.arm, s)][m]) - float(by[(task, a.other, s)][m]) for s in seeds]
+            try:
+                d = [float(by[(task, a.arm, s)][m]) - float(by[(task, a.other, s)][m]) for s in seeds]
+            except ValueError:
+                print(f"  {m}: not recorded for every run of both arms")
+                continue
             mean, half = interval(d)
             ci = "n/a" if math.isnan(half) else f"[{mean - half:+.4f}, {mean + half:+.4f}]"
             each = ", ".join(f"{x:+.4f}" for x in d)
