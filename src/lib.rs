@@ -21,6 +21,8 @@
 //! - Files on disk: [`run_dir`] (the one run directory of `train` and the trainers),
 //!   [`checkpoint`] (safetensors files and their [`checkpoint::keys`]),
 //!   [`encoder_file`] (the one reader of every file that holds an encoder), [`metrics`].
+//! - [`console`]: standard output and error that a closed pipe cannot crash (every
+//!   line rlcpc prints goes through its `outln!` / `errln!`).
 //! - Tools: [`bench`] (throughput and the roofline; [`bench::suite`], the command's
 //!   cases), [`plot`] (curves), [`par`] (a parallel map).
 //!
@@ -33,10 +35,14 @@
 //! can do from the shell a Rust caller can do with this crate. It is compiled once, here,
 //! for both front ends.
 
+// Every line printed goes through `console` (a closed pipe must not panic a run).
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod contrastive;
 pub mod data;
 pub mod encoder_file;

@@ -41,7 +41,7 @@ pub fn read_curve(run: &Path, x_metric: &str, metric: &str) -> Result<Curve> {
         .rev()
         .find(|&i| points[i].0 < points[i - 1].0)
     {
-        eprintln!(
+        crate::errln!(
             "note: {}: '{x_metric}' goes back from {} to {} (runs appended to one file?); drawing the last run, from there on ({} of {} points)",
             path.display(),
             points[i - 1].0,
@@ -85,7 +85,7 @@ pub fn seed_runs(dir: &Path) -> Result<Vec<PathBuf>> {
         // Said, not silently dropped: a seed without metrics, a run's own file beside.
         empty.sort();
         if !empty.is_empty() {
-            eprintln!(
+            crate::errln!(
                 "note: {}: {} without {} (not started?) left out: {}",
                 dir.display(),
                 if empty.len() == 1 {
@@ -98,7 +98,7 @@ pub fn seed_runs(dir: &Path) -> Result<Vec<PathBuf>> {
             );
         }
         if dir.join(crate::run_dir::METRICS).is_file() {
-            eprintln!(
+            crate::errln!(
                 "note: {}: its own {} is not drawn: the directory is read as its seed-N runs",
                 dir.display(),
                 crate::run_dir::METRICS

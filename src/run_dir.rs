@@ -215,7 +215,7 @@ impl RunDir {
             std::fs::rename(p, &to)
                 .with_context(|| format!("cannot move '{}' to '{}'", p.display(), to.display()))?;
         }
-        eprintln!(
+        crate::errln!(
             "note: '{}' held metrics of an earlier run that wrote no checkpoint; moved them to '{}'",
             self.path.display(),
             dest.display()

@@ -49,10 +49,15 @@ fn err(e: impl Into<anyhow::Error>) -> PyErr {
 #[pyfunction]
 fn main(py: Python<'_>, argv: Vec<String>) -> i32 {
     let cli = cli::parse(argv);
-    match py.detach(|| cli::run(cli)) {
+    let result = py.detach(|| cli::run(cli));
+    // As the binary: a closed standard output or error stopped the command quietly.
+    if rlcpc::console::closed() {
+        return rlcpc::console::CLOSED_EXIT_STATUS;
+    }
+    match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {}", cli::error_text(&e));
+            rlcpc::errln!("error: {}", cli::error_text(&e));
             1
         }
     }
@@ -84,7 +89,7 @@ fn train(
         })
         .map_err(err)?;
     for n in notes {
-        eprintln!("{n}");
+        rlcpc::errln!("{n}");
     }
     let out = out.unwrap_or_else(|| {
         rlcpc::run_dir::default_path(config.as_deref(), cfg.aux.kind().as_str(), cfg.run.seed)
@@ -102,7 +107,7 @@ fn train(
         write: true,
     };
     if !quiet {
-        eprintln!("training {} into {}", cfg.env.id, out.display());
+        rlcpc::errln!("training {} into {}", cfg.env.id, out.display());
     }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -114,11 +119,11 @@ fn train(
         py.detach(|| std::thread::sleep(Duration::from_millis(50)));
         if let Err(e) = py.check_signals() {
             if interrupt.is_some() {
-                eprintln!("second interrupt: exiting without a final checkpoint");
+                rlcpc::errln!("second interrupt: exiting without a final checkpoint");
                 rlcpc_envs::gymnasium::kill_all();
                 std::process::exit(130);
             }
-            eprintln!(
+            rlcpc::errln!(
                 "interrupt: finishing the current step and writing a checkpoint (again to abort)"
             );
             // A Python environment that hangs gets a few seconds, not the run.

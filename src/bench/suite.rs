@@ -600,7 +600,7 @@ impl Report {
 
     fn header(&self, line: String) {
         if !self.json {
-            println!("{line}");
+            crate::outln!("{line}");
         }
     }
 
@@ -610,9 +610,9 @@ impl Report {
                 serde_json::json!({ "case": name.to_string(), "median": median, "runs": runs }),
             );
         } else if median < 1000.0 {
-            println!("{name:<40} {median:>14.1}   {runs:?}");
+            crate::outln!("{name:<40} {median:>14.1}   {runs:?}");
         } else {
-            println!("{name:<40} {median:>14.0}   {runs:?}");
+            crate::outln!("{name:<40} {median:>14.0}   {runs:?}");
         }
     }
 
@@ -620,13 +620,13 @@ impl Report {
         if self.json {
             self.notes.borrow_mut().push(line.trim().to_string());
         } else {
-            println!("{line}");
+            crate::outln!("{line}");
         }
     }
 
     fn finish(&self) -> Result<()> {
         if self.json {
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::json!({ "cases": *self.cases.borrow(), "notes": *self.notes.borrow() })
             );

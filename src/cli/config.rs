@@ -25,17 +25,17 @@ pub fn run(action: Command) -> Result<()> {
     match action {
         Command::Show { name, overrides } => {
             let (text, cmd) = crate::config::show::show(name.as_deref(), &overrides)?;
-            println!(
+            crate::outln!(
                 "# Resolved config for `rlcpc {cmd}`{}; every key with its documentation.\n",
                 name.as_ref()
                     .map_or(String::new(), |n| format!(" ({})", n.display()))
             );
-            print!("{text}");
+            crate::out!("{text}");
         }
         Command::List => {
-            println!("{:<28} read by", "preset");
+            crate::outln!("{:<28} read by", "preset");
             for (name, cmd) in crate::config::show::presets() {
-                println!("{name:<28} rlcpc {cmd} --config {name}");
+                crate::outln!("{name:<28} rlcpc {cmd} --config {name}");
             }
         }
     }

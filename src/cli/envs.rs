@@ -75,13 +75,15 @@ pub enum Command {
 pub fn run(action: Option<Command>) -> Result<()> {
     match action {
         None => {
-            println!(
+            crate::outln!(
                 "{:<18} {:<16} {:<12} description",
-                "id", "observation", "action"
+                "id",
+                "observation",
+                "action"
             );
             for e in rlcpc_envs::registry() {
                 let env = rlcpc_envs::make(&rlcpc_envs::EnvConfig::new(e.id))?;
-                println!(
+                crate::outln!(
                     "{:<18} {:<16} {:<12} {}",
                     e.id,
                     env.observation_space().to_string(),
@@ -89,14 +91,14 @@ pub fn run(action: Option<Command>) -> Result<()> {
                     e.description
                 );
                 if !e.options.is_empty() {
-                    println!("{:<48} options: {}", "", e.options);
+                    crate::outln!("{:<48} options: {}", "", e.options);
                 }
             }
-            println!(
+            crate::outln!(
                 "{:<18} {:<16} {:<12} any Python Gymnasium environment, in its own process (env.python, env.wrappers; docs/environments.md)",
                 "gymnasium:NAME", "Box", "Discrete"
             );
-            println!(
+            crate::outln!(
                 "\npresets (rlcpc train --config NAME): {}",
                 PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
             );
@@ -116,7 +118,7 @@ pub fn run(action: Option<Command>) -> Result<()> {
             let r = crate::rl::eval::score(&cfg, policy, episodes, seed)?;
             let (mean, std) = crate::rl::eval::mean_std(&r);
             if json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::json!({
                         "env": name, "policy": crate::config::user_name(&policy),
@@ -126,7 +128,7 @@ pub fn run(action: Option<Command>) -> Result<()> {
                 );
                 return Ok(());
             }
-            println!(
+            crate::outln!(
                 "{name} {}: mean return {mean:.3} +/- {std:.3} over {episodes} episodes",
                 crate::config::user_name(&policy)
             );
@@ -175,7 +177,7 @@ pub fn run(action: Option<Command>) -> Result<()> {
                 &out,
                 &stop,
             )?;
-            println!(
+            crate::outln!(
                     "wrote {} ({} frames of {}x{}); {}; the last episode, unfinished, has return {} so far",
                     out.display(),
                     clip.frames,

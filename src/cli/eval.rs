@@ -43,7 +43,7 @@ pub fn run(args: Args) -> Result<()> {
         r.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
     );
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::json!({
                 "checkpoint": checkpoint, "episodes": episodes, "seed": seed,
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> Result<()> {
             })
         );
     } else {
-        println!("mean return {mean:.2} +/- {std:.2} over {episodes} episodes (min {min:.1}, max {max:.1})");
+        crate::outln!("mean return {mean:.2} +/- {std:.2} over {episodes} episodes (min {min:.1}, max {max:.1})");
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ pub fn run(args: Args) -> Result<()> {
         force,
     } = args;
     let spec = crate::rl::eval::export_encoder(&checkpoint, &out, force)?;
-    println!(
+    crate::outln!(
         "wrote {} ({})",
         out.display(),
         serde_json::to_string(&spec)?

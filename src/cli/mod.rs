@@ -249,27 +249,33 @@ fn env_config(name: &str, options: &[String]) -> Result<rlcpc_envs::EnvConfig> {
     Ok(cfg)
 }
 
-/// A flag set by the first Ctrl-C, SIGTERM or SIGHUP (the run finishes its step and
-/// checkpoints); a second one exits at once.
+/// The process-wide stop flag ([`crate::console::stop_flag`]), with the handler that the
+/// first Ctrl-C, SIGTERM or SIGHUP raises it (the run finishes its step and
+/// checkpoints); a second one exits at once. A closed standard output or error raises
+/// the same flag.
 fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
     // Installed once per process: `train --seeds` runs several trainings in a row.
-    static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    if let Some(stop) = STOP.get() {
-        return Ok(stop.clone());
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let stop = crate::console::stop_flag();
+    if INSTALLED.get().is_some() {
+        return Ok(stop);
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    // Counted apart from the flag, which a closed pipe may have raised first.
+    let signals = std::sync::atomic::AtomicUsize::new(0);
     ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            eprintln!("second interrupt: exiting without a final checkpoint");
+        flag.store(true, Ordering::SeqCst);
+        if signals.fetch_add(1, Ordering::SeqCst) > 0 {
+            crate::errln!("second interrupt: exiting without a final checkpoint");
             // No destructor runs on this exit: end the Python environments here.
             rlcpc_envs::gymnasium::kill_all();
             std::process::exit(130);
         }
         // A Python environment that hangs gets a few seconds, not the run.
         rlcpc_envs::gymnasium::hurry_all();
-        eprintln!("interrupt (Ctrl-C or a termination signal): finishing the current step, then stopping (a training run writes its checkpoint first; again to abort)");
+        crate::errln!("interrupt (Ctrl-C or a termination signal): finishing the current step, then stopping (a training run writes its checkpoint first; again to abort)");
     })
     .context("cannot install the Ctrl-C / SIGTERM / SIGHUP handler")?;
-    Ok(STOP.get_or_init(|| stop).clone())
+    INSTALLED.get_or_init(|| ());
+    Ok(stop)
 }

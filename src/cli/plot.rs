@@ -88,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
                 (a.min(x), b.max(x))
             });
         if ends.len() > 1 && lo < 0.95 * hi {
-            eprintln!(
+            crate::errln!(
                 "note: the seeds of '{}' end at different x ({lo} to {hi}): its final values average unequal budgets",
                 dir.display()
             );
@@ -108,11 +108,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     crate::plot::draw(&bands, x_label, &metric, &out, (900, 540))?;
     let t = crate::plot::table(&bands);
-    print!("{t}");
+    crate::out!("{t}");
     if let Some(path) = table {
         crate::checkpoint::write_bytes_atomic(&path, t.as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
     }
-    println!("wrote {}", out.display());
+    crate::outln!("wrote {}", out.display());
     Ok(())
 }

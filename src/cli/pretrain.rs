@@ -130,7 +130,7 @@ pub fn run(modality: Command) -> Result<()> {
             );
             let mut obj = AudioCpc::new(&cfg, set, &device)?;
             let (files, speakers) = obj.modality.train_files();
-            eprintln!(
+            crate::errln!(
                 "{read}; training on {files} files of {speakers} speaker(s) at least one window ({} samples) long, {} test split held out",
                 cfg.data.window,
                 format!("{:?}", cfg.data.split).to_lowercase(),
@@ -155,7 +155,7 @@ pub fn run(modality: Command) -> Result<()> {
             args.cpu_only("CPC on recorded frames")?;
             let cfg: FramesCpcConfig = args.config()?;
             let traj = crate::data::trajectories::Trajectories::load(&args.data)?;
-            eprintln!(
+            crate::errln!(
                 "{} steps, {} episodes of {} (observation {:?})",
                 traj.len(),
                 traj.episodes(),
@@ -177,12 +177,12 @@ pub fn run(modality: Command) -> Result<()> {
             let set = load_split(&args.data, Part::Train, &cfg.data)?;
             set.report_skipped(strict)?;
             if let Some(held) = &set.held_out {
-                eprintln!(
+                crate::errln!(
                     "{} test images held out (never trained on; `rlcpc probe` tests on them)",
                     held.len()
                 );
             }
-            eprintln!(
+            crate::errln!(
                 "{} training images of {}x{}x{}, {} classes",
                 set.len(),
                 set.height,
@@ -210,7 +210,7 @@ pub fn run(modality: Command) -> Result<()> {
             let cfg: TextCpcConfig = args.config()?;
             let corpus = crate::data::text::load_corpus_with(&args.data, cfg.data.encoding)?;
             if !corpus.latin1.is_empty() {
-                eprintln!(
+                crate::errln!(
                     "note: {} of {} files are not valid UTF-8 and were read as Latin-1 (ISO-8859-1), e.g. '{}'",
                     corpus.latin1.len(),
                     corpus.files.len(),
@@ -219,7 +219,7 @@ pub fn run(modality: Command) -> Result<()> {
             }
             let mut obj = TextCpc::new(&cfg, &corpus, &device)?;
             let (vocab, passages) = obj.modality.sizes();
-            eprintln!(
+            crate::errln!(
                 "{} sentences in {} files; vocabulary {vocab} words ({:.1}% of words unknown); {passages} passages of {}",
                 corpus.sentences(),
                 corpus.files.len(),
@@ -271,7 +271,7 @@ fn views(args: &TrainerArgs, strict: bool) -> Result<()> {
         meta["recording"] = serde_json::json!(true);
         meta["label"] = serde_json::json!(cfg.data.label);
     }
-    eprintln!(
+    crate::errln!(
         "{} training images of {}x{}x{}, {} classes; {} held out ({}: the kNN monitor's queries, never trained on)",
         train.len(),
         train.height,
@@ -381,12 +381,12 @@ fn report_trainer(s: &crate::pretrain::FitSummary, unit: &str, extra: &str, out:
     } else {
         format!("last: {}", last.join(", "))
     };
-    println!(
+    crate::outln!(
         "{} after {} steps in {:.1} s ({:.1} {unit}/s); {last}{extra}",
         if s.interrupted { "interrupted" } else { "done" },
         s.steps,
         s.seconds,
         s.samples_per_sec,
     );
-    println!("encoder: {}", out.join(crate::run_dir::ENCODER).display());
+    crate::outln!("encoder: {}", out.join(crate::run_dir::ENCODER).display());
 }

@@ -87,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
     let t0 = std::time::Instant::now();
     let t = crate::rl::eval::record(&cfg, &mut driver, &who, steps, seed)?;
     t.save(&out, force)?;
-    println!(
+    crate::outln!(
             "wrote {} steps ({} episodes, observation {:?}, state [{}]) of {} by {who} to {} in {:.1} s",
             t.len(),
             t.episodes(),

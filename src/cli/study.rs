@@ -67,7 +67,7 @@ pub fn run(args: Args) -> Result<()> {
     let threads = threads.max(1);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or((cores / threads).max(1));
-    eprintln!(
+    crate::errln!(
         "study '{}' (plan {}) in {}: {} tuning and {n_eval} evaluation runs, {jobs} at a time",
         study.plan.study.name,
         study.hash(),
@@ -76,12 +76,12 @@ pub fn run(args: Args) -> Result<()> {
     );
     if args.dry_run {
         for n in &study.notes {
-            eprintln!("{n}");
+            crate::errln!("{n}");
         }
         for r in &tuning {
-            println!("{}", r.dir.display());
+            crate::outln!("{}", r.dir.display());
         }
-        println!(
+        crate::outln!(
             "(then {n_eval} evaluation runs under {})",
             study.dir.join("eval").display()
         );
@@ -94,9 +94,9 @@ pub fn run(args: Args) -> Result<()> {
         verbose: !args.quiet,
     };
     match study.run(&opts, stop_on_ctrl_c()?)? {
-        Outcome::Complete { report } => println!("done: report {}", report.display()),
+        Outcome::Complete { report } => crate::outln!("done: report {}", report.display()),
         Outcome::Stopped { remaining } => {
-            println!("stopped: {remaining}");
+            crate::outln!("stopped: {remaining}");
             // Distinct from done (0) and from an error (1), for scripts that rerun the
             // command until the study is done.
             std::process::exit(STOPPED);

@@ -236,7 +236,7 @@ fn run_seeds(run: &RunArgs, seeds: &[u64]) -> Result<()> {
                     .with_context(|| format!("cannot read '{}'", result.display()))?,
             )
             .with_context(|| format!("'{}' is not a seed's result", result.display()))?;
-            eprintln!(
+            crate::errln!(
                 "seed {seed} ({}/{}): finished before, kept",
                 i + 1,
                 seeds.len()
@@ -250,7 +250,7 @@ fn run_seeds(run: &RunArgs, seeds: &[u64]) -> Result<()> {
             });
             continue;
         }
-        eprintln!("seed {seed} ({}/{})", i + 1, seeds.len());
+        crate::errln!("seed {seed} ({}/{})", i + 1, seeds.len());
         let again = resume && dir.join(crate::run_dir::CHECKPOINT).is_file();
         let mut one = RunArgs {
             config: if again { None } else { started.clone() },
@@ -282,16 +282,16 @@ fn run_seeds(run: &RunArgs, seeds: &[u64]) -> Result<()> {
             complete: !s.interrupted,
         });
         if s.interrupted {
-            eprintln!("interrupted: the seeds after {seed} are not run (continue with the same command and --resume)");
+            crate::errln!("interrupted: the seeds after {seed} are not run (continue with the same command and --resume)");
             break;
         }
     }
     let t = crate::rl::study::seeds::summary(&rows, seeds.len());
-    print!("{t}");
+    crate::out!("{t}");
     let path = base.join("summary.txt");
     crate::checkpoint::write_bytes_atomic(&path, t.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
-    println!("summary: {}", path.display());
+    crate::outln!("summary: {}", path.display());
     Ok(())
 }
 
@@ -316,14 +316,14 @@ fn one_run(
         _ => Config::load_with_notes(config.as_deref(), &overrides)?,
     };
     for n in notes {
-        eprintln!("{n}");
+        crate::errln!("{n}");
     }
     let out = out.unwrap_or_else(|| {
         crate::run_dir::default_path(config.as_deref(), cfg.aux.kind().as_str(), cfg.run.seed)
     });
     let spec = crate::rl::train::preflight(&cfg)?;
     for w in crate::rl::train::memory_warnings(&cfg)? {
-        eprintln!("{w}");
+        crate::errln!("{w}");
     }
     set_learner_threads(cfg.run.learner_threads);
     let opts = TrainOptions {
@@ -333,7 +333,7 @@ fn one_run(
         progress: !quiet,
         write: true,
     };
-    eprintln!(
+    crate::errln!(
         "training {} ({} aux) into {}",
         cfg.env.id,
         match cfg.aux.kind() {
@@ -344,7 +344,7 @@ fn one_run(
     );
     if cfg.env.id.starts_with(rlcpc_envs::gymnasium::PREFIX) {
         let per = cfg.env.num_envs / cfg.run.workers.max(1);
-        eprintln!(
+        crate::errln!(
             "Python environments (env.vector = \"{}\"): {}",
             cfg.env.vector.as_str(),
             match cfg.env.vector {
@@ -359,7 +359,7 @@ fn one_run(
     }
     let s = train_on(&cfg, &spec, &opts, stop, actors)?;
     let c = &s.counters;
-    println!(
+    crate::outln!(
             "{} after {} env steps, {} updates, {} episodes in {:.1} s ({:.0} steps/s); mean return (last 100 episodes): {}",
             if s.interrupted { "interrupted" } else { "done" },
             c.env_steps,
@@ -372,7 +372,7 @@ fn one_run(
     // What a study would report of this run (crate::rl::study::stats).
     if let Ok(m) = crate::rl::study::RunMetrics::read(&out) {
         let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.4}"));
-        println!(
+        crate::outln!(
             "final return (last 10% of episodes) {} · AUC {} · MMER {}",
             f(m.final_return),
             f(m.auc),
@@ -381,22 +381,22 @@ fn one_run(
     }
     if let Some(mib) = crate::bench::peak_rss_mib() {
         // With --seeds, the largest of the runs so far.
-        println!("peak memory: {mib:.1} MiB (this process so far)");
+        crate::outln!("peak memory: {mib:.1} MiB (this process so far)");
     }
     if c.updates > 0 {
         // Where an update's time went (means over the run), e.g. to find a GPU waiting.
-        println!("{}", crate::bench::phases_line(&s.phases_ms));
+        crate::outln!("{}", crate::bench::phases_line(&s.phases_ms));
     }
     if let Some((steps, secs)) = s.solved {
-        println!(
+        crate::outln!(
             "target return {} reached at {steps} env steps, {secs:.2} s",
             cfg.run.target_return
         );
     }
     if let Some(t) = &s.traffic {
-        println!("{t}");
+        crate::outln!("{t}");
     }
-    println!(
+    crate::outln!(
         "checkpoint: {}",
         out.join(crate::run_dir::CHECKPOINT).display()
     );

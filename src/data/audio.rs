@@ -268,10 +268,10 @@ impl AudioSet {
     /// Prints skipped files to stderr (at most `max` of them).
     pub fn report_skipped(&self, max: usize) {
         for (p, e) in self.skipped.iter().take(max) {
-            eprintln!("warning: skipped '{}': {e}", self.root.join(p).display());
+            crate::errln!("warning: skipped '{}': {e}", self.root.join(p).display());
         }
         if self.skipped.len() > max {
-            eprintln!(
+            crate::errln!(
                 "warning: ... and {} more unreadable files",
                 self.skipped.len() - max
             );

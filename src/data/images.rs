@@ -43,7 +43,7 @@ impl ImageSet {
                 first.display()
             );
         }
-        eprintln!(
+        crate::errln!(
             "note: {n} unreadable image(s) left out, {} used; the first: '{}': {why} (--strict refuses them)",
             self.len(),
             first.display()

@@ -550,7 +550,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                 get("perf/samples_per_sec")
             ));
             if bar.is_hidden() {
-                eprintln!(
+                crate::errln!(
                     "step {} loss {:.4} acc {:.3}",
                     counters.updates,
                     get("train/loss"),
@@ -574,7 +574,7 @@ pub fn fit(obj: &mut dyn Objective, train: &TrainSection, opts: &FitOptions) -> 
                 .collect::<Vec<_>>()
                 .join(", ");
             if bar.is_hidden() {
-                eprintln!("step {}: {line}", counters.updates);
+                crate::errln!("step {}: {line}", counters.updates);
             } else {
                 bar.println(format!("step {}: {line}", counters.updates));
             }

@@ -124,12 +124,12 @@ impl Report {
     /// object to standard output.
     pub fn print(&self, json: bool) {
         for n in &self.notes {
-            eprintln!("{n}");
+            crate::errln!("{n}");
         }
         if json {
-            println!("{}", self.json);
+            crate::outln!("{}", self.json);
         } else {
-            print!("{}", self.table());
+            crate::out!("{}", self.table());
         }
     }
 }

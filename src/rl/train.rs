@@ -553,7 +553,7 @@ pub fn train_on<'a>(
         if cfg.env.id.starts_with(rlcpc_envs::gymnasium::PREFIX) {
             // A Python environment's state cannot be saved: the actors start new episodes
             // (from a new seed, below), so such a resume is not bit-for-bit.
-            eprintln!(
+            crate::errln!(
                 "note: '{}' is a Python environment, whose state cannot be restored: the resumed run starts new episodes",
                 cfg.env.id
             );
@@ -662,7 +662,7 @@ pub fn train_on<'a>(
             // the run ends as interrupted.
             Err(e) if team.is_none() && opts.write => {
                 if stop.load(Ordering::Relaxed) {
-                    eprintln!("note: after the stop request: {e}");
+                    crate::errln!("note: after the stop request: {e}");
                     (interrupted, actors_failed) = (true, true);
                     break;
                 }

@@ -154,6 +154,76 @@ fn ctrl_c_writes_a_final_checkpoint() {
     assert!(e.contains("mean return"), "{e}");
 }
 
+/// A pipe whose reader has gone, as `rlcpc … | head` after `head` exits or a `tail`
+/// killed by the same Ctrl-C as the run.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_and_keeps_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, log) = (tmp.path().join("run"), tmp.path().join("stderr"));
+    // The run trains to its end; its report on stdout is what fails.
+    let status = bin()
+        .args(["train", "--quiet", "--out", s(&run)])
+        .args(["--set", "run.total_steps=3000"])
+        .stdout(closed_pipe())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    // 141 as for a process a closed pipe ended; a panic would be 101.
+    assert_eq!(status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
+    for f in ["checkpoint.safetensors", "config.toml", "metrics.jsonl"] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    // Commands that only print end the same way.
+    for args in [&["config", "show", "cartpole"][..], &["envs"]] {
+        let status = bin()
+            .args(args)
+            .stdout(closed_pipe())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .status()
+            .unwrap();
+        let err = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(status.code(), Some(141), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_closed_stderr_stops_a_long_run_at_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (run, log) = (tmp.path().join("run"), tmp.path().join("stdout"));
+    // Hours of training; its progress lines go to a closed stderr, so the run stops as
+    // after Ctrl-C: it writes its checkpoint and ends.
+    let mut child = bin()
+        .args(["train", "--out", s(&run)])
+        .args([
+            "--set",
+            "run.total_steps=500000000",
+            "--set",
+            "run.log_every=1",
+        ])
+        .args(["--set", "run.target_return=0"])
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(closed_pipe())
+        .spawn()
+        .unwrap();
+    let o = crate::support::finish_within(&mut child, &log, 120);
+    assert_eq!(o.status.code(), Some(141), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+    let ck = run.join("checkpoint.safetensors");
+    let e = Rlcpc::new("eval")
+        .args(&["--checkpoint", s(&ck), "--episodes", "1"])
+        .ok();
+    assert!(e.contains("mean return"), "{e}");
+}
+
 #[test]
 fn curl_auxiliary_trains_a_lab_rgb_agent_and_needs_image_observations() {
     let dir = tempfile::tempdir().unwrap();

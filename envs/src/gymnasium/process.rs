@@ -9,7 +9,7 @@
 //!   helper processes too) when the environment is dropped, by [`kill_all`] on a forced
 //!   exit, and by the kernel's parent-death signal when rlcpc dies without either.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Child, ChildStdout, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -191,7 +191,11 @@ fn on_spawner_thread(command: Command) -> std::io::Result<Child> {
                 }
             });
         if let Err(e) = started {
-            eprintln!("warning: no spawner thread for Python environments ({e})");
+            // Not eprintln!: a closed standard error must not panic the caller.
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: no spawner thread for Python environments ({e})"
+            );
         }
         Mutex::new(tx)
     });

@@ -146,7 +146,7 @@ pub fn run_job(
             // Every rank finds the same fault: rank 0 says it, then all end together.
             let world = universe.world();
             if world.rank() == 0 {
-                eprintln!("error: {e:#}");
+                crate::errln!("error: {e:#}");
             }
             world.barrier();
             drop(universe);
@@ -166,8 +166,8 @@ pub fn run_job(
         }));
         match served {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => eprintln!("error: MPI rank {rank}: {e:#}"),
-            Err(_) => eprintln!("error: MPI rank {rank} panicked"),
+            Ok(Err(e)) => crate::errln!("error: MPI rank {rank}: {e:#}"),
+            Err(_) => crate::errln!("error: MPI rank {rank} panicked"),
         }
         abort(world, 1);
     }
@@ -179,17 +179,17 @@ pub fn run_job(
             // until their timeout: either would keep mpirun waiting.
             if lost_ranks() || (layout.learners > 1 && r.is_err()) {
                 if let Err(e) = &r {
-                    eprintln!("error: {e:#}");
+                    crate::errln!("error: {e:#}");
                 }
                 if lost_ranks() {
-                    eprintln!("note: MPI ranks were lost (above); ending the job with MPI_Abort so that none is left waiting");
+                    crate::errln!("note: MPI ranks were lost (above); ending the job with MPI_Abort so that none is left waiting");
                 }
                 abort(world, if r.is_ok() { 0 } else { 1 });
             }
             r
         }
         Err(_) => {
-            eprintln!("error: MPI rank 0 (the learner) panicked");
+            crate::errln!("error: MPI rank 0 (the learner) panicked");
             abort(world, 1)
         }
     }

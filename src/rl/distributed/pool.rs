@@ -264,7 +264,7 @@ impl<'a> MpiPool<'a> {
                 "{why}, and no actor rank is left; the last checkpoint stays"
             )));
         }
-        eprintln!(
+        crate::errln!(
             "warning: {why}; going on with the other actor ranks ({left} left; mpi/lost_ranks counts the lost)"
         );
         Ok(())
@@ -284,7 +284,7 @@ impl<'a> MpiPool<'a> {
             {
                 let _ = m.matched_receive_vec::<u8>();
                 self.told[r] = true;
-                eprintln!(
+                crate::errln!(
                     "note: lost MPI rank {} sent again; told it to stop",
                     self.watch.world[r]
                 );

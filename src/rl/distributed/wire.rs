@@ -46,7 +46,7 @@ pub(super) fn complete<'a, D: ?Sized, S: Scope<'a>>(
             Err(r) => req = r,
         }
         if let Some(why) = poll() {
-            eprintln!("error: {why}");
+            crate::errln!("error: {why}");
             LOST.store(true, SeqCst);
             world.abort(1);
         }
@@ -175,7 +175,7 @@ pub(super) fn receive_polled(
             return m.matched_receive_vec::<u8>().0;
         }
         if let Some(why) = poll() {
-            eprintln!("error: {why}");
+            crate::errln!("error: {why}");
             LOST.store(true, SeqCst);
             comm.abort(1);
         }

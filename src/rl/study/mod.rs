@@ -284,7 +284,7 @@ impl Study {
                     self.dir.join("replaced").display()
                 );
             }
-            eprintln!("note: --replan: the plan changed ({}); runs whose config changed will be moved to '{}' and run again", changes.join("; "), self.dir.join("replaced").display());
+            crate::errln!("note: --replan: the plan changed ({}); runs whose config changed will be moved to '{}' and run again", changes.join("; "), self.dir.join("replaced").display());
             // Keep the old plan beside the new one.
             let secs = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -495,7 +495,7 @@ impl Study {
     /// Runs what is left of the study (the module doc says how), then writes the report.
     pub fn run(&self, opts: &Options, user_stop: Arc<AtomicBool>) -> Result<Outcome> {
         for n in &self.notes {
-            eprintln!("{n}");
+            crate::errln!("{n}");
         }
         let started = Instant::now();
         let deadline = opts.minutes.map(|m| {
@@ -715,7 +715,7 @@ impl Pool {
             // A run whose loss became NaN or infinite is a result (its configuration
             // diverged), not a fault of the study: run again, it would diverge again.
             Err(e) if diverged(&e) => {
-                eprintln!("note: study run '{}' diverged: {e:#}", run.dir.display());
+                crate::errln!("note: study run '{}' diverged: {e:#}", run.dir.display());
                 RunMetrics {
                     env_steps: steps_done(&run.dir),
                     episodes: 0,
@@ -739,7 +739,7 @@ impl Pool {
         });
         if self.verbose {
             let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.3}"));
-            eprintln!(
+            crate::errln!(
                 "[{} done this session] {}: final return {}, AUC {}, MMER {} ({:.1} s)",
                 n.unwrap_or(0),
                 run.dir.display(),
@@ -782,7 +782,7 @@ impl Pool {
         std::fs::rename(&run.dir, &to).with_context(|| {
             format!("cannot move '{}' to '{}'", run.dir.display(), to.display())
         })?;
-        eprintln!(
+        crate::errln!(
             "note: --replan: '{}' was made with another config; moved to '{}'",
             run.dir.display(),
             to.display()
