@@ -16,6 +16,12 @@
 # label draws' seed); ARMS default "simclr moco cpc cpc-ln". Ends with the tables.
 # For a quick check of the pipeline, STEPS=20 MAX_IMAGES=6000 FINE_TUNE=20 override the
 # steps of every arm, the probes' images and the fine-tuning steps.
+#
+# RECORDS=DIR keeps what a finished run leaves for the tables (its training time, its
+# config, its three probes' JSON and the binary's version) in DIR, a folder to commit:
+# OUT is lost with its machine, and a later start on a fresh OUT takes every complete
+# record from DIR instead of training that run again. A run whose record lacks a probe
+# is trained again (its encoder is not kept).
 set -euo pipefail
 data=${1:?usage: fashion-views.sh DATA OUT [SEEDS] [ARMS]}
 out=${2:?usage: fashion-views.sh DATA OUT [SEEDS] [ARMS]}
@@ -23,7 +29,30 @@ seeds=${3:-1 2 3}
 arms=${4:-simclr moco cpc cpc-ln}
 bin=${RLCPC:-$(dirname "$0")/../target/release/rlcpc}
 [[ -x $bin ]] || { echo "no rlcpc binary at $bin (cargo build --release, or set RLCPC)" >&2; exit 1; }
-mkdir -p "$out"
+records=${RECORDS:-}
+mkdir -p "$out" ${records:+"$records"}
+shares=(1 10 100)
+
+# A complete record (time and the three probes) stands for a finished run in OUT.
+restore_record() { # ARM SEED
+    local rec="$records/$1-seed$2" run="$out/$1-seed$2" s
+    [[ -n $records && -f $rec/seconds ]] || return 0
+    for s in "${shares[@]}"; do [[ -f $rec/probe-$s.json ]] || return 0; done
+    [[ -f $run/.done ]] && return 0
+    echo "== $run: taken from its record in $records"
+    rm -rf "$run"
+    mkdir -p "$run"
+    cp "$rec/seconds" "$run/.seconds"
+    for s in "${shares[@]}"; do cp "$rec/probe-$s.json" "$out/probe-$1-seed$2-$s.json"; done
+    touch "$run/.done"
+}
+
+# Into the record: FILE as NAME.
+save_record() { # ARM SEED FILE NAME
+    [[ -n $records ]] || return 0
+    mkdir -p "$records/$1-seed$2"
+    cp "$3" "$records/$1-seed$2/$4"
+}
 
 # Each arm: its preset and settings. The steps fit 30 minutes at the throughput
 # `rlcpc bench --trainers-only` measured on the 2-core machine (SimCLR 598, MoCo 743,
@@ -46,6 +75,7 @@ for arm in $arms; do
     flags=$(arm_flags "$arm")
     for seed in $seeds; do
         run="$out/$arm-seed$seed"
+        restore_record "$arm" "$seed"
         if [[ ! -f $run/.done ]]; then
             resume=() runflags=$flags
             if [[ -f $run/checkpoint.safetensors ]]; then
@@ -76,9 +106,14 @@ for arm in $arms; do
             sed -n 's/^done after [0-9]* steps in \([0-9.]*\) s.*/\1/p' <<<"$log" \
                 | awk '{printf "%d\n", $1 + 0.5}' > "$run/.seconds"
             touch "$run/.done"
+            { "$bin" --version; echo "checkout $(git -C "$(dirname "$0")" rev-parse --short HEAD 2>/dev/null || echo unknown)"; } > "$run/.version"
+            save_record "$arm" "$seed" "$run/.seconds" seconds
+            save_record "$arm" "$seed" "$run/config.toml" config.toml
+            save_record "$arm" "$seed" "$run/.version" version
         fi
-        for share in 1% 10% 100%; do
-            p="$out/probe-$arm-seed$seed-${share%\%}.json"
+        for s in "${shares[@]}"; do
+            share=$s%
+            p="$out/probe-$arm-seed$seed-$s.json"
             [[ -f $p ]] && continue
             extra=(--max-images "${MAX_IMAGES:-60000}" --label-seed "$seed")
             [[ $share != 100% ]] && extra+=(--labels "$share")
@@ -89,6 +124,7 @@ for arm in $arms; do
             "$bin" probe --encoder "$run/encoder.safetensors" --data "$data" "${extra[@]}" \
                 --json > "$p.tmp"
             mv "$p.tmp" "$p"
+            save_record "$arm" "$seed" "$p" "probe-$s.json"
             echo "   probed $share: $(basename "$p")"
         done
     done
