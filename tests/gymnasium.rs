@@ -562,6 +562,73 @@ fn an_environment_killed_by_a_signal_is_named_with_the_signal() {
     );
 }
 
+/// `minigrid-onehot` gives the `minigrid` view as one-hot codes: for the same seed and
+/// actions, every cell of the 7×7×20 view has one object, one colour and one state code
+/// set, and they are the raw 7×7×3 view's indices (11 objects, 6 colours, 3 states).
+#[test]
+#[cfg_attr(
+    not(rlcpc_gymnasium),
+    ignore = "needs a Python with Gymnasium: set RLCPC_TEST_PYTHON (or activate a virtual environment) and rebuild"
+)]
+fn the_one_hot_minigrid_view_codes_the_raw_view() {
+    let Some(py) = python() else { return };
+    let has = std::process::Command::new(&py)
+        .args(["-c", "import minigrid"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{py} lacks minigrid (.ci/run installs it)"
+        );
+        eprintln!("skipped: {py} lacks minigrid");
+        return;
+    }
+    let with = |wrapper: &str| EnvConfig {
+        wrappers: vec![wrapper.into()],
+        ..cfg("gymnasium:minigrid:MiniGrid-MemoryS7-v0", &py)
+    };
+    let mut raw = make(&with("minigrid")).unwrap();
+    let mut hot = make(&with("minigrid-onehot")).unwrap();
+    assert_eq!(raw.observation_space().shape(), vec![7, 7, 3]);
+    assert_eq!(hot.observation_space().shape(), vec![7, 7, 20]);
+    let (mut r, mut h) = (vec![0f32; 147], vec![0f32; 980]);
+    let mut objects = std::collections::BTreeSet::new();
+    for seed in 0..3u64 {
+        raw.reset_into(Some(seed), &mut r);
+        hot.reset_into(Some(seed), &mut h);
+        // Turn round (the cue is behind the agent at the start), then walk on.
+        for t in 0..12 {
+            for (cell, (r, h)) in r.chunks(3).zip(h.chunks(20)).enumerate() {
+                assert!(
+                    h.iter().all(|&x| x == 0.0 || x == 1.0),
+                    "seed {seed} step {t}"
+                );
+                for (part, (lo, hi)) in [(0, 11), (11, 17), (17, 20)].into_iter().enumerate() {
+                    let set: Vec<usize> = (lo..hi).filter(|&i| h[i] == 1.0).collect();
+                    assert_eq!(
+                        set,
+                        [lo + r[part] as usize],
+                        "seed {seed} step {t} cell {cell} part {part}: raw {r:?}"
+                    );
+                }
+                objects.insert(r[0] as usize);
+            }
+            let a = if t < 2 { 0 } else { 2 };
+            let (o, p) = (
+                raw.step_into(a, &mut r).unwrap(),
+                hot.step_into(a, &mut h).unwrap(),
+            );
+            assert_eq!((o.reward, o.terminated), (p.reward, p.terminated));
+        }
+    }
+    // Walls (2), floor (1) and, behind the start, the cue (a key 5 or a ball 6) were seen.
+    assert!(
+        objects.contains(&2) && (objects.contains(&5) || objects.contains(&6)),
+        "{objects:?}"
+    );
+}
+
 /// The presets of Python environments (`atari`: Pong through ale-py, IMPALA's conv
 /// encoder on 84×84×4 frames; `minigrid-memory`: MiniGrid-MemoryS7 with LSTM + CPC)
 /// train with their own settings, with and without the auxiliary head: episodes of

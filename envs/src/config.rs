@@ -26,7 +26,8 @@ pub struct EnvConfig {
     pub python: Option<String>,
     /// Wrappers around a `gymnasium:` environment, in order: `atari` (no-op starts, frame
     /// skip 4, 84x84 grayscale, 4 stacked frames), `minigrid` (MiniGrid's 7x7x3 view
-    /// alone), `flatten` (Gymnasium's FlattenObservation, for Dict and Tuple spaces).
+    /// alone), `minigrid-onehot` (that view as 7x7x20 one-hot codes of object, colour and
+    /// state), `flatten` (Gymnasium's FlattenObservation, for Dict and Tuple spaces).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wrappers: Vec<String>,
     /// Seconds a `gymnasium:` environment has to answer one request (being made, a reset,

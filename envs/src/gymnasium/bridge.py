@@ -150,10 +150,17 @@ def make_env(spec, np, gymnasium):
             from minigrid.wrappers import ImgObsWrapper
 
             env = ImgObsWrapper(env)
+        elif w == "minigrid-onehot":
+            # The same view with each cell's object, colour and state as one-hot codes
+            # (7x7x20 of 0/1): in the raw view, objects that differ only in their type
+            # (MemoryS7's green key and green ball) differ in a single number.
+            from minigrid.wrappers import ImgObsWrapper, OneHotPartialObsWrapper
+
+            env = ImgObsWrapper(OneHotPartialObsWrapper(env))
         elif w == "flatten":
             env = gymnasium.wrappers.FlattenObservation(env)
         else:
-            raise ValueError(f"unknown wrapper '{w}' (env.wrappers); known: atari, minigrid, flatten")
+            raise ValueError(f"unknown wrapper '{w}' (env.wrappers); known: atari, minigrid, minigrid-onehot, flatten")
     if limit and "atari" in wrappers:
         # In agent steps, above the frame skip (gymnasium.make's would count frames).
         env = gymnasium.wrappers.TimeLimit(env, limit)

@@ -47,7 +47,7 @@ pub use vector::GymnasiumVec;
 pub const PREFIX: &str = "gymnasium:";
 
 /// Wrappers `env.wrappers` may name.
-pub const WRAPPERS: &[&str] = &["atari", "minigrid", "flatten"];
+pub const WRAPPERS: &[&str] = &["atari", "minigrid", "minigrid-onehot", "flatten"];
 
 /// One Gymnasium environment in its own Python process.
 pub struct GymnasiumEnv {
