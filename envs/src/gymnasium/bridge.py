@@ -160,7 +160,8 @@ def make_env(spec, np, gymnasium):
         elif w == "flatten":
             env = gymnasium.wrappers.FlattenObservation(env)
         else:
-            raise ValueError(f"unknown wrapper '{w}' (env.wrappers); known: atari, minigrid, minigrid-onehot, flatten")
+            known = "atari, minigrid, minigrid-onehot, flatten"
+            raise ValueError(f"unknown wrapper '{w}' (env.wrappers); known: {known}")
     if limit and "atari" in wrappers:
         # In agent steps, above the frame skip (gymnasium.make's would count frames).
         env = gymnasium.wrappers.TimeLimit(env, limit)
